@@ -1,0 +1,5 @@
+//! The host with the fixture plugin, loaded through the real ABI: plugin loading,
+//! routing, the lifecycle and the HTTP API, each in milliseconds.
+
+mod helpers;
+mod plugins;
