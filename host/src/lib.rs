@@ -11,6 +11,7 @@
 //! - [`router`]: backend and tier choice with reasons and a fallback plan.
 //! - [`lifecycle`]: the scheduler of loaded models (ref counts, idle timers, eviction).
 //! - [`api`]: the OpenAI-compatible and native HTTP API.
+//! - [`service`]: the running host tying these together; the generation path.
 //! - [`cli`]: the `hearth` command line.
 
 pub mod api;
@@ -20,4 +21,5 @@ pub mod device;
 pub mod lifecycle;
 pub mod plugin;
 pub mod router;
+pub mod service;
 pub mod store;

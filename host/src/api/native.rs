@@ -1,0 +1,106 @@
+//! hearth's own endpoints: loaded models, profile, plugins, load, unload, health.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use axum::Json;
+use hearth_sdk::abi_stable::std_types::RVec;
+use hearth_sdk::GenerateRequest;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::params::{CommonParams, KeepAliveField};
+use super::ApiError;
+use crate::router::RouteRequest;
+use crate::service::{Generation, Hearth};
+
+/// `GET /api/ps`
+pub async fn ps(State(hearth): State<Arc<Hearth>>) -> Json<Value> {
+    Json(json!({ "models": hearth.loaded_models() }))
+}
+
+/// `GET /api/profile`: the device, the catalog in force and the default routing decision.
+pub async fn profile(State(hearth): State<Arc<Hearth>>) -> Json<Value> {
+    let route = match hearth.route(&RouteRequest::default()) {
+        Ok(plan) => json!({ "summary": plan.describe(), "plan": plan }),
+        Err(error) => json!({ "error": error.to_string() }),
+    };
+    Json(json!({
+        "device": hearth.device().view(),
+        "catalog": { "source": hearth.config().catalog.describe() },
+        "route": route,
+    }))
+}
+
+/// `GET /api/plugins`
+pub async fn plugins(State(hearth): State<Arc<Hearth>>) -> Json<Value> {
+    Json(json!(hearth.plugins()))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoadBody {
+    pub model: Option<String>,
+    pub backend: Option<String>,
+    pub tier: Option<u8>,
+    pub keep_alive: Option<KeepAliveField>,
+}
+
+/// `POST /api/load`: load a model (routing as for a request) and keep it resident
+/// for its idle period.
+pub async fn load(
+    State(hearth): State<Arc<Hearth>>,
+    body: Result<Json<LoadBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    let params = CommonParams {
+        model: body.model,
+        backend: body.backend,
+        tier: body.tier,
+        keep_alive: body.keep_alive,
+        ..CommonParams::default()
+    };
+    let generation = Generation {
+        route: params.route(),
+        request: GenerateRequest {
+            messages: RVec::new(),
+            prompt: None.into(),
+            sampling: Default::default(),
+            stop: RVec::new(),
+            max_tokens: 0,
+            adapters: RVec::new(),
+        },
+        adapters: Vec::new(),
+        keep_alive: params.keep_alive()?,
+    };
+    let prepared = hearth.prepare(generation).await?;
+    let loaded = json!({ "model": prepared.model_id(), "backend": prepared.backend(), "status": "loaded" });
+    drop(prepared);
+    Ok(Json(loaded))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UnloadBody {
+    pub model: String,
+}
+
+/// `POST /api/unload`
+pub async fn unload(
+    State(hearth): State<Arc<Hearth>>,
+    body: Result<Json<UnloadBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    let unloaded = hearth
+        .unload(&body.model)
+        .await
+        .map_err(|error| ApiError::bad_request(error.to_string()))?;
+    if unloaded == 0 {
+        return Err(ApiError::not_found(format!("model `{}` is not loaded", body.model)));
+    }
+    Ok(Json(json!({ "model": body.model, "status": "unloaded" })))
+}
+
+/// `GET /health`
+pub async fn health(State(hearth): State<Arc<Hearth>>) -> Json<Value> {
+    Json(json!({ "status": "ok", "plugins": hearth.registry().plugins.len(), "loaded_models": hearth.loaded_models().len() }))
+}

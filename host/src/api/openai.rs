@@ -1,0 +1,294 @@
+//! OpenAI-compatible endpoints: chat completions, completions, models.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::Stream;
+use hearth_sdk::abi_stable::std_types::{RString, RVec};
+use hearth_sdk::{ChatMessage, GenerateRequest};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::params::CommonParams;
+use super::ApiError;
+use crate::service::{Completion, Generation, Hearth, Prepared};
+
+/// A message's content: a string, or a list of parts of which the text parts count.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ContentPart {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub text: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Message {
+    pub role: String,
+    pub content: Option<Content>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ChatRequest {
+    pub messages: Vec<Message>,
+    #[serde(flatten)]
+    pub params: CommonParams,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CompletionRequest {
+    pub prompt: String,
+    #[serde(flatten)]
+    pub params: CommonParams,
+}
+
+const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
+
+fn message_text(message: Message) -> Result<ChatMessage, ApiError> {
+    if !ROLES.contains(&message.role.as_str()) {
+        return Err(ApiError::bad_request(format!("unknown message role `{}`", message.role)));
+    }
+    let content = match message.content {
+        None => String::new(),
+        Some(Content::Text(text)) => text,
+        Some(Content::Parts(parts)) => {
+            if let Some(part) = parts.iter().find(|part| part.kind != "text") {
+                return Err(ApiError::bad_request(format!("content parts of type `{}` are not supported", part.kind)));
+            }
+            parts.into_iter().map(|part| part.text).collect::<Vec<_>>().join("\n")
+        }
+    };
+    // Chat templates know "system", not OpenAI's newer "developer".
+    let role = if message.role == "developer" { "system".to_string() } else { message.role };
+    Ok(ChatMessage { role: role.into(), content: content.into() })
+}
+
+fn generation(params: &CommonParams, messages: RVec<ChatMessage>, prompt: Option<String>) -> Result<Generation, ApiError> {
+    params.check_n()?;
+    Ok(Generation {
+        route: params.route(),
+        request: GenerateRequest {
+            messages,
+            prompt: prompt.map(RString::from).into(),
+            sampling: params.sampling()?,
+            stop: params.stop()?,
+            max_tokens: params.max_tokens()?,
+            adapters: RVec::new(),
+        },
+        adapters: params.adapters()?,
+        keep_alive: params.keep_alive()?,
+    })
+}
+
+fn unix_seconds() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or(0)
+}
+
+fn usage(completion: &Completion) -> Value {
+    json!({
+        "prompt_tokens": completion.prompt_tokens,
+        "completion_tokens": completion.completion_tokens,
+        "total_tokens": completion.prompt_tokens + completion.completion_tokens,
+    })
+}
+
+/// The two response shapes, chat and plain completion.
+#[derive(Clone, Copy)]
+enum Shape {
+    Chat,
+    Text,
+}
+
+impl Shape {
+    fn id_prefix(self) -> &'static str {
+        match self {
+            Shape::Chat => "chatcmpl",
+            Shape::Text => "cmpl",
+        }
+    }
+
+    fn object(self, streamed: bool) -> &'static str {
+        match (self, streamed) {
+            (Shape::Chat, false) => "chat.completion",
+            (Shape::Chat, true) => "chat.completion.chunk",
+            (Shape::Text, _) => "text_completion",
+        }
+    }
+
+    fn choice(self, text: Option<&str>, finish_reason: Option<&str>, streamed: bool) -> Value {
+        match (self, streamed) {
+            (Shape::Chat, false) => json!({
+                "index": 0,
+                "message": { "role": "assistant", "content": text.unwrap_or_default() },
+                "finish_reason": finish_reason,
+            }),
+            (Shape::Chat, true) => {
+                let delta = match text {
+                    Some(text) => json!({ "content": text }),
+                    None if finish_reason.is_none() => json!({ "role": "assistant", "content": "" }),
+                    None => json!({}),
+                };
+                json!({ "index": 0, "delta": delta, "finish_reason": finish_reason })
+            }
+            (Shape::Text, _) => json!({ "index": 0, "text": text.unwrap_or_default(), "finish_reason": finish_reason }),
+        }
+    }
+}
+
+struct Envelope {
+    id: String,
+    created: u64,
+    model: String,
+    shape: Shape,
+}
+
+impl Envelope {
+    fn new(shape: Shape, prepared: &Prepared) -> Self {
+        Self {
+            id: format!("{}-{}", shape.id_prefix(), uuid::Uuid::new_v4().simple()),
+            created: unix_seconds(),
+            model: prepared.model_id().to_string(),
+            shape,
+        }
+    }
+
+    fn body(&self, streamed: bool, choices: Vec<Value>, usage: Option<Value>) -> Value {
+        let mut body = json!({
+            "id": self.id,
+            "object": self.shape.object(streamed),
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        });
+        if let Some(usage) = usage {
+            body["usage"] = usage;
+        }
+        body
+    }
+}
+
+/// OpenAI's finish reasons; a cancelled stream has no reader left to tell.
+fn finish_reason(completion: &Completion) -> &'static str {
+    match completion.finish_reason {
+        "length" => "length",
+        _ => "stop",
+    }
+}
+
+async fn respond(hearth: Arc<Hearth>, shape: Shape, params: &CommonParams, generation: Generation) -> Result<Response, ApiError> {
+    let include_usage = params.stream_options.as_ref().is_some_and(|options| options.include_usage);
+    let prepared = hearth.prepare(generation).await?;
+    let envelope = Envelope::new(shape, &prepared);
+    if params.stream {
+        return Ok(Sse::new(stream(envelope, prepared, include_usage)).into_response());
+    }
+    let (tokens, mut pieces) = mpsc::unbounded_channel();
+    let completion = prepared.run(tokens).await?;
+    let mut text = String::new();
+    while let Ok(piece) = pieces.try_recv() {
+        text.push_str(&piece);
+    }
+    let choice = shape.choice(Some(&text), Some(finish_reason(&completion)), false);
+    let mut body = envelope.body(false, vec![choice], Some(usage(&completion)));
+    body["hearth"] = json!({ "backend": completion.backend, "tier": completion.tier, "timings": {
+        "prompt_ms": completion.prompt_ms, "decode_ms": completion.decode_ms,
+        "time_to_first_token_ms": completion.time_to_first_token_ms, "total_ms": completion.total_ms,
+    }});
+    Ok(Json(body).into_response())
+}
+
+/// The SSE stream of one generation. Dropping it (the client left) drops the token
+/// receiver, which cancels the generation at its next token.
+fn stream(envelope: Envelope, prepared: Prepared, include_usage: bool) -> impl Stream<Item = Result<Event, Infallible>> {
+    let (tokens, mut pieces) = mpsc::unbounded_channel();
+    let running = tokio::spawn(prepared.run(tokens));
+    let shape = envelope.shape;
+    async_stream::stream! {
+        if matches!(shape, Shape::Chat) {
+            yield Ok(Event::default().data(envelope.body(true, vec![shape.choice(None, None, true)], None).to_string()));
+        }
+        while let Some(piece) = pieces.recv().await {
+            yield Ok(Event::default().data(envelope.body(true, vec![shape.choice(Some(&piece), None, true)], None).to_string()));
+        }
+        match running.await {
+            Ok(Ok(completion)) => {
+                let last = shape.choice(None, Some(finish_reason(&completion)), true);
+                yield Ok(Event::default().data(envelope.body(true, vec![last], None).to_string()));
+                if include_usage {
+                    yield Ok(Event::default().data(envelope.body(true, vec![], Some(usage(&completion))).to_string()));
+                }
+            }
+            Ok(Err(error)) => {
+                let error = ApiError::from(error);
+                yield Ok(Event::default().data(json!({ "error": { "message": error.message, "type": error.kind } }).to_string()));
+            }
+            Err(join) => {
+                tracing::error!(error = %join, "generation task failed");
+                yield Ok(Event::default().data(json!({ "error": { "message": "internal error", "type": "internal_error" } }).to_string()));
+            }
+        }
+        yield Ok(Event::default().data("[DONE]"));
+    }
+}
+
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(body)| body).map_err(|rejection| ApiError::bad_request(rejection.body_text()))
+}
+
+/// `POST /v1/chat/completions`
+pub async fn chat_completions(
+    State(hearth): State<Arc<Hearth>>,
+    body: Result<Json<ChatRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let request = json_body(body)?;
+    if request.messages.is_empty() {
+        return Err(ApiError::bad_request("`messages` must not be empty"));
+    }
+    let messages = request.messages.into_iter().map(message_text).collect::<Result<RVec<_>, _>>()?;
+    let generation = generation(&request.params, messages, None)?;
+    respond(hearth, Shape::Chat, &request.params, generation).await
+}
+
+/// `POST /v1/completions`
+pub async fn completions(
+    State(hearth): State<Arc<Hearth>>,
+    body: Result<Json<CompletionRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let request = json_body(body)?;
+    if request.prompt.is_empty() {
+        return Err(ApiError::bad_request("`prompt` must not be empty"));
+    }
+    let generation = generation(&request.params, RVec::new(), Some(request.prompt))?;
+    respond(hearth, Shape::Text, &request.params, generation).await
+}
+
+/// `GET /v1/models`: every catalog model, installed or not, with hearth's details.
+pub async fn models(State(hearth): State<Arc<Hearth>>) -> Json<Value> {
+    let catalog = hearth.catalog();
+    let data: Vec<Value> = catalog
+        .models
+        .iter()
+        .map(|model| {
+            let installed = model
+                .artifacts
+                .iter()
+                .any(|artifact| hearth.store().model_path(&model.id, &artifact.file).is_ok_and(|path| path.is_file()));
+            json!({ "id": model.id, "object": "model", "created": 0, "owned_by": "hearth", "name": model.name, "installed": installed })
+        })
+        .collect();
+    Json(json!({ "object": "list", "data": data }))
+}

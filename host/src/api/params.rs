@@ -1,0 +1,222 @@
+//! Request fields shared by the completion endpoints, and their validation.
+
+use std::time::Duration;
+
+use hearth_sdk::abi_stable::std_types::{RString, RVec};
+use hearth_sdk::Sampling;
+use serde::Deserialize;
+
+use super::ApiError;
+use crate::lifecycle::KeepAlive;
+use crate::router::RouteRequest;
+
+/// The most tokens one request may ask for; larger values are a client error.
+const MAX_TOKENS_LIMIT: u32 = 32_768;
+/// Tokens generated when the request does not say.
+const DEFAULT_MAX_TOKENS: u32 = 512;
+
+/// `stop` may be one string or a list.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum StopField {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `keep_alive` as Ollama takes it: seconds, or a duration string ("5m", "1h"), or a
+/// negative number for "forever".
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum KeepAliveField {
+    Seconds(f64),
+    Text(String),
+}
+
+/// A LoRA adapter by catalog name, with its scale.
+#[derive(Debug, Deserialize)]
+pub struct AdapterField {
+    pub name: String,
+    #[serde(default = "full_scale")]
+    pub scale: f32,
+}
+
+fn full_scale() -> f32 {
+    1.0
+}
+
+/// Fields every completion request shares (OpenAI's, plus hearth's extensions).
+#[derive(Debug, Default, Deserialize)]
+pub struct CommonParams {
+    pub model: Option<String>,
+    pub max_tokens: Option<i64>,
+    pub max_completion_tokens: Option<i64>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub top_k: Option<i64>,
+    pub min_p: Option<f64>,
+    pub repeat_penalty: Option<f64>,
+    pub seed: Option<i64>,
+    pub stop: Option<StopField>,
+    pub n: Option<u32>,
+    #[serde(default)]
+    pub stream: bool,
+    pub stream_options: Option<StreamOptions>,
+    pub keep_alive: Option<KeepAliveField>,
+    #[serde(default)]
+    pub adapters: Vec<AdapterField>,
+    pub backend: Option<String>,
+    pub tier: Option<u8>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+fn finite_in(name: &str, value: f64, low: f64, high: f64) -> Result<f32, ApiError> {
+    if value.is_finite() && value >= low && value <= high {
+        Ok(value as f32)
+    } else {
+        Err(ApiError::bad_request(format!("`{name}` must be between {low} and {high}, got {value}")))
+    }
+}
+
+impl CommonParams {
+    /// The model the client named; "auto", "default" or nothing lets the router choose.
+    pub fn route(&self) -> RouteRequest {
+        let model = self.model.clone().filter(|name| !name.is_empty() && name != "auto" && name != "default");
+        RouteRequest { model, backend: self.backend.clone(), tier: self.tier }
+    }
+
+    pub fn max_tokens(&self) -> Result<u32, ApiError> {
+        match self.max_completion_tokens.or(self.max_tokens) {
+            None => Ok(DEFAULT_MAX_TOKENS),
+            Some(value) if (1..=i64::from(MAX_TOKENS_LIMIT)).contains(&value) => Ok(value as u32),
+            Some(value) => Err(ApiError::bad_request(format!(
+                "`max_tokens` must be between 1 and {MAX_TOKENS_LIMIT}, got {value}"
+            ))),
+        }
+    }
+
+    pub fn sampling(&self) -> Result<Sampling, ApiError> {
+        let mut sampling = Sampling::default();
+        if let Some(value) = self.temperature {
+            sampling.temperature = finite_in("temperature", value, 0.0, 2.0)?;
+        }
+        if let Some(value) = self.top_p {
+            sampling.top_p = finite_in("top_p", value, 0.0, 1.0)?;
+        }
+        if let Some(value) = self.min_p {
+            sampling.min_p = finite_in("min_p", value, 0.0, 1.0)?;
+        }
+        if let Some(value) = self.repeat_penalty {
+            sampling.repeat_penalty = finite_in("repeat_penalty", value, 0.0, 10.0)?;
+        }
+        if let Some(value) = self.top_k {
+            sampling.top_k = u32::try_from(value)
+                .map_err(|_| ApiError::bad_request(format!("`top_k` must be 0 or more, got {value}")))?;
+        }
+        sampling.seed = match self.seed {
+            Some(seed) => seed as u64,
+            None => rand_seed(),
+        };
+        Ok(sampling)
+    }
+
+    pub fn stop(&self) -> Result<RVec<RString>, ApiError> {
+        let stops = match &self.stop {
+            None => Vec::new(),
+            Some(StopField::One(stop)) => vec![stop.clone()],
+            Some(StopField::Many(stops)) => stops.clone(),
+        };
+        if stops.len() > 16 || stops.iter().any(|stop| stop.is_empty() || stop.len() > 256) {
+            return Err(ApiError::bad_request("`stop` takes at most 16 non-empty strings of at most 256 bytes"));
+        }
+        Ok(stops.into_iter().map(RString::from).collect())
+    }
+
+    pub fn keep_alive(&self) -> Result<KeepAlive, ApiError> {
+        let seconds = match &self.keep_alive {
+            None => return Ok(KeepAlive::Default),
+            Some(KeepAliveField::Seconds(seconds)) => *seconds,
+            Some(KeepAliveField::Text(text)) => parse_keep_alive(text)?,
+        };
+        if !seconds.is_finite() {
+            return Err(ApiError::bad_request("`keep_alive` must be a finite number"));
+        }
+        if seconds < 0.0 {
+            return Ok(KeepAlive::Forever);
+        }
+        Ok(KeepAlive::For(Duration::from_secs_f64(seconds.min(365.0 * 86_400.0))))
+    }
+
+    pub fn adapters(&self) -> Result<Vec<(String, f32)>, ApiError> {
+        self.adapters
+            .iter()
+            .map(|adapter| Ok((adapter.name.clone(), finite_in("adapters[].scale", f64::from(adapter.scale), 0.0, 4.0)?)))
+            .collect()
+    }
+
+    pub fn check_n(&self) -> Result<(), ApiError> {
+        match self.n {
+            None | Some(1) => Ok(()),
+            Some(n) => Err(ApiError::bad_request(format!("only n = 1 is supported, got {n}"))),
+        }
+    }
+}
+
+/// "30s", "5m", "1h", "-1" or a bare number of seconds.
+fn parse_keep_alive(text: &str) -> Result<f64, ApiError> {
+    let text = text.trim();
+    let invalid = || ApiError::bad_request(format!("`keep_alive` must be seconds or a duration like \"5m\", got {text:?}"));
+    let (number, unit) = match text.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((index, _)) => text.split_at(index),
+        None => (text, "s"),
+    };
+    let value: f64 = number.trim().parse().map_err(|_| invalid())?;
+    let scale = match unit {
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(invalid()),
+    };
+    Ok(value * scale)
+}
+
+/// A seed for requests that gave none, so unseeded requests differ.
+fn rand_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_alive_accepts_seconds_durations_and_negative_for_forever() {
+        let with = |field| CommonParams { keep_alive: Some(field), ..CommonParams::default() }.keep_alive().unwrap();
+        assert_eq!(with(KeepAliveField::Seconds(0.0)), KeepAlive::For(Duration::ZERO));
+        assert_eq!(with(KeepAliveField::Text("5m".into())), KeepAlive::For(Duration::from_secs(300)));
+        assert_eq!(with(KeepAliveField::Text("-1".into())), KeepAlive::Forever);
+        assert!(CommonParams { keep_alive: Some(KeepAliveField::Text("soon".into())), ..CommonParams::default() }
+            .keep_alive()
+            .is_err());
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_rejected_with_the_field_name() {
+        let params = CommonParams { temperature: Some(f64::NAN), ..CommonParams::default() };
+        assert!(params.sampling().unwrap_err().message.contains("temperature"));
+        let params = CommonParams { max_tokens: Some(-3), ..CommonParams::default() };
+        assert!(params.max_tokens().unwrap_err().message.contains("max_tokens"));
+        let params = CommonParams { max_tokens: Some(10_000_000), ..CommonParams::default() };
+        assert!(params.max_tokens().is_err());
+        let params = CommonParams { top_k: Some(-1), ..CommonParams::default() };
+        assert!(params.sampling().is_err());
+    }
+}

@@ -1,2 +1,0 @@
-//! Placeholder; filled in by its owner.
-pub fn main() -> anyhow::Result<()> { Ok(()) }

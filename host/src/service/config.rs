@@ -1,0 +1,80 @@
+//! Where the host finds its catalog, plugins and models.
+
+use std::path::{Path, PathBuf};
+
+use crate::catalog::{Catalog, CatalogError};
+
+/// The catalog shipped with hearth, used when no catalog file is configured or present.
+const BUILT_IN_CATALOG: &str = include_str!("../../../catalog.toml");
+
+/// Where the catalog comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogSource {
+    File(PathBuf),
+    BuiltIn,
+}
+
+impl CatalogSource {
+    /// An explicit file, else `$HEARTH_HOME/catalog.toml` when it exists, else the
+    /// shipped catalog compiled into the binary.
+    pub fn resolve(explicit: Option<PathBuf>, home: &Path) -> Self {
+        match explicit {
+            Some(path) => Self::File(path),
+            None => {
+                let in_home = home.join("catalog.toml");
+                if in_home.is_file() {
+                    Self::File(in_home)
+                } else {
+                    Self::BuiltIn
+                }
+            }
+        }
+    }
+
+    pub fn load(&self) -> Result<Catalog, CatalogError> {
+        match self {
+            Self::File(path) => Catalog::from_path(path),
+            Self::BuiltIn => Catalog::parse(BUILT_IN_CATALOG, Path::new("<built-in catalog.toml>")),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Self::File(path) => path.display().to_string(),
+            Self::BuiltIn => "built-in catalog".to_string(),
+        }
+    }
+}
+
+/// The host's configuration.
+#[derive(Debug, Clone)]
+pub struct HearthConfig {
+    pub catalog: CatalogSource,
+    pub plugins: PathBuf,
+    pub models: PathBuf,
+    /// CPU threads per model; 0 lets each backend choose.
+    pub threads: u32,
+    /// Context window per model; 0 uses the catalog's value.
+    pub context_size: u32,
+}
+
+impl HearthConfig {
+    /// The default layout under a hearth home: `plugins/`, `models/`, `catalog.toml`.
+    pub fn in_home(home: &Path) -> Self {
+        Self {
+            catalog: CatalogSource::resolve(None, home),
+            plugins: home.join("plugins"),
+            models: home.join("models"),
+            threads: 0,
+            context_size: 0,
+        }
+    }
+}
+
+/// `$HEARTH_HOME`, else `~/.hearth`.
+pub fn default_home() -> PathBuf {
+    if let Some(home) = std::env::var_os("HEARTH_HOME") {
+        return PathBuf::from(home);
+    }
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".hearth")
+}

@@ -1,0 +1,58 @@
+//! The glue between the scheduler and the plugins, and between the router and the
+//! store.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hearth_sdk::{GenerateRequest, GenerateStats, MemoryUsage, PluginError, TokenSink};
+
+use crate::catalog::Artifact;
+use crate::lifecycle::{LoadSpec, Loader, Runner};
+use crate::plugin::{PluginRegistry, PluginRunner};
+use crate::router::Installed;
+use crate::store::Store;
+
+impl Runner for PluginRunner {
+    fn generate(&self, request: &GenerateRequest, sink: &mut dyn TokenSink) -> Result<GenerateStats, PluginError> {
+        PluginRunner::generate(self, request, sink)
+    }
+
+    fn trim(&self) -> Result<(), PluginError> {
+        PluginRunner::trim(self)
+    }
+
+    fn memory(&self) -> MemoryUsage {
+        PluginRunner::memory(self)
+    }
+}
+
+/// Loads models through the plugin that provides the requested backend.
+pub(super) struct PluginLoader {
+    registry: Arc<PluginRegistry>,
+}
+
+impl PluginLoader {
+    pub(super) fn new(registry: Arc<PluginRegistry>) -> Self {
+        Self { registry }
+    }
+}
+
+impl Loader for PluginLoader {
+    fn load(&self, spec: &LoadSpec) -> Result<Arc<dyn Runner>, PluginError> {
+        let plugin = self
+            .registry
+            .get(&spec.key.backend)
+            .ok_or_else(|| PluginError::unsupported(format!("no plugin provides backend `{}`", spec.key.backend)))?;
+        let model = plugin.backend.load(&spec.request).into_result()?;
+        Ok(Arc::new(PluginRunner::new(model)))
+    }
+}
+
+/// The router's view of what is installed: a file in the store.
+pub(super) struct StoreInstalled<'a>(pub(super) &'a Store);
+
+impl Installed for StoreInstalled<'_> {
+    fn path_of(&self, model_id: &str, artifact: &Artifact) -> Option<PathBuf> {
+        self.0.model_path(model_id, &artifact.file).ok().filter(|path| path.is_file())
+    }
+}

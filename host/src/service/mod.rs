@@ -1,0 +1,167 @@
+//! The service: everything a request needs, in one place — the catalog in force, the
+//! plugin registry, the device profile, the model store and the scheduler — and the
+//! generation path that routes a request, loads with fallback and streams the answer.
+//!
+//! The CLI and the HTTP API are thin layers over [`Hearth`].
+
+mod config;
+mod generate;
+mod loader;
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use serde::Serialize;
+
+use crate::catalog::{Catalog, CatalogError};
+use crate::device::DeviceProfile;
+use crate::lifecycle::{IdleTimeouts, LoadedModelSnapshot, ModelKey, Scheduler, SchedulerError, SchedulerPolicy};
+use crate::plugin::{PluginFailure, PluginInfo, PluginRegistry};
+use crate::router::{self, RoutePlan, RouteRequest};
+use crate::store::Store;
+
+pub use config::{default_home, CatalogSource, HearthConfig};
+pub use generate::{Completion, Generation, Prepared, ServiceError, TokenStream};
+use loader::{PluginLoader, StoreInstalled};
+
+/// The running host.
+pub struct Hearth {
+    config: HearthConfig,
+    catalog: RwLock<Arc<Catalog>>,
+    registry: RwLock<Arc<PluginRegistry>>,
+    device: RwLock<Arc<DeviceProfile>>,
+    store: Store,
+    scheduler: Scheduler,
+}
+
+/// The plugins folder as `hearth plugins` and `GET /api/plugins` show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginsView {
+    pub folder: PathBuf,
+    pub plugins: Vec<PluginView>,
+    pub refused: Vec<PluginFailure>,
+}
+
+/// One loaded plugin with what its probe found.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginView {
+    #[serde(flatten)]
+    pub info: PluginInfo,
+    pub available: bool,
+    pub reason: String,
+    pub devices: Vec<crate::device::DeviceView>,
+}
+
+impl Hearth {
+    /// Read the catalog, load the plugins and probe the device.
+    pub fn open(config: HearthConfig) -> Result<Self, CatalogError> {
+        let catalog = config.catalog.load()?;
+        let registry = PluginRegistry::scan(&config.plugins);
+        let device = profile_device(&registry);
+        let store = Store::new(config.models.clone());
+        let policy = SchedulerPolicy {
+            default_idle: IdleTimeouts { soft: catalog.idle.soft_timeout, hard: catalog.idle.hard_timeout },
+            max_resident_models: catalog.idle.max_resident_models,
+            memory_budget_bytes: catalog.idle.memory_budget_bytes,
+            ..SchedulerPolicy::default()
+        };
+        let registry = Arc::new(registry);
+        let registry_lock = RwLock::new(registry.clone());
+        let scheduler = Scheduler::new(Arc::new(PluginLoader::new(registry)), policy);
+        Ok(Self {
+            config,
+            catalog: RwLock::new(Arc::new(catalog)),
+            registry: registry_lock,
+            device: RwLock::new(Arc::new(device)),
+            store,
+            scheduler,
+        })
+    }
+
+    pub fn config(&self) -> &HearthConfig {
+        &self.config
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    pub fn device(&self) -> Arc<DeviceProfile> {
+        self.device.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    pub fn registry(&self) -> Arc<PluginRegistry> {
+        self.registry.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.scheduler
+    }
+
+    /// The routing decision for a request, with its reasons.
+    pub fn route(&self, request: &RouteRequest) -> Result<RoutePlan, router::RouteError> {
+        router::plan(&self.catalog(), &self.device(), &StoreInstalled(&self.store), request)
+    }
+
+    /// The plugins folder: what loaded, with each probe, and what was refused.
+    pub fn plugins(&self) -> PluginsView {
+        let registry = self.registry();
+        let device = self.device();
+        let plugins = registry
+            .plugins
+            .iter()
+            .map(|plugin| {
+                let probe = device.backend(&plugin.info.id);
+                PluginView {
+                    info: plugin.info.clone(),
+                    available: probe.is_some_and(|probe| probe.probe.available),
+                    reason: probe.map(|probe| probe.probe.reason.to_string()).unwrap_or_default(),
+                    devices: probe.map(|probe| probe.device_views()).unwrap_or_default(),
+                }
+            })
+            .collect();
+        PluginsView { folder: self.config.plugins.clone(), plugins, refused: registry.failures.clone() }
+    }
+
+    /// Loaded models, for `hearth ps` and `GET /api/ps`.
+    pub fn loaded_models(&self) -> Vec<LoadedModelSnapshot> {
+        self.scheduler.snapshot()
+    }
+
+    /// Unload every loaded copy of a model (any backend). Returns how many were unloaded.
+    pub async fn unload(&self, model_id: &str) -> Result<usize, SchedulerError> {
+        let keys: Vec<ModelKey> = self
+            .scheduler
+            .snapshot()
+            .into_iter()
+            .map(|snapshot| snapshot.key)
+            .filter(|key| key.model_id == model_id)
+            .collect();
+        for key in &keys {
+            self.scheduler.unload(key).await?;
+        }
+        Ok(keys.len())
+    }
+}
+
+/// The host profile plus the probe of every loaded plugin.
+fn profile_device(registry: &PluginRegistry) -> DeviceProfile {
+    let mut device = DeviceProfile::detect();
+    device.backends = registry
+        .plugins
+        .iter()
+        .map(|plugin| {
+            let info = plugin.backend.info().into_result();
+            let probe = plugin.probe(&device.host);
+            match info {
+                Ok(info) => crate::device::BackendProbe::from_info(&info, probe),
+                Err(error) => crate::device::BackendProbe::unavailable(&plugin.info.id, format!("info failed: {error}")),
+            }
+        })
+        .collect();
+    device
+}
