@@ -25,7 +25,9 @@ mod timers;
 pub use runner::RunnerRef;
 pub use scheduler::Scheduler;
 
-use hearth_sdk::{GenerateRequest, GenerateStats, LoadRequest, MemoryUsage, PluginError, TokenSink};
+use hearth_sdk::{
+    GenerateRequest, GenerateStats, LoadRequest, MemoryUsage, PluginError, TokenSink,
+};
 use serde::Serialize;
 use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
 
@@ -33,7 +35,11 @@ use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
 /// ABI object). Every method blocks; the caller runs them off the async runtime.
 pub trait Runner: Send + Sync + 'static {
     /// Generate one answer, streaming pieces into `sink`.
-    fn generate(&self, request: &GenerateRequest, sink: &mut dyn TokenSink) -> Result<GenerateStats, PluginError>;
+    fn generate(
+        &self,
+        request: &GenerateRequest,
+        sink: &mut dyn TokenSink,
+    ) -> Result<GenerateStats, PluginError>;
     /// Soft release: KV cache, scratch buffers and caches go, the weights stay.
     fn trim(&self) -> Result<(), PluginError>;
     /// What the model holds right now.
@@ -83,7 +89,10 @@ pub struct IdleTimeouts {
 impl Default for IdleTimeouts {
     /// The seed's idle policy: trim after 2 minutes, unload after 5.
     fn default() -> Self {
-        Self { soft: Duration::from_secs(2 * 60), hard: Duration::from_secs(5 * 60) }
+        Self {
+            soft: Duration::from_secs(2 * 60),
+            hard: Duration::from_secs(5 * 60),
+        }
     }
 }
 
@@ -174,7 +183,10 @@ pub struct MemorySnapshot {
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum SchedulerError {
     #[error("loading {model} failed: {source}")]
-    Load { model: ModelKey, source: PluginError },
+    Load {
+        model: ModelKey,
+        source: PluginError,
+    },
     #[error("cannot load {model}: every resident model stayed busy for {waited:?}")]
     Busy { model: ModelKey, waited: Duration },
     #[error("{0} is not loaded")]

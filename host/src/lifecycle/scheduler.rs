@@ -7,8 +7,8 @@
 
 use super::{
     runner::{Claim, RunnerRef},
-    timers, IdleTimeouts, KeepAlive, LoadSpec, LoadedModelSnapshot, Loader, MemorySnapshot, ModelKey,
-    ModelState, Runner, SchedulerError, SchedulerPolicy,
+    timers, IdleTimeouts, KeepAlive, LoadSpec, LoadedModelSnapshot, Loader, MemorySnapshot,
+    ModelKey, ModelState, Runner, SchedulerError, SchedulerPolicy,
 };
 use hearth_sdk::{ErrorKind, MemoryUsage, PluginError};
 use std::{
@@ -80,7 +80,10 @@ pub(super) struct Entry {
 
 pub(super) enum Phase {
     Loading(watch::Receiver<LoadOutcome>),
-    Loaded { runner: Arc<dyn Runner>, trimmed: bool },
+    Loaded {
+        runner: Arc<dyn Runner>,
+        trimmed: bool,
+    },
     /// The runner is being dropped; the sender side is dropped once it is gone.
     Unloading(watch::Receiver<()>),
 }
@@ -117,7 +120,14 @@ enum Step {
 impl Scheduler {
     pub fn new(loader: Arc<dyn Loader>, policy: SchedulerPolicy) -> Scheduler {
         let (changed, _) = watch::channel(());
-        Scheduler { shared: Arc::new(Shared { loader, policy, models: Mutex::default(), changed }) }
+        Scheduler {
+            shared: Arc::new(Shared {
+                loader,
+                policy,
+                models: Mutex::default(),
+                changed,
+            }),
+        }
     }
 
     /// A reference to the model `spec` names, loading it first if it is not resident.
@@ -126,7 +136,11 @@ impl Scheduler {
     /// them and the next request tries again. When the model does not fit, idle models
     /// are evicted, least recently used first; when every resident model is busy this
     /// waits up to [`SchedulerPolicy::evict_wait`] for one to become idle.
-    pub async fn acquire(&self, spec: LoadSpec, keep_alive: KeepAlive) -> Result<RunnerRef, SchedulerError> {
+    pub async fn acquire(
+        &self,
+        spec: LoadSpec,
+        keep_alive: KeepAlive,
+    ) -> Result<RunnerRef, SchedulerError> {
         let handle = Handle::current();
         let give_up_at = Instant::now() + self.shared.policy.evict_wait;
         loop {
@@ -144,7 +158,10 @@ impl Scheduler {
                         Some(Err(error)) => error,
                         _ => PluginError::internal("the load was abandoned"),
                     };
-                    return Err(SchedulerError::Load { model: spec.key, source });
+                    return Err(SchedulerError::Load {
+                        model: spec.key,
+                        source,
+                    });
                 }
                 // The unload ends by dropping the sender, which is all we wait for.
                 Step::AwaitUnload(mut gone) => {
@@ -156,7 +173,10 @@ impl Scheduler {
                 Step::AwaitIdle(mut changed) => {
                     if timeout_at(give_up_at, changed.changed()).await.is_err() {
                         let waited = self.shared.policy.evict_wait;
-                        return Err(SchedulerError::Busy { model: spec.key, waited });
+                        return Err(SchedulerError::Busy {
+                            model: spec.key,
+                            waited,
+                        });
                     }
                 }
             }
@@ -197,7 +217,9 @@ impl Scheduler {
             let keys: Vec<ModelKey> = models.entries.keys().cloned().collect();
             let mut waits = Vec::new();
             for key in keys {
-                let Some(entry) = models.entries.get_mut(&key) else { continue };
+                let Some(entry) = models.entries.get_mut(&key) else {
+                    continue;
+                };
                 match &entry.phase {
                     Phase::Unloading(gone) => waits.push(Wait::Unload(gone.clone())),
                     Phase::Loaded { .. } if entry.refs == 0 => {
@@ -222,7 +244,10 @@ impl Scheduler {
             .iter()
             .map(|(key, entry)| {
                 let memory = match entry.phase {
-                    Phase::Loading(_) => MemorySnapshot { host_bytes: entry.estimated_bytes, device_bytes: 0 },
+                    Phase::Loading(_) => MemorySnapshot {
+                        host_bytes: entry.estimated_bytes,
+                        device_bytes: 0,
+                    },
                     _ => MemorySnapshot {
                         host_bytes: entry.memory.host_bytes,
                         device_bytes: entry.memory.device_bytes,
@@ -335,7 +360,10 @@ impl Shared {
             },
         );
         self.spawn_load(spec.clone(), id, outcome_tx);
-        Step::AwaitLoad(Claim::new(self.clone(), spec.key.clone(), id, handle.clone()), outcome_rx)
+        Step::AwaitLoad(
+            Claim::new(self.clone(), spec.key.clone(), id, handle.clone()),
+            outcome_rx,
+        )
     }
 
     /// Whether loading one more model of `estimated_bytes` would break the policy. A
@@ -345,7 +373,10 @@ impl Shared {
         let max = self.policy.max_resident_models;
         let too_many = max > 0 && count >= max;
         let used: u64 = models.entries.values().map(Entry::bytes).sum();
-        let too_big = self.policy.memory_budget_bytes.is_some_and(|budget| count > 0 && used + estimated_bytes > budget);
+        let too_big = self
+            .policy
+            .memory_budget_bytes
+            .is_some_and(|budget| count > 0 && used + estimated_bytes > budget);
         too_many || too_big
     }
 
@@ -362,14 +393,22 @@ impl Shared {
                 Ok((runner, memory))
             })
             .await
-            .unwrap_or_else(|panic| Err(PluginError::new(ErrorKind::Panicked, format!("the loader panicked: {panic}"))));
+            .unwrap_or_else(|panic| {
+                Err(PluginError::new(
+                    ErrorKind::Panicked,
+                    format!("the loader panicked: {panic}"),
+                ))
+            });
             let mut models = shared.lock();
             let result = match loaded {
                 Ok((runner, memory)) => {
                     if let Some(entry) = models.get(&key, id) {
                         tracing::info!(model = %key, ?memory, "model loaded");
                         let now = Instant::now();
-                        entry.phase = Phase::Loaded { runner, trimmed: false };
+                        entry.phase = Phase::Loaded {
+                            runner,
+                            trimmed: false,
+                        };
                         entry.memory = memory;
                         entry.loaded_at = Some(now);
                         entry.last_used = now;
@@ -400,7 +439,10 @@ impl Shared {
         let runner = {
             let mut models = self.lock();
             match models.get(claim.key(), claim.id()) {
-                Some(Entry { phase: Phase::Loaded { runner, .. }, .. }) => runner.clone(),
+                Some(Entry {
+                    phase: Phase::Loaded { runner, .. },
+                    ..
+                }) => runner.clone(),
                 _ => return None,
             }
         };
@@ -410,7 +452,9 @@ impl Shared {
     /// Drop a request's reference; the last one out starts the idle period.
     pub(super) fn release(self: &Arc<Self>, key: &ModelKey, id: u64, handle: &Handle) {
         let mut models = self.lock();
-        let Some(entry) = models.get(key, id) else { return };
+        let Some(entry) = models.get(key, id) else {
+            return;
+        };
         entry.refs -= 1;
         entry.last_used = Instant::now();
         if entry.refs > 0 {
@@ -427,11 +471,22 @@ impl Shared {
     /// Start dropping the idle model `key`: the entry stays, as `Unloaded`, until its
     /// memory is returned, so it keeps counting against the limits and a request for it
     /// waits instead of loading a second copy. `None` if it is not idle and loaded.
-    pub(super) fn begin_unload(self: &Arc<Self>, models: &mut Models, key: &ModelKey) -> Option<JoinHandle<()>> {
-        let entry = models.entries.get_mut(key).filter(|entry| entry.refs == 0)?;
-        let Phase::Loaded { .. } = entry.phase else { return None };
+    pub(super) fn begin_unload(
+        self: &Arc<Self>,
+        models: &mut Models,
+        key: &ModelKey,
+    ) -> Option<JoinHandle<()>> {
+        let entry = models
+            .entries
+            .get_mut(key)
+            .filter(|entry| entry.refs == 0)?;
+        let Phase::Loaded { .. } = entry.phase else {
+            return None;
+        };
         let (gone_tx, gone_rx) = watch::channel(());
-        let Phase::Loaded { runner, .. } = std::mem::replace(&mut entry.phase, Phase::Unloading(gone_rx)) else {
+        let Phase::Loaded { runner, .. } =
+            std::mem::replace(&mut entry.phase, Phase::Unloading(gone_rx))
+        else {
             return None;
         };
         timers::cancel(entry);
@@ -474,7 +529,10 @@ struct WallClock {
 
 impl WallClock {
     fn now() -> Self {
-        Self { instant: Instant::now(), system: SystemTime::now() }
+        Self {
+            instant: Instant::now(),
+            system: SystemTime::now(),
+        }
     }
 
     fn unix_ms(&self, at: Instant) -> u64 {
@@ -483,6 +541,7 @@ impl WallClock {
         } else {
             self.system - (self.instant - at)
         };
-        wall.duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis() as u64)
+        wall.duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64)
     }
 }
