@@ -1,0 +1,153 @@
+//! Verbs that describe the host: `profile`, `models`, `plugins`.
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::router::RouteRequest;
+use crate::service::Hearth;
+
+fn gigabytes(bytes: u64) -> String {
+    format!("{:.1} GB", bytes as f64 / 1e9)
+}
+
+/// `hearth profile`: the device and the routing decision with its reasons.
+pub fn profile(hearth: &Hearth, json: bool) -> anyhow::Result<()> {
+    let device = hearth.device();
+    let plan = hearth.route(&RouteRequest::default());
+    if json {
+        let route = match &plan {
+            Ok(plan) => json!({ "summary": plan.describe(), "plan": plan }),
+            Err(error) => json!({ "error": error.to_string() }),
+        };
+        let body = json!({ "device": device.view(), "catalog": hearth.config().catalog.describe(), "route": route });
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        return Ok(());
+    }
+    let host = &device.host;
+    println!("host:    {} {} ({} cores: {})", host.os, host.arch, host.cpu_cores, host.cpu_brand);
+    println!(
+        "memory:  {} total, {} available{}",
+        gigabytes(host.ram_total_bytes),
+        gigabytes(host.ram_available_bytes),
+        if host.apple_silicon { ", Apple Silicon (unified)" } else { "" }
+    );
+    let features: Vec<String> = host.cpu_features.iter().map(|feature| feature.to_string()).collect();
+    println!("cpu:     {}", if features.is_empty() { "-".to_string() } else { features.join(" ") });
+    println!("catalog: {}", hearth.config().catalog.describe());
+    println!("backends:");
+    if device.backends.is_empty() {
+        println!("  none: no plugin in {}", hearth.config().plugins.display());
+    }
+    for backend in &device.backends {
+        let state = if backend.probe.available { "available" } else { "unavailable" };
+        println!("  {:<10} {state}: {}", backend.backend, backend.probe.reason);
+        for view in backend.device_views() {
+            println!("    {} {} ({})", view.kind, view.name, gigabytes(view.memory_total_bytes));
+        }
+    }
+    println!("routing:");
+    match plan {
+        Ok(plan) => plan.describe().iter().for_each(|line| println!("  {line}")),
+        Err(error) => println!("  no route: {error}"),
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct ModelRow {
+    id: String,
+    name: String,
+    tiers: Vec<String>,
+    backends: Vec<String>,
+    size_bytes: Option<u64>,
+    installed: bool,
+    recommended: bool,
+}
+
+/// `hearth models`: every catalog model with tiers, backends, size, installed, recommended.
+pub fn models(hearth: &Hearth, json: bool) -> anyhow::Result<()> {
+    let catalog = hearth.catalog();
+    let plan = hearth.route(&RouteRequest::default()).ok();
+    let recommended_models: Vec<String> = plan.iter().flat_map(|plan| plan.recommended.iter()).flat_map(|rec| rec.models.clone()).collect();
+    let chosen = plan.as_ref().and_then(|plan| plan.candidates.first()).map(|candidate| candidate.model_id.clone());
+    let rows: Vec<ModelRow> = catalog
+        .models
+        .iter()
+        .map(|model| {
+            let mut backends: Vec<String> = model.artifacts.iter().flat_map(|artifact| artifact.backends.clone()).collect();
+            backends.sort();
+            backends.dedup();
+            ModelRow {
+                id: model.id.clone(),
+                name: model.name.clone(),
+                tiers: catalog
+                    .tiers
+                    .iter()
+                    .filter(|tier| tier.models.contains(&model.id))
+                    .map(|tier| format!("{}:{}", tier.backend, tier.tier))
+                    .collect(),
+                backends,
+                size_bytes: model.artifacts.iter().filter_map(|artifact| artifact.size_bytes).max(),
+                installed: model
+                    .artifacts
+                    .iter()
+                    .any(|artifact| hearth.store().model_path(&model.id, &artifact.file).is_ok_and(|path| path.is_file())),
+                recommended: recommended_models.contains(&model.id) || chosen.as_ref() == Some(&model.id),
+            }
+        })
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!("{:<22} {:<28} {:<30} {:>9} {:<9} RECOMMENDED", "ID", "NAME", "TIERS", "SIZE", "INSTALLED");
+    for row in rows {
+        let size = row.size_bytes.map(gigabytes).unwrap_or_else(|| "-".into());
+        let recommended = match (row.recommended, chosen.as_ref() == Some(&row.id)) {
+            (_, true) => "yes (in use)",
+            (true, false) => "yes",
+            _ => "",
+        };
+        println!(
+            "{:<22} {:<28} {:<30} {:>9} {:<9} {recommended}",
+            row.id,
+            row.name,
+            row.tiers.join(" "),
+            size,
+            if row.installed { "yes" } else { "no" }
+        );
+    }
+    Ok(())
+}
+
+/// `hearth plugins`: what loaded, with devices, and what was refused with why.
+pub fn plugins(hearth: &Hearth, json: bool) -> anyhow::Result<()> {
+    let view = hearth.plugins();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+        return Ok(());
+    }
+    println!("plugins folder: {}", view.folder.display());
+    if view.plugins.is_empty() {
+        println!("no plugins loaded");
+    }
+    for plugin in &view.plugins {
+        let state = if plugin.available { "available" } else { "unavailable" };
+        println!(
+            "{:<10} {} {} (API {}), formats: {}; {state}: {}",
+            plugin.info.id,
+            plugin.info.name,
+            plugin.info.version,
+            plugin.info.api_version,
+            plugin.info.formats.join(", "),
+            plugin.reason
+        );
+        for device in &plugin.devices {
+            println!("    {} {} ({})", device.kind, device.name, gigabytes(device.memory_total_bytes));
+        }
+    }
+    for failure in &view.refused {
+        println!("refused    {}: {}", failure.path.display(), failure.reason);
+    }
+    Ok(())
+}
