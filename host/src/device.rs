@@ -17,8 +17,14 @@ pub fn host_profile() -> HostProfile {
     );
     let logical = sys.cpus().len();
     // Inference threads scale with physical cores; hyper-threads add little.
-    let cores = System::physical_core_count().filter(|&n| n > 0).unwrap_or(logical.max(1));
-    let cpu_brand = sys.cpus().first().map(|c| c.brand().trim().to_string()).unwrap_or_default();
+    let cores = System::physical_core_count()
+        .filter(|&n| n > 0)
+        .unwrap_or(logical.max(1));
+    let cpu_brand = sys
+        .cpus()
+        .first()
+        .map(|c| c.brand().trim().to_string())
+        .unwrap_or_default();
     let os = std::env::consts::OS;
     let arch = std::env::consts::ARCH;
     HostProfile {
@@ -91,7 +97,11 @@ impl BackendProbe {
 
     /// The real accelerator (not CPU, not a software GPU) with the most memory.
     pub fn best_accelerator(&self) -> Option<&DeviceInfo> {
-        self.probe.devices.iter().filter(|d| d.kind.is_accelerator()).max_by_key(|d| d.memory_total_bytes)
+        self.probe
+            .devices
+            .iter()
+            .filter(|d| d.kind.is_accelerator())
+            .max_by_key(|d| d.memory_total_bytes)
     }
 
     pub fn has_accelerator(&self) -> bool {
@@ -100,7 +110,12 @@ impl BackendProbe {
 
     /// True when the backend's only GPU is implemented in software (e.g. lavapipe).
     pub fn software_gpu_only(&self) -> bool {
-        !self.has_accelerator() && self.probe.devices.iter().any(|d| d.kind == DeviceKind::SoftwareGpu)
+        !self.has_accelerator()
+            && self
+                .probe
+                .devices
+                .iter()
+                .any(|d| d.kind == DeviceKind::SoftwareGpu)
     }
 }
 
@@ -114,7 +129,10 @@ pub struct DeviceProfile {
 impl DeviceProfile {
     /// This machine with no backends probed yet.
     pub fn detect() -> DeviceProfile {
-        DeviceProfile { host: host_profile(), backends: Vec::new() }
+        DeviceProfile {
+            host: host_profile(),
+            backends: Vec::new(),
+        }
     }
 
     pub fn backend(&self, id: &str) -> Option<&BackendProbe> {
@@ -123,7 +141,10 @@ impl DeviceProfile {
 
     /// Memory of `backend`'s best accelerator, if it has one and reports its size.
     pub fn accelerator_memory(&self, backend: &str) -> Option<u64> {
-        self.backend(backend)?.best_accelerator().map(|d| d.memory_total_bytes).filter(|&m| m > 0)
+        self.backend(backend)?
+            .best_accelerator()
+            .map(|d| d.memory_total_bytes)
+            .filter(|&m| m > 0)
     }
 
     /// A serialisable copy for JSON output.
@@ -210,14 +231,23 @@ mod tests {
     use super::*;
 
     fn gpu(kind: DeviceKind, gb: u64) -> DeviceInfo {
-        DeviceInfo { kind, name: kind.as_str().into(), memory_total_bytes: gb << 30, memory_free_bytes: gb << 30 }
+        DeviceInfo {
+            kind,
+            name: kind.as_str().into(),
+            memory_total_bytes: gb << 30,
+            memory_free_bytes: gb << 30,
+        }
     }
 
     fn probe(devices: Vec<DeviceInfo>) -> BackendProbe {
         BackendProbe {
             backend: "webgpu".into(),
             formats: vec!["gguf".into()],
-            probe: Probe { available: true, devices: devices.into_iter().collect(), reason: "".into() },
+            probe: Probe {
+                available: true,
+                devices: devices.into_iter().collect(),
+                reason: "".into(),
+            },
         }
     }
 
@@ -228,13 +258,23 @@ mod tests {
         assert!(h.ram_available_bytes <= h.ram_total_bytes);
         assert!(h.cpu_cores >= 1);
         assert_eq!(h.os.as_str(), std::env::consts::OS);
-        assert_eq!(h.apple_silicon, cfg!(all(target_os = "macos", target_arch = "aarch64")));
+        assert_eq!(
+            h.apple_silicon,
+            cfg!(all(target_os = "macos", target_arch = "aarch64"))
+        );
     }
 
     #[test]
     fn the_best_accelerator_is_the_real_gpu_with_the_most_memory() {
-        let b = probe(vec![gpu(DeviceKind::Cpu, 64), gpu(DeviceKind::IntegratedGpu, 2), gpu(DeviceKind::DiscreteGpu, 16)]);
-        assert_eq!(b.best_accelerator().map(|d| d.kind), Some(DeviceKind::DiscreteGpu));
+        let b = probe(vec![
+            gpu(DeviceKind::Cpu, 64),
+            gpu(DeviceKind::IntegratedGpu, 2),
+            gpu(DeviceKind::DiscreteGpu, 16),
+        ]);
+        assert_eq!(
+            b.best_accelerator().map(|d| d.kind),
+            Some(DeviceKind::DiscreteGpu)
+        );
         assert!(!b.software_gpu_only());
     }
 
@@ -243,13 +283,19 @@ mod tests {
         let b = probe(vec![gpu(DeviceKind::SoftwareGpu, 8)]);
         assert!(!b.has_accelerator());
         assert!(b.software_gpu_only());
-        let profile = DeviceProfile { host: HostProfile::default(), backends: vec![b] };
+        let profile = DeviceProfile {
+            host: HostProfile::default(),
+            backends: vec![b],
+        };
         assert_eq!(profile.accelerator_memory("webgpu"), None);
     }
 
     #[test]
     fn the_view_serialises_device_kinds_by_name() {
-        let profile = DeviceProfile { host: HostProfile::default(), backends: vec![probe(vec![gpu(DeviceKind::DiscreteGpu, 16)])] };
+        let profile = DeviceProfile {
+            host: HostProfile::default(),
+            backends: vec![probe(vec![gpu(DeviceKind::DiscreteGpu, 16)])],
+        };
         let json = serde_json::to_value(profile.view()).unwrap();
         assert_eq!(json["backends"][0]["devices"][0]["kind"], "discrete-gpu");
         assert_eq!(json["backends"][0]["available"], true);

@@ -115,16 +115,28 @@ pub fn plan(
 ) -> Result<RoutePlan, RouteError> {
     let mut notes = Vec::new();
     let order = backend_order(device, request.backend.as_deref(), &mut notes)?;
-    let backend_order: Vec<BackendChoice> =
-        order.iter().map(|(b, reason)| BackendChoice { backend: b.backend.clone(), reason: reason.clone() }).collect();
+    let backend_order: Vec<BackendChoice> = order
+        .iter()
+        .map(|(b, reason)| BackendChoice {
+            backend: b.backend.clone(),
+            reason: reason.clone(),
+        })
+        .collect();
 
     if let Some(model_id) = &request.model {
-        let model = catalog.model(model_id).ok_or_else(|| RouteError::UnknownModel(model_id.clone()))?;
+        let model = catalog
+            .model(model_id)
+            .ok_or_else(|| RouteError::UnknownModel(model_id.clone()))?;
         if request.tier.is_some() {
             notes.push(format!("tier ignored: model `{model_id}` was named"));
         }
         let candidates = named_model_candidates(catalog, model, &order, installed, &mut notes);
-        return Ok(RoutePlan { backend_order, recommended: None, candidates, notes });
+        return Ok(RoutePlan {
+            backend_order,
+            recommended: None,
+            candidates,
+            notes,
+        });
     }
 
     let mut recommended = None;
@@ -133,11 +145,18 @@ pub fn plan(
     for (backend, _) in &order {
         let tiers: Vec<&Tier> = catalog.tiers_for(&backend.backend).collect();
         if tiers.is_empty() {
-            notes.push(format!("{}: no tier table in the catalog; name a model to use it", backend.backend));
+            notes.push(format!(
+                "{}: no tier table in the catalog; name a model to use it",
+                backend.backend
+            ));
             continue;
         }
         let Some((start, reason)) = choose_tier(&tiers, device, backend, request.tier) else {
-            notes.push(format!("{}: has no tier {}", backend.backend, request.tier.unwrap_or_default()));
+            notes.push(format!(
+                "{}: has no tier {}",
+                backend.backend,
+                request.tier.unwrap_or_default()
+            ));
             continue;
         };
         any_table_has_tier = true;
@@ -153,8 +172,20 @@ pub fn plan(
             });
         }
         let before = candidates.len();
-        tier_candidates(catalog, backend, &tiers[..=start], installed, &mut candidates);
-        let label = format!("{} tier {} ({}, {})", backend.backend, top.tier, catalog.tier_label(top), top.memory_label());
+        tier_candidates(
+            catalog,
+            backend,
+            &tiers[..=start],
+            installed,
+            &mut candidates,
+        );
+        let label = format!(
+            "{} tier {} ({}, {})",
+            backend.backend,
+            top.tier,
+            catalog.tier_label(top),
+            top.memory_label()
+        );
         match candidates.get(before) {
             Some(first) if first.tier != Some(top.tier) => notes.push(format!(
                 "recommended {label} — not installed; using tier {} {}",
@@ -162,17 +193,32 @@ pub fn plan(
                 display_name(catalog, &first.model_id)
             )),
             Some(_) => {}
-            None => notes.push(format!("recommended {label} — not installed, nor any smaller tier")),
+            None => notes.push(format!(
+                "recommended {label} — not installed, nor any smaller tier"
+            )),
         }
     }
     if !any_table_has_tier {
         let tables: Vec<String> = order
             .iter()
-            .filter_map(|(b, _)| catalog.tiers_for(&b.backend).last().map(|t| format!("{} 1..={}", b.backend, t.tier)))
+            .filter_map(|(b, _)| {
+                catalog
+                    .tiers_for(&b.backend)
+                    .last()
+                    .map(|t| format!("{} 1..={}", b.backend, t.tier))
+            })
             .collect();
-        return Err(RouteError::NoSuchTier { tier: request.tier.unwrap_or_default(), tables: tables.join(", ") });
+        return Err(RouteError::NoSuchTier {
+            tier: request.tier.unwrap_or_default(),
+            tables: tables.join(", "),
+        });
     }
-    Ok(RoutePlan { backend_order, recommended, candidates, notes })
+    Ok(RoutePlan {
+        backend_order,
+        recommended,
+        candidates,
+        notes,
+    })
 }
 
 /// Loaded, available backends, fastest first, each with its reason.
@@ -182,10 +228,12 @@ fn backend_order<'a>(
     notes: &mut Vec<String>,
 ) -> Result<Vec<(&'a BackendProbe, String)>, RouteError> {
     if let Some(id) = forced {
-        let backend = device.backend(id).ok_or_else(|| RouteError::BackendNotLoaded {
-            backend: id.to_string(),
-            loaded: loaded_list(device),
-        })?;
+        let backend = device
+            .backend(id)
+            .ok_or_else(|| RouteError::BackendNotLoaded {
+                backend: id.to_string(),
+                loaded: loaded_list(device),
+            })?;
         if !backend.probe.available {
             return Err(RouteError::BackendUnavailable {
                 backend: id.to_string(),
@@ -206,7 +254,10 @@ fn backend_order<'a>(
         }
     }
     if ranked.is_empty() {
-        notes.push(format!("no backend is available (loaded: {})", loaded_list(device)));
+        notes.push(format!(
+            "no backend is available (loaded: {})",
+            loaded_list(device)
+        ));
     }
     // Stable: equal ranks keep the plugin load order.
     ranked.sort_by_key(|(rank, _, _)| *rank);
@@ -233,24 +284,55 @@ fn rank(backend: &BackendProbe, device: &DeviceProfile) -> (u8, String) {
 }
 
 /// The index into `tiers` to start from, and why; `None` when a forced tier is missing.
-fn choose_tier(tiers: &[&Tier], device: &DeviceProfile, backend: &BackendProbe, forced: Option<u8>) -> Option<(usize, String)> {
+fn choose_tier(
+    tiers: &[&Tier],
+    device: &DeviceProfile,
+    backend: &BackendProbe,
+    forced: Option<u8>,
+) -> Option<(usize, String)> {
     let (budget, what) = budget(tiers[0].memory_kind, device, backend);
     let have = format!("{} of {what}", format_size(budget));
     if let Some(n) = forced {
         let index = tiers.iter().position(|t| t.tier == n)?;
         let t = tiers[index];
-        let warning = if fits(t.memory_required_bytes, budget) { "" } else { ", more than fits" };
-        return Some((index, format!("tier {n} forced by the request (needs {}; {have}{warning})", t.memory_label())));
+        let warning = if fits(t.memory_required_bytes, budget) {
+            ""
+        } else {
+            ", more than fits"
+        };
+        return Some((
+            index,
+            format!(
+                "tier {n} forced by the request (needs {}; {have}{warning})",
+                t.memory_label()
+            ),
+        ));
     }
-    match tiers.iter().rposition(|t| fits(t.memory_required_bytes, budget)) {
+    match tiers
+        .iter()
+        .rposition(|t| fits(t.memory_required_bytes, budget))
+    {
         Some(index) => {
             let t = tiers[index];
-            let next = tiers.get(index + 1).map_or(String::new(), |n| format!("; tier {} needs {}", n.tier, n.memory_label()));
-            Some((index, format!("highest tier that fits: tier {} needs {}, {have}{next}", t.tier, t.memory_label())))
+            let next = tiers.get(index + 1).map_or(String::new(), |n| {
+                format!("; tier {} needs {}", n.tier, n.memory_label())
+            });
+            Some((
+                index,
+                format!(
+                    "highest tier that fits: tier {} needs {}, {have}{next}",
+                    t.tier,
+                    t.memory_label()
+                ),
+            ))
         }
         None => Some((
             0,
-            format!("even tier {} needs {}, more than the {have}; trying it anyway", tiers[0].tier, tiers[0].memory_label()),
+            format!(
+                "even tier {} needs {}, more than the {have}; trying it anyway",
+                tiers[0].tier,
+                tiers[0].memory_label()
+            ),
         )),
     }
 }
@@ -260,7 +342,10 @@ fn budget(kind: MemoryKind, device: &DeviceProfile, backend: &BackendProbe) -> (
     let ram = (device.host.ram_total_bytes, "system RAM".to_string());
     match kind {
         MemoryKind::Ram => ram,
-        MemoryKind::GpuMemory => match backend.best_accelerator().filter(|d| d.memory_total_bytes > 0) {
+        MemoryKind::GpuMemory => match backend
+            .best_accelerator()
+            .filter(|d| d.memory_total_bytes > 0)
+        {
             Some(d) => (d.memory_total_bytes, format!("GPU memory on {}", d.name)),
             // A software adapter (or one that hides its size) works out of system RAM.
             None => ram,
@@ -277,22 +362,34 @@ fn tier_candidates(
     out: &mut Vec<Candidate>,
 ) {
     let top = tiers.last().map(|t| t.tier);
-    let mut seen: HashSet<String> =
-        out.iter().filter(|c| c.backend == backend.backend).map(|c| c.model_id.clone()).collect();
+    let mut seen: HashSet<String> = out
+        .iter()
+        .filter(|c| c.backend == backend.backend)
+        .map(|c| c.model_id.clone())
+        .collect();
     for tier in tiers.iter().rev() {
         for model_id in &tier.models {
-            let Some(model) = catalog.model(model_id) else { continue };
+            let Some(model) = catalog.model(model_id) else {
+                continue;
+            };
             if seen.contains(model_id) {
                 continue;
             }
             if let Some((artifact, path)) = installed_artifact(model, backend, installed) {
                 seen.insert(model_id.clone());
-                let role = if Some(tier.tier) == top { "recommended tier" } else { "fallback to tier" };
+                let role = if Some(tier.tier) == top {
+                    "recommended tier"
+                } else {
+                    "fallback to tier"
+                };
                 out.push(Candidate {
                     backend: backend.backend.clone(),
                     tier: Some(tier.tier),
                     model_id: model_id.clone(),
-                    reason: format!("{} {role} {}: {} ({})", backend.backend, tier.tier, model.name, artifact.file),
+                    reason: format!(
+                        "{} {role} {}: {} ({})",
+                        backend.backend, tier.tier, model.name, artifact.file
+                    ),
                     artifact: artifact.clone(),
                     path,
                 });
@@ -311,20 +408,36 @@ fn named_model_candidates(
 ) -> Vec<Candidate> {
     let mut out = Vec::new();
     for (backend, _) in order {
-        if !model.artifacts.iter().any(|a| a.loads_on(&backend.backend, &backend.formats)) {
-            notes.push(format!("{}: {} has no file this backend reads", backend.backend, model.name));
+        if !model
+            .artifacts
+            .iter()
+            .any(|a| a.loads_on(&backend.backend, &backend.formats))
+        {
+            notes.push(format!(
+                "{}: {} has no file this backend reads",
+                backend.backend, model.name
+            ));
             continue;
         }
         let Some((artifact, path)) = installed_artifact(model, backend, installed) else {
-            notes.push(format!("{}: {} is not installed (hearth pull {})", backend.backend, model.name, model.id));
+            notes.push(format!(
+                "{}: {} is not installed (hearth pull {})",
+                backend.backend, model.name, model.id
+            ));
             continue;
         };
-        let tier = catalog.tiers_for(&backend.backend).find(|t| t.models.contains(&model.id)).map(|t| t.tier);
+        let tier = catalog
+            .tiers_for(&backend.backend)
+            .find(|t| t.models.contains(&model.id))
+            .map(|t| t.tier);
         out.push(Candidate {
             backend: backend.backend.clone(),
             tier,
             model_id: model.id.clone(),
-            reason: format!("{} requested by name; {} reads {}", model.name, backend.backend, artifact.file),
+            reason: format!(
+                "{} requested by name; {} reads {}",
+                model.name, backend.backend, artifact.file
+            ),
             artifact: artifact.clone(),
             path,
         });
@@ -333,7 +446,11 @@ fn named_model_candidates(
 }
 
 /// The model's first installed file that `backend` can read.
-fn installed_artifact<'m>(model: &'m ModelEntry, backend: &BackendProbe, installed: &dyn Installed) -> Option<(&'m Artifact, PathBuf)> {
+fn installed_artifact<'m>(
+    model: &'m ModelEntry,
+    backend: &BackendProbe,
+    installed: &dyn Installed,
+) -> Option<(&'m Artifact, PathBuf)> {
     model
         .artifacts
         .iter()
@@ -342,25 +459,41 @@ fn installed_artifact<'m>(model: &'m ModelEntry, backend: &BackendProbe, install
 }
 
 fn display_name<'a>(catalog: &'a Catalog, model_id: &'a str) -> &'a str {
-    catalog.model(model_id).map_or(model_id, |m| m.name.as_str())
+    catalog
+        .model(model_id)
+        .map_or(model_id, |m| m.name.as_str())
 }
 
 fn loaded_list(device: &DeviceProfile) -> String {
     if device.backends.is_empty() {
         return "none".into();
     }
-    device.backends.iter().map(|b| b.backend.as_str()).collect::<Vec<_>>().join(", ")
+    device
+        .backends
+        .iter()
+        .map(|b| b.backend.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn non_empty(text: &str, fallback: &str) -> String {
-    if text.trim().is_empty() { fallback.to_string() } else { text.to_string() }
+    if text.trim().is_empty() {
+        fallback.to_string()
+    } else {
+        text.to_string()
+    }
 }
 
 impl RoutePlan {
     /// The plan as lines for `hearth profile` and logs.
     pub fn describe(&self) -> Vec<String> {
         let mut lines = vec!["backends, first choice first:".to_string()];
-        lines.extend(self.backend_order.iter().enumerate().map(|(i, b)| format!("  {}. {} — {}", i + 1, b.backend, b.reason)));
+        lines.extend(
+            self.backend_order
+                .iter()
+                .enumerate()
+                .map(|(i, b)| format!("  {}. {} — {}", i + 1, b.backend, b.reason)),
+        );
         if let Some(r) = &self.recommended {
             lines.push(format!(
                 "recommended: {} tier {} [{}] — {}",
@@ -374,7 +507,12 @@ impl RoutePlan {
         if self.candidates.is_empty() {
             lines.push("  none installed".to_string());
         }
-        lines.extend(self.candidates.iter().enumerate().map(|(i, c)| format!("  {}. {} — {}", i + 1, c.reason, c.path.display())));
+        lines.extend(
+            self.candidates
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("  {}. {} — {}", i + 1, c.reason, c.path.display())),
+        );
         lines.extend(self.notes.iter().map(|n| format!("note: {n}")));
         lines
     }

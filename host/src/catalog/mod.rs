@@ -26,10 +26,20 @@ pub enum CatalogError {
     },
     /// The file is not valid TOML or does not match the schema (unknown key, bad type).
     #[error("{}:{line}:{column}: {reason}", path.display())]
-    Syntax { path: PathBuf, line: usize, column: usize, reason: String },
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        reason: String,
+    },
     /// The file parses but contradicts itself (unknown model, duplicate id, …).
     #[error("{}:{line}:{column}: {reason}", path.display())]
-    Invalid { path: PathBuf, line: usize, column: usize, reason: String },
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        reason: String,
+    },
 }
 
 impl CatalogError {
@@ -37,9 +47,8 @@ impl CatalogError {
     pub fn location(&self) -> Option<(usize, usize)> {
         match self {
             CatalogError::Read { .. } => None,
-            CatalogError::Syntax { line, column, .. } | CatalogError::Invalid { line, column, .. } => {
-                Some((*line, *column))
-            }
+            CatalogError::Syntax { line, column, .. }
+            | CatalogError::Invalid { line, column, .. } => Some((*line, *column)),
         }
     }
 }
@@ -103,7 +112,8 @@ pub struct Artifact {
 impl Artifact {
     /// Whether `backend`, which reads `formats`, can load this file.
     pub fn loads_on(&self, backend: &str, formats: &[String]) -> bool {
-        self.backends.iter().any(|b| b == backend) && formats.iter().any(|f| f.eq_ignore_ascii_case(&self.format))
+        self.backends.iter().any(|b| b == backend)
+            && formats.iter().any(|f| f.eq_ignore_ascii_case(&self.format))
     }
 }
 
@@ -166,8 +176,10 @@ pub struct Catalog {
 impl Catalog {
     /// Reads, parses and validates the catalog at `path`.
     pub fn from_path(path: &Path) -> Result<Catalog, CatalogError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| CatalogError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| CatalogError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Catalog::parse(&text, path)
     }
 
@@ -185,8 +197,13 @@ impl Catalog {
     }
 
     /// The adapters whose base is `model_id`.
-    pub fn adapters_for<'a>(&'a self, model_id: &'a str) -> impl Iterator<Item = &'a AdapterEntry> + 'a {
-        self.adapters.iter().filter(move |a| a.base_model == model_id)
+    pub fn adapters_for<'a>(
+        &'a self,
+        model_id: &'a str,
+    ) -> impl Iterator<Item = &'a AdapterEntry> + 'a {
+        self.adapters
+            .iter()
+            .filter(move |a| a.base_model == model_id)
     }
 
     /// `backend`'s tiers in ascending tier number (validation guarantees the order).
@@ -196,8 +213,11 @@ impl Catalog {
 
     /// The models of a tier joined by their display names, e.g. `Qwen3 8B / Gemma 3 12B`.
     pub fn tier_label(&self, tier: &Tier) -> String {
-        let names: Vec<&str> =
-            tier.models.iter().map(|id| self.model(id).map_or(id.as_str(), |m| m.name.as_str())).collect();
+        let names: Vec<&str> = tier
+            .models
+            .iter()
+            .map(|id| self.model(id).map_or(id.as_str(), |m| m.name.as_str()))
+            .collect();
         names.join(" / ")
     }
 }

@@ -28,7 +28,9 @@ fn the_shipped_catalog_parses_to_15_tiers_7_adapters_and_the_seed_idle_policy() 
 fn the_shipped_tier_tables_match_the_seed() {
     let c = shipped();
     let rows = |backend: &str| -> Vec<(String, String)> {
-        c.tiers_for(backend).map(|t| (c.tier_label(t), t.memory_label())).collect()
+        c.tiers_for(backend)
+            .map(|t| (c.tier_label(t), t.memory_label()))
+            .collect()
     };
     let llama = rows("llamacpp");
     assert_eq!(llama[2], ("Qwen3 8B / Gemma 3 12B".into(), "16 GB".into()));
@@ -36,10 +38,15 @@ fn the_shipped_tier_tables_match_the_seed() {
     assert_eq!(rows("mlx")[4], ("Qwen3 235B".into(), "64+ GB".into()));
     assert_eq!(rows("webgpu")[4], ("Qwen3 32B".into(), "32+ GB".into()));
     let tier1 = |b: &str| c.tiers_for(b).next().unwrap().models.clone();
-    assert_eq!(tier1("llamacpp"), ["qwen3-0.6b", "smollm2-135m", "gemma3-270m"]);
+    assert_eq!(
+        tier1("llamacpp"),
+        ["qwen3-0.6b", "smollm2-135m", "gemma3-270m"]
+    );
     assert_eq!(tier1("mlx"), ["gemma3n-e2b", "smollm2-135m"]);
     assert_eq!(tier1("webgpu"), ["qwen3-1.7b", "smollm2-135m"]);
-    assert!(c.tiers_for("webgpu").all(|t| t.memory_kind == MemoryKind::GpuMemory));
+    assert!(c
+        .tiers_for("webgpu")
+        .all(|t| t.memory_kind == MemoryKind::GpuMemory));
     assert!(c.tiers_for("mlx").all(|t| t.memory_kind == MemoryKind::Ram));
 }
 
@@ -61,7 +68,10 @@ fn the_shipped_adapters_sit_on_catalog_models_and_have_no_downloads() {
     let chatbot = c.adapter("chatbot").unwrap();
     assert_eq!(chatbot.title, "Chatbot LoRA");
     assert_eq!(chatbot.purpose, "General conversational improvements");
-    assert_eq!(c.model(&chatbot.base_model).unwrap().parameters.as_deref(), Some("0.5B"));
+    assert_eq!(
+        c.model(&chatbot.base_model).unwrap().parameters.as_deref(),
+        Some("0.5B")
+    );
     assert_eq!(c.adapters_for("qwen3-1.7b").count(), 3);
     assert!(c.adapters.iter().all(|a| a.artifacts.is_empty()));
 }
@@ -70,7 +80,11 @@ fn the_shipped_adapters_sit_on_catalog_models_and_have_no_downloads() {
 fn a_missing_file_is_a_read_error_naming_it() {
     let err = Catalog::from_path(Path::new("/nonexistent/catalog.toml")).unwrap_err();
     assert!(matches!(err, CatalogError::Read { .. }));
-    assert!(err.to_string().starts_with("/nonexistent/catalog.toml: cannot read"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/catalog.toml: cannot read"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -163,7 +177,10 @@ fn broken_catalogs_are_rejected_at_the_right_line_and_column_with_the_reason() {
         let expected_at = format!("{}:{col}", line.parse::<usize>().unwrap() + shift);
         let err = Catalog::parse(&text, Path::new("broken.toml")).expect_err(what);
         let message = err.to_string();
-        assert!(message.starts_with(&format!("broken.toml:{expected_at}: ")), "{what}: {message}");
+        assert!(
+            message.starts_with(&format!("broken.toml:{expected_at}: ")),
+            "{what}: {message}"
+        );
         assert!(message.contains(reason), "{what}: {message}");
     }
 }

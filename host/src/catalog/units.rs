@@ -15,22 +15,41 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        rest = rest.trim_start();
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!("`{s}` is not a duration; write e.g. \"30s\", \"2m\" or \"1h\""));
+            return Err(format!(
+                "`{s}` is not a duration; write e.g. \"30s\", \"2m\" or \"1h\""
+            ));
         }
-        let value: u64 = rest[..digits].parse().map_err(|_| format!("`{s}`: number too large"))?;
+        let value: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("`{s}`: number too large"))?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let millis_per_unit = match rest[..unit_len].trim() {
             "ms" => 1,
             "s" => 1_000,
             "m" => 60_000,
             "h" => 3_600_000,
-            "" => return Err(format!("`{s}` lacks a unit; write e.g. \"{value}s\" or \"{value}m\"")),
-            other => return Err(format!("unknown duration unit `{other}` in `{s}`; use ms, s, m or h")),
+            "" => {
+                return Err(format!(
+                    "`{s}` lacks a unit; write e.g. \"{value}s\" or \"{value}m\""
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "unknown duration unit `{other}` in `{s}`; use ms, s, m or h"
+                ))
+            }
         };
-        let millis = value.checked_mul(millis_per_unit).ok_or_else(|| format!("`{s}`: duration too large"))?;
+        let millis = value
+            .checked_mul(millis_per_unit)
+            .ok_or_else(|| format!("`{s}`: duration too large"))?;
         total += Duration::from_millis(millis);
         rest = &rest[unit_len..];
     }
@@ -65,11 +84,15 @@ pub struct Size {
 /// such machines. `GiB`-style spellings mean the same.
 pub fn parse_size(text: &str) -> Result<Size, String> {
     let s = text.trim();
-    let number_len = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let number_len = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     if number_len == 0 {
         return Err(format!("`{s}` is not a memory size; write e.g. \"16 GB\""));
     }
-    let value: f64 = s[..number_len].parse().map_err(|_| format!("`{s}` is not a memory size; write e.g. \"16 GB\""))?;
+    let value: f64 = s[..number_len]
+        .parse()
+        .map_err(|_| format!("`{s}` is not a memory size; write e.g. \"16 GB\""))?;
     let mut rest = s[number_len..].trim_start();
     let open_ended = rest.starts_with('+');
     if open_ended {
@@ -82,7 +105,11 @@ pub fn parse_size(text: &str) -> Result<Size, String> {
         "gb" | "gib" => KIB * KIB * KIB,
         "tb" | "tib" => KIB * KIB * KIB * KIB,
         "" => return Err(format!("`{s}` lacks a unit; write e.g. \"{value} GB\"")),
-        other => return Err(format!("unknown size unit `{other}` in `{s}`; use B, KB, MB, GB or TB")),
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{s}`; use B, KB, MB, GB or TB"
+            ))
+        }
     };
     let bytes = (value * scale).round();
     if bytes < 1.0 {
@@ -91,7 +118,10 @@ pub fn parse_size(text: &str) -> Result<Size, String> {
     if bytes >= u64::MAX as f64 {
         return Err(format!("memory size `{s}` is too large"));
     }
-    Ok(Size { bytes: bytes as u64, open_ended })
+    Ok(Size {
+        bytes: bytes as u64,
+        open_ended,
+    })
 }
 
 /// Formats bytes in the catalog's units, e.g. `16 GB` or `1.5 GB`.
@@ -118,6 +148,8 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2 m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
     }
@@ -125,7 +157,9 @@ mod tests {
     #[test]
     fn durations_without_a_known_unit_are_refused_with_a_hint() {
         assert!(parse_duration("5").unwrap_err().contains("lacks a unit"));
-        assert!(parse_duration("5 minutes").unwrap_err().contains("unknown duration unit"));
+        assert!(parse_duration("5 minutes")
+            .unwrap_err()
+            .contains("unknown duration unit"));
         assert!(parse_duration("m").unwrap_err().contains("not a duration"));
         assert!(parse_duration("").is_err());
     }
@@ -141,9 +175,27 @@ mod tests {
     #[test]
     fn sizes_are_binary_and_may_be_open_ended() {
         let gib = 1u64 << 30;
-        assert_eq!(parse_size("16 GB"), Ok(Size { bytes: 16 * gib, open_ended: false }));
-        assert_eq!(parse_size("64+ GB"), Ok(Size { bytes: 64 * gib, open_ended: true }));
-        assert_eq!(parse_size("1.5GiB"), Ok(Size { bytes: 3 * gib / 2, open_ended: false }));
+        assert_eq!(
+            parse_size("16 GB"),
+            Ok(Size {
+                bytes: 16 * gib,
+                open_ended: false
+            })
+        );
+        assert_eq!(
+            parse_size("64+ GB"),
+            Ok(Size {
+                bytes: 64 * gib,
+                open_ended: true
+            })
+        );
+        assert_eq!(
+            parse_size("1.5GiB"),
+            Ok(Size {
+                bytes: 3 * gib / 2,
+                open_ended: false
+            })
+        );
         assert_eq!(parse_size("512 MB").map(|s| s.bytes), Ok(512 << 20));
     }
 
@@ -152,7 +204,9 @@ mod tests {
         assert!(parse_size("0 GB").unwrap_err().contains("positive"));
         assert!(parse_size("16").unwrap_err().contains("lacks a unit"));
         assert!(parse_size("-4 GB").is_err());
-        assert!(parse_size("16 parsecs").unwrap_err().contains("unknown size unit"));
+        assert!(parse_size("16 parsecs")
+            .unwrap_err()
+            .contains("unknown size unit"));
     }
 
     #[test]

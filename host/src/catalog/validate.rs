@@ -10,13 +10,20 @@ use toml::Spanned;
 
 use super::schema::{RawArtifact, RawCatalog, RawIdle, RawMemoryKind, RawModel, RawTierTable};
 use super::units::{format_duration, parse_duration, parse_size};
-use super::{AdapterEntry, Artifact, Catalog, CatalogError, IdlePolicy, MemoryKind, ModelEntry, Tier};
+use super::{
+    AdapterEntry, Artifact, Catalog, CatalogError, IdlePolicy, MemoryKind, ModelEntry, Tier,
+};
 
 /// Parses and validates; see [`Catalog::parse`].
 pub(super) fn parse(text: &str, origin: &Path) -> Result<Catalog, CatalogError> {
     let raw: RawCatalog = toml::from_str(text).map_err(|e| {
         let (line, column) = line_col(text, e.span().map_or(0, |s| s.start));
-        CatalogError::Syntax { path: origin.to_path_buf(), line, column, reason: e.message().trim().to_string() }
+        CatalogError::Syntax {
+            path: origin.to_path_buf(),
+            line,
+            column,
+            reason: e.message().trim().to_string(),
+        }
     })?;
     Checker { text, origin }.catalog(raw)
 }
@@ -37,7 +44,12 @@ struct Checker<'a> {
 impl Checker<'_> {
     fn invalid(&self, span: Range<usize>, reason: impl Into<String>) -> CatalogError {
         let (line, column) = line_col(self.text, span.start);
-        CatalogError::Invalid { path: self.origin.to_path_buf(), line, column, reason: reason.into() }
+        CatalogError::Invalid {
+            path: self.origin.to_path_buf(),
+            line,
+            column,
+            reason: reason.into(),
+        }
     }
 
     fn catalog(&self, raw: RawCatalog) -> Result<Catalog, CatalogError> {
@@ -48,7 +60,10 @@ impl Checker<'_> {
         for m in raw.models {
             self.plain_id(&m.id, "model id")?;
             if !model_ids.insert(m.id.get_ref().clone()) {
-                return Err(self.invalid(m.id.span(), format!("duplicate model id `{}`", m.id.get_ref())));
+                return Err(self.invalid(
+                    m.id.span(),
+                    format!("duplicate model id `{}`", m.id.get_ref()),
+                ));
             }
             models.push(self.model(m, &idle)?);
         }
@@ -57,7 +72,10 @@ impl Checker<'_> {
         let mut backends_seen = HashSet::new();
         for table in raw.tier_tables {
             if !backends_seen.insert(table.backend.get_ref().clone()) {
-                let reason = format!("a second tier table for backend `{}`; merge them into one", table.backend.get_ref());
+                let reason = format!(
+                    "a second tier table for backend `{}`; merge them into one",
+                    table.backend.get_ref()
+                );
                 return Err(self.invalid(table.backend.span(), reason));
             }
             tiers.extend(self.tier_table(table, &model_ids)?);
@@ -68,7 +86,10 @@ impl Checker<'_> {
         for a in raw.adapters {
             self.plain_id(&a.name, "adapter name")?;
             if !adapter_names.insert(a.name.get_ref().clone()) {
-                return Err(self.invalid(a.name.span(), format!("duplicate adapter name `{}`", a.name.get_ref())));
+                return Err(self.invalid(
+                    a.name.span(),
+                    format!("duplicate adapter name `{}`", a.name.get_ref()),
+                ));
             }
             if !model_ids.contains(a.base_model.get_ref()) {
                 let reason = format!(
@@ -78,7 +99,11 @@ impl Checker<'_> {
                 );
                 return Err(self.invalid(a.base_model.span(), reason));
             }
-            let artifacts = a.artifacts.into_iter().map(|x| self.artifact(x)).collect::<Result<_, _>>()?;
+            let artifacts = a
+                .artifacts
+                .into_iter()
+                .map(|x| self.artifact(x))
+                .collect::<Result<_, _>>()?;
             adapters.push(AdapterEntry {
                 name: a.name.into_inner(),
                 title: a.title,
@@ -88,14 +113,27 @@ impl Checker<'_> {
             });
         }
 
-        Ok(Catalog { idle, models, tiers, adapters })
+        Ok(Catalog {
+            idle,
+            models,
+            tiers,
+            adapters,
+        })
     }
 
     fn idle(&self, raw: &RawIdle) -> Result<IdlePolicy, CatalogError> {
         let defaults = IdlePolicy::default();
-        let soft = self.duration(raw.soft_timeout.as_ref())?.unwrap_or(defaults.soft_timeout);
-        let hard = self.duration(raw.hard_timeout.as_ref())?.unwrap_or(defaults.hard_timeout);
-        self.soft_before_hard(soft, hard, raw.soft_timeout.as_ref().or(raw.hard_timeout.as_ref()))?;
+        let soft = self
+            .duration(raw.soft_timeout.as_ref())?
+            .unwrap_or(defaults.soft_timeout);
+        let hard = self
+            .duration(raw.hard_timeout.as_ref())?
+            .unwrap_or(defaults.hard_timeout);
+        self.soft_before_hard(
+            soft,
+            hard,
+            raw.soft_timeout.as_ref().or(raw.hard_timeout.as_ref()),
+        )?;
         let max_resident_models = match &raw.max_resident_models {
             Some(n) if *n.get_ref() == 0 => {
                 return Err(self.invalid(n.span(), "max_resident_models must be at least 1"));
@@ -107,7 +145,12 @@ impl Checker<'_> {
             Some(s) => Some(self.size(s, false)?.0),
             None => None,
         };
-        Ok(IdlePolicy { soft_timeout: soft, hard_timeout: hard, max_resident_models, memory_budget_bytes })
+        Ok(IdlePolicy {
+            soft_timeout: soft,
+            hard_timeout: hard,
+            max_resident_models,
+            memory_budget_bytes,
+        })
     }
 
     fn model(&self, m: RawModel, idle: &IdlePolicy) -> Result<ModelEntry, CatalogError> {
@@ -118,7 +161,11 @@ impl Checker<'_> {
             hard_timeout.unwrap_or(idle.hard_timeout),
             m.soft_timeout.as_ref().or(m.hard_timeout.as_ref()),
         )?;
-        let artifacts = m.artifacts.into_iter().map(|a| self.artifact(a)).collect::<Result<_, _>>()?;
+        let artifacts = m
+            .artifacts
+            .into_iter()
+            .map(|a| self.artifact(a))
+            .collect::<Result<_, _>>()?;
         Ok(ModelEntry {
             id: m.id.into_inner(),
             name: m.name,
@@ -131,13 +178,20 @@ impl Checker<'_> {
         })
     }
 
-    fn tier_table(&self, table: RawTierTable, model_ids: &HashSet<String>) -> Result<Vec<Tier>, CatalogError> {
+    fn tier_table(
+        &self,
+        table: RawTierTable,
+        model_ids: &HashSet<String>,
+    ) -> Result<Vec<Tier>, CatalogError> {
         let backend = table.backend.get_ref();
         if backend.trim().is_empty() {
             return Err(self.invalid(table.backend.span(), "a tier table must name its backend"));
         }
         if table.tiers.is_empty() {
-            return Err(self.invalid(table.backend.span(), format!("tier table `{backend}` has no tiers")));
+            return Err(self.invalid(
+                table.backend.span(),
+                format!("tier table `{backend}` has no tiers"),
+            ));
         }
         let memory_kind = match table.memory_kind {
             RawMemoryKind::Ram => MemoryKind::Ram,
@@ -156,7 +210,10 @@ impl Checker<'_> {
                 return Err(self.invalid(t.tier.span(), reason));
             }
             if t.models.get_ref().is_empty() {
-                return Err(self.invalid(t.models.span(), format!("backend `{backend}` tier {expected} lists no models")));
+                return Err(self.invalid(
+                    t.models.span(),
+                    format!("backend `{backend}` tier {expected} lists no models"),
+                ));
             }
             for id in t.models.get_ref() {
                 if !model_ids.contains(id.get_ref()) {
@@ -171,7 +228,12 @@ impl Checker<'_> {
             tiers.push(Tier {
                 backend: backend.clone(),
                 tier: *t.tier.get_ref(),
-                models: t.models.into_inner().into_iter().map(Spanned::into_inner).collect(),
+                models: t
+                    .models
+                    .into_inner()
+                    .into_iter()
+                    .map(Spanned::into_inner)
+                    .collect(),
                 memory_required_bytes,
                 memory_kind,
                 open_ended,
@@ -182,10 +244,16 @@ impl Checker<'_> {
 
     fn artifact(&self, a: RawArtifact) -> Result<Artifact, CatalogError> {
         if a.backends.get_ref().is_empty() {
-            return Err(self.invalid(a.backends.span(), "an artifact must name at least one backend"));
+            return Err(self.invalid(
+                a.backends.span(),
+                "an artifact must name at least one backend",
+            ));
         }
         if let Some(reason) = unsafe_file_name(a.file.get_ref()) {
-            return Err(self.invalid(a.file.span(), format!("file `{}` {reason}", a.file.get_ref())));
+            return Err(self.invalid(
+                a.file.span(),
+                format!("file `{}` {reason}", a.file.get_ref()),
+            ));
         }
         if let Some(sha) = &a.sha256 {
             if sha.get_ref().len() != 64 || !sha.get_ref().chars().all(|c| c.is_ascii_hexdigit()) {
@@ -214,19 +282,29 @@ impl Checker<'_> {
         let ok = !s.is_empty()
             && s != "."
             && s != ".."
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
         if ok {
             Ok(())
         } else {
-            Err(self.invalid(id.span(), format!("{what} `{s}` may only use letters, digits, `.`, `-` and `_`")))
+            Err(self.invalid(
+                id.span(),
+                format!("{what} `{s}` may only use letters, digits, `.`, `-` and `_`"),
+            ))
         }
     }
 
     fn duration(&self, raw: Option<&Spanned<String>>) -> Result<Option<Duration>, CatalogError> {
-        raw.map(|s| parse_duration(s.get_ref()).map_err(|reason| self.invalid(s.span(), reason))).transpose()
+        raw.map(|s| parse_duration(s.get_ref()).map_err(|reason| self.invalid(s.span(), reason)))
+            .transpose()
     }
 
-    fn soft_before_hard(&self, soft: Duration, hard: Duration, at: Option<&Spanned<String>>) -> Result<(), CatalogError> {
+    fn soft_before_hard(
+        &self,
+        soft: Duration,
+        hard: Duration,
+        at: Option<&Spanned<String>>,
+    ) -> Result<(), CatalogError> {
         match at {
             Some(at) if soft > hard => Err(self.invalid(
                 at.span(),
@@ -240,10 +318,20 @@ impl Checker<'_> {
         }
     }
 
-    fn size(&self, raw: &Spanned<String>, open_ended_allowed: bool) -> Result<(u64, bool), CatalogError> {
+    fn size(
+        &self,
+        raw: &Spanned<String>,
+        open_ended_allowed: bool,
+    ) -> Result<(u64, bool), CatalogError> {
         let size = parse_size(raw.get_ref()).map_err(|reason| self.invalid(raw.span(), reason))?;
         if size.open_ended && !open_ended_allowed {
-            return Err(self.invalid(raw.span(), format!("`{}`: an open-ended size (`+`) only fits a tier", raw.get_ref())));
+            return Err(self.invalid(
+                raw.span(),
+                format!(
+                    "`{}`: an open-ended size (`+`) only fits a tier",
+                    raw.get_ref()
+                ),
+            ));
         }
         Ok((size.bytes, size.open_ended))
     }
