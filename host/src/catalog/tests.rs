@@ -77,6 +77,12 @@ fn the_shipped_adapters_sit_on_catalog_models_and_have_no_downloads() {
 }
 
 #[test]
+fn the_shipped_catalog_loads_from_its_path() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../catalog.toml");
+    assert_eq!(Catalog::from_path(&path).unwrap(), shipped());
+}
+
+#[test]
 fn a_missing_file_is_a_read_error_naming_it() {
     let err = Catalog::from_path(Path::new("/nonexistent/catalog.toml")).unwrap_err();
     assert!(matches!(err, CatalogError::Read { .. }));
