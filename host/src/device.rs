@@ -104,6 +104,29 @@ impl BackendProbe {
             .max_by_key(|d| d.memory_total_bytes)
     }
 
+    /// A backend whose plugin could not even describe itself: never routable.
+    pub fn unavailable(backend: &str, reason: String) -> BackendProbe {
+        BackendProbe {
+            backend: backend.to_string(),
+            formats: Vec::new(),
+            probe: Probe { available: false, devices: Default::default(), reason: reason.into() },
+        }
+    }
+
+    /// The probe's devices as plain data.
+    pub fn device_views(&self) -> Vec<DeviceView> {
+        self.probe
+            .devices
+            .iter()
+            .map(|d| DeviceView {
+                kind: d.kind.as_str(),
+                name: d.name.to_string(),
+                memory_total_bytes: d.memory_total_bytes,
+                memory_free_bytes: d.memory_free_bytes,
+            })
+            .collect()
+    }
+
     pub fn has_accelerator(&self) -> bool {
         self.best_accelerator().is_some()
     }
@@ -169,17 +192,7 @@ impl DeviceProfile {
                     formats: b.formats.clone(),
                     available: b.probe.available,
                     reason: b.probe.reason.to_string(),
-                    devices: b
-                        .probe
-                        .devices
-                        .iter()
-                        .map(|d| DeviceView {
-                            kind: d.kind.as_str(),
-                            name: d.name.to_string(),
-                            memory_total_bytes: d.memory_total_bytes,
-                            memory_free_bytes: d.memory_free_bytes,
-                        })
-                        .collect(),
+                    devices: b.device_views(),
                 })
                 .collect(),
         }

@@ -129,9 +129,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             crate::api::serve(hearth, SocketAddr::new(host, port)).await.context("the server stopped")
         }
         Command::Run(args) => run::run(global.open()?, args).await,
-        Command::Profile { json } => listing::profile(&global.open()?, json),
-        Command::Models { json } => listing::models(&global.open()?, json),
-        Command::Plugins { json } => listing::plugins(&global.open()?, json),
+        Command::Profile { json } => listing::profile(&*global.open()?, json),
+        Command::Models { json } => listing::models(&*global.open()?, json),
+        Command::Plugins { json } => listing::plugins(&*global.open()?, json),
         Command::Ps { json } => remote::ps(&global.server, json).await,
         Command::Stop { model } => remote::stop(&global.server, &model).await,
     }
