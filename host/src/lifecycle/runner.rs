@@ -2,6 +2,7 @@
 //! runs; dropping the last one starts the idle period.
 
 use super::{scheduler::Shared, ModelKey, Runner};
+use hearth_sdk::MemoryUsage;
 use std::{fmt, ops::Deref, sync::Arc};
 use tokio::runtime::Handle;
 
@@ -14,6 +15,9 @@ pub(super) struct Claim {
     /// A `RunnerRef` is usually dropped on a blocking thread after `generate`, where
     /// there is no ambient runtime to spawn the idle timers on.
     handle: Handle,
+    /// What the model held when its request ended, so the budget and `ps` see the
+    /// cache a generation grew without asking the plugin under the scheduler's lock.
+    memory_at_release: Option<MemoryUsage>,
 }
 
 impl Claim {
@@ -23,6 +27,7 @@ impl Claim {
             key,
             id,
             handle,
+            memory_at_release: None,
         }
     }
 
@@ -37,7 +42,7 @@ impl Claim {
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        self.shared.release(&self.key, self.id, &self.handle);
+        self.shared.release(&self.key, self.id, &self.handle, self.memory_at_release);
     }
 }
 
@@ -62,6 +67,12 @@ impl RunnerRef {
 
     pub fn key(&self) -> &ModelKey {
         self.claim.key()
+    }
+}
+
+impl Drop for RunnerRef {
+    fn drop(&mut self) {
+        self.claim.memory_at_release = Some(self.runner.memory());
     }
 }
 

@@ -450,12 +450,15 @@ impl Shared {
     }
 
     /// Drop a request's reference; the last one out starts the idle period.
-    pub(super) fn release(self: &Arc<Self>, key: &ModelKey, id: u64, handle: &Handle) {
+    pub(super) fn release(self: &Arc<Self>, key: &ModelKey, id: u64, handle: &Handle, memory: Option<MemoryUsage>) {
         let mut models = self.lock();
         let Some(entry) = models.get(key, id) else {
             return;
         };
         entry.refs -= 1;
+        if let Some(memory) = memory {
+            entry.memory = memory;
+        }
         entry.last_used = Instant::now();
         if entry.refs > 0 {
             return;

@@ -1,0 +1,156 @@
+//! The HTTP API: in-process through the router, and over real loopback TCP for
+//! streaming and cancellation.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use futures::StreamExt;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use crate::helpers::TestHost;
+
+async fn post(host: &TestHost, path: &str, body: Value) -> (StatusCode, Value) {
+    let request = Request::post(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = hearth::api::app(host.hearth.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+async fn get(host: &TestHost, path: &str) -> Value {
+    let request = Request::get(path).body(Body::empty()).unwrap();
+    let response = hearth::api::app(host.hearth.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test]
+async fn a_chat_completion_answers_in_openai_shape_with_usage() {
+    let host = TestHost::new();
+    let body = json!({ "model": "echo", "messages": [{ "role": "user", "content": "red green blue" }], "seed": 0 });
+    let (status, answer) = post(&host, "/v1/chat/completions", body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["object"], "chat.completion");
+    assert_eq!(answer["model"], "echo");
+    assert_eq!(answer["choices"][0]["message"]["content"], "red green blue red green blue ");
+    assert_eq!(answer["choices"][0]["finish_reason"], "stop");
+    assert_eq!(answer["usage"]["completion_tokens"], 6);
+    assert_eq!(answer["usage"]["total_tokens"], 9);
+}
+
+#[tokio::test]
+async fn malformed_requests_get_a_400_naming_the_problem() {
+    let host = TestHost::new();
+    let cases = [
+        (json!({ "model": "echo", "messages": [] }), "messages"),
+        (json!({ "model": "echo", "messages": [{ "role": "user", "content": "x" }], "temperature": -1 }), "temperature"),
+        (json!({ "model": "echo", "messages": [{ "role": "user", "content": "x" }], "max_tokens": 0 }), "max_tokens"),
+        (json!({ "model": "echo", "messages": [{ "role": "wizard", "content": "x" }] }), "role"),
+        (json!({ "model": "echo" }), "messages"),
+    ];
+    for (body, field) in cases {
+        let (status, answer) = post(&host, "/v1/chat/completions", body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} → {answer}");
+        assert!(answer["error"]["message"].as_str().unwrap().contains(field), "{body} → {answer}");
+    }
+    let (status, _) = post(&host, "/v1/chat/completions", json!({ "model": "nope", "messages": [{ "role": "user", "content": "x" }] })).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_plugin_panic_is_a_500_on_that_request_only() {
+    let host = TestHost::new();
+    let (status, answer) = post(&host, "/v1/completions", json!({ "model": "echo", "prompt": "boom #panic" })).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(answer["error"]["message"].as_str().unwrap().contains("panicked"));
+    let (status, answer) = post(&host, "/v1/completions", json!({ "model": "echo", "prompt": "fine", "max_tokens": 2 })).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["choices"][0]["text"], "fine fine ");
+    assert_eq!(answer["choices"][0]["finish_reason"], "length");
+}
+
+#[tokio::test]
+async fn native_endpoints_report_models_plugins_profile_and_health() {
+    let host = TestHost::new();
+    let models = get(&host, "/v1/models").await;
+    assert!(models["data"].as_array().unwrap().iter().any(|model| model["id"] == "echo"));
+    let plugins = get(&host, "/api/plugins").await;
+    assert_eq!(plugins["plugins"][0]["id"], "fixture");
+    let profile = get(&host, "/api/profile").await;
+    assert!(profile["device"]["host"]["ram_total_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(get(&host, "/health").await["status"], "ok");
+
+    let (status, loaded) = post(&host, "/api/load", json!({ "model": "echo" })).await;
+    assert_eq!(status, StatusCode::OK, "{loaded}");
+    let ps = get(&host, "/api/ps").await;
+    assert_eq!(ps["models"][0]["key"]["model_id"], "echo");
+    let (status, _) = post(&host, "/api/unload", json!({ "model": "echo" })).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(get(&host, "/api/ps").await["models"].as_array().unwrap().is_empty());
+}
+
+/// Serve the API on an ephemeral loopback port.
+async fn serve(host: &TestHost) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = hearth::api::app(host.hearth.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{address}")
+}
+
+/// The `data:` payloads of an SSE body.
+fn sse_payloads(text: &str) -> Vec<String> {
+    text.lines().filter_map(|line| line.strip_prefix("data: ")).map(str::to_string).collect()
+}
+
+#[tokio::test]
+async fn a_streamed_chat_completion_arrives_as_sse_chunks_ending_in_done() {
+    let host = TestHost::new();
+    let base = serve(&host).await;
+    let body = json!({ "model": "echo", "messages": [{ "role": "user", "content": "up down" }], "seed": 0,
+                       "stream": true, "stream_options": { "include_usage": true } });
+    let response = reqwest::Client::new().post(format!("{base}/v1/chat/completions")).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let payloads = sse_payloads(&response.text().await.unwrap());
+    assert_eq!(payloads.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = payloads[..payloads.len() - 1].iter().map(|p| serde_json::from_str(p).unwrap()).collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let text: String = chunks.iter().filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str()).collect();
+    assert_eq!(text, "up down up down up down ");
+    let finish = chunks.iter().find(|chunk| chunk["choices"][0]["finish_reason"].is_string()).unwrap();
+    assert_eq!(finish["choices"][0]["finish_reason"], "stop");
+    assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 6);
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_mid_stream_cancels_its_generation() {
+    let host = TestHost::new();
+    let base = serve(&host).await;
+    // 200 tokens at 20 ms each would take 4 s; the client leaves after three.
+    let body = json!({ "model": "slow", "messages": [{ "role": "user", "content": "tick tock" }], "stream": true, "max_tokens": 200 });
+    let response = reqwest::Client::new().post(format!("{base}/v1/chat/completions")).json(&body).send().await.unwrap();
+    let mut stream = response.bytes_stream();
+    let mut seen = String::new();
+    while seen.matches("\"content\":\"t").count() < 3 {
+        let chunk = stream.next().await.expect("stream ended early").unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(stream);
+    let started = std::time::Instant::now();
+    loop {
+        let ps = host.hearth.loaded_models();
+        if ps.iter().all(|model| model.refs == 0) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(2), "generation still running after the client left: {ps:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
