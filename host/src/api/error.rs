@@ -23,6 +23,22 @@ impl ApiError {
         Self { status: StatusCode::BAD_REQUEST, kind: "invalid_request_error", message: message.into() }
     }
 
+    /// 503 with a Retry-After header: the server is saturated, not broken.
+    pub fn busy(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::SERVICE_UNAVAILABLE, kind: "service_unavailable", message: message.into() }
+    }
+
+    /// A body the JSON extractor refused: too large (413), wrong content type (415) or
+    /// not the expected shape (400/422 become 400).
+    pub fn from_json_rejection(rejection: axum::extract::rejection::JsonRejection) -> Self {
+        let status = match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self { status, kind: "invalid_request_error", message: rejection.body_text() }
+    }
+
     pub fn not_found(message: impl Into<String>) -> Self {
         Self { status: StatusCode::NOT_FOUND, kind: "not_found_error", message: message.into() }
     }
@@ -61,6 +77,10 @@ impl From<ServiceError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "error": { "message": self.message, "type": self.kind, "code": self.status.as_u16() } });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        }
+        response
     }
 }

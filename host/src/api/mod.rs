@@ -7,22 +7,60 @@
 //! [`Generation`]: crate::service::Generation
 
 mod error;
+mod guard;
 mod native;
 mod openai;
 mod params;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue, Method};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{middleware, Extension, Router};
+use tower_http::cors::CorsLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
+
+use guard::QueueLimiter;
 
 use crate::service::Hearth;
 
 pub use error::ApiError;
+pub use guard::ApiConfig;
 
-/// The router with every endpoint, over a shared service.
+/// The router with every endpoint and the default protections of a loopback server.
 pub fn app(hearth: Arc<Hearth>) -> Router {
+    app_with(hearth, ApiConfig::default())
+}
+
+/// The router with every endpoint, behind the protections `config` asks for.
+pub fn app_with(hearth: Arc<Hearth>, config: ApiConfig) -> Router {
+    let cors = (!config.cors_origins.is_empty()).then(|| {
+        let origins: Vec<HeaderValue> = config.cors_origins.iter().filter_map(|origin| origin.parse().ok()).collect();
+        CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+    });
+    let queue = QueueLimiter::new(config.max_queue_per_model);
+    let body_limit = config.max_body_bytes;
+    let router = routes(hearth)
+        .layer(Extension(queue))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(RequestBodyTimeoutLayer::new(BODY_READ_TIMEOUT))
+        .layer(middleware::from_fn_with_state(Arc::new(config), guard::check_request));
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+}
+
+/// A client that has not sent its whole body by then is cut off.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn routes(hearth: Arc<Hearth>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
@@ -37,10 +75,10 @@ pub fn app(hearth: Arc<Hearth>) -> Router {
 }
 
 /// Serve the API on `addr` until ctrl-c, then unload every model.
-pub async fn serve(hearth: Arc<Hearth>, addr: SocketAddr) -> std::io::Result<()> {
+pub async fn serve(hearth: Arc<Hearth>, addr: SocketAddr, config: ApiConfig) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(address = %listener.local_addr()?, "hearth is listening");
-    axum::serve(listener, app(hearth.clone()))
+    axum::serve(listener, app_with(hearth.clone(), config))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -8,7 +8,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use futures::Stream;
 use hearth_sdk::abi_stable::std_types::{RString, RVec};
 use hearth_sdk::{ChatMessage, GenerateRequest};
@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use super::guard::{QueueLimiter, QueueSlot};
 use super::params::CommonParams;
 use super::ApiError;
 use crate::service::{Completion, Generation, Hearth, Prepared};
@@ -189,12 +190,19 @@ fn finish_reason(completion: &Completion) -> &'static str {
     }
 }
 
-async fn respond(hearth: Arc<Hearth>, shape: Shape, params: &CommonParams, generation: Generation) -> Result<Response, ApiError> {
+async fn respond(
+    hearth: Arc<Hearth>,
+    queue: QueueLimiter,
+    shape: Shape,
+    params: &CommonParams,
+    generation: Generation,
+) -> Result<Response, ApiError> {
     let include_usage = params.stream_options.as_ref().is_some_and(|options| options.include_usage);
+    let slot = queue.enter(params.model.as_deref().unwrap_or("auto"))?;
     let prepared = hearth.prepare(generation).await?;
     let envelope = Envelope::new(shape, &prepared);
     if params.stream {
-        return Ok(Sse::new(stream(envelope, prepared, include_usage)).into_response());
+        return Ok(Sse::new(stream(envelope, prepared, include_usage, slot)).into_response());
     }
     let (tokens, mut pieces) = mpsc::unbounded_channel();
     let completion = prepared.run(tokens).await?;
@@ -213,11 +221,18 @@ async fn respond(hearth: Arc<Hearth>, shape: Shape, params: &CommonParams, gener
 
 /// The SSE stream of one generation. Dropping it (the client left) drops the token
 /// receiver, which cancels the generation at its next token.
-fn stream(envelope: Envelope, prepared: Prepared, include_usage: bool) -> impl Stream<Item = Result<Event, Infallible>> {
+fn stream(
+    envelope: Envelope,
+    prepared: Prepared,
+    include_usage: bool,
+    slot: QueueSlot,
+) -> impl Stream<Item = Result<Event, Infallible>> {
     let (tokens, mut pieces) = mpsc::unbounded_channel();
     let running = tokio::spawn(prepared.run(tokens));
     let shape = envelope.shape;
     async_stream::stream! {
+        // The request keeps its place in the queue until its stream ends.
+        let _slot = slot;
         if matches!(shape, Shape::Chat) {
             yield Ok(Event::default().data(envelope.body(true, vec![shape.choice(None, None, true)], None).to_string()));
         }
@@ -246,12 +261,13 @@ fn stream(envelope: Envelope, prepared: Prepared, include_usage: bool) -> impl S
 }
 
 fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    body.map(|Json(body)| body).map_err(|rejection| ApiError::bad_request(rejection.body_text()))
+    body.map(|Json(body)| body).map_err(ApiError::from_json_rejection)
 }
 
 /// `POST /v1/chat/completions`
 pub async fn chat_completions(
     State(hearth): State<Arc<Hearth>>,
+    Extension(queue): Extension<QueueLimiter>,
     body: Result<Json<ChatRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let request = json_body(body)?;
@@ -260,12 +276,13 @@ pub async fn chat_completions(
     }
     let messages = request.messages.into_iter().map(message_text).collect::<Result<RVec<_>, _>>()?;
     let generation = generation(&request.params, messages, None)?;
-    respond(hearth, Shape::Chat, &request.params, generation).await
+    respond(hearth, queue, Shape::Chat, &request.params, generation).await
 }
 
 /// `POST /v1/completions`
 pub async fn completions(
     State(hearth): State<Arc<Hearth>>,
+    Extension(queue): Extension<QueueLimiter>,
     body: Result<Json<CompletionRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let request = json_body(body)?;
@@ -273,7 +290,7 @@ pub async fn completions(
         return Err(ApiError::bad_request("`prompt` must not be empty"));
     }
     let generation = generation(&request.params, RVec::new(), Some(request.prompt))?;
-    respond(hearth, Shape::Text, &request.params, generation).await
+    respond(hearth, queue, Shape::Text, &request.params, generation).await
 }
 
 /// `GET /v1/models`: every catalog model, installed or not, with hearth's details.

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+use crate::api::ApiConfig;
 use crate::service::{default_home, CatalogSource, Hearth, HearthConfig};
 
 /// The port `hearth serve` listens on unless told otherwise.
@@ -79,6 +80,15 @@ pub enum Command {
         host: IpAddr,
         #[arg(long, default_value_t = DEFAULT_PORT)]
         port: u16,
+        /// Require `Authorization: Bearer KEY` on every request but /health.
+        #[arg(long, env = "HEARTH_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
+        /// A browser origin allowed to call the API (repeatable); none disables CORS.
+        #[arg(long = "cors-origin")]
+        cors_origins: Vec<String>,
+        /// Requests running or waiting per model before new ones get 503.
+        #[arg(long, default_value_t = 64)]
+        max_queue: usize,
     },
     /// Answer a prompt, or chat when no prompt is given.
     Run(run::RunArgs),
@@ -124,9 +134,10 @@ fn init_logging(serving: bool) {
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let global = &cli.global;
     match cli.command {
-        Command::Serve { host, port } => {
+        Command::Serve { host, port, api_key, cors_origins, max_queue } => {
             let hearth = global.open()?;
-            crate::api::serve(hearth, SocketAddr::new(host, port)).await.context("the server stopped")
+            let config = ApiConfig { api_key, cors_origins, max_queue_per_model: max_queue, ..ApiConfig::for_bind(host) };
+            crate::api::serve(hearth, SocketAddr::new(host, port), config).await.context("the server stopped")
         }
         Command::Run(args) => run::run(global.open()?, args).await,
         Command::Profile { json } => listing::profile(&*global.open()?, json),

@@ -14,6 +14,7 @@ use crate::helpers::TestHost;
 
 async fn post(host: &TestHost, path: &str, body: Value) -> (StatusCode, Value) {
     let request = Request::post(path)
+        .header("host", "localhost:8434")
         .header("content-type", "application/json")
         .body(Body::from(body.to_string()))
         .unwrap();
@@ -24,7 +25,7 @@ async fn post(host: &TestHost, path: &str, body: Value) -> (StatusCode, Value) {
 }
 
 async fn get(host: &TestHost, path: &str) -> Value {
-    let request = Request::get(path).body(Body::empty()).unwrap();
+    let request = Request::get(path).header("host", "localhost:8434").body(Body::empty()).unwrap();
     let response = hearth::api::app(host.hearth.clone()).oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
@@ -153,4 +154,73 @@ async fn a_client_that_disconnects_mid_stream_cancels_its_generation() {
         assert!(started.elapsed() < Duration::from_secs(2), "generation still running after the client left: {ps:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+async fn send(router: axum::Router, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let response = router.oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn chat_request(host_header: &str, body: &str) -> Request<Body> {
+    Request::post("/v1/chat/completions")
+        .header("host", host_header)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+const ECHO_CHAT: &str = r#"{"model":"echo","messages":[{"role":"user","content":"hi"}]}"#;
+
+#[tokio::test]
+async fn a_foreign_host_header_is_refused_on_a_loopback_server() {
+    let host = TestHost::new();
+    let (status, _, body) = send(hearth::api::app(host.hearth.clone()), chat_request("rebind.attacker.example", ECHO_CHAT)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _, _) = send(hearth::api::app(host.hearth.clone()), chat_request("127.0.0.1:8434", ECHO_CHAT)).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_api_key_is_required_when_configured_except_for_health() {
+    let host = TestHost::new();
+    let config = hearth::api::ApiConfig { api_key: Some("s3cret".into()), ..hearth::api::ApiConfig::default() };
+    let app = hearth::api::app_with(host.hearth.clone(), config);
+    let (status, headers, _) = send(app.clone(), chat_request("localhost", ECHO_CHAT)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers["www-authenticate"], "Bearer");
+    let mut with_key = chat_request("localhost", ECHO_CHAT);
+    with_key.headers_mut().insert("authorization", "Bearer s3cret".parse().unwrap());
+    assert_eq!(send(app.clone(), with_key).await.0, StatusCode::OK);
+    let health = Request::get("/health").header("host", "localhost").body(Body::empty()).unwrap();
+    assert_eq!(send(app, health).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_oversized_body_gets_413() {
+    let host = TestHost::new();
+    let config = hearth::api::ApiConfig { max_body_bytes: 1024, ..hearth::api::ApiConfig::default() };
+    let big = format!(r#"{{"model":"echo","messages":[{{"role":"user","content":"{}"}}]}}"#, "x".repeat(4096));
+    let (status, _, _) = send(hearth::api::app_with(host.hearth.clone(), config), chat_request("localhost", &big)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn requests_past_the_queue_cap_get_503_with_retry_after() {
+    let host = TestHost::new();
+    let config = hearth::api::ApiConfig { max_queue_per_model: 1, ..hearth::api::ApiConfig::default() };
+    let app = hearth::api::app_with(host.hearth.clone(), config);
+    let slow = r#"{"model":"slow","messages":[{"role":"user","content":"a b"}],"max_tokens":20}"#;
+    let first = tokio::spawn(send(app.clone(), chat_request("localhost", slow)));
+    let started = std::time::Instant::now();
+    while host.hearth.loaded_models().iter().all(|model| model.refs == 0) {
+        assert!(started.elapsed() < Duration::from_secs(5), "the first request never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (status, headers, _) = send(app, chat_request("localhost", slow)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(headers["retry-after"], "1");
+    assert_eq!(first.await.unwrap().0, StatusCode::OK);
 }
