@@ -2,6 +2,7 @@
 //! `main` only calls [`main`].
 
 mod listing;
+mod pull;
 mod remote;
 mod run;
 
@@ -114,6 +115,14 @@ pub enum Command {
     },
     /// Unload a model from a running server.
     Stop { model: String },
+    /// Download a catalog model's or adapter's files into the store.
+    Pull {
+        /// A model id or adapter name from the catalog.
+        name: String,
+        /// Only the files this backend loads.
+        #[arg(long)]
+        backend: Option<String>,
+    },
 }
 
 /// Parse the arguments and run the verb.
@@ -145,5 +154,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Plugins { json } => listing::plugins(&*global.open()?, json),
         Command::Ps { json } => remote::ps(&global.server, json).await,
         Command::Stop { model } => remote::stop(&global.server, &model).await,
+        Command::Pull { name, backend } => pull::pull(&*global.open()?, &name, backend.as_deref()).await,
     }
 }
