@@ -8,6 +8,7 @@
 
 mod error;
 mod guard;
+mod metrics;
 mod native;
 mod openai;
 mod params;
@@ -48,6 +49,7 @@ pub fn app_with(hearth: Arc<Hearth>, config: ApiConfig) -> Router {
     let body_limit = config.max_body_bytes;
     let router = routes(hearth)
         .layer(Extension(queue))
+        .layer(Extension(Arc::new(metrics::Metrics::default())))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyTimeoutLayer::new(BODY_READ_TIMEOUT))
         .layer(middleware::from_fn_with_state(Arc::new(config), guard::check_request));
@@ -71,6 +73,7 @@ fn routes(hearth: Arc<Hearth>) -> Router {
         .route("/api/load", post(native::load))
         .route("/api/unload", post(native::unload))
         .route("/health", get(native::health))
+        .route("/metrics", get(metrics::metrics))
         .with_state(hearth)
 }
 

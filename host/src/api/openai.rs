@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::guard::{QueueLimiter, QueueSlot};
+use super::metrics::Metrics;
 use super::params::CommonParams;
 use super::ApiError;
 use crate::service::{Completion, Generation, Hearth, Prepared};
@@ -192,7 +193,23 @@ fn finish_reason(completion: &Completion) -> &'static str {
 
 async fn respond(
     hearth: Arc<Hearth>,
+    (queue, metrics): (QueueLimiter, Arc<Metrics>),
+    shape: Shape,
+    params: &CommonParams,
+    generation: Generation,
+) -> Result<Response, ApiError> {
+    metrics.request_started();
+    let answer = answer(hearth, queue, metrics.clone(), shape, params, generation).await;
+    if answer.is_err() {
+        metrics.request_failed();
+    }
+    answer
+}
+
+async fn answer(
+    hearth: Arc<Hearth>,
     queue: QueueLimiter,
+    metrics: Arc<Metrics>,
     shape: Shape,
     params: &CommonParams,
     generation: Generation,
@@ -202,10 +219,11 @@ async fn respond(
     let prepared = hearth.prepare(generation).await?;
     let envelope = Envelope::new(shape, &prepared);
     if params.stream {
-        return Ok(Sse::new(stream(envelope, prepared, include_usage, slot)).into_response());
+        return Ok(Sse::new(stream(envelope, prepared, include_usage, slot, metrics)).into_response());
     }
     let (tokens, mut pieces) = mpsc::unbounded_channel();
     let completion = prepared.run(tokens).await?;
+    metrics.request_finished(&completion);
     let mut text = String::new();
     while let Ok(piece) = pieces.try_recv() {
         text.push_str(&piece);
@@ -226,6 +244,7 @@ fn stream(
     prepared: Prepared,
     include_usage: bool,
     slot: QueueSlot,
+    metrics: Arc<Metrics>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let (tokens, mut pieces) = mpsc::unbounded_channel();
     let running = tokio::spawn(prepared.run(tokens));
@@ -241,6 +260,7 @@ fn stream(
         }
         match running.await {
             Ok(Ok(completion)) => {
+                metrics.request_finished(&completion);
                 let last = shape.choice(None, Some(finish_reason(&completion)), true);
                 yield Ok(Event::default().data(envelope.body(true, vec![last], None).to_string()));
                 if include_usage {
@@ -248,6 +268,7 @@ fn stream(
                 }
             }
             Ok(Err(error)) => {
+                metrics.request_failed();
                 let error = ApiError::from(error);
                 yield Ok(Event::default().data(json!({ "error": { "message": error.message, "type": error.kind } }).to_string()));
             }
@@ -268,6 +289,7 @@ fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
 pub async fn chat_completions(
     State(hearth): State<Arc<Hearth>>,
     Extension(queue): Extension<QueueLimiter>,
+    Extension(metrics): Extension<Arc<Metrics>>,
     body: Result<Json<ChatRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let request = json_body(body)?;
@@ -276,13 +298,14 @@ pub async fn chat_completions(
     }
     let messages = request.messages.into_iter().map(message_text).collect::<Result<RVec<_>, _>>()?;
     let generation = generation(&request.params, messages, None)?;
-    respond(hearth, queue, Shape::Chat, &request.params, generation).await
+    respond(hearth, (queue, metrics), Shape::Chat, &request.params, generation).await
 }
 
 /// `POST /v1/completions`
 pub async fn completions(
     State(hearth): State<Arc<Hearth>>,
     Extension(queue): Extension<QueueLimiter>,
+    Extension(metrics): Extension<Arc<Metrics>>,
     body: Result<Json<CompletionRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let request = json_body(body)?;
@@ -290,7 +313,7 @@ pub async fn completions(
         return Err(ApiError::bad_request("`prompt` must not be empty"));
     }
     let generation = generation(&request.params, RVec::new(), Some(request.prompt))?;
-    respond(hearth, queue, Shape::Text, &request.params, generation).await
+    respond(hearth, (queue, metrics), Shape::Text, &request.params, generation).await
 }
 
 /// `GET /v1/models`: every catalog model, installed or not, with hearth's details.

@@ -87,6 +87,13 @@ async fn native_endpoints_report_models_plugins_profile_and_health() {
     let profile = get(&host, "/api/profile").await;
     assert!(profile["device"]["host"]["ram_total_bytes"].as_u64().unwrap() > 0);
     assert_eq!(get(&host, "/health").await["status"], "ok");
+    let metrics = hearth::api::app(host.hearth.clone())
+        .oneshot(Request::get("/metrics").header("host", "localhost").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8(metrics.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(text.contains("# TYPE hearth_requests_total counter"), "{text}");
+    assert!(text.contains("hearth_loaded_models{state=\"ready\"} 0"), "{text}");
 
     let (status, loaded) = post(&host, "/api/load", json!({ "model": "echo" })).await;
     assert_eq!(status, StatusCode::OK, "{loaded}");
