@@ -6,3 +6,5 @@ mod helpers;
 mod http;
 mod lifecycle;
 mod plugins;
+#[path = "../support/mod.rs"]
+mod support;

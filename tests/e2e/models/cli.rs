@@ -1,0 +1,51 @@
+//! The `hearth` command line with the real llama.cpp plugin.
+
+use crate::helpers::{stdout, RealHost};
+
+#[test]
+fn hearth_run_answers_the_capital_of_france_with_paris() {
+    let host = RealHost::llamacpp();
+    let output = host.cli(&["run", "smollm2-135m", "What is the capital of France?", "--temperature", "0", "--max-tokens", "48"]);
+    let answer = stdout(&output);
+    assert!(answer.contains("Paris"), "answer: {answer}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("smollm2-135m on llamacpp"), "{stderr}");
+}
+
+#[test]
+fn hearth_run_without_a_model_lets_the_router_pick_and_says_why() {
+    let host = RealHost::llamacpp();
+    let output = host.cli(&["run", "Say hello.", "--temperature", "0", "--max-tokens", "16"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("on llamacpp"), "{stderr}");
+    assert!(stderr.contains("why:"), "{stderr}");
+    assert!(!stdout(&output).trim().is_empty());
+}
+
+#[test]
+fn gemma_3_270m_answers_too() {
+    let host = RealHost::llamacpp();
+    let output = host.cli(&["run", "gemma3-270m", "What is the capital of France?", "--temperature", "0", "--max-tokens", "32"]);
+    let answer = stdout(&output);
+    assert!(answer.contains("Paris"), "answer: {answer}");
+}
+
+#[test]
+fn hearth_plugins_shows_the_llamacpp_plugin_with_version_and_devices() {
+    let host = RealHost::llamacpp();
+    let listing = stdout(&host.cli(&["plugins"]));
+    assert!(listing.contains("llamacpp"), "{listing}");
+    assert!(listing.contains("llama.cpp"), "{listing}");
+    assert!(listing.contains("available"), "{listing}");
+    assert!(listing.contains("cpu"), "{listing}");
+}
+
+#[test]
+fn hearth_profile_on_this_machine_routes_to_llamacpp_and_explains_the_fallback() {
+    let host = RealHost::llamacpp();
+    let profile: serde_json::Value = serde_json::from_str(&stdout(&host.cli(&["profile", "--json"]))).unwrap();
+    let candidates = profile["route"]["plan"]["candidates"].as_array().unwrap();
+    assert_eq!(candidates[0]["backend"], "llamacpp", "{profile:#}");
+    let text = stdout(&host.cli(&["profile"]));
+    assert!(text.contains("not installed"), "{text}");
+}

@@ -1,0 +1,11 @@
+//! hearth with its real backend plugins and the real test models: the CLI, the HTTP
+//! API, cancellation and the idle lifecycle, as a user meets them.
+//!
+//! Needs the models installed by `scripts/setup.sh` (`HEARTH_TEST_MODELS`).
+
+mod cli;
+mod helpers;
+mod http;
+mod lifecycle;
+#[path = "../support/mod.rs"]
+mod support;
