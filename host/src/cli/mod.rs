@@ -1,6 +1,7 @@
 //! The `hearth` command line: argument parsing and one function per verb. The binary's
 //! `main` only calls [`main`].
 
+mod bench;
 mod listing;
 mod pull;
 mod remote;
@@ -115,6 +116,8 @@ pub enum Command {
     },
     /// Unload a model from a running server.
     Stop { model: String },
+    /// Measure load, first token, prompt and decode speed, reloads and memory.
+    Bench(bench::BenchArgs),
     /// Download a catalog model's or adapter's files into the store.
     Pull {
         /// A model id or adapter name from the catalog.
@@ -154,6 +157,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Plugins { json } => listing::plugins(&*global.open()?, json),
         Command::Ps { json } => remote::ps(&global.server, json).await,
         Command::Stop { model } => remote::stop(&global.server, &model).await,
+        Command::Bench(args) => bench::bench(&*global.open()?, args).await,
         Command::Pull { name, backend } => pull::pull(&*global.open()?, &name, backend.as_deref()).await,
     }
 }

@@ -209,6 +209,23 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Trim an idle model now, as its soft timeout would: caches go, weights stay, and
+    /// its unload timer keeps running. A busy model is left alone (`false`).
+    pub async fn trim(&self, key: &ModelKey) -> Result<bool, SchedulerError> {
+        let (id, epoch) = {
+            let mut models = self.shared.lock();
+            let Some(entry) = models.entries.get_mut(key) else {
+                return Err(SchedulerError::NotLoaded(key.clone()));
+            };
+            if entry.refs > 0 || !matches!(entry.phase, Phase::Loaded { .. }) {
+                return Ok(false);
+            }
+            (entry.id, entry.epoch)
+        };
+        timers::trim(&self.shared, key, id, epoch).await;
+        Ok(true)
+    }
+
     /// Unload every model, for shutdown: idle ones now (this waits for them), busy and
     /// loading ones as soon as their last request ends.
     pub async fn unload_all(&self) {

@@ -671,3 +671,19 @@ async fn a_load_whose_requests_were_all_cancelled_still_lands_and_goes_idle() {
         (None, 1)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn trimming_on_demand_trims_an_idle_model_and_leaves_a_busy_one_alone() {
+    let (scheduler, loader) = scheduler(SchedulerPolicy::default());
+    let held = acquire(&scheduler, "a").await;
+    let key = held.key().clone();
+    assert!(!scheduler.trim(&key).await.unwrap(), "a busy model is not trimmed");
+    drop(held);
+    settle().await;
+    assert!(scheduler.trim(&key).await.unwrap());
+    assert_eq!(state(&scheduler, "a"), Some(ModelState::Trimmed));
+    assert_eq!(loader.counts("a").trims(), 1);
+    advance(5 * MIN).await;
+    settle().await;
+    assert_eq!(state(&scheduler, "a"), None, "the unload timer still runs after an early trim");
+}

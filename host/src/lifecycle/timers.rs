@@ -90,7 +90,7 @@ async fn run_idle(shared: Arc<Shared>, key: ModelKey, id: u64, epoch: u64) {
 
 /// Trim on a blocking thread. A failing or panicking trim is logged and the model is
 /// left as it was (`Ready`); its unload timer still runs, so nothing is wedged.
-async fn trim(shared: &Shared, key: &ModelKey, id: u64, epoch: u64) {
+pub(super) async fn trim(shared: &Shared, key: &ModelKey, id: u64, epoch: u64) {
     let runner = {
         let mut models = shared.lock();
         match models.get(key, id) {
