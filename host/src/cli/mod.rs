@@ -126,6 +126,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { host, port } => {
             let hearth = global.open()?;
+            // Serving goes on without live reload rather than not at all.
+            let _watching = hearth
+                .watch()
+                .inspect_err(|error| tracing::warn!(%error, "cannot watch the plugins folder and catalog; changes need a restart"))
+                .ok();
             crate::api::serve(hearth, SocketAddr::new(host, port)).await.context("the server stopped")
         }
         Command::Run(args) => run::run(global.open()?, args).await,

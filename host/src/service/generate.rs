@@ -206,11 +206,11 @@ impl Hearth {
             0 => model.map_or(0, |model| model.context_size),
             size => size,
         };
-        let idle = model.filter(|model| model.soft_timeout.is_some() || model.hard_timeout.is_some()).map(|model| {
-            IdleTimeouts {
-                soft: model.soft_timeout.unwrap_or(catalog.idle.soft_timeout),
-                hard: model.hard_timeout.unwrap_or(catalog.idle.hard_timeout),
-            }
+        // Always the catalog in force, not the scheduler's start-up default, so an
+        // edited [idle] section applies from the next request on.
+        let idle = Some(IdleTimeouts {
+            soft: model.and_then(|model| model.soft_timeout).unwrap_or(catalog.idle.soft_timeout),
+            hard: model.and_then(|model| model.hard_timeout).unwrap_or(catalog.idle.hard_timeout),
         });
         let estimated_bytes = candidate
             .artifact
@@ -222,6 +222,8 @@ impl Hearth {
                 backend: candidate.backend.clone(),
                 model_id: candidate.model_id.clone(),
                 path: candidate.path.clone(),
+                plugin_generation: self.registry().get(&candidate.backend).map_or(0, |plugin| plugin.generation),
+                definition_revision: self.definition_revision(&candidate.model_id),
             },
             request: LoadRequest {
                 model_id: candidate.model_id.as_str().into(),
