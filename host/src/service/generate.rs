@@ -63,7 +63,8 @@ pub enum ServiceError {
     #[error("no model could be loaded: {}", attempts.join("; "))]
     NothingLoaded { attempts: Vec<String> },
     #[error("{0}")]
-    Busy(SchedulerError),
+    /// Boxed: the scheduler's error carries a whole model key.
+    Busy(Box<SchedulerError>),
     #[error("{model} on {backend} failed: {error}")]
     Generate { model: String, backend: String, error: PluginError },
     #[error("internal error: {0}")]
@@ -182,7 +183,7 @@ impl Hearth {
                     tracing::warn!(model = %candidate.model_id, backend = %candidate.backend, error = %source, "load failed; falling back");
                     fallbacks.push(format!("{} on {}: {source}", candidate.model_id, candidate.backend));
                 }
-                Err(error) => return Err(ServiceError::Busy(error)),
+                Err(error) => return Err(ServiceError::Busy(Box::new(error))),
             }
         }
         if fallbacks.is_empty() {
