@@ -20,7 +20,8 @@ pub async fn ps(State(hearth): State<Arc<Hearth>>) -> Json<Value> {
     Json(json!({ "models": hearth.loaded_models() }))
 }
 
-/// `GET /api/profile`: the device, the catalog in force and the default routing decision.
+/// `GET /api/profile`: the device, the catalog in force (with the last refused edit,
+/// if the file still holds it) and the default routing decision.
 pub async fn profile(State(hearth): State<Arc<Hearth>>) -> Json<Value> {
     let route = match hearth.route(&RouteRequest::default()) {
         Ok(plan) => json!({ "summary": plan.describe(), "plan": plan }),
@@ -28,7 +29,7 @@ pub async fn profile(State(hearth): State<Arc<Hearth>>) -> Json<Value> {
     };
     Json(json!({
         "device": hearth.device().view(),
-        "catalog": { "source": hearth.config().catalog.describe() },
+        "catalog": { "source": hearth.config().catalog.describe(), "error": hearth.catalog_problem() },
         "route": route,
     }))
 }

@@ -6,6 +6,13 @@ use serde_json::json;
 use crate::router::RouteRequest;
 use crate::service::Hearth;
 
+/// A refused catalog edit, where the listings show it: before anything else.
+fn print_catalog_problem(hearth: &Hearth) {
+    if let Some(problem) = hearth.catalog_problem() {
+        println!("catalog edit refused, the previous catalog stays in force: {}", problem.message);
+    }
+}
+
 fn gigabytes(bytes: u64) -> String {
     format!("{:.1} GB", bytes as f64 / 1e9)
 }
@@ -19,7 +26,12 @@ pub fn profile(hearth: &Hearth, json: bool) -> anyhow::Result<()> {
             Ok(plan) => json!({ "summary": plan.describe(), "plan": plan }),
             Err(error) => json!({ "error": error.to_string() }),
         };
-        let body = json!({ "device": device.view(), "catalog": hearth.config().catalog.describe(), "route": route });
+        let body = json!({
+            "device": device.view(),
+            "catalog": hearth.config().catalog.describe(),
+            "catalog_error": hearth.catalog_problem(),
+            "route": route,
+        });
         println!("{}", serde_json::to_string_pretty(&body)?);
         return Ok(());
     }
@@ -34,6 +46,7 @@ pub fn profile(hearth: &Hearth, json: bool) -> anyhow::Result<()> {
     let features: Vec<String> = host.cpu_features.iter().map(|feature| feature.to_string()).collect();
     println!("cpu:     {}", if features.is_empty() { "-".to_string() } else { features.join(" ") });
     println!("catalog: {}", hearth.config().catalog.describe());
+    print_catalog_problem(hearth);
     println!("backends:");
     if device.backends.is_empty() {
         println!("  none: no plugin in {}", hearth.config().plugins.display());
@@ -97,9 +110,14 @@ pub fn models(hearth: &Hearth, json: bool) -> anyhow::Result<()> {
         })
         .collect();
     if json {
+        // The JSON stays a plain list for scripts; the refusal goes to stderr.
+        if let Some(problem) = hearth.catalog_problem() {
+            eprintln!("catalog edit refused, the previous catalog stays in force: {}", problem.message);
+        }
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
+    print_catalog_problem(hearth);
     println!("{:<22} {:<28} {:<30} {:>9} {:<9} RECOMMENDED", "ID", "NAME", "TIERS", "SIZE", "INSTALLED");
     for row in rows {
         let size = row.size_bytes.map(gigabytes).unwrap_or_else(|| "-".into());
@@ -128,6 +146,7 @@ pub fn plugins(hearth: &Hearth, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("plugins folder: {}", view.folder.display());
+    print_catalog_problem(hearth);
     if view.plugins.is_empty() {
         println!("no plugins loaded");
     }

@@ -148,6 +148,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { host, port, api_key, cors_origins, max_queue } => {
             let hearth = global.open()?;
+            // Serving goes on without live reload rather than not at all.
+            let _watching = hearth
+                .watch()
+                .inspect_err(|error| tracing::warn!(%error, "cannot watch the plugins folder and catalog; changes need a restart"))
+                .ok();
             let config = ApiConfig { api_key, cors_origins, max_queue_per_model: max_queue, ..ApiConfig::for_bind(host) };
             crate::api::serve(hearth, SocketAddr::new(host, port), config).await.context("the server stopped")
         }

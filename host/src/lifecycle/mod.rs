@@ -51,12 +51,18 @@ pub trait Loader: Send + Sync + 'static {
     fn load(&self, spec: &LoadSpec) -> Result<Arc<dyn Runner>, PluginError>;
 }
 
-/// Which loaded model: the same file under another backend is another model.
+/// Which loaded model: the same file under another backend is another model, and so is
+/// the same model under a rebuilt plugin or an edited catalog definition, so that new
+/// requests load it afresh while requests in flight finish on the old one.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct ModelKey {
     pub backend: String,
     pub model_id: String,
     pub path: PathBuf,
+    /// The plugin build that loads it (the host's load counter for plugin libraries).
+    pub plugin_generation: u64,
+    /// The catalog revision in which the model's definition last changed.
+    pub definition_revision: u64,
 }
 
 impl fmt::Display for ModelKey {

@@ -148,6 +148,8 @@ fn key(model: &str) -> ModelKey {
         backend: "test".into(),
         model_id: model.into(),
         path: PathBuf::from(format!("/models/{model}.gguf")),
+        plugin_generation: 1,
+        definition_revision: 0,
     }
 }
 

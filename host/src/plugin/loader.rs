@@ -1,6 +1,13 @@
 //! Loading one plugin library through the ABI and checking it is one we can use.
+//!
+//! Every library is loaded from a private copy, never from the file in the plugins
+//! folder: the dynamic loader hands back the already-loaded library for a path it has
+//! seen, so a rebuilt plugin at the same path would never be loaded; and a library
+//! overwritten in place while mapped crashes the process. The copy is deleted once
+//! loaded (the mapping keeps it alive), so nothing piles up on disk.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use abi_stable::library::{lib_header_from_path, LibraryError};
@@ -81,6 +88,9 @@ impl PluginInfo {
 pub struct LoadedPlugin {
     pub info: PluginInfo,
     pub backend: Arc<BackendBox>,
+    /// Which load this is, unique in the process: a rebuilt plugin is a new generation,
+    /// and models loaded through an older one are told apart by it.
+    pub generation: u64,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -104,9 +114,39 @@ impl LoadedPlugin {
     }
 }
 
-/// Load one plugin library, construct its backend and check its API version.
+/// Counts loads, for [`LoadedPlugin::generation`].
+static GENERATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh private copy of `path`, in a folder of this process's own.
+fn private_copy(path: &Path, generation: u64) -> Result<PathBuf, PluginLoadError> {
+    let dir = std::env::temp_dir().join(format!("hearth-plugins-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|error| PluginLoadError::Open(format!("cannot create {}: {error}", dir.display())))?;
+    let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    let copy = dir.join(format!("{generation}-{name}"));
+    std::fs::copy(path, &copy).map_err(|error| PluginLoadError::Open(format!("cannot copy {}: {error}", path.display())))?;
+    Ok(copy)
+}
+
+/// Load one plugin library (from a private copy), construct its backend and check its
+/// API version.
 pub fn load_plugin(path: &Path) -> Result<LoadedPlugin, PluginLoadError> {
-    let header = lib_header_from_path(path).map_err(PluginLoadError::from_library)?;
+    let generation = GENERATIONS.fetch_add(1, Ordering::Relaxed) + 1;
+    let copy = private_copy(path, generation)?;
+    let loaded = load_copy(&copy, path, generation);
+    // Once mapped the library no longer needs its file; where the OS refuses to delete
+    // a loaded library (Windows) the copy stays until the temp folder is cleaned.
+    let _ = std::fs::remove_file(&copy);
+    loaded.map_err(|error| match error {
+        // The loader's message names the copy; the user knows the original.
+        PluginLoadError::Open(message) => {
+            PluginLoadError::Open(message.replace(&copy.display().to_string(), &path.display().to_string()))
+        }
+        other => other,
+    })
+}
+
+fn load_copy(copy: &Path, path: &Path, generation: u64) -> Result<LoadedPlugin, PluginLoadError> {
+    let header = lib_header_from_path(copy).map_err(PluginLoadError::from_library)?;
     let module = header
         .init_root_module::<PluginModuleRef>()
         .map_err(PluginLoadError::from_library)?;
@@ -119,5 +159,5 @@ pub fn load_plugin(path: &Path) -> Result<LoadedPlugin, PluginLoadError> {
             host: format!("{}.{}", API_VERSION.major, API_VERSION.minor),
         });
     }
-    Ok(LoadedPlugin { info: PluginInfo::new(&info, path), backend: Arc::new(backend) })
+    Ok(LoadedPlugin { info: PluginInfo::new(&info, path), backend: Arc::new(backend), generation })
 }

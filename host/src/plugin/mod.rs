@@ -1,14 +1,19 @@
 //! Backend plugins: finding them in the plugins folder, loading them through the
-//! stable ABI, and the registry of what loaded and what was refused.
+//! stable ABI, the registry of what loaded and what was refused, and noticing when the
+//! folder changes.
 //!
 //! A library is loaded with `lib_header_from_path(..).init_root_module()`, once per
-//! file, never through `RootModule::load_from_*` (which caches one module per type
-//! and would hand every plugin the first one's module). Libraries are never unloaded.
+//! file version and from a private copy, never through `RootModule::load_from_*`
+//! (which caches one module per type and would hand every plugin the first one's
+//! module). Libraries are never unloaded: a replaced plugin's old build stays resident
+//! so requests in flight on it finish.
 
+mod folder;
 mod loader;
 mod registry;
 mod runner;
 
+pub use folder::{FolderChanges, FolderTracker};
 pub use loader::{load_plugin, LoadedPlugin, PluginInfo, PluginLoadError};
 pub use registry::{PluginFailure, PluginRegistry};
 pub use runner::PluginRunner;

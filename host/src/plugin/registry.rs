@@ -20,8 +20,11 @@ pub struct PluginRegistry {
     pub failures: Vec<PluginFailure>,
 }
 
-fn is_library(path: &Path) -> bool {
-    matches!(path.extension().and_then(|ext| ext.to_str()), Some("so" | "dylib" | "dll"))
+/// Whether `path` names a plugin library: a shared library, not hidden (copy tools
+/// and editors write their temporary files as hidden files).
+pub(super) fn is_library(path: &Path) -> bool {
+    let hidden = path.file_name().and_then(|name| name.to_str()).is_some_and(|name| name.starts_with('.'));
+    !hidden && matches!(path.extension().and_then(|ext| ext.to_str()), Some("so" | "dylib" | "dll"))
 }
 
 impl PluginRegistry {
@@ -52,23 +55,52 @@ impl PluginRegistry {
     }
 
     /// Load one library into the registry, recording a failure instead of an error.
+    /// A library at a path already in service replaces the plugin loaded from it; if
+    /// the new build is refused, the old one stays in service and the refusal is
+    /// recorded beside it, so a broken rebuild never takes a working backend away.
     pub fn add(&mut self, path: &Path) {
-        let result = load_plugin(path).and_then(|plugin| match self.get(&plugin.info.id) {
-            Some(other) => Err(PluginLoadError::DuplicateId {
-                id: plugin.info.id.clone(),
-                other: other.info.path.clone(),
-            }),
-            None => Ok(plugin),
+        self.failures.retain(|failure| failure.path != path);
+        let result = load_plugin(path).and_then(|plugin| {
+            let other = self.plugins.iter().find(|other| other.info.id == plugin.info.id && other.info.path != path);
+            match other {
+                Some(other) => Err(PluginLoadError::DuplicateId {
+                    id: plugin.info.id.clone(),
+                    other: other.info.path.clone(),
+                }),
+                None => Ok(plugin),
+            }
         });
-        match result {
-            Ok(plugin) => {
+        let previous = self.plugins.iter().position(|plugin| plugin.info.path == path);
+        match (result, previous) {
+            (Ok(plugin), Some(index)) => {
+                let old = &self.plugins[index].info;
+                tracing::info!(
+                    id = %plugin.info.id, old_version = %old.version, version = %plugin.info.version,
+                    path = %path.display(), "plugin replaced; requests in flight finish on the old build"
+                );
+                self.plugins[index] = plugin;
+            }
+            (Ok(plugin), None) => {
                 tracing::info!(id = %plugin.info.id, version = %plugin.info.version, path = %path.display(), "plugin loaded");
                 self.plugins.push(plugin);
             }
-            Err(error) => {
-                tracing::warn!(path = %path.display(), %error, "plugin refused");
-                self.failures.push(PluginFailure { path: path.to_path_buf(), reason: error.to_string() });
+            (Err(error), previous) => {
+                let reason = match previous {
+                    Some(index) => format!("{error} (the previous build, version {}, stays in service)", self.plugins[index].info.version),
+                    None => error.to_string(),
+                };
+                tracing::warn!(path = %path.display(), %reason, "plugin refused");
+                self.failures.push(PluginFailure { path: path.to_path_buf(), reason });
             }
+        }
+    }
+
+    /// Take the plugin loaded from `path` out of service, and forget any refusal of it.
+    pub fn remove(&mut self, path: &Path) {
+        self.failures.retain(|failure| failure.path != path);
+        if let Some(index) = self.plugins.iter().position(|plugin| plugin.info.path == path) {
+            let plugin = self.plugins.remove(index);
+            tracing::info!(id = %plugin.info.id, version = %plugin.info.version, path = %path.display(), "plugin removed; its models unload once idle");
         }
     }
 

@@ -63,7 +63,8 @@ pub enum ServiceError {
     #[error("no model could be loaded: {}", attempts.join("; "))]
     NothingLoaded { attempts: Vec<String> },
     #[error("{0}")]
-    Busy(SchedulerError),
+    /// Boxed: the scheduler's error carries a whole model key.
+    Busy(Box<SchedulerError>),
     #[error("{model} on {backend} failed: {error}")]
     Generate { model: String, backend: String, error: PluginError },
     #[error("internal error: {0}")]
@@ -182,7 +183,7 @@ impl Hearth {
                     tracing::warn!(model = %candidate.model_id, backend = %candidate.backend, error = %source, "load failed; falling back");
                     fallbacks.push(format!("{} on {}: {source}", candidate.model_id, candidate.backend));
                 }
-                Err(error) => return Err(ServiceError::Busy(error)),
+                Err(error) => return Err(ServiceError::Busy(Box::new(error))),
             }
         }
         if fallbacks.is_empty() {
@@ -206,11 +207,11 @@ impl Hearth {
             0 => model.map_or(0, |model| model.context_size),
             size => size,
         };
-        let idle = model.filter(|model| model.soft_timeout.is_some() || model.hard_timeout.is_some()).map(|model| {
-            IdleTimeouts {
-                soft: model.soft_timeout.unwrap_or(catalog.idle.soft_timeout),
-                hard: model.hard_timeout.unwrap_or(catalog.idle.hard_timeout),
-            }
+        // Always the catalog in force, not the scheduler's start-up default, so an
+        // edited [idle] section applies from the next request on.
+        let idle = Some(IdleTimeouts {
+            soft: model.and_then(|model| model.soft_timeout).unwrap_or(catalog.idle.soft_timeout),
+            hard: model.and_then(|model| model.hard_timeout).unwrap_or(catalog.idle.hard_timeout),
         });
         let estimated_bytes = candidate
             .artifact
@@ -222,6 +223,8 @@ impl Hearth {
                 backend: candidate.backend.clone(),
                 model_id: candidate.model_id.clone(),
                 path: candidate.path.clone(),
+                plugin_generation: self.registry().get(&candidate.backend).map_or(0, |plugin| plugin.generation),
+                definition_revision: self.definition_revision(&candidate.model_id),
             },
             request: LoadRequest {
                 model_id: candidate.model_id.as_str().into(),

@@ -2,7 +2,7 @@
 //! store.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use hearth_sdk::{GenerateRequest, GenerateStats, MemoryUsage, PluginError, TokenSink};
 
@@ -26,21 +26,27 @@ impl Runner for PluginRunner {
     }
 }
 
-/// Loads models through the plugin that provides the requested backend.
+/// The registry in force, swapped whole when the plugins folder changes.
+pub(super) type SharedRegistry = Arc<RwLock<Arc<PluginRegistry>>>;
+
+/// Loads models through the plugin that provides the requested backend now.
 pub(super) struct PluginLoader {
-    registry: Arc<PluginRegistry>,
+    registry: SharedRegistry,
 }
 
 impl PluginLoader {
-    pub(super) fn new(registry: Arc<PluginRegistry>) -> Self {
+    pub(super) fn new(registry: SharedRegistry) -> Self {
         Self { registry }
     }
 }
 
 impl Loader for PluginLoader {
+    /// Loads through the current build of the backend. A key naming an older build
+    /// (the plugin was replaced between routing and loading) still loads on the current
+    /// one: the old build takes no new work, and that entry idles out like any other.
     fn load(&self, spec: &LoadSpec) -> Result<Arc<dyn Runner>, PluginError> {
-        let plugin = self
-            .registry
+        let registry = self.registry.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let plugin = registry
             .get(&spec.key.backend)
             .ok_or_else(|| PluginError::unsupported(format!("no plugin provides backend `{}`", spec.key.backend)))?;
         let model = plugin.backend.load(&spec.request).into_result()?;

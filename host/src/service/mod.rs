@@ -7,9 +7,12 @@
 mod config;
 mod generate;
 mod loader;
+mod reload;
+mod watch;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 
@@ -22,14 +25,22 @@ use crate::store::Store;
 
 pub use config::{default_home, CatalogSource, HearthConfig};
 pub use generate::{Completion, Generation, Prepared, ServiceError, TokenStream};
-use loader::{PluginLoader, StoreInstalled};
+pub use reload::{CatalogProblem, CatalogReload};
+pub use watch::Watching;
+use loader::{PluginLoader, SharedRegistry, StoreInstalled};
 
 /// The running host.
 pub struct Hearth {
     config: HearthConfig,
     catalog: RwLock<Arc<Catalog>>,
-    registry: RwLock<Arc<PluginRegistry>>,
+    /// Catalog revision in which each model's definition last changed (absent: never).
+    definitions: RwLock<HashMap<String, u64>>,
+    /// The last catalog edit that was refused, while the file still holds it.
+    catalog_problem: RwLock<Option<CatalogProblem>>,
+    registry: SharedRegistry,
     device: RwLock<Arc<DeviceProfile>>,
+    /// Held while a reload swaps the registry or the catalog, so two never interleave.
+    reloading: Mutex<()>,
     store: Store,
     scheduler: Scheduler,
 }
@@ -40,6 +51,8 @@ pub struct PluginsView {
     pub folder: PathBuf,
     pub plugins: Vec<PluginView>,
     pub refused: Vec<PluginFailure>,
+    /// The catalog edit last refused, if the file still holds it.
+    pub catalog_error: Option<CatalogProblem>,
 }
 
 /// One loaded plugin with what its probe found.
@@ -57,7 +70,7 @@ impl Hearth {
     pub fn open(config: HearthConfig) -> Result<Self, CatalogError> {
         let catalog = config.catalog.load()?;
         let registry = PluginRegistry::scan(&config.plugins);
-        let device = profile_device(&registry);
+        let device = profile_device(&registry, None);
         let store = Store::new(config.models.clone());
         let policy = SchedulerPolicy {
             default_idle: IdleTimeouts { soft: catalog.idle.soft_timeout, hard: catalog.idle.hard_timeout },
@@ -65,14 +78,16 @@ impl Hearth {
             memory_budget_bytes: catalog.idle.memory_budget_bytes,
             ..SchedulerPolicy::default()
         };
-        let registry = Arc::new(registry);
-        let registry_lock = RwLock::new(registry.clone());
-        let scheduler = Scheduler::new(Arc::new(PluginLoader::new(registry)), policy);
+        let registry: SharedRegistry = Arc::new(RwLock::new(Arc::new(registry)));
+        let scheduler = Scheduler::new(Arc::new(PluginLoader::new(registry.clone())), policy);
         Ok(Self {
             config,
             catalog: RwLock::new(Arc::new(catalog)),
-            registry: registry_lock,
+            definitions: RwLock::default(),
+            catalog_problem: RwLock::default(),
+            registry,
             device: RwLock::new(Arc::new(device)),
+            reloading: Mutex::default(),
             store,
             scheduler,
         })
@@ -124,7 +139,12 @@ impl Hearth {
                 }
             })
             .collect();
-        PluginsView { folder: self.config.plugins.clone(), plugins, refused: registry.failures.clone() }
+        PluginsView {
+            folder: self.config.plugins.clone(),
+            plugins,
+            refused: registry.failures.clone(),
+            catalog_error: self.catalog_problem(),
+        }
     }
 
     /// Loaded models, for `hearth ps` and `GET /api/ps`.
@@ -148,13 +168,21 @@ impl Hearth {
     }
 }
 
-/// The host profile plus the probe of every loaded plugin.
-fn profile_device(registry: &PluginRegistry) -> DeviceProfile {
+/// The host profile plus the probe of every loaded plugin. Probes of plugins that were
+/// already loaded when `previous` was taken are reused: only new builds are probed.
+fn profile_device(registry: &PluginRegistry, previous: Option<(&PluginRegistry, &DeviceProfile)>) -> DeviceProfile {
     let mut device = DeviceProfile::detect();
     device.backends = registry
         .plugins
         .iter()
         .map(|plugin| {
+            let earlier = previous.and_then(|(registry, device)| {
+                let same_build = registry.get(&plugin.info.id).is_some_and(|old| old.generation == plugin.generation);
+                device.backend(&plugin.info.id).filter(|_| same_build).cloned()
+            });
+            if let Some(probe) = earlier {
+                return probe;
+            }
             let info = plugin.backend.info().into_result();
             let probe = plugin.probe(&device.host);
             match info {

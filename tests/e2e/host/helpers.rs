@@ -1,6 +1,6 @@
 //! Helpers of the host tests: scratch homes holding the fixture plugin.
 
-pub use crate::support::built_library;
+pub use crate::support::{built_binary, built_library, cargo_build, side_library, side_target_dir};
 
 /// A scratch plugins folder holding copies of the given libraries.
 pub fn plugins_dir(libraries: &[&str]) -> tempfile::TempDir {
@@ -33,27 +33,37 @@ impl TestHost {
     }
 
     pub fn with_idle(soft: &str, hard: &str) -> Self {
-        let home = plugins_dir(&["hearth_fixture_plugin"]);
-        let plugins = home.path().join("plugins");
-        std::fs::create_dir_all(&plugins).unwrap();
-        for entry in std::fs::read_dir(home.path()).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|ext| ext == "so") {
-                std::fs::rename(&path, plugins.join(path.file_name().unwrap())).unwrap();
-            }
-        }
-        let mut catalog = format!("[idle]\nsoft_timeout = \"{soft}\"\nhard_timeout = \"{hard}\"\nmax_resident_models = 3\n\n");
-        for (id, contents) in FIXTURE_MODELS {
-            let dir = home.path().join("models").join(id);
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(dir.join(format!("{id}.fixture")), contents).unwrap();
-            catalog.push_str(&format!(
-                "[[models]]\nid = \"{id}\"\nname = \"fixture {id}\"\ncontext_size = 512\n[[models.artifacts]]\nbackends = [\"fixture\"]\nformat = \"fixture\"\nfile = \"{id}.fixture\"\n\n"
-            ));
-        }
-        std::fs::write(home.path().join("catalog.toml"), catalog).unwrap();
+        let home = fixture_home(&["hearth_fixture_plugin"], soft, hard);
         let config = hearth::service::HearthConfig::in_home(home.path());
         let hearth = std::sync::Arc::new(hearth::service::Hearth::open(config).expect("open the test host"));
         Self { _home: home, hearth }
     }
+}
+
+/// A catalog entry for a fixture model.
+pub fn fixture_model_entry(id: &str, context_size: u32) -> String {
+    format!(
+        "[[models]]\nid = \"{id}\"\nname = \"fixture {id}\"\ncontext_size = {context_size}\n[[models.artifacts]]\nbackends = [\"fixture\"]\nformat = \"fixture\"\nfile = \"{id}.fixture\"\n\n"
+    )
+}
+
+/// A hearth home in a temp folder: `plugins/` holding the given libraries, the
+/// [`FIXTURE_MODELS`] in `models/`, and a `catalog.toml` naming them.
+pub fn fixture_home(libraries: &[&str], soft: &str, hard: &str) -> tempfile::TempDir {
+    let home = tempfile::tempdir().expect("temp dir");
+    let plugins = home.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    for name in libraries {
+        let source = built_library(name);
+        std::fs::copy(&source, plugins.join(source.file_name().unwrap())).expect("copy plugin");
+    }
+    let mut catalog = format!("[idle]\nsoft_timeout = \"{soft}\"\nhard_timeout = \"{hard}\"\nmax_resident_models = 3\n\n");
+    for (id, contents) in FIXTURE_MODELS {
+        let dir = home.path().join("models").join(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{id}.fixture")), contents).unwrap();
+        catalog.push_str(&fixture_model_entry(id, 512));
+    }
+    std::fs::write(home.path().join("catalog.toml"), catalog).unwrap();
+    home
 }

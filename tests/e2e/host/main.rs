@@ -1,10 +1,15 @@
 //! The host with the fixture plugin, loaded through the real ABI: plugin loading,
-//! routing, the lifecycle and the HTTP API, each in milliseconds.
+//! routing, the lifecycle and the HTTP API, each in milliseconds; and a real
+//! `hearth serve` whose plugins folder and catalog change under it.
 
 mod generate;
 mod helpers;
 mod http;
 mod lifecycle;
+mod live_catalog;
+mod live_plugins;
 mod plugins;
+mod sdk_example;
+mod server;
 #[path = "../support/mod.rs"]
 mod support;

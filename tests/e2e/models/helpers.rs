@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use hearth::service::{CatalogSource, Hearth, HearthConfig};
 
-use crate::support::{built_library, hearth_binary, test_models_dir};
+use crate::support::{built_binary, built_library, test_models_dir};
 
 pub struct RealHost {
     pub plugins: tempfile::TempDir,
@@ -61,7 +61,7 @@ impl RealHost {
     /// Run the `hearth` binary over this home.
     pub fn cli(&self, args: &[&str]) -> Output {
         let home = self.plugins.path().join("home");
-        let output = std::process::Command::new(hearth_binary())
+        let output = std::process::Command::new(built_binary())
             .args(args)
             .env("HEARTH_HOME", &home)
             .env("HEARTH_PLUGINS", self.plugins.path())

@@ -1,8 +1,8 @@
 //! Helpers shared by the end-to-end test binaries: where cargo put the workspace's
-//! built artifacts (building them when missing) and where the real models are.
+//! built artifacts (building them with this test's profile) and where the real models are.
+#![allow(dead_code, reason = "each test binary uses its own subset of the helpers")]
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 /// The folder cargo put this test's workspace artifacts in (`target/<profile>`).
 pub fn profile_dir() -> PathBuf {
@@ -10,42 +10,63 @@ pub fn profile_dir() -> PathBuf {
     exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>").to_path_buf()
 }
 
+/// `cargo build` with this test's profile, and the arguments given.
+pub fn cargo_build(args: &[&str]) -> std::process::Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = std::process::Command::new(cargo);
+    command.args(["build", "--quiet"]).args(args);
+    if is_release() {
+        command.arg("--release");
+    }
+    command
+}
+
+fn is_release() -> bool {
+    profile_dir().file_name().is_some_and(|name| name == "release")
+}
+
+/// Build `-p package` (once per test process: cargo is quick when it is up to date,
+/// and a stale fixture from an earlier build must never be tested) and return `path`.
+fn built(package: &str, path: PathBuf, extra: &[&str]) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !built.iter().any(|name| name == package) {
+        let mut args = vec!["-p", package];
+        args.extend_from_slice(extra);
+        let status = cargo_build(&args).status().expect("run cargo build");
+        assert!(status.success() && path.is_file(), "could not build {}", path.display());
+        built.push(package.to_string());
+    }
+    path
+}
+
 /// A built library of this workspace, e.g. `hearth_fixture_plugin`.
 ///
 /// `cargo test` compiles a cdylib crate only as a test harness, never as the library
 /// itself, so the first test that needs one builds it with the same profile.
 pub fn built_library(crate_name: &str) -> PathBuf {
-    built(&crate_name.replace('_', "-"), &format!("lib{crate_name}.so"))
+    built(&crate_name.replace('_', "-"), profile_dir().join(format!("lib{crate_name}.so")), &[])
 }
 
-/// The `hearth` binary of this profile.
-#[allow(dead_code, reason = "each test binary uses its own subset of the helpers")]
-pub fn hearth_binary() -> PathBuf {
-    built("hearth", "hearth")
+/// The `hearth` binary, built with this test's profile.
+pub fn built_binary() -> PathBuf {
+    built("hearth", profile_dir().join("hearth"), &["--bin", "hearth"])
 }
 
-static BUILD: Mutex<()> = Mutex::new(());
+/// A target folder for builds that must not touch this workspace's own artifacts (a
+/// second build of a fixture, a crate outside the workspace); kept between runs so
+/// only the first one pays for the dependencies.
+pub fn side_target_dir() -> PathBuf {
+    profile_dir().parent().expect("target/<profile>").join("out-of-tree")
+}
 
-fn built(package: &str, file: &str) -> PathBuf {
-    let profile_dir = profile_dir();
-    let path = profile_dir.join(file);
-    let _building = BUILD.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if !path.is_file() {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut command = std::process::Command::new(cargo);
-        command.args(["build", "--quiet", "-p", package]);
-        if profile_dir.file_name().is_some_and(|name| name == "release") {
-            command.arg("--release");
-        }
-        let status = command.status().expect("run cargo build");
-        assert!(status.success() && path.is_file(), "could not build {}", path.display());
-    }
-    path
+/// The library a side build of `crate_name` produces.
+pub fn side_library(crate_name: &str) -> PathBuf {
+    side_target_dir().join(if is_release() { "release" } else { "debug" }).join(format!("lib{crate_name}.so"))
 }
 
 /// The real models, laid out as `<model-id>/<file>`: `$HEARTH_TEST_MODELS`, which
 /// `scripts/test.sh` sets after installing them.
-#[allow(dead_code, reason = "each test binary uses its own subset of the helpers")]
 pub fn test_models_dir() -> PathBuf {
     let dir = std::env::var_os("HEARTH_TEST_MODELS")
         .map(PathBuf::from)

@@ -10,8 +10,13 @@
 //!
 //! A prompt (the last message, or the raw prompt) containing `#fail` makes `generate`
 //! return an error, `#panic` makes it panic, `#trim-panic` arms a panic in the next
-//! `trim`. The answer is the prompt's words, cycled from an offset chosen by the seed,
-//! one word per token: the same request always gives the same text.
+//! `trim`, and `#version` makes every token the plugin's version, so a test can tell
+//! which build of the plugin served a request. Otherwise the answer is the prompt's
+//! words, cycled from an offset chosen by the seed, one word per token: the same request
+//! always gives the same text.
+//!
+//! The version is `HEARTH_FIXTURE_VERSION` at build time, else the crate's version: a
+//! test builds the fixture twice to have a "rebuilt plugin".
 //!
 //! Setting `HEARTH_FIXTURE_INIT=fail` or `=panic` in the environment makes the plugin's
 //! constructor fail or panic, for load-error tests.
@@ -25,6 +30,12 @@ use hearth_sdk::{
     Backend, BackendInfo, DeviceInfo, DeviceKind, FinishReason, GenerateRequest, GenerateStats,
     HostProfile, LoadRequest, MemoryUsage, Model, PluginError, Probe, SinkControl, TokenSink,
     API_VERSION,
+};
+
+/// This build's version; see the crate docs.
+const VERSION: &str = match option_env!("HEARTH_FIXTURE_VERSION") {
+    Some(version) => version,
+    None => env!("CARGO_PKG_VERSION"),
 };
 
 struct FixtureBackend {
@@ -81,7 +92,7 @@ impl Backend for FixtureBackend {
         BackendInfo {
             id: "fixture".into(),
             name: "fixture (tests only)".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
+            version: VERSION.into(),
             api_version: API_VERSION,
             formats: RVec::from(vec![RString::from("fixture")]),
             features: RVec::from(vec![RString::from("lora")]),
@@ -165,7 +176,8 @@ impl Model for FixtureModel {
             if self.config.delay_ms > 0 {
                 std::thread::sleep(Duration::from_millis(self.config.delay_ms));
             }
-            let piece = format!("{} ", words[(offset + index) % words.len()]);
+            let word = if prompt.contains("#version") { VERSION } else { words[(offset + index) % words.len()] };
+            let piece = format!("{word} ");
             emitted += 1;
             if sink.on_token(&piece) == SinkControl::Stop {
                 finish_reason = FinishReason::Cancelled;
