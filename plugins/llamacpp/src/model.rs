@@ -1,0 +1,369 @@
+//! A loaded GGUF model: its weights, one lazily created context that generations take
+//! turns on, and the LoRA adapters loaded for it so far.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use hearth_sdk::{
+    AdapterUse, FinishReason, GenerateRequest, GenerateStats, MemoryUsage, Model, PluginError,
+    SinkControl, TokenSink,
+};
+
+use crate::ffi::{
+    self, DecodeError, RawAdapter, RawContext, RawModel, Sampler, SamplerSpec, Token,
+};
+use crate::stream::{Filtered, StopFilter, Utf8Buffer};
+
+/// What one generation may change; guarded by the model's lock.
+#[derive(Default)]
+struct State {
+    /// Created on first use and freed by `trim`.
+    context: Option<RawContext>,
+    /// The tokens whose keys and values the context holds, so the next request can
+    /// reuse a shared prefix (a chat's earlier turns) instead of evaluating it again.
+    cached: Vec<Token>,
+    /// The adapters (path, scale) the cached tokens were evaluated with.
+    cached_adapters: Vec<(String, f32)>,
+    /// Every adapter loaded for this model, by path; llama.cpp frees them with the model.
+    adapters: HashMap<String, RawAdapter>,
+}
+
+/// A model loaded by llama.cpp.
+pub struct LlamaModel {
+    // Declared before `weights` so the context and adapters go first on drop.
+    state: Mutex<State>,
+    weights: RawModel,
+    id: String,
+    context_size: u32,
+    threads: i32,
+    /// Whether llama.cpp put the layers on an accelerator, for the memory split.
+    on_device: bool,
+}
+
+impl LlamaModel {
+    pub fn new(
+        weights: RawModel,
+        id: String,
+        context_size: u32,
+        threads: i32,
+        on_device: bool,
+    ) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            weights,
+            id,
+            context_size,
+            threads,
+            on_device,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic mid-generation leaves at worst a stale cache, which is cleared below
+        // whenever the prefix does not match; the lock itself stays usable.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The prompt as text: the raw prompt, or the chat rendered with the GGUF template.
+    fn render_prompt(&self, request: &GenerateRequest) -> Result<String, PluginError> {
+        if let Some(prompt) = request.prompt.as_ref().into_option() {
+            return Ok(prompt.to_string());
+        }
+        if request.messages.is_empty() {
+            return Err(PluginError::invalid_request(
+                "the request has neither messages nor a prompt",
+            ));
+        }
+        let template = self.weights.chat_template().ok_or_else(|| {
+            PluginError::invalid_request(format!(
+                "model {} has no chat template; send a raw prompt",
+                self.id
+            ))
+        })?;
+        let messages = request
+            .messages
+            .iter()
+            .map(|message| {
+                let role = CString::new(message.role.as_str());
+                let content = CString::new(message.content.as_str());
+                match (role, content) {
+                    (Ok(role), Ok(content)) => Ok((role, content)),
+                    _ => Err(PluginError::invalid_request(
+                        "a chat message contains a NUL character",
+                    )),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        ffi::apply_chat_template(&template, &messages).ok_or_else(|| {
+            PluginError::unsupported(format!(
+                "llama.cpp does not know the chat template of model {}; send a raw prompt",
+                self.id
+            ))
+        })
+    }
+
+    /// Load (once) and return the request's adapters with their scales, in order.
+    fn resolve_adapters<'s>(
+        &self,
+        loaded: &'s mut HashMap<String, RawAdapter>,
+        wanted: &[AdapterUse],
+    ) -> Result<Vec<(&'s RawAdapter, f32, String)>, PluginError> {
+        for adapter in wanted {
+            let path = adapter.path.as_str();
+            if !loaded.contains_key(path) {
+                let raw = load_adapter(&self.weights, adapter, &self.id)?;
+                loaded.insert(path.to_string(), raw);
+            }
+        }
+        Ok(wanted
+            .iter()
+            // Scale 0 means "off": leaving it out spares llama.cpp the work.
+            .filter(|adapter| adapter.scale != 0.0)
+            .filter_map(|adapter| {
+                let raw = loaded.get(adapter.path.as_str())?;
+                Some((raw, adapter.scale, adapter.path.to_string()))
+            })
+            .collect())
+    }
+}
+
+fn load_adapter(
+    model: &RawModel,
+    adapter: &AdapterUse,
+    model_id: &str,
+) -> Result<RawAdapter, PluginError> {
+    let name = adapter.name.as_str();
+    let path = Path::new(adapter.path.as_str());
+    let header = crate::read_magic(path).map_err(|error| {
+        PluginError::model_file(format!("adapter {name}: {}: {error}", path.display()))
+    })?;
+    if &header != b"GGUF" {
+        return Err(PluginError::model_file(format!(
+            "adapter {name}: {} is not a GGUF file",
+            path.display()
+        )));
+    }
+    model.load_adapter(path).ok_or_else(|| {
+        PluginError::invalid_request(format!(
+            "adapter {name}: {} is not a LoRA adapter for model {model_id} (architecture or tensor shapes differ, or the file is damaged)",
+            path.display()
+        ))
+    })
+}
+
+fn sampler_for(request: &GenerateRequest, vocab_size: i32) -> Result<Sampler, PluginError> {
+    let sampling = &request.sampling;
+    let spec = SamplerSpec {
+        temperature: sampling.temperature,
+        top_k: i32::try_from(sampling.top_k).unwrap_or(i32::MAX),
+        top_p: sampling.top_p,
+        min_p: sampling.min_p,
+        repeat_penalty: sampling.repeat_penalty,
+        repeat_last_n: i32::try_from(sampling.repeat_last_n).unwrap_or(i32::MAX),
+        // llama.cpp reads u32::MAX as "pick a random seed"; the modulus keeps every
+        // request seed deterministic.
+        seed: (sampling.seed % u64::from(u32::MAX)) as u32,
+        vocab_size,
+    };
+    Sampler::new(&spec)
+        .ok_or_else(|| PluginError::internal("llama.cpp could not create a sampler chain"))
+}
+
+/// Send non-empty text to the sink; true when the sink wants no more.
+fn emit(sink: &mut dyn TokenSink, text: &str) -> bool {
+    !text.is_empty() && sink.on_token(text) == SinkControl::Stop
+}
+
+fn elapsed_ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}
+
+impl Model for LlamaModel {
+    fn generate(
+        &self,
+        request: &GenerateRequest,
+        sink: &mut dyn TokenSink,
+    ) -> Result<GenerateStats, PluginError> {
+        let prompt = self.render_prompt(request)?;
+        let prompt_tokens = self
+            .weights
+            .tokenize(&prompt)
+            .ok_or_else(|| PluginError::invalid_request("the prompt could not be tokenized"))?;
+        if prompt_tokens.is_empty() {
+            return Err(PluginError::invalid_request("the prompt is empty"));
+        }
+        let mut sampler = sampler_for(request, self.weights.vocab_size())?;
+
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let adapters = self.resolve_adapters(&mut state.adapters, &request.adapters)?;
+        if state.context.is_none() {
+            state.cached.clear();
+            state.context = Some(
+                RawContext::new(&self.weights, self.context_size, self.threads).ok_or_else(
+                    || {
+                        PluginError::out_of_memory(format!(
+                            "llama.cpp could not create a {}-token context for model {}",
+                            self.context_size, self.id
+                        ))
+                    },
+                )?,
+            );
+        }
+        let Some(context) = state.context.as_mut() else {
+            return Err(PluginError::internal("context vanished under the lock"));
+        };
+        // llama.cpp rounds the context up (to 256); the request's size is the limit.
+        let window = self.context_size.min(context.size()) as usize;
+        if prompt_tokens.len() >= window {
+            return Err(PluginError::invalid_request(format!(
+                "the prompt has {} tokens; the context holds {window}",
+                prompt_tokens.len()
+            )));
+        }
+        let active: Vec<(String, f32)> = adapters
+            .iter()
+            .map(|(_, scale, path)| (path.clone(), *scale))
+            .collect();
+        let pairs: Vec<(&RawAdapter, f32)> = adapters
+            .iter()
+            .map(|(raw, scale, _)| (*raw, *scale))
+            .collect();
+        if !context.set_adapters(&pairs) {
+            return Err(PluginError::invalid_request(
+                "llama.cpp refused the request's adapters",
+            ));
+        }
+
+        // Reuse the cached prefix when the adapters are unchanged, always evaluating at
+        // least the last prompt token so there are fresh logits to sample from.
+        let shared = state
+            .cached
+            .iter()
+            .zip(&prompt_tokens)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let mut reuse = if active == state.cached_adapters {
+            shared.min(prompt_tokens.len() - 1)
+        } else {
+            0
+        };
+        if reuse == 0 || !context.truncate(reuse) {
+            context.clear();
+            reuse = 0;
+        }
+        state.cached.truncate(reuse);
+        state.cached_adapters = active;
+
+        let started = Instant::now();
+        for chunk in prompt_tokens[reuse..].chunks(context.batch_size()) {
+            if let Err(error) = context.decode(chunk) {
+                state.cached.clear();
+                context.clear();
+                return Err(match error {
+                    DecodeError::NoSpace => {
+                        PluginError::invalid_request("the prompt does not fit the context")
+                    }
+                    DecodeError::Failed(code) => {
+                        PluginError::internal(format!("llama_decode failed ({code})"))
+                    }
+                });
+            }
+            state.cached.extend_from_slice(chunk);
+        }
+        let prompt_ms = elapsed_ms(started);
+
+        let decode_started = Instant::now();
+        let mut utf8 = Utf8Buffer::default();
+        let mut stops = StopFilter::new(request.stop.iter().map(|stop| stop.to_string()));
+        let mut bytes = Vec::new();
+        let mut completion_tokens = 0u32;
+        let finish_reason = loop {
+            // Prompt and answer together must fit the window.
+            if state.cached.len() >= window {
+                break FinishReason::Length;
+            }
+            let token = context.sample(&mut sampler);
+            if self.weights.is_end_of_generation(token) {
+                break FinishReason::Stop;
+            }
+            completion_tokens += 1;
+            bytes.clear();
+            self.weights.token_bytes(token, &mut bytes);
+            match stops.push(&utf8.push(&bytes)) {
+                Filtered::Stopped(text) => {
+                    if emit(sink, &text) {
+                        break FinishReason::Cancelled;
+                    }
+                    break FinishReason::Stop;
+                }
+                Filtered::Emit(text) => {
+                    if emit(sink, &text) {
+                        break FinishReason::Cancelled;
+                    }
+                }
+            }
+            // max_tokens 0 means "no limit but the context".
+            if request.max_tokens != 0 && completion_tokens >= request.max_tokens {
+                break FinishReason::Length;
+            }
+            match context.decode(&[token]) {
+                Ok(()) => state.cached.push(token),
+                Err(DecodeError::NoSpace) => break FinishReason::Length,
+                Err(DecodeError::Failed(code)) => {
+                    state.cached.clear();
+                    return Err(PluginError::internal(format!(
+                        "llama_decode failed ({code})"
+                    )));
+                }
+            }
+        };
+        if finish_reason != FinishReason::Cancelled {
+            // Whatever was held back was no stop string after all (or is a lone
+            // incomplete character at the very end): it belongs to the answer.
+            let mut rest = match stops.push(&utf8.finish()) {
+                Filtered::Emit(text) | Filtered::Stopped(text) => text,
+            };
+            rest.push_str(&stops.finish());
+            // The generation is over either way; a Stop here changes nothing.
+            emit(sink, &rest);
+        }
+        Ok(GenerateStats {
+            prompt_tokens: u32::try_from(prompt_tokens.len()).unwrap_or(u32::MAX),
+            completion_tokens,
+            prompt_ms,
+            decode_ms: elapsed_ms(decode_started),
+            finish_reason,
+        })
+    }
+
+    fn trim(&self) {
+        let mut state = self.lock();
+        state.context = None;
+        state.cached = Vec::new();
+    }
+
+    fn memory(&self) -> MemoryUsage {
+        let state = self.lock();
+        let weights = self.weights.size_bytes();
+        let kv = state.context.as_ref().map_or(0, |context| {
+            u64::from(context.size()) * self.weights.kv_bytes_per_token()
+        });
+        if self.on_device {
+            MemoryUsage {
+                host_bytes: 0,
+                device_bytes: weights + kv,
+            }
+        } else {
+            MemoryUsage {
+                host_bytes: weights + kv,
+                device_bytes: 0,
+            }
+        }
+    }
+}
