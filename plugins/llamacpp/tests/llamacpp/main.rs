@@ -3,6 +3,7 @@
 //! The models come from `$HEARTH_TEST_MODELS` (see `common::model_path`); every test
 //! fails, rather than skips, when they are missing.
 
+mod abi;
 mod common;
 mod errors;
 mod generation;
