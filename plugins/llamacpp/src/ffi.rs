@@ -107,6 +107,30 @@ impl RawModel {
         (!template.is_null()).then(|| unsafe { CStr::from_ptr(template) }.to_owned())
     }
 
+    /// A string from the GGUF metadata, e.g. `general.architecture`.
+    pub fn metadata(&self, key: &str) -> Option<String> {
+        let key = CString::new(key).ok()?;
+        let mut buffer = vec![0u8; 256];
+        for _ in 0..2 {
+            // SAFETY: `key` is a C string and `buffer` is valid for its length.
+            let n = unsafe {
+                sys::llama_model_meta_val_str(
+                    self.ptr(),
+                    key.as_ptr(),
+                    buffer.as_mut_ptr().cast::<c_char>(),
+                    buffer.len(),
+                )
+            };
+            let n = usize::try_from(n).ok()?;
+            if n < buffer.len() {
+                buffer.truncate(n);
+                return String::from_utf8(buffer).ok();
+            }
+            buffer.resize(n + 1, 0);
+        }
+        None
+    }
+
     /// Tokenize `text`, adding BOS when the model asks for it and reading special-token
     /// text (`<|im_start|>`, …) as the special tokens themselves, as llama-server does.
     pub fn tokenize(&self, text: &str) -> Option<Vec<Token>> {

@@ -79,12 +79,10 @@ impl LlamaModel {
                 "the request has neither messages nor a prompt",
             ));
         }
-        let template = self.weights.chat_template().ok_or_else(|| {
-            PluginError::invalid_request(format!(
-                "model {} has no chat template; send a raw prompt",
-                self.id
-            ))
-        })?;
+        let template = self
+            .weights
+            .chat_template()
+            .unwrap_or_else(|| self.fallback_template());
         let messages = request
             .messages
             .iter()
@@ -105,6 +103,22 @@ impl LlamaModel {
                 self.id
             ))
         })
+    }
+
+    /// The template for a GGUF that carries none (base models, some conversions): the
+    /// family's own turn format where llama.cpp knows it, else ChatML, as llama-server
+    /// does.
+    fn fallback_template(&self) -> CString {
+        let architecture = self
+            .weights
+            .metadata("general.architecture")
+            .unwrap_or_default();
+        let name = if architecture.starts_with("gemma") {
+            c"gemma"
+        } else {
+            c"chatml"
+        };
+        name.to_owned()
     }
 
     /// Load (once) and return the request's adapters with their scales, in order.

@@ -12,6 +12,8 @@ use hearth_sdk::{
 
 /// The development model, as the setup script lays it out.
 pub const SMOLLM2: (&str, &str) = ("smollm2-135m", "SmolLM2-135M-Instruct.Q4_1.gguf");
+/// Gemma 3 270M: another architecture, tokenizer and chat template.
+pub const GEMMA3: (&str, &str) = ("gemma3-270m", "gemma-3-270m-q4_k_m.gguf");
 
 /// The path of a test model under `$HEARTH_TEST_MODELS`. Panics with the fix when the
 /// models are not there: a skipped test would pass without testing anything.

@@ -3,7 +3,7 @@
 use hearth_sdk::abi_stable::std_types::{RString, RVec};
 use hearth_sdk::{FinishReason, Sampling};
 
-use crate::common::{chat, load, raw, run, Recorder, SMOLLM2};
+use crate::common::{chat, load, raw, run, Recorder, GEMMA3, SMOLLM2};
 
 #[test]
 fn a_greedy_answer_to_the_capital_of_france_names_paris() {
@@ -16,6 +16,24 @@ fn a_greedy_answer_to_the_capital_of_france_names_paris() {
         "{stats:?}"
     );
     assert!(stats.prompt_ms > 0.0 && stats.decode_ms > 0.0, "{stats:?}");
+}
+
+#[test]
+fn gemma_3_completes_a_raw_prompt_and_chats_without_a_template_in_its_gguf() {
+    // The packaged Gemma 3 270M is the base model: its GGUF carries no chat template.
+    let model = load(GEMMA3, 512);
+    let (text, _) = run(
+        &*model,
+        &raw("Question: What is the capital of France?\nAnswer:", 4),
+    )
+    .unwrap();
+    assert!(text.contains("Paris"), "completion: {text:?}");
+    let (text, stats) = run(&*model, &chat("Hello! Who are you?", 8)).unwrap();
+    assert!(
+        !text.contains("<start_of_turn>") && !text.contains("<end_of_turn>"),
+        "{text:?}"
+    );
+    assert!(stats.completion_tokens > 0, "{stats:?}");
 }
 
 #[test]
