@@ -8,3 +8,4 @@ mod common;
 mod errors;
 mod generation;
 mod lifecycle;
+mod lora;
