@@ -449,6 +449,14 @@ impl Sampler {
             Some(chain)
         }
     }
+
+    /// Record tokens as seen, so the repeat penalty covers them too.
+    pub fn accept(&mut self, tokens: &[Token]) {
+        for &token in tokens {
+            // SAFETY: the chain is alive.
+            unsafe { sys::llama_sampler_accept(self.0.as_ptr(), token) }
+        }
+    }
 }
 
 impl Drop for Sampler {

@@ -86,7 +86,8 @@ impl LlamaCppBackend {
     /// Where the model's layers go: the requested device, or llama.cpp's choice.
     fn placement(request: &LoadRequest) -> Result<(ffi::Placement, bool), PluginError> {
         let devices = list_llama_ggml_backend_devices();
-        let accelerated = |device: &LlamaBackendDevice| device_kind(device) != DeviceKind::Cpu;
+        // Only GPUs take layers; other ggml devices (BLAS, …) work on host memory.
+        let accelerated = |device: &LlamaBackendDevice| device_kind(device).is_accelerator();
         let Some(wanted) = request.device.as_ref().into_option() else {
             return Ok((ffi::Placement::Auto, devices.iter().any(accelerated)));
         };

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -41,6 +42,9 @@ pub struct LlamaModel {
     threads: i32,
     /// Whether llama.cpp put the layers on an accelerator, for the memory split.
     on_device: bool,
+    /// The context's KV cache size, kept outside the lock so `memory` never waits for
+    /// a generation to finish.
+    context_bytes: AtomicU64,
 }
 
 impl LlamaModel {
@@ -58,6 +62,7 @@ impl LlamaModel {
             context_size,
             threads,
             on_device,
+            context_bytes: AtomicU64::new(0),
         }
     }
 
@@ -67,6 +72,20 @@ impl LlamaModel {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Create the context (after a load or a trim), recording its size for `memory`.
+    fn new_context(&self) -> Result<RawContext, PluginError> {
+        let context =
+            RawContext::new(&self.weights, self.context_size, self.threads).ok_or_else(|| {
+                PluginError::out_of_memory(format!(
+                    "llama.cpp could not create a {}-token context for model {}",
+                    self.context_size, self.id
+                ))
+            })?;
+        let bytes = u64::from(context.size()) * self.weights.kv_bytes_per_token();
+        self.context_bytes.store(bytes, Ordering::Relaxed);
+        Ok(context)
     }
 
     /// The prompt as text: the raw prompt, or the chat rendered with the GGUF template.
@@ -212,25 +231,18 @@ impl Model for LlamaModel {
             return Err(PluginError::invalid_request("the prompt is empty"));
         }
         let mut sampler = sampler_for(request, self.weights.vocab_size())?;
+        // The repeat penalty looks at the prompt as well, as llama-server's does.
+        sampler.accept(&prompt_tokens);
 
         let mut guard = self.lock();
         let state = &mut *guard;
         let adapters = self.resolve_adapters(&mut state.adapters, &request.adapters)?;
-        if state.context.is_none() {
-            state.cached.clear();
-            state.context = Some(
-                RawContext::new(&self.weights, self.context_size, self.threads).ok_or_else(
-                    || {
-                        PluginError::out_of_memory(format!(
-                            "llama.cpp could not create a {}-token context for model {}",
-                            self.context_size, self.id
-                        ))
-                    },
-                )?,
-            );
-        }
-        let Some(context) = state.context.as_mut() else {
-            return Err(PluginError::internal("context vanished under the lock"));
+        let context = match &mut state.context {
+            Some(context) => context,
+            empty => {
+                state.cached.clear();
+                empty.insert(self.new_context()?)
+            }
         };
         // llama.cpp rounds the context up (to 256); the request's size is the limit.
         let window = self.context_size.min(context.size()) as usize;
@@ -360,22 +372,21 @@ impl Model for LlamaModel {
         let mut state = self.lock();
         state.context = None;
         state.cached = Vec::new();
+        self.context_bytes.store(0, Ordering::Relaxed);
     }
 
+    /// The weights plus an estimate of the KV cache (f16 keys and values for every
+    /// token of the window); llama.cpp's compute scratch is not counted.
     fn memory(&self) -> MemoryUsage {
-        let state = self.lock();
-        let weights = self.weights.size_bytes();
-        let kv = state.context.as_ref().map_or(0, |context| {
-            u64::from(context.size()) * self.weights.kv_bytes_per_token()
-        });
+        let bytes = self.weights.size_bytes() + self.context_bytes.load(Ordering::Relaxed);
         if self.on_device {
             MemoryUsage {
                 host_bytes: 0,
-                device_bytes: weights + kv,
+                device_bytes: bytes,
             }
         } else {
             MemoryUsage {
-                host_bytes: weights + kv,
+                host_bytes: bytes,
                 device_bytes: 0,
             }
         }

@@ -139,3 +139,17 @@ fn generations_from_several_threads_all_complete_and_agree() {
         "{texts:?}"
     );
 }
+
+#[test]
+fn a_repeat_penalty_steers_greedy_decoding_away_from_repeating() {
+    let model = load(SMOLLM2, 256);
+    let mut request = raw("1, 1, 1, 1, 1, 1, 1, 1,", 6);
+    let (plain, _) = run(&*model, &request).unwrap();
+    request.sampling.repeat_penalty = 3.0;
+    let (penalised, _) = run(&*model, &request).unwrap();
+    assert_ne!(plain, penalised);
+    assert!(
+        penalised.matches('1').count() < plain.matches('1').count(),
+        "{plain:?} vs {penalised:?}"
+    );
+}
