@@ -18,6 +18,7 @@
 
 mod ffi;
 mod model;
+mod session;
 mod stream;
 
 use std::fs::File;

@@ -9,25 +9,17 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use hearth_sdk::{
-    AdapterUse, FinishReason, GenerateRequest, GenerateStats, MemoryUsage, Model, PluginError,
-    SinkControl, TokenSink,
+    AdapterUse, GenerateRequest, GenerateStats, MemoryUsage, Model, PluginError, TokenSink,
 };
 
-use crate::ffi::{
-    self, DecodeError, RawAdapter, RawContext, RawModel, Sampler, SamplerSpec, Token,
-};
-use crate::stream::{Filtered, StopFilter, Utf8Buffer};
+use crate::ffi::{self, RawAdapter, RawContext, RawModel, Sampler, SamplerSpec};
+use crate::session::{Answer, Session};
 
-/// What one generation may change; guarded by the model's lock.
+/// What generations change; guarded by the model's lock.
 #[derive(Default)]
 struct State {
     /// Created on first use and freed by `trim`.
-    context: Option<RawContext>,
-    /// The tokens whose keys and values the context holds, so the next request can
-    /// reuse a shared prefix (a chat's earlier turns) instead of evaluating it again.
-    cached: Vec<Token>,
-    /// The adapters (path, scale) the cached tokens were evaluated with.
-    cached_adapters: Vec<(String, f32)>,
+    session: Option<Session>,
     /// Every adapter loaded for this model, by path; llama.cpp frees them with the model.
     adapters: HashMap<String, RawAdapter>,
 }
@@ -75,7 +67,7 @@ impl LlamaModel {
     }
 
     /// Create the context (after a load or a trim), recording its size for `memory`.
-    fn new_context(&self) -> Result<RawContext, PluginError> {
+    fn new_session(&self) -> Result<Session, PluginError> {
         let context =
             RawContext::new(&self.weights, self.context_size, self.threads).ok_or_else(|| {
                 PluginError::out_of_memory(format!(
@@ -85,7 +77,7 @@ impl LlamaModel {
             })?;
         let bytes = u64::from(context.size()) * self.weights.kv_bytes_per_token();
         self.context_bytes.store(bytes, Ordering::Relaxed);
-        Ok(context)
+        Ok(Session::new(context))
     }
 
     /// The prompt as text: the raw prompt, or the chat rendered with the GGUF template.
@@ -207,11 +199,6 @@ fn sampler_for(request: &GenerateRequest, vocab_size: i32) -> Result<Sampler, Pl
         .ok_or_else(|| PluginError::internal("llama.cpp could not create a sampler chain"))
 }
 
-/// Send non-empty text to the sink; true when the sink wants no more.
-fn emit(sink: &mut dyn TokenSink, text: &str) -> bool {
-    !text.is_empty() && sink.on_token(text) == SinkControl::Stop
-}
-
 fn elapsed_ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1e3
 }
@@ -237,128 +224,33 @@ impl Model for LlamaModel {
         let mut guard = self.lock();
         let state = &mut *guard;
         let adapters = self.resolve_adapters(&mut state.adapters, &request.adapters)?;
-        let context = match &mut state.context {
-            Some(context) => context,
-            empty => {
-                state.cached.clear();
-                empty.insert(self.new_context()?)
-            }
+        let session = match &mut state.session {
+            Some(session) => session,
+            empty => empty.insert(self.new_session()?),
         };
-        // llama.cpp rounds the context up (to 256); the request's size is the limit.
-        let window = self.context_size.min(context.size()) as usize;
+        // llama.cpp rounds the context up (to 256); the requested size is the limit.
+        let window = self.context_size.min(session.size()) as usize;
         if prompt_tokens.len() >= window {
             return Err(PluginError::invalid_request(format!(
                 "the prompt has {} tokens; the context holds {window}",
                 prompt_tokens.len()
             )));
         }
-        let active: Vec<(String, f32)> = adapters
-            .iter()
-            .map(|(_, scale, path)| (path.clone(), *scale))
-            .collect();
-        let pairs: Vec<(&RawAdapter, f32)> = adapters
-            .iter()
-            .map(|(raw, scale, _)| (*raw, *scale))
-            .collect();
-        if !context.set_adapters(&pairs) {
-            return Err(PluginError::invalid_request(
-                "llama.cpp refused the request's adapters",
-            ));
-        }
-
-        // Reuse the cached prefix when the adapters are unchanged, always evaluating at
-        // least the last prompt token so there are fresh logits to sample from.
-        let shared = state
-            .cached
-            .iter()
-            .zip(&prompt_tokens)
-            .take_while(|(a, b)| a == b)
-            .count();
-        let mut reuse = if active == state.cached_adapters {
-            shared.min(prompt_tokens.len() - 1)
-        } else {
-            0
-        };
-        if reuse == 0 || !context.truncate(reuse) {
-            context.clear();
-            reuse = 0;
-        }
-        state.cached.truncate(reuse);
-        state.cached_adapters = active;
+        session.use_adapters(&adapters)?;
 
         let started = Instant::now();
-        for chunk in prompt_tokens[reuse..].chunks(context.batch_size()) {
-            if let Err(error) = context.decode(chunk) {
-                state.cached.clear();
-                context.clear();
-                return Err(match error {
-                    DecodeError::NoSpace => {
-                        PluginError::invalid_request("the prompt does not fit the context")
-                    }
-                    DecodeError::Failed(code) => {
-                        PluginError::internal(format!("llama_decode failed ({code})"))
-                    }
-                });
-            }
-            state.cached.extend_from_slice(chunk);
-        }
+        session.evaluate_prompt(&prompt_tokens)?;
         let prompt_ms = elapsed_ms(started);
 
         let decode_started = Instant::now();
-        let mut utf8 = Utf8Buffer::default();
-        let mut stops = StopFilter::new(request.stop.iter().map(|stop| stop.to_string()));
-        let mut bytes = Vec::new();
-        let mut completion_tokens = 0u32;
-        let finish_reason = loop {
-            // Prompt and answer together must fit the window.
-            if state.cached.len() >= window {
-                break FinishReason::Length;
-            }
-            let token = context.sample(&mut sampler);
-            if self.weights.is_end_of_generation(token) {
-                break FinishReason::Stop;
-            }
-            completion_tokens += 1;
-            bytes.clear();
-            self.weights.token_bytes(token, &mut bytes);
-            match stops.push(&utf8.push(&bytes)) {
-                Filtered::Stopped(text) => {
-                    if emit(sink, &text) {
-                        break FinishReason::Cancelled;
-                    }
-                    break FinishReason::Stop;
-                }
-                Filtered::Emit(text) => {
-                    if emit(sink, &text) {
-                        break FinishReason::Cancelled;
-                    }
-                }
-            }
-            // max_tokens 0 means "no limit but the context".
-            if request.max_tokens != 0 && completion_tokens >= request.max_tokens {
-                break FinishReason::Length;
-            }
-            match context.decode(&[token]) {
-                Ok(()) => state.cached.push(token),
-                Err(DecodeError::NoSpace) => break FinishReason::Length,
-                Err(DecodeError::Failed(code)) => {
-                    state.cached.clear();
-                    return Err(PluginError::internal(format!(
-                        "llama_decode failed ({code})"
-                    )));
-                }
-            }
+        let answer = Answer {
+            sampler: &mut sampler,
+            stop: request.stop.iter().map(|stop| stop.to_string()).collect(),
+            max_tokens: request.max_tokens,
+            window,
+            sink,
         };
-        if finish_reason != FinishReason::Cancelled {
-            // Whatever was held back was no stop string after all (or is a lone
-            // incomplete character at the very end): it belongs to the answer.
-            let mut rest = match stops.push(&utf8.finish()) {
-                Filtered::Emit(text) | Filtered::Stopped(text) => text,
-            };
-            rest.push_str(&stops.finish());
-            // The generation is over either way; a Stop here changes nothing.
-            emit(sink, &rest);
-        }
+        let (completion_tokens, finish_reason) = session.answer(&self.weights, answer)?;
         Ok(GenerateStats {
             prompt_tokens: u32::try_from(prompt_tokens.len()).unwrap_or(u32::MAX),
             completion_tokens,
@@ -369,9 +261,7 @@ impl Model for LlamaModel {
     }
 
     fn trim(&self) {
-        let mut state = self.lock();
-        state.context = None;
-        state.cached = Vec::new();
+        self.lock().session = None;
         self.context_bytes.store(0, Ordering::Relaxed);
     }
 
