@@ -1,0 +1,467 @@
+//! Owning wrappers over the raw llama.cpp objects this plugin drives directly.
+//!
+//! llama-cpp-2's safe `LlamaContext` borrows its `LlamaModel` (so one struct cannot own
+//! both) and its LoRA calls hold one adapter at a time, while hearth applies several per
+//! request. The model, its context, its adapters and the sampler chain are therefore
+//! driven through `llama-cpp-sys-2`, each behind a small owner that frees it on drop.
+//! Every `unsafe` block here relies on the same two facts: the pointer is non-null and
+//! owned by its wrapper, and the wrapper outlives every call that uses it.
+
+use std::ffi::{CStr, CString};
+use std::os::raw::c_char;
+use std::path::Path;
+use std::ptr::{self, NonNull};
+
+use llama_cpp_sys_2 as sys;
+
+/// A token id.
+pub type Token = sys::llama_token;
+
+/// A loaded model: weights (mmap'd) and vocabulary. Immutable after loading except for
+/// adapter creation, which the caller serialises.
+pub struct RawModel(NonNull<sys::llama_model>);
+
+// SAFETY: llama.cpp's model is read-only during inference and may be shared between
+// threads; the only mutating call used here (adapter init) runs under the model's lock.
+unsafe impl Send for RawModel {}
+// SAFETY: see above.
+unsafe impl Sync for RawModel {}
+
+/// Which devices the model's layers go to.
+pub enum Placement {
+    /// Every layer stays on the CPU.
+    Cpu,
+    /// All layers are offloaded to this ggml device.
+    Device(sys::ggml_backend_dev_t),
+    /// llama.cpp's default: all layers on the accelerators it found, if any.
+    Auto,
+}
+
+impl RawModel {
+    /// Load a GGUF file (memory-mapped). `None` when llama.cpp refuses it; its reason
+    /// only goes to its log, so the caller words the error.
+    pub fn load(path: &Path, placement: &Placement) -> Option<Self> {
+        let path = CString::new(path.to_str()?).ok()?;
+        // SAFETY: default params are plain data.
+        let mut params = unsafe { sys::llama_model_default_params() };
+        params.load_mode = sys::LLAMA_LOAD_MODE_MMAP;
+        // The device list must outlive the load call; it lives until the end of scope.
+        let mut devices = [ptr::null_mut(); 2];
+        match placement {
+            Placement::Cpu => params.n_gpu_layers = 0,
+            Placement::Device(device) => {
+                devices[0] = *device;
+                params.devices = devices.as_mut_ptr();
+                params.n_gpu_layers = -1;
+            }
+            Placement::Auto => params.n_gpu_layers = -1,
+        }
+        // SAFETY: `path` is a valid C string, `params` is fully initialised.
+        let model = unsafe { sys::llama_model_load_from_file(path.as_ptr(), params) };
+        NonNull::new(model).map(Self)
+    }
+
+    fn ptr(&self) -> *mut sys::llama_model {
+        self.0.as_ptr()
+    }
+
+    fn vocab(&self) -> *const sys::llama_vocab {
+        // SAFETY: the model is alive; the vocab lives as long as the model.
+        unsafe { sys::llama_model_get_vocab(self.ptr()) }
+    }
+
+    /// Bytes of all weight tensors.
+    pub fn size_bytes(&self) -> u64 {
+        // SAFETY: the model is alive.
+        unsafe { sys::llama_model_size(self.ptr()) }
+    }
+
+    /// The context length the model was trained with.
+    pub fn train_context(&self) -> u32 {
+        // SAFETY: the model is alive.
+        let n = unsafe { sys::llama_model_n_ctx_train(self.ptr()) };
+        u32::try_from(n).unwrap_or(0)
+    }
+
+    /// Bytes one token occupies in an f16 KV cache: K and V for every layer.
+    pub fn kv_bytes_per_token(&self) -> u64 {
+        // SAFETY: the model is alive.
+        let (layers, embd, heads, kv_heads) = unsafe {
+            (
+                sys::llama_model_n_layer(self.ptr()),
+                sys::llama_model_n_embd(self.ptr()),
+                sys::llama_model_n_head(self.ptr()),
+                sys::llama_model_n_head_kv(self.ptr()),
+            )
+        };
+        let head_dim = if heads > 0 { embd / heads } else { 0 };
+        let per_layer = 2 * i64::from(kv_heads) * i64::from(head_dim) * 2;
+        u64::try_from(i64::from(layers) * per_layer).unwrap_or(0)
+    }
+
+    /// The chat template stored in the GGUF metadata, if any.
+    pub fn chat_template(&self) -> Option<CString> {
+        // SAFETY: the model is alive; the returned string is owned by the model.
+        let template = unsafe { sys::llama_model_chat_template(self.ptr(), ptr::null()) };
+        // SAFETY: non-null pointers from llama.cpp are NUL-terminated.
+        (!template.is_null()).then(|| unsafe { CStr::from_ptr(template) }.to_owned())
+    }
+
+    /// A string from the GGUF metadata, e.g. `general.architecture`.
+    pub fn metadata(&self, key: &str) -> Option<String> {
+        let key = CString::new(key).ok()?;
+        let mut buffer = vec![0u8; 256];
+        for _ in 0..2 {
+            // SAFETY: `key` is a C string and `buffer` is valid for its length.
+            let n = unsafe {
+                sys::llama_model_meta_val_str(
+                    self.ptr(),
+                    key.as_ptr(),
+                    buffer.as_mut_ptr().cast::<c_char>(),
+                    buffer.len(),
+                )
+            };
+            let n = usize::try_from(n).ok()?;
+            if n < buffer.len() {
+                buffer.truncate(n);
+                return String::from_utf8(buffer).ok();
+            }
+            buffer.resize(n + 1, 0);
+        }
+        None
+    }
+
+    /// Tokenize `text`, adding BOS when the model asks for it and reading special-token
+    /// text (`<|im_start|>`, …) as the special tokens themselves, as llama-server does.
+    pub fn tokenize(&self, text: &str) -> Option<Vec<Token>> {
+        let length = i32::try_from(text.len()).ok()?;
+        let vocab = self.vocab();
+        let mut tokens = vec![0; text.len() + 2];
+        for _ in 0..2 {
+            // SAFETY: `text` and `tokens` are valid for the lengths passed.
+            let n = unsafe {
+                sys::llama_tokenize(
+                    vocab,
+                    text.as_ptr().cast::<c_char>(),
+                    length,
+                    tokens.as_mut_ptr(),
+                    i32::try_from(tokens.len()).ok()?,
+                    true,
+                    true,
+                )
+            };
+            if n >= 0 {
+                tokens.truncate(n as usize);
+                // A template that writes the BOS text itself plus add_special gives two.
+                let bos = self.bos();
+                if tokens.len() >= 2 && tokens[0] == bos && tokens[1] == bos {
+                    tokens.remove(0);
+                }
+                return Some(tokens);
+            }
+            if n == i32::MIN {
+                return None;
+            }
+            tokens.resize(n.unsigned_abs() as usize, 0);
+        }
+        None
+    }
+
+    /// How many tokens the vocabulary has.
+    pub fn vocab_size(&self) -> i32 {
+        // SAFETY: the vocab is alive.
+        unsafe { sys::llama_vocab_n_tokens(self.vocab()) }
+    }
+
+    fn bos(&self) -> Token {
+        // SAFETY: the vocab is alive.
+        unsafe { sys::llama_vocab_bos(self.vocab()) }
+    }
+
+    /// True for end-of-generation tokens (EOS, EOT, `<|im_end|>`, …).
+    pub fn is_end_of_generation(&self, token: Token) -> bool {
+        // SAFETY: the vocab is alive.
+        unsafe { sys::llama_vocab_is_eog(self.vocab(), token) }
+    }
+
+    /// The bytes a token stands for. Control tokens render as nothing, so a template's
+    /// markers never leak into the answer. Bytes, not text: one token may hold half
+    /// of a UTF-8 character.
+    pub fn token_bytes(&self, token: Token, out: &mut Vec<u8>) {
+        let mut buffer = [0u8; 64];
+        let vocab = self.vocab();
+        // SAFETY: `buffer` is valid for its length.
+        let n = unsafe {
+            sys::llama_token_to_piece(
+                vocab,
+                token,
+                buffer.as_mut_ptr().cast::<c_char>(),
+                64,
+                0,
+                false,
+            )
+        };
+        if n >= 0 {
+            out.extend_from_slice(&buffer[..n as usize]);
+            return;
+        }
+        let mut large = vec![0u8; n.unsigned_abs() as usize];
+        // SAFETY: `large` is valid for its length.
+        let n = unsafe {
+            sys::llama_token_to_piece(
+                vocab,
+                token,
+                large.as_mut_ptr().cast::<c_char>(),
+                -n,
+                0,
+                false,
+            )
+        };
+        if n > 0 {
+            out.extend_from_slice(&large[..n as usize]);
+        }
+    }
+
+    /// Load a GGUF LoRA adapter for this model. `None` when the file is unreadable or
+    /// does not fit the model (llama.cpp checks architecture and tensor shapes).
+    pub fn load_adapter(&self, path: &Path) -> Option<RawAdapter> {
+        let path = CString::new(path.to_str()?).ok()?;
+        // SAFETY: the model is alive and the caller holds the model's lock.
+        let adapter = unsafe { sys::llama_adapter_lora_init(self.ptr(), path.as_ptr()) };
+        NonNull::new(adapter).map(RawAdapter)
+    }
+}
+
+impl Drop for RawModel {
+    fn drop(&mut self) {
+        // SAFETY: owned pointer; contexts and adapters are dropped before the model.
+        unsafe { sys::llama_model_free(self.ptr()) }
+    }
+}
+
+/// Render a chat with llama.cpp's template engine, ending with the assistant's opening.
+pub fn apply_chat_template(template: &CStr, messages: &[(CString, CString)]) -> Option<String> {
+    let chat: Vec<sys::llama_chat_message> = messages
+        .iter()
+        .map(|(role, content)| sys::llama_chat_message {
+            role: role.as_ptr(),
+            content: content.as_ptr(),
+        })
+        .collect();
+    let mut size = messages
+        .iter()
+        .map(|(r, c)| r.as_bytes().len() + c.as_bytes().len())
+        .sum::<usize>()
+        * 2
+        + 256;
+    for _ in 0..2 {
+        let mut buffer = vec![0u8; size];
+        // SAFETY: every pointer in `chat` points into `messages`, alive for the call;
+        // `buffer` is valid for its length.
+        let n = unsafe {
+            sys::llama_chat_apply_template(
+                template.as_ptr(),
+                chat.as_ptr(),
+                chat.len(),
+                true,
+                buffer.as_mut_ptr().cast::<c_char>(),
+                i32::try_from(buffer.len()).ok()?,
+            )
+        };
+        let n = usize::try_from(n).ok()?;
+        if n <= buffer.len() {
+            buffer.truncate(n);
+            return String::from_utf8(buffer).ok();
+        }
+        size = n;
+    }
+    None
+}
+
+/// A LoRA adapter. llama.cpp frees adapters with their model, and hearth caches them for
+/// the model's lifetime, so this handle never frees the adapter itself.
+pub struct RawAdapter(NonNull<sys::llama_adapter_lora>);
+
+// SAFETY: an adapter is read-only once loaded.
+unsafe impl Send for RawAdapter {}
+// SAFETY: see above.
+unsafe impl Sync for RawAdapter {}
+
+/// An inference context: KV cache, compute scratch, output logits.
+pub struct RawContext(NonNull<sys::llama_context>);
+
+// SAFETY: a context may move between threads; the owner serialises its use.
+unsafe impl Send for RawContext {}
+
+/// Why a decode call failed.
+pub enum DecodeError {
+    /// No room left in the KV cache.
+    NoSpace,
+    /// Anything else, with llama.cpp's code.
+    Failed(i32),
+}
+
+impl RawContext {
+    /// Create a context of `n_ctx` tokens. The caller keeps `model` alive longer.
+    pub fn new(model: &RawModel, n_ctx: u32, threads: i32) -> Option<Self> {
+        // SAFETY: default params are plain data.
+        let mut params = unsafe { sys::llama_context_default_params() };
+        params.n_ctx = n_ctx;
+        params.n_batch = n_ctx.min(512);
+        params.n_ubatch = params.n_batch;
+        params.n_seq_max = 1;
+        params.n_threads = threads;
+        params.n_threads_batch = threads;
+        // SAFETY: the model is alive and outlives the context (the owner drops it first).
+        let context = unsafe { sys::llama_init_from_model(model.ptr(), params) };
+        NonNull::new(context).map(Self)
+    }
+
+    fn ptr(&self) -> *mut sys::llama_context {
+        self.0.as_ptr()
+    }
+
+    /// The context window in tokens.
+    pub fn size(&self) -> u32 {
+        // SAFETY: the context is alive.
+        unsafe { sys::llama_n_ctx(self.ptr()) }
+    }
+
+    /// The most tokens one decode call takes.
+    pub fn batch_size(&self) -> usize {
+        // SAFETY: the context is alive.
+        unsafe { sys::llama_n_batch(self.ptr()) as usize }
+    }
+
+    /// Forget every cached token.
+    pub fn clear(&mut self) {
+        // SAFETY: the context is alive; its memory object lives as long as it does.
+        unsafe { sys::llama_memory_clear(sys::llama_get_memory(self.ptr()), true) }
+    }
+
+    /// Keep the first `keep` cached tokens and drop the rest; false when the cache
+    /// cannot drop part of a sequence (recurrent models), in which case clear it.
+    pub fn truncate(&mut self, keep: usize) -> bool {
+        let Ok(keep) = i32::try_from(keep) else {
+            return false;
+        };
+        // SAFETY: the context is alive; its memory object lives as long as it does.
+        unsafe { sys::llama_memory_seq_rm(sys::llama_get_memory(self.ptr()), 0, keep, -1) }
+    }
+
+    /// Evaluate `tokens` after those already cached; logits come for the last one.
+    pub fn decode(&mut self, tokens: &[Token]) -> Result<(), DecodeError> {
+        let count = i32::try_from(tokens.len()).map_err(|_| DecodeError::Failed(-1))?;
+        // llama.cpp reads the batch but takes a mutable pointer; it does not write it.
+        // SAFETY: `tokens` is valid for `count` items during the call.
+        let code = unsafe {
+            let batch = sys::llama_batch_get_one(tokens.as_ptr().cast_mut(), count);
+            sys::llama_decode(self.ptr(), batch)
+        };
+        match code {
+            0 => Ok(()),
+            1 => Err(DecodeError::NoSpace),
+            code => Err(DecodeError::Failed(code)),
+        }
+    }
+
+    /// Make exactly `adapters` (with their scales) active; an empty list clears them.
+    pub fn set_adapters(&mut self, adapters: &[(&RawAdapter, f32)]) -> bool {
+        let mut pointers: Vec<_> = adapters
+            .iter()
+            .map(|(adapter, _)| adapter.0.as_ptr())
+            .collect();
+        let mut scales: Vec<f32> = adapters.iter().map(|(_, scale)| *scale).collect();
+        let (pointers, scales) = if adapters.is_empty() {
+            (ptr::null_mut(), ptr::null_mut())
+        } else {
+            (pointers.as_mut_ptr(), scales.as_mut_ptr())
+        };
+        // SAFETY: the arrays hold `adapters.len()` items and live through the call;
+        // adapters belong to this context's model.
+        unsafe { sys::llama_set_adapters_lora(self.ptr(), pointers, adapters.len(), scales) == 0 }
+    }
+
+    /// Sample the next token from the last logits; the chain records it for penalties.
+    pub fn sample(&mut self, sampler: &mut Sampler) -> Token {
+        // SAFETY: both are alive; the last decode produced logits for index -1.
+        unsafe { sys::llama_sampler_sample(sampler.0.as_ptr(), self.ptr(), -1) }
+    }
+}
+
+impl Drop for RawContext {
+    fn drop(&mut self) {
+        // SAFETY: owned pointer.
+        unsafe { sys::llama_free(self.ptr()) }
+    }
+}
+
+/// The parts of a sampler chain, in llama-server's order.
+pub struct SamplerSpec {
+    pub temperature: f32,
+    pub top_k: i32,
+    pub top_p: f32,
+    pub min_p: f32,
+    pub repeat_penalty: f32,
+    pub repeat_last_n: i32,
+    pub seed: u32,
+    /// The model's vocabulary size, which the repeat penalty needs.
+    pub vocab_size: i32,
+}
+
+/// A llama.cpp sampler chain.
+pub struct Sampler(NonNull<sys::llama_sampler>);
+
+impl Sampler {
+    pub fn new(spec: &SamplerSpec) -> Option<Self> {
+        // SAFETY: plain constructors; the chain takes ownership of every added sampler.
+        unsafe {
+            let mut params = sys::llama_sampler_chain_default_params();
+            params.no_perf = true;
+            let chain = Self(NonNull::new(sys::llama_sampler_chain_init(params))?);
+            let add = |sampler: *mut sys::llama_sampler| {
+                sys::llama_sampler_chain_add(chain.0.as_ptr(), sampler)
+            };
+            if spec.repeat_penalty != 1.0 && spec.repeat_last_n != 0 {
+                add(sys::llama_sampler_init_penalties(
+                    spec.vocab_size,
+                    spec.repeat_last_n,
+                    spec.repeat_penalty,
+                    0.0,
+                    0.0,
+                ));
+            }
+            if spec.temperature <= 0.0 {
+                add(sys::llama_sampler_init_greedy());
+                return Some(chain);
+            }
+            if spec.top_k > 0 {
+                add(sys::llama_sampler_init_top_k(spec.top_k));
+            }
+            if spec.top_p < 1.0 {
+                add(sys::llama_sampler_init_top_p(spec.top_p, 1));
+            }
+            if spec.min_p > 0.0 {
+                add(sys::llama_sampler_init_min_p(spec.min_p, 1));
+            }
+            add(sys::llama_sampler_init_temp(spec.temperature));
+            add(sys::llama_sampler_init_dist(spec.seed));
+            Some(chain)
+        }
+    }
+
+    /// Record tokens as seen, so the repeat penalty covers them too.
+    pub fn accept(&mut self, tokens: &[Token]) {
+        for &token in tokens {
+            // SAFETY: the chain is alive.
+            unsafe { sys::llama_sampler_accept(self.0.as_ptr(), token) }
+        }
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        // SAFETY: owned chain; freeing it frees the samplers it holds.
+        unsafe { sys::llama_sampler_free(self.0.as_ptr()) }
+    }
+}
