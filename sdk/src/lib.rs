@@ -57,6 +57,8 @@
 
 pub mod abi;
 mod error;
+#[cfg(feature = "helpers")]
+pub mod helpers;
 pub mod plugin;
 mod types;
 
