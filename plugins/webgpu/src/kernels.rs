@@ -91,6 +91,14 @@ impl Weight {
     /// Upload `bytes` (rows of `ncols` elements of `ty`), split into parts no larger than
     /// the device's storage binding limit.
     pub fn upload(gpu: &Gpu, name: &str, ty: GgmlType, ncols: u64, nrows: u64, bytes: &[u8]) -> Result<Self, PluginError> {
+        let limit = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size) - 8;
+        Self::upload_in_parts(gpu, name, ty, [ncols, nrows], bytes, limit)
+    }
+
+    /// [`Weight::upload`] with parts of at most `part_limit` bytes (tests use a small
+    /// limit to exercise splitting without a huge tensor).
+    pub fn upload_in_parts(gpu: &Gpu, name: &str, ty: GgmlType, shape: [u64; 2], bytes: &[u8], part_limit: u64) -> Result<Self, PluginError> {
+        let [ncols, nrows] = shape;
         if !SUPPORTED_TYPES.contains(&ty) {
             return Err(PluginError::unsupported(format!("tensor `{name}` has type {ty}, which the WebGPU kernels do not read")));
         }
@@ -99,8 +107,7 @@ impl Weight {
             return Err(PluginError::unsupported(format!("tensor `{name}` has rows of {ncols} elements; the kernels need a multiple of 32")));
         }
         let row_bytes = ncols / block * block_bytes;
-        let limit = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size) - 8;
-        let rows_per_part = (limit / row_bytes).max(1);
+        let rows_per_part = (part_limit / row_bytes).max(1);
         let mut parts = Vec::new();
         let mut row0 = 0;
         while row0 < nrows {
@@ -172,7 +179,7 @@ impl<'a> Batch<'a> {
     pub fn matmul(&mut self, w: &'a Weight, x: View<'a>, y: View<'a>, ntok: u32, accumulate: bool, scale: f32) {
         let pipeline = &self.kernels.matmul[&w.ty];
         for part in &w.parts {
-            let [gx, gy] = split_groups(part.rows);
+            let [gx, gy] = split_groups(part.rows.div_ceil(64));
             let words = [
                 part.rows, w.ncols, ntok, part.row0, x.offset, x.stride, y.offset, y.stride, u32::from(accumulate), scale.to_bits(),
             ];

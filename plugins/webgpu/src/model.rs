@@ -32,8 +32,8 @@ impl WebGpuModel {
     /// Load `path`: validate, refuse what the kernels cannot run, then upload.
     pub fn load(path: &str, context_size: u32) -> Result<Self, PluginError> {
         let gguf = Gguf::open(path).map_err(|error| PluginError::model_file(error.to_string()))?;
-        let config = Config::from_gguf(&gguf)?;
         check_types(&gguf)?;
+        let config = Config::from_gguf(&gguf)?;
         let tokenizer = Tokenizer::from_gguf(&gguf).map_err(|error| PluginError::unsupported(error.to_string()))?;
         let template = match gguf.str("tokenizer.chat_template") {
             Ok(source) => {

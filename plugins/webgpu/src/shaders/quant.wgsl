@@ -45,50 +45,37 @@ fn nibbles_hi(q: u32) -> vec4<f32> {
     return vec4<f32>(f32((q >> 4u) & 15u), f32((q >> 12u) & 15u), f32((q >> 20u) & 15u), f32(q >> 28u));
 }
 
-const WG: u32 = 32u;
 const TILE: u32 = 8u;
-var<workgroup> partial: array<f32, 256>; // TILE * WG
 
-// One workgroup per output row and tile of TILE tokens: each block of the row is
-// decoded once and used for every token of the tile.
-@compute @workgroup_size(32)
-fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = wid.x + wid.y * 65535u;
+// One invocation per output row and tile of TILE tokens: each block of the row is
+// decoded once and used for every token of the tile. A row per invocation (rather than
+// a workgroup per row) keeps the workgroup count low, which is what software adapters
+// such as lavapipe pay for; the shared x values are read by every lane alike.
+@compute @workgroup_size(64)
+fn matmul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row = gid.x + wid.y * 65535u * 64u;
     if (row >= p.rows) {
         return;
     }
-    let t0 = wid.z * TILE;
+    let t0 = gid.z * TILE;
     let nblocks = p.ncols / 32u;
     let row_base = row * nblocks * BLOCK_BYTES;
-    var acc: array<f32, 8>;
-    for (var b = lid; b < nblocks; b += WG) {
+    var acc = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    let tiles = min(TILE, p.ntok - t0);
+    for (var b = 0u; b < nblocks; b++) {
         decode(row_base + b * BLOCK_BYTES);
-        for (var t = 0u; t < TILE; t++) {
-            if (t0 + t < p.ntok) {
-                let xb = (p.x_off + (t0 + t) * p.x_stride) / 4u + b * 8u;
-                var s = 0.0;
-                for (var k = 0u; k < 8u; k++) {
-                    s += dot(wv[k], x[xb + k]);
-                }
-                acc[t] += s;
+        for (var t = 0u; t < tiles; t++) {
+            let xb = (p.x_off + (t0 + t) * p.x_stride) / 4u + b * 8u;
+            var s = 0.0;
+            for (var k = 0u; k < 8u; k++) {
+                s += dot(wv[k], x[xb + k]);
             }
+            acc[t] += s;
         }
     }
-    for (var t = 0u; t < TILE; t++) {
-        partial[t * WG + lid] = acc[t];
-    }
-    workgroupBarrier();
-    for (var step = WG / 2u; step > 0u; step >>= 1u) {
-        if (lid < step) {
-            for (var t = 0u; t < TILE; t++) {
-                partial[t * WG + lid] += partial[t * WG + lid + step];
-            }
-        }
-        workgroupBarrier();
-    }
-    if (lid < TILE && t0 + lid < p.ntok) {
-        let at = p.y_off + (t0 + lid) * p.y_stride + p.row0 + row;
-        var value = partial[lid * WG] * p.scale;
+    for (var t = 0u; t < tiles; t++) {
+        let at = p.y_off + (t0 + t) * p.y_stride + p.row0 + row;
+        var value = acc[t] * p.scale;
         if (p.accumulate == 1u) {
             value += y[at];
         }
