@@ -48,6 +48,15 @@
 //! - **Unloading.** The host never unloads a plugin library (abi_stable keeps them
 //!   resident); a new build of a plugin is loaded from a fresh copy beside the old one.
 //!
+//! ## Shared helpers
+//!
+//! With the `helpers` feature, [`helpers`] offers what GGUF backends share and the ABI
+//! does not carry: a validating GGUF reader ([`helpers::Gguf`]), a byte-level BPE
+//! tokenizer built from GGUF metadata ([`helpers::Tokenizer`], with
+//! [`helpers::StreamDecoder`] for UTF-8-safe streaming), chat templates
+//! ([`helpers::ChatTemplate`]), sampling ([`helpers::Sampler`]) and stop strings
+//! ([`helpers::StopMatcher`]).
+//!
 //! ## Testing with the host
 //!
 //! Build the plugin, point the host at a folder holding it and run

@@ -38,7 +38,7 @@ impl Backend for WebGpuBackend {
             version: env!("CARGO_PKG_VERSION").into(),
             api_version: API_VERSION,
             formats: RVec::from(vec![RString::from("gguf")]),
-            features: RVec::from(vec![RString::from("chat-template"), RString::from("gpu-offload")]),
+            features: RVec::from(vec![RString::from("chat-template")]),
         }
     }
 

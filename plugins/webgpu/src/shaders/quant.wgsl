@@ -23,11 +23,8 @@ struct MatmulParams {
 
 var<private> wv: array<vec4<f32>, 8>;
 
-fn byte_at(i: u32) -> u32 {
-    return (W[i >> 2u] >> ((i & 3u) * 8u)) & 0xffu;
-}
 fn f16_at(i: u32) -> f32 {
-    return unpack2x16float(byte_at(i) | (byte_at(i + 1u) << 8u)).x;
+    return unpack2x16float(u32_at(i)).x;
 }
 // A 32-bit word at any byte offset (Q8_0 and Q4_0 blocks are not word aligned).
 fn u32_at(i: u32) -> u32 {
