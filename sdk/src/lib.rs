@@ -156,6 +156,15 @@
 //!   everything, or each rebuild leaks a model's worth of memory. A rebuild that fails
 //!   to load is refused and the previous build stays in service.
 //!
+//! ## Shared helpers
+//!
+//! With the `helpers` feature, [`helpers`] offers what GGUF backends share and the ABI
+//! does not carry: a validating GGUF reader ([`helpers::Gguf`]), a byte-level BPE
+//! tokenizer built from GGUF metadata ([`helpers::Tokenizer`], with
+//! [`helpers::StreamDecoder`] for UTF-8-safe streaming), chat templates
+//! ([`helpers::ChatTemplate`]), sampling ([`helpers::Sampler`]) and stop strings
+//! ([`helpers::StopMatcher`]).
+//!
 //! ## Testing with the host
 //!
 //! - Unit-test your [`Backend`] and [`Model`] directly, as plain Rust (the example
@@ -172,6 +181,8 @@
 
 pub mod abi;
 mod error;
+#[cfg(feature = "helpers")]
+pub mod helpers;
 pub mod plugin;
 mod types;
 

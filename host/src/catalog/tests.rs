@@ -58,7 +58,7 @@ fn the_shipped_test_models_name_their_real_files() {
     assert_eq!(smol.size_bytes, Some(98_362_432));
     assert_eq!(smol.backends, ["llamacpp", "mlx", "webgpu"]);
     let gemma = &c.model("gemma3-270m").unwrap().artifacts[0];
-    assert_eq!(gemma.file, "gemma-3-270m-it-Q4_K_M.gguf");
+    assert_eq!(gemma.file, "gemma-3-270m-q4_k_m.gguf");
     assert_eq!(gemma.backends, ["llamacpp"]);
 }
 

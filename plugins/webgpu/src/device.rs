@@ -1,0 +1,180 @@
+//! The wgpu device: adapter choice, what the probe reports, and buffers whose sizes
+//! are counted so `memory()` can say what the model holds on the device.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use hearth_sdk::abi_stable::std_types::RVec;
+use hearth_sdk::{DeviceInfo, DeviceKind, PluginError, Probe};
+use wgpu::util::DeviceExt;
+
+/// An adapter and the facts the probe reports about it.
+pub struct AdapterFacts {
+    pub adapter: wgpu::Adapter,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+}
+
+/// Find the best adapter: a real GPU before a software one. `Err` says why none.
+pub fn find_adapter() -> Result<AdapterFacts, String> {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    let rank = |info: &wgpu::AdapterInfo| match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    };
+    let adapter = adapters
+        .into_iter()
+        .filter(|adapter| adapter.get_downlevel_capabilities().flags.contains(wgpu::DownlevelFlags::COMPUTE_SHADERS))
+        .min_by_key(|adapter| rank(&adapter.get_info()))
+        .ok_or_else(|| "no wgpu adapter with compute shaders (no Vulkan, Metal, DX12 or GL driver found)".to_string())?;
+    Ok(AdapterFacts { info: adapter.get_info(), limits: adapter.limits(), adapter })
+}
+
+pub fn device_kind(device_type: wgpu::DeviceType) -> DeviceKind {
+    match device_type {
+        wgpu::DeviceType::DiscreteGpu => DeviceKind::DiscreteGpu,
+        wgpu::DeviceType::IntegratedGpu => DeviceKind::IntegratedGpu,
+        wgpu::DeviceType::VirtualGpu => DeviceKind::VirtualGpu,
+        wgpu::DeviceType::Cpu => DeviceKind::SoftwareGpu,
+        wgpu::DeviceType::Other => DeviceKind::Other,
+    }
+}
+
+/// The probe: the adapter, its kind and backend, its limits. wgpu exposes no memory
+/// size, so the memory figures are 0 ("hidden") and the limits are reported instead.
+pub fn probe() -> Probe {
+    match find_adapter() {
+        Err(reason) => Probe { available: false, devices: RVec::new(), reason: reason.into() },
+        Ok(facts) => {
+            let kind = device_kind(facts.info.device_type);
+            let reason = format!(
+                "{} adapter `{}` on {:?} ({}), driver {} {}; max storage binding {} MiB, max buffer {} MiB; memory size not exposed by wgpu",
+                kind.as_str(),
+                facts.info.name,
+                facts.info.backend,
+                if kind == DeviceKind::SoftwareGpu { "runs on the CPU: correct, not fast" } else { "hardware" },
+                facts.info.driver,
+                facts.info.driver_info,
+                facts.limits.max_storage_buffer_binding_size >> 20,
+                facts.limits.max_buffer_size >> 20,
+            );
+            let device = DeviceInfo { kind, name: facts.info.name.into(), memory_total_bytes: 0, memory_free_bytes: 0 };
+            Probe { available: true, devices: RVec::from(vec![device]), reason: reason.into() }
+        }
+    }
+}
+
+/// A device and queue, with a running count of the bytes allocated on it.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    allocated: Arc<AtomicU64>,
+}
+
+/// A device buffer that gives its bytes back to the count when dropped.
+pub struct GpuBuffer {
+    pub buffer: wgpu::Buffer,
+    allocated: Arc<AtomicU64>,
+}
+
+impl GpuBuffer {
+    pub fn size(&self) -> u64 {
+        self.buffer.size()
+    }
+}
+
+impl Drop for GpuBuffer {
+    fn drop(&mut self) {
+        // wgpu frees the memory once no submitted work uses the buffer any more.
+        self.allocated.fetch_sub(self.buffer.size(), Ordering::Relaxed);
+    }
+}
+
+const STORAGE: wgpu::BufferUsages =
+    wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
+
+impl Gpu {
+    /// Open the best adapter with its full limits (the defaults cap storage bindings at
+    /// 128 MiB, below what large embedding tables need).
+    pub fn new() -> Result<Self, PluginError> {
+        let facts = find_adapter().map_err(PluginError::unsupported)?;
+        let descriptor = wgpu::DeviceDescriptor {
+            label: Some("hearth-webgpu"),
+            required_limits: facts.limits.clone(),
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(facts.adapter.request_device(&descriptor))
+            .map_err(|error| PluginError::internal(format!("wgpu device: {error}")))?;
+        Ok(Self { device, queue, info: facts.info, limits: facts.limits, allocated: Arc::new(AtomicU64::new(0)) })
+    }
+
+    /// Bytes currently allocated through this device.
+    pub fn allocated(&self) -> u64 {
+        self.allocated.load(Ordering::Relaxed)
+    }
+
+    fn track(&self, buffer: wgpu::Buffer) -> GpuBuffer {
+        self.allocated.fetch_add(buffer.size(), Ordering::Relaxed);
+        GpuBuffer { buffer, allocated: self.allocated.clone() }
+    }
+
+    /// A zeroed storage buffer of at least `bytes` (rounded up to a whole word).
+    pub fn storage(&self, label: &str, bytes: u64) -> GpuBuffer {
+        let size = bytes.max(4).next_multiple_of(4);
+        self.track(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: STORAGE,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// A storage buffer holding `bytes`, padded with one spare word so unaligned word
+    /// reads at the very end stay inside it.
+    pub fn upload(&self, label: &str, bytes: &[u8]) -> GpuBuffer {
+        let mut padded = Vec::with_capacity(bytes.len() + 8);
+        padded.extend_from_slice(bytes);
+        padded.resize(bytes.len().next_multiple_of(4) + 4, 0);
+        self.track(self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: &padded,
+            usage: STORAGE,
+        }))
+    }
+
+    /// Copy `count` f32 values starting at element `offset` of `buffer` back to the host.
+    pub fn read_f32(&self, buffer: &wgpu::Buffer, offset: u64, count: usize) -> Result<Vec<f32>, PluginError> {
+        let bytes = (count * 4) as u64;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(buffer, offset * 4, &staging, 0, bytes);
+        self.queue.submit([encoder.finish()]);
+        let slice = staging.slice(..);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |result| {
+            // The receiver waits below; if it is gone there is nobody to tell.
+            let _ = sender.send(result);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|error| PluginError::internal(format!("wgpu poll: {error}")))?;
+        receiver
+            .recv()
+            .map_err(|_| PluginError::internal("wgpu dropped the readback"))?
+            .map_err(|error| PluginError::internal(format!("wgpu readback: {error}")))?;
+        let view = slice.get_mapped_range().map_err(|error| PluginError::internal(format!("wgpu readback: {error}")))?;
+        let values = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
+        Ok(values)
+    }
+}

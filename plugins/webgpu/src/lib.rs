@@ -1,0 +1,58 @@
+//! # hearth-webgpu — a hearth backend on wgpu
+//!
+//! Runs llama-family GGUF models (Llama/SmolLM2, Qwen3) with WGSL compute kernels on
+//! whatever adapter wgpu finds: Vulkan, Metal, DX12 or GL, or Mesa's lavapipe on the
+//! CPU. Weights stay in their GGUF encoding (F32, F16, Q4_0, Q4_1, Q8_0) on the device
+//! and are decoded inside the matrix kernels; the KV cache lives on the device.
+//! Tokenizer, chat template, sampling and stop strings come from
+//! [`hearth_sdk::helpers`].
+//!
+//! Modules: [`device`] (adapter, probe, counted buffers), [`kernels`] (pipelines and
+//! dispatch), [`weights`] (model shape and upload), [`forward`] (the transformer),
+//! [`model`] (generation and lifecycle).
+
+pub mod device;
+pub mod forward;
+pub mod kernels;
+pub mod model;
+pub mod weights;
+
+use hearth_sdk::abi_stable::std_types::{RString, RVec};
+use hearth_sdk::{Backend, BackendInfo, HostProfile, LoadRequest, Model, PluginError, Probe, API_VERSION};
+
+/// The WebGPU backend. Holds nothing: each model opens its own device, so dropping a
+/// model returns everything it used.
+pub struct WebGpuBackend;
+
+impl WebGpuBackend {
+    pub fn new() -> Result<Self, PluginError> {
+        Ok(Self)
+    }
+}
+
+impl Backend for WebGpuBackend {
+    fn info(&self) -> BackendInfo {
+        BackendInfo {
+            id: "webgpu".into(),
+            name: "WebGPU (wgpu)".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            api_version: API_VERSION,
+            formats: RVec::from(vec![RString::from("gguf")]),
+            features: RVec::from(vec![RString::from("chat-template")]),
+        }
+    }
+
+    fn probe(&self, _host: &HostProfile) -> Probe {
+        device::probe()
+    }
+
+    fn load(&self, request: &LoadRequest) -> Result<Box<dyn Model>, PluginError> {
+        if request.format.as_str() != "gguf" {
+            return Err(PluginError::unsupported(format!("format `{}` (the WebGPU backend reads gguf)", request.format)));
+        }
+        let path = request.paths.first().ok_or_else(|| PluginError::invalid_request("no model file given"))?;
+        Ok(Box::new(model::WebGpuModel::load(path.as_str(), request.context_size)?))
+    }
+}
+
+hearth_sdk::export_backend!(WebGpuBackend::new);

@@ -1,0 +1,107 @@
+// Matrix products and row lookups over quantized GGUF weights, read in place.
+// The weight buffer is the tensor's raw bytes (rows of blocks of 32 elements); the
+// host prepends the `decode` function for the tensor's type, which expands one block
+// into `wv`. Rows are contiguous in the file, so a buffer holds a range of rows.
+
+struct MatmulParams {
+    rows: u32,      // rows of W in this buffer
+    ncols: u32,     // elements per row (a multiple of 32)
+    ntok: u32,      // tokens (columns of x)
+    row0: u32,      // index of this buffer's first row in the whole tensor
+    x_off: u32,     // offset of token 0 in x, in f32
+    x_stride: u32,  // distance between tokens in x, in f32
+    y_off: u32,
+    y_stride: u32,
+    accumulate: u32, // 1: y += W·x (residual add), 0: y = W·x
+    scale: f32,      // multiplies W·x (LoRA scale; 1 otherwise)
+}
+
+@group(0) @binding(0) var<uniform> p: MatmulParams;
+@group(0) @binding(1) var<storage, read> W: array<u32>;
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+
+var<private> wv: array<vec4<f32>, 8>;
+
+fn f16_at(i: u32) -> f32 {
+    return unpack2x16float(u32_at(i)).x;
+}
+// A 32-bit word at any byte offset (Q8_0 and Q4_0 blocks are not word aligned).
+fn u32_at(i: u32) -> u32 {
+    let s = (i & 3u) * 8u;
+    let w0 = W[i >> 2u];
+    if (s == 0u) {
+        return w0;
+    }
+    return (w0 >> s) | (W[(i >> 2u) + 1u] << (32u - s));
+}
+fn nibbles_lo(q: u32) -> vec4<f32> {
+    return vec4<f32>(f32(q & 15u), f32((q >> 8u) & 15u), f32((q >> 16u) & 15u), f32((q >> 24u) & 15u));
+}
+fn nibbles_hi(q: u32) -> vec4<f32> {
+    return vec4<f32>(f32((q >> 4u) & 15u), f32((q >> 12u) & 15u), f32((q >> 20u) & 15u), f32(q >> 28u));
+}
+
+const TILE: u32 = 8u;
+
+// One invocation per output row and tile of TILE tokens: each block of the row is
+// decoded once and used for every token of the tile. A row per invocation (rather than
+// a workgroup per row) keeps the workgroup count low, which is what software adapters
+// such as lavapipe pay for; the shared x values are read by every lane alike.
+@compute @workgroup_size(64)
+fn matmul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row = gid.x + wid.y * 65535u * 64u;
+    if (row >= p.rows) {
+        return;
+    }
+    let t0 = gid.z * TILE;
+    let nblocks = p.ncols / 32u;
+    let row_base = row * nblocks * BLOCK_BYTES;
+    var acc = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    let tiles = min(TILE, p.ntok - t0);
+    for (var b = 0u; b < nblocks; b++) {
+        decode(row_base + b * BLOCK_BYTES);
+        for (var t = 0u; t < tiles; t++) {
+            let xb = (p.x_off + (t0 + t) * p.x_stride) / 4u + b * 8u;
+            var s = 0.0;
+            for (var k = 0u; k < 8u; k++) {
+                s += dot(wv[k], x[xb + k]);
+            }
+            acc[t] += s;
+        }
+    }
+    for (var t = 0u; t < tiles; t++) {
+        let at = p.y_off + (t0 + t) * p.y_stride + p.row0 + row;
+        var value = acc[t] * p.scale;
+        if (p.accumulate == 1u) {
+            value += y[at];
+        }
+        y[at] = value;
+    }
+}
+
+// Embedding lookup: one invocation expands one block of one token's row. A tensor split
+// over several buffers is looked up once per buffer; each fills the rows it holds.
+@group(0) @binding(4) var<storage, read> ids: array<u32>;
+
+@compute @workgroup_size(64)
+fn get_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let nblocks = p.ncols / 32u;
+    let b = gid.x;
+    let t = gid.y;
+    if (b >= nblocks || t >= p.ntok) {
+        return;
+    }
+    let id = ids[t];
+    if (id < p.row0 || id >= p.row0 + p.rows) {
+        return;
+    }
+    decode(((id - p.row0) * nblocks + b) * BLOCK_BYTES);
+    let out = p.y_off + t * p.y_stride + b * 32u;
+    for (var k = 0u; k < 8u; k++) {
+        y[out + k * 4u] = wv[k].x;
+        y[out + k * 4u + 1u] = wv[k].y;
+        y[out + k * 4u + 2u] = wv[k].z;
+        y[out + k * 4u + 3u] = wv[k].w;
+    }
+}

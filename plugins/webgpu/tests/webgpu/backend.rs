@@ -1,0 +1,82 @@
+//! The backend object as the host sees it: identity, probe, and refusals at load that
+//! let the router fall back to another backend.
+
+use hearth_sdk::abi_stable::std_types::{ROption, RVec};
+use hearth_sdk::{Backend, DeviceKind, ErrorKind, HostProfile, LoadRequest};
+use hearth_webgpu::WebGpuBackend;
+
+fn load_request(path: &str, format: &str) -> LoadRequest {
+    LoadRequest {
+        model_id: "test".into(),
+        paths: RVec::from(vec![path.into()]),
+        format: format.into(),
+        context_size: 128,
+        threads: 0,
+        device: ROption::RNone,
+    }
+}
+
+/// A valid GGUF holding one Q4_K tensor (type id 12): structurally fine, unrunnable here.
+fn k_quant_gguf() -> Vec<u8> {
+    let mut out = b"GGUF".to_vec();
+    out.extend(3u32.to_le_bytes());
+    out.extend(1u64.to_le_bytes());
+    out.extend(1u64.to_le_bytes());
+    let key = "general.architecture";
+    out.extend((key.len() as u64).to_le_bytes());
+    out.extend(key.as_bytes());
+    out.extend(8u32.to_le_bytes());
+    out.extend(5u64.to_le_bytes());
+    out.extend(b"llama");
+    let name = "blk.0.ffn_down.weight";
+    out.extend((name.len() as u64).to_le_bytes());
+    out.extend(name.as_bytes());
+    out.extend(2u32.to_le_bytes());
+    out.extend(256u64.to_le_bytes());
+    out.extend(1u64.to_le_bytes());
+    out.extend(12u32.to_le_bytes());
+    out.extend(0u64.to_le_bytes());
+    out.resize(out.len().next_multiple_of(32) + 144, 0);
+    out
+}
+
+#[test]
+fn the_backend_names_itself_webgpu() {
+    let info = WebGpuBackend.info();
+    assert_eq!((info.id.as_str(), info.name.as_str()), ("webgpu", "WebGPU (wgpu)"));
+}
+
+#[test]
+fn the_probe_reports_the_adapter_and_marks_a_cpu_adapter_as_software() {
+    let probe = WebGpuBackend.probe(&HostProfile::default());
+    println!("{probe:?}");
+    assert!(probe.available, "no adapter: {}", probe.reason);
+    let device = &probe.devices[0];
+    assert!(!device.name.is_empty());
+    if device.name.contains("llvmpipe") {
+        assert_eq!(device.kind, DeviceKind::SoftwareGpu);
+    }
+    assert!(probe.reason.contains("max storage binding"), "{}", probe.reason);
+}
+
+#[test]
+fn a_k_quant_model_is_refused_as_unsupported_naming_the_type() {
+    let path = std::env::temp_dir().join(format!("hearth-webgpu-q4k-{}.gguf", std::process::id()));
+    std::fs::write(&path, k_quant_gguf()).unwrap();
+    let error = WebGpuBackend.load(&load_request(path.to_str().unwrap(), "gguf")).err().expect("refused");
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(error.kind, ErrorKind::Unsupported);
+    assert!(error.message.contains("Q4_K"), "{}", error.message);
+}
+
+#[test]
+fn corrupt_files_and_other_formats_are_refused_with_the_right_kind() {
+    let path = std::env::temp_dir().join(format!("hearth-webgpu-bad-{}.gguf", std::process::id()));
+    std::fs::write(&path, b"not a gguf file at all").unwrap();
+    let error = WebGpuBackend.load(&load_request(path.to_str().unwrap(), "gguf")).err().expect("refused");
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(error.kind, ErrorKind::ModelFile);
+    assert!(error.message.contains("not a GGUF file"), "{}", error.message);
+    let error = WebGpuBackend.load(&load_request("/x.safetensors", "safetensors")).err().expect("refused");
+    assert_eq!(error.kind, ErrorKind::Unsupported);
+}

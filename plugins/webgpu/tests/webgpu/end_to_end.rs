@@ -1,0 +1,85 @@
+//! The plugin end to end on the real SmolLM2 model, on whatever adapter wgpu finds
+//! (lavapipe here): chat answers, raw prompts, stop strings, cancellation, lifecycle.
+
+use hearth_sdk::abi_stable::std_types::{ROption, RVec};
+use hearth_sdk::{ChatMessage, FinishReason, GenerateRequest, Model, Sampling};
+use hearth_webgpu::model::WebGpuModel;
+
+use crate::common::{smollm2_path, Collect};
+
+fn greedy() -> Sampling {
+    Sampling { temperature: 0.0, ..Sampling::default() }
+}
+
+fn chat(question: &str, max_tokens: u32) -> GenerateRequest {
+    GenerateRequest {
+        messages: RVec::from(vec![ChatMessage { role: "user".into(), content: question.into() }]),
+        prompt: ROption::RNone,
+        sampling: greedy(),
+        stop: RVec::new(),
+        max_tokens,
+        adapters: RVec::new(),
+    }
+}
+
+#[test]
+fn smollm2_answers_the_capital_of_france_with_paris() {
+    let model = WebGpuModel::load(&smollm2_path(), 512).unwrap();
+    let mut sink = Collect::default();
+    let stats = model.generate(&chat("What is the capital of France?", 12), &mut sink).unwrap();
+    let answer = sink.pieces.concat();
+    println!("answer: {answer:?}");
+    println!(
+        "prompt: {} tokens in {:.0} ms; decode: {} tokens in {:.0} ms = {:.2} tok/s",
+        stats.prompt_tokens,
+        stats.prompt_ms,
+        stats.completion_tokens,
+        stats.decode_ms,
+        stats.completion_tokens as f64 / (stats.decode_ms / 1e3)
+    );
+    assert!(answer.contains("Paris"), "answer was {answer:?}");
+}
+
+fn raw(prompt: &str, max_tokens: u32, stop: &[&str]) -> GenerateRequest {
+    GenerateRequest {
+        messages: RVec::new(),
+        prompt: ROption::RSome(prompt.into()),
+        sampling: greedy(),
+        stop: stop.iter().map(|s| (*s).into()).collect(),
+        max_tokens,
+        adapters: RVec::new(),
+    }
+}
+
+#[test]
+fn raw_prompts_stop_strings_cancellation_and_trim_behave_as_the_sdk_says() {
+    let model = WebGpuModel::load(&smollm2_path(), 256).unwrap();
+    let prompt = "<|im_start|>user\nCount from 1 to 9, separated by commas.<|im_end|>\n<|im_start|>assistant\n";
+
+    let mut sink = Collect::default();
+    let stats = model.generate(&raw(prompt, 6, &[]), &mut sink).unwrap();
+    let text = sink.pieces.concat();
+    println!("raw: {text:?}");
+    assert_eq!((stats.completion_tokens, stats.finish_reason), (6, FinishReason::Length));
+    assert!(text.contains('1') && text.contains('2'), "{text:?}");
+
+    // The same greedy request with a stop string cuts the same text before it.
+    let mut stopped = Collect::default();
+    let stats = model.generate(&raw(prompt, 6, &["2"]), &mut stopped).unwrap();
+    assert_eq!(stats.finish_reason, FinishReason::Stop);
+    assert_eq!(stopped.pieces.concat(), text[..text.find('2').unwrap()]);
+
+    let mut cancelling = Collect { limit: Some(2), ..Collect::default() };
+    let stats = model.generate(&raw(prompt, 6, &[]), &mut cancelling).unwrap();
+    assert_eq!((stats.finish_reason, cancelling.pieces.len()), (FinishReason::Cancelled, 2));
+
+    let loaded = model.memory().device_bytes;
+    model.trim();
+    let trimmed = model.memory().device_bytes;
+    assert!(trimmed < loaded, "trim frees the KV cache and scratch: {loaded} -> {trimmed}");
+    let file = std::fs::metadata(smollm2_path()).unwrap().len();
+    assert!(trimmed <= file * 13 / 10, "weights on the device stay within 1.3x the file: {trimmed} vs {file}");
+    let mut again = Collect::default();
+    model.generate(&raw(prompt, 6, &[]), &mut again).unwrap();
+    assert_eq!(again.pieces.concat(), text, "a trimmed model rebuilds its cache and answers the same");
+}

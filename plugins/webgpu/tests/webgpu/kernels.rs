@@ -1,0 +1,196 @@
+//! Each WGSL kernel against its CPU reference on fresh random inputs (the seed is
+//! printed), with every output buffer poisoned with NaN beforehand so a skipped write
+//! shows. Errors are normwise: max |gpu − cpu| / max |cpu| must stay under the bound
+//! stated in each test (f32 on the GPU against f64 accumulation on the CPU).
+
+use half::f16;
+use hearth_sdk::helpers::{dequantize, GgmlType};
+use hearth_webgpu::device::{Gpu, GpuBuffer};
+use hearth_webgpu::kernels::{AttentionShape, Batch, Kernels, View, Weight};
+use rand_chacha::ChaCha8Rng;
+use rand_core::{Rng, SeedableRng};
+
+use crate::reference;
+
+struct Bench {
+    gpu: Gpu,
+    kernels: Kernels,
+    rng: ChaCha8Rng,
+}
+
+fn bench() -> Bench {
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    println!("random seed {seed}");
+    let gpu = Gpu::new().expect("a wgpu adapter (install mesa-vulkan-drivers for lavapipe)");
+    let kernels = Kernels::new(&gpu);
+    Bench { gpu, kernels, rng: ChaCha8Rng::seed_from_u64(seed) }
+}
+
+impl Bench {
+    fn uniform(&mut self) -> f32 {
+        (self.rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0
+    }
+    fn values(&mut self, count: usize) -> Vec<f32> {
+        (0..count).map(|_| self.uniform()).collect()
+    }
+    fn buffer(&self, values: &[f32]) -> GpuBuffer {
+        self.gpu.upload("input", bytemuck::cast_slice(values))
+    }
+    fn poisoned(&self, count: usize) -> GpuBuffer {
+        self.buffer(&vec![f32::NAN; count])
+    }
+    fn read(&self, buffer: &GpuBuffer, count: usize) -> Vec<f32> {
+        self.gpu.read_f32(&buffer.buffer, 0, count).unwrap()
+    }
+
+    /// Random bytes of a valid tensor of `ty`: small scales, arbitrary quants.
+    fn weight_bytes(&mut self, ty: GgmlType, elements: usize) -> Vec<u8> {
+        let (block, block_bytes) = ty.block();
+        let blocks = elements / block as usize;
+        let mut bytes = Vec::with_capacity(blocks * block_bytes as usize);
+        for _ in 0..blocks {
+            match ty {
+                GgmlType::F32 => bytes.extend(self.uniform().to_le_bytes()),
+                GgmlType::F16 => bytes.extend(f16::from_f32(self.uniform()).to_le_bytes()),
+                _ => {
+                    bytes.extend(f16::from_f32(self.uniform() * 0.1).to_le_bytes());
+                    if ty == GgmlType::Q4_1 {
+                        bytes.extend(f16::from_f32(self.uniform() * 0.5).to_le_bytes());
+                    }
+                    while bytes.len() % block_bytes as usize != 0 {
+                        bytes.push(self.rng.next_u32() as u8);
+                    }
+                }
+            }
+        }
+        bytes
+    }
+}
+
+fn relative_error(gpu: &[f32], cpu: &[f32]) -> f32 {
+    assert_eq!(gpu.len(), cpu.len());
+    assert!(gpu.iter().all(|v| v.is_finite()), "the GPU left poisoned or non-finite values: {gpu:?}");
+    let scale = cpu.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    gpu.iter().zip(cpu).fold(0.0f32, |m, (g, c)| m.max((g - c).abs())) / scale
+}
+
+const TYPES: [GgmlType; 5] = [GgmlType::F32, GgmlType::F16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0];
+
+#[test]
+fn matmul_of_every_weight_type_and_split_matches_the_cpu_within_1e_5() {
+    let mut b = bench();
+    let (rows, ncols, ntok) = (70usize, 96usize, 11usize);
+    for ty in TYPES {
+        let bytes = b.weight_bytes(ty, rows * ncols);
+        let mut w = vec![0.0; rows * ncols];
+        dequantize(ty, &bytes, &mut w).unwrap();
+        let row_bytes = bytes.len() / rows;
+        // Parts of 16 rows, so the split across buffers is exercised too.
+        let weight = Weight::upload_in_parts(&b.gpu, "w", ty, [ncols as u64, rows as u64], &bytes, 16 * row_bytes as u64).unwrap();
+        assert_eq!(weight.parts.len(), 5);
+        // x rows sit at offset 8 with a stride of ncols + 4, to test views.
+        let stride = ncols + 4;
+        let x_values = b.values(8 + ntok * stride);
+        let x = b.buffer(&x_values);
+        let dense: Vec<f32> = (0..ntok).flat_map(|t| x_values[8 + t * stride..][..ncols].to_vec()).collect();
+        let expected = reference::matmul(&w, ncols, &dense, ntok);
+
+        let y = b.poisoned(ntok * rows);
+        let mut batch = Batch::new(&b.gpu, &b.kernels);
+        batch.matmul(&weight, View::new(&x.buffer, 8, stride as u32), View::new(&y.buffer, 0, rows as u32), ntok as u32, false, 1.0);
+        batch.submit();
+        let error = relative_error(&b.read(&y, ntok * rows), &expected);
+        assert!(error < 1e-5, "{ty}: relative error {error}");
+
+        // Accumulating with a scale: y = base + 0.5 · W·x.
+        let base = b.values(ntok * rows);
+        let y = b.buffer(&base);
+        let mut batch = Batch::new(&b.gpu, &b.kernels);
+        batch.matmul(&weight, View::new(&x.buffer, 8, stride as u32), View::new(&y.buffer, 0, rows as u32), ntok as u32, true, 0.5);
+        batch.submit();
+        let expected: Vec<f32> = base.iter().zip(&expected).map(|(a, e)| a + 0.5 * e).collect();
+        let error = relative_error(&b.read(&y, ntok * rows), &expected);
+        assert!(error < 1e-5, "{ty} accumulate: relative error {error}");
+    }
+}
+
+#[test]
+fn embedding_rows_of_every_weight_type_are_exact() {
+    let mut b = bench();
+    let (rows, ncols) = (40usize, 64usize);
+    for ty in TYPES {
+        let bytes = b.weight_bytes(ty, rows * ncols);
+        let mut w = vec![0.0; rows * ncols];
+        dequantize(ty, &bytes, &mut w).unwrap();
+        let weight = Weight::upload_in_parts(&b.gpu, "w", ty, [ncols as u64, rows as u64], &bytes, (bytes.len() / 3) as u64).unwrap();
+        let ids: Vec<u32> = (0..7).map(|_| b.rng.next_u32() % rows as u32).collect();
+        let id_buffer = b.gpu.upload("ids", bytemuck::cast_slice(&ids));
+        let y = b.poisoned(ids.len() * ncols);
+        let mut batch = Batch::new(&b.gpu, &b.kernels);
+        batch.get_rows(&weight, &id_buffer.buffer, View::new(&y.buffer, 0, ncols as u32), ids.len() as u32);
+        batch.submit();
+        let expected: Vec<f32> = ids.iter().flat_map(|&id| w[id as usize * ncols..][..ncols].to_vec()).collect();
+        assert_eq!(b.read(&y, ids.len() * ncols), expected, "{ty}");
+    }
+}
+
+#[test]
+fn rmsnorm_matches_the_cpu_within_1e_5() {
+    let mut b = bench();
+    let (rows, n) = (5usize, 200usize);
+    let (x, w) = (b.values(rows * n), b.values(n));
+    let (xb, wb, y) = (b.buffer(&x), b.buffer(&w), b.poisoned(rows * n));
+    let mut batch = Batch::new(&b.gpu, &b.kernels);
+    batch.rmsnorm(View::new(&xb.buffer, 0, n as u32), &wb.buffer, View::new(&y.buffer, 0, n as u32), rows as u32, n as u32, 1e-5);
+    batch.submit();
+    let error = relative_error(&b.read(&y, rows * n), &reference::rmsnorm(&x, &w, 1e-5));
+    assert!(error < 1e-5, "relative error {error}");
+}
+
+#[test]
+fn rope_in_both_pair_layouts_matches_the_cpu_within_1e_4() {
+    let mut b = bench();
+    let (ntok, heads, hd, pos0) = (4usize, 3usize, 64usize, 37usize);
+    for neox in [false, true] {
+        let x = b.values(ntok * heads * hd);
+        let xb = b.buffer(&x);
+        let mut batch = Batch::new(&b.gpu, &b.kernels);
+        batch.rope(View::new(&xb.buffer, 0, 0), ntok as u32, heads as u32, hd as u32, hd as u32, pos0 as u32, neox, 10000.0);
+        batch.submit();
+        let mut expected = x.clone();
+        reference::rope(&mut expected, heads, hd, hd, pos0, neox, 10000.0);
+        let error = relative_error(&b.read(&xb, x.len()), &expected);
+        assert!(error < 1e-4, "neox {neox}: relative error {error}");
+    }
+}
+
+#[test]
+fn grouped_query_attention_over_the_cache_matches_the_cpu_within_1e_5() {
+    let mut b = bench();
+    let (heads, kv_heads, hd, ctx, pos0, ntok) = (6usize, 2usize, 64usize, 96usize, 50usize, 5usize);
+    let q = b.values(ntok * heads * hd);
+    let k = b.values(ctx * kv_heads * hd);
+    let v = b.values(ctx * kv_heads * hd);
+    let (qb, kb, vb) = (b.buffer(&q), b.buffer(&k), b.buffer(&v));
+    let scores = b.poisoned(ntok * heads * ctx);
+    let out = b.poisoned(q.len());
+    let shape = AttentionShape { heads: heads as u32, kv_heads: kv_heads as u32, head_dim: hd as u32, ctx: ctx as u32 };
+    let mut batch = Batch::new(&b.gpu, &b.kernels);
+    batch.attention(&qb.buffer, &kb.buffer, &vb.buffer, &scores.buffer, &out.buffer, shape, ntok as u32, pos0 as u32);
+    batch.submit();
+    let expected = reference::attention(&q, &k, &v, heads, kv_heads, hd, pos0);
+    let error = relative_error(&b.read(&out, q.len()), &expected);
+    assert!(error < 1e-5, "relative error {error}");
+}
+
+#[test]
+fn silu_gating_matches_the_cpu_within_1e_6() {
+    let mut b = bench();
+    let (g, u) = (b.values(1000), b.values(1000));
+    let (gb, ub) = (b.buffer(&g), b.buffer(&u));
+    let mut batch = Batch::new(&b.gpu, &b.kernels);
+    batch.silu_mul(&gb.buffer, &ub.buffer, 1000);
+    batch.submit();
+    let error = relative_error(&b.read(&gb, 1000), &reference::silu_mul(&g, &u));
+    assert!(error < 1e-6, "relative error {error}");
+}

@@ -1,0 +1,10 @@
+//! Integration tests of the WebGPU plugin, run on whatever adapter wgpu finds (Mesa's
+//! lavapipe on a machine without a GPU). One test binary, so the CPU reference and
+//! the model lookup are shared.
+
+mod backend;
+mod common;
+mod cross_check;
+mod end_to_end;
+mod kernels;
+mod reference;
