@@ -48,6 +48,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         max_tokens: tokens,
         adapters: RVec::new(),
     };
+    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    let idle = model.memory();
+    println!(
+        "memory: {:.1} MiB host, {:.1} MiB device",
+        mib(idle.host_bytes),
+        mib(idle.device_bytes)
+    );
     for run in 1..=2 {
         model.trim();
         let stats = model.generate(&request, &mut Discard)?;
@@ -60,6 +67,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             stats.decode_ms,
             f64::from(stats.completion_tokens) / stats.decode_ms * 1e3,
             stats.finish_reason.as_str(),
+        );
+        let busy = model.memory();
+        println!(
+            "  memory with a context: {:.1} MiB host, {:.1} MiB device",
+            mib(busy.host_bytes),
+            mib(busy.device_bytes)
         );
     }
     Ok(())

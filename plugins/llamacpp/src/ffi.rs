@@ -83,7 +83,9 @@ impl RawModel {
         u32::try_from(n).unwrap_or(0)
     }
 
-    /// Bytes one token occupies in an f16 KV cache: K and V for every layer.
+    /// Bytes one token occupies in an f16 KV cache: K and V for every layer. The key and
+    /// value widths come from the GGUF where it states them (Gemma's heads are wider
+    /// than `n_embd / n_head`).
     pub fn kv_bytes_per_token(&self) -> u64 {
         // SAFETY: the model is alive.
         let (layers, embd, heads, kv_heads) = unsafe {
@@ -94,8 +96,19 @@ impl RawModel {
                 sys::llama_model_n_head_kv(self.ptr()),
             )
         };
-        let head_dim = if heads > 0 { embd / heads } else { 0 };
-        let per_layer = 2 * i64::from(kv_heads) * i64::from(head_dim) * 2;
+        let default_dim = if heads > 0 {
+            i64::from(embd / heads)
+        } else {
+            0
+        };
+        let architecture = self.metadata("general.architecture").unwrap_or_default();
+        let dim = |what: &str| {
+            self.metadata(&format!("{architecture}.attention.{what}_length"))
+                .and_then(|value| value.parse::<i64>().ok())
+                .unwrap_or(default_dim)
+        };
+        let f16_bytes = 2;
+        let per_layer = i64::from(kv_heads) * (dim("key") + dim("value")) * f16_bytes;
         u64::try_from(i64::from(layers) * per_layer).unwrap_or(0)
     }
 

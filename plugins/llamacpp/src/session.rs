@@ -160,14 +160,11 @@ impl Session {
             }
         };
         if finish != FinishReason::Cancelled {
-            // Whatever was held back was no stop string after all (or is a lone
-            // incomplete character at the very end): it belongs to the answer.
-            let mut rest = match stops.push(&utf8.finish()) {
-                Filtered::Emit(text) | Filtered::Stopped(text) => text,
-            };
-            rest.push_str(&stops.finish());
+            // Text held back was no stop string after all: it belongs to the answer.
+            // Bytes of a character the model never finished are dropped, not shown
+            // as U+FFFD.
             // The generation is over either way; a Stop here changes nothing.
-            emit(&rest);
+            emit(&stops.finish());
         }
         Ok((generated, finish))
     }

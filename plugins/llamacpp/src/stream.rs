@@ -41,13 +41,6 @@ impl Utf8Buffer {
             }
         }
     }
-
-    /// What is left at the end of a generation, made printable.
-    pub fn finish(&mut self) -> String {
-        let rest = String::from_utf8_lossy(&self.bytes).into_owned();
-        self.bytes.clear();
-        rest
-    }
 }
 
 /// What the stop-string filter says about new text.
@@ -130,7 +123,6 @@ mod tests {
         let mut buffer = Utf8Buffer::default();
         assert_eq!(buffer.push(&[b'a', 0xff, b'b']), "a\u{fffd}b");
         assert_eq!(buffer.push(&[0xe2]), "");
-        assert_eq!(buffer.finish(), "\u{fffd}");
     }
 
     #[test]

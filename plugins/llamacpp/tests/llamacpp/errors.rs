@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use hearth_llamacpp::LlamaCppBackend;
-use hearth_sdk::abi_stable::std_types::RVec;
+use hearth_sdk::abi_stable::std_types::{ROption, RVec};
 use hearth_sdk::{AdapterUse, Backend, ErrorKind};
 
 use crate::common::{chat, load, load_request, model_path, run, SMOLLM2};
@@ -98,4 +98,20 @@ fn a_gguf_that_is_not_a_lora_adapter_is_refused_naming_the_adapter() {
     let error = run(&*model, &with_adapter(base.to_str().unwrap())).unwrap_err();
     assert_eq!(error.kind, ErrorKind::InvalidRequest, "{error}");
     assert!(error.message.contains("tone"), "{error}");
+}
+
+#[test]
+fn an_unknown_device_is_an_invalid_request_and_the_cpu_by_name_loads() {
+    let backend = LlamaCppBackend::new().unwrap();
+    let path = model_path(SMOLLM2);
+    let mut request = load_request(path.to_str().unwrap(), 256);
+    request.device = ROption::RSome("NoSuchGPU9".into());
+    let error = backend
+        .load(&request)
+        .err()
+        .expect("an unknown device must fail");
+    assert_eq!(error.kind, ErrorKind::InvalidRequest, "{error}");
+    request.device = ROption::RSome("CPU".into());
+    let model = backend.load(&request).unwrap();
+    assert_eq!(model.memory().device_bytes, 0);
 }

@@ -153,3 +153,20 @@ fn a_repeat_penalty_steers_greedy_decoding_away_from_repeating() {
         "{plain:?} vs {penalised:?}"
     );
 }
+
+#[test]
+fn multi_byte_characters_split_across_tokens_arrive_whole() {
+    // SmolLM2 spells most CJK characters and emoji as several byte tokens.
+    let model = load(SMOLLM2, 256);
+    let mut recorder = Recorder::default();
+    let request = raw("Japanese greetings: こんにちは、おはよう、こんばんは、", 16);
+    let stats = model.generate(&request, &mut recorder).unwrap();
+    let text = recorder.text();
+    assert!(!text.is_ascii(), "no multi-byte output to check: {text:?}");
+    assert!(!text.contains('\u{fffd}'), "{text:?}");
+    assert!(
+        (recorder.pieces.len() as u32) < stats.completion_tokens,
+        "some tokens should have been partial characters: {:?}",
+        recorder.pieces
+    );
+}
