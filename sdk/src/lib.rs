@@ -165,6 +165,12 @@
 //! ([`helpers::ChatTemplate`]), sampling ([`helpers::Sampler`]) and stop strings
 //! ([`helpers::StopMatcher`]).
 //!
+//! The `validate` feature alone gives just the model-file validators — GGUF
+//! ([`helpers::Gguf`]) and safetensors ([`helpers::Safetensors`]) — which is what the
+//! host uses to check every file before a backend sees it. A backend that reads files
+//! itself should still open them through these readers: the host's check is the first
+//! gate, not a licence to trust the bytes.
+//!
 //! ## Testing with the host
 //!
 //! - Unit-test your [`Backend`] and [`Model`] directly, as plain Rust (the example
@@ -181,7 +187,7 @@
 
 pub mod abi;
 mod error;
-#[cfg(feature = "helpers")]
+#[cfg(feature = "validate")]
 pub mod helpers;
 pub mod plugin;
 mod types;

@@ -1,23 +1,37 @@
-//! Helpers several backends share, outside the ABI: GGUF reading and validation, a
-//! tokenizer and chat template from GGUF metadata, sampling and stop strings.
+//! Helpers several backends share, outside the ABI: GGUF and safetensors reading and
+//! validation, a tokenizer and chat template from GGUF metadata, sampling and stop
+//! strings.
 //!
-//! Enabled by the `helpers` cargo feature of hearth-sdk.
+//! The validators come with the `validate` cargo feature of hearth-sdk (the host uses
+//! them); everything else with `helpers`, which includes `validate`.
 
+#[cfg(feature = "helpers")]
 pub mod chat;
 pub mod ggml;
 pub mod gguf;
 mod gguf_parse;
 #[cfg(test)]
 mod gguf_tests;
+#[cfg(feature = "helpers")]
 pub mod sampling;
-pub mod stop;
-pub mod tokenizer;
+pub mod safetensors;
 #[cfg(test)]
+mod safetensors_tests;
+#[cfg(feature = "helpers")]
+pub mod stop;
+#[cfg(feature = "helpers")]
+pub mod tokenizer;
+#[cfg(all(test, feature = "helpers"))]
 mod tokenizer_tests;
 
+#[cfg(feature = "helpers")]
 pub use chat::{ChatError, ChatTemplate};
 pub use ggml::{dequantize, GgmlType};
 pub use gguf::{Gguf, GgufError, TensorInfo, Value};
+#[cfg(feature = "helpers")]
 pub use sampling::Sampler;
+pub use safetensors::{Safetensors, SafetensorsError, SafetensorsTensor};
+#[cfg(feature = "helpers")]
 pub use stop::{Released, StopMatcher};
+#[cfg(feature = "helpers")]
 pub use tokenizer::{StreamDecoder, Tokenizer, TokenizerError};
