@@ -1,5 +1,6 @@
 //! The generation path: route, load with fallback, stream the answer.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use hearth_sdk::abi_stable::std_types::{RString, RVec};
@@ -7,6 +8,7 @@ use hearth_sdk::{AdapterUse, ErrorKind, GenerateRequest, GenerateStats, LoadRequ
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use super::gate::FileRefused;
 use super::Hearth;
 use crate::catalog::Catalog;
 use crate::lifecycle::{IdleTimeouts, KeepAlive, LoadSpec, ModelKey, RunnerRef, SchedulerError};
@@ -69,6 +71,13 @@ pub enum ServiceError {
     Generate { model: String, backend: String, error: PluginError },
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// An adapter of the request, found in the store for one candidate.
+struct ResolvedAdapter {
+    adapter: AdapterUse,
+    /// The catalog's format of its file, for the file gate.
+    format: String,
 }
 
 /// A generation whose model is loaded and held, ready to run.
@@ -173,7 +182,15 @@ impl Hearth {
         let plan = self.route(&route)?;
         let mut fallbacks = Vec::new();
         for candidate in plan.candidates {
-            request.adapters = self.resolve_adapters(&catalog, &adapters, &candidate)?;
+            let resolved = self.resolve_adapters(&catalog, &adapters, &candidate)?;
+            // A file that fails the gate is a failed load of this candidate: the next
+            // tier or backend may have a sound file, and the reason is kept for the client.
+            if let Err(refused) = self.gate_files(&candidate, &resolved).await {
+                tracing::warn!(model = %candidate.model_id, backend = %candidate.backend, error = %refused, "file refused; falling back");
+                fallbacks.push(format!("{} on {}: {refused}", candidate.model_id, candidate.backend));
+                continue;
+            }
+            request.adapters = resolved.into_iter().map(|adapter| adapter.adapter).collect();
             let spec = self.load_spec(&catalog, &candidate);
             match self.scheduler().acquire(spec, keep_alive).await {
                 Ok(runner) => {
@@ -239,13 +256,29 @@ impl Hearth {
         }
     }
 
+    /// Run the candidate's model file and adapter files through the gate, off the
+    /// async runtime (a first check reads the file's header).
+    async fn gate_files(&self, candidate: &Candidate, adapters: &[ResolvedAdapter]) -> Result<(), FileRefused> {
+        let files: Vec<(PathBuf, String)> = std::iter::once((candidate.path.clone(), candidate.artifact.format.clone()))
+            .chain(adapters.iter().map(|adapter| (PathBuf::from(adapter.adapter.path.as_str()), adapter.format.clone())))
+            .collect();
+        for (path, format) in files {
+            let gate = self.gate.clone();
+            let file = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+            tokio::task::spawn_blocking(move || gate.check(&path, &format))
+                .await
+                .unwrap_or_else(|error| Err(FileRefused { file, rule: format!("the validator failed: {error}") }))?;
+        }
+        Ok(())
+    }
+
     fn resolve_adapters(
         &self,
         catalog: &Catalog,
         adapters: &[(String, f32)],
         candidate: &Candidate,
-    ) -> Result<RVec<AdapterUse>, ServiceError> {
-        let mut resolved = RVec::new();
+    ) -> Result<Vec<ResolvedAdapter>, ServiceError> {
+        let mut resolved = Vec::new();
         for (name, scale) in adapters {
             let adapter = catalog.adapter(name).ok_or_else(|| ServiceError::UnknownAdapter(name.clone()))?;
             if adapter.base_model != candidate.model_id {
@@ -255,19 +288,21 @@ impl Hearth {
                     model: candidate.model_id.clone(),
                 });
             }
-            let path = adapter
+            let (path, format) = adapter
                 .artifacts
                 .iter()
                 .filter(|artifact| artifact.backends.iter().any(|backend| backend == &candidate.backend))
-                .find_map(|artifact| self.store().adapter_path(name, &artifact.file).ok().filter(|path| path.is_file()))
+                .find_map(|artifact| {
+                    let path = self.store().adapter_path(name, &artifact.file).ok().filter(|path| path.is_file())?;
+                    Some((path, artifact.format.clone()))
+                })
                 .ok_or_else(|| ServiceError::AdapterNotInstalled {
                     adapter: name.clone(),
                     backend: candidate.backend.clone(),
                 })?;
-            resolved.push(AdapterUse {
-                name: name.as_str().into(),
-                path: path.display().to_string().into(),
-                scale: *scale,
+            resolved.push(ResolvedAdapter {
+                adapter: AdapterUse { name: name.as_str().into(), path: path.display().to_string().into(), scale: *scale },
+                format,
             });
         }
         Ok(resolved)

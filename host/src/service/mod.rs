@@ -5,6 +5,7 @@
 //! The CLI and the HTTP API are thin layers over [`Hearth`].
 
 mod config;
+mod gate;
 mod generate;
 mod loader;
 mod reload;
@@ -24,6 +25,7 @@ use crate::router::{self, RoutePlan, RouteRequest};
 use crate::store::Store;
 
 pub use config::{default_home, CatalogSource, HearthConfig};
+pub use gate::{FileGate, FileRefused};
 pub use generate::{Completion, Generation, Prepared, ServiceError, TokenStream};
 pub use reload::{CatalogProblem, CatalogReload};
 pub use watch::Watching;
@@ -43,6 +45,8 @@ pub struct Hearth {
     reloading: Mutex<()>,
     store: Store,
     scheduler: Scheduler,
+    /// Validates every model and adapter file before a backend sees it.
+    gate: Arc<FileGate>,
 }
 
 /// The plugins folder as `hearth plugins` and `GET /api/plugins` show it.
@@ -90,6 +94,7 @@ impl Hearth {
             reloading: Mutex::default(),
             store,
             scheduler,
+            gate: Arc::default(),
         })
     }
 
@@ -115,6 +120,10 @@ impl Hearth {
 
     pub fn scheduler(&self) -> &Scheduler {
         &self.scheduler
+    }
+
+    pub fn file_gate(&self) -> &FileGate {
+        &self.gate
     }
 
     /// The routing decision for a request, with its reasons.

@@ -1,0 +1,140 @@
+//! The model-file gate: every GGUF or safetensors file — model or adapter — is
+//! validated by the host before any backend is handed its path.
+//!
+//! Backends parse these files with native code (ggml's GGUF reader, MLX's loaders)
+//! whose history includes heap overflows and out-of-bounds reads on crafted headers.
+//! Checking the structure here, with the SDK's bounds-checked readers, means a hostile
+//! or damaged file is refused with the first rule it breaks and never reaches them.
+//! Formats the host does not know (a plugin's own) pass through: their plugin owns them.
+//!
+//! Verdicts are cached per (path, size, modification time), so a request does not
+//! re-read a multi-gigabyte file's header, and a file replaced on disk is checked anew.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use hearth_sdk::helpers::{Gguf, Safetensors};
+
+/// A file the gate refused: which file, and the first rule it breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("model file {file} is invalid: {rule}")]
+pub struct FileRefused {
+    /// The file's name, without the folders above it (they are the host's business).
+    pub file: String,
+    pub rule: String,
+}
+
+/// What identifies one version of a file on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    size: u64,
+    modified: Option<SystemTime>,
+}
+
+/// Validates model and adapter files, remembering each verdict.
+#[derive(Debug, Default)]
+pub struct FileGate {
+    verdicts: Mutex<HashMap<PathBuf, (Stamp, Result<(), FileRefused>)>>,
+    /// Full validations run (cache misses), for tests and metrics.
+    checks: AtomicU64,
+}
+
+/// Whether the host knows how to validate `format`.
+fn validated(format: &str) -> bool {
+    format.eq_ignore_ascii_case("gguf") || format.eq_ignore_ascii_case("safetensors")
+}
+
+impl FileGate {
+    /// Check `path` as a file of `format`. Blocks: reads the file's header on a miss.
+    pub fn check(&self, path: &Path, format: &str) -> Result<(), FileRefused> {
+        if !validated(format) {
+            return Ok(());
+        }
+        let name = path.file_name().map_or_else(|| path.display().to_string(), |name| name.to_string_lossy().into_owned());
+        let metadata = std::fs::metadata(path).map_err(|error| FileRefused { file: name.clone(), rule: format!("cannot read: {error}") })?;
+        let stamp = Stamp { size: metadata.len(), modified: metadata.modified().ok() };
+        if let Some((seen, verdict)) = self.lock().get(path) {
+            if *seen == stamp {
+                return verdict.clone();
+            }
+        }
+        self.checks.fetch_add(1, Ordering::Relaxed);
+        let problem = if format.eq_ignore_ascii_case("gguf") {
+            Gguf::open(path).err().map(|error| error.to_string())
+        } else {
+            Safetensors::open(path).err().map(|error| error.to_string())
+        };
+        // The readers' messages start with the full path; the client gets the name.
+        let verdict = match problem {
+            None => Ok(()),
+            Some(message) => {
+                let rule = message.strip_prefix(&format!("{}: ", path.display())).unwrap_or(&message).to_string();
+                Err(FileRefused { file: name, rule })
+            }
+        };
+        self.lock().insert(path.to_path_buf(), (stamp, verdict.clone()));
+        verdict
+    }
+
+    /// How many times a file was really read and validated (cache misses).
+    pub fn checks(&self) -> u64 {
+        self.checks.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, (Stamp, Result<(), FileRefused>)>> {
+        self.verdicts.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The smallest valid GGUF: header, no metadata, no tensors.
+    fn empty_gguf() -> Vec<u8> {
+        let mut bytes = b"GGUF".to_vec();
+        bytes.extend_from_slice(&3u32.to_le_bytes());
+        bytes.extend_from_slice(&0u64.to_le_bytes());
+        bytes.extend_from_slice(&0u64.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn a_valid_file_passes_once_and_is_then_answered_from_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ok.gguf");
+        std::fs::write(&path, empty_gguf()).unwrap();
+        let gate = FileGate::default();
+        assert_eq!(gate.check(&path, "gguf"), Ok(()));
+        assert_eq!(gate.check(&path, "GGUF"), Ok(()));
+        assert_eq!(gate.checks(), 1);
+    }
+
+    #[test]
+    fn a_corrupt_file_is_refused_by_name_with_the_rule_and_rechecked_when_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.gguf");
+        std::fs::write(&path, b"GGUX").unwrap();
+        let gate = FileGate::default();
+        let refused = gate.check(&path, "gguf").unwrap_err();
+        assert_eq!(refused.file, "bad.gguf");
+        assert!(refused.rule.starts_with("truncated") || refused.rule.starts_with("not a GGUF"), "{refused}");
+        assert!(!refused.to_string().contains(&dir.path().display().to_string()), "no folders in {refused}");
+        std::fs::write(&path, empty_gguf()).unwrap();
+        assert_eq!(gate.check(&path, "gguf"), Ok(()), "a replaced file is checked anew");
+        assert_eq!(gate.checks(), 2);
+    }
+
+    #[test]
+    fn safetensors_are_checked_and_unknown_formats_pass_to_their_plugin() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.safetensors");
+        std::fs::write(&path, 500u64.to_le_bytes()).unwrap();
+        let refused = FileGate::default().check(&path, "safetensors").unwrap_err();
+        assert!(refused.rule.contains("past the end"), "{refused}");
+        assert_eq!(FileGate::default().check(&path, "fixture"), Ok(()));
+    }
+}
