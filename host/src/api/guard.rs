@@ -1,5 +1,6 @@
 //! What stands between the network and the handlers: the Host-header check against DNS
 //! rebinding, the optional API key, CORS, the body cap and the per-model queue cap.
+//! The header-read timeout lives in the accept loop ([`super::server`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -26,6 +27,9 @@ pub struct ApiConfig {
     /// Accept only loopback or `localhost` Host headers. On for a loopback bind, so a
     /// web page on another name that resolves to 127.0.0.1 cannot reach the API.
     pub loopback_hosts_only: bool,
+    /// A client that has not sent all its request headers by then is disconnected
+    /// (against slow-loris clients holding connections open).
+    pub header_read_timeout: std::time::Duration,
 }
 
 impl Default for ApiConfig {
@@ -36,6 +40,7 @@ impl Default for ApiConfig {
             max_body_bytes: 4 * 1024 * 1024,
             max_queue_per_model: 64,
             loopback_hosts_only: true,
+            header_read_timeout: std::time::Duration::from_secs(10),
         }
     }
 }

@@ -12,6 +12,7 @@ mod metrics;
 mod native;
 mod openai;
 mod params;
+mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use crate::service::Hearth;
 
 pub use error::ApiError;
 pub use guard::ApiConfig;
+pub use server::serve_until;
 
 /// The router with every endpoint and the default protections of a loopback server.
 pub fn app(hearth: Arc<Hearth>) -> Router {
@@ -81,11 +83,11 @@ fn routes(hearth: Arc<Hearth>) -> Router {
 pub async fn serve(hearth: Arc<Hearth>, addr: SocketAddr, config: ApiConfig) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(address = %listener.local_addr()?, "hearth is listening");
-    axum::serve(listener, app_with(hearth.clone(), config))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    let header_read_timeout = config.header_read_timeout;
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    serve_until(listener, app_with(hearth.clone(), config), header_read_timeout, shutdown).await;
     hearth.scheduler().unload_all().await;
     Ok(())
 }

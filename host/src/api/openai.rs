@@ -104,7 +104,7 @@ fn usage(completion: &Completion) -> Value {
     json!({
         "prompt_tokens": completion.prompt_tokens,
         "completion_tokens": completion.completion_tokens,
-        "total_tokens": completion.prompt_tokens + completion.completion_tokens,
+        "total_tokens": u64::from(completion.prompt_tokens) + u64::from(completion.completion_tokens),
     })
 }
 

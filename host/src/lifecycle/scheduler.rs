@@ -93,7 +93,8 @@ impl Entry {
     fn bytes(&self) -> u64 {
         match self.phase {
             Phase::Loading(_) => self.estimated_bytes,
-            _ => self.memory.host_bytes + self.memory.device_bytes,
+            // A plugin's figures are not trusted to be sane: saturate, never overflow.
+            _ => self.memory.host_bytes.saturating_add(self.memory.device_bytes),
         }
     }
 
@@ -389,11 +390,11 @@ impl Shared {
         let count = models.entries.len();
         let max = self.policy.max_resident_models;
         let too_many = max > 0 && count >= max;
-        let used: u64 = models.entries.values().map(Entry::bytes).sum();
+        let used = models.entries.values().map(Entry::bytes).fold(0u64, u64::saturating_add);
         let too_big = self
             .policy
             .memory_budget_bytes
-            .is_some_and(|budget| count > 0 && used + estimated_bytes > budget);
+            .is_some_and(|budget| count > 0 && used.saturating_add(estimated_bytes) > budget);
         too_many || too_big
     }
 

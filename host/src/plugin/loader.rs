@@ -29,6 +29,8 @@ pub enum PluginLoadError {
     ApiVersion { plugin: String, host: String },
     #[error("plugin failed to initialise: {0}")]
     Init(PluginError),
+    #[error("backend id {0:?} is unusable: it must be 1 to 64 of a-z, 0-9, `-` and `_`")]
+    BadId(String),
     #[error("backend id `{id}` is already provided by {other}")]
     DuplicateId { id: String, other: PathBuf },
 }
@@ -152,6 +154,14 @@ fn load_copy(copy: &Path, path: &Path, generation: u64) -> Result<LoadedPlugin, 
         .map_err(PluginLoadError::from_library)?;
     let backend = module.new_backend()().into_result().map_err(PluginLoadError::Init)?;
     let info = backend.info().into_result().map_err(PluginLoadError::Init)?;
+    // The id names the backend in the catalog, in routes, logs and metrics labels: a
+    // plugin that answers with garbage is refused rather than trusted to be harmless.
+    let id = info.id.as_str();
+    let id_ok = (1..=64).contains(&id.len())
+        && id.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-' || byte == b'_');
+    if !id_ok {
+        return Err(PluginLoadError::BadId(id.to_string()));
+    }
     let version = info.api_version;
     if version.major != API_VERSION.major || version.minor > API_VERSION.minor {
         return Err(PluginLoadError::ApiVersion {

@@ -32,6 +32,19 @@ pub struct FileRefused {
 struct Stamp {
     size: u64,
     modified: Option<SystemTime>,
+    /// A file replaced by rename (how downloads finish) is a new inode even when its
+    /// size and coarse modification time match the old one's.
+    inode: u64,
+}
+
+#[cfg(unix)]
+fn inode(metadata: &std::fs::Metadata) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(metadata)
+}
+
+#[cfg(not(unix))]
+fn inode(_: &std::fs::Metadata) -> u64 {
+    0
 }
 
 /// Validates model and adapter files, remembering each verdict.
@@ -55,7 +68,7 @@ impl FileGate {
         }
         let name = path.file_name().map_or_else(|| path.display().to_string(), |name| name.to_string_lossy().into_owned());
         let metadata = std::fs::metadata(path).map_err(|error| FileRefused { file: name.clone(), rule: format!("cannot read: {error}") })?;
-        let stamp = Stamp { size: metadata.len(), modified: metadata.modified().ok() };
+        let stamp = Stamp { size: metadata.len(), modified: metadata.modified().ok(), inode: inode(&metadata) };
         if let Some((seen, verdict)) = self.lock().get(path) {
             if *seen == stamp {
                 return verdict.clone();

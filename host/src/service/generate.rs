@@ -135,12 +135,22 @@ fn completion(
         prompt_tokens: stats.prompt_tokens,
         completion_tokens: stats.completion_tokens,
         finish_reason: stats.finish_reason.as_str(),
-        prompt_ms: stats.prompt_ms,
-        decode_ms: stats.decode_ms,
+        prompt_ms: duration_ms(stats.prompt_ms),
+        decode_ms: duration_ms(stats.decode_ms),
         time_to_first_token_ms,
         total_ms: started.elapsed().as_secs_f64() * 1e3,
         reason: candidate.reason,
         fallbacks,
+    }
+}
+
+/// A plugin's timing as a client may see it: a NaN, infinite or negative figure from
+/// a faulty plugin reads as 0 rather than breaking JSON or the CLI's arithmetic.
+fn duration_ms(value: f64) -> f64 {
+    if value.is_finite() && value >= 0.0 {
+        value
+    } else {
+        0.0
     }
 }
 
@@ -181,8 +191,18 @@ impl Hearth {
         }
         let plan = self.route(&route)?;
         let mut fallbacks = Vec::new();
+        // An adapter missing for one backend only rules that candidate out; it is the
+        // answer only when no candidate got further than that.
+        let mut adapter_missing = None;
         for candidate in plan.candidates {
-            let resolved = self.resolve_adapters(&catalog, &adapters, &candidate)?;
+            let resolved = match self.resolve_adapters(&catalog, &adapters, &candidate) {
+                Ok(resolved) => resolved,
+                Err(error @ ServiceError::AdapterNotInstalled { .. }) => {
+                    adapter_missing.get_or_insert(error);
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             // A file that fails the gate is a failed load of this candidate: the next
             // tier or backend may have a sound file, and the reason is kept for the client.
             if let Err(refused) = self.gate_files(&candidate, &resolved).await {
@@ -204,6 +224,9 @@ impl Hearth {
             }
         }
         if fallbacks.is_empty() {
+            if let Some(error) = adapter_missing {
+                return Err(error);
+            }
             fallbacks.extend(plan.notes);
         }
         Err(ServiceError::NothingLoaded { attempts: fallbacks })

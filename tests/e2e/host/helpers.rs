@@ -32,6 +32,24 @@ impl TestHost {
         Self::with_idle("2m", "5m")
     }
 
+    /// The usual fixture models plus `extra` ones, with `idle` lines added to the
+    /// catalog's `[idle]` section.
+    pub fn with_models(extra: &[(&str, &str)], idle: &str) -> Self {
+        let home = fixture_home(&["hearth_fixture_plugin"], "2m", "5m");
+        let path = home.path().join("catalog.toml");
+        let mut catalog = std::fs::read_to_string(&path).unwrap().replacen("\n\n", &format!("\n{idle}\n\n"), 1);
+        for (id, contents) in extra {
+            let dir = home.path().join("models").join(id);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(format!("{id}.fixture")), contents).unwrap();
+            catalog.push_str(&fixture_model_entry(id, 512));
+        }
+        std::fs::write(&path, catalog).unwrap();
+        let config = hearth::service::HearthConfig::in_home(home.path());
+        let hearth = std::sync::Arc::new(hearth::service::Hearth::open(config).expect("open the test host"));
+        Self { _home: home, hearth }
+    }
+
     pub fn with_idle(soft: &str, hard: &str) -> Self {
         let home = fixture_home(&["hearth_fixture_plugin"], soft, hard);
         let config = hearth::service::HearthConfig::in_home(home.path());

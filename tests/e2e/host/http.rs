@@ -231,3 +231,75 @@ async fn requests_past_the_queue_cap_get_503_with_retry_after() {
     assert_eq!(headers["retry-after"], "1");
     assert_eq!(first.await.unwrap().0, StatusCode::OK);
 }
+
+/// Serve the API the way `hearth serve` does (hyper with a header-read timeout) on an
+/// ephemeral loopback port.
+async fn serve_guarded(host: &TestHost, header_read_timeout: Duration) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = hearth::api::app(host.hearth.clone());
+    tokio::spawn(hearth::api::serve_until(listener, app, header_read_timeout, std::future::pending()));
+    address
+}
+
+#[tokio::test]
+async fn a_client_that_sends_its_headers_too_slowly_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = TestHost::new();
+    let address = serve_guarded(&host, Duration::from_millis(300)).await;
+    let mut slow = tokio::net::TcpStream::connect(address).await.unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    // One header byte every 50 ms never completes the head; the server hangs up.
+    let mut closed = false;
+    for byte in b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter() {
+        if slow.write_all(&[*byte]).await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buffer = [0u8; 256];
+        match tokio::time::timeout(Duration::from_millis(50), slow.read(&mut buffer)).await {
+            Ok(Ok(0) | Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(read)) => panic!("the server answered a request it never fully got: {:?}", &buffer[..read]),
+            Err(_) => {}
+        }
+    }
+    assert!(closed, "still connected after {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(2), "cut off only after {:?}", started.elapsed());
+    let health = reqwest::get(format!("http://{address}/health")).await.unwrap();
+    assert_eq!(health.status(), 200, "a prompt client is still served");
+}
+
+#[tokio::test]
+async fn out_of_range_or_unparseable_numbers_and_empty_messages_get_400_over_tcp() {
+    let host = TestHost::new();
+    let address = serve_guarded(&host, Duration::from_secs(10)).await;
+    let user = r#""messages":[{"role":"user","content":"x"}]"#;
+    // Raw bodies: NaN and Infinity are not JSON, so a client can only send them as text.
+    let bodies = [
+        format!(r#"{{"model":"echo",{user},"max_tokens":1000000000}}"#),
+        format!(r#"{{"model":"echo",{user},"max_tokens":1180591620717411303424}}"#),
+        format!(r#"{{"model":"echo",{user},"max_tokens":-5}}"#),
+        format!(r#"{{"model":"echo",{user},"max_tokens":"lots"}}"#),
+        format!(r#"{{"model":"echo",{user},"temperature":NaN}}"#),
+        format!(r#"{{"model":"echo",{user},"temperature":1e400}}"#),
+        format!(r#"{{"model":"echo",{user},"top_p":-Infinity}}"#),
+        r#"{"model":"echo","messages":[]}"#.to_string(),
+    ];
+    let client = reqwest::Client::new();
+    for body in bodies {
+        let response = client
+            .post(format!("http://{address}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{body}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["error"]["type"], "invalid_request_error", "{body} → {answer}");
+    }
+}

@@ -3,6 +3,7 @@
 //! `hearth serve` whose plugins folder and catalog change under it.
 
 mod generate;
+mod faults;
 mod helpers;
 mod http;
 mod lifecycle;

@@ -4,8 +4,11 @@
 //! Needs the models installed by `scripts/setup.sh` (`HEARTH_TEST_MODELS`).
 
 mod cli;
+mod corpus;
+mod corrupt_files;
 mod helpers;
 mod http;
 mod lifecycle;
+mod load;
 #[path = "../support/mod.rs"]
 mod support;

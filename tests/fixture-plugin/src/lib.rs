@@ -7,6 +7,10 @@
 //! - `tokens = N`: tokens per answer unless `max_tokens` is lower (default 8)
 //! - `weights_mb = N`: bytes held while loaded, so memory figures are real (default 1)
 //! - `load = fail | panic`: make `load` fail or panic
+//! - `memory = panic | garbage`: make `memory` panic, or report `u64::MAX` bytes
+//! - `drop = panic`: make dropping (unloading) the model panic
+//! - `stats = garbage`: make `generate` report impossible figures (NaN and negative
+//!   times, `u32::MAX` tokens)
 //!
 //! A prompt (the last message, or the raw prompt) containing `#fail` makes `generate`
 //! return an error, `#panic` makes it panic, `#trim-panic` arms a panic in the next
@@ -18,8 +22,10 @@
 //! The version is `HEARTH_FIXTURE_VERSION` at build time, else the crate's version: a
 //! test builds the fixture twice to have a "rebuilt plugin".
 //!
-//! Setting `HEARTH_FIXTURE_INIT=fail` or `=panic` in the environment makes the plugin's
-//! constructor fail or panic, for load-error tests.
+//! `HEARTH_FIXTURE_FAULT` in the environment breaks the backend itself, for plugin
+//! loading tests: `init-fail` and `init-panic` make the constructor fail or panic,
+//! `info-panic` and `probe-panic` make those entry points panic, `info-garbage` makes
+//! `info` name an unusable backend id.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -40,14 +46,17 @@ const VERSION: &str = match option_env!("HEARTH_FIXTURE_VERSION") {
 
 struct FixtureBackend {
     loads: AtomicU64,
+    /// `HEARTH_FIXTURE_FAULT`, read once at construction.
+    fault: String,
 }
 
 impl FixtureBackend {
     fn new() -> Result<Self, PluginError> {
-        match std::env::var("HEARTH_FIXTURE_INIT").as_deref() {
-            Ok("fail") => Err(PluginError::internal("fixture init failure requested")),
-            Ok("panic") => panic!("fixture init panic requested"),
-            _ => Ok(Self { loads: AtomicU64::new(0) }),
+        let fault = std::env::var("HEARTH_FIXTURE_FAULT").unwrap_or_default();
+        match fault.as_str() {
+            "init-fail" => Err(PluginError::internal("fixture init failure requested")),
+            "init-panic" => panic!("fixture init panic requested"),
+            _ => Ok(Self { loads: AtomicU64::new(0), fault }),
         }
     }
 }
@@ -58,6 +67,9 @@ struct FixtureConfig {
     tokens: u32,
     weights_mb: u64,
     load: Option<String>,
+    memory: Option<String>,
+    drop: Option<String>,
+    stats: Option<String>,
 }
 
 fn parse_config(text: &str) -> Result<FixtureConfig, PluginError> {
@@ -81,6 +93,9 @@ fn parse_config(text: &str) -> Result<FixtureConfig, PluginError> {
             "tokens" => config.tokens = number_value()? as u32,
             "weights_mb" => config.weights_mb = number_value()?,
             "load" => config.load = Some(value.to_string()),
+            "memory" => config.memory = Some(value.to_string()),
+            "drop" => config.drop = Some(value.to_string()),
+            "stats" => config.stats = Some(value.to_string()),
             other => return Err(PluginError::model_file(format!("line {}: unknown key `{other}`", number + 1))),
         }
     }
@@ -89,8 +104,13 @@ fn parse_config(text: &str) -> Result<FixtureConfig, PluginError> {
 
 impl Backend for FixtureBackend {
     fn info(&self) -> BackendInfo {
+        let id = match self.fault.as_str() {
+            "info-panic" => panic!("fixture info panic requested"),
+            "info-garbage" => "../fixture\n",
+            _ => "fixture",
+        };
         BackendInfo {
-            id: "fixture".into(),
+            id: id.into(),
             name: "fixture (tests only)".into(),
             version: VERSION.into(),
             api_version: API_VERSION,
@@ -100,6 +120,9 @@ impl Backend for FixtureBackend {
     }
 
     fn probe(&self, host: &HostProfile) -> Probe {
+        if self.fault == "probe-panic" {
+            panic!("fixture probe panic requested");
+        }
         Probe {
             available: true,
             devices: RVec::from(vec![DeviceInfo {
@@ -184,6 +207,15 @@ impl Model for FixtureModel {
                 break;
             }
         }
+        if self.config.stats.as_deref() == Some("garbage") {
+            return Ok(GenerateStats {
+                prompt_tokens: u32::MAX,
+                completion_tokens: u32::MAX,
+                prompt_ms: f64::NAN,
+                decode_ms: -1.0,
+                finish_reason,
+            });
+        }
         Ok(GenerateStats {
             prompt_tokens: words.len() as u32,
             completion_tokens: emitted,
@@ -201,8 +233,21 @@ impl Model for FixtureModel {
     }
 
     fn memory(&self) -> MemoryUsage {
+        match self.config.memory.as_deref() {
+            Some("panic") => panic!("fixture memory panic requested"),
+            Some("garbage") => return MemoryUsage { host_bytes: u64::MAX, device_bytes: u64::MAX },
+            _ => {}
+        }
         let cache = self.cache.lock().unwrap().capacity() as u64;
         MemoryUsage { host_bytes: self.weights.len() as u64 + cache, device_bytes: 0 }
+    }
+}
+
+impl Drop for FixtureModel {
+    fn drop(&mut self) {
+        if self.config.drop.as_deref() == Some("panic") {
+            panic!("fixture drop panic requested");
+        }
     }
 }
 
