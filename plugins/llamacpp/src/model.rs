@@ -20,8 +20,9 @@ use crate::session::{Answer, Session};
 struct State {
     /// Created on first use and freed by `trim`.
     session: Option<Session>,
-    /// Every adapter loaded for this model, by path; llama.cpp frees them with the model.
-    adapters: HashMap<String, RawAdapter>,
+    /// Every adapter loaded for this model, by path, with the version of the file it
+    /// was read from; llama.cpp frees them with the model.
+    adapters: HashMap<String, (FileStamp, RawAdapter)>,
 }
 
 /// A model loaded by llama.cpp.
@@ -132,17 +133,23 @@ impl LlamaModel {
         name.to_owned()
     }
 
-    /// Load (once) and return the request's adapters with their scales, in order.
+    /// Load (once per version of the file) and return the request's adapters with
+    /// their scales, in order. A file replaced on disk is loaded anew: serving the old
+    /// one would ignore the new file, and a broken replacement must be refused, not
+    /// hidden behind the copy that loaded earlier.
     fn resolve_adapters<'s>(
         &self,
-        loaded: &'s mut HashMap<String, RawAdapter>,
+        loaded: &'s mut HashMap<String, (FileStamp, RawAdapter)>,
         wanted: &[AdapterUse],
     ) -> Result<Vec<(&'s RawAdapter, f32, String)>, PluginError> {
         for adapter in wanted {
             let path = adapter.path.as_str();
-            if !loaded.contains_key(path) {
+            let stamp = FileStamp::of(Path::new(path));
+            if loaded.get(path).is_none_or(|(seen, _)| *seen != stamp) {
                 let raw = load_adapter(&self.weights, adapter, &self.id)?;
-                loaded.insert(path.to_string(), raw);
+                // The replaced adapter, if any, stays allocated until the model goes:
+                // llama.cpp frees adapters with their model.
+                loaded.insert(path.to_string(), (stamp, raw));
             }
         }
         Ok(wanted
@@ -150,10 +157,27 @@ impl LlamaModel {
             // Scale 0 means "off": leaving it out spares llama.cpp the work.
             .filter(|adapter| adapter.scale != 0.0)
             .filter_map(|adapter| {
-                let raw = loaded.get(adapter.path.as_str())?;
+                let (_, raw) = loaded.get(adapter.path.as_str())?;
                 Some((raw, adapter.scale, adapter.path.to_string()))
             })
             .collect())
+    }
+}
+
+/// One version of a file on disk: its size, modification time and inode.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct FileStamp(Option<(u64, std::time::SystemTime, u64)>);
+
+impl FileStamp {
+    fn of(path: &Path) -> Self {
+        let metadata = std::fs::metadata(path).ok();
+        Self(metadata.and_then(|metadata| {
+            #[cfg(unix)]
+            let inode = std::os::unix::fs::MetadataExt::ino(&metadata);
+            #[cfg(not(unix))]
+            let inode = 0;
+            Some((metadata.len(), metadata.modified().ok()?, inode))
+        }))
     }
 }
 
