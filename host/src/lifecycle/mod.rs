@@ -16,6 +16,7 @@
 //!
 //! All waiting uses `tokio::time`, so the behaviour is tested on tokio's paused clock.
 
+mod release;
 mod runner;
 mod scheduler;
 #[cfg(test)]

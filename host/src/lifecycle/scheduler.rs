@@ -517,7 +517,11 @@ impl Shared {
         tracing::info!(model = %key, "unloading model");
         Some(tokio::spawn(async move {
             // The plugin frees its memory in the runner's destructor, which may block.
-            if let Err(panic) = tokio::task::spawn_blocking(move || drop(runner)).await {
+            let unloaded = tokio::task::spawn_blocking(move || {
+                drop(runner);
+                super::release::return_freed_memory();
+            });
+            if let Err(panic) = unloaded.await {
                 tracing::error!(model = %key, %panic, "dropping the model panicked");
             }
             let mut models = shared.lock();

@@ -109,6 +109,7 @@ pub(super) async fn trim(shared: &Shared, key: &ModelKey, id: u64, epoch: u64) {
     };
     let trimmed = tokio::task::spawn_blocking(move || {
         runner.trim()?;
+        super::release::return_freed_memory();
         Ok::<_, hearth_sdk::PluginError>(runner.memory())
     })
     .await;
