@@ -83,6 +83,14 @@ impl HearthConfig {
     }
 }
 
+impl HearthConfig {
+    /// Where `backend`'s models run under `catalog`: the command line's choice, else
+    /// the catalog's, else this configuration's default.
+    pub fn isolation_for(&self, catalog: &Catalog, backend: &str) -> Isolation {
+        self.isolation.unwrap_or_else(|| catalog.isolation.for_backend(backend, self.default_isolation))
+    }
+}
+
 /// `$HEARTH_HOME`, else `~/.hearth`.
 pub fn default_home() -> PathBuf {
     if let Some(home) = std::env::var_os("HEARTH_HOME") {

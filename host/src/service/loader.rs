@@ -38,24 +38,14 @@ pub(super) type SharedCatalog = Arc<RwLock<Arc<Catalog>>>;
 pub(super) struct PluginLoader {
     registry: SharedRegistry,
     catalog: SharedCatalog,
-    /// The command line's choice for every backend, if it made one.
-    forced: Option<Isolation>,
-    /// The choice when neither the command line nor the catalog makes one.
-    fallback: Isolation,
-    worker_program: Option<PathBuf>,
+    /// For its isolation settings.
+    config: super::HearthConfig,
     crashes: Arc<CrashLog>,
 }
 
 impl PluginLoader {
     pub(super) fn new(registry: SharedRegistry, catalog: SharedCatalog, config: &super::HearthConfig) -> Self {
-        Self {
-            registry,
-            catalog,
-            forced: config.isolation,
-            fallback: config.default_isolation,
-            worker_program: config.worker_program.clone(),
-            crashes: Arc::default(),
-        }
+        Self { registry, catalog, config: config.clone(), crashes: Arc::default() }
     }
 }
 
@@ -70,12 +60,11 @@ impl Loader for PluginLoader {
             .ok_or_else(|| PluginError::unsupported(format!("no plugin provides backend `{}`", spec.key.backend)))?;
         // Read at every load, so an edited [isolation] section applies to the next one.
         let catalog = self.catalog.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
-        let isolation = self.forced.unwrap_or_else(|| catalog.isolation.for_backend(&spec.key.backend, self.fallback));
-        if isolation == Isolation::InProcess {
+        if self.config.isolation_for(&catalog, &spec.key.backend) == Isolation::InProcess {
             let model = plugin.backend.load(&spec.request).into_result()?;
             return Ok(Arc::new(PluginRunner::new(model)));
         }
-        let program = match &self.worker_program {
+        let program = match &self.config.worker_program {
             Some(program) => program.clone(),
             None => std::env::current_exe()
                 .map_err(|error| PluginError::internal(format!("cannot find the hearth binary to run workers: {error}")))?,

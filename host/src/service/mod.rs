@@ -120,6 +120,11 @@ impl Hearth {
         &self.scheduler
     }
 
+    /// Where `backend`'s models run now.
+    pub fn isolation(&self, backend: &str) -> crate::catalog::Isolation {
+        self.config.isolation_for(&self.catalog(), backend)
+    }
+
     /// The routing decision for a request, with its reasons.
     pub fn route(&self, request: &RouteRequest) -> Result<RoutePlan, router::RouteError> {
         router::plan(&self.catalog(), &self.device(), &StoreInstalled(&self.store), request)
