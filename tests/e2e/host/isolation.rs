@@ -89,6 +89,46 @@ async fn a_backend_that_segfaults_aborts_or_hangs_fails_only_that_request_while_
 }
 
 #[tokio::test]
+async fn a_backend_that_keeps_crashing_waits_before_its_next_worker_and_recovers_after() {
+    let home = isolated_home("10s", "2m", "5m");
+    let server = Server::start(home.path());
+    let segfault = json!({ "model": "echo", "messages": [{ "role": "user", "content": "#segfault" }] });
+    for _ in 0..2 {
+        assert_eq!(server.post("/v1/chat/completions", &segfault).await.0, 500);
+    }
+    let (status, answer) = server.post("/v1/chat/completions", &json!({ "model": "echo", "messages": [{ "role": "user", "content": "hello" }] })).await;
+    assert_eq!(status, 500, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("crashed 2 times in a row"), "{message}");
+    assert!(message.contains("SIGSEGV"), "the last crash's cause: {message}");
+    let text = server
+        .eventually(Duration::from_secs(5), "a worker starts once the backoff is over", || async {
+            let (status, text) = server.chat("echo", "hello").await;
+            (status == 200).then_some(text)
+        })
+        .await;
+    assert_eq!(text, "hello ".repeat(6));
+}
+
+#[tokio::test]
+async fn a_worker_that_stops_answering_health_checks_is_killed_and_replaced() {
+    let home = isolated_home("1s", "2m", "5m");
+    let server = Server::start(home.path());
+    assert_eq!(server.chat("echo", "hello").await.0, 200);
+    let workers = children(server.pid());
+    assert_eq!(workers.len(), 1);
+    let stopped = std::process::Command::new("kill").args(["-STOP", &workers[0].to_string()]).status().unwrap();
+    assert!(stopped.success());
+    server
+        .eventually(Duration::from_secs(15), "the frozen worker is killed", || async {
+            children(server.pid()).is_empty().then_some(())
+        })
+        .await;
+    assert!(server.log().contains("left a health check unanswered"), "{}", server.log());
+    assert_eq!(server.chat("echo", "hello").await, (200, "hello ".repeat(6)));
+}
+
+#[tokio::test]
 async fn after_the_hard_timeout_the_worker_is_gone_and_the_host_is_back_to_its_baseline_memory() {
     let home = isolated_home("10s", "1s", "2s");
     let server = Server::start(home.path());
