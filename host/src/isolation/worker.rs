@@ -111,6 +111,7 @@ impl Worker {
             },
             (Call::Memory, Some(model)) => Event::memory(model.memory()),
             (_, None) => Event::failed(&PluginError::internal("the worker has no model loaded")),
+            // The main loop answers these itself and never hands them over.
             (Call::Ping | Call::Cancel { .. } | Call::Unload, Some(_)) => return,
         };
         self.send(id, event);
