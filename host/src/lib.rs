@@ -9,6 +9,7 @@
 //! - [`catalog`]: `catalog.toml` schema and validation.
 //! - [`device`]: the host profile plus every plugin's probe.
 //! - [`router`]: backend and tier choice with reasons and a fallback plan.
+//! - [`isolation`]: backends in supervised worker processes, and the worker itself.
 //! - [`lifecycle`]: the scheduler of loaded models (ref counts, idle timers, eviction).
 //! - [`api`]: the OpenAI-compatible and native HTTP API.
 //! - [`service`]: the running host tying these together; the generation path.
@@ -18,6 +19,7 @@ pub mod api;
 pub mod catalog;
 pub mod cli;
 pub mod device;
+pub mod isolation;
 pub mod lifecycle;
 pub mod plugin;
 pub mod router;

@@ -10,10 +10,11 @@ mod schema;
 pub mod units;
 mod validate;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Everything that can go wrong reading a catalog.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +75,45 @@ impl Default for IdlePolicy {
             max_resident_models: 3,
             memory_budget_bytes: None,
         }
+    }
+}
+
+/// Where a backend's models run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// In a worker process of their own: a crash fails only that model's requests, and
+    /// unloading ends the process, which returns every byte it held.
+    Process,
+    /// Inside the host process, through the plugin library the host loaded.
+    InProcess,
+}
+
+/// The catalog's `[isolation]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsolationPolicy {
+    /// Backends not named in `backends`; `None` leaves it to the command (`serve` runs
+    /// backends in worker processes, the one-shot commands in-process).
+    pub default: Option<Isolation>,
+    /// Per-backend choices, by backend id.
+    pub backends: BTreeMap<String, Isolation>,
+    /// How long a worker may produce nothing while generating, or leave a health check
+    /// or a trim unanswered, before it is killed as hung.
+    pub stall_timeout: Duration,
+}
+
+impl Default for IsolationPolicy {
+    fn default() -> Self {
+        // Long enough for a long prompt on a slow CPU, which streams nothing until it is
+        // evaluated.
+        Self { default: None, backends: BTreeMap::new(), stall_timeout: Duration::from_secs(120) }
+    }
+}
+
+impl IsolationPolicy {
+    /// How `backend` runs when the command's own default is `fallback`.
+    pub fn for_backend(&self, backend: &str, fallback: Isolation) -> Isolation {
+        self.backends.get(backend).copied().or(self.default).unwrap_or(fallback)
     }
 }
 
@@ -167,6 +207,7 @@ pub struct AdapterEntry {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Catalog {
     pub idle: IdlePolicy,
+    pub isolation: IsolationPolicy,
     pub models: Vec<ModelEntry>,
     /// Every backend's tiers, each backend's in ascending order.
     pub tiers: Vec<Tier>,

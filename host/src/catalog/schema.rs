@@ -20,6 +20,17 @@ pub(super) struct RawCatalog {
     pub tier_tables: Vec<RawTierTable>,
     #[serde(default)]
     pub adapters: Vec<RawAdapter>,
+    #[serde(default)]
+    pub isolation: RawIsolation,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIsolation {
+    pub default: Option<super::Isolation>,
+    pub stall_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub backends: std::collections::BTreeMap<String, super::Isolation>,
 }
 
 #[derive(Debug, Default, Deserialize)]

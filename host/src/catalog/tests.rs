@@ -190,3 +190,24 @@ fn broken_catalogs_are_rejected_at_the_right_line_and_column_with_the_reason() {
         assert!(message.contains(reason), "{what}: {message}");
     }
 }
+
+#[test]
+fn the_isolation_section_sets_a_default_per_backend_choices_and_the_stall_timeout() {
+    let text = "[isolation]\ndefault = \"in-process\"\nstall_timeout = \"30s\"\n[isolation.backends]\nllamacpp = \"process\"\n";
+    let isolation = Catalog::parse(text, Path::new("c.toml")).unwrap().isolation;
+    assert_eq!(isolation.stall_timeout, Duration::from_secs(30));
+    assert_eq!(isolation.for_backend("llamacpp", Isolation::InProcess), Isolation::Process);
+    assert_eq!(isolation.for_backend("webgpu", Isolation::Process), Isolation::InProcess);
+    let unset = shipped().isolation;
+    assert_eq!(unset.for_backend("llamacpp", Isolation::Process), Isolation::Process, "the command decides");
+    assert_eq!(unset.stall_timeout, Duration::from_secs(120));
+}
+
+#[test]
+fn an_unknown_isolation_or_a_zero_stall_timeout_is_refused_at_its_line() {
+    let error = Catalog::parse("[isolation]\ndefault = \"thread\"\n", Path::new("c.toml")).unwrap_err();
+    assert_eq!(error.location().map(|at| at.0), Some(2), "{error}");
+    let error = Catalog::parse("[isolation]\n\nstall_timeout = \"0s\"\n", Path::new("c.toml")).unwrap_err();
+    assert_eq!(error.location(), Some((3, 17)), "{error}");
+    assert!(error.to_string().contains("longer than zero"), "{error}");
+}

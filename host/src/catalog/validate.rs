@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::schema::{RawArtifact, RawCatalog, RawIdle, RawMemoryKind, RawModel, RawTierTable};
+use super::schema::{RawArtifact, RawCatalog, RawIdle, RawIsolation, RawMemoryKind, RawModel, RawTierTable};
 use super::units::{format_duration, parse_duration, parse_size};
 use super::{
-    AdapterEntry, Artifact, Catalog, CatalogError, IdlePolicy, MemoryKind, ModelEntry, Tier,
+    AdapterEntry, Artifact, Catalog, CatalogError, IdlePolicy, IsolationPolicy, MemoryKind, ModelEntry,
+    Tier,
 };
 
 /// Parses and validates; see [`Catalog::parse`].
@@ -54,6 +55,7 @@ impl Checker<'_> {
 
     fn catalog(&self, raw: RawCatalog) -> Result<Catalog, CatalogError> {
         let idle = self.idle(&raw.idle)?;
+        let isolation = self.isolation(raw.isolation)?;
 
         let mut model_ids = HashSet::new();
         let mut models = Vec::with_capacity(raw.models.len());
@@ -115,6 +117,7 @@ impl Checker<'_> {
 
         Ok(Catalog {
             idle,
+            isolation,
             models,
             tiers,
             adapters,
@@ -151,6 +154,18 @@ impl Checker<'_> {
             max_resident_models,
             memory_budget_bytes,
         })
+    }
+
+    fn isolation(&self, raw: RawIsolation) -> Result<IsolationPolicy, CatalogError> {
+        let stall_timeout = match self.duration(raw.stall_timeout.as_ref())? {
+            Some(timeout) if timeout.is_zero() => {
+                let at = raw.stall_timeout.as_ref().map_or(0..0, |raw| raw.span());
+                return Err(self.invalid(at, "stall_timeout must be longer than zero"));
+            }
+            Some(timeout) => timeout,
+            None => IsolationPolicy::default().stall_timeout,
+        };
+        Ok(IsolationPolicy { default: raw.default, backends: raw.backends, stall_timeout })
     }
 
     fn model(&self, m: RawModel, idle: &IdlePolicy) -> Result<ModelEntry, CatalogError> {

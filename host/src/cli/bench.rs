@@ -1,6 +1,7 @@
 //! `hearth bench`: what the host costs on top of a backend, measured through the same
 //! path a request takes — load, time to first token, prompt and decode speed, reload
-//! from trimmed and from unloaded, and resident memory at each stage.
+//! from trimmed and from unloaded, and resident memory at each stage (the host's and
+//! its worker processes'), in-process or in worker processes (`--isolation`).
 
 use std::time::Instant;
 
@@ -55,13 +56,18 @@ impl Spread {
 pub struct BenchReport {
     pub model: String,
     pub backend: String,
+    /// `process` or `in-process`.
+    pub isolation: crate::catalog::Isolation,
     pub runs: usize,
     pub prompt_tokens: u32,
     pub gen_tokens: Spread,
     pub load_ms: f64,
     pub time_to_first_token_ms: Spread,
     pub prompt_tokens_per_second: Spread,
+    /// As the backend measures it, inside the worker process when there is one.
     pub decode_tokens_per_second: Spread,
+    /// As the host receives the tokens: with a worker process, the pipe is included.
+    pub streamed_tokens_per_second: Spread,
     pub reload_from_trimmed_first_token_ms: f64,
     pub reload_from_unloaded_first_token_ms: f64,
     pub resident_bytes_before_load: u64,
@@ -71,12 +77,29 @@ pub struct BenchReport {
     pub device_bytes_after_load: u64,
 }
 
-/// This process's resident memory; 0 where /proc is not available.
+/// The resident memory of this process and its worker processes; 0 where /proc is not
+/// available.
 fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
+    let me = std::process::id();
+    let workers = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| parent_of(*pid) == Some(me));
+    std::iter::once(me).chain(workers).map(resident_bytes_of).sum()
+}
+
+fn resident_bytes_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/statm"))
         .ok()
         .and_then(|statm| statm.split_whitespace().nth(1).and_then(|pages| pages.parse::<u64>().ok()))
         .map_or(0, |pages| pages * 4096)
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (name) state ppid …`; the name may hold spaces and parentheses.
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn generation(args: &BenchArgs, prompt: &str, max_tokens: u32) -> Generation {
@@ -142,6 +165,7 @@ pub async fn bench(hearth: &Hearth, args: BenchArgs) -> anyhow::Result<()> {
     hearth.unload(&model).await?;
 
     let report = BenchReport {
+        isolation: hearth.isolation(&backend),
         model,
         backend,
         runs: args.runs,
@@ -153,6 +177,7 @@ pub async fn bench(hearth: &Hearth, args: BenchArgs) -> anyhow::Result<()> {
         decode_tokens_per_second: Spread::of(
             completions.iter().map(|c| f64::from(c.completion_tokens.saturating_sub(1)) / (c.decode_ms / 1e3)).collect(),
         ),
+        streamed_tokens_per_second: Spread::of(completions.iter().map(streamed_tokens_per_second).collect()),
         reload_from_trimmed_first_token_ms: after_trim.time_to_first_token_ms.unwrap_or(f64::NAN),
         reload_from_unloaded_first_token_ms: after_unload.time_to_first_token_ms.unwrap_or(f64::NAN),
         resident_bytes_before_load,
@@ -169,14 +194,29 @@ pub async fn bench(hearth: &Hearth, args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Tokens after the first over the time from the first token to the answer, as the host
+/// saw them arrive.
+fn streamed_tokens_per_second(completion: &Completion) -> f64 {
+    let first = completion.time_to_first_token_ms.unwrap_or(f64::NAN);
+    f64::from(completion.completion_tokens.saturating_sub(1)) / ((completion.total_ms - first) / 1e3)
+}
+
 fn print_table(report: &BenchReport) {
     let mb = |bytes: u64| bytes as f64 / 1e6;
     let spread = |s: &Spread| format!("{:>9.1}  ({:.1} – {:.1})", s.median, s.min, s.max);
-    println!("{} on {} — {} runs after a warm-up, {} prompt tokens", report.model, report.backend, report.runs, report.prompt_tokens);
+    let isolation = match report.isolation {
+        crate::catalog::Isolation::Process => "in a worker process",
+        crate::catalog::Isolation::InProcess => "in-process",
+    };
+    println!(
+        "{} on {} ({isolation}) — {} runs after a warm-up, {} prompt tokens",
+        report.model, report.backend, report.runs, report.prompt_tokens
+    );
     println!("{:<36} {:>9.1}", "load (ms)", report.load_ms);
     println!("{:<36} {}", "time to first token (ms)", spread(&report.time_to_first_token_ms));
     println!("{:<36} {}", "prompt processing (tok/s)", spread(&report.prompt_tokens_per_second));
     println!("{:<36} {}", "decode (tok/s)", spread(&report.decode_tokens_per_second));
+    println!("{:<36} {}", "decode, streamed to host (tok/s)", spread(&report.streamed_tokens_per_second));
     println!("{:<36} {:>9.1}", "first token after trim (ms)", report.reload_from_trimmed_first_token_ms);
     println!("{:<36} {:>9.1}", "first token after unload (ms)", report.reload_from_unloaded_first_token_ms);
     println!("{:<36} {:>9.1}", "resident MB before load", mb(report.resident_bytes_before_load));

@@ -15,6 +15,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::api::ApiConfig;
+use crate::catalog::Isolation;
 use crate::service::{default_home, CatalogSource, Hearth, HearthConfig};
 
 /// The port `hearth serve` listens on unless told otherwise.
@@ -46,13 +47,20 @@ pub struct GlobalArgs {
     /// CPU threads per model (default: the backend's choice).
     #[arg(long, global = true, env = "HEARTH_THREADS", default_value_t = 0)]
     pub threads: u32,
+    /// Where backends run, for every backend and over the catalog's `[isolation]`:
+    /// `process` (a supervised worker process per model) or `in-process`. Without it
+    /// the catalog decides, else `serve` uses `process` and `run`/`bench` `in-process`.
+    #[arg(long, global = true, env = "HEARTH_ISOLATION", value_enum)]
+    pub isolation: Option<Isolation>,
     /// A running server, for `ps` and `stop`.
     #[arg(long, global = true, env = "HEARTH_SERVER", default_value_t = format!("http://127.0.0.1:{DEFAULT_PORT}"))]
     pub server: String,
 }
 
 impl GlobalArgs {
-    pub fn config(&self) -> HearthConfig {
+    /// The configuration, with `default_isolation` where neither `--isolation` nor the
+    /// catalog decides.
+    pub fn config(&self, default_isolation: Isolation) -> HearthConfig {
         let home = self.home.clone().unwrap_or_else(default_home);
         let mut config = HearthConfig::in_home(&home);
         config.catalog = CatalogSource::resolve(self.catalog.clone(), &home);
@@ -63,11 +71,17 @@ impl GlobalArgs {
             config.models = models.clone();
         }
         config.threads = self.threads;
+        config.isolation = self.isolation;
+        config.default_isolation = default_isolation;
         config
     }
 
     pub fn open(&self) -> anyhow::Result<Arc<Hearth>> {
-        let config = self.config();
+        self.open_with(Isolation::InProcess)
+    }
+
+    fn open_with(&self, default_isolation: Isolation) -> anyhow::Result<Arc<Hearth>> {
+        let config = self.config(default_isolation);
         let catalog = config.catalog.describe();
         let hearth = Hearth::open(config).with_context(|| format!("cannot use the catalog {catalog}"))?;
         Ok(Arc::new(hearth))
@@ -118,6 +132,14 @@ pub enum Command {
     Stop { model: String },
     /// Measure load, first token, prompt and decode speed, reloads and memory.
     Bench(bench::BenchArgs),
+    /// Serve one model in a worker process: started by the host, spoken to over
+    /// stdin/stdout (see `hearth::isolation`), never by hand.
+    #[command(hide = true)]
+    Worker {
+        /// The plugin library to load the model with.
+        #[arg(long)]
+        plugin: PathBuf,
+    },
     /// Download a catalog model's or adapter's files into the store.
     Pull {
         /// A model id or adapter name from the catalog.
@@ -131,23 +153,35 @@ pub enum Command {
 /// Parse the arguments and run the verb.
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging(matches!(cli.command, Command::Serve { .. }));
+    if let Command::Worker { plugin } = &cli.command {
+        // No async runtime: a worker is a loop over its stdin, and its log goes to the
+        // host, which passes it on.
+        init_logging(true, false);
+        return crate::isolation::worker::serve(plugin).context("the worker failed");
+    }
+    init_logging(matches!(cli.command, Command::Serve { .. }), true);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(dispatch(cli))
 }
 
-fn init_logging(serving: bool) {
+fn init_logging(serving: bool, timestamps: bool) {
     let default = if serving { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let logger = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if timestamps {
+        logger.init();
+    } else {
+        // A worker's lines are logged again by the host, with the host's timestamp.
+        logger.without_time().with_ansi(false).init();
+    }
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let global = &cli.global;
     match cli.command {
         Command::Serve { host, port, api_key, cors_origins, max_queue } => {
-            let hearth = global.open()?;
+            let hearth = global.open_with(Isolation::Process)?;
             // Serving goes on without live reload rather than not at all.
             let _watching = hearth
                 .watch()
@@ -163,6 +197,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Ps { json } => remote::ps(&global.server, json).await,
         Command::Stop { model } => remote::stop(&global.server, &model).await,
         Command::Bench(args) => bench::bench(&*global.open()?, args).await,
+        Command::Worker { .. } => unreachable!("a worker is started before the async runtime"),
         Command::Pull { name, backend } => pull::pull(&*global.open()?, &name, backend.as_deref()).await,
     }
 }

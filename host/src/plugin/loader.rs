@@ -119,9 +119,20 @@ impl LoadedPlugin {
 /// Counts loads, for [`LoadedPlugin::generation`].
 static GENERATIONS: AtomicU64 = AtomicU64::new(0);
 
+/// The folder of this process's private copies.
+fn private_copies_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("hearth-plugins-{}", std::process::id()))
+}
+
+/// Remove this process's folder of private copies, once no more libraries will be
+/// loaded (a worker process loads one). The copies themselves are already gone.
+pub fn remove_private_copies() {
+    let _ = std::fs::remove_dir(private_copies_dir());
+}
+
 /// A fresh private copy of `path`, in a folder of this process's own.
 fn private_copy(path: &Path, generation: u64) -> Result<PathBuf, PluginLoadError> {
-    let dir = std::env::temp_dir().join(format!("hearth-plugins-{}", std::process::id()));
+    let dir = private_copies_dir();
     std::fs::create_dir_all(&dir).map_err(|error| PluginLoadError::Open(format!("cannot create {}: {error}", dir.display())))?;
     let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
     let copy = dir.join(format!("{generation}-{name}"));

@@ -14,6 +14,6 @@ mod registry;
 mod runner;
 
 pub use folder::{FolderChanges, FolderTracker};
-pub use loader::{load_plugin, LoadedPlugin, PluginInfo, PluginLoadError};
+pub use loader::{load_plugin, remove_private_copies, LoadedPlugin, PluginInfo, PluginLoadError};
 pub use registry::{PluginFailure, PluginRegistry};
 pub use runner::PluginRunner;

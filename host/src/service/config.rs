@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::catalog::{Catalog, CatalogError};
+use crate::catalog::{Catalog, CatalogError, Isolation};
 
 /// The catalog shipped with hearth, used when no catalog file is configured or present.
 const BUILT_IN_CATALOG: &str = include_str!("../../../catalog.toml");
@@ -56,6 +56,15 @@ pub struct HearthConfig {
     pub threads: u32,
     /// Context window per model; 0 uses the catalog's value.
     pub context_size: u32,
+    /// Where every backend runs, whatever the catalog says (the command line's
+    /// `--isolation`); `None` follows the catalog's `[isolation]` section.
+    pub isolation: Option<Isolation>,
+    /// Where a backend runs when neither the command line nor the catalog says.
+    pub default_isolation: Isolation,
+    /// The `hearth` binary that worker processes run; `None` is this executable, which
+    /// is right for the `hearth` binary itself but not for a program embedding the
+    /// library (a test, for one).
+    pub worker_program: Option<PathBuf>,
 }
 
 impl HearthConfig {
@@ -67,7 +76,18 @@ impl HearthConfig {
             models: home.join("models"),
             threads: 0,
             context_size: 0,
+            isolation: None,
+            default_isolation: Isolation::InProcess,
+            worker_program: None,
         }
+    }
+}
+
+impl HearthConfig {
+    /// Where `backend`'s models run under `catalog`: the command line's choice, else
+    /// the catalog's, else this configuration's default.
+    pub fn isolation_for(&self, catalog: &Catalog, backend: &str) -> Isolation {
+        self.isolation.unwrap_or_else(|| catalog.isolation.for_backend(backend, self.default_isolation))
     }
 }
 

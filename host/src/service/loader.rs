@@ -6,7 +6,8 @@ use std::sync::{Arc, RwLock};
 
 use hearth_sdk::{GenerateRequest, GenerateStats, MemoryUsage, PluginError, TokenSink};
 
-use crate::catalog::Artifact;
+use crate::catalog::{Artifact, Catalog, Isolation};
+use crate::isolation::{CrashLog, ProcessRunner, WorkerSpec};
 use crate::lifecycle::{LoadSpec, Loader, Runner};
 use crate::plugin::{PluginRegistry, PluginRunner};
 use crate::router::Installed;
@@ -29,14 +30,22 @@ impl Runner for PluginRunner {
 /// The registry in force, swapped whole when the plugins folder changes.
 pub(super) type SharedRegistry = Arc<RwLock<Arc<PluginRegistry>>>;
 
-/// Loads models through the plugin that provides the requested backend now.
+/// The catalog in force, swapped whole when the file changes.
+pub(super) type SharedCatalog = Arc<RwLock<Arc<Catalog>>>;
+
+/// Loads models through the plugin that provides the requested backend now, in the
+/// host process or in a worker process as the isolation settings say.
 pub(super) struct PluginLoader {
     registry: SharedRegistry,
+    catalog: SharedCatalog,
+    /// For its isolation settings.
+    config: super::HearthConfig,
+    crashes: Arc<CrashLog>,
 }
 
 impl PluginLoader {
-    pub(super) fn new(registry: SharedRegistry) -> Self {
-        Self { registry }
+    pub(super) fn new(registry: SharedRegistry, catalog: SharedCatalog, config: &super::HearthConfig) -> Self {
+        Self { registry, catalog, config: config.clone(), crashes: Arc::default() }
     }
 }
 
@@ -49,8 +58,25 @@ impl Loader for PluginLoader {
         let plugin = registry
             .get(&spec.key.backend)
             .ok_or_else(|| PluginError::unsupported(format!("no plugin provides backend `{}`", spec.key.backend)))?;
-        let model = plugin.backend.load(&spec.request).into_result()?;
-        Ok(Arc::new(PluginRunner::new(model)))
+        // Read at every load, so an edited [isolation] section applies to the next one.
+        let catalog = self.catalog.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        if self.config.isolation_for(&catalog, &spec.key.backend) == Isolation::InProcess {
+            let model = plugin.backend.load(&spec.request).into_result()?;
+            return Ok(Arc::new(PluginRunner::new(model)));
+        }
+        let program = match &self.config.worker_program {
+            Some(program) => program.clone(),
+            None => std::env::current_exe()
+                .map_err(|error| PluginError::internal(format!("cannot find the hearth binary to run workers: {error}")))?,
+        };
+        let spec = WorkerSpec {
+            program,
+            plugin: plugin.info.path.clone(),
+            backend: spec.key.backend.clone(),
+            load: spec.request.clone(),
+            stall_timeout: catalog.isolation.stall_timeout,
+        };
+        Ok(Arc::new(ProcessRunner::start(spec, self.crashes.clone())?))
     }
 }
 

@@ -29,12 +29,13 @@ pub use gate::{FileGate, FileRefused};
 pub use generate::{Completion, Generation, Prepared, ServiceError, TokenStream};
 pub use reload::{CatalogProblem, CatalogReload};
 pub use watch::Watching;
-use loader::{PluginLoader, SharedRegistry, StoreInstalled};
+use loader::{PluginLoader, SharedCatalog, SharedRegistry, StoreInstalled};
 
 /// The running host.
 pub struct Hearth {
     config: HearthConfig,
-    catalog: RwLock<Arc<Catalog>>,
+    /// Shared with the loader, which reads the isolation settings in force.
+    catalog: SharedCatalog,
     /// Catalog revision in which each model's definition last changed (absent: never).
     definitions: RwLock<HashMap<String, u64>>,
     /// The last catalog edit that was refused, while the file still holds it.
@@ -83,10 +84,12 @@ impl Hearth {
             ..SchedulerPolicy::default()
         };
         let registry: SharedRegistry = Arc::new(RwLock::new(Arc::new(registry)));
-        let scheduler = Scheduler::new(Arc::new(PluginLoader::new(registry.clone())), policy);
+        let catalog: SharedCatalog = Arc::new(RwLock::new(Arc::new(catalog)));
+        let loader = PluginLoader::new(registry.clone(), catalog.clone(), &config);
+        let scheduler = Scheduler::new(Arc::new(loader), policy);
         Ok(Self {
             config,
-            catalog: RwLock::new(Arc::new(catalog)),
+            catalog,
             definitions: RwLock::default(),
             catalog_problem: RwLock::default(),
             registry,
@@ -124,6 +127,11 @@ impl Hearth {
 
     pub fn file_gate(&self) -> &FileGate {
         &self.gate
+    }
+
+    /// Where `backend`'s models run now.
+    pub fn isolation(&self, backend: &str) -> crate::catalog::Isolation {
+        self.config.isolation_for(&self.catalog(), backend)
     }
 
     /// The routing decision for a request, with its reasons.

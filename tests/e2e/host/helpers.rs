@@ -51,8 +51,21 @@ impl TestHost {
     }
 
     pub fn with_idle(soft: &str, hard: &str) -> Self {
+        Self::with_config(soft, hard, |_| {})
+    }
+
+    /// A test host whose models run in worker processes of the built `hearth` binary.
+    pub fn in_worker_processes() -> Self {
+        Self::with_config("2m", "5m", |config| {
+            config.isolation = Some(hearth::catalog::Isolation::Process);
+            config.worker_program = Some(built_binary());
+        })
+    }
+
+    fn with_config(soft: &str, hard: &str, adjust: impl FnOnce(&mut hearth::service::HearthConfig)) -> Self {
         let home = fixture_home(&["hearth_fixture_plugin"], soft, hard);
-        let config = hearth::service::HearthConfig::in_home(home.path());
+        let mut config = hearth::service::HearthConfig::in_home(home.path());
+        adjust(&mut config);
         let hearth = std::sync::Arc::new(hearth::service::Hearth::open(config).expect("open the test host"));
         Self { _home: home, hearth }
     }

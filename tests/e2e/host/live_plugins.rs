@@ -11,12 +11,12 @@ use serde_json::{json, Value};
 use crate::helpers::{built_library, cargo_build, fixture_home, side_library, side_target_dir};
 use crate::server::Server;
 
-const FIXTURE: &str = "libhearth_fixture_plugin.so";
+pub const FIXTURE: &str = "libhearth_fixture_plugin.so";
 /// The version the second build of the fixture reports, and answers `#version` with.
-const REBUILT_VERSION: &str = "2.0.0-rebuilt";
+pub const REBUILT_VERSION: &str = "2.0.0-rebuilt";
 
 /// The fixture plugin built a second time, reporting [`REBUILT_VERSION`].
-fn rebuilt_fixture() -> PathBuf {
+pub fn rebuilt_fixture() -> PathBuf {
     static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _building = BUILD.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let status = cargo_build(&["-p", "hearth-fixture-plugin"])

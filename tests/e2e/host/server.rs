@@ -62,6 +62,11 @@ impl Server {
         Self { child, base: format!("http://{address}"), log, client: reqwest::Client::new() }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the server logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()

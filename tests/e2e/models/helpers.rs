@@ -54,6 +54,7 @@ impl RealHost {
             models: self.models.clone(),
             threads: 2,
             context_size: 2048,
+            ..HearthConfig::in_home(self.plugins.path())
         };
         Arc::new(Hearth::open(config).expect("open hearth"))
     }

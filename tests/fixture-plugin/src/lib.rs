@@ -14,7 +14,9 @@
 //!
 //! A prompt (the last message, or the raw prompt) containing `#fail` makes `generate`
 //! return an error, `#panic` makes it panic, `#trim-panic` arms a panic in the next
-//! `trim`, and `#version` makes every token the plugin's version, so a test can tell
+//! `trim`, `#segfault`, `#abort` and `#hang` crash the process with SIGSEGV, abort it
+//! or block forever (as a backend's bug or `GGML_ASSERT` would; only for tests of
+//! worker processes), and `#version` makes every token the plugin's version, so a test can tell
 //! which build of the plugin served a request. Otherwise the answer is the prompt's
 //! words, cycled from an offset chosen by the seed, one word per token: the same request
 //! always gives the same text.
@@ -183,6 +185,20 @@ impl Model for FixtureModel {
         }
         if prompt.contains("#panic") {
             panic!("fixture generate panic requested");
+        }
+        if prompt.contains("#segfault") {
+            eprintln!("fixture: writing through a null pointer, as requested");
+            // SAFETY: none — the point is the crash. A volatile write is not optimised away.
+            unsafe { std::ptr::null_mut::<u8>().write_volatile(1) };
+        }
+        if prompt.contains("#abort") {
+            eprintln!("fixture: aborting, as requested");
+            std::process::abort();
+        }
+        if prompt.contains("#hang") {
+            loop {
+                std::thread::park();
+            }
         }
         if prompt.contains("#trim-panic") {
             self.trim_panic.store(true, Ordering::SeqCst);

@@ -1,0 +1,149 @@
+//! The worker side: `hearth worker --plugin PATH`, a process that loads one plugin
+//! library through the same ABI as the host, loads one model and serves the host's
+//! calls over its stdin and stdout until told to unload or until the host goes away.
+//!
+//! The main loop only reads frames, answers health checks and sets cancel flags; every
+//! call into the plugin runs on a thread of its own, so a long generation or a hung
+//! plugin never keeps the worker from answering a health check or a cancel.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use hearth_sdk::{PluginError, SinkControl, TokenSink};
+
+use super::protocol::{read_frame, write_frame, Call, Event, Reply, Request, PROTOCOL_VERSION};
+use crate::plugin::{load_plugin, remove_private_copies, LoadedPlugin, PluginRunner};
+
+/// The frames to the host. Shared by the threads that answer calls.
+type Output = Arc<Mutex<BufWriter<File>>>;
+
+/// Serve the host until it sends `unload` or closes the pipe, then exit the process.
+pub fn serve(plugin_path: &Path) -> io::Result<()> {
+    let output: Output = Arc::new(Mutex::new(BufWriter::new(protocol_output()?)));
+    let plugin = load_plugin(plugin_path).map_err(|error| {
+        io::Error::other(format!("cannot load the plugin {}: {error}", plugin_path.display()))
+    });
+    // One library per process: the folder that held its private copy is not needed.
+    remove_private_copies();
+    let state = Arc::new(Worker { plugin, model: OnceLock::new(), cancels: Mutex::default(), output });
+    let mut input = BufReader::new(io::stdin().lock());
+    while let Some(Request { id, call }) = read_frame::<Request>(&mut input)? {
+        match call {
+            Call::Ping => state.send(id, Event::Alive),
+            Call::Cancel { generation } => {
+                if let Some(flag) = state.cancels.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&generation) {
+                    flag.store(true, Ordering::SeqCst);
+                }
+            }
+            Call::Unload => break,
+            call => {
+                let state = state.clone();
+                std::thread::spawn(move || state.answer(id, call));
+            }
+        }
+    }
+    // Exiting without running destructors is the point: the operating system takes
+    // back the model's host and device memory whole, however the plugin left it.
+    std::process::exit(0)
+}
+
+/// The protocol's own copy of stdout. Standard output itself is pointed at standard
+/// error, so a plugin (or a C library under it) printing to stdout lands in the log
+/// instead of corrupting the frames.
+#[cfg(unix)]
+fn protocol_output() -> io::Result<File> {
+    use std::os::fd::{AsFd, AsRawFd};
+    let protocol = io::stdout().as_fd().try_clone_to_owned()?;
+    // SAFETY: dup2 on two descriptors this process owns; fd 1 is replaced atomically.
+    if unsafe { libc::dup2(io::stderr().as_raw_fd(), io::stdout().as_raw_fd()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(File::from(protocol))
+}
+
+#[cfg(not(unix))]
+fn protocol_output() -> io::Result<File> {
+    use std::os::windows::io::AsHandle;
+    Ok(File::from(io::stdout().as_handle().try_clone_to_owned()?))
+}
+
+struct Worker {
+    plugin: io::Result<LoadedPlugin>,
+    model: OnceLock<PluginRunner>,
+    /// The cancel flag of each generation in progress, by call id.
+    cancels: Mutex<HashMap<u64, Arc<AtomicBool>>>,
+    output: Output,
+}
+
+impl Worker {
+    /// Send one event. A host that stopped reading is gone: nothing is left to do.
+    fn send(&self, id: u64, event: Event) {
+        let mut output = self.output.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if write_frame(&mut *output, &Reply { id, event }).is_err() {
+            std::process::exit(0);
+        }
+    }
+
+    fn answer(&self, id: u64, call: Call) {
+        let event = match (call, self.model.get()) {
+            (Call::Load { protocol, request }, _) => match self.load(protocol, request.into()) {
+                Ok(()) => Event::Loaded { protocol: PROTOCOL_VERSION },
+                Err(error) => Event::failed(&error),
+            },
+            (Call::Generate { request }, Some(model)) => {
+                let cancel = Arc::new(AtomicBool::new(false));
+                self.cancels.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(id, cancel.clone());
+                let mut sink = FrameSink { worker: self, id, cancel };
+                let result = model.generate(&request.into(), &mut sink);
+                self.cancels.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&id);
+                match result {
+                    Ok(stats) => Event::Done { stats: stats.into() },
+                    Err(error) => Event::failed(&error),
+                }
+            }
+            (Call::Trim, Some(model)) => match model.trim() {
+                Ok(()) => Event::Trimmed,
+                Err(error) => Event::failed(&error),
+            },
+            (Call::Memory, Some(model)) => Event::memory(model.memory()),
+            (_, None) => Event::failed(&PluginError::internal("the worker has no model loaded")),
+            // The main loop answers these itself and never hands them over.
+            (Call::Ping | Call::Cancel { .. } | Call::Unload, Some(_)) => return,
+        };
+        self.send(id, event);
+    }
+
+    fn load(&self, protocol: u32, request: hearth_sdk::LoadRequest) -> Result<(), PluginError> {
+        if protocol != PROTOCOL_VERSION {
+            return Err(PluginError::internal(format!(
+                "worker protocol {protocol} asked of a worker speaking {PROTOCOL_VERSION}: the host and worker binaries differ"
+            )));
+        }
+        let plugin = self.plugin.as_ref().map_err(|error| PluginError::internal(error.to_string()))?;
+        let model = plugin.backend.load(&request).into_result()?;
+        self.model
+            .set(PluginRunner::new(model))
+            .map_err(|_| PluginError::internal("the worker already has a model loaded"))
+    }
+}
+
+/// Sends each piece to the host as a `token` frame, and stops once the host cancels.
+struct FrameSink<'a> {
+    worker: &'a Worker,
+    id: u64,
+    cancel: Arc<AtomicBool>,
+}
+
+impl TokenSink for FrameSink<'_> {
+    fn on_token(&mut self, piece: &str) -> SinkControl {
+        if self.cancel.load(Ordering::SeqCst) {
+            return SinkControl::Stop;
+        }
+        self.worker.send(self.id, Event::Token { piece: piece.to_string() });
+        SinkControl::Continue
+    }
+}
