@@ -62,6 +62,7 @@ impl CorpusHome {
             models,
             threads: 2,
             context_size: 256,
+            ..HearthConfig::in_home(dir.path())
         };
         let hearth = Arc::new(Hearth::open(config).expect("open hearth"));
         Self { dir, hearth }
