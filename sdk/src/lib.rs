@@ -158,16 +158,17 @@
 //!
 //! ## Shared helpers
 //!
-//! With the `helpers` feature, [`helpers`] offers what GGUF backends share and the ABI
-//! does not carry: a validating GGUF reader ([`helpers::Gguf`]), a byte-level BPE
-//! tokenizer built from GGUF metadata ([`helpers::Tokenizer`], with
-//! [`helpers::StreamDecoder`] for UTF-8-safe streaming), chat templates
-//! ([`helpers::ChatTemplate`]), sampling ([`helpers::Sampler`]) and stop strings
-//! ([`helpers::StopMatcher`]).
+//! The helpers live behind cargo features, so these names are not links: the crate's
+//! documentation must build without them. With the `helpers` feature, `helpers` offers
+//! what GGUF backends share and the ABI does not carry: a validating GGUF reader
+//! (`helpers::Gguf`), a byte-level BPE tokenizer built from GGUF metadata
+//! (`helpers::Tokenizer`, with `helpers::StreamDecoder` for UTF-8-safe streaming), chat
+//! templates (`helpers::ChatTemplate`), sampling (`helpers::Sampler`) and stop strings
+//! (`helpers::StopMatcher`).
 //!
 //! The `validate` feature alone gives just the model-file validators — GGUF
-//! ([`helpers::Gguf`]) and safetensors ([`helpers::Safetensors`]) — which is what the
-//! host uses to check every file before a backend sees it. A backend that reads files
+//! (`helpers::Gguf`) and safetensors (`helpers::Safetensors`) — which is what the host
+//! uses to check every file before a backend sees it. A backend that reads files
 //! itself should still open them through these readers: the host's check is the first
 //! gate, not a licence to trust the bytes.
 //!

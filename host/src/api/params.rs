@@ -32,6 +32,15 @@ pub enum KeepAliveField {
     Text(String),
 }
 
+/// `seed` as any 64-bit integer: hearth's own seeds span all of `u64` (a forwarding
+/// plugin sends them on), and some clients send negative ones.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum SeedField {
+    Unsigned(u64),
+    Signed(i64),
+}
+
 /// A LoRA adapter by catalog name, with its scale.
 #[derive(Debug, Deserialize)]
 pub struct AdapterField {
@@ -55,7 +64,7 @@ pub struct CommonParams {
     pub top_k: Option<i64>,
     pub min_p: Option<f64>,
     pub repeat_penalty: Option<f64>,
-    pub seed: Option<i64>,
+    pub seed: Option<SeedField>,
     pub stop: Option<StopField>,
     pub n: Option<u32>,
     #[serde(default)]
@@ -118,7 +127,9 @@ impl CommonParams {
                 .map_err(|_| ApiError::bad_request(format!("`top_k` must be 0 or more, got {value}")))?;
         }
         sampling.seed = match self.seed {
-            Some(seed) => seed as u64,
+            Some(SeedField::Unsigned(seed)) => seed,
+            // Negative seeds are accepted as other clients accept them: the same bits.
+            Some(SeedField::Signed(seed)) => seed as u64,
             None => rand_seed(),
         };
         Ok(sampling)

@@ -47,10 +47,13 @@ fn inode(_: &std::fs::Metadata) -> u64 {
     0
 }
 
+/// The last verdict on each file, with the version of the file it is about.
+type Verdicts = HashMap<PathBuf, (Stamp, Result<(), FileRefused>)>;
+
 /// Validates model and adapter files, remembering each verdict.
 #[derive(Debug, Default)]
 pub struct FileGate {
-    verdicts: Mutex<HashMap<PathBuf, (Stamp, Result<(), FileRefused>)>>,
+    verdicts: Mutex<Verdicts>,
     /// Full validations run (cache misses), for tests and metrics.
     checks: AtomicU64,
 }
@@ -97,7 +100,7 @@ impl FileGate {
         self.checks.load(Ordering::Relaxed)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, (Stamp, Result<(), FileRefused>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Verdicts> {
         self.verdicts.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
