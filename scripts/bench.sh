@@ -34,11 +34,12 @@ for p in json.load(sys.stdin)["packages"]:
 LLAMA_CACHE="$HEARTH_CACHE/llama.cpp-$sys_version"
 source_dir="$LLAMA_CACHE/source"
 
-# The crate ships llama.cpp's engine (ggml, src, include, common, vendor, tools/mtmd) but
-# not the sources of its tools: tools/llama-bench and tools/server hold only their READMEs.
-# The nearest full source on a package registry is the llama.cpp that the llama-cpp-python
-# sdist vendors; its tools/ (front ends only) are laid over the crate's copy. Every line of
-# ggml and llama that the baselines run is therefore the crate's, byte for byte.
+# The crate ships llama.cpp's engine (ggml, src, include, common, vendor) but not the
+# sources of its tools: tools/llama-bench and tools/server hold only their READMEs. The
+# nearest full source on a package registry is the llama.cpp that the llama-cpp-python
+# sdist vendors; its tools/ are laid over the crate's copy, tools/mtmd (the multimodal
+# library, which its server is written against) included. Every line of ggml and llama
+# that the baselines run is therefore the crate's, byte for byte.
 TOOLS_SDIST="llama-cpp-python==0.3.36"
 if [[ ! -f "$source_dir/.complete" ]]; then
     rm -rf "$source_dir" "$LLAMA_CACHE/sdist"
@@ -53,10 +54,9 @@ if [[ ! -f "$source_dir/.complete" ]]; then
     chmod -R u+w "$source_dir"
     for tool in "$tools_from"/tools/*/; do
         name=$(basename "$tool")
-        # mtmd is part of the engine the crate ships; keep the crate's.
-        [[ "$name" == mtmd ]] && continue
         rm -rf "${source_dir:?}/tools/$name"
-        cp -a "$tool" "$source_dir/tools/$name"
+        # A plain copy: fresh timestamps, so make rebuilds whatever a copied file replaced.
+        cp -r "$tool" "$source_dir/tools/$name"
     done
     mkdir -p "$source_dir/scripts"
     cp "$tools_from/scripts/ui-assets.cmake" "$source_dir/scripts/"
