@@ -133,8 +133,11 @@ pub async fn bench(hearth: &Hearth, args: BenchArgs) -> anyhow::Result<()> {
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }
-    // About ten tokens per sentence with the llama-family tokenizers.
-    let prompt = "The quick brown fox jumps over the lazy dog. ".repeat((args.prompt_tokens / 10).max(1) as usize);
+    // About ten tokens per sentence with the llama-family tokenizers. Each run starts
+    // differently: backends reuse a cached prefix, and the same prompt again would leave
+    // one token to evaluate. plugins/llamacpp/examples/direct.rs builds the same text.
+    let body = "The quick brown fox jumps over the lazy dog. ".repeat((args.prompt_tokens / 10).max(1) as usize);
+    let prompt = |run: usize| format!("Run {run}. {body}");
     let resident_bytes_before_load = resident_bytes();
 
     let started = Instant::now();
@@ -147,10 +150,11 @@ pub async fn bench(hearth: &Hearth, args: BenchArgs) -> anyhow::Result<()> {
     let device_bytes_after_load = snapshot.map_or(0, |loaded| loaded.memory.device_bytes);
     let resident_bytes_after_load = resident_bytes();
 
-    complete(hearth, generation(&args, &prompt, args.gen_tokens)).await?;
+    // Run 0 is the warm-up.
+    complete(hearth, generation(&args, &prompt(0), args.gen_tokens)).await?;
     let mut completions = Vec::new();
-    for _ in 0..args.runs {
-        completions.push(complete(hearth, generation(&args, &prompt, args.gen_tokens)).await?);
+    for run in 1..=args.runs {
+        completions.push(complete(hearth, generation(&args, &prompt(run), args.gen_tokens)).await?);
     }
 
     hearth.scheduler().trim(&key).await?;

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Measures what hearth costs on top of the engines it wraps (docs/BENCHMARKS.md):
+#   1. setup.sh (packages, models, release build, plugins), then the direct-llama-cpp-2
+#      example (plugins/llamacpp/examples/direct.rs);
+#   2. llama.cpp's own llama-bench and llama-server, built once into
+#      $HEARTH_CACHE/llama.cpp-<llama-cpp-sys-2 version>/ from the llama.cpp source that
+#      llama-cpp-sys-2 vendors, with the flags its build script gives ggml, plus a
+#      GGML_NATIVE=ON llama-bench for context;
+#   3. scripts/bench_suite.py, which runs everything and prints every figure beside its
+#      baseline. Arguments go to it (e.g. --quick, --model gemma3-270m, --json FILE).
+# Idempotent: a second run only measures.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$HEARTH_ROOT"
+PY="${PYTHON:-python3}"
+
+"$HEARTH_ROOT/scripts/setup.sh"
+_t0=$(date +%s)
+
+# ---------------------------------------------------------------------------------------
+step "direct llama-cpp-2 program"
+cargo build --release -p hearth-llamacpp --example direct
+
+# ---------------------------------------------------------------------------------------
+step "llama.cpp baselines"
+# The llama.cpp that hearth links is the copy vendored in the llama-cpp-sys-2 crate that
+# this workspace resolves; cargo metadata says where cargo unpacked it.
+read -r sys_version sys_dir < <(cargo metadata --format-version 1 | "$PY" -c '
+import json, os, sys
+for p in json.load(sys.stdin)["packages"]:
+    if p["name"] == "llama-cpp-sys-2":
+        print(p["version"], os.path.dirname(p["manifest_path"]))')
+[[ -d "$sys_dir/llama.cpp/ggml" ]] || { echo "error: no llama.cpp in $sys_dir" >&2; exit 1; }
+LLAMA_CACHE="$HEARTH_CACHE/llama.cpp-$sys_version"
+source_dir="$LLAMA_CACHE/source"
+
+# The crate ships llama.cpp's engine (ggml, src, include, common, vendor) but not the
+# sources of its tools: tools/llama-bench and tools/server hold only their READMEs. The
+# nearest full source on a package registry is the llama.cpp that the llama-cpp-python
+# sdist vendors; its tools/ are laid over the crate's copy, tools/mtmd (the multimodal
+# library, which its server is written against) included. Every line of ggml and llama
+# that the baselines run is therefore the crate's, byte for byte.
+TOOLS_SDIST="llama-cpp-python==0.3.36"
+if [[ ! -f "$source_dir/.complete" ]]; then
+    rm -rf "$source_dir" "$LLAMA_CACHE/sdist"
+    mkdir -p "$LLAMA_CACHE/sdist"
+    echo "    fetching the llama.cpp tools from $TOOLS_SDIST (sdist)"
+    # Only this package's source distribution; its build requirements stay wheels.
+    "$PY" -m pip download --quiet --disable-pip-version-check --no-deps \
+        --no-binary llama-cpp-python -d "$LLAMA_CACHE/sdist" "$TOOLS_SDIST"
+    tar -xzf "$LLAMA_CACHE"/sdist/llama_cpp_python-*.tar.gz -C "$LLAMA_CACHE/sdist"
+    tools_from=$(echo "$LLAMA_CACHE"/sdist/llama_cpp_python-*/vendor/llama.cpp)
+    cp -a "$sys_dir/llama.cpp" "$source_dir"
+    chmod -R u+w "$source_dir"
+    for tool in "$tools_from"/tools/*/; do
+        name=$(basename "$tool")
+        rm -rf "${source_dir:?}/tools/$name"
+        # A plain copy: fresh timestamps, so make rebuilds whatever a copied file replaced.
+        cp -r "$tool" "$source_dir/tools/$name"
+    done
+    mkdir -p "$source_dir/scripts"
+    cp "$tools_from/scripts/ui-assets.cmake" "$source_dir/scripts/"
+    rm -rf "$LLAMA_CACHE/sdist"
+    touch "$source_dir/.complete"
+fi
+
+# build_llama NAME TARGETS CMAKE_ARGS...: configure once, then build the targets.
+build_llama() {
+    local name="$1" targets="$2"
+    shift 2
+    local dir="$LLAMA_CACHE/$name"
+    if [[ ! -f "$dir/CMakeCache.txt" ]]; then
+        cmake -S "$source_dir" -B "$dir" -Wno-dev \
+            -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON \
+            -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_APP=OFF -DLLAMA_CURL=OFF \
+            -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
+            -DBUILD_SHARED_LIBS=OFF -DGGML_OPENMP=ON "$@" >"$dir.configure.log" 2>&1 ||
+            { cat "$dir.configure.log" >&2; exit 1; }
+    fi
+    # shellcheck disable=SC2086 # several targets
+    cmake --build "$dir" --target $targets -j "$(nproc)" >"$dir.build.log" 2>&1 ||
+        { tail -40 "$dir.build.log" >&2; exit 1; }
+    echo "    $name: $(cd "$dir/bin" && echo $targets)"
+}
+# What llama-cpp-sys-2's build.rs gives ggml without target-cpu=native in RUSTFLAGS:
+# GGML_NATIVE=OFF (so ggml's defaults turn AVX/AVX2/BMI2/FMA/F16C/SSE4.2 on, AVX-512
+# off), and what the cmake crate passes for a cargo release build: RelWithDebInfo and
+# its C/C++ flags.
+rust_flags="-ffunction-sections -fdata-sections -fPIC -m64 -march=x86-64"
+[[ "$(uname -m)" == x86_64 ]] || rust_flags="-ffunction-sections -fdata-sections -fPIC"
+build_llama generic "llama-bench llama-server" -DGGML_NATIVE=OFF \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS="$rust_flags" -DCMAKE_CXX_FLAGS="$rust_flags"
+# For context only: the same source tuned for this CPU (AVX-512 where it has it).
+build_llama native "llama-bench" -DGGML_NATIVE=ON -DCMAKE_BUILD_TYPE=Release
+done_step
+
+# ---------------------------------------------------------------------------------------
+step "suite"
+"$PY" "$HEARTH_ROOT/scripts/bench_suite.py" \
+    --hearth "$CARGO_TARGET_DIR/release/hearth" \
+    --direct "$CARGO_TARGET_DIR/release/examples/direct" \
+    --llama-bench "$LLAMA_CACHE/generic/bin/llama-bench" \
+    --llama-bench-native "$LLAMA_CACHE/native/bin/llama-bench" \
+    --llama-server "$LLAMA_CACHE/generic/bin/llama-server" \
+    "$@"
+done_step
+echo "==> bench done in $(( $(date +%s) - _t0 ))s"
