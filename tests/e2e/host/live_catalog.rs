@@ -24,7 +24,7 @@ async fn a_corrupt_catalog_edit_is_refused_with_line_and_column_and_the_old_cata
     let line = broken[..broken.find("id = =").unwrap()].matches('\n').count() + 1;
     std::fs::write(&catalog_path, &broken).unwrap();
     let error = server
-        .eventually(Duration::from_secs(3), "the edit is refused", || async {
+        .eventually(Duration::from_secs(15), "the edit is refused", || async {
             let profile = server.get("/api/profile").await;
             let error = profile["catalog"]["error"].clone();
             (!error.is_null()).then_some(error)
@@ -44,7 +44,7 @@ async fn a_corrupt_catalog_edit_is_refused_with_line_and_column_and_the_old_cata
     // Fixing the file clears the error.
     std::fs::write(&catalog_path, &catalog).unwrap();
     server
-        .eventually(Duration::from_secs(3), "the fix is accepted", || async {
+        .eventually(Duration::from_secs(15), "the fix is accepted", || async {
             server.get("/api/profile").await["catalog"]["error"].is_null().then_some(())
         })
         .await;
@@ -68,7 +68,7 @@ async fn a_valid_catalog_edit_adds_a_model_to_v1_models_and_reloads_changed_mode
     let edited = format!("{}{}", catalog.replace("context_size = 512", "context_size = 1024"), fixture_model_entry("parrot", 256));
     std::fs::write(&catalog_path, edited).unwrap();
     server
-        .eventually(Duration::from_secs(3), "the new model is listed", || async {
+        .eventually(Duration::from_secs(15), "the new model is listed", || async {
             listed_models(&server).await.contains(&"parrot".to_string()).then_some(())
         })
         .await;
@@ -77,7 +77,7 @@ async fn a_valid_catalog_edit_adds_a_model_to_v1_models_and_reloads_changed_mode
 
     // echo's definition changed, so its idle model went and the next request loads afresh.
     server
-        .eventually(Duration::from_secs(3), "echo's old model is unloaded", || async {
+        .eventually(Duration::from_secs(15), "echo's old model is unloaded", || async {
             let ps = server.get("/api/ps").await;
             let models = ps["models"].as_array().unwrap().clone();
             models.iter().all(|model| model["key"]["model_id"] != "echo").then_some(())
