@@ -1,0 +1,80 @@
+//! # hearth-mlx — a hearth backend on MLX
+//!
+//! Runs llama-family GGUF models (Llama/SmolLM2, Qwen3) on Apple's MLX: on the CPU with
+//! the `mlx-cpu` build of libmlx, on NVIDIA GPUs with `mlx-cuda-13`, on Apple Silicon
+//! with `mlx-metal`. libmlx is reached through a thin [cxx] bridge ([`ffi`]); the model
+//! itself is Rust ([`forward`]). `mx::load_gguf` reads the weights (F32, F16, Q4_0,
+//! Q4_1, Q8_0; the block formats arrive as MLX 4- and 8-bit quantized weights), and
+//! anything else is refused at load as `Unsupported`, so the router falls back to
+//! another backend. Tokenizer, chat template, sampling and stop strings come from
+//! [`hearth_sdk::helpers`]; GGUF LoRA adapters apply per request ([`lora`]).
+//!
+//! Modules: [`ffi`] (the bridge and the [`ffi::Array`] type), [`weights`] (model shape
+//! and loading), [`forward`] (the transformer and KV cache), [`lora`] (adapters),
+//! [`model`] (generation and lifecycle).
+
+pub mod ffi;
+pub mod forward;
+pub mod lora;
+pub mod model;
+pub mod weights;
+
+use hearth_sdk::abi_stable::std_types::{RString, RVec};
+use hearth_sdk::{
+    Backend, BackendInfo, DeviceInfo, DeviceKind, HostProfile, LoadRequest, Model, PluginError, Probe, API_VERSION,
+};
+
+/// The MLX backend. Holds nothing: each model owns its arrays, so dropping a model
+/// returns them to MLX.
+pub struct MlxBackend;
+
+impl MlxBackend {
+    pub fn new() -> Result<Self, PluginError> {
+        Ok(Self)
+    }
+}
+
+impl Backend for MlxBackend {
+    fn info(&self) -> BackendInfo {
+        BackendInfo {
+            id: "mlx".into(),
+            name: "MLX".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            api_version: API_VERSION,
+            formats: RVec::from(vec![RString::from("gguf")]),
+            features: RVec::from(vec![RString::from("chat-template"), RString::from("lora")]),
+        }
+    }
+
+    fn probe(&self, host: &HostProfile) -> Probe {
+        let library = env!("HEARTH_MLX_LIB_DIR");
+        let device = if ffi::gpu_available() {
+            // Metal on Apple Silicon shares the system memory; CUDA builds drive a discrete GPU.
+            let (kind, name) = if host.apple_silicon {
+                (DeviceKind::IntegratedGpu, "MLX Metal GPU")
+            } else {
+                (DeviceKind::DiscreteGpu, "MLX CUDA GPU")
+            };
+            DeviceInfo { kind, name: name.into(), memory_total_bytes: 0, memory_free_bytes: 0 }
+        } else {
+            DeviceInfo {
+                kind: DeviceKind::Cpu,
+                name: format!("MLX CPU ({})", host.cpu_brand).into(),
+                memory_total_bytes: host.ram_total_bytes,
+                memory_free_bytes: host.ram_available_bytes,
+            }
+        };
+        let reason = format!("libmlx from {library}; default device: {}", device.name);
+        Probe { available: true, devices: RVec::from(vec![device]), reason: reason.into() }
+    }
+
+    fn load(&self, request: &LoadRequest) -> Result<Box<dyn Model>, PluginError> {
+        if request.format.as_str() != "gguf" {
+            return Err(PluginError::unsupported(format!("format `{}` (the MLX backend reads gguf)", request.format)));
+        }
+        let path = request.paths.first().ok_or_else(|| PluginError::invalid_request("no model file given"))?;
+        Ok(Box::new(model::MlxModel::load(path.as_str(), request.context_size)?))
+    }
+}
+
+hearth_sdk::export_backend!(MlxBackend::new);

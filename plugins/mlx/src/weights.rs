@@ -1,0 +1,313 @@
+//! A llama-family model's shape from GGUF metadata, and its weights as MLX arrays.
+//!
+//! What MLX or the forward pass cannot run is refused before MLX reads a byte, with an
+//! `Unsupported` error naming the reason (tensor type, architecture, rope scaling), so
+//! the router falls back to another backend.
+
+use std::collections::HashMap;
+
+use hearth_sdk::helpers::{GgmlType, Gguf};
+use hearth_sdk::PluginError;
+
+use crate::ffi::{self, Array};
+
+/// Tensor types `mx::load_gguf` decodes: plain floats, and the three block formats it
+/// turns into MLX affine-quantized weights (4 or 8 bits, groups of 32).
+pub const SUPPORTED_TYPES: [GgmlType; 5] = [GgmlType::F32, GgmlType::F16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0];
+
+/// Refuse a file holding any tensor type MLX cannot load, naming the types found.
+pub fn check_types(gguf: &Gguf) -> Result<(), PluginError> {
+    let mut unsupported: Vec<(GgmlType, &str)> =
+        gguf.tensors().iter().filter(|t| !SUPPORTED_TYPES.contains(&t.ty)).map(|t| (t.ty, t.name.as_str())).collect();
+    if unsupported.is_empty() {
+        return Ok(());
+    }
+    unsupported.sort_by_key(|(ty, _)| ty.name());
+    let mut types: Vec<&str> = unsupported.iter().map(|(ty, _)| ty.name()).collect();
+    types.dedup();
+    Err(PluginError::unsupported(format!(
+        "tensor type {} (e.g. `{}`): MLX loads GGUF weights only as F32, F16, Q4_0, Q4_1 or Q8_0",
+        types.join(", "),
+        unsupported[0].1
+    )))
+}
+
+/// The hyper-parameters the forward pass needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub arch: String,
+    pub n_embd: i32,
+    pub n_layer: i32,
+    pub heads: i32,
+    pub kv_heads: i32,
+    pub head_dim: i32,
+    pub n_rot: i32,
+    pub eps: f32,
+    pub freq_base: f32,
+    /// Rotate adjacent pairs (llama.cpp's layout for Llama GGUFs, whose Q and K rows
+    /// the converter permuted) rather than the two halves of each head (Qwen).
+    pub traditional_rope: bool,
+    /// Per-head RMSNorm of Q and K before RoPE (Qwen3).
+    pub qk_norm: bool,
+    pub context_length: u32,
+}
+
+fn meta_error(error: impl std::fmt::Display) -> PluginError {
+    PluginError::model_file(error.to_string())
+}
+
+impl Config {
+    pub fn from_gguf(gguf: &Gguf) -> Result<Self, PluginError> {
+        let arch = gguf.str("general.architecture").map_err(meta_error)?.to_string();
+        let (traditional_rope, qk_norm) = match arch.as_str() {
+            "llama" => (true, false),
+            "qwen3" => (false, true),
+            other => {
+                return Err(PluginError::unsupported(format!("architecture `{other}` (the MLX backend runs llama and qwen3)")))
+            }
+        };
+        let key = |name: &str| format!("{arch}.{name}");
+        let int = |name: &str| -> Result<i32, PluginError> {
+            let value = gguf.u64(&key(name)).map_err(meta_error)?;
+            i32::try_from(value)
+                .ok()
+                .filter(|&v| v > 0)
+                .ok_or_else(|| PluginError::model_file(format!("`{}` = {value} is out of range", key(name))))
+        };
+        let optional = |name: &str, default: i32| if gguf.get(&key(name)).is_some() { int(name) } else { Ok(default) };
+        if let Ok(kind) = gguf.str(&key("rope.scaling.type")) {
+            if kind != "none" {
+                return Err(PluginError::unsupported(format!("rope scaling `{kind}`")));
+            }
+        }
+        let n_embd = int("embedding_length")?;
+        let heads = int("attention.head_count")?;
+        let kv_heads = optional("attention.head_count_kv", heads)?;
+        let head_dim = optional("attention.key_length", n_embd / heads)?;
+        let n_rot = optional("rope.dimension_count", head_dim)?;
+        if heads % kv_heads != 0 || n_rot > head_dim || n_rot % 2 != 0 {
+            return Err(PluginError::model_file(format!(
+                "inconsistent attention shape: {heads} heads, {kv_heads} KV heads, rope over {n_rot} of {head_dim}"
+            )));
+        }
+        Ok(Self {
+            n_embd,
+            n_layer: int("block_count")?,
+            heads,
+            kv_heads,
+            head_dim,
+            n_rot,
+            eps: gguf.f64(&key("attention.layer_norm_rms_epsilon")).map_err(meta_error)? as f32,
+            freq_base: gguf.f64(&key("rope.freq_base")).unwrap_or(10_000.0) as f32,
+            traditional_rope,
+            qk_norm,
+            context_length: optional("context_length", 2048)? as u32,
+            arch,
+        })
+    }
+}
+
+/// A weight matrix `[out, in]`, applied as `x @ Wᵀ`.
+pub enum Linear {
+    /// Float weights, kept in f32 (CPU matmuls are fastest and exact in f32).
+    Dense(Array),
+    /// MLX affine quantization: `W = scales * q + biases` per group of `group_size`.
+    Quantized { w: Array, scales: Array, biases: Array, group_size: i32, bits: i32 },
+}
+
+impl Linear {
+    pub fn apply(&self, x: &Array) -> Result<Array, PluginError> {
+        match self {
+            Linear::Dense(w) => x.matmul(&w.transpose(&[1, 0])?),
+            Linear::Quantized { w, scales, biases, group_size, bits } => {
+                x.quantized_matmul(w, scales, biases, *group_size, *bits)
+            }
+        }
+    }
+
+    /// The rows at `ids` as f32 (an embedding lookup), dequantizing only those rows.
+    pub fn rows(&self, ids: &Array) -> Result<Array, PluginError> {
+        match self {
+            Linear::Dense(w) => w.take(ids, 0),
+            Linear::Quantized { w, scales, biases, group_size, bits } => {
+                w.take(ids, 0)?.dequantize(&scales.take(ids, 0)?, &biases.take(ids, 0)?, *group_size, *bits)?.as_f32()
+            }
+        }
+    }
+
+    /// `(in, out)` features.
+    pub fn in_out(&self) -> (i32, i32) {
+        match self {
+            Linear::Dense(w) => {
+                let shape = w.shape();
+                (shape[1], shape[0])
+            }
+            Linear::Quantized { w, bits, .. } => {
+                let shape = w.shape();
+                (shape[1] * 32 / bits, shape[0])
+            }
+        }
+    }
+
+    fn nbytes(&self) -> u64 {
+        match self {
+            Linear::Dense(w) => w.nbytes(),
+            Linear::Quantized { w, scales, biases, .. } => w.nbytes() + scales.nbytes() + biases.nbytes(),
+        }
+    }
+}
+
+/// One transformer block's weights.
+pub struct Layer {
+    pub attn_norm: Array,
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
+    pub q_norm: Option<Array>,
+    pub k_norm: Option<Array>,
+    pub ffn_norm: Array,
+    pub gate: Linear,
+    pub up: Linear,
+    pub down: Linear,
+}
+
+/// All weights of a model.
+pub struct Weights {
+    pub token_embd: Linear,
+    pub layers: Vec<Layer>,
+    pub output_norm: Array,
+    /// `None` when the output projection is tied to the embedding table.
+    pub output: Option<Linear>,
+}
+
+/// The arrays of a loaded file, taken out by name as the model is assembled.
+struct Tensors {
+    arrays: HashMap<String, Array>,
+    types: HashMap<String, GgmlType>,
+}
+
+impl Tensors {
+    fn take(&mut self, name: &str) -> Result<Array, PluginError> {
+        self.arrays.remove(name).ok_or_else(|| PluginError::model_file(format!("tensor `{name}` is missing")))
+    }
+
+    /// A 1-D norm weight, in f32.
+    fn vector(&mut self, name: &str) -> Result<Array, PluginError> {
+        self.take(&format!("{name}.weight"))?.as_f32()
+    }
+
+    fn linear(&mut self, name: &str) -> Result<Linear, PluginError> {
+        let weight = format!("{name}.weight");
+        let bits = match self.types.get(&weight) {
+            Some(GgmlType::Q4_0 | GgmlType::Q4_1) => 4,
+            Some(GgmlType::Q8_0) => 8,
+            _ => return Ok(Linear::Dense(self.take(&weight)?.as_f32()?)),
+        };
+        // Scales and biases arrive as f16; f32 keeps the CPU kernels on their exact path.
+        Ok(Linear::Quantized {
+            w: self.take(&weight)?,
+            scales: self.take(&format!("{name}.scales"))?.as_f32()?,
+            biases: self.take(&format!("{name}.biases"))?.as_f32()?,
+            group_size: 32,
+            bits,
+        })
+    }
+}
+
+impl Weights {
+    /// Load every tensor of `gguf` through `mx::load_gguf` and assemble the model.
+    pub fn load(gguf: &Gguf, config: &Config) -> Result<Self, PluginError> {
+        let path = gguf.path().to_str().ok_or_else(|| PluginError::model_file("the model path is not UTF-8"))?;
+        let mut tensors = Tensors {
+            arrays: ffi::load_gguf(path)?.into_iter().collect(),
+            types: gguf.tensors().iter().map(|t| (t.name.clone(), t.ty)).collect(),
+        };
+        let layers = (0..config.n_layer)
+            .map(|i| {
+                let name = |part: &str| format!("blk.{i}.{part}");
+                Ok(Layer {
+                    attn_norm: tensors.vector(&name("attn_norm"))?,
+                    q: tensors.linear(&name("attn_q"))?,
+                    k: tensors.linear(&name("attn_k"))?,
+                    v: tensors.linear(&name("attn_v"))?,
+                    o: tensors.linear(&name("attn_output"))?,
+                    q_norm: config.qk_norm.then(|| tensors.vector(&name("attn_q_norm"))).transpose()?,
+                    k_norm: config.qk_norm.then(|| tensors.vector(&name("attn_k_norm"))).transpose()?,
+                    ffn_norm: tensors.vector(&name("ffn_norm"))?,
+                    gate: tensors.linear(&name("ffn_gate"))?,
+                    up: tensors.linear(&name("ffn_up"))?,
+                    down: tensors.linear(&name("ffn_down"))?,
+                })
+            })
+            .collect::<Result<Vec<_>, PluginError>>()?;
+        let output = if tensors.arrays.contains_key("output.weight") { Some(tensors.linear("output")?) } else { None };
+        let weights = Self {
+            token_embd: tensors.linear("token_embd")?,
+            layers,
+            output_norm: tensors.vector("output_norm")?,
+            output,
+        };
+        weights.eval()?;
+        Ok(weights)
+    }
+
+    pub fn output(&self) -> &Linear {
+        self.output.as_ref().unwrap_or(&self.token_embd)
+    }
+
+    /// A projection by its GGUF base name (`blk.3.attn_q`, `output`), as adapters name them.
+    pub fn linear(&self, name: &str) -> Option<&Linear> {
+        if name == "output" {
+            return Some(self.output());
+        }
+        let (index, part) = name.strip_prefix("blk.")?.split_once('.')?;
+        let layer = self.layers.get(index.parse::<usize>().ok()?)?;
+        Some(match part {
+            "attn_q" => &layer.q,
+            "attn_k" => &layer.k,
+            "attn_v" => &layer.v,
+            "attn_output" => &layer.o,
+            "ffn_gate" => &layer.gate,
+            "ffn_up" => &layer.up,
+            "ffn_down" => &layer.down,
+            _ => return None,
+        })
+    }
+
+    /// Run the f32 conversions now, on the loading thread, and drop the f16 originals.
+    fn eval(&self) -> Result<(), PluginError> {
+        let linears = self.layers.iter().flat_map(|l| [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down]);
+        for linear in linears.chain([&self.token_embd]).chain(self.output.as_ref()) {
+            match linear {
+                Linear::Dense(w) => w.eval()?,
+                Linear::Quantized { scales, biases, .. } => {
+                    scales.eval()?;
+                    biases.eval()?;
+                }
+            }
+        }
+        let norms = self.layers.iter().flat_map(|l| [Some(&l.attn_norm), Some(&l.ffn_norm), l.q_norm.as_ref(), l.k_norm.as_ref()]);
+        norms.flatten().chain([&self.output_norm]).try_for_each(Array::eval)
+    }
+
+    /// Bytes the weights hold.
+    pub fn nbytes(&self) -> u64 {
+        let linears: u64 = self
+            .layers
+            .iter()
+            .flat_map(|l| [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down])
+            .chain([&self.token_embd])
+            .chain(self.output.as_ref())
+            .map(Linear::nbytes)
+            .sum();
+        let norms: u64 = self
+            .layers
+            .iter()
+            .flat_map(|l| [Some(&l.attn_norm), Some(&l.ffn_norm), l.q_norm.as_ref(), l.k_norm.as_ref()])
+            .flatten()
+            .map(Array::nbytes)
+            .sum();
+        linears + norms + self.output_norm.nbytes()
+    }
+}

@@ -1,0 +1,56 @@
+//! The backend object as the host sees it: identity, probe, and refusals at load that
+//! let the router fall back to another backend.
+
+use hearth_mlx::MlxBackend;
+use hearth_sdk::abi_stable::std_types::{ROption, RVec};
+use hearth_sdk::{Backend, DeviceKind, ErrorKind, HostProfile, LoadRequest};
+
+use crate::common::model_path;
+
+fn load_request(path: &str, format: &str) -> LoadRequest {
+    LoadRequest {
+        model_id: "test".into(),
+        paths: RVec::from(vec![path.into()]),
+        format: format.into(),
+        context_size: 128,
+        threads: 0,
+        device: ROption::RNone,
+    }
+}
+
+#[test]
+fn the_backend_names_itself_mlx() {
+    let info = MlxBackend.info();
+    assert_eq!((info.id.as_str(), info.name.as_str()), ("mlx", "MLX"));
+    assert!(info.features.iter().any(|f| f.as_str() == "lora"));
+}
+
+#[test]
+fn the_probe_reports_mlx_cpu_device_and_where_libmlx_came_from() {
+    let probe = MlxBackend.probe(&HostProfile { cpu_brand: "test cpu".into(), ..HostProfile::default() });
+    println!("{probe:?}");
+    assert!(probe.available);
+    assert_eq!(probe.devices[0].kind, DeviceKind::Cpu, "the mlx-cpu build has no GPU");
+    assert!(probe.reason.contains("libmlx from"), "{}", probe.reason);
+}
+
+#[test]
+fn gemma3_in_q4_k_m_is_refused_as_unsupported_naming_the_k_quant() {
+    let path = model_path("gemma3-270m/gemma-3-270m-q4_k_m.gguf");
+    let error = MlxBackend.load(&load_request(&path, "gguf")).err().expect("refused");
+    println!("{error}");
+    assert_eq!(error.kind, ErrorKind::Unsupported);
+    assert!(error.message.contains("Q4_K") || error.message.contains("Q6_K"), "{}", error.message);
+}
+
+#[test]
+fn corrupt_files_and_other_formats_are_refused_with_the_right_kind() {
+    let path = std::env::temp_dir().join(format!("hearth-mlx-bad-{}.gguf", std::process::id()));
+    std::fs::write(&path, b"not a gguf file at all").unwrap();
+    let error = MlxBackend.load(&load_request(path.to_str().unwrap(), "gguf")).err().expect("refused");
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(error.kind, ErrorKind::ModelFile);
+    assert!(error.message.contains("not a GGUF file"), "{}", error.message);
+    let error = MlxBackend.load(&load_request("/x.safetensors", "safetensors")).err().expect("refused");
+    assert_eq!(error.kind, ErrorKind::Unsupported);
+}

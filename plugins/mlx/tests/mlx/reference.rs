@@ -1,0 +1,118 @@
+//! A CPU reference forward pass, written straight from the model's equations in
+//! f32/f64 over weights dequantized by the SDK's `dequantize` (the same reference the
+//! WebGPU plugin checks against), for comparison with MLX.
+
+use hearth_sdk::helpers::{dequantize, Gguf};
+use hearth_mlx::weights::Config;
+
+/// `y[t][r] = Σ_c w[r][c] · x[t][c]`, accumulated in f64.
+fn matmul(w: &[f32], ncols: usize, x: &[f32], ntok: usize) -> Vec<f32> {
+    let rows = w.len() / ncols;
+    let mut y = vec![0.0; ntok * rows];
+    for t in 0..ntok {
+        let xt = &x[t * ncols..(t + 1) * ncols];
+        for r in 0..rows {
+            let wr = &w[r * ncols..(r + 1) * ncols];
+            y[t * rows + r] = wr.iter().zip(xt).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum::<f64>() as f32;
+        }
+    }
+    y
+}
+
+fn rmsnorm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
+    let n = w.len();
+    x.chunks(n)
+        .flat_map(|row| {
+            let mean = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / n as f64;
+            let inv = 1.0 / (mean + f64::from(eps)).sqrt();
+            row.iter().zip(w).map(move |(&v, &g)| (f64::from(v) * inv) as f32 * g).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// RoPE in place over `x` = [tokens][heads][head_dim], token t at position pos0 + t.
+fn rope(x: &mut [f32], heads: usize, head_dim: usize, n_rot: usize, pos0: usize, neox: bool, base: f32) {
+    for (index, head) in x.chunks_mut(head_dim).enumerate() {
+        let pos = (pos0 + index / heads) as f64;
+        for pair in 0..n_rot / 2 {
+            let theta = pos * f64::from(base).powf(-2.0 * pair as f64 / n_rot as f64);
+            let (i0, i1) = if neox { (pair, pair + n_rot / 2) } else { (2 * pair, 2 * pair + 1) };
+            let (a, b) = (f64::from(head[i0]), f64::from(head[i1]));
+            head[i0] = (a * theta.cos() - b * theta.sin()) as f32;
+            head[i1] = (a * theta.sin() + b * theta.cos()) as f32;
+        }
+    }
+}
+
+/// Causal attention: q = [ntok][heads·hd], k and v = [positions][kv_heads·hd].
+fn attention(q: &[f32], k: &[f32], v: &[f32], heads: usize, kv_heads: usize, hd: usize, pos0: usize) -> Vec<f32> {
+    let ntok = q.len() / (heads * hd);
+    let kv_dim = kv_heads * hd;
+    let mut out = vec![0.0; q.len()];
+    for t in 0..ntok {
+        for h in 0..heads {
+            let kvh = h / (heads / kv_heads);
+            let qh = &q[(t * heads + h) * hd..][..hd];
+            let keys = pos0 + t + 1;
+            let scores: Vec<f64> = (0..keys)
+                .map(|j| {
+                    let kj = &k[j * kv_dim + kvh * hd..][..hd];
+                    qh.iter().zip(kj).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum::<f64>() / (hd as f64).sqrt()
+                })
+                .collect();
+            let max = scores.iter().cloned().fold(f64::MIN, f64::max);
+            let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+            let total: f64 = weights.iter().sum();
+            for d in 0..hd {
+                let value: f64 = (0..keys).map(|j| weights[j] * f64::from(v[j * kv_dim + kvh * hd + d])).sum();
+                out[(t * heads + h) * hd + d] = (value / total) as f32;
+            }
+        }
+    }
+    out
+}
+
+fn silu_mul(g: &[f32], u: &[f32]) -> Vec<f32> {
+    g.iter().zip(u).map(|(&a, &b)| a / (1.0 + (-a).exp()) * b).collect()
+}
+
+fn tensor(gguf: &Gguf, name: &str) -> Vec<f32> {
+    let info = gguf.tensor(name).unwrap_or_else(|| panic!("no tensor {name}"));
+    let mut values = vec![0.0; info.elements() as usize];
+    dequantize(info.ty, gguf.tensor_data(info), &mut values).expect("a type the reference reads");
+    values
+}
+
+/// The logits of the last of `tokens`, evaluated from position 0 entirely on the CPU
+/// from weights dequantized to f32.
+pub fn forward(gguf: &Gguf, c: &Config, tokens: &[u32]) -> Vec<f32> {
+    let (e, hd) = (c.n_embd as usize, c.head_dim as usize);
+    let (heads, kv_heads) = (c.heads as usize, c.kv_heads as usize);
+    let ff = gguf.tensor("blk.0.ffn_down.weight").expect("a ffn_down tensor").dims[0] as usize;
+    let n = tokens.len();
+    let embd = tensor(gguf, "token_embd.weight");
+    let mut h: Vec<f32> = tokens.iter().flat_map(|&t| embd[t as usize * e..][..e].to_vec()).collect();
+    for layer in 0..c.n_layer {
+        let w = |part: &str| tensor(gguf, &format!("blk.{layer}.{part}.weight"));
+        let xn = rmsnorm(&h, &w("attn_norm"), c.eps);
+        let mut q = matmul(&w("attn_q"), e, &xn, n);
+        let mut k = matmul(&w("attn_k"), e, &xn, n);
+        let v = matmul(&w("attn_v"), e, &xn, n);
+        if c.qk_norm {
+            q = rmsnorm(&q, &w("attn_q_norm"), c.eps);
+            k = rmsnorm(&k, &w("attn_k_norm"), c.eps);
+        }
+        rope(&mut q, heads, hd, c.n_rot as usize, 0, !c.traditional_rope, c.freq_base);
+        rope(&mut k, kv_heads, hd, c.n_rot as usize, 0, !c.traditional_rope, c.freq_base);
+        let attn = attention(&q, &k, &v, heads, kv_heads, hd, 0);
+        let o = matmul(&w("attn_output"), heads * hd, &attn, n);
+        h.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
+        let xn = rmsnorm(&h, &w("ffn_norm"), c.eps);
+        let g = silu_mul(&matmul(&w("ffn_gate"), e, &xn, n), &matmul(&w("ffn_up"), e, &xn, n));
+        let d = matmul(&w("ffn_down"), ff, &g, n);
+        h.iter_mut().zip(&d).for_each(|(a, b)| *a += b);
+    }
+    let last = rmsnorm(&h[(n - 1) * e..], &tensor(gguf, "output_norm.weight"), c.eps);
+    let output = if gguf.tensor("output.weight").is_some() { tensor(gguf, "output.weight") } else { embd };
+    matmul(&output, e, &last, 1)
+}
