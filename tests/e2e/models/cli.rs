@@ -22,12 +22,24 @@ fn hearth_run_without_a_model_lets_the_router_pick_and_says_why() {
     assert!(!stdout(&output).trim().is_empty());
 }
 
-#[test]
-fn gemma_3_270m_answers_too() {
-    let host = RealHost::llamacpp();
-    let output = host.cli(&["run", "gemma3-270m", "What is the capital of France?", "--temperature", "0", "--max-tokens", "32"]);
-    let answer = stdout(&output);
-    assert!(answer.contains("Paris"), "answer: {answer}");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemma_3_270m_completes_a_raw_prompt_too() {
+    // The packaged Gemma is the base model, without a chat template: it completes text
+    // rather than answering questions.
+    let hearth = RealHost::llamacpp().open();
+    let mut generation = crate::lifecycle::question();
+    generation.route.model = Some("gemma3-270m".into());
+    generation.request.messages = Default::default();
+    generation.request.prompt = Some("The capital of France is the city of".into()).into();
+    generation.request.max_tokens = 8;
+    let (tokens, mut pieces) = tokio::sync::mpsc::unbounded_channel();
+    let completion = hearth.generate(generation, tokens).await.unwrap();
+    let mut text = String::new();
+    while let Ok(piece) = pieces.try_recv() {
+        text.push_str(&piece);
+    }
+    assert_eq!(completion.backend, "llamacpp");
+    assert!(text.contains("Paris"), "completion: {text}");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::helpers::{resident_bytes, RealHost};
 
-fn question() -> Generation {
+pub fn question() -> Generation {
     Generation {
         route: RouteRequest { model: Some("smollm2-135m".into()), ..RouteRequest::default() },
         request: GenerateRequest {
