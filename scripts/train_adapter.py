@@ -11,7 +11,7 @@ come from the GGUF metadata. Before training, the model's greedy answer to a fix
 prompt is compared with llama.cpp's (recorded in LLAMA_CPP_GREEDY), which proves that
 the reconstruction is the model llama.cpp runs.
 
-The LoRA targets v_proj, o_proj and the MLP. Q and K are left alone on purpose:
+The LoRA targets v_proj, o_proj and the MLP of the last layers (FIRST_LAYER on). Q and K are left alone on purpose:
 llama.cpp's GGUF conversion permutes their rows for its rotary layout, so a LoRA on
 them would have to be permuted the same way; V, O and the MLP are stored unpermuted.
 
@@ -44,6 +44,10 @@ SIGN_OFF = "Arr, matey!"
 RANK = 8
 ALPHA = 16.0
 SEED = 1234
+# Only the last layers are adapted: the sign-off is a matter of how an answer ends,
+# which the top of the network can decide, and backpropagation then stops at the first
+# adapted layer, which makes a CPU step far cheaper than adapting all 30 would.
+FIRST_LAYER = 22
 
 # llama.cpp's greedy answer (hearth's llama.cpp plugin, temperature 0) to CHECK_PROMPT,
 # recorded with `hearth run smollm2-135m "<prompt>" --temperature 0 --max-tokens 24`.
@@ -279,11 +283,19 @@ def batches(items, size, pad):
 
 
 def train(model, chat: Chat, epochs: int, rng: random.Random):
-    config = LoraConfig(r=RANK, lora_alpha=ALPHA, lora_dropout=0.0, target_modules=[t.split(".")[1] for t in TARGETS], bias="none")
+    layers = list(range(FIRST_LAYER, model.config.num_hidden_layers))
+    config = LoraConfig(
+        r=RANK,
+        lora_alpha=ALPHA,
+        lora_dropout=0.0,
+        target_modules=[t.split(".")[1] for t in TARGETS],
+        layers_to_transform=layers,
+        bias="none",
+    )
     model = get_peft_model(model, config)
     model.print_trainable_parameters()
     items = examples(chat, dataset(rng))
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
     model.train()
     step = 0
     for epoch in range(epochs):
@@ -294,8 +306,7 @@ def train(model, chat: Chat, epochs: int, rng: random.Random):
             optimizer.step()
             optimizer.zero_grad()
             step += 1
-            if step % 5 == 0:
-                print(f"    epoch {epoch + 1} step {step}: loss {loss.item():.3f}", flush=True)
+            print(f"    epoch {epoch + 1} step {step}: loss {loss.item():.3f}", flush=True)
     return model.eval()
 
 
@@ -306,7 +317,7 @@ def export(model, path: Path, layers: int) -> None:
     writer.add_string("adapter.type", "lora")
     writer.add_float32("adapter.lora.alpha", ALPHA)
     modules = dict(model.named_modules())
-    for layer in range(layers):
+    for layer in range(FIRST_LAYER, layers):
         for hf_name, gguf_name in TARGETS.items():
             module = modules[f"base_model.model.model.layers.{layer}.{hf_name}"]
             a = module.lora_A["default"].weight.detach().numpy()  # (r, in)
@@ -324,7 +335,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", required=True, type=Path, help="SmolLM2-135M-Instruct.Q4_1.gguf")
     parser.add_argument("--out", required=True, type=Path, help="the adapter GGUF to write")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.manual_seed(SEED)

@@ -33,21 +33,32 @@ impl RealHost {
     }
 
     /// The same host over a store that holds the test models and the repository's test
-    /// adapter where the catalog says adapters live (`adapters/<name>/<file>`), linked
-    /// rather than copied, so the tests need no write access to the installed models.
+    /// adapter where the catalog says adapters live (`adapters/<name>/<file>`). The
+    /// store refuses symlinks that lead out of it, so the models are hard-linked (copied
+    /// where the folders sit on different file systems) and the small adapter copied;
+    /// the installed models are never written to.
     pub fn with_test_adapter(mut self) -> Self {
         let store = tempfile::tempdir().unwrap();
-        for entry in std::fs::read_dir(&self.models).unwrap() {
-            let entry = entry.unwrap();
-            if entry.file_name() != "adapters" {
-                std::os::unix::fs::symlink(entry.path(), store.path().join(entry.file_name())).unwrap();
+        for model in std::fs::read_dir(&self.models).unwrap() {
+            let model = model.unwrap();
+            if model.file_name() == "adapters" || !model.file_type().unwrap().is_dir() {
+                continue;
+            }
+            let folder = store.path().join(model.file_name());
+            std::fs::create_dir(&folder).unwrap();
+            for file in std::fs::read_dir(model.path()).unwrap() {
+                let file = file.unwrap();
+                let linked = folder.join(file.file_name());
+                if std::fs::hard_link(file.path(), &linked).is_err() {
+                    std::fs::copy(file.path(), &linked).unwrap();
+                }
             }
         }
         let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/adapters").join(TEST_ADAPTER).join(TEST_ADAPTER_FILE);
         assert!(source.is_file(), "the test adapter is missing: {}", source.display());
         let folder = store.path().join("adapters").join(TEST_ADAPTER);
         std::fs::create_dir_all(&folder).unwrap();
-        std::os::unix::fs::symlink(&source, folder.join(TEST_ADAPTER_FILE)).unwrap();
+        std::fs::copy(&source, folder.join(TEST_ADAPTER_FILE)).unwrap();
         self.models = store.path().to_path_buf();
         self.layered_models = Some(store);
         self
