@@ -1,7 +1,8 @@
 //! LoRA adapters on the GPU, with the repository's trained test adapter (SmolLM2 taught
 //! to end every answer with "Arr, matey!", see scripts/train_adapter.py): the trained
 //! behaviour shows at scale 1, scale 0 is the base model token for token, the logits
-//! agree with llama.cpp's for the same adapter, and files that do not fit are refused.
+//! agree with the CPU reference and with llama.cpp's for the same adapter, and files
+//! that do not fit are refused.
 
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -18,6 +19,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
 use crate::common::{smollm2_path, Collect};
+use crate::reference;
 
 const SIGN_OFF: &str = "Arr, matey!";
 
@@ -67,24 +69,29 @@ fn the_signoff_adapter_at_scale_one_signs_off_and_at_scale_zero_is_the_base_mode
     assert_eq!(pieces(&model, &chat(question, vec![])), base);
 }
 
-/// llama.cpp's logits for `tokens` with `adapter` at scale 1, after the whole prompt.
-fn llama_cpp_logits(model_path: &str, adapter: &str, tokens: &[u32]) -> Vec<f32> {
+/// llama.cpp's logits after the whole of `tokens`, without and with `adapter` at scale 1.
+fn llama_cpp_logits(model_path: &str, adapter: &str, tokens: &[u32]) -> (Vec<f32>, Vec<f32>) {
     let backend = LlamaBackend::init().unwrap();
     let mut model = LlamaModel::load_from_file(&backend, model_path, &LlamaModelParams::default()).unwrap();
     let mut lora = model.lora_adapter_init(adapter).unwrap();
     let params = LlamaContextParams::default().with_n_ctx(NonZeroU32::new(512)).with_n_threads(2).with_n_threads_batch(2);
     let mut context = model.new_context(&backend, params).unwrap();
+    let run = |context: &mut llama_cpp_2::context::LlamaContext| {
+        context.clear_kv_cache();
+        let mut batch = LlamaBatch::new(tokens.len(), 1);
+        for (pos, &token) in tokens.iter().enumerate() {
+            batch.add(LlamaToken(token as i32), pos as i32, &[0], pos + 1 == tokens.len()).unwrap();
+        }
+        context.decode(&mut batch).unwrap();
+        context.get_logits_ith(tokens.len() as i32 - 1).to_vec()
+    };
+    let base = run(&mut context);
     context.lora_adapter_set(&mut lora, 1.0).unwrap();
-    let mut batch = LlamaBatch::new(tokens.len(), 1);
-    for (pos, &token) in tokens.iter().enumerate() {
-        batch.add(LlamaToken(token as i32), pos as i32, &[0], pos + 1 == tokens.len()).unwrap();
-    }
-    context.decode(&mut batch).unwrap();
-    context.get_logits_ith(tokens.len() as i32 - 1).to_vec()
+    (base, run(&mut context))
 }
 
 #[test]
-fn logits_with_the_adapter_match_llama_cpp_with_the_same_adapter_within_1e_2() {
+fn logits_with_the_adapter_match_the_cpu_reference_within_1e_4_and_llama_cpp_as_closely_as_the_base_model_does() {
     let model_path = smollm2_path();
     let path = signoff_adapter();
     let gguf = Gguf::open(&model_path).unwrap();
@@ -94,18 +101,34 @@ fn logits_with_the_adapter_match_llama_cpp_with_the_same_adapter_within_1e_2() {
         .unwrap();
     let model = WebGpuModel::load(&model_path, 512).unwrap();
     let gpu = model.logits(&tokens, &[adapter("smollm2-signoff", &path, 1.0)]).unwrap();
-    let base = model.logits(&tokens, &[]).unwrap();
-    let reference = llama_cpp_logits(&model_path, &path, &tokens);
-    assert_eq!(gpu.len(), reference.len());
+    let gpu_base = model.logits(&tokens, &[]).unwrap();
+    let lora = Gguf::open(&path).unwrap();
+    let exact = reference::forward(&gguf, model.config(), &tokens, Some(reference::Lora { gguf: &lora, scale: 1.0 }));
+    let (llama_base, llama) = llama_cpp_logits(&model_path, &path, &tokens);
+    assert_eq!(gpu.len(), llama.len());
 
-    let scale = reference.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let error = gpu.iter().zip(&reference).fold(0.0f32, |m, (g, r)| m.max((g - r).abs())) / scale;
-    let moved = gpu.iter().zip(&base).fold(0.0f32, |m, (g, b)| m.max((g - b).abs())) / scale;
-    println!("max |webgpu - llama.cpp| / max |llama.cpp| = {error:e}; the adapter moved the logits by {moved:e}");
-    assert!(error <= 1e-2, "relative error {error}");
-    // The comparison means something only if the adapter changes the logits by more
-    // than the two backends disagree.
-    assert!(moved > 10.0 * error, "the adapter moved the logits by only {moved}");
+    // max |a - b| / max |b|, as the base model's cross-check measures.
+    let error = |a: &[f32], b: &[f32]| {
+        let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+    };
+    let argmax = |v: &[f32]| v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+    let (to_exact, to_llama, base_to_llama, moved) =
+        (error(&gpu, &exact), error(&gpu, &llama), error(&gpu_base, &llama_base), error(&gpu, &gpu_base));
+    println!(
+        "relative error with the adapter: {to_exact:e} to the CPU reference, {to_llama:e} to llama.cpp \
+         (base model: {base_to_llama:e} to llama.cpp); the adapter moved the logits by {moved:e}"
+    );
+    // The GPU's LoRA path computes what the equations say.
+    assert!(to_exact < 1e-4, "relative error to the CPU reference {to_exact}");
+    // llama.cpp runs Q4_1 weights against activations it quantizes to 8 bits, so it
+    // is a few percent from exact f32 arithmetic already without an adapter; with the
+    // adapter it must be no further, and pick the same next token.
+    assert!(to_llama <= (1.25 * base_to_llama).max(1e-2), "relative error to llama.cpp {to_llama}");
+    assert_eq!(argmax(&gpu), argmax(&llama), "the next token differs from llama.cpp's");
+    // The comparisons mean something only if the adapter changes the logits by more
+    // than the backends disagree.
+    assert!(moved > 2.0 * to_llama, "the adapter moved the logits by only {moved}");
 }
 
 /// A GGUF LoRA file with one pair of f32 factors of the given ggml shapes.
