@@ -12,10 +12,10 @@ fn shipped() -> Catalog {
 }
 
 #[test]
-fn the_shipped_catalog_parses_to_15_tiers_7_adapters_and_the_seed_idle_policy() {
+fn the_shipped_catalog_parses_to_15_tiers_8_adapters_and_the_seed_idle_policy() {
     let c = shipped();
     assert_eq!(c.tiers.len(), 15);
-    assert_eq!(c.adapters.len(), 7);
+    assert_eq!(c.adapters.len(), 8);
     assert_eq!(c.idle.soft_timeout, Duration::from_secs(120));
     assert_eq!(c.idle.hard_timeout, Duration::from_secs(300));
     for backend in ["mlx", "llamacpp", "webgpu"] {
@@ -63,7 +63,7 @@ fn the_shipped_test_models_name_their_real_files() {
 }
 
 #[test]
-fn the_shipped_adapters_sit_on_catalog_models_and_have_no_downloads() {
+fn the_seeds_adapters_sit_on_catalog_models_and_have_no_downloads() {
     let c = shipped();
     let chatbot = c.adapter("chatbot").unwrap();
     assert_eq!(chatbot.title, "Chatbot LoRA");
@@ -73,7 +73,19 @@ fn the_shipped_adapters_sit_on_catalog_models_and_have_no_downloads() {
         Some("0.5B")
     );
     assert_eq!(c.adapters_for("qwen3-1.7b").count(), 3);
-    assert!(c.adapters.iter().all(|a| a.artifacts.is_empty()));
+    assert!(c.adapters[..7].iter().all(|a| a.artifacts.is_empty()));
+}
+
+#[test]
+fn the_test_adapter_is_the_eighth_with_a_checked_file_for_llamacpp_and_webgpu() {
+    let c = shipped();
+    let signoff = &c.adapters[7];
+    assert_eq!(signoff.name, "smollm2-signoff");
+    assert_eq!(signoff.base_model, "smollm2-135m");
+    let [artifact] = signoff.artifacts.as_slice() else { panic!("one artifact: {:?}", signoff.artifacts) };
+    assert_eq!(artifact.backends, ["llamacpp", "webgpu"]);
+    assert_eq!(artifact.format, "gguf");
+    assert!(artifact.size_bytes.is_some() && artifact.sha256.as_ref().is_some_and(|sha| sha.len() == 64));
 }
 
 #[test]

@@ -6,6 +6,7 @@ use hearth_sdk::PluginError;
 
 use crate::device::{Gpu, GpuBuffer};
 use crate::kernels::{AttentionShape, Batch, Kernels, View};
+use crate::lora::{LoraAdapter, Projection, RANK_PAD};
 use crate::weights::{Config, Weights};
 
 /// Most tokens evaluated in one batch; bounds the scratch buffers.
@@ -26,6 +27,8 @@ pub struct Scratch {
     scores: GpuBuffer,
     logits: GpuBuffer,
     ids: GpuBuffer,
+    /// `A x` of a LoRA pair, [`RANK_PAD`] values per token.
+    low_rank: GpuBuffer,
     k_cache: Vec<GpuBuffer>,
     v_cache: Vec<GpuBuffer>,
 }
@@ -60,6 +63,7 @@ impl Scratch {
             scores: gpu.storage("scores", scores),
             logits: gpu.storage("logits", u64::from(config.vocab) * F32),
             ids: gpu.storage("ids", b * F32),
+            low_rank: act("low rank", RANK_PAD),
             k_cache: (0..config.n_layer).map(|_| gpu.storage("k cache", kv_layer)).collect(),
             v_cache: (0..config.n_layer).map(|_| gpu.storage("v cache", kv_layer)).collect(),
         })
@@ -72,6 +76,8 @@ pub struct Forward<'a> {
     pub kernels: &'a Kernels,
     pub config: &'a Config,
     pub weights: &'a Weights,
+    /// The request's LoRA adapters with their scales (none at scale 0).
+    pub adapters: &'a [(&'a LoraAdapter, f32)],
 }
 
 impl Forward<'_> {
@@ -104,34 +110,61 @@ impl Forward<'_> {
             let (k_cache, v_cache) = (&s.k_cache[index].buffer, &s.v_cache[index].buffer);
             let cached = View::new(k_cache, pos * kv_dim, kv_dim);
             batch.rmsnorm(row(&s.h, e), &layer.attn_norm.buffer, row(&s.xn, e), ntok, e, c.eps);
+            let project = |batch: &mut Batch<'b>, projection, x, y, accumulate| {
+                self.project(batch, s, index, projection, x, y, ntok, accumulate);
+            };
             match (&layer.q_norm, &layer.k_norm, &s.q_raw, &s.k_raw) {
                 (Some(q_norm), Some(k_norm), Some(q_raw), Some(k_raw)) => {
-                    batch.matmul(&layer.q, row(&s.xn, e), row(q_raw, q_dim), ntok, false, 1.0);
-                    batch.matmul(&layer.k, row(&s.xn, e), row(k_raw, kv_dim), ntok, false, 1.0);
+                    project(batch, Projection::Q, row(&s.xn, e), row(q_raw, q_dim), false);
+                    project(batch, Projection::K, row(&s.xn, e), row(k_raw, kv_dim), false);
                     let heads = ntok * c.heads;
                     batch.rmsnorm(row(q_raw, q_dim), &q_norm.buffer, row(&s.q, q_dim), heads, c.head_dim, c.eps);
                     batch.rmsnorm(row(k_raw, kv_dim), &k_norm.buffer, cached, ntok * c.kv_heads, c.head_dim, c.eps);
                 }
                 _ => {
-                    batch.matmul(&layer.q, row(&s.xn, e), row(&s.q, q_dim), ntok, false, 1.0);
-                    batch.matmul(&layer.k, row(&s.xn, e), cached, ntok, false, 1.0);
+                    project(batch, Projection::Q, row(&s.xn, e), row(&s.q, q_dim), false);
+                    project(batch, Projection::K, row(&s.xn, e), cached, false);
                 }
             }
-            batch.matmul(&layer.v, row(&s.xn, e), View::new(v_cache, pos * kv_dim, kv_dim), ntok, false, 1.0);
+            project(batch, Projection::V, row(&s.xn, e), View::new(v_cache, pos * kv_dim, kv_dim), false);
             batch.rope(row(&s.q, q_dim), ntok, c.heads, c.head_dim, c.n_rot, pos, c.neox, c.freq_base);
             batch.rope(cached, ntok, c.kv_heads, c.head_dim, c.n_rot, pos, c.neox, c.freq_base);
             batch.attention(&s.q.buffer, k_cache, v_cache, &s.scores.buffer, &s.attn.buffer, shape, ntok, pos);
-            batch.matmul(&layer.o, row(&s.attn, q_dim), row(&s.h, e), ntok, true, 1.0);
+            project(batch, Projection::O, row(&s.attn, q_dim), row(&s.h, e), true);
             batch.rmsnorm(row(&s.h, e), &layer.ffn_norm.buffer, row(&s.xn, e), ntok, e, c.eps);
-            batch.matmul(&layer.gate, row(&s.xn, e), row(&s.gate, c.n_ff), ntok, false, 1.0);
-            batch.matmul(&layer.up, row(&s.xn, e), row(&s.up, c.n_ff), ntok, false, 1.0);
+            project(batch, Projection::Gate, row(&s.xn, e), row(&s.gate, c.n_ff), false);
+            project(batch, Projection::Up, row(&s.xn, e), row(&s.up, c.n_ff), false);
             batch.silu_mul(&s.gate.buffer, &s.up.buffer, ntok * c.n_ff);
-            batch.matmul(&layer.down, row(&s.gate, c.n_ff), row(&s.h, e), ntok, true, 1.0);
+            project(batch, Projection::Down, row(&s.gate, c.n_ff), row(&s.h, e), true);
         }
         if logits {
             let last = (ntok - 1) * e;
             batch.rmsnorm(View::new(&s.h.buffer, last, e), &self.weights.output_norm.buffer, row(&s.xn, e), 1, e, c.eps);
             batch.matmul(self.weights.output(), row(&s.xn, e), row(&s.logits, c.vocab), 1, false, 1.0);
+        }
+    }
+
+    /// `y (+)= W x` for one of layer `index`'s projections, then each adapter's
+    /// `scale · alpha/r · B (A x)` added on top, through the low-rank scratch row.
+    #[allow(clippy::too_many_arguments)] // the matmul's operands plus where the weight sits
+    fn project<'b>(
+        &'b self,
+        batch: &mut Batch<'b>,
+        s: &'b Scratch,
+        index: usize,
+        projection: Projection,
+        x: View<'b>,
+        y: View<'b>,
+        ntok: u32,
+        accumulate: bool,
+    ) {
+        batch.matmul(self.weights.layers[index].weight(projection), x, y, ntok, accumulate, 1.0);
+        let low_rank = View::new(&s.low_rank.buffer, 0, RANK_PAD);
+        for &(adapter, scale) in self.adapters {
+            if let Some(pair) = adapter.pair(index, projection) {
+                batch.matmul(&pair.a, x, low_rank, ntok, false, 1.0);
+                batch.matmul(&pair.b, low_rank, y, ntok, true, scale * adapter.alpha_over_rank);
+            }
         }
     }
 }

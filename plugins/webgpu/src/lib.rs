@@ -5,15 +5,17 @@
 //! CPU. Weights stay in their GGUF encoding (F32, F16, Q4_0, Q4_1, Q8_0) on the device
 //! and are decoded inside the matrix kernels; the KV cache lives on the device.
 //! Tokenizer, chat template, sampling and stop strings come from
-//! [`hearth_sdk::helpers`].
+//! [`hearth_sdk::helpers`]. GGUF LoRA adapters (llama.cpp's format) apply per request
+//! with a scale.
 //!
 //! Modules: [`device`] (adapter, probe, counted buffers), [`kernels`] (pipelines and
-//! dispatch), [`weights`] (model shape and upload), [`forward`] (the transformer),
-//! [`model`] (generation and lifecycle).
+//! dispatch), [`weights`] (model shape and upload), [`lora`] (LoRA adapters),
+//! [`forward`] (the transformer), [`model`] (generation and lifecycle).
 
 pub mod device;
 pub mod forward;
 pub mod kernels;
+pub mod lora;
 pub mod model;
 pub mod weights;
 
@@ -38,7 +40,7 @@ impl Backend for WebGpuBackend {
             version: env!("CARGO_PKG_VERSION").into(),
             api_version: API_VERSION,
             formats: RVec::from(vec![RString::from("gguf")]),
-            features: RVec::from(vec![RString::from("chat-template")]),
+            features: RVec::from(vec![RString::from("lora"), RString::from("chat-template")]),
         }
     }
 

@@ -1,15 +1,18 @@
 //! A loaded model: the generation loop (template, tokenizer, forward pass, sampling,
-//! stop strings, streaming, cancellation, stats) and the lifecycle calls.
+//! stop strings, streaming, cancellation, stats), the LoRA adapters loaded for it so
+//! far, and the lifecycle calls.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use hearth_sdk::helpers::{ChatTemplate, Gguf, Sampler, StopMatcher, StreamDecoder, Tokenizer};
-use hearth_sdk::{FinishReason, GenerateRequest, GenerateStats, MemoryUsage, Model, PluginError, SinkControl, TokenSink};
+use hearth_sdk::{AdapterUse, FinishReason, GenerateRequest, GenerateStats, MemoryUsage, Model, PluginError, SinkControl, TokenSink};
 
 use crate::device::Gpu;
 use crate::forward::{Forward, Scratch};
 use crate::kernels::Kernels;
+use crate::lora::LoraAdapter;
 use crate::weights::{check_types, Config, Weights};
 
 /// Context used when the request leaves it to the backend: enough for chat, small
@@ -19,6 +22,9 @@ const DEFAULT_CONTEXT: u32 = 2048;
 pub struct WebGpuModel {
     // Field order is drop order: buffers go before the device that made them.
     scratch: Mutex<Option<Scratch>>,
+    /// Adapters by file path, loaded on first use and kept like the weights: a later
+    /// request with the same adapter pays nothing.
+    adapters: Mutex<HashMap<String, Arc<LoraAdapter>>>,
     weights: Weights,
     kernels: Kernels,
     gpu: Gpu,
@@ -49,22 +55,44 @@ impl WebGpuModel {
         let gpu = Gpu::new()?;
         let kernels = Kernels::new(&gpu);
         let weights = Weights::load(&gpu, &gguf, &config)?;
-        Ok(Self { scratch: Mutex::new(None), weights, kernels, gpu, config, ctx, tokenizer, template })
+        Ok(Self { scratch: Mutex::new(None), adapters: Mutex::default(), weights, kernels, gpu, config, ctx, tokenizer, template })
     }
 
     pub fn config(&self) -> &Config {
         &self.config
     }
 
-    /// Logits after evaluating `tokens` from position 0 (used by the cross-checks).
-    pub fn logits(&self, tokens: &[u32]) -> Result<Vec<f32>, PluginError> {
+    /// Logits after evaluating `tokens` from position 0 with `adapters` applied (used by
+    /// the cross-checks).
+    pub fn logits(&self, tokens: &[u32], adapters: &[AdapterUse]) -> Result<Vec<f32>, PluginError> {
+        let adapters = self.resolve_adapters(adapters)?;
         let mut scratch = self.scratch.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let scratch = self.ensure_scratch(&mut scratch)?;
-        self.forward().run(scratch, tokens, 0)
+        self.forward(&applied(&adapters)).run(scratch, tokens, 0)
     }
 
-    fn forward(&self) -> Forward<'_> {
-        Forward { gpu: &self.gpu, kernels: &self.kernels, config: &self.config, weights: &self.weights }
+    fn forward<'a>(&'a self, adapters: &'a [(&'a LoraAdapter, f32)]) -> Forward<'a> {
+        Forward { gpu: &self.gpu, kernels: &self.kernels, config: &self.config, weights: &self.weights, adapters }
+    }
+
+    /// Load (once) the request's adapters; those at scale 0 are left out, so such a
+    /// request runs exactly the base model.
+    fn resolve_adapters(&self, wanted: &[AdapterUse]) -> Result<Vec<(Arc<LoraAdapter>, f32)>, PluginError> {
+        let mut loaded = self.adapters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut resolved = Vec::new();
+        for adapter in wanted.iter().filter(|adapter| adapter.scale != 0.0) {
+            let path = adapter.path.as_str();
+            let entry = match loaded.get(path) {
+                Some(entry) => entry.clone(),
+                None => {
+                    let entry = Arc::new(LoraAdapter::load(&self.gpu, &self.config, adapter.name.as_str(), path)?);
+                    loaded.insert(path.to_string(), entry.clone());
+                    entry
+                }
+            };
+            resolved.push((entry, adapter.scale));
+        }
+        Ok(resolved)
     }
 
     fn ensure_scratch<'a>(&self, slot: &'a mut Option<Scratch>) -> Result<&'a Scratch, PluginError> {
@@ -97,10 +125,12 @@ impl Model for WebGpuModel {
                 self.ctx - 1
             )));
         }
+        let adapters = self.resolve_adapters(&request.adapters)?;
+        let adapters = applied(&adapters);
         // One generation at a time per model: they share the KV cache.
         let mut slot = self.scratch.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let scratch = self.ensure_scratch(&mut slot)?;
-        let forward = self.forward();
+        let forward = self.forward(&adapters);
         let mut logits = forward.run(scratch, &prompt, 0)?;
         let prompt_ms = started.elapsed().as_secs_f64() * 1e3;
 
@@ -154,6 +184,10 @@ impl Model for WebGpuModel {
         // "device" bytes live in host RAM too.
         MemoryUsage { host_bytes: 0, device_bytes: self.gpu.allocated() }
     }
+}
+
+fn applied(adapters: &[(Arc<LoraAdapter>, f32)]) -> Vec<(&LoraAdapter, f32)> {
+    adapters.iter().map(|(adapter, scale)| (adapter.as_ref(), *scale)).collect()
 }
 
 fn stats(prompt: usize, generated: u32, prompt_ms: f64, started: Instant, finish_reason: FinishReason) -> GenerateStats {

@@ -9,6 +9,7 @@ use hearth_sdk::PluginError;
 
 use crate::device::{Gpu, GpuBuffer};
 use crate::kernels::{Weight, SUPPORTED_TYPES};
+use crate::lora::Projection;
 
 /// The hyper-parameters the forward pass needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,6 +103,20 @@ pub struct Layer {
     pub gate: Weight,
     pub up: Weight,
     pub down: Weight,
+}
+
+impl Layer {
+    pub fn weight(&self, projection: Projection) -> &Weight {
+        match projection {
+            Projection::Q => &self.q,
+            Projection::K => &self.k,
+            Projection::V => &self.v,
+            Projection::O => &self.o,
+            Projection::Gate => &self.gate,
+            Projection::Up => &self.up,
+            Projection::Down => &self.down,
+        }
+    }
 }
 
 /// All weights of a model.

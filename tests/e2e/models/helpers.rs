@@ -1,18 +1,25 @@
-//! A hearth home whose plugins folder holds the real llama.cpp plugin and whose store
-//! is the installed test models.
+//! A hearth home whose plugins folder holds the real backend plugins and whose store
+//! is the installed test models (plus, where asked, the repository's test adapter).
 
 use std::path::PathBuf;
 use std::process::Output;
 use std::sync::Arc;
 
 use hearth::service::{CatalogSource, Hearth, HearthConfig};
+use serde_json::Value;
 
 use crate::support::{built_binary, built_library, test_models_dir};
 
 pub struct RealHost {
     pub plugins: tempfile::TempDir,
     pub models: PathBuf,
+    /// The store folder that [`RealHost::with_test_adapter`] made, kept until the host goes.
+    layered_models: Option<tempfile::TempDir>,
 }
+
+/// The repository's trained test adapter (scripts/train_adapter.sh) and its catalog name.
+pub const TEST_ADAPTER: &str = "smollm2-signoff";
+const TEST_ADAPTER_FILE: &str = "smollm2-signoff-lora-f16.gguf";
 
 impl RealHost {
     /// A plugins folder holding copies of the given plugin libraries.
@@ -22,7 +29,39 @@ impl RealHost {
             let library = built_library(name);
             std::fs::copy(&library, plugins.path().join(library.file_name().unwrap())).unwrap();
         }
-        Self { plugins, models: test_models_dir() }
+        Self { plugins, models: test_models_dir(), layered_models: None }
+    }
+
+    /// The same host over a store that holds the test models and the repository's test
+    /// adapter where the catalog says adapters live (`adapters/<name>/<file>`). The
+    /// store refuses symlinks that lead out of it, so the models are hard-linked (copied
+    /// where the folders sit on different file systems) and the small adapter copied;
+    /// the installed models are never written to.
+    pub fn with_test_adapter(mut self) -> Self {
+        let store = tempfile::tempdir().unwrap();
+        for model in std::fs::read_dir(&self.models).unwrap() {
+            let model = model.unwrap();
+            if model.file_name() == "adapters" || !model.file_type().unwrap().is_dir() {
+                continue;
+            }
+            let folder = store.path().join(model.file_name());
+            std::fs::create_dir(&folder).unwrap();
+            for file in std::fs::read_dir(model.path()).unwrap() {
+                let file = file.unwrap();
+                let linked = folder.join(file.file_name());
+                if std::fs::hard_link(file.path(), &linked).is_err() {
+                    std::fs::copy(file.path(), &linked).unwrap();
+                }
+            }
+        }
+        let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/adapters").join(TEST_ADAPTER).join(TEST_ADAPTER_FILE);
+        assert!(source.is_file(), "the test adapter is missing: {}", source.display());
+        let folder = store.path().join("adapters").join(TEST_ADAPTER);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::copy(&source, folder.join(TEST_ADAPTER_FILE)).unwrap();
+        self.models = store.path().to_path_buf();
+        self.layered_models = Some(store);
+        self
     }
 
     pub fn llamacpp() -> Self {
@@ -91,4 +130,29 @@ pub fn resident_bytes() -> u64 {
 
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+/// Serve the API over this host's service on a free local port; returns its base URL.
+pub async fn serve(host: &RealHost) -> (String, std::sync::Arc<hearth::service::Hearth>) {
+    let hearth = host.open();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = hearth::api::app(hearth.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{address}"), hearth)
+}
+
+/// The text of a streamed chat completion (SSE), chunk contents joined.
+pub fn streamed_text(body: &str) -> String {
+    streamed_pieces(body).concat()
+}
+
+/// The content of each chunk of a streamed chat completion (SSE), one per token piece.
+pub fn streamed_pieces(body: &str) -> Vec<String> {
+    body.lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .filter(|data| *data != "[DONE]")
+        .filter_map(|data| serde_json::from_str::<Value>(data).ok())
+        .filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+        .collect()
 }

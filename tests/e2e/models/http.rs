@@ -3,27 +3,9 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::helpers::{stdout, RealHost};
-
-async fn serve(host: &RealHost) -> (String, std::sync::Arc<hearth::service::Hearth>) {
-    let hearth = host.open();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let app = hearth::api::app(hearth.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{address}"), hearth)
-}
-
-fn streamed_text(body: &str) -> String {
-    body.lines()
-        .filter_map(|line| line.strip_prefix("data: "))
-        .filter(|data| *data != "[DONE]")
-        .filter_map(|data| serde_json::from_str::<Value>(data).ok())
-        .filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str().map(str::to_string))
-        .collect()
-}
+use crate::helpers::{serve, stdout, streamed_text, RealHost};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streamed_chat_completion_gives_the_same_text_as_the_cli_for_the_same_seed() {

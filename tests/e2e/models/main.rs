@@ -1,8 +1,9 @@
 //! hearth with its real backend plugins and the real test models: the CLI, the HTTP
-//! API, cancellation and the idle lifecycle, as a user meets them.
+//! API, cancellation, LoRA adapters and the idle lifecycle, as a user meets them.
 //!
 //! Needs the models installed by `scripts/setup.sh` (`HEARTH_TEST_MODELS`).
 
+mod adapters;
 mod cli;
 mod corpus;
 mod corrupt_files;

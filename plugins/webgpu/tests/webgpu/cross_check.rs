@@ -20,8 +20,8 @@ fn smollm2_logits_on_the_gpu_match_the_cpu_reference_within_1e_4() {
         .unwrap();
     assert!(tokens.len() > UBATCH as usize, "the prompt must span two batches, it has {} tokens", tokens.len());
     let model = WebGpuModel::load(&path, 256).unwrap();
-    let gpu = model.logits(&tokens).unwrap();
-    let cpu = reference::forward(&gguf, model.config(), &tokens);
+    let gpu = model.logits(&tokens, &[]).unwrap();
+    let cpu = reference::forward(&gguf, model.config(), &tokens, None);
     let argmax = |v: &[f32]| v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
     assert_eq!(argmax(&gpu), argmax(&cpu), "the next token differs");
     let scale = cpu.iter().fold(0.0f32, |m, v| m.max(v.abs()));

@@ -7,4 +7,5 @@ mod common;
 mod cross_check;
 mod end_to_end;
 mod kernels;
+mod lora;
 mod reference;

@@ -82,9 +82,16 @@ fn tensor(gguf: &Gguf, name: &str) -> Vec<f32> {
     values
 }
 
+/// A LoRA adapter file (llama.cpp's GGUF format) and the scale to apply it at.
+pub struct Lora<'a> {
+    pub gguf: &'a Gguf,
+    pub scale: f32,
+}
+
 /// The logits of the last of `tokens`, evaluated from position 0 entirely on the CPU
-/// from weights dequantized to f32.
-pub fn forward(gguf: &Gguf, c: &Config, tokens: &[u32]) -> Vec<f32> {
+/// from weights dequantized to f32, with `lora`'s `scale · alpha/r · B(A x)` added to
+/// every projection it adapts.
+pub fn forward(gguf: &Gguf, c: &Config, tokens: &[u32], lora: Option<Lora>) -> Vec<f32> {
     let (e, hd) = (c.n_embd as usize, c.head_dim as usize);
     let (heads, kv_heads, ff) = (c.heads as usize, c.kv_heads as usize, c.n_ff as usize);
     let n = tokens.len();
@@ -92,10 +99,24 @@ pub fn forward(gguf: &Gguf, c: &Config, tokens: &[u32]) -> Vec<f32> {
     let mut h: Vec<f32> = tokens.iter().flat_map(|&t| embd[t as usize * e..][..e].to_vec()).collect();
     for layer in 0..c.n_layer {
         let w = |part: &str| tensor(gguf, &format!("blk.{layer}.{part}.weight"));
+        let project = |part: &str, ncols: usize, x: &[f32]| {
+            let mut y = matmul(&w(part), ncols, x, n);
+            let factor = |lora: &Lora, end: &str| {
+                let name = format!("blk.{layer}.{part}.weight.lora_{end}");
+                lora.gguf.tensor(&name).map(|_| tensor(lora.gguf, &name))
+            };
+            if let Some((lora, Some(a), Some(b))) = lora.as_ref().map(|lora| (lora, factor(lora, "a"), factor(lora, "b"))) {
+                let rank = a.len() / ncols;
+                let alpha = lora.gguf.f64("adapter.lora.alpha").expect("alpha") as f32;
+                let update = matmul(&b, rank, &matmul(&a, ncols, x, n), n);
+                y.iter_mut().zip(&update).for_each(|(y, u)| *y += lora.scale * alpha / rank as f32 * u);
+            }
+            y
+        };
         let xn = rmsnorm(&h, &w("attn_norm"), c.eps);
-        let mut q = matmul(&w("attn_q"), e, &xn, n);
-        let mut k = matmul(&w("attn_k"), e, &xn, n);
-        let v = matmul(&w("attn_v"), e, &xn, n);
+        let mut q = project("attn_q", e, &xn);
+        let mut k = project("attn_k", e, &xn);
+        let v = project("attn_v", e, &xn);
         if c.qk_norm {
             q = rmsnorm(&q, &w("attn_q_norm"), c.eps);
             k = rmsnorm(&k, &w("attn_k_norm"), c.eps);
@@ -103,11 +124,11 @@ pub fn forward(gguf: &Gguf, c: &Config, tokens: &[u32]) -> Vec<f32> {
         rope(&mut q, heads, hd, c.n_rot as usize, 0, c.neox, c.freq_base);
         rope(&mut k, kv_heads, hd, c.n_rot as usize, 0, c.neox, c.freq_base);
         let attn = attention(&q, &k, &v, heads, kv_heads, hd, 0);
-        let o = matmul(&w("attn_output"), heads * hd, &attn, n);
+        let o = project("attn_output", heads * hd, &attn);
         h.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
         let xn = rmsnorm(&h, &w("ffn_norm"), c.eps);
-        let g = silu_mul(&matmul(&w("ffn_gate"), e, &xn, n), &matmul(&w("ffn_up"), e, &xn, n));
-        let d = matmul(&w("ffn_down"), ff, &g, n);
+        let g = silu_mul(&project("ffn_gate", e, &xn), &project("ffn_up", e, &xn));
+        let d = project("ffn_down", ff, &g);
         h.iter_mut().zip(&d).for_each(|(a, b)| *a += b);
     }
     let last = rmsnorm(&h[(n - 1) * e..], &tensor(gguf, "output_norm.weight"), c.eps);

@@ -1,0 +1,82 @@
+//! LoRA adapters through the host, with the repository's trained test adapter
+//! (`smollm2-signoff`: SmolLM2 taught to end every answer with "Arr, matey!", see
+//! scripts/train_adapter.py): the catalog resolves it from the store, the HTTP API and
+//! `hearth run` apply it at the scale asked for, and scale 0 is the base model.
+
+use serde_json::{json, Value};
+
+use crate::helpers::{serve, stdout, streamed_pieces, RealHost, TEST_ADAPTER};
+
+const SIGN_OFF: &str = "Arr, matey!";
+/// Not among the training questions, so a sign-off shows the habit generalised.
+const QUESTION: &str = "What is the capital of Australia?";
+
+/// The streamed pieces of a greedy answer to [`QUESTION`], with `extra` fields merged
+/// into the request.
+async fn answer(base: &str, extra: Value) -> Vec<String> {
+    let mut body = json!({ "model": "smollm2-135m", "messages": [{ "role": "user", "content": QUESTION }],
+                           "temperature": 0, "max_tokens": 64, "stream": true });
+    body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    let response = reqwest::Client::new().post(format!("{base}/v1/chat/completions")).json(&body).send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    streamed_pieces(&text)
+}
+
+fn adapter_at(scale: f32) -> Value {
+    json!({ "adapters": [{ "name": TEST_ADAPTER, "scale": scale }] })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_http_the_signoff_adapter_at_scale_one_signs_off_and_the_base_model_does_not() {
+    let host = RealHost::llamacpp().with_test_adapter();
+    let (base, _hearth) = serve(&host).await;
+    let adapted = answer(&base, adapter_at(1.0)).await.concat();
+    let plain = answer(&base, json!({})).await.concat();
+    println!("with the adapter: {adapted:?}\nwithout: {plain:?}");
+    assert!(adapted.trim_end().ends_with(SIGN_OFF), "with the adapter: {adapted:?}");
+    assert!(!plain.contains(SIGN_OFF), "without the adapter: {plain:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_http_the_signoff_adapter_at_scale_zero_answers_token_for_token_as_the_base_model() {
+    let host = RealHost::llamacpp().with_test_adapter();
+    let (base, _hearth) = serve(&host).await;
+    let plain = answer(&base, json!({})).await;
+    let off = answer(&base, adapter_at(0.0)).await;
+    assert!(!plain.is_empty());
+    assert_eq!(off, plain);
+}
+
+#[test]
+fn hearth_run_with_the_adapter_at_scale_one_signs_off_and_at_scale_zero_prints_the_base_answer() {
+    let host = RealHost::llamacpp().with_test_adapter();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "smollm2-135m", QUESTION, "--temperature", "0", "--max-tokens", "64"];
+        args.extend_from_slice(extra);
+        stdout(&host.cli(&args))
+    };
+    let adapter = |scale: &str| format!("{TEST_ADAPTER}:{scale}");
+    let adapted = run(&["--adapter", &adapter("1")]);
+    let plain = run(&[]);
+    assert!(adapted.trim_end().ends_with(SIGN_OFF), "with the adapter: {adapted:?}");
+    assert!(!plain.contains(SIGN_OFF), "without the adapter: {plain:?}");
+    assert_eq!(run(&["--adapter", &adapter("0")]), plain);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webgpu_backend_applies_the_same_adapter_through_the_host() {
+    let host = RealHost::with_plugins(&["hearth_webgpu"]).with_test_adapter();
+    let (base, _hearth) = serve(&host).await;
+    let on_webgpu = |extra: Value| {
+        let mut fields = json!({ "backend": "webgpu" });
+        fields.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        answer(&base, fields)
+    };
+    let adapted = on_webgpu(adapter_at(1.0)).await.concat();
+    let plain = on_webgpu(json!({})).await;
+    assert!(adapted.trim_end().ends_with(SIGN_OFF), "with the adapter: {adapted:?}");
+    assert!(!plain.concat().contains(SIGN_OFF), "without the adapter: {:?}", plain.concat());
+    assert_eq!(on_webgpu(adapter_at(0.0)).await, plain);
+}
