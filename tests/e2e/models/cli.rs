@@ -27,7 +27,7 @@ async fn gemma_3_270m_completes_a_raw_prompt_too() {
     // The packaged Gemma is the base model, without a chat template: it completes text
     // rather than answering questions.
     let hearth = RealHost::llamacpp().open();
-    let mut generation = crate::lifecycle::question();
+    let mut generation = crate::helpers::question();
     generation.route.model = Some("gemma3-270m".into());
     generation.request.messages = Default::default();
     generation.request.prompt = Some("The capital of France is the city of".into()).into();

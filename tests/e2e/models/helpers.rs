@@ -1,5 +1,6 @@
 //! A hearth home whose plugins folder holds the real backend plugins and whose store
 //! is the installed test models (plus, where asked, the repository's test adapter).
+#![allow(dead_code, reason = "shared by the models and memory test binaries, which use different parts")]
 
 use std::path::PathBuf;
 use std::process::Output;
@@ -155,4 +156,24 @@ pub fn streamed_pieces(body: &str) -> Vec<String> {
         .filter_map(|data| serde_json::from_str::<Value>(data).ok())
         .filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str().map(str::to_string))
         .collect()
+}
+
+/// Memory tests read this process's resident size, so they run one at a time.
+pub static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A greedy chat asking SmolLM2 for the capital of France.
+pub fn question() -> hearth::service::Generation {
+    hearth::service::Generation {
+        route: hearth::router::RouteRequest { model: Some("smollm2-135m".into()), ..hearth::router::RouteRequest::default() },
+        request: hearth_sdk::GenerateRequest {
+            messages: hearth_sdk::abi_stable::std_types::RVec::from(vec![hearth_sdk::ChatMessage { role: "user".into(), content: "What is the capital of France?".into() }]),
+            prompt: None.into(),
+            sampling: hearth_sdk::Sampling { temperature: 0.0, ..hearth_sdk::Sampling::default() },
+            stop: hearth_sdk::abi_stable::std_types::RVec::new(),
+            max_tokens: 24,
+            adapters: hearth_sdk::abi_stable::std_types::RVec::new(),
+        },
+        adapters: Vec::new(),
+        keep_alive: hearth::lifecycle::KeepAlive::Default,
+    }
 }

@@ -1,5 +1,6 @@
 //! hearth with its real backend plugins and the real test models: the CLI, the HTTP
-//! API, cancellation, LoRA adapters and the idle lifecycle, as a user meets them.
+//! API, cancellation, LoRA adapters and corrupt files, as a user meets them. Tests that read
+//! the process's resident memory live in the `memory` binary, alone.
 //!
 //! Needs the models installed by `scripts/setup.sh` (`HEARTH_TEST_MODELS`).
 
@@ -9,7 +10,5 @@ mod corpus;
 mod corrupt_files;
 mod helpers;
 mod http;
-mod lifecycle;
-mod load;
 #[path = "../support/mod.rs"]
 mod support;

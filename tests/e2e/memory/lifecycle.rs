@@ -2,30 +2,11 @@
 
 use std::time::Duration;
 
-use hearth::lifecycle::{KeepAlive, ModelState};
-use hearth::router::RouteRequest;
-use hearth::service::Generation;
-use hearth_sdk::abi_stable::std_types::RVec;
-use hearth_sdk::{ChatMessage, GenerateRequest, Sampling};
+use hearth::lifecycle::ModelState;
 use tokio::sync::mpsc;
 
-use crate::helpers::{resident_bytes, RealHost};
+use crate::helpers::{question, resident_bytes, RealHost, ALONE};
 
-pub fn question() -> Generation {
-    Generation {
-        route: RouteRequest { model: Some("smollm2-135m".into()), ..RouteRequest::default() },
-        request: GenerateRequest {
-            messages: RVec::from(vec![ChatMessage { role: "user".into(), content: "What is the capital of France?".into() }]),
-            prompt: None.into(),
-            sampling: Sampling { temperature: 0.0, ..Sampling::default() },
-            stop: RVec::new(),
-            max_tokens: 24,
-            adapters: RVec::new(),
-        },
-        adapters: Vec::new(),
-        keep_alive: KeepAlive::Default,
-    }
-}
 
 async fn ask(hearth: &hearth::service::Hearth) -> String {
     let (tokens, mut pieces) = mpsc::unbounded_channel();
@@ -43,6 +24,7 @@ fn state(hearth: &hearth::service::Hearth) -> Option<ModelState> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trim_and_unload_release_memory_and_the_next_request_reloads_transparently() {
+    let _alone = ALONE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let host = RealHost::llamacpp();
     let hearth = host.open_with_idle("1s", "4s");
     let before_load = resident_bytes();

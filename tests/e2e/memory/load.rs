@@ -14,7 +14,7 @@ use hearth_sdk::abi_stable::std_types::RVec;
 use hearth_sdk::{ChatMessage, GenerateRequest, Sampling};
 use serde_json::{json, Value};
 
-use crate::helpers::{resident_bytes, RealHost};
+use crate::helpers::{resident_bytes, RealHost, ALONE};
 
 const CLIENTS: usize = 32;
 const REQUESTS_PER_CLIENT: usize = 2;
@@ -62,6 +62,7 @@ async fn serve(hearth: Arc<hearth::service::Hearth>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_two_streaming_clients_get_exactly_their_own_text_and_the_model_is_never_unloaded_under_them() {
+    let _alone = ALONE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let host = RealHost::llamacpp();
     // Idle timeouts far shorter than the run: only the in-flight rule keeps the model.
     let hearth = host.open_with_idle("1s", "2s");
@@ -169,6 +170,7 @@ async fn cycle(hearth: &hearth::service::Hearth) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_load_and_unload_cycles_give_the_memory_back() {
+    let _alone = ALONE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let host = RealHost::llamacpp();
     let hearth = host.open();
     // The first cycle pays for what stays for the process's life: the plugin's code
