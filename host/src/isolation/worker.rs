@@ -3,14 +3,15 @@
 //! calls over its stdin and stdout until told to unload or until the host goes away.
 //!
 //! The main loop only reads frames, answers health checks and sets cancel flags; every
-//! call into the plugin runs on a thread of its own, so a long generation or a hung
-//! plugin never keeps the worker from answering a health check or a cancel.
+//! call into the plugin runs on a thread of a small pool, so a long generation or a
+//! hung plugin never keeps the worker from answering a health check or a cancel.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, SendError, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use hearth_sdk::{PluginError, SinkControl, TokenSink};
@@ -30,6 +31,7 @@ pub fn serve(plugin_path: &Path) -> io::Result<()> {
     // One library per process: the folder that held its private copy is not needed.
     remove_private_copies();
     let state = Arc::new(Worker { plugin, model: OnceLock::new(), cancels: Mutex::default(), output });
+    let threads = Arc::new(Threads::default());
     let mut input = BufReader::new(io::stdin().lock());
     while let Some(Request { id, call }) = read_frame::<Request>(&mut input)? {
         match call {
@@ -42,7 +44,7 @@ pub fn serve(plugin_path: &Path) -> io::Result<()> {
             Call::Unload => break,
             call => {
                 let state = state.clone();
-                std::thread::spawn(move || state.answer(id, call));
+                threads.run(Box::new(move || state.answer(id, call)));
             }
         }
     }
@@ -69,6 +71,44 @@ fn protocol_output() -> io::Result<File> {
 fn protocol_output() -> io::Result<File> {
     use std::os::windows::io::AsHandle;
     Ok(File::from(io::stdout().as_handle().try_clone_to_owned()?))
+}
+
+/// A call into the plugin, run on one of the [`Threads`].
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Threads that run calls into the plugin, each kept for a later call once its call is
+/// done. A backend builds per-thread state on the thread that calls it — llama.cpp's
+/// OpenMP team — and a fresh thread per request made it build that state again each
+/// time: measured, 13 ms more to the first token.
+#[derive(Default)]
+struct Threads {
+    idle: Mutex<Vec<Sender<Job>>>,
+}
+
+impl Threads {
+    fn run(self: &Arc<Self>, job: Job) {
+        let idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
+        let job = match idle {
+            Some(thread) => match thread.send(job) {
+                Ok(()) => return,
+                Err(SendError(job)) => job,
+            },
+            None => job,
+        };
+        let (jobs_tx, jobs) = mpsc::channel::<Job>();
+        let threads = self.clone();
+        std::thread::spawn(move || {
+            let mut job = job;
+            loop {
+                job();
+                threads.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(jobs_tx.clone());
+                match jobs.recv() {
+                    Ok(next) => job = next,
+                    Err(_) => return,
+                }
+            }
+        });
+    }
 }
 
 struct Worker {
