@@ -58,6 +58,11 @@ if [[ ! -f "$source_dir/.complete" ]]; then
         # A plain copy: fresh timestamps, so make rebuilds whatever a copied file replaced.
         cp -r "$tool" "$source_dir/tools/$name"
     done
+    # The one place those tools need a common/ helper the crate's copy lacks: a wrapper
+    # that opens UTF-8 paths on Windows, a plain std::ifstream elsewhere (MCP config only).
+    if ! grep -q fs_open_ifstream "$source_dir/common/common.h"; then
+        sed -i 's/fs_open_ifstream(/std::ifstream(/' "$source_dir/tools/server/server-mcp.cpp"
+    fi
     mkdir -p "$source_dir/scripts"
     cp "$tools_from/scripts/ui-assets.cmake" "$source_dir/scripts/"
     rm -rf "$LLAMA_CACHE/sdist"

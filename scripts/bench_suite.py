@@ -45,6 +45,22 @@ def median(figure):
     return figure["median"] if isinstance(figure, dict) else figure
 
 
+def merge(reports):
+    """One report from several rounds of the same measurement: the median of the rounds'
+    medians, the smallest minimum and the largest maximum; scalars by their median."""
+    merged = {}
+    for key, first in reports[0].items():
+        values = [r[key] for r in reports]
+        if isinstance(first, dict) and "median" in first:
+            merged[key] = {"median": statistics.median(v["median"] for v in values),
+                           "min": min(v["min"] for v in values), "max": max(v["max"] for v in values)}
+        elif isinstance(first, (int, float)) and not isinstance(first, bool):
+            merged[key] = statistics.median(values)
+        else:
+            merged[key] = first
+    return merged
+
+
 def run_json(command, env=None):
     log("  $", " ".join(str(c) for c in command))
     out = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
@@ -203,8 +219,9 @@ def stream_chat(port, model, run, prompt_tokens, gen_tokens):
     tokens = usage["completion_tokens"] if usage else chunks
     return {
         "first_token_ms": (first - started) * 1e3 if first else float("nan"),
-        # Between the first and the last piece: tokens after the first, as `hearth bench`.
-        "decode_tokens_per_second": (tokens - 1) / (last - first) if first and last > first else float("nan"),
+        # Pieces after the first over the time between the first and the last, as `hearth
+        # bench` counts; both servers send one piece per token.
+        "decode_tokens_per_second": (chunks - 1) / (last - first) if first and last > first else float("nan"),
         "completion_tokens": tokens, "chunks": chunks, "started": started, "ended": ended,
     }
 
@@ -321,13 +338,15 @@ def main():
                         help="user-message length for the HTTP and concurrency figures")
     parser.add_argument("--concurrency", default="1,4,8")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per concurrency level")
+    parser.add_argument("--interleave", type=int, default=2,
+                        help="rounds of hearth bench / direct / llama-bench, alternating (engine section)")
     parser.add_argument("--only", default="engine,http,concurrency,webgpu,mlx",
                         help="comma-separated sections to run")
     parser.add_argument("--quick", action="store_true", help="2 runs, short prompts: checks the tooling, not the numbers")
     parser.add_argument("--json", metavar="FILE", help="also write every figure here")
     args = parser.parse_args()
     if args.quick:
-        args.runs, args.prompt_tokens, args.gen_tokens, args.rounds = 2, 64, 16, 1
+        args.runs, args.prompt_tokens, args.gen_tokens, args.rounds, args.interleave = 2, 64, 16, 1, 1
     only = set(args.only.split(","))
 
     models_dir = os.environ.get("HEARTH_MODELS", str(Path.home() / ".hearth/models"))
@@ -348,11 +367,18 @@ def main():
 
     if "engine" in only:
         log("== engine: hearth bench, the direct program, llama-bench")
-        bench = data["hearth_bench"] = hearth_bench(args, "llamacpp", args.prompt_tokens, args.gen_tokens, args.runs)
-        base = data["direct"] = direct(args, path, context, args.prompt_tokens, args.gen_tokens, args.runs)
-        lb = data["llama_bench"] = llama_bench(args.llama_bench, args, path, args.prompt_tokens, args.gen_tokens)
-        if args.llama_bench_native:
-            data["llama_bench_native"] = llama_bench(args.llama_bench_native, args, path, args.prompt_tokens, args.gen_tokens)
+        # Rounds alternate the programs, so a change in the machine's load falls on each.
+        rounds = {"hearth_bench": [], "direct": [], "llama_bench": [], "llama_bench_native": []}
+        for _ in range(args.interleave):
+            rounds["hearth_bench"].append(hearth_bench(args, "llamacpp", args.prompt_tokens, args.gen_tokens, args.runs))
+            rounds["direct"].append(direct(args, path, context, args.prompt_tokens, args.gen_tokens, args.runs))
+            rounds["llama_bench"].append(llama_bench(args.llama_bench, args, path, args.prompt_tokens, args.gen_tokens))
+            if args.llama_bench_native:
+                rounds["llama_bench_native"].append(llama_bench(args.llama_bench_native, args, path, args.prompt_tokens, args.gen_tokens))
+        for name, reports in rounds.items():
+            if reports:
+                data[name] = merge(reports)
+        bench, base, lb = data["hearth_bench"], data["direct"], data["llama_bench"]
         data["memcpy_bytes_per_second"] = memcpy_bandwidth()
         s = "llama.cpp plugin vs llama-bench (same source, same flags)"
         report.row(s, f"prompt processing pp{args.prompt_tokens}", bench["prompt_tokens_per_second"], lb["prompt_tokens_per_second"], "llama-bench", "tok/s", ("ratio", 0.95))
