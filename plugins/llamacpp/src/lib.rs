@@ -16,6 +16,7 @@
 //! - **Logs**: llama.cpp is silent unless `HEARTH_LLAMACPP_LOG` is set, when it writes
 //!   its own log to stderr.
 
+mod engine;
 mod ffi;
 mod model;
 mod session;
@@ -207,7 +208,7 @@ impl Backend for LlamaCppBackend {
             context_size,
             threads,
             on_device,
-        )))
+        )?))
     }
 }
 

@@ -1,17 +1,20 @@
 //! A loaded GGUF model: its weights, one lazily created context that generations take
-//! turns on, and the LoRA adapters loaded for it so far.
+//! turns on, the LoRA adapters loaded for it so far, and the thread that computes on it.
 
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use hearth_sdk::{
-    AdapterUse, GenerateRequest, GenerateStats, MemoryUsage, Model, PluginError, TokenSink,
+    AdapterUse, GenerateRequest, GenerateStats, MemoryUsage, Model, PluginError, SinkControl,
+    TokenSink,
 };
 
+use crate::engine::{engine_gone, Engine};
 use crate::ffi::{self, RawAdapter, RawContext, RawModel, Sampler, SamplerSpec};
 use crate::session::{Answer, Session};
 
@@ -25,8 +28,16 @@ struct State {
     adapters: HashMap<String, (FileStamp, RawAdapter)>,
 }
 
-/// A model loaded by llama.cpp.
+/// A model loaded by llama.cpp: what it holds, and the one thread every generation
+/// runs on (see `engine`).
 pub struct LlamaModel {
+    // Declared first, so the thread is joined before the weights go.
+    engine: Engine,
+    loaded: Arc<Loaded>,
+}
+
+/// The model's weights and what generations change.
+struct Loaded {
     // Declared before `weights` so the context and adapters go first on drop.
     state: Mutex<State>,
     weights: RawModel,
@@ -47,18 +58,37 @@ impl LlamaModel {
         context_size: u32,
         threads: i32,
         on_device: bool,
-    ) -> Self {
-        Self {
-            state: Mutex::new(State::default()),
-            weights,
-            id,
-            context_size,
-            threads,
-            on_device,
-            context_bytes: AtomicU64::new(0),
+    ) -> Result<Self, PluginError> {
+        Ok(Self {
+            engine: Engine::new(&id)?,
+            loaded: Arc::new(Loaded {
+                state: Mutex::new(State::default()),
+                weights,
+                id,
+                context_size,
+                threads,
+                on_device,
+                context_bytes: AtomicU64::new(0),
+            }),
+        })
+    }
+}
+
+/// The sink a generation writes to on the engine thread: each piece goes to the caller,
+/// who hands it to the real sink. Once the caller stops listening (its sink said stop,
+/// or it went away) the generation is told to stop at the next token.
+struct Relay(Sender<String>);
+
+impl TokenSink for Relay {
+    fn on_token(&mut self, piece: &str) -> SinkControl {
+        match self.0.send(piece.to_string()) {
+            Ok(()) => SinkControl::Continue,
+            Err(_) => SinkControl::Stop,
         }
     }
+}
 
+impl Loaded {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic mid-generation leaves at worst a stale cache, which is cleared below
         // whenever the prefix does not match; the lock itself stays usable.
@@ -227,7 +257,8 @@ fn elapsed_ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1e3
 }
 
-impl Model for LlamaModel {
+/// The operations behind `Model`; `generate` runs on the engine thread.
+impl Loaded {
     fn generate(
         &self,
         request: &GenerateRequest,
@@ -304,5 +335,35 @@ impl Model for LlamaModel {
                 device_bytes: 0,
             }
         }
+    }
+}
+
+impl Model for LlamaModel {
+    fn generate(
+        &self,
+        request: &GenerateRequest,
+        sink: &mut dyn TokenSink,
+    ) -> Result<GenerateStats, PluginError> {
+        let (pieces, received) = mpsc::channel();
+        let (loaded, request) = (self.loaded.clone(), request.clone());
+        let outcome = self
+            .engine
+            .submit(move || loaded.generate(&request, &mut Relay(pieces)));
+        for piece in &received {
+            if sink.on_token(&piece) == SinkControl::Stop {
+                break;
+            }
+        }
+        // Closing the channel tells the generation to stop, if it has not ended.
+        drop(received);
+        outcome.recv().unwrap_or_else(|_| Err(engine_gone()))
+    }
+
+    fn trim(&self) {
+        self.loaded.trim();
+    }
+
+    fn memory(&self) -> MemoryUsage {
+        self.loaded.memory()
     }
 }
