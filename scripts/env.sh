@@ -14,6 +14,11 @@ fi
 # (as CI makes) reuses them and builds incrementally.
 HEARTH_CACHE="${HEARTH_CACHE:-$HOME/.cache/hearth}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HEARTH_CACHE/target}"
+# MLX's binary distribution (the mlx-cpu wheel, unpacked by setup.sh), which the MLX
+# plugin's build script compiles and links against.
+MLX_VERSION=0.32.4
+MLX_ROOT="$HEARTH_HOME/runtime/mlx-cpu-$MLX_VERSION"
+export MLX_DIR="${MLX_DIR:-$MLX_ROOT/mlx}"
 
 # Prints a step's start, and its duration when the next step (or `done_step`) begins.
 _step_name=""

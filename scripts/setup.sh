@@ -140,8 +140,37 @@ install_adapter() {
 install_adapter smollm2-signoff smollm2-signoff-lora-f16.gguf \
     1062560 c30639bb33a54aa50f21c30f5eea4606d5e479bfd60c3de998076ed024d43f1b \
     tests/data/adapters/smollm2-signoff/smollm2-signoff-lora-f16.gguf
-# MLX's runtime (the mlx-cpu==0.32.4 wheel: libmlx, headers, CMake config) is not fetched
-# yet: the MLX plugin (plugins/mlx) adds it here together with the plugin itself.
+
+# ---------------------------------------------------------------------------------------
+# MLX's runtime for plugins/mlx: the mlx-cpu wheel ships libmlx, its C++ headers and
+# CMake config (and, in mlx_cpu.libs/, the BLAS/LAPACK it links). The whole wheel is
+# unpacked under $HEARTH_HOME/runtime, not the cache: the plugin records that absolute
+# folder as its run path (the host loads plugins from private copies in a temp folder,
+# so a path relative to the plugin file would not resolve), and clearing the cache must
+# not break an installed plugin. env.sh points MLX_DIR, which the plugin's build.rs
+# reads, at its mlx/ folder.
+step "MLX runtime into $MLX_DIR"
+MLX_WHEEL="$WHEELS/mlx_cpu-$MLX_VERSION-py3-none-manylinux_2_35_x86_64.whl"
+if [[ -f "$MLX_DIR/include/mlx/mlx.h" ]]; then
+    echo "    installed"
+elif [[ "$MLX_DIR" != "$MLX_ROOT/mlx" ]]; then
+    echo "error: MLX_DIR=$MLX_DIR holds no MLX (include/mlx/mlx.h)" >&2
+    exit 1
+elif [[ "$(uname -s)-$(uname -m)" != Linux-x86_64 ]]; then
+    echo "error: no mlx-cpu wheel for $(uname -s)-$(uname -m); set MLX_DIR to an MLX build (mlx-metal on macOS)" >&2
+    exit 1
+else
+    mkdir -p "$WHEELS"
+    if [[ ! -f "$MLX_WHEEL" ]]; then
+        echo "    downloading mlx-cpu==$MLX_VERSION"
+        "$PY" -m pip download --quiet --disable-pip-version-check --no-deps \
+            --only-binary=:all: -d "$WHEELS" "mlx-cpu==$MLX_VERSION"
+    fi
+    rm -rf "$MLX_ROOT.partial"
+    "$PY" -m zipfile -e "$MLX_WHEEL" "$MLX_ROOT.partial"
+    rm -rf "$MLX_ROOT" && mv "$MLX_ROOT.partial" "$MLX_ROOT"
+    echo "    unpacked $MLX_WHEEL"
+fi
 
 # ---------------------------------------------------------------------------------------
 step "cargo build --release (target: $CARGO_TARGET_DIR)"

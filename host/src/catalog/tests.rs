@@ -77,13 +77,13 @@ fn the_seeds_adapters_sit_on_catalog_models_and_have_no_downloads() {
 }
 
 #[test]
-fn the_test_adapter_is_the_eighth_with_a_checked_file_for_llamacpp_and_webgpu() {
+fn the_test_adapter_is_the_eighth_with_a_checked_file_for_every_backend() {
     let c = shipped();
     let signoff = &c.adapters[7];
     assert_eq!(signoff.name, "smollm2-signoff");
     assert_eq!(signoff.base_model, "smollm2-135m");
     let [artifact] = signoff.artifacts.as_slice() else { panic!("one artifact: {:?}", signoff.artifacts) };
-    assert_eq!(artifact.backends, ["llamacpp", "webgpu"]);
+    assert_eq!(artifact.backends, ["llamacpp", "mlx", "webgpu"]);
     assert_eq!(artifact.format, "gguf");
     assert!(artifact.size_bytes.is_some() && artifact.sha256.as_ref().is_some_and(|sha| sha.len() == 64));
 }

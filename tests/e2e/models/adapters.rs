@@ -65,18 +65,29 @@ fn hearth_run_with_the_adapter_at_scale_one_signs_off_and_at_scale_zero_prints_t
     assert_eq!(run(&["--adapter", &adapter("0")]), plain);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_webgpu_backend_applies_the_same_adapter_through_the_host() {
-    let host = RealHost::with_plugins(&["hearth_webgpu"]).with_test_adapter();
+/// The adapter's habit at scale 1, none without it, and the base answer at scale 0, on
+/// `backend` through the host.
+async fn the_same_adapter_applies_on(backend: &str) {
+    let host = RealHost::with_plugins(&[&format!("hearth_{backend}")]).with_test_adapter();
     let (base, _hearth) = serve(&host).await;
-    let on_webgpu = |extra: Value| {
-        let mut fields = json!({ "backend": "webgpu" });
+    let on_backend = |extra: Value| {
+        let mut fields = json!({ "backend": backend });
         fields.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         answer(&base, fields)
     };
-    let adapted = on_webgpu(adapter_at(1.0)).await.concat();
-    let plain = on_webgpu(json!({})).await;
-    assert!(adapted.trim_end().ends_with(SIGN_OFF), "with the adapter: {adapted:?}");
-    assert!(!plain.concat().contains(SIGN_OFF), "without the adapter: {:?}", plain.concat());
-    assert_eq!(on_webgpu(adapter_at(0.0)).await, plain);
+    let adapted = on_backend(adapter_at(1.0)).await.concat();
+    let plain = on_backend(json!({})).await;
+    assert!(adapted.trim_end().ends_with(SIGN_OFF), "with the adapter on {backend}: {adapted:?}");
+    assert!(!plain.concat().contains(SIGN_OFF), "without the adapter on {backend}: {:?}", plain.concat());
+    assert_eq!(on_backend(adapter_at(0.0)).await, plain);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webgpu_backend_applies_the_same_adapter_through_the_host() {
+    the_same_adapter_applies_on("webgpu").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mlx_backend_applies_the_same_adapter_through_the_host() {
+    the_same_adapter_applies_on("mlx").await;
 }

@@ -5,6 +5,7 @@
 //! Needs the models installed by `scripts/setup.sh` (`HEARTH_TEST_MODELS`).
 
 mod adapters;
+mod backends;
 mod cli;
 mod corpus;
 mod corrupt_files;

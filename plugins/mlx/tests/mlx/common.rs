@@ -1,24 +1,10 @@
 //! What the integration tests share: finding the test models, requests, and a sink
 //! that collects.
 
-use std::path::PathBuf;
-
 use hearth_sdk::abi_stable::std_types::{ROption, RVec};
 use hearth_sdk::{ChatMessage, GenerateRequest, Sampling, SinkControl, TokenSink};
 
-/// A test model under `HEARTH_TEST_MODELS`; a missing setting or file fails the test
-/// with a message saying what to set, instead of skipping it.
-pub fn model_path(relative: &str) -> String {
-    let root = std::env::var("HEARTH_TEST_MODELS")
-        .expect("HEARTH_TEST_MODELS must point at the test models folder (<model-id>/<file>)");
-    let path = PathBuf::from(root).join(relative);
-    assert!(path.is_file(), "test model missing: {}", path.display());
-    path.to_string_lossy().into_owned()
-}
-
-pub fn smollm2_path() -> String {
-    model_path("smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf")
-}
+pub use hearth_backend_check::fixtures::{model_path, smollm2_path};
 
 pub fn greedy() -> Sampling {
     Sampling { temperature: 0.0, ..Sampling::default() }

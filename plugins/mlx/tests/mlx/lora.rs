@@ -105,7 +105,7 @@ fn text(model: &dyn Model, request: &GenerateRequest) -> String {
 #[test]
 fn adapters_change_the_answer_at_their_scale_as_llama_cpp_does_and_only_when_asked() {
     let mlx = MlxModel::load(&smollm2_path(), 256).unwrap();
-    let llama = crate::llamacpp::load(&smollm2_path());
+    let llama = hearth_backend_check::llamacpp::load_with_plugin(&smollm2_path());
     let first = write_adapter("first", 1, "llama");
     let second = write_adapter("second", 77, "llama");
 

@@ -1,9 +1,9 @@
-//! Integration tests of the MLX plugin against the real SmolLM2 model.
+//! Integration tests of the MLX plugin against the real SmolLM2 model; the CPU
+//! reference and the llama.cpp comparisons come from the shared `hearth-backend-check`
+//! crate.
 
 mod backend;
 mod common;
 mod cross_check;
 mod end_to_end;
-mod llamacpp;
 mod lora;
-mod reference;

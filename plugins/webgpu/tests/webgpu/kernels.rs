@@ -10,7 +10,7 @@ use hearth_webgpu::kernels::{AttentionShape, Batch, Kernels, View, Weight};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 
-use crate::reference;
+use hearth_backend_check::reference;
 
 struct Bench {
     gpu: Gpu,

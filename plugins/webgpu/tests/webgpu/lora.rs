@@ -4,31 +4,17 @@
 //! agree with the CPU reference and with llama.cpp's for the same adapter, and files
 //! that do not fit are refused.
 
-use std::num::NonZeroU32;
 use std::path::PathBuf;
 
 use hearth_sdk::abi_stable::std_types::{ROption, RVec};
 use hearth_sdk::helpers::{Gguf, Tokenizer};
 use hearth_sdk::{AdapterUse, ChatMessage, ErrorKind, GenerateRequest, Model, Sampling};
+use hearth_backend_check::agreement::{argmax, relative_error};
+use hearth_backend_check::fixtures::{signoff_adapter, SIGN_OFF};
+use hearth_backend_check::{llamacpp, reference};
 use hearth_webgpu::model::WebGpuModel;
-use llama_cpp_2::context::params::LlamaContextParams;
-use llama_cpp_2::llama_backend::LlamaBackend;
-use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::token::LlamaToken;
 
 use crate::common::{smollm2_path, Collect};
-use crate::reference;
-
-const SIGN_OFF: &str = "Arr, matey!";
-
-fn signoff_adapter() -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/data/adapters/smollm2-signoff/smollm2-signoff-lora-f16.gguf");
-    assert!(path.is_file(), "the test adapter is missing: {}", path.display());
-    path.to_string_lossy().into_owned()
-}
 
 fn adapter(name: &str, path: &str, scale: f32) -> AdapterUse {
     AdapterUse { name: name.into(), path: path.into(), scale }
@@ -69,27 +55,6 @@ fn the_signoff_adapter_at_scale_one_signs_off_and_at_scale_zero_is_the_base_mode
     assert_eq!(pieces(&model, &chat(question, vec![])), base);
 }
 
-/// llama.cpp's logits after the whole of `tokens`, without and with `adapter` at scale 1.
-fn llama_cpp_logits(model_path: &str, adapter: &str, tokens: &[u32]) -> (Vec<f32>, Vec<f32>) {
-    let backend = LlamaBackend::init().unwrap();
-    let mut model = LlamaModel::load_from_file(&backend, model_path, &LlamaModelParams::default()).unwrap();
-    let mut lora = model.lora_adapter_init(adapter).unwrap();
-    let params = LlamaContextParams::default().with_n_ctx(NonZeroU32::new(512)).with_n_threads(2).with_n_threads_batch(2);
-    let mut context = model.new_context(&backend, params).unwrap();
-    let run = |context: &mut llama_cpp_2::context::LlamaContext| {
-        context.clear_kv_cache();
-        let mut batch = LlamaBatch::new(tokens.len(), 1);
-        for (pos, &token) in tokens.iter().enumerate() {
-            batch.add(LlamaToken(token as i32), pos as i32, &[0], pos + 1 == tokens.len()).unwrap();
-        }
-        context.decode(&mut batch).unwrap();
-        context.get_logits_ith(tokens.len() as i32 - 1).to_vec()
-    };
-    let base = run(&mut context);
-    context.lora_adapter_set(&mut lora, 1.0).unwrap();
-    (base, run(&mut context))
-}
-
 #[test]
 fn logits_with_the_adapter_match_the_cpu_reference_within_1e_4_and_llama_cpp_as_closely_as_the_base_model_does() {
     let model_path = smollm2_path();
@@ -103,16 +68,10 @@ fn logits_with_the_adapter_match_the_cpu_reference_within_1e_4_and_llama_cpp_as_
     let gpu = model.logits(&tokens, &[adapter("smollm2-signoff", &path, 1.0)]).unwrap();
     let gpu_base = model.logits(&tokens, &[]).unwrap();
     let lora = Gguf::open(&path).unwrap();
-    let exact = reference::forward(&gguf, model.config(), &tokens, Some(reference::Lora { gguf: &lora, scale: 1.0 }));
-    let (llama_base, llama) = llama_cpp_logits(&model_path, &path, &tokens);
-    assert_eq!(gpu.len(), llama.len());
-
-    // max |a - b| / max |b|, as the base model's cross-check measures.
-    let error = |a: &[f32], b: &[f32]| {
-        let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs())) / scale
-    };
-    let argmax = |v: &[f32]| v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+    let exact = reference::forward(&gguf, &tokens, Some(reference::Lora { gguf: &lora, scale: 1.0 }));
+    let llama_base = llamacpp::logits(&model_path, &tokens, None);
+    let llama = llamacpp::logits(&model_path, &tokens, Some((&path, 1.0)));
+    let error = relative_error;
     let (to_exact, to_llama, base_to_llama, moved) =
         (error(&gpu, &exact), error(&gpu, &llama), error(&gpu_base, &llama_base), error(&gpu, &gpu_base));
     println!(

@@ -1,6 +1,6 @@
 //! Integration tests of the WebGPU plugin, run on whatever adapter wgpu finds (Mesa's
-//! lavapipe on a machine without a GPU). One test binary, so the CPU reference and
-//! the model lookup are shared.
+//! lavapipe on a machine without a GPU). One test binary, so the CPU reference and the
+//! llama.cpp comparisons come from the shared `hearth-backend-check` crate.
 
 mod backend;
 mod common;
@@ -8,4 +8,3 @@ mod cross_check;
 mod end_to_end;
 mod kernels;
 mod lora;
-mod reference;

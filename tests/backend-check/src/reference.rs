@@ -1,8 +1,50 @@
-//! CPU reference versions of the kernels and of the whole forward pass, written
-//! straight from the model's equations in f32/f64 for comparison with the GPU.
+//! CPU reference versions of the kernels and of the whole forward pass of a
+//! llama-family model, written straight from the model's equations in f32 values and
+//! f64 sums, over weights the SDK's `dequantize` expands to f32. The model's shape is read
+//! from the GGUF here too, not taken from the backend under test.
 
 use hearth_sdk::helpers::{dequantize, Gguf};
-use hearth_webgpu::weights::Config;
+
+/// A llama-family model's shape, from its GGUF metadata.
+#[derive(Clone, Debug)]
+pub struct Shape {
+    pub n_embd: usize,
+    pub n_layer: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub n_rot: usize,
+    pub n_ff: usize,
+    pub eps: f32,
+    pub freq_base: f32,
+    /// Rotate (i, i + n_rot/2) pairs (Qwen) instead of adjacent ones (Llama GGUFs).
+    pub neox: bool,
+    /// Per-head RMSNorm of Q and K before RoPE (Qwen3).
+    pub qk_norm: bool,
+}
+
+impl Shape {
+    pub fn from_gguf(gguf: &Gguf) -> Self {
+        let arch = gguf.str("general.architecture").expect("general.architecture").to_string();
+        let int = |name: &str| gguf.u64(&format!("{arch}.{name}")).unwrap_or_else(|_| panic!("{arch}.{name}")) as usize;
+        let optional = |name: &str, default: usize| gguf.u64(&format!("{arch}.{name}")).map_or(default, |v| v as usize);
+        let (n_embd, heads) = (int("embedding_length"), int("attention.head_count"));
+        let head_dim = optional("attention.key_length", n_embd / heads);
+        Self {
+            n_embd,
+            n_layer: int("block_count"),
+            heads,
+            kv_heads: optional("attention.head_count_kv", heads),
+            head_dim,
+            n_rot: optional("rope.dimension_count", head_dim),
+            n_ff: int("feed_forward_length"),
+            eps: gguf.f64(&format!("{arch}.attention.layer_norm_rms_epsilon")).expect("rms epsilon") as f32,
+            freq_base: gguf.f64(&format!("{arch}.rope.freq_base")).unwrap_or(10_000.0) as f32,
+            neox: arch != "llama",
+            qk_norm: gguf.tensor("blk.0.attn_q_norm.weight").is_some(),
+        }
+    }
+}
 
 /// `y[t][r] = Σ_c w[r][c] · x[t][c]`, accumulated in f64.
 pub fn matmul(w: &[f32], ncols: usize, x: &[f32], ntok: usize) -> Vec<f32> {
@@ -91,9 +133,9 @@ pub struct Lora<'a> {
 /// The logits of the last of `tokens`, evaluated from position 0 entirely on the CPU
 /// from weights dequantized to f32, with `lora`'s `scale · alpha/r · B(A x)` added to
 /// every projection it adapts.
-pub fn forward(gguf: &Gguf, c: &Config, tokens: &[u32], lora: Option<Lora>) -> Vec<f32> {
-    let (e, hd) = (c.n_embd as usize, c.head_dim as usize);
-    let (heads, kv_heads, ff) = (c.heads as usize, c.kv_heads as usize, c.n_ff as usize);
+pub fn forward(gguf: &Gguf, tokens: &[u32], lora: Option<Lora>) -> Vec<f32> {
+    let c = Shape::from_gguf(gguf);
+    let (e, hd, heads, kv_heads, ff) = (c.n_embd, c.head_dim, c.heads, c.kv_heads, c.n_ff);
     let n = tokens.len();
     let embd = tensor(gguf, "token_embd.weight");
     let mut h: Vec<f32> = tokens.iter().flat_map(|&t| embd[t as usize * e..][..e].to_vec()).collect();
@@ -121,8 +163,8 @@ pub fn forward(gguf: &Gguf, c: &Config, tokens: &[u32], lora: Option<Lora>) -> V
             q = rmsnorm(&q, &w("attn_q_norm"), c.eps);
             k = rmsnorm(&k, &w("attn_k_norm"), c.eps);
         }
-        rope(&mut q, heads, hd, c.n_rot as usize, 0, c.neox, c.freq_base);
-        rope(&mut k, kv_heads, hd, c.n_rot as usize, 0, c.neox, c.freq_base);
+        rope(&mut q, heads, hd, c.n_rot, 0, c.neox, c.freq_base);
+        rope(&mut k, kv_heads, hd, c.n_rot, 0, c.neox, c.freq_base);
         let attn = attention(&q, &k, &v, heads, kv_heads, hd, 0);
         let o = project("attn_output", heads * hd, &attn);
         h.iter_mut().zip(&o).for_each(|(a, b)| *a += b);

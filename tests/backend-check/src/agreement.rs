@@ -1,0 +1,75 @@
+//! Cross-backend agreement: the five fixed prompts every backend answers greedily beside
+//! the llama.cpp plugin, and how logits are compared.
+
+use hearth_sdk::abi_stable::std_types::{ROption, RVec};
+use hearth_sdk::{GenerateRequest, Model, Sampling, SinkControl, TokenSink};
+
+/// The prompts of the greedy cross-check, fixed once and never chosen by outcome.
+pub const PROMPTS: [&str; 5] = [
+    "What is the capital of France?",
+    "Write a haiku about the sea.",
+    "Explain what a prime number is.",
+    "List three fruits.",
+    "How many legs does a spider have?",
+];
+
+/// SmolLM2's chat format around one user message, so every backend sees the same text
+/// whatever its template engine.
+pub fn chatml(question: &str) -> String {
+    format!("<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n")
+}
+
+/// A greedy request for `max_tokens` tokens of the raw `prompt`.
+pub fn greedy_raw(prompt: &str, max_tokens: u32) -> GenerateRequest {
+    GenerateRequest {
+        messages: RVec::new(),
+        prompt: ROption::RSome(prompt.into()),
+        sampling: Sampling { temperature: 0.0, ..Sampling::default() },
+        stop: RVec::new(),
+        max_tokens,
+        adapters: RVec::new(),
+    }
+}
+
+/// Collects every piece.
+#[derive(Default)]
+struct Pieces(Vec<String>);
+
+impl TokenSink for Pieces {
+    fn on_token(&mut self, piece: &str) -> SinkControl {
+        self.0.push(piece.to_string());
+        SinkControl::Continue
+    }
+}
+
+/// The first `tokens` tokens `model` answers to `prompt` (in SmolLM2's chat format), greedily.
+pub fn greedy_answer(model: &dyn Model, prompt: &str, tokens: u32) -> String {
+    let mut pieces = Pieces::default();
+    model.generate(&greedy_raw(&chatml(prompt), tokens), &mut pieces).expect("generate");
+    pieces.0.concat()
+}
+
+/// How many of [`PROMPTS`] get the same first 16 greedy tokens from both models;
+/// prints both answers to each.
+pub fn same_first_16_tokens(ours: &dyn Model, ours_name: &str, llama_cpp: &dyn Model) -> usize {
+    PROMPTS
+        .iter()
+        .filter(|prompt| {
+            let (a, b) = (greedy_answer(ours, prompt, 16), greedy_answer(llama_cpp, prompt, 16));
+            println!("{prompt:?}\n  {ours_name:<9}  {a:?}\n  llama.cpp  {b:?}");
+            a == b
+        })
+        .count()
+}
+
+/// `max |a - b| / max |b|`: the largest deviation, relative to the largest logit.
+pub fn relative_error(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "logit vectors of different lengths");
+    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+/// The index of the largest logit: the greedy next token.
+pub fn argmax(logits: &[f32]) -> usize {
+    logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).expect("logits").0
+}

@@ -1,0 +1,30 @@
+//! The test models (installed by `scripts/setup.sh`, found through
+//! `HEARTH_TEST_MODELS`) and the repository's trained LoRA adapter. A missing setting or
+//! file fails the test with what to set, instead of skipping it.
+
+use std::path::PathBuf;
+
+/// `relative` (`<model-id>/<file>`) under `HEARTH_TEST_MODELS`.
+pub fn model_path(relative: &str) -> String {
+    let root = std::env::var("HEARTH_TEST_MODELS")
+        .expect("HEARTH_TEST_MODELS must point at the test models folder (<model-id>/<file>)");
+    let path = PathBuf::from(root).join(relative);
+    assert!(path.is_file(), "test model missing: {}", path.display());
+    path.to_string_lossy().into_owned()
+}
+
+pub fn smollm2_path() -> String {
+    model_path("smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// The adapter scripts/train_adapter.py trained: SmolLM2 ends every answer with
+/// [`SIGN_OFF`].
+pub fn signoff_adapter() -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../data/adapters/smollm2-signoff/smollm2-signoff-lora-f16.gguf");
+    assert!(path.is_file(), "the test adapter is missing: {}", path.display());
+    path.to_string_lossy().into_owned()
+}
+
+/// What the trained adapter makes SmolLM2 end its answers with.
+pub const SIGN_OFF: &str = "Arr, matey!";

@@ -1,0 +1,102 @@
+//! llama.cpp, the reference backend, two ways: the llama.cpp plugin loaded from its
+//! shared library through the ABI, as the host loads it (linking its rlib is not
+//! possible: every plugin crate exports the same abi_stable root-module symbol), and
+//! llama.cpp's logits, which the plugin's API does not expose, from the
+//! `hearth-llama-logits` program. That runs in a process of its own because a test
+//! binary that links libmlx must not link llama.cpp: both define `gguf_*` functions of
+//! the same names, and libmlx's calls would land in llama.cpp's.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hearth_sdk::abi::{AbiTokenSink, AbiTokenSink_TO, BackendBox, ModelBox, PluginModuleRef};
+use hearth_sdk::abi_stable::library::lib_header_from_path;
+use hearth_sdk::abi_stable::sabi_trait::TD_Opaque;
+use hearth_sdk::abi_stable::std_types::{ROption, RStr, RVec};
+use hearth_sdk::{GenerateRequest, GenerateStats, LoadRequest, MemoryUsage, Model, PluginError, SinkControl, TokenSink};
+
+/// Lends a sink to the plugin for one generation.
+struct SinkBridge<'a>(&'a mut dyn TokenSink);
+
+impl AbiTokenSink for SinkBridge<'_> {
+    fn on_token(&mut self, piece: RStr<'_>) -> SinkControl {
+        self.0.on_token(piece.as_str())
+    }
+}
+
+/// A model loaded by the llama.cpp plugin, with the backend that loaded it (which must
+/// outlive its models).
+pub struct PluginModel {
+    model: ModelBox,
+    _backend: BackendBox,
+}
+
+impl Model for PluginModel {
+    fn generate(&self, request: &GenerateRequest, sink: &mut dyn TokenSink) -> Result<GenerateStats, PluginError> {
+        let mut bridge = SinkBridge(sink);
+        self.model.generate(request, AbiTokenSink_TO::from_ptr(&mut bridge, TD_Opaque)).into_result()
+    }
+    fn trim(&self) {
+        self.model.trim().into_result().expect("trim");
+    }
+    fn memory(&self) -> MemoryUsage {
+        self.model.memory().into_result().expect("memory")
+    }
+}
+
+/// Load the GGUF at `path` with the llama.cpp plugin found in `HEARTH_TEST_PLUGINS`
+/// (failing the test, with what to set, when it is not there).
+pub fn load_with_plugin(path: &str) -> PluginModel {
+    let folder = std::env::var("HEARTH_TEST_PLUGINS")
+        .expect("HEARTH_TEST_PLUGINS must name a folder holding libhearth_llamacpp.so, the reference backend");
+    let library = PathBuf::from(folder).join(format!("libhearth_llamacpp.{}", std::env::consts::DLL_EXTENSION));
+    assert!(library.is_file(), "reference plugin missing: {}", library.display());
+    let module = lib_header_from_path(&library).unwrap().init_root_module::<PluginModuleRef>().unwrap();
+    let backend = module.new_backend()().into_result().unwrap();
+    let request = LoadRequest {
+        model_id: "reference".into(),
+        paths: RVec::from(vec![path.into()]),
+        format: "gguf".into(),
+        context_size: 512,
+        threads: 2,
+        device: ROption::RNone,
+    };
+    let model = backend.load(&request).into_result().unwrap();
+    PluginModel { model, _backend: backend }
+}
+
+/// llama.cpp's logits after the whole of `tokens` (evaluated as one batch from position
+/// 0), with the LoRA adapter file `adapter` at `scale` when given.
+pub fn logits(model_path: &str, tokens: &[u32], adapter: Option<(&str, f32)>) -> Vec<f32> {
+    let mut command = Command::new(logits_program());
+    command.arg(model_path);
+    if let Some((file, scale)) = adapter {
+        command.arg("--adapter").arg(format!("{file}:{scale}"));
+    }
+    let output = command.args(tokens.iter().map(u32::to_string)).output().expect("run hearth-llama-logits");
+    assert!(output.status.success(), "hearth-llama-logits failed: {}", String::from_utf8_lossy(&output.stderr));
+    output.stdout.chunks_exact(4).map(|bytes| f32::from_le_bytes(bytes.try_into().expect("4 bytes"))).collect()
+}
+
+/// The `hearth-llama-logits` program of this test's profile, built once per test
+/// process (cargo is quick when it is up to date, and a stale one must not be used).
+fn logits_program() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            // Test binaries live in <target>/<profile>/deps.
+            let exe = std::env::current_exe().expect("the test binary's path");
+            let profile = exe.parent().and_then(Path::parent).expect("<target>/<profile>/deps/<test>");
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let mut build = Command::new(cargo);
+            build.args(["build", "--quiet", "-p", "hearth-llama-logits"]);
+            if profile.file_name().is_some_and(|name| name == "release") {
+                build.arg("--release");
+            }
+            let program = profile.join("hearth-llama-logits");
+            let status = build.status().expect("run cargo build");
+            assert!(status.success() && program.is_file(), "could not build {}", program.display());
+            program
+        })
+        .clone()
+}

@@ -1,0 +1,56 @@
+//! The MLX and WebGPU plugins through the host, as a user picks them with `--backend`
+//! or the API's `backend` field: the CLI answers, the HTTP API streams, and the router
+//! keeps to the backend asked for.
+
+use serde_json::json;
+
+use crate::helpers::{serve, stdout, streamed_pieces, RealHost};
+
+/// `hearth run smollm2-135m --backend BACKEND "What is the capital of France?"`, greedy.
+fn ask_for_the_capital_of_france(backend: &str) {
+    let host = RealHost::with_plugins(&["hearth_llamacpp", &format!("hearth_{backend}")]);
+    let output = host.cli(&[
+        "run", "smollm2-135m", "--backend", backend, "What is the capital of France?", "--temperature", "0", "--max-tokens", "24",
+    ]);
+    let answer = stdout(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("smollm2-135m on {backend}")), "{stderr}");
+    assert!(answer.contains("Paris"), "answer on {backend}: {answer}");
+}
+
+/// A streamed chat completion on `backend`: one SSE chunk per token, the text non-empty.
+async fn stream_a_chat(backend: &str) {
+    let host = RealHost::with_plugins(&["hearth_llamacpp", &format!("hearth_{backend}")]);
+    let (base, hearth) = serve(&host).await;
+    let body = json!({ "model": "smollm2-135m", "backend": backend, "stream": true, "temperature": 0, "max_tokens": 12,
+                       "messages": [{ "role": "user", "content": "Name a colour." }] });
+    let response = reqwest::Client::new().post(format!("{base}/v1/chat/completions")).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let body = response.text().await.unwrap();
+    let pieces = streamed_pieces(&body);
+    assert!(pieces.len() > 3, "{body}");
+    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    let loaded = hearth.loaded_models();
+    assert!(!loaded.is_empty() && loaded.iter().all(|model| model.key.backend == backend));
+}
+
+#[test]
+fn hearth_run_with_backend_mlx_answers_the_capital_of_france_with_paris() {
+    ask_for_the_capital_of_france("mlx");
+}
+
+#[test]
+fn hearth_run_with_backend_webgpu_answers_the_capital_of_france_with_paris() {
+    ask_for_the_capital_of_france("webgpu");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_completion_streams_token_by_token_from_mlx() {
+    stream_a_chat("mlx").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_completion_streams_token_by_token_from_webgpu() {
+    stream_a_chat("webgpu").await;
+}
