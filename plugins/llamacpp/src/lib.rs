@@ -2,7 +2,10 @@
 //!
 //! A hearth plugin (id `llamacpp`) that runs GGUF models with llama.cpp, built from
 //! source by `llama-cpp-2`. CPU by default; the cargo features `cuda`, `vulkan` and
-//! `metal` build llama.cpp's GPU backends, and models are then offloaded whole.
+//! `metal` build llama.cpp's GPU backends, and models are then offloaded whole. The
+//! feature `dynamic-backends` builds llama.cpp as shared libraries whose backends are
+//! modules loaded at start (`HEARTH_GGML_BACKENDS`; see [`backends`]): a GPU module
+//! found there is used like a built-in one.
 //!
 //! - **Models** are memory-mapped; the context (KV cache and scratch) is created on the
 //!   first request and freed by `trim`. Requests to one model take turns on that
@@ -16,6 +19,7 @@
 //! - **Logs**: llama.cpp is silent unless `HEARTH_LLAMACPP_LOG` is set, when it writes
 //!   its own log to stderr.
 
+pub mod backends;
 mod engine;
 mod ffi;
 mod model;
@@ -53,6 +57,8 @@ fn llama_backend() -> Result<&'static LlamaBackend, PluginError> {
                 // host's output stays clean.
                 llama_cpp_2::send_logs_to_tracing(LogOptions::default().with_logs_enabled(false));
             }
+            #[cfg(feature = "dynamic-backends")]
+            backends::load()?;
             LlamaBackend::init().map_err(|error| error.to_string())
         })
         .as_ref()
@@ -117,8 +123,13 @@ impl LlamaCppBackend {
 impl Backend for LlamaCppBackend {
     fn info(&self) -> BackendInfo {
         let features = ["lora", "chat-template", "prefix-cache"].into_iter().chain(
-            cfg!(any(feature = "cuda", feature = "vulkan", feature = "metal"))
-                .then_some("gpu-offload"),
+            (cfg!(any(feature = "cuda", feature = "vulkan", feature = "metal"))
+                // A module build offloads when a GPU module was loaded.
+                || (cfg!(feature = "dynamic-backends")
+                    && list_llama_ggml_backend_devices()
+                        .iter()
+                        .any(|device| device_kind(device).is_accelerator())))
+            .then_some("gpu-offload"),
         );
         BackendInfo {
             id: "llamacpp".into(),
