@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Measures what hearth costs on top of the engines it wraps (docs/BENCHMARKS.md):
-#   1. setup.sh (packages, models, release build, plugins), then the direct-llama-cpp-2
-#      example (plugins/llamacpp/examples/direct.rs);
+#   1. setup.sh (packages, models, release build, plugins), then the direct programs:
+#      llama-cpp-2 without hearth (plugins/llamacpp/examples/direct.rs) and libmlx
+#      without hearth (plugins/mlx/bench/direct_decode.cpp);
 #   2. llama.cpp's own llama-bench and llama-server, built once into
 #      $HEARTH_CACHE/llama.cpp-<llama-cpp-sys-2 version>/ from the llama.cpp source that
 #      llama-cpp-sys-2 vendors, with the flags its build script gives ggml, plus a
@@ -20,6 +21,16 @@ _t0=$(date +%s)
 # ---------------------------------------------------------------------------------------
 step "direct llama-cpp-2 program"
 cargo build --release -p hearth-llamacpp --example direct
+
+# ---------------------------------------------------------------------------------------
+step "direct libmlx program"
+# The MLX plugin's graph written straight against the libmlx the plugin links.
+MLX_DIRECT="$HEARTH_CACHE/mlx-direct-decode"
+if [[ ! -x "$MLX_DIRECT" || "$HEARTH_ROOT/plugins/mlx/bench/direct_decode.cpp" -nt "$MLX_DIRECT" ]]; then
+    g++ -std=c++20 -O2 "$HEARTH_ROOT/plugins/mlx/bench/direct_decode.cpp" -I"$MLX_DIR/include" \
+        -L"$MLX_DIR/lib" -lmlx -Wl,-rpath,"$MLX_DIR/lib" -o "$MLX_DIRECT"
+fi
+echo "    $MLX_DIRECT"
 
 # ---------------------------------------------------------------------------------------
 step "llama.cpp baselines"
@@ -107,6 +118,7 @@ step "suite"
     --llama-bench "$LLAMA_CACHE/generic/bin/llama-bench" \
     --llama-bench-native "$LLAMA_CACHE/native/bin/llama-bench" \
     --llama-server "$LLAMA_CACHE/generic/bin/llama-server" \
+    --mlx-direct "$MLX_DIRECT" \
     "$@"
 done_step
 echo "==> bench done in $(( $(date +%s) - _t0 ))s"

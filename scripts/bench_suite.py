@@ -81,10 +81,15 @@ def model_file(catalog, models_dir, model_id):
 # ---------------------------------------------------------------------------------------
 # In-process figures: hearth bench, the direct program, llama-bench.
 
-def hearth_bench(args, backend, prompt_tokens, gen_tokens, runs):
+def hearth_bench(args, backend, prompt_tokens, gen_tokens, runs, isolation="in-process"):
     return run_json([args.hearth, "--threads", str(args.threads), "bench", args.model,
                      "--backend", backend, "--runs", str(runs), "--prompt-tokens",
-                     str(prompt_tokens), "--gen-tokens", str(gen_tokens), "--json"])
+                     str(prompt_tokens), "--gen-tokens", str(gen_tokens), "--isolation",
+                     isolation, "--json"])
+
+
+def mlx_direct(binary, path, prompt_tokens, gen_tokens, runs):
+    return run_json([binary, str(path), str(gen_tokens), str(prompt_tokens), str(runs)])
 
 
 def direct(args, path, context, prompt_tokens, gen_tokens, runs, chat=False):
@@ -329,6 +334,7 @@ def main():
     parser.add_argument("--llama-bench", required=True)
     parser.add_argument("--llama-bench-native")
     parser.add_argument("--llama-server", required=True)
+    parser.add_argument("--mlx-direct", help="plugins/mlx/bench/direct_decode.cpp, built")
     parser.add_argument("--model", default="smollm2-135m", help="catalog model id")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--runs", type=int, default=5, help="measured runs after one warm-up")
@@ -340,7 +346,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3, help="rounds per concurrency level")
     parser.add_argument("--interleave", type=int, default=2,
                         help="rounds of hearth bench / direct / llama-bench, alternating (engine section)")
-    parser.add_argument("--only", default="engine,http,concurrency,webgpu,mlx",
+    parser.add_argument("--only", default="engine,isolation,http,concurrency,webgpu,mlx",
                         help="comma-separated sections to run")
     parser.add_argument("--quick", action="store_true", help="2 runs, short prompts: checks the tooling, not the numbers")
     parser.add_argument("--json", metavar="FILE", help="also write every figure here")
@@ -402,6 +408,23 @@ def main():
         ceiling = data["memcpy_bytes_per_second"] / lb["model_size"]
         report.row(s, "llama-bench tg vs weights ÷ 1-thread memcpy bandwidth", lb["decode_tokens_per_second"], ceiling, "bandwidth ceiling", "tok/s")
 
+    if "isolation" in only:
+        log("== isolation: hearth bench in a worker process vs in process")
+        rounds = {"process": [], "in-process": []}
+        for _ in range(args.interleave):
+            for mode in rounds:
+                rounds[mode].append(hearth_bench(args, "llamacpp", args.prompt_tokens, args.gen_tokens, args.runs, mode))
+        worker, inside = merge(rounds["process"]), merge(rounds["in-process"])
+        data["isolation_process"], data["isolation_in_process"] = worker, inside
+        s = "isolation: the llama.cpp plugin in a worker process vs in the host process (hearth bench)"
+        report.row(s, "load", worker["load_ms"], inside["load_ms"], "in-process", "ms", higher_is_better=False)
+        report.row(s, "time to first token", worker["time_to_first_token_ms"], inside["time_to_first_token_ms"], "in-process", "ms", higher_is_better=False)
+        report.row(s, "decode (in the backend)", worker["decode_tokens_per_second"], inside["decode_tokens_per_second"], "in-process", "tok/s")
+        report.row(s, "decode (as the host receives it)", worker["streamed_tokens_per_second"], inside["streamed_tokens_per_second"], "in-process", "tok/s")
+        report.row(s, "first token after unload", worker["reload_from_unloaded_first_token_ms"], inside["reload_from_unloaded_first_token_ms"], "in-process", "ms", higher_is_better=False)
+        mb = lambda x: x / 1e6
+        report.row(s, "RSS after unload − before load", mb(worker["resident_bytes_after_unload"] - worker["resident_bytes_before_load"]), mb(inside["resident_bytes_after_unload"] - inside["resident_bytes_before_load"]), "in-process", "MB", higher_is_better=False)
+
     if "http" in only:
         log("== http: hearth serve vs the direct program and llama-server, streamed chat")
         runs = args.runs
@@ -444,10 +467,21 @@ def main():
         else:
             data["webgpu"] = f"no libhearth_webgpu.so in {plugins}"
     if "mlx" in only:
-        data["mlx"] = ("the MLX plugin is installed but the suite has no direct-libmlx baseline yet"
-                       if (plugins / "libhearth_mlx.so").exists() else
-                       "no MLX plugin in this workspace yet (plugins/mlx): no figures")
-        log("== mlx:", data["mlx"])
+        if not (plugins / "libhearth_mlx.so").exists():
+            data["mlx"] = f"no libhearth_mlx.so in {plugins}"
+        elif not args.mlx_direct:
+            data["mlx"] = "no --mlx-direct program given"
+        else:
+            log("== mlx: hearth bench --backend mlx vs the direct libmlx program")
+            # Short: MLX's CPU device is far slower than llama.cpp's kernels.
+            p, g, r = 64, 32, max(2, args.runs // 2)
+            plugin = data["mlx_plugin"] = hearth_bench(args, "mlx", p, g, r)
+            direct_mlx = data["mlx_direct"] = mlx_direct(args.mlx_direct, path, p, g, r)
+            s = f"MLX plugin vs a direct libmlx program (same graph, {p} prompt / {g} generated tokens)"
+            report.row(s, "prompt processing", plugin["prompt_tokens_per_second"], direct_mlx["prompt_tokens_per_second"], "direct libmlx", "tok/s")
+            report.row(s, "decode", plugin["decode_tokens_per_second"], direct_mlx["decode_tokens_per_second"], "direct libmlx", "tok/s")
+            report.row(s, "tokens generated by the plugin (median)", median(plugin["gen_tokens"]), g, "asked for", "tokens")
+            data["mlx"] = "measured"
 
     data["meta"]["load_average_end"] = os.getloadavg()
     data["rows"] = report.rows

@@ -1,12 +1,16 @@
 // A direct MLX program, no hearth: SmolLM2/Llama GGUF greedy decode with the same graph
 // as the plugin (src/forward.rs), to measure what the plugin's Rust layer costs.
-// Build and run (MLX_DIR as for the plugin):
+// Build and run (MLX_DIR as for the plugin; scripts/bench.sh does both):
 //   g++ -std=c++20 -O2 direct_decode.cpp -I$MLX_DIR/include -L$MLX_DIR/lib -lmlx \
 //       -Wl,-rpath,$MLX_DIR/lib -o direct_decode
-//   ./direct_decode MODEL.gguf [TOKENS]
-// It feeds a fixed 16-token prompt of token ids and prints decode tok/s.
+//   ./direct_decode MODEL.gguf [DECODE_TOKENS [PROMPT_TOKENS [RUNS]]]
+// Each run evaluates a prompt of PROMPT_TOKENS token ids (a fixed 16-token chat, repeated
+// with each run's own first token so no two runs share a prefix), then decodes
+// DECODE_TOKENS tokens greedily; it prints one JSON object with the median, minimum
+// and maximum prompt and decode rates over the runs, after one warm-up run.
 #include <mlx/mlx.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -30,6 +34,8 @@ struct Model {
 int main(int argc, char** argv) {
   if (argc < 2) return 2;
   int tokens = argc > 2 ? std::stoi(argv[2]) : 128;
+  int prompt_tokens = argc > 3 ? std::stoi(argv[3]) : 16;
+  int runs = argc > 4 ? std::stoi(argv[4]) : 3;
   Model m;
   m.w = mx::load_gguf(argv[1]).first;
   for (auto& [name, a] : m.w)
@@ -72,14 +78,29 @@ int main(int argc, char** argv) {
     mx::eval(next);
     return next.item<uint32_t>();
   };
-  std::vector<int> prompt = {1, 9690, 198, 2683, 314, 253, 1096, 1341, 2914, 563, 253, 17538, 30, 2, 198, 1};
-  auto t0 = std::chrono::steady_clock::now();
-  int token = step(prompt, 0);
-  auto t1 = std::chrono::steady_clock::now();
-  for (int i = 0; i < tokens; ++i) token = step({token}, prompt.size() + i);
-  auto t2 = std::chrono::steady_clock::now();
-  double prompt_s = std::chrono::duration<double>(t1 - t0).count();
-  double decode_s = std::chrono::duration<double>(t2 - t1).count();
-  std::printf("prompt %zu tokens in %.1f ms; decode %d tokens in %.1f ms = %.1f tok/s\n", prompt.size(),
-              prompt_s * 1e3, tokens, decode_s * 1e3, tokens / decode_s);
+  const std::vector<int> chat = {1, 9690, 198, 2683, 314, 253, 1096, 1341, 2914, 563, 253, 17538, 30, 2, 198, 1};
+  std::vector<double> prompt_rates, decode_rates;
+  for (int run = 0; run <= runs; ++run) {
+    std::vector<int> prompt = {run + 100};
+    while ((int)prompt.size() < prompt_tokens) prompt.push_back(chat[prompt.size() % chat.size()]);
+    ks.clear();
+    vs.clear();
+    auto t0 = std::chrono::steady_clock::now();
+    int token = step(prompt, 0);
+    auto t1 = std::chrono::steady_clock::now();
+    for (int i = 0; i < tokens; ++i) token = step({token}, prompt.size() + i);
+    auto t2 = std::chrono::steady_clock::now();
+    if (run == 0) continue;  // the warm-up
+    prompt_rates.push_back(prompt.size() / std::chrono::duration<double>(t1 - t0).count());
+    decode_rates.push_back(tokens / std::chrono::duration<double>(t2 - t1).count());
+  }
+  auto spread = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    double median = v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+    return "{\"median\": " + std::to_string(median) + ", \"min\": " + std::to_string(v.front()) +
+           ", \"max\": " + std::to_string(v.back()) + "}";
+  };
+  std::printf("{\"prompt_tokens\": %d, \"gen_tokens\": %d, \"runs\": %d, \"prompt_tokens_per_second\": %s, "
+              "\"decode_tokens_per_second\": %s}\n",
+              prompt_tokens, tokens, runs, spread(prompt_rates).c_str(), spread(decode_rates).c_str());
 }

@@ -3,6 +3,7 @@
 //! scripts/train_adapter.py): the catalog resolves it from the store, the HTTP API and
 //! `hearth run` apply it at the scale asked for, and scale 0 is the base model.
 
+use hearth::catalog::Isolation;
 use serde_json::{json, Value};
 
 use crate::helpers::{serve, stdout, streamed_pieces, RealHost, TEST_ADAPTER};
@@ -37,6 +38,21 @@ async fn over_http_the_signoff_adapter_at_scale_one_signs_off_and_the_base_model
     println!("with the adapter: {adapted:?}\nwithout: {plain:?}");
     assert!(adapted.trim_end().ends_with(SIGN_OFF), "with the adapter: {adapted:?}");
     assert!(!plain.contains(SIGN_OFF), "without the adapter: {plain:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_worker_process_the_adapter_signs_off_and_at_scale_zero_is_the_base_model_as_in_process() {
+    let in_process = RealHost::llamacpp().with_test_adapter();
+    let (base, _hearth) = serve(&in_process).await;
+    let expected = (answer(&base, adapter_at(1.0)).await, answer(&base, json!({})).await);
+    let isolated = RealHost::llamacpp().with_test_adapter().in_worker_processes();
+    let (base, hearth) = serve(&isolated).await;
+    let adapted = answer(&base, adapter_at(1.0)).await;
+    let plain = answer(&base, json!({})).await;
+    assert!(adapted.concat().trim_end().ends_with(SIGN_OFF), "with the adapter: {:?}", adapted.concat());
+    assert_eq!((adapted, plain.clone()), expected, "a worker process answers as the host process does");
+    assert_eq!(answer(&base, adapter_at(0.0)).await, plain);
+    assert_eq!(hearth.isolation("llamacpp"), Isolation::Process);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::sync::Arc;
 
+use hearth::catalog::Isolation;
 use hearth::service::{CatalogSource, Hearth, HearthConfig};
 use serde_json::Value;
 
@@ -14,6 +15,8 @@ use crate::support::{built_binary, built_library, test_models_dir};
 pub struct RealHost {
     pub plugins: tempfile::TempDir,
     pub models: PathBuf,
+    /// Where the backends run; `None` follows the catalog (in process).
+    isolation: Option<Isolation>,
     /// The store folder that [`RealHost::with_test_adapter`] made, kept until the host goes.
     layered_models: Option<tempfile::TempDir>,
 }
@@ -30,7 +33,7 @@ impl RealHost {
             let library = built_library(name);
             std::fs::copy(&library, plugins.path().join(library.file_name().unwrap())).unwrap();
         }
-        Self { plugins, models: test_models_dir(), layered_models: None }
+        Self { plugins, models: test_models_dir(), isolation: None, layered_models: None }
     }
 
     /// The same host over a store that holds the test models and the repository's test
@@ -65,6 +68,13 @@ impl RealHost {
         self
     }
 
+    /// The same host with every backend in a supervised worker process (the `hearth`
+    /// binary in worker mode), as `hearth serve` runs them by default.
+    pub fn in_worker_processes(mut self) -> Self {
+        self.isolation = Some(Isolation::Process);
+        self
+    }
+
     pub fn llamacpp() -> Self {
         Self::with_plugins(&["hearth_llamacpp"])
     }
@@ -94,6 +104,8 @@ impl RealHost {
             models: self.models.clone(),
             threads: 2,
             context_size: 2048,
+            isolation: self.isolation,
+            worker_program: Some(built_binary()),
             ..HearthConfig::in_home(self.plugins.path())
         };
         Arc::new(Hearth::open(config).expect("open hearth"))

@@ -22,10 +22,10 @@ async fn a_streamed_chat_completion_gives_the_same_text_as_the_cli_for_the_same_
     assert_eq!(streamed.trim_end(), cli.trim_end());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancelling_a_stream_midway_stops_the_generation() {
-    let host = RealHost::llamacpp();
-    let (base, hearth) = serve(&host).await;
+/// Streams a long answer, drops the connection after a few chunks, and waits for the
+/// model to be released: a cancelled generation stops at the next token.
+async fn cancel_midway(host: &RealHost) {
+    let (base, hearth) = serve(host).await;
     let body = json!({ "model": "smollm2-135m", "messages": [{ "role": "user", "content": "Tell me a very long story about dragons." }],
                        "max_tokens": 2000, "stream": true });
     let response = reqwest::Client::new().post(format!("{base}/v1/chat/completions")).json(&body).send().await.unwrap();
@@ -41,4 +41,14 @@ async fn cancelling_a_stream_midway_stops_the_generation() {
         assert!(cancelled_at.elapsed() < Duration::from_secs(3), "still generating after the client left");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_stream_midway_stops_the_generation() {
+    cancel_midway(&RealHost::llamacpp()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_stream_midway_stops_the_generation_in_a_worker_process_too() {
+    cancel_midway(&RealHost::llamacpp().in_worker_processes()).await;
 }
