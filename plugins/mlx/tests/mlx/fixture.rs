@@ -179,7 +179,7 @@ pub fn config(gguf: &Gguf, quantized: bool) -> Value {
 }
 
 /// Write `tensors` as one safetensors file.
-pub fn write_safetensors(path: &Path, tensors: &[Tensor]) {
+fn write_safetensors(path: &Path, tensors: &[Tensor]) {
     let mut header = serde_json::Map::new();
     header.insert("__metadata__".into(), json!({"format": "mlx"}));
     let mut offset = 0;
@@ -196,9 +196,10 @@ pub fn write_safetensors(path: &Path, tensors: &[Tensor]) {
     std::fs::write(path, out).unwrap();
 }
 
-/// Write a whole MLX-format folder at `dir` from SmolLM2's GGUF, with `edit` applied to
-/// its tensors and config first (to make malformed ones).
-pub fn write_folder(dir: &Path, quantized: bool, edit: impl FnOnce(&mut Vec<Tensor>, &mut Value)) {
+/// Write a whole MLX-format folder at `dir` from SmolLM2's GGUF, its weights in `shards`
+/// files (more than one: `model-0000i-of-0000n.safetensors` and the index), with `edit`
+/// applied to its tensors and config first (to make malformed ones).
+pub fn write_folder(dir: &Path, quantized: bool, shards: usize, edit: impl FnOnce(&mut Vec<Tensor>, &mut Value)) {
     let gguf = Gguf::open(smollm2_path()).unwrap();
     let tokenizer = Tokenizer::from_gguf(&gguf).unwrap();
     let text = |id: Option<u32>| id.and_then(|id| tokenizer.token_text(id)).map(str::to_string);
@@ -214,7 +215,20 @@ pub fn write_folder(dir: &Path, quantized: bool, edit: impl FnOnce(&mut Vec<Tens
     std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config).unwrap()).unwrap();
     std::fs::write(dir.join("tokenizer.json"), tokenizer.to_json().unwrap()).unwrap();
     std::fs::write(dir.join("tokenizer_config.json"), serde_json::to_string_pretty(&settings).unwrap()).unwrap();
-    write_safetensors(&dir.join("model.safetensors"), &tensors);
+    if shards == 1 {
+        write_safetensors(&dir.join("model.safetensors"), &tensors);
+        return;
+    }
+    let mut weight_map = serde_json::Map::new();
+    for (index, part) in tensors.chunks(tensors.len().div_ceil(shards)).enumerate() {
+        let file = format!("model-{:05}-of-{shards:05}.safetensors", index + 1);
+        for tensor in part {
+            weight_map.insert(tensor.name.clone(), file.clone().into());
+        }
+        write_safetensors(&dir.join(&file), part);
+    }
+    let index = json!({"metadata": {}, "weight_map": weight_map});
+    std::fs::write(dir.join("model.safetensors.index.json"), serde_json::to_string_pretty(&index).unwrap()).unwrap();
 }
 
 /// A folder under the test target's temp dir, emptied first: each run rewrites its
@@ -230,7 +244,7 @@ pub fn smollm2_mlx(quantized: bool) -> String {
     static FOLDERS: [OnceLock<PathBuf>; 2] = [OnceLock::new(), OnceLock::new()];
     let dir = FOLDERS[usize::from(quantized)].get_or_init(|| {
         let dir = scratch(if quantized { "smollm2-q4" } else { "smollm2-f16" });
-        write_folder(&dir, quantized, |_, _| {});
+        write_folder(&dir, quantized, 1, |_, _| {});
         dir
     });
     dir.to_str().unwrap().to_string()

@@ -92,10 +92,23 @@ fn the_backend_loads_a_folder_given_its_weight_file_as_a_catalog_artifact_names_
     assert!(sink.pieces.concat().contains("Paris"), "{:?}", sink.pieces.concat());
 }
 
+#[test]
+fn a_folder_sharded_in_three_files_gives_the_same_logits_as_one_file() {
+    let dir = scratch("sharded");
+    write_folder(&dir, true, 3, |_, _| {});
+    // By one shard's path, as a catalog artifact would name a sharded model.
+    let shard = dir.join("model-00002-of-00003.safetensors");
+    let sharded = MlxModel::load_mlx(shard.to_str().unwrap(), 256).unwrap();
+    let single = MlxModel::load_mlx(&smollm2_mlx(true), 256).unwrap();
+    let tokens = [1, 2, 3, 4, 5];
+    assert_eq!(sharded.logits(&tokens).unwrap(), single.logits(&tokens).unwrap());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Write a folder with `edit` applied (and `remove` deleted), load it, clean up.
 fn refusal(label: &str, remove: Option<&str>, edit: impl FnOnce(&mut Vec<crate::fixture::Tensor>, &mut serde_json::Value)) -> PluginError {
     let dir = scratch(label);
-    write_folder(&dir, true, edit);
+    write_folder(&dir, true, 1, edit);
     if let Some(file) = remove {
         std::fs::remove_file(dir.join(file)).unwrap();
     }
