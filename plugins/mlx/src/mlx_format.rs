@@ -263,9 +263,10 @@ impl Folder {
             let path = shard.to_str().ok_or_else(|| PluginError::model_file("the model path is not UTF-8"))?;
             arrays.extend(ffi::load_safetensors(path)?);
         }
-        let tied = self.config.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(false);
+        // mlx-lm ties embeddings unless config.json says otherwise; an `lm_head` present is used either way.
+        let tied = self.config.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(true);
         if !tied && !arrays.contains_key("lm_head.weight") {
-            return Err(PluginError::model_file("tensor `lm_head.weight` is missing (and config.json does not tie embeddings)"));
+            return Err(PluginError::model_file("tensor `lm_head.weight` is missing (and config.json unties the embeddings)"));
         }
         Ok(Tensors::new(arrays, quantized, tensor_name))
     }

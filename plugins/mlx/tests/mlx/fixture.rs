@@ -7,7 +7,8 @@
 //! along the input dimension, `d·q + m`, which is MLX's `scales·q + biases` with the
 //! block's own f16 `d` and `m` and its nibbles repacked into uint32 words; a Q8_0 block
 //! `d·q` (q signed) is the 8-bit group `d·(q + 128) − 128·d` (exact in f16), declared
-//! per weight in `config.json`. Dense, every weight is dequantized and rounded to f16.
+//! per weight in `config.json`. Dense, every matrix is dequantized and rounded to f16,
+//! and the norms to bf16.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -119,7 +120,7 @@ fn dequantize(info: &TensorInfo, data: &[u8], inputs: usize, order: &[usize]) ->
     out
 }
 
-/// SmolLM2's tensors in the MLX layout: quantized (lossless) or dense f16.
+/// SmolLM2's tensors in the MLX layout: quantized (lossless) or dense (f16, bf16 norms).
 pub fn tensors(gguf: &Gguf, quantized: bool) -> Vec<Tensor> {
     let int = |key: &str| gguf.u64(key).unwrap() as usize;
     let (heads, kv_heads) = (int("llama.attention.head_count"), int("llama.attention.head_count_kv"));
@@ -137,7 +138,13 @@ pub fn tensors(gguf: &Gguf, quantized: bool) -> Vec<Tensor> {
             let name = hf_name(&info.name);
             match (info.ty, quantized) {
                 (GgmlType::Q4_1 | GgmlType::Q8_0, true) => repack(name.strip_suffix(".weight").unwrap(), info.ty, data, inputs, &order).into(),
-                (GgmlType::F32, _) if info.dims.len() == 1 => vec![Tensor { name, dtype: "F32", shape: vec![inputs], data: data.to_vec() }],
+                (GgmlType::F32, true) if info.dims.len() == 1 => vec![Tensor { name, dtype: "F32", shape: vec![inputs], data: data.to_vec() }],
+                // Dense folders keep norms in bf16, so both 16-bit float types are read.
+                (GgmlType::F32, false) if info.dims.len() == 1 => {
+                    let values = dequantize(info, data, inputs, &order);
+                    let data = values.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()).collect();
+                    vec![Tensor { name, dtype: "BF16", shape: vec![inputs], data }]
+                }
                 _ => {
                     let values = dequantize(info, data, inputs, &order);
                     let data = values.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();

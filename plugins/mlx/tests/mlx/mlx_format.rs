@@ -61,9 +61,10 @@ fn greedy_16_tokens_of_the_quantized_folder_match_the_gguf_on_all_five_prompts()
     assert_eq!(same, 5, "only {same} of 5 greedy answers agree with the GGUF-loaded model");
 }
 
-/// Dense f16 weights are the Q4_1 values rounded to f16: a slightly different model.
+/// Dense weights are the Q4_1 values rounded to f16 (norms to bf16): a slightly
+/// different model.
 #[test]
-fn an_unquantized_f16_folder_answers_paris_with_logits_within_1e_2_of_the_gguf() {
+fn an_unquantized_f16_and_bf16_folder_answers_paris_with_logits_within_1e_2_of_the_gguf() {
     let model = MlxModel::load_mlx(&smollm2_mlx(false), 512).unwrap();
     let answer = answer(&model, "What is the capital of France?");
     println!("answer: {answer:?}");
