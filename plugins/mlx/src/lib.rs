@@ -1,6 +1,7 @@
 //! # hearth-mlx — a hearth backend on MLX
 //!
-//! Runs llama-family GGUF models (Llama/SmolLM2, Qwen3) on Apple's MLX: on the CPU with
+//! Runs llama-family models (Llama/SmolLM2, Qwen3), from GGUF files or MLX-format
+//! safetensors folders ([`mlx_format`]), on Apple's MLX: on the CPU with
 //! the `mlx-cpu` build of libmlx, on NVIDIA GPUs with `mlx-cuda-13`, on Apple Silicon
 //! with `mlx-metal`. libmlx is reached through a thin [cxx] bridge ([`ffi`]); the model
 //! itself is Rust ([`forward`]). `mx::load_gguf` reads the weights (F32, F16, Q4_0,
@@ -10,12 +11,13 @@
 //! [`hearth_sdk::helpers`]; GGUF LoRA adapters apply per request ([`lora`]).
 //!
 //! Modules: [`ffi`] (the bridge and the [`ffi::Array`] type), [`weights`] (model shape
-//! and loading), [`forward`] (the transformer and KV cache), [`lora`] (adapters),
+//! and loading), [`mlx_format`] (MLX-format folders), [`forward`] (the transformer and KV cache), [`lora`] (adapters),
 //! [`model`] (generation and lifecycle).
 
 pub mod ffi;
 pub mod forward;
 pub mod lora;
+pub mod mlx_format;
 pub mod model;
 pub mod weights;
 
@@ -41,7 +43,7 @@ impl Backend for MlxBackend {
             name: "MLX".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             api_version: API_VERSION,
-            formats: RVec::from(vec![RString::from("gguf")]),
+            formats: RVec::from(vec![RString::from("gguf"), RString::from("safetensors")]),
             features: RVec::from(vec![RString::from("chat-template"), RString::from("lora")]),
         }
     }
@@ -69,11 +71,14 @@ impl Backend for MlxBackend {
     }
 
     fn load(&self, request: &LoadRequest) -> Result<Box<dyn Model>, PluginError> {
-        if request.format.as_str() != "gguf" {
-            return Err(PluginError::unsupported(format!("format `{}` (the MLX backend reads gguf)", request.format)));
-        }
         let path = request.paths.first().ok_or_else(|| PluginError::invalid_request("no model file given"))?;
-        Ok(Box::new(model::MlxModel::load(path.as_str(), request.context_size)?))
+        let model = match request.format.as_str() {
+            "gguf" => model::MlxModel::load(path.as_str(), request.context_size)?,
+            // An MLX-format folder, or one of its weight files (what a catalog artifact names).
+            "safetensors" => model::MlxModel::load_mlx(path.as_str(), request.context_size)?,
+            other => return Err(PluginError::unsupported(format!("format `{other}` (the MLX backend reads gguf and safetensors)"))),
+        };
+        Ok(Box::new(model))
     }
 }
 

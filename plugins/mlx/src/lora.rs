@@ -8,6 +8,10 @@
 //! every change of adapters or scales), and each request may name different adapters.
 //! The low-rank path costs two thin matmuls per adapted projection and leaves the base
 //! weights shared and untouched.
+//!
+//! llama.cpp's converter permutes a Llama adapter's Q and K output rows as it does the
+//! model's (to rotate adjacent pairs); on an MLX-format Llama, whose rows keep Hugging
+//! Face order, those `lora_b` rows are put back in that order at load.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +20,7 @@ use hearth_sdk::helpers::{GgmlType, Gguf};
 use hearth_sdk::PluginError;
 
 use crate::ffi::{self, Array};
+use crate::weights::Config;
 
 /// One adapter's low-rank pairs by base weight name (e.g. `blk.0.attn_q`).
 pub struct Adapter {
@@ -24,9 +29,10 @@ pub struct Adapter {
 }
 
 impl Adapter {
-    /// Load and check an adapter for a model of architecture `arch`; `name` is the
-    /// catalog's name for it, used in errors.
-    pub fn load(name: &str, path: &str, arch: &str) -> Result<Self, PluginError> {
+    /// Load and check an adapter for a model of shape `config`; `name` is the catalog's
+    /// name for it, used in errors.
+    pub fn load(name: &str, path: &str, config: &Config) -> Result<Self, PluginError> {
+        let arch = config.arch.as_str();
         let invalid = |what: String| PluginError::invalid_request(format!("adapter `{name}` ({path}): {what}"));
         let gguf = Gguf::open(path).map_err(|error| invalid(error.to_string()))?;
         if gguf.str("general.type").ok() != Some("adapter") || gguf.str("adapter.type").ok() != Some("lora") {
@@ -55,6 +61,12 @@ impl Adapter {
             if a_shape.len() != 2 || b_shape.len() != 2 || a_shape[0] != b_shape[1] {
                 return Err(invalid(format!("`{base}`: lora_a {a_shape:?} and lora_b {b_shape:?} do not pair")));
             }
+            let heads = match base.rsplit('.').next() {
+                Some("attn_q") => config.heads,
+                Some("attn_k") => config.kv_heads,
+                _ => 0,
+            };
+            let b = if heads > 0 && config.arch == "llama" && !config.traditional_rope { unpermute_rows(&b, heads)? } else { b };
             a.eval()?;
             b.eval()?;
             let factor = if alpha == 0.0 { 1.0 } else { alpha / a_shape[0] as f32 };
@@ -74,6 +86,21 @@ impl Adapter {
     pub fn shapes(&self) -> impl Iterator<Item = (&str, i32, i32)> {
         self.pairs.iter().map(|(base, (a, b, _))| (base.as_str(), a.shape()[1], b.shape()[0]))
     }
+}
+
+/// `b`'s rows from llama.cpp's order back to Hugging Face's: within each of `heads`
+/// heads, GGUF row `2i + j` is Hugging Face row `j·half + i`.
+fn unpermute_rows(b: &Array, heads: i32) -> Result<Array, PluginError> {
+    let rows = b.shape()[0];
+    let head_dim = rows / heads;
+    let half = head_dim / 2;
+    let order: Vec<i32> = (0..rows)
+        .map(|row| {
+            let (head, within) = (row / head_dim, row % head_dim);
+            head * head_dim + 2 * (within % half) + within / half
+        })
+        .collect();
+    b.take(&Array::from_i32(&order, &[rows])?, 0)
 }
 
 /// The adapters one request uses, with their scales (zero-scale ones left out).

@@ -13,7 +13,8 @@ use hearth_sdk::{
 use crate::ffi;
 use crate::forward::{Forward, KvCache};
 use crate::lora::{ActiveAdapters, Adapter};
-use crate::weights::{check_types, Config, Weights};
+use crate::mlx_format::Folder;
+use crate::weights::{check_types, Config, Tensors, Weights};
 
 /// Context used when the request leaves it to the backend.
 const DEFAULT_CONTEXT: u32 = 4096;
@@ -41,7 +42,8 @@ pub struct MlxModel {
 }
 
 impl MlxModel {
-    /// Load `path`: validate, refuse what MLX cannot load, then let MLX read the weights.
+    /// Load the GGUF file `path`: validate, refuse what MLX cannot load, then let MLX
+    /// read the weights.
     pub fn load(path: &str, context_size: u32) -> Result<Self, PluginError> {
         let gguf = Gguf::open(path).map_err(|error| PluginError::model_file(error.to_string()))?;
         check_types(&gguf)?;
@@ -56,10 +58,24 @@ impl MlxModel {
             }
             Err(_) => None,
         };
+        let weights = Weights::assemble(Tensors::from_gguf(&gguf)?, &config)?;
+        Ok(Self::new(config, weights, tokenizer, template, context_size))
+    }
+
+    /// Load an MLX-format folder (see [`crate::mlx_format`]); `path` is the folder or
+    /// one of its weight files.
+    pub fn load_mlx(path: &str, context_size: u32) -> Result<Self, PluginError> {
+        let folder = Folder::open(path)?;
+        let config = folder.config()?;
+        let (tokenizer, template) = folder.tokenizer()?;
+        let weights = Weights::assemble(folder.tensors()?, &config)?;
+        Ok(Self::new(config, weights, tokenizer, template, context_size))
+    }
+
+    fn new(config: Config, weights: Weights, tokenizer: Tokenizer, template: Option<ChatTemplate>, context_size: u32) -> Self {
         let requested = if context_size == 0 { DEFAULT_CONTEXT } else { context_size };
         let ctx = requested.min(config.context_length);
-        let weights = Weights::load(&gguf, &config)?;
-        Ok(Self {
+        Self {
             session: Mutex::new(Session::default()),
             adapters: Mutex::new(HashMap::new()),
             weights,
@@ -67,7 +83,7 @@ impl MlxModel {
             ctx,
             tokenizer,
             template,
-        })
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -97,7 +113,7 @@ impl MlxModel {
         for adapter in uses {
             let path = adapter.path.as_str();
             if !loaded.contains_key(path) {
-                let new = Adapter::load(adapter.name.as_str(), path, &self.config.arch)?;
+                let new = Adapter::load(adapter.name.as_str(), path, &self.config)?;
                 for (base, inputs, outputs) in new.shapes() {
                     let fits = self.weights.linear(base).is_some_and(|linear| linear.in_out() == (inputs, outputs));
                     if !fits {

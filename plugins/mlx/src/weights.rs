@@ -1,8 +1,11 @@
-//! A llama-family model's shape from GGUF metadata, and its weights as MLX arrays.
+//! A llama-family model's shape from GGUF metadata, and its weights as MLX arrays,
+//! from a GGUF file or (through [`crate::mlx_format`]) an MLX-format folder.
 //!
 //! What MLX or the forward pass cannot run is refused before MLX reads a byte, with an
 //! `Unsupported` error naming the reason (tensor type, architecture, rope scaling), so
-//! the router falls back to another backend.
+//! the router falls back to another backend. Every tensor's shape is checked against
+//! the config as the model is assembled, so a malformed file fails at load, naming the
+//! tensor, rather than inside a matmul at the first request.
 
 use std::collections::HashMap;
 
@@ -44,8 +47,12 @@ pub struct Config {
     pub n_rot: i32,
     pub eps: f32,
     pub freq_base: f32,
+    /// Feed-forward width and vocabulary size, which the tensors' shapes must match.
+    pub ffn: i32,
+    pub vocab: i32,
     /// Rotate adjacent pairs (llama.cpp's layout for Llama GGUFs, whose Q and K rows
-    /// the converter permuted) rather than the two halves of each head (Qwen).
+    /// the converter permuted) rather than the two halves of each head (Qwen, and every
+    /// Hugging Face layout).
     pub traditional_rope: bool,
     /// Per-head RMSNorm of Q and K before RoPE (Qwen3).
     pub qk_norm: bool,
@@ -99,6 +106,11 @@ impl Config {
             n_rot,
             eps: gguf.f64(&key("attention.layer_norm_rms_epsilon")).map_err(meta_error)? as f32,
             freq_base: gguf.f64(&key("rope.freq_base")).unwrap_or(10_000.0) as f32,
+            ffn: int("feed_forward_length")?,
+            vocab: gguf
+                .tensor("token_embd.weight")
+                .and_then(|t| i32::try_from(t.rows()).ok())
+                .ok_or_else(|| PluginError::model_file("tensor `token_embd.weight` is missing"))?,
             traditional_rope,
             qk_norm,
             context_length: optional("context_length", 2048)? as u32,
@@ -181,71 +193,114 @@ pub struct Weights {
     pub output: Option<Linear>,
 }
 
-/// The arrays of a loaded file, taken out by name as the model is assembled.
-struct Tensors {
+/// The arrays of a loaded model, taken out by name as the model is assembled. The
+/// assembly asks by GGUF base name (`blk.3.attn_q`); `rename` gives the file's own.
+pub struct Tensors {
     arrays: HashMap<String, Array>,
-    types: HashMap<String, GgmlType>,
+    /// `(group_size, bits)` of each quantized weight, by the file's base name.
+    quantized: HashMap<String, (i32, i32)>,
+    rename: fn(&str) -> String,
+}
+
+/// Refuse `array` unless its shape is `expected`, naming the tensor.
+fn check_shape(name: &str, array: &Array, expected: &[i32]) -> Result<(), PluginError> {
+    let shape = array.shape();
+    if shape != expected {
+        return Err(PluginError::model_file(format!("tensor `{name}` has shape {shape:?}; the config needs {expected:?}")));
+    }
+    Ok(())
 }
 
 impl Tensors {
+    pub fn new(arrays: HashMap<String, Array>, quantized: HashMap<String, (i32, i32)>, rename: fn(&str) -> String) -> Self {
+        Self { arrays, quantized, rename }
+    }
+
+    /// Every tensor of `gguf`, through `mx::load_gguf`: Q4_0, Q4_1 and Q8_0 weights
+    /// arrive as MLX affine-quantized ones in groups of 32.
+    pub fn from_gguf(gguf: &Gguf) -> Result<Self, PluginError> {
+        let path = gguf.path().to_str().ok_or_else(|| PluginError::model_file("the model path is not UTF-8"))?;
+        let quantized = gguf
+            .tensors()
+            .iter()
+            .filter_map(|t| {
+                let bits = match t.ty {
+                    GgmlType::Q4_0 | GgmlType::Q4_1 => 4,
+                    GgmlType::Q8_0 => 8,
+                    _ => return None,
+                };
+                Some((t.name.strip_suffix(".weight")?.to_string(), (32, bits)))
+            })
+            .collect();
+        Ok(Self::new(ffi::load_gguf(path)?.into_iter().collect(), quantized, str::to_string))
+    }
+
     fn take(&mut self, name: &str) -> Result<Array, PluginError> {
         self.arrays.remove(name).ok_or_else(|| PluginError::model_file(format!("tensor `{name}` is missing")))
     }
 
-    /// A 1-D norm weight, in f32.
-    fn vector(&mut self, name: &str) -> Result<Array, PluginError> {
-        self.take(&format!("{name}.weight"))?.as_f32()
+    fn has(&self, name: &str) -> bool {
+        self.arrays.contains_key(&format!("{}.weight", (self.rename)(name)))
     }
 
-    fn linear(&mut self, name: &str) -> Result<Linear, PluginError> {
-        let weight = format!("{name}.weight");
-        let bits = match self.types.get(&weight) {
-            Some(GgmlType::Q4_0 | GgmlType::Q4_1) => 4,
-            Some(GgmlType::Q8_0) => 8,
-            _ => return Ok(Linear::Dense(self.take(&weight)?.as_f32()?)),
+    /// A 1-D norm weight of `len`, in f32.
+    fn vector(&mut self, name: &str, len: i32) -> Result<Array, PluginError> {
+        let name = format!("{}.weight", (self.rename)(name));
+        let vector = self.take(&name)?;
+        check_shape(&name, &vector, &[len])?;
+        vector.as_f32()
+    }
+
+    /// The projection `name` from `inputs` to `outputs` features.
+    fn linear(&mut self, name: &str, inputs: i32, outputs: i32) -> Result<Linear, PluginError> {
+        let base = (self.rename)(name);
+        let weight = format!("{base}.weight");
+        let w = self.take(&weight)?;
+        let Some(&(group_size, bits)) = self.quantized.get(&base) else {
+            check_shape(&weight, &w, &[outputs, inputs])?;
+            return Ok(Linear::Dense(w.as_f32()?));
         };
+        check_shape(&weight, &w, &[outputs, inputs * bits / 32])?;
         // Scales and biases arrive as f16; f32 keeps the CPU kernels on their exact path.
-        Ok(Linear::Quantized {
-            w: self.take(&weight)?,
-            scales: self.take(&format!("{name}.scales"))?.as_f32()?,
-            biases: self.take(&format!("{name}.biases"))?.as_f32()?,
-            group_size: 32,
-            bits,
-        })
+        let mut per_group = |part: &str| -> Result<Array, PluginError> {
+            let name = format!("{base}.{part}");
+            let array = self.take(&name)?;
+            check_shape(&name, &array, &[outputs, inputs / group_size])?;
+            array.as_f32()
+        };
+        Ok(Linear::Quantized { w, scales: per_group("scales")?, biases: per_group("biases")?, group_size, bits })
     }
 }
 
 impl Weights {
-    /// Load every tensor of `gguf` through `mx::load_gguf` and assemble the model.
-    pub fn load(gguf: &Gguf, config: &Config) -> Result<Self, PluginError> {
-        let path = gguf.path().to_str().ok_or_else(|| PluginError::model_file("the model path is not UTF-8"))?;
-        let mut tensors = Tensors {
-            arrays: ffi::load_gguf(path)?.into_iter().collect(),
-            types: gguf.tensors().iter().map(|t| (t.name.clone(), t.ty)).collect(),
-        };
-        let layers = (0..config.n_layer)
+    /// Assemble the model from `tensors`, checking every shape against `config`.
+    pub fn assemble(mut tensors: Tensors, config: &Config) -> Result<Self, PluginError> {
+        let c = config;
+        let (q_width, kv_width) = (c.heads * c.head_dim, c.kv_heads * c.head_dim);
+        let layers = (0..c.n_layer)
             .map(|i| {
                 let name = |part: &str| format!("blk.{i}.{part}");
+                let t = &mut tensors;
                 Ok(Layer {
-                    attn_norm: tensors.vector(&name("attn_norm"))?,
-                    q: tensors.linear(&name("attn_q"))?,
-                    k: tensors.linear(&name("attn_k"))?,
-                    v: tensors.linear(&name("attn_v"))?,
-                    o: tensors.linear(&name("attn_output"))?,
-                    q_norm: config.qk_norm.then(|| tensors.vector(&name("attn_q_norm"))).transpose()?,
-                    k_norm: config.qk_norm.then(|| tensors.vector(&name("attn_k_norm"))).transpose()?,
-                    ffn_norm: tensors.vector(&name("ffn_norm"))?,
-                    gate: tensors.linear(&name("ffn_gate"))?,
-                    up: tensors.linear(&name("ffn_up"))?,
-                    down: tensors.linear(&name("ffn_down"))?,
+                    attn_norm: t.vector(&name("attn_norm"), c.n_embd)?,
+                    q: t.linear(&name("attn_q"), c.n_embd, q_width)?,
+                    k: t.linear(&name("attn_k"), c.n_embd, kv_width)?,
+                    v: t.linear(&name("attn_v"), c.n_embd, kv_width)?,
+                    o: t.linear(&name("attn_output"), q_width, c.n_embd)?,
+                    q_norm: c.qk_norm.then(|| t.vector(&name("attn_q_norm"), c.head_dim)).transpose()?,
+                    k_norm: c.qk_norm.then(|| t.vector(&name("attn_k_norm"), c.head_dim)).transpose()?,
+                    ffn_norm: t.vector(&name("ffn_norm"), c.n_embd)?,
+                    gate: t.linear(&name("ffn_gate"), c.n_embd, c.ffn)?,
+                    up: t.linear(&name("ffn_up"), c.n_embd, c.ffn)?,
+                    down: t.linear(&name("ffn_down"), c.ffn, c.n_embd)?,
                 })
             })
             .collect::<Result<Vec<_>, PluginError>>()?;
-        let output = if tensors.arrays.contains_key("output.weight") { Some(tensors.linear("output")?) } else { None };
+        let output = if tensors.has("output") { Some(tensors.linear("output", c.n_embd, c.vocab)?) } else { None };
         let weights = Self {
-            token_embd: tensors.linear("token_embd")?,
+            token_embd: tensors.linear("token_embd", c.n_embd, c.vocab)?,
             layers,
-            output_norm: tensors.vector("output_norm")?,
+            output_norm: tensors.vector("output_norm", c.n_embd)?,
             output,
         };
         weights.eval()?;

@@ -1,6 +1,6 @@
 //! Helpers several backends share, outside the ABI: GGUF and safetensors reading and
-//! validation, a tokenizer and chat template from GGUF metadata, sampling and stop
-//! strings.
+//! validation, a tokenizer and chat template from GGUF metadata (or a `tokenizer.json`),
+//! sampling and stop strings.
 //!
 //! The validators come with the `validate` cargo feature of hearth-sdk (the host uses
 //! them); everything else with `helpers`, which includes `validate`.

@@ -1,4 +1,5 @@
-//! A tokenizer built from a GGUF file's `tokenizer.ggml.*` metadata.
+//! A tokenizer built from a GGUF file's `tokenizer.ggml.*` metadata, or from a Hugging
+//! Face `tokenizer.json` (MLX-format models).
 //!
 //! Encoding goes through the `tokenizers` crate: a byte-level BPE model from the
 //! vocabulary and merges, with the pre-tokenizer llama.cpp uses for the file's
@@ -10,6 +11,7 @@
 use std::collections::HashMap;
 
 use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::models::ModelWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
@@ -158,6 +160,44 @@ impl Tokenizer {
         }
         let add_bos = matches!(gguf.get("tokenizer.ggml.add_bos_token"), Some(Value::Bool(true)));
         Ok(Self { inner, pieces, texts, bos: optional_id(gguf, "tokenizer.ggml.bos_token_id"), eos, add_bos, end_of_generation })
+    }
+
+    /// Build the tokenizer a Hugging Face `tokenizer.json` describes: byte-level BPE
+    /// only, as [`Tokenizer::from_gguf`]. `bos` and `eos` are token texts, as
+    /// `tokenizer_config.json` names them. Its special added tokens print nothing, as
+    /// GGUF's control tokens; the post-processor is not applied (BOS is `add_bos`'s).
+    pub fn from_json(json: &str, bos: Option<&str>, eos: Option<&str>, add_bos: bool) -> Result<Self, TokenizerError> {
+        let inner: tokenizers::Tokenizer = json.parse().map_err(|error| TokenizerError::Build(format!("tokenizer.json: {error}")))?;
+        match inner.get_model() {
+            // SentencePiece-style vocabularies (Llama 2, Mistral) spell bytes as <0x..> tokens.
+            ModelWrapper::BPE(bpe) if !bpe.byte_fallback => {}
+            ModelWrapper::BPE(_) => return Err(TokenizerError::Unsupported("BPE with byte fallback (SentencePiece style)".into())),
+            _ => return Err(TokenizerError::Unsupported("model other than BPE in tokenizer.json".into())),
+        }
+        let added = inner.get_added_tokens_decoder();
+        let texts: Vec<String> = (0..inner.get_vocab_size(true) as u32).map(|id| inner.id_to_token(id).unwrap_or_default()).collect();
+        let bytes_of = unicode_to_byte();
+        let pieces = texts
+            .iter()
+            .enumerate()
+            .map(|(id, text)| match added.get(&(id as u32)) {
+                Some(token) if token.special => Vec::new(),
+                Some(_) => text.as_bytes().to_vec(),
+                None => text.chars().flat_map(|c| bytes_of.get(&c).map(|&b| vec![b]).unwrap_or_else(|| c.to_string().into_bytes())).collect(),
+            })
+            .collect();
+        let id = |text: Option<&str>| text.and_then(|text| inner.token_to_id(text));
+        let (bos, eos) = (id(bos), id(eos));
+        let mut end_of_generation: Vec<u32> = eos.into_iter().collect();
+        end_of_generation.extend(
+            added.iter().filter(|(_, token)| token.special && END_OF_TURN_TEXTS.contains(&token.content.as_str())).map(|(&id, _)| id),
+        );
+        Ok(Self { inner, pieces, texts, bos, eos, add_bos, end_of_generation })
+    }
+
+    /// The tokenizer as Hugging Face `tokenizer.json` text (what [`Tokenizer::from_json`] reads).
+    pub fn to_json(&self) -> Result<String, TokenizerError> {
+        self.inner.to_string(true).map_err(|error| TokenizerError::Build(error.to_string()))
     }
 
     /// Encode `text`, turning special-token texts into their ids and prepending BOS

@@ -78,3 +78,19 @@ fn stream_decoding_never_emits_half_a_character() {
     assert_eq!(decoder.push(&[0xe6]), "");
     assert_eq!(decoder.finish(), "\u{fffd}");
 }
+
+#[test]
+fn smollm2_saved_as_tokenizer_json_and_read_back_encodes_and_decodes_the_same() {
+    let gguf = smollm2();
+    let original = Tokenizer::from_gguf(&gguf).unwrap();
+    let text = |id: Option<u32>| id.and_then(|id| original.token_text(id));
+    let json = original.to_json().unwrap();
+    let copy = Tokenizer::from_json(&json, text(original.bos()), text(original.eos()), false).unwrap();
+    assert_eq!((copy.bos(), copy.eos(), copy.vocab_size()), (original.bos(), original.eos(), original.vocab_size()));
+    let prompt = "<|im_start|>user\nnaïve café — 東京 🙂 x=12345;<|im_end|>\n<|im_start|>assistant\n";
+    let ids = original.encode(prompt).unwrap();
+    assert_eq!(copy.encode(prompt).unwrap(), ids);
+    assert_eq!(decode(&copy, &ids), decode(&original, &ids));
+    let im_end = *original.encode("<|im_end|>").unwrap().last().unwrap();
+    assert!(copy.is_end_of_generation(im_end) && original.is_end_of_generation(im_end));
+}

@@ -52,5 +52,7 @@ fn corrupt_files_and_other_formats_are_refused_with_the_right_kind() {
     assert_eq!(error.kind, ErrorKind::ModelFile);
     assert!(error.message.contains("not a GGUF file"), "{}", error.message);
     let error = MlxBackend.load(&load_request("/x.safetensors", "safetensors")).err().expect("refused");
+    assert_eq!(error.kind, ErrorKind::ModelFile);
+    let error = MlxBackend.load(&load_request("/x.onnx", "onnx")).err().expect("refused");
     assert_eq!(error.kind, ErrorKind::Unsupported);
 }

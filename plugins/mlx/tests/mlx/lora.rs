@@ -133,3 +133,18 @@ fn an_adapter_for_another_architecture_is_an_invalid_request_naming_it() {
     assert_eq!(error.kind, ErrorKind::InvalidRequest, "{error}");
     assert!(error.message.contains("foreign-tone") && error.message.contains("qwen3"), "{error}");
 }
+
+/// The adapter's `attn_q` rows come in llama.cpp's permuted order; on an MLX-format
+/// model they must be put back in Hugging Face order to mean the same update.
+#[test]
+fn a_gguf_adapter_on_the_mlx_format_folder_answers_as_on_the_gguf_model() {
+    let folder = MlxModel::load_mlx(&crate::fixture::smollm2_mlx(true), 256).unwrap();
+    let gguf = MlxModel::load(&smollm2_path(), 256).unwrap();
+    let adapter = write_adapter("folder", 3, "llama");
+    let request = with_adapters(&[("first", &adapter, 0.5)]);
+    let (ours, theirs) = (text(&folder, &request), text(&gguf, &request));
+    println!("folder: {ours:?}\ngguf:   {theirs:?}");
+    assert_ne!(ours, text(&folder, &with_adapters(&[])), "the adapter changed nothing");
+    assert_eq!(ours, theirs);
+    std::fs::remove_file(adapter).unwrap();
+}

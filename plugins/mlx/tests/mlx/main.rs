@@ -6,4 +6,6 @@ mod backend;
 mod common;
 mod cross_check;
 mod end_to_end;
+mod fixture;
 mod lora;
+mod mlx_format;
