@@ -3,6 +3,9 @@
 //! file fails the test with what to set, instead of skipping it.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use hearth_sdk::helpers::Gguf;
 
 /// `relative` (`<model-id>/<file>`) under `HEARTH_TEST_MODELS`.
 pub fn model_path(relative: &str) -> String {
@@ -15,6 +18,25 @@ pub fn model_path(relative: &str) -> String {
 
 pub fn smollm2_path() -> String {
     model_path("smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// SmolLM2 with its weights expanded from Q4_1 to F16 ([`crate::f16_copy`]), written
+/// once into the temp folder (about 270 MB) and reused while the source is unchanged.
+pub fn smollm2_f16_path() -> String {
+    static PATH: OnceLock<String> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let source = smollm2_path();
+        let size = std::fs::metadata(&source).expect("the test model").len();
+        let folder = std::env::temp_dir().join("hearth-test-fixtures");
+        std::fs::create_dir_all(&folder).expect("a folder for test fixtures");
+        let out = folder.join(format!("smollm2-135m-f16-from-{size}.gguf"));
+        if !out.is_file() {
+            let gguf = Gguf::open(&source).expect("the test model opens");
+            crate::f16_copy::write_f16_copy(&gguf, &out).expect("the F16 copy is written");
+        }
+        out.to_string_lossy().into_owned()
+    })
+    .clone()
 }
 
 /// The adapter scripts/train_adapter.py trained: SmolLM2 ends every answer with

@@ -8,9 +8,11 @@
 //!   `hearth-llama-logits` program;
 //! - [`agreement`]: the five fixed prompts, greedy answers side by side, and the
 //!   relative error used to compare logits;
-//! - [`fixtures`]: the test models and the repository's trained adapter.
+//! - [`fixtures`]: the test models, an F16 copy of SmolLM2 ([`f16_copy`]) and the
+//!   repository's trained adapter.
 
 pub mod agreement;
+pub mod f16_copy;
 pub mod fixtures;
 pub mod llamacpp;
 pub mod reference;

@@ -7,6 +7,8 @@ use hearth_sdk::helpers::{Gguf, Tokenizer};
 use hearth_webgpu::forward::UBATCH;
 use hearth_webgpu::model::WebGpuModel;
 
+use hearth_backend_check::fixtures::smollm2_f16_path;
+
 use crate::common::smollm2_path;
 
 /// The prompt is longer than one batch, so the chunked prompt processing and the KV
@@ -60,4 +62,33 @@ fn greedy_smollm2_gives_the_same_16_tokens_as_the_llama_cpp_plugin_on_most_of_th
     let same = same_first_16_tokens(&gpu, "webgpu", &llama);
     println!("{same} of 5 agree");
     assert!(same >= 3, "only {same} of 5 greedy answers agree");
+}
+
+/// The same model with its weights in F16, on which llama.cpp rounds a matmul's
+/// activations only to f16: the backends then agree with it as closely as the issue
+/// asks of the quantized file, which shows the quantized file's disagreement is
+/// llama.cpp's 8-bit rounding.
+#[test]
+fn on_smollm2_in_f16_first_step_logits_are_within_1e_2_of_llama_cpp_on_the_five_prompts() {
+    let path = smollm2_f16_path();
+    let gguf = Gguf::open(&path).unwrap();
+    let tokenizer = Tokenizer::from_gguf(&gguf).unwrap();
+    let model = WebGpuModel::load(&path, 256).unwrap();
+    for prompt in PROMPTS {
+        let tokens = tokenizer.encode(&chatml(prompt)).unwrap();
+        let ours = model.logits(&tokens, &[]).unwrap();
+        let error = relative_error(&ours, &llamacpp::logits(&path, &tokens, None));
+        println!("{prompt:?}: webgpu to llama.cpp {error:e}");
+        assert!(error < 1e-2, "{prompt:?}: relative error {error}");
+    }
+}
+
+#[test]
+fn on_smollm2_in_f16_greedy_answers_match_the_llama_cpp_plugin_on_at_least_four_of_five_prompts() {
+    let path = smollm2_f16_path();
+    let ours = WebGpuModel::load(&path, 256).unwrap();
+    let llama = llamacpp::load_with_plugin(&path);
+    let same = same_first_16_tokens(&ours, "webgpu", &llama);
+    println!("{same} of 5 agree");
+    assert!(same >= 4, "only {same} of 5 greedy answers agree");
 }
