@@ -160,8 +160,23 @@ pub fn main() -> anyhow::Result<()> {
         return crate::isolation::worker::serve(plugin).context("the worker failed");
     }
     init_logging(matches!(cli.command, Command::Serve { .. }), true);
+    if matches!(cli.command, Command::Profile { .. } | Command::Models { .. } | Command::Plugins { .. } | Command::Ps { .. }) {
+        end_quietly_on_a_closed_pipe();
+    }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(dispatch(cli))
+}
+
+/// A listing piped into a reader that stops early (`hearth models | head`) ends the way
+/// other Unix tools do, by SIGPIPE, instead of panicking in `println!`. Only for the
+/// listings: a server or a run writes to sockets and worker pipes, where a closed peer
+/// must be an error to handle, not the end of the process.
+fn end_quietly_on_a_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restoring a signal's default disposition before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 fn init_logging(serving: bool, timestamps: bool) {
