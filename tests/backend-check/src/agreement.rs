@@ -2,6 +2,7 @@
 //! the llama.cpp plugin, and how logits are compared.
 
 use hearth_sdk::abi_stable::std_types::{ROption, RVec};
+use hearth_sdk::helpers::{Gguf, Tokenizer};
 use hearth_sdk::{GenerateRequest, Model, Sampling, SinkControl, TokenSink};
 
 /// The prompts of the greedy cross-check, fixed once and never chosen by outcome.
@@ -72,4 +73,44 @@ pub fn relative_error(a: &[f32], b: &[f32]) -> f32 {
 /// The index of the largest logit: the greedy next token.
 pub fn argmax(logits: &[f32]) -> usize {
     logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).expect("logits").0
+}
+
+/// One prompt's first-step logits beside llama.cpp's.
+pub struct FirstStep {
+    pub prompt: &'static str,
+    /// The backend's relative error to llama.cpp.
+    pub to_llama_cpp: f32,
+    /// The exact reference's relative error to llama.cpp, when it was computed.
+    pub exact_to_llama_cpp: Option<f32>,
+}
+
+/// The first-step logits `logits_of` gives for each of [`PROMPTS`] on the GGUF model at
+/// `path`, compared with llama.cpp's (and, with `with_exact`, the exact reference's with
+/// llama.cpp's); prints a line per prompt.
+pub fn first_step_logits(path: &str, backend: &str, with_exact: bool, logits_of: impl Fn(&[u32]) -> Vec<f32>) -> Vec<FirstStep> {
+    let gguf = Gguf::open(path).expect("the model opens");
+    let tokenizer = Tokenizer::from_gguf(&gguf).expect("its tokenizer");
+    PROMPTS
+        .iter()
+        .map(|&prompt| {
+            let tokens = tokenizer.encode(&chatml(prompt)).expect("the prompt tokenizes");
+            let (ours, llama) = (logits_of(&tokens), crate::llamacpp::logits(path, &tokens, None));
+            let exact = with_exact.then(|| crate::reference::forward(&gguf, &tokens, None));
+            let row = FirstStep {
+                prompt,
+                to_llama_cpp: relative_error(&ours, &llama),
+                exact_to_llama_cpp: exact.as_ref().map(|exact| relative_error(exact, &llama)),
+            };
+            match &exact {
+                Some(exact) => println!(
+                    "{prompt:?}: {backend} to llama.cpp {:e}, exact to llama.cpp {:e}, {backend} to exact {:e}",
+                    row.to_llama_cpp,
+                    relative_error(exact, &llama),
+                    relative_error(&ours, exact)
+                ),
+                None => println!("{prompt:?}: {backend} to llama.cpp {:e}", row.to_llama_cpp),
+            }
+            row
+        })
+        .collect()
 }

@@ -1,12 +1,11 @@
 //! MLX against the CPU reference on the same GGUF weights, and against llama.cpp:
 //! first-step logits and the first 16 greedy tokens on the five fixed prompts.
 
-use hearth_backend_check::agreement::{argmax, chatml, relative_error, same_first_16_tokens, PROMPTS};
+use hearth_backend_check::agreement::{argmax, chatml, first_step_logits, relative_error, same_first_16_tokens, PROMPTS};
+use hearth_backend_check::fixtures::smollm2_f16_path;
 use hearth_backend_check::{llamacpp, reference};
 use hearth_mlx::model::MlxModel;
 use hearth_sdk::helpers::{Gguf, Tokenizer};
-
-use hearth_backend_check::fixtures::smollm2_f16_path;
 
 use crate::common::smollm2_path;
 
@@ -32,18 +31,11 @@ fn smollm2_first_step_logits_on_mlx_match_the_cpu_reference_within_1e_4() {
 #[test]
 fn first_step_logits_on_the_five_prompts_are_as_close_to_llama_cpp_as_exact_arithmetic_is() {
     let path = smollm2_path();
-    let gguf = Gguf::open(&path).unwrap();
-    let tokenizer = Tokenizer::from_gguf(&gguf).unwrap();
     let model = MlxModel::load(&path, 256).unwrap();
-    for prompt in PROMPTS {
-        let tokens = tokenizer.encode(&chatml(prompt)).unwrap();
-        let mlx = model.logits(&tokens).unwrap();
-        let exact = reference::forward(&gguf, &tokens, None);
-        let llama = llamacpp::logits(&path, &tokens, None);
-        let (ours, exact_to_llama) = (relative_error(&mlx, &llama), relative_error(&exact, &llama));
-        println!("{prompt:?}: mlx to llama.cpp {ours:e}, exact to llama.cpp {exact_to_llama:e}, mlx to exact {:e}", relative_error(&mlx, &exact));
-        assert!(ours <= exact_to_llama + 1e-4, "{prompt:?}: {ours} from llama.cpp, exact arithmetic is {exact_to_llama}");
-        assert!(exact_to_llama < 5e-2, "{prompt:?}: llama.cpp is {exact_to_llama} from exact arithmetic");
+    for row in first_step_logits(&path, "mlx", true, |tokens| model.logits(tokens).unwrap()) {
+        let exact = row.exact_to_llama_cpp.expect("computed");
+        assert!(row.to_llama_cpp <= exact + 1e-4, "{:?}: {} from llama.cpp, exact arithmetic is {exact}", row.prompt, row.to_llama_cpp);
+        assert!(exact < 5e-2, "{:?}: llama.cpp is {exact} from exact arithmetic", row.prompt);
     }
 }
 
@@ -64,15 +56,9 @@ fn greedy_smollm2_gives_the_same_16_tokens_as_the_llama_cpp_plugin_on_most_of_th
 #[test]
 fn on_smollm2_in_f16_first_step_logits_are_within_1e_2_of_llama_cpp_on_the_five_prompts() {
     let path = smollm2_f16_path();
-    let gguf = Gguf::open(&path).unwrap();
-    let tokenizer = Tokenizer::from_gguf(&gguf).unwrap();
     let model = MlxModel::load(&path, 256).unwrap();
-    for prompt in PROMPTS {
-        let tokens = tokenizer.encode(&chatml(prompt)).unwrap();
-        let ours = model.logits(&tokens).unwrap();
-        let error = relative_error(&ours, &llamacpp::logits(&path, &tokens, None));
-        println!("{prompt:?}: mlx to llama.cpp {error:e}");
-        assert!(error < 1e-2, "{prompt:?}: relative error {error}");
+    for row in first_step_logits(&path, "mlx", false, |tokens| model.logits(tokens).unwrap()) {
+        assert!(row.to_llama_cpp < 1e-2, "{:?}: relative error {}", row.prompt, row.to_llama_cpp);
     }
 }
 
