@@ -1,9 +1,10 @@
 //! Cross-backend agreement: the five fixed prompts every backend answers greedily beside
 //! the llama.cpp plugin, and how logits are compared.
 
-use hearth_sdk::abi_stable::std_types::{ROption, RVec};
 use hearth_sdk::helpers::{Gguf, Tokenizer};
-use hearth_sdk::{GenerateRequest, Model, Sampling, SinkControl, TokenSink};
+use hearth_sdk::Model;
+
+use crate::requests::{raw, Collect};
 
 /// The prompts of the greedy cross-check, fixed once and never chosen by outcome.
 pub const PROMPTS: [&str; 5] = [
@@ -20,34 +21,11 @@ pub fn chatml(question: &str) -> String {
     format!("<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n")
 }
 
-/// A greedy request for `max_tokens` tokens of the raw `prompt`.
-pub fn greedy_raw(prompt: &str, max_tokens: u32) -> GenerateRequest {
-    GenerateRequest {
-        messages: RVec::new(),
-        prompt: ROption::RSome(prompt.into()),
-        sampling: Sampling { temperature: 0.0, ..Sampling::default() },
-        stop: RVec::new(),
-        max_tokens,
-        adapters: RVec::new(),
-    }
-}
-
-/// Collects every piece.
-#[derive(Default)]
-struct Pieces(Vec<String>);
-
-impl TokenSink for Pieces {
-    fn on_token(&mut self, piece: &str) -> SinkControl {
-        self.0.push(piece.to_string());
-        SinkControl::Continue
-    }
-}
-
 /// The first `tokens` tokens `model` answers to `prompt` (in SmolLM2's chat format), greedily.
 pub fn greedy_answer(model: &dyn Model, prompt: &str, tokens: u32) -> String {
-    let mut pieces = Pieces::default();
-    model.generate(&greedy_raw(&chatml(prompt), tokens), &mut pieces).expect("generate");
-    pieces.0.concat()
+    let mut sink = Collect::default();
+    model.generate(&raw(&chatml(prompt), tokens, &[]), &mut sink).expect("generate");
+    sink.pieces.concat()
 }
 
 /// How many of [`PROMPTS`] get the same first 16 greedy tokens from both models;

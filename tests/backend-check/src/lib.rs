@@ -8,6 +8,7 @@
 //!   `hearth-llama-logits` program;
 //! - [`agreement`]: the five fixed prompts, greedy answers side by side, and the
 //!   relative error used to compare logits;
+//! - [`requests`]: greedy chat and raw requests, and a sink that collects;
 //! - [`fixtures`]: the test models, an F16 copy of SmolLM2 ([`f16_copy`]) and the
 //!   repository's trained adapter.
 
@@ -16,3 +17,4 @@ pub mod f16_copy;
 pub mod fixtures;
 pub mod llamacpp;
 pub mod reference;
+pub mod requests;

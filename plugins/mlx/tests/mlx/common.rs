@@ -1,51 +1,5 @@
-//! What the integration tests share: finding the test models, requests, and a sink
-//! that collects.
-
-use hearth_sdk::abi_stable::std_types::{ROption, RVec};
-use hearth_sdk::{ChatMessage, GenerateRequest, Sampling, SinkControl, TokenSink};
+//! What the integration tests share: the test models, greedy requests, and a sink that
+//! collects.
 
 pub use hearth_backend_check::fixtures::{model_path, smollm2_path};
-
-pub fn greedy() -> Sampling {
-    Sampling { temperature: 0.0, ..Sampling::default() }
-}
-
-pub fn chat(question: &str, max_tokens: u32) -> GenerateRequest {
-    GenerateRequest {
-        messages: RVec::from(vec![ChatMessage { role: "user".into(), content: question.into() }]),
-        prompt: ROption::RNone,
-        sampling: greedy(),
-        stop: RVec::new(),
-        max_tokens,
-        adapters: RVec::new(),
-    }
-}
-
-pub fn raw(prompt: &str, max_tokens: u32, stop: &[&str]) -> GenerateRequest {
-    GenerateRequest {
-        messages: RVec::new(),
-        prompt: ROption::RSome(prompt.into()),
-        sampling: greedy(),
-        stop: stop.iter().map(|s| (*s).into()).collect(),
-        max_tokens,
-        adapters: RVec::new(),
-    }
-}
-
-/// Collects pieces; asks to stop after `limit` pieces when set.
-#[derive(Default)]
-pub struct Collect {
-    pub pieces: Vec<String>,
-    pub limit: Option<usize>,
-}
-
-impl TokenSink for Collect {
-    fn on_token(&mut self, piece: &str) -> SinkControl {
-        self.pieces.push(piece.to_string());
-        if self.limit.is_some_and(|limit| self.pieces.len() >= limit) {
-            SinkControl::Stop
-        } else {
-            SinkControl::Continue
-        }
-    }
-}
+pub use hearth_backend_check::requests::{chat, raw, Collect};

@@ -1,26 +1,10 @@
 //! The plugin end to end on the real SmolLM2 model, on whatever adapter wgpu finds
 //! (lavapipe here): chat answers, raw prompts, stop strings, cancellation, lifecycle.
 
-use hearth_sdk::abi_stable::std_types::{ROption, RVec};
-use hearth_sdk::{ChatMessage, FinishReason, GenerateRequest, Model, Sampling};
+use hearth_sdk::{FinishReason, Model};
 use hearth_webgpu::model::WebGpuModel;
 
-use crate::common::{smollm2_path, Collect};
-
-fn greedy() -> Sampling {
-    Sampling { temperature: 0.0, ..Sampling::default() }
-}
-
-fn chat(question: &str, max_tokens: u32) -> GenerateRequest {
-    GenerateRequest {
-        messages: RVec::from(vec![ChatMessage { role: "user".into(), content: question.into() }]),
-        prompt: ROption::RNone,
-        sampling: greedy(),
-        stop: RVec::new(),
-        max_tokens,
-        adapters: RVec::new(),
-    }
-}
+use crate::common::{chat, raw, smollm2_path, Collect};
 
 #[test]
 fn smollm2_answers_the_capital_of_france_with_paris() {
@@ -38,17 +22,6 @@ fn smollm2_answers_the_capital_of_france_with_paris() {
         stats.completion_tokens as f64 / (stats.decode_ms / 1e3)
     );
     assert!(answer.contains("Paris"), "answer was {answer:?}");
-}
-
-fn raw(prompt: &str, max_tokens: u32, stop: &[&str]) -> GenerateRequest {
-    GenerateRequest {
-        messages: RVec::new(),
-        prompt: ROption::RSome(prompt.into()),
-        sampling: greedy(),
-        stop: stop.iter().map(|s| (*s).into()).collect(),
-        max_tokens,
-        adapters: RVec::new(),
-    }
 }
 
 #[test]
