@@ -4,7 +4,7 @@
 //! The SDK's types are abi_stable types without serde, so [`DeviceProfile::view`]
 //! mirrors them into plain Rust for `hearth profile --json` and `GET /api/profile`.
 
-use hearth_sdk::{BackendInfo, DeviceInfo, DeviceKind, HostProfile, Probe};
+use hearth_sdk::{DeviceInfo, DeviceKind, HostProfile, Probe};
 use serde::Serialize;
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 
@@ -86,15 +86,6 @@ pub struct BackendProbe {
 }
 
 impl BackendProbe {
-    /// Pairs a plugin's self-description with its probe result.
-    pub fn from_info(info: &BackendInfo, probe: Probe) -> BackendProbe {
-        BackendProbe {
-            backend: info.id.to_string(),
-            formats: info.formats.iter().map(|f| f.to_string()).collect(),
-            probe,
-        }
-    }
-
     /// The real accelerator (not CPU, not a software GPU) with the most memory.
     pub fn best_accelerator(&self) -> Option<&DeviceInfo> {
         self.probe

@@ -16,10 +16,14 @@
 //!   the cause of death (signal or exit status, last log lines).
 //! - [`ProcessRunner`]: a model in a worker as the scheduler's [`Runner`](crate::lifecycle::Runner):
 //!   restarts after crashes, with a backoff for backends that keep crashing.
+//! - [`WorkerDescriber`]: a plugin described by a short-lived worker, so a backend
+//!   whose models run in workers is never loaded into the host.
 
+mod describe;
 pub mod protocol;
 mod runner;
 mod supervisor;
 pub mod worker;
 
+pub use describe::WorkerDescriber;
 pub use runner::{backoff, CrashLog, ProcessRunner, WorkerSpec};

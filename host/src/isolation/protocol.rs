@@ -7,21 +7,24 @@
 //! Every message carries the id of the call it belongs to, so several generations can
 //! stream over one pipe at once and a health check is answered while they run.
 //!
-//! The host opens with `load`, which carries [`PROTOCOL_VERSION`]; a worker of another
-//! version refuses it, so a mismatched `hearth` binary fails the load instead of
-//! misreading frames. Frames over [`MAX_FRAME_BYTES`] are refused on both sides.
+//! The host opens with `load`, or with `describe` for a worker started only to say what
+//! its plugin is; both carry [`PROTOCOL_VERSION`], and a worker of another version
+//! refuses them, so a mismatched `hearth` binary fails the call instead of misreading
+//! frames. Frames over [`MAX_FRAME_BYTES`] are refused on both sides.
 
 use std::io::{self, Read, Write};
 
 use hearth_sdk::abi_stable::std_types::{RString, RVec};
 use hearth_sdk::{
-    AdapterUse, ChatMessage, ErrorKind, FinishReason, GenerateRequest, GenerateStats, LoadRequest, MemoryUsage,
-    PluginError, Sampling,
+    AdapterUse, ChatMessage, DeviceInfo, DeviceKind, ErrorKind, FinishReason, GenerateRequest, GenerateStats,
+    HostProfile, LoadRequest, MemoryUsage, PluginError, Probe, Sampling,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-/// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u32 = 1;
+use crate::plugin::PluginInfo;
+
+/// Bumped whenever a message changes shape or a call is added.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The largest frame either side accepts: far above any prompt a context window holds,
 /// far below what would hurt if a confused peer sent garbage as a length.
@@ -40,6 +43,10 @@ pub struct Request {
 pub enum Call {
     /// Load the model; answered by `loaded` or `failed`. Must come first.
     Load { protocol: u32, request: WireLoad },
+    /// Say what the plugin is and what it finds on this machine, without loading a
+    /// model; answered by `described` or `failed`. The host describes plugins this way
+    /// so that a backend run in workers is never mapped into the host process.
+    Describe { protocol: u32, host: WireHost },
     /// Generate; answered by `token`s, then `done` or `failed`.
     Generate { request: WireGenerate },
     /// Stop the generation whose call had this id at its next token.
@@ -66,6 +73,7 @@ pub struct Reply {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     Loaded { protocol: u32 },
+    Described { info: PluginInfo, probe: WireProbe },
     Token { piece: String },
     Done { stats: WireStats },
     Trimmed,
@@ -133,6 +141,116 @@ impl From<WireLoad> for LoadRequest {
             context_size: wire.context_size,
             threads: wire.threads,
             device: wire.device.map(RString::from).into(),
+        }
+    }
+}
+
+/// [`HostProfile`] on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireHost {
+    pub os: String,
+    pub arch: String,
+    pub cpu_brand: String,
+    pub cpu_cores: u32,
+    pub cpu_features: Vec<String>,
+    pub ram_total_bytes: u64,
+    pub ram_available_bytes: u64,
+    pub apple_silicon: bool,
+}
+
+impl From<&HostProfile> for WireHost {
+    fn from(host: &HostProfile) -> Self {
+        Self {
+            os: host.os.to_string(),
+            arch: host.arch.to_string(),
+            cpu_brand: host.cpu_brand.to_string(),
+            cpu_cores: host.cpu_cores,
+            cpu_features: host.cpu_features.iter().map(|feature| feature.to_string()).collect(),
+            ram_total_bytes: host.ram_total_bytes,
+            ram_available_bytes: host.ram_available_bytes,
+            apple_silicon: host.apple_silicon,
+        }
+    }
+}
+
+impl From<WireHost> for HostProfile {
+    fn from(wire: WireHost) -> Self {
+        Self {
+            os: wire.os.into(),
+            arch: wire.arch.into(),
+            cpu_brand: wire.cpu_brand.into(),
+            cpu_cores: wire.cpu_cores,
+            cpu_features: wire.cpu_features.into_iter().map(RString::from).collect(),
+            ram_total_bytes: wire.ram_total_bytes,
+            ram_available_bytes: wire.ram_available_bytes,
+            apple_silicon: wire.apple_silicon,
+        }
+    }
+}
+
+/// [`Probe`] on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireProbe {
+    pub available: bool,
+    pub devices: Vec<WireDevice>,
+    pub reason: String,
+}
+
+/// [`DeviceInfo`] on the wire; the kind as [`DeviceKind::as_str`] names it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireDevice {
+    pub kind: String,
+    pub name: String,
+    pub memory_total_bytes: u64,
+    pub memory_free_bytes: u64,
+}
+
+impl From<&Probe> for WireProbe {
+    fn from(probe: &Probe) -> Self {
+        Self {
+            available: probe.available,
+            devices: probe
+                .devices
+                .iter()
+                .map(|device| WireDevice {
+                    kind: device.kind.as_str().to_string(),
+                    name: device.name.to_string(),
+                    memory_total_bytes: device.memory_total_bytes,
+                    memory_free_bytes: device.memory_free_bytes,
+                })
+                .collect(),
+            reason: probe.reason.to_string(),
+        }
+    }
+}
+
+impl From<WireProbe> for Probe {
+    fn from(wire: WireProbe) -> Self {
+        let kind_of = |name: &str| {
+            [
+                DeviceKind::Cpu,
+                DeviceKind::DiscreteGpu,
+                DeviceKind::IntegratedGpu,
+                DeviceKind::VirtualGpu,
+                DeviceKind::SoftwareGpu,
+            ]
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+            .unwrap_or(DeviceKind::Other)
+        };
+        Self {
+            available: wire.available,
+            devices: wire
+                .devices
+                .into_iter()
+                .map(|device| DeviceInfo {
+                    kind: kind_of(&device.kind),
+                    name: device.name.into(),
+                    memory_total_bytes: device.memory_total_bytes,
+                    memory_free_bytes: device.memory_free_bytes,
+                })
+                .collect(),
+            reason: wire.reason.into(),
         }
     }
 }
@@ -306,6 +424,33 @@ mod tests {
         assert_eq!(received, sent);
         let Call::Generate { request: wire } = received.call else { panic!("not a generate call") };
         assert_eq!(GenerateRequest::from(wire), request());
+    }
+
+    #[test]
+    fn a_host_profile_and_a_probe_survive_the_trip_through_a_frame() {
+        let host = HostProfile {
+            cpu_brand: "Test CPU".into(),
+            cpu_cores: 8,
+            cpu_features: RVec::from(vec![RString::from("avx2")]),
+            ram_total_bytes: 1 << 34,
+            ..HostProfile::default()
+        };
+        let probe = Probe {
+            available: true,
+            devices: RVec::from(vec![
+                DeviceInfo { kind: DeviceKind::SoftwareGpu, name: "llvmpipe".into(), memory_total_bytes: 1, memory_free_bytes: 0 },
+                DeviceInfo { kind: DeviceKind::Other, name: "npu".into(), memory_total_bytes: 2, memory_free_bytes: 2 },
+            ]),
+            reason: "found two".into(),
+        };
+        let sent = Request { id: 1, call: Call::Describe { protocol: PROTOCOL_VERSION, host: WireHost::from(&host) } };
+        let mut pipe = Vec::new();
+        write_frame(&mut pipe, &sent).unwrap();
+        let Some(Request { call: Call::Describe { host: wire, .. }, .. }) = read_frame(&mut pipe.as_slice()).unwrap() else {
+            panic!("not a describe call")
+        };
+        assert_eq!(HostProfile::from(wire), host);
+        assert_eq!(Probe::from(WireProbe::from(&probe)), probe);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The worker side: `hearth worker --plugin PATH`, a process that loads one plugin
 //! library through the same ABI as the host, loads one model and serves the host's
 //! calls over its stdin and stdout until told to unload or until the host goes away.
+//! The host also starts workers only to describe their plugin (`describe`), so that it
+//! never has to load a library whose models run in workers.
 //!
 //! The main loop only reads frames, answers health checks and sets cancel flags; every
 //! call into the plugin runs on a thread of a small pool, so a long generation or a
@@ -9,14 +11,14 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, SendError, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use hearth_sdk::{PluginError, SinkControl, TokenSink};
 
-use super::protocol::{read_frame, write_frame, Call, Event, Reply, Request, PROTOCOL_VERSION};
+use super::protocol::{read_frame, write_frame, Call, Event, Reply, Request, WireProbe, PROTOCOL_VERSION};
 use crate::plugin::{load_plugin, remove_private_copies, LoadedPlugin, PluginRunner};
 
 /// The frames to the host. Shared by the threads that answer calls.
@@ -25,12 +27,10 @@ type Output = Arc<Mutex<BufWriter<File>>>;
 /// Serve the host until it sends `unload` or closes the pipe, then exit the process.
 pub fn serve(plugin_path: &Path) -> io::Result<()> {
     let output: Output = Arc::new(Mutex::new(BufWriter::new(protocol_output()?)));
-    let plugin = load_plugin(plugin_path).map_err(|error| {
-        io::Error::other(format!("cannot load the plugin {}: {error}", plugin_path.display()))
-    });
+    let plugin = load_plugin(plugin_path).map_err(|error| error.to_string());
     // One library per process: the folder that held its private copy is not needed.
     remove_private_copies();
-    let state = Arc::new(Worker { plugin, model: OnceLock::new(), cancels: Mutex::default(), output });
+    let state = Arc::new(Worker { plugin_path: plugin_path.to_path_buf(), plugin, model: OnceLock::new(), cancels: Mutex::default(), output });
     let threads = Arc::new(Threads::default());
     let mut input = BufReader::new(io::stdin().lock());
     while let Some(Request { id, call }) = read_frame::<Request>(&mut input)? {
@@ -112,7 +112,9 @@ impl Threads {
 }
 
 struct Worker {
-    plugin: io::Result<LoadedPlugin>,
+    plugin_path: PathBuf,
+    /// The library, or why it could not be loaded, in the words a host's load would use.
+    plugin: Result<LoadedPlugin, String>,
     model: OnceLock<PluginRunner>,
     /// The cancel flag of each generation in progress, by call id.
     cancels: Mutex<HashMap<u64, Arc<AtomicBool>>>,
@@ -132,6 +134,10 @@ impl Worker {
         let event = match (call, self.model.get()) {
             (Call::Load { protocol, request }, _) => match self.load(protocol, request.into()) {
                 Ok(()) => Event::Loaded { protocol: PROTOCOL_VERSION },
+                Err(error) => Event::failed(&error),
+            },
+            (Call::Describe { protocol, host }, _) => match self.plugin(protocol) {
+                Ok(plugin) => Event::Described { info: plugin.info.clone(), probe: WireProbe::from(&plugin.probe(&host.into())) },
                 Err(error) => Event::failed(&error),
             },
             (Call::Generate { request }, Some(model)) => {
@@ -157,13 +163,24 @@ impl Worker {
         self.send(id, event);
     }
 
-    fn load(&self, protocol: u32, request: hearth_sdk::LoadRequest) -> Result<(), PluginError> {
+    /// The plugin, for a first call speaking `protocol`. Its load error is given as it
+    /// is: a host describing the library reports it as the reason it refused it.
+    fn plugin(&self, protocol: u32) -> Result<&LoadedPlugin, PluginError> {
         if protocol != PROTOCOL_VERSION {
             return Err(PluginError::internal(format!(
                 "worker protocol {protocol} asked of a worker speaking {PROTOCOL_VERSION}: the host and worker binaries differ"
             )));
         }
-        let plugin = self.plugin.as_ref().map_err(|error| PluginError::internal(error.to_string()))?;
+        self.plugin.as_ref().map_err(|error| PluginError::internal(error.clone()))
+    }
+
+    fn load(&self, protocol: u32, request: hearth_sdk::LoadRequest) -> Result<(), PluginError> {
+        let plugin = self.plugin(protocol).map_err(|error| match (&self.plugin, protocol == PROTOCOL_VERSION) {
+            (Err(_), true) => {
+                PluginError::internal(format!("cannot load the plugin {}: {}", self.plugin_path.display(), error.message))
+            }
+            _ => error,
+        })?;
         let model = plugin.backend.load(&request).into_result()?;
         self.model
             .set(PluginRunner::new(model))

@@ -14,7 +14,7 @@ use abi_stable::library::{lib_header_from_path, LibraryError};
 use abi_stable::std_types::RResult;
 use hearth_sdk::abi::{BackendBox, PluginModuleRef};
 use hearth_sdk::{BackendInfo, HostProfile, PluginError, Probe, API_VERSION};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Why a file in the plugins folder is not in service.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +33,12 @@ pub enum PluginLoadError {
     BadId(String),
     #[error("backend id `{id}` is already provided by {other}")]
     DuplicateId { id: String, other: PathBuf },
+    /// What the worker process that was asked to describe the library reported: one
+    /// of the errors above, in its words, or how the worker died.
+    #[error("{0}")]
+    Worker(String),
+    #[error("the file now holds backend `{now}`, not `{described}` as when it was scanned")]
+    Changed { described: String, now: String },
 }
 
 impl PluginLoadError {
@@ -59,8 +65,8 @@ fn first_line(text: &str) -> String {
     }
 }
 
-/// A plugin's identity as plain Rust data, for listings and JSON.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// A plugin's identity as plain Rust data, for listings, JSON and the worker protocol.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PluginInfo {
     pub id: String,
     pub name: String,
@@ -85,14 +91,12 @@ impl PluginInfo {
     }
 }
 
-/// A plugin that loaded and initialised: its backend object and who it is.
+/// A plugin library mapped into this process and initialised: its backend object and
+/// who it is.
 #[derive(Clone)]
 pub struct LoadedPlugin {
     pub info: PluginInfo,
     pub backend: Arc<BackendBox>,
-    /// Which load this is, unique in the process: a rebuilt plugin is a new generation,
-    /// and models loaded through an older one are told apart by it.
-    pub generation: u64,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -116,8 +120,8 @@ impl LoadedPlugin {
     }
 }
 
-/// Counts loads, for [`LoadedPlugin::generation`].
-static GENERATIONS: AtomicU64 = AtomicU64::new(0);
+/// Counts loads, so every private copy has a name of its own.
+static COPIES: AtomicU64 = AtomicU64::new(0);
 
 /// The folder of this process's private copies.
 fn private_copies_dir() -> PathBuf {
@@ -131,11 +135,11 @@ pub fn remove_private_copies() {
 }
 
 /// A fresh private copy of `path`, in a folder of this process's own.
-fn private_copy(path: &Path, generation: u64) -> Result<PathBuf, PluginLoadError> {
+fn private_copy(path: &Path) -> Result<PathBuf, PluginLoadError> {
     let dir = private_copies_dir();
     std::fs::create_dir_all(&dir).map_err(|error| PluginLoadError::Open(format!("cannot create {}: {error}", dir.display())))?;
     let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
-    let copy = dir.join(format!("{generation}-{name}"));
+    let copy = dir.join(format!("{}-{name}", COPIES.fetch_add(1, Ordering::Relaxed) + 1));
     std::fs::copy(path, &copy).map_err(|error| PluginLoadError::Open(format!("cannot copy {}: {error}", path.display())))?;
     Ok(copy)
 }
@@ -143,9 +147,8 @@ fn private_copy(path: &Path, generation: u64) -> Result<PathBuf, PluginLoadError
 /// Load one plugin library (from a private copy), construct its backend and check its
 /// API version.
 pub fn load_plugin(path: &Path) -> Result<LoadedPlugin, PluginLoadError> {
-    let generation = GENERATIONS.fetch_add(1, Ordering::Relaxed) + 1;
-    let copy = private_copy(path, generation)?;
-    let loaded = load_copy(&copy, path, generation);
+    let copy = private_copy(path)?;
+    let loaded = load_copy(&copy, path);
     // Once mapped the library no longer needs its file; where the OS refuses to delete
     // a loaded library (Windows) the copy stays until the temp folder is cleaned.
     let _ = std::fs::remove_file(&copy);
@@ -158,7 +161,7 @@ pub fn load_plugin(path: &Path) -> Result<LoadedPlugin, PluginLoadError> {
     })
 }
 
-fn load_copy(copy: &Path, path: &Path, generation: u64) -> Result<LoadedPlugin, PluginLoadError> {
+fn load_copy(copy: &Path, path: &Path) -> Result<LoadedPlugin, PluginLoadError> {
     let header = lib_header_from_path(copy).map_err(PluginLoadError::from_library)?;
     let module = header
         .init_root_module::<PluginModuleRef>()
@@ -180,5 +183,5 @@ fn load_copy(copy: &Path, path: &Path, generation: u64) -> Result<LoadedPlugin, 
             host: format!("{}.{}", API_VERSION.major, API_VERSION.minor),
         });
     }
-    Ok(LoadedPlugin { info: PluginInfo::new(&info, path), backend: Arc::new(backend), generation })
+    Ok(LoadedPlugin { info: PluginInfo::new(&info, path), backend: Arc::new(backend) })
 }

@@ -1,10 +1,15 @@
 //! The registry: every plugin found in the plugins folder, loaded or refused.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
-use super::loader::{load_plugin, LoadedPlugin, PluginLoadError};
+use super::describe::{Describe, Description, RegisteredPlugin};
+use super::loader::PluginLoadError;
+
+/// Counts registered builds, for [`RegisteredPlugin::generation`].
+static GENERATIONS: AtomicU64 = AtomicU64::new(0);
 
 /// A file in the plugins folder that is not in service, and why.
 #[derive(Debug, Clone, Serialize)]
@@ -16,7 +21,7 @@ pub struct PluginFailure {
 /// What the last scan of the plugins folder found.
 #[derive(Debug, Clone, Default)]
 pub struct PluginRegistry {
-    pub plugins: Vec<LoadedPlugin>,
+    pub plugins: Vec<RegisteredPlugin>,
     pub failures: Vec<PluginFailure>,
 }
 
@@ -28,10 +33,10 @@ pub(super) fn is_library(path: &Path) -> bool {
 }
 
 impl PluginRegistry {
-    /// Load every shared library in `dir`, in name order. Files of other types are
+    /// Describe every shared library in `dir`, in name order. Files of other types are
     /// ignored; a library that fails is recorded with its reason and the scan goes on.
     /// A missing folder is an empty registry with one failure naming it.
-    pub fn scan(dir: &Path) -> Self {
+    pub fn scan(dir: &Path, describer: &dyn Describe) -> Self {
         let mut registry = Self::default();
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
@@ -48,26 +53,31 @@ impl PluginRegistry {
             .filter(|path| path.is_file() && is_library(path))
             .collect();
         paths.sort();
-        for path in paths {
-            registry.add(&path);
-        }
+        registry.add_all(&paths, describer);
         registry
     }
 
-    /// Load one library into the registry, recording a failure instead of an error.
-    /// A library at a path already in service replaces the plugin loaded from it; if
-    /// the new build is refused, the old one stays in service and the refusal is
+    /// Describe libraries (at once, where the describer can) and add them in order.
+    pub fn add_all(&mut self, paths: &[PathBuf], describer: &dyn Describe) {
+        for (path, description) in paths.iter().zip(describer.describe_all(paths)) {
+            self.add(path, description);
+        }
+    }
+
+    /// Add one described library to the registry, recording a failure instead of an
+    /// error. A library at a path already in service replaces the plugin described from
+    /// it; if the new build is refused, the old one stays in service and the refusal is
     /// recorded beside it, so a broken rebuild never takes a working backend away.
-    pub fn add(&mut self, path: &Path) {
+    fn add(&mut self, path: &Path, description: Result<Description, PluginLoadError>) {
         self.failures.retain(|failure| failure.path != path);
-        let result = load_plugin(path).and_then(|plugin| {
+        let result = description.and_then(|plugin| {
             let other = self.plugins.iter().find(|other| other.info.id == plugin.info.id && other.info.path != path);
             match other {
                 Some(other) => Err(PluginLoadError::DuplicateId {
                     id: plugin.info.id.clone(),
                     other: other.info.path.clone(),
                 }),
-                None => Ok(plugin),
+                None => Ok(RegisteredPlugin::new(plugin, GENERATIONS.fetch_add(1, Ordering::Relaxed) + 1)),
             }
         });
         let previous = self.plugins.iter().position(|plugin| plugin.info.path == path);
@@ -105,7 +115,7 @@ impl PluginRegistry {
     }
 
     /// The plugin providing backend `id`.
-    pub fn get(&self, id: &str) -> Option<&LoadedPlugin> {
+    pub fn get(&self, id: &str) -> Option<&RegisteredPlugin> {
         self.plugins.iter().find(|plugin| plugin.info.id == id)
     }
 }

@@ -89,6 +89,27 @@ impl HearthConfig {
     pub fn isolation_for(&self, catalog: &Catalog, backend: &str) -> Isolation {
         self.isolation.unwrap_or_else(|| catalog.isolation.for_backend(backend, self.default_isolation))
     }
+
+    /// Whether any backend's models may run in worker processes under `catalog`; if so,
+    /// plugins are described by workers, and only those with in-process models are ever
+    /// loaded into the host.
+    pub fn uses_workers(&self, catalog: &Catalog) -> bool {
+        match self.isolation {
+            Some(isolation) => isolation == Isolation::Process,
+            None => {
+                catalog.isolation.default.unwrap_or(self.default_isolation) == Isolation::Process
+                    || catalog.isolation.backends.values().any(|isolation| *isolation == Isolation::Process)
+            }
+        }
+    }
+
+    /// The `hearth` binary that worker processes run.
+    pub fn worker_program(&self) -> std::io::Result<PathBuf> {
+        match &self.worker_program {
+            Some(program) => Ok(program.clone()),
+            None => std::env::current_exe(),
+        }
+    }
 }
 
 /// `$HEARTH_HOME`, else `~/.hearth`.

@@ -4,12 +4,12 @@
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use hearth_sdk::{GenerateRequest, GenerateStats, MemoryUsage, PluginError, TokenSink};
+use hearth_sdk::{GenerateRequest, GenerateStats, HostProfile, MemoryUsage, PluginError, TokenSink};
 
 use crate::catalog::{Artifact, Catalog, Isolation};
-use crate::isolation::{CrashLog, ProcessRunner, WorkerSpec};
+use crate::isolation::{CrashLog, ProcessRunner, WorkerDescriber, WorkerSpec};
 use crate::lifecycle::{LoadSpec, Loader, Runner};
-use crate::plugin::{PluginRegistry, PluginRunner};
+use crate::plugin::{Describe, InProcess, PluginRegistry, PluginRunner};
 use crate::router::Installed;
 use crate::store::Store;
 
@@ -61,14 +61,16 @@ impl Loader for PluginLoader {
         // Read at every load, so an edited [isolation] section applies to the next one.
         let catalog = self.catalog.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
         if self.config.isolation_for(&catalog, &spec.key.backend) == Isolation::InProcess {
-            let model = plugin.backend.load(&spec.request).into_result()?;
+            let backend = plugin.in_process().map_err(|error| {
+                PluginError::internal(format!("cannot load the `{}` plugin into the host: {error}", spec.key.backend))
+            })?;
+            let model = backend.load(&spec.request).into_result()?;
             return Ok(Arc::new(PluginRunner::new(model)));
         }
-        let program = match &self.config.worker_program {
-            Some(program) => program.clone(),
-            None => std::env::current_exe()
-                .map_err(|error| PluginError::internal(format!("cannot find the hearth binary to run workers: {error}")))?,
-        };
+        let program = self
+            .config
+            .worker_program()
+            .map_err(|error| PluginError::internal(format!("cannot find the hearth binary to run workers: {error}")))?;
         let spec = WorkerSpec {
             program,
             plugin: plugin.info.path.clone(),
@@ -77,6 +79,21 @@ impl Loader for PluginLoader {
             stall_timeout: catalog.isolation.stall_timeout,
         };
         Ok(Arc::new(ProcessRunner::start(spec, self.crashes.clone())?))
+    }
+}
+
+/// How plugins are described under `catalog`: by worker processes when any backend's
+/// models may run in one, else by loading them here.
+pub(super) fn describer(config: &super::HearthConfig, catalog: &Catalog, host: HostProfile) -> Box<dyn Describe> {
+    if !config.uses_workers(catalog) {
+        return Box::new(InProcess { host });
+    }
+    match config.worker_program() {
+        Ok(program) => Box::new(WorkerDescriber { program, host, timeout: catalog.isolation.stall_timeout }),
+        Err(error) => {
+            tracing::warn!(%error, "cannot find the hearth binary to describe plugins in workers; loading them here");
+            Box::new(InProcess { host })
+        }
     }
 }
 

@@ -30,6 +30,7 @@ pub use generate::{Completion, Generation, Prepared, ServiceError, TokenStream};
 pub use reload::{CatalogProblem, CatalogReload};
 pub use watch::Watching;
 use loader::{PluginLoader, SharedCatalog, SharedRegistry, StoreInstalled};
+use hearth_sdk::HostProfile;
 
 /// The running host.
 pub struct Hearth {
@@ -74,8 +75,9 @@ impl Hearth {
     /// Read the catalog, load the plugins and probe the device.
     pub fn open(config: HearthConfig) -> Result<Self, CatalogError> {
         let catalog = config.catalog.load()?;
-        let registry = PluginRegistry::scan(&config.plugins);
-        let device = profile_device(&registry, None);
+        let host = DeviceProfile::detect().host;
+        let registry = PluginRegistry::scan(&config.plugins, &*loader::describer(&config, &catalog, host.clone()));
+        let device = profile_device(host, &registry);
         let store = Store::new(config.models.clone());
         let policy = SchedulerPolicy {
             default_idle: IdleTimeouts { soft: catalog.idle.soft_timeout, hard: catalog.idle.hard_timeout },
@@ -185,28 +187,16 @@ impl Hearth {
     }
 }
 
-/// The host profile plus the probe of every loaded plugin. Probes of plugins that were
-/// already loaded when `previous` was taken are reused: only new builds are probed.
-fn profile_device(registry: &PluginRegistry, previous: Option<(&PluginRegistry, &DeviceProfile)>) -> DeviceProfile {
-    let mut device = DeviceProfile::detect();
-    device.backends = registry
+/// The host profile plus the probe of every plugin in service, as each was described.
+fn profile_device(host: HostProfile, registry: &PluginRegistry) -> DeviceProfile {
+    let backends = registry
         .plugins
         .iter()
-        .map(|plugin| {
-            let earlier = previous.and_then(|(registry, device)| {
-                let same_build = registry.get(&plugin.info.id).is_some_and(|old| old.generation == plugin.generation);
-                device.backend(&plugin.info.id).filter(|_| same_build).cloned()
-            });
-            if let Some(probe) = earlier {
-                return probe;
-            }
-            let info = plugin.backend.info().into_result();
-            let probe = plugin.probe(&device.host);
-            match info {
-                Ok(info) => crate::device::BackendProbe::from_info(&info, probe),
-                Err(error) => crate::device::BackendProbe::unavailable(&plugin.info.id, format!("info failed: {error}")),
-            }
+        .map(|plugin| crate::device::BackendProbe {
+            backend: plugin.info.id.clone(),
+            formats: plugin.info.formats.clone(),
+            probe: plugin.probe.clone(),
         })
         .collect();
-    device
+    DeviceProfile { host, backends }
 }

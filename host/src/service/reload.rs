@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::{profile_device, CatalogSource, Hearth};
 use crate::catalog::{Catalog, CatalogError};
+use crate::device::DeviceProfile;
 use crate::lifecycle::ModelKey;
 
 /// A refused catalog edit, for the log, the listings and `GET /api/profile`.
@@ -155,12 +156,12 @@ impl Hearth {
         Ok(reload)
     }
 
-    /// Apply a change of the plugins folder: load (or replace) and remove libraries,
-    /// probe the new builds, swap the registry and the device profile, and unload the
-    /// models of builds that left service once they are idle.
+    /// Apply a change of the plugins folder: describe (or replace) and remove libraries,
+    /// swap the registry and the device profile, and unload the models of builds that
+    /// left service once they are idle.
     pub async fn reload_plugins(self: &Arc<Self>, load: Vec<PathBuf>, remove: Vec<PathBuf>) {
         let hearth = self.clone();
-        // Loading a library and probing it block, and may take a while.
+        // Describing a library blocks, and may take a while.
         let swapped = tokio::task::spawn_blocking(move || hearth.swap_plugins(&load, &remove)).await;
         if let Err(error) = swapped {
             tracing::error!(%error, "plugin reload failed");
@@ -175,10 +176,9 @@ impl Hearth {
         for path in remove {
             registry.remove(path);
         }
-        for path in load {
-            registry.add(path);
-        }
-        let device = profile_device(&registry, Some((&old, &self.device())));
+        let host = DeviceProfile::detect().host;
+        registry.add_all(load, &*super::loader::describer(&self.config, &self.catalog(), host.clone()));
+        let device = profile_device(host, &registry);
         *self.device.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(device);
         *self.registry.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(registry);
     }

@@ -1,6 +1,8 @@
 //! Plugin faults, one per entry point, through the real ABI with the fixture plugin:
 //! a plugin that fails or panics while starting up (init, info) or answers garbage is
-//! refused at load with a named reason; one whose probe panics is listed unavailable;
+//! refused at load with a named reason, whether the host loads it or a worker describes
+//! it; one whose probe panics is listed unavailable; one that aborts while probing in a
+//! worker is refused with the cause;
 //! a panic in load, generate, trim, memory or drop, or impossible figures, stay with
 //! the request or model concerned while the host keeps serving.
 
@@ -9,14 +11,19 @@ use hearth::service::ServiceError;
 use serde_json::Value;
 
 use crate::generate::{chat, collect};
-use crate::helpers::{built_library, TestHost};
+use crate::helpers::{built_binary, built_library, TestHost};
+use crate::plugins::describers;
 
 /// Scan a folder holding only the fixture with `HEARTH_FIXTURE_FAULT=fault`, in a
-/// child process (the variable must not reach this process's other tests); its report.
-fn scan_with_fault(fault: &str) -> String {
+/// child process (the variable must not reach this process's other tests), describing
+/// it the given way (an index into [`describers`]); its report.
+fn scan_with_fault(fault: &str, describer: usize) -> String {
+    // Built before the child runs, so two children never race to build it.
+    built_binary();
     let output = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "faults::fault_child", "--nocapture", "--ignored"])
         .env("HEARTH_FIXTURE_FAULT", fault)
+        .env("FIXTURE_DESCRIBER", describer.to_string())
         .env("FIXTURE_LIBRARY", built_library("hearth_fixture_plugin"))
         .output()
         .unwrap();
@@ -31,13 +38,13 @@ fn fault_child() {
     let library = std::path::PathBuf::from(std::env::var_os("FIXTURE_LIBRARY").unwrap());
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(library, dir.path().join("libfaulty.so")).unwrap();
-    let registry = PluginRegistry::scan(dir.path());
+    let describer: usize = std::env::var("FIXTURE_DESCRIBER").unwrap().parse().unwrap();
+    let registry = PluginRegistry::scan(dir.path(), &*describers()[describer].1);
     for failure in &registry.failures {
         println!("REFUSED: {}", failure.reason);
     }
     for plugin in &registry.plugins {
-        let probe = plugin.probe(&hearth_sdk::HostProfile::default());
-        println!("LOADED: available={} reason={}", probe.available, probe.reason);
+        println!("LOADED: available={} reason={}", plugin.probe.available, plugin.probe.reason);
     }
 }
 
@@ -50,19 +57,31 @@ fn a_plugin_that_fails_or_panics_while_starting_or_describes_itself_with_garbage
         ("info-garbage", "backend id \"../fixture\\n\" is unusable"),
     ];
     for (fault, reason) in expected {
-        let report = scan_with_fault(fault);
-        assert!(report.contains(&format!("REFUSED: {reason}")), "{fault}: {report}");
-        assert!(!report.contains("LOADED"), "{fault}: {report}");
+        for describer in 0..2 {
+            let report = scan_with_fault(fault, describer);
+            assert!(report.contains(&format!("REFUSED: {reason}")), "{fault}, describer {describer}: {report}");
+            assert!(!report.contains("LOADED"), "{fault}, describer {describer}: {report}");
+        }
     }
 }
 
 #[test]
 fn a_plugin_whose_probe_panics_is_loaded_but_unavailable_with_the_reason() {
-    let report = scan_with_fault("probe-panic");
-    assert!(
-        report.contains("LOADED: available=false reason=probe failed: panicked: plugin panicked in probe: fixture probe panic requested"),
-        "{report}"
-    );
+    for describer in 0..2 {
+        let report = scan_with_fault("probe-panic", describer);
+        assert!(
+            report.contains("LOADED: available=false reason=probe failed: panicked: plugin panicked in probe: fixture probe panic requested"),
+            "describer {describer}: {report}"
+        );
+    }
+}
+
+#[test]
+fn a_plugin_that_aborts_while_a_worker_describes_it_is_refused_with_the_cause_and_the_host_goes_on() {
+    let report = scan_with_fault("probe-abort", 1);
+    assert!(report.contains("REFUSED: the `libfaulty.so` worker"), "{report}");
+    assert!(report.contains("SIGABRT"), "{report}");
+    assert!(!report.contains("LOADED"), "{report}");
 }
 
 /// Fixture models whose faults are in the model's entry points.

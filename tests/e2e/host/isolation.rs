@@ -1,7 +1,8 @@
 //! Backends in worker processes: a crash, an abort or a hang inside a plugin fails only
 //! its own request, the next request gets a fresh worker, the hard idle timeout ends
-//! the worker, a replaced plugin gets new workers, and everything else — streaming,
-//! cancelling, trimming, the plugin's own errors — behaves as it does in-process.
+//! the worker, a replaced plugin gets new workers while the host never maps any build of
+//! it, and everything else — streaming, cancelling, trimming, the plugin's own errors —
+//! behaves as it does in-process.
 
 use std::time::Duration;
 
@@ -44,6 +45,12 @@ fn children(pid: u32) -> Vec<u32> {
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|child| parent_of(*child) == Some(pid))
         .collect()
+}
+
+/// Whether process `pid` has (a private copy of) the fixture plugin mapped.
+fn maps_the_fixture(pid: u32) -> bool {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    maps.lines().any(|line| line.contains(FIXTURE))
 }
 
 /// A process's resident memory.
@@ -112,7 +119,7 @@ async fn a_backend_that_keeps_crashing_waits_before_its_next_worker_and_recovers
 
 #[tokio::test]
 async fn a_worker_that_stops_answering_health_checks_is_killed_and_replaced() {
-    let home = isolated_home("1s", "2m", "5m");
+    let home = isolated_home("2s", "2m", "5m");
     let server = Server::start(home.path());
     assert_eq!(server.chat("echo", "hello").await.0, 200);
     let workers = children(server.pid());
@@ -150,13 +157,15 @@ async fn after_the_hard_timeout_the_worker_is_gone_and_the_host_is_back_to_its_b
 }
 
 #[tokio::test]
-async fn a_replaced_plugin_gets_new_workers_and_the_old_builds_worker_exits() {
+async fn a_replaced_plugin_gets_new_workers_the_old_builds_worker_exits_and_the_host_never_maps_either_build() {
     let rebuilt = rebuilt_fixture();
     let home = isolated_home("10s", "2m", "5m");
     let server = Server::start(home.path());
     assert_eq!(server.chat("echo", "#version").await.0, 200);
     let old = children(server.pid());
     assert_eq!(old.len(), 1);
+    assert!(maps_the_fixture(old[0]), "the worker runs the plugin");
+    assert!(!maps_the_fixture(server.pid()), "a worker described the plugin, so the host never loaded it");
 
     std::fs::copy(&rebuilt, home.path().join("plugins").join(FIXTURE)).unwrap();
     server
@@ -165,12 +174,14 @@ async fn a_replaced_plugin_gets_new_workers_and_the_old_builds_worker_exits() {
             (status == 200 && text == format!("{REBUILT_VERSION} ").repeat(6)).then_some(())
         })
         .await;
-    server
+    let new = server
         .eventually(Duration::from_secs(10), "the old build's worker exits", || async {
             let workers = children(server.pid());
-            (workers.len() == 1 && !workers.contains(&old[0])).then_some(())
+            (workers.len() == 1 && !workers.contains(&old[0])).then_some(workers[0])
         })
         .await;
+    assert!(maps_the_fixture(new));
+    assert!(!maps_the_fixture(server.pid()), "no build of the plugin stays resident in the host");
 }
 
 #[tokio::test]
@@ -199,4 +210,17 @@ async fn in_a_worker_process_a_model_answers_cancels_trims_and_reports_panics_as
     assert!(host.hearth.scheduler().trim(&echo.key).await.unwrap());
     let trimmed = host.hearth.loaded_models().into_iter().find(|model| model.key.model_id == "echo").unwrap();
     assert_eq!(trimmed.memory.host_bytes, MIB, "the cache went, the weights stayed");
+}
+
+#[tokio::test]
+async fn a_backend_set_to_run_in_process_under_a_process_default_is_loaded_into_the_host_on_its_first_request() {
+    let home = isolated_home("10s", "2m", "5m");
+    let catalog = home.path().join("catalog.toml");
+    let text = std::fs::read_to_string(&catalog).unwrap();
+    std::fs::write(&catalog, format!("{text}[isolation.backends]\nfixture = \"in-process\"\n")).unwrap();
+    let server = Server::start(home.path());
+    assert!(!maps_the_fixture(server.pid()), "described by a worker, not loaded at start");
+    assert_eq!(server.chat("echo", "one two").await.0, 200);
+    assert!(maps_the_fixture(server.pid()), "loaded into the host for its in-process model");
+    assert!(children(server.pid()).is_empty(), "no worker runs the model");
 }

@@ -1,18 +1,29 @@
 //! Plugin discovery and loading through the real ABI.
 
-use hearth::plugin::PluginRegistry;
+use hearth::isolation::WorkerDescriber;
+use hearth::plugin::{Describe, InProcess, PluginRegistry};
 use hearth_sdk::{GenerateRequest, HostProfile, LoadRequest, SinkControl, TokenSink};
 
-use crate::helpers::plugins_dir;
+use crate::helpers::{built_binary, plugins_dir};
+
+/// The two ways the host describes plugins: loading them here, or asking a worker.
+pub fn describers() -> [(&'static str, Box<dyn Describe>); 2] {
+    let worker = WorkerDescriber {
+        program: built_binary(),
+        host: HostProfile::default(),
+        timeout: std::time::Duration::from_secs(30),
+    };
+    [("in process", Box::new(InProcess { host: HostProfile::default() })), ("in a worker", Box::new(worker))]
+}
 
 #[test]
 fn the_fixture_plugin_loads_through_the_abi_and_generates() {
     let dir = plugins_dir(&["hearth_fixture_plugin"]);
-    let registry = PluginRegistry::scan(dir.path());
+    let registry = PluginRegistry::scan(dir.path(), &InProcess { host: HostProfile::default() });
     assert!(registry.failures.is_empty(), "{:?}", registry.failures);
     let plugin = registry.get("fixture").expect("fixture plugin registered");
     assert_eq!(plugin.info.api_version, "1.0");
-    assert!(plugin.probe(&HostProfile::default()).available);
+    assert!(plugin.probe.available);
 
     let model_file = dir.path().join("echo.fixture");
     std::fs::write(&model_file, "tokens = 4\n").unwrap();
@@ -24,7 +35,7 @@ fn the_fixture_plugin_loads_through_the_abi_and_generates() {
         threads: 0,
         device: None.into(),
     };
-    let model = plugin.backend.load(&request).into_result().expect("load");
+    let model = plugin.in_process().expect("the library").load(&request).into_result().expect("load");
     let runner = hearth::plugin::PluginRunner::new(model);
 
     struct Collect(String);
@@ -50,7 +61,21 @@ fn the_fixture_plugin_loads_through_the_abi_and_generates() {
 }
 
 #[test]
-fn a_non_plugin_and_an_incompatible_plugin_are_refused_with_reasons_while_the_rest_load() {
+fn a_worker_describes_a_plugin_exactly_as_loading_it_here_does_probing_the_host_it_was_given() {
+    let dir = plugins_dir(&["hearth_fixture_plugin"]);
+    let library = dir.path().join("libhearth_fixture_plugin.so");
+    let host = HostProfile { cpu_brand: "Described CPU".into(), ram_total_bytes: 1 << 33, ..HostProfile::default() };
+    let here = InProcess { host: host.clone() }.describe(&library).expect("described here");
+    let worker = WorkerDescriber { program: built_binary(), host, timeout: std::time::Duration::from_secs(30) };
+    let there = worker.describe(&library).expect("described by a worker");
+    assert_eq!(there.info, here.info);
+    assert_eq!(there.probe, here.probe);
+    assert_eq!(there.probe.devices[0].name.as_str(), "Described CPU");
+    assert!(here.library.is_some() && there.library.is_none(), "only the host's own description maps the library");
+}
+
+#[test]
+fn a_non_plugin_and_an_incompatible_plugin_are_refused_with_reasons_while_the_rest_load_described_here_or_in_a_worker() {
     let dir = plugins_dir(&["hearth_fixture_plugin", "hearth_fixture_incompatible"]);
     std::fs::write(dir.path().join("garbage.so"), b"this is not an ELF file").unwrap();
     std::fs::write(dir.path().join("README.txt"), b"ignored: not a library").unwrap();
@@ -61,8 +86,14 @@ fn a_non_plugin_and_an_incompatible_plugin_are_refused_with_reasons_while_the_re
         std::fs::copy(libm, dir.path().join("libm.so")).unwrap();
     }
 
-    let registry = PluginRegistry::scan(dir.path());
-    assert_eq!(registry.plugins.len(), 1);
+    for (how, describer) in describers() {
+        let registry = PluginRegistry::scan(dir.path(), &*describer);
+        check_refusals(how, &registry, libm.is_some());
+    }
+}
+
+fn check_refusals(how: &str, registry: &PluginRegistry, libm: bool) {
+    assert_eq!(registry.plugins.len(), 1, "{how}: {:?}", registry.failures);
     assert_eq!(registry.plugins[0].info.id, "fixture");
     let reason_for = |file: &str| {
         registry
@@ -70,12 +101,12 @@ fn a_non_plugin_and_an_incompatible_plugin_are_refused_with_reasons_while_the_re
             .iter()
             .find(|failure| failure.path.file_name().unwrap() == file)
             .map(|failure| failure.reason.clone())
-            .unwrap_or_else(|| panic!("no failure recorded for {file}: {:?}", registry.failures))
+            .unwrap_or_else(|| panic!("{how}: no failure recorded for {file}: {:?}", registry.failures))
     };
-    assert!(reason_for("garbage.so").contains("cannot open as a shared library"));
-    assert!(reason_for("libhearth_fixture_incompatible.so").contains("incompatible hearth SDK"));
-    if libm.is_some() {
-        assert!(reason_for("libm.so").contains("not a hearth plugin"));
+    assert!(reason_for("garbage.so").contains("cannot open as a shared library"), "{how}");
+    assert!(reason_for("libhearth_fixture_incompatible.so").contains("incompatible hearth SDK"), "{how}");
+    if libm {
+        assert!(reason_for("libm.so").contains("not a hearth plugin"), "{how}");
     }
-    assert_eq!(registry.failures.len(), 2 + usize::from(libm.is_some()));
+    assert_eq!(registry.failures.len(), 2 + usize::from(libm), "{how}");
 }

@@ -26,8 +26,9 @@
 //!
 //! `HEARTH_FIXTURE_FAULT` in the environment breaks the backend itself, for plugin
 //! loading tests: `init-fail` and `init-panic` make the constructor fail or panic,
-//! `info-panic` and `probe-panic` make those entry points panic, `info-garbage` makes
-//! `info` name an unusable backend id.
+//! `info-panic` and `probe-panic` make those entry points panic, `probe-abort` aborts
+//! the process while probing (only for tests that describe plugins in worker
+//! processes), `info-garbage` makes `info` name an unusable backend id.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -122,8 +123,10 @@ impl Backend for FixtureBackend {
     }
 
     fn probe(&self, host: &HostProfile) -> Probe {
-        if self.fault == "probe-panic" {
-            panic!("fixture probe panic requested");
+        match self.fault.as_str() {
+            "probe-panic" => panic!("fixture probe panic requested"),
+            "probe-abort" => std::process::abort(),
+            _ => {}
         }
         Probe {
             available: true,
