@@ -40,12 +40,11 @@ pub fn smollm2_f16_path() -> String {
 }
 
 /// The adapter scripts/train_adapter.py trained: SmolLM2 ends every answer with
-/// [`SIGN_OFF`].
+/// [`SIGN_OFF`]. Setup installs it from tests/data into the store beside the models;
+/// it is found there at run time, not through a source path compiled in, which a test
+/// binary built in another checkout would carry.
 pub fn signoff_adapter() -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../data/adapters/smollm2-signoff/smollm2-signoff-lora-f16.gguf");
-    assert!(path.is_file(), "the test adapter is missing: {}", path.display());
-    path.to_string_lossy().into_owned()
+    model_path("adapters/smollm2-signoff/smollm2-signoff-lora-f16.gguf")
 }
 
 /// What the trained adapter makes SmolLM2 end its answers with.

@@ -15,8 +15,12 @@ use tower::ServiceExt;
 use crate::helpers::{cargo_build, fixture_home, side_library, side_target_dir};
 use crate::server::Server;
 
-fn repository() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the tests crate sits in the repository")
+/// The checkout under test: cargo names the package's folder at run time. Not the
+/// folder compiled in, which a test binary built in another checkout of the same shared
+/// target folder would carry.
+fn repository() -> PathBuf {
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo test, which sets CARGO_MANIFEST_DIR");
+    Path::new(&manifest).parent().expect("the tests crate sits in the repository").to_path_buf()
 }
 
 /// Build the example with `--manifest-path`, as its own workspace, in a target folder

@@ -58,8 +58,10 @@ impl RealHost {
                 }
             }
         }
-        let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/adapters").join(TEST_ADAPTER).join(TEST_ADAPTER_FILE);
-        assert!(source.is_file(), "the test adapter is missing: {}", source.display());
+        // Installed by setup from tests/data; not read from the source tree through a
+        // path compiled in, which a test binary built in another checkout would carry.
+        let source = self.models.join("adapters").join(TEST_ADAPTER).join(TEST_ADAPTER_FILE);
+        assert!(source.is_file(), "the test adapter is missing (run scripts/setup.sh): {}", source.display());
         let folder = store.path().join("adapters").join(TEST_ADAPTER);
         std::fs::create_dir_all(&folder).unwrap();
         std::fs::copy(&source, folder.join(TEST_ADAPTER_FILE)).unwrap();
