@@ -5,7 +5,7 @@
 //! mirrors them into plain Rust for `hearth profile --json` and `GET /api/profile`.
 
 use hearth_sdk::{DeviceInfo, DeviceKind, HostProfile, Probe};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 
 /// Profiles this machine: RAM, CPU, OS and architecture.
@@ -163,18 +163,8 @@ impl DeviceProfile {
 
     /// A serialisable copy for JSON output.
     pub fn view(&self) -> DeviceProfileView {
-        let h = &self.host;
         DeviceProfileView {
-            host: HostView {
-                os: h.os.to_string(),
-                arch: h.arch.to_string(),
-                cpu_brand: h.cpu_brand.to_string(),
-                cpu_cores: h.cpu_cores,
-                cpu_features: h.cpu_features.iter().map(|f| f.to_string()).collect(),
-                ram_total_bytes: h.ram_total_bytes,
-                ram_available_bytes: h.ram_available_bytes,
-                apple_silicon: h.apple_silicon,
-            },
+            host: HostView::from(&self.host),
             backends: self
                 .backends
                 .iter()
@@ -197,8 +187,8 @@ pub struct DeviceProfileView {
     pub backends: Vec<BackendView>,
 }
 
-/// Plain-Rust mirror of [`HostProfile`].
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Plain-Rust mirror of [`HostProfile`]; also how the host hands it to a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostView {
     pub os: String,
     pub arch: String,
@@ -208,6 +198,36 @@ pub struct HostView {
     pub ram_total_bytes: u64,
     pub ram_available_bytes: u64,
     pub apple_silicon: bool,
+}
+
+impl From<&HostProfile> for HostView {
+    fn from(host: &HostProfile) -> Self {
+        Self {
+            os: host.os.to_string(),
+            arch: host.arch.to_string(),
+            cpu_brand: host.cpu_brand.to_string(),
+            cpu_cores: host.cpu_cores,
+            cpu_features: host.cpu_features.iter().map(|feature| feature.to_string()).collect(),
+            ram_total_bytes: host.ram_total_bytes,
+            ram_available_bytes: host.ram_available_bytes,
+            apple_silicon: host.apple_silicon,
+        }
+    }
+}
+
+impl From<HostView> for HostProfile {
+    fn from(view: HostView) -> Self {
+        Self {
+            os: view.os.into(),
+            arch: view.arch.into(),
+            cpu_brand: view.cpu_brand.into(),
+            cpu_cores: view.cpu_cores,
+            cpu_features: view.cpu_features.into_iter().map(Into::into).collect(),
+            ram_total_bytes: view.ram_total_bytes,
+            ram_available_bytes: view.ram_available_bytes,
+            apple_silicon: view.apple_silicon,
+        }
+    }
 }
 
 /// Plain-Rust mirror of a [`BackendProbe`].

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use hearth_sdk::HostProfile;
 
-use super::protocol::{Call, Event, WireHost, PROTOCOL_VERSION};
+use super::protocol::{Call, Event, PROTOCOL_VERSION};
 use super::supervisor::WorkerProcess;
+use crate::device::HostView;
 use crate::plugin::{Describe, Description, PluginInfo, PluginLoadError};
 
 /// Describes libraries by asking a worker process of `program` about each.
@@ -30,7 +31,7 @@ impl Describe for WorkerDescriber {
         let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
         let worker = WorkerProcess::spawn(&self.program, path, &name, self.timeout)
             .map_err(|error| PluginLoadError::Worker(error.message.to_string()))?;
-        let call = Call::Describe { protocol: PROTOCOL_VERSION, host: WireHost::from(&self.host) };
+        let call = Call::Describe { protocol: PROTOCOL_VERSION, host: HostView::from(&self.host) };
         // Dropping the worker at the end asks it to exit; it has no model to unload.
         match worker.call(call, "describe").map_err(|error| PluginLoadError::Worker(error.message.to_string()))? {
             Event::Described { info, probe } => Ok(Description {

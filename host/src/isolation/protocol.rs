@@ -17,10 +17,11 @@ use std::io::{self, Read, Write};
 use hearth_sdk::abi_stable::std_types::{RString, RVec};
 use hearth_sdk::{
     AdapterUse, ChatMessage, DeviceInfo, DeviceKind, ErrorKind, FinishReason, GenerateRequest, GenerateStats,
-    HostProfile, LoadRequest, MemoryUsage, PluginError, Probe, Sampling,
+    LoadRequest, MemoryUsage, PluginError, Probe, Sampling,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+use crate::device::HostView;
 use crate::plugin::PluginInfo;
 
 /// Bumped whenever a message changes shape or a call is added.
@@ -46,7 +47,7 @@ pub enum Call {
     /// Say what the plugin is and what it finds on this machine, without loading a
     /// model; answered by `described` or `failed`. The host describes plugins this way
     /// so that a backend run in workers is never mapped into the host process.
-    Describe { protocol: u32, host: WireHost },
+    Describe { protocol: u32, host: HostView },
     /// Generate; answered by `token`s, then `done` or `failed`.
     Generate { request: WireGenerate },
     /// Stop the generation whose call had this id at its next token.
@@ -141,49 +142,6 @@ impl From<WireLoad> for LoadRequest {
             context_size: wire.context_size,
             threads: wire.threads,
             device: wire.device.map(RString::from).into(),
-        }
-    }
-}
-
-/// [`HostProfile`] on the wire.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WireHost {
-    pub os: String,
-    pub arch: String,
-    pub cpu_brand: String,
-    pub cpu_cores: u32,
-    pub cpu_features: Vec<String>,
-    pub ram_total_bytes: u64,
-    pub ram_available_bytes: u64,
-    pub apple_silicon: bool,
-}
-
-impl From<&HostProfile> for WireHost {
-    fn from(host: &HostProfile) -> Self {
-        Self {
-            os: host.os.to_string(),
-            arch: host.arch.to_string(),
-            cpu_brand: host.cpu_brand.to_string(),
-            cpu_cores: host.cpu_cores,
-            cpu_features: host.cpu_features.iter().map(|feature| feature.to_string()).collect(),
-            ram_total_bytes: host.ram_total_bytes,
-            ram_available_bytes: host.ram_available_bytes,
-            apple_silicon: host.apple_silicon,
-        }
-    }
-}
-
-impl From<WireHost> for HostProfile {
-    fn from(wire: WireHost) -> Self {
-        Self {
-            os: wire.os.into(),
-            arch: wire.arch.into(),
-            cpu_brand: wire.cpu_brand.into(),
-            cpu_cores: wire.cpu_cores,
-            cpu_features: wire.cpu_features.into_iter().map(RString::from).collect(),
-            ram_total_bytes: wire.ram_total_bytes,
-            ram_available_bytes: wire.ram_available_bytes,
-            apple_silicon: wire.apple_silicon,
         }
     }
 }
@@ -403,6 +361,7 @@ pub fn read_frame<T: DeserializeOwned>(input: &mut impl Read) -> io::Result<Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hearth_sdk::HostProfile;
 
     fn request() -> GenerateRequest {
         GenerateRequest {
@@ -443,7 +402,7 @@ mod tests {
             ]),
             reason: "found two".into(),
         };
-        let sent = Request { id: 1, call: Call::Describe { protocol: PROTOCOL_VERSION, host: WireHost::from(&host) } };
+        let sent = Request { id: 1, call: Call::Describe { protocol: PROTOCOL_VERSION, host: HostView::from(&host) } };
         let mut pipe = Vec::new();
         write_frame(&mut pipe, &sent).unwrap();
         let Some(Request { call: Call::Describe { host: wire, .. }, .. }) = read_frame(&mut pipe.as_slice()).unwrap() else {
