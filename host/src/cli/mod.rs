@@ -152,6 +152,7 @@ pub enum Command {
 
 /// Parse the arguments and run the verb.
 pub fn main() -> anyhow::Result<()> {
+    skip_the_display_gpu_choice_without_a_display();
     let cli = Cli::parse();
     if let Command::Worker { plugin } = &cli.command {
         // No async runtime: a worker is a loop over its stdin, and its log goes to the
@@ -165,6 +166,22 @@ pub fn main() -> anyhow::Result<()> {
     }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(dispatch(cli))
+}
+
+/// Mesa's Vulkan device-selection layer, which the Vulkan loader puts into every
+/// Vulkan program, asks the display server which GPU drives the screen each time the
+/// devices are listed; with no display, libwayland prints `error: XDG_RUNTIME_DIR is
+/// invalid or not set in the environment.` every time (seen with the WebGPU plugin on
+/// lavapipe). hearth picks its compute devices itself and has no screen to match, so
+/// on a machine without a display the layer is switched off the way Mesa provides,
+/// unless the user set `NODEVICE_SELECT` already. Worker processes inherit it.
+fn skip_the_display_gpu_choice_without_a_display() {
+    let unset = |name: &str| std::env::var_os(name).is_none();
+    if unset("DISPLAY") && unset("WAYLAND_DISPLAY") && unset("NODEVICE_SELECT") {
+        // Changing the environment is safe only while no other thread can read it:
+        // this runs first in `main`, before the runtime or any thread starts.
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
 }
 
 /// A listing piped into a reader that stops early (`hearth models | head`) ends the way

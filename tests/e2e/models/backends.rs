@@ -45,6 +45,19 @@ fn hearth_run_with_backend_webgpu_answers_the_capital_of_france_with_paris() {
     ask_for_the_capital_of_france("webgpu");
 }
 
+#[test]
+fn on_a_machine_without_a_display_the_webgpu_plugin_leaves_no_display_server_errors_on_stderr() {
+    let host = RealHost::with_plugins(&["hearth_webgpu"]);
+    // As a headless server runs: Mesa's device-selection layer would ask libwayland for
+    // the display, which complains on stderr without XDG_RUNTIME_DIR.
+    let headless = ["DISPLAY", "WAYLAND_DISPLAY", "XDG_RUNTIME_DIR", "NODEVICE_SELECT"];
+    for args in [&["plugins"][..], &["run", "smollm2-135m", "--backend", "webgpu", "--max-tokens", "2", "Hi"]] {
+        let output = host.cli_without(args, &headless);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("XDG_RUNTIME_DIR"), "hearth {args:?}: {stderr}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chat_completion_streams_token_by_token_from_mlx() {
     stream_a_chat("mlx").await;

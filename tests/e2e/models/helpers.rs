@@ -115,8 +115,17 @@ impl RealHost {
 
     /// Run the `hearth` binary over this home.
     pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_without(args, &[])
+    }
+
+    /// The same, with the variables `unset` taken out of the environment.
+    pub fn cli_without(&self, args: &[&str], unset: &[&str]) -> Output {
         let home = self.plugins.path().join("home");
-        let output = std::process::Command::new(built_binary())
+        let mut command = std::process::Command::new(built_binary());
+        for name in unset {
+            command.env_remove(name);
+        }
+        let output = command
             .args(args)
             .env("HEARTH_HOME", &home)
             .env("HEARTH_PLUGINS", self.plugins.path())
