@@ -141,12 +141,14 @@ def free_port():
 class Server:
     """A server process on a free port, stopped (by its own pid) on exit."""
 
-    def __init__(self, name, command_for_port, ready_path):
+    def __init__(self, name, command_for_port, ready_path, env=None):
         self.name, self.port = name, free_port()
         command = command_for_port(self.port)
-        log("  $", " ".join(str(c) for c in command))
+        settings = " ".join(f"{key}={value}" for key, value in (env or {}).items())
+        log("  $", settings, " ".join(str(c) for c in command))
         self.log = open(f"/tmp/hearth-bench-{name}-{self.port}.log", "w")
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT,
+                                        env={**os.environ, **(env or {})})
         deadline = time.time() + 120
         while time.time() < deadline:
             if self.process.poll() is not None:
@@ -263,8 +265,10 @@ def http_concurrent(port, model, args, streams, rounds):
     return {"aggregate_tokens_per_second": spread(rates), "per_stream_decode": spread(per_stream)}
 
 
-def hearth_server(args):
-    return Server("hearth", lambda port: [args.hearth, "--threads", str(args.threads), "serve", "--port", str(port)], "/health")
+def hearth_server(args, parallel=1):
+    # `parallel` generations of the model at once, as llama-server's -np.
+    return Server("hearth", lambda port: [args.hearth, "--threads", str(args.threads), "serve", "--port", str(port)], "/health",
+                  env={"HEARTH_LLAMACPP_PARALLEL": str(parallel)})
 
 
 def llama_server(args, path, slots, context):
@@ -443,9 +447,11 @@ def main():
         log("== concurrency: aggregate decode through the HTTP API")
         levels = [int(n) for n in args.concurrency.split(",")]
         data["concurrency"] = {}
-        with hearth_server(args) as server:
-            hearth_levels = {n: http_concurrent(server.port, args.model, args, n, args.rounds) for n in levels}
-        s = "HTTP concurrency: aggregate decode (all streams' tokens ÷ wall time)"
+        hearth_levels = {}
+        for n in levels:
+            with hearth_server(args, parallel=n) as server:
+                hearth_levels[n] = http_concurrent(server.port, args.model, args, n, args.rounds)
+        s = "HTTP concurrency: aggregate decode (all streams' tokens ÷ wall time), HEARTH_LLAMACPP_PARALLEL=N"
         for n in levels:
             with llama_server(args, path, n, min(context, 2048)) as server:
                 llama_level = http_concurrent(server.port, args.model, args, n, args.rounds)

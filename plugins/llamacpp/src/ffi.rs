@@ -315,14 +315,17 @@ pub enum DecodeError {
 }
 
 impl RawContext {
-    /// Create a context of `n_ctx` tokens. The caller keeps `model` alive longer.
-    pub fn new(model: &RawModel, n_ctx: u32, threads: i32) -> Option<Self> {
+    /// Create a context of `n_ctx` tokens shared by up to `sequences` sequences (one KV
+    /// cache for all, so more sequences cost no more memory and one of them alone may
+    /// fill the window). The caller keeps `model` alive longer.
+    pub fn new(model: &RawModel, n_ctx: u32, threads: i32, sequences: u32) -> Option<Self> {
         // SAFETY: default params are plain data.
         let mut params = unsafe { sys::llama_context_default_params() };
         params.n_ctx = n_ctx;
         params.n_batch = n_ctx.min(512);
         params.n_ubatch = params.n_batch;
-        params.n_seq_max = 1;
+        params.n_seq_max = sequences;
+        params.kv_unified = sequences > 1;
         params.n_threads = threads;
         params.n_threads_batch = threads;
         // SAFETY: the model is alive and outlives the context (the owner drops it first).
@@ -352,25 +355,23 @@ impl RawContext {
         unsafe { sys::llama_memory_clear(sys::llama_get_memory(self.ptr()), true) }
     }
 
-    /// Keep the first `keep` cached tokens and drop the rest; false when the cache
-    /// cannot drop part of a sequence (recurrent models), in which case clear it.
-    pub fn truncate(&mut self, keep: usize) -> bool {
+    /// Keep the first `keep` cached tokens of sequence `sequence` and drop the rest;
+    /// false when the cache cannot drop part of a sequence (recurrent models), in which
+    /// case the caller clears the whole cache.
+    pub fn truncate(&mut self, sequence: i32, keep: usize) -> bool {
         let Ok(keep) = i32::try_from(keep) else {
             return false;
         };
         // SAFETY: the context is alive; its memory object lives as long as it does.
-        unsafe { sys::llama_memory_seq_rm(sys::llama_get_memory(self.ptr()), 0, keep, -1) }
+        unsafe {
+            sys::llama_memory_seq_rm(sys::llama_get_memory(self.ptr()), sequence, keep, -1)
+        }
     }
 
-    /// Evaluate `tokens` after those already cached; logits come for the last one.
-    pub fn decode(&mut self, tokens: &[Token]) -> Result<(), DecodeError> {
-        let count = i32::try_from(tokens.len()).map_err(|_| DecodeError::Failed(-1))?;
-        // llama.cpp reads the batch but takes a mutable pointer; it does not write it.
-        // SAFETY: `tokens` is valid for `count` items during the call.
-        let code = unsafe {
-            let batch = sys::llama_batch_get_one(tokens.as_ptr().cast_mut(), count);
-            sys::llama_decode(self.ptr(), batch)
-        };
+    /// Evaluate a batch; logits come for the tokens it marked.
+    pub fn decode(&mut self, batch: &RawBatch) -> Result<(), DecodeError> {
+        // SAFETY: the batch's arrays hold `n_tokens` filled items; llama.cpp reads them.
+        let code = unsafe { sys::llama_decode(self.ptr(), batch.raw) };
         match code {
             0 => Ok(()),
             1 => Err(DecodeError::NoSpace),
@@ -395,10 +396,63 @@ impl RawContext {
         unsafe { sys::llama_set_adapters_lora(self.ptr(), pointers, adapters.len(), scales) == 0 }
     }
 
-    /// Sample the next token from the last logits; the chain records it for penalties.
-    pub fn sample(&mut self, sampler: &mut Sampler) -> Token {
-        // SAFETY: both are alive; the last decode produced logits for index -1.
-        unsafe { sys::llama_sampler_sample(sampler.0.as_ptr(), self.ptr(), -1) }
+    /// Sample the next token from the logits of the last batch's item `index`, which
+    /// that batch marked for logits; the chain records the token for penalties.
+    pub fn sample(&mut self, sampler: &mut Sampler, index: usize) -> Token {
+        let index = i32::try_from(index).unwrap_or(-1);
+        // SAFETY: both are alive; the last decode produced logits for `index`.
+        unsafe { sys::llama_sampler_sample(sampler.0.as_ptr(), self.ptr(), index) }
+    }
+}
+
+/// A batch of tokens for one decode call, each with its position and sequence.
+pub struct RawBatch {
+    raw: sys::llama_batch,
+    capacity: usize,
+}
+
+// SAFETY: the batch owns its arrays; the owner serialises its use.
+unsafe impl Send for RawBatch {}
+
+impl RawBatch {
+    /// Room for `capacity` tokens, each in one sequence.
+    pub fn new(capacity: usize) -> Self {
+        let size = i32::try_from(capacity).unwrap_or(i32::MAX);
+        // SAFETY: allocates arrays of `size` items (token, pos, n_seq_id, seq_id[1],
+        // logits); freed on drop.
+        let raw = unsafe { sys::llama_batch_init(size, 0, 1) };
+        Self { raw, capacity }
+    }
+
+    pub fn len(&self) -> usize {
+        self.raw.n_tokens as usize
+    }
+
+    pub fn clear(&mut self) {
+        self.raw.n_tokens = 0;
+    }
+
+    /// Add `token` at `position` of `sequence`, asking for its logits or not.
+    pub fn push(&mut self, token: Token, position: usize, sequence: i32, logits: bool) {
+        let at = self.len();
+        assert!(at < self.capacity, "a batch of {} tokens is full", self.capacity);
+        // SAFETY: `at` is within the arrays `llama_batch_init` allocated, each of
+        // `capacity` items, and every `seq_id[at]` points at room for one id.
+        unsafe {
+            *self.raw.token.add(at) = token;
+            *self.raw.pos.add(at) = i32::try_from(position).unwrap_or(i32::MAX);
+            *self.raw.n_seq_id.add(at) = 1;
+            **self.raw.seq_id.add(at) = sequence;
+            *self.raw.logits.add(at) = i8::from(logits);
+        }
+        self.raw.n_tokens += 1;
+    }
+}
+
+impl Drop for RawBatch {
+    fn drop(&mut self) {
+        // SAFETY: allocated by `llama_batch_init`, freed once.
+        unsafe { sys::llama_batch_free(self.raw) }
     }
 }
 
@@ -424,6 +478,10 @@ pub struct SamplerSpec {
 
 /// A llama.cpp sampler chain.
 pub struct Sampler(NonNull<sys::llama_sampler>);
+
+// SAFETY: a chain is plain state owned by its wrapper; it is built on the caller's
+// thread and then used by the model's thread alone.
+unsafe impl Send for Sampler {}
 
 impl Sampler {
     pub fn new(spec: &SamplerSpec) -> Option<Self> {

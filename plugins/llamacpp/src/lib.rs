@@ -9,7 +9,10 @@
 //!
 //! - **Models** are memory-mapped; the context (KV cache and scratch) is created on the
 //!   first request and freed by `trim`. Requests to one model take turns on that
-//!   context; a request that shares a prefix with the previous one reuses its cache.
+//!   context, or with `HEARTH_LLAMACPP_PARALLEL=N` up to N of them run at once, each in
+//!   a sequence of its own, one batched decode per token for all of them (as
+//!   llama-server's `--parallel`; see [`session::parallel_from_env`] for the price). A
+//!   request that shares a prefix with what a free sequence ran before reuses its cache.
 //! - **Chats** are rendered with the chat template in the GGUF metadata by llama.cpp's
 //!   template engine; raw prompts are passed as they are.
 //! - **Sampling** is llama.cpp's sampler chain, in llama-server's order: repeat
@@ -217,6 +220,7 @@ impl Backend for LlamaCppBackend {
             weights,
             id,
             context_size,
+            session::parallel_from_env()?,
             threads,
             on_device,
         )?))

@@ -1,54 +1,56 @@
-//! A loaded GGUF model: its weights, one lazily created context that generations take
-//! turns on, the LoRA adapters loaded for it so far, and the thread that computes on it.
+//! A loaded GGUF model: its weights, the LoRA adapters loaded for it so far, and the
+//! thread that computes on it (see `engine`), with the context that generations share.
 
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::sync::mpsc;
+use std::sync::Arc;
 
 use hearth_sdk::{
     AdapterUse, GenerateRequest, GenerateStats, MemoryUsage, Model, PluginError, SinkControl,
     TokenSink,
 };
 
-use crate::engine::{engine_gone, Engine};
-use crate::ffi::{self, RawAdapter, RawContext, RawModel, Sampler, SamplerSpec};
-use crate::session::{Answer, Session};
+use crate::engine::{engine_gone, Engine, Job, Work};
+use crate::ffi::{self, RawAdapter, RawContext, RawModel, Sampler, SamplerSpec, Token};
+use crate::session::Session;
 
-/// What generations change; guarded by the model's lock.
-#[derive(Default)]
-struct State {
-    /// Created on first use and freed by `trim`.
-    session: Option<Session>,
-    /// Every adapter loaded for this model, by path, with the version of the file it
-    /// was read from; llama.cpp frees them with the model.
-    adapters: HashMap<String, (FileStamp, RawAdapter)>,
-}
+/// Every adapter loaded for a model, by path, with the version of the file it was read
+/// from; llama.cpp frees them with the model.
+pub type Adapters = HashMap<String, (FileStamp, RawAdapter)>;
 
 /// A model loaded by llama.cpp: what it holds, and the one thread every generation
-/// runs on (see `engine`).
+/// runs on.
 pub struct LlamaModel {
     // Declared first, so the thread is joined before the weights go.
     engine: Engine,
     loaded: Arc<Loaded>,
 }
 
-/// The model's weights and what generations change.
-struct Loaded {
-    // Declared before `weights` so the context and adapters go first on drop.
-    state: Mutex<State>,
-    weights: RawModel,
-    id: String,
-    context_size: u32,
+/// The model's weights and settings, shared with its thread.
+pub struct Loaded {
+    pub weights: RawModel,
+    pub id: String,
+    pub context_size: u32,
+    /// How many generations run at once on the context.
+    pub parallel: usize,
     threads: i32,
     /// Whether llama.cpp put the layers on an accelerator, for the memory split.
     on_device: bool,
-    /// The context's KV cache size, kept outside the lock so `memory` never waits for
-    /// a generation to finish.
+    /// The context's KV cache size, kept apart so `memory` never waits for the thread.
     context_bytes: AtomicU64,
+}
+
+/// A request made ready on the caller's thread: the prompt tokenized and the sampler
+/// built, so the model's thread only computes.
+pub struct Prepared {
+    pub prompt: Vec<Token>,
+    pub sampler: Sampler,
+    pub stop: Vec<String>,
+    pub max_tokens: u32,
+    pub adapters: Vec<AdapterUse>,
 }
 
 impl LlamaModel {
@@ -56,59 +58,65 @@ impl LlamaModel {
         weights: RawModel,
         id: String,
         context_size: u32,
+        parallel: usize,
         threads: i32,
         on_device: bool,
     ) -> Result<Self, PluginError> {
+        let loaded = Arc::new(Loaded {
+            weights,
+            id,
+            context_size,
+            parallel,
+            threads,
+            on_device,
+            context_bytes: AtomicU64::new(0),
+        });
         Ok(Self {
-            engine: Engine::new(&id)?,
-            loaded: Arc::new(Loaded {
-                state: Mutex::new(State::default()),
-                weights,
-                id,
-                context_size,
-                threads,
-                on_device,
-                context_bytes: AtomicU64::new(0),
-            }),
+            engine: Engine::new(loaded.clone())?,
+            loaded,
         })
     }
 }
 
-/// The sink a generation writes to on the engine thread: each piece goes to the caller,
-/// who hands it to the real sink. Once the caller stops listening (its sink said stop,
-/// or it went away) the generation is told to stop at the next token.
-struct Relay(Sender<String>);
-
-impl TokenSink for Relay {
-    fn on_token(&mut self, piece: &str) -> SinkControl {
-        match self.0.send(piece.to_string()) {
-            Ok(()) => SinkControl::Continue,
-            Err(_) => SinkControl::Stop,
-        }
-    }
-}
-
 impl Loaded {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic mid-generation leaves at worst a stale cache, which is cleared below
-        // whenever the prefix does not match; the lock itself stays usable.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Create the context (after a load or a trim), recording its size for `memory`.
-    fn new_session(&self) -> Result<Session, PluginError> {
-        let context =
-            RawContext::new(&self.weights, self.context_size, self.threads).ok_or_else(|| {
+    pub fn new_session(&self) -> Result<Session, PluginError> {
+        let sequences = u32::try_from(self.parallel).unwrap_or(1);
+        let context = RawContext::new(&self.weights, self.context_size, self.threads, sequences)
+            .ok_or_else(|| {
                 PluginError::out_of_memory(format!(
                     "llama.cpp could not create a {}-token context for model {}",
                     self.context_size, self.id
                 ))
             })?;
-        let bytes = u64::from(context.size()) * self.weights.kv_bytes_per_token();
+        self.set_context_bytes(u64::from(context.size()) * self.weights.kv_bytes_per_token());
+        Ok(Session::new(context, self.parallel))
+    }
+
+    pub fn set_context_bytes(&self, bytes: u64) {
         self.context_bytes.store(bytes, Ordering::Relaxed);
-        Ok(Session::new(context))
+    }
+
+    /// Tokenize the prompt and build the sampler.
+    fn prepare(&self, request: &GenerateRequest) -> Result<Prepared, PluginError> {
+        let prompt = self.render_prompt(request)?;
+        let prompt = self
+            .weights
+            .tokenize(&prompt)
+            .ok_or_else(|| PluginError::invalid_request("the prompt could not be tokenized"))?;
+        if prompt.is_empty() {
+            return Err(PluginError::invalid_request("the prompt is empty"));
+        }
+        let mut sampler = sampler_for(request, self.weights.vocab_size())?;
+        // The repeat penalty looks at the prompt as well, as llama-server's does.
+        sampler.accept(&prompt);
+        Ok(Prepared {
+            prompt,
+            sampler,
+            stop: request.stop.iter().map(|stop| stop.to_string()).collect(),
+            max_tokens: request.max_tokens,
+            adapters: request.adapters.iter().cloned().collect(),
+        })
     }
 
     /// The prompt as text: the raw prompt, or the chat rendered with the GGUF template.
@@ -167,9 +175,9 @@ impl Loaded {
     /// their scales, in order. A file replaced on disk is loaded anew: serving the old
     /// one would ignore the new file, and a broken replacement must be refused, not
     /// hidden behind the copy that loaded earlier.
-    fn resolve_adapters<'s>(
+    pub fn resolve_adapters<'s>(
         &self,
-        loaded: &'s mut HashMap<String, (FileStamp, RawAdapter)>,
+        loaded: &'s mut Adapters,
         wanted: &[AdapterUse],
     ) -> Result<Vec<(&'s RawAdapter, f32, String)>, PluginError> {
         for adapter in wanted {
@@ -196,7 +204,7 @@ impl Loaded {
 
 /// One version of a file on disk: its size, modification time and inode.
 #[derive(Clone, Copy, PartialEq, Eq)]
-struct FileStamp(Option<(u64, std::time::SystemTime, u64)>);
+pub struct FileStamp(Option<(u64, std::time::SystemTime, u64)>);
 
 impl FileStamp {
     fn of(path: &Path) -> Self {
@@ -253,73 +261,7 @@ fn sampler_for(request: &GenerateRequest, vocab_size: i32) -> Result<Sampler, Pl
         .ok_or_else(|| PluginError::internal("llama.cpp could not create a sampler chain"))
 }
 
-fn elapsed_ms(since: Instant) -> f64 {
-    since.elapsed().as_secs_f64() * 1e3
-}
-
-/// The operations behind `Model`; `generate` runs on the engine thread.
 impl Loaded {
-    fn generate(
-        &self,
-        request: &GenerateRequest,
-        sink: &mut dyn TokenSink,
-    ) -> Result<GenerateStats, PluginError> {
-        let prompt = self.render_prompt(request)?;
-        let prompt_tokens = self
-            .weights
-            .tokenize(&prompt)
-            .ok_or_else(|| PluginError::invalid_request("the prompt could not be tokenized"))?;
-        if prompt_tokens.is_empty() {
-            return Err(PluginError::invalid_request("the prompt is empty"));
-        }
-        let mut sampler = sampler_for(request, self.weights.vocab_size())?;
-        // The repeat penalty looks at the prompt as well, as llama-server's does.
-        sampler.accept(&prompt_tokens);
-
-        let mut guard = self.lock();
-        let state = &mut *guard;
-        let adapters = self.resolve_adapters(&mut state.adapters, &request.adapters)?;
-        let session = match &mut state.session {
-            Some(session) => session,
-            empty => empty.insert(self.new_session()?),
-        };
-        // llama.cpp rounds the context up (to 256); the requested size is the limit.
-        let window = self.context_size.min(session.size()) as usize;
-        if prompt_tokens.len() >= window {
-            return Err(PluginError::invalid_request(format!(
-                "the prompt has {} tokens; the context holds {window}",
-                prompt_tokens.len()
-            )));
-        }
-        session.use_adapters(&adapters)?;
-
-        let started = Instant::now();
-        session.evaluate_prompt(&prompt_tokens)?;
-        let prompt_ms = elapsed_ms(started);
-
-        let decode_started = Instant::now();
-        let answer = Answer {
-            sampler: &mut sampler,
-            stop: request.stop.iter().map(|stop| stop.to_string()).collect(),
-            max_tokens: request.max_tokens,
-            window,
-            sink,
-        };
-        let (completion_tokens, finish_reason) = session.answer(&self.weights, answer)?;
-        Ok(GenerateStats {
-            prompt_tokens: u32::try_from(prompt_tokens.len()).unwrap_or(u32::MAX),
-            completion_tokens,
-            prompt_ms,
-            decode_ms: elapsed_ms(decode_started),
-            finish_reason,
-        })
-    }
-
-    fn trim(&self) {
-        self.lock().session = None;
-        self.context_bytes.store(0, Ordering::Relaxed);
-    }
-
     /// The weights plus an estimate of the KV cache (f16 keys and values for every
     /// token of the window); llama.cpp's compute scratch is not counted.
     fn memory(&self) -> MemoryUsage {
@@ -344,11 +286,14 @@ impl Model for LlamaModel {
         request: &GenerateRequest,
         sink: &mut dyn TokenSink,
     ) -> Result<GenerateStats, PluginError> {
+        let request = self.loaded.prepare(request)?;
         let (pieces, received) = mpsc::channel();
-        let (loaded, request) = (self.loaded.clone(), request.clone());
-        let outcome = self
-            .engine
-            .submit(move || loaded.generate(&request, &mut Relay(pieces)));
+        let (outcome, result) = mpsc::channel();
+        self.engine.submit(Work::Generate(Job {
+            request,
+            pieces,
+            outcome,
+        }));
         for piece in &received {
             if sink.on_token(&piece) == SinkControl::Stop {
                 break;
@@ -356,11 +301,13 @@ impl Model for LlamaModel {
         }
         // Closing the channel tells the generation to stop, if it has not ended.
         drop(received);
-        outcome.recv().unwrap_or_else(|_| Err(engine_gone()))
+        result.recv().unwrap_or_else(|_| Err(engine_gone()))
     }
 
     fn trim(&self) {
-        self.loaded.trim();
+        let (done, trimmed) = mpsc::channel();
+        self.engine.submit(Work::Trim(done));
+        let _ = trimmed.recv();
     }
 
     fn memory(&self) -> MemoryUsage {

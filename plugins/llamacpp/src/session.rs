@@ -1,30 +1,57 @@
-//! One model's inference context together with what its KV cache holds, and the two
-//! halves of a generation on it: evaluating the prompt and streaming the answer.
+//! One model's inference context, shared by up to `parallel` generations at once (see
+//! [`parallel_from_env`]), and what each sequence's part of the KV cache holds:
+//! evaluating a new generation's prompt in a free sequence, and one decode step that
+//! advances every running generation by a token in a single batch.
 
-use hearth_sdk::{FinishReason, PluginError, SinkControl, TokenSink};
+use hearth_sdk::PluginError;
 
-use crate::ffi::{DecodeError, RawAdapter, RawContext, RawModel, Sampler, Token};
-use crate::stream::{Filtered, StopFilter, Utf8Buffer};
+use crate::ffi::{DecodeError, RawAdapter, RawBatch, RawContext, Sampler, Token};
 
-/// A context and the bookkeeping that lets the next request reuse its cache.
-pub struct Session {
-    context: RawContext,
-    /// The tokens whose keys and values the context holds, so the next request can
-    /// reuse a shared prefix (a chat's earlier turns) instead of evaluating it again.
-    cached: Vec<Token>,
-    /// The adapters (path, scale) the cached tokens were evaluated with.
-    cached_adapters: Vec<(String, f32)>,
+/// The variable that sets how many generations of one model run at once.
+pub const PARALLEL_VARIABLE: &str = "HEARTH_LLAMACPP_PARALLEL";
+
+/// How many generations of one model run at once: `HEARTH_LLAMACPP_PARALLEL`, 1 to
+/// 64, else 1, as Ollama's `OLLAMA_NUM_PARALLEL` and llama-server's `--parallel`. With
+/// more than one, the KV cache is one for all of them, so more sequences cost no more
+/// memory, and a step decodes one token of each, which on a CPU costs little more than
+/// decoding one. The price, as with llama-server: an answer given beside others may
+/// differ late from the one given alone where two tokens nearly tie, because where a
+/// sequence's cells sit in the shared cache changes the rounding of attention. With one
+/// (the default), the same request always gives the same answer.
+pub fn parallel_from_env() -> Result<usize, PluginError> {
+    match std::env::var(PARALLEL_VARIABLE) {
+        Err(_) => Ok(1),
+        Ok(text) => match text.trim().parse::<usize>() {
+            Ok(count @ 1..=64) => Ok(count),
+            _ => Err(PluginError::invalid_request(format!(
+                "{PARALLEL_VARIABLE}={text:?}: expected a number of generations from 1 to 64"
+            ))),
+        },
+    }
 }
 
-/// How the answer is to be produced and where it goes.
-pub struct Answer<'a> {
-    pub sampler: &'a mut Sampler,
-    pub stop: Vec<String>,
-    /// 0 means "no limit but the context".
-    pub max_tokens: u32,
-    /// Prompt and answer together must fit in this many tokens.
-    pub window: usize,
-    pub sink: &'a mut dyn TokenSink,
+/// A context and, per sequence, the tokens its cells hold.
+pub struct Session {
+    context: RawContext,
+    sequences: Vec<Sequence>,
+    /// The adapters (path, scale) every cached token was evaluated with.
+    adapters: Vec<(String, f32)>,
+    batch: RawBatch,
+}
+
+#[derive(Default)]
+struct Sequence {
+    /// The tokens whose keys and values the cache holds for this sequence, so a later
+    /// request sharing a prefix with them (a chat's earlier turns) reuses them.
+    cached: Vec<Token>,
+    busy: bool,
+}
+
+/// Why a prompt or a step could not be evaluated.
+pub enum Refusal {
+    /// The shared cache is full; finishing another generation makes room.
+    NoRoom,
+    Failed(PluginError),
 }
 
 fn decode_failed(code: i32) -> PluginError {
@@ -32,11 +59,14 @@ fn decode_failed(code: i32) -> PluginError {
 }
 
 impl Session {
-    pub fn new(context: RawContext) -> Self {
+    /// A session of `parallel` sequences on a context made for that many.
+    pub fn new(context: RawContext, parallel: usize) -> Self {
+        let batch = RawBatch::new(context.batch_size().max(parallel));
         Self {
             context,
-            cached: Vec::new(),
-            cached_adapters: Vec::new(),
+            sequences: (0..parallel).map(|_| Sequence::default()).collect(),
+            adapters: Vec::new(),
+            batch,
         }
     }
 
@@ -45,8 +75,13 @@ impl Session {
         self.context.size()
     }
 
-    /// Make exactly these adapters active. The cache stays valid only when they are
-    /// the ones it was computed with.
+    /// The adapters the cache was computed with.
+    pub fn adapters(&self) -> &[(String, f32)] {
+        &self.adapters
+    }
+
+    /// Make exactly these adapters active; only while no generation runs. The cache
+    /// stays valid only when they are the ones it was computed with.
     pub fn use_adapters(
         &mut self,
         adapters: &[(&RawAdapter, f32, String)],
@@ -59,14 +94,14 @@ impl Session {
             .iter()
             .map(|(_, scale, path)| (path.clone(), *scale))
             .collect();
-        if active != self.cached_adapters {
-            self.cached.clear();
-            self.cached_adapters = active;
+        if active != self.adapters {
+            self.forget_all();
+            self.adapters = active;
         }
         if !self.context.set_adapters(&pairs) {
             // Whatever llama.cpp kept, the cache no longer says which adapters made it.
-            self.cached.clear();
-            self.cached_adapters.clear();
+            self.forget_all();
+            self.adapters.clear();
             return Err(PluginError::invalid_request(
                 "llama.cpp refused the request's adapters",
             ));
@@ -74,98 +109,134 @@ impl Session {
         Ok(())
     }
 
-    /// Evaluate the prompt after the longest cached prefix it shares, always evaluating
-    /// its last token so there are fresh logits to sample from.
-    pub fn evaluate_prompt(&mut self, prompt: &[Token]) -> Result<(), PluginError> {
-        let shared = self
-            .cached
-            .iter()
-            .zip(prompt)
-            .take_while(|(a, b)| a == b)
-            .count();
-        let mut reuse = shared.min(prompt.len().saturating_sub(1));
-        if reuse == 0 || !self.context.truncate(reuse) {
-            self.context.clear();
+    /// Forget every sequence's cache.
+    fn forget_all(&mut self) {
+        self.context.clear();
+        for sequence in &mut self.sequences {
+            sequence.cached.clear();
+        }
+    }
+
+    /// Forget what one sequence holds (after a failure, its cache may be anything).
+    pub fn forget(&mut self, id: usize) {
+        if !self.context.truncate(seq(id), 0) {
+            self.forget_all();
+        }
+        self.sequences[id].cached.clear();
+    }
+
+    /// Drop the caches of the sequences no generation uses, to make room.
+    fn evict_idle(&mut self) -> bool {
+        let idle: Vec<usize> = (0..self.sequences.len())
+            .filter(|&id| !self.sequences[id].busy && !self.sequences[id].cached.is_empty())
+            .collect();
+        for &id in &idle {
+            self.forget(id);
+        }
+        !idle.is_empty()
+    }
+
+    /// Take a free sequence for `prompt` — the one whose cache shares the longest
+    /// prefix with it — and evaluate the prompt after that prefix, always evaluating
+    /// its last token so there are fresh logits. Returns the sequence and the batch
+    /// index of those logits, for [`Session::sample`].
+    pub fn start(&mut self, prompt: &[Token]) -> Result<(usize, usize), Refusal> {
+        let shared_with = |sequence: &Sequence| {
+            sequence
+                .cached
+                .iter()
+                .zip(prompt)
+                .take_while(|(a, b)| a == b)
+                .count()
+        };
+        let id = (0..self.sequences.len())
+            .filter(|&id| !self.sequences[id].busy)
+            .max_by_key(|&id| shared_with(&self.sequences[id]))
+            .ok_or(Refusal::NoRoom)?;
+        let mut reuse = shared_with(&self.sequences[id]).min(prompt.len().saturating_sub(1));
+        if !self.context.truncate(seq(id), reuse) {
+            self.forget_all();
             reuse = 0;
         }
-        self.cached.truncate(reuse);
-        for chunk in prompt[reuse..].chunks(self.context.batch_size()) {
-            if let Err(error) = self.context.decode(chunk) {
-                self.cached.clear();
-                self.context.clear();
-                return Err(match error {
-                    DecodeError::NoSpace => {
-                        PluginError::invalid_request("the prompt does not fit the context")
-                    }
-                    DecodeError::Failed(code) => decode_failed(code),
-                });
+        self.sequences[id].cached.truncate(reuse);
+        self.sequences[id].busy = true;
+        match self.evaluate(id, &prompt[reuse..]) {
+            Ok(index) => Ok((id, index)),
+            Err(refusal) => {
+                self.forget(id);
+                self.sequences[id].busy = false;
+                Err(refusal)
             }
-            self.cached.extend_from_slice(chunk);
+        }
+    }
+
+    /// Evaluate `tokens` after what sequence `id` holds, in batches; the index of the
+    /// last token's logits in the last batch.
+    fn evaluate(&mut self, id: usize, tokens: &[Token]) -> Result<usize, Refusal> {
+        let mut retried = false;
+        let chunk_size = self.context.batch_size();
+        let mut done = 0;
+        while done < tokens.len() {
+            let chunk = &tokens[done..tokens.len().min(done + chunk_size)];
+            let last = done + chunk.len() == tokens.len();
+            self.batch.clear();
+            let start = self.sequences[id].cached.len();
+            for (offset, &token) in chunk.iter().enumerate() {
+                let wants_logits = last && offset + 1 == chunk.len();
+                self.batch.push(token, start + offset, seq(id), wants_logits);
+            }
+            match self.context.decode(&self.batch) {
+                Ok(()) => {
+                    self.sequences[id].cached.extend_from_slice(chunk);
+                    done += chunk.len();
+                }
+                Err(DecodeError::NoSpace) if !retried && self.evict_idle() => retried = true,
+                Err(DecodeError::NoSpace) => return Err(Refusal::NoRoom),
+                Err(DecodeError::Failed(code)) => return Err(Refusal::Failed(decode_failed(code))),
+            }
+        }
+        Ok(self.batch.len() - 1)
+    }
+
+    /// Decode the next token of each running generation, `(sequence, token)`, in one
+    /// batch; item `i`'s logits are at batch index `i`.
+    pub fn step(&mut self, next: &[(usize, Token)]) -> Result<(), Refusal> {
+        let mut retried = false;
+        loop {
+            self.batch.clear();
+            for &(id, token) in next {
+                self.batch.push(token, self.sequences[id].cached.len(), seq(id), true);
+            }
+            match self.context.decode(&self.batch) {
+                Ok(()) => break,
+                Err(DecodeError::NoSpace) if !retried && self.evict_idle() => retried = true,
+                Err(DecodeError::NoSpace) => return Err(Refusal::NoRoom),
+                Err(DecodeError::Failed(code)) => return Err(Refusal::Failed(decode_failed(code))),
+            }
+        }
+        for &(id, token) in next {
+            self.sequences[id].cached.push(token);
         }
         Ok(())
     }
 
-    /// Sample, filter and stream the answer; returns the tokens generated and why it
-    /// ended. The sink is asked between tokens whether to go on.
-    pub fn answer(
-        &mut self,
-        model: &RawModel,
-        answer: Answer<'_>,
-    ) -> Result<(u32, FinishReason), PluginError> {
-        let Answer {
-            sampler,
-            stop,
-            max_tokens,
-            window,
-            sink,
-        } = answer;
-        // Send non-empty text; true when the sink wants no more.
-        let mut emit = |text: &str| !text.is_empty() && sink.on_token(text) == SinkControl::Stop;
-        let mut utf8 = Utf8Buffer::default();
-        let mut stops = StopFilter::new(stop);
-        let mut bytes = Vec::new();
-        let mut generated = 0u32;
-        let finish = loop {
-            if self.cached.len() >= window {
-                break FinishReason::Length;
-            }
-            let token = self.context.sample(sampler);
-            if model.is_end_of_generation(token) {
-                break FinishReason::Stop;
-            }
-            generated += 1;
-            bytes.clear();
-            model.token_bytes(token, &mut bytes);
-            match stops.push(&utf8.push(&bytes)) {
-                Filtered::Stopped(text) => {
-                    break if emit(&text) {
-                        FinishReason::Cancelled
-                    } else {
-                        FinishReason::Stop
-                    }
-                }
-                Filtered::Emit(text) if emit(&text) => break FinishReason::Cancelled,
-                Filtered::Emit(_) => {}
-            }
-            if max_tokens != 0 && generated >= max_tokens {
-                break FinishReason::Length;
-            }
-            match self.context.decode(&[token]) {
-                Ok(()) => self.cached.push(token),
-                Err(DecodeError::NoSpace) => break FinishReason::Length,
-                Err(DecodeError::Failed(code)) => {
-                    self.cached.clear();
-                    return Err(decode_failed(code));
-                }
-            }
-        };
-        if finish != FinishReason::Cancelled {
-            // Text held back was no stop string after all: it belongs to the answer.
-            // Bytes of a character the model never finished are dropped, not shown
-            // as U+FFFD.
-            // The generation is over either way; a Stop here changes nothing.
-            emit(&stops.finish());
-        }
-        Ok((generated, finish))
+    /// Sample from the logits at `index` of the last batch.
+    pub fn sample(&mut self, sampler: &mut Sampler, index: usize) -> Token {
+        self.context.sample(sampler, index)
     }
+
+    /// How many tokens sequence `id` holds.
+    pub fn cached(&self, id: usize) -> usize {
+        self.sequences[id].cached.len()
+    }
+
+    /// The generation on sequence `id` ended; its cache stays for a later prefix.
+    pub fn release(&mut self, id: usize) {
+        self.sequences[id].busy = false;
+    }
+}
+
+/// llama.cpp's id of sequence `id`.
+fn seq(id: usize) -> i32 {
+    i32::try_from(id).unwrap_or(i32::MAX)
 }

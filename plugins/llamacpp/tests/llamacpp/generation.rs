@@ -170,3 +170,4 @@ fn multi_byte_characters_split_across_tokens_arrive_whole() {
         recorder.pieces
     );
 }
+

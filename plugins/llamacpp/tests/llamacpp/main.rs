@@ -9,3 +9,4 @@ mod errors;
 mod generation;
 mod lifecycle;
 mod lora;
+mod parallel;
