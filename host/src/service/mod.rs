@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
+use hearth_sdk::HostProfile;
 use serde::Serialize;
 
 use crate::catalog::{Catalog, CatalogError};
@@ -30,7 +31,6 @@ pub use generate::{Completion, Generation, Prepared, ServiceError, TokenStream};
 pub use reload::{CatalogProblem, CatalogReload};
 pub use watch::Watching;
 use loader::{PluginLoader, SharedCatalog, SharedRegistry, StoreInstalled};
-use hearth_sdk::HostProfile;
 
 /// The running host.
 pub struct Hearth {
