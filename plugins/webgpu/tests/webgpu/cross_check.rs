@@ -1,7 +1,9 @@
 //! The GPU forward pass against the CPU reference on the same GGUF weights, and against
 //! llama.cpp: first-step logits and the first 16 greedy tokens on the five fixed prompts.
 
-use hearth_backend_check::agreement::{argmax, first_step_logits, relative_error, same_first_16_tokens};
+use hearth_backend_check::agreement::{
+    argmax, assert_as_close_to_llama_cpp_as_exact_arithmetic, assert_greedy_agreement, assert_within_of_llama_cpp, relative_error,
+};
 use hearth_backend_check::fixtures::smollm2_f16_path;
 use hearth_backend_check::{llamacpp, reference};
 use hearth_sdk::helpers::{Gguf, Tokenizer};
@@ -39,21 +41,14 @@ fn smollm2_logits_on_the_gpu_match_the_cpu_reference_within_1e_4() {
 fn first_step_logits_on_the_five_prompts_are_as_close_to_llama_cpp_as_exact_arithmetic_is() {
     let path = smollm2_path();
     let model = WebGpuModel::load(&path, 256).unwrap();
-    for row in first_step_logits(&path, "webgpu", true, |tokens| model.logits(tokens, &[]).unwrap()) {
-        let exact = row.exact_to_llama_cpp.expect("computed");
-        assert!(row.to_llama_cpp <= exact + 1e-4, "{:?}: {} from llama.cpp, exact arithmetic is {exact}", row.prompt, row.to_llama_cpp);
-        assert!(exact < 5e-2, "{:?}: llama.cpp is {exact} from exact arithmetic", row.prompt);
-    }
+    assert_as_close_to_llama_cpp_as_exact_arithmetic(&path, "webgpu", |tokens| model.logits(tokens, &[]).unwrap());
 }
 
 #[test]
 fn greedy_smollm2_gives_the_same_16_tokens_as_the_llama_cpp_plugin_on_most_of_the_five_prompts() {
     let path = smollm2_path();
     let gpu = WebGpuModel::load(&path, 256).unwrap();
-    let llama = llamacpp::load_with_plugin(&path);
-    let same = same_first_16_tokens(&gpu, "webgpu", &llama);
-    println!("{same} of 5 agree");
-    assert!(same >= 3, "only {same} of 5 greedy answers agree");
+    assert_greedy_agreement(3, &gpu, "webgpu", &llamacpp::load_with_plugin(&path));
 }
 
 /// The same model with its weights in F16, on which llama.cpp rounds a matmul's
@@ -64,17 +59,12 @@ fn greedy_smollm2_gives_the_same_16_tokens_as_the_llama_cpp_plugin_on_most_of_th
 fn on_smollm2_in_f16_first_step_logits_are_within_1e_2_of_llama_cpp_on_the_five_prompts() {
     let path = smollm2_f16_path();
     let model = WebGpuModel::load(&path, 256).unwrap();
-    for row in first_step_logits(&path, "webgpu", false, |tokens| model.logits(tokens, &[]).unwrap()) {
-        assert!(row.to_llama_cpp < 1e-2, "{:?}: relative error {}", row.prompt, row.to_llama_cpp);
-    }
+    assert_within_of_llama_cpp(1e-2, &path, "webgpu", |tokens| model.logits(tokens, &[]).unwrap());
 }
 
 #[test]
 fn on_smollm2_in_f16_greedy_answers_match_the_llama_cpp_plugin_on_at_least_four_of_five_prompts() {
     let path = smollm2_f16_path();
     let ours = WebGpuModel::load(&path, 256).unwrap();
-    let llama = llamacpp::load_with_plugin(&path);
-    let same = same_first_16_tokens(&ours, "webgpu", &llama);
-    println!("{same} of 5 agree");
-    assert!(same >= 4, "only {same} of 5 greedy answers agree");
+    assert_greedy_agreement(4, &ours, "webgpu", &llamacpp::load_with_plugin(&path));
 }
