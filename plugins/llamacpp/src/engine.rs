@@ -123,6 +123,8 @@ struct Running {
     sampler: Sampler,
     utf8: Utf8Buffer,
     stops: StopFilter,
+    /// The last token's bytes; kept so each token reuses the allocation.
+    bytes: Vec<u8>,
     /// 0 means "no limit but the context".
     max_tokens: u32,
     /// Prompt and answer together must fit in this many tokens.
@@ -148,9 +150,9 @@ impl Running {
             return Some(FinishReason::Stop);
         }
         self.generated += 1;
-        let mut bytes = Vec::new();
-        model.token_bytes(token, &mut bytes);
-        let text = self.utf8.push(&bytes);
+        self.bytes.clear();
+        model.token_bytes(token, &mut self.bytes);
+        let text = self.utf8.push(&self.bytes);
         match self.stops.push(&text) {
             Filtered::Stopped(text) => {
                 return Some(if self.emit(&text) {
@@ -298,6 +300,7 @@ impl Scheduler {
                 sampler,
                 utf8: Utf8Buffer::default(),
                 stops: StopFilter::new(stop),
+                bytes: Vec::new(),
                 max_tokens,
                 window,
                 prompt_tokens: u32::try_from(prompt_tokens).unwrap_or(u32::MAX),
