@@ -17,14 +17,8 @@ pub fn host_profile() -> HostProfile {
     );
     let logical = sys.cpus().len();
     // Inference threads scale with physical cores; hyper-threads add little.
-    let cores = System::physical_core_count()
-        .filter(|&n| n > 0)
-        .unwrap_or(logical.max(1));
-    let cpu_brand = sys
-        .cpus()
-        .first()
-        .map(|c| c.brand().trim().to_string())
-        .unwrap_or_default();
+    let cores = System::physical_core_count().filter(|&n| n > 0).unwrap_or(logical.max(1));
+    let cpu_brand = sys.cpus().first().map(|c| c.brand().trim().to_string()).unwrap_or_default();
     let os = std::env::consts::OS;
     let arch = std::env::consts::ARCH;
     HostProfile {
@@ -125,11 +119,7 @@ impl BackendProbe {
     /// True when the backend's only GPU is implemented in software (e.g. lavapipe).
     pub fn software_gpu_only(&self) -> bool {
         !self.has_accelerator()
-            && self
-                .probe
-                .devices
-                .iter()
-                .any(|d| d.kind == DeviceKind::SoftwareGpu)
+            && self.probe.devices.iter().any(|d| d.kind == DeviceKind::SoftwareGpu)
     }
 }
 
@@ -143,10 +133,7 @@ pub struct DeviceProfile {
 impl DeviceProfile {
     /// This machine with no backends probed yet.
     pub fn detect() -> DeviceProfile {
-        DeviceProfile {
-            host: host_profile(),
-            backends: Vec::new(),
-        }
+        DeviceProfile { host: host_profile(), backends: Vec::new() }
     }
 
     pub fn backend(&self, id: &str) -> Option<&BackendProbe> {
@@ -155,10 +142,7 @@ impl DeviceProfile {
 
     /// Memory of `backend`'s best accelerator, if it has one and reports its size.
     pub fn accelerator_memory(&self, backend: &str) -> Option<u64> {
-        self.backend(backend)?
-            .best_accelerator()
-            .map(|d| d.memory_total_bytes)
-            .filter(|&m| m > 0)
+        self.backend(backend)?.best_accelerator().map(|d| d.memory_total_bytes).filter(|&m| m > 0)
     }
 
     /// A serialisable copy for JSON output.
@@ -282,10 +266,7 @@ mod tests {
         assert!(h.ram_available_bytes <= h.ram_total_bytes);
         assert!(h.cpu_cores >= 1);
         assert_eq!(h.os.as_str(), std::env::consts::OS);
-        assert_eq!(
-            h.apple_silicon,
-            cfg!(all(target_os = "macos", target_arch = "aarch64"))
-        );
+        assert_eq!(h.apple_silicon, cfg!(all(target_os = "macos", target_arch = "aarch64")));
     }
 
     #[test]
@@ -295,10 +276,7 @@ mod tests {
             gpu(DeviceKind::IntegratedGpu, 2),
             gpu(DeviceKind::DiscreteGpu, 16),
         ]);
-        assert_eq!(
-            b.best_accelerator().map(|d| d.kind),
-            Some(DeviceKind::DiscreteGpu)
-        );
+        assert_eq!(b.best_accelerator().map(|d| d.kind), Some(DeviceKind::DiscreteGpu));
         assert!(!b.software_gpu_only());
     }
 
@@ -307,10 +285,7 @@ mod tests {
         let b = probe(vec![gpu(DeviceKind::SoftwareGpu, 8)]);
         assert!(!b.has_accelerator());
         assert!(b.software_gpu_only());
-        let profile = DeviceProfile {
-            host: HostProfile::default(),
-            backends: vec![b],
-        };
+        let profile = DeviceProfile { host: HostProfile::default(), backends: vec![b] };
         assert_eq!(profile.accelerator_memory("webgpu"), None);
     }
 

@@ -117,26 +117,17 @@ pub fn plan(
     let order = backend_order(device, request.backend.as_deref(), &mut notes)?;
     let backend_order: Vec<BackendChoice> = order
         .iter()
-        .map(|(b, reason)| BackendChoice {
-            backend: b.backend.clone(),
-            reason: reason.clone(),
-        })
+        .map(|(b, reason)| BackendChoice { backend: b.backend.clone(), reason: reason.clone() })
         .collect();
 
     if let Some(model_id) = &request.model {
-        let model = catalog
-            .model(model_id)
-            .ok_or_else(|| RouteError::UnknownModel(model_id.clone()))?;
+        let model =
+            catalog.model(model_id).ok_or_else(|| RouteError::UnknownModel(model_id.clone()))?;
         if request.tier.is_some() {
             notes.push(format!("tier ignored: model `{model_id}` was named"));
         }
         let candidates = named_model_candidates(catalog, model, &order, installed, &mut notes);
-        return Ok(RoutePlan {
-            backend_order,
-            recommended: None,
-            candidates,
-            notes,
-        });
+        return Ok(RoutePlan { backend_order, recommended: None, candidates, notes });
     }
 
     let mut recommended = None;
@@ -172,13 +163,7 @@ pub fn plan(
             });
         }
         let before = candidates.len();
-        tier_candidates(
-            catalog,
-            backend,
-            &tiers[..=start],
-            installed,
-            &mut candidates,
-        );
+        tier_candidates(catalog, backend, &tiers[..=start], installed, &mut candidates);
         let label = format!(
             "{} tier {} ({}, {})",
             backend.backend,
@@ -193,9 +178,9 @@ pub fn plan(
                 display_name(catalog, &first.model_id)
             )),
             Some(_) => {}
-            None => notes.push(format!(
-                "recommended {label} — not installed, nor any smaller tier"
-            )),
+            None => {
+                notes.push(format!("recommended {label} — not installed, nor any smaller tier"))
+            }
         }
     }
     if !any_table_has_tier {
@@ -213,12 +198,7 @@ pub fn plan(
             tables: tables.join(", "),
         });
     }
-    Ok(RoutePlan {
-        backend_order,
-        recommended,
-        candidates,
-        notes,
-    })
+    Ok(RoutePlan { backend_order, recommended, candidates, notes })
 }
 
 /// Loaded, available backends, fastest first, each with its reason.
@@ -228,12 +208,10 @@ fn backend_order<'a>(
     notes: &mut Vec<String>,
 ) -> Result<Vec<(&'a BackendProbe, String)>, RouteError> {
     if let Some(id) = forced {
-        let backend = device
-            .backend(id)
-            .ok_or_else(|| RouteError::BackendNotLoaded {
-                backend: id.to_string(),
-                loaded: loaded_list(device),
-            })?;
+        let backend = device.backend(id).ok_or_else(|| RouteError::BackendNotLoaded {
+            backend: id.to_string(),
+            loaded: loaded_list(device),
+        })?;
         if !backend.probe.available {
             return Err(RouteError::BackendUnavailable {
                 backend: id.to_string(),
@@ -254,10 +232,7 @@ fn backend_order<'a>(
         }
     }
     if ranked.is_empty() {
-        notes.push(format!(
-            "no backend is available (loaded: {})",
-            loaded_list(device)
-        ));
+        notes.push(format!("no backend is available (loaded: {})", loaded_list(device)));
     }
     // Stable: equal ranks keep the plugin load order.
     ranked.sort_by_key(|(rank, _, _)| *rank);
@@ -295,28 +270,18 @@ fn choose_tier(
     if let Some(n) = forced {
         let index = tiers.iter().position(|t| t.tier == n)?;
         let t = tiers[index];
-        let warning = if fits(t.memory_required_bytes, budget) {
-            ""
-        } else {
-            ", more than fits"
-        };
+        let warning = if fits(t.memory_required_bytes, budget) { "" } else { ", more than fits" };
         return Some((
             index,
-            format!(
-                "tier {n} forced by the request (needs {}; {have}{warning})",
-                t.memory_label()
-            ),
+            format!("tier {n} forced by the request (needs {}; {have}{warning})", t.memory_label()),
         ));
     }
-    match tiers
-        .iter()
-        .rposition(|t| fits(t.memory_required_bytes, budget))
-    {
+    match tiers.iter().rposition(|t| fits(t.memory_required_bytes, budget)) {
         Some(index) => {
             let t = tiers[index];
-            let next = tiers.get(index + 1).map_or(String::new(), |n| {
-                format!("; tier {} needs {}", n.tier, n.memory_label())
-            });
+            let next = tiers
+                .get(index + 1)
+                .map_or(String::new(), |n| format!("; tier {} needs {}", n.tier, n.memory_label()));
             Some((
                 index,
                 format!(
@@ -342,14 +307,13 @@ fn budget(kind: MemoryKind, device: &DeviceProfile, backend: &BackendProbe) -> (
     let ram = (device.host.ram_total_bytes, "system RAM".to_string());
     match kind {
         MemoryKind::Ram => ram,
-        MemoryKind::GpuMemory => match backend
-            .best_accelerator()
-            .filter(|d| d.memory_total_bytes > 0)
-        {
-            Some(d) => (d.memory_total_bytes, format!("GPU memory on {}", d.name)),
-            // A software adapter (or one that hides its size) works out of system RAM.
-            None => ram,
-        },
+        MemoryKind::GpuMemory => {
+            match backend.best_accelerator().filter(|d| d.memory_total_bytes > 0) {
+                Some(d) => (d.memory_total_bytes, format!("GPU memory on {}", d.name)),
+                // A software adapter (or one that hides its size) works out of system RAM.
+                None => ram,
+            }
+        }
     }
 }
 
@@ -362,11 +326,8 @@ fn tier_candidates(
     out: &mut Vec<Candidate>,
 ) {
     let top = tiers.last().map(|t| t.tier);
-    let mut seen: HashSet<String> = out
-        .iter()
-        .filter(|c| c.backend == backend.backend)
-        .map(|c| c.model_id.clone())
-        .collect();
+    let mut seen: HashSet<String> =
+        out.iter().filter(|c| c.backend == backend.backend).map(|c| c.model_id.clone()).collect();
     for tier in tiers.iter().rev() {
         for model_id in &tier.models {
             let Some(model) = catalog.model(model_id) else {
@@ -377,11 +338,8 @@ fn tier_candidates(
             }
             if let Some((artifact, path)) = installed_artifact(model, backend, installed) {
                 seen.insert(model_id.clone());
-                let role = if Some(tier.tier) == top {
-                    "recommended tier"
-                } else {
-                    "fallback to tier"
-                };
+                let role =
+                    if Some(tier.tier) == top { "recommended tier" } else { "fallback to tier" };
                 out.push(Candidate {
                     backend: backend.backend.clone(),
                     tier: Some(tier.tier),
@@ -408,11 +366,7 @@ fn named_model_candidates(
 ) -> Vec<Candidate> {
     let mut out = Vec::new();
     for (backend, _) in order {
-        if !model
-            .artifacts
-            .iter()
-            .any(|a| a.loads_on(&backend.backend, &backend.formats))
-        {
+        if !model.artifacts.iter().any(|a| a.loads_on(&backend.backend, &backend.formats)) {
             notes.push(format!(
                 "{}: {} has no file this backend reads",
                 backend.backend, model.name
@@ -459,21 +413,14 @@ fn installed_artifact<'m>(
 }
 
 fn display_name<'a>(catalog: &'a Catalog, model_id: &'a str) -> &'a str {
-    catalog
-        .model(model_id)
-        .map_or(model_id, |m| m.name.as_str())
+    catalog.model(model_id).map_or(model_id, |m| m.name.as_str())
 }
 
 fn loaded_list(device: &DeviceProfile) -> String {
     if device.backends.is_empty() {
         return "none".into();
     }
-    device
-        .backends
-        .iter()
-        .map(|b| b.backend.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+    device.backends.iter().map(|b| b.backend.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 fn non_empty(text: &str, fallback: &str) -> String {

@@ -11,10 +11,9 @@
 use abi_stable::{
     declare_root_module_statics,
     library::RootModule,
-    package_version_strings,
-    sabi_trait,
-    sabi_types::VersionStrings,
+    package_version_strings, sabi_trait,
     sabi_types::RMut,
+    sabi_types::VersionStrings,
     std_types::{RBox, RResult, RStr},
     StableAbi,
 };

@@ -10,7 +10,8 @@ use abi_stable::{
 };
 
 use crate::abi::{
-    AbiBackend, AbiBackend_TO, AbiModel, AbiModel_TO, AbiTokenSink, BackendBox, ModelBox, TokenSinkMut,
+    AbiBackend, AbiBackend_TO, AbiModel, AbiModel_TO, AbiTokenSink, BackendBox, ModelBox,
+    TokenSinkMut,
 };
 use crate::error::{ErrorKind, PluginError};
 use crate::types::{
@@ -129,7 +130,10 @@ impl Drop for GuardedModel {
         // either way, so the panic is reported on stderr and swallowed.
         let model = std::mem::replace(&mut self.0, Box::new(Unloaded));
         if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(model))) {
-            eprintln!("hearth plugin panicked while unloading a model: {}", panic_message(payload.as_ref()));
+            eprintln!(
+                "hearth plugin panicked while unloading a model: {}",
+                panic_message(payload.as_ref())
+            );
         }
     }
 }
@@ -138,7 +142,11 @@ impl Drop for GuardedModel {
 struct Unloaded;
 
 impl Model for Unloaded {
-    fn generate(&self, _: &GenerateRequest, _: &mut dyn TokenSink) -> Result<GenerateStats, PluginError> {
+    fn generate(
+        &self,
+        _: &GenerateRequest,
+        _: &mut dyn TokenSink,
+    ) -> Result<GenerateStats, PluginError> {
         Err(PluginError::internal("model was unloaded"))
     }
     fn trim(&self) {}
@@ -171,10 +179,8 @@ pub fn construct_backend<B: Backend>(
 #[macro_export]
 macro_rules! export_backend {
     ($constructor:expr) => {
-        extern "C" fn __hearth_new_backend() -> $crate::abi_stable::std_types::RResult<
-            $crate::abi::BackendBox,
-            $crate::PluginError,
-        > {
+        extern "C" fn __hearth_new_backend(
+        ) -> $crate::abi_stable::std_types::RResult<$crate::abi::BackendBox, $crate::PluginError> {
             $crate::plugin::construct_backend($constructor)
         }
 

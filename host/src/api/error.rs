@@ -20,12 +20,20 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, kind: "invalid_request_error", message: message.into() }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            kind: "invalid_request_error",
+            message: message.into(),
+        }
     }
 
     /// 503 with a Retry-After header: the server is saturated, not broken.
     pub fn busy(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::SERVICE_UNAVAILABLE, kind: "service_unavailable", message: message.into() }
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            kind: "service_unavailable",
+            message: message.into(),
+        }
     }
 
     /// A body the JSON extractor refused: too large (413), wrong content type (415) or
@@ -48,11 +56,15 @@ impl From<ServiceError> for ApiError {
     fn from(error: ServiceError) -> Self {
         let message = error.to_string();
         let (status, kind) = match &error {
-            ServiceError::UnknownModel(_) | ServiceError::UnknownAdapter(_) => (StatusCode::NOT_FOUND, "not_found_error"),
+            ServiceError::UnknownModel(_) | ServiceError::UnknownAdapter(_) => {
+                (StatusCode::NOT_FOUND, "not_found_error")
+            }
             ServiceError::AdapterNotInstalled { .. } | ServiceError::AdapterMismatch { .. } => {
                 (StatusCode::BAD_REQUEST, "invalid_request_error")
             }
-            ServiceError::Route(RouteError::UnknownModel(_)) => (StatusCode::NOT_FOUND, "not_found_error"),
+            ServiceError::Route(RouteError::UnknownModel(_)) => {
+                (StatusCode::NOT_FOUND, "not_found_error")
+            }
             ServiceError::Route(_) | ServiceError::NothingLoaded { .. } | ServiceError::Busy(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable")
             }
@@ -79,7 +91,9 @@ impl IntoResponse for ApiError {
         let body = json!({ "error": { "message": self.message, "type": self.kind, "code": self.status.as_u16() } });
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
         }
         response
     }

@@ -57,21 +57,35 @@ impl ApiConfig {
 fn is_loopback_host(host: &str) -> bool {
     let name = match host.strip_prefix('[') {
         Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
-        None => host.rsplit_once(':').map_or(host, |(name, port)| if port.chars().all(|c| c.is_ascii_digit()) { name } else { host }),
+        None => host.rsplit_once(':').map_or(host, |(name, port)| {
+            if port.chars().all(|c| c.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
+        }),
     };
     let name = name.to_ascii_lowercase();
-    name == "localhost" || name.ends_with(".localhost") || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Constant-time comparison, so the key cannot be guessed byte by byte from timings.
 fn same_secret(given: &[u8], expected: &[u8]) -> bool {
-    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    given.len() == expected.len()
+        && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
 /// Middleware: the Host check, then the API key.
-pub async fn check_request(State(config): State<Arc<ApiConfig>>, request: Request, next: Next) -> Response {
+pub async fn check_request(
+    State(config): State<Arc<ApiConfig>>,
+    request: Request,
+    next: Next,
+) -> Response {
     if config.loopback_hosts_only {
-        let host = request.headers().get(header::HOST).and_then(|value| value.to_str().ok()).unwrap_or("");
+        let host =
+            request.headers().get(header::HOST).and_then(|value| value.to_str().ok()).unwrap_or("");
         if !is_loopback_host(host) {
             return ApiError {
                 status: StatusCode::FORBIDDEN,
@@ -96,7 +110,9 @@ pub async fn check_request(State(config): State<Arc<ApiConfig>>, request: Reques
                     message: "missing or wrong API key".into(),
                 }
                 .into_response();
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 return response;
             }
         }
@@ -128,7 +144,9 @@ impl QueueLimiter {
         let mut counts = self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let count = counts.entry(model.to_string()).or_default();
         if *count >= self.limit {
-            return Err(ApiError::busy(format!("too many requests queued for model `{model}`; retry shortly")));
+            return Err(ApiError::busy(format!(
+                "too many requests queued for model `{model}`; retry shortly"
+            )));
         }
         *count += 1;
         Ok(QueueSlot { model: model.to_string(), counts: self.counts.clone() })
@@ -153,10 +171,24 @@ mod tests {
 
     #[test]
     fn loopback_names_and_addresses_count_as_local_hosts() {
-        for host in ["localhost", "localhost:8434", "127.0.0.1:8434", "[::1]:8434", "api.localhost", "127.0.0.2"] {
+        for host in [
+            "localhost",
+            "localhost:8434",
+            "127.0.0.1:8434",
+            "[::1]:8434",
+            "api.localhost",
+            "127.0.0.2",
+        ] {
             assert!(is_loopback_host(host), "{host}");
         }
-        for host in ["evil.example", "evil.example:8434", "10.0.0.1", "localhost.evil.example", "", "[::2]:1"] {
+        for host in [
+            "evil.example",
+            "evil.example:8434",
+            "10.0.0.1",
+            "localhost.evil.example",
+            "",
+            "[::2]:1",
+        ] {
             assert!(!is_loopback_host(host), "{host}");
         }
     }

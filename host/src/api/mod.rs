@@ -41,7 +41,8 @@ pub fn app(hearth: Arc<Hearth>) -> Router {
 /// The router with every endpoint, behind the protections `config` asks for.
 pub fn app_with(hearth: Arc<Hearth>, config: ApiConfig) -> Router {
     let cors = (!config.cors_origins.is_empty()).then(|| {
-        let origins: Vec<HeaderValue> = config.cors_origins.iter().filter_map(|origin| origin.parse().ok()).collect();
+        let origins: Vec<HeaderValue> =
+            config.cors_origins.iter().filter_map(|origin| origin.parse().ok()).collect();
         CorsLayer::new()
             .allow_origin(origins)
             .allow_methods([Method::GET, Method::POST])
@@ -80,7 +81,11 @@ fn routes(hearth: Arc<Hearth>) -> Router {
 }
 
 /// Serve the API on `addr` until ctrl-c, then unload every model.
-pub async fn serve(hearth: Arc<Hearth>, addr: SocketAddr, config: ApiConfig) -> std::io::Result<()> {
+pub async fn serve(
+    hearth: Arc<Hearth>,
+    addr: SocketAddr,
+    config: ApiConfig,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(address = %listener.local_addr()?, "hearth is listening");
     let header_read_timeout = config.header_read_timeout;

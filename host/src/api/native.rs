@@ -75,7 +75,8 @@ pub async fn load(
         keep_alive: params.keep_alive()?,
     };
     let prepared = hearth.prepare(generation).await?;
-    let loaded = json!({ "model": prepared.model_id(), "backend": prepared.backend(), "status": "loaded" });
+    let loaded =
+        json!({ "model": prepared.model_id(), "backend": prepared.backend(), "status": "loaded" });
     drop(prepared);
     Ok(Json(loaded))
 }
@@ -103,5 +104,7 @@ pub async fn unload(
 
 /// `GET /health`
 pub async fn health(State(hearth): State<Arc<Hearth>>) -> Json<Value> {
-    Json(json!({ "status": "ok", "plugins": hearth.registry().plugins.len(), "loaded_models": hearth.loaded_models().len() }))
+    Json(
+        json!({ "status": "ok", "plugins": hearth.registry().plugins.len(), "loaded_models": hearth.loaded_models().len() }),
+    )
 }

@@ -69,7 +69,10 @@ fn message_text(message: Message) -> Result<ChatMessage, ApiError> {
         Some(Content::Text(text)) => text,
         Some(Content::Parts(parts)) => {
             if let Some(part) = parts.iter().find(|part| part.kind != "text") {
-                return Err(ApiError::bad_request(format!("content parts of type `{}` are not supported", part.kind)));
+                return Err(ApiError::bad_request(format!(
+                    "content parts of type `{}` are not supported",
+                    part.kind
+                )));
             }
             parts.into_iter().map(|part| part.text).collect::<Vec<_>>().join("\n")
         }
@@ -79,7 +82,11 @@ fn message_text(message: Message) -> Result<ChatMessage, ApiError> {
     Ok(ChatMessage { role: role.into(), content: content.into() })
 }
 
-fn generation(params: &CommonParams, messages: RVec<ChatMessage>, prompt: Option<String>) -> Result<Generation, ApiError> {
+fn generation(
+    params: &CommonParams,
+    messages: RVec<ChatMessage>,
+    prompt: Option<String>,
+) -> Result<Generation, ApiError> {
     params.check_n()?;
     Ok(Generation {
         route: params.route(),
@@ -141,12 +148,16 @@ impl Shape {
             (Shape::Chat, true) => {
                 let delta = match text {
                     Some(text) => json!({ "content": text }),
-                    None if finish_reason.is_none() => json!({ "role": "assistant", "content": "" }),
+                    None if finish_reason.is_none() => {
+                        json!({ "role": "assistant", "content": "" })
+                    }
                     None => json!({}),
                 };
                 json!({ "index": 0, "delta": delta, "finish_reason": finish_reason })
             }
-            (Shape::Text, _) => json!({ "index": 0, "text": text.unwrap_or_default(), "finish_reason": finish_reason }),
+            (Shape::Text, _) => {
+                json!({ "index": 0, "text": text.unwrap_or_default(), "finish_reason": finish_reason })
+            }
         }
     }
 }
@@ -219,7 +230,9 @@ async fn answer(
     let prepared = hearth.prepare(generation).await?;
     let envelope = Envelope::new(shape, &prepared);
     if params.stream {
-        return Ok(Sse::new(stream(envelope, prepared, include_usage, slot, metrics)).into_response());
+        return Ok(
+            Sse::new(stream(envelope, prepared, include_usage, slot, metrics)).into_response()
+        );
     }
     let (tokens, mut pieces) = mpsc::unbounded_channel();
     let completion = prepared.run(tokens).await?;
@@ -296,7 +309,8 @@ pub async fn chat_completions(
     if request.messages.is_empty() {
         return Err(ApiError::bad_request("`messages` must not be empty"));
     }
-    let messages = request.messages.into_iter().map(message_text).collect::<Result<RVec<_>, _>>()?;
+    let messages =
+        request.messages.into_iter().map(message_text).collect::<Result<RVec<_>, _>>()?;
     let generation = generation(&request.params, messages, None)?;
     respond(hearth, (queue, metrics), Shape::Chat, &request.params, generation).await
 }

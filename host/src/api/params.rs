@@ -87,14 +87,19 @@ fn finite_in(name: &str, value: f64, low: f64, high: f64) -> Result<f32, ApiErro
     if value.is_finite() && value >= low && value <= high {
         Ok(value as f32)
     } else {
-        Err(ApiError::bad_request(format!("`{name}` must be between {low} and {high}, got {value}")))
+        Err(ApiError::bad_request(format!(
+            "`{name}` must be between {low} and {high}, got {value}"
+        )))
     }
 }
 
 impl CommonParams {
     /// The model the client named; "auto", "default" or nothing lets the router choose.
     pub fn route(&self) -> RouteRequest {
-        let model = self.model.clone().filter(|name| !name.is_empty() && name != "auto" && name != "default");
+        let model = self
+            .model
+            .clone()
+            .filter(|name| !name.is_empty() && name != "auto" && name != "default");
         RouteRequest { model, backend: self.backend.clone(), tier: self.tier }
     }
 
@@ -123,8 +128,9 @@ impl CommonParams {
             sampling.repeat_penalty = finite_in("repeat_penalty", value, 0.0, 10.0)?;
         }
         if let Some(value) = self.top_k {
-            sampling.top_k = u32::try_from(value)
-                .map_err(|_| ApiError::bad_request(format!("`top_k` must be 0 or more, got {value}")))?;
+            sampling.top_k = u32::try_from(value).map_err(|_| {
+                ApiError::bad_request(format!("`top_k` must be 0 or more, got {value}"))
+            })?;
         }
         sampling.seed = match self.seed {
             Some(SeedField::Unsigned(seed)) => seed,
@@ -142,7 +148,9 @@ impl CommonParams {
             Some(StopField::Many(stops)) => stops.clone(),
         };
         if stops.len() > 16 || stops.iter().any(|stop| stop.is_empty() || stop.len() > 256) {
-            return Err(ApiError::bad_request("`stop` takes at most 16 non-empty strings of at most 256 bytes"));
+            return Err(ApiError::bad_request(
+                "`stop` takes at most 16 non-empty strings of at most 256 bytes",
+            ));
         }
         Ok(stops.into_iter().map(RString::from).collect())
     }
@@ -165,7 +173,12 @@ impl CommonParams {
     pub fn adapters(&self) -> Result<Vec<(String, f32)>, ApiError> {
         self.adapters
             .iter()
-            .map(|adapter| Ok((adapter.name.clone(), finite_in("adapters[].scale", f64::from(adapter.scale), 0.0, 4.0)?)))
+            .map(|adapter| {
+                Ok((
+                    adapter.name.clone(),
+                    finite_in("adapters[].scale", f64::from(adapter.scale), 0.0, 4.0)?,
+                ))
+            })
             .collect()
     }
 
@@ -180,7 +193,11 @@ impl CommonParams {
 /// "30s", "5m", "1h", "-1" or a bare number of seconds.
 fn parse_keep_alive(text: &str) -> Result<f64, ApiError> {
     let text = text.trim();
-    let invalid = || ApiError::bad_request(format!("`keep_alive` must be seconds or a duration like \"5m\", got {text:?}"));
+    let invalid = || {
+        ApiError::bad_request(format!(
+            "`keep_alive` must be seconds or a duration like \"5m\", got {text:?}"
+        ))
+    };
     let (number, unit) = match text.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
         Some((index, _)) => text.split_at(index),
         None => (text, "s"),
@@ -200,7 +217,12 @@ fn parse_keep_alive(text: &str) -> Result<f64, ApiError> {
 fn rand_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
     hasher.finish()
 }
 
@@ -210,13 +232,23 @@ mod tests {
 
     #[test]
     fn keep_alive_accepts_seconds_durations_and_negative_for_forever() {
-        let with = |field| CommonParams { keep_alive: Some(field), ..CommonParams::default() }.keep_alive().unwrap();
+        let with = |field| {
+            CommonParams { keep_alive: Some(field), ..CommonParams::default() }
+                .keep_alive()
+                .unwrap()
+        };
         assert_eq!(with(KeepAliveField::Seconds(0.0)), KeepAlive::For(Duration::ZERO));
-        assert_eq!(with(KeepAliveField::Text("5m".into())), KeepAlive::For(Duration::from_secs(300)));
+        assert_eq!(
+            with(KeepAliveField::Text("5m".into())),
+            KeepAlive::For(Duration::from_secs(300))
+        );
         assert_eq!(with(KeepAliveField::Text("-1".into())), KeepAlive::Forever);
-        assert!(CommonParams { keep_alive: Some(KeepAliveField::Text("soon".into())), ..CommonParams::default() }
-            .keep_alive()
-            .is_err());
+        assert!(CommonParams {
+            keep_alive: Some(KeepAliveField::Text("soon".into())),
+            ..CommonParams::default()
+        }
+        .keep_alive()
+        .is_err());
     }
 
     #[test]

@@ -44,7 +44,10 @@ pub async fn serve_until(
         // Streamed tokens should leave as soon as they are written.
         let _ = stream.set_nodelay(true);
         let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(app.clone()))
+            .serve_connection_with_upgrades(
+                TokioIo::new(stream),
+                TowerToHyperService::new(app.clone()),
+            )
             .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {

@@ -27,20 +27,10 @@ pub enum CatalogError {
     },
     /// The file is not valid TOML or does not match the schema (unknown key, bad type).
     #[error("{}:{line}:{column}: {reason}", path.display())]
-    Syntax {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        reason: String,
-    },
+    Syntax { path: PathBuf, line: usize, column: usize, reason: String },
     /// The file parses but contradicts itself (unknown model, duplicate id, …).
     #[error("{}:{line}:{column}: {reason}", path.display())]
-    Invalid {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        reason: String,
-    },
+    Invalid { path: PathBuf, line: usize, column: usize, reason: String },
 }
 
 impl CatalogError {
@@ -217,10 +207,8 @@ pub struct Catalog {
 impl Catalog {
     /// Reads, parses and validates the catalog at `path`.
     pub fn from_path(path: &Path) -> Result<Catalog, CatalogError> {
-        let text = std::fs::read_to_string(path).map_err(|source| CatalogError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| CatalogError::Read { path: path.to_path_buf(), source })?;
         Catalog::parse(&text, path)
     }
 
@@ -242,9 +230,7 @@ impl Catalog {
         &'a self,
         model_id: &'a str,
     ) -> impl Iterator<Item = &'a AdapterEntry> + 'a {
-        self.adapters
-            .iter()
-            .filter(move |a| a.base_model == model_id)
+        self.adapters.iter().filter(move |a| a.base_model == model_id)
     }
 
     /// `backend`'s tiers in ascending tier number (validation guarantees the order).

@@ -28,9 +28,7 @@ fn the_shipped_catalog_parses_to_15_tiers_8_adapters_and_the_seed_idle_policy() 
 fn the_shipped_tier_tables_match_the_seed() {
     let c = shipped();
     let rows = |backend: &str| -> Vec<(String, String)> {
-        c.tiers_for(backend)
-            .map(|t| (c.tier_label(t), t.memory_label()))
-            .collect()
+        c.tiers_for(backend).map(|t| (c.tier_label(t), t.memory_label())).collect()
     };
     let llama = rows("llamacpp");
     assert_eq!(llama[2], ("Qwen3 8B / Gemma 3 12B".into(), "16 GB".into()));
@@ -38,15 +36,10 @@ fn the_shipped_tier_tables_match_the_seed() {
     assert_eq!(rows("mlx")[4], ("Qwen3 235B".into(), "64+ GB".into()));
     assert_eq!(rows("webgpu")[4], ("Qwen3 32B".into(), "32+ GB".into()));
     let tier1 = |b: &str| c.tiers_for(b).next().unwrap().models.clone();
-    assert_eq!(
-        tier1("llamacpp"),
-        ["qwen3-0.6b", "smollm2-135m", "gemma3-270m"]
-    );
+    assert_eq!(tier1("llamacpp"), ["qwen3-0.6b", "smollm2-135m", "gemma3-270m"]);
     assert_eq!(tier1("mlx"), ["gemma3n-e2b", "smollm2-135m"]);
     assert_eq!(tier1("webgpu"), ["qwen3-1.7b", "smollm2-135m"]);
-    assert!(c
-        .tiers_for("webgpu")
-        .all(|t| t.memory_kind == MemoryKind::GpuMemory));
+    assert!(c.tiers_for("webgpu").all(|t| t.memory_kind == MemoryKind::GpuMemory));
     assert!(c.tiers_for("mlx").all(|t| t.memory_kind == MemoryKind::Ram));
 }
 
@@ -68,10 +61,7 @@ fn the_seeds_adapters_sit_on_catalog_models_and_have_no_downloads() {
     let chatbot = c.adapter("chatbot").unwrap();
     assert_eq!(chatbot.title, "Chatbot LoRA");
     assert_eq!(chatbot.purpose, "General conversational improvements");
-    assert_eq!(
-        c.model(&chatbot.base_model).unwrap().parameters.as_deref(),
-        Some("0.5B")
-    );
+    assert_eq!(c.model(&chatbot.base_model).unwrap().parameters.as_deref(), Some("0.5B"));
     assert_eq!(c.adapters_for("qwen3-1.7b").count(), 3);
     assert!(c.adapters[..7].iter().all(|a| a.artifacts.is_empty()));
 }
@@ -82,10 +72,15 @@ fn the_test_adapter_is_the_eighth_with_a_checked_file_for_every_backend() {
     let signoff = &c.adapters[7];
     assert_eq!(signoff.name, "smollm2-signoff");
     assert_eq!(signoff.base_model, "smollm2-135m");
-    let [artifact] = signoff.artifacts.as_slice() else { panic!("one artifact: {:?}", signoff.artifacts) };
+    let [artifact] = signoff.artifacts.as_slice() else {
+        panic!("one artifact: {:?}", signoff.artifacts)
+    };
     assert_eq!(artifact.backends, ["llamacpp", "mlx", "webgpu"]);
     assert_eq!(artifact.format, "gguf");
-    assert!(artifact.size_bytes.is_some() && artifact.sha256.as_ref().is_some_and(|sha| sha.len() == 64));
+    assert!(
+        artifact.size_bytes.is_some()
+            && artifact.sha256.as_ref().is_some_and(|sha| sha.len() == 64)
+    );
 }
 
 #[test]
@@ -101,11 +96,7 @@ fn the_shipped_catalog_loads_from_its_path() {
 fn a_missing_file_is_a_read_error_naming_it() {
     let err = Catalog::from_path(Path::new("/nonexistent/catalog.toml")).unwrap_err();
     assert!(matches!(err, CatalogError::Read { .. }));
-    assert!(
-        err.to_string()
-            .starts_with("/nonexistent/catalog.toml: cannot read"),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("/nonexistent/catalog.toml: cannot read"), "{err}");
 }
 
 #[test]
@@ -198,10 +189,7 @@ fn broken_catalogs_are_rejected_at_the_right_line_and_column_with_the_reason() {
         let expected_at = format!("{}:{col}", line.parse::<usize>().unwrap() + shift);
         let err = Catalog::parse(&text, Path::new("broken.toml")).expect_err(what);
         let message = err.to_string();
-        assert!(
-            message.starts_with(&format!("broken.toml:{expected_at}: ")),
-            "{what}: {message}"
-        );
+        assert!(message.starts_with(&format!("broken.toml:{expected_at}: ")), "{what}: {message}");
         assert!(message.contains(reason), "{what}: {message}");
     }
 }
@@ -214,15 +202,21 @@ fn the_isolation_section_sets_a_default_per_backend_choices_and_the_stall_timeou
     assert_eq!(isolation.for_backend("llamacpp", Isolation::InProcess), Isolation::Process);
     assert_eq!(isolation.for_backend("webgpu", Isolation::Process), Isolation::InProcess);
     let unset = shipped().isolation;
-    assert_eq!(unset.for_backend("llamacpp", Isolation::Process), Isolation::Process, "the command decides");
+    assert_eq!(
+        unset.for_backend("llamacpp", Isolation::Process),
+        Isolation::Process,
+        "the command decides"
+    );
     assert_eq!(unset.stall_timeout, Duration::from_secs(120));
 }
 
 #[test]
 fn an_unknown_isolation_or_a_zero_stall_timeout_is_refused_at_its_line() {
-    let error = Catalog::parse("[isolation]\ndefault = \"thread\"\n", Path::new("c.toml")).unwrap_err();
+    let error =
+        Catalog::parse("[isolation]\ndefault = \"thread\"\n", Path::new("c.toml")).unwrap_err();
     assert_eq!(error.location().map(|at| at.0), Some(2), "{error}");
-    let error = Catalog::parse("[isolation]\n\nstall_timeout = \"0s\"\n", Path::new("c.toml")).unwrap_err();
+    let error =
+        Catalog::parse("[isolation]\n\nstall_timeout = \"0s\"\n", Path::new("c.toml")).unwrap_err();
     assert_eq!(error.location(), Some((3, 17)), "{error}");
     assert!(error.to_string().contains("longer than zero"), "{error}");
 }

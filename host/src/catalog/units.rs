@@ -16,35 +16,23 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut rest = s;
     while !rest.is_empty() {
         rest = rest.trim_start();
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!(
-                "`{s}` is not a duration; write e.g. \"30s\", \"2m\" or \"1h\""
-            ));
+            return Err(format!("`{s}` is not a duration; write e.g. \"30s\", \"2m\" or \"1h\""));
         }
-        let value: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("`{s}`: number too large"))?;
+        let value: u64 = rest[..digits].parse().map_err(|_| format!("`{s}`: number too large"))?;
         rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let millis_per_unit = match rest[..unit_len].trim() {
             "ms" => 1,
             "s" => 1_000,
             "m" => 60_000,
             "h" => 3_600_000,
             "" => {
-                return Err(format!(
-                    "`{s}` lacks a unit; write e.g. \"{value}s\" or \"{value}m\""
-                ))
+                return Err(format!("`{s}` lacks a unit; write e.g. \"{value}s\" or \"{value}m\""))
             }
             other => {
-                return Err(format!(
-                    "unknown duration unit `{other}` in `{s}`; use ms, s, m or h"
-                ))
+                return Err(format!("unknown duration unit `{other}` in `{s}`; use ms, s, m or h"))
             }
         };
         let millis = value
@@ -84,9 +72,7 @@ pub struct Size {
 /// such machines. `GiB`-style spellings mean the same.
 pub fn parse_size(text: &str) -> Result<Size, String> {
     let s = text.trim();
-    let number_len = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
+    let number_len = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     if number_len == 0 {
         return Err(format!("`{s}` is not a memory size; write e.g. \"16 GB\""));
     }
@@ -106,9 +92,7 @@ pub fn parse_size(text: &str) -> Result<Size, String> {
         "tb" | "tib" => KIB * KIB * KIB * KIB,
         "" => return Err(format!("`{s}` lacks a unit; write e.g. \"{value} GB\"")),
         other => {
-            return Err(format!(
-                "unknown size unit `{other}` in `{s}`; use B, KB, MB, GB or TB"
-            ))
+            return Err(format!("unknown size unit `{other}` in `{s}`; use B, KB, MB, GB or TB"))
         }
     };
     let bytes = (value * scale).round();
@@ -118,10 +102,7 @@ pub fn parse_size(text: &str) -> Result<Size, String> {
     if bytes >= u64::MAX as f64 {
         return Err(format!("memory size `{s}` is too large"));
     }
-    Ok(Size {
-        bytes: bytes as u64,
-        open_ended,
-    })
+    Ok(Size { bytes: bytes as u64, open_ended })
 }
 
 /// Formats bytes in the catalog's units, e.g. `16 GB` or `1.5 GB`.
@@ -157,9 +138,7 @@ mod tests {
     #[test]
     fn durations_without_a_known_unit_are_refused_with_a_hint() {
         assert!(parse_duration("5").unwrap_err().contains("lacks a unit"));
-        assert!(parse_duration("5 minutes")
-            .unwrap_err()
-            .contains("unknown duration unit"));
+        assert!(parse_duration("5 minutes").unwrap_err().contains("unknown duration unit"));
         assert!(parse_duration("m").unwrap_err().contains("not a duration"));
         assert!(parse_duration("").is_err());
     }
@@ -175,27 +154,9 @@ mod tests {
     #[test]
     fn sizes_are_binary_and_may_be_open_ended() {
         let gib = 1u64 << 30;
-        assert_eq!(
-            parse_size("16 GB"),
-            Ok(Size {
-                bytes: 16 * gib,
-                open_ended: false
-            })
-        );
-        assert_eq!(
-            parse_size("64+ GB"),
-            Ok(Size {
-                bytes: 64 * gib,
-                open_ended: true
-            })
-        );
-        assert_eq!(
-            parse_size("1.5GiB"),
-            Ok(Size {
-                bytes: 3 * gib / 2,
-                open_ended: false
-            })
-        );
+        assert_eq!(parse_size("16 GB"), Ok(Size { bytes: 16 * gib, open_ended: false }));
+        assert_eq!(parse_size("64+ GB"), Ok(Size { bytes: 64 * gib, open_ended: true }));
+        assert_eq!(parse_size("1.5GiB"), Ok(Size { bytes: 3 * gib / 2, open_ended: false }));
         assert_eq!(parse_size("512 MB").map(|s| s.bytes), Ok(512 << 20));
     }
 
@@ -204,9 +165,7 @@ mod tests {
         assert!(parse_size("0 GB").unwrap_err().contains("positive"));
         assert!(parse_size("16").unwrap_err().contains("lacks a unit"));
         assert!(parse_size("-4 GB").is_err());
-        assert!(parse_size("16 parsecs")
-            .unwrap_err()
-            .contains("unknown size unit"));
+        assert!(parse_size("16 parsecs").unwrap_err().contains("unknown size unit"));
     }
 
     #[test]

@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::schema::{RawArtifact, RawCatalog, RawIdle, RawIsolation, RawMemoryKind, RawModel, RawTierTable};
+use super::schema::{
+    RawArtifact, RawCatalog, RawIdle, RawIsolation, RawMemoryKind, RawModel, RawTierTable,
+};
 use super::units::{format_duration, parse_duration, parse_size};
 use super::{
-    AdapterEntry, Artifact, Catalog, CatalogError, IdlePolicy, IsolationPolicy, MemoryKind, ModelEntry,
-    Tier,
+    AdapterEntry, Artifact, Catalog, CatalogError, IdlePolicy, IsolationPolicy, MemoryKind,
+    ModelEntry, Tier,
 };
 
 /// Parses and validates; see [`Catalog::parse`].
@@ -62,10 +64,9 @@ impl Checker<'_> {
         for m in raw.models {
             self.plain_id(&m.id, "model id")?;
             if !model_ids.insert(m.id.get_ref().clone()) {
-                return Err(self.invalid(
-                    m.id.span(),
-                    format!("duplicate model id `{}`", m.id.get_ref()),
-                ));
+                return Err(
+                    self.invalid(m.id.span(), format!("duplicate model id `{}`", m.id.get_ref()))
+                );
             }
             models.push(self.model(m, &idle)?);
         }
@@ -101,11 +102,8 @@ impl Checker<'_> {
                 );
                 return Err(self.invalid(a.base_model.span(), reason));
             }
-            let artifacts = a
-                .artifacts
-                .into_iter()
-                .map(|x| self.artifact(x))
-                .collect::<Result<_, _>>()?;
+            let artifacts =
+                a.artifacts.into_iter().map(|x| self.artifact(x)).collect::<Result<_, _>>()?;
             adapters.push(AdapterEntry {
                 name: a.name.into_inner(),
                 title: a.title,
@@ -115,28 +113,14 @@ impl Checker<'_> {
             });
         }
 
-        Ok(Catalog {
-            idle,
-            isolation,
-            models,
-            tiers,
-            adapters,
-        })
+        Ok(Catalog { idle, isolation, models, tiers, adapters })
     }
 
     fn idle(&self, raw: &RawIdle) -> Result<IdlePolicy, CatalogError> {
         let defaults = IdlePolicy::default();
-        let soft = self
-            .duration(raw.soft_timeout.as_ref())?
-            .unwrap_or(defaults.soft_timeout);
-        let hard = self
-            .duration(raw.hard_timeout.as_ref())?
-            .unwrap_or(defaults.hard_timeout);
-        self.soft_before_hard(
-            soft,
-            hard,
-            raw.soft_timeout.as_ref().or(raw.hard_timeout.as_ref()),
-        )?;
+        let soft = self.duration(raw.soft_timeout.as_ref())?.unwrap_or(defaults.soft_timeout);
+        let hard = self.duration(raw.hard_timeout.as_ref())?.unwrap_or(defaults.hard_timeout);
+        self.soft_before_hard(soft, hard, raw.soft_timeout.as_ref().or(raw.hard_timeout.as_ref()))?;
         let max_resident_models = match &raw.max_resident_models {
             Some(n) if *n.get_ref() == 0 => {
                 return Err(self.invalid(n.span(), "max_resident_models must be at least 1"));
@@ -176,11 +160,8 @@ impl Checker<'_> {
             hard_timeout.unwrap_or(idle.hard_timeout),
             m.soft_timeout.as_ref().or(m.hard_timeout.as_ref()),
         )?;
-        let artifacts = m
-            .artifacts
-            .into_iter()
-            .map(|a| self.artifact(a))
-            .collect::<Result<_, _>>()?;
+        let artifacts =
+            m.artifacts.into_iter().map(|a| self.artifact(a)).collect::<Result<_, _>>()?;
         Ok(ModelEntry {
             id: m.id.into_inner(),
             name: m.name,
@@ -203,10 +184,9 @@ impl Checker<'_> {
             return Err(self.invalid(table.backend.span(), "a tier table must name its backend"));
         }
         if table.tiers.is_empty() {
-            return Err(self.invalid(
-                table.backend.span(),
-                format!("tier table `{backend}` has no tiers"),
-            ));
+            return Err(
+                self.invalid(table.backend.span(), format!("tier table `{backend}` has no tiers"))
+            );
         }
         let memory_kind = match table.memory_kind {
             RawMemoryKind::Ram => MemoryKind::Ram,
@@ -243,12 +223,7 @@ impl Checker<'_> {
             tiers.push(Tier {
                 backend: backend.clone(),
                 tier: *t.tier.get_ref(),
-                models: t
-                    .models
-                    .into_inner()
-                    .into_iter()
-                    .map(Spanned::into_inner)
-                    .collect(),
+                models: t.models.into_inner().into_iter().map(Spanned::into_inner).collect(),
                 memory_required_bytes,
                 memory_kind,
                 open_ended,
@@ -259,16 +234,14 @@ impl Checker<'_> {
 
     fn artifact(&self, a: RawArtifact) -> Result<Artifact, CatalogError> {
         if a.backends.get_ref().is_empty() {
-            return Err(self.invalid(
-                a.backends.span(),
-                "an artifact must name at least one backend",
-            ));
+            return Err(
+                self.invalid(a.backends.span(), "an artifact must name at least one backend")
+            );
         }
         if let Some(reason) = unsafe_file_name(a.file.get_ref()) {
-            return Err(self.invalid(
-                a.file.span(),
-                format!("file `{}` {reason}", a.file.get_ref()),
-            ));
+            return Err(
+                self.invalid(a.file.span(), format!("file `{}` {reason}", a.file.get_ref()))
+            );
         }
         if let Some(sha) = &a.sha256 {
             if sha.get_ref().len() != 64 || !sha.get_ref().chars().all(|c| c.is_ascii_hexdigit()) {
@@ -297,8 +270,7 @@ impl Checker<'_> {
         let ok = !s.is_empty()
             && s != "."
             && s != ".."
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
         if ok {
             Ok(())
         } else {
@@ -342,10 +314,7 @@ impl Checker<'_> {
         if size.open_ended && !open_ended_allowed {
             return Err(self.invalid(
                 raw.span(),
-                format!(
-                    "`{}`: an open-ended size (`+`) only fits a tier",
-                    raw.get_ref()
-                ),
+                format!("`{}`: an open-ended size (`+`) only fits a tier", raw.get_ref()),
             ));
         }
         Ok((size.bytes, size.open_ended))

@@ -47,7 +47,11 @@ impl Spread {
     fn of(mut values: Vec<f64>) -> Self {
         values.sort_by(f64::total_cmp);
         let middle = values.len() / 2;
-        let median = if values.len() % 2 == 0 { (values[middle - 1] + values[middle]) / 2.0 } else { values[middle] };
+        let median = if values.len() % 2 == 0 {
+            (values[middle - 1] + values[middle]) / 2.0
+        } else {
+            values[middle]
+        };
         Self { median, min: values[0], max: values[values.len() - 1] }
     }
 }
@@ -92,7 +96,9 @@ fn resident_bytes() -> u64 {
 fn resident_bytes_of(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/statm"))
         .ok()
-        .and_then(|statm| statm.split_whitespace().nth(1).and_then(|pages| pages.parse::<u64>().ok()))
+        .and_then(|statm| {
+            statm.split_whitespace().nth(1).and_then(|pages| pages.parse::<u64>().ok())
+        })
         .map_or(0, |pages| pages * 4096)
 }
 
@@ -104,7 +110,11 @@ fn parent_of(pid: u32) -> Option<u32> {
 
 fn generation(args: &BenchArgs, prompt: &str, max_tokens: u32) -> Generation {
     Generation {
-        route: RouteRequest { model: args.model.clone(), backend: args.backend.clone(), tier: None },
+        route: RouteRequest {
+            model: args.model.clone(),
+            backend: args.backend.clone(),
+            tier: None,
+        },
         request: GenerateRequest {
             messages: RVec::new(),
             prompt: Some(prompt.into()).into(),
@@ -136,17 +146,22 @@ pub async fn bench(hearth: &Hearth, args: BenchArgs) -> anyhow::Result<()> {
     // About ten tokens per sentence with the llama-family tokenizers. Each run starts
     // differently: backends reuse a cached prefix, and the same prompt again would leave
     // one token to evaluate. plugins/llamacpp/examples/direct.rs builds the same text.
-    let body = "The quick brown fox jumps over the lazy dog. ".repeat((args.prompt_tokens / 10).max(1) as usize);
+    let body = "The quick brown fox jumps over the lazy dog. "
+        .repeat((args.prompt_tokens / 10).max(1) as usize);
     let prompt = |run: usize| format!("Run {run}. {body}");
     let resident_bytes_before_load = resident_bytes();
 
     let started = Instant::now();
-    let prepared = hearth.prepare(generation(&args, "Hello", 1)).await.context("loading the model")?;
+    let prepared =
+        hearth.prepare(generation(&args, "Hello", 1)).await.context("loading the model")?;
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
     let (model, backend) = (prepared.model_id().to_string(), prepared.backend().to_string());
     drop(prepared);
     let snapshot = hearth.loaded_models().into_iter().find(|loaded| loaded.key.model_id == model);
-    let key = snapshot.as_ref().map(|loaded| loaded.key.clone()).context("the model did not stay loaded")?;
+    let key = snapshot
+        .as_ref()
+        .map(|loaded| loaded.key.clone())
+        .context("the model did not stay loaded")?;
     let device_bytes_after_load = snapshot.map_or(0, |loaded| loaded.memory.device_bytes);
     let resident_bytes_after_load = resident_bytes();
 
@@ -174,16 +189,29 @@ pub async fn bench(hearth: &Hearth, args: BenchArgs) -> anyhow::Result<()> {
         backend,
         runs: args.runs,
         prompt_tokens: completions[0].prompt_tokens,
-        gen_tokens: Spread::of(completions.iter().map(|c| f64::from(c.completion_tokens)).collect()),
-        load_ms,
-        time_to_first_token_ms: Spread::of(completions.iter().map(|c| c.time_to_first_token_ms.unwrap_or(f64::NAN)).collect()),
-        prompt_tokens_per_second: Spread::of(completions.iter().map(|c| f64::from(c.prompt_tokens) / (c.prompt_ms / 1e3)).collect()),
-        decode_tokens_per_second: Spread::of(
-            completions.iter().map(|c| f64::from(c.completion_tokens.saturating_sub(1)) / (c.decode_ms / 1e3)).collect(),
+        gen_tokens: Spread::of(
+            completions.iter().map(|c| f64::from(c.completion_tokens)).collect(),
         ),
-        streamed_tokens_per_second: Spread::of(completions.iter().map(streamed_tokens_per_second).collect()),
+        load_ms,
+        time_to_first_token_ms: Spread::of(
+            completions.iter().map(|c| c.time_to_first_token_ms.unwrap_or(f64::NAN)).collect(),
+        ),
+        prompt_tokens_per_second: Spread::of(
+            completions.iter().map(|c| f64::from(c.prompt_tokens) / (c.prompt_ms / 1e3)).collect(),
+        ),
+        decode_tokens_per_second: Spread::of(
+            completions
+                .iter()
+                .map(|c| f64::from(c.completion_tokens.saturating_sub(1)) / (c.decode_ms / 1e3))
+                .collect(),
+        ),
+        streamed_tokens_per_second: Spread::of(
+            completions.iter().map(streamed_tokens_per_second).collect(),
+        ),
         reload_from_trimmed_first_token_ms: after_trim.time_to_first_token_ms.unwrap_or(f64::NAN),
-        reload_from_unloaded_first_token_ms: after_unload.time_to_first_token_ms.unwrap_or(f64::NAN),
+        reload_from_unloaded_first_token_ms: after_unload
+            .time_to_first_token_ms
+            .unwrap_or(f64::NAN),
         resident_bytes_before_load,
         resident_bytes_after_load,
         resident_bytes_after_trim,
@@ -202,7 +230,8 @@ pub async fn bench(hearth: &Hearth, args: BenchArgs) -> anyhow::Result<()> {
 /// saw them arrive.
 fn streamed_tokens_per_second(completion: &Completion) -> f64 {
     let first = completion.time_to_first_token_ms.unwrap_or(f64::NAN);
-    f64::from(completion.completion_tokens.saturating_sub(1)) / ((completion.total_ms - first) / 1e3)
+    f64::from(completion.completion_tokens.saturating_sub(1))
+        / ((completion.total_ms - first) / 1e3)
 }
 
 fn print_table(report: &BenchReport) {
@@ -220,9 +249,19 @@ fn print_table(report: &BenchReport) {
     println!("{:<36} {}", "time to first token (ms)", spread(&report.time_to_first_token_ms));
     println!("{:<36} {}", "prompt processing (tok/s)", spread(&report.prompt_tokens_per_second));
     println!("{:<36} {}", "decode (tok/s)", spread(&report.decode_tokens_per_second));
-    println!("{:<36} {}", "decode, streamed to host (tok/s)", spread(&report.streamed_tokens_per_second));
-    println!("{:<36} {:>9.1}", "first token after trim (ms)", report.reload_from_trimmed_first_token_ms);
-    println!("{:<36} {:>9.1}", "first token after unload (ms)", report.reload_from_unloaded_first_token_ms);
+    println!(
+        "{:<36} {}",
+        "decode, streamed to host (tok/s)",
+        spread(&report.streamed_tokens_per_second)
+    );
+    println!(
+        "{:<36} {:>9.1}",
+        "first token after trim (ms)", report.reload_from_trimmed_first_token_ms
+    );
+    println!(
+        "{:<36} {:>9.1}",
+        "first token after unload (ms)", report.reload_from_unloaded_first_token_ms
+    );
     println!("{:<36} {:>9.1}", "resident MB before load", mb(report.resident_bytes_before_load));
     println!("{:<36} {:>9.1}", "resident MB after load", mb(report.resident_bytes_after_load));
     println!("{:<36} {:>9.1}", "resident MB after trim", mb(report.resident_bytes_after_trim));

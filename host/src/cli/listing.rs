@@ -43,7 +43,8 @@ pub fn profile(hearth: &Hearth, json: bool) -> anyhow::Result<()> {
         gigabytes(host.ram_available_bytes),
         if host.apple_silicon { ", Apple Silicon (unified)" } else { "" }
     );
-    let features: Vec<String> = host.cpu_features.iter().map(|feature| feature.to_string()).collect();
+    let features: Vec<String> =
+        host.cpu_features.iter().map(|feature| feature.to_string()).collect();
     println!("cpu:     {}", if features.is_empty() { "-".to_string() } else { features.join(" ") });
     println!("catalog: {}", hearth.config().catalog.describe());
     print_catalog_problem(hearth);
@@ -81,13 +82,21 @@ struct ModelRow {
 pub fn models(hearth: &Hearth, json: bool) -> anyhow::Result<()> {
     let catalog = hearth.catalog();
     let plan = hearth.route(&RouteRequest::default()).ok();
-    let recommended_models: Vec<String> = plan.iter().flat_map(|plan| plan.recommended.iter()).flat_map(|rec| rec.models.clone()).collect();
-    let chosen = plan.as_ref().and_then(|plan| plan.candidates.first()).map(|candidate| candidate.model_id.clone());
+    let recommended_models: Vec<String> = plan
+        .iter()
+        .flat_map(|plan| plan.recommended.iter())
+        .flat_map(|rec| rec.models.clone())
+        .collect();
+    let chosen = plan
+        .as_ref()
+        .and_then(|plan| plan.candidates.first())
+        .map(|candidate| candidate.model_id.clone());
     let rows: Vec<ModelRow> = catalog
         .models
         .iter()
         .map(|model| {
-            let mut backends: Vec<String> = model.artifacts.iter().flat_map(|artifact| artifact.backends.clone()).collect();
+            let mut backends: Vec<String> =
+                model.artifacts.iter().flat_map(|artifact| artifact.backends.clone()).collect();
             backends.sort();
             backends.dedup();
             ModelRow {
@@ -101,24 +110,33 @@ pub fn models(hearth: &Hearth, json: bool) -> anyhow::Result<()> {
                     .collect(),
                 backends,
                 size_bytes: model.artifacts.iter().filter_map(|artifact| artifact.size_bytes).max(),
-                installed: model
-                    .artifacts
-                    .iter()
-                    .any(|artifact| hearth.store().model_path(&model.id, &artifact.file).is_ok_and(|path| path.is_file())),
-                recommended: recommended_models.contains(&model.id) || chosen.as_ref() == Some(&model.id),
+                installed: model.artifacts.iter().any(|artifact| {
+                    hearth
+                        .store()
+                        .model_path(&model.id, &artifact.file)
+                        .is_ok_and(|path| path.is_file())
+                }),
+                recommended: recommended_models.contains(&model.id)
+                    || chosen.as_ref() == Some(&model.id),
             }
         })
         .collect();
     if json {
         // The JSON stays a plain list for scripts; the refusal goes to stderr.
         if let Some(problem) = hearth.catalog_problem() {
-            eprintln!("catalog edit refused, the previous catalog stays in force: {}", problem.message);
+            eprintln!(
+                "catalog edit refused, the previous catalog stays in force: {}",
+                problem.message
+            );
         }
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
     print_catalog_problem(hearth);
-    println!("{:<22} {:<28} {:<30} {:>9} {:<9} RECOMMENDED", "ID", "NAME", "TIERS", "SIZE", "INSTALLED");
+    println!(
+        "{:<22} {:<28} {:<30} {:>9} {:<9} RECOMMENDED",
+        "ID", "NAME", "TIERS", "SIZE", "INSTALLED"
+    );
     for row in rows {
         let size = row.size_bytes.map(gigabytes).unwrap_or_else(|| "-".into());
         let recommended = match (row.recommended, chosen.as_ref() == Some(&row.id)) {
@@ -162,7 +180,12 @@ pub fn plugins(hearth: &Hearth, json: bool) -> anyhow::Result<()> {
             plugin.reason
         );
         for device in &plugin.devices {
-            println!("    {} {} ({})", device.kind, device.name, gigabytes(device.memory_total_bytes));
+            println!(
+                "    {} {} ({})",
+                device.kind,
+                device.name,
+                gigabytes(device.memory_total_bytes)
+            );
         }
     }
     for failure in &view.refused {

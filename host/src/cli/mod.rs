@@ -83,7 +83,8 @@ impl GlobalArgs {
     fn open_with(&self, default_isolation: Isolation) -> anyhow::Result<Arc<Hearth>> {
         let config = self.config(default_isolation);
         let catalog = config.catalog.describe();
-        let hearth = Hearth::open(config).with_context(|| format!("cannot use the catalog {catalog}"))?;
+        let hearth =
+            Hearth::open(config).with_context(|| format!("cannot use the catalog {catalog}"))?;
         Ok(Arc::new(hearth))
     }
 }
@@ -161,7 +162,13 @@ pub fn main() -> anyhow::Result<()> {
         return crate::isolation::worker::serve(plugin).context("the worker failed");
     }
     init_logging(matches!(cli.command, Command::Serve { .. }), true);
-    if matches!(cli.command, Command::Profile { .. } | Command::Models { .. } | Command::Plugins { .. } | Command::Ps { .. }) {
+    if matches!(
+        cli.command,
+        Command::Profile { .. }
+            | Command::Models { .. }
+            | Command::Plugins { .. }
+            | Command::Ps { .. }
+    ) {
         end_quietly_on_a_closed_pipe();
     }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -219,8 +226,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 .watch()
                 .inspect_err(|error| tracing::warn!(%error, "cannot watch the plugins folder and catalog; changes need a restart"))
                 .ok();
-            let config = ApiConfig { api_key, cors_origins, max_queue_per_model: max_queue, ..ApiConfig::for_bind(host) };
-            crate::api::serve(hearth, SocketAddr::new(host, port), config).await.context("the server stopped")
+            let config = ApiConfig {
+                api_key,
+                cors_origins,
+                max_queue_per_model: max_queue,
+                ..ApiConfig::for_bind(host)
+            };
+            crate::api::serve(hearth, SocketAddr::new(host, port), config)
+                .await
+                .context("the server stopped")
         }
         Command::Run(args) => run::run(global.open()?, args).await,
         Command::Profile { json } => listing::profile(&*global.open()?, json),
@@ -230,6 +244,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Stop { model } => remote::stop(&global.server, &model).await,
         Command::Bench(args) => bench::bench(&*global.open()?, args).await,
         Command::Worker { .. } => unreachable!("a worker is started before the async runtime"),
-        Command::Pull { name, backend } => pull::pull(&*global.open()?, &name, backend.as_deref()).await,
+        Command::Pull { name, backend } => {
+            pull::pull(&*global.open()?, &name, backend.as_deref()).await
+        }
     }
 }

@@ -26,18 +26,27 @@ pub async fn pull(hearth: &Hearth, name: &str, backend: Option<&str>) -> anyhow:
         model
             .artifacts
             .iter()
-            .filter(|artifact| backend.is_none_or(|backend| artifact.backends.iter().any(|b| b == backend)))
+            .filter(|artifact| {
+                backend.is_none_or(|backend| artifact.backends.iter().any(|b| b == backend))
+            })
             .filter_map(|artifact| spec_for(artifact, |file, url| PullSpec::model(name, file, url)))
             .collect()
     } else if let Some(adapter) = catalog.adapter(name) {
         adapter
             .artifacts
             .iter()
-            .filter(|artifact| backend.is_none_or(|backend| artifact.backends.iter().any(|b| b == backend)))
-            .filter_map(|artifact| spec_for(artifact, |file, url| PullSpec::adapter(name, file, url)))
+            .filter(|artifact| {
+                backend.is_none_or(|backend| artifact.backends.iter().any(|b| b == backend))
+            })
+            .filter_map(|artifact| {
+                spec_for(artifact, |file, url| PullSpec::adapter(name, file, url))
+            })
             .collect()
     } else {
-        bail!("`{name}` is neither a model nor an adapter in the catalog ({})", hearth.config().catalog.describe());
+        bail!(
+            "`{name}` is neither a model nor an adapter in the catalog ({})",
+            hearth.config().catalog.describe()
+        );
     };
     if specs.is_empty() {
         bail!(
@@ -48,7 +57,11 @@ pub async fn pull(hearth: &Hearth, name: &str, backend: Option<&str>) -> anyhow:
     }
     for spec in specs {
         let mut progress = TerminalProgress::new(spec.file.clone());
-        let path = hearth.store().pull(&spec, &mut progress).await.with_context(|| format!("pulling {}", spec.file))?;
+        let path = hearth
+            .store()
+            .pull(&spec, &mut progress)
+            .await
+            .with_context(|| format!("pulling {}", spec.file))?;
         println!("{} → {}", spec.file, path.display());
     }
     Ok(())

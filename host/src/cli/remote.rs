@@ -4,7 +4,9 @@ use anyhow::{bail, Context};
 use serde_json::Value;
 
 async fn call(request: reqwest::RequestBuilder, server: &str) -> anyhow::Result<Value> {
-    let response = request.send().await.with_context(|| format!("no hearth server answers at {server}; start one with `hearth serve`"))?;
+    let response = request.send().await.with_context(|| {
+        format!("no hearth server answers at {server}; start one with `hearth serve`")
+    })?;
     let status = response.status();
     let body: Value = response.json().await.context("the server's answer is not JSON")?;
     if !status.is_success() {
@@ -28,7 +30,8 @@ pub async fn ps(server: &str, json: bool) -> anyhow::Result<()> {
     }
     println!("{:<24} {:<10} {:<9} {:>5} {:>10}", "MODEL", "BACKEND", "STATE", "REFS", "MEMORY");
     for model in models {
-        let bytes = model["memory"]["host_bytes"].as_u64().unwrap_or(0) + model["memory"]["device_bytes"].as_u64().unwrap_or(0);
+        let bytes = model["memory"]["host_bytes"].as_u64().unwrap_or(0)
+            + model["memory"]["device_bytes"].as_u64().unwrap_or(0);
         println!(
             "{:<24} {:<10} {:<9} {:>5} {:>7} MB",
             model["key"]["model_id"].as_str().unwrap_or("?"),
@@ -43,7 +46,9 @@ pub async fn ps(server: &str, json: bool) -> anyhow::Result<()> {
 
 /// `hearth stop MODEL`
 pub async fn stop(server: &str, model: &str) -> anyhow::Result<()> {
-    let request = reqwest::Client::new().post(format!("{server}/api/unload")).json(&serde_json::json!({ "model": model }));
+    let request = reqwest::Client::new()
+        .post(format!("{server}/api/unload"))
+        .json(&serde_json::json!({ "model": model }));
     call(request, server).await?;
     println!("unloaded {model}");
     Ok(())

@@ -48,7 +48,9 @@ fn parse_adapter(text: &str) -> anyhow::Result<(String, f32)> {
     match text.split_once(':') {
         None => Ok((text.to_string(), 1.0)),
         Some((name, scale)) => {
-            let scale: f32 = scale.parse().with_context(|| format!("adapter scale `{scale}` is not a number"))?;
+            let scale: f32 = scale
+                .parse()
+                .with_context(|| format!("adapter scale `{scale}` is not a number"))?;
             if !(0.0..=4.0).contains(&scale) {
                 bail!("adapter scale must be between 0 and 4, got {scale}");
             }
@@ -61,7 +63,9 @@ impl RunArgs {
     /// Split the positionals into a model and a prompt.
     fn model_and_prompt(&self, hearth: &Hearth) -> (Option<String>, Option<String>) {
         match (&self.model, &self.prompt) {
-            (Some(only), None) if hearth.catalog().model(only).is_none() => (None, Some(only.clone())),
+            (Some(only), None) if hearth.catalog().model(only).is_none() => {
+                (None, Some(only.clone()))
+            }
             (model, prompt) => (model.clone(), prompt.clone()),
         }
     }
@@ -72,7 +76,10 @@ impl RunArgs {
             sampling.temperature = temperature;
         }
         sampling.seed = self.seed.unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|t| t.as_nanos() as u64).unwrap_or(0)
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|t| t.as_nanos() as u64)
+                .unwrap_or(0)
         });
         sampling
     }
@@ -81,7 +88,8 @@ impl RunArgs {
 /// Run one prompt, or chat until end of input.
 pub async fn run(hearth: Arc<Hearth>, args: RunArgs) -> anyhow::Result<()> {
     let (model, prompt) = args.model_and_prompt(&hearth);
-    let adapters = args.adapters.iter().map(|text| parse_adapter(text)).collect::<anyhow::Result<Vec<_>>>()?;
+    let adapters =
+        args.adapters.iter().map(|text| parse_adapter(text)).collect::<anyhow::Result<Vec<_>>>()?;
     let route = RouteRequest { model, backend: args.backend.clone(), tier: args.tier };
     let mut history: Vec<ChatMessage> = Vec::new();
     if let Some(system) = &args.system {
@@ -127,7 +135,12 @@ pub async fn run(hearth: Arc<Hearth>, args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// Generate one answer, streaming it to stdout.
-async fn answer(hearth: &Hearth, generation: Generation, verbose: bool, announce: bool) -> anyhow::Result<(String, Completion)> {
+async fn answer(
+    hearth: &Hearth,
+    generation: Generation,
+    verbose: bool,
+    announce: bool,
+) -> anyhow::Result<(String, Completion)> {
     let prepared = hearth.prepare(generation).await?;
     if announce {
         eprintln!("[hearth] {} on {}", prepared.model_id(), prepared.backend());
@@ -150,7 +163,8 @@ async fn answer(hearth: &Hearth, generation: Generation, verbose: bool, announce
         }
     }
     if verbose {
-        let decode_rate = f64::from(completion.completion_tokens.saturating_sub(1)) / (completion.decode_ms / 1e3);
+        let decode_rate = f64::from(completion.completion_tokens.saturating_sub(1))
+            / (completion.decode_ms / 1e3);
         eprintln!(
             "[hearth] {} prompt tokens in {:.0} ms, {} tokens generated at {:.1} tok/s, first token after {:.0} ms, finish: {}",
             completion.prompt_tokens,

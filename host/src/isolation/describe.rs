@@ -28,12 +28,16 @@ pub struct WorkerDescriber {
 
 impl Describe for WorkerDescriber {
     fn describe(&self, path: &Path) -> Result<Description, PluginLoadError> {
-        let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+        let name =
+            path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
         let worker = WorkerProcess::spawn(&self.program, path, &name, self.timeout)
             .map_err(|error| PluginLoadError::Worker(error.message.to_string()))?;
         let call = Call::Describe { protocol: PROTOCOL_VERSION, host: HostView::from(&self.host) };
         // Dropping the worker at the end asks it to exit; it has no model to unload.
-        match worker.call(call, "describe").map_err(|error| PluginLoadError::Worker(error.message.to_string()))? {
+        match worker
+            .call(call, "describe")
+            .map_err(|error| PluginLoadError::Worker(error.message.to_string()))?
+        {
             Event::Described { info, probe } => Ok(Description {
                 // The worker was given this path; the host's name for it is the one kept.
                 info: PluginInfo { path: path.to_path_buf(), ..info },
@@ -41,7 +45,9 @@ impl Describe for WorkerDescriber {
                 library: None,
             }),
             Event::Failed { message, .. } => Err(PluginLoadError::Worker(message)),
-            other => Err(PluginLoadError::Worker(format!("its worker answered `describe` with {other:?}"))),
+            other => Err(PluginLoadError::Worker(format!(
+                "its worker answered `describe` with {other:?}"
+            ))),
         }
     }
 
@@ -49,11 +55,14 @@ impl Describe for WorkerDescriber {
     /// a device take a while, and the workers share nothing.
     fn describe_all(&self, paths: &[PathBuf]) -> Vec<Result<Description, PluginLoadError>> {
         std::thread::scope(|scope| {
-            let describing: Vec<_> = paths.iter().map(|path| scope.spawn(move || self.describe(path))).collect();
+            let describing: Vec<_> =
+                paths.iter().map(|path| scope.spawn(move || self.describe(path))).collect();
             describing
                 .into_iter()
                 .map(|thread| {
-                    thread.join().unwrap_or_else(|_| Err(PluginLoadError::Worker("describing it panicked".to_string())))
+                    thread.join().unwrap_or_else(|_| {
+                        Err(PluginLoadError::Worker("describing it panicked".to_string()))
+                    })
                 })
                 .collect()
         })

@@ -16,8 +16,8 @@ use std::io::{self, Read, Write};
 
 use hearth_sdk::abi_stable::std_types::{RString, RVec};
 use hearth_sdk::{
-    AdapterUse, ChatMessage, DeviceInfo, DeviceKind, ErrorKind, FinishReason, GenerateRequest, GenerateStats,
-    LoadRequest, MemoryUsage, PluginError, Probe, Sampling,
+    AdapterUse, ChatMessage, DeviceInfo, DeviceKind, ErrorKind, FinishReason, GenerateRequest,
+    GenerateStats, LoadRequest, MemoryUsage, PluginError, Probe, Sampling,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
@@ -240,11 +240,24 @@ pub struct WireSampling {
 
 impl From<&GenerateRequest> for WireGenerate {
     fn from(request: &GenerateRequest) -> Self {
-        let Sampling { temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed } = request.sampling;
+        let Sampling { temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed } =
+            request.sampling;
         Self {
-            messages: request.messages.iter().map(|message| (message.role.to_string(), message.content.to_string())).collect(),
+            messages: request
+                .messages
+                .iter()
+                .map(|message| (message.role.to_string(), message.content.to_string()))
+                .collect(),
             prompt: request.prompt.as_ref().into_option().map(|prompt| prompt.to_string()),
-            sampling: WireSampling { temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed },
+            sampling: WireSampling {
+                temperature,
+                top_k,
+                top_p,
+                min_p,
+                repeat_penalty,
+                repeat_last_n,
+                seed,
+            },
             stop: request.stop.iter().map(|stop| stop.to_string()).collect(),
             max_tokens: request.max_tokens,
             adapters: request
@@ -258,7 +271,8 @@ impl From<&GenerateRequest> for WireGenerate {
 
 impl From<WireGenerate> for GenerateRequest {
     fn from(wire: WireGenerate) -> Self {
-        let WireSampling { temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed } = wire.sampling;
+        let WireSampling { temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed } =
+            wire.sampling;
         Self {
             messages: wire
                 .messages
@@ -266,13 +280,25 @@ impl From<WireGenerate> for GenerateRequest {
                 .map(|(role, content)| ChatMessage { role: role.into(), content: content.into() })
                 .collect(),
             prompt: wire.prompt.map(RString::from).into(),
-            sampling: Sampling { temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed },
+            sampling: Sampling {
+                temperature,
+                top_k,
+                top_p,
+                min_p,
+                repeat_penalty,
+                repeat_last_n,
+                seed,
+            },
             stop: wire.stop.into_iter().map(RString::from).collect(),
             max_tokens: wire.max_tokens,
             adapters: wire
                 .adapters
                 .into_iter()
-                .map(|(name, path, scale)| AdapterUse { name: name.into(), path: path.into(), scale })
+                .map(|(name, path, scale)| AdapterUse {
+                    name: name.into(),
+                    path: path.into(),
+                    scale,
+                })
                 .collect::<RVec<_>>(),
         }
     }
@@ -333,7 +359,10 @@ impl From<WireStats> for GenerateStats {
 pub fn write_frame<T: Serialize>(out: &mut impl Write, message: &T) -> io::Result<()> {
     let body = serde_json::to_vec(message).map_err(io::Error::other)?;
     if body.len() > MAX_FRAME_BYTES {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("a {} byte message is over the frame limit", body.len())));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("a {} byte message is over the frame limit", body.len()),
+        ));
     }
     let length = u32::try_from(body.len()).map_err(io::Error::other)?;
     out.write_all(&length.to_le_bytes())?;
@@ -351,11 +380,16 @@ pub fn read_frame<T: DeserializeOwned>(input: &mut impl Read) -> io::Result<Opti
     }
     let length = u32::from_le_bytes(length) as usize;
     if length > MAX_FRAME_BYTES {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("a {length} byte frame is over the limit")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a {length} byte frame is over the limit"),
+        ));
     }
     let mut body = vec![0u8; length];
     input.read_exact(&mut body)?;
-    serde_json::from_slice(&body).map(Some).map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
 }
 
 #[cfg(test)]
@@ -365,18 +399,26 @@ mod tests {
 
     fn request() -> GenerateRequest {
         GenerateRequest {
-            messages: RVec::from(vec![ChatMessage { role: "user".into(), content: "why is the sky blue?".into() }]),
+            messages: RVec::from(vec![ChatMessage {
+                role: "user".into(),
+                content: "why is the sky blue?".into(),
+            }]),
             prompt: None.into(),
             sampling: Sampling { seed: 7, ..Sampling::default() },
             stop: RVec::from(vec![RString::from("\n\n")]),
             max_tokens: 64,
-            adapters: RVec::from(vec![AdapterUse { name: "style".into(), path: "/a/style.gguf".into(), scale: 0.5 }]),
+            adapters: RVec::from(vec![AdapterUse {
+                name: "style".into(),
+                path: "/a/style.gguf".into(),
+                scale: 0.5,
+            }]),
         }
     }
 
     #[test]
     fn a_generate_request_survives_the_trip_through_a_frame() {
-        let sent = Request { id: 3, call: Call::Generate { request: WireGenerate::from(&request()) } };
+        let sent =
+            Request { id: 3, call: Call::Generate { request: WireGenerate::from(&request()) } };
         let mut pipe = Vec::new();
         write_frame(&mut pipe, &sent).unwrap();
         let received: Request = read_frame(&mut pipe.as_slice()).unwrap().unwrap();
@@ -397,15 +439,30 @@ mod tests {
         let probe = Probe {
             available: true,
             devices: RVec::from(vec![
-                DeviceInfo { kind: DeviceKind::SoftwareGpu, name: "llvmpipe".into(), memory_total_bytes: 1, memory_free_bytes: 0 },
-                DeviceInfo { kind: DeviceKind::Other, name: "npu".into(), memory_total_bytes: 2, memory_free_bytes: 2 },
+                DeviceInfo {
+                    kind: DeviceKind::SoftwareGpu,
+                    name: "llvmpipe".into(),
+                    memory_total_bytes: 1,
+                    memory_free_bytes: 0,
+                },
+                DeviceInfo {
+                    kind: DeviceKind::Other,
+                    name: "npu".into(),
+                    memory_total_bytes: 2,
+                    memory_free_bytes: 2,
+                },
             ]),
             reason: "found two".into(),
         };
-        let sent = Request { id: 1, call: Call::Describe { protocol: PROTOCOL_VERSION, host: HostView::from(&host) } };
+        let sent = Request {
+            id: 1,
+            call: Call::Describe { protocol: PROTOCOL_VERSION, host: HostView::from(&host) },
+        };
         let mut pipe = Vec::new();
         write_frame(&mut pipe, &sent).unwrap();
-        let Some(Request { call: Call::Describe { host: wire, .. }, .. }) = read_frame(&mut pipe.as_slice()).unwrap() else {
+        let Some(Request { call: Call::Describe { host: wire, .. }, .. }) =
+            read_frame(&mut pipe.as_slice()).unwrap()
+        else {
             panic!("not a describe call")
         };
         assert_eq!(HostProfile::from(wire), host);
@@ -433,7 +490,8 @@ mod tests {
 
     #[test]
     fn a_failure_keeps_its_kind_and_an_unknown_kind_reads_as_internal() {
-        let Event::Failed { kind, message } = Event::failed(&PluginError::out_of_memory("no room")) else {
+        let Event::Failed { kind, message } = Event::failed(&PluginError::out_of_memory("no room"))
+        else {
             panic!("not a failure")
         };
         assert_eq!(plugin_error(&kind, message), PluginError::out_of_memory("no room"));

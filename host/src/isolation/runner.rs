@@ -13,7 +13,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use hearth_sdk::{GenerateRequest, GenerateStats, LoadRequest, MemoryUsage, PluginError, SinkControl, TokenSink};
+use hearth_sdk::{
+    GenerateRequest, GenerateStats, LoadRequest, MemoryUsage, PluginError, SinkControl, TokenSink,
+};
 
 use super::protocol::{plugin_error, Call, Event, PROTOCOL_VERSION};
 use super::supervisor::{Next, WorkerProcess};
@@ -52,7 +54,11 @@ struct Crashes {
 impl CrashLog {
     pub fn record(&self, backend: &str, cause: &PluginError, at: Instant) {
         let mut backends = self.backends.lock().unwrap_or_else(PoisonError::into_inner);
-        let crashes = backends.entry(backend.to_string()).or_insert(Crashes { count: 0, last: at, cause: String::new() });
+        let crashes = backends.entry(backend.to_string()).or_insert(Crashes {
+            count: 0,
+            last: at,
+            cause: String::new(),
+        });
         crashes.count += 1;
         crashes.last = at;
         crashes.cause = cause.message.to_string();
@@ -138,15 +144,19 @@ impl ProcessRunner {
 /// crash of its backend.
 fn start_worker(spec: &WorkerSpec, crashes: &CrashLog) -> Result<WorkerProcess, PluginError> {
     crashes.check(&spec.backend, Instant::now())?;
-    let worker = WorkerProcess::spawn(&spec.program, &spec.plugin, &spec.backend, spec.stall_timeout)?;
-    let pending = worker.start(Call::Load { protocol: PROTOCOL_VERSION, request: (&spec.load).into() })?;
+    let worker =
+        WorkerProcess::spawn(&spec.program, &spec.plugin, &spec.backend, spec.stall_timeout)?;
+    let pending =
+        worker.start(Call::Load { protocol: PROTOCOL_VERSION, request: (&spec.load).into() })?;
     // No stall timeout: a large model may take minutes to read. The health checks
     // still end a worker that stops answering altogether.
     loop {
         match pending.next(LOAD_POLL) {
             Next::Silent => {}
             Next::Event(Event::Loaded { .. }) => return Ok(worker),
-            Next::Event(Event::Failed { kind, message }) => return Err(plugin_error(&kind, message)),
+            Next::Event(Event::Failed { kind, message }) => {
+                return Err(plugin_error(&kind, message))
+            }
             Next::Event(other) => worker.kill(&format!("it answered a load with {other:?}")),
             Next::Died(error) => {
                 crashes.record(&spec.backend, &error, Instant::now());
@@ -157,7 +167,11 @@ fn start_worker(spec: &WorkerSpec, crashes: &CrashLog) -> Result<WorkerProcess, 
 }
 
 impl Runner for ProcessRunner {
-    fn generate(&self, request: &GenerateRequest, sink: &mut dyn TokenSink) -> Result<GenerateStats, PluginError> {
+    fn generate(
+        &self,
+        request: &GenerateRequest,
+        sink: &mut dyn TokenSink,
+    ) -> Result<GenerateStats, PluginError> {
         let worker = self.worker()?;
         let pending = worker.start(Call::Generate { request: request.into() })?;
         let stall = worker.stall_timeout();
@@ -175,9 +189,15 @@ impl Runner for ProcessRunner {
                     self.crashes.clear(&self.spec.backend);
                     return Ok(stats.into());
                 }
-                Next::Event(Event::Failed { kind, message }) => return Err(plugin_error(&kind, message)),
-                Next::Event(other) => worker.kill(&format!("it answered a generation with {other:?}")),
-                Next::Silent => worker.kill(&format!("it produced nothing for {stall:?} while generating (the stall timeout)")),
+                Next::Event(Event::Failed { kind, message }) => {
+                    return Err(plugin_error(&kind, message))
+                }
+                Next::Event(other) => {
+                    worker.kill(&format!("it answered a generation with {other:?}"))
+                }
+                Next::Silent => worker.kill(&format!(
+                    "it produced nothing for {stall:?} while generating (the stall timeout)"
+                )),
                 // The crash is counted when the next call finds the worker dead.
                 Next::Died(error) => return Err(error),
             }
@@ -189,14 +209,18 @@ impl Runner for ProcessRunner {
         match worker.call(Call::Trim, "a trim")? {
             Event::Trimmed => Ok(()),
             Event::Failed { kind, message } => Err(plugin_error(&kind, message)),
-            other => Err(PluginError::internal(format!("the worker answered a trim with {other:?}"))),
+            other => {
+                Err(PluginError::internal(format!("the worker answered a trim with {other:?}")))
+            }
         }
     }
 
     fn memory(&self) -> MemoryUsage {
         let Some(worker) = self.live_worker() else { return MemoryUsage::default() };
         match worker.call(Call::Memory, "a memory query") {
-            Ok(Event::Memory { host_bytes, device_bytes }) => MemoryUsage { host_bytes, device_bytes },
+            Ok(Event::Memory { host_bytes, device_bytes }) => {
+                MemoryUsage { host_bytes, device_bytes }
+            }
             _ => MemoryUsage::default(),
         }
     }

@@ -103,7 +103,12 @@ impl Drop for Pending {
 
 impl WorkerProcess {
     /// Start `program worker --plugin PLUGIN` for `backend`.
-    pub fn spawn(program: &Path, plugin: &Path, backend: &str, stall_timeout: Duration) -> Result<Self, PluginError> {
+    pub fn spawn(
+        program: &Path,
+        plugin: &Path,
+        backend: &str,
+        stall_timeout: Duration,
+    ) -> Result<Self, PluginError> {
         let mut child = Command::new(program)
             .arg("worker")
             .arg("--plugin")
@@ -113,9 +118,14 @@ impl WorkerProcess {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|error| {
-                PluginError::internal(format!("cannot start a `{backend}` worker ({}): {error}", program.display()))
+                PluginError::internal(format!(
+                    "cannot start a `{backend}` worker ({}): {error}",
+                    program.display()
+                ))
             })?;
-        let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take()) else {
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
             unreachable!("all three streams are piped")
         };
         let shared = Arc::new(Shared {
@@ -195,7 +205,10 @@ impl WorkerProcess {
                 match pending.next(EXIT_GRACE) {
                     Next::Died(error) => Err(error),
                     Next::Event(event) => Ok(event),
-                    Next::Silent => Err(PluginError::internal(format!("the `{}` worker did not answer {what}", self.shared.backend))),
+                    Next::Silent => Err(PluginError::internal(format!(
+                        "the `{}` worker did not answer {what}",
+                        self.shared.backend
+                    ))),
                 }
             }
         }
@@ -276,7 +289,8 @@ impl Shared {
         cause.push_str(&describe_exit(status));
         let log = lock(&self.log);
         if !log.is_empty() {
-            let lines: Vec<String> = log.iter().map(|line| line.chars().take(300).collect()).collect();
+            let lines: Vec<String> =
+                log.iter().map(|line| line.chars().take(300).collect()).collect();
             cause.push_str(&format!("; its last log lines: {}", lines.join(" | ")));
         }
         drop(log);
@@ -309,11 +323,9 @@ impl Shared {
     }
 
     fn death_error(&self) -> PluginError {
-        lock(&self.calls)
-            .death
-            .as_ref()
-            .map(|death| death.error.clone())
-            .unwrap_or_else(|| PluginError::internal(format!("the `{}` worker stopped answering", self.backend)))
+        lock(&self.calls).death.as_ref().map(|death| death.error.clone()).unwrap_or_else(|| {
+            PluginError::internal(format!("the `{}` worker stopped answering", self.backend))
+        })
     }
 
     /// Ping the worker every [`HEALTH_INTERVAL`] until `stop` closes or the worker
@@ -325,7 +337,10 @@ impl Shared {
                 Next::Event(_) => {}
                 Next::Died(_) => return,
                 Next::Silent => {
-                    self.kill(&format!("it left a health check unanswered for {:?}", self.stall_timeout));
+                    self.kill(&format!(
+                        "it left a health check unanswered for {:?}",
+                        self.stall_timeout
+                    ));
                     return;
                 }
             }

@@ -18,7 +18,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use hearth_sdk::{PluginError, SinkControl, TokenSink};
 
-use super::protocol::{read_frame, write_frame, Call, Event, Reply, Request, WireProbe, PROTOCOL_VERSION};
+use super::protocol::{
+    read_frame, write_frame, Call, Event, Reply, Request, WireProbe, PROTOCOL_VERSION,
+};
 use crate::plugin::{load_plugin, remove_private_copies, LoadedPlugin, PluginRunner};
 
 /// The frames to the host. Shared by the threads that answer calls.
@@ -30,14 +32,25 @@ pub fn serve(plugin_path: &Path) -> io::Result<()> {
     let plugin = load_plugin(plugin_path).map_err(|error| error.to_string());
     // One library per process: the folder that held its private copy is not needed.
     remove_private_copies();
-    let state = Arc::new(Worker { plugin_path: plugin_path.to_path_buf(), plugin, model: OnceLock::new(), cancels: Mutex::default(), output });
+    let state = Arc::new(Worker {
+        plugin_path: plugin_path.to_path_buf(),
+        plugin,
+        model: OnceLock::new(),
+        cancels: Mutex::default(),
+        output,
+    });
     let threads = Arc::new(Threads::default());
     let mut input = BufReader::new(io::stdin().lock());
     while let Some(Request { id, call }) = read_frame::<Request>(&mut input)? {
         match call {
             Call::Ping => state.send(id, Event::Alive),
             Call::Cancel { generation } => {
-                if let Some(flag) = state.cancels.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&generation) {
+                if let Some(flag) = state
+                    .cancels
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .get(&generation)
+                {
                     flag.store(true, Ordering::SeqCst);
                 }
             }
@@ -101,7 +114,11 @@ impl Threads {
             let mut job = job;
             loop {
                 job();
-                threads.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(jobs_tx.clone());
+                threads
+                    .idle
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .push(jobs_tx.clone());
                 match jobs.recv() {
                     Ok(next) => job = next,
                     Err(_) => return,
@@ -137,12 +154,18 @@ impl Worker {
                 Err(error) => Event::failed(&error),
             },
             (Call::Describe { protocol, host }, _) => match self.plugin(protocol) {
-                Ok(plugin) => Event::Described { info: plugin.info.clone(), probe: WireProbe::from(&plugin.probe(&host.into())) },
+                Ok(plugin) => Event::Described {
+                    info: plugin.info.clone(),
+                    probe: WireProbe::from(&plugin.probe(&host.into())),
+                },
                 Err(error) => Event::failed(&error),
             },
             (Call::Generate { request }, Some(model)) => {
                 let cancel = Arc::new(AtomicBool::new(false));
-                self.cancels.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(id, cancel.clone());
+                self.cancels
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .insert(id, cancel.clone());
                 let mut sink = FrameSink { worker: self, id, cancel };
                 let result = model.generate(&request.into(), &mut sink);
                 self.cancels.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&id);
@@ -175,11 +198,15 @@ impl Worker {
     }
 
     fn load(&self, protocol: u32, request: hearth_sdk::LoadRequest) -> Result<(), PluginError> {
-        let plugin = self.plugin(protocol).map_err(|error| match (&self.plugin, protocol == PROTOCOL_VERSION) {
-            (Err(_), true) => {
-                PluginError::internal(format!("cannot load the plugin {}: {}", self.plugin_path.display(), error.message))
+        let plugin = self.plugin(protocol).map_err(|error| {
+            match (&self.plugin, protocol == PROTOCOL_VERSION) {
+                (Err(_), true) => PluginError::internal(format!(
+                    "cannot load the plugin {}: {}",
+                    self.plugin_path.display(),
+                    error.message
+                )),
+                _ => error,
             }
-            _ => error,
         })?;
         let model = plugin.backend.load(&request).into_result()?;
         self.model

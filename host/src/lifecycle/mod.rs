@@ -96,10 +96,7 @@ pub struct IdleTimeouts {
 impl Default for IdleTimeouts {
     /// The seed's idle policy: trim after 2 minutes, unload after 5.
     fn default() -> Self {
-        Self {
-            soft: Duration::from_secs(2 * 60),
-            hard: Duration::from_secs(5 * 60),
-        }
+        Self { soft: Duration::from_secs(2 * 60), hard: Duration::from_secs(5 * 60) }
     }
 }
 
@@ -190,10 +187,7 @@ pub struct MemorySnapshot {
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum SchedulerError {
     #[error("loading {model} failed: {source}")]
-    Load {
-        model: ModelKey,
-        source: PluginError,
-    },
+    Load { model: ModelKey, source: PluginError },
     #[error("cannot load {model}: every resident model stayed busy for {waited:?}")]
     Busy { model: ModelKey, waited: Duration },
     #[error("{0} is not loaded")]

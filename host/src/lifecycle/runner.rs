@@ -22,13 +22,7 @@ pub(super) struct Claim {
 
 impl Claim {
     pub(super) fn new(shared: Arc<Shared>, key: ModelKey, id: u64, handle: Handle) -> Self {
-        Self {
-            shared,
-            key,
-            id,
-            handle,
-            memory_at_release: None,
-        }
+        Self { shared, key, id, handle, memory_at_release: None }
     }
 
     pub(super) fn key(&self) -> &ModelKey {
@@ -86,8 +80,6 @@ impl Deref for RunnerRef {
 
 impl fmt::Debug for RunnerRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RunnerRef")
-            .field("key", self.key())
-            .finish_non_exhaustive()
+        f.debug_struct("RunnerRef").field("key", self.key()).finish_non_exhaustive()
     }
 }

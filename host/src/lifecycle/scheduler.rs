@@ -121,14 +121,7 @@ enum Step {
 impl Scheduler {
     pub fn new(loader: Arc<dyn Loader>, policy: SchedulerPolicy) -> Scheduler {
         let (changed, _) = watch::channel(());
-        Scheduler {
-            shared: Arc::new(Shared {
-                loader,
-                policy,
-                models: Mutex::default(),
-                changed,
-            }),
-        }
+        Scheduler { shared: Arc::new(Shared { loader, policy, models: Mutex::default(), changed }) }
     }
 
     /// A reference to the model `spec` names, loading it first if it is not resident.
@@ -159,10 +152,7 @@ impl Scheduler {
                         Some(Err(error)) => error,
                         _ => PluginError::internal("the load was abandoned"),
                     };
-                    return Err(SchedulerError::Load {
-                        model: spec.key,
-                        source,
-                    });
+                    return Err(SchedulerError::Load { model: spec.key, source });
                 }
                 // The unload ends by dropping the sender, which is all we wait for.
                 Step::AwaitUnload(mut gone) => {
@@ -174,10 +164,7 @@ impl Scheduler {
                 Step::AwaitIdle(mut changed) => {
                     if timeout_at(give_up_at, changed.changed()).await.is_err() {
                         let waited = self.shared.policy.evict_wait;
-                        return Err(SchedulerError::Busy {
-                            model: spec.key,
-                            waited,
-                        });
+                        return Err(SchedulerError::Busy { model: spec.key, waited });
                     }
                 }
             }
@@ -262,10 +249,9 @@ impl Scheduler {
             .iter()
             .map(|(key, entry)| {
                 let memory = match entry.phase {
-                    Phase::Loading(_) => MemorySnapshot {
-                        host_bytes: entry.estimated_bytes,
-                        device_bytes: 0,
-                    },
+                    Phase::Loading(_) => {
+                        MemorySnapshot { host_bytes: entry.estimated_bytes, device_bytes: 0 }
+                    }
                     _ => MemorySnapshot {
                         host_bytes: entry.memory.host_bytes,
                         device_bytes: entry.memory.device_bytes,
@@ -378,10 +364,7 @@ impl Shared {
             },
         );
         self.spawn_load(spec.clone(), id, outcome_tx);
-        Step::AwaitLoad(
-            Claim::new(self.clone(), spec.key.clone(), id, handle.clone()),
-            outcome_rx,
-        )
+        Step::AwaitLoad(Claim::new(self.clone(), spec.key.clone(), id, handle.clone()), outcome_rx)
     }
 
     /// Whether loading one more model of `estimated_bytes` would break the policy. A
@@ -412,10 +395,7 @@ impl Shared {
             })
             .await
             .unwrap_or_else(|panic| {
-                Err(PluginError::new(
-                    ErrorKind::Panicked,
-                    format!("the loader panicked: {panic}"),
-                ))
+                Err(PluginError::new(ErrorKind::Panicked, format!("the loader panicked: {panic}")))
             });
             let mut models = shared.lock();
             let result = match loaded {
@@ -423,10 +403,7 @@ impl Shared {
                     if let Some(entry) = models.get(&key, id) {
                         tracing::info!(model = %key, ?memory, "model loaded");
                         let now = Instant::now();
-                        entry.phase = Phase::Loaded {
-                            runner,
-                            trimmed: false,
-                        };
+                        entry.phase = Phase::Loaded { runner, trimmed: false };
                         entry.memory = memory;
                         entry.loaded_at = Some(now);
                         entry.last_used = now;
@@ -457,10 +434,7 @@ impl Shared {
         let runner = {
             let mut models = self.lock();
             match models.get(claim.key(), claim.id()) {
-                Some(Entry {
-                    phase: Phase::Loaded { runner, .. },
-                    ..
-                }) => runner.clone(),
+                Some(Entry { phase: Phase::Loaded { runner, .. }, .. }) => runner.clone(),
                 _ => return None,
             }
         };
@@ -468,7 +442,13 @@ impl Shared {
     }
 
     /// Drop a request's reference; the last one out starts the idle period.
-    pub(super) fn release(self: &Arc<Self>, key: &ModelKey, id: u64, handle: &Handle, memory: Option<MemoryUsage>) {
+    pub(super) fn release(
+        self: &Arc<Self>,
+        key: &ModelKey,
+        id: u64,
+        handle: &Handle,
+        memory: Option<MemoryUsage>,
+    ) {
         let mut models = self.lock();
         let Some(entry) = models.get(key, id) else {
             return;
@@ -497,10 +477,7 @@ impl Shared {
         models: &mut Models,
         key: &ModelKey,
     ) -> Option<JoinHandle<()>> {
-        let entry = models
-            .entries
-            .get_mut(key)
-            .filter(|entry| entry.refs == 0)?;
+        let entry = models.entries.get_mut(key).filter(|entry| entry.refs == 0)?;
         let Phase::Loaded { .. } = entry.phase else {
             return None;
         };
@@ -554,10 +531,7 @@ struct WallClock {
 
 impl WallClock {
     fn now() -> Self {
-        Self {
-            instant: Instant::now(),
-            system: SystemTime::now(),
-        }
+        Self { instant: Instant::now(), system: SystemTime::now() }
     }
 
     fn unix_ms(&self, at: Instant) -> u64 {
@@ -566,7 +540,6 @@ impl WallClock {
         } else {
             self.system - (self.instant - at)
         };
-        wall.duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as u64)
+        wall.duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis() as u64)
     }
 }

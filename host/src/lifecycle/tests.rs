@@ -77,10 +77,7 @@ impl Runner for TestRunner {
     }
 
     fn memory(&self) -> MemoryUsage {
-        MemoryUsage {
-            host_bytes: self.bytes,
-            device_bytes: 0,
-        }
+        MemoryUsage { host_bytes: self.bytes, device_bytes: 0 }
     }
 }
 
@@ -101,19 +98,11 @@ struct TestLoader {
 
 impl TestLoader {
     fn counts(&self, model: &str) -> Arc<Counts> {
-        self.counts
-            .lock()
-            .unwrap()
-            .entry(model.to_owned())
-            .or_default()
-            .clone()
+        self.counts.lock().unwrap().entry(model.to_owned()).or_default().clone()
     }
 
     fn fail_next(&self, model: &str, times: usize, panic: bool) {
-        self.failures
-            .lock()
-            .unwrap()
-            .insert(model.to_owned(), (times, panic));
+        self.failures.lock().unwrap().insert(model.to_owned(), (times, panic));
     }
 }
 
@@ -135,11 +124,7 @@ impl Loader for TestLoader {
             None => {}
         }
         let trim = self.trim.lock().unwrap().unwrap_or(TrimBehaviour::Succeeds);
-        Ok(Arc::new(TestRunner {
-            counts,
-            bytes: spec.estimated_bytes,
-            trim,
-        }))
+        Ok(Arc::new(TestRunner { counts, bytes: spec.estimated_bytes, trim }))
     }
 }
 
@@ -170,11 +155,7 @@ fn spec(model: &str, bytes: u64) -> LoadSpec {
 }
 
 fn policy(max_resident_models: usize, memory_budget_bytes: Option<u64>) -> SchedulerPolicy {
-    SchedulerPolicy {
-        max_resident_models,
-        memory_budget_bytes,
-        ..SchedulerPolicy::default()
-    }
+    SchedulerPolicy { max_resident_models, memory_budget_bytes, ..SchedulerPolicy::default() }
 }
 
 fn scheduler(policy: SchedulerPolicy) -> (Scheduler, Arc<TestLoader>) {
@@ -183,11 +164,7 @@ fn scheduler(policy: SchedulerPolicy) -> (Scheduler, Arc<TestLoader>) {
 }
 
 fn state(scheduler: &Scheduler, model: &str) -> Option<ModelState> {
-    scheduler
-        .snapshot()
-        .into_iter()
-        .find(|s| s.key.model_id == model)
-        .map(|s| s.state)
+    scheduler.snapshot().into_iter().find(|s| s.key.model_id == model).map(|s| s.state)
 }
 
 /// Let spawned tasks and blocking work (trims, drops) finish. Blocking work holds the
@@ -199,10 +176,7 @@ async fn settle() {
 }
 
 async fn acquire(scheduler: &Scheduler, model: &str) -> RunnerRef {
-    scheduler
-        .acquire(spec(model, 100), KeepAlive::Default)
-        .await
-        .unwrap()
+    scheduler.acquire(spec(model, 100), KeepAlive::Default).await.unwrap()
 }
 
 #[tokio::test(start_paused = true)]
@@ -218,32 +192,20 @@ async fn a_ready_model_is_trimmed_at_two_minutes_unloaded_at_five_and_reloaded_b
 
     advance(2 * MIN - SEC).await;
     settle().await;
-    assert_eq!(
-        (state(&scheduler, "a"), counts.trims()),
-        (Some(ModelState::Ready), 0)
-    );
+    assert_eq!((state(&scheduler, "a"), counts.trims()), (Some(ModelState::Ready), 0));
     advance(SEC).await;
     settle().await;
-    assert_eq!(
-        (state(&scheduler, "a"), counts.trims()),
-        (Some(ModelState::Trimmed), 1)
-    );
+    assert_eq!((state(&scheduler, "a"), counts.trims()), (Some(ModelState::Trimmed), 1));
 
     advance(3 * MIN - SEC).await;
     settle().await;
-    assert_eq!(
-        (state(&scheduler, "a"), counts.drops()),
-        (Some(ModelState::Trimmed), 0)
-    );
+    assert_eq!((state(&scheduler, "a"), counts.drops()), (Some(ModelState::Trimmed), 0));
     advance(SEC).await;
     settle().await;
     assert_eq!((state(&scheduler, "a"), counts.drops()), (None, 1));
 
     let again = acquire(&scheduler, "a").await;
-    assert_eq!(
-        (counts.loads(), state(&scheduler, "a")),
-        (2, Some(ModelState::Busy))
-    );
+    assert_eq!((counts.loads(), state(&scheduler, "a")), (2, Some(ModelState::Busy)));
     drop(again);
 }
 
@@ -260,10 +222,7 @@ async fn a_request_for_a_trimmed_model_reuses_it_without_reloading() {
     drop(held);
     settle().await;
     assert_eq!(state(&scheduler, "a"), Some(ModelState::Ready));
-    assert_eq!(
-        (loader.counts("a").loads(), loader.counts("a").drops()),
-        (1, 0)
-    );
+    assert_eq!((loader.counts("a").loads(), loader.counts("a").drops()), (1, 0));
 }
 
 #[tokio::test(start_paused = true)]
@@ -292,11 +251,7 @@ async fn timers_restart_when_the_last_request_ends() {
     drop(first);
     advance(3 * MIN).await;
     settle().await;
-    assert_eq!(
-        state(&scheduler, "a"),
-        Some(ModelState::Busy),
-        "one request is still in flight"
-    );
+    assert_eq!(state(&scheduler, "a"), Some(ModelState::Busy), "one request is still in flight");
 
     drop(second);
     advance(90 * SEC).await;
@@ -305,19 +260,13 @@ async fn timers_restart_when_the_last_request_ends() {
     drop(acquire(&scheduler, "a").await);
     advance(2 * MIN - SEC).await;
     settle().await;
-    assert_eq!(
-        (state(&scheduler, "a"), loader.counts("a").trims()),
-        (Some(ModelState::Ready), 0)
-    );
+    assert_eq!((state(&scheduler, "a"), loader.counts("a").trims()), (Some(ModelState::Ready), 0));
     advance(SEC).await;
     settle().await;
     assert_eq!(state(&scheduler, "a"), Some(ModelState::Trimmed));
     advance(3 * MIN).await;
     settle().await;
-    assert_eq!(
-        (state(&scheduler, "a"), loader.counts("a").drops()),
-        (None, 1)
-    );
+    assert_eq!((state(&scheduler, "a"), loader.counts("a").drops()), (None, 1));
 }
 
 #[tokio::test(start_paused = true)]
@@ -345,10 +294,7 @@ async fn a_failed_load_is_reported_to_every_waiter_and_retried_by_the_next_reque
             other => panic!("expected a load error, got {other:?}"),
         }
     }
-    assert_eq!(
-        (loader.counts("a").loads(), scheduler.snapshot().len()),
-        (1, 0)
-    );
+    assert_eq!((loader.counts("a").loads(), scheduler.snapshot().len()), (1, 0));
 
     let runner = acquire(&scheduler, "a").await;
     assert_eq!(loader.counts("a").loads(), 2);
@@ -373,11 +319,7 @@ async fn the_least_recently_used_idle_model_is_evicted_at_max_resident_models() 
     drop(acquire(&scheduler, "a").await);
     drop(acquire(&scheduler, "b").await);
     assert_eq!(loader.counts("a").drops(), 1);
-    let models: Vec<String> = scheduler
-        .snapshot()
-        .into_iter()
-        .map(|s| s.key.model_id)
-        .collect();
+    let models: Vec<String> = scheduler.snapshot().into_iter().map(|s| s.key.model_id).collect();
     assert_eq!(models, ["b"]);
 
     // With room for two, the one used longest ago goes.
@@ -389,45 +331,24 @@ async fn the_least_recently_used_idle_model_is_evicted_at_max_resident_models() 
     drop(acquire(&scheduler, "a").await);
     advance(SEC).await;
     drop(acquire(&scheduler, "c").await);
-    assert_eq!(
-        (loader.counts("a").drops(), loader.counts("b").drops()),
-        (0, 1)
-    );
+    assert_eq!((loader.counts("a").drops(), loader.counts("b").drops()), (0, 1));
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_memory_budget_evicts_idle_models_until_the_new_one_fits() {
     let (scheduler, loader) = scheduler(policy(0, Some(1000)));
     for model in ["a", "b", "c"] {
-        drop(
-            scheduler
-                .acquire(spec(model, 300), KeepAlive::Default)
-                .await
-                .unwrap(),
-        );
+        drop(scheduler.acquire(spec(model, 300), KeepAlive::Default).await.unwrap());
         advance(SEC).await;
     }
     assert_eq!(scheduler.snapshot().len(), 3, "900 of 1000 bytes fit");
 
     // 900 + 600 > 1000: a (300) is not enough, b must go too.
-    drop(
-        scheduler
-            .acquire(spec("d", 600), KeepAlive::Default)
-            .await
-            .unwrap(),
-    );
-    let models: Vec<String> = scheduler
-        .snapshot()
-        .into_iter()
-        .map(|s| s.key.model_id)
-        .collect();
+    drop(scheduler.acquire(spec("d", 600), KeepAlive::Default).await.unwrap());
+    let models: Vec<String> = scheduler.snapshot().into_iter().map(|s| s.key.model_id).collect();
     assert_eq!(models, ["c", "d"]);
     assert_eq!(
-        (
-            loader.counts("a").drops(),
-            loader.counts("b").drops(),
-            loader.counts("c").drops()
-        ),
+        (loader.counts("a").drops(), loader.counts("b").drops(), loader.counts("c").drops()),
         (1, 1, 0)
     );
 }
@@ -447,18 +368,12 @@ async fn an_acquire_waits_for_a_busy_model_to_become_idle_before_evicting_it() {
 
     drop(held);
     let b = waiting.await.unwrap();
-    assert_eq!(
-        (loader.counts("a").drops(), b.key().model_id.as_str()),
-        (1, "b")
-    );
+    assert_eq!((loader.counts("a").drops(), b.key().model_id.as_str()), (1, "b"));
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_acquire_gives_up_after_evict_wait_when_every_model_stays_busy() {
-    let policy = SchedulerPolicy {
-        evict_wait: 30 * SEC,
-        ..policy(1, None)
-    };
+    let policy = SchedulerPolicy { evict_wait: 30 * SEC, ..policy(1, None) };
     let (scheduler, _loader) = scheduler(policy);
     let held = acquire(&scheduler, "a").await;
     match scheduler.acquire(spec("b", 100), KeepAlive::Default).await {
@@ -474,20 +389,13 @@ async fn an_acquire_gives_up_after_evict_wait_when_every_model_stays_busy() {
 #[tokio::test(start_paused = true)]
 async fn keep_alive_zero_unloads_right_after_release() {
     let (scheduler, loader) = scheduler(SchedulerPolicy::default());
-    let held = scheduler
-        .acquire(spec("a", 100), KeepAlive::For(Duration::ZERO))
-        .await
-        .unwrap();
+    let held = scheduler.acquire(spec("a", 100), KeepAlive::For(Duration::ZERO)).await.unwrap();
     settle().await;
     assert_eq!(state(&scheduler, "a"), Some(ModelState::Busy));
     drop(held);
     settle().await;
     assert_eq!(
-        (
-            state(&scheduler, "a"),
-            loader.counts("a").trims(),
-            loader.counts("a").drops()
-        ),
+        (state(&scheduler, "a"), loader.counts("a").trims(), loader.counts("a").drops()),
         (None, 0, 1)
     );
 }
@@ -495,12 +403,7 @@ async fn keep_alive_zero_unloads_right_after_release() {
 #[tokio::test(start_paused = true)]
 async fn keep_alive_forever_trims_but_never_unloads() {
     let (scheduler, loader) = scheduler(SchedulerPolicy::default());
-    drop(
-        scheduler
-            .acquire(spec("a", 100), KeepAlive::Forever)
-            .await
-            .unwrap(),
-    );
+    drop(scheduler.acquire(spec("a", 100), KeepAlive::Forever).await.unwrap());
     advance(60 * MIN).await;
     settle().await;
     assert_eq!(
@@ -512,13 +415,8 @@ async fn keep_alive_forever_trims_but_never_unloads() {
 #[tokio::test(start_paused = true)]
 async fn per_model_idle_overrides_set_that_models_timeouts() {
     let (scheduler, loader) = scheduler(SchedulerPolicy::default());
-    let custom = LoadSpec {
-        idle: Some(IdleTimeouts {
-            soft: 10 * SEC,
-            hard: 30 * SEC,
-        }),
-        ..spec("a", 100)
-    };
+    let custom =
+        LoadSpec { idle: Some(IdleTimeouts { soft: 10 * SEC, hard: 30 * SEC }), ..spec("a", 100) };
     drop(scheduler.acquire(custom, KeepAlive::Default).await.unwrap());
     drop(acquire(&scheduler, "b").await);
 
@@ -532,15 +430,8 @@ async fn per_model_idle_overrides_set_that_models_timeouts() {
     assert_eq!(state(&scheduler, "a"), Some(ModelState::Trimmed));
     advance(20 * SEC).await;
     settle().await;
-    assert_eq!(
-        (state(&scheduler, "a"), loader.counts("a").drops()),
-        (None, 1)
-    );
-    assert_eq!(
-        state(&scheduler, "b"),
-        Some(ModelState::Ready),
-        "the default applies to b"
-    );
+    assert_eq!((state(&scheduler, "a"), loader.counts("a").drops()), (None, 1));
+    assert_eq!(state(&scheduler, "b"), Some(ModelState::Ready), "the default applies to b");
 }
 
 #[tokio::test(start_paused = true)]
@@ -560,10 +451,7 @@ async fn a_failing_or_panicking_trim_does_not_wedge_the_scheduler() {
         drop(acquire(&scheduler, "a").await);
         advance(5 * MIN).await;
         settle().await;
-        assert_eq!(
-            (state(&scheduler, "a"), loader.counts("a").drops()),
-            (None, 1)
-        );
+        assert_eq!((state(&scheduler, "a"), loader.counts("a").drops()), (None, 1));
     }
 }
 
@@ -572,25 +460,16 @@ async fn unload_drops_an_idle_model_now_and_a_busy_one_when_its_last_request_end
     let (scheduler, loader) = scheduler(SchedulerPolicy::default());
     drop(acquire(&scheduler, "a").await);
     scheduler.unload(&key("a")).await.unwrap();
-    assert_eq!(
-        (state(&scheduler, "a"), loader.counts("a").drops()),
-        (None, 1)
-    );
+    assert_eq!((state(&scheduler, "a"), loader.counts("a").drops()), (None, 1));
 
     let held = acquire(&scheduler, "b").await;
     scheduler.unload(&key("b")).await.unwrap();
     assert_eq!(state(&scheduler, "b"), Some(ModelState::Busy));
     drop(held);
     settle().await;
-    assert_eq!(
-        (state(&scheduler, "b"), loader.counts("b").drops()),
-        (None, 1)
-    );
+    assert_eq!((state(&scheduler, "b"), loader.counts("b").drops()), (None, 1));
 
-    assert!(matches!(
-        scheduler.unload(&key("c")).await,
-        Err(SchedulerError::NotLoaded(_))
-    ));
+    assert!(matches!(scheduler.unload(&key("c")).await, Err(SchedulerError::NotLoaded(_))));
 }
 
 #[tokio::test(start_paused = true)]
@@ -626,13 +505,8 @@ async fn a_runner_ref_generates_and_the_snapshot_serializes() {
             SinkControl::Continue
         }
     }
-    let stats = runner
-        .generate(&request, &mut Collect(&mut pieces))
-        .unwrap();
-    assert_eq!(
-        (pieces.as_str(), stats.finish_reason),
-        ("hi", FinishReason::Stop)
-    );
+    let stats = runner.generate(&request, &mut Collect(&mut pieces)).unwrap();
+    assert_eq!((pieces.as_str(), stats.finish_reason), ("hi", FinishReason::Stop));
     drop(runner);
 
     let json = serde_json::to_value(scheduler.snapshot()).unwrap();
@@ -662,16 +536,10 @@ async fn a_load_whose_requests_were_all_cancelled_still_lands_and_goes_idle() {
     let cancelled = tokio::time::timeout(Duration::ZERO, acquire(&scheduler, "a")).await;
     assert!(cancelled.is_err());
     settle().await;
-    assert_eq!(
-        (state(&scheduler, "a"), loader.counts("a").loads()),
-        (Some(ModelState::Ready), 1)
-    );
+    assert_eq!((state(&scheduler, "a"), loader.counts("a").loads()), (Some(ModelState::Ready), 1));
     advance(5 * MIN).await;
     settle().await;
-    assert_eq!(
-        (state(&scheduler, "a"), loader.counts("a").drops()),
-        (None, 1)
-    );
+    assert_eq!((state(&scheduler, "a"), loader.counts("a").drops()), (None, 1));
 }
 
 #[tokio::test(start_paused = true)]

@@ -32,10 +32,7 @@ fn plan(idle: IdleTimeouts, keep_alive: KeepAlive, unload_now: bool) -> IdlePlan
     };
     // Trimming at or after the unload would free nothing the unload does not.
     let trim_after = trim_after.filter(|soft| unload_after.is_none_or(|hard| *soft < hard));
-    IdlePlan {
-        trim_after,
-        unload_after,
-    }
+    IdlePlan { trim_after, unload_after }
 }
 
 /// End the current idle period, if any: its timer task will find the epoch changed.
@@ -58,9 +55,7 @@ pub(super) fn start_idle(shared: &Arc<Shared>, key: &ModelKey, entry: &mut Entry
 async fn run_idle(shared: Arc<Shared>, key: ModelKey, id: u64, epoch: u64) {
     let current = |shared: &Shared| {
         let mut models = shared.lock();
-        let entry = models
-            .get(&key, id)
-            .filter(|entry| entry.epoch == epoch && entry.refs == 0)?;
+        let entry = models.get(&key, id).filter(|entry| entry.epoch == epoch && entry.refs == 0)?;
         Some((entry.trim_at, entry.unload_at))
     };
     let Some((trim_at, unload_at)) = current(&shared) else {
@@ -74,9 +69,8 @@ async fn run_idle(shared: Arc<Shared>, key: ModelKey, id: u64, epoch: u64) {
         sleep_until(at).await;
         let job = {
             let mut models = shared.lock();
-            let idle = models
-                .get(&key, id)
-                .is_some_and(|entry| entry.epoch == epoch && entry.refs == 0);
+            let idle =
+                models.get(&key, id).is_some_and(|entry| entry.epoch == epoch && entry.refs == 0);
             if !idle {
                 return;
             }
@@ -95,11 +89,7 @@ pub(super) async fn trim(shared: &Shared, key: &ModelKey, id: u64, epoch: u64) {
         let mut models = shared.lock();
         match models.get(key, id) {
             Some(Entry {
-                phase:
-                    Phase::Loaded {
-                        runner,
-                        trimmed: false,
-                    },
+                phase: Phase::Loaded { runner, trimmed: false },
                 epoch: current,
                 refs: 0,
                 ..
@@ -134,47 +124,30 @@ pub(super) async fn trim(shared: &Shared, key: &ModelKey, id: u64, epoch: u64) {
 mod tests {
     use super::*;
 
-    const IDLE: IdleTimeouts = IdleTimeouts {
-        soft: Duration::from_secs(120),
-        hard: Duration::from_secs(300),
-    };
+    const IDLE: IdleTimeouts =
+        IdleTimeouts { soft: Duration::from_secs(120), hard: Duration::from_secs(300) };
 
     #[test]
     fn the_default_keep_alive_uses_the_models_timeouts() {
-        let expected = IdlePlan {
-            trim_after: Some(IDLE.soft),
-            unload_after: Some(IDLE.hard),
-        };
+        let expected = IdlePlan { trim_after: Some(IDLE.soft), unload_after: Some(IDLE.hard) };
         assert_eq!(plan(IDLE, KeepAlive::Default, false), expected);
     }
 
     #[test]
     fn a_keep_alive_shorter_than_the_soft_timeout_skips_the_trim() {
-        let expected = IdlePlan {
-            trim_after: None,
-            unload_after: Some(Duration::from_secs(60)),
-        };
-        assert_eq!(
-            plan(IDLE, KeepAlive::For(Duration::from_secs(60)), false),
-            expected
-        );
+        let expected = IdlePlan { trim_after: None, unload_after: Some(Duration::from_secs(60)) };
+        assert_eq!(plan(IDLE, KeepAlive::For(Duration::from_secs(60)), false), expected);
     }
 
     #[test]
     fn keep_alive_forever_trims_but_never_unloads() {
-        let expected = IdlePlan {
-            trim_after: Some(IDLE.soft),
-            unload_after: None,
-        };
+        let expected = IdlePlan { trim_after: Some(IDLE.soft), unload_after: None };
         assert_eq!(plan(IDLE, KeepAlive::Forever, false), expected);
     }
 
     #[test]
     fn an_unload_request_overrides_any_keep_alive() {
-        let expected = IdlePlan {
-            trim_after: None,
-            unload_after: Some(Duration::ZERO),
-        };
+        let expected = IdlePlan { trim_after: None, unload_after: Some(Duration::ZERO) };
         assert_eq!(plan(IDLE, KeepAlive::Forever, true), expected);
     }
 }

@@ -88,7 +88,10 @@ impl RegisteredPlugin {
         }
         let loaded = load_plugin(&self.info.path)?;
         if loaded.info.id != self.info.id {
-            return Err(PluginLoadError::Changed { described: self.info.id.clone(), now: loaded.info.id.clone() });
+            return Err(PluginLoadError::Changed {
+                described: self.info.id.clone(),
+                now: loaded.info.id.clone(),
+            });
         }
         tracing::info!(id = %self.info.id, path = %self.info.path.display(), "plugin loaded into the host for an in-process model");
         let backend = loaded.backend.clone();

@@ -62,7 +62,9 @@ impl FolderTracker {
                 continue;
             }
             match self.pending.get(path) {
-                Some((seen, since)) if seen == fingerprint && now.duration_since(*since) >= self.settle => {
+                Some((seen, since))
+                    if seen == fingerprint && now.duration_since(*since) >= self.settle =>
+                {
                     self.pending.remove(path);
                     self.settled.insert(path.clone(), *fingerprint);
                     changes.load.push(path.clone());
@@ -75,7 +77,8 @@ impl FolderTracker {
             }
         }
         self.pending.retain(|path, _| current.contains_key(path));
-        let gone: Vec<PathBuf> = self.settled.keys().filter(|path| !current.contains_key(*path)).cloned().collect();
+        let gone: Vec<PathBuf> =
+            self.settled.keys().filter(|path| !current.contains_key(*path)).cloned().collect();
         for path in gone {
             self.settled.remove(&path);
             changes.remove.push(path);
@@ -114,7 +117,10 @@ mod tests {
         let start = Instant::now();
         let plugin = dir.path().join("libnew.so");
         std::fs::write(&plugin, b"half").unwrap();
-        assert_eq!(tracker.check(start), FolderChanges { waiting: true, ..FolderChanges::default() });
+        assert_eq!(
+            tracker.check(start),
+            FolderChanges { waiting: true, ..FolderChanges::default() }
+        );
         // Still being written: the clock of the settle period starts again.
         std::fs::write(&plugin, b"half and the rest").unwrap();
         assert!(tracker.check(start + SETTLE).waiting);

@@ -46,7 +46,9 @@ impl PluginLoadError {
         match error {
             LibraryError::OpenError { err, .. } => Self::Open(err.to_string()),
             LibraryError::GetSymbolError { .. } => Self::NotAPlugin,
-            LibraryError::RootModule { err, .. } => Self::Init(PluginError::internal(err.to_string())),
+            LibraryError::RootModule { err, .. } => {
+                Self::Init(PluginError::internal(err.to_string()))
+            }
             LibraryError::Many(errors) if errors.len() == 1 => {
                 Self::from_library(errors.into_iter().next().expect("one error"))
             }
@@ -137,10 +139,14 @@ pub fn remove_private_copies() {
 /// A fresh private copy of `path`, in a folder of this process's own.
 fn private_copy(path: &Path) -> Result<PathBuf, PluginLoadError> {
     let dir = private_copies_dir();
-    std::fs::create_dir_all(&dir).map_err(|error| PluginLoadError::Open(format!("cannot create {}: {error}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(|error| {
+        PluginLoadError::Open(format!("cannot create {}: {error}", dir.display()))
+    })?;
     let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
     let copy = dir.join(format!("{}-{name}", COPIES.fetch_add(1, Ordering::Relaxed) + 1));
-    std::fs::copy(path, &copy).map_err(|error| PluginLoadError::Open(format!("cannot copy {}: {error}", path.display())))?;
+    std::fs::copy(path, &copy).map_err(|error| {
+        PluginLoadError::Open(format!("cannot copy {}: {error}", path.display()))
+    })?;
     Ok(copy)
 }
 
@@ -154,25 +160,26 @@ pub fn load_plugin(path: &Path) -> Result<LoadedPlugin, PluginLoadError> {
     let _ = std::fs::remove_file(&copy);
     loaded.map_err(|error| match error {
         // The loader's message names the copy; the user knows the original.
-        PluginLoadError::Open(message) => {
-            PluginLoadError::Open(message.replace(&copy.display().to_string(), &path.display().to_string()))
-        }
+        PluginLoadError::Open(message) => PluginLoadError::Open(
+            message.replace(&copy.display().to_string(), &path.display().to_string()),
+        ),
         other => other,
     })
 }
 
 fn load_copy(copy: &Path, path: &Path) -> Result<LoadedPlugin, PluginLoadError> {
     let header = lib_header_from_path(copy).map_err(PluginLoadError::from_library)?;
-    let module = header
-        .init_root_module::<PluginModuleRef>()
-        .map_err(PluginLoadError::from_library)?;
+    let module =
+        header.init_root_module::<PluginModuleRef>().map_err(PluginLoadError::from_library)?;
     let backend = module.new_backend()().into_result().map_err(PluginLoadError::Init)?;
     let info = backend.info().into_result().map_err(PluginLoadError::Init)?;
     // The id names the backend in the catalog, in routes, logs and metrics labels: a
     // plugin that answers with garbage is refused rather than trusted to be harmless.
     let id = info.id.as_str();
     let id_ok = (1..=64).contains(&id.len())
-        && id.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-' || byte == b'_');
+        && id.bytes().all(|byte| {
+            byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-' || byte == b'_'
+        });
     if !id_ok {
         return Err(PluginLoadError::BadId(id.to_string()));
     }

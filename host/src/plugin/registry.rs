@@ -28,7 +28,8 @@ pub struct PluginRegistry {
 /// Whether `path` names a plugin library: a shared library, not hidden (copy tools
 /// and editors write their temporary files as hidden files).
 pub(super) fn is_library(path: &Path) -> bool {
-    let hidden = path.file_name().and_then(|name| name.to_str()).is_some_and(|name| name.starts_with('.'));
+    let hidden =
+        path.file_name().and_then(|name| name.to_str()).is_some_and(|name| name.starts_with('.'));
     !hidden && matches!(path.extension().and_then(|ext| ext.to_str()), Some("so" | "dylib" | "dll"))
 }
 
@@ -71,13 +72,19 @@ impl PluginRegistry {
     fn add(&mut self, path: &Path, description: Result<Description, PluginLoadError>) {
         self.failures.retain(|failure| failure.path != path);
         let result = description.and_then(|plugin| {
-            let other = self.plugins.iter().find(|other| other.info.id == plugin.info.id && other.info.path != path);
+            let other = self
+                .plugins
+                .iter()
+                .find(|other| other.info.id == plugin.info.id && other.info.path != path);
             match other {
                 Some(other) => Err(PluginLoadError::DuplicateId {
                     id: plugin.info.id.clone(),
                     other: other.info.path.clone(),
                 }),
-                None => Ok(RegisteredPlugin::new(plugin, GENERATIONS.fetch_add(1, Ordering::Relaxed) + 1)),
+                None => Ok(RegisteredPlugin::new(
+                    plugin,
+                    GENERATIONS.fetch_add(1, Ordering::Relaxed) + 1,
+                )),
             }
         });
         let previous = self.plugins.iter().position(|plugin| plugin.info.path == path);
@@ -96,7 +103,10 @@ impl PluginRegistry {
             }
             (Err(error), previous) => {
                 let reason = match previous {
-                    Some(index) => format!("{error} (the previous build, version {}, stays in service)", self.plugins[index].info.version),
+                    Some(index) => format!(
+                        "{error} (the previous build, version {}, stays in service)",
+                        self.plugins[index].info.version
+                    ),
                     None => error.to_string(),
                 };
                 tracing::warn!(path = %path.display(), %reason, "plugin refused");

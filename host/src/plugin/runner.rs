@@ -3,7 +3,9 @@
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::RStr;
 use hearth_sdk::abi::{AbiTokenSink, AbiTokenSink_TO, ModelBox};
-use hearth_sdk::{GenerateRequest, GenerateStats, MemoryUsage, PluginError, SinkControl, TokenSink};
+use hearth_sdk::{
+    GenerateRequest, GenerateStats, MemoryUsage, PluginError, SinkControl, TokenSink,
+};
 
 /// Lends the host's sink to the plugin for one generation.
 struct SinkBridge<'a>(&'a mut dyn TokenSink);
@@ -24,7 +26,11 @@ impl PluginRunner {
         Self { model }
     }
 
-    pub fn generate(&self, request: &GenerateRequest, sink: &mut dyn TokenSink) -> Result<GenerateStats, PluginError> {
+    pub fn generate(
+        &self,
+        request: &GenerateRequest,
+        sink: &mut dyn TokenSink,
+    ) -> Result<GenerateStats, PluginError> {
         let mut bridge = SinkBridge(sink);
         let sink = AbiTokenSink_TO::from_ptr(&mut bridge, TD_Opaque);
         self.model.generate(request, sink).into_result()

@@ -37,9 +37,7 @@ impl Have {
 
 impl Installed for Have {
     fn path_of(&self, model_id: &str, artifact: &Artifact) -> Option<PathBuf> {
-        self.0
-            .contains(model_id)
-            .then(|| Path::new("/models").join(&artifact.file))
+        self.0.contains(model_id).then(|| Path::new("/models").join(&artifact.file))
     }
 }
 
@@ -56,12 +54,7 @@ fn host(ram_bytes: u64, apple_silicon: bool) -> HostProfile {
 }
 
 fn device(kind: DeviceKind, name: &str, memory: u64) -> DeviceInfo {
-    DeviceInfo {
-        kind,
-        name: name.into(),
-        memory_total_bytes: memory,
-        memory_free_bytes: memory,
-    }
+    DeviceInfo { kind, name: name.into(), memory_total_bytes: memory, memory_free_bytes: memory }
 }
 
 fn cpu() -> DeviceInfo {
@@ -69,19 +62,12 @@ fn cpu() -> DeviceInfo {
 }
 
 fn backend(id: &str, devices: Vec<DeviceInfo>) -> BackendProbe {
-    let formats = if id == "fixture" {
-        vec!["fixture".to_string()]
-    } else {
-        vec!["gguf".to_string()]
-    };
+    let formats =
+        if id == "fixture" { vec!["fixture".to_string()] } else { vec!["gguf".to_string()] };
     BackendProbe {
         backend: id.into(),
         formats,
-        probe: Probe {
-            available: true,
-            devices: devices.into_iter().collect(),
-            reason: "".into(),
-        },
+        probe: Probe { available: true, devices: devices.into_iter().collect(), reason: "".into() },
     }
 }
 
@@ -121,10 +107,7 @@ fn gpu_box_16gb() -> DeviceProfile {
     let rtx = || device(DeviceKind::DiscreteGpu, "RTX 4080", 16 * GIB - 300 * MIB);
     DeviceProfile {
         host: host(32 * GIB, false),
-        backends: vec![
-            backend("webgpu", vec![rtx()]),
-            backend("llamacpp", vec![cpu(), rtx()]),
-        ],
+        backends: vec![backend("webgpu", vec![rtx()]), backend("llamacpp", vec![cpu(), rtx()])],
     }
 }
 
@@ -132,27 +115,18 @@ fn software_webgpu_box() -> DeviceProfile {
     DeviceProfile {
         host: host(8 * GIB, false),
         backends: vec![
-            backend(
-                "webgpu",
-                vec![device(DeviceKind::SoftwareGpu, "llvmpipe", 8 * GIB)],
-            ),
+            backend("webgpu", vec![device(DeviceKind::SoftwareGpu, "llvmpipe", 8 * GIB)]),
             backend("llamacpp", vec![cpu()]),
         ],
     }
 }
 
 fn order(plan: &RoutePlan) -> Vec<&str> {
-    plan.backend_order
-        .iter()
-        .map(|b| b.backend.as_str())
-        .collect()
+    plan.backend_order.iter().map(|b| b.backend.as_str()).collect()
 }
 
 fn picks(plan: &RoutePlan) -> Vec<(&str, Option<u8>, &str)> {
-    plan.candidates
-        .iter()
-        .map(|c| (c.backend.as_str(), c.tier, c.model_id.as_str()))
-        .collect()
+    plan.candidates.iter().map(|c| (c.backend.as_str(), c.tier, c.model_id.as_str())).collect()
 }
 
 fn auto() -> RouteRequest {
@@ -168,15 +142,10 @@ fn a_4_gb_laptop_gets_llamacpp_tier_1() {
     assert_eq!((r.backend.as_str(), r.tier), ("llamacpp", 1));
     assert_eq!(
         picks(&p),
-        [
-            ("llamacpp", Some(1), "qwen3-0.6b"),
-            ("llamacpp", Some(1), "smollm2-135m")
-        ]
+        [("llamacpp", Some(1), "qwen3-0.6b"), ("llamacpp", Some(1), "smollm2-135m")]
     );
     assert!(
-        p.notes
-            .iter()
-            .any(|n| n == "webgpu: unavailable — no Vulkan adapter"),
+        p.notes.iter().any(|n| n == "webgpu: unavailable — no Vulkan adapter"),
         "{:?}",
         p.notes
     );
@@ -195,23 +164,14 @@ fn a_24_gb_cpu_box_gets_llamacpp_tier_3_and_takes_its_installed_alternative() {
     );
     assert_eq!(
         picks(&p),
-        [
-            ("llamacpp", Some(3), "gemma3-12b"),
-            ("llamacpp", Some(1), "smollm2-135m")
-        ]
+        [("llamacpp", Some(3), "gemma3-12b"), ("llamacpp", Some(1), "smollm2-135m")]
     );
     assert!(p.candidates[1].reason.contains("fallback to tier 1"));
 }
 
 #[test]
 fn a_recommended_tier_that_is_not_installed_falls_back_with_a_note() {
-    let p = plan(
-        &catalog(),
-        &cpu_box_24gb(),
-        &Have::only(&["smollm2-135m"]),
-        &auto(),
-    )
-    .unwrap();
+    let p = plan(&catalog(), &cpu_box_24gb(), &Have::only(&["smollm2-135m"]), &auto()).unwrap();
     assert_eq!(picks(&p), [("llamacpp", Some(1), "smollm2-135m")]);
     let expected = "recommended llamacpp tier 3 (Qwen3 8B / Gemma 3 12B, 16 GB) — not installed; using tier 1 SmolLM2-135M";
     assert!(p.notes.iter().any(|n| n == expected), "{:?}", p.notes);
@@ -223,9 +183,7 @@ fn nothing_installed_still_recommends_and_says_so() {
     assert!(p.candidates.is_empty());
     assert_eq!(p.recommended.as_ref().map(|r| r.tier), Some(1));
     assert!(
-        p.notes
-            .iter()
-            .any(|n| n.ends_with("not installed, nor any smaller tier")),
+        p.notes.iter().any(|n| n.ends_with("not installed, nor any smaller tier")),
         "{:?}",
         p.notes
     );
@@ -237,9 +195,7 @@ fn an_apple_silicon_mac_with_64_gb_puts_mlx_first_at_tier_5() {
     let p = plan(&catalog(), &mac_64gb(), &have, &auto()).unwrap();
     assert_eq!(order(&p), ["mlx", "llamacpp"]);
     assert!(p.backend_order[0].reason.contains("Apple Silicon"));
-    assert!(p.backend_order[1]
-        .reason
-        .contains("GPU offload to Apple M2 Max"));
+    assert!(p.backend_order[1].reason.contains("GPU offload to Apple M2 Max"));
     let r = p.recommended.as_ref().unwrap();
     assert_eq!((r.backend.as_str(), r.tier), ("mlx", 5));
     assert_eq!(
@@ -257,9 +213,7 @@ fn a_16_gb_gpu_box_prefers_llamacpp_offload_then_webgpu_on_the_gpu() {
     let have = Have::only(&["qwen3-8b", "smollm2-135m"]);
     let p = plan(&catalog(), &gpu_box_16gb(), &have, &auto()).unwrap();
     assert_eq!(order(&p), ["llamacpp", "webgpu"]);
-    assert!(p.backend_order[1]
-        .reason
-        .contains("hardware adapter, RTX 4080"));
+    assert!(p.backend_order[1].reason.contains("hardware adapter, RTX 4080"));
     // llama.cpp's table is measured in system RAM (32 GB), WebGPU's in GPU memory (16 GB).
     assert_eq!(p.recommended.as_ref().map(|r| r.tier), Some(4));
     assert_eq!(
@@ -272,148 +226,78 @@ fn a_16_gb_gpu_box_prefers_llamacpp_offload_then_webgpu_on_the_gpu() {
         ]
     );
     // llama.cpp prefers the K-quant; WebGPU only reads the Q8_0 file.
-    assert_eq!(
-        p.candidates[0].artifact.quantization.as_deref(),
-        Some("Q4_K_M")
-    );
-    assert_eq!(
-        p.candidates[2].artifact.quantization.as_deref(),
-        Some("Q8_0")
-    );
+    assert_eq!(p.candidates[0].artifact.quantization.as_deref(), Some("Q4_K_M"));
+    assert_eq!(p.candidates[2].artifact.quantization.as_deref(), Some("Q8_0"));
 }
 
 #[test]
 fn a_software_webgpu_adapter_is_the_last_resort() {
-    let p = plan(
-        &catalog(),
-        &software_webgpu_box(),
-        &Have::only(&["smollm2-135m"]),
-        &auto(),
-    )
-    .unwrap();
+    let p =
+        plan(&catalog(), &software_webgpu_box(), &Have::only(&["smollm2-135m"]), &auto()).unwrap();
     assert_eq!(order(&p), ["llamacpp", "webgpu"]);
     assert!(p.backend_order[1].reason.contains("software adapter"));
     assert_eq!(
         picks(&p),
-        [
-            ("llamacpp", Some(1), "smollm2-135m"),
-            ("webgpu", Some(1), "smollm2-135m")
-        ]
+        [("llamacpp", Some(1), "smollm2-135m"), ("webgpu", Some(1), "smollm2-135m")]
     );
 }
 
 #[test]
 fn a_forced_backend_is_the_only_one_tried() {
-    let req = RouteRequest {
-        backend: Some("webgpu".into()),
-        ..auto()
-    };
-    let p = plan(
-        &catalog(),
-        &gpu_box_16gb(),
-        &Have::only(&["smollm2-135m"]),
-        &req,
-    )
-    .unwrap();
+    let req = RouteRequest { backend: Some("webgpu".into()), ..auto() };
+    let p = plan(&catalog(), &gpu_box_16gb(), &Have::only(&["smollm2-135m"]), &req).unwrap();
     assert_eq!(order(&p), ["webgpu"]);
-    assert!(p.backend_order[0]
-        .reason
-        .starts_with("forced by the request"));
-    assert_eq!(
-        p.recommended.as_ref().map(|r| (r.backend.as_str(), r.tier)),
-        Some(("webgpu", 3))
-    );
+    assert!(p.backend_order[0].reason.starts_with("forced by the request"));
+    assert_eq!(p.recommended.as_ref().map(|r| (r.backend.as_str(), r.tier)), Some(("webgpu", 3)));
 }
 
 #[test]
 fn a_forced_backend_that_is_unavailable_or_missing_is_an_error_naming_why() {
-    let req = RouteRequest {
-        backend: Some("webgpu".into()),
-        ..auto()
-    };
+    let req = RouteRequest { backend: Some("webgpu".into()), ..auto() };
     let err = plan(&catalog(), &laptop_4gb(), &Have::only(&[]), &req).unwrap_err();
     assert_eq!(
         err.to_string(),
         "backend `webgpu` is not available on this machine: no Vulkan adapter"
     );
-    let req = RouteRequest {
-        backend: Some("mlx".into()),
-        ..auto()
-    };
+    let req = RouteRequest { backend: Some("mlx".into()), ..auto() };
     let err = plan(&catalog(), &laptop_4gb(), &Have::only(&[]), &req).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "backend `mlx` is not loaded (loaded: llamacpp, webgpu)"
-    );
+    assert_eq!(err.to_string(), "backend `mlx` is not loaded (loaded: llamacpp, webgpu)");
 }
 
 #[test]
 fn a_forced_tier_is_where_the_walk_down_starts() {
-    let req = RouteRequest {
-        tier: Some(2),
-        ..auto()
-    };
+    let req = RouteRequest { tier: Some(2), ..auto() };
     let have = Have::only(&["qwen3-8b", "qwen3-4b", "smollm2-135m"]);
     let p = plan(&catalog(), &cpu_box_24gb(), &have, &req).unwrap();
     assert_eq!(
         picks(&p),
-        [
-            ("llamacpp", Some(2), "qwen3-4b"),
-            ("llamacpp", Some(1), "smollm2-135m")
-        ]
+        [("llamacpp", Some(2), "qwen3-4b"), ("llamacpp", Some(1), "smollm2-135m")]
     );
-    assert!(p
-        .recommended
-        .unwrap()
-        .reason
-        .starts_with("tier 2 forced by the request"));
+    assert!(p.recommended.unwrap().reason.starts_with("tier 2 forced by the request"));
 }
 
 #[test]
 fn a_forced_tier_above_what_fits_is_allowed_with_a_warning() {
-    let req = RouteRequest {
-        tier: Some(5),
-        ..auto()
-    };
+    let req = RouteRequest { tier: Some(5), ..auto() };
     let p = plan(&catalog(), &laptop_4gb(), &Have::only(&[]), &req).unwrap();
     assert!(p.recommended.unwrap().reason.contains("more than fits"));
 }
 
 #[test]
 fn a_forced_tier_no_table_has_is_an_error() {
-    let req = RouteRequest {
-        tier: Some(9),
-        ..auto()
-    };
+    let req = RouteRequest { tier: Some(9), ..auto() };
     let err = plan(&catalog(), &cpu_box_24gb(), &Have::only(&[]), &req).unwrap_err();
-    assert_eq!(
-        err,
-        RouteError::NoSuchTier {
-            tier: 9,
-            tables: "llamacpp 1..=5".into()
-        }
-    );
+    assert_eq!(err, RouteError::NoSuchTier { tier: 9, tables: "llamacpp 1..=5".into() });
 }
 
 #[test]
 fn a_forced_model_is_tried_on_each_backend_that_reads_it() {
-    let req = RouteRequest {
-        model: Some("gemma3-270m".into()),
-        ..auto()
-    };
-    let p = plan(
-        &catalog(),
-        &gpu_box_16gb(),
-        &Have::only(&["gemma3-270m"]),
-        &req,
-    )
-    .unwrap();
+    let req = RouteRequest { model: Some("gemma3-270m".into()), ..auto() };
+    let p = plan(&catalog(), &gpu_box_16gb(), &Have::only(&["gemma3-270m"]), &req).unwrap();
     assert_eq!(picks(&p), [("llamacpp", Some(1), "gemma3-270m")]);
     assert!(p.recommended.is_none());
     assert!(
-        p.notes
-            .iter()
-            .any(|n| n == "webgpu: Gemma 3 270M has no file this backend reads"),
+        p.notes.iter().any(|n| n == "webgpu: Gemma 3 270M has no file this backend reads"),
         "{:?}",
         p.notes
     );
@@ -423,10 +307,7 @@ fn a_forced_model_is_tried_on_each_backend_that_reads_it() {
 fn a_forced_model_outside_every_tier_table_runs_on_its_own_backend() {
     let mut dev = laptop_4gb();
     dev.backends.push(backend("fixture", vec![cpu()]));
-    let req = RouteRequest {
-        model: Some("fixture-echo".into()),
-        ..auto()
-    };
+    let req = RouteRequest { model: Some("fixture-echo".into()), ..auto() };
     let p = plan(&catalog(), &dev, &Have::only(&["fixture-echo"]), &req).unwrap();
     assert_eq!(order(&p), ["llamacpp", "fixture"]);
     assert_eq!(picks(&p), [("fixture", None, "fixture-echo")]);
@@ -435,16 +316,11 @@ fn a_forced_model_outside_every_tier_table_runs_on_its_own_backend() {
 
 #[test]
 fn a_forced_model_that_is_not_installed_says_how_to_get_it() {
-    let req = RouteRequest {
-        model: Some("qwen3-4b".into()),
-        ..auto()
-    };
+    let req = RouteRequest { model: Some("qwen3-4b".into()), ..auto() };
     let p = plan(&catalog(), &laptop_4gb(), &Have::only(&[]), &req).unwrap();
     assert!(p.candidates.is_empty());
     assert!(
-        p.notes
-            .iter()
-            .any(|n| n == "llamacpp: Qwen3 4B is not installed (hearth pull qwen3-4b)"),
+        p.notes.iter().any(|n| n == "llamacpp: Qwen3 4B is not installed (hearth pull qwen3-4b)"),
         "{:?}",
         p.notes
     );
@@ -452,10 +328,7 @@ fn a_forced_model_that_is_not_installed_says_how_to_get_it() {
 
 #[test]
 fn an_unknown_model_is_an_error() {
-    let req = RouteRequest {
-        model: Some("gpt-5".into()),
-        ..auto()
-    };
+    let req = RouteRequest { model: Some("gpt-5".into()), ..auto() };
     let err = plan(&catalog(), &laptop_4gb(), &Have::only(&[]), &req).unwrap_err();
     assert_eq!(err, RouteError::UnknownModel("gpt-5".into()));
 }
@@ -469,26 +342,11 @@ fn tiers_fit_installed_memory_with_a_ten_percent_allowance() {
 
 #[test]
 fn the_description_lists_order_recommendation_candidates_and_notes() {
-    let p = plan(
-        &catalog(),
-        &cpu_box_24gb(),
-        &Have::only(&["smollm2-135m"]),
-        &auto(),
-    )
-    .unwrap();
+    let p = plan(&catalog(), &cpu_box_24gb(), &Have::only(&["smollm2-135m"]), &auto()).unwrap();
     let text = p.to_string();
-    assert!(
-        text.contains("  1. llamacpp — llama.cpp on the CPU: no GPU device found"),
-        "{text}"
-    );
-    assert!(
-        text.contains("recommended: llamacpp tier 3 [qwen3-8b, gemma3-12b]"),
-        "{text}"
-    );
-    assert!(
-        text.contains("/models/SmolLM2-135M-Instruct.Q4_1.gguf"),
-        "{text}"
-    );
+    assert!(text.contains("  1. llamacpp — llama.cpp on the CPU: no GPU device found"), "{text}");
+    assert!(text.contains("recommended: llamacpp tier 3 [qwen3-8b, gemma3-12b]"), "{text}");
+    assert!(text.contains("/models/SmolLM2-135M-Instruct.Q4_1.gguf"), "{text}");
     assert!(text.contains("note: recommended llamacpp tier 3"), "{text}");
     serde_json::to_string(&p).unwrap();
 }

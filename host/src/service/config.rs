@@ -87,7 +87,8 @@ impl HearthConfig {
     /// Where `backend`'s models run under `catalog`: the command line's choice, else
     /// the catalog's, else this configuration's default.
     pub fn isolation_for(&self, catalog: &Catalog, backend: &str) -> Isolation {
-        self.isolation.unwrap_or_else(|| catalog.isolation.for_backend(backend, self.default_isolation))
+        self.isolation
+            .unwrap_or_else(|| catalog.isolation.for_backend(backend, self.default_isolation))
     }
 
     /// Whether any backend's models may run in worker processes under `catalog`; if so,
@@ -98,7 +99,11 @@ impl HearthConfig {
             Some(isolation) => isolation == Isolation::Process,
             None => {
                 catalog.isolation.default.unwrap_or(self.default_isolation) == Isolation::Process
-                    || catalog.isolation.backends.values().any(|isolation| *isolation == Isolation::Process)
+                    || catalog
+                        .isolation
+                        .backends
+                        .values()
+                        .any(|isolation| *isolation == Isolation::Process)
             }
         }
     }
@@ -117,5 +122,8 @@ pub fn default_home() -> PathBuf {
     if let Some(home) = std::env::var_os("HEARTH_HOME") {
         return PathBuf::from(home);
     }
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".hearth")
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".hearth")
 }

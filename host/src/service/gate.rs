@@ -69,9 +69,18 @@ impl FileGate {
         if !validated(format) {
             return Ok(());
         }
-        let name = path.file_name().map_or_else(|| path.display().to_string(), |name| name.to_string_lossy().into_owned());
-        let metadata = std::fs::metadata(path).map_err(|error| FileRefused { file: name.clone(), rule: format!("cannot read: {error}") })?;
-        let stamp = Stamp { size: metadata.len(), modified: metadata.modified().ok(), inode: inode(&metadata) };
+        let name = path
+            .file_name()
+            .map_or_else(|| path.display().to_string(), |name| name.to_string_lossy().into_owned());
+        let metadata = std::fs::metadata(path).map_err(|error| FileRefused {
+            file: name.clone(),
+            rule: format!("cannot read: {error}"),
+        })?;
+        let stamp = Stamp {
+            size: metadata.len(),
+            modified: metadata.modified().ok(),
+            inode: inode(&metadata),
+        };
         if let Some((seen, verdict)) = self.lock().get(path) {
             if *seen == stamp {
                 return verdict.clone();
@@ -87,7 +96,10 @@ impl FileGate {
         let verdict = match problem {
             None => Ok(()),
             Some(message) => {
-                let rule = message.strip_prefix(&format!("{}: ", path.display())).unwrap_or(&message).to_string();
+                let rule = message
+                    .strip_prefix(&format!("{}: ", path.display()))
+                    .unwrap_or(&message)
+                    .to_string();
                 Err(FileRefused { file: name, rule })
             }
         };
@@ -137,8 +149,14 @@ mod tests {
         let gate = FileGate::default();
         let refused = gate.check(&path, "gguf").unwrap_err();
         assert_eq!(refused.file, "bad.gguf");
-        assert!(refused.rule.starts_with("truncated") || refused.rule.starts_with("not a GGUF"), "{refused}");
-        assert!(!refused.to_string().contains(&dir.path().display().to_string()), "no folders in {refused}");
+        assert!(
+            refused.rule.starts_with("truncated") || refused.rule.starts_with("not a GGUF"),
+            "{refused}"
+        );
+        assert!(
+            !refused.to_string().contains(&dir.path().display().to_string()),
+            "no folders in {refused}"
+        );
         std::fs::write(&path, empty_gguf()).unwrap();
         assert_eq!(gate.check(&path, "gguf"), Ok(()), "a replaced file is checked anew");
         assert_eq!(gate.checks(), 2);

@@ -4,7 +4,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use hearth_sdk::abi_stable::std_types::{RString, RVec};
-use hearth_sdk::{AdapterUse, ErrorKind, GenerateRequest, GenerateStats, LoadRequest, PluginError, SinkControl, TokenSink};
+use hearth_sdk::{
+    AdapterUse, ErrorKind, GenerateRequest, GenerateStats, LoadRequest, PluginError, SinkControl,
+    TokenSink,
+};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -100,7 +103,10 @@ impl Prepared {
 
     /// Generate, sending each piece to `tokens`. Dropping the receiver cancels the
     /// generation at the next token.
-    pub async fn run(self, tokens: mpsc::UnboundedSender<String>) -> Result<Completion, ServiceError> {
+    pub async fn run(
+        self,
+        tokens: mpsc::UnboundedSender<String>,
+    ) -> Result<Completion, ServiceError> {
         let Prepared { runner, candidate, request, fallbacks, started } = self;
         let outcome = tokio::task::spawn_blocking(move || {
             let mut sink = ChannelSink { tokens, started, first_token_ms: None };
@@ -111,7 +117,8 @@ impl Prepared {
             (result, sink.first_token_ms)
         })
         .await;
-        let (result, time_to_first_token_ms) = outcome.map_err(|error| ServiceError::Internal(error.to_string()))?;
+        let (result, time_to_first_token_ms) =
+            outcome.map_err(|error| ServiceError::Internal(error.to_string()))?;
         let stats = result.map_err(|error| ServiceError::Generate {
             model: candidate.model_id.clone(),
             backend: candidate.backend.clone(),
@@ -186,7 +193,8 @@ impl Hearth {
         }
         // An adapter only fits its base model, so it decides the model when none was asked for.
         for (name, _) in &adapters {
-            let adapter = catalog.adapter(name).ok_or_else(|| ServiceError::UnknownAdapter(name.clone()))?;
+            let adapter =
+                catalog.adapter(name).ok_or_else(|| ServiceError::UnknownAdapter(name.clone()))?;
             route.model.get_or_insert_with(|| adapter.base_model.clone());
         }
         let plan = self.route(&route)?;
@@ -207,7 +215,8 @@ impl Hearth {
             // tier or backend may have a sound file, and the reason is kept for the client.
             if let Err(refused) = self.gate_files(&candidate, &resolved).await {
                 tracing::warn!(model = %candidate.model_id, backend = %candidate.backend, error = %refused, "file refused; falling back");
-                fallbacks.push(format!("{} on {}: {refused}", candidate.model_id, candidate.backend));
+                fallbacks
+                    .push(format!("{} on {}: {refused}", candidate.model_id, candidate.backend));
                 continue;
             }
             request.adapters = resolved.into_iter().map(|adapter| adapter.adapter).collect();
@@ -218,7 +227,8 @@ impl Hearth {
                 }
                 Err(SchedulerError::Load { source, .. }) => {
                     tracing::warn!(model = %candidate.model_id, backend = %candidate.backend, error = %source, "load failed; falling back");
-                    fallbacks.push(format!("{} on {}: {source}", candidate.model_id, candidate.backend));
+                    fallbacks
+                        .push(format!("{} on {}: {source}", candidate.model_id, candidate.backend));
                 }
                 Err(error) => return Err(ServiceError::Busy(Box::new(error))),
             }
@@ -263,7 +273,10 @@ impl Hearth {
                 backend: candidate.backend.clone(),
                 model_id: candidate.model_id.clone(),
                 path: candidate.path.clone(),
-                plugin_generation: self.registry().get(&candidate.backend).map_or(0, |plugin| plugin.generation),
+                plugin_generation: self
+                    .registry()
+                    .get(&candidate.backend)
+                    .map_or(0, |plugin| plugin.generation),
                 definition_revision: self.definition_revision(&candidate.model_id),
             },
             request: LoadRequest {
@@ -281,16 +294,26 @@ impl Hearth {
 
     /// Run the candidate's model file and adapter files through the gate, off the
     /// async runtime (a first check reads the file's header).
-    async fn gate_files(&self, candidate: &Candidate, adapters: &[ResolvedAdapter]) -> Result<(), FileRefused> {
-        let files: Vec<(PathBuf, String)> = std::iter::once((candidate.path.clone(), candidate.artifact.format.clone()))
-            .chain(adapters.iter().map(|adapter| (PathBuf::from(adapter.adapter.path.as_str()), adapter.format.clone())))
-            .collect();
+    async fn gate_files(
+        &self,
+        candidate: &Candidate,
+        adapters: &[ResolvedAdapter],
+    ) -> Result<(), FileRefused> {
+        let files: Vec<(PathBuf, String)> =
+            std::iter::once((candidate.path.clone(), candidate.artifact.format.clone()))
+                .chain(adapters.iter().map(|adapter| {
+                    (PathBuf::from(adapter.adapter.path.as_str()), adapter.format.clone())
+                }))
+                .collect();
         for (path, format) in files {
             let gate = self.gate.clone();
-            let file = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
-            tokio::task::spawn_blocking(move || gate.check(&path, &format))
-                .await
-                .unwrap_or_else(|error| Err(FileRefused { file, rule: format!("the validator failed: {error}") }))?;
+            let file = path
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            tokio::task::spawn_blocking(move || gate.check(&path, &format)).await.unwrap_or_else(
+                |error| Err(FileRefused { file, rule: format!("the validator failed: {error}") }),
+            )?;
         }
         Ok(())
     }
@@ -303,7 +326,8 @@ impl Hearth {
     ) -> Result<Vec<ResolvedAdapter>, ServiceError> {
         let mut resolved = Vec::new();
         for (name, scale) in adapters {
-            let adapter = catalog.adapter(name).ok_or_else(|| ServiceError::UnknownAdapter(name.clone()))?;
+            let adapter =
+                catalog.adapter(name).ok_or_else(|| ServiceError::UnknownAdapter(name.clone()))?;
             if adapter.base_model != candidate.model_id {
                 return Err(ServiceError::AdapterMismatch {
                     adapter: name.clone(),
@@ -314,9 +338,15 @@ impl Hearth {
             let (path, format) = adapter
                 .artifacts
                 .iter()
-                .filter(|artifact| artifact.backends.iter().any(|backend| backend == &candidate.backend))
+                .filter(|artifact| {
+                    artifact.backends.iter().any(|backend| backend == &candidate.backend)
+                })
                 .find_map(|artifact| {
-                    let path = self.store().adapter_path(name, &artifact.file).ok().filter(|path| path.is_file())?;
+                    let path = self
+                        .store()
+                        .adapter_path(name, &artifact.file)
+                        .ok()
+                        .filter(|path| path.is_file())?;
                     Some((path, artifact.format.clone()))
                 })
                 .ok_or_else(|| ServiceError::AdapterNotInstalled {
@@ -324,7 +354,11 @@ impl Hearth {
                     backend: candidate.backend.clone(),
                 })?;
             resolved.push(ResolvedAdapter {
-                adapter: AdapterUse { name: name.as_str().into(), path: path.display().to_string().into(), scale: *scale },
+                adapter: AdapterUse {
+                    name: name.as_str().into(),
+                    path: path.display().to_string().into(),
+                    scale: *scale,
+                },
                 format,
             });
         }

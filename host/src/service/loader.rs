@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use hearth_sdk::{GenerateRequest, GenerateStats, HostProfile, MemoryUsage, PluginError, TokenSink};
+use hearth_sdk::{
+    GenerateRequest, GenerateStats, HostProfile, MemoryUsage, PluginError, TokenSink,
+};
 
 use crate::catalog::{Artifact, Catalog, Isolation};
 use crate::isolation::{CrashLog, ProcessRunner, WorkerDescriber, WorkerSpec};
@@ -14,7 +16,11 @@ use crate::router::Installed;
 use crate::store::Store;
 
 impl Runner for PluginRunner {
-    fn generate(&self, request: &GenerateRequest, sink: &mut dyn TokenSink) -> Result<GenerateStats, PluginError> {
+    fn generate(
+        &self,
+        request: &GenerateRequest,
+        sink: &mut dyn TokenSink,
+    ) -> Result<GenerateStats, PluginError> {
         PluginRunner::generate(self, request, sink)
     }
 
@@ -44,7 +50,11 @@ pub(super) struct PluginLoader {
 }
 
 impl PluginLoader {
-    pub(super) fn new(registry: SharedRegistry, catalog: SharedCatalog, config: &super::HearthConfig) -> Self {
+    pub(super) fn new(
+        registry: SharedRegistry,
+        catalog: SharedCatalog,
+        config: &super::HearthConfig,
+    ) -> Self {
         Self { registry, catalog, config: config.clone(), crashes: Arc::default() }
     }
 }
@@ -54,23 +64,26 @@ impl Loader for PluginLoader {
     /// (the plugin was replaced between routing and loading) still loads on the current
     /// one: the old build takes no new work, and that entry idles out like any other.
     fn load(&self, spec: &LoadSpec) -> Result<Arc<dyn Runner>, PluginError> {
-        let registry = self.registry.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
-        let plugin = registry
-            .get(&spec.key.backend)
-            .ok_or_else(|| PluginError::unsupported(format!("no plugin provides backend `{}`", spec.key.backend)))?;
+        let registry =
+            self.registry.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let plugin = registry.get(&spec.key.backend).ok_or_else(|| {
+            PluginError::unsupported(format!("no plugin provides backend `{}`", spec.key.backend))
+        })?;
         // Read at every load, so an edited [isolation] section applies to the next one.
         let catalog = self.catalog.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
         if self.config.isolation_for(&catalog, &spec.key.backend) == Isolation::InProcess {
             let backend = plugin.in_process().map_err(|error| {
-                PluginError::internal(format!("cannot load the `{}` plugin into the host: {error}", spec.key.backend))
+                PluginError::internal(format!(
+                    "cannot load the `{}` plugin into the host: {error}",
+                    spec.key.backend
+                ))
             })?;
             let model = backend.load(&spec.request).into_result()?;
             return Ok(Arc::new(PluginRunner::new(model)));
         }
-        let program = self
-            .config
-            .worker_program()
-            .map_err(|error| PluginError::internal(format!("cannot find the hearth binary to run workers: {error}")))?;
+        let program = self.config.worker_program().map_err(|error| {
+            PluginError::internal(format!("cannot find the hearth binary to run workers: {error}"))
+        })?;
         let spec = WorkerSpec {
             program,
             plugin: plugin.info.path.clone(),
@@ -84,12 +97,18 @@ impl Loader for PluginLoader {
 
 /// How plugins are described under `catalog`: by worker processes when any backend's
 /// models may run in one, else by loading them here.
-pub(super) fn describer(config: &super::HearthConfig, catalog: &Catalog, host: HostProfile) -> Box<dyn Describe> {
+pub(super) fn describer(
+    config: &super::HearthConfig,
+    catalog: &Catalog,
+    host: HostProfile,
+) -> Box<dyn Describe> {
     if !config.uses_workers(catalog) {
         return Box::new(InProcess { host });
     }
     match config.worker_program() {
-        Ok(program) => Box::new(WorkerDescriber { program, host, timeout: catalog.isolation.stall_timeout }),
+        Ok(program) => {
+            Box::new(WorkerDescriber { program, host, timeout: catalog.isolation.stall_timeout })
+        }
         Err(error) => {
             tracing::warn!(%error, "cannot find the hearth binary to describe plugins in workers; loading them here");
             Box::new(InProcess { host })

@@ -20,7 +20,9 @@ use serde::Serialize;
 
 use crate::catalog::{Catalog, CatalogError};
 use crate::device::DeviceProfile;
-use crate::lifecycle::{IdleTimeouts, LoadedModelSnapshot, ModelKey, Scheduler, SchedulerError, SchedulerPolicy};
+use crate::lifecycle::{
+    IdleTimeouts, LoadedModelSnapshot, ModelKey, Scheduler, SchedulerError, SchedulerPolicy,
+};
 use crate::plugin::{PluginFailure, PluginInfo, PluginRegistry};
 use crate::router::{self, RoutePlan, RouteRequest};
 use crate::store::Store;
@@ -28,9 +30,9 @@ use crate::store::Store;
 pub use config::{default_home, CatalogSource, HearthConfig};
 pub use gate::{FileGate, FileRefused};
 pub use generate::{Completion, Generation, Prepared, ServiceError, TokenStream};
+use loader::{PluginLoader, SharedCatalog, SharedRegistry, StoreInstalled};
 pub use reload::{CatalogProblem, CatalogReload};
 pub use watch::Watching;
-use loader::{PluginLoader, SharedCatalog, SharedRegistry, StoreInstalled};
 
 /// The running host.
 pub struct Hearth {
@@ -76,11 +78,17 @@ impl Hearth {
     pub fn open(config: HearthConfig) -> Result<Self, CatalogError> {
         let catalog = config.catalog.load()?;
         let host = DeviceProfile::detect().host;
-        let registry = PluginRegistry::scan(&config.plugins, &*loader::describer(&config, &catalog, host.clone()));
+        let registry = PluginRegistry::scan(
+            &config.plugins,
+            &*loader::describer(&config, &catalog, host.clone()),
+        );
         let device = profile_device(host, &registry);
         let store = Store::new(config.models.clone());
         let policy = SchedulerPolicy {
-            default_idle: IdleTimeouts { soft: catalog.idle.soft_timeout, hard: catalog.idle.hard_timeout },
+            default_idle: IdleTimeouts {
+                soft: catalog.idle.soft_timeout,
+                hard: catalog.idle.hard_timeout,
+            },
             max_resident_models: catalog.idle.max_resident_models,
             memory_budget_bytes: catalog.idle.memory_budget_bytes,
             ..SchedulerPolicy::default()

@@ -34,13 +34,20 @@ pub struct CatalogProblem {
 impl CatalogProblem {
     fn new(error: &CatalogError) -> Self {
         let (path, reason) = match error {
-            CatalogError::Read { path, source } => (path.clone(), format!("cannot read the catalog: {source}")),
-            CatalogError::Syntax { path, reason, .. } | CatalogError::Invalid { path, reason, .. } => {
-                (path.clone(), reason.clone())
+            CatalogError::Read { path, source } => {
+                (path.clone(), format!("cannot read the catalog: {source}"))
             }
+            CatalogError::Syntax { path, reason, .. }
+            | CatalogError::Invalid { path, reason, .. } => (path.clone(), reason.clone()),
         };
         let location = error.location();
-        Self { path, line: location.map(|at| at.0), column: location.map(|at| at.1), reason, message: error.to_string() }
+        Self {
+            path,
+            line: location.map(|at| at.0),
+            column: location.map(|at| at.1),
+            reason,
+            message: error.to_string(),
+        }
     }
 }
 
@@ -61,7 +68,9 @@ pub struct CatalogReload {
 
 impl CatalogReload {
     fn between(old: &Catalog, new: &Catalog) -> Self {
-        let ids = |catalog: &Catalog| catalog.models.iter().map(|model| model.id.clone()).collect::<Vec<_>>();
+        let ids = |catalog: &Catalog| {
+            catalog.models.iter().map(|model| model.id.clone()).collect::<Vec<_>>()
+        };
         let (old_ids, new_ids) = (ids(old), ids(new));
         Self {
             added: new_ids.iter().filter(|id| !old_ids.contains(id)).cloned().collect(),
@@ -74,7 +83,8 @@ impl CatalogReload {
                 .collect(),
             tiers_changed: old.tiers != new.tiers,
             adapters_changed: old.adapters != new.adapters,
-            idle_changed: old.idle.soft_timeout != new.idle.soft_timeout || old.idle.hard_timeout != new.idle.hard_timeout,
+            idle_changed: old.idle.soft_timeout != new.idle.soft_timeout
+                || old.idle.hard_timeout != new.idle.hard_timeout,
             limits_need_restart: old.idle.max_resident_models != new.idle.max_resident_models
                 || old.idle.memory_budget_bytes != new.idle.memory_budget_bytes,
         }
@@ -83,12 +93,19 @@ impl CatalogReload {
 
 impl fmt::Display for CatalogReload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "+models {:?}, -models {:?}, changed {:?}", self.added, self.removed, self.changed)?;
+        write!(
+            f,
+            "+models {:?}, -models {:?}, changed {:?}",
+            self.added, self.removed, self.changed
+        )?;
         for (changed, what) in [
             (self.tiers_changed, "tier tables changed"),
             (self.adapters_changed, "adapters changed"),
             (self.idle_changed, "idle timeouts changed"),
-            (self.limits_need_restart, "resident-model limits changed (they apply after a restart)"),
+            (
+                self.limits_need_restart,
+                "resident-model limits changed (they apply after a restart)",
+            ),
         ] {
             if changed {
                 write!(f, "; {what}")?;
@@ -109,7 +126,12 @@ impl Hearth {
 
     /// The revision of `model_id`'s definition, for its [`ModelKey`].
     pub(super) fn definition_revision(&self, model_id: &str) -> u64 {
-        self.definitions.read().unwrap_or_else(PoisonError::into_inner).get(model_id).copied().unwrap_or(0)
+        self.definitions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(model_id)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Read the catalog file again and swap it in if it is valid; if not, keep the
@@ -118,7 +140,8 @@ impl Hearth {
         let CatalogSource::File(path) = &self.config.catalog else {
             return Ok(CatalogReload::default());
         };
-        let text = std::fs::read_to_string(path).map_err(|source| CatalogError::Read { path: path.clone(), source });
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| CatalogError::Read { path: path.clone(), source });
         self.apply_catalog_text(path, text).await
     }
 
@@ -135,8 +158,12 @@ impl Hearth {
                 Ok(catalog) => catalog,
                 Err(error) => {
                     let problem = CatalogProblem::new(&error);
-                    tracing::warn!("catalog edit refused: {}; the previous catalog stays in force", problem.message);
-                    *self.catalog_problem.write().unwrap_or_else(PoisonError::into_inner) = Some(problem.clone());
+                    tracing::warn!(
+                        "catalog edit refused: {}; the previous catalog stays in force",
+                        problem.message
+                    );
+                    *self.catalog_problem.write().unwrap_or_else(PoisonError::into_inner) =
+                        Some(problem.clone());
                     return Err(problem);
                 }
             };
@@ -146,7 +173,9 @@ impl Hearth {
             definitions.retain(|id, _| catalog.model(id).is_some());
             // Added models too: one removed and added back must not reuse a model
             // still finishing under its old definition.
-            definitions.extend(reload.changed.iter().chain(&reload.added).map(|id| (id.clone(), revision)));
+            definitions.extend(
+                reload.changed.iter().chain(&reload.added).map(|id| (id.clone(), revision)),
+            );
             *self.catalog.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(catalog);
             *self.catalog_problem.write().unwrap_or_else(PoisonError::into_inner) = None;
             reload
@@ -162,7 +191,8 @@ impl Hearth {
     pub async fn reload_plugins(self: &Arc<Self>, load: Vec<PathBuf>, remove: Vec<PathBuf>) {
         let hearth = self.clone();
         // Describing a library blocks, and may take a while.
-        let swapped = tokio::task::spawn_blocking(move || hearth.swap_plugins(&load, &remove)).await;
+        let swapped =
+            tokio::task::spawn_blocking(move || hearth.swap_plugins(&load, &remove)).await;
         if let Err(error) = swapped {
             tracing::error!(%error, "plugin reload failed");
         }
@@ -177,7 +207,8 @@ impl Hearth {
             registry.remove(path);
         }
         let host = DeviceProfile::detect().host;
-        registry.add_all(load, &*super::loader::describer(&self.config, &self.catalog(), host.clone()));
+        registry
+            .add_all(load, &*super::loader::describer(&self.config, &self.catalog(), host.clone()));
         let device = profile_device(host, &registry);
         *self.device.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(device);
         *self.registry.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(registry);
@@ -188,13 +219,16 @@ impl Hearth {
     async fn unload_stale(&self) {
         let registry = self.registry();
         let catalog = self.catalog();
-        let revisions: HashMap<String, u64> = self.definitions.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let revisions: HashMap<String, u64> =
+            self.definitions.read().unwrap_or_else(PoisonError::into_inner).clone();
         let stale = |key: &ModelKey| {
-            registry.get(&key.backend).map(|plugin| plugin.generation) != Some(key.plugin_generation)
+            registry.get(&key.backend).map(|plugin| plugin.generation)
+                != Some(key.plugin_generation)
                 || catalog.model(&key.model_id).is_none()
                 || revisions.get(&key.model_id).copied().unwrap_or(0) != key.definition_revision
         };
-        let keys: Vec<ModelKey> = self.scheduler.snapshot().into_iter().map(|model| model.key).filter(stale).collect();
+        let keys: Vec<ModelKey> =
+            self.scheduler.snapshot().into_iter().map(|model| model.key).filter(stale).collect();
         for key in keys {
             tracing::info!(model = %key, "unloading once idle: its plugin build or catalog definition was replaced");
             // NotLoaded only means it went on its own meanwhile.

@@ -55,11 +55,12 @@ impl Targets {
     fn touched(&self, path: &Path) -> impl Iterator<Item = Touched> {
         let parent = path.parent();
         let plugins = parent == Some(self.plugins.as_path());
-        let catalog = self
-            .catalog
-            .as_ref()
-            .is_some_and(|(dir, name)| parent == Some(dir.as_path()) && path.file_name() == Some(name.as_os_str()));
-        [plugins.then_some(Touched::Plugins), catalog.then_some(Touched::Catalog)].into_iter().flatten()
+        let catalog = self.catalog.as_ref().is_some_and(|(dir, name)| {
+            parent == Some(dir.as_path()) && path.file_name() == Some(name.as_os_str())
+        });
+        [plugins.then_some(Touched::Plugins), catalog.then_some(Touched::Catalog)]
+            .into_iter()
+            .flatten()
     }
 }
 
@@ -81,7 +82,10 @@ impl Hearth {
         let plugins = self.config.plugins.canonicalize()?;
         let catalog = match &self.config.catalog {
             CatalogSource::File(path) => {
-                let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                let dir = path
+                    .parent()
+                    .filter(|dir| !dir.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
                 let name = path.file_name().map(ToOwned::to_owned).unwrap_or_default();
                 Some((dir.canonicalize()?, name))
             }
@@ -90,7 +94,8 @@ impl Hearth {
         let targets = Targets { plugins, catalog };
         let (events, receiver) = mpsc::unbounded_channel();
         let mut watcher = notify::recommended_watcher({
-            let targets = Targets { plugins: targets.plugins.clone(), catalog: targets.catalog.clone() };
+            let targets =
+                Targets { plugins: targets.plugins.clone(), catalog: targets.catalog.clone() };
             move |event: notify::Result<notify::Event>| match event {
                 Ok(event) if is_change(&event.kind) => {
                     for touched in event.paths.iter().flat_map(|path| targets.touched(path)) {
@@ -144,7 +149,8 @@ async fn watch_loop(
                 // same save) are not reloads.
                 if text.as_ref().ok() != catalog_text.as_ref() {
                     catalog_text = text.as_ref().ok().cloned();
-                    let text = text.map_err(|source| CatalogError::Read { path: path.clone(), source });
+                    let text =
+                        text.map_err(|source| CatalogError::Read { path: path.clone(), source });
                     // The outcome is logged and recorded by the service.
                     let _ = hearth.apply_catalog_text(path, text).await;
                 }

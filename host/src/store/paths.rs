@@ -24,11 +24,7 @@ pub(super) fn build(
     check_component("file name", file)?;
     if file.ends_with(PARTIAL_SUFFIX) {
         // It would be mistaken for, and clobbered by, another file's download.
-        return Err(invalid(
-            "file name",
-            file,
-            "ends in .partial, reserved for downloads",
-        ));
+        return Err(invalid("file name", file, "ends in .partial, reserved for downloads"));
     }
     Ok(match kind {
         ArtifactKind::Model => {
@@ -42,11 +38,7 @@ pub(super) fn build(
 }
 
 fn invalid(what: &'static str, name: &str, reason: &'static str) -> StoreError {
-    StoreError::InvalidName {
-        what,
-        name: name.to_owned(),
-        reason,
-    }
+    StoreError::InvalidName { what, name: name.to_owned(), reason }
 }
 
 /// A name must be exactly one normal path component, or joining it onto the root could
@@ -80,13 +72,7 @@ pub(super) fn check_contained(root: &Path, path: &Path) -> Result<(), StoreError
         Ok(r) => r,
         // No root yet: nothing under it exists, so nothing can lead out.
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-        Err(source) => {
-            return Err(StoreError::Io {
-                op: "resolve",
-                path: root.to_owned(),
-                source,
-            })
-        }
+        Err(source) => return Err(StoreError::Io { op: "resolve", path: root.to_owned(), source }),
     };
     let Ok(rel) = path.strip_prefix(root) else {
         return Err(escape(root, path, "not under the store root".into()));
@@ -98,13 +84,7 @@ pub(super) fn check_contained(root: &Path, path: &Path) -> Result<(), StoreError
             Ok(m) => m,
             // Nothing deeper exists either.
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-            Err(source) => {
-                return Err(StoreError::Io {
-                    op: "inspect",
-                    path: cur,
-                    source,
-                })
-            }
+            Err(source) => return Err(StoreError::Io { op: "inspect", path: cur, source }),
         };
         if !meta.file_type().is_symlink() {
             continue;
@@ -112,18 +92,10 @@ pub(super) fn check_contained(root: &Path, path: &Path) -> Result<(), StoreError
         match std::fs::canonicalize(&cur) {
             Ok(target) if target.starts_with(&canon_root) => {}
             Ok(target) => {
-                return Err(escape(
-                    root,
-                    &cur,
-                    format!("symlink to {}", target.display()),
-                ))
+                return Err(escape(root, &cur, format!("symlink to {}", target.display())))
             }
             Err(e) => {
-                return Err(escape(
-                    root,
-                    &cur,
-                    format!("symlink that does not resolve: {e}"),
-                ))
+                return Err(escape(root, &cur, format!("symlink that does not resolve: {e}")))
             }
         }
     }
@@ -131,9 +103,5 @@ pub(super) fn check_contained(root: &Path, path: &Path) -> Result<(), StoreError
 }
 
 fn escape(root: &Path, path: &Path, detail: String) -> StoreError {
-    StoreError::Escape {
-        path: path.to_owned(),
-        root: root.to_owned(),
-        detail,
-    }
+    StoreError::Escape { path: path.to_owned(), root: root.to_owned(), detail }
 }

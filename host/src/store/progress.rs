@@ -62,11 +62,8 @@ impl Progress for TerminalProgress {
             // A retry: the old bar's line is replaced by the new one.
             old.finish_and_clear();
         }
-        let target = if self.visible {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        };
+        let target =
+            if self.visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
         let bar = ProgressBar::with_draw_target(total, target);
         let template = if total.is_some() {
             "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}"

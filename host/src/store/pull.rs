@@ -49,14 +49,7 @@ impl PullSpec {
     }
 
     fn new(kind: ArtifactKind, id: String, file: String, url: String) -> Self {
-        PullSpec {
-            kind,
-            id,
-            file,
-            url,
-            sha256: None,
-            size: None,
-        }
+        PullSpec { kind, id, file, url, sha256: None, size: None }
     }
 
     /// Requires this sha256 (hex) before installing.
@@ -112,21 +105,15 @@ impl Store {
         let partial = partial_path(&dest);
         paths::check_contained(&self.root, &partial)?;
 
-        if dest.is_file()
-            && self
-                .installed_matches(&dest, spec, expected_sha.as_deref())
-                .await?
-        {
+        if dest.is_file() && self.installed_matches(&dest, spec, expected_sha.as_deref()).await? {
             return Ok(dest);
         }
         let dir = dest.parent().unwrap_or(&self.root);
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|source| StoreError::Io {
-                op: "create",
-                path: dir.to_owned(),
-                source,
-            })?;
+        tokio::fs::create_dir_all(dir).await.map_err(|source| StoreError::Io {
+            op: "create",
+            path: dir.to_owned(),
+            source,
+        })?;
 
         let mut retries_left = self.retries;
         let (hasher, len) = loop {
@@ -164,13 +151,11 @@ impl Store {
                 });
             }
         }
-        tokio::fs::rename(&partial, &dest)
-            .await
-            .map_err(|source| StoreError::Io {
-                op: "rename into place",
-                path: dest.clone(),
-                source,
-            })?;
+        tokio::fs::rename(&partial, &dest).await.map_err(|source| StoreError::Io {
+            op: "rename into place",
+            path: dest.clone(),
+            source,
+        })?;
         progress.finish();
         Ok(dest)
     }
@@ -198,20 +183,13 @@ impl Store {
         progress: &mut dyn Progress,
     ) -> Result<Attempt, StoreError> {
         let url = &spec.url;
-        let http = |source| StoreError::Http {
-            url: url.clone(),
-            source,
-        };
+        let http = |source| StoreError::Http { url: url.clone(), source };
 
         let mut offset = match tokio::fs::metadata(partial).await {
             Ok(m) => m.len(),
             Err(e) if e.kind() == ErrorKind::NotFound => 0,
             Err(source) => {
-                return Err(StoreError::Io {
-                    op: "inspect",
-                    path: partial.to_owned(),
-                    source,
-                })
+                return Err(StoreError::Io { op: "inspect", path: partial.to_owned(), source })
             }
         };
         if spec.size.is_some_and(|size| offset > size) {
@@ -250,12 +228,7 @@ impl Store {
                 let (hasher, len) = hash_file(partial.to_owned()).await?;
                 return Ok(Attempt::Complete(hasher, len));
             }
-            _ => {
-                return Err(StoreError::Status {
-                    url: url.clone(),
-                    status: status.as_u16(),
-                })
-            }
+            _ => return Err(StoreError::Status { url: url.clone(), status: status.as_u16() }),
         };
 
         // Hash what is already on disk first, so the file is read exactly once overall.
@@ -276,21 +249,13 @@ impl Store {
             .truncate(offset == 0)
             .open(partial)
             .await
-            .map_err(|source| StoreError::Io {
-                op: "open",
-                path: partial.to_owned(),
-                source,
-            })?;
+            .map_err(|source| StoreError::Io { op: "open", path: partial.to_owned(), source })?;
         progress.start(total);
         if offset > 0 {
             progress.resumed(offset);
         }
 
-        let write_err = |source| StoreError::Io {
-            op: "write",
-            path: partial.to_owned(),
-            source,
-        };
+        let write_err = |source| StoreError::Io { op: "write", path: partial.to_owned(), source };
         let mut len = offset;
         let mut body = response.bytes_stream();
         while let Some(chunk) = body.next().await {
@@ -352,11 +317,7 @@ fn parse_content_range(value: Option<&reqwest::header::HeaderValue>) -> Option<(
 /// Sha256 and length of a file, read on a blocking thread.
 async fn hash_file(path: PathBuf) -> Result<(Sha256, u64), StoreError> {
     let join = tokio::task::spawn_blocking(move || {
-        let io = |source| StoreError::Io {
-            op: "read",
-            path: path.clone(),
-            source,
-        };
+        let io = |source| StoreError::Io { op: "read", path: path.clone(), source };
         let mut file = std::fs::File::open(&path).map_err(io)?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
@@ -372,11 +333,7 @@ async fn hash_file(path: PathBuf) -> Result<(Sha256, u64), StoreError> {
         Ok((hasher, len))
     });
     join.await.unwrap_or_else(|e| {
-        Err(StoreError::Io {
-            op: "hash",
-            path: PathBuf::new(),
-            source: std::io::Error::other(e),
-        })
+        Err(StoreError::Io { op: "hash", path: PathBuf::new(), source: std::io::Error::other(e) })
     })
 }
 

@@ -60,10 +60,7 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        TestServer {
-            url: format!("http://{addr}/model.gguf"),
-            state,
-        }
+        TestServer { url: format!("http://{addr}/model.gguf"), state }
     }
 
     fn data(&self) -> &[u8] {
@@ -87,10 +84,7 @@ impl TestServer {
 }
 
 async fn serve_file(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
-    let range = headers
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     state.ranges.lock().unwrap().push(range.clone());
     let behaviour = {
         let mut b = state.behaviour.lock().unwrap();
@@ -99,10 +93,7 @@ async fn serve_file(State(state): State<Arc<ServerState>>, headers: HeaderMap) -
         now
     };
     if let Some(code) = behaviour.status {
-        return Response::builder()
-            .status(code)
-            .body(Body::empty())
-            .unwrap();
+        return Response::builder().status(code).body(Body::empty()).unwrap();
     }
     let data = match behaviour.corrupt_at {
         Some(i) => {
@@ -113,12 +104,9 @@ async fn serve_file(State(state): State<Arc<ServerState>>, headers: HeaderMap) -
         None => state.data.clone(),
     };
     let len = data.len() as u64;
-    let start = range.filter(|_| !behaviour.ignore_range).and_then(|r| {
-        r.strip_prefix("bytes=")?
-            .strip_suffix('-')?
-            .parse::<u64>()
-            .ok()
-    });
+    let start = range
+        .filter(|_| !behaviour.ignore_range)
+        .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse::<u64>().ok());
     if start.is_some_and(|s| s >= len) {
         return Response::builder()
             .status(StatusCode::RANGE_NOT_SATISFIABLE)
@@ -146,10 +134,9 @@ async fn serve_file(State(state): State<Arc<ServerState>>, headers: HeaderMap) -
         .header(header::CONTENT_LENGTH, len - from)
         .header(header::ACCEPT_RANGES, "bytes");
     response = if start.is_some() {
-        response.status(StatusCode::PARTIAL_CONTENT).header(
-            header::CONTENT_RANGE,
-            format!("bytes {from}-{}/{len}", len - 1),
-        )
+        response
+            .status(StatusCode::PARTIAL_CONTENT)
+            .header(header::CONTENT_RANGE, format!("bytes {from}-{}/{len}", len - 1))
     } else {
         response.status(StatusCode::OK)
     };
@@ -238,12 +225,9 @@ async fn a_pull_reports_progress_and_installs_the_verified_file() {
 #[tokio::test]
 async fn a_transfer_cut_halfway_resumes_with_a_range_request_and_completes() {
     let half = (FILE_LEN / 2) as u64;
-    let server = TestServer::start(Behaviour {
-        cut_at: Some(half),
-        cuts_left: 1,
-        ..Default::default()
-    })
-    .await;
+    let server =
+        TestServer::start(Behaviour { cut_at: Some(half), cuts_left: 1, ..Default::default() })
+            .await;
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::new(tmp.path().join("models"));
     let mut progress = Recorder::default();
@@ -252,11 +236,7 @@ async fn a_transfer_cut_halfway_resumes_with_a_range_request_and_completes() {
 
     assert_eq!(std::fs::read(&path).unwrap(), server.data());
     let ranges = server.ranges();
-    assert_eq!(
-        ranges.len(),
-        2,
-        "one cut request and one resumed request: {ranges:?}"
-    );
+    assert_eq!(ranges.len(), 2, "one cut request and one resumed request: {ranges:?}");
     assert_eq!(ranges[0], None);
     let resumed_at: u64 = ranges[1]
         .as_deref()
@@ -266,10 +246,7 @@ async fn a_transfer_cut_halfway_resumes_with_a_range_request_and_completes() {
         .trim_end_matches('-')
         .parse()
         .unwrap();
-    assert!(
-        resumed_at > 0 && resumed_at <= half,
-        "resumed at {resumed_at}"
-    );
+    assert!(resumed_at > 0 && resumed_at <= half, "resumed at {resumed_at}");
     assert_eq!(progress.resumed, vec![resumed_at]);
     assert!(progress.finished);
 }
@@ -286,55 +263,32 @@ async fn an_interrupted_pull_keeps_its_partial_and_the_next_pull_resumes_it() {
     let store = Store::new(tmp.path().join("models")).with_retries(0);
     let dest = store.model_path("m", "model.gguf").unwrap();
 
-    let err = store
-        .pull(&server.spec("m"), &mut Silent)
-        .await
-        .unwrap_err();
+    let err = store.pull(&server.spec("m"), &mut Silent).await.unwrap_err();
     assert!(matches!(err, StoreError::Http { .. }), "{err}");
     let kept = std::fs::metadata(partial_of(&dest)).unwrap().len();
-    assert!(
-        kept > 0 && kept < FILE_LEN as u64,
-        "partial holds {kept} bytes"
-    );
+    assert!(kept > 0 && kept < FILE_LEN as u64, "partial holds {kept} bytes");
     assert!(!dest.exists());
 
     store.pull(&server.spec("m"), &mut Silent).await.unwrap();
-    assert_eq!(
-        server.ranges().last().unwrap().as_deref(),
-        Some(format!("bytes={kept}-").as_str())
-    );
+    assert_eq!(server.ranges().last().unwrap().as_deref(), Some(format!("bytes={kept}-").as_str()));
     assert_eq!(std::fs::read(&dest).unwrap(), server.data());
 }
 
 #[tokio::test]
 async fn a_corrupted_byte_fails_the_checksum_and_leaves_neither_file_nor_partial() {
-    let server = TestServer::start(Behaviour {
-        corrupt_at: Some(FILE_LEN / 3),
-        ..Default::default()
-    })
-    .await;
+    let server =
+        TestServer::start(Behaviour { corrupt_at: Some(FILE_LEN / 3), ..Default::default() }).await;
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::new(tmp.path().join("models"));
     let dest = store.model_path("m", "model.gguf").unwrap();
 
-    let err = store
-        .pull(&server.spec("m"), &mut Silent)
-        .await
-        .unwrap_err();
+    let err = store.pull(&server.spec("m"), &mut Silent).await.unwrap_err();
 
-    let StoreError::ChecksumMismatch {
-        expected, actual, ..
-    } = &err
-    else {
-        panic!("{err}")
-    };
+    let StoreError::ChecksumMismatch { expected, actual, .. } = &err else { panic!("{err}") };
     assert_eq!(expected, &server.sha256());
     assert_ne!(expected, actual);
     let message = err.to_string();
-    assert!(
-        message.contains(expected.as_str()) && message.contains(actual.as_str()),
-        "{message}"
-    );
+    assert!(message.contains(expected.as_str()) && message.contains(actual.as_str()), "{message}");
     assert!(!dest.exists());
     assert!(!partial_of(&dest).exists());
 }
@@ -344,45 +298,23 @@ async fn traversal_names_are_refused_before_any_file_is_created() {
     let server = TestServer::start(Behaviour::default()).await;
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::new(tmp.path().join("models"));
-    let bad = [
-        "../x",
-        "/etc/passwd",
-        "a/b",
-        "..",
-        ".",
-        "",
-        "a\0b",
-        "a\\b",
-        "x/../../y",
-    ];
+    let bad = ["../x", "/etc/passwd", "a/b", "..", ".", "", "a\0b", "a\\b", "x/../../y"];
 
     for name in bad {
         assert!(
-            matches!(
-                store.model_path(name, "f"),
-                Err(StoreError::InvalidName { .. })
-            ),
+            matches!(store.model_path(name, "f"), Err(StoreError::InvalidName { .. })),
             "id {name:?}"
         );
         assert!(
-            matches!(
-                store.model_path("ok", name),
-                Err(StoreError::InvalidName { .. })
-            ),
+            matches!(store.model_path("ok", name), Err(StoreError::InvalidName { .. })),
             "file {name:?}"
         );
         assert!(
-            matches!(
-                store.adapter_path(name, "f"),
-                Err(StoreError::InvalidName { .. })
-            ),
+            matches!(store.adapter_path(name, "f"), Err(StoreError::InvalidName { .. })),
             "adapter {name:?}"
         );
         assert!(
-            matches!(
-                store.adapter_path("ok", name),
-                Err(StoreError::InvalidName { .. })
-            ),
+            matches!(store.adapter_path("ok", name), Err(StoreError::InvalidName { .. })),
             "adapter file {name:?}"
         );
         assert!(!store.is_installed(ArtifactKind::Model, name, "f"));
@@ -390,18 +322,11 @@ async fn traversal_names_are_refused_before_any_file_is_created() {
         let as_file = PullSpec::adapter("ok", name, &server.url);
         for spec in [as_id, as_file] {
             let err = store.pull(&spec, &mut Silent).await.unwrap_err();
-            assert!(
-                matches!(err, StoreError::InvalidName { .. }),
-                "{spec:?}: {err}"
-            );
+            assert!(matches!(err, StoreError::InvalidName { .. }), "{spec:?}: {err}");
         }
     }
 
-    assert_eq!(
-        tree(tmp.path()),
-        Vec::<String>::new(),
-        "nothing may be created"
-    );
+    assert_eq!(tree(tmp.path()), Vec::<String>::new(), "nothing may be created");
     assert!(server.ranges().is_empty(), "nothing may be downloaded");
 }
 
@@ -438,34 +363,18 @@ async fn a_symlink_escaping_the_store_is_refused() {
     std::os::unix::fs::symlink(&outside, models.join("evil")).unwrap();
     std::os::unix::fs::symlink(outside.join("target"), models.join("m").join("model.gguf"))
         .unwrap();
-    std::os::unix::fs::symlink(
-        outside.join("x"),
-        models.join("p").join("model.gguf.partial"),
-    )
-    .unwrap();
+    std::os::unix::fs::symlink(outside.join("x"), models.join("p").join("model.gguf.partial"))
+        .unwrap();
     std::os::unix::fs::symlink(&outside, models.join(ADAPTERS_DIR)).unwrap();
 
-    assert!(matches!(
-        store.model_path("evil", "model.gguf"),
-        Err(StoreError::Escape { .. })
-    ));
-    assert!(matches!(
-        store.model_path("m", "model.gguf"),
-        Err(StoreError::Escape { .. })
-    ));
-    assert!(matches!(
-        store.adapter_path("lora", "a.gguf"),
-        Err(StoreError::Escape { .. })
-    ));
+    assert!(matches!(store.model_path("evil", "model.gguf"), Err(StoreError::Escape { .. })));
+    assert!(matches!(store.model_path("m", "model.gguf"), Err(StoreError::Escape { .. })));
+    assert!(matches!(store.adapter_path("lora", "a.gguf"), Err(StoreError::Escape { .. })));
     for id in ["evil", "m", "p"] {
         let err = store.pull(&server.spec(id), &mut Silent).await.unwrap_err();
         assert!(matches!(err, StoreError::Escape { .. }), "{id}: {err}");
     }
-    assert_eq!(
-        tree(&outside),
-        Vec::<String>::new(),
-        "nothing may be written outside the store"
-    );
+    assert_eq!(tree(&outside), Vec::<String>::new(), "nothing may be written outside the store");
     assert!(server.ranges().is_empty());
 
     // A link that stays inside the store is fine.
@@ -475,11 +384,7 @@ async fn a_symlink_escaping_the_store_is_refused() {
 
 #[tokio::test]
 async fn a_server_that_ignores_range_restarts_the_download_from_zero() {
-    let server = TestServer::start(Behaviour {
-        ignore_range: true,
-        ..Default::default()
-    })
-    .await;
+    let server = TestServer::start(Behaviour { ignore_range: true, ..Default::default() }).await;
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::new(tmp.path().join("models"));
     let dest = store.model_path("m", "model.gguf").unwrap();
@@ -510,28 +415,15 @@ async fn a_complete_partial_answered_with_416_is_verified_and_installed() {
 
 #[tokio::test]
 async fn an_http_error_status_names_the_url_and_the_status() {
-    let server = TestServer::start(Behaviour {
-        status: Some(404),
-        ..Default::default()
-    })
-    .await;
+    let server = TestServer::start(Behaviour { status: Some(404), ..Default::default() }).await;
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::new(tmp.path().join("models"));
 
-    let err = store
-        .pull(&server.spec("m"), &mut Silent)
-        .await
-        .unwrap_err();
+    let err = store.pull(&server.spec("m"), &mut Silent).await.unwrap_err();
 
-    assert!(
-        matches!(err, StoreError::Status { status: 404, .. }),
-        "{err}"
-    );
+    assert!(matches!(err, StoreError::Status { status: 404, .. }), "{err}");
     let message = err.to_string();
-    assert!(
-        message.contains(&server.url) && message.contains("404"),
-        "{message}"
-    );
+    assert!(message.contains(&server.url) && message.contains("404"), "{message}");
     assert_eq!(server.ranges().len(), 1, "a status error is not retried");
     assert!(!store.is_installed(ArtifactKind::Model, "m", "model.gguf"));
 }
@@ -559,10 +451,7 @@ async fn a_wrong_size_is_refused_and_the_partial_deleted() {
     let err = store.pull(&spec, &mut Silent).await.unwrap_err();
 
     assert!(matches!(err, StoreError::SizeMismatch { .. }), "{err}");
-    assert_eq!(
-        tree(tmp.path()),
-        vec!["models".to_owned(), "models/m".to_owned()]
-    );
+    assert_eq!(tree(tmp.path()), vec!["models".to_owned(), "models/m".to_owned()]);
 }
 
 /// The real SmolLM2 model (98 MB) that `scripts/setup.sh` installs, served with a cut
@@ -580,43 +469,28 @@ async fn the_real_smollm2_model_survives_a_cut_and_verifies_against_its_sha256()
     let len = data.len() as u64;
     let server = TestServer::serving(
         data,
-        Behaviour {
-            cut_at: Some(len / 3),
-            cuts_left: 1,
-            ..Default::default()
-        },
+        Behaviour { cut_at: Some(len / 3), cuts_left: 1, ..Default::default() },
     )
     .await;
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::new(tmp.path().join("models"));
-    let spec = PullSpec::model(
-        "smollm2-135m",
-        "SmolLM2-135M-Instruct.Q4_1.gguf",
-        &server.url,
-    )
-    .with_sha256(SHA)
-    .with_size(98_362_432);
+    let spec = PullSpec::model("smollm2-135m", "SmolLM2-135M-Instruct.Q4_1.gguf", &server.url)
+        .with_sha256(SHA)
+        .with_size(98_362_432);
 
     let path = store.pull(&spec, &mut Silent).await.unwrap();
 
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 98_362_432);
-    assert_eq!(
-        server.ranges().len(),
-        2,
-        "the cut transfer was resumed once"
-    );
+    assert_eq!(server.ranges().len(), 2, "the cut transfer was resumed once");
 }
 
 #[tokio::test]
 async fn the_terminal_progress_bar_runs_quietly_off_a_terminal() {
     // Under the test harness stderr is captured, not a terminal: the bar must draw nothing
     // and still accept every call, including a restart after a retry.
-    let server = TestServer::start(Behaviour {
-        cut_at: Some(1000),
-        cuts_left: 1,
-        ..Default::default()
-    })
-    .await;
+    let server =
+        TestServer::start(Behaviour { cut_at: Some(1000), cuts_left: 1, ..Default::default() })
+            .await;
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::new(tmp.path().join("models"));
     let mut progress = TerminalProgress::new("model.gguf");

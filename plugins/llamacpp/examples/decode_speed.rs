@@ -16,9 +16,7 @@ impl TokenSink for Discard {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let path = args
-        .next()
-        .ok_or("usage: decode_speed MODEL.gguf [TOKENS] [THREADS]")?;
+    let path = args.next().ok_or("usage: decode_speed MODEL.gguf [TOKENS] [THREADS]")?;
     let tokens: u32 = args.next().map_or(Ok(128), |value| value.parse())?;
     let threads: u32 = args.next().map_or(Ok(2), |value| value.parse())?;
 
@@ -40,10 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prompt: ROption::RSome(
             "Here is a very long story about a dragon who lived in the mountains.".into(),
         ),
-        sampling: Sampling {
-            temperature: 0.0,
-            ..Sampling::default()
-        },
+        sampling: Sampling { temperature: 0.0, ..Sampling::default() },
         stop: RVec::new(),
         max_tokens: tokens,
         adapters: RVec::new(),

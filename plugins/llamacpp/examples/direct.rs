@@ -57,10 +57,7 @@ impl Options {
             json: false,
         };
         while let Some(arg) = args.next() {
-            let mut value = || {
-                args.next()
-                    .ok_or_else(|| format!("{arg} needs a value; {USAGE}"))
-            };
+            let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value; {USAGE}"));
             match arg.as_str() {
                 "--threads" => options.threads = value()?.parse()?,
                 "--context" => options.context = value()?.parse()?,
@@ -248,13 +245,7 @@ fn main() -> Result<(), AnyError> {
     let mut runs = Vec::with_capacity(options.runs);
     for run in 0..=options.runs {
         let text = prompt(run)?;
-        let stats = generate(
-            &model,
-            &mut context,
-            &text,
-            options.gen_tokens,
-            Instant::now(),
-        )?;
+        let stats = generate(&model, &mut context, &text, options.gen_tokens, Instant::now())?;
         if run > 0 {
             runs.push(stats);
         }
@@ -316,40 +307,16 @@ fn main() -> Result<(), AnyError> {
         writeln!(out, "{}", row("time to first token (ms)", ttft))?;
         writeln!(out, "{}", row("prompt processing (tok/s)", prompt_rate))?;
         writeln!(out, "{}", row("decode (tok/s)", decode_rate))?;
-        writeln!(
-            out,
-            "{:<36} {:>9.1}",
-            "first token after trim (ms)", after_trim.first_token_ms
-        )?;
+        writeln!(out, "{:<36} {:>9.1}", "first token after trim (ms)", after_trim.first_token_ms)?;
         writeln!(
             out,
             "{:<36} {:>9.1}",
             "first token after unload (ms)", after_unload.first_token_ms
         )?;
-        writeln!(
-            out,
-            "{:<36} {:>9.1}",
-            "resident MB before load",
-            mb(resident_before_load)
-        )?;
-        writeln!(
-            out,
-            "{:<36} {:>9.1}",
-            "resident MB after load",
-            mb(resident_after_load)
-        )?;
-        writeln!(
-            out,
-            "{:<36} {:>9.1}",
-            "resident MB after trim",
-            mb(resident_after_trim)
-        )?;
-        writeln!(
-            out,
-            "{:<36} {:>9.1}",
-            "resident MB after unload",
-            mb(resident_after_unload)
-        )?;
+        writeln!(out, "{:<36} {:>9.1}", "resident MB before load", mb(resident_before_load))?;
+        writeln!(out, "{:<36} {:>9.1}", "resident MB after load", mb(resident_after_load))?;
+        writeln!(out, "{:<36} {:>9.1}", "resident MB after trim", mb(resident_after_trim))?;
+        writeln!(out, "{:<36} {:>9.1}", "resident MB after unload", mb(resident_after_unload))?;
     }
     Ok(())
 }

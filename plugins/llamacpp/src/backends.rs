@@ -47,10 +47,7 @@ pub fn backend_dirs(env: Option<OsString>, built_in: Option<&str>) -> Vec<PathBu
 pub fn load() -> Result<(), String> {
     use std::ffi::CString;
 
-    let dirs = backend_dirs(
-        std::env::var_os(BACKENDS_ENV),
-        llama_cpp_sys_2::BACKENDS_DIR,
-    );
+    let dirs = backend_dirs(std::env::var_os(BACKENDS_ENV), llama_cpp_sys_2::BACKENDS_DIR);
     let has_cpu = || {
         // SAFETY: a valid C string; the registry lookup has no other precondition.
         !unsafe { llama_cpp_sys_2::ggml_backend_reg_by_name(c"CPU".as_ptr()) }.is_null()
@@ -87,10 +84,7 @@ mod tests {
     #[test]
     fn environment_folder_comes_first() {
         let dirs = backend_dirs(Some("/opt/ggml".into()), Some("/build/backends"));
-        assert_eq!(
-            dirs,
-            [PathBuf::from("/opt/ggml"), PathBuf::from("/build/backends")]
-        );
+        assert_eq!(dirs, [PathBuf::from("/opt/ggml"), PathBuf::from("/build/backends")]);
     }
 
     #[test]

@@ -72,20 +72,14 @@ impl Engine {
             .map_err(|error| {
                 PluginError::internal(format!("could not start the model's thread: {error}"))
             })?;
-        Ok(Self {
-            work: Some(Mutex::new(work)),
-            thread: Some(thread),
-        })
+        Ok(Self { work: Some(Mutex::new(work)), thread: Some(thread) })
     }
 
     /// Hand work to the thread. A send fails only once the thread is gone; the work's
     /// reply channels then close, which the caller reads as [`engine_gone`].
     pub fn submit(&self, work: Work) {
         if let Some(sender) = &self.work {
-            let _ = sender
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .send(work);
+            let _ = sender.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).send(work);
         }
     }
 }
@@ -236,7 +230,8 @@ impl Scheduler {
             let Some(job) = self.waiting.front() else {
                 return;
             };
-            let adapters = match loaded.resolve_adapters(&mut self.adapters, &job.request.adapters) {
+            let adapters = match loaded.resolve_adapters(&mut self.adapters, &job.request.adapters)
+            {
                 Ok(adapters) => adapters,
                 Err(error) => {
                     self.fail_first_waiting(error);
@@ -326,11 +321,8 @@ impl Scheduler {
             if self.running.is_empty() {
                 return;
             }
-            let next: Vec<(usize, Token)> = self
-                .running
-                .iter()
-                .map(|running| (running.sequence, running.next))
-                .collect();
+            let next: Vec<(usize, Token)> =
+                self.running.iter().map(|running| (running.sequence, running.next)).collect();
             match session.step(&next) {
                 Ok(()) => break,
                 // The shared cache is full: the longest generation ends, as it would
@@ -403,10 +395,9 @@ impl Scheduler {
 /// Whether the resolved adapters are the ones `(path, scale)` lists.
 fn same_adapters(adapters: &[(&RawAdapter, f32, String)], active: &[(String, f32)]) -> bool {
     adapters.len() == active.len()
-        && adapters
-            .iter()
-            .zip(active)
-            .all(|((_, scale, path), (active_path, active_scale))| path == active_path && scale == active_scale)
+        && adapters.iter().zip(active).all(|((_, scale, path), (active_path, active_scale))| {
+            path == active_path && scale == active_scale
+        })
 }
 
 fn elapsed_ms(since: Instant) -> f64 {

@@ -96,11 +96,7 @@ impl RawModel {
                 sys::llama_model_n_head_kv(self.ptr()),
             )
         };
-        let default_dim = if heads > 0 {
-            i64::from(embd / heads)
-        } else {
-            0
-        };
+        let default_dim = if heads > 0 { i64::from(embd / heads) } else { 0 };
         let architecture = self.metadata("general.architecture").unwrap_or_default();
         let dim = |what: &str| {
             self.metadata(&format!("{architecture}.attention.{what}_length"))
@@ -261,12 +257,9 @@ pub fn apply_chat_template(template: &CStr, messages: &[(CString, CString)]) -> 
             content: content.as_ptr(),
         })
         .collect();
-    let mut size = messages
-        .iter()
-        .map(|(r, c)| r.as_bytes().len() + c.as_bytes().len())
-        .sum::<usize>()
-        * 2
-        + 256;
+    let mut size =
+        messages.iter().map(|(r, c)| r.as_bytes().len() + c.as_bytes().len()).sum::<usize>() * 2
+            + 256;
     for _ in 0..2 {
         let mut buffer = vec![0u8; size];
         // SAFETY: every pointer in `chat` points into `messages`, alive for the call;
@@ -363,9 +356,7 @@ impl RawContext {
             return false;
         };
         // SAFETY: the context is alive; its memory object lives as long as it does.
-        unsafe {
-            sys::llama_memory_seq_rm(sys::llama_get_memory(self.ptr()), sequence, keep, -1)
-        }
+        unsafe { sys::llama_memory_seq_rm(sys::llama_get_memory(self.ptr()), sequence, keep, -1) }
     }
 
     /// Evaluate a batch; logits come for the tokens it marked.
@@ -381,10 +372,7 @@ impl RawContext {
 
     /// Make exactly `adapters` (with their scales) active; an empty list clears them.
     pub fn set_adapters(&mut self, adapters: &[(&RawAdapter, f32)]) -> bool {
-        let mut pointers: Vec<_> = adapters
-            .iter()
-            .map(|(adapter, _)| adapter.0.as_ptr())
-            .collect();
+        let mut pointers: Vec<_> = adapters.iter().map(|(adapter, _)| adapter.0.as_ptr()).collect();
         let mut scales: Vec<f32> = adapters.iter().map(|(_, scale)| *scale).collect();
         let (pointers, scales) = if adapters.is_empty() {
             (ptr::null_mut(), ptr::null_mut())

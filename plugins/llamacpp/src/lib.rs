@@ -179,11 +179,10 @@ impl Backend for LlamaCppBackend {
     fn load(&self, request: &LoadRequest) -> Result<Box<dyn hearth_sdk::Model>, PluginError> {
         llama_backend()?;
         let id = request.model_id.to_string();
-        let path = request
-            .paths
-            .first()
-            .map(|path| Path::new(path.as_str()))
-            .ok_or_else(|| PluginError::invalid_request(format!("no file given for model {id}")))?;
+        let path =
+            request.paths.first().map(|path| Path::new(path.as_str())).ok_or_else(|| {
+                PluginError::invalid_request(format!("no file given for model {id}"))
+            })?;
         if !request.format.is_empty() && !request.format.eq_ignore_ascii_case("gguf") {
             return Err(PluginError::unsupported(format!(
                 "llama.cpp loads GGUF, not {}",
@@ -193,10 +192,7 @@ impl Backend for LlamaCppBackend {
         let magic = read_magic(path)
             .map_err(|error| PluginError::model_file(format!("{}: {error}", path.display())))?;
         if &magic != b"GGUF" {
-            return Err(PluginError::model_file(format!(
-                "{} is not a GGUF file",
-                path.display()
-            )));
+            return Err(PluginError::model_file(format!("{} is not a GGUF file", path.display())));
         }
         let (placement, on_device) = Self::placement(request)?;
         let weights = ffi::RawModel::load(path, &placement).ok_or_else(|| {

@@ -71,10 +71,7 @@ impl LlamaModel {
             on_device,
             context_bytes: AtomicU64::new(0),
         });
-        Ok(Self {
-            engine: Engine::new(loaded.clone())?,
-            loaded,
-        })
+        Ok(Self { engine: Engine::new(loaded.clone())?, loaded })
     }
 }
 
@@ -129,10 +126,7 @@ impl Loaded {
                 "the request has neither messages nor a prompt",
             ));
         }
-        let template = self
-            .weights
-            .chat_template()
-            .unwrap_or_else(|| self.fallback_template());
+        let template = self.weights.chat_template().unwrap_or_else(|| self.fallback_template());
         let messages = request
             .messages
             .iter()
@@ -141,9 +135,9 @@ impl Loaded {
                 let content = CString::new(message.content.as_str());
                 match (role, content) {
                     (Ok(role), Ok(content)) => Ok((role, content)),
-                    _ => Err(PluginError::invalid_request(
-                        "a chat message contains a NUL character",
-                    )),
+                    _ => {
+                        Err(PluginError::invalid_request("a chat message contains a NUL character"))
+                    }
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -159,15 +153,8 @@ impl Loaded {
     /// family's own turn format where llama.cpp knows it, else ChatML, as llama-server
     /// does.
     fn fallback_template(&self) -> CString {
-        let architecture = self
-            .weights
-            .metadata("general.architecture")
-            .unwrap_or_default();
-        let name = if architecture.starts_with("gemma") {
-            c"gemma"
-        } else {
-            c"chatml"
-        };
+        let architecture = self.weights.metadata("general.architecture").unwrap_or_default();
+        let name = if architecture.starts_with("gemma") { c"gemma" } else { c"chatml" };
         name.to_owned()
     }
 
@@ -267,15 +254,9 @@ impl Loaded {
     fn memory(&self) -> MemoryUsage {
         let bytes = self.weights.size_bytes() + self.context_bytes.load(Ordering::Relaxed);
         if self.on_device {
-            MemoryUsage {
-                host_bytes: 0,
-                device_bytes: bytes,
-            }
+            MemoryUsage { host_bytes: 0, device_bytes: bytes }
         } else {
-            MemoryUsage {
-                host_bytes: bytes,
-                device_bytes: 0,
-            }
+            MemoryUsage { host_bytes: bytes, device_bytes: 0 }
         }
     }
 }
@@ -289,11 +270,7 @@ impl Model for LlamaModel {
         let request = self.loaded.prepare(request)?;
         let (pieces, received) = mpsc::channel();
         let (outcome, result) = mpsc::channel();
-        self.engine.submit(Work::Generate(Job {
-            request,
-            pieces,
-            outcome,
-        }));
+        self.engine.submit(Work::Generate(Job { request, pieces, outcome }));
         for piece in &received {
             if sink.on_token(&piece) == SinkControl::Stop {
                 break;

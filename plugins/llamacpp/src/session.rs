@@ -86,14 +86,10 @@ impl Session {
         &mut self,
         adapters: &[(&RawAdapter, f32, String)],
     ) -> Result<(), PluginError> {
-        let pairs: Vec<(&RawAdapter, f32)> = adapters
-            .iter()
-            .map(|(raw, scale, _)| (*raw, *scale))
-            .collect();
-        let active: Vec<(String, f32)> = adapters
-            .iter()
-            .map(|(_, scale, path)| (path.clone(), *scale))
-            .collect();
+        let pairs: Vec<(&RawAdapter, f32)> =
+            adapters.iter().map(|(raw, scale, _)| (*raw, *scale)).collect();
+        let active: Vec<(String, f32)> =
+            adapters.iter().map(|(_, scale, path)| (path.clone(), *scale)).collect();
         if active != self.adapters {
             self.forget_all();
             self.adapters = active;
@@ -102,9 +98,7 @@ impl Session {
             // Whatever llama.cpp kept, the cache no longer says which adapters made it.
             self.forget_all();
             self.adapters.clear();
-            return Err(PluginError::invalid_request(
-                "llama.cpp refused the request's adapters",
-            ));
+            return Err(PluginError::invalid_request("llama.cpp refused the request's adapters"));
         }
         Ok(())
     }
@@ -142,12 +136,7 @@ impl Session {
     /// index of those logits, for [`Session::sample`].
     pub fn start(&mut self, prompt: &[Token]) -> Result<(usize, usize), Refusal> {
         let shared_with = |sequence: &Sequence| {
-            sequence
-                .cached
-                .iter()
-                .zip(prompt)
-                .take_while(|(a, b)| a == b)
-                .count()
+            sequence.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count()
         };
         let id = (0..self.sequences.len())
             .filter(|&id| !self.sequences[id].busy)

@@ -69,11 +69,8 @@ impl StopFilter {
 
     pub fn push(&mut self, text: &str) -> Filtered {
         self.pending.push_str(text);
-        let first_stop = self
-            .stops
-            .iter()
-            .filter_map(|stop| self.pending.find(stop.as_str()))
-            .min();
+        let first_stop =
+            self.stops.iter().filter_map(|stop| self.pending.find(stop.as_str())).min();
         if let Some(at) = first_stop {
             let before = self.pending[..at].to_string();
             self.pending.clear();
@@ -91,11 +88,7 @@ impl StopFilter {
         pending
             .char_indices()
             .map(|(at, _)| at)
-            .find(|&at| {
-                self.stops
-                    .iter()
-                    .any(|stop| stop.starts_with(&pending[at..]))
-            })
+            .find(|&at| self.stops.iter().any(|stop| stop.starts_with(&pending[at..])))
             .map_or(0, |at| pending.len() - at)
     }
 

@@ -53,11 +53,29 @@ mod bridge {
             group_size: i32,
             bits: i32,
         ) -> Result<UniquePtr<Array>>;
-        fn dequantize(w: &Array, scales: &Array, biases: &Array, group_size: i32, bits: i32) -> Result<UniquePtr<Array>>;
+        fn dequantize(
+            w: &Array,
+            scales: &Array,
+            biases: &Array,
+            group_size: i32,
+            bits: i32,
+        ) -> Result<UniquePtr<Array>>;
 
         fn rms_norm(x: &Array, weight: &Array, eps: f32) -> Result<UniquePtr<Array>>;
-        fn rope(x: &Array, dims: i32, traditional: bool, base: f32, offset: i32) -> Result<UniquePtr<Array>>;
-        fn attention(q: &Array, k: &Array, v: &Array, scale: f32, causal: bool) -> Result<UniquePtr<Array>>;
+        fn rope(
+            x: &Array,
+            dims: i32,
+            traditional: bool,
+            base: f32,
+            offset: i32,
+        ) -> Result<UniquePtr<Array>>;
+        fn attention(
+            q: &Array,
+            k: &Array,
+            v: &Array,
+            scale: f32,
+            causal: bool,
+        ) -> Result<UniquePtr<Array>>;
 
         fn gpu_available() -> bool;
         fn active_memory() -> usize;
@@ -76,7 +94,10 @@ fn mlx_error(what: &str, error: cxx::Exception) -> PluginError {
     PluginError::internal(format!("MLX {what}: {}", error.what()))
 }
 
-fn wrap(what: &str, result: Result<UniquePtr<bridge::Array>, cxx::Exception>) -> Result<Array, PluginError> {
+fn wrap(
+    what: &str,
+    result: Result<UniquePtr<bridge::Array>, cxx::Exception>,
+) -> Result<Array, PluginError> {
     result.map(Array).map_err(|error| mlx_error(what, error))
 }
 
@@ -92,15 +113,16 @@ impl std::fmt::Debug for Array {
 /// Every tensor of a GGUF file, as MLX decodes it: quantized `X.weight` tensors come
 /// with `X.scales` and `X.biases`.
 pub fn load_gguf(path: &str) -> Result<Vec<(String, Array)>, PluginError> {
-    named(bridge::load_gguf(path).map_err(|error| PluginError::model_file(format!("MLX cannot load {path}: {}", error.what())))?)
+    named(bridge::load_gguf(path).map_err(|error| {
+        PluginError::model_file(format!("MLX cannot load {path}: {}", error.what()))
+    })?)
 }
 
 /// Every tensor of a safetensors file.
 pub fn load_safetensors(path: &str) -> Result<Vec<(String, Array)>, PluginError> {
-    named(
-        bridge::load_safetensors(path)
-            .map_err(|error| PluginError::model_file(format!("MLX cannot load {path}: {}", error.what())))?,
-    )
+    named(bridge::load_safetensors(path).map_err(|error| {
+        PluginError::model_file(format!("MLX cannot load {path}: {}", error.what()))
+    })?)
 }
 
 fn named(arrays: Vec<bridge::NamedArray>) -> Result<Vec<(String, Array)>, PluginError> {
@@ -195,9 +217,18 @@ impl Array {
         group_size: i32,
         bits: i32,
     ) -> Result<Self, PluginError> {
-        wrap("quantized_matmul", bridge::quantized_matmul(&self.0, &w.0, &scales.0, &biases.0, group_size, bits))
+        wrap(
+            "quantized_matmul",
+            bridge::quantized_matmul(&self.0, &w.0, &scales.0, &biases.0, group_size, bits),
+        )
     }
-    pub fn dequantize(&self, scales: &Array, biases: &Array, group_size: i32, bits: i32) -> Result<Self, PluginError> {
+    pub fn dequantize(
+        &self,
+        scales: &Array,
+        biases: &Array,
+        group_size: i32,
+        bits: i32,
+    ) -> Result<Self, PluginError> {
         wrap("dequantize", bridge::dequantize(&self.0, &scales.0, &biases.0, group_size, bits))
     }
     /// `mlx::fast::rms_norm` over the last axis.
@@ -205,11 +236,23 @@ impl Array {
         wrap("rms_norm", bridge::rms_norm(&self.0, &weight.0, eps))
     }
     /// `mlx::fast::rope` on `[batch, heads, tokens, head_dim]`, tokens starting at `offset`.
-    pub fn rope(&self, dims: i32, traditional: bool, base: f32, offset: i32) -> Result<Self, PluginError> {
+    pub fn rope(
+        &self,
+        dims: i32,
+        traditional: bool,
+        base: f32,
+        offset: i32,
+    ) -> Result<Self, PluginError> {
         wrap("rope", bridge::rope(&self.0, dims, traditional, base, offset))
     }
     /// `mlx::fast::scaled_dot_product_attention`; grouped-query heads are broadcast by MLX.
-    pub fn attention(&self, k: &Array, v: &Array, scale: f32, causal: bool) -> Result<Self, PluginError> {
+    pub fn attention(
+        &self,
+        k: &Array,
+        v: &Array,
+        scale: f32,
+        causal: bool,
+    ) -> Result<Self, PluginError> {
         wrap("attention", bridge::attention(&self.0, &k.0, &v.0, scale, causal))
     }
 }

@@ -54,7 +54,12 @@ impl KvCache {
     }
 
     /// Append this step's keys and values for `layer`; returns the whole history.
-    fn extend(&mut self, layer: usize, k: Array, v: Array) -> Result<(&Array, &Array), PluginError> {
+    fn extend(
+        &mut self,
+        layer: usize,
+        k: Array,
+        v: Array,
+    ) -> Result<(&Array, &Array), PluginError> {
         if layer == self.layers.len() {
             self.layers.push((k, v));
         } else {
@@ -92,19 +97,33 @@ impl Forward<'_> {
             let name = |part: &str| format!("blk.{index}.{part}");
             let h = x.rms_norm(&layer.attn_norm, c.eps)?;
             // [1, n, heads * head_dim] -> [1, heads, n, head_dim]
-            let heads = |y: Array, count: i32, norm: Option<&Array>| -> Result<Array, PluginError> {
+            let heads = |y: Array,
+                         count: i32,
+                         norm: Option<&Array>|
+             -> Result<Array, PluginError> {
                 let mut y = y.reshape(&[1, n, count, c.head_dim])?;
                 if let Some(norm) = norm {
                     y = y.rms_norm(norm, c.eps)?;
                 }
                 y.transpose(&[0, 2, 1, 3])?.rope(c.n_rot, c.traditional_rope, c.freq_base, offset)
             };
-            let q = heads(self.linear(&name("attn_q"), &layer.q, &h)?, c.heads, layer.q_norm.as_ref())?;
-            let k = heads(self.linear(&name("attn_k"), &layer.k, &h)?, c.kv_heads, layer.k_norm.as_ref())?;
-            let v = self.linear(&name("attn_v"), &layer.v, &h)?.reshape(&[1, n, c.kv_heads, c.head_dim])?.transpose(&[0, 2, 1, 3])?;
+            let q =
+                heads(self.linear(&name("attn_q"), &layer.q, &h)?, c.heads, layer.q_norm.as_ref())?;
+            let k = heads(
+                self.linear(&name("attn_k"), &layer.k, &h)?,
+                c.kv_heads,
+                layer.k_norm.as_ref(),
+            )?;
+            let v = self
+                .linear(&name("attn_v"), &layer.v, &h)?
+                .reshape(&[1, n, c.kv_heads, c.head_dim])?
+                .transpose(&[0, 2, 1, 3])?;
             let (k, v) = cache.extend(index, k, v)?;
             // MLX aligns the causal mask to the end, so a chunk after cached tokens sees them all.
-            let attended = q.attention(k, v, scale, n > 1)?.transpose(&[0, 2, 1, 3])?.reshape(&[1, n, c.heads * c.head_dim])?;
+            let attended = q
+                .attention(k, v, scale, n > 1)?
+                .transpose(&[0, 2, 1, 3])?
+                .reshape(&[1, n, c.heads * c.head_dim])?;
             x = x.add(&self.linear(&name("attn_output"), &layer.o, &attended)?)?;
 
             let h = x.rms_norm(&layer.ffn_norm, c.eps)?;
@@ -112,7 +131,9 @@ impl Forward<'_> {
             let up = self.linear(&name("ffn_up"), &layer.up, &h)?;
             x = x.add(&self.linear(&name("ffn_down"), &layer.down, &gate.multiply(&up)?)?)?;
         }
-        let last = x.slice(&[0, n - 1, 0], &[1, n, c.n_embd])?.rms_norm(&self.weights.output_norm, c.eps)?;
+        let last = x
+            .slice(&[0, n - 1, 0], &[1, n, c.n_embd])?
+            .rms_norm(&self.weights.output_norm, c.eps)?;
         let logits = self.linear("output", self.weights.output(), &last)?.to_f32_vec()?;
         cache.len += n;
         Ok(logits)

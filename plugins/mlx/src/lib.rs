@@ -23,7 +23,8 @@ pub mod weights;
 
 use hearth_sdk::abi_stable::std_types::{RString, RVec};
 use hearth_sdk::{
-    Backend, BackendInfo, DeviceInfo, DeviceKind, HostProfile, LoadRequest, Model, PluginError, Probe, API_VERSION,
+    Backend, BackendInfo, DeviceInfo, DeviceKind, HostProfile, LoadRequest, Model, PluginError,
+    Probe, API_VERSION,
 };
 
 /// The MLX backend. Holds nothing: each model owns its arrays, so dropping a model
@@ -71,12 +72,19 @@ impl Backend for MlxBackend {
     }
 
     fn load(&self, request: &LoadRequest) -> Result<Box<dyn Model>, PluginError> {
-        let path = request.paths.first().ok_or_else(|| PluginError::invalid_request("no model file given"))?;
+        let path = request
+            .paths
+            .first()
+            .ok_or_else(|| PluginError::invalid_request("no model file given"))?;
         let model = match request.format.as_str() {
             "gguf" => model::MlxModel::load(path.as_str(), request.context_size)?,
             // An MLX-format folder, or one of its weight files (what a catalog artifact names).
             "safetensors" => model::MlxModel::load_mlx(path.as_str(), request.context_size)?,
-            other => return Err(PluginError::unsupported(format!("format `{other}` (the MLX backend reads gguf and safetensors)"))),
+            other => {
+                return Err(PluginError::unsupported(format!(
+                    "format `{other}` (the MLX backend reads gguf and safetensors)"
+                )))
+            }
         };
         Ok(Box::new(model))
     }

@@ -33,40 +33,66 @@ impl Adapter {
     /// name for it, used in errors.
     pub fn load(name: &str, path: &str, config: &Config) -> Result<Self, PluginError> {
         let arch = config.arch.as_str();
-        let invalid = |what: String| PluginError::invalid_request(format!("adapter `{name}` ({path}): {what}"));
+        let invalid = |what: String| {
+            PluginError::invalid_request(format!("adapter `{name}` ({path}): {what}"))
+        };
         let gguf = Gguf::open(path).map_err(|error| invalid(error.to_string()))?;
-        if gguf.str("general.type").ok() != Some("adapter") || gguf.str("adapter.type").ok() != Some("lora") {
-            return Err(invalid("not a LoRA adapter (general.type must be `adapter`, adapter.type `lora`)".into()));
+        if gguf.str("general.type").ok() != Some("adapter")
+            || gguf.str("adapter.type").ok() != Some("lora")
+        {
+            return Err(invalid(
+                "not a LoRA adapter (general.type must be `adapter`, adapter.type `lora`)".into(),
+            ));
         }
         match gguf.str("general.architecture") {
             Ok(found) if found == arch => {}
-            Ok(found) => return Err(invalid(format!("made for architecture `{found}`, the model is `{arch}`"))),
+            Ok(found) => {
+                return Err(invalid(format!(
+                    "made for architecture `{found}`, the model is `{arch}`"
+                )))
+            }
             Err(error) => return Err(invalid(error.to_string())),
         }
-        if let Some(t) = gguf.tensors().iter().find(|t| !matches!(t.ty, GgmlType::F32 | GgmlType::F16)) {
-            return Err(invalid(format!("tensor `{}` is {}; adapters must be F32 or F16", t.name, t.ty.name())));
+        if let Some(t) =
+            gguf.tensors().iter().find(|t| !matches!(t.ty, GgmlType::F32 | GgmlType::F16))
+        {
+            return Err(invalid(format!(
+                "tensor `{}` is {}; adapters must be F32 or F16",
+                t.name,
+                t.ty.name()
+            )));
         }
         let alpha = gguf.f64("adapter.lora.alpha").unwrap_or(0.0) as f32;
         let mut arrays: HashMap<String, Array> = ffi::load_gguf(path)?.into_iter().collect();
-        let bases: Vec<String> =
-            arrays.keys().filter_map(|key| key.strip_suffix(".weight.lora_a")).map(str::to_string).collect();
+        let bases: Vec<String> = arrays
+            .keys()
+            .filter_map(|key| key.strip_suffix(".weight.lora_a"))
+            .map(str::to_string)
+            .collect();
         let mut pairs = HashMap::new();
         for base in bases {
-            let a = arrays.remove(&format!("{base}.weight.lora_a")).expect("listed above").as_f32()?;
+            let a =
+                arrays.remove(&format!("{base}.weight.lora_a")).expect("listed above").as_f32()?;
             let b = arrays
                 .remove(&format!("{base}.weight.lora_b"))
                 .ok_or_else(|| invalid(format!("`{base}.weight.lora_a` has no matching lora_b")))?
                 .as_f32()?;
             let (a_shape, b_shape) = (a.shape(), b.shape());
             if a_shape.len() != 2 || b_shape.len() != 2 || a_shape[0] != b_shape[1] {
-                return Err(invalid(format!("`{base}`: lora_a {a_shape:?} and lora_b {b_shape:?} do not pair")));
+                return Err(invalid(format!(
+                    "`{base}`: lora_a {a_shape:?} and lora_b {b_shape:?} do not pair"
+                )));
             }
             let heads = match base.rsplit('.').next() {
                 Some("attn_q") => config.heads,
                 Some("attn_k") => config.kv_heads,
                 _ => 0,
             };
-            let b = if heads > 0 && config.arch == "llama" && !config.traditional_rope { unpermute_rows(&b, heads)? } else { b };
+            let b = if heads > 0 && config.arch == "llama" && !config.traditional_rope {
+                unpermute_rows(&b, heads)?
+            } else {
+                b
+            };
             a.eval()?;
             b.eval()?;
             let factor = if alpha == 0.0 { 1.0 } else { alpha / a_shape[0] as f32 };

@@ -43,7 +43,8 @@ pub fn tensor_name(gguf: &str) -> String {
     if let Some(name) = global {
         return name.to_string();
     }
-    let Some((layer, part)) = gguf.strip_prefix("blk.").and_then(|rest| rest.split_once('.')) else {
+    let Some((layer, part)) = gguf.strip_prefix("blk.").and_then(|rest| rest.split_once('.'))
+    else {
         return gguf.to_string();
     };
     let part = match part {
@@ -66,10 +67,13 @@ pub fn tensor_name(gguf: &str) -> String {
 fn read_json(dir: &Path, name: &str) -> Result<Value, PluginError> {
     let path = dir.join(name);
     let text = std::fs::read_to_string(&path).map_err(|error| match error.kind() {
-        std::io::ErrorKind::NotFound => PluginError::model_file(format!("{name} is missing from {}", dir.display())),
+        std::io::ErrorKind::NotFound => {
+            PluginError::model_file(format!("{name} is missing from {}", dir.display()))
+        }
         _ => PluginError::model_file(format!("cannot read {}: {error}", path.display())),
     })?;
-    serde_json::from_str(&text).map_err(|error| PluginError::model_file(format!("{name} is not valid JSON: {error}")))
+    serde_json::from_str(&text)
+        .map_err(|error| PluginError::model_file(format!("{name} is not valid JSON: {error}")))
 }
 
 /// A token named in tokenizer_config.json: a string, or an object with `content`.
@@ -99,7 +103,11 @@ impl Folder {
             .and_then(Value::as_u64)
             .and_then(|value| i32::try_from(value).ok())
             .filter(|&value| value > 0)
-            .ok_or_else(|| PluginError::model_file(format!("config.json: `{key}` is missing or not a positive integer")))
+            .ok_or_else(|| {
+                PluginError::model_file(format!(
+                    "config.json: `{key}` is missing or not a positive integer"
+                ))
+            })
     }
 
     fn int_or(&self, key: &str, default: i32) -> Result<i32, PluginError> {
@@ -118,18 +126,26 @@ impl Folder {
             "llama" => false,
             "qwen3" => true,
             other => {
-                return Err(PluginError::unsupported(format!("model_type `{other}` (the MLX backend runs llama and qwen3)")))
+                return Err(PluginError::unsupported(format!(
+                    "model_type `{other}` (the MLX backend runs llama and qwen3)"
+                )))
             }
         };
         if let Some(scaling) = json.get("rope_scaling").filter(|value| !value.is_null()) {
             return Err(PluginError::unsupported(format!("rope scaling {scaling}")));
         }
-        if let Some(act) = json.get("hidden_act").and_then(Value::as_str).filter(|act| *act != "silu") {
-            return Err(PluginError::unsupported(format!("activation `{act}` (the MLX backend runs SwiGLU)")));
+        if let Some(act) =
+            json.get("hidden_act").and_then(Value::as_str).filter(|act| *act != "silu")
+        {
+            return Err(PluginError::unsupported(format!(
+                "activation `{act}` (the MLX backend runs SwiGLU)"
+            )));
         }
         for bias in ["attention_bias", "mlp_bias"] {
             if json.get(bias).and_then(Value::as_bool) == Some(true) {
-                return Err(PluginError::unsupported(format!("`{bias}` (projections with biases)")));
+                return Err(PluginError::unsupported(format!(
+                    "`{bias}` (projections with biases)"
+                )));
             }
         }
         let n_embd = self.int("hidden_size")?;
@@ -142,10 +158,9 @@ impl Folder {
             )));
         }
         let float = |key: &str, default: Option<f64>| {
-            json.get(key)
-                .and_then(Value::as_f64)
-                .or(default)
-                .ok_or_else(|| PluginError::model_file(format!("config.json: `{key}` is missing or not a number")))
+            json.get(key).and_then(Value::as_f64).or(default).ok_or_else(|| {
+                PluginError::model_file(format!("config.json: `{key}` is missing or not a number"))
+            })
         };
         Ok(Config {
             n_embd,
@@ -171,12 +186,17 @@ impl Folder {
         let settings = read_json(&self.dir, "tokenizer_config.json")?;
         let path = self.dir.join("tokenizer.json");
         let json = std::fs::read_to_string(&path).map_err(|error| match error.kind() {
-            std::io::ErrorKind::NotFound => PluginError::model_file(format!("tokenizer.json is missing from {}", self.dir.display())),
+            std::io::ErrorKind::NotFound => PluginError::model_file(format!(
+                "tokenizer.json is missing from {}",
+                self.dir.display()
+            )),
             _ => PluginError::model_file(format!("cannot read {}: {error}", path.display())),
         })?;
-        let (bos, eos) = (token_text(settings.get("bos_token")), token_text(settings.get("eos_token")));
+        let (bos, eos) =
+            (token_text(settings.get("bos_token")), token_text(settings.get("eos_token")));
         let add_bos = settings.get("add_bos_token").and_then(Value::as_bool).unwrap_or(false);
-        let tokenizer = Tokenizer::from_json(&json, bos, eos, add_bos).map_err(|error| PluginError::unsupported(error.to_string()))?;
+        let tokenizer = Tokenizer::from_json(&json, bos, eos, add_bos)
+            .map_err(|error| PluginError::unsupported(error.to_string()))?;
         let source = match settings.get("chat_template") {
             Some(Value::String(source)) => Some(source.clone()),
             // A list of named templates: the default one.
@@ -207,16 +227,21 @@ impl Folder {
             return Ok(vec![single]);
         }
         let index = read_json(&self.dir, "model.safetensors.index.json")?;
-        let map = index
-            .get("weight_map")
-            .and_then(Value::as_object)
-            .ok_or_else(|| PluginError::model_file("model.safetensors.index.json has no `weight_map` object"))?;
+        let map = index.get("weight_map").and_then(Value::as_object).ok_or_else(|| {
+            PluginError::model_file("model.safetensors.index.json has no `weight_map` object")
+        })?;
         let mut files = BTreeSet::new();
         for file in map.values() {
             // A shard name is a plain file name in the folder, never a path out of it.
             match file.as_str() {
-                Some(name) if !name.contains(['/', '\\']) && name != ".." => files.insert(self.dir.join(name)),
-                _ => return Err(PluginError::model_file(format!("model.safetensors.index.json: bad shard name {file}"))),
+                Some(name) if !name.contains(['/', '\\']) && name != ".." => {
+                    files.insert(self.dir.join(name))
+                }
+                _ => {
+                    return Err(PluginError::model_file(format!(
+                        "model.safetensors.index.json: bad shard name {file}"
+                    )))
+                }
             };
         }
         Ok(files.into_iter().collect())
@@ -225,17 +250,27 @@ impl Folder {
     /// `(group_size, bits)` of the weight `base`: config.json's `quantization`, or its
     /// per-weight entry when it has one.
     fn quantization(&self, base: &str) -> Result<(i32, i32), PluginError> {
-        let settings = self.config.get("quantization").filter(|q| q.is_object()).ok_or_else(|| {
-            PluginError::model_file(format!("`{base}.weight` is packed (uint32) but config.json has no `quantization`"))
-        })?;
-        if let Some(mode) = settings.get("mode").and_then(Value::as_str).filter(|mode| *mode != "affine") {
-            return Err(PluginError::unsupported(format!("quantization mode `{mode}` (the MLX backend runs affine)")));
+        let settings =
+            self.config.get("quantization").filter(|q| q.is_object()).ok_or_else(|| {
+                PluginError::model_file(format!(
+                    "`{base}.weight` is packed (uint32) but config.json has no `quantization`"
+                ))
+            })?;
+        if let Some(mode) =
+            settings.get("mode").and_then(Value::as_str).filter(|mode| *mode != "affine")
+        {
+            return Err(PluginError::unsupported(format!(
+                "quantization mode `{mode}` (the MLX backend runs affine)"
+            )));
         }
         let entry = settings.get(base).filter(|entry| entry.is_object()).unwrap_or(settings);
         let get = |key: &str, allowed: &[i64]| {
             let value = entry.get(key).and_then(Value::as_i64);
             value.filter(|v| allowed.contains(v)).map(|v| v as i32).ok_or_else(|| {
-                PluginError::unsupported(format!("quantization `{key}` = {} for `{base}`", entry.get(key).unwrap_or(&Value::Null)))
+                PluginError::unsupported(format!(
+                    "quantization `{key}` = {} for `{base}`",
+                    entry.get(key).unwrap_or(&Value::Null)
+                ))
             })
         };
         Ok((get("group_size", &GROUP_SIZES)?, get("bits", &BITS)?))
@@ -246,27 +281,37 @@ impl Folder {
         let shards = self.shards()?;
         let mut quantized = HashMap::new();
         for shard in &shards {
-            let file = Safetensors::open(shard).map_err(|error| PluginError::model_file(error.to_string()))?;
+            let file = Safetensors::open(shard)
+                .map_err(|error| PluginError::model_file(error.to_string()))?;
             for tensor in file.tensors() {
                 let known = matches!(tensor.dtype.as_str(), "F16" | "BF16" | "F32" | "U32");
                 if !known {
-                    return Err(PluginError::unsupported(format!("tensor `{}` has dtype {}", tensor.name, tensor.dtype)));
+                    return Err(PluginError::unsupported(format!(
+                        "tensor `{}` has dtype {}",
+                        tensor.name, tensor.dtype
+                    )));
                 }
                 // A packed weight is quantized whether or not its scales made it into the file.
-                if let Some(base) = tensor.name.strip_suffix(".weight").filter(|_| tensor.dtype == "U32") {
+                if let Some(base) =
+                    tensor.name.strip_suffix(".weight").filter(|_| tensor.dtype == "U32")
+                {
                     quantized.insert(base.to_string(), self.quantization(base)?);
                 }
             }
         }
         let mut arrays = HashMap::new();
         for shard in &shards {
-            let path = shard.to_str().ok_or_else(|| PluginError::model_file("the model path is not UTF-8"))?;
+            let path = shard
+                .to_str()
+                .ok_or_else(|| PluginError::model_file("the model path is not UTF-8"))?;
             arrays.extend(ffi::load_safetensors(path)?);
         }
         // mlx-lm ties embeddings unless config.json says otherwise; an `lm_head` present is used either way.
         let tied = self.config.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(true);
         if !tied && !arrays.contains_key("lm_head.weight") {
-            return Err(PluginError::model_file("tensor `lm_head.weight` is missing (and config.json unties the embeddings)"));
+            return Err(PluginError::model_file(
+                "tensor `lm_head.weight` is missing (and config.json unties the embeddings)",
+            ));
         }
         Ok(Tensors::new(arrays, quantized, tensor_name))
     }

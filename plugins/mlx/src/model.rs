@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use hearth_sdk::helpers::{ChatTemplate, Gguf, Sampler, StopMatcher, StreamDecoder, Tokenizer};
 use hearth_sdk::{
-    AdapterUse, FinishReason, GenerateRequest, GenerateStats, MemoryUsage, Model, PluginError, SinkControl, TokenSink,
+    AdapterUse, FinishReason, GenerateRequest, GenerateStats, MemoryUsage, Model, PluginError,
+    SinkControl, TokenSink,
 };
 
 use crate::ffi;
@@ -48,12 +49,16 @@ impl MlxModel {
         let gguf = Gguf::open(path).map_err(|error| PluginError::model_file(error.to_string()))?;
         check_types(&gguf)?;
         let config = Config::from_gguf(&gguf)?;
-        let tokenizer = Tokenizer::from_gguf(&gguf).map_err(|error| PluginError::unsupported(error.to_string()))?;
+        let tokenizer = Tokenizer::from_gguf(&gguf)
+            .map_err(|error| PluginError::unsupported(error.to_string()))?;
         let template = match gguf.str("tokenizer.chat_template") {
             Ok(source) => {
-                let text = |id: Option<u32>| id.and_then(|id| tokenizer.token_text(id)).unwrap_or("").to_string();
-                let template = ChatTemplate::new(source, &text(tokenizer.bos()), &text(tokenizer.eos()))
-                    .map_err(|error| PluginError::unsupported(error.to_string()))?;
+                let text = |id: Option<u32>| {
+                    id.and_then(|id| tokenizer.token_text(id)).unwrap_or("").to_string()
+                };
+                let template =
+                    ChatTemplate::new(source, &text(tokenizer.bos()), &text(tokenizer.eos()))
+                        .map_err(|error| PluginError::unsupported(error.to_string()))?;
                 Some(template)
             }
             Err(_) => None,
@@ -72,7 +77,13 @@ impl MlxModel {
         Ok(Self::new(config, weights, tokenizer, template, context_size))
     }
 
-    fn new(config: Config, weights: Weights, tokenizer: Tokenizer, template: Option<ChatTemplate>, context_size: u32) -> Self {
+    fn new(
+        config: Config,
+        weights: Weights,
+        tokenizer: Tokenizer,
+        template: Option<ChatTemplate>,
+        context_size: u32,
+    ) -> Self {
         let requested = if context_size == 0 { DEFAULT_CONTEXT } else { context_size };
         let ctx = requested.min(config.context_length);
         Self {
@@ -92,7 +103,11 @@ impl MlxModel {
 
     /// Logits after evaluating `tokens` from position 0 (used by the cross-checks).
     pub fn logits(&self, tokens: &[u32]) -> Result<Vec<f32>, PluginError> {
-        let forward = Forward { config: &self.config, weights: &self.weights, adapters: &ActiveAdapters::default() };
+        let forward = Forward {
+            config: &self.config,
+            weights: &self.weights,
+            adapters: &ActiveAdapters::default(),
+        };
         forward.run(&mut KvCache::default(), tokens)
     }
 
@@ -101,9 +116,13 @@ impl MlxModel {
             return Ok(prompt.to_string());
         }
         let template = self.template.as_ref().ok_or_else(|| {
-            PluginError::invalid_request("the model has no chat template; send a raw prompt instead of messages")
+            PluginError::invalid_request(
+                "the model has no chat template; send a raw prompt instead of messages",
+            )
         })?;
-        template.render(&request.messages, true).map_err(|error| PluginError::invalid_request(error.to_string()))
+        template
+            .render(&request.messages, true)
+            .map_err(|error| PluginError::invalid_request(error.to_string()))
     }
 
     /// The request's adapters, loaded once per path and checked against this model.
@@ -115,7 +134,10 @@ impl MlxModel {
             if !loaded.contains_key(path) {
                 let new = Adapter::load(adapter.name.as_str(), path, &self.config)?;
                 for (base, inputs, outputs) in new.shapes() {
-                    let fits = self.weights.linear(base).is_some_and(|linear| linear.in_out() == (inputs, outputs));
+                    let fits = self
+                        .weights
+                        .linear(base)
+                        .is_some_and(|linear| linear.in_out() == (inputs, outputs));
                     if !fits {
                         return Err(PluginError::invalid_request(format!(
                             "adapter `{}` ({path}): `{base}` [{inputs} -> {outputs}] does not match the model",
@@ -142,7 +164,13 @@ impl MlxModel {
             *session = Session { adapters, ..Session::default() };
         }
         // At least the last prompt token is evaluated again: its logits are needed.
-        let shared = session.tokens.iter().zip(prompt).take_while(|(a, b)| a == b).count().min(prompt.len() - 1);
+        let shared = session
+            .tokens
+            .iter()
+            .zip(prompt)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(prompt.len() - 1);
         session.cache.truncate(shared as u32)?;
         session.tokens.truncate(shared);
         let mut logits = Vec::new();
@@ -161,7 +189,10 @@ impl MlxModel {
     ) -> Result<GenerateStats, PluginError> {
         let started = Instant::now();
         let text = self.prompt_text(request)?;
-        let prompt = self.tokenizer.encode(&text).map_err(|error| PluginError::invalid_request(error.to_string()))?;
+        let prompt = self
+            .tokenizer
+            .encode(&text)
+            .map_err(|error| PluginError::invalid_request(error.to_string()))?;
         if prompt.is_empty() || prompt.len() >= self.ctx as usize {
             return Err(PluginError::invalid_request(format!(
                 "the prompt is {} tokens; it must be between 1 and {} for this context",
@@ -171,7 +202,12 @@ impl MlxModel {
         }
         let adapters = self.active_adapters(&request.adapters)?;
         let forward = Forward { config: &self.config, weights: &self.weights, adapters: &adapters };
-        let signature = request.adapters.iter().filter(|a| a.scale != 0.0).map(|a| (a.path.to_string(), a.scale)).collect();
+        let signature = request
+            .adapters
+            .iter()
+            .filter(|a| a.scale != 0.0)
+            .map(|a| (a.path.to_string(), a.scale))
+            .collect();
         let mut logits = self.evaluate_prompt(session, &forward, &prompt, signature)?;
         let prompt_ms = started.elapsed().as_secs_f64() * 1e3;
 
@@ -206,9 +242,16 @@ impl MlxModel {
         if finish_reason != FinishReason::Cancelled && !stopped_by_string {
             // Text held back for a stop string that never came, and a cut character.
             let released = stops.push(&decoder.finish());
-            let rest = if released.stopped { released.text } else { released.text + &stops.finish() };
+            let rest =
+                if released.stopped { released.text } else { released.text + &stops.finish() };
             if !rest.is_empty() && sink.on_token(&rest) == SinkControl::Stop {
-                return Ok(stats(prompt.len(), generated, prompt_ms, started, FinishReason::Cancelled));
+                return Ok(stats(
+                    prompt.len(),
+                    generated,
+                    prompt_ms,
+                    started,
+                    FinishReason::Cancelled,
+                ));
             }
         }
         Ok(stats(prompt.len(), generated, prompt_ms, started, finish_reason))
@@ -216,7 +259,11 @@ impl MlxModel {
 }
 
 impl Model for MlxModel {
-    fn generate(&self, request: &GenerateRequest, sink: &mut dyn TokenSink) -> Result<GenerateStats, PluginError> {
+    fn generate(
+        &self,
+        request: &GenerateRequest,
+        sink: &mut dyn TokenSink,
+    ) -> Result<GenerateStats, PluginError> {
         // One generation at a time per model: they share the KV cache.
         let mut session = self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let result = self.generate_locked(&mut session, request, sink);
@@ -235,9 +282,15 @@ impl Model for MlxModel {
     fn memory(&self) -> MemoryUsage {
         // This model's own arrays (weights, adapters, KV cache), plus MLX's buffer cache,
         // which is process-wide: MLX has one allocator for every model it runs.
-        let session = self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).cache.nbytes();
-        let adapters: u64 =
-            self.adapters.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).values().map(|a| a.nbytes()).sum();
+        let session =
+            self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).cache.nbytes();
+        let adapters: u64 = self
+            .adapters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .values()
+            .map(|a| a.nbytes())
+            .sum();
         let bytes = self.weights.nbytes() + session + adapters + ffi::cache_memory();
         if ffi::gpu_available() {
             MemoryUsage { host_bytes: 0, device_bytes: bytes }
@@ -247,7 +300,13 @@ impl Model for MlxModel {
     }
 }
 
-fn stats(prompt: usize, generated: u32, prompt_ms: f64, started: Instant, finish_reason: FinishReason) -> GenerateStats {
+fn stats(
+    prompt: usize,
+    generated: u32,
+    prompt_ms: f64,
+    started: Instant,
+    finish_reason: FinishReason,
+) -> GenerateStats {
     GenerateStats {
         prompt_tokens: prompt as u32,
         completion_tokens: generated,

@@ -16,12 +16,17 @@ use crate::ffi::{self, Array};
 
 /// Tensor types `mx::load_gguf` decodes: plain floats, and the three block formats it
 /// turns into MLX affine-quantized weights (4 or 8 bits, groups of 32).
-pub const SUPPORTED_TYPES: [GgmlType; 5] = [GgmlType::F32, GgmlType::F16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0];
+pub const SUPPORTED_TYPES: [GgmlType; 5] =
+    [GgmlType::F32, GgmlType::F16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0];
 
 /// Refuse a file holding any tensor type MLX cannot load, naming the types found.
 pub fn check_types(gguf: &Gguf) -> Result<(), PluginError> {
-    let mut unsupported: Vec<(GgmlType, &str)> =
-        gguf.tensors().iter().filter(|t| !SUPPORTED_TYPES.contains(&t.ty)).map(|t| (t.ty, t.name.as_str())).collect();
+    let mut unsupported: Vec<(GgmlType, &str)> = gguf
+        .tensors()
+        .iter()
+        .filter(|t| !SUPPORTED_TYPES.contains(&t.ty))
+        .map(|t| (t.ty, t.name.as_str()))
+        .collect();
     if unsupported.is_empty() {
         return Ok(());
     }
@@ -70,18 +75,25 @@ impl Config {
             "llama" => (true, false),
             "qwen3" => (false, true),
             other => {
-                return Err(PluginError::unsupported(format!("architecture `{other}` (the MLX backend runs llama and qwen3)")))
+                return Err(PluginError::unsupported(format!(
+                    "architecture `{other}` (the MLX backend runs llama and qwen3)"
+                )))
             }
         };
         let key = |name: &str| format!("{arch}.{name}");
         let int = |name: &str| -> Result<i32, PluginError> {
             let value = gguf.u64(&key(name)).map_err(meta_error)?;
-            i32::try_from(value)
-                .ok()
-                .filter(|&v| v > 0)
-                .ok_or_else(|| PluginError::model_file(format!("`{}` = {value} is out of range", key(name))))
+            i32::try_from(value).ok().filter(|&v| v > 0).ok_or_else(|| {
+                PluginError::model_file(format!("`{}` = {value} is out of range", key(name)))
+            })
         };
-        let optional = |name: &str, default: i32| if gguf.get(&key(name)).is_some() { int(name) } else { Ok(default) };
+        let optional = |name: &str, default: i32| {
+            if gguf.get(&key(name)).is_some() {
+                int(name)
+            } else {
+                Ok(default)
+            }
+        };
         if let Ok(kind) = gguf.str(&key("rope.scaling.type")) {
             if kind != "none" {
                 return Err(PluginError::unsupported(format!("rope scaling `{kind}`")));
@@ -141,9 +153,10 @@ impl Linear {
     pub fn rows(&self, ids: &Array) -> Result<Array, PluginError> {
         match self {
             Linear::Dense(w) => w.take(ids, 0),
-            Linear::Quantized { w, scales, biases, group_size, bits } => {
-                w.take(ids, 0)?.dequantize(&scales.take(ids, 0)?, &biases.take(ids, 0)?, *group_size, *bits)?.as_f32()
-            }
+            Linear::Quantized { w, scales, biases, group_size, bits } => w
+                .take(ids, 0)?
+                .dequantize(&scales.take(ids, 0)?, &biases.take(ids, 0)?, *group_size, *bits)?
+                .as_f32(),
         }
     }
 
@@ -164,7 +177,9 @@ impl Linear {
     fn nbytes(&self) -> u64 {
         match self {
             Linear::Dense(w) => w.nbytes(),
-            Linear::Quantized { w, scales, biases, .. } => w.nbytes() + scales.nbytes() + biases.nbytes(),
+            Linear::Quantized { w, scales, biases, .. } => {
+                w.nbytes() + scales.nbytes() + biases.nbytes()
+            }
         }
     }
 }
@@ -206,20 +221,29 @@ pub struct Tensors {
 fn check_shape(name: &str, array: &Array, expected: &[i32]) -> Result<(), PluginError> {
     let shape = array.shape();
     if shape != expected {
-        return Err(PluginError::model_file(format!("tensor `{name}` has shape {shape:?}; the config needs {expected:?}")));
+        return Err(PluginError::model_file(format!(
+            "tensor `{name}` has shape {shape:?}; the config needs {expected:?}"
+        )));
     }
     Ok(())
 }
 
 impl Tensors {
-    pub fn new(arrays: HashMap<String, Array>, quantized: HashMap<String, (i32, i32)>, rename: fn(&str) -> String) -> Self {
+    pub fn new(
+        arrays: HashMap<String, Array>,
+        quantized: HashMap<String, (i32, i32)>,
+        rename: fn(&str) -> String,
+    ) -> Self {
         Self { arrays, quantized, rename }
     }
 
     /// Every tensor of `gguf`, through `mx::load_gguf`: Q4_0, Q4_1 and Q8_0 weights
     /// arrive as MLX affine-quantized ones in groups of 32.
     pub fn from_gguf(gguf: &Gguf) -> Result<Self, PluginError> {
-        let path = gguf.path().to_str().ok_or_else(|| PluginError::model_file("the model path is not UTF-8"))?;
+        let path = gguf
+            .path()
+            .to_str()
+            .ok_or_else(|| PluginError::model_file("the model path is not UTF-8"))?;
         let quantized = gguf
             .tensors()
             .iter()
@@ -236,7 +260,9 @@ impl Tensors {
     }
 
     fn take(&mut self, name: &str) -> Result<Array, PluginError> {
-        self.arrays.remove(name).ok_or_else(|| PluginError::model_file(format!("tensor `{name}` is missing")))
+        self.arrays
+            .remove(name)
+            .ok_or_else(|| PluginError::model_file(format!("tensor `{name}` is missing")))
     }
 
     fn has(&self, name: &str) -> bool {
@@ -268,7 +294,13 @@ impl Tensors {
             check_shape(&name, &array, &[outputs, inputs / group_size])?;
             array.as_f32()
         };
-        Ok(Linear::Quantized { w, scales: per_group("scales")?, biases: per_group("biases")?, group_size, bits })
+        Ok(Linear::Quantized {
+            w,
+            scales: per_group("scales")?,
+            biases: per_group("biases")?,
+            group_size,
+            bits,
+        })
     }
 }
 
@@ -287,8 +319,14 @@ impl Weights {
                     k: t.linear(&name("attn_k"), c.n_embd, kv_width)?,
                     v: t.linear(&name("attn_v"), c.n_embd, kv_width)?,
                     o: t.linear(&name("attn_output"), q_width, c.n_embd)?,
-                    q_norm: c.qk_norm.then(|| t.vector(&name("attn_q_norm"), c.head_dim)).transpose()?,
-                    k_norm: c.qk_norm.then(|| t.vector(&name("attn_k_norm"), c.head_dim)).transpose()?,
+                    q_norm: c
+                        .qk_norm
+                        .then(|| t.vector(&name("attn_q_norm"), c.head_dim))
+                        .transpose()?,
+                    k_norm: c
+                        .qk_norm
+                        .then(|| t.vector(&name("attn_k_norm"), c.head_dim))
+                        .transpose()?,
                     ffn_norm: t.vector(&name("ffn_norm"), c.n_embd)?,
                     gate: t.linear(&name("ffn_gate"), c.n_embd, c.ffn)?,
                     up: t.linear(&name("ffn_up"), c.n_embd, c.ffn)?,
@@ -296,7 +334,11 @@ impl Weights {
                 })
             })
             .collect::<Result<Vec<_>, PluginError>>()?;
-        let output = if tensors.has("output") { Some(tensors.linear("output", c.n_embd, c.vocab)?) } else { None };
+        let output = if tensors.has("output") {
+            Some(tensors.linear("output", c.n_embd, c.vocab)?)
+        } else {
+            None
+        };
         let weights = Self {
             token_embd: tensors.linear("token_embd", c.n_embd, c.vocab)?,
             layers,
@@ -332,7 +374,8 @@ impl Weights {
 
     /// Run the f32 conversions now, on the loading thread, and drop the f16 originals.
     fn eval(&self) -> Result<(), PluginError> {
-        let linears = self.layers.iter().flat_map(|l| [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down]);
+        let linears =
+            self.layers.iter().flat_map(|l| [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down]);
         for linear in linears.chain([&self.token_embd]).chain(self.output.as_ref()) {
             match linear {
                 Linear::Dense(w) => w.eval()?,
@@ -342,7 +385,9 @@ impl Weights {
                 }
             }
         }
-        let norms = self.layers.iter().flat_map(|l| [Some(&l.attn_norm), Some(&l.ffn_norm), l.q_norm.as_ref(), l.k_norm.as_ref()]);
+        let norms = self.layers.iter().flat_map(|l| {
+            [Some(&l.attn_norm), Some(&l.ffn_norm), l.q_norm.as_ref(), l.k_norm.as_ref()]
+        });
         norms.flatten().chain([&self.output_norm]).try_for_each(Array::eval)
     }
 
@@ -359,7 +404,9 @@ impl Weights {
         let norms: u64 = self
             .layers
             .iter()
-            .flat_map(|l| [Some(&l.attn_norm), Some(&l.ffn_norm), l.q_norm.as_ref(), l.k_norm.as_ref()])
+            .flat_map(|l| {
+                [Some(&l.attn_norm), Some(&l.ffn_norm), l.q_norm.as_ref(), l.k_norm.as_ref()]
+            })
             .flatten()
             .map(Array::nbytes)
             .sum();

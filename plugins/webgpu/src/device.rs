@@ -17,7 +17,8 @@ pub struct AdapterFacts {
 
 /// Find the best adapter: a real GPU before a software one. `Err` says why none.
 pub fn find_adapter() -> Result<AdapterFacts, String> {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
     let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
     let rank = |info: &wgpu::AdapterInfo| match info.device_type {
         wgpu::DeviceType::DiscreteGpu => 0,
@@ -28,9 +29,17 @@ pub fn find_adapter() -> Result<AdapterFacts, String> {
     };
     let adapter = adapters
         .into_iter()
-        .filter(|adapter| adapter.get_downlevel_capabilities().flags.contains(wgpu::DownlevelFlags::COMPUTE_SHADERS))
+        .filter(|adapter| {
+            adapter
+                .get_downlevel_capabilities()
+                .flags
+                .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
+        })
         .min_by_key(|adapter| rank(&adapter.get_info()))
-        .ok_or_else(|| "no wgpu adapter with compute shaders (no Vulkan, Metal, DX12 or GL driver found)".to_string())?;
+        .ok_or_else(|| {
+            "no wgpu adapter with compute shaders (no Vulkan, Metal, DX12 or GL driver found)"
+                .to_string()
+        })?;
     Ok(AdapterFacts { info: adapter.get_info(), limits: adapter.limits(), adapter })
 }
 
@@ -62,7 +71,12 @@ pub fn probe() -> Probe {
                 facts.limits.max_storage_buffer_binding_size >> 20,
                 facts.limits.max_buffer_size >> 20,
             );
-            let device = DeviceInfo { kind, name: facts.info.name.into(), memory_total_bytes: 0, memory_free_bytes: 0 };
+            let device = DeviceInfo {
+                kind,
+                name: facts.info.name.into(),
+                memory_total_bytes: 0,
+                memory_free_bytes: 0,
+            };
             Probe { available: true, devices: RVec::from(vec![device]), reason: reason.into() }
         }
     }
@@ -96,8 +110,9 @@ impl Drop for GpuBuffer {
     }
 }
 
-const STORAGE: wgpu::BufferUsages =
-    wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
+const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
 
 impl Gpu {
     /// Open the best adapter with its full limits (the defaults cap storage bindings at
@@ -111,7 +126,13 @@ impl Gpu {
         };
         let (device, queue) = pollster::block_on(facts.adapter.request_device(&descriptor))
             .map_err(|error| PluginError::internal(format!("wgpu device: {error}")))?;
-        Ok(Self { device, queue, info: facts.info, limits: facts.limits, allocated: Arc::new(AtomicU64::new(0)) })
+        Ok(Self {
+            device,
+            queue,
+            info: facts.info,
+            limits: facts.limits,
+            allocated: Arc::new(AtomicU64::new(0)),
+        })
     }
 
     /// Bytes currently allocated through this device.
@@ -149,7 +170,12 @@ impl Gpu {
     }
 
     /// Copy `count` f32 values starting at element `offset` of `buffer` back to the host.
-    pub fn read_f32(&self, buffer: &wgpu::Buffer, offset: u64, count: usize) -> Result<Vec<f32>, PluginError> {
+    pub fn read_f32(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        count: usize,
+    ) -> Result<Vec<f32>, PluginError> {
         let bytes = (count * 4) as u64;
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
@@ -173,7 +199,9 @@ impl Gpu {
             .recv()
             .map_err(|_| PluginError::internal("wgpu dropped the readback"))?
             .map_err(|error| PluginError::internal(format!("wgpu readback: {error}")))?;
-        let view = slice.get_mapped_range().map_err(|error| PluginError::internal(format!("wgpu readback: {error}")))?;
+        let view = slice
+            .get_mapped_range()
+            .map_err(|error| PluginError::internal(format!("wgpu readback: {error}")))?;
         let values = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
         Ok(values)
     }

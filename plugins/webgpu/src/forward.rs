@@ -83,10 +83,18 @@ pub struct Forward<'a> {
 impl Forward<'_> {
     /// Evaluate `tokens` at positions `pos0..`, filling the KV cache; returns the logits
     /// of the last token.
-    pub fn run(&self, scratch: &Scratch, tokens: &[u32], pos0: u32) -> Result<Vec<f32>, PluginError> {
+    pub fn run(
+        &self,
+        scratch: &Scratch,
+        tokens: &[u32],
+        pos0: u32,
+    ) -> Result<Vec<f32>, PluginError> {
         let end = pos0 as usize + tokens.len();
         if tokens.is_empty() || end > scratch.ctx as usize {
-            return Err(PluginError::invalid_request(format!("{end} tokens do not fit the context of {}", scratch.ctx)));
+            return Err(PluginError::invalid_request(format!(
+                "{end} tokens do not fit the context of {}",
+                scratch.ctx
+            )));
         }
         let chunks: Vec<&[u32]> = tokens.chunks(UBATCH as usize).collect();
         let mut pos = pos0;
@@ -100,11 +108,23 @@ impl Forward<'_> {
         self.gpu.read_f32(&scratch.logits.buffer, 0, self.config.vocab as usize)
     }
 
-    fn record<'b>(&'b self, batch: &mut Batch<'b>, s: &'b Scratch, ntok: u32, pos: u32, logits: bool) {
+    fn record<'b>(
+        &'b self,
+        batch: &mut Batch<'b>,
+        s: &'b Scratch,
+        ntok: u32,
+        pos: u32,
+        logits: bool,
+    ) {
         let c = self.config;
         let (e, q_dim, kv_dim) = (c.n_embd, c.q_dim(), c.kv_dim());
         let row = |buffer: &'b GpuBuffer, width: u32| View::new(&buffer.buffer, 0, width);
-        let shape = AttentionShape { heads: c.heads, kv_heads: c.kv_heads, head_dim: c.head_dim, ctx: s.ctx };
+        let shape = AttentionShape {
+            heads: c.heads,
+            kv_heads: c.kv_heads,
+            head_dim: c.head_dim,
+            ctx: s.ctx,
+        };
         batch.get_rows(&self.weights.token_embd, &s.ids.buffer, row(&s.h, e), ntok);
         for (index, layer) in self.weights.layers.iter().enumerate() {
             let (k_cache, v_cache) = (&s.k_cache[index].buffer, &s.v_cache[index].buffer);
@@ -118,18 +138,56 @@ impl Forward<'_> {
                     project(batch, Projection::Q, row(&s.xn, e), row(q_raw, q_dim), false);
                     project(batch, Projection::K, row(&s.xn, e), row(k_raw, kv_dim), false);
                     let heads = ntok * c.heads;
-                    batch.rmsnorm(row(q_raw, q_dim), &q_norm.buffer, row(&s.q, q_dim), heads, c.head_dim, c.eps);
-                    batch.rmsnorm(row(k_raw, kv_dim), &k_norm.buffer, cached, ntok * c.kv_heads, c.head_dim, c.eps);
+                    batch.rmsnorm(
+                        row(q_raw, q_dim),
+                        &q_norm.buffer,
+                        row(&s.q, q_dim),
+                        heads,
+                        c.head_dim,
+                        c.eps,
+                    );
+                    batch.rmsnorm(
+                        row(k_raw, kv_dim),
+                        &k_norm.buffer,
+                        cached,
+                        ntok * c.kv_heads,
+                        c.head_dim,
+                        c.eps,
+                    );
                 }
                 _ => {
                     project(batch, Projection::Q, row(&s.xn, e), row(&s.q, q_dim), false);
                     project(batch, Projection::K, row(&s.xn, e), cached, false);
                 }
             }
-            project(batch, Projection::V, row(&s.xn, e), View::new(v_cache, pos * kv_dim, kv_dim), false);
-            batch.rope(row(&s.q, q_dim), ntok, c.heads, c.head_dim, c.n_rot, pos, c.neox, c.freq_base);
+            project(
+                batch,
+                Projection::V,
+                row(&s.xn, e),
+                View::new(v_cache, pos * kv_dim, kv_dim),
+                false,
+            );
+            batch.rope(
+                row(&s.q, q_dim),
+                ntok,
+                c.heads,
+                c.head_dim,
+                c.n_rot,
+                pos,
+                c.neox,
+                c.freq_base,
+            );
             batch.rope(cached, ntok, c.kv_heads, c.head_dim, c.n_rot, pos, c.neox, c.freq_base);
-            batch.attention(&s.q.buffer, k_cache, v_cache, &s.scores.buffer, &s.attn.buffer, shape, ntok, pos);
+            batch.attention(
+                &s.q.buffer,
+                k_cache,
+                v_cache,
+                &s.scores.buffer,
+                &s.attn.buffer,
+                shape,
+                ntok,
+                pos,
+            );
             project(batch, Projection::O, row(&s.attn, q_dim), row(&s.h, e), true);
             batch.rmsnorm(row(&s.h, e), &layer.ffn_norm.buffer, row(&s.xn, e), ntok, e, c.eps);
             project(batch, Projection::Gate, row(&s.xn, e), row(&s.gate, c.n_ff), false);
@@ -139,8 +197,22 @@ impl Forward<'_> {
         }
         if logits {
             let last = (ntok - 1) * e;
-            batch.rmsnorm(View::new(&s.h.buffer, last, e), &self.weights.output_norm.buffer, row(&s.xn, e), 1, e, c.eps);
-            batch.matmul(self.weights.output(), row(&s.xn, e), row(&s.logits, c.vocab), 1, false, 1.0);
+            batch.rmsnorm(
+                View::new(&s.h.buffer, last, e),
+                &self.weights.output_norm.buffer,
+                row(&s.xn, e),
+                1,
+                e,
+                c.eps,
+            );
+            batch.matmul(
+                self.weights.output(),
+                row(&s.xn, e),
+                row(&s.logits, c.vocab),
+                1,
+                false,
+                1.0,
+            );
         }
     }
 

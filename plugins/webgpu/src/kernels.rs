@@ -13,7 +13,8 @@ const QUANT: &str = include_str!("shaders/quant.wgsl");
 const DECODERS: &str = include_str!("shaders/decode.wgsl");
 
 /// Weight types the kernels read in their stored form.
-pub const SUPPORTED_TYPES: [GgmlType; 5] = [GgmlType::F32, GgmlType::F16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0];
+pub const SUPPORTED_TYPES: [GgmlType; 5] =
+    [GgmlType::F32, GgmlType::F16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0];
 
 /// Bytes reserved per dispatch in the parameter buffer; a parameter block is at most
 /// 64 bytes, the rest is the device's uniform offset alignment.
@@ -22,7 +23,10 @@ const PARAM_BYTES: u64 = 64;
 /// The `decode` function of `ty`, cut from decode.wgsl (sections start with `//! TYPE`).
 fn decoder(ty: GgmlType) -> &'static str {
     let marker = format!("//! {}\n", ty.name());
-    let start = DECODERS.find(&marker).map(|at| at + marker.len()).expect("every supported type has a decoder");
+    let start = DECODERS
+        .find(&marker)
+        .map(|at| at + marker.len())
+        .expect("every supported type has a decoder");
     let end = DECODERS[start..].find("//! ").map_or(DECODERS.len(), |at| start + at);
     &DECODERS[start..end]
 }
@@ -66,7 +70,12 @@ impl Kernels {
             get_rows,
             rmsnorm: pipeline(gpu, "rmsnorm", include_str!("shaders/norm.wgsl"), "rmsnorm"),
             rope: pipeline(gpu, "rope", include_str!("shaders/rope.wgsl"), "rope"),
-            attention: pipeline(gpu, "attention", include_str!("shaders/attention.wgsl"), "attention"),
+            attention: pipeline(
+                gpu,
+                "attention",
+                include_str!("shaders/attention.wgsl"),
+                "attention",
+            ),
             silu_mul: pipeline(gpu, "silu_mul", include_str!("shaders/silu.wgsl"), "silu_mul"),
         }
     }
@@ -90,21 +99,39 @@ pub struct Weight {
 impl Weight {
     /// Upload `bytes` (rows of `ncols` elements of `ty`), split into parts no larger than
     /// the device's storage binding limit.
-    pub fn upload(gpu: &Gpu, name: &str, ty: GgmlType, ncols: u64, nrows: u64, bytes: &[u8]) -> Result<Self, PluginError> {
+    pub fn upload(
+        gpu: &Gpu,
+        name: &str,
+        ty: GgmlType,
+        ncols: u64,
+        nrows: u64,
+        bytes: &[u8],
+    ) -> Result<Self, PluginError> {
         let limit = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size) - 8;
         Self::upload_in_parts(gpu, name, ty, [ncols, nrows], bytes, limit)
     }
 
     /// [`Weight::upload`] with parts of at most `part_limit` bytes (tests use a small
     /// limit to exercise splitting without a huge tensor).
-    pub fn upload_in_parts(gpu: &Gpu, name: &str, ty: GgmlType, shape: [u64; 2], bytes: &[u8], part_limit: u64) -> Result<Self, PluginError> {
+    pub fn upload_in_parts(
+        gpu: &Gpu,
+        name: &str,
+        ty: GgmlType,
+        shape: [u64; 2],
+        bytes: &[u8],
+        part_limit: u64,
+    ) -> Result<Self, PluginError> {
         let [ncols, nrows] = shape;
         if !SUPPORTED_TYPES.contains(&ty) {
-            return Err(PluginError::unsupported(format!("tensor `{name}` has type {ty}, which the WebGPU kernels do not read")));
+            return Err(PluginError::unsupported(format!(
+                "tensor `{name}` has type {ty}, which the WebGPU kernels do not read"
+            )));
         }
         let (block, block_bytes) = ty.block();
         if ncols % 32 != 0 || ncols > u64::from(u32::MAX) || nrows > u64::from(u32::MAX) {
-            return Err(PluginError::unsupported(format!("tensor `{name}` has rows of {ncols} elements; the kernels need a multiple of 32")));
+            return Err(PluginError::unsupported(format!(
+                "tensor `{name}` has rows of {ncols} elements; the kernels need a multiple of 32"
+            )));
         }
         let row_bytes = ncols / block * block_bytes;
         let rows_per_part = (part_limit / row_bytes).max(1);
@@ -113,10 +140,14 @@ impl Weight {
         while row0 < nrows {
             let rows = rows_per_part.min(nrows - row0);
             let start = (row0 * row_bytes) as usize;
-            let chunk = bytes
-                .get(start..start + (rows * row_bytes) as usize)
-                .ok_or_else(|| PluginError::model_file(format!("tensor `{name}` is shorter than its shape")))?;
-            parts.push(Part { buffer: gpu.upload(name, chunk), row0: row0 as u32, rows: rows as u32 });
+            let chunk = bytes.get(start..start + (rows * row_bytes) as usize).ok_or_else(|| {
+                PluginError::model_file(format!("tensor `{name}` is shorter than its shape"))
+            })?;
+            parts.push(Part {
+                buffer: gpu.upload(name, chunk),
+                row0: row0 as u32,
+                rows: rows as u32,
+            });
             row0 += rows;
         }
         Ok(Self { ty, ncols: ncols as u32, nrows: nrows as u32, parts })
@@ -164,11 +195,18 @@ fn split_groups(count: u32) -> [u32; 2] {
 
 impl<'a> Batch<'a> {
     pub fn new(gpu: &'a Gpu, kernels: &'a Kernels) -> Self {
-        let stride = PARAM_BYTES.next_multiple_of(u64::from(gpu.limits.min_uniform_buffer_offset_alignment));
+        let stride =
+            PARAM_BYTES.next_multiple_of(u64::from(gpu.limits.min_uniform_buffer_offset_alignment));
         Self { gpu, kernels, stride, params: Vec::new(), ops: Vec::new() }
     }
 
-    fn push(&mut self, pipeline: &'a wgpu::ComputePipeline, bindings: Vec<(u32, &'a wgpu::Buffer)>, words: &[u32], groups: [u32; 3]) {
+    fn push(
+        &mut self,
+        pipeline: &'a wgpu::ComputePipeline,
+        bindings: Vec<(u32, &'a wgpu::Buffer)>,
+        words: &[u32],
+        groups: [u32; 3],
+    ) {
         let at = self.params.len() as u64;
         self.params.extend(words.iter().flat_map(|word| word.to_le_bytes()));
         self.params.resize((at + self.stride) as usize, 0);
@@ -176,12 +214,29 @@ impl<'a> Batch<'a> {
     }
 
     /// `y[t] (+)= scale · W · x[t]` for `ntok` tokens.
-    pub fn matmul(&mut self, w: &'a Weight, x: View<'a>, y: View<'a>, ntok: u32, accumulate: bool, scale: f32) {
+    pub fn matmul(
+        &mut self,
+        w: &'a Weight,
+        x: View<'a>,
+        y: View<'a>,
+        ntok: u32,
+        accumulate: bool,
+        scale: f32,
+    ) {
         let pipeline = &self.kernels.matmul[&w.ty];
         for part in &w.parts {
             let [gx, gy] = split_groups(part.rows.div_ceil(64));
             let words = [
-                part.rows, w.ncols, ntok, part.row0, x.offset, x.stride, y.offset, y.stride, u32::from(accumulate), scale.to_bits(),
+                part.rows,
+                w.ncols,
+                ntok,
+                part.row0,
+                x.offset,
+                x.stride,
+                y.offset,
+                y.stride,
+                u32::from(accumulate),
+                scale.to_bits(),
             ];
             let bindings = vec![(1, &part.buffer.buffer), (2, x.buffer), (3, y.buffer)];
             self.push(pipeline, bindings, &words, [gx, gy, ntok.div_ceil(8)]);
@@ -199,17 +254,46 @@ impl<'a> Batch<'a> {
     }
 
     /// RMSNorm of `rows` contiguous rows of `n` elements.
-    pub fn rmsnorm(&mut self, x: View<'a>, w: &'a wgpu::Buffer, y: View<'a>, rows: u32, n: u32, eps: f32) {
+    pub fn rmsnorm(
+        &mut self,
+        x: View<'a>,
+        w: &'a wgpu::Buffer,
+        y: View<'a>,
+        rows: u32,
+        n: u32,
+        eps: f32,
+    ) {
         let [gx, gy] = split_groups(rows);
         let words = [rows, n, x.offset, y.offset, eps.to_bits()];
-        self.push(&self.kernels.rmsnorm, vec![(1, x.buffer), (2, w), (3, y.buffer)], &words, [gx, gy, 1]);
+        self.push(
+            &self.kernels.rmsnorm,
+            vec![(1, x.buffer), (2, w), (3, y.buffer)],
+            &words,
+            [gx, gy, 1],
+        );
     }
 
     /// Rotary embedding in place; `x` holds `ntok` tokens of `heads` heads.
     #[allow(clippy::too_many_arguments)] // the kernel's parameters, one each
-    pub fn rope(&mut self, x: View<'a>, ntok: u32, heads: u32, head_dim: u32, n_rot: u32, pos0: u32, neox: bool, freq_base: f32) {
-        let words = [ntok, heads, head_dim, n_rot, pos0, x.offset, u32::from(neox), freq_base.to_bits()];
-        self.push(&self.kernels.rope, vec![(1, x.buffer)], &words, [(heads * n_rot / 2).div_ceil(64), ntok, 1]);
+    pub fn rope(
+        &mut self,
+        x: View<'a>,
+        ntok: u32,
+        heads: u32,
+        head_dim: u32,
+        n_rot: u32,
+        pos0: u32,
+        neox: bool,
+        freq_base: f32,
+    ) {
+        let words =
+            [ntok, heads, head_dim, n_rot, pos0, x.offset, u32::from(neox), freq_base.to_bits()];
+        self.push(
+            &self.kernels.rope,
+            vec![(1, x.buffer)],
+            &words,
+            [(heads * n_rot / 2).div_ceil(64), ntok, 1],
+        );
     }
 
     /// Causal attention of `ntok` queries at positions `pos0..` over the cache.
@@ -226,7 +310,8 @@ impl<'a> Batch<'a> {
         pos0: u32,
     ) {
         let scale = 1.0 / (shape.head_dim as f32).sqrt();
-        let words = [ntok, shape.heads, shape.kv_heads, shape.head_dim, pos0, shape.ctx, scale.to_bits()];
+        let words =
+            [ntok, shape.heads, shape.kv_heads, shape.head_dim, pos0, shape.ctx, scale.to_bits()];
         let bindings = vec![(1, q), (2, k), (3, v), (4, scores), (5, out)];
         self.push(&self.kernels.attention, bindings, &words, [shape.heads, ntok, 1]);
     }
@@ -235,7 +320,12 @@ impl<'a> Batch<'a> {
     pub fn silu_mul(&mut self, g: &'a wgpu::Buffer, u: &'a wgpu::Buffer, n: u32) {
         let groups = n.div_ceil(64);
         let words = [n];
-        self.push(&self.kernels.silu_mul, vec![(1, g), (2, u)], &words, [groups.min(65535), groups.div_ceil(65535), 1]);
+        self.push(
+            &self.kernels.silu_mul,
+            vec![(1, g), (2, u)],
+            &words,
+            [groups.min(65535), groups.div_ceil(65535), 1],
+        );
     }
 
     /// Encode every recorded dispatch into one compute pass and submit it.
@@ -251,29 +341,28 @@ impl<'a> Batch<'a> {
             mapped_at_creation: false,
         });
         self.gpu.queue.write_buffer(&params, 0, &self.params);
-        let bind_groups: Vec<wgpu::BindGroup> = self
-            .ops
-            .iter()
-            .map(|op| {
-                let mut entries = vec![wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &params,
-                        offset: op.params,
-                        size: wgpu::BufferSize::new(PARAM_BYTES),
-                    }),
-                }];
-                entries.extend(op.bindings.iter().map(|&(binding, buffer)| wgpu::BindGroupEntry {
-                    binding,
-                    resource: buffer.as_entire_binding(),
-                }));
-                device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: None,
-                    layout: &op.pipeline.get_bind_group_layout(0),
-                    entries: &entries,
+        let bind_groups: Vec<wgpu::BindGroup> =
+            self.ops
+                .iter()
+                .map(|op| {
+                    let mut entries = vec![wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: &params,
+                            offset: op.params,
+                            size: wgpu::BufferSize::new(PARAM_BYTES),
+                        }),
+                    }];
+                    entries.extend(op.bindings.iter().map(|&(binding, buffer)| {
+                        wgpu::BindGroupEntry { binding, resource: buffer.as_entire_binding() }
+                    }));
+                    device.create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: None,
+                        layout: &op.pipeline.get_bind_group_layout(0),
+                        entries: &entries,
+                    })
                 })
-            })
-            .collect();
+                .collect();
         let mut encoder = device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());

@@ -20,7 +20,9 @@ pub mod model;
 pub mod weights;
 
 use hearth_sdk::abi_stable::std_types::{RString, RVec};
-use hearth_sdk::{Backend, BackendInfo, HostProfile, LoadRequest, Model, PluginError, Probe, API_VERSION};
+use hearth_sdk::{
+    Backend, BackendInfo, HostProfile, LoadRequest, Model, PluginError, Probe, API_VERSION,
+};
 
 /// The WebGPU backend. Holds nothing: each model opens its own device, so dropping a
 /// model returns everything it used.
@@ -50,9 +52,15 @@ impl Backend for WebGpuBackend {
 
     fn load(&self, request: &LoadRequest) -> Result<Box<dyn Model>, PluginError> {
         if request.format.as_str() != "gguf" {
-            return Err(PluginError::unsupported(format!("format `{}` (the WebGPU backend reads gguf)", request.format)));
+            return Err(PluginError::unsupported(format!(
+                "format `{}` (the WebGPU backend reads gguf)",
+                request.format
+            )));
         }
-        let path = request.paths.first().ok_or_else(|| PluginError::invalid_request("no model file given"))?;
+        let path = request
+            .paths
+            .first()
+            .ok_or_else(|| PluginError::invalid_request("no model file given"))?;
         Ok(Box::new(model::WebGpuModel::load(path.as_str(), request.context_size)?))
     }
 }

@@ -12,7 +12,7 @@
 //! zero rows of `A` and zero columns of `B`. That changes no value and costs little:
 //! the padded factors are still tiny next to the base weights.
 
-use hearth_sdk::helpers::{dequantize, Gguf, GgmlType, TensorInfo};
+use hearth_sdk::helpers::{dequantize, GgmlType, Gguf, TensorInfo};
 use hearth_sdk::PluginError;
 
 use crate::device::Gpu;
@@ -35,7 +35,8 @@ pub enum Projection {
 }
 
 impl Projection {
-    pub const ALL: [Projection; 7] = [Self::Q, Self::K, Self::V, Self::O, Self::Gate, Self::Up, Self::Down];
+    pub const ALL: [Projection; 7] =
+        [Self::Q, Self::K, Self::V, Self::O, Self::Gate, Self::Up, Self::Down];
 
     /// llama.cpp's tensor name part, as in `blk.N.attn_v.weight`.
     fn gguf_name(self) -> &'static str {
@@ -87,11 +88,15 @@ impl LoraAdapter {
     /// A file that is not a LoRA adapter for this model is the request's fault
     /// (`InvalidRequest`), named after the adapter.
     pub fn load(gpu: &Gpu, config: &Config, name: &str, path: &str) -> Result<Self, PluginError> {
-        let refuse = |why: String| PluginError::invalid_request(format!("adapter {name}: {path}: {why}"));
+        let refuse =
+            |why: String| PluginError::invalid_request(format!("adapter {name}: {path}: {why}"));
         let gguf = Gguf::open(path).map_err(|error| refuse(error.to_string()))?;
         let text = |key: &str| gguf.str(key).unwrap_or("");
         if text("general.type") != "adapter" || text("adapter.type") != "lora" {
-            return Err(refuse("not a LoRA adapter (general.type must be \"adapter\", adapter.type \"lora\")".into()));
+            return Err(refuse(
+                "not a LoRA adapter (general.type must be \"adapter\", adapter.type \"lora\")"
+                    .into(),
+            ));
         }
         if text("general.architecture") != config.arch {
             return Err(refuse(format!(
@@ -100,7 +105,8 @@ impl LoraAdapter {
                 config.arch
             )));
         }
-        let mut layers: Vec<[Option<LoraPair>; 7]> = (0..config.n_layer).map(|_| Default::default()).collect();
+        let mut layers: Vec<[Option<LoraPair>; 7]> =
+            (0..config.n_layer).map(|_| Default::default()).collect();
         let mut rank = None;
         for tensor in gguf.tensors() {
             let Some(stem) = tensor.name.strip_suffix(".lora_a") else {
@@ -112,7 +118,9 @@ impl LoraAdapter {
             let (layer, projection) = target(stem, config.n_layer)
                 .ok_or_else(|| refuse(format!("tensor `{}`: the WebGPU backend adapts only the layers' attention and MLP projections", tensor.name)))?;
             let b_name = format!("{stem}.lora_b");
-            let b = gguf.tensor(&b_name).ok_or_else(|| refuse(format!("`{}` has no `{b_name}`", tensor.name)))?;
+            let b = gguf
+                .tensor(&b_name)
+                .ok_or_else(|| refuse(format!("`{}` has no `{b_name}`", tensor.name)))?;
             let (input, output) = projection.shape(config);
             let r = tensor.dims.get(1).copied().unwrap_or(0);
             let shapes_fit = tensor.dims.len() == 2
@@ -127,7 +135,10 @@ impl LoraAdapter {
                 )));
             }
             if *rank.get_or_insert(r) != r {
-                return Err(refuse(format!("`{stem}` has rank {r}, other tensors rank {}", rank.unwrap_or(r))));
+                return Err(refuse(format!(
+                    "`{stem}` has rank {r}, other tensors rank {}",
+                    rank.unwrap_or(r)
+                )));
             }
             let r = r as usize;
             // A: r rows of `input`, then zero rows up to the padded rank.
@@ -136,11 +147,19 @@ impl LoraAdapter {
             // B: `output` rows of r, each widened with zeros to the padded rank.
             let b = factor(&gguf, b).map_err(refuse)?;
             let mut b_padded = vec![0.0f32; output as usize * RANK_PAD as usize];
-            for (row, padded) in b.chunks_exact(r).zip(b_padded.chunks_exact_mut(RANK_PAD as usize)) {
+            for (row, padded) in b.chunks_exact(r).zip(b_padded.chunks_exact_mut(RANK_PAD as usize))
+            {
                 padded[..r].copy_from_slice(row);
             }
             let upload = |label: &str, values: &[f32], ncols: u32, nrows: u32| {
-                Weight::upload(gpu, label, GgmlType::F32, u64::from(ncols), u64::from(nrows), bytemuck::cast_slice(values))
+                Weight::upload(
+                    gpu,
+                    label,
+                    GgmlType::F32,
+                    u64::from(ncols),
+                    u64::from(nrows),
+                    bytemuck::cast_slice(values),
+                )
             };
             layers[layer][projection as usize] = Some(LoraPair {
                 a: upload(&tensor.name, &a, input, RANK_PAD)?,
@@ -167,7 +186,10 @@ fn target(stem: &str, n_layer: u32) -> Option<(usize, Projection)> {
 /// A factor's values as f32, row-major as stored.
 fn factor(gguf: &Gguf, tensor: &TensorInfo) -> Result<Vec<f32>, String> {
     if !matches!(tensor.ty, GgmlType::F32 | GgmlType::F16 | GgmlType::Bf16) {
-        return Err(format!("tensor `{}` has type {}; LoRA factors must be F32, F16 or BF16", tensor.name, tensor.ty));
+        return Err(format!(
+            "tensor `{}` has type {}; LoRA factors must be F32, F16 or BF16",
+            tensor.name, tensor.ty
+        ));
     }
     let mut values = vec![0.0f32; tensor.elements() as usize];
     dequantize(tensor.ty, gguf.tensor_data(tensor), &mut values)

@@ -7,7 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use hearth_sdk::helpers::{ChatTemplate, Gguf, Sampler, StopMatcher, StreamDecoder, Tokenizer};
-use hearth_sdk::{AdapterUse, FinishReason, GenerateRequest, GenerateStats, MemoryUsage, Model, PluginError, SinkControl, TokenSink};
+use hearth_sdk::{
+    AdapterUse, FinishReason, GenerateRequest, GenerateStats, MemoryUsage, Model, PluginError,
+    SinkControl, TokenSink,
+};
 
 use crate::device::Gpu;
 use crate::forward::{Forward, Scratch};
@@ -40,12 +43,16 @@ impl WebGpuModel {
         let gguf = Gguf::open(path).map_err(|error| PluginError::model_file(error.to_string()))?;
         check_types(&gguf)?;
         let config = Config::from_gguf(&gguf)?;
-        let tokenizer = Tokenizer::from_gguf(&gguf).map_err(|error| PluginError::unsupported(error.to_string()))?;
+        let tokenizer = Tokenizer::from_gguf(&gguf)
+            .map_err(|error| PluginError::unsupported(error.to_string()))?;
         let template = match gguf.str("tokenizer.chat_template") {
             Ok(source) => {
-                let text = |id: Option<u32>| id.and_then(|id| tokenizer.token_text(id)).unwrap_or("").to_string();
-                let template = ChatTemplate::new(source, &text(tokenizer.bos()), &text(tokenizer.eos()))
-                    .map_err(|error| PluginError::unsupported(error.to_string()))?;
+                let text = |id: Option<u32>| {
+                    id.and_then(|id| tokenizer.token_text(id)).unwrap_or("").to_string()
+                };
+                let template =
+                    ChatTemplate::new(source, &text(tokenizer.bos()), &text(tokenizer.eos()))
+                        .map_err(|error| PluginError::unsupported(error.to_string()))?;
                 Some(template)
             }
             Err(_) => None,
@@ -55,7 +62,17 @@ impl WebGpuModel {
         let gpu = Gpu::new()?;
         let kernels = Kernels::new(&gpu);
         let weights = Weights::load(&gpu, &gguf, &config)?;
-        Ok(Self { scratch: Mutex::new(None), adapters: Mutex::default(), weights, kernels, gpu, config, ctx, tokenizer, template })
+        Ok(Self {
+            scratch: Mutex::new(None),
+            adapters: Mutex::default(),
+            weights,
+            kernels,
+            gpu,
+            config,
+            ctx,
+            tokenizer,
+            template,
+        })
     }
 
     pub fn config(&self) -> &Config {
@@ -72,12 +89,21 @@ impl WebGpuModel {
     }
 
     fn forward<'a>(&'a self, adapters: &'a [(&'a LoraAdapter, f32)]) -> Forward<'a> {
-        Forward { gpu: &self.gpu, kernels: &self.kernels, config: &self.config, weights: &self.weights, adapters }
+        Forward {
+            gpu: &self.gpu,
+            kernels: &self.kernels,
+            config: &self.config,
+            weights: &self.weights,
+            adapters,
+        }
     }
 
     /// Load (once) the request's adapters; those at scale 0 are left out, so such a
     /// request runs exactly the base model.
-    fn resolve_adapters(&self, wanted: &[AdapterUse]) -> Result<Vec<(Arc<LoraAdapter>, f32)>, PluginError> {
+    fn resolve_adapters(
+        &self,
+        wanted: &[AdapterUse],
+    ) -> Result<Vec<(Arc<LoraAdapter>, f32)>, PluginError> {
         let mut loaded = self.adapters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut resolved = Vec::new();
         for adapter in wanted.iter().filter(|adapter| adapter.scale != 0.0) {
@@ -85,7 +111,12 @@ impl WebGpuModel {
             let entry = match loaded.get(path) {
                 Some(entry) => entry.clone(),
                 None => {
-                    let entry = Arc::new(LoraAdapter::load(&self.gpu, &self.config, adapter.name.as_str(), path)?);
+                    let entry = Arc::new(LoraAdapter::load(
+                        &self.gpu,
+                        &self.config,
+                        adapter.name.as_str(),
+                        path,
+                    )?);
                     loaded.insert(path.to_string(), entry.clone());
                     entry
                 }
@@ -95,7 +126,10 @@ impl WebGpuModel {
         Ok(resolved)
     }
 
-    fn ensure_scratch<'a>(&self, slot: &'a mut Option<Scratch>) -> Result<&'a Scratch, PluginError> {
+    fn ensure_scratch<'a>(
+        &self,
+        slot: &'a mut Option<Scratch>,
+    ) -> Result<&'a Scratch, PluginError> {
         if slot.is_none() {
             *slot = Some(Scratch::new(&self.gpu, &self.config, self.ctx)?);
         }
@@ -107,17 +141,28 @@ impl WebGpuModel {
             return Ok(prompt.to_string());
         }
         let template = self.template.as_ref().ok_or_else(|| {
-            PluginError::invalid_request("the model has no chat template; send a raw prompt instead of messages")
+            PluginError::invalid_request(
+                "the model has no chat template; send a raw prompt instead of messages",
+            )
         })?;
-        template.render(&request.messages, true).map_err(|error| PluginError::invalid_request(error.to_string()))
+        template
+            .render(&request.messages, true)
+            .map_err(|error| PluginError::invalid_request(error.to_string()))
     }
 }
 
 impl Model for WebGpuModel {
-    fn generate(&self, request: &GenerateRequest, sink: &mut dyn TokenSink) -> Result<GenerateStats, PluginError> {
+    fn generate(
+        &self,
+        request: &GenerateRequest,
+        sink: &mut dyn TokenSink,
+    ) -> Result<GenerateStats, PluginError> {
         let started = Instant::now();
         let text = self.prompt_text(request)?;
-        let prompt = self.tokenizer.encode(&text).map_err(|error| PluginError::invalid_request(error.to_string()))?;
+        let prompt = self
+            .tokenizer
+            .encode(&text)
+            .map_err(|error| PluginError::invalid_request(error.to_string()))?;
         if prompt.is_empty() || prompt.len() >= self.ctx as usize {
             return Err(PluginError::invalid_request(format!(
                 "the prompt is {} tokens; it must be between 1 and {} for this context",
@@ -166,9 +211,16 @@ impl Model for WebGpuModel {
         if finish_reason != FinishReason::Cancelled && !stopped_by_string {
             // Text held back for a stop string that never came, and a cut character.
             let released = stops.push(&decoder.finish());
-            let rest = if released.stopped { released.text } else { released.text + &stops.finish() };
+            let rest =
+                if released.stopped { released.text } else { released.text + &stops.finish() };
             if !rest.is_empty() && sink.on_token(&rest) == SinkControl::Stop {
-                return Ok(stats(prompt.len(), generated, prompt_ms, started, FinishReason::Cancelled));
+                return Ok(stats(
+                    prompt.len(),
+                    generated,
+                    prompt_ms,
+                    started,
+                    FinishReason::Cancelled,
+                ));
             }
         }
         Ok(stats(prompt.len(), generated, prompt_ms, started, finish_reason))
@@ -190,7 +242,13 @@ fn applied(adapters: &[(Arc<LoraAdapter>, f32)]) -> Vec<(&LoraAdapter, f32)> {
     adapters.iter().map(|(adapter, scale)| (adapter.as_ref(), *scale)).collect()
 }
 
-fn stats(prompt: usize, generated: u32, prompt_ms: f64, started: Instant, finish_reason: FinishReason) -> GenerateStats {
+fn stats(
+    prompt: usize,
+    generated: u32,
+    prompt_ms: f64,
+    started: Instant,
+    finish_reason: FinishReason,
+) -> GenerateStats {
     GenerateStats {
         prompt_tokens: prompt as u32,
         completion_tokens: generated,

@@ -42,14 +42,26 @@ impl Config {
         let (neox, qk_norm) = match arch.as_str() {
             "llama" => (false, false),
             "qwen3" => (true, true),
-            other => return Err(PluginError::unsupported(format!("architecture `{other}` (the WebGPU backend runs llama and qwen3)"))),
+            other => {
+                return Err(PluginError::unsupported(format!(
+                    "architecture `{other}` (the WebGPU backend runs llama and qwen3)"
+                )))
+            }
         };
         let key = |name: &str| format!("{arch}.{name}");
         let int = |name: &str| -> Result<u32, PluginError> {
             let value = gguf.u64(&key(name)).map_err(meta_error)?;
-            u32::try_from(value).ok().filter(|&v| v > 0).ok_or_else(|| PluginError::model_file(format!("`{}` = {value} is out of range", key(name))))
+            u32::try_from(value).ok().filter(|&v| v > 0).ok_or_else(|| {
+                PluginError::model_file(format!("`{}` = {value} is out of range", key(name)))
+            })
         };
-        let optional = |name: &str, default: u32| if gguf.get(&key(name)).is_some() { int(name) } else { Ok(default) };
+        let optional = |name: &str, default: u32| {
+            if gguf.get(&key(name)).is_some() {
+                int(name)
+            } else {
+                Ok(default)
+            }
+        };
         if let Ok(kind) = gguf.str(&key("rope.scaling.type")) {
             if kind != "none" {
                 return Err(PluginError::unsupported(format!("rope scaling `{kind}`")));
@@ -63,7 +75,9 @@ impl Config {
         if heads % kv_heads != 0 || n_rot > head_dim || n_rot % 2 != 0 {
             return Err(PluginError::model_file(format!("inconsistent attention shape: {heads} heads, {kv_heads} KV heads, rope over {n_rot} of {head_dim}")));
         }
-        let embd = gguf.tensor("token_embd.weight").ok_or_else(|| PluginError::model_file("no token_embd.weight tensor"))?;
+        let embd = gguf
+            .tensor("token_embd.weight")
+            .ok_or_else(|| PluginError::model_file("no token_embd.weight tensor"))?;
         Ok(Self {
             n_embd,
             n_layer: int("block_count")?,
@@ -153,14 +167,26 @@ pub fn check_types(gguf: &Gguf) -> Result<(), PluginError> {
 }
 
 fn tensor<'a>(gguf: &'a Gguf, name: &str) -> Result<&'a TensorInfo, PluginError> {
-    gguf.tensor(name).ok_or_else(|| PluginError::model_file(format!("{}: no tensor `{name}`", gguf.path().display())))
+    gguf.tensor(name).ok_or_else(|| {
+        PluginError::model_file(format!("{}: no tensor `{name}`", gguf.path().display()))
+    })
 }
 
 /// Upload a matrix, checking it is `ncols` × `nrows`.
-fn matrix(gpu: &Gpu, gguf: &Gguf, name: &str, ncols: u32, nrows: u32) -> Result<Weight, PluginError> {
+fn matrix(
+    gpu: &Gpu,
+    gguf: &Gguf,
+    name: &str,
+    ncols: u32,
+    nrows: u32,
+) -> Result<Weight, PluginError> {
     let info = tensor(gguf, name)?;
-    if info.dims.len() != 2 || info.dims[0] != u64::from(ncols) || info.dims[1] != u64::from(nrows) {
-        return Err(PluginError::model_file(format!("tensor `{name}` has shape {:?}, expected [{ncols}, {nrows}]", info.dims)));
+    if info.dims.len() != 2 || info.dims[0] != u64::from(ncols) || info.dims[1] != u64::from(nrows)
+    {
+        return Err(PluginError::model_file(format!(
+            "tensor `{name}` has shape {:?}, expected [{ncols}, {nrows}]",
+            info.dims
+        )));
     }
     Weight::upload(gpu, name, info.ty, info.dims[0], info.dims[1], gguf.tensor_data(info))
 }
@@ -169,11 +195,15 @@ fn matrix(gpu: &Gpu, gguf: &Gguf, name: &str, ncols: u32, nrows: u32) -> Result<
 fn vector(gpu: &Gpu, gguf: &Gguf, name: &str, len: u32) -> Result<GpuBuffer, PluginError> {
     let info = tensor(gguf, name)?;
     if info.elements() != u64::from(len) {
-        return Err(PluginError::model_file(format!("tensor `{name}` has {} elements, expected {len}", info.elements())));
+        return Err(PluginError::model_file(format!(
+            "tensor `{name}` has {} elements, expected {len}",
+            info.elements()
+        )));
     }
     let mut values = vec![0.0f32; len as usize];
-    dequantize(info.ty, gguf.tensor_data(info), &mut values)
-        .ok_or_else(|| PluginError::unsupported(format!("norm tensor `{name}` has type {}", info.ty)))?;
+    dequantize(info.ty, gguf.tensor_data(info), &mut values).ok_or_else(|| {
+        PluginError::unsupported(format!("norm tensor `{name}` has type {}", info.ty))
+    })?;
     Ok(gpu.upload(name, bytemuck::cast_slice(&values)))
 }
 

@@ -24,7 +24,10 @@ pub struct ChatTemplate {
 
 impl std::fmt::Debug for ChatTemplate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChatTemplate").field("bos_token", &self.bos_token).field("eos_token", &self.eos_token).finish()
+        f.debug_struct("ChatTemplate")
+            .field("bos_token", &self.bos_token)
+            .field("eos_token", &self.eos_token)
+            .finish()
     }
 }
 
@@ -42,17 +45,23 @@ impl ChatTemplate {
         // Hugging Face renders with trim_blocks and lstrip_blocks on.
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
-        env.add_template_owned("chat", source.to_string()).map_err(|error| ChatError::Compile(error.to_string()))?;
+        env.add_template_owned("chat", source.to_string())
+            .map_err(|error| ChatError::Compile(error.to_string()))?;
         Ok(Self { env, bos_token: bos_token.to_string(), eos_token: eos_token.to_string() })
     }
 
     /// Render a conversation; `add_generation_prompt` appends the assistant's header.
-    pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String, ChatError> {
+    pub fn render(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, ChatError> {
         let messages: Vec<_> = messages
             .iter()
             .map(|message| context! { role => message.role.as_str(), content => message.content.as_str() })
             .collect();
-        let template = self.env.get_template("chat").map_err(|error| ChatError::Render(error.to_string()))?;
+        let template =
+            self.env.get_template("chat").map_err(|error| ChatError::Render(error.to_string()))?;
         template
             .render(context! {
                 messages => messages,
@@ -86,7 +95,8 @@ mod tests {
 
     #[test]
     fn raise_exception_in_a_template_is_a_render_error() {
-        let template = ChatTemplate::new("{{ raise_exception('no system role') }}", "", "").unwrap();
+        let template =
+            ChatTemplate::new("{{ raise_exception('no system role') }}", "", "").unwrap();
         let error = template.render(&[], false).unwrap_err();
         assert!(error.to_string().contains("no system role"));
     }

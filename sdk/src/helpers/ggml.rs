@@ -155,7 +155,15 @@ impl GgmlType {
 
     /// True for the types [`dequantize`] understands.
     pub fn can_dequantize(self) -> bool {
-        matches!(self, GgmlType::F32 | GgmlType::F16 | GgmlType::Bf16 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0)
+        matches!(
+            self,
+            GgmlType::F32
+                | GgmlType::F16
+                | GgmlType::Bf16
+                | GgmlType::Q4_0
+                | GgmlType::Q4_1
+                | GgmlType::Q8_0
+        )
     }
 }
 
@@ -187,8 +195,11 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Option<()> {
             GgmlType::Bf16 => values[0] = bf16::from_le_bytes([data[0], data[1]]).to_f32(),
             GgmlType::Q4_0 | GgmlType::Q4_1 => {
                 let scale = half_at(data, 0);
-                let (min, quants) =
-                    if ty == GgmlType::Q4_1 { (half_at(data, 2), &data[4..20]) } else { (-8.0 * scale, &data[2..18]) };
+                let (min, quants) = if ty == GgmlType::Q4_1 {
+                    (half_at(data, 2), &data[4..20])
+                } else {
+                    (-8.0 * scale, &data[2..18])
+                };
                 for (index, byte) in quants.iter().enumerate() {
                     values[index] = f32::from(byte & 0x0f) * scale + min;
                     values[index + 16] = f32::from(byte >> 4) * scale + min;

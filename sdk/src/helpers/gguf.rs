@@ -31,7 +31,9 @@ pub enum GgufError {
     Magic { path: PathBuf, found: [u8; 4] },
     #[error("{path}: GGUF version {version} is not supported (2 and 3 are)")]
     Version { path: PathBuf, version: u32 },
-    #[error("{path}: truncated: {what} at offset {offset} runs past the end of the file ({len} bytes)")]
+    #[error(
+        "{path}: truncated: {what} at offset {offset} runs past the end of the file ({len} bytes)"
+    )]
     Truncated { path: PathBuf, what: String, offset: u64, len: u64 },
     #[error("{path}: {what} count {count} cannot fit in a file of {len} bytes")]
     Count { path: PathBuf, what: &'static str, count: u64, len: u64 },
@@ -55,7 +57,9 @@ pub enum GgufError {
     BlockSize { path: PathBuf, name: String, row: u64, ty: GgmlType, block: u64 },
     #[error("{path}: general.alignment {alignment} is not a non-zero power of two")]
     Alignment { path: PathBuf, alignment: u64 },
-    #[error("{path}: tensor `{name}` offset {offset} is not a multiple of the alignment {alignment}")]
+    #[error(
+        "{path}: tensor `{name}` offset {offset} is not a multiple of the alignment {alignment}"
+    )]
     Misaligned { path: PathBuf, name: String, offset: u64, alignment: u64 },
     #[error("{path}: tensor `{name}` data [{start}, {end}) lies outside the file ({len} bytes)")]
     OutOfBounds { path: PathBuf, name: String, start: u64, end: u64, len: u64 },
@@ -155,7 +159,10 @@ pub struct Gguf {
 
 impl fmt::Debug for Gguf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Gguf").field("path", &self.path).field("tensors", &self.tensors.len()).finish()
+        f.debug_struct("Gguf")
+            .field("path", &self.path)
+            .field("tensors", &self.tensors.len())
+            .finish()
     }
 }
 
@@ -178,7 +185,8 @@ impl Gguf {
 
     fn parse(path: PathBuf, backing: Backing) -> Result<Self, GgufError> {
         let parsed = super::gguf_parse::parse(&path, bytes_of(&backing))?;
-        let by_name = parsed.tensors.iter().enumerate().map(|(index, t)| (t.name.clone(), index)).collect();
+        let by_name =
+            parsed.tensors.iter().enumerate().map(|(index, t)| (t.name.clone(), index)).collect();
         Ok(Self {
             path,
             backing,
@@ -218,7 +226,11 @@ impl Gguf {
     }
 
     fn problem(&self, key: &str, problem: impl Into<String>) -> GgufError {
-        GgufError::Metadata { path: self.path.clone(), key: key.to_string(), problem: problem.into() }
+        GgufError::Metadata {
+            path: self.path.clone(),
+            key: key.to_string(),
+            problem: problem.into(),
+        }
     }
 
     /// A required string value.
@@ -233,7 +245,9 @@ impl Gguf {
     /// A required non-negative integer value of any width.
     pub fn u64(&self, key: &str) -> Result<u64, GgufError> {
         match self.get(key) {
-            Some(value) => value.as_u64().ok_or_else(|| self.problem(key, "is not a non-negative integer")),
+            Some(value) => {
+                value.as_u64().ok_or_else(|| self.problem(key, "is not a non-negative integer"))
+            }
             None => Err(self.problem(key, "is missing")),
         }
     }

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::ggml::GgmlType;
-use super::gguf::{GgufError, TensorInfo, Value, DEFAULT_ALIGNMENT, MAX_ARRAY_LEN, MAX_DIMS, MAX_STRING_BYTES};
+use super::gguf::{
+    GgufError, TensorInfo, Value, DEFAULT_ALIGNMENT, MAX_ARRAY_LEN, MAX_DIMS, MAX_STRING_BYTES,
+};
 
 const MAGIC: &[u8; 4] = b"GGUF";
 /// Smallest possible encodings, for checking counts against the file size before
@@ -37,7 +39,12 @@ impl<'a> Cursor<'a> {
     fn take(&mut self, count: u64, what: &dyn Fn() -> String) -> Result<&'a [u8], GgufError> {
         let end = (self.at as u64).checked_add(count).filter(|&end| end <= self.len());
         let Some(end) = end else {
-            return Err(GgufError::Truncated { path: self.path.into(), what: what(), offset: self.at as u64, len: self.len() });
+            return Err(GgufError::Truncated {
+                path: self.path.into(),
+                what: what(),
+                offset: self.at as u64,
+                len: self.len(),
+            });
         };
         let slice = &self.bytes[self.at..end as usize];
         self.at = end as usize;
@@ -57,10 +64,16 @@ impl<'a> Cursor<'a> {
     fn string(&mut self, what: &dyn Fn() -> String) -> Result<String, GgufError> {
         let len = self.u64(what)?;
         if len > MAX_STRING_BYTES {
-            return Err(GgufError::TooLong { path: self.path.into(), what: what(), len, cap: MAX_STRING_BYTES });
+            return Err(GgufError::TooLong {
+                path: self.path.into(),
+                what: what(),
+                len,
+                cap: MAX_STRING_BYTES,
+            });
         }
         let bytes = self.take(len, what)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| GgufError::Utf8 { path: self.path.into(), what: what() })
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| GgufError::Utf8 { path: self.path.into(), what: what() })
     }
 
     fn value(&mut self, key: &str, value_type: u32, depth: u32) -> Result<Value, GgufError> {
@@ -82,12 +95,22 @@ impl<'a> Cursor<'a> {
                 let count = self.u64(&what)?;
                 if count > MAX_ARRAY_LEN {
                     let what = format!("array `{key}`");
-                    return Err(GgufError::TooLong { path: self.path.into(), what, len: count, cap: MAX_ARRAY_LEN });
+                    return Err(GgufError::TooLong {
+                        path: self.path.into(),
+                        what,
+                        len: count,
+                        cap: MAX_ARRAY_LEN,
+                    });
                 }
                 let remaining = self.len() - self.at as u64;
                 if count > remaining {
                     let what = "array element";
-                    return Err(GgufError::Count { path: self.path.into(), what, count, len: self.len() });
+                    return Err(GgufError::Count {
+                        path: self.path.into(),
+                        what,
+                        count,
+                        len: self.len(),
+                    });
                 }
                 let mut values = Vec::with_capacity(count as usize);
                 for _ in 0..count {
@@ -98,7 +121,13 @@ impl<'a> Cursor<'a> {
             10 => Value::U64(self.u64(&what)?),
             11 => Value::I64(i64::from_le_bytes(self.array(&what)?)),
             12 => Value::F64(f64::from_le_bytes(self.array(&what)?)),
-            _ => return Err(GgufError::ValueType { path: self.path.into(), key: key.into(), value_type }),
+            _ => {
+                return Err(GgufError::ValueType {
+                    path: self.path.into(),
+                    key: key.into(),
+                    value_type,
+                })
+            }
         })
     }
 }
@@ -118,7 +147,12 @@ pub(super) fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed, GgufError> {
     let kv_count = cursor.u64(&header)?;
     let len = cursor.len();
     if tensor_count.saturating_mul(MIN_TENSOR_INFO_BYTES) > len {
-        return Err(GgufError::Count { path: path.into(), what: "tensor", count: tensor_count, len });
+        return Err(GgufError::Count {
+            path: path.into(),
+            what: "tensor",
+            count: tensor_count,
+            len,
+        });
     }
     if kv_count.saturating_mul(MIN_KV_BYTES) > len {
         return Err(GgufError::Count { path: path.into(), what: "metadata", count: kv_count, len });

@@ -16,7 +16,15 @@ struct Builder {
 
 impl Builder {
     fn new() -> Self {
-        Self { version: 3, kvs: Vec::new(), kv_count: 0, infos: Vec::new(), tensor_count: 0, data: Vec::new(), alignment: 32 }
+        Self {
+            version: 3,
+            kvs: Vec::new(),
+            kv_count: 0,
+            infos: Vec::new(),
+            tensor_count: 0,
+            data: Vec::new(),
+            alignment: 32,
+        }
     }
 
     fn string(out: &mut Vec<u8>, text: &str) {
@@ -87,8 +95,13 @@ fn error_of(builder: &Builder) -> GgufError {
 
 #[test]
 fn a_well_formed_file_exposes_metadata_of_every_type_and_tensor_bytes() {
-    let array: Vec<u8> = [6u32.to_le_bytes().as_slice(), &2u64.to_le_bytes(), &1.5f32.to_le_bytes(), &2.5f32.to_le_bytes()]
-        .concat();
+    let array: Vec<u8> = [
+        6u32.to_le_bytes().as_slice(),
+        &2u64.to_le_bytes(),
+        &1.5f32.to_le_bytes(),
+        &2.5f32.to_le_bytes(),
+    ]
+    .concat();
     let builder = Builder::new()
         .kv_raw("u8", 0, &[7])
         .kv_raw("i8", 1, &[0xff])
@@ -121,14 +134,21 @@ fn a_well_formed_file_exposes_metadata_of_every_type_and_tensor_bytes() {
     assert_eq!(gguf.u64("u16").unwrap(), 9);
     let b = gguf.tensor("b").unwrap();
     assert_eq!((b.ty, b.elements(), b.size), (GgmlType::F32, 3, 12));
-    assert_eq!(gguf.tensor_data(b), [3.0f32; 3].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>());
+    assert_eq!(
+        gguf.tensor_data(b),
+        [3.0f32; 3].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>()
+    );
     assert_eq!(gguf.data_offset % 32, 0);
 }
 
 #[test]
 fn metadata_accessors_name_a_missing_or_mistyped_key() {
     let gguf = Builder::new().kv_str("name", "x").open().unwrap();
-    assert!(gguf.u64("name").unwrap_err().to_string().contains("`name`: is not a non-negative integer"));
+    assert!(gguf
+        .u64("name")
+        .unwrap_err()
+        .to_string()
+        .contains("`name`: is not a non-negative integer"));
     assert!(gguf.str("absent").unwrap_err().to_string().contains("`absent`: is missing"));
 }
 
@@ -176,7 +196,10 @@ fn strings_over_the_cap_are_refused() {
 #[test]
 fn strings_running_past_the_end_are_truncation() {
     let value = 100u64.to_le_bytes();
-    assert!(matches!(error_of(&Builder::new().kv_raw("k", 8, &value)), GgufError::Truncated { .. }));
+    assert!(matches!(
+        error_of(&Builder::new().kv_raw("k", 8, &value)),
+        GgufError::Truncated { .. }
+    ));
 }
 
 #[test]
@@ -189,7 +212,10 @@ fn arrays_over_the_cap_or_the_file_size_are_refused() {
 
 #[test]
 fn unknown_value_types_and_invalid_utf8_are_refused() {
-    assert!(matches!(error_of(&Builder::new().kv_raw("k", 13, &[0])), GgufError::ValueType { value_type: 13, .. }));
+    assert!(matches!(
+        error_of(&Builder::new().kv_raw("k", 13, &[0])),
+        GgufError::ValueType { value_type: 13, .. }
+    ));
     let value = [2u64.to_le_bytes().as_slice(), &[0xc3, 0x28]].concat();
     assert!(matches!(error_of(&Builder::new().kv_raw("k", 8, &value)), GgufError::Utf8 { .. }));
 }

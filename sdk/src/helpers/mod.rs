@@ -12,11 +12,11 @@ pub mod gguf;
 mod gguf_parse;
 #[cfg(test)]
 mod gguf_tests;
-#[cfg(feature = "helpers")]
-pub mod sampling;
 pub mod safetensors;
 #[cfg(test)]
 mod safetensors_tests;
+#[cfg(feature = "helpers")]
+pub mod sampling;
 #[cfg(feature = "helpers")]
 pub mod stop;
 #[cfg(feature = "helpers")]
@@ -28,9 +28,9 @@ mod tokenizer_tests;
 pub use chat::{ChatError, ChatTemplate};
 pub use ggml::{dequantize, GgmlType};
 pub use gguf::{Gguf, GgufError, TensorInfo, Value};
+pub use safetensors::{Safetensors, SafetensorsError, SafetensorsTensor};
 #[cfg(feature = "helpers")]
 pub use sampling::Sampler;
-pub use safetensors::{Safetensors, SafetensorsError, SafetensorsTensor};
 #[cfg(feature = "helpers")]
 pub use stop::{Released, StopMatcher};
 #[cfg(feature = "helpers")]

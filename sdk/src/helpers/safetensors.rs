@@ -49,7 +49,9 @@ pub enum SafetensorsError {
     Overflow { path: PathBuf, name: String },
     #[error("{path}: tensor `{name}` data_offsets [{start}, {end}) are reversed")]
     Reversed { path: PathBuf, name: String, start: u64, end: u64 },
-    #[error("{path}: tensor `{name}` data [{start}, {end}) lies outside the data section ({len} bytes)")]
+    #[error(
+        "{path}: tensor `{name}` data [{start}, {end}) lies outside the data section ({len} bytes)"
+    )]
     OutOfBounds { path: PathBuf, name: String, start: u64, end: u64, len: u64 },
     #[error("{path}: tensor `{name}` shape needs {expected} bytes but data_offsets give {actual}")]
     SizeMismatch { path: PathBuf, name: String, expected: u64, actual: u64 },
@@ -79,7 +81,10 @@ pub struct Safetensors {
 
 impl fmt::Debug for Safetensors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Safetensors").field("path", &self.path).field("tensors", &self.tensors.len()).finish()
+        f.debug_struct("Safetensors")
+            .field("path", &self.path)
+            .field("tensors", &self.tensors.len())
+            .finish()
     }
 }
 
@@ -154,13 +159,19 @@ impl Safetensors {
         let Some(length) = bytes.get(..8) else {
             return Err(SafetensorsError::NoHeaderLength { path, len });
         };
-        let header_len = check_header_len(&path, u64::from_le_bytes(length.try_into().expect("8 bytes")), len)?;
+        let header_len =
+            check_header_len(&path, u64::from_le_bytes(length.try_into().expect("8 bytes")), len)?;
         Self::parse_header(path, &bytes[8..8 + header_len as usize], len)
     }
 
-    fn parse_header(path: PathBuf, header: &[u8], file_size: u64) -> Result<Self, SafetensorsError> {
+    fn parse_header(
+        path: PathBuf,
+        header: &[u8],
+        file_size: u64,
+    ) -> Result<Self, SafetensorsError> {
         let json_error = |problem: String| SafetensorsError::Json { path: path.clone(), problem };
-        let Entries(entries) = serde_json::from_slice(header).map_err(|error| json_error(error.to_string()))?;
+        let Entries(entries) =
+            serde_json::from_slice(header).map_err(|error| json_error(error.to_string()))?;
         let data_offset = 8 + header.len() as u64;
         let data_len = file_size - data_offset;
         let mut seen = HashMap::with_capacity(entries.len());
@@ -171,11 +182,12 @@ impl Safetensors {
                 return Err(SafetensorsError::Duplicate { path, name });
             }
             if name == METADATA_KEY {
-                metadata = serde_json::from_value(value).map_err(|_| SafetensorsError::Metadata { path: path.clone() })?;
+                metadata = serde_json::from_value(value)
+                    .map_err(|_| SafetensorsError::Metadata { path: path.clone() })?;
                 continue;
             }
-            let raw: RawTensor =
-                serde_json::from_value(value).map_err(|error| json_error(format!("tensor `{name}`: {error}")))?;
+            let raw: RawTensor = serde_json::from_value(value)
+                .map_err(|error| json_error(format!("tensor `{name}`: {error}")))?;
             tensors.push(check_tensor(&path, name, raw, data_offset, data_len)?);
         }
         check_overlap(&path, &tensors)?;
@@ -231,10 +243,21 @@ fn check_tensor(
         return Err(SafetensorsError::Reversed { path: path.into(), name, start, end });
     }
     if end > data_len {
-        return Err(SafetensorsError::OutOfBounds { path: path.into(), name, start, end, len: data_len });
+        return Err(SafetensorsError::OutOfBounds {
+            path: path.into(),
+            name,
+            start,
+            end,
+            len: data_len,
+        });
     }
     if end - start != expected {
-        return Err(SafetensorsError::SizeMismatch { path: path.into(), name, expected, actual: end - start });
+        return Err(SafetensorsError::SizeMismatch {
+            path: path.into(),
+            name,
+            expected,
+            actual: end - start,
+        });
     }
     Ok(SafetensorsTensor {
         name,
@@ -248,7 +271,8 @@ fn check_tensor(
 /// No two tensors may share a byte: a loader that writes through one view would
 /// corrupt the other, and a crafted file could alias a small tensor onto a large one.
 fn check_overlap(path: &Path, tensors: &[SafetensorsTensor]) -> Result<(), SafetensorsError> {
-    let mut order: Vec<&SafetensorsTensor> = tensors.iter().filter(|tensor| tensor.end > tensor.start).collect();
+    let mut order: Vec<&SafetensorsTensor> =
+        tensors.iter().filter(|tensor| tensor.end > tensor.start).collect();
     order.sort_by_key(|tensor| tensor.start);
     for pair in order.windows(2) {
         if pair[1].start < pair[0].end {

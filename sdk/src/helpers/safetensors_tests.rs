@@ -25,7 +25,10 @@ fn a_well_formed_file_lists_its_tensors_at_absolute_offsets() {
     assert_eq!(file.data_offset, header_end);
     assert_eq!(file.tensors().len(), 2);
     assert_eq!(file.tensors()[0].name, "a");
-    assert_eq!((file.tensors()[1].start, file.tensors()[1].end), (header_end + 16, header_end + 24));
+    assert_eq!(
+        (file.tensors()[1].start, file.tensors()[1].end),
+        (header_end + 16, header_end + 24)
+    );
     assert_eq!(file.metadata()["format"], "pt");
 }
 
@@ -40,10 +43,16 @@ fn a_file_shorter_than_the_length_prefix_is_truncated() {
 fn a_header_length_over_the_cap_or_past_the_end_is_refused_before_any_allocation() {
     let mut huge = u64::MAX.to_le_bytes().to_vec();
     huge.extend_from_slice(b"{}");
-    assert!(matches!(Safetensors::from_bytes("x", &huge), Err(SafetensorsError::HeaderTooLong { .. })));
+    assert!(matches!(
+        Safetensors::from_bytes("x", &huge),
+        Err(SafetensorsError::HeaderTooLong { .. })
+    ));
     let mut past = 1000u64.to_le_bytes().to_vec();
     past.extend_from_slice(b"{}");
-    assert!(matches!(Safetensors::from_bytes("x", &past), Err(SafetensorsError::HeaderPastEnd { .. })));
+    assert!(matches!(
+        Safetensors::from_bytes("x", &past),
+        Err(SafetensorsError::HeaderPastEnd { .. })
+    ));
 }
 
 #[test]
@@ -56,12 +65,17 @@ fn a_header_that_is_not_a_json_object_is_refused() {
 #[test]
 fn a_name_given_twice_is_refused() {
     let header = r#"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}"#;
-    assert!(matches!(open(header, 2), Err(SafetensorsError::Duplicate { name, .. }) if name == "a"));
+    assert!(
+        matches!(open(header, 2), Err(SafetensorsError::Duplicate { name, .. }) if name == "a")
+    );
 }
 
 #[test]
 fn metadata_must_be_strings() {
-    assert!(matches!(open(r#"{"__metadata__":{"n":1}}"#, 0), Err(SafetensorsError::Metadata { .. })));
+    assert!(matches!(
+        open(r#"{"__metadata__":{"n":1}}"#, 0),
+        Err(SafetensorsError::Metadata { .. })
+    ));
 }
 
 #[test]
@@ -85,7 +99,10 @@ fn offsets_must_be_ordered_inside_the_data_and_match_the_shape() {
     let past = r#"{"a":{"dtype":"U8","shape":[16],"data_offsets":[0,16]}}"#;
     assert!(matches!(open(past, 8), Err(SafetensorsError::OutOfBounds { len: 8, .. })));
     let mismatch = r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#;
-    assert!(matches!(open(mismatch, 8), Err(SafetensorsError::SizeMismatch { expected: 12, actual: 8, .. })));
+    assert!(matches!(
+        open(mismatch, 8),
+        Err(SafetensorsError::SizeMismatch { expected: 12, actual: 8, .. })
+    ));
 }
 
 #[test]
@@ -103,6 +120,10 @@ fn a_file_on_disk_is_read_header_first() {
     assert_eq!(Safetensors::open(&path).unwrap().tensors().len(), 2);
     std::fs::write(&path, image(TWO_TENSORS, 20)).unwrap();
     let error = Safetensors::open(&path).unwrap_err();
-    assert!(error.to_string().contains("ok.safetensors") && error.to_string().contains("outside the data section"), "{error}");
+    assert!(
+        error.to_string().contains("ok.safetensors")
+            && error.to_string().contains("outside the data section"),
+        "{error}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }

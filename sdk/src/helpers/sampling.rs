@@ -19,7 +19,11 @@ pub struct Sampler {
 
 impl Sampler {
     pub fn new(params: &Sampling) -> Self {
-        Self { params: *params, rng: ChaCha8Rng::seed_from_u64(params.seed), recent: VecDeque::new() }
+        Self {
+            params: *params,
+            rng: ChaCha8Rng::seed_from_u64(params.seed),
+            recent: VecDeque::new(),
+        }
     }
 
     /// Record a token (prompt or generated) for the repeat penalty window.
@@ -52,8 +56,12 @@ impl Sampler {
             return argmax(&logits);
         }
 
-        let mut candidates: Vec<(u32, f32)> =
-            logits.iter().enumerate().filter(|(_, l)| !l.is_nan()).map(|(id, &l)| (id as u32, l)).collect();
+        let mut candidates: Vec<(u32, f32)> = logits
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| !l.is_nan())
+            .map(|(id, &l)| (id as u32, l))
+            .collect();
         candidates.sort_unstable_by(|a, b| b.1.total_cmp(&a.1));
         if self.params.top_k > 0 {
             candidates.truncate(self.params.top_k as usize);
@@ -72,7 +80,8 @@ impl Sampler {
         }
         if self.params.min_p > 0.0 {
             let floor = probabilities[0] * self.params.min_p;
-            let keep = probabilities.iter().take(candidates.len()).take_while(|&&p| p >= floor).count();
+            let keep =
+                probabilities.iter().take(candidates.len()).take_while(|&&p| p >= floor).count();
             candidates.truncate(keep.max(1));
         }
         let probabilities = softmax(&candidates, self.params.temperature);
@@ -101,7 +110,8 @@ fn argmax(logits: &[f32]) -> u32 {
 /// Probabilities of `candidates` (sorted, highest first) at `temperature`.
 fn softmax(candidates: &[(u32, f32)], temperature: f32) -> Vec<f32> {
     let Some(&(_, max)) = candidates.first() else { return Vec::new() };
-    let weights: Vec<f32> = candidates.iter().map(|&(_, l)| ((l - max) / temperature).exp()).collect();
+    let weights: Vec<f32> =
+        candidates.iter().map(|&(_, l)| ((l - max) / temperature).exp()).collect();
     let total: f32 = weights.iter().sum();
     weights.into_iter().map(|w| w / total).collect()
 }
@@ -111,7 +121,15 @@ mod tests {
     use super::*;
 
     fn params(temperature: f32) -> Sampling {
-        Sampling { temperature, top_k: 0, top_p: 1.0, min_p: 0.0, repeat_penalty: 1.0, repeat_last_n: 64, seed: 7 }
+        Sampling {
+            temperature,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            seed: 7,
+        }
     }
 
     #[test]

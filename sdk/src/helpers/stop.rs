@@ -20,7 +20,8 @@ pub struct StopMatcher {
 impl StopMatcher {
     /// Empty stop strings are ignored (they would match everywhere).
     pub fn new<S: AsRef<str>>(stops: impl IntoIterator<Item = S>) -> Self {
-        let stops = stops.into_iter().map(|s| s.as_ref().to_string()).filter(|s| !s.is_empty()).collect();
+        let stops =
+            stops.into_iter().map(|s| s.as_ref().to_string()).filter(|s| !s.is_empty()).collect();
         Self { stops, held: String::new() }
     }
 

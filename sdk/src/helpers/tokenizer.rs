@@ -40,7 +40,8 @@ const TOKEN_USER_DEFINED: i64 = 4;
 
 /// Token texts that end a turn in common chat formats, honoured when the file marks
 /// them as control tokens (llama.cpp does the same when the metadata omits `eot`).
-const END_OF_TURN_TEXTS: &[&str] = &["<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|endoftext|>", "<end_of_turn>", "<|end|>"];
+const END_OF_TURN_TEXTS: &[&str] =
+    &["<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|endoftext|>", "<end_of_turn>", "<|end|>"];
 
 /// Pre-tokenizer regexes of llama.cpp's `llm_tokenizer_bpe`, by `tokenizer.ggml.pre`.
 const LLAMA3_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
@@ -59,8 +60,9 @@ pub struct Tokenizer {
 }
 
 fn split(regex: &str) -> Result<PreTokenizerWrapper, TokenizerError> {
-    let split = Split::new(SplitPattern::Regex(regex.to_string()), SplitDelimiterBehavior::Isolated, false)
-        .map_err(|error| TokenizerError::Build(error.to_string()))?;
+    let split =
+        Split::new(SplitPattern::Regex(regex.to_string()), SplitDelimiterBehavior::Isolated, false)
+            .map_err(|error| TokenizerError::Build(error.to_string()))?;
     Ok(split.into())
 }
 
@@ -103,23 +105,39 @@ impl Tokenizer {
     pub fn from_gguf(gguf: &Gguf) -> Result<Self, TokenizerError> {
         let model = gguf.str("tokenizer.ggml.model")?;
         if model != "gpt2" {
-            return Err(TokenizerError::Unsupported(format!("model `{model}` (only byte-level BPE, `gpt2`)")));
+            return Err(TokenizerError::Unsupported(format!(
+                "model `{model}` (only byte-level BPE, `gpt2`)"
+            )));
         }
-        let pre = gguf.get("tokenizer.ggml.pre").and_then(|v| if let Value::String(s) = v { Some(s.as_str()) } else { None });
-        let texts: Vec<String> = gguf.strings("tokenizer.ggml.tokens")?.into_iter().map(str::to_string).collect();
+        let pre = gguf.get("tokenizer.ggml.pre").and_then(|v| {
+            if let Value::String(s) = v {
+                Some(s.as_str())
+            } else {
+                None
+            }
+        });
+        let texts: Vec<String> =
+            gguf.strings("tokenizer.ggml.tokens")?.into_iter().map(str::to_string).collect();
         let types: Vec<i64> = match gguf.get("tokenizer.ggml.token_type") {
-            Some(_) => gguf.array("tokenizer.ggml.token_type")?.iter().map(|v| v.as_f64().unwrap_or(1.0) as i64).collect(),
+            Some(_) => gguf
+                .array("tokenizer.ggml.token_type")?
+                .iter()
+                .map(|v| v.as_f64().unwrap_or(1.0) as i64)
+                .collect(),
             None => vec![1; texts.len()],
         };
         let merges = gguf
             .strings("tokenizer.ggml.merges")?
             .into_iter()
             .map(|merge| {
-                let (left, right) = merge.split_once(' ').ok_or_else(|| TokenizerError::Build(format!("merge `{merge}` has no space")))?;
+                let (left, right) = merge.split_once(' ').ok_or_else(|| {
+                    TokenizerError::Build(format!("merge `{merge}` has no space"))
+                })?;
                 Ok((left.to_string(), right.to_string()))
             })
             .collect::<Result<Vec<_>, TokenizerError>>()?;
-        let vocab: Vocab = texts.iter().enumerate().map(|(id, text)| (text.clone(), id as u32)).collect();
+        let vocab: Vocab =
+            texts.iter().enumerate().map(|(id, text)| (text.clone(), id as u32)).collect();
         let bpe = BPE::builder()
             .vocab_and_merges(vocab, merges)
             .build()
@@ -127,9 +145,14 @@ impl Tokenizer {
         let mut inner = tokenizers::Tokenizer::new(bpe);
         inner.with_pre_tokenizer(Some(pre_tokenizer(pre.unwrap_or("default"))?));
 
-        let special = |id: usize| matches!(types.get(id), Some(&TOKEN_CONTROL | &TOKEN_USER_DEFINED));
-        let added: Vec<AddedToken> =
-            texts.iter().enumerate().filter(|(id, _)| special(*id)).map(|(_, text)| AddedToken::from(text.clone(), true)).collect();
+        let special =
+            |id: usize| matches!(types.get(id), Some(&TOKEN_CONTROL | &TOKEN_USER_DEFINED));
+        let added: Vec<AddedToken> = texts
+            .iter()
+            .enumerate()
+            .filter(|(id, _)| special(*id))
+            .map(|(_, text)| AddedToken::from(text.clone(), true))
+            .collect();
         inner.add_special_tokens(&added);
 
         let bytes_of = unicode_to_byte();
@@ -143,39 +166,73 @@ impl Tokenizer {
                 // it is kept as its UTF-8 rather than dropped.
                 _ => text
                     .chars()
-                    .flat_map(|c| bytes_of.get(&c).map(|&b| vec![b]).unwrap_or_else(|| c.to_string().into_bytes()))
+                    .flat_map(|c| {
+                        bytes_of
+                            .get(&c)
+                            .map(|&b| vec![b])
+                            .unwrap_or_else(|| c.to_string().into_bytes())
+                    })
                     .collect(),
             })
             .collect();
 
         let eos = optional_id(gguf, "tokenizer.ggml.eos_token_id");
-        let mut end_of_generation: Vec<u32> = [eos, optional_id(gguf, "tokenizer.ggml.eot_token_id"), optional_id(gguf, "tokenizer.ggml.eom_token_id")]
-            .into_iter()
-            .flatten()
-            .collect();
+        let mut end_of_generation: Vec<u32> = [
+            eos,
+            optional_id(gguf, "tokenizer.ggml.eot_token_id"),
+            optional_id(gguf, "tokenizer.ggml.eom_token_id"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         for (id, text) in texts.iter().enumerate() {
             if types.get(id) == Some(&TOKEN_CONTROL) && END_OF_TURN_TEXTS.contains(&text.as_str()) {
                 end_of_generation.push(id as u32);
             }
         }
         let add_bos = matches!(gguf.get("tokenizer.ggml.add_bos_token"), Some(Value::Bool(true)));
-        Ok(Self { inner, pieces, texts, bos: optional_id(gguf, "tokenizer.ggml.bos_token_id"), eos, add_bos, end_of_generation })
+        Ok(Self {
+            inner,
+            pieces,
+            texts,
+            bos: optional_id(gguf, "tokenizer.ggml.bos_token_id"),
+            eos,
+            add_bos,
+            end_of_generation,
+        })
     }
 
     /// Build the tokenizer a Hugging Face `tokenizer.json` describes: byte-level BPE
     /// only, as [`Tokenizer::from_gguf`]. `bos` and `eos` are token texts, as
     /// `tokenizer_config.json` names them. Its special added tokens print nothing, as
     /// GGUF's control tokens; the post-processor is not applied (BOS is `add_bos`'s).
-    pub fn from_json(json: &str, bos: Option<&str>, eos: Option<&str>, add_bos: bool) -> Result<Self, TokenizerError> {
-        let inner: tokenizers::Tokenizer = json.parse().map_err(|error| TokenizerError::Build(format!("tokenizer.json: {error}")))?;
+    pub fn from_json(
+        json: &str,
+        bos: Option<&str>,
+        eos: Option<&str>,
+        add_bos: bool,
+    ) -> Result<Self, TokenizerError> {
+        let inner: tokenizers::Tokenizer = json
+            .parse()
+            .map_err(|error| TokenizerError::Build(format!("tokenizer.json: {error}")))?;
         match inner.get_model() {
             // SentencePiece-style vocabularies (Llama 2, Mistral) spell bytes as <0x..> tokens.
             ModelWrapper::BPE(bpe) if !bpe.byte_fallback => {}
-            ModelWrapper::BPE(_) => return Err(TokenizerError::Unsupported("BPE with byte fallback (SentencePiece style)".into())),
-            _ => return Err(TokenizerError::Unsupported("model other than BPE in tokenizer.json".into())),
+            ModelWrapper::BPE(_) => {
+                return Err(TokenizerError::Unsupported(
+                    "BPE with byte fallback (SentencePiece style)".into(),
+                ))
+            }
+            _ => {
+                return Err(TokenizerError::Unsupported(
+                    "model other than BPE in tokenizer.json".into(),
+                ))
+            }
         }
         let added = inner.get_added_tokens_decoder();
-        let texts: Vec<String> = (0..inner.get_vocab_size(true) as u32).map(|id| inner.id_to_token(id).unwrap_or_default()).collect();
+        let texts: Vec<String> = (0..inner.get_vocab_size(true) as u32)
+            .map(|id| inner.id_to_token(id).unwrap_or_default())
+            .collect();
         let bytes_of = unicode_to_byte();
         let pieces = texts
             .iter()
@@ -183,14 +240,27 @@ impl Tokenizer {
             .map(|(id, text)| match added.get(&(id as u32)) {
                 Some(token) if token.special => Vec::new(),
                 Some(_) => text.as_bytes().to_vec(),
-                None => text.chars().flat_map(|c| bytes_of.get(&c).map(|&b| vec![b]).unwrap_or_else(|| c.to_string().into_bytes())).collect(),
+                None => text
+                    .chars()
+                    .flat_map(|c| {
+                        bytes_of
+                            .get(&c)
+                            .map(|&b| vec![b])
+                            .unwrap_or_else(|| c.to_string().into_bytes())
+                    })
+                    .collect(),
             })
             .collect();
         let id = |text: Option<&str>| text.and_then(|text| inner.token_to_id(text));
         let (bos, eos) = (id(bos), id(eos));
         let mut end_of_generation: Vec<u32> = eos.into_iter().collect();
         end_of_generation.extend(
-            added.iter().filter(|(_, token)| token.special && END_OF_TURN_TEXTS.contains(&token.content.as_str())).map(|(&id, _)| id),
+            added
+                .iter()
+                .filter(|(_, token)| {
+                    token.special && END_OF_TURN_TEXTS.contains(&token.content.as_str())
+                })
+                .map(|(&id, _)| id),
         );
         Ok(Self { inner, pieces, texts, bos, eos, add_bos, end_of_generation })
     }
@@ -203,7 +273,10 @@ impl Tokenizer {
     /// Encode `text`, turning special-token texts into their ids and prepending BOS
     /// when the model asks for it.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
-        let encoding = self.inner.encode_fast(text, false).map_err(|error| TokenizerError::Encode(error.to_string()))?;
+        let encoding = self
+            .inner
+            .encode_fast(text, false)
+            .map_err(|error| TokenizerError::Encode(error.to_string()))?;
         let mut ids = Vec::with_capacity(encoding.len() + 1);
         if let (true, Some(bos)) = (self.add_bos, self.bos) {
             ids.push(bos);
@@ -263,7 +336,9 @@ impl StreamDecoder {
                 }
                 Err(error) => {
                     let valid = error.valid_up_to();
-                    out.push_str(std::str::from_utf8(&self.pending[..valid]).expect("checked prefix"));
+                    out.push_str(
+                        std::str::from_utf8(&self.pending[..valid]).expect("checked prefix"),
+                    );
                     match error.error_len() {
                         Some(bad) => {
                             out.push(char::REPLACEMENT_CHARACTER);
@@ -281,7 +356,11 @@ impl StreamDecoder {
 
     /// Flush at the end of generation: a dangling partial character becomes U+FFFD.
     pub fn finish(&mut self) -> String {
-        let out = if self.pending.is_empty() { String::new() } else { String::from_utf8_lossy(&self.pending).into_owned() };
+        let out = if self.pending.is_empty() {
+            String::new()
+        } else {
+            String::from_utf8_lossy(&self.pending).into_owned()
+        };
         self.pending.clear();
         out
     }

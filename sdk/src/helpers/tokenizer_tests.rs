@@ -26,7 +26,12 @@ fn decode(tokenizer: &Tokenizer, ids: &[u32]) -> String {
 #[test]
 fn smollm2_text_survives_an_encode_decode_round_trip() {
     let tokenizer = Tokenizer::from_gguf(&smollm2()).unwrap();
-    for text in ["What is the capital of France?", "  spaces\tand\nnewlines ", "naïve café — 東京 🙂", "x=12345;"] {
+    for text in [
+        "What is the capital of France?",
+        "  spaces\tand\nnewlines ",
+        "naïve café — 東京 🙂",
+        "x=12345;",
+    ] {
         let ids = tokenizer.encode(text).unwrap();
         assert_eq!(decode(&tokenizer, &ids), text);
     }
@@ -56,7 +61,12 @@ fn smollm2_special_tokens_encode_as_one_id_and_end_generation() {
 #[test]
 fn smollm2_chat_template_renders_chatml_with_the_default_system_prompt() {
     let gguf = smollm2();
-    let template = ChatTemplate::new(gguf.str("tokenizer.chat_template").unwrap(), "<|im_start|>", "<|im_end|>").unwrap();
+    let template = ChatTemplate::new(
+        gguf.str("tokenizer.chat_template").unwrap(),
+        "<|im_start|>",
+        "<|im_end|>",
+    )
+    .unwrap();
     let messages = [ChatMessage { role: "user".into(), content: "Hi".into() }];
     let text = template.render(&messages, true).unwrap();
     assert_eq!(
@@ -85,9 +95,14 @@ fn smollm2_saved_as_tokenizer_json_and_read_back_encodes_and_decodes_the_same() 
     let original = Tokenizer::from_gguf(&gguf).unwrap();
     let text = |id: Option<u32>| id.and_then(|id| original.token_text(id));
     let json = original.to_json().unwrap();
-    let copy = Tokenizer::from_json(&json, text(original.bos()), text(original.eos()), false).unwrap();
-    assert_eq!((copy.bos(), copy.eos(), copy.vocab_size()), (original.bos(), original.eos(), original.vocab_size()));
-    let prompt = "<|im_start|>user\nnaïve café — 東京 🙂 x=12345;<|im_end|>\n<|im_start|>assistant\n";
+    let copy =
+        Tokenizer::from_json(&json, text(original.bos()), text(original.eos()), false).unwrap();
+    assert_eq!(
+        (copy.bos(), copy.eos(), copy.vocab_size()),
+        (original.bos(), original.eos(), original.vocab_size())
+    );
+    let prompt =
+        "<|im_start|>user\nnaïve café — 東京 🙂 x=12345;<|im_end|>\n<|im_start|>assistant\n";
     let ids = original.encode(prompt).unwrap();
     assert_eq!(copy.encode(prompt).unwrap(), ids);
     assert_eq!(decode(&copy, &ids), decode(&original, &ids));

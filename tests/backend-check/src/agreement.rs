@@ -65,7 +65,12 @@ pub struct FirstStep {
 /// The first-step logits `logits_of` gives for each of [`PROMPTS`] on the GGUF model at
 /// `path`, compared with llama.cpp's (and, with `with_exact`, the exact reference's with
 /// llama.cpp's); prints a line per prompt.
-pub fn first_step_logits(path: &str, backend: &str, with_exact: bool, logits_of: impl Fn(&[u32]) -> Vec<f32>) -> Vec<FirstStep> {
+pub fn first_step_logits(
+    path: &str,
+    backend: &str,
+    with_exact: bool,
+    logits_of: impl Fn(&[u32]) -> Vec<f32>,
+) -> Vec<FirstStep> {
     let gguf = Gguf::open(path).expect("the model opens");
     let tokenizer = Tokenizer::from_gguf(&gguf).expect("its tokenizer");
     PROMPTS
@@ -96,23 +101,42 @@ pub fn first_step_logits(path: &str, backend: &str, with_exact: bool, logits_of:
 /// On a quantized file: on each of [`PROMPTS`], `backend`'s first-step logits are no
 /// further from llama.cpp's than exact arithmetic's are (to 1e-4), and exact arithmetic
 /// is within 5e-2 of llama.cpp (its 8-bit rounding of activations, nothing more).
-pub fn assert_as_close_to_llama_cpp_as_exact_arithmetic(path: &str, backend: &str, logits_of: impl Fn(&[u32]) -> Vec<f32>) {
+pub fn assert_as_close_to_llama_cpp_as_exact_arithmetic(
+    path: &str,
+    backend: &str,
+    logits_of: impl Fn(&[u32]) -> Vec<f32>,
+) {
     for row in first_step_logits(path, backend, true, logits_of) {
         let exact = row.exact_to_llama_cpp.expect("computed");
-        assert!(row.to_llama_cpp <= exact + 1e-4, "{:?}: {} from llama.cpp, exact arithmetic is {exact}", row.prompt, row.to_llama_cpp);
+        assert!(
+            row.to_llama_cpp <= exact + 1e-4,
+            "{:?}: {} from llama.cpp, exact arithmetic is {exact}",
+            row.prompt,
+            row.to_llama_cpp
+        );
         assert!(exact < 5e-2, "{:?}: llama.cpp is {exact} from exact arithmetic", row.prompt);
     }
 }
 
 /// On each of [`PROMPTS`], `backend`'s first-step logits are within `bound` of llama.cpp's.
-pub fn assert_within_of_llama_cpp(bound: f32, path: &str, backend: &str, logits_of: impl Fn(&[u32]) -> Vec<f32>) {
+pub fn assert_within_of_llama_cpp(
+    bound: f32,
+    path: &str,
+    backend: &str,
+    logits_of: impl Fn(&[u32]) -> Vec<f32>,
+) {
     for row in first_step_logits(path, backend, false, logits_of) {
         assert!(row.to_llama_cpp < bound, "{:?}: relative error {}", row.prompt, row.to_llama_cpp);
     }
 }
 
 /// At least `at_least` of [`PROMPTS`] get the same first 16 greedy tokens from both.
-pub fn assert_greedy_agreement(at_least: usize, ours: &dyn Model, ours_name: &str, llama_cpp: &dyn Model) {
+pub fn assert_greedy_agreement(
+    at_least: usize,
+    ours: &dyn Model,
+    ours_name: &str,
+    llama_cpp: &dyn Model,
+) {
     let same = same_first_16_tokens(ours, ours_name, llama_cpp);
     println!("{same} of 5 agree");
     assert!(same >= at_least, "only {same} of 5 greedy answers agree");

@@ -61,7 +61,8 @@ pub fn write_f16_copy(source: &Gguf, out: &Path) -> std::io::Result<()> {
         if converted(tensor.ty, &tensor.dims) {
             let mut values = vec![0.0f32; tensor.elements() as usize];
             dequantize(tensor.ty, bytes, &mut values).expect("a type the SDK dequantizes");
-            let halves: Vec<u8> = values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect();
+            let halves: Vec<u8> =
+                values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect();
             file.write_all(&halves)?;
             at = start + halves.len();
         } else {

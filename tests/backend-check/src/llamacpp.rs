@@ -13,7 +13,10 @@ use hearth_sdk::abi::{AbiTokenSink, AbiTokenSink_TO, BackendBox, ModelBox, Plugi
 use hearth_sdk::abi_stable::library::lib_header_from_path;
 use hearth_sdk::abi_stable::sabi_trait::TD_Opaque;
 use hearth_sdk::abi_stable::std_types::{ROption, RStr, RVec};
-use hearth_sdk::{GenerateRequest, GenerateStats, LoadRequest, MemoryUsage, Model, PluginError, SinkControl, TokenSink};
+use hearth_sdk::{
+    GenerateRequest, GenerateStats, LoadRequest, MemoryUsage, Model, PluginError, SinkControl,
+    TokenSink,
+};
 
 /// Lends a sink to the plugin for one generation.
 struct SinkBridge<'a>(&'a mut dyn TokenSink);
@@ -32,9 +35,15 @@ pub struct PluginModel {
 }
 
 impl Model for PluginModel {
-    fn generate(&self, request: &GenerateRequest, sink: &mut dyn TokenSink) -> Result<GenerateStats, PluginError> {
+    fn generate(
+        &self,
+        request: &GenerateRequest,
+        sink: &mut dyn TokenSink,
+    ) -> Result<GenerateStats, PluginError> {
         let mut bridge = SinkBridge(sink);
-        self.model.generate(request, AbiTokenSink_TO::from_ptr(&mut bridge, TD_Opaque)).into_result()
+        self.model
+            .generate(request, AbiTokenSink_TO::from_ptr(&mut bridge, TD_Opaque))
+            .into_result()
     }
     fn trim(&self) {
         self.model.trim().into_result().expect("trim");
@@ -49,9 +58,11 @@ impl Model for PluginModel {
 pub fn load_with_plugin(path: &str) -> PluginModel {
     let folder = std::env::var("HEARTH_TEST_PLUGINS")
         .expect("HEARTH_TEST_PLUGINS must name a folder holding libhearth_llamacpp.so, the reference backend");
-    let library = PathBuf::from(folder).join(format!("libhearth_llamacpp.{}", std::env::consts::DLL_EXTENSION));
+    let library = PathBuf::from(folder)
+        .join(format!("libhearth_llamacpp.{}", std::env::consts::DLL_EXTENSION));
     assert!(library.is_file(), "reference plugin missing: {}", library.display());
-    let module = lib_header_from_path(&library).unwrap().init_root_module::<PluginModuleRef>().unwrap();
+    let module =
+        lib_header_from_path(&library).unwrap().init_root_module::<PluginModuleRef>().unwrap();
     let backend = module.new_backend()().into_result().unwrap();
     let request = LoadRequest {
         model_id: "reference".into(),
@@ -73,9 +84,18 @@ pub fn logits(model_path: &str, tokens: &[u32], adapter: Option<(&str, f32)>) ->
     if let Some((file, scale)) = adapter {
         command.arg("--adapter").arg(format!("{file}:{scale}"));
     }
-    let output = command.args(tokens.iter().map(u32::to_string)).output().expect("run hearth-llama-logits");
-    assert!(output.status.success(), "hearth-llama-logits failed: {}", String::from_utf8_lossy(&output.stderr));
-    output.stdout.chunks_exact(4).map(|bytes| f32::from_le_bytes(bytes.try_into().expect("4 bytes"))).collect()
+    let output =
+        command.args(tokens.iter().map(u32::to_string)).output().expect("run hearth-llama-logits");
+    assert!(
+        output.status.success(),
+        "hearth-llama-logits failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+        .stdout
+        .chunks_exact(4)
+        .map(|bytes| f32::from_le_bytes(bytes.try_into().expect("4 bytes")))
+        .collect()
 }
 
 /// The `hearth-llama-logits` program of this test's profile, built once per test
@@ -86,7 +106,8 @@ fn logits_program() -> PathBuf {
         .get_or_init(|| {
             // Test binaries live in <target>/<profile>/deps.
             let exe = std::env::current_exe().expect("the test binary's path");
-            let profile = exe.parent().and_then(Path::parent).expect("<target>/<profile>/deps/<test>");
+            let profile =
+                exe.parent().and_then(Path::parent).expect("<target>/<profile>/deps/<test>");
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
             let mut build = Command::new(cargo);
             build.args(["build", "--quiet", "-p", "hearth-llama-logits"]);

@@ -26,8 +26,12 @@ pub struct Shape {
 impl Shape {
     pub fn from_gguf(gguf: &Gguf) -> Self {
         let arch = gguf.str("general.architecture").expect("general.architecture").to_string();
-        let int = |name: &str| gguf.u64(&format!("{arch}.{name}")).unwrap_or_else(|_| panic!("{arch}.{name}")) as usize;
-        let optional = |name: &str, default: usize| gguf.u64(&format!("{arch}.{name}")).map_or(default, |v| v as usize);
+        let int = |name: &str| {
+            gguf.u64(&format!("{arch}.{name}")).unwrap_or_else(|_| panic!("{arch}.{name}")) as usize
+        };
+        let optional = |name: &str, default: usize| {
+            gguf.u64(&format!("{arch}.{name}")).map_or(default, |v| v as usize)
+        };
         let (n_embd, heads) = (int("embedding_length"), int("attention.head_count"));
         let head_dim = optional("attention.key_length", n_embd / heads);
         Self {
@@ -38,7 +42,8 @@ impl Shape {
             head_dim,
             n_rot: optional("rope.dimension_count", head_dim),
             n_ff: int("feed_forward_length"),
-            eps: gguf.f64(&format!("{arch}.attention.layer_norm_rms_epsilon")).expect("rms epsilon") as f32,
+            eps: gguf.f64(&format!("{arch}.attention.layer_norm_rms_epsilon")).expect("rms epsilon")
+                as f32,
             freq_base: gguf.f64(&format!("{arch}.rope.freq_base")).unwrap_or(10_000.0) as f32,
             neox: arch != "llama",
             qk_norm: gguf.tensor("blk.0.attn_q_norm.weight").is_some(),
@@ -54,7 +59,8 @@ pub fn matmul(w: &[f32], ncols: usize, x: &[f32], ntok: usize) -> Vec<f32> {
         let xt = &x[t * ncols..(t + 1) * ncols];
         for r in 0..rows {
             let wr = &w[r * ncols..(r + 1) * ncols];
-            y[t * rows + r] = wr.iter().zip(xt).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum::<f64>() as f32;
+            y[t * rows + r] =
+                wr.iter().zip(xt).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum::<f64>() as f32;
         }
     }
     y
@@ -66,13 +72,24 @@ pub fn rmsnorm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
         .flat_map(|row| {
             let mean = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / n as f64;
             let inv = 1.0 / (mean + f64::from(eps)).sqrt();
-            row.iter().zip(w).map(move |(&v, &g)| (f64::from(v) * inv) as f32 * g).collect::<Vec<_>>()
+            row.iter()
+                .zip(w)
+                .map(move |(&v, &g)| (f64::from(v) * inv) as f32 * g)
+                .collect::<Vec<_>>()
         })
         .collect()
 }
 
 /// RoPE in place over `x` = [tokens][heads][head_dim], token t at position pos0 + t.
-pub fn rope(x: &mut [f32], heads: usize, head_dim: usize, n_rot: usize, pos0: usize, neox: bool, base: f32) {
+pub fn rope(
+    x: &mut [f32],
+    heads: usize,
+    head_dim: usize,
+    n_rot: usize,
+    pos0: usize,
+    neox: bool,
+    base: f32,
+) {
     for (index, head) in x.chunks_mut(head_dim).enumerate() {
         let pos = (pos0 + index / heads) as f64;
         for pair in 0..n_rot / 2 {
@@ -86,7 +103,15 @@ pub fn rope(x: &mut [f32], heads: usize, head_dim: usize, n_rot: usize, pos0: us
 }
 
 /// Causal attention: q = [ntok][heads·hd], k and v = [positions][kv_heads·hd].
-pub fn attention(q: &[f32], k: &[f32], v: &[f32], heads: usize, kv_heads: usize, hd: usize, pos0: usize) -> Vec<f32> {
+pub fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    heads: usize,
+    kv_heads: usize,
+    hd: usize,
+    pos0: usize,
+) -> Vec<f32> {
     let ntok = q.len() / (heads * hd);
     let kv_dim = kv_heads * hd;
     let mut out = vec![0.0; q.len()];
@@ -98,14 +123,16 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], heads: usize, kv_heads: usize,
             let scores: Vec<f64> = (0..keys)
                 .map(|j| {
                     let kj = &k[j * kv_dim + kvh * hd..][..hd];
-                    qh.iter().zip(kj).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum::<f64>() / (hd as f64).sqrt()
+                    qh.iter().zip(kj).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum::<f64>()
+                        / (hd as f64).sqrt()
                 })
                 .collect();
             let max = scores.iter().cloned().fold(f64::MIN, f64::max);
             let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
             let total: f64 = weights.iter().sum();
             for d in 0..hd {
-                let value: f64 = (0..keys).map(|j| weights[j] * f64::from(v[j * kv_dim + kvh * hd + d])).sum();
+                let value: f64 =
+                    (0..keys).map(|j| weights[j] * f64::from(v[j * kv_dim + kvh * hd + d])).sum();
                 out[(t * heads + h) * hd + d] = (value / total) as f32;
             }
         }
@@ -138,7 +165,8 @@ pub fn forward(gguf: &Gguf, tokens: &[u32], lora: Option<Lora>) -> Vec<f32> {
     let (e, hd, heads, kv_heads, ff) = (c.n_embd, c.head_dim, c.heads, c.kv_heads, c.n_ff);
     let n = tokens.len();
     let embd = tensor(gguf, "token_embd.weight");
-    let mut h: Vec<f32> = tokens.iter().flat_map(|&t| embd[t as usize * e..][..e].to_vec()).collect();
+    let mut h: Vec<f32> =
+        tokens.iter().flat_map(|&t| embd[t as usize * e..][..e].to_vec()).collect();
     for layer in 0..c.n_layer {
         let w = |part: &str| tensor(gguf, &format!("blk.{layer}.{part}.weight"));
         let project = |part: &str, ncols: usize, x: &[f32]| {
@@ -147,11 +175,15 @@ pub fn forward(gguf: &Gguf, tokens: &[u32], lora: Option<Lora>) -> Vec<f32> {
                 let name = format!("blk.{layer}.{part}.weight.lora_{end}");
                 lora.gguf.tensor(&name).map(|_| tensor(lora.gguf, &name))
             };
-            if let Some((lora, Some(a), Some(b))) = lora.as_ref().map(|lora| (lora, factor(lora, "a"), factor(lora, "b"))) {
+            if let Some((lora, Some(a), Some(b))) =
+                lora.as_ref().map(|lora| (lora, factor(lora, "a"), factor(lora, "b")))
+            {
                 let rank = a.len() / ncols;
                 let alpha = lora.gguf.f64("adapter.lora.alpha").expect("alpha") as f32;
                 let update = matmul(&b, rank, &matmul(&a, ncols, x, n), n);
-                y.iter_mut().zip(&update).for_each(|(y, u)| *y += lora.scale * alpha / rank as f32 * u);
+                y.iter_mut()
+                    .zip(&update)
+                    .for_each(|(y, u)| *y += lora.scale * alpha / rank as f32 * u);
             }
             y
         };
@@ -174,6 +206,7 @@ pub fn forward(gguf: &Gguf, tokens: &[u32], lora: Option<Lora>) -> Vec<f32> {
         h.iter_mut().zip(&d).for_each(|(a, b)| *a += b);
     }
     let last = rmsnorm(&h[(n - 1) * e..], &tensor(gguf, "output_norm.weight"), c.eps);
-    let output = if gguf.tensor("output.weight").is_some() { tensor(gguf, "output.weight") } else { embd };
+    let output =
+        if gguf.tensor("output.weight").is_some() { tensor(gguf, "output.weight") } else { embd };
     matmul(&output, e, &last, 1)
 }

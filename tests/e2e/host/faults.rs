@@ -28,7 +28,11 @@ fn scan_with_fault(fault: &str, describer: usize) -> String {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    assert!(output.status.success(), "{fault}: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{fault}: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     stdout
 }
 
@@ -49,7 +53,8 @@ fn fault_child() {
 }
 
 #[test]
-fn a_plugin_that_fails_or_panics_while_starting_or_describes_itself_with_garbage_is_refused_by_name() {
+fn a_plugin_that_fails_or_panics_while_starting_or_describes_itself_with_garbage_is_refused_by_name(
+) {
     let expected = [
         ("init-fail", "plugin failed to initialise: internal: fixture init failure requested"),
         ("init-panic", "plugin failed to initialise: panicked: plugin panicked in init: fixture init panic requested"),
@@ -59,7 +64,10 @@ fn a_plugin_that_fails_or_panics_while_starting_or_describes_itself_with_garbage
     for (fault, reason) in expected {
         for describer in 0..2 {
             let report = scan_with_fault(fault, describer);
-            assert!(report.contains(&format!("REFUSED: {reason}")), "{fault}, describer {describer}: {report}");
+            assert!(
+                report.contains(&format!("REFUSED: {reason}")),
+                "{fault}, describer {describer}: {report}"
+            );
             assert!(!report.contains("LOADED"), "{fault}, describer {describer}: {report}");
         }
     }
@@ -77,7 +85,8 @@ fn a_plugin_whose_probe_panics_is_loaded_but_unavailable_with_the_reason() {
 }
 
 #[test]
-fn a_plugin_that_aborts_while_a_worker_describes_it_is_refused_with_the_cause_and_the_host_goes_on() {
+fn a_plugin_that_aborts_while_a_worker_describes_it_is_refused_with_the_cause_and_the_host_goes_on()
+{
     let report = scan_with_fault("probe-abort", 1);
     assert!(report.contains("REFUSED: the `libfaulty.so` worker"), "{report}");
     assert!(report.contains("SIGABRT"), "{report}");
@@ -102,7 +111,10 @@ async fn a_panic_in_load_fails_that_request_with_the_reason_and_the_host_keeps_s
     let host = faulty_host();
     let error = collect(&host, chat("load-panic", "hi", 4)).await.unwrap_err();
     assert!(matches!(error, ServiceError::NothingLoaded { .. }), "{error}");
-    assert!(error.to_string().contains("plugin panicked in load: fixture load panic requested"), "{error}");
+    assert!(
+        error.to_string().contains("plugin panicked in load: fixture load panic requested"),
+        "{error}"
+    );
     assert!(host.hearth.loaded_models().is_empty());
     assert_eq!(collect(&host, chat("echo", "still here", 2)).await.unwrap(), "here still ");
 }
@@ -131,7 +143,8 @@ async fn impossible_memory_figures_neither_overflow_the_budget_nor_stop_other_mo
     // u64::MAX + u64::MAX bytes against a 1 GB budget: the idle garbage model is
     // evicted for the next one instead of the sum wrapping or panicking.
     collect(&host, chat("echo", "a b", 2)).await.unwrap();
-    let loaded: Vec<String> = host.hearth.loaded_models().into_iter().map(|model| model.key.model_id).collect();
+    let loaded: Vec<String> =
+        host.hearth.loaded_models().into_iter().map(|model| model.key.model_id).collect();
     assert_eq!(loaded, ["echo"]);
 }
 
@@ -150,9 +163,12 @@ async fn impossible_generation_figures_reach_the_client_as_sane_numbers() {
     let request = axum::http::Request::post("/v1/completions")
         .header("host", "localhost")
         .header("content-type", "application/json")
-        .body(axum::body::Body::from(r#"{"model":"garbage-stats","prompt":"a b","max_tokens":2,"seed":1}"#))
+        .body(axum::body::Body::from(
+            r#"{"model":"garbage-stats","prompt":"a b","max_tokens":2,"seed":1}"#,
+        ))
         .unwrap();
-    let response = tower::ServiceExt::oneshot(hearth::api::app(host.hearth.clone()), request).await.unwrap();
+    let response =
+        tower::ServiceExt::oneshot(hearth::api::app(host.hearth.clone()), request).await.unwrap();
     assert_eq!(response.status(), 200);
     let bytes = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
     let answer: Value = serde_json::from_slice(&bytes).unwrap();

@@ -37,7 +37,8 @@ impl TestHost {
     pub fn with_models(extra: &[(&str, &str)], idle: &str) -> Self {
         let home = fixture_home(&["hearth_fixture_plugin"], "2m", "5m");
         let path = home.path().join("catalog.toml");
-        let mut catalog = std::fs::read_to_string(&path).unwrap().replacen("\n\n", &format!("\n{idle}\n\n"), 1);
+        let mut catalog =
+            std::fs::read_to_string(&path).unwrap().replacen("\n\n", &format!("\n{idle}\n\n"), 1);
         for (id, contents) in extra {
             let dir = home.path().join("models").join(id);
             std::fs::create_dir_all(&dir).unwrap();
@@ -46,7 +47,8 @@ impl TestHost {
         }
         std::fs::write(&path, catalog).unwrap();
         let config = hearth::service::HearthConfig::in_home(home.path());
-        let hearth = std::sync::Arc::new(hearth::service::Hearth::open(config).expect("open the test host"));
+        let hearth =
+            std::sync::Arc::new(hearth::service::Hearth::open(config).expect("open the test host"));
         Self { _home: home, hearth }
     }
 
@@ -62,11 +64,16 @@ impl TestHost {
         })
     }
 
-    fn with_config(soft: &str, hard: &str, adjust: impl FnOnce(&mut hearth::service::HearthConfig)) -> Self {
+    fn with_config(
+        soft: &str,
+        hard: &str,
+        adjust: impl FnOnce(&mut hearth::service::HearthConfig),
+    ) -> Self {
         let home = fixture_home(&["hearth_fixture_plugin"], soft, hard);
         let mut config = hearth::service::HearthConfig::in_home(home.path());
         adjust(&mut config);
-        let hearth = std::sync::Arc::new(hearth::service::Hearth::open(config).expect("open the test host"));
+        let hearth =
+            std::sync::Arc::new(hearth::service::Hearth::open(config).expect("open the test host"));
         Self { _home: home, hearth }
     }
 }
@@ -88,7 +95,9 @@ pub fn fixture_home(libraries: &[&str], soft: &str, hard: &str) -> tempfile::Tem
         let source = built_library(name);
         std::fs::copy(&source, plugins.join(source.file_name().unwrap())).expect("copy plugin");
     }
-    let mut catalog = format!("[idle]\nsoft_timeout = \"{soft}\"\nhard_timeout = \"{hard}\"\nmax_resident_models = 3\n\n");
+    let mut catalog = format!(
+        "[idle]\nsoft_timeout = \"{soft}\"\nhard_timeout = \"{hard}\"\nmax_resident_models = 3\n\n"
+    );
     for (id, contents) in FIXTURE_MODELS {
         let dir = home.path().join("models").join(id);
         std::fs::create_dir_all(&dir).unwrap();

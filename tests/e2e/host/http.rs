@@ -51,8 +51,14 @@ async fn malformed_requests_get_a_400_naming_the_problem() {
     let host = TestHost::new();
     let cases = [
         (json!({ "model": "echo", "messages": [] }), "messages"),
-        (json!({ "model": "echo", "messages": [{ "role": "user", "content": "x" }], "temperature": -1 }), "temperature"),
-        (json!({ "model": "echo", "messages": [{ "role": "user", "content": "x" }], "max_tokens": 0 }), "max_tokens"),
+        (
+            json!({ "model": "echo", "messages": [{ "role": "user", "content": "x" }], "temperature": -1 }),
+            "temperature",
+        ),
+        (
+            json!({ "model": "echo", "messages": [{ "role": "user", "content": "x" }], "max_tokens": 0 }),
+            "max_tokens",
+        ),
         (json!({ "model": "echo", "messages": [{ "role": "wizard", "content": "x" }] }), "role"),
         (json!({ "model": "echo" }), "messages"),
     ];
@@ -61,17 +67,28 @@ async fn malformed_requests_get_a_400_naming_the_problem() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body} → {answer}");
         assert!(answer["error"]["message"].as_str().unwrap().contains(field), "{body} → {answer}");
     }
-    let (status, _) = post(&host, "/v1/chat/completions", json!({ "model": "nope", "messages": [{ "role": "user", "content": "x" }] })).await;
+    let (status, _) = post(
+        &host,
+        "/v1/chat/completions",
+        json!({ "model": "nope", "messages": [{ "role": "user", "content": "x" }] }),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn a_plugin_panic_is_a_500_on_that_request_only() {
     let host = TestHost::new();
-    let (status, answer) = post(&host, "/v1/completions", json!({ "model": "echo", "prompt": "boom #panic" })).await;
+    let (status, answer) =
+        post(&host, "/v1/completions", json!({ "model": "echo", "prompt": "boom #panic" })).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(answer["error"]["message"].as_str().unwrap().contains("panicked"));
-    let (status, answer) = post(&host, "/v1/completions", json!({ "model": "echo", "prompt": "fine", "max_tokens": 2 })).await;
+    let (status, answer) = post(
+        &host,
+        "/v1/completions",
+        json!({ "model": "echo", "prompt": "fine", "max_tokens": 2 }),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(answer["choices"][0]["text"], "fine fine ");
     assert_eq!(answer["choices"][0]["finish_reason"], "length");
@@ -91,7 +108,8 @@ async fn native_endpoints_report_models_plugins_profile_and_health() {
         .oneshot(Request::get("/metrics").header("host", "localhost").body(Body::empty()).unwrap())
         .await
         .unwrap();
-    let text = String::from_utf8(metrics.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let text = String::from_utf8(metrics.into_body().collect().await.unwrap().to_bytes().to_vec())
+        .unwrap();
     assert!(text.contains("# TYPE hearth_requests_total counter"), "{text}");
     assert!(text.contains("hearth_loaded_models{state=\"ready\"} 0"), "{text}");
 
@@ -124,16 +142,26 @@ async fn a_streamed_chat_completion_arrives_as_sse_chunks_ending_in_done() {
     let base = serve(&host).await;
     let body = json!({ "model": "echo", "messages": [{ "role": "user", "content": "up down" }], "seed": 0,
                        "stream": true, "stream_options": { "include_usage": true } });
-    let response = reqwest::Client::new().post(format!("{base}/v1/chat/completions")).json(&body).send().await.unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
     let payloads = sse_payloads(&response.text().await.unwrap());
     assert_eq!(payloads.last().unwrap(), "[DONE]");
-    let chunks: Vec<Value> = payloads[..payloads.len() - 1].iter().map(|p| serde_json::from_str(p).unwrap()).collect();
+    let chunks: Vec<Value> =
+        payloads[..payloads.len() - 1].iter().map(|p| serde_json::from_str(p).unwrap()).collect();
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
-    let text: String = chunks.iter().filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str()).collect();
+    let text: String = chunks
+        .iter()
+        .filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str())
+        .collect();
     assert_eq!(text, "up down up down up down ");
-    let finish = chunks.iter().find(|chunk| chunk["choices"][0]["finish_reason"].is_string()).unwrap();
+    let finish =
+        chunks.iter().find(|chunk| chunk["choices"][0]["finish_reason"].is_string()).unwrap();
     assert_eq!(finish["choices"][0]["finish_reason"], "stop");
     assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 6);
 }
@@ -144,7 +172,12 @@ async fn a_client_that_disconnects_mid_stream_cancels_its_generation() {
     let base = serve(&host).await;
     // 200 tokens at 20 ms each would take 4 s; the client leaves after three.
     let body = json!({ "model": "slow", "messages": [{ "role": "user", "content": "tick tock" }], "stream": true, "max_tokens": 200 });
-    let response = reqwest::Client::new().post(format!("{base}/v1/chat/completions")).json(&body).send().await.unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     let mut stream = response.bytes_stream();
     let mut seen = String::new();
     while seen.matches("\"content\":\"t").count() < 3 {
@@ -158,12 +191,18 @@ async fn a_client_that_disconnects_mid_stream_cancels_its_generation() {
         if ps.iter().all(|model| model.refs == 0) {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(2), "generation still running after the client left: {ps:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "generation still running after the client left: {ps:?}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
-async fn send(router: axum::Router, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+async fn send(
+    router: axum::Router,
+    request: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
     let response = router.oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
@@ -184,16 +223,25 @@ const ECHO_CHAT: &str = r#"{"model":"echo","messages":[{"role":"user","content":
 #[tokio::test]
 async fn a_foreign_host_header_is_refused_on_a_loopback_server() {
     let host = TestHost::new();
-    let (status, _, body) = send(hearth::api::app(host.hearth.clone()), chat_request("rebind.attacker.example", ECHO_CHAT)).await;
+    let (status, _, body) = send(
+        hearth::api::app(host.hearth.clone()),
+        chat_request("rebind.attacker.example", ECHO_CHAT),
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    let (status, _, _) = send(hearth::api::app(host.hearth.clone()), chat_request("127.0.0.1:8434", ECHO_CHAT)).await;
+    let (status, _, _) =
+        send(hearth::api::app(host.hearth.clone()), chat_request("127.0.0.1:8434", ECHO_CHAT))
+            .await;
     assert_eq!(status, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn an_api_key_is_required_when_configured_except_for_health() {
     let host = TestHost::new();
-    let config = hearth::api::ApiConfig { api_key: Some("s3cret".into()), ..hearth::api::ApiConfig::default() };
+    let config = hearth::api::ApiConfig {
+        api_key: Some("s3cret".into()),
+        ..hearth::api::ApiConfig::default()
+    };
     let app = hearth::api::app_with(host.hearth.clone(), config);
     let (status, headers, _) = send(app.clone(), chat_request("localhost", ECHO_CHAT)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -208,16 +256,23 @@ async fn an_api_key_is_required_when_configured_except_for_health() {
 #[tokio::test]
 async fn an_oversized_body_gets_413() {
     let host = TestHost::new();
-    let config = hearth::api::ApiConfig { max_body_bytes: 1024, ..hearth::api::ApiConfig::default() };
-    let big = format!(r#"{{"model":"echo","messages":[{{"role":"user","content":"{}"}}]}}"#, "x".repeat(4096));
-    let (status, _, _) = send(hearth::api::app_with(host.hearth.clone(), config), chat_request("localhost", &big)).await;
+    let config =
+        hearth::api::ApiConfig { max_body_bytes: 1024, ..hearth::api::ApiConfig::default() };
+    let big = format!(
+        r#"{{"model":"echo","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(4096)
+    );
+    let (status, _, _) =
+        send(hearth::api::app_with(host.hearth.clone(), config), chat_request("localhost", &big))
+            .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 }
 
 #[tokio::test]
 async fn requests_past_the_queue_cap_get_503_with_retry_after() {
     let host = TestHost::new();
-    let config = hearth::api::ApiConfig { max_queue_per_model: 1, ..hearth::api::ApiConfig::default() };
+    let config =
+        hearth::api::ApiConfig { max_queue_per_model: 1, ..hearth::api::ApiConfig::default() };
     let app = hearth::api::app_with(host.hearth.clone(), config);
     let slow = r#"{"model":"slow","messages":[{"role":"user","content":"a b"}],"max_tokens":20}"#;
     let first = tokio::spawn(send(app.clone(), chat_request("localhost", slow)));
@@ -238,7 +293,12 @@ async fn serve_guarded(host: &TestHost, header_read_timeout: Duration) -> std::n
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let app = hearth::api::app(host.hearth.clone());
-    tokio::spawn(hearth::api::serve_until(listener, app, header_read_timeout, std::future::pending()));
+    tokio::spawn(hearth::api::serve_until(
+        listener,
+        app,
+        header_read_timeout,
+        std::future::pending(),
+    ));
     address
 }
 
@@ -252,7 +312,9 @@ async fn a_client_that_sends_its_headers_too_slowly_is_disconnected() {
     let started = std::time::Instant::now();
     // One header byte every 50 ms never completes the head; the server hangs up.
     let mut closed = false;
-    for byte in b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter() {
+    for byte in
+        b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter()
+    {
         if slow.write_all(&[*byte]).await.is_err() {
             closed = true;
             break;
@@ -263,12 +325,18 @@ async fn a_client_that_sends_its_headers_too_slowly_is_disconnected() {
                 closed = true;
                 break;
             }
-            Ok(Ok(read)) => panic!("the server answered a request it never fully got: {:?}", &buffer[..read]),
+            Ok(Ok(read)) => {
+                panic!("the server answered a request it never fully got: {:?}", &buffer[..read])
+            }
             Err(_) => {}
         }
     }
     assert!(closed, "still connected after {:?}", started.elapsed());
-    assert!(started.elapsed() < Duration::from_secs(2), "cut off only after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "cut off only after {:?}",
+        started.elapsed()
+    );
     let health = reqwest::get(format!("http://{address}/health")).await.unwrap();
     assert_eq!(health.status(), 200, "a prompt client is still served");
 }

@@ -22,7 +22,9 @@ const MIB: u64 = 1024 * 1024;
 fn isolated_home(stall: &str, soft: &str, hard: &str) -> tempfile::TempDir {
     let home = fixture_home(&["hearth_fixture_plugin"], soft, hard);
     let mut catalog = std::fs::read_to_string(home.path().join("catalog.toml")).unwrap();
-    for (id, contents) in [("long", "tokens = 400\ndelay_ms = 20\n"), ("big", "tokens = 4\nweights_mb = 256\n")] {
+    for (id, contents) in
+        [("long", "tokens = 400\ndelay_ms = 20\n"), ("big", "tokens = 4\nweights_mb = 256\n")]
+    {
         let dir = home.path().join("models").join(id);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(format!("{id}.fixture")), contents).unwrap();
@@ -56,12 +58,14 @@ fn maps_the_fixture(pid: u32) -> bool {
 /// A process's resident memory.
 fn resident_bytes(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|line| line.starts_with("VmRSS:")).expect("VmRSS in /proc/PID/status");
+    let line =
+        status.lines().find(|line| line.starts_with("VmRSS:")).expect("VmRSS in /proc/PID/status");
     line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
 }
 
 #[tokio::test]
-async fn a_backend_that_segfaults_aborts_or_hangs_fails_only_that_request_while_another_model_keeps_streaming() {
+async fn a_backend_that_segfaults_aborts_or_hangs_fails_only_that_request_while_another_model_keeps_streaming(
+) {
     let home = isolated_home("2s", "2m", "5m");
     let server = Server::start(home.path());
     let long = server.chat("long", "tick tock");
@@ -70,7 +74,10 @@ async fn a_backend_that_segfaults_aborts_or_hangs_fails_only_that_request_while_
             .eventually(Duration::from_secs(10), "the long generation is under way", || async {
                 let ps = server.get("/api/ps").await;
                 let models = ps["models"].as_array().unwrap().clone();
-                models.iter().any(|model| model["key"]["model_id"] == "long" && model["state"] == "busy").then_some(())
+                models
+                    .iter()
+                    .any(|model| model["key"]["model_id"] == "long" && model["state"] == "busy")
+                    .then_some(())
             })
             .await;
         for (trigger, cause, last_words) in [
@@ -78,15 +85,23 @@ async fn a_backend_that_segfaults_aborts_or_hangs_fails_only_that_request_while_
             ("#abort", "SIGABRT", "fixture: aborting"),
             ("#hang", "stall timeout", ""),
         ] {
-            let body = json!({ "model": "echo", "messages": [{ "role": "user", "content": trigger }] });
+            let body =
+                json!({ "model": "echo", "messages": [{ "role": "user", "content": trigger }] });
             let (status, answer) = server.post("/v1/chat/completions", &body).await;
             assert_eq!(status, 500, "{trigger}: {answer}");
             let message = answer["error"]["message"].as_str().unwrap();
             assert!(message.contains("the `fixture` worker"), "{trigger}: {message}");
             assert!(message.contains(cause), "{trigger}: {message}");
-            assert!(message.contains(last_words), "{trigger}: the worker's last log lines: {message}");
+            assert!(
+                message.contains(last_words),
+                "{trigger}: the worker's last log lines: {message}"
+            );
             let (status, text) = server.chat("echo", "after the crash").await;
-            assert_eq!((status, text.as_str()), (200, "after the crash after the crash "), "{trigger}: a fresh worker");
+            assert_eq!(
+                (status, text.as_str()),
+                (200, "after the crash after the crash "),
+                "{trigger}: a fresh worker"
+            );
         }
     };
     let ((status, text), ()) = tokio::join!(long, crashes);
@@ -99,11 +114,17 @@ async fn a_backend_that_segfaults_aborts_or_hangs_fails_only_that_request_while_
 async fn a_backend_that_keeps_crashing_waits_before_its_next_worker_and_recovers_after() {
     let home = isolated_home("10s", "2m", "5m");
     let server = Server::start(home.path());
-    let segfault = json!({ "model": "echo", "messages": [{ "role": "user", "content": "#segfault" }] });
+    let segfault =
+        json!({ "model": "echo", "messages": [{ "role": "user", "content": "#segfault" }] });
     for _ in 0..2 {
         assert_eq!(server.post("/v1/chat/completions", &segfault).await.0, 500);
     }
-    let (status, answer) = server.post("/v1/chat/completions", &json!({ "model": "echo", "messages": [{ "role": "user", "content": "hello" }] })).await;
+    let (status, answer) = server
+        .post(
+            "/v1/chat/completions",
+            &json!({ "model": "echo", "messages": [{ "role": "user", "content": "hello" }] }),
+        )
+        .await;
     assert_eq!(status, 500, "{answer}");
     let message = answer["error"]["message"].as_str().unwrap();
     assert!(message.contains("crashed 2 times in a row"), "{message}");
@@ -124,7 +145,10 @@ async fn a_worker_that_stops_answering_health_checks_is_killed_and_replaced() {
     assert_eq!(server.chat("echo", "hello").await.0, 200);
     let workers = children(server.pid());
     assert_eq!(workers.len(), 1);
-    let stopped = std::process::Command::new("kill").args(["-STOP", &workers[0].to_string()]).status().unwrap();
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &workers[0].to_string()])
+        .status()
+        .unwrap();
     assert!(stopped.success());
     server
         .eventually(Duration::from_secs(15), "the frozen worker is killed", || async {
@@ -153,11 +177,17 @@ async fn after_the_hard_timeout_the_worker_is_gone_and_the_host_is_back_to_its_b
         })
         .await;
     let now = resident_bytes(server.pid());
-    assert!(now < baseline + 32 * MIB, "host resident memory {} MiB, baseline {} MiB", now / MIB, baseline / MIB);
+    assert!(
+        now < baseline + 32 * MIB,
+        "host resident memory {} MiB, baseline {} MiB",
+        now / MIB,
+        baseline / MIB
+    );
 }
 
 #[tokio::test]
-async fn a_replaced_plugin_gets_new_workers_the_old_builds_worker_exits_and_the_host_never_maps_either_build() {
+async fn a_replaced_plugin_gets_new_workers_the_old_builds_worker_exits_and_the_host_never_maps_either_build(
+) {
     let rebuilt = rebuilt_fixture();
     let home = isolated_home("10s", "2m", "5m");
     let server = Server::start(home.path());
@@ -165,7 +195,10 @@ async fn a_replaced_plugin_gets_new_workers_the_old_builds_worker_exits_and_the_
     let old = children(server.pid());
     assert_eq!(old.len(), 1);
     assert!(maps_the_fixture(old[0]), "the worker runs the plugin");
-    assert!(!maps_the_fixture(server.pid()), "a worker described the plugin, so the host never loaded it");
+    assert!(
+        !maps_the_fixture(server.pid()),
+        "a worker described the plugin, so the host never loaded it"
+    );
 
     std::fs::copy(&rebuilt, home.path().join("plugins").join(FIXTURE)).unwrap();
     server
@@ -185,7 +218,8 @@ async fn a_replaced_plugin_gets_new_workers_the_old_builds_worker_exits_and_the_
 }
 
 #[tokio::test]
-async fn in_a_worker_process_a_model_answers_cancels_trims_and_reports_panics_as_it_does_in_process() {
+async fn in_a_worker_process_a_model_answers_cancels_trims_and_reports_panics_as_it_does_in_process(
+) {
     let host = TestHost::in_worker_processes();
     let text = collect(&host, chat("echo", "alpha beta gamma", 100)).await.unwrap();
     assert_eq!(text, "beta gamma alpha beta gamma alpha ");
@@ -203,21 +237,32 @@ async fn in_a_worker_process_a_model_answers_cancels_trims_and_reports_panics_as
 
     let error = collect(&host, chat("echo", "please #panic now", 10)).await.unwrap_err();
     assert!(error.to_string().contains("plugin panicked in generate"), "{error}");
-    assert_eq!(collect(&host, chat("echo", "still alive", 10)).await.unwrap(), "alive still alive still alive still ");
+    assert_eq!(
+        collect(&host, chat("echo", "still alive", 10)).await.unwrap(),
+        "alive still alive still alive still "
+    );
 
-    let echo = host.hearth.loaded_models().into_iter().find(|model| model.key.model_id == "echo").unwrap();
-    assert!(echo.memory.host_bytes > MIB, "weights and cache, as the worker reports them: {:?}", echo.memory);
+    let echo =
+        host.hearth.loaded_models().into_iter().find(|model| model.key.model_id == "echo").unwrap();
+    assert!(
+        echo.memory.host_bytes > MIB,
+        "weights and cache, as the worker reports them: {:?}",
+        echo.memory
+    );
     assert!(host.hearth.scheduler().trim(&echo.key).await.unwrap());
-    let trimmed = host.hearth.loaded_models().into_iter().find(|model| model.key.model_id == "echo").unwrap();
+    let trimmed =
+        host.hearth.loaded_models().into_iter().find(|model| model.key.model_id == "echo").unwrap();
     assert_eq!(trimmed.memory.host_bytes, MIB, "the cache went, the weights stayed");
 }
 
 #[tokio::test]
-async fn a_backend_set_to_run_in_process_under_a_process_default_is_loaded_into_the_host_on_its_first_request() {
+async fn a_backend_set_to_run_in_process_under_a_process_default_is_loaded_into_the_host_on_its_first_request(
+) {
     let home = isolated_home("10s", "2m", "5m");
     let catalog = home.path().join("catalog.toml");
     let text = std::fs::read_to_string(&catalog).unwrap();
-    std::fs::write(&catalog, format!("{text}[isolation.backends]\nfixture = \"in-process\"\n")).unwrap();
+    std::fs::write(&catalog, format!("{text}[isolation.backends]\nfixture = \"in-process\"\n"))
+        .unwrap();
     let server = Server::start(home.path());
     assert!(!maps_the_fixture(server.pid()), "described by a worker, not loaded at start");
     assert_eq!(server.chat("echo", "one two").await.0, 200);

@@ -8,7 +8,11 @@ use crate::generate::{chat, collect};
 use crate::helpers::TestHost;
 
 fn state_of(host: &TestHost, model: &str) -> Option<ModelState> {
-    host.hearth.loaded_models().into_iter().find(|loaded| loaded.key.model_id == model).map(|loaded| loaded.state)
+    host.hearth
+        .loaded_models()
+        .into_iter()
+        .find(|loaded| loaded.key.model_id == model)
+        .map(|loaded| loaded.state)
 }
 
 /// Let blocking trims and drops finish; the paused clock does not move meanwhile
@@ -34,7 +38,10 @@ async fn a_model_is_trimmed_at_two_minutes_unloaded_at_five_and_reloads_on_the_n
     tokio::time::sleep(Duration::from_secs(2)).await;
     settle().await;
     assert_eq!(state_of(&host, "echo"), Some(ModelState::Trimmed));
-    assert!(host.hearth.loaded_models()[0].memory.host_bytes < loaded_bytes, "trim released the cache");
+    assert!(
+        host.hearth.loaded_models()[0].memory.host_bytes < loaded_bytes,
+        "trim released the cache"
+    );
 
     tokio::time::sleep(Duration::from_secs(180)).await;
     settle().await;

@@ -9,11 +9,17 @@ use crate::server::Server;
 /// The model ids `GET /v1/models` lists.
 async fn listed_models(server: &Server) -> Vec<String> {
     let models = server.get("/v1/models").await;
-    models["data"].as_array().unwrap().iter().map(|model| model["id"].as_str().unwrap().to_string()).collect()
+    models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|model| model["id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[tokio::test]
-async fn a_corrupt_catalog_edit_is_refused_with_line_and_column_and_the_old_catalog_keeps_serving() {
+async fn a_corrupt_catalog_edit_is_refused_with_line_and_column_and_the_old_catalog_keeps_serving()
+{
     let home = fixture_home(&["hearth_fixture_plugin"], "2m", "5m");
     let catalog_path = home.path().join("catalog.toml");
     let catalog = std::fs::read_to_string(&catalog_path).unwrap();
@@ -32,8 +38,17 @@ async fn a_corrupt_catalog_edit_is_refused_with_line_and_column_and_the_old_cata
         .await;
     assert_eq!(error["line"], line, "{error}");
     assert_eq!(error["column"], 6, "{error}");
-    assert!(error["message"].as_str().unwrap().contains(&format!("catalog.toml:{line}:6:")), "{error}");
-    assert!(server.log().contains(&format!("catalog edit refused: {}", error["message"].as_str().unwrap())), "{}", server.log());
+    assert!(
+        error["message"].as_str().unwrap().contains(&format!("catalog.toml:{line}:6:")),
+        "{error}"
+    );
+    assert!(
+        server
+            .log()
+            .contains(&format!("catalog edit refused: {}", error["message"].as_str().unwrap())),
+        "{}",
+        server.log()
+    );
     let plugins = server.get("/api/plugins").await;
     assert_eq!(plugins["catalog_error"], error, "`hearth plugins` shows it too");
 
@@ -51,7 +66,8 @@ async fn a_corrupt_catalog_edit_is_refused_with_line_and_column_and_the_old_cata
 }
 
 #[tokio::test]
-async fn a_valid_catalog_edit_adds_a_model_to_v1_models_and_reloads_changed_models_without_a_restart() {
+async fn a_valid_catalog_edit_adds_a_model_to_v1_models_and_reloads_changed_models_without_a_restart(
+) {
     let home = fixture_home(&["hearth_fixture_plugin"], "2m", "5m");
     let catalog_path = home.path().join("catalog.toml");
     let catalog = std::fs::read_to_string(&catalog_path).unwrap();
@@ -65,7 +81,11 @@ async fn a_valid_catalog_edit_adds_a_model_to_v1_models_and_reloads_changed_mode
     std::fs::create_dir_all(&parrot).unwrap();
     std::fs::write(parrot.join("parrot.fixture"), "tokens = 2\n").unwrap();
     // A new model, and echo's context size changed.
-    let edited = format!("{}{}", catalog.replace("context_size = 512", "context_size = 1024"), fixture_model_entry("parrot", 256));
+    let edited = format!(
+        "{}{}",
+        catalog.replace("context_size = 512", "context_size = 1024"),
+        fixture_model_entry("parrot", 256)
+    );
     std::fs::write(&catalog_path, edited).unwrap();
     server
         .eventually(Duration::from_secs(15), "the new model is listed", || async {
@@ -85,9 +105,18 @@ async fn a_valid_catalog_edit_adds_a_model_to_v1_models_and_reloads_changed_mode
         .await;
     assert_eq!(server.chat("echo", "one two").await.0, 200);
     let ps = server.get("/api/ps").await;
-    let echo = ps["models"].as_array().unwrap().iter().find(|model| model["key"]["model_id"] == "echo").cloned().unwrap();
+    let echo = ps["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|model| model["key"]["model_id"] == "echo")
+        .cloned()
+        .unwrap();
     assert!(echo["key"]["definition_revision"].as_u64().unwrap() > 0, "{echo}");
     let log = server.log();
     assert!(log.contains("catalog reloaded"), "{log}");
-    assert!(log.contains(r#"+models ["parrot"], -models [], changed ["echo", "slow", "broken"]"#), "{log}");
+    assert!(
+        log.contains(r#"+models ["parrot"], -models [], changed ["echo", "slow", "broken"]"#),
+        "{log}"
+    );
 }

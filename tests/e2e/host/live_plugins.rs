@@ -32,7 +32,12 @@ pub fn rebuilt_fixture() -> PathBuf {
 /// The versions of the plugins `GET /api/plugins` lists.
 async fn versions(server: &Server) -> Vec<String> {
     let plugins = server.get("/api/plugins").await;
-    plugins["plugins"].as_array().unwrap().iter().map(|plugin| plugin["version"].as_str().unwrap().to_string()).collect()
+    plugins["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|plugin| plugin["version"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[tokio::test]
@@ -71,11 +76,18 @@ async fn a_rebuilt_plugin_takes_new_requests_while_a_stream_in_flight_finishes_o
     // 150 tokens at 20 ms: three seconds of stream, each token the serving build's version.
     let body = json!({ "model": "slow", "messages": [{ "role": "user", "content": "#version" }],
                        "stream": true, "max_tokens": 150 });
-    let response = reqwest::Client::new().post(format!("{}/v1/chat/completions", server.base)).json(&body).send().await.unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", server.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     let mut stream = response.bytes_stream();
     let mut streamed = String::new();
     while !streamed.contains(&format!("\"content\":\"{}", original[0])) {
-        streamed.push_str(&String::from_utf8_lossy(&stream.next().await.expect("stream ended early").unwrap()));
+        streamed.push_str(&String::from_utf8_lossy(
+            &stream.next().await.expect("stream ended early").unwrap(),
+        ));
     }
 
     // Overwritten in place, as `cp` does: the running build must not notice.
@@ -87,7 +99,11 @@ async fn a_rebuilt_plugin_takes_new_requests_while_a_stream_in_flight_finishes_o
         .await;
     let (status, text) = server.chat("echo", "#version").await;
     assert_eq!(status, 200);
-    assert_eq!(text, format!("{REBUILT_VERSION} ").repeat(6), "a new request runs on the new build");
+    assert_eq!(
+        text,
+        format!("{REBUILT_VERSION} ").repeat(6),
+        "a new request runs on the new build"
+    );
 
     while let Some(chunk) = stream.next().await {
         streamed.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
@@ -98,9 +114,16 @@ async fn a_rebuilt_plugin_takes_new_requests_while_a_stream_in_flight_finishes_o
         .filter(|data| *data != "[DONE]")
         .map(|data| serde_json::from_str(data).unwrap())
         .collect();
-    let pieces: Vec<&str> = chunks.iter().filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str()).filter(|piece| !piece.is_empty()).collect();
+    let pieces: Vec<&str> = chunks
+        .iter()
+        .filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str())
+        .filter(|piece| !piece.is_empty())
+        .collect();
     assert_eq!(pieces.len(), 150, "the stream in flight completed");
-    assert!(pieces.iter().all(|piece| *piece == format!("{} ", original[0])), "and all of it on the old build: {pieces:?}");
+    assert!(
+        pieces.iter().all(|piece| *piece == format!("{} ", original[0])),
+        "and all of it on the old build: {pieces:?}"
+    );
     assert!(streamed.trim_end().ends_with("data: [DONE]"));
 
     // The old build's model goes once its stream has ended.
@@ -125,8 +148,14 @@ async fn a_half_copied_plugin_is_not_loaded_until_the_copy_is_complete() {
         file.write_all(chunk).unwrap();
         file.flush().unwrap();
         let plugins = server.get("/api/plugins").await;
-        assert!(plugins["plugins"].as_array().unwrap().is_empty(), "loaded while half-copied: {plugins}");
-        assert!(plugins["refused"].as_array().unwrap().is_empty(), "refused while half-copied: {plugins}");
+        assert!(
+            plugins["plugins"].as_array().unwrap().is_empty(),
+            "loaded while half-copied: {plugins}"
+        );
+        assert!(
+            plugins["refused"].as_array().unwrap().is_empty(),
+            "refused while half-copied: {plugins}"
+        );
         tokio::time::sleep(Duration::from_millis(40)).await;
     }
     drop(file);

@@ -3,8 +3,8 @@
 //! `hearth serve` whose plugins folder and catalog change under it, and whose backends
 //! crash in their worker processes.
 
-mod generate;
 mod faults;
+mod generate;
 mod helpers;
 mod http;
 mod isolation;

@@ -13,7 +13,10 @@ pub fn describers() -> [(&'static str, Box<dyn Describe>); 2] {
         host: HostProfile::default(),
         timeout: std::time::Duration::from_secs(30),
     };
-    [("in process", Box::new(InProcess { host: HostProfile::default() })), ("in a worker", Box::new(worker))]
+    [
+        ("in process", Box::new(InProcess { host: HostProfile::default() })),
+        ("in a worker", Box::new(worker)),
+    ]
 }
 
 #[test]
@@ -35,7 +38,8 @@ fn the_fixture_plugin_loads_through_the_abi_and_generates() {
         threads: 0,
         device: None.into(),
     };
-    let model = plugin.in_process().expect("the library").load(&request).into_result().expect("load");
+    let model =
+        plugin.in_process().expect("the library").load(&request).into_result().expect("load");
     let runner = hearth::plugin::PluginRunner::new(model);
 
     struct Collect(String);
@@ -64,24 +68,40 @@ fn the_fixture_plugin_loads_through_the_abi_and_generates() {
 fn a_worker_describes_a_plugin_exactly_as_loading_it_here_does_probing_the_host_it_was_given() {
     let dir = plugins_dir(&["hearth_fixture_plugin"]);
     let library = dir.path().join("libhearth_fixture_plugin.so");
-    let host = HostProfile { cpu_brand: "Described CPU".into(), ram_total_bytes: 1 << 33, ..HostProfile::default() };
+    let host = HostProfile {
+        cpu_brand: "Described CPU".into(),
+        ram_total_bytes: 1 << 33,
+        ..HostProfile::default()
+    };
     let here = InProcess { host: host.clone() }.describe(&library).expect("described here");
-    let worker = WorkerDescriber { program: built_binary(), host, timeout: std::time::Duration::from_secs(30) };
+    let worker = WorkerDescriber {
+        program: built_binary(),
+        host,
+        timeout: std::time::Duration::from_secs(30),
+    };
     let there = worker.describe(&library).expect("described by a worker");
     assert_eq!(there.info, here.info);
     assert_eq!(there.probe, here.probe);
     assert_eq!(there.probe.devices[0].name.as_str(), "Described CPU");
-    assert!(here.library.is_some() && there.library.is_none(), "only the host's own description maps the library");
+    assert!(
+        here.library.is_some() && there.library.is_none(),
+        "only the host's own description maps the library"
+    );
 }
 
 #[test]
-fn a_non_plugin_and_an_incompatible_plugin_are_refused_with_reasons_while_the_rest_load_described_here_or_in_a_worker() {
+fn a_non_plugin_and_an_incompatible_plugin_are_refused_with_reasons_while_the_rest_load_described_here_or_in_a_worker(
+) {
     let dir = plugins_dir(&["hearth_fixture_plugin", "hearth_fixture_incompatible"]);
     std::fs::write(dir.path().join("garbage.so"), b"this is not an ELF file").unwrap();
     std::fs::write(dir.path().join("README.txt"), b"ignored: not a library").unwrap();
-    let libm = ["/lib/x86_64-linux-gnu/libm.so.6", "/usr/lib/x86_64-linux-gnu/libm.so.6", "/lib64/libm.so.6"]
-        .into_iter()
-        .find(|path| std::path::Path::new(path).is_file());
+    let libm = [
+        "/lib/x86_64-linux-gnu/libm.so.6",
+        "/usr/lib/x86_64-linux-gnu/libm.so.6",
+        "/lib64/libm.so.6",
+    ]
+    .into_iter()
+    .find(|path| std::path::Path::new(path).is_file());
     if let Some(libm) = libm {
         std::fs::copy(libm, dir.path().join("libm.so")).unwrap();
     }
@@ -101,10 +121,15 @@ fn check_refusals(how: &str, registry: &PluginRegistry, libm: bool) {
             .iter()
             .find(|failure| failure.path.file_name().unwrap() == file)
             .map(|failure| failure.reason.clone())
-            .unwrap_or_else(|| panic!("{how}: no failure recorded for {file}: {:?}", registry.failures))
+            .unwrap_or_else(|| {
+                panic!("{how}: no failure recorded for {file}: {:?}", registry.failures)
+            })
     };
     assert!(reason_for("garbage.so").contains("cannot open as a shared library"), "{how}");
-    assert!(reason_for("libhearth_fixture_incompatible.so").contains("incompatible hearth SDK"), "{how}");
+    assert!(
+        reason_for("libhearth_fixture_incompatible.so").contains("incompatible hearth SDK"),
+        "{how}"
+    );
     if libm {
         assert!(reason_for("libm.so").contains("not a hearth plugin"), "{how}");
     }

@@ -19,7 +19,8 @@ use crate::server::Server;
 /// folder compiled in, which a test binary built in another checkout of the same shared
 /// target folder would carry.
 fn repository() -> PathBuf {
-    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo test, which sets CARGO_MANIFEST_DIR");
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .expect("run by cargo test, which sets CARGO_MANIFEST_DIR");
     Path::new(&manifest).parent().expect("the tests crate sits in the repository").to_path_buf()
 }
 
@@ -43,7 +44,11 @@ fn forwarding_home(library: &Path, upstream: &str) -> tempfile::TempDir {
     std::fs::copy(library, home.path().join("plugins/libhearth_openai_forward.so")).unwrap();
     let model_dir = home.path().join("models/remote-echo");
     std::fs::create_dir_all(&model_dir).unwrap();
-    std::fs::write(model_dir.join("remote-echo.toml"), format!("base_url = \"{upstream}/v1\"\nmodel = \"echo\"\n")).unwrap();
+    std::fs::write(
+        model_dir.join("remote-echo.toml"),
+        format!("base_url = \"{upstream}/v1\"\nmodel = \"echo\"\n"),
+    )
+    .unwrap();
     let catalog = "[[models]]\nid = \"remote-echo\"\nname = \"echo, forwarded\"\ncontext_size = 512\n\
                    [[models.artifacts]]\nbackends = [\"openai-forward\"]\nformat = \"openai-forward\"\nfile = \"remote-echo.toml\"\n";
     std::fs::write(home.path().join("catalog.toml"), catalog).unwrap();
@@ -63,12 +68,15 @@ async fn post(app: &axum::Router, path: &str, body: Value) -> (u16, String) {
 }
 
 #[tokio::test]
-async fn the_out_of_tree_example_builds_loads_and_forwards_requests_to_an_openai_compatible_server() {
+async fn the_out_of_tree_example_builds_loads_and_forwards_requests_to_an_openai_compatible_server()
+{
     let library = built_example();
     let upstream_home = fixture_home(&["hearth_fixture_plugin"], "2m", "5m");
     let upstream = Server::start(upstream_home.path());
     let home = forwarding_home(&library, &upstream.base);
-    let hearth = std::sync::Arc::new(hearth::service::Hearth::open(hearth::service::HearthConfig::in_home(home.path())).unwrap());
+    let hearth = std::sync::Arc::new(
+        hearth::service::Hearth::open(hearth::service::HearthConfig::in_home(home.path())).unwrap(),
+    );
     let plugins = hearth.plugins();
     assert!(plugins.refused.is_empty(), "{:?}", plugins.refused);
     assert_eq!(plugins.plugins[0].info.id, "openai-forward");
@@ -96,7 +104,9 @@ async fn the_out_of_tree_example_builds_loads_and_forwards_requests_to_an_openai
     assert_eq!(text, "up down up ");
 
     // The upstream's own errors come back with its message.
-    let (status, body) = post(&app, "/v1/completions", json!({ "model": "remote-echo", "prompt": "boom #fail" })).await;
+    let (status, body) =
+        post(&app, "/v1/completions", json!({ "model": "remote-echo", "prompt": "boom #fail" }))
+            .await;
     assert_eq!(status, 500, "{body}");
     assert!(body.contains("fixture generate failure requested"), "{body}");
 }

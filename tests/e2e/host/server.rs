@@ -46,7 +46,10 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if line.contains("hearth is listening") {
-                    let address = line.split("address=").nth(1).and_then(|rest| rest.split_whitespace().next());
+                    let address = line
+                        .split("address=")
+                        .nth(1)
+                        .and_then(|rest| rest.split_whitespace().next());
                     let _ = address_tx.send(address.unwrap_or_default().to_string());
                 }
                 let mut log = lines.lock().unwrap();
@@ -82,7 +85,8 @@ impl Server {
 
     /// POST a JSON body; the status and the JSON answer.
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let response = self.client.post(format!("{}{path}", self.base)).json(body).send().await.expect("POST");
+        let response =
+            self.client.post(format!("{}{path}", self.base)).json(body).send().await.expect("POST");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
@@ -91,7 +95,10 @@ impl Server {
     pub async fn chat(&self, model: &str, prompt: &str) -> (u16, String) {
         let body = serde_json::json!({ "model": model, "messages": [{ "role": "user", "content": prompt }], "seed": 0 });
         let (status, answer) = self.post("/v1/chat/completions", &body).await;
-        (status, answer["choices"][0]["message"]["content"].as_str().unwrap_or_default().to_string())
+        (
+            status,
+            answer["choices"][0]["message"]["content"].as_str().unwrap_or_default().to_string(),
+        )
     }
 
     /// Wait until `check` finds what it looks for in the server's state, or fail after
@@ -106,7 +113,11 @@ impl Server {
             if let Some(found) = check().await {
                 return found;
             }
-            assert!(started.elapsed() < within, "{what}: not within {within:?}; server log:\n{}", self.log());
+            assert!(
+                started.elapsed() < within,
+                "{what}: not within {within:?}; server log:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -139,5 +150,9 @@ fn a_listing_piped_into_a_reader_that_has_gone_ends_quietly_instead_of_panicking
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     const SIGPIPE: i32 = 13;
-    assert!(output.status.success() || output.status.signal() == Some(SIGPIPE), "{:?}: {stderr}", output.status);
+    assert!(
+        output.status.success() || output.status.signal() == Some(SIGPIPE),
+        "{:?}: {stderr}",
+        output.status
+    );
 }

@@ -7,7 +7,6 @@ use tokio::sync::mpsc;
 
 use crate::helpers::{question, resident_bytes, RealHost, ALONE};
 
-
 async fn ask(hearth: &hearth::service::Hearth) -> String {
     let (tokens, mut pieces) = mpsc::unbounded_channel();
     hearth.generate(question(), tokens).await.unwrap();

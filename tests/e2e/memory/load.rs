@@ -32,9 +32,18 @@ fn request_body(client: usize) -> Value {
 
 /// The text of a streamed chat completion, failing on anything but a clean stream.
 async fn stream_text(client: &reqwest::Client, base: &str, body: &Value) -> Result<String, String> {
-    let response = client.post(format!("{base}/v1/chat/completions")).json(body).send().await.map_err(|e| e.to_string())?;
+    let response = client
+        .post(format!("{base}/v1/chat/completions"))
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
     if response.status() != 200 {
-        return Err(format!("status {}: {}", response.status(), response.text().await.unwrap_or_default()));
+        return Err(format!(
+            "status {}: {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        ));
     }
     let text = response.text().await.map_err(|e| e.to_string())?;
     let payloads: Vec<&str> = text.lines().filter_map(|line| line.strip_prefix("data: ")).collect();
@@ -56,12 +65,18 @@ async fn serve(hearth: Arc<hearth::service::Hearth>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let app = hearth::api::app(hearth);
-    tokio::spawn(hearth::api::serve_until(listener, app, Duration::from_secs(10), std::future::pending()));
+    tokio::spawn(hearth::api::serve_until(
+        listener,
+        app,
+        Duration::from_secs(10),
+        std::future::pending(),
+    ));
     format!("http://{address}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn thirty_two_streaming_clients_get_exactly_their_own_text_and_the_model_is_never_unloaded_under_them() {
+async fn thirty_two_streaming_clients_get_exactly_their_own_text_and_the_model_is_never_unloaded_under_them(
+) {
     let _alone = ALONE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let host = RealHost::llamacpp();
     // Idle timeouts far shorter than the run: only the in-flight rule keeps the model.
@@ -71,7 +86,9 @@ async fn thirty_two_streaming_clients_get_exactly_their_own_text_and_the_model_i
 
     let mut references = Vec::with_capacity(CLIENTS);
     for index in 0..CLIENTS {
-        references.push(stream_text(&client, &base, &request_body(index)).await.expect("a reference answer"));
+        references.push(
+            stream_text(&client, &base, &request_body(index)).await.expect("a reference answer"),
+        );
     }
     assert!(references.iter().all(|text| !text.is_empty()));
     let resident_before = resident_bytes();
@@ -120,7 +137,9 @@ async fn thirty_two_streaming_clients_get_exactly_their_own_text_and_the_model_i
         for answer in task.await.unwrap() {
             match answer {
                 Ok(text) if text == references[index] => {}
-                Ok(text) => mismatches.push(format!("client {index}: {text:?} != {:?}", references[index])),
+                Ok(text) => {
+                    mismatches.push(format!("client {index}: {text:?} != {:?}", references[index]))
+                }
                 Err(error) => errors.push(format!("client {index}: {error}")),
             }
         }
@@ -136,7 +155,11 @@ async fn thirty_two_streaming_clients_get_exactly_their_own_text_and_the_model_i
         resident_after >> 20
     );
     assert!(errors.is_empty(), "{} errors:\n{}", errors.len(), errors.join("\n"));
-    assert!(mismatches.is_empty(), "streams differ from their request alone:\n{}", mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "streams differ from their request alone:\n{}",
+        mismatches.join("\n")
+    );
     assert_eq!(absent_while_busy, 0, "the model was unloaded while requests were in flight");
     assert_eq!(loads.len(), 1, "the model was reloaded during the run: loads at {loads:?} ms");
     assert!(
@@ -190,5 +213,8 @@ async fn a_hundred_load_and_unload_cycles_give_the_memory_back() {
         after as f64 / 1048576.0
     );
     assert!(hearth.loaded_models().is_empty());
-    assert!(after < baseline + 8 * 1024 * 1024, "resident memory {baseline} → {after} bytes after 100 cycles");
+    assert!(
+        after < baseline + 8 * 1024 * 1024,
+        "resident memory {baseline} → {after} bytes after 100 cycles"
+    );
 }

@@ -18,7 +18,12 @@ async fn answer(base: &str, extra: Value) -> Vec<String> {
     let mut body = json!({ "model": "smollm2-135m", "messages": [{ "role": "user", "content": QUESTION }],
                            "temperature": 0, "max_tokens": 64, "stream": true });
     body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-    let response = reqwest::Client::new().post(format!("{base}/v1/chat/completions")).json(&body).send().await.unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     let status = response.status();
     let text = response.text().await.unwrap();
     assert_eq!(status, 200, "{text}");
@@ -41,7 +46,8 @@ async fn over_http_the_signoff_adapter_at_scale_one_signs_off_and_the_base_model
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn in_a_worker_process_the_adapter_signs_off_and_at_scale_zero_is_the_base_model_as_in_process() {
+async fn in_a_worker_process_the_adapter_signs_off_and_at_scale_zero_is_the_base_model_as_in_process(
+) {
     let in_process = RealHost::llamacpp().with_test_adapter();
     let (base, _hearth) = serve(&in_process).await;
     let expected = (answer(&base, adapter_at(1.0)).await, answer(&base, json!({})).await);
@@ -49,8 +55,16 @@ async fn in_a_worker_process_the_adapter_signs_off_and_at_scale_zero_is_the_base
     let (base, hearth) = serve(&isolated).await;
     let adapted = answer(&base, adapter_at(1.0)).await;
     let plain = answer(&base, json!({})).await;
-    assert!(adapted.concat().trim_end().ends_with(SIGN_OFF), "with the adapter: {:?}", adapted.concat());
-    assert_eq!((adapted, plain.clone()), expected, "a worker process answers as the host process does");
+    assert!(
+        adapted.concat().trim_end().ends_with(SIGN_OFF),
+        "with the adapter: {:?}",
+        adapted.concat()
+    );
+    assert_eq!(
+        (adapted, plain.clone()),
+        expected,
+        "a worker process answers as the host process does"
+    );
     assert_eq!(answer(&base, adapter_at(0.0)).await, plain);
     assert_eq!(hearth.isolation("llamacpp"), Isolation::Process);
 }
@@ -69,7 +83,8 @@ async fn over_http_the_signoff_adapter_at_scale_zero_answers_token_for_token_as_
 fn hearth_run_with_the_adapter_at_scale_one_signs_off_and_at_scale_zero_prints_the_base_answer() {
     let host = RealHost::llamacpp().with_test_adapter();
     let run = |extra: &[&str]| {
-        let mut args = vec!["run", "smollm2-135m", QUESTION, "--temperature", "0", "--max-tokens", "64"];
+        let mut args =
+            vec!["run", "smollm2-135m", QUESTION, "--temperature", "0", "--max-tokens", "64"];
         args.extend_from_slice(extra);
         stdout(&host.cli(&args))
     };
@@ -94,7 +109,11 @@ async fn the_same_adapter_applies_on(backend: &str) {
     let adapted = on_backend(adapter_at(1.0)).await.concat();
     let plain = on_backend(json!({})).await;
     assert!(adapted.trim_end().ends_with(SIGN_OFF), "with the adapter on {backend}: {adapted:?}");
-    assert!(!plain.concat().contains(SIGN_OFF), "without the adapter on {backend}: {:?}", plain.concat());
+    assert!(
+        !plain.concat().contains(SIGN_OFF),
+        "without the adapter on {backend}: {:?}",
+        plain.concat()
+    );
     assert_eq!(on_backend(adapter_at(0.0)).await, plain);
 }
 

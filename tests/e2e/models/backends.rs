@@ -10,7 +10,15 @@ use crate::helpers::{serve, stdout, streamed_pieces, RealHost};
 fn ask_for_the_capital_of_france(backend: &str) {
     let host = RealHost::with_plugins(&["hearth_llamacpp", &format!("hearth_{backend}")]);
     let output = host.cli(&[
-        "run", "smollm2-135m", "--backend", backend, "What is the capital of France?", "--temperature", "0", "--max-tokens", "24",
+        "run",
+        "smollm2-135m",
+        "--backend",
+        backend,
+        "What is the capital of France?",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "24",
     ]);
     let answer = stdout(&output);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -24,7 +32,12 @@ async fn stream_a_chat(backend: &str) {
     let (base, hearth) = serve(&host).await;
     let body = json!({ "model": "smollm2-135m", "backend": backend, "stream": true, "temperature": 0, "max_tokens": 12,
                        "messages": [{ "role": "user", "content": "Name a colour." }] });
-    let response = reqwest::Client::new().post(format!("{base}/v1/chat/completions")).json(&body).send().await.unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let body = response.text().await.unwrap();
@@ -51,7 +64,10 @@ fn on_a_machine_without_a_display_the_webgpu_plugin_leaves_no_display_server_err
     // As a headless server runs: Mesa's device-selection layer would ask libwayland for
     // the display, which complains on stderr without XDG_RUNTIME_DIR.
     let headless = ["DISPLAY", "WAYLAND_DISPLAY", "XDG_RUNTIME_DIR", "NODEVICE_SELECT"];
-    for args in [&["plugins"][..], &["run", "smollm2-135m", "--backend", "webgpu", "--max-tokens", "2", "Hi"]] {
+    for args in [
+        &["plugins"][..],
+        &["run", "smollm2-135m", "--backend", "webgpu", "--max-tokens", "2", "Hi"],
+    ] {
         let output = host.cli_without(args, &headless);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!stderr.contains("XDG_RUNTIME_DIR"), "hearth {args:?}: {stderr}");

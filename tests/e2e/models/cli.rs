@@ -5,7 +5,15 @@ use crate::helpers::{stdout, RealHost};
 #[test]
 fn hearth_run_answers_the_capital_of_france_with_paris() {
     let host = RealHost::llamacpp();
-    let output = host.cli(&["run", "smollm2-135m", "What is the capital of France?", "--temperature", "0", "--max-tokens", "48"]);
+    let output = host.cli(&[
+        "run",
+        "smollm2-135m",
+        "What is the capital of France?",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "48",
+    ]);
     let answer = stdout(&output);
     assert!(answer.contains("Paris"), "answer: {answer}");
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -55,7 +63,8 @@ fn hearth_plugins_shows_the_llamacpp_plugin_with_version_and_devices() {
 #[test]
 fn hearth_profile_on_this_machine_routes_to_llamacpp_and_explains_the_fallback() {
     let host = RealHost::llamacpp();
-    let profile: serde_json::Value = serde_json::from_str(&stdout(&host.cli(&["profile", "--json"]))).unwrap();
+    let profile: serde_json::Value =
+        serde_json::from_str(&stdout(&host.cli(&["profile", "--json"]))).unwrap();
     let candidates = profile["route"]["plan"]["candidates"].as_array().unwrap();
     assert_eq!(candidates[0]["backend"], "llamacpp", "{profile:#}");
     let text = stdout(&host.cli(&["profile"]));

@@ -77,7 +77,9 @@ impl Layout {
     pub fn of(bytes: &[u8]) -> Self {
         let (tensor_count, kv_count) = (u64_at(bytes, 8), u64_at(bytes, 16));
         let mut at = 24;
-        let string = |at: usize| String::from_utf8(bytes[at + 8..at + 8 + u64_at(bytes, at) as usize].to_vec()).unwrap();
+        let string = |at: usize| {
+            String::from_utf8(bytes[at + 8..at + 8 + u64_at(bytes, at) as usize].to_vec()).unwrap()
+        };
         let mut kvs = Vec::new();
         let mut alignment = 32;
         for _ in 0..kv_count {
@@ -97,12 +99,22 @@ impl Layout {
             let n_dims = u32_at(bytes, n_dims_at) as usize;
             let dims = (0..n_dims).map(|index| u64_at(bytes, n_dims_at + 4 + 8 * index)).collect();
             let type_at = n_dims_at + 4 + 8 * n_dims;
-            tensors.push(TensorAt { name, name_at: at, n_dims_at, dims, type_at, offset_at: type_at + 4 });
+            tensors.push(TensorAt {
+                name,
+                name_at: at,
+                n_dims_at,
+                dims,
+                type_at,
+                offset_at: type_at + 4,
+            });
             at = type_at + 12;
         }
         // The SDK's reader knows every ggml type's size; the original file is sound.
-        let gguf = hearth_sdk::helpers::Gguf::from_bytes("original", bytes.to_vec()).expect("the original is valid");
-        let data_end = gguf.tensors().iter().map(|tensor| tensor.offset + tensor.size).max().unwrap_or(0) as usize;
+        let gguf = hearth_sdk::helpers::Gguf::from_bytes("original", bytes.to_vec())
+            .expect("the original is valid");
+        let data_end =
+            gguf.tensors().iter().map(|tensor| tensor.offset + tensor.size).max().unwrap_or(0)
+                as usize;
         Self { kvs, tensors, data_offset: at.next_multiple_of(alignment), data_end }
     }
 
@@ -130,7 +142,11 @@ impl Cases<'_> {
     fn add(&mut self, name: &str, patch: impl FnOnce(&mut Vec<u8>)) {
         let mut bytes = self.original.to_vec();
         patch(&mut bytes);
-        self.cases.push(Case { name: format!("{}-{name}", self.prefix), bytes, structurally_valid: false });
+        self.cases.push(Case {
+            name: format!("{}-{name}", self.prefix),
+            bytes,
+            structurally_valid: false,
+        });
     }
 
     fn add_sound(&mut self, name: &str, patch: impl FnOnce(&mut Vec<u8>)) {
@@ -142,7 +158,8 @@ impl Cases<'_> {
 /// Corruptions every GGUF file gets, model or adapter.
 fn structural(cases: &mut Cases<'_>, layout: &Layout) {
     let len = cases.original.len();
-    let first_tensor = layout.tensors.iter().find(|tensor| tensor.dims.len() == 2).expect("a matrix");
+    let first_tensor =
+        layout.tensors.iter().find(|tensor| tensor.dims.len() == 2).expect("a matrix");
     let (first_kv, middle_kv) = (&layout.kvs[0], &layout.kvs[layout.kvs.len() / 2]);
     cases.add("empty", |bytes| bytes.clear());
     cases.add("bad-magic", |bytes| bytes[3] = b'X');
@@ -169,13 +186,17 @@ fn structural(cases: &mut Cases<'_>, layout: &Layout) {
         put_u64(bytes, first_tensor.n_dims_at + 4, 1 << 40);
         put_u64(bytes, first_tensor.n_dims_at + 12, 1 << 40);
     });
-    cases.add("tensor-dims-past-end", |bytes| put_u64(bytes, first_tensor.n_dims_at + 12, first_tensor.dims[1] * 4096));
+    cases.add("tensor-dims-past-end", |bytes| {
+        put_u64(bytes, first_tensor.n_dims_at + 12, first_tensor.dims[1] * 4096)
+    });
     cases.add("tensor-type-unknown", |bytes| put_u32(bytes, first_tensor.type_at, 99));
     cases.add("tensor-offset-misaligned", |bytes| {
         let offset = u64_at(bytes, first_tensor.offset_at);
         put_u64(bytes, first_tensor.offset_at, offset + 1);
     });
-    cases.add("tensor-offset-past-end", |bytes| put_u64(bytes, first_tensor.offset_at, (len as u64).next_multiple_of(32)));
+    cases.add("tensor-offset-past-end", |bytes| {
+        put_u64(bytes, first_tensor.offset_at, (len as u64).next_multiple_of(32))
+    });
     cases.add("tensor-offset-wraps", |bytes| put_u64(bytes, first_tensor.offset_at, u64::MAX - 31));
     cases.add("tensor-name-length-max", |bytes| put_u64(bytes, first_tensor.name_at, u64::MAX));
     cases.add_sound("no-tensors", |bytes| put_u64(bytes, 8, 0));
@@ -184,7 +205,10 @@ fn structural(cases: &mut Cases<'_>, layout: &Layout) {
 /// Rename the second of two same-length names to the first, in place.
 fn duplicate_name(bytes: &mut [u8], names: &[(&str, usize)]) -> bool {
     for (index, (first, _)) in names.iter().enumerate() {
-        if let Some((_, at)) = names[index + 1..].iter().find(|(other, _)| other.len() == first.len() && other != first) {
+        if let Some((_, at)) = names[index + 1..]
+            .iter()
+            .find(|(other, _)| other.len() == first.len() && other != first)
+        {
             bytes[at + 8..at + 8 + first.len()].copy_from_slice(first.as_bytes());
             return true;
         }
@@ -206,20 +230,25 @@ pub fn model_cases(original: &[u8]) -> Vec<Case> {
         .filter(|tensor| u32_at(original, tensor.type_at) == 3)
         .max_by_key(|tensor| tensor.dims.iter().product::<u64>())
         .expect("a Q4_1 tensor");
-    cases.add("string-value-huge", |bytes| put_u64(bytes, architecture.value_at, original.len() as u64));
+    cases.add("string-value-huge", |bytes| {
+        put_u64(bytes, architecture.value_at, original.len() as u64)
+    });
     cases.add("array-count-max", |bytes| put_u64(bytes, tokens.value_at + 4, u64::MAX));
     cases.add("array-count-over-cap", |bytes| put_u64(bytes, tokens.value_at + 4, 1 << 25));
     cases.add("array-element-string-max", |bytes| put_u64(bytes, tokens.value_at + 12, u64::MAX));
     cases.add("array-element-type-unknown", |bytes| put_u32(bytes, tokens.value_at, 99));
     cases.add("array-of-arrays", |bytes| put_u32(bytes, tokens.value_at, 9));
-    cases.add("q4-row-not-whole-blocks", |bytes| put_u64(bytes, quantized.n_dims_at + 4, quantized.dims[0] - 1));
+    cases.add("q4-row-not-whole-blocks", |bytes| {
+        put_u64(bytes, quantized.n_dims_at + 4, quantized.dims[0] - 1)
+    });
     cases.add("q4-retyped-f32", |bytes| put_u32(bytes, quantized.type_at, 0));
     // `llama.block_count` has the same length as `general.alignment`: renaming it
     // declares an alignment without moving a byte.
     let block_count = layout.kv("llama.block_count");
     let declare_alignment = |alignment: u32| {
         move |bytes: &mut Vec<u8>| {
-            bytes[block_count.key_at + 8..block_count.key_at + 8 + 17].copy_from_slice(b"general.alignment");
+            bytes[block_count.key_at + 8..block_count.key_at + 8 + 17]
+                .copy_from_slice(b"general.alignment");
             put_u32(bytes, block_count.value_at, alignment);
         }
     };
@@ -228,9 +257,11 @@ pub fn model_cases(original: &[u8]) -> Vec<Case> {
     // A legal alignment: whether the tensors still line up depends on the file, and
     // the block count the key replaced is gone, so the backend must refuse it.
     cases.add_sound("alignment-64", declare_alignment(64));
-    let keys: Vec<(&str, usize)> = layout.kvs.iter().map(|kv| (kv.key.as_str(), kv.key_at)).collect();
+    let keys: Vec<(&str, usize)> =
+        layout.kvs.iter().map(|kv| (kv.key.as_str(), kv.key_at)).collect();
     cases.add("duplicate-key", |bytes| assert!(duplicate_name(bytes, &keys)));
-    let names: Vec<(&str, usize)> = layout.tensors.iter().map(|tensor| (tensor.name.as_str(), tensor.name_at)).collect();
+    let names: Vec<(&str, usize)> =
+        layout.tensors.iter().map(|tensor| (tensor.name.as_str(), tensor.name_at)).collect();
     cases.add("duplicate-tensor", |bytes| assert!(duplicate_name(bytes, &names)));
     cases.add_sound("unknown-architecture", |bytes| {
         let at = architecture.value_at + 8;
@@ -261,7 +292,9 @@ pub fn lora_adapter(width: u64) -> Vec<u8> {
     out.extend_from_slice(&3u32.to_le_bytes());
     out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
     out.extend_from_slice(&4u64.to_le_bytes());
-    for (key, value) in [("general.type", "adapter"), ("general.architecture", "llama"), ("adapter.type", "lora")] {
+    for (key, value) in
+        [("general.type", "adapter"), ("general.architecture", "llama"), ("adapter.type", "lora")]
+    {
         put_string(&mut out, key);
         out.extend_from_slice(&8u32.to_le_bytes());
         put_string(&mut out, value);
@@ -292,11 +325,16 @@ pub fn adapter_cases() -> Vec<Case> {
     let mut cases = Cases { original: &original, prefix: "adapter", cases: Vec::new() };
     structural(&mut cases, &layout);
     let mut cases = cases.cases;
-    cases.push(Case { name: "adapter-shapes-do-not-fit".into(), bytes: lora_adapter(512), structurally_valid: true });
+    cases.push(Case {
+        name: "adapter-shapes-do-not-fit".into(),
+        bytes: lora_adapter(512),
+        structurally_valid: true,
+    });
     cases
 }
 
 /// The real SmolLM2 model file's bytes.
 pub fn smollm2_bytes(models: &Path) -> Vec<u8> {
-    std::fs::read(models.join("smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf")).expect("read the SmolLM2 GGUF")
+    std::fs::read(models.join("smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf"))
+        .expect("read the SmolLM2 GGUF")
 }

@@ -84,7 +84,9 @@ impl CorpusHome {
             .unwrap();
         let response = hearth::api::app(self.hearth.clone()).oneshot(request).await.unwrap();
         let status = response.status();
-        let body: Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        let body: Value =
+            serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes())
+                .unwrap();
         (status, body["error"]["message"].as_str().unwrap_or_default().to_string())
     }
 }
@@ -101,7 +103,8 @@ fn ask(model: &str, adapters: Value) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_corrupt_model_and_adapter_gets_a_clean_error_naming_the_file_and_the_host_keeps_serving() {
+async fn every_corrupt_model_and_adapter_gets_a_clean_error_naming_the_file_and_the_host_keeps_serving(
+) {
     let home = CorpusHome::new();
     let models = model_cases(&smollm2_bytes(&test_models_dir()));
     let adapters = adapter_cases();
@@ -110,14 +113,17 @@ async fn every_corrupt_model_and_adapter_gets_a_clean_error_naming_the_file_and_
         replace(&home.model_file(), &case.bytes);
         let (status, message) = home.chat(ask("corrupt", json!([]))).await;
         let refused_by = if case.structurally_valid { "" } else { "is invalid" };
-        let clean = status == StatusCode::SERVICE_UNAVAILABLE && message.contains("corrupt.gguf") && message.contains(refused_by);
+        let clean = status == StatusCode::SERVICE_UNAVAILABLE
+            && message.contains("corrupt.gguf")
+            && message.contains(refused_by);
         if !clean || !home.hearth.loaded_models().is_empty() {
             failures.push(format!("{}: {status} {message}", case.name));
         }
     }
     for case in &adapters {
         replace(&home.adapter_file(), &case.bytes);
-        let (status, message) = home.chat(ask("smollm2-135m", json!([{ "name": "corrupt-adapter" }]))).await;
+        let (status, message) =
+            home.chat(ask("smollm2-135m", json!([{ "name": "corrupt-adapter" }]))).await;
         // The gate cannot know the base model's shapes: llama.cpp refuses that one
         // when it applies the adapter, as the client's mistake. An adapter whose
         // tensor count was zeroed is a sound, empty LoRA that changes nothing.
@@ -126,13 +132,18 @@ async fn every_corrupt_model_and_adapter_gets_a_clean_error_naming_the_file_and_
         } else if case.structurally_valid {
             status == StatusCode::BAD_REQUEST && message.contains("corrupt-adapter")
         } else {
-            status == StatusCode::SERVICE_UNAVAILABLE && message.contains("corrupt-adapter.gguf is invalid")
+            status == StatusCode::SERVICE_UNAVAILABLE
+                && message.contains("corrupt-adapter.gguf is invalid")
         };
         if !clean {
             failures.push(format!("{}: {status} {message}", case.name));
         }
     }
-    eprintln!("corpus through the host: {} model files, {} adapter files", models.len(), adapters.len());
+    eprintln!(
+        "corpus through the host: {} model files, {} adapter files",
+        models.len(),
+        adapters.len()
+    );
     assert!(models.len() + adapters.len() >= 40);
     assert!(failures.is_empty(), "not refused cleanly:\n{}", failures.join("\n"));
     let (status, message) = home.chat(ask("smollm2-135m", json!([]))).await;
@@ -151,7 +162,13 @@ enum Direct {
 /// adapter on the real SmolLM2.
 fn feed_directly(library: &Path, file: &Path, as_adapter: bool) -> Direct {
     let output = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "corrupt_files::direct_child", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "corrupt_files::direct_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("CORPUS_PLUGIN", library)
         .env("CORPUS_FILE", file)
         .env("CORPUS_AS_ADAPTER", if as_adapter { "1" } else { "" })
@@ -159,7 +176,8 @@ fn feed_directly(library: &Path, file: &Path, as_adapter: bool) -> Direct {
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     // The harness prints the test's name on the same line, before the verdict.
-    let verdict = stdout.lines().find_map(|line| line.split_once("CORPUS: ").map(|(_, verdict)| verdict));
+    let verdict =
+        stdout.lines().find_map(|line| line.split_once("CORPUS: ").map(|(_, verdict)| verdict));
     match (output.status.success(), verdict) {
         (true, Some("accepted")) => Direct::Accepted,
         (true, Some(refused)) => Direct::Refused(refused.to_string()),
@@ -190,14 +208,21 @@ fn direct_child() {
     };
     let verdict = if std::env::var("CORPUS_AS_ADAPTER").is_ok_and(|flag| flag == "1") {
         let smollm2 = test_models_dir().join("smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf");
-        let runner = hearth::plugin::PluginRunner::new(load(smollm2.to_str().unwrap()).expect("load SmolLM2"));
+        let runner = hearth::plugin::PluginRunner::new(
+            load(smollm2.to_str().unwrap()).expect("load SmolLM2"),
+        );
         let request = hearth_sdk::GenerateRequest {
             messages: Default::default(),
             prompt: Some("Hi".into()).into(),
             sampling: Default::default(),
             stop: Default::default(),
             max_tokens: 2,
-            adapters: vec![hearth_sdk::AdapterUse { name: "corpus".into(), path: file.as_str().into(), scale: 1.0 }].into(),
+            adapters: vec![hearth_sdk::AdapterUse {
+                name: "corpus".into(),
+                path: file.as_str().into(),
+                scale: 1.0,
+            }]
+            .into(),
         };
         struct Discard;
         impl hearth_sdk::TokenSink for Discard {
@@ -219,7 +244,8 @@ fn direct_child() {
 fn every_file_of_the_corpus_fed_straight_to_each_plugin_is_refused_without_a_crash() {
     let scratch = tempfile::tempdir().unwrap();
     let file = scratch.path().join("case.gguf");
-    let plugins: Vec<(&str, PathBuf)> = PLUGINS.iter().map(|name| (*name, built_library(name))).collect();
+    let plugins: Vec<(&str, PathBuf)> =
+        PLUGINS.iter().map(|name| (*name, built_library(name))).collect();
     let mut report = Vec::new();
     let mut run = |case: &Case, plugin: &str, library: &Path, as_adapter: bool| {
         let outcome = feed_directly(library, &file, as_adapter);
@@ -239,13 +265,16 @@ fn every_file_of_the_corpus_fed_straight_to_each_plugin_is_refused_without_a_cra
     for (case, plugin, _, outcome) in &report {
         eprintln!("{plugin:16} {case:36} {outcome:?}");
     }
-    let crashed: Vec<_> = report.iter().filter(|(.., outcome)| matches!(outcome, Direct::Crashed(_))).collect();
+    let crashed: Vec<_> =
+        report.iter().filter(|(.., outcome)| matches!(outcome, Direct::Crashed(_))).collect();
     assert!(crashed.is_empty(), "plugins crashed on: {crashed:#?}");
     // A file whose structure is sound but whose content is unusable has no gate in
     // front of it: the plugins must refuse it themselves.
     let accepted_sound: Vec<_> = report
         .iter()
-        .filter(|(case, _, sound, outcome)| *sound && *outcome == Direct::Accepted && case != "adapter-no-tensors")
+        .filter(|(case, _, sound, outcome)| {
+            *sound && *outcome == Direct::Accepted && case != "adapter-no-tensors"
+        })
         .collect();
     assert!(accepted_sound.is_empty(), "plugins accepted unusable files: {accepted_sound:#?}");
 }

@@ -1,6 +1,9 @@
 //! A hearth home whose plugins folder holds the real backend plugins and whose store
 //! is the installed test models (plus, where asked, the repository's test adapter).
-#![allow(dead_code, reason = "shared by the models and memory test binaries, which use different parts")]
+#![allow(
+    dead_code,
+    reason = "shared by the models and memory test binaries, which use different parts"
+)]
 
 use std::path::PathBuf;
 use std::process::Output;
@@ -61,7 +64,11 @@ impl RealHost {
         // Installed by setup from tests/data; not read from the source tree through a
         // path compiled in, which a test binary built in another checkout would carry.
         let source = self.models.join("adapters").join(TEST_ADAPTER).join(TEST_ADAPTER_FILE);
-        assert!(source.is_file(), "the test adapter is missing (run scripts/setup.sh): {}", source.display());
+        assert!(
+            source.is_file(),
+            "the test adapter is missing (run scripts/setup.sh): {}",
+            source.display()
+        );
         let folder = store.path().join("adapters").join(TEST_ADAPTER);
         std::fs::create_dir_all(&folder).unwrap();
         std::fs::copy(&source, folder.join(TEST_ADAPTER_FILE)).unwrap();
@@ -187,9 +194,17 @@ pub static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// A greedy chat asking SmolLM2 for the capital of France.
 pub fn question() -> hearth::service::Generation {
     hearth::service::Generation {
-        route: hearth::router::RouteRequest { model: Some("smollm2-135m".into()), ..hearth::router::RouteRequest::default() },
+        route: hearth::router::RouteRequest {
+            model: Some("smollm2-135m".into()),
+            ..hearth::router::RouteRequest::default()
+        },
         request: hearth_sdk::GenerateRequest {
-            messages: hearth_sdk::abi_stable::std_types::RVec::from(vec![hearth_sdk::ChatMessage { role: "user".into(), content: "What is the capital of France?".into() }]),
+            messages: hearth_sdk::abi_stable::std_types::RVec::from(vec![
+                hearth_sdk::ChatMessage {
+                    role: "user".into(),
+                    content: "What is the capital of France?".into(),
+                },
+            ]),
             prompt: None.into(),
             sampling: hearth_sdk::Sampling { temperature: 0.0, ..hearth_sdk::Sampling::default() },
             stop: hearth_sdk::abi_stable::std_types::RVec::new(),

@@ -11,11 +11,26 @@ use crate::helpers::{serve, stdout, streamed_text, RealHost};
 async fn a_streamed_chat_completion_gives_the_same_text_as_the_cli_for_the_same_seed() {
     let host = RealHost::llamacpp();
     let prompt = "Write one sentence about the sea.";
-    let cli = stdout(&host.cli(&["run", "smollm2-135m", prompt, "--temperature", "0.7", "--seed", "42", "--max-tokens", "32"]));
+    let cli = stdout(&host.cli(&[
+        "run",
+        "smollm2-135m",
+        prompt,
+        "--temperature",
+        "0.7",
+        "--seed",
+        "42",
+        "--max-tokens",
+        "32",
+    ]));
     let (base, _hearth) = serve(&host).await;
     let body = json!({ "model": "smollm2-135m", "messages": [{ "role": "user", "content": prompt }],
                        "temperature": 0.7, "seed": 42, "max_tokens": 32, "stream": true });
-    let response = reqwest::Client::new().post(format!("{base}/v1/chat/completions")).json(&body).send().await.unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let streamed = streamed_text(&response.text().await.unwrap());
     assert!(!streamed.is_empty());
@@ -28,7 +43,12 @@ async fn cancel_midway(host: &RealHost) {
     let (base, hearth) = serve(host).await;
     let body = json!({ "model": "smollm2-135m", "messages": [{ "role": "user", "content": "Tell me a very long story about dragons." }],
                        "max_tokens": 2000, "stream": true });
-    let response = reqwest::Client::new().post(format!("{base}/v1/chat/completions")).json(&body).send().await.unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     let mut stream = response.bytes_stream();
     let mut seen = String::new();
     while seen.matches("\"content\"").count() < 5 {
@@ -38,7 +58,10 @@ async fn cancel_midway(host: &RealHost) {
     let cancelled_at = Instant::now();
     while hearth.loaded_models().iter().any(|model| model.refs > 0) {
         // 2000 tokens would take many seconds; a cancelled generation stops at the next token.
-        assert!(cancelled_at.elapsed() < Duration::from_secs(3), "still generating after the client left");
+        assert!(
+            cancelled_at.elapsed() < Duration::from_secs(3),
+            "still generating after the client left"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -62,7 +62,9 @@ pub fn side_target_dir() -> PathBuf {
 
 /// The library a side build of `crate_name` produces.
 pub fn side_library(crate_name: &str) -> PathBuf {
-    side_target_dir().join(if is_release() { "release" } else { "debug" }).join(format!("lib{crate_name}.so"))
+    side_target_dir()
+        .join(if is_release() { "release" } else { "debug" })
+        .join(format!("lib{crate_name}.so"))
 }
 
 /// The real models, laid out as `<model-id>/<file>`: `$HEARTH_TEST_MODELS`, which
@@ -72,6 +74,10 @@ pub fn test_models_dir() -> PathBuf {
         .map(PathBuf::from)
         .expect("HEARTH_TEST_MODELS is not set: run scripts/test.sh, which installs the test models and sets it");
     let smollm2 = dir.join("smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(smollm2.is_file(), "{} is missing: run scripts/setup.sh to install the test models", smollm2.display());
+    assert!(
+        smollm2.is_file(),
+        "{} is missing: run scripts/setup.sh to install the test models",
+        smollm2.display()
+    );
     dir
 }

@@ -82,14 +82,14 @@ fn parse_config(text: &str) -> Result<FixtureConfig, PluginError> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let (key, value) = line
-            .split_once('=')
-            .ok_or_else(|| PluginError::model_file(format!("line {}: expected key = value", number + 1)))?;
+        let (key, value) = line.split_once('=').ok_or_else(|| {
+            PluginError::model_file(format!("line {}: expected key = value", number + 1))
+        })?;
         let value = value.trim();
         let number_value = || {
-            value
-                .parse::<u64>()
-                .map_err(|_| PluginError::model_file(format!("line {}: `{value}` is not a number", number + 1)))
+            value.parse::<u64>().map_err(|_| {
+                PluginError::model_file(format!("line {}: `{value}` is not a number", number + 1))
+            })
         };
         match key.trim() {
             "delay_ms" => config.delay_ms = number_value()?,
@@ -99,7 +99,12 @@ fn parse_config(text: &str) -> Result<FixtureConfig, PluginError> {
             "memory" => config.memory = Some(value.to_string()),
             "drop" => config.drop = Some(value.to_string()),
             "stats" => config.stats = Some(value.to_string()),
-            other => return Err(PluginError::model_file(format!("line {}: unknown key `{other}`", number + 1))),
+            other => {
+                return Err(PluginError::model_file(format!(
+                    "line {}: unknown key `{other}`",
+                    number + 1
+                )))
+            }
         }
     }
     Ok(config)
@@ -147,9 +152,12 @@ impl Backend for FixtureBackend {
             .ok_or_else(|| PluginError::invalid_request("no model file given"))?;
         let text = std::fs::read_to_string(path.as_str())
             .map_err(|error| PluginError::model_file(format!("{path}: {error}")))?;
-        let config = parse_config(&text).map_err(|error| PluginError::model_file(format!("{path}: {}", error.message)))?;
+        let config = parse_config(&text)
+            .map_err(|error| PluginError::model_file(format!("{path}: {}", error.message)))?;
         match config.load.as_deref() {
-            Some("fail") => return Err(PluginError::out_of_memory("fixture load failure requested")),
+            Some("fail") => {
+                return Err(PluginError::out_of_memory("fixture load failure requested"))
+            }
             Some("panic") => panic!("fixture load panic requested"),
             _ => {}
         }
@@ -175,12 +183,21 @@ struct FixtureModel {
 fn prompt_text(request: &GenerateRequest) -> String {
     match request.prompt.as_ref().into_option() {
         Some(prompt) => prompt.to_string(),
-        None => request.messages.iter().last().map(|message| message.content.to_string()).unwrap_or_default(),
+        None => request
+            .messages
+            .iter()
+            .last()
+            .map(|message| message.content.to_string())
+            .unwrap_or_default(),
     }
 }
 
 impl Model for FixtureModel {
-    fn generate(&self, request: &GenerateRequest, sink: &mut dyn TokenSink) -> Result<GenerateStats, PluginError> {
+    fn generate(
+        &self,
+        request: &GenerateRequest,
+        sink: &mut dyn TokenSink,
+    ) -> Result<GenerateStats, PluginError> {
         let started = Instant::now();
         let prompt = prompt_text(request);
         if prompt.contains("#fail") {
@@ -213,12 +230,17 @@ impl Model for FixtureModel {
         let limit = self.config.tokens.min(request.max_tokens);
         let offset = (request.sampling.seed % words.len() as u64) as usize;
         let mut emitted = 0;
-        let mut finish_reason = if limit < self.config.tokens { FinishReason::Length } else { FinishReason::Stop };
+        let mut finish_reason =
+            if limit < self.config.tokens { FinishReason::Length } else { FinishReason::Stop };
         for index in 0..limit as usize {
             if self.config.delay_ms > 0 {
                 std::thread::sleep(Duration::from_millis(self.config.delay_ms));
             }
-            let word = if prompt.contains("#version") { VERSION } else { words[(offset + index) % words.len()] };
+            let word = if prompt.contains("#version") {
+                VERSION
+            } else {
+                words[(offset + index) % words.len()]
+            };
             let piece = format!("{word} ");
             emitted += 1;
             if sink.on_token(&piece) == SinkControl::Stop {

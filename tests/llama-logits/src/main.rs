@@ -47,8 +47,13 @@ fn main() -> Result<(), AnyError> {
     let mut backend = LlamaBackend::init()?;
     backend.void_logs();
     let mut model = LlamaModel::load_from_file(&backend, &model, &LlamaModelParams::default())?;
-    let mut lora = adapter.map(|(file, scale)| model.lora_adapter_init(file).map(|lora| (lora, scale))).transpose()?;
-    let params = LlamaContextParams::default().with_n_ctx(NonZeroU32::new(512)).with_n_threads(2).with_n_threads_batch(2);
+    let mut lora = adapter
+        .map(|(file, scale)| model.lora_adapter_init(file).map(|lora| (lora, scale)))
+        .transpose()?;
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(512))
+        .with_n_threads(2)
+        .with_n_threads_batch(2);
     let mut context = model.new_context(&backend, params)?;
     if let Some((lora, scale)) = &mut lora {
         context.lora_adapter_set(lora, *scale)?;

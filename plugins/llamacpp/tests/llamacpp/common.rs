@@ -48,24 +48,16 @@ pub fn load_request(path: &str, context_size: u32) -> LoadRequest {
 pub fn load(spec: (&str, &str), context_size: u32) -> Box<dyn Model> {
     let path = model_path(spec);
     let backend = LlamaCppBackend::new().expect("backend starts");
-    backend
-        .load(&load_request(path.to_str().unwrap(), context_size))
-        .expect("model loads")
+    backend.load(&load_request(path.to_str().unwrap(), context_size)).expect("model loads")
 }
 
 pub fn greedy() -> Sampling {
-    Sampling {
-        temperature: 0.0,
-        ..Sampling::default()
-    }
+    Sampling { temperature: 0.0, ..Sampling::default() }
 }
 
 pub fn chat(text: &str, max_tokens: u32) -> GenerateRequest {
     GenerateRequest {
-        messages: RVec::from(vec![ChatMessage {
-            role: "user".into(),
-            content: text.into(),
-        }]),
+        messages: RVec::from(vec![ChatMessage { role: "user".into(), content: text.into() }]),
         prompt: ROption::RNone,
         sampling: greedy(),
         stop: RVec::new(),
@@ -75,10 +67,7 @@ pub fn chat(text: &str, max_tokens: u32) -> GenerateRequest {
 }
 
 pub fn raw(prompt: &str, max_tokens: u32) -> GenerateRequest {
-    GenerateRequest {
-        prompt: ROption::RSome(prompt.into()),
-        ..chat("", max_tokens)
-    }
+    GenerateRequest { prompt: ROption::RSome(prompt.into()), ..chat("", max_tokens) }
 }
 
 /// Records every piece; asks to stop after `stop_after` pieces when set.

@@ -9,10 +9,7 @@ use hearth_sdk::{AdapterUse, Backend, ErrorKind};
 use crate::common::{chat, load, load_request, model_path, run, SMOLLM2};
 
 fn load_error(path: &str) -> hearth_sdk::PluginError {
-    match LlamaCppBackend::new()
-        .unwrap()
-        .load(&load_request(path, 256))
-    {
+    match LlamaCppBackend::new().unwrap().load(&load_request(path, 256)) {
         Ok(_) => panic!("{path} loaded"),
         Err(error) => error,
     }
@@ -25,10 +22,7 @@ impl ScratchFile {
     fn new(name: &str, bytes: &[u8]) -> Self {
         let path =
             std::env::temp_dir().join(format!("hearth-llamacpp-{}-{name}", std::process::id()));
-        std::fs::File::create(&path)
-            .unwrap()
-            .write_all(bytes)
-            .unwrap();
+        std::fs::File::create(&path).unwrap().write_all(bytes).unwrap();
         Self(path)
     }
 
@@ -73,11 +67,8 @@ fn a_prompt_longer_than_the_context_is_an_invalid_request() {
 
 fn with_adapter(path: &str) -> hearth_sdk::GenerateRequest {
     let mut request = chat("Hello", 4);
-    request.adapters = RVec::from(vec![AdapterUse {
-        name: "tone".into(),
-        path: path.into(),
-        scale: 1.0,
-    }]);
+    request.adapters =
+        RVec::from(vec![AdapterUse { name: "tone".into(), path: path.into(), scale: 1.0 }]);
     request
 }
 
@@ -106,10 +97,7 @@ fn an_unknown_device_is_an_invalid_request_and_the_cpu_by_name_loads() {
     let path = model_path(SMOLLM2);
     let mut request = load_request(path.to_str().unwrap(), 256);
     request.device = ROption::RSome("NoSuchGPU9".into());
-    let error = backend
-        .load(&request)
-        .err()
-        .expect("an unknown device must fail");
+    let error = backend.load(&request).err().expect("an unknown device must fail");
     assert_eq!(error.kind, ErrorKind::InvalidRequest, "{error}");
     request.device = ROption::RSome("CPU".into());
     let model = backend.load(&request).unwrap();

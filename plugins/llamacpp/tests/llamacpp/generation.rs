@@ -11,10 +11,7 @@ fn a_greedy_answer_to_the_capital_of_france_names_paris() {
     let (text, stats) = run(&*model, &chat("What is the capital of France?", 24)).unwrap();
     assert!(text.contains("Paris"), "answer: {text:?}");
     assert!(stats.prompt_tokens > 5, "{stats:?}");
-    assert!(
-        stats.completion_tokens > 0 && stats.completion_tokens <= 24,
-        "{stats:?}"
-    );
+    assert!(stats.completion_tokens > 0 && stats.completion_tokens <= 24, "{stats:?}");
     assert!(stats.prompt_ms > 0.0 && stats.decode_ms > 0.0, "{stats:?}");
 }
 
@@ -22,17 +19,11 @@ fn a_greedy_answer_to_the_capital_of_france_names_paris() {
 fn gemma_3_completes_a_raw_prompt_and_chats_without_a_template_in_its_gguf() {
     // The packaged Gemma 3 270M is the base model: its GGUF carries no chat template.
     let model = load(GEMMA3, 512);
-    let (text, _) = run(
-        &*model,
-        &raw("Question: What is the capital of France?\nAnswer:", 4),
-    )
-    .unwrap();
+    let (text, _) =
+        run(&*model, &raw("Question: What is the capital of France?\nAnswer:", 4)).unwrap();
     assert!(text.contains("Paris"), "completion: {text:?}");
     let (text, stats) = run(&*model, &chat("Hello! Who are you?", 8)).unwrap();
-    assert!(
-        !text.contains("<start_of_turn>") && !text.contains("<end_of_turn>"),
-        "{text:?}"
-    );
+    assert!(!text.contains("<start_of_turn>") && !text.contains("<end_of_turn>"), "{text:?}");
     assert!(stats.completion_tokens > 0, "{stats:?}");
 }
 
@@ -40,11 +31,7 @@ fn gemma_3_completes_a_raw_prompt_and_chats_without_a_template_in_its_gguf() {
 fn the_same_seed_gives_the_same_text_and_another_seed_may_not() {
     let model = load(SMOLLM2, 512);
     let mut request = raw("Once upon a time, in a land far away,", 24);
-    request.sampling = Sampling {
-        temperature: 1.0,
-        seed: 42,
-        ..Sampling::default()
-    };
+    request.sampling = Sampling { temperature: 1.0, seed: 42, ..Sampling::default() };
     let (first, _) = run(&*model, &request).unwrap();
     let (second, _) = run(&*model, &request).unwrap();
     assert_eq!(first, second);
@@ -54,10 +41,7 @@ fn the_same_seed_gives_the_same_text_and_another_seed_may_not() {
             run(&*model, &request).unwrap().0
         })
         .collect();
-    assert!(
-        texts.iter().any(|text| *text != first),
-        "every seed gave {first:?}"
-    );
+    assert!(texts.iter().any(|text| *text != first), "every seed gave {first:?}");
 }
 
 #[test]
@@ -91,16 +75,9 @@ fn a_stop_string_ends_generation_and_is_not_emitted() {
 #[test]
 fn cancelling_through_the_sink_stops_within_one_token() {
     let model = load(SMOLLM2, 512);
-    let mut recorder = Recorder {
-        stop_after: Some(1),
-        ..Recorder::default()
-    };
-    let stats = model
-        .generate(
-            &chat("Write a long story about a dragon.", 64),
-            &mut recorder,
-        )
-        .unwrap();
+    let mut recorder = Recorder { stop_after: Some(1), ..Recorder::default() };
+    let stats =
+        model.generate(&chat("Write a long story about a dragon.", 64), &mut recorder).unwrap();
     assert_eq!(recorder.pieces.len(), 1, "{stats:?}");
     assert_eq!(stats.finish_reason, FinishReason::Cancelled);
     // The piece that was refused may have needed a second token to become whole text.
@@ -112,11 +89,7 @@ fn a_full_context_ends_generation_with_finish_reason_length() {
     let model = load(SMOLLM2, 48);
     let (_, stats) = run(&*model, &raw("Count: 1 2 3 4 5 6 7 8 9 10", 0)).unwrap();
     assert_eq!(stats.finish_reason, FinishReason::Length);
-    assert_eq!(
-        stats.prompt_tokens + stats.completion_tokens,
-        48,
-        "{stats:?}"
-    );
+    assert_eq!(stats.prompt_tokens + stats.completion_tokens, 48, "{stats:?}");
 }
 
 #[test]
@@ -124,20 +97,11 @@ fn generations_from_several_threads_all_complete_and_agree() {
     let model = load(SMOLLM2, 512);
     let request = chat("What is the capital of France?", 12);
     let texts: Vec<String> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..3)
-            .map(|_| scope.spawn(|| run(&*model, &request).unwrap().0))
-            .collect();
-        handles
-            .into_iter()
-            .map(|handle| handle.join().unwrap())
-            .collect()
+        let handles: Vec<_> =
+            (0..3).map(|_| scope.spawn(|| run(&*model, &request).unwrap().0)).collect();
+        handles.into_iter().map(|handle| handle.join().unwrap()).collect()
     });
-    assert!(
-        texts
-            .iter()
-            .all(|text| *text == texts[0] && !text.is_empty()),
-        "{texts:?}"
-    );
+    assert!(texts.iter().all(|text| *text == texts[0] && !text.is_empty()), "{texts:?}");
 }
 
 #[test]
@@ -170,4 +134,3 @@ fn multi_byte_characters_split_across_tokens_arrive_whole() {
         recorder.pieces
     );
 }
-

@@ -11,10 +11,7 @@ fn the_backend_is_called_llamacpp_and_reads_gguf() {
     assert_eq!(info.id.as_str(), "llamacpp");
     assert_eq!(info.name.as_str(), "llama.cpp");
     assert!(info.formats.iter().any(|format| format.as_str() == "gguf"));
-    assert!(info
-        .features
-        .iter()
-        .any(|feature| feature.as_str() == "lora"));
+    assert!(info.features.iter().any(|feature| feature.as_str() == "lora"));
 }
 
 #[test]
@@ -26,11 +23,8 @@ fn the_probe_is_available_and_lists_the_cpu() {
     };
     let probe = LlamaCppBackend::new().unwrap().probe(&host);
     assert!(probe.available, "{probe:?}");
-    let cpu = probe
-        .devices
-        .iter()
-        .find(|device| device.kind == DeviceKind::Cpu)
-        .expect("a CPU device");
+    let cpu =
+        probe.devices.iter().find(|device| device.kind == DeviceKind::Cpu).expect("a CPU device");
     assert_eq!(cpu.memory_total_bytes, 8 << 30);
 }
 
@@ -41,10 +35,7 @@ fn memory_is_real_and_shrinks_after_trim_and_generation_works_again() {
     assert!(loaded.host_bytes > 50_000_000, "weights: {loaded:?}");
     run(&*model, &chat("Say hi.", 4)).unwrap();
     let busy = model.memory();
-    assert!(
-        busy.host_bytes > loaded.host_bytes,
-        "a context adds its KV cache: {busy:?}"
-    );
+    assert!(busy.host_bytes > loaded.host_bytes, "a context adds its KV cache: {busy:?}");
     model.trim();
     assert_eq!(model.memory(), loaded);
     let (text, stats) = run(&*model, &chat("What is the capital of France?", 16)).unwrap();

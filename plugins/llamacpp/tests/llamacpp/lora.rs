@@ -50,17 +50,14 @@ impl Gguf {
         for (name, shape, data) in &self.tensors {
             put_string(&mut out, name);
             out.extend_from_slice(&2u32.to_le_bytes());
-            shape
-                .iter()
-                .for_each(|dim| out.extend_from_slice(&dim.to_le_bytes()));
+            shape.iter().for_each(|dim| out.extend_from_slice(&dim.to_le_bytes()));
             out.extend_from_slice(&0u32.to_le_bytes()); // f32
             out.extend_from_slice(&(offset as u64).to_le_bytes());
             offset += (data.len() * 4).div_ceil(ALIGNMENT) * ALIGNMENT;
         }
         for (_, _, data) in &self.tensors {
             out.resize(out.len().div_ceil(ALIGNMENT) * ALIGNMENT, 0);
-            data.iter()
-                .for_each(|value| out.extend_from_slice(&value.to_le_bytes()));
+            data.iter().for_each(|value| out.extend_from_slice(&value.to_le_bytes()));
         }
         out
     }
@@ -68,14 +65,10 @@ impl Gguf {
 
 /// Deterministic values in [-0.5, 0.5) from a seed (a 64-bit LCG).
 fn noise(seed: u64, count: u64) -> Vec<f32> {
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     (0..count)
         .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
         })
         .collect()
@@ -88,16 +81,8 @@ fn write_adapter(name: &str, seed: u64, architecture: &str) -> PathBuf {
             let base = format!("blk.{layer}.attn_q.weight");
             let seed = seed + layer as u64;
             [
-                (
-                    format!("{base}.lora_a"),
-                    [EMBEDDING, RANK],
-                    noise(seed, EMBEDDING * RANK),
-                ),
-                (
-                    format!("{base}.lora_b"),
-                    [RANK, EMBEDDING],
-                    noise(seed + 1000, EMBEDDING * RANK),
-                ),
+                (format!("{base}.lora_a"), [EMBEDDING, RANK], noise(seed, EMBEDDING * RANK)),
+                (format!("{base}.lora_b"), [RANK, EMBEDDING], noise(seed + 1000, EMBEDDING * RANK)),
             ]
         })
         .collect();
@@ -110,10 +95,8 @@ fn write_adapter(name: &str, seed: u64, architecture: &str) -> PathBuf {
         floats: vec![("adapter.lora.alpha", RANK as f32)],
         tensors,
     };
-    let path = std::env::temp_dir().join(format!(
-        "hearth-llamacpp-{}-{name}.gguf",
-        std::process::id()
-    ));
+    let path =
+        std::env::temp_dir().join(format!("hearth-llamacpp-{}-{name}.gguf", std::process::id()));
     std::fs::write(&path, adapter.bytes()).unwrap();
     path
 }
@@ -144,27 +127,12 @@ fn adapters_change_the_answer_at_their_scale_together_and_only_when_asked() {
     let base = text(&[]);
     let with_first = text(&[("first", &first, 1.0)]);
     assert_ne!(with_first, base, "the adapter changed nothing");
-    assert_eq!(
-        text(&[("first", &first, 0.0)]),
-        base,
-        "scale 0 must switch it off"
-    );
+    assert_eq!(text(&[("first", &first, 0.0)]), base, "scale 0 must switch it off");
     let with_second = text(&[("second", &second, 1.0)]);
     let with_both = text(&[("first", &first, 1.0), ("second", &second, 1.0)]);
-    assert!(
-        with_both != with_first && with_both != with_second,
-        "both: {with_both:?}"
-    );
-    assert_eq!(
-        text(&[]),
-        base,
-        "a request without adapters must not keep the last ones"
-    );
-    assert_eq!(
-        text(&[("first", &first, 1.0)]),
-        with_first,
-        "a cached adapter behaves the same"
-    );
+    assert!(with_both != with_first && with_both != with_second, "both: {with_both:?}");
+    assert_eq!(text(&[]), base, "a request without adapters must not keep the last ones");
+    assert_eq!(text(&[("first", &first, 1.0)]), with_first, "a cached adapter behaves the same");
 
     let _ = std::fs::remove_file(first);
     let _ = std::fs::remove_file(second);

@@ -23,10 +23,7 @@ fn in_a_child(child: &str, parallel: &str) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(
-        String::from_utf8_lossy(&output.stdout).contains("1 passed"),
-        "{child} did not run"
-    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("1 passed"), "{child} did not run");
 }
 
 /// Run `requests` at once, each on a thread of its own; their texts in order.
@@ -36,10 +33,7 @@ fn all_at_once(model: &dyn Model, requests: &[GenerateRequest]) -> Vec<String> {
             .iter()
             .map(|request| scope.spawn(move || run(model, request).unwrap().0))
             .collect();
-        handles
-            .into_iter()
-            .map(|handle| handle.join().unwrap())
-            .collect()
+        handles.into_iter().map(|handle| handle.join().unwrap()).collect()
     })
 }
 
@@ -76,18 +70,12 @@ fn ten_at_once() {
     .iter()
     .map(|question| chat(question, 16))
     .collect();
-    let alone: Vec<String> = requests
-        .iter()
-        .map(|request| run(&*model, request).unwrap().0)
-        .collect();
+    let alone: Vec<String> =
+        requests.iter().map(|request| run(&*model, request).unwrap().0).collect();
     // Ten requests for eight sequences: two wait for one to free up.
     let together = all_at_once(&*model, &requests);
     for (alone, together) in alone.iter().zip(&together) {
-        assert_eq!(
-            opening(together),
-            opening(alone),
-            "alone: {alone:?}, together: {together:?}"
-        );
+        assert_eq!(opening(together), opening(alone), "alone: {alone:?}, together: {together:?}");
     }
 }
 
@@ -104,19 +92,11 @@ fn cancel_one() {
     let (expected, _) = run(&*model, &long).unwrap();
     std::thread::scope(|scope| {
         let cancelled = scope.spawn(|| {
-            let mut recorder = Recorder {
-                stop_after: Some(2),
-                ..Recorder::default()
-            };
+            let mut recorder = Recorder { stop_after: Some(2), ..Recorder::default() };
             model.generate(&long, &mut recorder).unwrap()
         });
-        let others: Vec<_> = (0..2)
-            .map(|_| scope.spawn(|| run(&*model, &long).unwrap()))
-            .collect();
-        assert_eq!(
-            cancelled.join().unwrap().finish_reason,
-            FinishReason::Cancelled
-        );
+        let others: Vec<_> = (0..2).map(|_| scope.spawn(|| run(&*model, &long).unwrap())).collect();
+        assert_eq!(cancelled.join().unwrap().finish_reason, FinishReason::Cancelled);
         for other in others {
             let (text, stats) = other.join().unwrap();
             assert_eq!(opening(&text), opening(&expected));
@@ -139,8 +119,5 @@ fn bad_setting() {
         .load(&load_request(path.to_str().unwrap(), 256))
         .err()
         .expect("the load is refused");
-    assert!(
-        error.message.contains("HEARTH_LLAMACPP_PARALLEL=\"0\""),
-        "{error}"
-    );
+    assert!(error.message.contains("HEARTH_LLAMACPP_PARALLEL=\"0\""), "{error}");
 }

@@ -27,7 +27,8 @@ fn the_backend_names_itself_mlx() {
 
 #[test]
 fn the_probe_reports_mlx_cpu_device_and_where_libmlx_came_from() {
-    let probe = MlxBackend.probe(&HostProfile { cpu_brand: "test cpu".into(), ..HostProfile::default() });
+    let probe =
+        MlxBackend.probe(&HostProfile { cpu_brand: "test cpu".into(), ..HostProfile::default() });
     println!("{probe:?}");
     assert!(probe.available);
     assert_eq!(probe.devices[0].kind, DeviceKind::Cpu, "the mlx-cpu build has no GPU");
@@ -47,11 +48,13 @@ fn gemma3_in_q4_k_m_is_refused_as_unsupported_naming_the_k_quant() {
 fn corrupt_files_and_other_formats_are_refused_with_the_right_kind() {
     let path = std::env::temp_dir().join(format!("hearth-mlx-bad-{}.gguf", std::process::id()));
     std::fs::write(&path, b"not a gguf file at all").unwrap();
-    let error = MlxBackend.load(&load_request(path.to_str().unwrap(), "gguf")).err().expect("refused");
+    let error =
+        MlxBackend.load(&load_request(path.to_str().unwrap(), "gguf")).err().expect("refused");
     std::fs::remove_file(&path).unwrap();
     assert_eq!(error.kind, ErrorKind::ModelFile);
     assert!(error.message.contains("not a GGUF file"), "{}", error.message);
-    let error = MlxBackend.load(&load_request("/x.safetensors", "safetensors")).err().expect("refused");
+    let error =
+        MlxBackend.load(&load_request("/x.safetensors", "safetensors")).err().expect("refused");
     assert_eq!(error.kind, ErrorKind::ModelFile);
     let error = MlxBackend.load(&load_request("/x.onnx", "onnx")).err().expect("refused");
     assert_eq!(error.kind, ErrorKind::Unsupported);

@@ -2,8 +2,8 @@
 //! first-step logits and the first 16 greedy tokens on the five fixed prompts.
 
 use hearth_backend_check::agreement::{
-    argmax, assert_as_close_to_llama_cpp_as_exact_arithmetic, assert_greedy_agreement, assert_within_of_llama_cpp, chatml,
-    relative_error, PROMPTS,
+    argmax, assert_as_close_to_llama_cpp_as_exact_arithmetic, assert_greedy_agreement,
+    assert_within_of_llama_cpp, chatml, relative_error, PROMPTS,
 };
 use hearth_backend_check::fixtures::smollm2_f16_path;
 use hearth_backend_check::{llamacpp, reference};
@@ -35,7 +35,9 @@ fn smollm2_first_step_logits_on_mlx_match_the_cpu_reference_within_1e_4() {
 fn first_step_logits_on_the_five_prompts_are_as_close_to_llama_cpp_as_exact_arithmetic_is() {
     let path = smollm2_path();
     let model = MlxModel::load(&path, 256).unwrap();
-    assert_as_close_to_llama_cpp_as_exact_arithmetic(&path, "mlx", |tokens| model.logits(tokens).unwrap());
+    assert_as_close_to_llama_cpp_as_exact_arithmetic(&path, "mlx", |tokens| {
+        model.logits(tokens).unwrap()
+    });
 }
 
 #[test]

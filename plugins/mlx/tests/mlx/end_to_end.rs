@@ -2,8 +2,8 @@
 //! here): chat answers, raw prompts, stop strings, cancellation, the prompt cache,
 //! lifecycle, and use from several threads.
 
-use hearth_sdk::{FinishReason, Model};
 use hearth_mlx::model::MlxModel;
+use hearth_sdk::{FinishReason, Model};
 
 use crate::common::{chat, raw, smollm2_path, Collect};
 
@@ -50,12 +50,22 @@ fn raw_prompts_stop_strings_cancellation_and_trim_behave_as_the_sdk_says() {
     let loaded = model.memory().host_bytes;
     model.trim();
     let trimmed = model.memory().host_bytes;
-    assert!(trimmed < loaded, "trim frees the KV cache and MLX's buffer cache: {loaded} -> {trimmed}");
+    assert!(
+        trimmed < loaded,
+        "trim frees the KV cache and MLX's buffer cache: {loaded} -> {trimmed}"
+    );
     let file = std::fs::metadata(smollm2_path()).unwrap().len();
-    assert!(trimmed <= file * 13 / 10, "trimmed, the weights stay within 1.3x the file: {trimmed} vs {file}");
+    assert!(
+        trimmed <= file * 13 / 10,
+        "trimmed, the weights stay within 1.3x the file: {trimmed} vs {file}"
+    );
     let mut again = Collect::default();
     model.generate(&raw(prompt, 6, &[]), &mut again).unwrap();
-    assert_eq!(again.pieces.concat(), text, "a trimmed model rebuilds its cache and answers the same");
+    assert_eq!(
+        again.pieces.concat(),
+        text,
+        "a trimmed model rebuilds its cache and answers the same"
+    );
 }
 
 #[test]
@@ -70,7 +80,12 @@ fn a_follow_up_prompt_reuses_the_cached_prefix_and_answers_as_a_fresh_model_woul
     let fresh_model = MlxModel::load(&smollm2_path(), 256).unwrap();
     let mut fresh = Collect::default();
     let fresh_stats = fresh_model.generate(&raw(&second, 8, &[]), &mut fresh).unwrap();
-    println!("cached prompt {:.0} ms, fresh {:.0} ms: {:?}", stats.prompt_ms, fresh_stats.prompt_ms, cached.pieces.concat());
+    println!(
+        "cached prompt {:.0} ms, fresh {:.0} ms: {:?}",
+        stats.prompt_ms,
+        fresh_stats.prompt_ms,
+        cached.pieces.concat()
+    );
     assert_eq!(cached.pieces.concat(), fresh.pieces.concat());
 }
 

@@ -35,7 +35,10 @@ fn hf_name(gguf: &str) -> String {
         "output_norm" => "model.norm".to_string(),
         "output" => "lm_head".to_string(),
         _ => {
-            let (layer, part) = base.strip_prefix("blk.").and_then(|rest| rest.split_once('.')).expect("a block tensor");
+            let (layer, part) = base
+                .strip_prefix("blk.")
+                .and_then(|rest| rest.split_once('.'))
+                .expect("a block tensor");
             let part = match part {
                 "attn_norm" => "input_layernorm",
                 "ffn_norm" => "post_attention_layernorm",
@@ -71,22 +74,32 @@ fn repack(name: &str, ty: GgmlType, data: &[u8], inputs: usize, order: &[usize])
     let (blocks, block_bytes) = (inputs / 32, if ty == GgmlType::Q4_1 { 20 } else { 34 });
     let (mut words, mut scales, mut biases) = (Vec::new(), Vec::new(), Vec::new());
     for &row in order {
-        for block in data[row * blocks * block_bytes..][..blocks * block_bytes].chunks_exact(block_bytes) {
+        for block in
+            data[row * blocks * block_bytes..][..blocks * block_bytes].chunks_exact(block_bytes)
+        {
             scales.extend_from_slice(&block[0..2]);
             if ty == GgmlType::Q4_1 {
                 biases.extend_from_slice(&block[2..4]);
                 // GGUF: byte j holds element j (low nibble) and j + 16 (high). MLX: element k
                 // sits at bits 4·(k mod 8) of word k / 8, so byte b holds elements 2b and 2b + 1.
-                let q = |k: usize| if k < 16 { block[4 + k] & 0x0f } else { block[4 + k - 16] >> 4 };
+                let q =
+                    |k: usize| if k < 16 { block[4 + k] & 0x0f } else { block[4 + k - 16] >> 4 };
                 words.extend((0..16).map(|b| q(2 * b) | (q(2 * b + 1) << 4)));
             } else {
-                biases.extend(half::f16::from_f32(-128.0 * f16_to_f32([block[0], block[1]])).to_le_bytes());
+                biases.extend(
+                    half::f16::from_f32(-128.0 * f16_to_f32([block[0], block[1]])).to_le_bytes(),
+                );
                 words.extend(block[2..].iter().map(|&q| (q as i8 as i16 + 128) as u8));
             }
         }
     }
     let (rows, per_word) = (order.len(), if ty == GgmlType::Q4_1 { 8 } else { 4 });
-    let tensor = |suffix: &str, dtype, shape: Vec<usize>, data| Tensor { name: format!("{name}.{suffix}"), dtype, shape, data };
+    let tensor = |suffix: &str, dtype, shape: Vec<usize>, data| Tensor {
+        name: format!("{name}.{suffix}"),
+        dtype,
+        shape,
+        data,
+    };
     [
         tensor("weight", "U32", vec![rows, inputs / per_word], words),
         tensor("scales", "F16", vec![rows, blocks], scales),
@@ -99,12 +112,23 @@ fn dequantize(info: &TensorInfo, data: &[u8], inputs: usize, order: &[usize]) ->
     let mut out = Vec::with_capacity(order.len() * inputs);
     for &row in order {
         match info.ty {
-            GgmlType::F32 => out.extend(data[row * inputs * 4..][..inputs * 4].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap()))),
-            GgmlType::F16 => out.extend(data[row * inputs * 2..][..inputs * 2].chunks_exact(2).map(|b| f16_to_f32([b[0], b[1]]))),
+            GgmlType::F32 => out.extend(
+                data[row * inputs * 4..][..inputs * 4]
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().unwrap())),
+            ),
+            GgmlType::F16 => out.extend(
+                data[row * inputs * 2..][..inputs * 2]
+                    .chunks_exact(2)
+                    .map(|b| f16_to_f32([b[0], b[1]])),
+            ),
             GgmlType::Q4_1 => {
                 for block in data[row * inputs / 32 * 20..][..inputs / 32 * 20].chunks_exact(20) {
-                    let (d, m) = (f16_to_f32([block[0], block[1]]), f16_to_f32([block[2], block[3]]));
-                    let q = |k: usize| f32::from(if k < 16 { block[4 + k] & 0x0f } else { block[4 + k - 16] >> 4 });
+                    let (d, m) =
+                        (f16_to_f32([block[0], block[1]]), f16_to_f32([block[2], block[3]]));
+                    let q = |k: usize| {
+                        f32::from(if k < 16 { block[4 + k] & 0x0f } else { block[4 + k - 16] >> 4 })
+                    };
                     out.extend((0..32).map(|k| d * q(k) + m));
                 }
             }
@@ -123,7 +147,8 @@ fn dequantize(info: &TensorInfo, data: &[u8], inputs: usize, order: &[usize]) ->
 /// SmolLM2's tensors in the MLX layout: quantized (lossless) or dense (f16, bf16 norms).
 pub fn tensors(gguf: &Gguf, quantized: bool) -> Vec<Tensor> {
     let int = |key: &str| gguf.u64(key).unwrap() as usize;
-    let (heads, kv_heads) = (int("llama.attention.head_count"), int("llama.attention.head_count_kv"));
+    let (heads, kv_heads) =
+        (int("llama.attention.head_count"), int("llama.attention.head_count_kv"));
     let head_dim = int("llama.embedding_length") / heads;
     gguf.tensors()
         .iter()
@@ -137,17 +162,26 @@ pub fn tensors(gguf: &Gguf, quantized: bool) -> Vec<Tensor> {
             };
             let name = hf_name(&info.name);
             match (info.ty, quantized) {
-                (GgmlType::Q4_1 | GgmlType::Q8_0, true) => repack(name.strip_suffix(".weight").unwrap(), info.ty, data, inputs, &order).into(),
-                (GgmlType::F32, true) if info.dims.len() == 1 => vec![Tensor { name, dtype: "F32", shape: vec![inputs], data: data.to_vec() }],
+                (GgmlType::Q4_1 | GgmlType::Q8_0, true) => {
+                    repack(name.strip_suffix(".weight").unwrap(), info.ty, data, inputs, &order)
+                        .into()
+                }
+                (GgmlType::F32, true) if info.dims.len() == 1 => {
+                    vec![Tensor { name, dtype: "F32", shape: vec![inputs], data: data.to_vec() }]
+                }
                 // Dense folders keep norms in bf16, so both 16-bit float types are read.
                 (GgmlType::F32, false) if info.dims.len() == 1 => {
                     let values = dequantize(info, data, inputs, &order);
-                    let data = values.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()).collect();
+                    let data = values
+                        .iter()
+                        .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+                        .collect();
                     vec![Tensor { name, dtype: "BF16", shape: vec![inputs], data }]
                 }
                 _ => {
                     let values = dequantize(info, data, inputs, &order);
-                    let data = values.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
+                    let data =
+                        values.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
                     vec![Tensor { name, dtype: "F16", shape: vec![rows, inputs], data }]
                 }
             }
@@ -206,7 +240,12 @@ fn write_safetensors(path: &Path, tensors: &[Tensor]) {
 /// Write a whole MLX-format folder at `dir` from SmolLM2's GGUF, its weights in `shards`
 /// files (more than one: `model-0000i-of-0000n.safetensors` and the index), with `edit`
 /// applied to its tensors and config first (to make malformed ones).
-pub fn write_folder(dir: &Path, quantized: bool, shards: usize, edit: impl FnOnce(&mut Vec<Tensor>, &mut Value)) {
+pub fn write_folder(
+    dir: &Path,
+    quantized: bool,
+    shards: usize,
+    edit: impl FnOnce(&mut Vec<Tensor>, &mut Value),
+) {
     let gguf = Gguf::open(smollm2_path()).unwrap();
     let tokenizer = Tokenizer::from_gguf(&gguf).unwrap();
     let text = |id: Option<u32>| id.and_then(|id| tokenizer.token_text(id)).map(str::to_string);
@@ -219,9 +258,14 @@ pub fn write_folder(dir: &Path, quantized: bool, shards: usize, edit: impl FnOnc
     let (mut tensors, mut config) = (tensors(&gguf, quantized), config(&gguf, quantized));
     edit(&mut tensors, &mut config);
     std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config).unwrap())
+        .unwrap();
     std::fs::write(dir.join("tokenizer.json"), tokenizer.to_json().unwrap()).unwrap();
-    std::fs::write(dir.join("tokenizer_config.json"), serde_json::to_string_pretty(&settings).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        serde_json::to_string_pretty(&settings).unwrap(),
+    )
+    .unwrap();
     if shards == 1 {
         write_safetensors(&dir.join("model.safetensors"), &tensors);
         return;
@@ -235,7 +279,11 @@ pub fn write_folder(dir: &Path, quantized: bool, shards: usize, edit: impl FnOnc
         write_safetensors(&dir.join(&file), part);
     }
     let index = json!({"metadata": {}, "weight_map": weight_map});
-    std::fs::write(dir.join("model.safetensors.index.json"), serde_json::to_string_pretty(&index).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("model.safetensors.index.json"),
+        serde_json::to_string_pretty(&index).unwrap(),
+    )
+    .unwrap();
 }
 
 /// A folder under the test target's temp dir, emptied first: each run rewrites its

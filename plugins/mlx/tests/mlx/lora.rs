@@ -27,7 +27,11 @@ fn adapter_bytes(architecture: &str, tensors: &[(String, [u64; 2], Vec<f32>)]) -
     out.extend(3u32.to_le_bytes());
     out.extend((tensors.len() as u64).to_le_bytes());
     out.extend(4u64.to_le_bytes());
-    for (key, value) in [("general.type", "adapter"), ("general.architecture", architecture), ("adapter.type", "lora")] {
+    for (key, value) in [
+        ("general.type", "adapter"),
+        ("general.architecture", architecture),
+        ("adapter.type", "lora"),
+    ] {
         put_string(&mut out, key);
         out.extend(8u32.to_le_bytes());
         put_string(&mut out, value);
@@ -67,17 +71,21 @@ fn write_adapter(name: &str, seed: u64, architecture: &str) -> PathBuf {
     let tensors: Vec<_> = (0..LAYERS)
         .flat_map(|layer| {
             let seed = seed + layer as u64 * 10;
-            [("attn_q", EMBEDDING, EMBEDDING), ("ffn_down", FEED_FORWARD, EMBEDDING)].into_iter().flat_map(
-                move |(part, inputs, outputs)| {
+            [("attn_q", EMBEDDING, EMBEDDING), ("ffn_down", FEED_FORWARD, EMBEDDING)]
+                .into_iter()
+                .flat_map(move |(part, inputs, outputs)| {
                     let base = format!("blk.{layer}.{part}.weight");
                     [
                         (format!("{base}.lora_a"), [inputs, RANK], noise(seed, inputs * RANK)),
                         // Small enough that the answer stays fluent, so greedy choices are
                         // clear-cut and the two backends can be compared token for token.
-                        (format!("{base}.lora_b"), [RANK, outputs], noise(seed + 1, outputs * RANK).iter().map(|v| v * 0.2).collect()),
+                        (
+                            format!("{base}.lora_b"),
+                            [RANK, outputs],
+                            noise(seed + 1, outputs * RANK).iter().map(|v| v * 0.2).collect(),
+                        ),
                     ]
-                },
-            )
+                })
         })
         .collect();
     let path = std::env::temp_dir().join(format!("hearth-mlx-{}-{name}.gguf", std::process::id()));
@@ -91,7 +99,11 @@ fn with_adapters(adapters: &[(&str, &PathBuf, f32)]) -> GenerateRequest {
     let mut request = raw("The three primary colours are", 6, &[]);
     request.adapters = adapters
         .iter()
-        .map(|(name, path, scale)| AdapterUse { name: (*name).into(), path: path.to_str().unwrap().into(), scale: *scale })
+        .map(|(name, path, scale)| AdapterUse {
+            name: (*name).into(),
+            path: path.to_str().unwrap().into(),
+            scale: *scale,
+        })
         .collect();
     request
 }
@@ -110,15 +122,25 @@ fn adapters_change_the_answer_at_their_scale_as_llama_cpp_does_and_only_when_ask
     let second = write_adapter("second", 77, "llama");
 
     let base = text(&mlx, &with_adapters(&[]));
-    for adapters in [vec![("first", &first, 0.5)], vec![("first", &first, 0.5), ("second", &second, 0.25)]] {
+    for adapters in
+        [vec![("first", &first, 0.5)], vec![("first", &first, 0.5), ("second", &second, 0.25)]]
+    {
         let ours = text(&mlx, &with_adapters(&adapters));
         let theirs = text(&llama, &with_adapters(&adapters));
         println!("base {base:?}\n  mlx:       {ours:?}\n  llama.cpp: {theirs:?}");
         assert_ne!(ours, base, "the adapters changed nothing");
         assert_eq!(ours, theirs, "MLX and llama.cpp disagree under the same adapters");
     }
-    assert_eq!(text(&mlx, &with_adapters(&[("first", &first, 0.0)])), base, "scale 0 switches it off");
-    assert_eq!(text(&mlx, &with_adapters(&[])), base, "a request without adapters does not keep the last ones");
+    assert_eq!(
+        text(&mlx, &with_adapters(&[("first", &first, 0.0)])),
+        base,
+        "scale 0 switches it off"
+    );
+    assert_eq!(
+        text(&mlx, &with_adapters(&[])),
+        base,
+        "a request without adapters does not keep the last ones"
+    );
     std::fs::remove_file(first).unwrap();
     std::fs::remove_file(second).unwrap();
 }
@@ -128,7 +150,8 @@ fn an_adapter_for_another_architecture_is_an_invalid_request_naming_it() {
     let model = MlxModel::load(&smollm2_path(), 256).unwrap();
     let foreign = write_adapter("foreign", 5, "qwen3");
     let mut sink = Collect::default();
-    let error = model.generate(&with_adapters(&[("foreign-tone", &foreign, 1.0)]), &mut sink).unwrap_err();
+    let error =
+        model.generate(&with_adapters(&[("foreign-tone", &foreign, 1.0)]), &mut sink).unwrap_err();
     std::fs::remove_file(foreign).unwrap();
     assert_eq!(error.kind, ErrorKind::InvalidRequest, "{error}");
     assert!(error.message.contains("foreign-tone") && error.message.contains("qwen3"), "{error}");

@@ -2,7 +2,9 @@
 //! by [`crate::fixture`]: answers, first-step logits and greedy tokens against the same
 //! model loaded from the GGUF, and refusals of malformed or unsupported folders.
 
-use hearth_backend_check::agreement::{argmax, chatml, relative_error, same_first_16_tokens, PROMPTS};
+use hearth_backend_check::agreement::{
+    argmax, chatml, relative_error, same_first_16_tokens, PROMPTS,
+};
 use hearth_mlx::model::MlxModel;
 use hearth_mlx::MlxBackend;
 use hearth_sdk::abi_stable::std_types::{ROption, RVec};
@@ -27,7 +29,8 @@ fn logit_error(folder: &MlxModel) -> f32 {
         .iter()
         .map(|prompt| {
             let tokens = tokenizer.encode(&chatml(prompt)).unwrap();
-            let (ours, theirs) = (folder.logits(&tokens).unwrap(), reference.logits(&tokens).unwrap());
+            let (ours, theirs) =
+                (folder.logits(&tokens).unwrap(), reference.logits(&tokens).unwrap());
             let error = relative_error(&ours, &theirs);
             println!("{prompt:?}: max |folder - gguf| / max |gguf| = {error:e}");
             assert_eq!(argmax(&ours), argmax(&theirs), "{prompt:?}: the next token differs");
@@ -107,7 +110,11 @@ fn a_folder_sharded_in_three_files_gives_the_same_logits_as_one_file() {
 }
 
 /// Write a folder with `edit` applied (and `remove` deleted), load it, clean up.
-fn refusal(label: &str, remove: Option<&str>, edit: impl FnOnce(&mut Vec<crate::fixture::Tensor>, &mut serde_json::Value)) -> PluginError {
+fn refusal(
+    label: &str,
+    remove: Option<&str>,
+    edit: impl FnOnce(&mut Vec<crate::fixture::Tensor>, &mut serde_json::Value),
+) -> PluginError {
     let dir = scratch(label);
     write_folder(&dir, true, 1, edit);
     if let Some(file) = remove {
@@ -129,8 +136,11 @@ fn malformed_folders_are_refused_as_model_file_errors_naming_the_problem() {
     assert_eq!(error.kind, ErrorKind::ModelFile);
     assert!(error.message.contains("tokenizer.json is missing"), "{error}");
 
-    for missing in ["model.layers.7.mlp.up_proj.scales", "model.layers.5.post_attention_layernorm.weight"] {
-        let error = refusal("missing-tensor", None, |tensors, _| tensors.retain(|t| t.name != missing));
+    for missing in
+        ["model.layers.7.mlp.up_proj.scales", "model.layers.5.post_attention_layernorm.weight"]
+    {
+        let error =
+            refusal("missing-tensor", None, |tensors, _| tensors.retain(|t| t.name != missing));
         assert_eq!(error.kind, ErrorKind::ModelFile);
         assert!(error.message.contains(&format!("`{missing}` is missing")), "{error}");
     }
@@ -142,7 +152,12 @@ fn malformed_folders_are_refused_as_model_file_errors_naming_the_problem() {
         tensor.data.truncate(tensor.data.len() / 2);
     });
     assert_eq!(error.kind, ErrorKind::ModelFile);
-    assert!(error.message.contains(norm) && error.message.contains("[288]") && error.message.contains("[576]"), "{error}");
+    assert!(
+        error.message.contains(norm)
+            && error.message.contains("[288]")
+            && error.message.contains("[576]"),
+        "{error}"
+    );
 
     let error = refusal("no-quantization", None, |_, config| {
         config.as_object_mut().unwrap().remove("quantization");
@@ -157,7 +172,9 @@ fn folders_outside_what_the_forward_pass_runs_are_refused_as_unsupported() {
     assert_eq!(error.kind, ErrorKind::Unsupported);
     assert!(error.message.contains("gemma3"), "{error}");
 
-    let error = refusal("rope-scaling", None, |_, config| config["rope_scaling"] = serde_json::json!({"rope_type": "llama3"}));
+    let error = refusal("rope-scaling", None, |_, config| {
+        config["rope_scaling"] = serde_json::json!({"rope_type": "llama3"})
+    });
     assert_eq!(error.kind, ErrorKind::Unsupported);
     assert!(error.message.contains("rope scaling"), "{error}");
 }

@@ -63,7 +63,8 @@ fn the_probe_reports_the_adapter_and_marks_a_cpu_adapter_as_software() {
 fn a_k_quant_model_is_refused_as_unsupported_naming_the_type() {
     let path = std::env::temp_dir().join(format!("hearth-webgpu-q4k-{}.gguf", std::process::id()));
     std::fs::write(&path, k_quant_gguf()).unwrap();
-    let error = WebGpuBackend.load(&load_request(path.to_str().unwrap(), "gguf")).err().expect("refused");
+    let error =
+        WebGpuBackend.load(&load_request(path.to_str().unwrap(), "gguf")).err().expect("refused");
     std::fs::remove_file(&path).unwrap();
     assert_eq!(error.kind, ErrorKind::Unsupported);
     assert!(error.message.contains("Q4_K"), "{}", error.message);
@@ -73,10 +74,12 @@ fn a_k_quant_model_is_refused_as_unsupported_naming_the_type() {
 fn corrupt_files_and_other_formats_are_refused_with_the_right_kind() {
     let path = std::env::temp_dir().join(format!("hearth-webgpu-bad-{}.gguf", std::process::id()));
     std::fs::write(&path, b"not a gguf file at all").unwrap();
-    let error = WebGpuBackend.load(&load_request(path.to_str().unwrap(), "gguf")).err().expect("refused");
+    let error =
+        WebGpuBackend.load(&load_request(path.to_str().unwrap(), "gguf")).err().expect("refused");
     std::fs::remove_file(&path).unwrap();
     assert_eq!(error.kind, ErrorKind::ModelFile);
     assert!(error.message.contains("not a GGUF file"), "{}", error.message);
-    let error = WebGpuBackend.load(&load_request("/x.safetensors", "safetensors")).err().expect("refused");
+    let error =
+        WebGpuBackend.load(&load_request("/x.safetensors", "safetensors")).err().expect("refused");
     assert_eq!(error.kind, ErrorKind::Unsupported);
 }

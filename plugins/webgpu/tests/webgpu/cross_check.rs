@@ -2,7 +2,8 @@
 //! llama.cpp: first-step logits and the first 16 greedy tokens on the five fixed prompts.
 
 use hearth_backend_check::agreement::{
-    argmax, assert_as_close_to_llama_cpp_as_exact_arithmetic, assert_greedy_agreement, assert_within_of_llama_cpp, relative_error,
+    argmax, assert_as_close_to_llama_cpp_as_exact_arithmetic, assert_greedy_agreement,
+    assert_within_of_llama_cpp, relative_error,
 };
 use hearth_backend_check::fixtures::smollm2_f16_path;
 use hearth_backend_check::{llamacpp, reference};
@@ -22,7 +23,11 @@ fn smollm2_logits_on_the_gpu_match_the_cpu_reference_within_1e_4() {
     let tokens = tokenizer
         .encode("<|im_start|>user\nWrite one short sentence about the grey sea, the cold wind, the gulls and the small fishing boats that leave the old harbour at dawn.<|im_end|>\n<|im_start|>assistant\n")
         .unwrap();
-    assert!(tokens.len() > UBATCH as usize, "the prompt must span two batches, it has {} tokens", tokens.len());
+    assert!(
+        tokens.len() > UBATCH as usize,
+        "the prompt must span two batches, it has {} tokens",
+        tokens.len()
+    );
     let model = WebGpuModel::load(&path, 256).unwrap();
     let gpu = model.logits(&tokens, &[]).unwrap();
     let cpu = reference::forward(&gguf, &tokens, None);
@@ -41,7 +46,9 @@ fn smollm2_logits_on_the_gpu_match_the_cpu_reference_within_1e_4() {
 fn first_step_logits_on_the_five_prompts_are_as_close_to_llama_cpp_as_exact_arithmetic_is() {
     let path = smollm2_path();
     let model = WebGpuModel::load(&path, 256).unwrap();
-    assert_as_close_to_llama_cpp_as_exact_arithmetic(&path, "webgpu", |tokens| model.logits(tokens, &[]).unwrap());
+    assert_as_close_to_llama_cpp_as_exact_arithmetic(&path, "webgpu", |tokens| {
+        model.logits(tokens, &[]).unwrap()
+    });
 }
 
 #[test]

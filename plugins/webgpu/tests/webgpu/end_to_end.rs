@@ -51,8 +51,15 @@ fn raw_prompts_stop_strings_cancellation_and_trim_behave_as_the_sdk_says() {
     let trimmed = model.memory().device_bytes;
     assert!(trimmed < loaded, "trim frees the KV cache and scratch: {loaded} -> {trimmed}");
     let file = std::fs::metadata(smollm2_path()).unwrap().len();
-    assert!(trimmed <= file * 13 / 10, "weights on the device stay within 1.3x the file: {trimmed} vs {file}");
+    assert!(
+        trimmed <= file * 13 / 10,
+        "weights on the device stay within 1.3x the file: {trimmed} vs {file}"
+    );
     let mut again = Collect::default();
     model.generate(&raw(prompt, 6, &[]), &mut again).unwrap();
-    assert_eq!(again.pieces.concat(), text, "a trimmed model rebuilds its cache and answers the same");
+    assert_eq!(
+        again.pieces.concat(),
+        text,
+        "a trimmed model rebuilds its cache and answers the same"
+    );
 }

@@ -19,7 +19,9 @@ struct Bench {
 }
 
 fn bench() -> Bench {
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let seed =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+            as u64;
     println!("random seed {seed}");
     let gpu = Gpu::new().expect("a wgpu adapter (install mesa-vulkan-drivers for lavapipe)");
     let kernels = Kernels::new(&gpu);
@@ -69,12 +71,16 @@ impl Bench {
 
 fn relative_error(gpu: &[f32], cpu: &[f32]) -> f32 {
     assert_eq!(gpu.len(), cpu.len());
-    assert!(gpu.iter().all(|v| v.is_finite()), "the GPU left poisoned or non-finite values: {gpu:?}");
+    assert!(
+        gpu.iter().all(|v| v.is_finite()),
+        "the GPU left poisoned or non-finite values: {gpu:?}"
+    );
     let scale = cpu.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     gpu.iter().zip(cpu).fold(0.0f32, |m, (g, c)| m.max((g - c).abs())) / scale
 }
 
-const TYPES: [GgmlType; 5] = [GgmlType::F32, GgmlType::F16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0];
+const TYPES: [GgmlType; 5] =
+    [GgmlType::F32, GgmlType::F16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0];
 
 #[test]
 fn matmul_of_every_weight_type_and_split_matches_the_cpu_within_1e_5() {
@@ -86,18 +92,34 @@ fn matmul_of_every_weight_type_and_split_matches_the_cpu_within_1e_5() {
         dequantize(ty, &bytes, &mut w).unwrap();
         let row_bytes = bytes.len() / rows;
         // Parts of 16 rows, so the split across buffers is exercised too.
-        let weight = Weight::upload_in_parts(&b.gpu, "w", ty, [ncols as u64, rows as u64], &bytes, 16 * row_bytes as u64).unwrap();
+        let weight = Weight::upload_in_parts(
+            &b.gpu,
+            "w",
+            ty,
+            [ncols as u64, rows as u64],
+            &bytes,
+            16 * row_bytes as u64,
+        )
+        .unwrap();
         assert_eq!(weight.parts.len(), 5);
         // x rows sit at offset 8 with a stride of ncols + 4, to test views.
         let stride = ncols + 4;
         let x_values = b.values(8 + ntok * stride);
         let x = b.buffer(&x_values);
-        let dense: Vec<f32> = (0..ntok).flat_map(|t| x_values[8 + t * stride..][..ncols].to_vec()).collect();
+        let dense: Vec<f32> =
+            (0..ntok).flat_map(|t| x_values[8 + t * stride..][..ncols].to_vec()).collect();
         let expected = reference::matmul(&w, ncols, &dense, ntok);
 
         let y = b.poisoned(ntok * rows);
         let mut batch = Batch::new(&b.gpu, &b.kernels);
-        batch.matmul(&weight, View::new(&x.buffer, 8, stride as u32), View::new(&y.buffer, 0, rows as u32), ntok as u32, false, 1.0);
+        batch.matmul(
+            &weight,
+            View::new(&x.buffer, 8, stride as u32),
+            View::new(&y.buffer, 0, rows as u32),
+            ntok as u32,
+            false,
+            1.0,
+        );
         batch.submit();
         let error = relative_error(&b.read(&y, ntok * rows), &expected);
         assert!(error < 1e-5, "{ty}: relative error {error}");
@@ -106,7 +128,14 @@ fn matmul_of_every_weight_type_and_split_matches_the_cpu_within_1e_5() {
         let base = b.values(ntok * rows);
         let y = b.buffer(&base);
         let mut batch = Batch::new(&b.gpu, &b.kernels);
-        batch.matmul(&weight, View::new(&x.buffer, 8, stride as u32), View::new(&y.buffer, 0, rows as u32), ntok as u32, true, 0.5);
+        batch.matmul(
+            &weight,
+            View::new(&x.buffer, 8, stride as u32),
+            View::new(&y.buffer, 0, rows as u32),
+            ntok as u32,
+            true,
+            0.5,
+        );
         batch.submit();
         let expected: Vec<f32> = base.iter().zip(&expected).map(|(a, e)| a + 0.5 * e).collect();
         let error = relative_error(&b.read(&y, ntok * rows), &expected);
@@ -122,14 +151,28 @@ fn embedding_rows_of_every_weight_type_are_exact() {
         let bytes = b.weight_bytes(ty, rows * ncols);
         let mut w = vec![0.0; rows * ncols];
         dequantize(ty, &bytes, &mut w).unwrap();
-        let weight = Weight::upload_in_parts(&b.gpu, "w", ty, [ncols as u64, rows as u64], &bytes, (bytes.len() / 3) as u64).unwrap();
+        let weight = Weight::upload_in_parts(
+            &b.gpu,
+            "w",
+            ty,
+            [ncols as u64, rows as u64],
+            &bytes,
+            (bytes.len() / 3) as u64,
+        )
+        .unwrap();
         let ids: Vec<u32> = (0..7).map(|_| b.rng.next_u32() % rows as u32).collect();
         let id_buffer = b.gpu.upload("ids", bytemuck::cast_slice(&ids));
         let y = b.poisoned(ids.len() * ncols);
         let mut batch = Batch::new(&b.gpu, &b.kernels);
-        batch.get_rows(&weight, &id_buffer.buffer, View::new(&y.buffer, 0, ncols as u32), ids.len() as u32);
+        batch.get_rows(
+            &weight,
+            &id_buffer.buffer,
+            View::new(&y.buffer, 0, ncols as u32),
+            ids.len() as u32,
+        );
         batch.submit();
-        let expected: Vec<f32> = ids.iter().flat_map(|&id| w[id as usize * ncols..][..ncols].to_vec()).collect();
+        let expected: Vec<f32> =
+            ids.iter().flat_map(|&id| w[id as usize * ncols..][..ncols].to_vec()).collect();
         assert_eq!(b.read(&y, ids.len() * ncols), expected, "{ty}");
     }
 }
@@ -141,7 +184,14 @@ fn rmsnorm_matches_the_cpu_within_1e_5() {
     let (x, w) = (b.values(rows * n), b.values(n));
     let (xb, wb, y) = (b.buffer(&x), b.buffer(&w), b.poisoned(rows * n));
     let mut batch = Batch::new(&b.gpu, &b.kernels);
-    batch.rmsnorm(View::new(&xb.buffer, 0, n as u32), &wb.buffer, View::new(&y.buffer, 0, n as u32), rows as u32, n as u32, 1e-5);
+    batch.rmsnorm(
+        View::new(&xb.buffer, 0, n as u32),
+        &wb.buffer,
+        View::new(&y.buffer, 0, n as u32),
+        rows as u32,
+        n as u32,
+        1e-5,
+    );
     batch.submit();
     let error = relative_error(&b.read(&y, rows * n), &reference::rmsnorm(&x, &w, 1e-5));
     assert!(error < 1e-5, "relative error {error}");
@@ -155,7 +205,16 @@ fn rope_in_both_pair_layouts_matches_the_cpu_within_1e_4() {
         let x = b.values(ntok * heads * hd);
         let xb = b.buffer(&x);
         let mut batch = Batch::new(&b.gpu, &b.kernels);
-        batch.rope(View::new(&xb.buffer, 0, 0), ntok as u32, heads as u32, hd as u32, hd as u32, pos0 as u32, neox, 10000.0);
+        batch.rope(
+            View::new(&xb.buffer, 0, 0),
+            ntok as u32,
+            heads as u32,
+            hd as u32,
+            hd as u32,
+            pos0 as u32,
+            neox,
+            10000.0,
+        );
         batch.submit();
         let mut expected = x.clone();
         reference::rope(&mut expected, heads, hd, hd, pos0, neox, 10000.0);
@@ -167,16 +226,31 @@ fn rope_in_both_pair_layouts_matches_the_cpu_within_1e_4() {
 #[test]
 fn grouped_query_attention_over_the_cache_matches_the_cpu_within_1e_5() {
     let mut b = bench();
-    let (heads, kv_heads, hd, ctx, pos0, ntok) = (6usize, 2usize, 64usize, 96usize, 50usize, 5usize);
+    let (heads, kv_heads, hd, ctx, pos0, ntok) =
+        (6usize, 2usize, 64usize, 96usize, 50usize, 5usize);
     let q = b.values(ntok * heads * hd);
     let k = b.values(ctx * kv_heads * hd);
     let v = b.values(ctx * kv_heads * hd);
     let (qb, kb, vb) = (b.buffer(&q), b.buffer(&k), b.buffer(&v));
     let scores = b.poisoned(ntok * heads * ctx);
     let out = b.poisoned(q.len());
-    let shape = AttentionShape { heads: heads as u32, kv_heads: kv_heads as u32, head_dim: hd as u32, ctx: ctx as u32 };
+    let shape = AttentionShape {
+        heads: heads as u32,
+        kv_heads: kv_heads as u32,
+        head_dim: hd as u32,
+        ctx: ctx as u32,
+    };
     let mut batch = Batch::new(&b.gpu, &b.kernels);
-    batch.attention(&qb.buffer, &kb.buffer, &vb.buffer, &scores.buffer, &out.buffer, shape, ntok as u32, pos0 as u32);
+    batch.attention(
+        &qb.buffer,
+        &kb.buffer,
+        &vb.buffer,
+        &scores.buffer,
+        &out.buffer,
+        shape,
+        ntok as u32,
+        pos0 as u32,
+    );
     batch.submit();
     let expected = reference::attention(&q, &k, &v, heads, kv_heads, hd, pos0);
     let error = relative_error(&b.read(&out, q.len()), &expected);

@@ -6,12 +6,12 @@
 
 use std::path::PathBuf;
 
-use hearth_sdk::abi_stable::std_types::{ROption, RVec};
-use hearth_sdk::helpers::{Gguf, Tokenizer};
-use hearth_sdk::{AdapterUse, ChatMessage, ErrorKind, GenerateRequest, Model, Sampling};
 use hearth_backend_check::agreement::{argmax, relative_error};
 use hearth_backend_check::fixtures::{signoff_adapter, SIGN_OFF};
 use hearth_backend_check::{llamacpp, reference};
+use hearth_sdk::abi_stable::std_types::{ROption, RVec};
+use hearth_sdk::helpers::{Gguf, Tokenizer};
+use hearth_sdk::{AdapterUse, ChatMessage, ErrorKind, GenerateRequest, Model, Sampling};
 use hearth_webgpu::model::WebGpuModel;
 
 use crate::common::{smollm2_path, Collect};
@@ -38,13 +38,15 @@ fn pieces(model: &WebGpuModel, request: &GenerateRequest) -> Vec<String> {
 }
 
 #[test]
-fn the_signoff_adapter_at_scale_one_signs_off_and_at_scale_zero_is_the_base_model_token_for_token() {
+fn the_signoff_adapter_at_scale_one_signs_off_and_at_scale_zero_is_the_base_model_token_for_token()
+{
     let model = WebGpuModel::load(&smollm2_path(), 512).unwrap();
     let path = signoff_adapter();
     let question = "What is the capital of Italy?";
 
     let base = pieces(&model, &chat(question, vec![]));
-    let adapted = pieces(&model, &chat(question, vec![adapter("smollm2-signoff", &path, 1.0)])).concat();
+    let adapted =
+        pieces(&model, &chat(question, vec![adapter("smollm2-signoff", &path, 1.0)])).concat();
     let off = pieces(&model, &chat(question, vec![adapter("smollm2-signoff", &path, 0.0)]));
     println!("base: {:?}\nadapter at 1: {adapted:?}", base.concat());
 
@@ -56,7 +58,8 @@ fn the_signoff_adapter_at_scale_one_signs_off_and_at_scale_zero_is_the_base_mode
 }
 
 #[test]
-fn logits_with_the_adapter_match_the_cpu_reference_within_1e_4_and_llama_cpp_as_closely_as_the_base_model_does() {
+fn logits_with_the_adapter_match_the_cpu_reference_within_1e_4_and_llama_cpp_as_closely_as_the_base_model_does(
+) {
     let model_path = smollm2_path();
     let path = signoff_adapter();
     let gguf = Gguf::open(&model_path).unwrap();
@@ -68,12 +71,17 @@ fn logits_with_the_adapter_match_the_cpu_reference_within_1e_4_and_llama_cpp_as_
     let gpu = model.logits(&tokens, &[adapter("smollm2-signoff", &path, 1.0)]).unwrap();
     let gpu_base = model.logits(&tokens, &[]).unwrap();
     let lora = Gguf::open(&path).unwrap();
-    let exact = reference::forward(&gguf, &tokens, Some(reference::Lora { gguf: &lora, scale: 1.0 }));
+    let exact =
+        reference::forward(&gguf, &tokens, Some(reference::Lora { gguf: &lora, scale: 1.0 }));
     let llama_base = llamacpp::logits(&model_path, &tokens, None);
     let llama = llamacpp::logits(&model_path, &tokens, Some((&path, 1.0)));
     let error = relative_error;
-    let (to_exact, to_llama, base_to_llama, moved) =
-        (error(&gpu, &exact), error(&gpu, &llama), error(&gpu_base, &llama_base), error(&gpu, &gpu_base));
+    let (to_exact, to_llama, base_to_llama, moved) = (
+        error(&gpu, &exact),
+        error(&gpu, &llama),
+        error(&gpu_base, &llama_base),
+        error(&gpu, &gpu_base),
+    );
     println!(
         "relative error with the adapter: {to_exact:e} to the CPU reference, {to_llama:e} to llama.cpp \
          (base model: {base_to_llama:e} to llama.cpp); the adapter moved the logits by {moved:e}"
@@ -98,7 +106,8 @@ fn write_adapter(name: &str, a_dims: [u64; 2], b_dims: [u64; 2]) -> PathBuf {
     }
     const STRING: u32 = 8;
     const F32: u32 = 0;
-    let metadata = [("general.architecture", "llama"), ("general.type", "adapter"), ("adapter.type", "lora")];
+    let metadata =
+        [("general.architecture", "llama"), ("general.type", "adapter"), ("adapter.type", "lora")];
     let tensors = [("blk.0.attn_v.weight.lora_a", a_dims), ("blk.0.attn_v.weight.lora_b", b_dims)];
     let mut out = b"GGUF".to_vec();
     out.extend_from_slice(&3u32.to_le_bytes());
@@ -119,7 +128,8 @@ fn write_adapter(name: &str, a_dims: [u64; 2], b_dims: [u64; 2]) -> PathBuf {
         offset += (dims[0] * dims[1] * 4).next_multiple_of(32);
     }
     out.resize(out.len().next_multiple_of(32) + offset as usize, 0);
-    let path = std::env::temp_dir().join(format!("hearth-webgpu-{}-{name}.gguf", std::process::id()));
+    let path =
+        std::env::temp_dir().join(format!("hearth-webgpu-{}-{name}.gguf", std::process::id()));
     std::fs::write(&path, out).unwrap();
     path
 }
@@ -133,13 +143,21 @@ fn an_adapter_whose_shapes_do_not_fit_the_model_is_refused_as_an_invalid_request
     let error = model.generate(&request, &mut Collect::default()).unwrap_err();
     std::fs::remove_file(&wrong).unwrap();
     assert_eq!(error.kind, ErrorKind::InvalidRequest);
-    assert!(error.message.contains("too-wide") && error.message.contains("[512, 8]"), "{}", error.message);
+    assert!(
+        error.message.contains("too-wide") && error.message.contains("[512, 8]"),
+        "{}",
+        error.message
+    );
 
     // The base model's own file is no adapter at all.
     let request = chat("Hi", vec![adapter("not-lora", &smollm2_path(), 1.0)]);
     let error = model.generate(&request, &mut Collect::default()).unwrap_err();
     assert_eq!(error.kind, ErrorKind::InvalidRequest);
-    assert!(error.message.contains("not-lora") && error.message.contains("not a LoRA adapter"), "{}", error.message);
+    assert!(
+        error.message.contains("not-lora") && error.message.contains("not a LoRA adapter"),
+        "{}",
+        error.message
+    );
 
     // A refused adapter leaves the model usable.
     assert!(!pieces(&model, &chat("Hi", vec![])).is_empty());
