@@ -106,8 +106,19 @@ rust_flags="-ffunction-sections -fdata-sections -fPIC -m64 -march=x86-64"
 [[ "$(uname -m)" == x86_64 ]] || rust_flags="-ffunction-sections -fdata-sections -fPIC"
 build_llama generic "llama-bench llama-server" -DGGML_NATIVE=OFF \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS="$rust_flags" -DCMAKE_CXX_FLAGS="$rust_flags"
-# For context only: the same source tuned for this CPU (AVX-512 where it has it).
-build_llama native "llama-bench" -DGGML_NATIVE=ON -DCMAKE_BUILD_TYPE=Release
+# For context only: the same source tuned for this CPU (AVX-512 where it has it). Not its
+# AMX kernels when the compiler is GCC before 13, whose _tile_loadconfig lets the
+# compiler drop the tile shapes (that llama-bench died of SIGSEGV in
+# ggml_backend_amx_mul_mat on a Xeon with AMX; setup.sh leaves ggml's AMX variant out of
+# the plugin for the same reason): explicit -mno-amx-* outrank -march=native.
+native=native
+native_flags=()
+if ! c++ --version | grep -qi clang && (($(c++ -dumpversion | cut -d. -f1) < 13)); then
+    native=native-no-amx
+    no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+    native_flags=(-DCMAKE_C_FLAGS="$no_amx" -DCMAKE_CXX_FLAGS="$no_amx")
+fi
+build_llama "$native" "llama-bench" -DGGML_NATIVE=ON -DCMAKE_BUILD_TYPE=Release "${native_flags[@]}"
 done_step
 
 # ---------------------------------------------------------------------------------------
@@ -116,7 +127,7 @@ step "suite"
     --hearth "$CARGO_TARGET_DIR/release/hearth" \
     --direct "$CARGO_TARGET_DIR/release/examples/direct" \
     --llama-bench "$LLAMA_CACHE/generic/bin/llama-bench" \
-    --llama-bench-native "$LLAMA_CACHE/native/bin/llama-bench" \
+    --llama-bench-native "$LLAMA_CACHE/$native/bin/llama-bench" \
     --llama-server "$LLAMA_CACHE/generic/bin/llama-server" \
     --mlx-direct "$MLX_DIRECT" \
     "$@"

@@ -20,6 +20,7 @@ import os
 import signal
 import socket
 import statistics
+import signal
 import subprocess
 import sys
 import threading
@@ -61,10 +62,34 @@ def merge(reports):
     return merged
 
 
+class ProgramFailed(Exception):
+    """A measured program that crashed or failed: its name and how it ended."""
+
+
 def run_json(command, env=None):
     log("  $", " ".join(str(c) for c in command))
-    out = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
+    out = subprocess.run(command, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        if out.returncode < 0:
+            ended = f"killed by {signal.Signals(-out.returncode).name}"
+        else:
+            ended = f"exited with status {out.returncode}"
+        last = (out.stderr.strip().splitlines() or [""])[-1]
+        raise ProgramFailed(f"{Path(str(command[0])).name} {ended}" + (f" ({last})" if last else ""))
     return json.loads(out.stdout)
+
+
+def attempt(failures, name, measure):
+    """A baseline's figures, or None when its program failed: the failure is recorded
+    (and printed with the report) and the suite goes on without that baseline."""
+    if name in failures:
+        return None
+    try:
+        return measure()
+    except ProgramFailed as error:
+        failures[name] = str(error)
+        log(f"  {name} failed: {error}; going on without it")
+        return None
 
 
 def model_file(catalog, models_dir, model_id):
@@ -305,6 +330,10 @@ class Report:
                           "baseline": baseline, "baseline_name": baseline_name, "ratio": ratio,
                           "target": target, "met": met, "higher_is_better": higher_is_better})
 
+    def failed(self, section, baseline_name, why):
+        """A baseline that could not be measured, and why (printed in its section)."""
+        self.rows.append({"section": section, "figure": f"{baseline_name}: no figures", "failed": why})
+
     def print(self):
         def fmt(x):
             if x is None:
@@ -320,6 +349,9 @@ class Report:
             if r["section"] != section:
                 section = r["section"]
                 print(f"\n[{section}]")
+            if "failed" in r:
+                print(f'{r["figure"]}: {r["failed"]}')
+                continue
             target = ""
             if r["target"]:
                 kind, number = r["target"]
@@ -379,38 +411,57 @@ def main():
         log("== engine: hearth bench, the direct program, llama-bench")
         # Rounds alternate the programs, so a change in the machine's load falls on each.
         rounds = {"hearth_bench": [], "direct": [], "llama_bench": [], "llama_bench_native": []}
+        # A baseline whose program crashes (as llama-bench built GGML_NATIVE=ON did in
+        # ggml's AMX kernel on a Xeon) is reported with how it ended; the rest goes on.
+        failures = data["failures"] = {}
+        programs = {
+            "direct": lambda: direct(args, path, context, args.prompt_tokens, args.gen_tokens, args.runs),
+            "llama_bench": lambda: llama_bench(args.llama_bench, args, path, args.prompt_tokens, args.gen_tokens),
+        }
+        if args.llama_bench_native:
+            programs["llama_bench_native"] = lambda: llama_bench(args.llama_bench_native, args, path, args.prompt_tokens, args.gen_tokens)
         for _ in range(args.interleave):
             rounds["hearth_bench"].append(hearth_bench(args, "llamacpp", args.prompt_tokens, args.gen_tokens, args.runs))
-            rounds["direct"].append(direct(args, path, context, args.prompt_tokens, args.gen_tokens, args.runs))
-            rounds["llama_bench"].append(llama_bench(args.llama_bench, args, path, args.prompt_tokens, args.gen_tokens))
-            if args.llama_bench_native:
-                rounds["llama_bench_native"].append(llama_bench(args.llama_bench_native, args, path, args.prompt_tokens, args.gen_tokens))
+            for name, measure in programs.items():
+                figures = attempt(failures, name, measure)
+                if figures is not None:
+                    rounds[name].append(figures)
         for name, reports in rounds.items():
-            if reports:
+            if reports and name not in failures:
                 data[name] = merge(reports)
-        bench, base, lb = data["hearth_bench"], data["direct"], data["llama_bench"]
+        bench, base, lb = data["hearth_bench"], data.get("direct"), data.get("llama_bench")
         data["memcpy_bytes_per_second"] = memcpy_bandwidth()
         s = "llama.cpp plugin vs llama-bench (same source, same flags)"
-        report.row(s, f"prompt processing pp{args.prompt_tokens}", bench["prompt_tokens_per_second"], lb["prompt_tokens_per_second"], "llama-bench", "tok/s", ("ratio", 0.95))
-        report.row(s, f"decode tg{args.gen_tokens} @ depth {args.prompt_tokens}", bench["decode_tokens_per_second"], lb["decode_tokens_per_second"], "llama-bench", "tok/s", ("ratio", 0.97))
-        if "llama_bench_native" in data:
+        if lb:
+            report.row(s, f"prompt processing pp{args.prompt_tokens}", bench["prompt_tokens_per_second"], lb["prompt_tokens_per_second"], "llama-bench", "tok/s", ("ratio", 0.95))
+            report.row(s, f"decode tg{args.gen_tokens} @ depth {args.prompt_tokens}", bench["decode_tokens_per_second"], lb["decode_tokens_per_second"], "llama-bench", "tok/s", ("ratio", 0.97))
+        if lb and "llama_bench_native" in data:
             native = data["llama_bench_native"]
             report.row(s, "pp, GGML_NATIVE=ON build", lb["prompt_tokens_per_second"], native["prompt_tokens_per_second"], "llama-bench native", "tok/s")
             report.row(s, "tg, GGML_NATIVE=ON build", lb["decode_tokens_per_second"], native["decode_tokens_per_second"], "llama-bench native", "tok/s")
+        elif not args.llama_bench_native:
+            failures.setdefault("llama_bench_native", "skipped: no --llama-bench-native program given")
+        for name, why in failures.items():
+            report.failed(s, name, why)
         s = "hearth bench vs the direct llama-cpp-2 program (plugin + ABI + host)"
-        report.row(s, "load", bench["load_ms"], base["load_ms"], "direct", "ms", higher_is_better=False)
-        report.row(s, "time to first token", bench["time_to_first_token_ms"], base["time_to_first_token_ms"], "direct", "ms", higher_is_better=False)
-        report.row(s, "prompt processing", bench["prompt_tokens_per_second"], base["prompt_tokens_per_second"], "direct", "tok/s")
-        report.row(s, "decode", bench["decode_tokens_per_second"], base["decode_tokens_per_second"], "direct", "tok/s")
-        report.row(s, "first token after trim", bench["reload_from_trimmed_first_token_ms"], base["reload_from_trimmed_first_token_ms"], "direct", "ms", ("below", 30), False)
-        report.row(s, "first token after unload", bench["reload_from_unloaded_first_token_ms"], base["reload_from_unloaded_first_token_ms"], "direct", "ms", ("below", 250), False)
+        base = base or {}
+        if not base:
+            report.failed(s, "direct", failures.get("direct", "not measured"))
+        report.row(s, "load", bench["load_ms"], base.get("load_ms"), "direct", "ms", higher_is_better=False)
+        report.row(s, "time to first token", bench["time_to_first_token_ms"], base.get("time_to_first_token_ms"), "direct", "ms", higher_is_better=False)
+        report.row(s, "prompt processing", bench["prompt_tokens_per_second"], base.get("prompt_tokens_per_second"), "direct", "tok/s")
+        report.row(s, "decode", bench["decode_tokens_per_second"], base.get("decode_tokens_per_second"), "direct", "tok/s")
+        report.row(s, "first token after trim", bench["reload_from_trimmed_first_token_ms"], base.get("reload_from_trimmed_first_token_ms"), "direct", "ms", ("below", 30), False)
+        report.row(s, "first token after unload", bench["reload_from_unloaded_first_token_ms"], base.get("reload_from_unloaded_first_token_ms"), "direct", "ms", ("below", 250), False)
         mb = lambda x: x / 1e6
-        report.row(s, "RSS growth at load", mb(bench["resident_bytes_after_load"] - bench["resident_bytes_before_load"]), mb(base["resident_bytes_after_load"] - base["resident_bytes_before_load"]), "direct", "MB", higher_is_better=False)
-        report.row(s, "RSS after trim − before load", mb(bench["resident_bytes_after_trim"] - bench["resident_bytes_before_load"]), mb(base["resident_bytes_after_trim"] - base["resident_bytes_before_load"]), "direct", "MB", higher_is_better=False)
-        report.row(s, "RSS after unload − before load", mb(bench["resident_bytes_after_unload"] - bench["resident_bytes_before_load"]), mb(base["resident_bytes_after_unload"] - base["resident_bytes_before_load"]), "direct", "MB", ("within", 5), False)
-        s = "ceiling: decode reads every weight once per token"
-        ceiling = data["memcpy_bytes_per_second"] / lb["model_size"]
-        report.row(s, "llama-bench tg vs weights ÷ 1-thread memcpy bandwidth", lb["decode_tokens_per_second"], ceiling, "bandwidth ceiling", "tok/s")
+        grown = lambda r, stage: mb(r[f"resident_bytes_{stage}"] - r["resident_bytes_before_load"]) if r else None
+        report.row(s, "RSS growth at load", grown(bench, "after_load"), grown(base, "after_load"), "direct", "MB", higher_is_better=False)
+        report.row(s, "RSS after trim − before load", grown(bench, "after_trim"), grown(base, "after_trim"), "direct", "MB", higher_is_better=False)
+        report.row(s, "RSS after unload − before load", grown(bench, "after_unload"), grown(base, "after_unload"), "direct", "MB", ("within", 5), False)
+        if lb:
+            s = "ceiling: decode reads every weight once per token"
+            ceiling = data["memcpy_bytes_per_second"] / lb["model_size"]
+            report.row(s, "llama-bench tg vs weights ÷ 1-thread memcpy bandwidth", lb["decode_tokens_per_second"], ceiling, "bandwidth ceiling", "tok/s")
 
     if "isolation" in only:
         log("== isolation: hearth bench in a worker process vs in process")

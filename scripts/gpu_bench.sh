@@ -41,7 +41,6 @@ stage=${1:-}
 
 MODEL_ID=smollm2-135m
 MODEL_FILE=SmolLM2-135M-Instruct.Q4_1.gguf
-MODEL_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 MLX_WHEEL=mlx_cuda_13-0.32.4-py3-none-manylinux_2_35_x86_64.whl
 MLX_WHEEL_SHA=94cb48fba73e5ee39467e51c35c51c691123359ca17bafd1a24cf92ad6732bee
 
@@ -147,9 +146,11 @@ c1)
     ;;
 
 c2)
-    # The model's other parts (checked against the catalog's sha256) and the plugin.
-    cat "$W/model.part.0" "$here/model.part.1" "$here/model.part.2" >"$W/models/$MODEL_ID/$MODEL_FILE"
-    echo "$MODEL_SHA  $W/models/$MODEL_ID/$MODEL_FILE" | sha256sum -c || exit 1
+    # The model from its three parts, installed by hearth itself (checked against the
+    # catalog's size and sha256), and the plugin.
+    hearth_env
+    "$W/bin/hearth" pull "$MODEL_ID" \
+        --from "$W/model.part.0" "$here/model.part.1" "$here/model.part.2" || exit 1
     rm -f "$W/model.part.0"
     mkdir -p "$W/plugins" "$W/lib" "$W/bin"
     cp "$here/libhearth_llamacpp.so" "$W/plugins/" && cp -P "$here"/lib/* "$W/lib/"

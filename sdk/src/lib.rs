@@ -136,11 +136,12 @@
 //!   becomes a [`PluginError`] of kind [`ErrorKind::Panicked`] on that request and the
 //!   host keeps serving. Build plugins with `panic = "unwind"` (the default); an abort
 //!   or a segfault still takes the host down.
-//! - **Errors.** Return the [`ErrorKind`] that tells the host what to do next:
-//!   `Unsupported` and `OutOfMemory` make the router fall back to another tier or
-//!   backend, `InvalidRequest` goes back to the client as a 400, `ModelFile` names a
-//!   file that is missing or corrupt, `Internal` is a 500. Messages reach users: say
-//!   what failed and, where you can, what to do about it.
+//! - **Errors.** Return the [`ErrorKind`] that says what failed. Any error from `load`,
+//!   whatever its kind, makes the router fall back to the next model, tier or backend
+//!   (the client sees every reason when none loads). An error from `generate` ends that
+//!   request: `InvalidRequest` goes back to the client as a 400, `ModelFile` names a
+//!   file that is missing or corrupt, the other kinds are the server's fault. Messages
+//!   reach users: say what failed and, where you can, what to do about it.
 //! - **Memory across the boundary.** Objects are created and freed on the plugin's
 //!   side; the ABI types ([`abi_stable::std_types::RString`], `RVec`, …) carry their
 //!   own vtables, so never pass a plain `Box` or `Vec` across. You only meet this in
@@ -191,6 +192,7 @@ mod error;
 #[cfg(feature = "validate")]
 pub mod helpers;
 pub mod plugin;
+pub mod testing;
 mod types;
 
 pub use abi_stable;

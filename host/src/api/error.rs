@@ -1,13 +1,30 @@
 //! The one mapping from errors to HTTP responses, in OpenAI's error shape.
+//!
+//! Three kinds of failure, which a client must tell apart to know whether trying again
+//! can help:
+//!
+//! - **The client's mistake** (a bad field, an unknown model or adapter, a feature not
+//!   implemented): 4xx, never worth repeating as it is.
+//! - **A permanent fault of this server** (the model is not installed, its file is
+//!   damaged): repeating the request gives the same answer until someone fixes the
+//!   server. OpenAI's SDKs retry 408, 409, 429 and every 5xx unless the response says
+//!   `x-should-retry: false`, which they honour first. So a model that is not
+//!   installed is a 404, as OpenAI answers for a model one cannot use, and a damaged
+//!   file is a 500 with `x-should-retry: false`: the server's fault, not retried.
+//! - **Overload** (the queue is full, every resident model is busy, not enough memory
+//!   right now): 503 with `Retry-After`, worth repeating shortly.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hearth_sdk::ErrorKind;
 use serde_json::json;
 
 use crate::router::RouteError;
-use crate::service::ServiceError;
+use crate::service::{LoadFailure, ServiceError};
+
+/// The header OpenAI's SDKs read before their own retry rules.
+const SHOULD_RETRY: &str = "x-should-retry";
 
 /// An error on its way to the client: a status, an OpenAI error type and a message
 /// that is safe to show (no paths, no plugin internals beyond the plugin's message).
@@ -19,82 +36,106 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self { status, kind, message: message.into() }
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            kind: "invalid_request_error",
-            message: message.into(),
-        }
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
     }
 
     /// 503 with a Retry-After header: the server is saturated, not broken.
     pub fn busy(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            kind: "service_unavailable",
-            message: message.into(),
-        }
-    }
-
-    /// A body the JSON extractor refused: too large (413), wrong content type (415) or
-    /// not the expected shape (400/422 become 400).
-    pub fn from_json_rejection(rejection: axum::extract::rejection::JsonRejection) -> Self {
-        let status = match rejection.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        Self { status, kind: "invalid_request_error", message: rejection.body_text() }
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", message)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::NOT_FOUND, kind: "not_found_error", message: message.into() }
+        Self::new(StatusCode::NOT_FOUND, "not_found_error", message)
+    }
+
+    /// A permanent fault of this server: 500, marked as not worth retrying.
+    fn server_fault(kind: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, kind, message)
     }
 }
 
 impl From<ServiceError> for ApiError {
     fn from(error: ServiceError) -> Self {
         let message = error.to_string();
-        let (status, kind) = match &error {
-            ServiceError::UnknownModel(_) | ServiceError::UnknownAdapter(_) => {
-                (StatusCode::NOT_FOUND, "not_found_error")
-            }
-            ServiceError::AdapterNotInstalled { .. } | ServiceError::AdapterMismatch { .. } => {
-                (StatusCode::BAD_REQUEST, "invalid_request_error")
-            }
-            ServiceError::Route(RouteError::UnknownModel(_)) => {
-                (StatusCode::NOT_FOUND, "not_found_error")
-            }
-            ServiceError::Route(_) | ServiceError::NothingLoaded { .. } | ServiceError::Busy(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable")
-            }
+        match &error {
+            ServiceError::UnknownModel(_)
+            | ServiceError::UnknownAdapter(_)
+            | ServiceError::Route(RouteError::UnknownModel(_)) => Self::not_found(message),
+            // The plugins folder is live: the backend is there once its plugin lands.
+            ServiceError::Route(RouteError::BackendNotLoaded { .. }) => Self::busy(message),
+            ServiceError::AdapterNotInstalled { .. }
+            | ServiceError::AdapterMismatch { .. }
+            | ServiceError::AdapterTwice(_)
+            | ServiceError::Route(
+                RouteError::BackendUnavailable { .. } | RouteError::NoSuchTier { .. },
+            ) => Self::bad_request(message),
+            ServiceError::NothingLoaded { cause, .. } => match cause {
+                LoadFailure::NotInstalled => {
+                    Self::new(StatusCode::NOT_FOUND, "model_not_installed", message)
+                }
+                LoadFailure::InvalidFile => Self::server_fault("invalid_model_file", message),
+                LoadFailure::Failed => {
+                    Self::new(StatusCode::INTERNAL_SERVER_ERROR, "backend_error", message)
+                }
+                LoadFailure::OutOfMemory | LoadFailure::NoBackend => Self::busy(message),
+            },
+            ServiceError::Busy { .. } => Self::busy(message),
             ServiceError::Generate { error, .. } => match error.kind {
-                ErrorKind::InvalidRequest => (StatusCode::BAD_REQUEST, "invalid_request_error"),
-                ErrorKind::OutOfMemory => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
-                _ => (StatusCode::INTERNAL_SERVER_ERROR, "backend_error"),
+                ErrorKind::InvalidRequest | ErrorKind::Unsupported => Self::bad_request(message),
+                ErrorKind::OutOfMemory => Self::busy(message),
+                ErrorKind::ModelFile => Self::server_fault("invalid_model_file", message),
+                ErrorKind::Internal | ErrorKind::Panicked => {
+                    Self::new(StatusCode::INTERNAL_SERVER_ERROR, "backend_error", message)
+                }
             },
             ServiceError::Internal(_) => {
                 tracing::error!(%error, "internal error");
-                return Self {
-                    status: StatusCode::INTERNAL_SERVER_ERROR,
-                    kind: "internal_error",
-                    message: "internal error".into(),
-                };
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error")
             }
-        };
-        Self { status, kind, message }
+        }
     }
+}
+
+/// `text` with control characters and unprintable bytes written as escapes, so a
+/// string read from a damaged file (a model header's "name") cannot put raw binary,
+/// terminal escapes or broken lines into a response or a log.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for character in text.chars() {
+        if character.is_control() || character == char::REPLACEMENT_CHARACTER {
+            out.extend(character.escape_unicode());
+        } else {
+            out.push(character);
+        }
+    }
+    out
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "message": self.message, "type": self.kind, "code": self.status.as_u16() } });
+        let message = printable(&self.message);
+        let body = json!({ "error": { "message": message, "type": self.kind, "code": self.status.as_u16() } });
         let mut response = (self.status, Json(body)).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        let headers = response.headers_mut();
+        match self.status {
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            StatusCode::INTERNAL_SERVER_ERROR if self.kind == "invalid_model_file" => {
+                headers.insert(SHOULD_RETRY, HeaderValue::from_static("false"));
+            }
+            _ => {}
         }
         response
     }
+}
+
+/// Any path no route serves: a 404 in the same JSON shape as every other error.
+pub async fn no_such_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no such endpoint: {}", uri.path()))
 }

@@ -87,11 +87,11 @@ pub async fn check_request(
         let host =
             request.headers().get(header::HOST).and_then(|value| value.to_str().ok()).unwrap_or("");
         if !is_loopback_host(host) {
-            return ApiError {
-                status: StatusCode::FORBIDDEN,
-                kind: "forbidden",
-                message: "this server only answers requests addressed to localhost".into(),
-            }
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this server only answers requests addressed to localhost",
+            )
             .into_response();
         }
     }
@@ -104,11 +104,11 @@ pub async fn check_request(
                 .and_then(|value| value.strip_prefix("Bearer "))
                 .unwrap_or("");
             if !same_secret(given.as_bytes(), key.as_bytes()) {
-                let mut response = ApiError {
-                    status: StatusCode::UNAUTHORIZED,
-                    kind: "authentication_error",
-                    message: "missing or wrong API key".into(),
-                }
+                let mut response = ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "authentication_error",
+                    "missing or wrong API key",
+                )
                 .into_response();
                 response
                     .headers_mut()
@@ -141,7 +141,7 @@ impl QueueLimiter {
 
     /// A slot in `model`'s queue, or a 503 telling the client when to retry.
     pub fn enter(&self, model: &str) -> Result<QueueSlot, ApiError> {
-        let mut counts = self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut counts = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let count = counts.entry(model.to_string()).or_default();
         if *count >= self.limit {
             return Err(ApiError::busy(format!(
@@ -155,7 +155,7 @@ impl QueueLimiter {
 
 impl Drop for QueueSlot {
     fn drop(&mut self) {
-        let mut counts = self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut counts = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(count) = counts.get_mut(&self.model) {
             *count -= 1;
             if *count == 0 {

@@ -92,6 +92,7 @@ pub async fn metrics(
         ModelState::Ready,
         ModelState::Busy,
         ModelState::Trimmed,
+        ModelState::Exited,
         ModelState::Unloaded,
     ] {
         let count = loaded.iter().filter(|model| model.state == state).count();

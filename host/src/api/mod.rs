@@ -6,6 +6,7 @@
 //!
 //! [`Generation`]: crate::service::Generation
 
+mod body;
 mod error;
 mod guard;
 mod metrics;
@@ -77,6 +78,7 @@ fn routes(hearth: Arc<Hearth>) -> Router {
         .route("/api/unload", post(native::unload))
         .route("/health", get(native::health))
         .route("/metrics", get(metrics::metrics))
+        .fallback(error::no_such_route)
         .with_state(hearth)
 }
 

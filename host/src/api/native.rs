@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::Json;
 use hearth_sdk::abi_stable::std_types::RVec;
@@ -10,6 +9,7 @@ use hearth_sdk::GenerateRequest;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::body::JsonBody;
 use super::params::{CommonParams, KeepAliveField};
 use super::ApiError;
 use crate::router::RouteRequest;
@@ -51,9 +51,8 @@ pub struct LoadBody {
 /// for its idle period.
 pub async fn load(
     State(hearth): State<Arc<Hearth>>,
-    body: Result<Json<LoadBody>, JsonRejection>,
+    JsonBody(body): JsonBody<LoadBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(body) = body.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
     let params = CommonParams {
         model: body.model,
         backend: body.backend,
@@ -77,7 +76,11 @@ pub async fn load(
     let prepared = hearth.prepare(generation).await?;
     let loaded =
         json!({ "model": prepared.model_id(), "backend": prepared.backend(), "status": "loaded" });
-    drop(prepared);
+    // Releasing the hold asks the runner what it holds now: for a model in a worker
+    // process a blocking round trip over its pipe, which must not run on the runtime.
+    if let Err(panic) = tokio::task::spawn_blocking(move || drop(prepared)).await {
+        tracing::error!(%panic, "releasing the loaded model panicked");
+    }
     Ok(Json(loaded))
 }
 
@@ -89,9 +92,8 @@ pub struct UnloadBody {
 /// `POST /api/unload`
 pub async fn unload(
     State(hearth): State<Arc<Hearth>>,
-    body: Result<Json<UnloadBody>, JsonRejection>,
+    JsonBody(body): JsonBody<UnloadBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(body) = body.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
     let unloaded = hearth
         .unload(&body.model)
         .await

@@ -4,7 +4,6 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
@@ -16,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use super::body::JsonBody;
 use super::guard::{QueueLimiter, QueueSlot};
 use super::metrics::Metrics;
 use super::params::CommonParams;
@@ -88,6 +88,7 @@ fn generation(
     prompt: Option<String>,
 ) -> Result<Generation, ApiError> {
     params.check_n()?;
+    params.check_fields()?;
     Ok(Generation {
         route: params.route(),
         request: GenerateRequest {
@@ -294,18 +295,13 @@ fn stream(
     }
 }
 
-fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    body.map(|Json(body)| body).map_err(ApiError::from_json_rejection)
-}
-
 /// `POST /v1/chat/completions`
 pub async fn chat_completions(
     State(hearth): State<Arc<Hearth>>,
     Extension(queue): Extension<QueueLimiter>,
     Extension(metrics): Extension<Arc<Metrics>>,
-    body: Result<Json<ChatRequest>, JsonRejection>,
+    JsonBody(request): JsonBody<ChatRequest>,
 ) -> Result<Response, ApiError> {
-    let request = json_body(body)?;
     if request.messages.is_empty() {
         return Err(ApiError::bad_request("`messages` must not be empty"));
     }
@@ -320,9 +316,8 @@ pub async fn completions(
     State(hearth): State<Arc<Hearth>>,
     Extension(queue): Extension<QueueLimiter>,
     Extension(metrics): Extension<Arc<Metrics>>,
-    body: Result<Json<CompletionRequest>, JsonRejection>,
+    JsonBody(request): JsonBody<CompletionRequest>,
 ) -> Result<Response, ApiError> {
-    let request = json_body(body)?;
     if request.prompt.is_empty() {
         return Err(ApiError::bad_request("`prompt` must not be empty"));
     }

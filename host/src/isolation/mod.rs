@@ -19,11 +19,11 @@
 //! - [`WorkerDescriber`]: a plugin described by a short-lived worker, so a backend
 //!   whose models run in workers is never loaded into the host.
 
-mod describe;
+mod process_runner;
 pub mod protocol;
-mod runner;
 mod supervisor;
 pub mod worker;
+mod worker_describer;
 
-pub use describe::WorkerDescriber;
-pub use runner::{backoff, CrashLog, ProcessRunner, WorkerSpec};
+pub use process_runner::{backoff, CrashLog, ProcessRunner, WorkerSpec};
+pub use worker_describer::WorkerDescriber;

@@ -124,11 +124,15 @@ impl From<&LoadRequest> for WireLoad {
     fn from(request: &LoadRequest) -> Self {
         Self {
             model_id: request.model_id.to_string(),
-            paths: request.paths.iter().map(|path| path.to_string()).collect(),
+            paths: request.paths.iter().map(abi_stable::std_types::RString::to_string).collect(),
             format: request.format.to_string(),
             context_size: request.context_size,
             threads: request.threads,
-            device: request.device.as_ref().into_option().map(|device| device.to_string()),
+            device: request
+                .device
+                .as_ref()
+                .into_option()
+                .map(abi_stable::std_types::RString::to_string),
         }
     }
 }
@@ -248,7 +252,11 @@ impl From<&GenerateRequest> for WireGenerate {
                 .iter()
                 .map(|message| (message.role.to_string(), message.content.to_string()))
                 .collect(),
-            prompt: request.prompt.as_ref().into_option().map(|prompt| prompt.to_string()),
+            prompt: request
+                .prompt
+                .as_ref()
+                .into_option()
+                .map(abi_stable::std_types::RString::to_string),
             sampling: WireSampling {
                 temperature,
                 top_k,
@@ -258,7 +266,7 @@ impl From<&GenerateRequest> for WireGenerate {
                 repeat_last_n,
                 seed,
             },
-            stop: request.stop.iter().map(|stop| stop.to_string()).collect(),
+            stop: request.stop.iter().map(abi_stable::std_types::RString::to_string).collect(),
             max_tokens: request.max_tokens,
             adapters: request
                 .adapters

@@ -52,6 +52,9 @@ struct Shared {
     log: Mutex<VecDeque<String>>,
     /// Set when the host kills the worker, so its death is told as the host's doing.
     killed_because: Mutex<Option<String>>,
+    /// When the worker last sent anything of a generation (a piece, an end, an error):
+    /// the clock of [`WorkerProcess::generation_silence`].
+    last_generation_output: Mutex<Instant>,
 }
 
 /// The calls waiting for answers, and once the worker is dead, why it died.
@@ -138,6 +141,7 @@ impl WorkerProcess {
             calls: Mutex::default(),
             log: Mutex::default(),
             killed_because: Mutex::default(),
+            last_generation_output: Mutex::new(Instant::now()),
         });
         let (log_done_tx, log_done) = mpsc::channel::<()>();
         let logger = shared.clone();
@@ -158,6 +162,12 @@ impl WorkerProcess {
             let ended = loop {
                 match read_frame::<Reply>(&mut stdout) {
                     Ok(Some(Reply { id, event })) => {
+                        if matches!(
+                            event,
+                            Event::Token { .. } | Event::Done { .. } | Event::Failed { .. }
+                        ) {
+                            *lock(&reader.last_generation_output) = Instant::now();
+                        }
                         if let Some(call) = lock(&reader.calls).waiting.get(&id) {
                             let _ = call.send(event);
                         }
@@ -221,6 +231,18 @@ impl WorkerProcess {
 
     pub fn stall_timeout(&self) -> Duration {
         self.shared.stall_timeout
+    }
+
+    /// How long a generation handed over at `handed_over` has been silent for want of
+    /// progress: the time since the worker last produced anything for any of its
+    /// generations, or since the hand-over if that came later. A backend runs the
+    /// generations it cannot yet schedule after the ones it runs (llama.cpp with one
+    /// sequence runs one at a time), so a request waiting its turn behind a streaming
+    /// one is not silent: its clock starts when the worker stops producing for the
+    /// others, which is when its own first step is due.
+    pub fn generation_silence(&self, handed_over: Instant) -> Duration {
+        let last = *lock(&self.shared.last_generation_output);
+        last.max(handed_over).elapsed()
     }
 
     /// How the worker ended, once it has.

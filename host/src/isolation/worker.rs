@@ -48,7 +48,7 @@ pub fn serve(plugin_path: &Path) -> io::Result<()> {
                 if let Some(flag) = state
                     .cancels
                     .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .get(&generation)
                 {
                     flag.store(true, Ordering::SeqCst);
@@ -100,7 +100,7 @@ struct Threads {
 
 impl Threads {
     fn run(self: &Arc<Self>, job: Job) {
-        let idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
+        let idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
         let job = match idle {
             Some(thread) => match thread.send(job) {
                 Ok(()) => return,
@@ -117,7 +117,7 @@ impl Threads {
                 threads
                     .idle
                     .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .push(jobs_tx.clone());
                 match jobs.recv() {
                     Ok(next) => job = next,
@@ -141,7 +141,7 @@ struct Worker {
 impl Worker {
     /// Send one event. A host that stopped reading is gone: nothing is left to do.
     fn send(&self, id: u64, event: Event) {
-        let mut output = self.output.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut output = self.output.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if write_frame(&mut *output, &Reply { id, event }).is_err() {
             std::process::exit(0);
         }
@@ -164,11 +164,11 @@ impl Worker {
                 let cancel = Arc::new(AtomicBool::new(false));
                 self.cancels
                     .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .insert(id, cancel.clone());
                 let mut sink = FrameSink { worker: self, id, cancel };
                 let result = model.generate(&request.into(), &mut sink);
-                self.cancels.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&id);
+                self.cancels.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
                 match result {
                     Ok(stats) => Event::Done { stats: stats.into() },
                     Err(error) => Event::failed(&error),

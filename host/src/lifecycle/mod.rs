@@ -16,14 +16,15 @@
 //!
 //! All waiting uses `tokio::time`, so the behaviour is tested on tokio's paused clock.
 
+mod claim;
 mod release;
-mod runner;
 mod scheduler;
+mod table;
 #[cfg(test)]
 mod tests;
 mod timers;
 
-pub use runner::RunnerRef;
+pub use claim::RunnerRef;
 pub use scheduler::Scheduler;
 
 use hearth_sdk::{
@@ -31,6 +32,8 @@ use hearth_sdk::{
 };
 use serde::Serialize;
 use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
+
+use crate::store::FileVersion;
 
 /// A loaded model as the scheduler sees it (the plugin layer implements this over the
 /// ABI object). Every method blocks; the caller runs them off the async runtime.
@@ -45,6 +48,12 @@ pub trait Runner: Send + Sync + 'static {
     fn trim(&self) -> Result<(), PluginError>;
     /// What the model holds right now.
     fn memory(&self) -> MemoryUsage;
+    /// Whether whatever runs the model is there now. A model in a worker process is
+    /// not while its worker is dead (crashed, or killed for hanging); the next request
+    /// starts a fresh one.
+    fn running(&self) -> bool {
+        true
+    }
 }
 
 /// Loads runners. Blocking: the scheduler calls it on a blocking thread.
@@ -64,6 +73,9 @@ pub struct ModelKey {
     pub plugin_generation: u64,
     /// The catalog revision in which the model's definition last changed.
     pub definition_revision: u64,
+    /// The version of the model's file it was loaded from: a file rewritten or
+    /// replaced while its model is loaded is another model.
+    pub file: FileVersion,
 }
 
 impl fmt::Display for ModelKey {
@@ -154,6 +166,9 @@ pub enum ModelState {
     Busy,
     /// Idle past the soft timeout: caches released, weights kept.
     Trimmed,
+    /// Its worker process died (a crash, or a kill for hanging) and holds nothing;
+    /// the next request starts a fresh worker and loads the model again.
+    Exited,
     /// Being dropped; the entry disappears once its memory is returned.
     Unloaded,
 }

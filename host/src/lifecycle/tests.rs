@@ -135,6 +135,7 @@ fn key(model: &str) -> ModelKey {
         path: PathBuf::from(format!("/models/{model}.gguf")),
         plugin_generation: 1,
         definition_revision: 0,
+        file: Default::default(),
     }
 }
 
@@ -378,7 +379,7 @@ async fn an_acquire_gives_up_after_evict_wait_when_every_model_stays_busy() {
     let held = acquire(&scheduler, "a").await;
     match scheduler.acquire(spec("b", 100), KeepAlive::Default).await {
         Err(SchedulerError::Busy { model, waited }) => {
-            assert_eq!((model, waited), (key("b"), 30 * SEC))
+            assert_eq!((model, waited), (key("b"), 30 * SEC));
         }
         other => panic!("expected Busy, got {other:?}"),
     }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use hearth_sdk::abi::BackendBox;
 use hearth_sdk::{HostProfile, Probe};
 
-use super::loader::{load_plugin, LoadedPlugin, PluginInfo, PluginLoadError};
+use super::library::{load_plugin, KeptLibrary, LoadedPlugin, PluginInfo, PluginLoadError};
 
 /// What describing a library found.
 pub struct Description {
@@ -58,6 +58,8 @@ pub struct RegisteredPlugin {
     pub generation: u64,
     /// Shared by the registry's copies of this entry, so the library is loaded once.
     library: Arc<Mutex<Option<LoadedPlugin>>>,
+    /// The file this build was described from, which every load of it reads.
+    kept: Arc<KeptLibrary>,
 }
 
 impl std::fmt::Debug for RegisteredPlugin {
@@ -70,13 +72,20 @@ impl std::fmt::Debug for RegisteredPlugin {
 }
 
 impl RegisteredPlugin {
-    pub fn new(description: Description, generation: u64) -> Self {
+    pub fn new(description: Description, generation: u64, kept: Arc<KeptLibrary>) -> Self {
         Self {
             info: description.info,
             probe: description.probe,
             generation,
             library: Arc::new(Mutex::new(description.library)),
+            kept,
         }
+    }
+
+    /// The kept file itself, for a holder that must keep it on disk (a model's runner,
+    /// which may start a fresh worker of this build after the registry dropped it).
+    pub fn kept(&self) -> Arc<KeptLibrary> {
+        self.kept.clone()
     }
 
     /// The backend object in this process, for models that run here. A library that a
@@ -86,7 +95,7 @@ impl RegisteredPlugin {
         if let Some(loaded) = library.as_ref() {
             return Ok(loaded.backend.clone());
         }
-        let loaded = load_plugin(&self.info.path)?;
+        let loaded = load_plugin(self.kept.path())?;
         if loaded.info.id != self.info.id {
             return Err(PluginLoadError::Changed {
                 described: self.info.id.clone(),

@@ -3,14 +3,20 @@
 //!
 //! A file being copied in grows for a while; loading it half-written would fail (or
 //! worse, map a truncated library). So a new or changed file is loaded only once its
-//! size and modification time have stayed the same for a settle period; until then
-//! [`FolderChanges::waiting`] asks the caller to look again.
+//! size and modification time have stayed the same for a settle period and it is a
+//! whole library ([`super::elf`]): a slow copy can pause for longer than the settle
+//! period. Until then [`FolderChanges::waiting`] asks the caller to look again. A file
+//! that stays cut short for [`PATIENCE_SETTLES`] settle periods is handed over anyway,
+//! to be refused with the reason.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::registry::is_library;
+
+/// How many settle periods an unchanged but incomplete file is waited for.
+const PATIENCE_SETTLES: u32 = 20;
 
 /// What identifies one version of a file without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +69,10 @@ impl FolderTracker {
             }
             match self.pending.get(path) {
                 Some((seen, since))
-                    if seen == fingerprint && now.duration_since(*since) >= self.settle =>
+                    if seen == fingerprint
+                        && now.duration_since(*since) >= self.settle
+                        && (super::elf::check_whole(path).is_ok()
+                            || now.duration_since(*since) >= self.settle * PATIENCE_SETTLES) =>
                 {
                     self.pending.remove(path);
                     self.settled.insert(path.clone(), *fingerprint);
@@ -98,7 +107,7 @@ fn libraries(dir: &Path) -> HashMap<PathBuf, Fingerprint> {
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
         .filter(|path| is_library(path))
         .filter_map(|path| {
-            let metadata = std::fs::metadata(&path).ok().filter(|metadata| metadata.is_file())?;
+            let metadata = std::fs::metadata(&path).ok().filter(std::fs::Metadata::is_file)?;
             Some((path, Fingerprint { len: metadata.len(), modified: metadata.modified().ok() }))
         })
         .collect()
@@ -129,6 +138,31 @@ mod tests {
         assert_eq!(changes.load, vec![plugin.clone()]);
         assert!(!changes.waiting);
         assert_eq!(tracker.check(start + SETTLE * 3), FolderChanges::default());
+    }
+
+    #[test]
+    fn a_library_whose_copy_pauses_longer_than_the_settle_period_is_not_loaded_half_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tracker = FolderTracker::new(dir.path(), SETTLE);
+        let start = Instant::now();
+        let whole = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let plugin = dir.path().join("libslow.so");
+        std::fs::write(&plugin, &whole[..whole.len() / 2]).unwrap();
+        assert!(tracker.check(start).waiting);
+        // Unchanged for several settle periods, and still only half there.
+        let changes = tracker.check(start + SETTLE * 3);
+        assert!(changes.load.is_empty() && changes.waiting, "{changes:?}");
+        std::fs::write(&plugin, &whole).unwrap();
+        let finished = start + SETTLE * 4;
+        assert!(tracker.check(finished).waiting);
+        assert_eq!(tracker.check(finished + SETTLE).load, vec![plugin.clone()]);
+        // One that never completes is handed over in the end, to be refused with why.
+        let stuck = dir.path().join("libstuck.so");
+        std::fs::write(&stuck, &whole[..whole.len() / 2]).unwrap();
+        let later = finished + SETTLE * 2;
+        assert!(tracker.check(later).waiting);
+        assert!(tracker.check(later + SETTLE * 2).load.is_empty());
+        assert_eq!(tracker.check(later + SETTLE * PATIENCE_SETTLES).load, vec![stuck]);
     }
 
     #[test]

@@ -12,13 +12,16 @@
 //! workers.
 
 mod describe;
+mod elf;
 mod folder;
-mod loader;
+mod library;
+mod plugin_runner;
 mod registry;
-mod runner;
 
 pub use describe::{Describe, Description, InProcess, RegisteredPlugin};
 pub use folder::{FolderChanges, FolderTracker};
-pub use loader::{load_plugin, remove_private_copies, LoadedPlugin, PluginInfo, PluginLoadError};
+pub use library::{
+    load_plugin, remove_private_copies, KeptLibrary, LoadedPlugin, PluginInfo, PluginLoadError,
+};
+pub use plugin_runner::PluginRunner;
 pub use registry::{PluginFailure, PluginRegistry};
-pub use runner::PluginRunner;

@@ -2,11 +2,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use super::describe::{Describe, Description, RegisteredPlugin};
-use super::loader::PluginLoadError;
+use super::library::{KeptLibrary, PluginLoadError};
 
 /// Counts registered builds, for [`RegisteredPlugin::generation`].
 static GENERATIONS: AtomicU64 = AtomicU64::new(0);
@@ -59,9 +60,24 @@ impl PluginRegistry {
     }
 
     /// Describe libraries (at once, where the describer can) and add them in order.
+    /// Each file is first kept as it is now ([`KeptLibrary`]) and checked to be whole;
+    /// the describer sees the kept copy, so what is described is what later loads.
     pub fn add_all(&mut self, paths: &[PathBuf], describer: &dyn Describe) {
-        for (path, description) in paths.iter().zip(describer.describe_all(paths)) {
-            self.add(path, description);
+        let kept: Vec<Result<Arc<KeptLibrary>, PluginLoadError>> =
+            paths.iter().map(|path| KeptLibrary::keep(path)).collect();
+        let whole: Vec<PathBuf> =
+            kept.iter().flatten().map(|kept| kept.path().to_path_buf()).collect();
+        let mut descriptions = describer.describe_all(&whole).into_iter();
+        for (path, kept) in paths.iter().zip(kept) {
+            let described = kept.and_then(|kept| {
+                let mut description = descriptions.next().unwrap_or_else(|| {
+                    Err(PluginLoadError::Worker("no description came back".to_string()))
+                })?;
+                // The folder's name for it, not the kept copy's.
+                description.info.path = path.clone();
+                Ok((description, kept))
+            });
+            self.add(path, described);
         }
     }
 
@@ -69,9 +85,13 @@ impl PluginRegistry {
     /// error. A library at a path already in service replaces the plugin described from
     /// it; if the new build is refused, the old one stays in service and the refusal is
     /// recorded beside it, so a broken rebuild never takes a working backend away.
-    fn add(&mut self, path: &Path, description: Result<Description, PluginLoadError>) {
+    fn add(
+        &mut self,
+        path: &Path,
+        description: Result<(Description, Arc<KeptLibrary>), PluginLoadError>,
+    ) {
         self.failures.retain(|failure| failure.path != path);
-        let result = description.and_then(|plugin| {
+        let result = description.and_then(|(plugin, kept)| {
             let other = self
                 .plugins
                 .iter()
@@ -84,6 +104,7 @@ impl PluginRegistry {
                 None => Ok(RegisteredPlugin::new(
                     plugin,
                     GENERATIONS.fetch_add(1, Ordering::Relaxed) + 1,
+                    kept,
                 )),
             }
         });

@@ -112,9 +112,21 @@ impl HearthConfig {
     pub fn worker_program(&self) -> std::io::Result<PathBuf> {
         match &self.worker_program {
             Some(program) => Ok(program.clone()),
-            None => std::env::current_exe(),
+            None => running_binary(),
         }
     }
+}
+
+/// This process's executable as the kernel keeps it: on Linux `/proc/self/exe`, which
+/// still runs the binary this process started from after an upgrade replaced or
+/// deleted the file at its path (a worker of another build would not speak the same
+/// protocol anyway). Elsewhere the path it was started from.
+fn running_binary() -> std::io::Result<PathBuf> {
+    let kept = Path::new("/proc/self/exe");
+    if cfg!(target_os = "linux") && std::fs::metadata(kept).is_ok() {
+        return Ok(kept.to_path_buf());
+    }
+    std::env::current_exe()
 }
 
 /// `$HEARTH_HOME`, else `~/.hearth`.

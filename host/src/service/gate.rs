@@ -14,9 +14,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::SystemTime;
 
 use hearth_sdk::helpers::{Gguf, Safetensors};
+
+use crate::store::FileVersion;
 
 /// A file the gate refused: which file, and the first rule it breaks.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,28 +28,8 @@ pub struct FileRefused {
     pub rule: String,
 }
 
-/// What identifies one version of a file on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    size: u64,
-    modified: Option<SystemTime>,
-    /// A file replaced by rename (how downloads finish) is a new inode even when its
-    /// size and coarse modification time match the old one's.
-    inode: u64,
-}
-
-#[cfg(unix)]
-fn inode(metadata: &std::fs::Metadata) -> u64 {
-    std::os::unix::fs::MetadataExt::ino(metadata)
-}
-
-#[cfg(not(unix))]
-fn inode(_: &std::fs::Metadata) -> u64 {
-    0
-}
-
 /// The last verdict on each file, with the version of the file it is about.
-type Verdicts = HashMap<PathBuf, (Stamp, Result<(), FileRefused>)>;
+type Verdicts = HashMap<PathBuf, (FileVersion, Result<(), FileRefused>)>;
 
 /// Validates model and adapter files, remembering each verdict.
 #[derive(Debug, Default)]
@@ -72,15 +53,10 @@ impl FileGate {
         let name = path
             .file_name()
             .map_or_else(|| path.display().to_string(), |name| name.to_string_lossy().into_owned());
-        let metadata = std::fs::metadata(path).map_err(|error| FileRefused {
+        let stamp = FileVersion::of(path).map_err(|error| FileRefused {
             file: name.clone(),
             rule: format!("cannot read: {error}"),
         })?;
-        let stamp = Stamp {
-            size: metadata.len(),
-            modified: metadata.modified().ok(),
-            inode: inode(&metadata),
-        };
         if let Some((seen, verdict)) = self.lock().get(path) {
             if *seen == stamp {
                 return verdict.clone();
@@ -113,7 +89,7 @@ impl FileGate {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Verdicts> {
-        self.verdicts.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.verdicts.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

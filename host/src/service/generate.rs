@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use hearth_sdk::abi_stable::std_types::{RString, RVec};
 use hearth_sdk::{
-    AdapterUse, ErrorKind, GenerateRequest, GenerateStats, LoadRequest, PluginError, SinkControl,
-    TokenSink,
+    AdapterUse, ErrorKind, FinishReason, GenerateRequest, GenerateStats, LoadRequest, PluginError,
+    SinkControl, TokenSink,
 };
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -16,6 +16,7 @@ use super::Hearth;
 use crate::catalog::Catalog;
 use crate::lifecycle::{IdleTimeouts, KeepAlive, LoadSpec, ModelKey, RunnerRef, SchedulerError};
 use crate::router::{Candidate, RouteError, RouteRequest};
+use crate::store::FileVersion;
 
 /// Pieces of generated text, in order, as the backend produces them.
 pub type TokenStream = mpsc::UnboundedReceiver<String>;
@@ -61,19 +62,50 @@ pub enum ServiceError {
     UnknownAdapter(String),
     #[error("adapter `{adapter}` is not installed for backend {backend}")]
     AdapterNotInstalled { adapter: String, backend: String },
+    #[error(
+        "adapter `{0}` is listed twice; list each adapter once, with the scale it should have"
+    )]
+    AdapterTwice(String),
     #[error("adapter `{adapter}` is for model `{base}`, not `{model}`")]
     AdapterMismatch { adapter: String, base: String, model: String },
     #[error("{0}")]
     Route(#[from] RouteError),
     #[error("no model could be loaded: {}", attempts.join("; "))]
-    NothingLoaded { attempts: Vec<String> },
-    #[error("{0}")]
-    /// Boxed: the scheduler's error carries a whole model key.
-    Busy(Box<SchedulerError>),
+    NothingLoaded { attempts: Vec<String>, cause: LoadFailure },
+    /// Every resident model stayed busy for the scheduler's whole wait, so there was no
+    /// room to load this one: an overload, worth retrying shortly.
+    #[error("cannot load {model}: every resident model stayed busy for {waited:?}")]
+    Busy { model: String, waited: std::time::Duration },
     #[error("{model} on {backend} failed: {error}")]
     Generate { model: String, backend: String, error: PluginError },
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Why no candidate of a plan loaded: the most hopeful of the candidates' failures,
+/// which decides whether a client should try again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LoadFailure {
+    /// Nothing to try: no backend plugin is loaded that could run the model.
+    NoBackend,
+    /// Nothing to try: no file of the model is installed for a backend that serves it.
+    NotInstalled,
+    /// Every file tried was refused as damaged, by the gate or by its backend.
+    InvalidFile,
+    /// A backend failed otherwise (its own error, a crash).
+    Failed,
+    /// Not enough memory now; it may fit once other models are unloaded.
+    OutOfMemory,
+}
+
+impl LoadFailure {
+    fn of(error: &PluginError) -> Self {
+        match error.kind {
+            ErrorKind::OutOfMemory => LoadFailure::OutOfMemory,
+            ErrorKind::ModelFile => LoadFailure::InvalidFile,
+            _ => LoadFailure::Failed,
+        }
+    }
 }
 
 /// An adapter of the request, found in the store for one candidate.
@@ -119,13 +151,32 @@ impl Prepared {
         .await;
         let (result, time_to_first_token_ms) =
             outcome.map_err(|error| ServiceError::Internal(error.to_string()))?;
-        let stats = result.map_err(|error| ServiceError::Generate {
+        let stats = result.and_then(|stats| nothing_generated(stats, time_to_first_token_ms));
+        let stats = stats.map_err(|error| ServiceError::Generate {
             model: candidate.model_id.clone(),
             backend: candidate.backend.clone(),
             error,
         })?;
         Ok(completion(candidate, stats, fallbacks, time_to_first_token_ms, started))
     }
+}
+
+/// A generation that ended on its very first token with no text at all is what a
+/// model whose computation went wrong produces (NaN logits sample an end token), not an
+/// answer: an error, never an empty success.
+fn nothing_generated(
+    stats: GenerateStats,
+    time_to_first_token_ms: Option<f64>,
+) -> Result<GenerateStats, PluginError> {
+    let ended_at_once = stats.completion_tokens == 0
+        && time_to_first_token_ms.is_none()
+        && stats.finish_reason == FinishReason::Stop;
+    if ended_at_once {
+        return Err(PluginError::model_file(
+            "the model produced no text: it ended on its first token, which a sound model does not do; its file may be damaged",
+        ));
+    }
+    Ok(stats)
 }
 
 fn completion(
@@ -192,13 +243,25 @@ impl Hearth {
             }
         }
         // An adapter only fits its base model, so it decides the model when none was asked for.
-        for (name, _) in &adapters {
+        for (at, (name, _)) in adapters.iter().enumerate() {
+            // Twice, llama.cpp would apply it once with one of the scales: which one the
+            // client meant is theirs to say.
+            if adapters[..at].iter().any(|(earlier, _)| earlier == name) {
+                return Err(ServiceError::AdapterTwice(name.clone()));
+            }
             let adapter =
                 catalog.adapter(name).ok_or_else(|| ServiceError::UnknownAdapter(name.clone()))?;
             route.model.get_or_insert_with(|| adapter.base_model.clone());
         }
         let plan = self.route(&route)?;
         let mut fallbacks = Vec::new();
+        // With no backend to run it at all, nothing is missing from the store: the model
+        // can be served as soon as a plugin for it lands in the (live) plugins folder.
+        let mut cause = if plan.backend_order.is_empty() {
+            LoadFailure::NoBackend
+        } else {
+            LoadFailure::NotInstalled
+        };
         // An adapter missing for one backend only rules that candidate out; it is the
         // answer only when no candidate got further than that.
         let mut adapter_missing = None;
@@ -217,10 +280,12 @@ impl Hearth {
                 tracing::warn!(model = %candidate.model_id, backend = %candidate.backend, error = %refused, "file refused; falling back");
                 fallbacks
                     .push(format!("{} on {}: {refused}", candidate.model_id, candidate.backend));
+                cause = cause.max(LoadFailure::InvalidFile);
                 continue;
             }
             request.adapters = resolved.into_iter().map(|adapter| adapter.adapter).collect();
             let spec = self.load_spec(&catalog, &candidate);
+            self.unload_older_files(&spec.key).await;
             match self.scheduler().acquire(spec, keep_alive).await {
                 Ok(runner) => {
                     return Ok(Prepared { runner, candidate, request, fallbacks, started });
@@ -229,8 +294,15 @@ impl Hearth {
                     tracing::warn!(model = %candidate.model_id, backend = %candidate.backend, error = %source, "load failed; falling back");
                     fallbacks
                         .push(format!("{} on {}: {source}", candidate.model_id, candidate.backend));
+                    cause = cause.max(LoadFailure::of(&source));
                 }
-                Err(error) => return Err(ServiceError::Busy(Box::new(error))),
+                Err(SchedulerError::Busy { model, waited }) => {
+                    return Err(ServiceError::Busy { model: model.to_string(), waited });
+                }
+                // Only `unload` and `trim` answer that; an acquire loads what is missing.
+                Err(error @ SchedulerError::NotLoaded(_)) => {
+                    return Err(ServiceError::Internal(error.to_string()));
+                }
             }
         }
         if fallbacks.is_empty() {
@@ -239,7 +311,30 @@ impl Hearth {
             }
             fallbacks.extend(plan.notes);
         }
-        Err(ServiceError::NothingLoaded { attempts: fallbacks })
+        Err(ServiceError::NothingLoaded { attempts: fallbacks, cause })
+    }
+
+    /// Unload the copies of `key`'s model loaded from an earlier version of its file
+    /// (rewritten or replaced since): idle ones now, busy ones when their requests end.
+    /// The request then loads the file as it is now, through the gate.
+    async fn unload_older_files(&self, key: &ModelKey) {
+        let older: Vec<ModelKey> = self
+            .scheduler
+            .snapshot()
+            .into_iter()
+            .map(|model| model.key)
+            .filter(|loaded| {
+                loaded.backend == key.backend
+                    && loaded.model_id == key.model_id
+                    && loaded.path == key.path
+                    && loaded.file != key.file
+            })
+            .collect();
+        for older in older {
+            tracing::info!(model = %older, "its file changed on disk since it was loaded; loading it again");
+            // NotLoaded only means it went on its own meanwhile.
+            let _ = self.scheduler.unload(&older).await;
+        }
     }
 
     /// Route, load and generate in one call.
@@ -278,6 +373,8 @@ impl Hearth {
                     .get(&candidate.backend)
                     .map_or(0, |plugin| plugin.generation),
                 definition_revision: self.definition_revision(&candidate.model_id),
+                // Unreadable, the load fails with why; the version does not matter.
+                file: FileVersion::of(&candidate.path).unwrap_or_default(),
             },
             request: LoadRequest {
                 model_id: candidate.model_id.as_str().into(),
@@ -363,19 +460,5 @@ impl Hearth {
             });
         }
         Ok(resolved)
-    }
-}
-
-impl ServiceError {
-    /// Whether the caller, not the host, is at fault.
-    pub fn is_client_error(&self) -> bool {
-        match self {
-            ServiceError::UnknownModel(_)
-            | ServiceError::UnknownAdapter(_)
-            | ServiceError::AdapterNotInstalled { .. }
-            | ServiceError::AdapterMismatch { .. } => true,
-            ServiceError::Generate { error, .. } => error.kind == ErrorKind::InvalidRequest,
-            _ => false,
-        }
     }
 }

@@ -7,7 +7,7 @@
 mod config;
 mod gate;
 mod generate;
-mod loader;
+mod model_loader;
 mod reload;
 mod watch;
 
@@ -29,8 +29,8 @@ use crate::store::Store;
 
 pub use config::{default_home, CatalogSource, HearthConfig};
 pub use gate::{FileGate, FileRefused};
-pub use generate::{Completion, Generation, Prepared, ServiceError, TokenStream};
-use loader::{PluginLoader, SharedCatalog, SharedRegistry, StoreInstalled};
+pub use generate::{Completion, Generation, LoadFailure, Prepared, ServiceError, TokenStream};
+use model_loader::{PluginLoader, SharedCatalog, SharedRegistry, StoreInstalled};
 pub use reload::{CatalogProblem, CatalogReload};
 pub use watch::Watching;
 
@@ -80,7 +80,7 @@ impl Hearth {
         let host = DeviceProfile::detect().host;
         let registry = PluginRegistry::scan(
             &config.plugins,
-            &*loader::describer(&config, &catalog, host.clone()),
+            &*model_loader::describer(&config, &catalog, host.clone()),
         );
         let device = profile_device(host, &registry);
         let store = Store::new(config.models.clone());
@@ -116,15 +116,15 @@ impl Hearth {
     }
 
     pub fn catalog(&self) -> Arc<Catalog> {
-        self.catalog.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.catalog.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     pub fn device(&self) -> Arc<DeviceProfile> {
-        self.device.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.device.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     pub fn registry(&self) -> Arc<PluginRegistry> {
-        self.registry.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.registry.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     pub fn store(&self) -> &Store {
@@ -133,10 +133,6 @@ impl Hearth {
 
     pub fn scheduler(&self) -> &Scheduler {
         &self.scheduler
-    }
-
-    pub fn file_gate(&self) -> &FileGate {
-        &self.gate
     }
 
     /// Where `backend`'s models run now.
@@ -162,7 +158,9 @@ impl Hearth {
                     info: plugin.info.clone(),
                     available: probe.is_some_and(|probe| probe.probe.available),
                     reason: probe.map(|probe| probe.probe.reason.to_string()).unwrap_or_default(),
-                    devices: probe.map(|probe| probe.device_views()).unwrap_or_default(),
+                    devices: probe
+                        .map(super::device::BackendProbe::device_views)
+                        .unwrap_or_default(),
                 }
             })
             .collect();

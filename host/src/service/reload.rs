@@ -207,8 +207,10 @@ impl Hearth {
             registry.remove(path);
         }
         let host = DeviceProfile::detect().host;
-        registry
-            .add_all(load, &*super::loader::describer(&self.config, &self.catalog(), host.clone()));
+        registry.add_all(
+            load,
+            &*super::model_loader::describer(&self.config, &self.catalog(), host.clone()),
+        );
         let device = profile_device(host, &registry);
         *self.device.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(device);
         *self.registry.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(registry);

@@ -10,9 +10,10 @@
 //!
 //! Every id and file name is checked before any path is built from it, so a catalog
 //! entry or an API request can never make the store read or write outside its folder:
-//! see [`Store::path`]. Downloads ([`Store::pull`]) stream over HTTP(S), resume from a
-//! `.partial` file with a `Range` request, verify size and sha256, and only then rename
-//! the file into place, so an installed file is always a verified one.
+//! see [`Store::path`]. Installs ([`Store::pull`]) write a `.partial` file — streamed
+//! over HTTP(S) and resumed with a `Range` request, or assembled from local files —
+//! verify size and sha256, and only then rename the file into place, so an installed
+//! file is always a verified one.
 //!
 //! This module takes plain parameters (ids, file names, URLs, checksums) and depends on
 //! no other host module; the catalog and the CLI translate their own types into a
@@ -27,7 +28,7 @@ mod tests;
 use std::path::PathBuf;
 
 pub use progress::{Progress, Silent, TerminalProgress};
-pub use pull::PullSpec;
+pub use pull::{PullSpec, Source};
 
 /// Everything that can go wrong in the store. Messages name the file, URL or path
 /// involved, since they end up in front of a user deciding what to fix.
@@ -68,13 +69,14 @@ pub enum StoreError {
         source: std::io::Error,
     },
     /// The request could not be sent or the transfer broke off.
-    #[error("download of {url} failed: {source}")]
+    #[error("download of {url} failed: {cause}")]
     Http {
         /// The URL being downloaded.
         url: String,
-        /// The underlying error (connection, TLS, timeout, body cut short).
-        #[source]
-        source: reqwest::Error,
+        /// The underlying error with every cause under it (name resolution,
+        /// connection, TLS, timeout, body cut short): the top one alone says only
+        /// "error sending request".
+        cause: String,
     },
     /// The server answered with a status that is not a successful download.
     #[error("download of {url} failed: the server answered HTTP {status}")]
@@ -126,6 +128,8 @@ pub struct Store {
     root: PathBuf,
     client: reqwest::Client,
     retries: u32,
+    /// The wait before the first retry; it doubles with each one.
+    retry_backoff: std::time::Duration,
 }
 
 impl Store {
@@ -135,7 +139,15 @@ impl Store {
             root: models_dir.into(),
             client: pull::default_client(),
             retries: pull::DEFAULT_RETRIES,
+            retry_backoff: pull::RETRY_BACKOFF,
         }
+    }
+
+    /// How long [`Store::pull`] waits before its first retry (default 1 s); each
+    /// further retry waits twice as long as the one before.
+    pub fn with_retry_backoff(mut self, first_wait: std::time::Duration) -> Self {
+        self.retry_backoff = first_wait;
+        self
     }
 
     /// How many times [`Store::pull`] resumes a transfer that broke off before giving up
@@ -177,5 +189,33 @@ impl Store {
     /// in progress (`.partial`) does not count.
     pub fn is_installed(&self, kind: ArtifactKind, id: &str, file: &str) -> bool {
         self.path(kind, id, file).is_ok_and(|p| p.is_file())
+    }
+}
+
+/// One version of a file on disk: its size, modification time and inode. A file
+/// rewritten in place changes the first two, one replaced by rename (how downloads
+/// finish) the last even when its size and coarse time match the old one's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct FileVersion {
+    pub size: u64,
+    /// Nanoseconds since the Unix epoch; 0 where the file system keeps no time.
+    pub modified_ns: u64,
+    pub inode: u64,
+}
+
+impl FileVersion {
+    /// The version of the file at `path` now.
+    pub fn of(path: &std::path::Path) -> std::io::Result<Self> {
+        let metadata = std::fs::metadata(path)?;
+        let modified_ns = metadata
+            .modified()
+            .ok()
+            .and_then(|modified| modified.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |since| u64::try_from(since.as_nanos()).unwrap_or(u64::MAX));
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&metadata);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Ok(Self { size: metadata.len(), modified_ns, inode })
     }
 }

@@ -1,6 +1,7 @@
-//! Downloads into the store: streaming, resumable, verified.
+//! Installs into the store from a URL (streaming, resumable) or from local files (a file
+//! taken out of a package, or one split into parts), verified the same way either way.
 
-use std::io::{ErrorKind, Read};
+use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,8 +16,23 @@ use super::{ArtifactKind, Progress, Store, StoreError};
 
 /// Resumptions of a broken-off transfer before [`Store::pull`] gives up.
 pub(super) const DEFAULT_RETRIES: u32 = 3;
+/// The wait before the first retry of a broken transfer; it doubles with each retry, so
+/// a network that is down for a moment (a Wi-Fi reconnect) gets seconds, not
+/// milliseconds, to come back.
+pub(super) const RETRY_BACKOFF: Duration = Duration::from_secs(1);
 
-/// What to download and where it goes in the store.
+/// Where a file's bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Downloaded over HTTP(S), resuming a transfer that breaks off.
+    Url(String),
+    /// Local files concatenated in order (one for a plain file; several for a model
+    /// split into parts), copied and never moved, e.g. the model file `scripts/setup.sh`
+    /// takes out of a package downloaded with pip.
+    Files(Vec<PathBuf>),
+}
+
+/// What to install and where it goes in the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullSpec {
     /// Model or adapter.
@@ -25,8 +41,8 @@ pub struct PullSpec {
     pub id: String,
     /// The file name inside that folder.
     pub file: String,
-    /// Where to download it from (http or https).
-    pub url: String,
+    /// Where its bytes come from.
+    pub source: Source,
     /// The expected sha256 as hex; the file is only installed when it matches.
     pub sha256: Option<String>,
     /// The expected size in bytes; the file is only installed when it matches.
@@ -49,7 +65,13 @@ impl PullSpec {
     }
 
     fn new(kind: ArtifactKind, id: String, file: String, url: String) -> Self {
-        PullSpec { kind, id, file, url, sha256: None, size: None }
+        PullSpec { kind, id, file, source: Source::Url(url), sha256: None, size: None }
+    }
+
+    /// Takes the bytes from these local files, concatenated in order, instead of a URL.
+    pub fn from_files(mut self, parts: Vec<PathBuf>) -> Self {
+        self.source = Source::Files(parts);
+        self
     }
 
     /// Requires this sha256 (hex) before installing.
@@ -86,9 +108,10 @@ enum Attempt {
 }
 
 impl Store {
-    /// Downloads `spec` into the store and returns the installed path.
+    /// Installs `spec` into the store and returns the installed path.
     ///
-    /// Writes `<file>.partial` beside the destination; an existing partial is resumed with
+    /// Writes `<file>.partial` beside the destination. From local files, the parts are
+    /// copied into it in order. From a URL, an existing partial is resumed with
     /// a `Range: bytes=N-` request (206 continues it, 200 restarts from zero, 416 means it
     /// is already complete and only needs verifying). A transfer that breaks off is
     /// resumed up to [`Store::with_retries`] times. Size and sha256, when given, are
@@ -109,26 +132,21 @@ impl Store {
             return Ok(dest);
         }
         let dir = dest.parent().unwrap_or(&self.root);
+        let created = !dir.is_dir();
         tokio::fs::create_dir_all(dir).await.map_err(|source| StoreError::Io {
             op: "create",
             path: dir.to_owned(),
             source,
         })?;
 
-        let mut retries_left = self.retries;
-        let (hasher, len) = loop {
-            match self.attempt(spec, &partial, progress).await? {
-                Attempt::Complete(hasher, len) => break (hasher, len),
-                // Not a failure of the transfer, so it costs no retry; the partial is gone,
-                // so the next attempt asks for the whole file and cannot loop here.
-                Attempt::Restart => {}
-                Attempt::Broken(err) if retries_left == 0 => return Err(err),
-                Attempt::Broken(err) => {
-                    retries_left -= 1;
-                    tracing::warn!("{err}; resuming ({retries_left} retries left)");
-                }
-            }
+        let assembled = match &spec.source {
+            Source::Url(url) => self.download(spec, url, &partial, progress).await,
+            Source::Files(parts) => assemble(parts.clone(), partial.clone()).await,
         };
+        if created && assembled.is_err() {
+            remove_if_nothing_arrived(&partial, dir).await;
+        }
+        let (hasher, len) = assembled?;
 
         if let Some(expected) = spec.size {
             if expected != len {
@@ -160,6 +178,35 @@ impl Store {
         Ok(dest)
     }
 
+    /// Downloads `url` into `partial`, resuming after broken transfers with a growing wait.
+    async fn download(
+        &self,
+        spec: &PullSpec,
+        url: &str,
+        partial: &Path,
+        progress: &mut dyn Progress,
+    ) -> Result<(Sha256, u64), StoreError> {
+        let mut retries_left = self.retries;
+        let mut wait = self.retry_backoff;
+        loop {
+            match self.attempt(spec, url, partial, progress).await? {
+                Attempt::Complete(hasher, len) => return Ok((hasher, len)),
+                // Not a failure of the transfer, so it costs no retry; the partial is gone,
+                // so the next attempt asks for the whole file and cannot loop here.
+                Attempt::Restart => {}
+                Attempt::Broken(err) if retries_left == 0 => return Err(err),
+                Attempt::Broken(err) => {
+                    retries_left -= 1;
+                    tracing::warn!(
+                        "{err}; trying again in {wait:?} ({retries_left} retries left after that)"
+                    );
+                    tokio::time::sleep(wait).await;
+                    wait = wait.saturating_mul(2);
+                }
+            }
+        }
+    }
+
     /// Whether an existing destination file can stand: right size and checksum when
     /// those are known. A file that fails is downloaded again and replaced.
     async fn installed_matches(
@@ -179,11 +226,14 @@ impl Store {
     async fn attempt(
         &self,
         spec: &PullSpec,
+        url: &str,
         partial: &Path,
         progress: &mut dyn Progress,
     ) -> Result<Attempt, StoreError> {
-        let url = &spec.url;
-        let http = |source| StoreError::Http { url: url.clone(), source };
+        let http = |source: reqwest::Error| StoreError::Http {
+            url: url.to_owned(),
+            cause: error_chain(&source),
+        };
 
         let mut offset = match tokio::fs::metadata(partial).await {
             Ok(m) => m.len(),
@@ -228,7 +278,7 @@ impl Store {
                 let (hasher, len) = hash_file(partial.to_owned()).await?;
                 return Ok(Attempt::Complete(hasher, len));
             }
-            _ => return Err(StoreError::Status { url: url.clone(), status: status.as_u16() }),
+            _ => return Err(StoreError::Status { url: url.to_owned(), status: status.as_u16() }),
         };
 
         // Hash what is already on disk first, so the file is read exactly once overall.
@@ -279,6 +329,34 @@ impl Store {
     }
 }
 
+/// After a failed first pull: the partial file if it holds nothing, then the folder
+/// made for it if that left it empty, so a failed pull leaves no empty model folder.
+/// A partial with bytes in it stays for the next pull to resume.
+async fn remove_if_nothing_arrived(partial: &Path, dir: &Path) {
+    if tokio::fs::metadata(partial).await.is_ok_and(|metadata| metadata.len() == 0) {
+        remove_quietly(partial).await;
+    }
+    // Fails, as it should, when the folder is not empty.
+    let _ = tokio::fs::remove_dir(dir).await;
+}
+
+/// An error with every cause under it, on one line: "error sending request for url
+/// (…): client error (Connect): dns error: failed to lookup address information: …".
+/// A connection error's own message rarely says what went wrong; its causes do.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Drops an unusable partial file so the next attempt starts from zero.
 async fn restart(partial: &Path) -> Result<Attempt, StoreError> {
     remove_quietly(partial).await;
@@ -312,6 +390,41 @@ fn parse_content_range(value: Option<&reqwest::header::HeaderValue>) -> Option<(
     let (range, total) = rest.split_once('/')?;
     let (start, _end) = range.split_once('-')?;
     Some((start.trim().parse().ok()?, total.trim().parse().ok()))
+}
+
+/// Concatenates `parts` into `partial` (replacing what was there) on a blocking thread,
+/// and returns the sha256 and length of what was written.
+async fn assemble(parts: Vec<PathBuf>, partial: PathBuf) -> Result<(Sha256, u64), StoreError> {
+    let join = tokio::task::spawn_blocking(move || {
+        let write_err = |source| StoreError::Io { op: "write", path: partial.clone(), source };
+        let mut out = std::fs::File::create(&partial).map_err(write_err)?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut len = 0u64;
+        for part in &parts {
+            let read_err = |source| StoreError::Io { op: "read", path: part.clone(), source };
+            let mut file = std::fs::File::open(part).map_err(read_err)?;
+            loop {
+                let n = file.read(&mut buf).map_err(read_err)?;
+                if n == 0 {
+                    break;
+                }
+                out.write_all(&buf[..n]).map_err(write_err)?;
+                hasher.update(&buf[..n]);
+                len += n as u64;
+            }
+        }
+        // Durable before it is renamed into place, so a crash cannot leave a torn model.
+        out.sync_all().map_err(write_err)?;
+        Ok((hasher, len))
+    });
+    join.await.unwrap_or_else(|e| {
+        Err(StoreError::Io {
+            op: "assemble",
+            path: PathBuf::new(),
+            source: std::io::Error::other(e),
+        })
+    })
 }
 
 /// Sha256 and length of a file, read on a blocking thread.

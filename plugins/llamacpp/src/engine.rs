@@ -79,7 +79,7 @@ impl Engine {
     /// reply channels then close, which the caller reads as [`engine_gone`].
     pub fn submit(&self, work: Work) {
         if let Some(sender) = &self.work {
-            let _ = sender.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).send(work);
+            let _ = sender.lock().unwrap_or_else(std::sync::PoisonError::into_inner).send(work);
         }
     }
 }
@@ -204,7 +204,7 @@ impl Scheduler {
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| phase(self))) {
             let what = panic
                 .downcast_ref::<&str>()
-                .map(|text| text.to_string())
+                .map(std::string::ToString::to_string)
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a panic".to_string());
             let error = PluginError::internal(format!("the llama.cpp plugin panicked: {what}"));
@@ -287,7 +287,14 @@ impl Scheduler {
             };
             let Prepared { mut sampler, stop, max_tokens, .. } = request;
             let decode_started = Instant::now();
-            let first = session.sample(&mut sampler, index);
+            let first = match session.sample(&mut sampler, index) {
+                Ok(first) => first,
+                Err(error) => {
+                    session.release(sequence);
+                    let _ = outcome.send(Err(error));
+                    continue;
+                }
+            };
             let mut running = Running {
                 pieces,
                 outcome,
@@ -355,17 +362,29 @@ impl Scheduler {
         let mut ended = Vec::new();
         for (index, running) in self.running.iter_mut().enumerate() {
             if session.cached(running.sequence) >= running.window {
-                ended.push((index, FinishReason::Length));
+                ended.push((index, Ok(FinishReason::Length)));
                 continue;
             }
-            let token = session.sample(&mut running.sampler, index);
-            if let Some(finish) = running.take(&self.loaded.weights, token) {
-                ended.push((index, finish));
+            match session.sample(&mut running.sampler, index) {
+                Ok(token) => {
+                    if let Some(finish) = running.take(&self.loaded.weights, token) {
+                        ended.push((index, Ok(finish)));
+                    }
+                }
+                Err(error) => ended.push((index, Err(error))),
             }
         }
-        for (index, finish) in ended.into_iter().rev() {
+        for (index, end) in ended.into_iter().rev() {
             let running = self.running.remove(index);
-            self.finish(running, finish);
+            match end {
+                Ok(finish) => self.finish(running, finish),
+                Err(error) => {
+                    if let Some(session) = self.session.as_mut() {
+                        session.release(running.sequence);
+                    }
+                    let _ = running.outcome.send(Err(error));
+                }
+            }
         }
     }
 

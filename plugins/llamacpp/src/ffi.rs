@@ -384,6 +384,24 @@ impl RawContext {
         unsafe { sys::llama_set_adapters_lora(self.ptr(), pointers, adapters.len(), scales) == 0 }
     }
 
+    /// Whether the logits of the last batch's item `index` are all finite. Damaged
+    /// weights (a NaN scale in a quantized block) compute NaN, and sampling from NaN
+    /// picks some token as if nothing were wrong: an empty or garbled answer.
+    pub fn logits_finite(&self, index: usize) -> bool {
+        let index = i32::try_from(index).unwrap_or(-1);
+        // SAFETY: the context and its model are alive; llama.cpp returns null for an
+        // item without logits, else `n_vocab` floats it owns until the next decode.
+        unsafe {
+            let logits = sys::llama_get_logits_ith(self.ptr(), index);
+            if logits.is_null() {
+                return true;
+            }
+            let vocab = sys::llama_model_get_vocab(sys::llama_get_model(self.ptr()));
+            let count = usize::try_from(sys::llama_vocab_n_tokens(vocab)).unwrap_or(0);
+            std::slice::from_raw_parts(logits, count).iter().all(|logit| logit.is_finite())
+        }
+    }
+
     /// Sample the next token from the logits of the last batch's item `index`, which
     /// that batch marked for logits; the chain records the token for penalties.
     pub fn sample(&mut self, sampler: &mut Sampler, index: usize) -> Token {
@@ -479,7 +497,7 @@ impl Sampler {
             params.no_perf = true;
             let chain = Self(NonNull::new(sys::llama_sampler_chain_init(params))?);
             let add = |sampler: *mut sys::llama_sampler| {
-                sys::llama_sampler_chain_add(chain.0.as_ptr(), sampler)
+                sys::llama_sampler_chain_add(chain.0.as_ptr(), sampler);
             };
             if spec.repeat_penalty != 1.0 && spec.repeat_last_n != 0 {
                 add(sys::llama_sampler_init_penalties(

@@ -11,7 +11,7 @@
 //!   first request and freed by `trim`. Requests to one model take turns on that
 //!   context, or with `HEARTH_LLAMACPP_PARALLEL=N` up to N of them run at once, each in
 //!   a sequence of its own, one batched decode per token for all of them (as
-//!   llama-server's `--parallel`; see [`session::parallel_from_env`] for the price). A
+//!   llama-server's `--parallel`; `session::parallel_from_env` says what it costs). A
 //!   request that shares a prefix with what a free sequence ran before reuses its cache.
 //! - **Chats** are rendered with the chat template in the GGUF metadata by llama.cpp's
 //!   template engine; raw prompts are passed as they are.

@@ -110,7 +110,7 @@ impl Loaded {
         Ok(Prepared {
             prompt,
             sampler,
-            stop: request.stop.iter().map(|stop| stop.to_string()).collect(),
+            stop: request.stop.iter().map(abi_stable::std_types::RString::to_string).collect(),
             max_tokens: request.max_tokens,
             adapters: request.adapters.iter().cloned().collect(),
         })

@@ -29,7 +29,6 @@ mod bridge {
         fn dtype_name(a: &Array) -> String;
         fn nbytes(a: &Array) -> usize;
         fn from_i32(data: &[i32], shape: &[i32]) -> Result<UniquePtr<Array>>;
-        fn from_f32(data: &[f32], shape: &[i32]) -> Result<UniquePtr<Array>>;
         fn to_f32_vec(a: &Array) -> Result<Vec<f32>>;
         fn eval(a: &Array) -> Result<()>;
 
@@ -78,7 +77,6 @@ mod bridge {
         ) -> Result<UniquePtr<Array>>;
 
         fn gpu_available() -> bool;
-        fn active_memory() -> usize;
         fn cache_memory() -> usize;
         fn clear_cache();
     }
@@ -134,11 +132,6 @@ pub fn gpu_available() -> bool {
     bridge::gpu_available()
 }
 
-/// Bytes MLX holds in live arrays, process-wide.
-pub fn active_memory() -> u64 {
-    bridge::active_memory() as u64
-}
-
 /// Bytes MLX keeps in its buffer cache for reuse, process-wide.
 pub fn cache_memory() -> u64 {
     bridge::cache_memory() as u64
@@ -152,9 +145,6 @@ pub fn clear_cache() {
 impl Array {
     pub fn from_i32(data: &[i32], shape: &[i32]) -> Result<Self, PluginError> {
         wrap("array", bridge::from_i32(data, shape))
-    }
-    pub fn from_f32(data: &[f32], shape: &[i32]) -> Result<Self, PluginError> {
-        wrap("array", bridge::from_f32(data, shape))
     }
     pub fn shape(&self) -> Vec<i32> {
         bridge::shape(&self.0)

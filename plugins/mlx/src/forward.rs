@@ -21,12 +21,8 @@ pub struct KvCache {
 
 impl KvCache {
     /// Tokens the cache holds.
-    pub fn len(&self) -> u32 {
+    pub fn tokens(&self) -> u32 {
         self.len as u32
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     pub fn nbytes(&self) -> u64 {

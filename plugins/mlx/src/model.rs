@@ -31,6 +31,36 @@ struct Session {
     adapters: Vec<(String, f32)>,
 }
 
+impl Session {
+    /// Evaluate the prompt, reusing the cached prefix it shares with the last one.
+    fn evaluate_prompt(
+        &mut self,
+        forward: &Forward<'_>,
+        prompt: &[u32],
+        adapters: Vec<(String, f32)>,
+    ) -> Result<Vec<f32>, PluginError> {
+        if self.adapters != adapters {
+            *self = Session { adapters, ..Session::default() };
+        }
+        // At least the last prompt token is evaluated again: its logits are needed.
+        let shared = self
+            .tokens
+            .iter()
+            .zip(prompt)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(prompt.len() - 1);
+        self.cache.truncate(shared as u32)?;
+        self.tokens.truncate(shared);
+        let mut logits = Vec::new();
+        for chunk in prompt[shared..].chunks(PROMPT_CHUNK) {
+            logits = forward.run(&mut self.cache, chunk)?;
+            self.tokens.extend_from_slice(chunk);
+        }
+        Ok(logits)
+    }
+}
+
 pub struct MlxModel {
     // Field order is drop order: the cache and adapters before the weights.
     session: Mutex<Session>,
@@ -127,7 +157,7 @@ impl MlxModel {
 
     /// The request's adapters, loaded once per path and checked against this model.
     fn active_adapters(&self, uses: &[AdapterUse]) -> Result<ActiveAdapters, PluginError> {
-        let mut loaded = self.adapters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut loaded = self.adapters.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut active = Vec::with_capacity(uses.len());
         for adapter in uses {
             let path = adapter.path.as_str();
@@ -150,35 +180,6 @@ impl MlxModel {
             active.push((Arc::clone(&loaded[path]), adapter.scale));
         }
         Ok(ActiveAdapters::new(active))
-    }
-
-    /// Evaluate the prompt, reusing the cached prefix it shares with the last one.
-    fn evaluate_prompt(
-        &self,
-        session: &mut Session,
-        forward: &Forward<'_>,
-        prompt: &[u32],
-        adapters: Vec<(String, f32)>,
-    ) -> Result<Vec<f32>, PluginError> {
-        if session.adapters != adapters {
-            *session = Session { adapters, ..Session::default() };
-        }
-        // At least the last prompt token is evaluated again: its logits are needed.
-        let shared = session
-            .tokens
-            .iter()
-            .zip(prompt)
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(prompt.len() - 1);
-        session.cache.truncate(shared as u32)?;
-        session.tokens.truncate(shared);
-        let mut logits = Vec::new();
-        for chunk in prompt[shared..].chunks(PROMPT_CHUNK) {
-            logits = forward.run(&mut session.cache, chunk)?;
-            session.tokens.extend_from_slice(chunk);
-        }
-        Ok(logits)
     }
 
     fn generate_locked(
@@ -208,13 +209,14 @@ impl MlxModel {
             .filter(|a| a.scale != 0.0)
             .map(|a| (a.path.to_string(), a.scale))
             .collect();
-        let mut logits = self.evaluate_prompt(session, &forward, &prompt, signature)?;
+        let mut logits = session.evaluate_prompt(&forward, &prompt, signature)?;
         let prompt_ms = started.elapsed().as_secs_f64() * 1e3;
 
         let mut sampler = Sampler::new(&request.sampling);
         prompt.iter().for_each(|&token| sampler.accept(token));
         let mut decoder = StreamDecoder::new();
-        let mut stops = StopMatcher::new(request.stop.iter().map(|stop| stop.as_str()));
+        let mut stops =
+            StopMatcher::new(request.stop.iter().map(abi_stable::std_types::RString::as_str));
         let max_tokens = if request.max_tokens == 0 { u32::MAX } else { request.max_tokens };
         let mut generated = 0u32;
         let mut stopped_by_string = false;
@@ -233,7 +235,7 @@ impl MlxModel {
                 stopped_by_string = true;
                 break FinishReason::Stop;
             }
-            if generated >= max_tokens || session.cache.len() + 1 >= self.ctx {
+            if generated >= max_tokens || session.cache.tokens() + 1 >= self.ctx {
                 break FinishReason::Length;
             }
             logits = forward.run(&mut session.cache, &[token])?;
@@ -265,7 +267,7 @@ impl Model for MlxModel {
         sink: &mut dyn TokenSink,
     ) -> Result<GenerateStats, PluginError> {
         // One generation at a time per model: they share the KV cache.
-        let mut session = self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut session = self.session.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let result = self.generate_locked(&mut session, request, sink);
         if result.is_err() {
             // A failed step may have left some layers' cache longer than others.
@@ -275,7 +277,8 @@ impl Model for MlxModel {
     }
 
     fn trim(&self) {
-        *self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Session::default();
+        *self.session.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Session::default();
         ffi::clear_cache();
     }
 
@@ -283,11 +286,11 @@ impl Model for MlxModel {
         // This model's own arrays (weights, adapters, KV cache), plus MLX's buffer cache,
         // which is process-wide: MLX has one allocator for every model it runs.
         let session =
-            self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).cache.nbytes();
+            self.session.lock().unwrap_or_else(std::sync::PoisonError::into_inner).cache.nbytes();
         let adapters: u64 = self
             .adapters
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .values()
             .map(|a| a.nbytes())
             .sum();

@@ -152,10 +152,6 @@ impl Weight {
         }
         Ok(Self { ty, ncols: ncols as u32, nrows: nrows as u32, parts })
     }
-
-    pub fn bytes(&self) -> u64 {
-        self.parts.iter().map(|part| part.buffer.size()).sum()
-    }
 }
 
 /// A matrix of f32 rows inside a buffer: row `t` starts at `offset + t * stride`.

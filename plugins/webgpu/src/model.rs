@@ -83,7 +83,7 @@ impl WebGpuModel {
     /// the cross-checks).
     pub fn logits(&self, tokens: &[u32], adapters: &[AdapterUse]) -> Result<Vec<f32>, PluginError> {
         let adapters = self.resolve_adapters(adapters)?;
-        let mut scratch = self.scratch.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut scratch = self.scratch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let scratch = self.ensure_scratch(&mut scratch)?;
         self.forward(&applied(&adapters)).run(scratch, tokens, 0)
     }
@@ -104,7 +104,7 @@ impl WebGpuModel {
         &self,
         wanted: &[AdapterUse],
     ) -> Result<Vec<(Arc<LoraAdapter>, f32)>, PluginError> {
-        let mut loaded = self.adapters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut loaded = self.adapters.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut resolved = Vec::new();
         for adapter in wanted.iter().filter(|adapter| adapter.scale != 0.0) {
             let path = adapter.path.as_str();
@@ -173,7 +173,7 @@ impl Model for WebGpuModel {
         let adapters = self.resolve_adapters(&request.adapters)?;
         let adapters = applied(&adapters);
         // One generation at a time per model: they share the KV cache.
-        let mut slot = self.scratch.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut slot = self.scratch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let scratch = self.ensure_scratch(&mut slot)?;
         let forward = self.forward(&adapters);
         let mut logits = forward.run(scratch, &prompt, 0)?;
@@ -182,7 +182,8 @@ impl Model for WebGpuModel {
         let mut sampler = Sampler::new(&request.sampling);
         prompt.iter().for_each(|&token| sampler.accept(token));
         let mut decoder = StreamDecoder::new();
-        let mut stops = StopMatcher::new(request.stop.iter().map(|stop| stop.as_str()));
+        let mut stops =
+            StopMatcher::new(request.stop.iter().map(abi_stable::std_types::RString::as_str));
         let max_tokens = if request.max_tokens == 0 { u32::MAX } else { request.max_tokens };
         let mut pos = prompt.len() as u32;
         let mut generated = 0u32;
@@ -227,7 +228,7 @@ impl Model for WebGpuModel {
     }
 
     fn trim(&self) {
-        *self.scratch.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+        *self.scratch.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 
     fn memory(&self) -> MemoryUsage {

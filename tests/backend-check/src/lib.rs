@@ -1,8 +1,9 @@
 //! What every backend plugin's tests check it against, in one place so the MLX and
 //! WebGPU plugins are held to the same standard:
 //!
-//! - [`reference`]: a CPU forward pass written straight from the model's equations
-//!   (f32 values, f64 sums) over the GGUF weights dequantized by the SDK, with LoRA;
+//! - [`reference`](mod@reference): a CPU forward pass written straight from the model's
+//!   equations (f32 values, f64 sums) over the GGUF weights dequantized by the SDK, with
+//!   LoRA;
 //! - [`llamacpp`]: the llama.cpp plugin loaded from its shared library through the ABI,
 //!   exactly as the host loads it, and llama.cpp's own logits from the
 //!   `hearth-llama-logits` program;

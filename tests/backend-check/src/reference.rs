@@ -80,7 +80,7 @@ pub fn rmsnorm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
         .collect()
 }
 
-/// RoPE in place over `x` = [tokens][heads][head_dim], token t at position pos0 + t.
+/// RoPE in place over `x` = `[tokens][heads][head_dim]`, token t at position pos0 + t.
 pub fn rope(
     x: &mut [f32],
     heads: usize,
@@ -102,7 +102,7 @@ pub fn rope(
     }
 }
 
-/// Causal attention: q = [ntok][heads·hd], k and v = [positions][kv_heads·hd].
+/// Causal attention: q = `[ntok][heads·hd]`, k and v = `[positions][kv_heads·hd]`.
 pub fn attention(
     q: &[f32],
     k: &[f32],
@@ -127,7 +127,7 @@ pub fn attention(
                         / (hd as f64).sqrt()
                 })
                 .collect();
-            let max = scores.iter().cloned().fold(f64::MIN, f64::max);
+            let max = scores.iter().copied().fold(f64::MIN, f64::max);
             let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
             let total: f64 = weights.iter().sum();
             for d in 0..hd {
@@ -160,7 +160,7 @@ pub struct Lora<'a> {
 /// The logits of the last of `tokens`, evaluated from position 0 entirely on the CPU
 /// from weights dequantized to f32, with `lora`'s `scale · alpha/r · B(A x)` added to
 /// every projection it adapts.
-pub fn forward(gguf: &Gguf, tokens: &[u32], lora: Option<Lora>) -> Vec<f32> {
+pub fn forward(gguf: &Gguf, tokens: &[u32], lora: Option<Lora<'_>>) -> Vec<f32> {
     let c = Shape::from_gguf(gguf);
     let (e, hd, heads, kv_heads, ff) = (c.n_embd, c.head_dim, c.heads, c.kv_heads, c.n_ff);
     let n = tokens.len();
@@ -171,7 +171,7 @@ pub fn forward(gguf: &Gguf, tokens: &[u32], lora: Option<Lora>) -> Vec<f32> {
         let w = |part: &str| tensor(gguf, &format!("blk.{layer}.{part}.weight"));
         let project = |part: &str, ncols: usize, x: &[f32]| {
             let mut y = matmul(&w(part), ncols, x, n);
-            let factor = |lora: &Lora, end: &str| {
+            let factor = |lora: &Lora<'_>, end: &str| {
                 let name = format!("blk.{layer}.{part}.weight.lora_{end}");
                 lora.gguf.tensor(&name).map(|_| tensor(lora.gguf, &name))
             };

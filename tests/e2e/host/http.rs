@@ -76,6 +76,93 @@ async fn malformed_requests_get_a_400_naming_the_problem() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+/// POST `body` as it is, with `content_type` if given; the status, headers and JSON.
+async fn post_raw(
+    host: &TestHost,
+    path: &str,
+    content_type: Option<&str>,
+    body: &str,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let mut request = Request::post(path).header("host", "localhost:8434");
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    let request = request.body(Body::from(body.to_string())).unwrap();
+    let response = hearth::api::app(host.hearth.clone()).oneshot(request).await.unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn fields_hearth_does_not_honour_yet_are_a_400_naming_them_unless_they_ask_for_nothing() {
+    let host = TestHost::new();
+    let refused = [
+        ("tools", json!([{ "type": "function", "function": { "name": "f" } }])),
+        ("tool_choice", json!("required")),
+        ("response_format", json!({ "type": "json_object" })),
+        ("logprobs", json!(true)),
+        ("top_logprobs", json!(3)),
+        ("presence_penalty", json!(0.5)),
+        ("frequency_penalty", json!(1)),
+        ("logit_bias", json!({ "50256": -100 })),
+        ("n_probs", json!(2)),
+    ];
+    for (field, value) in refused {
+        let mut body = json!({ "model": "echo", "messages": [{ "role": "user", "content": "x" }] });
+        body[field] = value;
+        let (status, answer) = post(&host, "/v1/chat/completions", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&format!("`{field}`")), "{field}: {message}");
+    }
+    let (status, _) =
+        post(&host, "/v1/completions", json!({ "model": "echo", "prompt": "x", "echo": true }))
+            .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let neutral = json!({ "model": "echo", "messages": [{ "role": "user", "content": "x" }], "tools": [],
+                          "presence_penalty": 0, "logprobs": false, "logit_bias": {}, "user": "me" });
+    let (status, answer) = post(&host, "/v1/chat/completions", neutral).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
+#[tokio::test]
+async fn statuses_tell_the_client_whether_to_fix_the_request_give_up_or_retry() {
+    let host = TestHost::with_models(&[("missing", "tokens = 1\n")], "");
+    let missing = host.hearth.store().model_path("missing", "missing.fixture").unwrap();
+    std::fs::remove_file(missing).unwrap();
+    // Listed in the catalog, but its file is not there: permanent, not a 503.
+    let (status, headers, answer) = post_raw(
+        &host,
+        "/v1/completions",
+        Some("application/json"),
+        &json!({ "model": "missing", "prompt": "x" }).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    assert!(headers.get("retry-after").is_none());
+    // An unknown route: a 404 with a JSON error, not an empty body.
+    let (status, _, answer) = post_raw(&host, "/v1/nothing-here", None, "{}").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(answer["error"]["message"].as_str().unwrap().contains("/v1/nothing-here"), "{answer}");
+    // No Content-Type, and curl -d's form type: read as JSON. The fixture echoes the prompt
+    // from word `seed % words`, so the seed is fixed.
+    let body = json!({ "model": "echo", "prompt": "plain curl", "max_tokens": 2.0, "seed": 0 })
+        .to_string();
+    for content_type in [None, Some("application/x-www-form-urlencoded")] {
+        let (status, _, answer) = post_raw(&host, "/v1/completions", content_type, &body).await;
+        assert_eq!(status, StatusCode::OK, "{content_type:?}: {answer}");
+        assert_eq!(answer["choices"][0]["text"], "plain curl ");
+    }
+    let (status, _, answer) = post_raw(&host, "/v1/completions", Some("image/png"), &body).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{answer}");
+    // A whole number written as a float is that number; a fraction is not a count.
+    let fraction = json!({ "model": "echo", "prompt": "x", "max_tokens": 5.5 }).to_string();
+    let (status, _, answer) = post_raw(&host, "/v1/completions", None, &fraction).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("max_tokens"), "{answer}");
+}
+
 #[tokio::test]
 async fn a_plugin_panic_is_a_500_on_that_request_only() {
     let host = TestHost::new();
@@ -312,9 +399,7 @@ async fn a_client_that_sends_its_headers_too_slowly_is_disconnected() {
     let started = std::time::Instant::now();
     // One header byte every 50 ms never completes the head; the server hangs up.
     let mut closed = false;
-    for byte in
-        b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter()
-    {
+    for byte in b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
         if slow.write_all(&[*byte]).await.is_err() {
             closed = true;
             break;

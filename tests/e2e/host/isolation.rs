@@ -17,14 +17,16 @@ use crate::server::Server;
 const MIB: u64 = 1024 * 1024;
 
 /// A fixture home whose backends run in worker processes that count as hung after
-/// `stall`, with two more models: `long` (eight seconds of tokens) and `big` (holding
-/// 256 MiB).
+/// `stall`, with three more models: `long` (eight seconds of tokens), `big` (holding
+/// 256 MiB) and `queued` (1.5 s of tokens, one generation at a time).
 fn isolated_home(stall: &str, soft: &str, hard: &str) -> tempfile::TempDir {
     let home = fixture_home(&["hearth_fixture_plugin"], soft, hard);
     let mut catalog = std::fs::read_to_string(home.path().join("catalog.toml")).unwrap();
-    for (id, contents) in
-        [("long", "tokens = 400\ndelay_ms = 20\n"), ("big", "tokens = 4\nweights_mb = 256\n")]
-    {
+    for (id, contents) in [
+        ("long", "tokens = 400\ndelay_ms = 20\n"),
+        ("big", "tokens = 4\nweights_mb = 256\n"),
+        ("queued", "tokens = 10\ndelay_ms = 150\nserial = true\n"),
+    ] {
         let dir = home.path().join("models").join(id);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(format!("{id}.fixture")), contents).unwrap();
@@ -157,6 +159,52 @@ async fn a_worker_that_stops_answering_health_checks_is_killed_and_replaced() {
         .await;
     assert!(server.log().contains("left a health check unanswered"), "{}", server.log());
     assert_eq!(server.chat("echo", "hello").await, (200, "hello ".repeat(6)));
+}
+
+#[tokio::test]
+async fn requests_waiting_their_turn_behind_streaming_ones_are_not_stalled_and_a_killed_worker_shows_as_exited(
+) {
+    let home = isolated_home("2s", "2m", "5m");
+    let server = Server::start(home.path());
+    // Four at once on a backend that runs one at a time: the last waits 4.5 s for its
+    // turn, more than twice the stall timeout, while the worker streams the others.
+    let prompts = ["one two", "three four", "five six", "seven eight"];
+    let answers =
+        futures::future::join_all(prompts.iter().map(|prompt| server.chat("queued", prompt))).await;
+    for (prompt, answer) in prompts.iter().zip(answers) {
+        let expected = format!("{prompt} ").repeat(5);
+        assert_eq!(answer, (200, expected), "{}", server.log());
+    }
+    assert!(!server.log().contains("stall timeout"), "{}", server.log());
+    let workers = children(server.pid());
+    assert_eq!(workers.len(), 1);
+    let killed =
+        std::process::Command::new("kill").args(["-KILL", &workers[0].to_string()]).status();
+    assert!(killed.unwrap().success());
+    server
+        .eventually(Duration::from_secs(10), "`ps` shows the dead worker's model", || async {
+            let ps = server.get("/api/ps").await;
+            let model = ps["models"].as_array()?.first()?.clone();
+            (model["state"] != "ready").then_some(model)
+        })
+        .await;
+    let ps = server.get("/api/ps").await;
+    assert_eq!(ps["models"][0]["state"], "exited", "{ps}");
+    assert_eq!(server.chat("queued", "again").await, (200, "again ".repeat(10)));
+    assert_eq!(server.get("/api/ps").await["models"][0]["state"], "ready");
+}
+
+#[tokio::test]
+async fn a_server_whose_binary_was_replaced_on_disk_still_starts_workers_from_the_binary_it_runs() {
+    let home = isolated_home("10s", "2m", "5m");
+    let installed = tempfile::tempdir().unwrap();
+    let program = installed.path().join("hearth");
+    std::fs::copy(crate::helpers::built_binary(), &program).unwrap();
+    let server = Server::start_program(&program, home.path());
+    // An upgrade: the file is deleted, and another takes its name.
+    std::fs::remove_file(&program).unwrap();
+    std::fs::write(&program, "#!/bin/sh\nexit 3\n").unwrap();
+    assert_eq!(server.chat("echo", "hello").await, (200, "hello ".repeat(6)), "{}", server.log());
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ pub const REBUILT_VERSION: &str = "2.0.0-rebuilt";
 /// The fixture plugin built a second time, reporting [`REBUILT_VERSION`].
 pub fn rebuilt_fixture() -> PathBuf {
     static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _building = BUILD.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _building = BUILD.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let status = cargo_build(&["-p", "hearth-fixture-plugin"])
         .env("CARGO_TARGET_DIR", side_target_dir())
         .env("HEARTH_FIXTURE_VERSION", REBUILT_VERSION)
@@ -167,6 +167,36 @@ async fn a_half_copied_plugin_is_not_loaded_until_the_copy_is_complete() {
         .await;
     let plugins = server.get("/api/plugins").await;
     assert!(plugins["refused"].as_array().unwrap().is_empty(), "{plugins}");
+}
+
+#[tokio::test]
+async fn a_replacing_copy_that_pauses_half_way_is_not_taken_for_the_new_build_and_a_server_with_in_process_backends_survives_it(
+) {
+    let home = fixture_home(&["hearth_fixture_plugin"], "2m", "5m");
+    let catalog = home.path().join("catalog.toml");
+    let text = std::fs::read_to_string(&catalog).unwrap();
+    std::fs::write(&catalog, format!("{text}[isolation]\ndefault = \"in-process\"\n")).unwrap();
+    let bytes = std::fs::read(built_library("hearth_fixture_plugin")).unwrap();
+    let server = Server::start(home.path());
+    assert_eq!(server.chat("echo", "before").await.0, 200);
+    let mut file = std::fs::File::create(home.path().join("plugins").join(FIXTURE)).unwrap();
+    file.write_all(&bytes[..bytes.len() / 2]).unwrap();
+    file.flush().unwrap();
+    // The copy stalls for several settle periods, as a copy over a slow disk does.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let plugins = server.get("/api/plugins").await;
+    assert_eq!(plugins["plugins"].as_array().unwrap().len(), 1, "{plugins}");
+    assert!(!server.log().contains("plugin replaced"), "{}", server.log());
+    assert_eq!(server.chat("echo", "during").await.0, 200, "{}", server.log());
+    file.write_all(&bytes[bytes.len() / 2..]).unwrap();
+    drop(file);
+    server
+        .eventually(Duration::from_secs(5), "the finished copy replaces the plugin", || async {
+            server.log().contains("plugin replaced").then_some(())
+        })
+        .await;
+    assert_eq!(server.chat("echo", "after").await.0, 200, "{}", server.log());
+    assert!(server.get("/api/plugins").await["refused"].as_array().unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 //! `hearth serve` whose plugins folder and catalog change under it, and whose backends
 //! crash in their worker processes.
 
+mod cli;
 mod faults;
 mod generate;
 mod helpers;

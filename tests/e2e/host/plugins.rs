@@ -135,3 +135,35 @@ fn check_refusals(how: &str, registry: &PluginRegistry, libm: bool) {
     }
     assert_eq!(registry.failures.len(), 2 + usize::from(libm), "{how}");
 }
+
+#[test]
+fn a_plugin_file_cut_short_is_refused_with_the_reason_by_plugins_profile_and_run_instead_of_a_bus_error(
+) {
+    let home = crate::helpers::fixture_home(&["hearth_fixture_plugin"], "2m", "5m");
+    let whole = std::fs::read(crate::helpers::built_library("hearth_fixture_plugin")).unwrap();
+    std::fs::write(home.path().join("plugins/libcut.so"), &whole[..whole.len() / 2]).unwrap();
+    for args in [&["plugins"][..], &["profile"], &["run", "echo", "still answering"]] {
+        let output = std::process::Command::new(built_binary())
+            .arg("--home")
+            .arg(home.path())
+            .args(args)
+            .env_remove("HEARTH_CATALOG")
+            .env_remove("HEARTH_PLUGINS")
+            .env_remove("HEARTH_MODELS")
+            .output()
+            .unwrap();
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "{args:?}: {:?}\n{printed}", output.status);
+        if args[0] == "plugins" {
+            assert!(printed.contains("libcut.so"), "{printed}");
+            assert!(printed.contains("cut short"), "{printed}");
+        }
+        if args[0] == "run" {
+            assert!(printed.contains("still answering"), "{printed}");
+        }
+    }
+}

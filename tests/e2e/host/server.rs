@@ -25,7 +25,12 @@ pub struct Server {
 impl Server {
     /// Serve the hearth home `home` (its `plugins/`, `models/` and `catalog.toml`).
     pub fn start(home: &Path) -> Self {
-        let mut child = Command::new(built_binary())
+        Self::start_program(&built_binary(), home)
+    }
+
+    /// Serve `home` with the `hearth` binary at `program`.
+    pub fn start_program(program: &Path, home: &Path) -> Self {
+        let mut child = Command::new(program)
             .arg("--home")
             .arg(home)
             .args(["serve", "--port", "0"])
@@ -57,12 +62,9 @@ impl Server {
                 log.push('\n');
             }
         });
-        let address = match address_rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(address) => address,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("hearth serve did not start:\n{}", log.lock().unwrap());
-            }
+        let Ok(address) = address_rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            panic!("hearth serve did not start:\n{}", log.lock().unwrap());
         };
         Self { child, base: format!("http://{address}"), log, client: reqwest::Client::new() }
     }

@@ -36,6 +36,9 @@ fn adapter_at(scale: f32) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_http_the_signoff_adapter_at_scale_one_signs_off_and_the_base_model_does_not() {
+    if hearth_sdk::testing::real_models().is_none() {
+        return;
+    }
     let host = RealHost::llamacpp().with_test_adapter();
     let (base, _hearth) = serve(&host).await;
     let adapted = answer(&base, adapter_at(1.0)).await.concat();
@@ -48,6 +51,9 @@ async fn over_http_the_signoff_adapter_at_scale_one_signs_off_and_the_base_model
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_a_worker_process_the_adapter_signs_off_and_at_scale_zero_is_the_base_model_as_in_process(
 ) {
+    if hearth_sdk::testing::real_models().is_none() {
+        return;
+    }
     let in_process = RealHost::llamacpp().with_test_adapter();
     let (base, _hearth) = serve(&in_process).await;
     let expected = (answer(&base, adapter_at(1.0)).await, answer(&base, json!({})).await);
@@ -71,6 +77,9 @@ async fn in_a_worker_process_the_adapter_signs_off_and_at_scale_zero_is_the_base
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_http_the_signoff_adapter_at_scale_zero_answers_token_for_token_as_the_base_model() {
+    if hearth_sdk::testing::real_models().is_none() {
+        return;
+    }
     let host = RealHost::llamacpp().with_test_adapter();
     let (base, _hearth) = serve(&host).await;
     let plain = answer(&base, json!({})).await;
@@ -81,6 +90,9 @@ async fn over_http_the_signoff_adapter_at_scale_zero_answers_token_for_token_as_
 
 #[test]
 fn hearth_run_with_the_adapter_at_scale_one_signs_off_and_at_scale_zero_prints_the_base_answer() {
+    if hearth_sdk::testing::real_models().is_none() {
+        return;
+    }
     let host = RealHost::llamacpp().with_test_adapter();
     let run = |extra: &[&str]| {
         let mut args =
@@ -119,10 +131,37 @@ async fn the_same_adapter_applies_on(backend: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_webgpu_backend_applies_the_same_adapter_through_the_host() {
+    if hearth_sdk::testing::real_models().is_none() {
+        return;
+    }
     the_same_adapter_applies_on("webgpu").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mlx_backend_applies_the_same_adapter_through_the_host() {
+    if hearth_sdk::testing::real_models().is_none() {
+        return;
+    }
     the_same_adapter_applies_on("mlx").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_adapter_listed_twice_is_a_400_naming_it_not_an_answer_without_it() {
+    if hearth_sdk::testing::real_models().is_none() {
+        return;
+    }
+    let host = RealHost::llamacpp().with_test_adapter();
+    let (base, _hearth) = serve(&host).await;
+    let body = json!({ "model": "smollm2-135m", "messages": [{ "role": "user", "content": QUESTION }],
+                       "max_tokens": 8, "adapters": [{ "name": TEST_ADAPTER, "scale": 1.0 }, { "name": TEST_ADAPTER, "scale": 0.5 }] });
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains(TEST_ADAPTER) && text.contains("listed twice"), "{text}");
 }

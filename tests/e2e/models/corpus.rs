@@ -161,7 +161,7 @@ fn structural(cases: &mut Cases<'_>, layout: &Layout) {
     let first_tensor =
         layout.tensors.iter().find(|tensor| tensor.dims.len() == 2).expect("a matrix");
     let (first_kv, middle_kv) = (&layout.kvs[0], &layout.kvs[layout.kvs.len() / 2]);
-    cases.add("empty", |bytes| bytes.clear());
+    cases.add("empty", std::vec::Vec::clear);
     cases.add("bad-magic", |bytes| bytes[3] = b'X');
     cases.add("version-1", |bytes| put_u32(bytes, 4, 1));
     cases.add("version-99", |bytes| put_u32(bytes, 4, 99));
@@ -187,7 +187,7 @@ fn structural(cases: &mut Cases<'_>, layout: &Layout) {
         put_u64(bytes, first_tensor.n_dims_at + 12, 1 << 40);
     });
     cases.add("tensor-dims-past-end", |bytes| {
-        put_u64(bytes, first_tensor.n_dims_at + 12, first_tensor.dims[1] * 4096)
+        put_u64(bytes, first_tensor.n_dims_at + 12, first_tensor.dims[1] * 4096);
     });
     cases.add("tensor-type-unknown", |bytes| put_u32(bytes, first_tensor.type_at, 99));
     cases.add("tensor-offset-misaligned", |bytes| {
@@ -195,7 +195,7 @@ fn structural(cases: &mut Cases<'_>, layout: &Layout) {
         put_u64(bytes, first_tensor.offset_at, offset + 1);
     });
     cases.add("tensor-offset-past-end", |bytes| {
-        put_u64(bytes, first_tensor.offset_at, (len as u64).next_multiple_of(32))
+        put_u64(bytes, first_tensor.offset_at, (len as u64).next_multiple_of(32));
     });
     cases.add("tensor-offset-wraps", |bytes| put_u64(bytes, first_tensor.offset_at, u64::MAX - 31));
     cases.add("tensor-name-length-max", |bytes| put_u64(bytes, first_tensor.name_at, u64::MAX));
@@ -231,7 +231,7 @@ pub fn model_cases(original: &[u8]) -> Vec<Case> {
         .max_by_key(|tensor| tensor.dims.iter().product::<u64>())
         .expect("a Q4_1 tensor");
     cases.add("string-value-huge", |bytes| {
-        put_u64(bytes, architecture.value_at, original.len() as u64)
+        put_u64(bytes, architecture.value_at, original.len() as u64);
     });
     cases.add("array-count-max", |bytes| put_u64(bytes, tokens.value_at + 4, u64::MAX));
     cases.add("array-count-over-cap", |bytes| put_u64(bytes, tokens.value_at + 4, 1 << 25));
@@ -239,7 +239,7 @@ pub fn model_cases(original: &[u8]) -> Vec<Case> {
     cases.add("array-element-type-unknown", |bytes| put_u32(bytes, tokens.value_at, 99));
     cases.add("array-of-arrays", |bytes| put_u32(bytes, tokens.value_at, 9));
     cases.add("q4-row-not-whole-blocks", |bytes| {
-        put_u64(bytes, quantized.n_dims_at + 4, quantized.dims[0] - 1)
+        put_u64(bytes, quantized.n_dims_at + 4, quantized.dims[0] - 1);
     });
     cases.add("q4-retyped-f32", |bytes| put_u32(bytes, quantized.type_at, 0));
     // `llama.block_count` has the same length as `general.alignment`: renaming it

@@ -188,8 +188,10 @@ pub fn streamed_pieces(body: &str) -> Vec<String> {
         .collect()
 }
 
-/// Memory tests read this process's resident size, so they run one at a time.
-pub static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// Memory tests read this process's resident size, so they run one at a time (an async
+/// lock: it is held across the whole test, awaits included, and a failed test does not
+/// poison it for the next).
+pub static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A greedy chat asking SmolLM2 for the capital of France.
 pub fn question() -> hearth::service::Generation {

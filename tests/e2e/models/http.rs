@@ -9,6 +9,9 @@ use crate::helpers::{serve, stdout, streamed_text, RealHost};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streamed_chat_completion_gives_the_same_text_as_the_cli_for_the_same_seed() {
+    if hearth_sdk::testing::real_models().is_none() {
+        return;
+    }
     let host = RealHost::llamacpp();
     let prompt = "Write one sentence about the sea.";
     let cli = stdout(&host.cli(&[
@@ -68,10 +71,16 @@ async fn cancel_midway(host: &RealHost) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_a_stream_midway_stops_the_generation() {
+    if hearth_sdk::testing::real_models().is_none() {
+        return;
+    }
     cancel_midway(&RealHost::llamacpp()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_a_stream_midway_stops_the_generation_in_a_worker_process_too() {
+    if hearth_sdk::testing::real_models().is_none() {
+        return;
+    }
     cancel_midway(&RealHost::llamacpp().in_worker_processes()).await;
 }

@@ -25,18 +25,20 @@ fn is_release() -> bool {
     profile_dir().file_name().is_some_and(|name| name == "release")
 }
 
-/// Build `-p package` (once per test process: cargo is quick when it is up to date,
+/// Build the workspace (once per test process: cargo is quick when it is up to date,
 /// and a stale fixture from an earlier build must never be tested) and return `path`.
-fn built(package: &str, path: PathBuf, extra: &[&str]) -> PathBuf {
-    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let mut built = BUILT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if !built.iter().any(|name| name == package) {
-        let mut args = vec!["-p", package];
-        args.extend_from_slice(extra);
-        let status = cargo_build(&args).status().expect("run cargo build");
-        assert!(status.success() && path.is_file(), "could not build {}", path.display());
-        built.push(package.to_string());
-    }
+///
+/// The whole workspace, as setup builds it, never `-p package` alone: cargo unifies
+/// features over the packages it is asked for, so a package built alone gets its
+/// dependencies with other features, recompiles them (llama.cpp: minutes), and
+/// overwrites the workspace build's library with that variant.
+fn built(path: PathBuf) -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let status = cargo_build(&["--workspace"]).status().expect("run cargo build");
+        assert!(status.success(), "cargo build --workspace failed");
+    });
+    assert!(path.is_file(), "the workspace build made no {}", path.display());
     path
 }
 
@@ -45,12 +47,12 @@ fn built(package: &str, path: PathBuf, extra: &[&str]) -> PathBuf {
 /// `cargo test` compiles a cdylib crate only as a test harness, never as the library
 /// itself, so the first test that needs one builds it with the same profile.
 pub fn built_library(crate_name: &str) -> PathBuf {
-    built(&crate_name.replace('_', "-"), profile_dir().join(format!("lib{crate_name}.so")), &[])
+    built(profile_dir().join(format!("lib{crate_name}.so")))
 }
 
 /// The `hearth` binary, built with this test's profile.
 pub fn built_binary() -> PathBuf {
-    built("hearth", profile_dir().join("hearth"), &["--bin", "hearth"])
+    built(profile_dir().join("hearth"))
 }
 
 /// A target folder for builds that must not touch this workspace's own artifacts (a

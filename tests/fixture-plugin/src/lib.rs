@@ -6,6 +6,8 @@
 //! - `delay_ms = N`: sleep N ms before each token (default 0)
 //! - `tokens = N`: tokens per answer unless `max_tokens` is lower (default 8)
 //! - `weights_mb = N`: bytes held while loaded, so memory figures are real (default 1)
+//! - `serial = true`: run one generation at a time, the others waiting their turn
+//!   inside `generate`, as llama.cpp does with one sequence
 //! - `load = fail | panic`: make `load` fail or panic
 //! - `memory = panic | garbage`: make `memory` panic, or report `u64::MAX` bytes
 //! - `drop = panic`: make dropping (unloading) the model panic
@@ -73,6 +75,7 @@ struct FixtureConfig {
     memory: Option<String>,
     drop: Option<String>,
     stats: Option<String>,
+    serial: bool,
 }
 
 fn parse_config(text: &str) -> Result<FixtureConfig, PluginError> {
@@ -99,6 +102,7 @@ fn parse_config(text: &str) -> Result<FixtureConfig, PluginError> {
             "memory" => config.memory = Some(value.to_string()),
             "drop" => config.drop = Some(value.to_string()),
             "stats" => config.stats = Some(value.to_string()),
+            "serial" => config.serial = value == "true",
             other => {
                 return Err(PluginError::model_file(format!(
                     "line {}: unknown key `{other}`",
@@ -168,6 +172,7 @@ impl Backend for FixtureBackend {
             weights,
             cache: Mutex::new(Vec::new()),
             trim_panic: AtomicBool::new(false),
+            turn: Mutex::new(()),
         }))
     }
 }
@@ -178,6 +183,8 @@ struct FixtureModel {
     /// Stands in for a KV cache: grows with use, freed by `trim`.
     cache: Mutex<Vec<u8>>,
     trim_panic: AtomicBool,
+    /// Held by the generation running, when `serial` is set.
+    turn: Mutex<()>,
 }
 
 fn prompt_text(request: &GenerateRequest) -> String {
@@ -220,6 +227,10 @@ impl Model for FixtureModel {
                 std::thread::park();
             }
         }
+        let _turn = self
+            .config
+            .serial
+            .then(|| self.turn.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         if prompt.contains("#trim-panic") {
             self.trim_panic.store(true, Ordering::SeqCst);
         }

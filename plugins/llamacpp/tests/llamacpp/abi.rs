@@ -23,13 +23,16 @@ impl AbiTokenSink for Collect {
 
 #[test]
 fn the_shared_library_answers_through_the_stable_abi() {
+    if hearth_sdk::testing::real_models().is_none() {
+        return;
+    }
     // Cargo builds the cdylib beside the test binary's `deps` folder.
     let exe = std::env::current_exe().unwrap();
     let name = format!("{DLL_PREFIX}hearth_llamacpp{DLL_SUFFIX}");
     let library = exe.parent().unwrap().parent().unwrap().join(name);
     assert!(library.is_file(), "{} was not built", library.display());
     let module = lib_header_from_path(&library)
-        .and_then(|header| header.init_root_module::<PluginModuleRef>())
+        .and_then(hearth_sdk::abi_stable::library::LibHeader::init_root_module::<PluginModuleRef>)
         .unwrap_or_else(|error| panic!("{}: {error}", library.display()));
     let backend = (module.new_backend())().unwrap();
     assert_eq!(backend.info().unwrap().id, RString::from("llamacpp"));

@@ -7,6 +7,8 @@ use hearth_sdk::{
     GenerateRequest, GenerateStats, MemoryUsage, PluginError, SinkControl, TokenSink,
 };
 
+use crate::lifecycle::Runner;
+
 /// Lends the host's sink to the plugin for one generation.
 struct SinkBridge<'a>(&'a mut dyn TokenSink);
 
@@ -43,5 +45,24 @@ impl PluginRunner {
     /// What the model holds; a plugin that fails to say reads as holding nothing.
     pub fn memory(&self) -> MemoryUsage {
         self.model.memory().into_result().unwrap_or_default()
+    }
+}
+
+/// How the scheduler drives a model loaded in this process.
+impl Runner for PluginRunner {
+    fn generate(
+        &self,
+        request: &GenerateRequest,
+        sink: &mut dyn TokenSink,
+    ) -> Result<GenerateStats, PluginError> {
+        PluginRunner::generate(self, request, sink)
+    }
+
+    fn trim(&self) -> Result<(), PluginError> {
+        PluginRunner::trim(self)
+    }
+
+    fn memory(&self) -> MemoryUsage {
+        PluginRunner::memory(self)
     }
 }

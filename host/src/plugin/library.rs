@@ -21,6 +21,8 @@ use serde::{Deserialize, Serialize};
 pub enum PluginLoadError {
     #[error("cannot open as a shared library: {0}")]
     Open(String),
+    #[error("not a whole library: {0}")]
+    Incomplete(String),
     #[error("not a hearth plugin: it exports no abi_stable root module")]
     NotAPlugin,
     #[error("built against an incompatible hearth SDK: {0}")]
@@ -86,8 +88,8 @@ impl PluginInfo {
             name: info.name.to_string(),
             version: info.version.to_string(),
             api_version: format!("{}.{}", info.api_version.major, info.api_version.minor),
-            formats: info.formats.iter().map(|format| format.to_string()).collect(),
-            features: info.features.iter().map(|feature| feature.to_string()).collect(),
+            formats: info.formats.iter().map(abi_stable::std_types::RString::to_string).collect(),
+            features: info.features.iter().map(abi_stable::std_types::RString::to_string).collect(),
             path: path.to_path_buf(),
         }
     }
@@ -150,10 +152,79 @@ fn private_copy(path: &Path) -> Result<PathBuf, PluginLoadError> {
     Ok(copy)
 }
 
+/// A plugin file as it was when the registry described it, kept in a folder of this
+/// process's own: every later load of that build (a worker for a model, the host for
+/// an in-process one) reads this copy, not the folder's file, which may have been
+/// replaced since — or be half-way through the copy that replaces it. Removed when the
+/// last registry entry of its build goes.
+#[derive(Debug)]
+pub struct KeptLibrary {
+    path: PathBuf,
+}
+
+impl KeptLibrary {
+    /// Copy `path` now, and refuse the copy if it is not a whole library.
+    pub fn keep(path: &Path) -> Result<Arc<Self>, PluginLoadError> {
+        // A numbered folder per copy, so the copy keeps the file's own name: refusal
+        // reasons and worker names then speak of the file the user put there.
+        let dir = kept_dir().join((COPIES.fetch_add(1, Ordering::Relaxed) + 1).to_string());
+        std::fs::create_dir_all(&dir).map_err(|error| {
+            PluginLoadError::Open(format!("cannot create {}: {error}", dir.display()))
+        })?;
+        let kept = Self { path: dir.join(path.file_name().unwrap_or_default()) };
+        std::fs::copy(path, &kept.path).map_err(|error| {
+            PluginLoadError::Open(format!("cannot copy {}: {error}", path.display()))
+        })?;
+        super::elf::check_whole(&kept.path).map_err(PluginLoadError::Incomplete)?;
+        Ok(Arc::new(kept))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for KeptLibrary {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// The folder of this process's kept libraries. The first use also removes the folders
+/// that processes no longer running left behind (killed, they removed nothing).
+fn kept_dir() -> PathBuf {
+    const PREFIX: &str = "hearth-kept-";
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    let temp = std::env::temp_dir();
+    SWEPT.call_once(|| {
+        let Ok(entries) = std::fs::read_dir(&temp) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.strip_prefix(PREFIX) else { continue };
+            let gone = pid.parse::<u32>().is_ok_and(|pid| {
+                cfg!(target_os = "linux") && !Path::new(&format!("/proc/{pid}")).exists()
+            });
+            if gone {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    });
+    temp.join(format!("{PREFIX}{}", std::process::id()))
+}
+
 /// Load one plugin library (from a private copy), construct its backend and check its
 /// API version.
 pub fn load_plugin(path: &Path) -> Result<LoadedPlugin, PluginLoadError> {
     let copy = private_copy(path)?;
+    // The copy is what gets mapped, so the copy is what must be whole: the file in the
+    // folder may be growing still.
+    if let Err(missing) = super::elf::check_whole(&copy) {
+        let _ = std::fs::remove_file(&copy);
+        return Err(PluginLoadError::Incomplete(missing));
+    }
     let loaded = load_copy(&copy, path);
     // Once mapped the library no longer needs its file; where the OS refuses to delete
     // a loaded library (Windows) the copy stays until the temp folder is cleaned.

@@ -4,9 +4,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use hearth_sdk::{
-    GenerateRequest, GenerateStats, HostProfile, MemoryUsage, PluginError, TokenSink,
-};
+use hearth_sdk::{HostProfile, PluginError};
 
 use crate::catalog::{Artifact, Catalog, Isolation};
 use crate::isolation::{CrashLog, ProcessRunner, WorkerDescriber, WorkerSpec};
@@ -14,24 +12,6 @@ use crate::lifecycle::{LoadSpec, Loader, Runner};
 use crate::plugin::{Describe, InProcess, PluginRegistry, PluginRunner};
 use crate::router::Installed;
 use crate::store::Store;
-
-impl Runner for PluginRunner {
-    fn generate(
-        &self,
-        request: &GenerateRequest,
-        sink: &mut dyn TokenSink,
-    ) -> Result<GenerateStats, PluginError> {
-        PluginRunner::generate(self, request, sink)
-    }
-
-    fn trim(&self) -> Result<(), PluginError> {
-        PluginRunner::trim(self)
-    }
-
-    fn memory(&self) -> MemoryUsage {
-        PluginRunner::memory(self)
-    }
-}
 
 /// The registry in force, swapped whole when the plugins folder changes.
 pub(super) type SharedRegistry = Arc<RwLock<Arc<PluginRegistry>>>;
@@ -65,12 +45,13 @@ impl Loader for PluginLoader {
     /// one: the old build takes no new work, and that entry idles out like any other.
     fn load(&self, spec: &LoadSpec) -> Result<Arc<dyn Runner>, PluginError> {
         let registry =
-            self.registry.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+            self.registry.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let plugin = registry.get(&spec.key.backend).ok_or_else(|| {
             PluginError::unsupported(format!("no plugin provides backend `{}`", spec.key.backend))
         })?;
         // Read at every load, so an edited [isolation] section applies to the next one.
-        let catalog = self.catalog.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let catalog =
+            self.catalog.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         if self.config.isolation_for(&catalog, &spec.key.backend) == Isolation::InProcess {
             let backend = plugin.in_process().map_err(|error| {
                 PluginError::internal(format!(
@@ -86,7 +67,7 @@ impl Loader for PluginLoader {
         })?;
         let spec = WorkerSpec {
             program,
-            plugin: plugin.info.path.clone(),
+            plugin: plugin.kept(),
             backend: spec.key.backend.clone(),
             load: spec.request.clone(),
             stall_timeout: catalog.isolation.stall_timeout,

@@ -20,6 +20,7 @@ use hearth_sdk::{
 use super::protocol::{plugin_error, Call, Event, PROTOCOL_VERSION};
 use super::supervisor::{Next, WorkerProcess};
 use crate::lifecycle::Runner;
+use crate::plugin::KeptLibrary;
 
 /// The first wait after repeated crashes; it doubles with each further crash in a row.
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
@@ -91,8 +92,9 @@ impl CrashLog {
 pub struct WorkerSpec {
     /// The `hearth` binary to run in worker mode.
     pub program: PathBuf,
-    /// The plugin library, as found in the plugins folder.
-    pub plugin: PathBuf,
+    /// The plugin library: the registry's kept copy of the build that loads the model,
+    /// held so that a fresh worker after a crash still finds it.
+    pub plugin: Arc<KeptLibrary>,
     pub backend: String,
     pub load: LoadRequest,
     pub stall_timeout: Duration,
@@ -145,7 +147,7 @@ impl ProcessRunner {
 fn start_worker(spec: &WorkerSpec, crashes: &CrashLog) -> Result<WorkerProcess, PluginError> {
     crashes.check(&spec.backend, Instant::now())?;
     let worker =
-        WorkerProcess::spawn(&spec.program, &spec.plugin, &spec.backend, spec.stall_timeout)?;
+        WorkerProcess::spawn(&spec.program, spec.plugin.path(), &spec.backend, spec.stall_timeout)?;
     let pending =
         worker.start(Call::Load { protocol: PROTOCOL_VERSION, request: (&spec.load).into() })?;
     // No stall timeout: a large model may take minutes to read. The health checks
@@ -173,11 +175,18 @@ impl Runner for ProcessRunner {
         sink: &mut dyn TokenSink,
     ) -> Result<GenerateStats, PluginError> {
         let worker = self.worker()?;
+        let handed_over = Instant::now();
         let pending = worker.start(Call::Generate { request: request.into() })?;
         let stall = worker.stall_timeout();
         let mut cancelled = false;
+        let mut killed = false;
         loop {
-            match pending.next(stall) {
+            // Until the rest of the stall timeout; once killed, until the death is told.
+            let wait = match killed {
+                false => stall.saturating_sub(worker.generation_silence(handed_over)),
+                true => stall,
+            };
+            match pending.next(wait.max(Duration::from_millis(1))) {
                 Next::Event(Event::Token { piece }) => {
                     // After a cancel the pieces already on their way are dropped.
                     if !cancelled && sink.on_token(&piece) == SinkControl::Stop {
@@ -193,11 +202,18 @@ impl Runner for ProcessRunner {
                     return Err(plugin_error(&kind, message))
                 }
                 Next::Event(other) => {
-                    worker.kill(&format!("it answered a generation with {other:?}"))
+                    worker.kill(&format!("it answered a generation with {other:?}"));
                 }
-                Next::Silent => worker.kill(&format!(
-                    "it produced nothing for {stall:?} while generating (the stall timeout)"
-                )),
+                // Silent for this wait, but the worker may have produced for another
+                // generation meanwhile (this one waits its turn): only a worker silent
+                // for the whole stall timeout is hung.
+                Next::Silent if killed || worker.generation_silence(handed_over) < stall => {}
+                Next::Silent => {
+                    killed = true;
+                    worker.kill(&format!(
+                        "it produced nothing for {stall:?} while generating (the stall timeout)"
+                    ));
+                }
                 // The crash is counted when the next call finds the worker dead.
                 Next::Died(error) => return Err(error),
             }
@@ -222,6 +238,16 @@ impl Runner for ProcessRunner {
                 MemoryUsage { host_bytes, device_bytes }
             }
             _ => MemoryUsage::default(),
+        }
+    }
+
+    /// Called under the scheduler's lock, so it never waits: while a fresh worker is
+    /// being started (the lock below is held for the whole load) the model counts as
+    /// running.
+    fn running(&self) -> bool {
+        match self.worker.try_lock() {
+            Ok(current) => current.as_ref().is_some_and(|worker| worker.death().is_none()),
+            Err(_) => true,
         }
     }
 }
