@@ -20,7 +20,6 @@ import os
 import signal
 import socket
 import statistics
-import signal
 import subprocess
 import sys
 import threading

@@ -14,7 +14,7 @@ use hearth_sdk::abi_stable::std_types::RVec;
 use hearth_sdk::{ChatMessage, GenerateRequest, Sampling};
 use serde_json::{json, Value};
 
-use crate::helpers::{resident_bytes, RealHost, ALONE};
+use crate::helpers::{heap_in_use_bytes, resident_bytes, RealHost, ALONE};
 
 const CLIENTS: usize = 32;
 const REQUESTS_PER_CLIENT: usize = 2;
@@ -206,21 +206,33 @@ async fn a_hundred_load_and_unload_cycles_give_the_memory_back() {
     // pages, llama.cpp's backend registry, the allocator's arenas.
     cycle(&hearth).await;
     cycle(&hearth).await;
-    let baseline = resident_bytes();
+    let (heap_before, resident_before) = (heap_in_use_bytes(), resident_bytes());
     let started = Instant::now();
     for _ in 0..100 {
         cycle(&hearth).await;
     }
-    let after = resident_bytes();
+    let (heap_after, resident_after) = (heap_in_use_bytes(), resident_bytes());
+    let mb = |bytes: u64| bytes as f64 / 1048576.0;
     eprintln!(
-        "100 load/unload cycles in {:?}; resident {:.1} MB before, {:.1} MB after",
+        "100 load/unload cycles in {:?}; heap in use {:.2} → {:.2} MB, resident {:.1} → {:.1} MB",
         started.elapsed(),
-        baseline as f64 / 1048576.0,
-        after as f64 / 1048576.0
+        mb(heap_before),
+        mb(heap_after),
+        mb(resident_before),
+        mb(resident_after)
     );
     assert!(hearth.loaded_models().is_empty());
+    // What leaks, at 10 KB or more a cycle: the heap's own count is exact.
     assert!(
-        after < baseline + 8 * 1024 * 1024,
-        "resident memory {baseline} → {after} bytes after 100 cycles"
+        heap_after < heap_before + 1024 * 1024,
+        "heap in use {heap_before} → {heap_after} bytes after 100 cycles"
+    );
+    // What stays mapped (the model file, the backend's buffers outside malloc): the
+    // resident size moves by a few megabytes with the arenas' fragmentation from run to
+    // run (20–25 MB alone, 25–34 MB after the other memory tests), so the bound is a
+    // third of the model file's 94 MB: a single cycle that kept its weights breaks it.
+    assert!(
+        resident_after < resident_before + 36 * 1024 * 1024,
+        "resident memory {resident_before} → {resident_after} bytes after 100 cycles"
     );
 }
