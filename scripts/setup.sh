@@ -17,9 +17,10 @@ PY="${PYTHON:-python3}"
 
 # ---------------------------------------------------------------------------------------
 step "system packages"
-# cmake, clang and libclang-dev build llama.cpp (llama-cpp-2); mesa-vulkan-drivers gives
-# the WebGPU plugin a Vulkan device (lavapipe) on machines without a GPU.
-APT_PACKAGES=(cmake clang libclang-dev pkg-config mesa-vulkan-drivers)
+# cmake, clang and libclang-dev build llama.cpp (llama-cpp-2), binutils' strip slims its
+# libraries for the plugins folder, and mesa-vulkan-drivers gives the WebGPU plugin a
+# Vulkan device (lavapipe) on machines without a GPU.
+APT_PACKAGES=(cmake clang libclang-dev pkg-config binutils mesa-vulkan-drivers)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed"; then
@@ -175,19 +176,31 @@ install_file() {
     cmp -s "$1" "$2" && return 1
     cp -L "$1" "$2.tmp" && mv -f "$2.tmp" "$2"
 }
+# install_stripped FROM TO: the same for a shared library, without its debug sections
+# (llama.cpp builds with them: 150 MB for libllama alone, which the host would copy on
+# every start).
+install_stripped() {
+    strip --strip-debug -o "$2.tmp" "$1"
+    if cmp -s "$2.tmp" "$2"; then
+        rm -f "$2.tmp"
+        return 1
+    fi
+    mv -f "$2.tmp" "$2"
+}
 
 # The llama.cpp plugin's companion folder (plugins/llamacpp/src/backends.rs): the shared
-# libraries it links (libllama, libggml, libggml-base, by their sonames) and ggml's
-# backend modules (every CPU variant; GPU ones where built), from the one build.
+# libraries it links (its NEEDED libllama, libggml and libggml-base, by their sonames)
+# and ggml's backend modules (every CPU variant; GPU ones where built), from the one
+# build.
 install_llamacpp_companion() {
     local folder="$1" name changed=0 wanted=()
     [[ -n "$LLAMA_OUT" && -d "$LLAMA_OUT/backends" ]] ||
         { echo "error: the build did not report llama.cpp's libraries (LLAMA_OUT=$LLAMA_OUT)" >&2; exit 1; }
     mkdir -p "$folder"
-    for file in "$LLAMA_OUT"/lib/lib*.so.[0-9] "$LLAMA_OUT"/backends/libggml-*.so; do
+    for file in "$LLAMA_OUT"/lib/lib{llama,ggml,ggml-base}.so.[0-9] "$LLAMA_OUT"/backends/libggml-*.so; do
         name=$(basename "$file")
         wanted+=("$name")
-        install_file "$file" "$folder/$name" && changed=$((changed + 1))
+        install_stripped "$file" "$folder/$name" && changed=$((changed + 1))
     done
     # What an earlier build installed and this one did not build goes: modules of two
     # builds must never meet.
