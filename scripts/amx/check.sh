@@ -22,16 +22,22 @@ echo "== local compiler: $(cc --version | head -1)"
 
 cc -O2 "$here/variant_bench.c" -I"$source/include" -I"$source/ggml/include" \
     -L"$companion" -l:libllama.so.0 -l:libggml.so.0 -l:libggml-base.so.0 \
-    -Wl,-rpath,"$companion" -o "$work/variant_bench" || exit 1
+    -Wl,--disable-new-dtags,-rpath,"$companion" -o "$work/variant_bench" || exit 1
 
 echo "== building ggml's sapphirerapids module with the local compiler"
-cmake -S "$source/ggml" -B "$work/ggml" -DCMAKE_BUILD_TYPE=Release -DGGML_BACKEND_DL=ON \
-    -DGGML_CPU_ALL_VARIANTS=ON -DBUILD_SHARED_LIBS=ON -DGGML_NATIVE=OFF -DGGML_OPENMP=ON \
+# ggml on its own (the crate's copy lacks the pkg-config template a standalone build
+# writes; an empty one does).
+cp -r "$source/ggml" "$work/ggml-src"
+[[ -f $work/ggml-src/ggml.pc.in ]] || touch "$work/ggml-src/ggml.pc.in"
+cmake -S "$work/ggml-src" -B "$work/ggml" -DCMAKE_BUILD_TYPE=Release -DGGML_BACKEND_DL=ON \
+    -DGGML_CPU_ALL_VARIANTS=ON -DBUILD_SHARED_LIBS=ON -DGGML_NATIVE=OFF -DGGML_OPENMP=ON -DGGML_BUILD_TESTS=OFF -DGGML_BUILD_EXAMPLES=OFF \
     >"$work/configure.log" 2>&1 || { tail -20 "$work/configure.log"; exit 1; }
 cmake --build "$work/ggml" --target ggml-cpu-sapphirerapids -j "$threads" >"$work/build.log" 2>&1 ||
     { tail -20 "$work/build.log"; exit 1; }
 rebuilt=$(find "$work/ggml" -name libggml-cpu-sapphirerapids.so | head -1)
-mkdir -p "$work/amx-local" && cp "$rebuilt" "$work/amx-local/"
+mkdir -p "$work/amx-local" "$work/amx-shipped"
+cp "$rebuilt" "$work/amx-local/"
+cp "$companion/libggml-cpu-sapphirerapids.so" "$work/amx-shipped/"
 
 run() { # LABEL MODULE
     local out status
@@ -54,14 +60,14 @@ run "sapphirerapids ($(cc -dumpfullversion 2>/dev/null || cc -dumpversion), rebu
 
 if [[ -n $hearth ]]; then
     models=$work/models
-    mkdir -p "$models/smollm2-135m" && ln -s "$model" "$models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf"
-    for modules in default "$work/amx-local"; do
+    mkdir -p "$models/smollm2-135m" && cp "$model" "$models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf"
+    for modules in default "$work/amx-shipped" "$work/amx-local"; do
         echo "== hearth, modules: $modules"
         env_modules=()
         [[ $modules != default ]] && env_modules=(HEARTH_GGML_BACKENDS="$modules")
         env "${env_modules[@]}" "$hearth" --plugins "$plugins" --models "$models" plugins 2>&1 | grep -E "^llamacpp"
         env "${env_modules[@]}" HEARTH_THREADS="$threads" "$hearth" --plugins "$plugins" --models "$models" \
-            bench smollm2-135m --backend llamacpp --runs 3 2>&1 | tail -4
+            bench smollm2-135m --backend llamacpp --runs 3 2>&1 | grep -E "tok/s|Error"
     done
 fi
 rm -rf "$work"

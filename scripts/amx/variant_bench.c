@@ -15,6 +15,10 @@ static double now(void) {
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
+static void quiet(enum ggml_log_level level, const char * text, void * data) {
+    (void) level, (void) text, (void) data;
+}
+
 static int greedy(struct llama_context * ctx, int n_vocab) {
     const float * logits = llama_get_logits_ith(ctx, -1);
     int best = 0;
@@ -30,11 +34,13 @@ int main(int argc, char ** argv) {
         return 2;
     }
     const int n_prompt = 512, n_gen = 64, runs = 3, threads = atoi(argv[3]);
+    ggml_log_set(quiet, NULL);
     if (!ggml_backend_load(argv[1])) {
         fprintf(stderr, "cannot load %s\n", argv[1]);
         return 2;
     }
-    llama_log_set(NULL, NULL);
+    llama_log_set(quiet, NULL);
+    ggml_log_set(quiet, NULL);
     llama_backend_init();
     struct llama_model * model = llama_model_load_from_file(argv[2], llama_model_default_params());
     if (!model) return 2;

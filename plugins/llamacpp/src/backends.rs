@@ -22,9 +22,13 @@
 //! `ggml_backend_score` says whether this CPU runs it and how well (0: it does not),
 //! and the best one that is not [`left_out`] is loaded. ggml would take the best one
 //! regardless, and on an Intel Xeon with AMX that is `sapphirerapids`, whose AMX
-//! kernels GCC before 13 miscompiles: the tile configuration is optimised away and the
-//! first prompt crashes in `ggml_backend_amx_mul_mat` (llama.cpp issue 20824; Ollama
-//! moved its builds to GCC 13 for it). Which compiler built a module is read from the
+//! kernels GCC before 13 has built to crash on the first prompt, in
+//! `ggml_backend_amx_mul_mat`: Ollama's GCC 11 builds (it moved to GCC 13 for it),
+//! llama.cpp issue 20824 (GCC 11), and this project's GCC 12 `-march=native` build on
+//! a Xeon. (This build's GCC 12 variant ran on the one AMX host we could try, the lent
+//! H200's, at 2.7× the prompt speed of the best other variant; docs/BENCHMARKS.md has
+//! the figures. Without a way to tell a good GCC 12 build from a bad one, it is left
+//! out.) Which compiler built a module is read from the
 //! module itself ([`compiler_in`]), so a module from another build is judged by its
 //! own compiler. What was chosen and what was left out, and why, is part of the
 //! plugin's probe, which `hearth plugins` prints.
@@ -129,8 +133,9 @@ pub fn compiler_in(bytes: &[u8]) -> Compiler {
 pub fn left_out(variant: &str, compiler: Compiler) -> Option<String> {
     match compiler {
         Compiler::Gcc(major) if variant == AMX_VARIANT && major < 13 => Some(format!(
-            "{variant} left out: its AMX kernels were built by GCC {major}, which miscompiles \
-             them (a crash in ggml_backend_amx_mul_mat; GCC 13 or clang builds them right)"
+            "{variant} left out: its AMX kernels were built by GCC {major}, and GCC before 13 \
+             has built them to crash (in ggml_backend_amx_mul_mat); GCC 13 or clang builds \
+             are used"
         )),
         _ => None,
     }
