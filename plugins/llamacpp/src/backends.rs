@@ -354,7 +354,8 @@ mod tests {
         assert_eq!(cpu_variant("libggml-cpu.so"), Some("cpu"));
         assert_eq!(cpu_variant("libggml-cuda.so"), None);
         assert!(is_other_module("libggml-cuda.so"));
-        for not_a_module in ["libggml-base.so", "libggml.so.0", "libllama.so.0", "libggml-cpu-x64.so"]
+        for not_a_module in
+            ["libggml-base.so", "libggml.so.0", "libllama.so.0", "libggml-cpu-x64.so"]
         {
             assert!(!is_other_module(not_a_module), "{not_a_module}");
         }
@@ -369,7 +370,10 @@ mod tests {
             "GCC: (Ubuntu 13.3.0-6ubuntu2~24.04.1) 13.3.0",
         ]);
         assert_eq!(compiler_in(&gcc_13), Compiler::Gcc(13));
-        let clang = library_saying(&["GCC: (Debian 12.2.0-14+deb12u1) 12.2.0", "Debian clang version 14.0.6"]);
+        let clang = library_saying(&[
+            "GCC: (Debian 12.2.0-14+deb12u1) 12.2.0",
+            "Debian clang version 14.0.6",
+        ]);
         assert_eq!(compiler_in(&clang), Compiler::Clang);
         assert_eq!(compiler_in(b"no comment at all"), Compiler::Unknown);
     }
@@ -400,7 +404,9 @@ mod tests {
         };
         let chosen = |variants: &[Variant]| choose(variants).map(|v| v.name.clone());
         assert_eq!(chosen(&with_amx_by(Compiler::Gcc(12))).as_deref(), Some("icelake"));
-        assert!(left_out("sapphirerapids", Compiler::Gcc(12)).is_some_and(|why| why.contains("GCC 12")));
+        assert!(
+            left_out("sapphirerapids", Compiler::Gcc(12)).is_some_and(|why| why.contains("GCC 12"))
+        );
         for fine in [Compiler::Gcc(13), Compiler::Clang, Compiler::Unknown] {
             assert_eq!(chosen(&with_amx_by(fine)).as_deref(), Some("sapphirerapids"), "{fine:?}");
         }

@@ -51,13 +51,22 @@ fn the_installed_plugin_names_the_cpu_variant_it_picked_and_answers_with_it() {
     // A GCC before 13 built the AMX variant wrong: it is left out, and says so.
     let compiler = Command::new("c++").arg("--version").output().unwrap();
     let compiler = String::from_utf8_lossy(&compiler.stdout).lines().next().unwrap().to_string();
-    let gcc_major = compiler.split_whitespace().last().and_then(|v| v.split('.').next()?.parse().ok());
+    let gcc_major =
+        compiler.split_whitespace().last().and_then(|v| v.split('.').next()?.parse().ok());
     if !compiler.contains("clang") && gcc_major.is_some_and(|major: u32| major < 13) {
         assert_ne!(picked, "sapphirerapids");
         assert!(listing.contains("sapphirerapids left out"), "{listing}");
     }
     let output = host.cli_without(
-        &["run", "smollm2-135m", "What is the capital of France?", "--temperature", "0", "--max-tokens", "24"],
+        &[
+            "run",
+            "smollm2-135m",
+            "What is the capital of France?",
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "24",
+        ],
         &["LD_LIBRARY_PATH"],
     );
     assert!(stdout(&output).contains("Paris"), "{}", stdout(&output));
