@@ -129,7 +129,10 @@ fn logits_program() -> PathBuf {
                 exe.parent().and_then(Path::parent).expect("<target>/<profile>/deps/<test>");
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
             let mut build = Command::new(cargo);
-            build.args(["build", "--quiet", "-p", "hearth-llama-logits"]);
+            // The whole workspace, as setup builds it: a build of one package resolves
+            // llama.cpp's build dependencies with other features and would build
+            // llama.cpp a second time (and its libraries collide with the first's).
+            build.args(["build", "--quiet", "--workspace"]);
             if profile.file_name().is_some_and(|name| name == "release") {
                 build.arg("--release");
             }
