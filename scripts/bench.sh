@@ -20,7 +20,9 @@ _t0=$(date +%s)
 
 # ---------------------------------------------------------------------------------------
 step "direct llama-cpp-2 program"
-cargo build --release -p hearth-llamacpp --example direct
+# The workspace's examples, with the workspace's features: a build of one package
+# would build llama.cpp a second time.
+cargo build --release --workspace --examples
 
 # ---------------------------------------------------------------------------------------
 step "direct libmlx program"

@@ -27,8 +27,8 @@
 #
 # What travels: the llama.cpp source tree scripts/bench.sh assembles (the one
 # llama-cpp-sys-2 vendors, with llama.cpp's tools laid over it) as tar.xz; the `hearth`
-# host; the llama.cpp plugin and examples/direct.rs built with `--features
-# dynamic-backends` and their shared libllama / libggml-base / libggml; the MLX plugin;
+# host; the llama.cpp plugin and examples/direct.rs (built, as always, with ggml's
+# dynamic backends) and their shared libllama / libggml-base / libggml; the MLX plugin;
 # the SmolLM2-135M Q4_1 file; the mlx-cuda-13 wheel. What is built there: ggml's CUDA
 # backend module, its CPU module and a CUDA llama-bench, from that same source, with
 # GGML_BACKEND_DL=ON like the plugin.
@@ -49,7 +49,7 @@ hearth_env() {
     mkdir -p "$HEARTH_HOME"
 }
 
-# The llama.cpp build there: what llama-cpp-sys-2's build script gives ggml with the
+# The llama.cpp build there: what llama-cpp-sys-2's build script gives ggml with its
 # `dynamic-backends` feature (GGML_BACKEND_DL, shared libraries, GGML_NATIVE=OFF, Release)
 # with one CPU module (as `prepare` builds the plugin) and CUDA for sm_90.
 cuda_configure() {
@@ -93,7 +93,7 @@ prepare)
     # One CPU module, not GGML_CPU_ALL_VARIANTS' ten (see gpu/one-cpu-variant.cmake).
     (cd "$root" && CARGO_TARGET_DIR=$target \
         CMAKE_PROJECT_INCLUDE=$here/gpu/one-cpu-variant.cmake \
-        cargo build --release -p hearth-llamacpp --features dynamic-backends) || exit 1
+        cargo build --release -p hearth-llamacpp) || exit 1
     (cd "$root" && CARGO_TARGET_DIR=$target cargo build --release -p hearth-mlx) || exit 1
     [[ -f $dest/$MLX_WHEEL ]] || python3 -m pip download --no-deps --only-binary=:all: \
         --python-version 3.12 --platform manylinux_2_35_x86_64 -d "$dest" mlx-cuda-13==0.32.4 || exit 1
@@ -108,7 +108,7 @@ prepare)
     mv "$dest/model.part.0" "$dest/c1/"
     mv "$dest"/model.part.[12] "$dest/c2/"
     (cd "$root" && CARGO_TARGET_DIR=$target CMAKE_PROJECT_INCLUDE=$here/gpu/one-cpu-variant.cmake \
-        cargo build --release -p hearth-llamacpp --features dynamic-backends --example direct) || exit 1
+        cargo build --release -p hearth-llamacpp --example direct) || exit 1
     strip -o "$dest/c2/libhearth_llamacpp.so" "$target/release/libhearth_llamacpp.so"
     strip -o "$dest/c2/direct" "$target/release/examples/direct"
     # The plugin needs libggml-base.so.0, libggml.so.0 and libllama.so.0 (its NEEDED

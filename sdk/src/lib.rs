@@ -52,6 +52,10 @@
 //!    (`~/.hearth/plugins`, or `--plugins`). A running `hearth serve` notices it within
 //!    a second: the plugin is loaded, probed and routable without a restart, and
 //!    `hearth plugins` lists it — or lists why it was refused.
+//!    Shared libraries of its own (an engine built as `.so` files) go in its companion
+//!    folder, named as the plugin file without the extension (`lib<name>/`), with the
+//!    run path `$ORIGIN/lib<name>`: the host copies that folder with the plugin, so each
+//!    build finds its own libraries (copy the folder in first, then the plugin).
 //!
 //! A minimal backend, whole:
 //!

@@ -5,6 +5,11 @@
 //! seen, so a rebuilt plugin at the same path would never be loaded; and a library
 //! overwritten in place while mapped crashes the process. The copy is deleted once
 //! loaded (the mapping keeps it alive), so nothing piles up on disk.
+//!
+//! A plugin may have a companion folder beside it, named as its file without the
+//! extension (`libhearth_llamacpp/` for `libhearth_llamacpp.so`), holding the shared
+//! libraries it links and loads (its run path names `$ORIGIN/<that folder>`). It is
+//! copied with the plugin, so the copy finds the libraries of its own build.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -138,18 +143,50 @@ pub fn remove_private_copies() {
     let _ = std::fs::remove_dir(private_copies_dir());
 }
 
-/// A fresh private copy of `path`, in a folder of this process's own.
+/// A fresh private copy of `path` (and its companion folder), in a numbered folder of
+/// this process's own: the copy keeps the file's name, which the companion's is made of.
 fn private_copy(path: &Path) -> Result<PathBuf, PluginLoadError> {
-    let dir = private_copies_dir();
-    std::fs::create_dir_all(&dir).map_err(|error| {
-        PluginLoadError::Open(format!("cannot create {}: {error}", dir.display()))
-    })?;
-    let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
-    let copy = dir.join(format!("{}-{name}", COPIES.fetch_add(1, Ordering::Relaxed) + 1));
-    std::fs::copy(path, &copy).map_err(|error| {
-        PluginLoadError::Open(format!("cannot copy {}: {error}", path.display()))
-    })?;
+    let dir = private_copies_dir().join((COPIES.fetch_add(1, Ordering::Relaxed) + 1).to_string());
+    copy_with_companion(path, &dir)
+}
+
+/// Copy the plugin file `path` into the new folder `dir`, with its companion folder if
+/// it has one; returns the copy's path.
+fn copy_with_companion(path: &Path, dir: &Path) -> Result<PathBuf, PluginLoadError> {
+    let copy = dir.join(path.file_name().unwrap_or_default());
+    let copy_file = |from: &Path, to: &Path| {
+        std::fs::copy(from, to).map_err(|error| {
+            PluginLoadError::Open(format!("cannot copy {}: {error}", from.display()))
+        })
+    };
+    let create = |dir: &Path| {
+        std::fs::create_dir_all(dir).map_err(|error| {
+            PluginLoadError::Open(format!("cannot create {}: {error}", dir.display()))
+        })
+    };
+    create(dir)?;
+    copy_file(path, &copy)?;
+    let companion = path.with_extension("");
+    if let Ok(entries) = std::fs::read_dir(&companion) {
+        let copied = copy.with_extension("");
+        create(&copied)?;
+        for entry in entries.flatten() {
+            // Files only (links followed): the libraries, not folders of other things.
+            if entry.path().is_file() {
+                copy_file(&entry.path(), &copied.join(entry.file_name()))?;
+            }
+        }
+    }
     Ok(copy)
+}
+
+/// Remove a copy made by [`copy_with_companion`]: the file, its companion, its folder.
+fn remove_copy(copy: &Path) {
+    let _ = std::fs::remove_file(copy);
+    let _ = std::fs::remove_dir_all(copy.with_extension(""));
+    if let Some(dir) = copy.parent() {
+        let _ = std::fs::remove_dir(dir);
+    }
 }
 
 /// A plugin file as it was when the registry described it, kept in a folder of this
@@ -168,13 +205,7 @@ impl KeptLibrary {
         // A numbered folder per copy, so the copy keeps the file's own name: refusal
         // reasons and worker names then speak of the file the user put there.
         let dir = kept_dir().join((COPIES.fetch_add(1, Ordering::Relaxed) + 1).to_string());
-        std::fs::create_dir_all(&dir).map_err(|error| {
-            PluginLoadError::Open(format!("cannot create {}: {error}", dir.display()))
-        })?;
-        let kept = Self { path: dir.join(path.file_name().unwrap_or_default()) };
-        std::fs::copy(path, &kept.path).map_err(|error| {
-            PluginLoadError::Open(format!("cannot copy {}: {error}", path.display()))
-        })?;
+        let kept = Self { path: copy_with_companion(path, &dir)? };
         super::elf::check_whole(&kept.path).map_err(PluginLoadError::Incomplete)?;
         Ok(Arc::new(kept))
     }
@@ -186,10 +217,7 @@ impl KeptLibrary {
 
 impl Drop for KeptLibrary {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-        if let Some(dir) = self.path.parent() {
-            let _ = std::fs::remove_dir(dir);
-        }
+        remove_copy(&self.path);
     }
 }
 
@@ -222,13 +250,13 @@ pub fn load_plugin(path: &Path) -> Result<LoadedPlugin, PluginLoadError> {
     // The copy is what gets mapped, so the copy is what must be whole: the file in the
     // folder may be growing still.
     if let Err(missing) = super::elf::check_whole(&copy) {
-        let _ = std::fs::remove_file(&copy);
+        remove_copy(&copy);
         return Err(PluginLoadError::Incomplete(missing));
     }
     let loaded = load_copy(&copy, path);
     // Once mapped the library no longer needs its file; where the OS refuses to delete
     // a loaded library (Windows) the copy stays until the temp folder is cleaned.
-    let _ = std::fs::remove_file(&copy);
+    remove_copy(&copy);
     loaded.map_err(|error| match error {
         // The loader's message names the copy; the user knows the original.
         PluginLoadError::Open(message) => PluginLoadError::Open(

@@ -220,8 +220,7 @@ fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
 
 fn main() -> Result<(), AnyError> {
     let options = Options::parse()?;
-    // A module build loads its backends (CPU, CUDA, …) as the plugin does.
-    #[cfg(feature = "dynamic-backends")]
+    // The backend modules (CPU, CUDA, …), loaded as the plugin loads them.
     hearth_llamacpp::backends::load()?;
     let mut backend = LlamaBackend::init()?;
     backend.void_logs();

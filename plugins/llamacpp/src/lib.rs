@@ -1,11 +1,11 @@
 //! # hearth-llamacpp — the llama.cpp backend
 //!
 //! A hearth plugin (id `llamacpp`) that runs GGUF models with llama.cpp, built from
-//! source by `llama-cpp-2`. CPU by default; the cargo features `cuda`, `vulkan` and
-//! `metal` build llama.cpp's GPU backends, and models are then offloaded whole. The
-//! feature `dynamic-backends` builds llama.cpp as shared libraries whose backends are
-//! modules loaded at start (`HEARTH_GGML_BACKENDS`; see [`backends`]): a GPU module
-//! found there is used like a built-in one.
+//! source by `llama-cpp-2` with ggml's dynamic backends: every backend is a module loaded
+//! at start from the plugin's companion folder, the CPU backend in the best variant this
+//! CPU runs (see [`backends`]), and a GPU module found there (`libggml-cuda.so`, …) is
+//! used as a built-in one would be: models are then offloaded whole. The cargo features
+//! `cuda`, `vulkan` and `metal` build those GPU modules.
 //!
 //! - **Models** are memory-mapped; the context (KV cache and scratch) is created on the
 //!   first request and freed by `trim`. Requests to one model take turns on that
@@ -50,9 +50,10 @@ pub use model::LlamaModel;
 /// trained on more: a long context costs KV memory on every load.
 const DEFAULT_CONTEXT: u32 = 4096;
 
-/// llama.cpp's process-wide state may be initialised only once per process.
-fn llama_backend() -> Result<&'static LlamaBackend, PluginError> {
-    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+/// llama.cpp's process-wide state, with the backend modules it was given; it may be
+/// initialised only once per process.
+fn llama_backend() -> Result<&'static (LlamaBackend, backends::Loaded), PluginError> {
+    static BACKEND: OnceLock<Result<(LlamaBackend, backends::Loaded), String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {
             if std::env::var_os("HEARTH_LLAMACPP_LOG").is_none() {
@@ -60,9 +61,8 @@ fn llama_backend() -> Result<&'static LlamaBackend, PluginError> {
                 // host's output stays clean.
                 llama_cpp_2::send_logs_to_tracing(LogOptions::default().with_logs_enabled(false));
             }
-            #[cfg(feature = "dynamic-backends")]
-            backends::load()?;
-            LlamaBackend::init().map_err(|error| error.to_string())
+            let modules = backends::load()?;
+            Ok((LlamaBackend::init().map_err(|error| error.to_string())?, modules))
         })
         .as_ref()
         .map_err(|error| PluginError::internal(format!("llama.cpp failed to initialise: {error}")))
@@ -126,13 +126,11 @@ impl LlamaCppBackend {
 impl Backend for LlamaCppBackend {
     fn info(&self) -> BackendInfo {
         let features = ["lora", "chat-template", "prefix-cache"].into_iter().chain(
-            (cfg!(any(feature = "cuda", feature = "vulkan", feature = "metal"))
-                // A module build offloads when a GPU module was loaded.
-                || (cfg!(feature = "dynamic-backends")
-                    && list_llama_ggml_backend_devices()
-                        .iter()
-                        .any(|device| device_kind(device).is_accelerator())))
-            .then_some("gpu-offload"),
+            // Offloading is there when a GPU module was loaded.
+            list_llama_ggml_backend_devices()
+                .iter()
+                .any(|device| device_kind(device).is_accelerator())
+                .then_some("gpu-offload"),
         );
         BackendInfo {
             id: "llamacpp".into(),
@@ -169,10 +167,14 @@ impl Backend for LlamaCppBackend {
             .map(|device| format!("{} ({})", device.name, device.kind.as_str()))
             .collect::<Vec<_>>()
             .join(", ");
+        let modules = match llama_backend() {
+            Ok((_, modules)) => format!("; {}", modules.describe()),
+            Err(_) => String::new(),
+        };
         Probe {
             available: true,
             devices: devices.into(),
-            reason: format!("llama.cpp devices: {reason}").into(),
+            reason: format!("llama.cpp devices: {reason}{modules}").into(),
         }
     }
 

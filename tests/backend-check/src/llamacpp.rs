@@ -53,6 +53,24 @@ impl Model for PluginModel {
     }
 }
 
+/// Load llama.cpp's shared libraries from the plugin's companion folder before the
+/// plugin, each resolving its symbols in its own libraries first (`RTLD_DEEPBIND`); the
+/// plugin then links these. The MLX plugin's test binaries link libmlx, whose `gguf_*`
+/// functions share names (not signatures) with ggml's and, being in the binary's global
+/// scope, would otherwise take libllama's and libggml-base's calls to them. (The host
+/// has no such clash: it loads every plugin with its libraries in a scope of its own.)
+fn preload_with_own_symbols_first(companion: &Path) {
+    for name in ["libggml-base.so.0", "libggml.so.0", "libllama.so.0"] {
+        let path = companion.join(name);
+        let c_path = std::ffi::CString::new(path.to_string_lossy().as_bytes()).unwrap();
+        let flags = libc::RTLD_NOW | libc::RTLD_LOCAL | libc::RTLD_DEEPBIND;
+        // SAFETY: a valid C string; the handle is kept for the process's life, as the
+        // plugin's own load of these libraries keeps them.
+        let handle = unsafe { libc::dlopen(c_path.as_ptr(), flags) };
+        assert!(!handle.is_null(), "cannot load {} (run scripts/setup.sh)", path.display());
+    }
+}
+
 /// Load the GGUF at `path` with the llama.cpp plugin found in `HEARTH_TEST_PLUGINS`
 /// (failing the test, with what to set, when it is not there).
 pub fn load_with_plugin(path: &str) -> PluginModel {
@@ -61,6 +79,7 @@ pub fn load_with_plugin(path: &str) -> PluginModel {
     let library = PathBuf::from(folder)
         .join(format!("libhearth_llamacpp.{}", std::env::consts::DLL_EXTENSION));
     assert!(library.is_file(), "reference plugin missing: {}", library.display());
+    preload_with_own_symbols_first(&library.with_extension(""));
     let module =
         lib_header_from_path(&library).unwrap().init_root_module::<PluginModuleRef>().unwrap();
     let backend = module.new_backend()().into_result().unwrap();
@@ -110,7 +129,10 @@ fn logits_program() -> PathBuf {
                 exe.parent().and_then(Path::parent).expect("<target>/<profile>/deps/<test>");
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
             let mut build = Command::new(cargo);
-            build.args(["build", "--quiet", "-p", "hearth-llama-logits"]);
+            // The whole workspace, as setup builds it: a build of one package resolves
+            // llama.cpp's build dependencies with other features and would build
+            // llama.cpp a second time (and its libraries collide with the first's).
+            build.args(["build", "--quiet", "--workspace"]);
             if profile.file_name().is_some_and(|name| name == "release") {
                 build.arg("--release");
             }

@@ -39,6 +39,29 @@ impl RealHost {
         Self { plugins, models: test_models_dir(), isolation: None, layered_models: None }
     }
 
+    /// A plugins folder holding copies of the given plugins as setup installed them
+    /// (`HEARTH_TEST_PLUGINS`), each with its companion folder where it has one.
+    pub fn with_installed_plugins(crates: &[&str]) -> Self {
+        let installed = std::env::var_os("HEARTH_TEST_PLUGINS").map(PathBuf::from).expect(
+            "HEARTH_TEST_PLUGINS is not set: run scripts/test.sh, which installs the plugins",
+        );
+        let plugins = tempfile::tempdir().unwrap();
+        for name in crates {
+            let file = format!("lib{name}.so");
+            std::fs::copy(installed.join(&file), plugins.path().join(&file)).unwrap();
+            let Ok(companion) = std::fs::read_dir(installed.join(format!("lib{name}"))) else {
+                continue;
+            };
+            let copied = plugins.path().join(format!("lib{name}"));
+            std::fs::create_dir(&copied).unwrap();
+            for entry in companion {
+                let entry = entry.unwrap();
+                std::fs::copy(entry.path(), copied.join(entry.file_name())).unwrap();
+            }
+        }
+        Self { plugins, models: test_models_dir(), isolation: None, layered_models: None }
+    }
+
     /// The same host over a store that holds the test models and the repository's test
     /// adapter where the catalog says adapters live (`adapters/<name>/<file>`). The
     /// store refuses symlinks that lead out of it, so the models are hard-linked (copied

@@ -11,5 +11,6 @@ mod corpus;
 mod corrupt_files;
 mod helpers;
 mod http;
+mod modules;
 #[path = "../support/mod.rs"]
 mod support;

@@ -1,0 +1,15 @@
+//! Where the plugin's shared libraries are: its run path names its companion folder,
+//! `$ORIGIN/libhearth_llamacpp`, which setup fills with `libllama`, `libggml`,
+//! `libggml-base` and the backend modules, and which the host copies with the plugin
+//! (see `backends.rs`). The examples, run from the target folder, name the build's own
+//! folder of those libraries instead.
+
+fn main() {
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-rpath,$ORIGIN/libhearth_llamacpp");
+    // llama-cpp-sys-2 (`links = "llama"`) says where its modules went: `<out>/backends`,
+    // beside `<out>/lib` with the shared libraries.
+    if let Ok(backends) = std::env::var("DEP_LLAMA_BACKENDS_DIR") {
+        let lib = std::path::Path::new(&backends).with_file_name("lib");
+        println!("cargo:rustc-link-arg-examples=-Wl,-rpath,{}", lib.display());
+    }
+}

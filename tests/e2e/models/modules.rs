@@ -1,0 +1,73 @@
+//! The llama.cpp plugin as setup installs it: beside it, its companion folder of
+//! llama.cpp's shared libraries and ggml's backend modules, one per CPU variant.
+
+use std::process::Command;
+
+use crate::helpers::{stdout, RealHost};
+
+/// The CPU variants a CPU with these /proc/cpuinfo flags runs better than: a choice
+/// among them would mean the variants were not scored.
+fn outclassed_variants(flags: &str) -> &'static [&'static str] {
+    let has = |flag: &str| flags.split_whitespace().any(|f| f == flag);
+    if has("avx512f") {
+        &["x64", "sse42", "sandybridge", "haswell", "alderlake"]
+    } else if has("avx2") {
+        &["x64", "sse42", "sandybridge"]
+    } else {
+        &[]
+    }
+}
+
+#[test]
+fn the_installed_plugin_names_the_cpu_variant_it_picked_and_answers_with_it() {
+    if hearth_sdk::testing::real_models().is_none() {
+        return;
+    }
+    let host = RealHost::with_installed_plugins(&["hearth_llamacpp"]);
+    let companion = host.plugins.path().join("libhearth_llamacpp");
+    let variants: Vec<String> = std::fs::read_dir(&companion)
+        .expect("setup installs the companion folder beside the plugin")
+        .filter_map(|entry| {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            Some(name.strip_prefix("libggml-cpu-")?.strip_suffix(".so")?.to_string())
+        })
+        .collect();
+    assert!(variants.len() > 1, "one module per CPU variant: {variants:?}");
+    // Without cargo's library path: the plugin finds its libraries through its run path.
+    let listing = stdout(&host.cli_without(&["plugins"], &["LD_LIBRARY_PATH"]));
+    let picked = listing
+        .split("CPU variant ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("`hearth plugins` names no CPU variant:\n{listing}"));
+    assert!(variants.iter().any(|v| v == picked), "{picked} is not one of {variants:?}");
+    assert!(listing.contains("in libhearth_llamacpp/ beside the plugin"), "{listing}");
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+    let flags = cpuinfo.lines().find(|line| line.starts_with("flags")).unwrap_or_default();
+    assert!(
+        !outclassed_variants(flags).contains(&picked),
+        "{picked} picked on a CPU with: {flags}"
+    );
+    // A GCC before 13 built the AMX variant wrong: it is left out, and says so.
+    let compiler = Command::new("c++").arg("--version").output().unwrap();
+    let compiler = String::from_utf8_lossy(&compiler.stdout).lines().next().unwrap().to_string();
+    let gcc_major =
+        compiler.split_whitespace().last().and_then(|v| v.split('.').next()?.parse().ok());
+    if !compiler.contains("clang") && gcc_major.is_some_and(|major: u32| major < 13) {
+        assert_ne!(picked, "sapphirerapids");
+        assert!(listing.contains("sapphirerapids left out"), "{listing}");
+    }
+    let output = host.cli_without(
+        &[
+            "run",
+            "smollm2-135m",
+            "What is the capital of France?",
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "24",
+        ],
+        &["LD_LIBRARY_PATH"],
+    );
+    assert!(stdout(&output).contains("Paris"), "{}", stdout(&output));
+}
