@@ -26,7 +26,7 @@
 //! `ggml_backend_amx_mul_mat`: Ollama's GCC 11 builds (it moved to GCC 13 for it),
 //! llama.cpp issue 20824 (GCC 11), and this project's GCC 12 `-march=native` build on
 //! a Xeon. (This build's GCC 12 variant ran on the one AMX host we could try, the lent
-//! H200's, at 2.7× the prompt speed of the best other variant; docs/BENCHMARKS.md has
+//! H200's, at 2.6× the prompt speed of the best other variant; docs/BENCHMARKS.md has
 //! the figures. Without a way to tell a good GCC 12 build from a bad one, it is left
 //! out.) Which compiler built a module is read from the
 //! module itself ([`compiler_in`]), so a module from another build is judged by its
@@ -162,6 +162,27 @@ pub fn choose(variants: &[Variant]) -> Option<&Variant> {
     best
 }
 
+/// Why no variant of a folder can run: the ones this CPU runs were left out (each
+/// reason), or it runs none (each score).
+fn no_variant(folder: &Path, variants: &[Variant]) -> String {
+    let reasons: Vec<&str> = variants
+        .iter()
+        .filter(|variant| variant.score > 0)
+        .filter_map(|variant| variant.left_out.as_deref())
+        .collect();
+    if reasons.is_empty() {
+        let scores: Vec<String> =
+            variants.iter().map(|v| format!("{} {}", v.name, v.score)).collect();
+        format!(
+            "no CPU variant in {} runs on this CPU (scores: {})",
+            folder.display(),
+            scores.join(", ")
+        )
+    } else {
+        format!("no usable CPU variant in {}: {}", folder.display(), reasons.join("; "))
+    }
+}
+
 /// What [`load`] did: for the probe's reason.
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -268,13 +289,7 @@ pub fn load() -> Result<Loaded, String> {
             continue;
         }
         let Some(chosen) = choose(&variants).map(|variant| variant.name.clone()) else {
-            let listed: Vec<String> =
-                variants.iter().map(|v| format!("{} {}", v.name, v.score)).collect();
-            return Err(format!(
-                "no CPU variant in {} runs on this CPU (scores: {})",
-                folder.display(),
-                listed.join(", ")
-            ));
+            return Err(no_variant(folder, &variants));
         };
         let file = files.iter().find(|f| cpu_variant(f) == Some(chosen.as_str())).expect("listed");
         register(&folder.join(file))?;
@@ -411,5 +426,18 @@ mod tests {
             assert_eq!(chosen(&with_amx_by(fine)).as_deref(), Some("sapphirerapids"), "{fine:?}");
         }
         assert_eq!(left_out("icelake", Compiler::Gcc(11)), None);
+    }
+
+    #[test]
+    fn a_folder_with_no_usable_variant_says_why_left_out_or_unsupported() {
+        let folder = Path::new("/m");
+        let amx_only = [variant("sapphirerapids", 3000, Compiler::Gcc(12))];
+        let why = no_variant(folder, &amx_only);
+        assert!(why.starts_with("no usable CPU variant in /m: sapphirerapids left out"), "{why}");
+        let unsupported = [variant("zen4", 0, Compiler::Gcc(12))];
+        assert_eq!(
+            no_variant(folder, &unsupported),
+            "no CPU variant in /m runs on this CPU (scores: zen4 0)"
+        );
     }
 }
