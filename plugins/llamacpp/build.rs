@@ -10,6 +10,7 @@ fn main() {
     // beside `<out>/lib` with the shared libraries.
     if let Ok(backends) = std::env::var("DEP_LLAMA_BACKENDS_DIR") {
         let lib = std::path::Path::new(&backends).with_file_name("lib");
-        println!("cargo:rustc-link-arg-examples=-Wl,-rpath,{}", lib.display());
+        // DT_RPATH, not RUNPATH: it also finds libllama's own libggml-base and libggml.
+        println!("cargo:rustc-link-arg-examples=-Wl,--disable-new-dtags,-rpath,{}", lib.display());
     }
 }
