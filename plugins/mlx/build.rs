@@ -31,6 +31,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PYTHON");
     println!("cargo:rerun-if-changed=src/bridge.h");
     println!("cargo:rerun-if-changed=src/bridge.cc");
+    println!("cargo:rerun-if-changed=src/ffi.rs");
 
     let mlx_dir = match std::env::var_os("MLX_DIR") {
         Some(dir) => {

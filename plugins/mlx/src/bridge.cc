@@ -72,6 +72,10 @@ std::unique_ptr<Array> from_i32(rust::Slice<const int32_t> data, rust::Slice<con
   return boxed(mx::array(data.data(), to_shape(shape), mx::int32));
 }
 
+std::unique_ptr<Array> from_f32(rust::Slice<const float> data, rust::Slice<const int32_t> shape) {
+  return boxed(mx::array(data.data(), to_shape(shape), mx::float32));
+}
+
 rust::Vec<float> to_f32_vec(const Array& a) {
   auto values = mx::astype(mx::reshape(a, {-1}), mx::float32);
   mx::eval(values);
@@ -108,6 +112,10 @@ std::unique_ptr<Array> scale(const Array& a, float factor) {
 
 std::unique_ptr<Array> sigmoid(const Array& a) {
   return boxed(mx::sigmoid(a));
+}
+
+std::unique_ptr<Array> tanh_of(const Array& a) {
+  return boxed(mx::tanh(a));
 }
 
 
@@ -155,6 +163,10 @@ std::unique_ptr<Array> rope(const Array& x, int32_t dims, bool traditional, floa
 
 std::unique_ptr<Array> attention(const Array& q, const Array& k, const Array& v, float scale, bool causal) {
   return boxed(mx::fast::scaled_dot_product_attention(q, k, v, scale, causal ? "causal" : ""));
+}
+
+std::unique_ptr<Array> attention_masked(const Array& q, const Array& k, const Array& v, float scale, const Array& mask) {
+  return boxed(mx::fast::scaled_dot_product_attention(q, k, v, scale, "array", mask));
 }
 
 bool gpu_available() {

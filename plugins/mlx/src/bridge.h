@@ -25,6 +25,7 @@ rust::Vec<int32_t> shape(const Array& a);
 rust::String dtype_name(const Array& a);
 size_t nbytes(const Array& a);
 std::unique_ptr<Array> from_i32(rust::Slice<const int32_t> data, rust::Slice<const int32_t> shape);
+std::unique_ptr<Array> from_f32(rust::Slice<const float> data, rust::Slice<const int32_t> shape);
 rust::Vec<float> to_f32_vec(const Array& a);
 void eval(const Array& a);
 
@@ -34,6 +35,7 @@ std::unique_ptr<Array> add(const Array& a, const Array& b);
 std::unique_ptr<Array> multiply(const Array& a, const Array& b);
 std::unique_ptr<Array> scale(const Array& a, float factor);
 std::unique_ptr<Array> sigmoid(const Array& a);
+std::unique_ptr<Array> tanh_of(const Array& a);
 std::unique_ptr<Array> reshape(const Array& a, rust::Slice<const int32_t> shape);
 std::unique_ptr<Array> transpose(const Array& a, rust::Slice<const int32_t> axes);
 std::unique_ptr<Array> concatenate(const Array& a, const Array& b, int32_t axis);
@@ -51,6 +53,7 @@ std::unique_ptr<Array> dequantize(
 std::unique_ptr<Array> rms_norm(const Array& x, const Array& weight, float eps);
 std::unique_ptr<Array> rope(const Array& x, int32_t dims, bool traditional, float base, int32_t offset);
 std::unique_ptr<Array> attention(const Array& q, const Array& k, const Array& v, float scale, bool causal);
+std::unique_ptr<Array> attention_masked(const Array& q, const Array& k, const Array& v, float scale, const Array& mask);
 
 // Devices and memory.
 bool gpu_available();

@@ -29,6 +29,7 @@ mod bridge {
         fn dtype_name(a: &Array) -> String;
         fn nbytes(a: &Array) -> usize;
         fn from_i32(data: &[i32], shape: &[i32]) -> Result<UniquePtr<Array>>;
+        fn from_f32(data: &[f32], shape: &[i32]) -> Result<UniquePtr<Array>>;
         fn to_f32_vec(a: &Array) -> Result<Vec<f32>>;
         fn eval(a: &Array) -> Result<()>;
 
@@ -37,6 +38,7 @@ mod bridge {
         fn multiply(a: &Array, b: &Array) -> Result<UniquePtr<Array>>;
         fn scale(a: &Array, factor: f32) -> Result<UniquePtr<Array>>;
         fn sigmoid(a: &Array) -> Result<UniquePtr<Array>>;
+        fn tanh_of(a: &Array) -> Result<UniquePtr<Array>>;
         fn reshape(a: &Array, shape: &[i32]) -> Result<UniquePtr<Array>>;
         fn transpose(a: &Array, axes: &[i32]) -> Result<UniquePtr<Array>>;
         fn concatenate(a: &Array, b: &Array, axis: i32) -> Result<UniquePtr<Array>>;
@@ -74,6 +76,14 @@ mod bridge {
             v: &Array,
             scale: f32,
             causal: bool,
+        ) -> Result<UniquePtr<Array>>;
+
+        fn attention_masked(
+            q: &Array,
+            k: &Array,
+            v: &Array,
+            scale: f32,
+            mask: &Array,
         ) -> Result<UniquePtr<Array>>;
 
         fn gpu_available() -> bool;
@@ -146,6 +156,9 @@ impl Array {
     pub fn from_i32(data: &[i32], shape: &[i32]) -> Result<Self, PluginError> {
         wrap("array", bridge::from_i32(data, shape))
     }
+    pub fn from_f32(data: &[f32], shape: &[i32]) -> Result<Self, PluginError> {
+        wrap("array", bridge::from_f32(data, shape))
+    }
     pub fn shape(&self) -> Vec<i32> {
         bridge::shape(&self.0)
     }
@@ -174,6 +187,15 @@ impl Array {
     }
     pub fn scale(&self, factor: f32) -> Result<Self, PluginError> {
         wrap("scale", bridge::scale(&self.0, factor))
+    }
+    /// GELU with the tanh approximation: `x/2 · (1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
+    pub fn gelu_tanh(&self) -> Result<Self, PluginError> {
+        const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+        let cubed = self.multiply(self)?.multiply(self)?;
+        let inner = self.add(&cubed.scale(0.044_715)?)?.scale(SQRT_2_OVER_PI)?;
+        let tanh = wrap("tanh", bridge::tanh_of(&inner.0))?;
+        let one_plus = tanh.add(&Array::from_f32(&[1.0], &[1])?)?;
+        self.multiply(&one_plus)?.scale(0.5)
     }
     /// `x * sigmoid(x)`.
     pub fn silu(&self) -> Result<Self, PluginError> {
@@ -244,5 +266,15 @@ impl Array {
         causal: bool,
     ) -> Result<Self, PluginError> {
         wrap("attention", bridge::attention(&self.0, &k.0, &v.0, scale, causal))
+    }
+    /// Attention with an additive `mask` (`[queries, keys]`, 0 or −∞).
+    pub fn attention_masked(
+        &self,
+        k: &Array,
+        v: &Array,
+        scale: f32,
+        mask: &Array,
+    ) -> Result<Self, PluginError> {
+        wrap("attention", bridge::attention_masked(&self.0, &k.0, &v.0, scale, &mask.0))
     }
 }

@@ -1,16 +1,18 @@
-//! The llama-family transformer, written in Rust over the bridge's MLX operations:
-//! RMSNorm, rotary embeddings and attention from `mlx::fast`, quantized matmuls for the
-//! projections, SwiGLU feed-forward, and a KV cache that grows by concatenation.
+//! The model layer's transformer, following its [`Config`] and each layer's plan, over
+//! the bridge's MLX operations: RMSNorm, rotary embeddings and attention from
+//! `mlx::fast`, quantized matmuls for the projections, the gated feed-forward, and a KV
+//! cache that grows by concatenation.
 //!
 //! Each call builds the graph for a batch of tokens and returns the last token's
 //! logits; MLX evaluates the whole graph (the cache updates included) when they are
 //! read.
 
+use hearth_model::{Activation, Config, Role, RopePairs};
 use hearth_sdk::PluginError;
 
 use crate::ffi::Array;
 use crate::lora::ActiveAdapters;
-use crate::weights::{Config, Linear, Weights};
+use crate::weights::Weights;
 
 /// Keys and values of every layer, `[1, kv_heads, tokens, head_dim]` each.
 #[derive(Default)]
@@ -74,63 +76,121 @@ pub struct Forward<'a> {
     pub adapters: &'a ActiveAdapters,
 }
 
+/// The additive mask of a sliding-window layer for `n` queries after `offset` cached
+/// tokens: query `t` (at position `offset + t`) sees keys `offset + t − window + 1 ..=
+/// offset + t`. `None` when plain causal masking already sees only those.
+fn window_mask(n: i32, offset: i32, window: u32) -> Result<Option<Array>, PluginError> {
+    let keys = offset + n;
+    if keys <= window as i32 {
+        return Ok(None);
+    }
+    let mut mask = Vec::with_capacity((n * keys) as usize);
+    for t in 0..n {
+        let last = offset + t;
+        mask.extend((0..keys).map(|j| {
+            if j <= last && last - j < window as i32 {
+                0.0
+            } else {
+                f32::NEG_INFINITY
+            }
+        }));
+    }
+    Array::from_f32(&mask, &[n, keys]).map(Some)
+}
+
 impl Forward<'_> {
-    /// `x @ Wᵀ` for the weight named `name` (its GGUF base name), plus any adapters' deltas.
-    fn linear(&self, name: &str, linear: &Linear, x: &Array) -> Result<Array, PluginError> {
-        self.adapters.apply(name, linear.apply(x)?, x)
+    /// `x @ Wᵀ` for layer `index`'s `role`, plus its bias and any adapters' deltas.
+    fn project(&self, index: usize, role: Role, x: &Array) -> Result<Array, PluginError> {
+        let layer = &self.weights.layers[index];
+        let y = self.adapters.apply(index, role, layer.matrices.required(role).apply(x)?, x)?;
+        let bias = match role {
+            Role::Q => layer.vectors.get(Role::QBias),
+            Role::K => layer.vectors.get(Role::KBias),
+            Role::V => layer.vectors.get(Role::VBias),
+            _ => None,
+        };
+        match bias {
+            Some(bias) => y.add(bias),
+            None => Ok(y),
+        }
     }
 
     /// Evaluate `tokens` after the cached ones; return the last token's logits.
     pub fn run(&self, cache: &mut KvCache, tokens: &[u32]) -> Result<Vec<f32>, PluginError> {
         let c = self.config;
+        let arch = c.arch;
+        let (n_embd, head_dim) = (c.n_embd as i32, c.head_dim as i32);
         let n = tokens.len() as i32;
         let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
         let ids = Array::from_i32(&ids, &[n])?;
-        let mut x = self.weights.token_embd.rows(&ids)?.reshape(&[1, n, c.n_embd])?;
+        let mut x = self.weights.token_embd.rows(&ids)?.reshape(&[1, n, n_embd])?;
+        if arch.scale_embeddings {
+            x = x.scale(c.embedding_scale())?;
+        }
         let offset = cache.len;
-        let scale = 1.0 / (c.head_dim as f32).sqrt();
+        let traditional = c.rope_pairs == RopePairs::Adjacent;
         for (index, layer) in self.weights.layers.iter().enumerate() {
-            let name = |part: &str| format!("blk.{index}.{part}");
-            let h = x.rms_norm(&layer.attn_norm, c.eps)?;
+            let plan = c.layer(index as u32);
+            let norm = |x: &Array, role: Role| x.rms_norm(layer.vectors.required(role), c.eps);
+            let h = norm(&x, Role::AttnNorm)?;
             // [1, n, heads * head_dim] -> [1, heads, n, head_dim]
-            let heads = |y: Array,
-                         count: i32,
-                         norm: Option<&Array>|
-             -> Result<Array, PluginError> {
-                let mut y = y.reshape(&[1, n, count, c.head_dim])?;
-                if let Some(norm) = norm {
-                    y = y.rms_norm(norm, c.eps)?;
-                }
-                y.transpose(&[0, 2, 1, 3])?.rope(c.n_rot, c.traditional_rope, c.freq_base, offset)
-            };
+            let heads =
+                |y: Array, count: u32, norm: Option<&Array>| -> Result<Array, PluginError> {
+                    let mut y = y.reshape(&[1, n, count as i32, head_dim])?;
+                    if let Some(norm) = norm {
+                        y = y.rms_norm(norm, c.eps)?;
+                    }
+                    y.transpose(&[0, 2, 1, 3])?.rope(
+                        c.n_rot as i32,
+                        traditional,
+                        plan.rope_base,
+                        offset,
+                    )
+                };
             let q =
-                heads(self.linear(&name("attn_q"), &layer.q, &h)?, c.heads, layer.q_norm.as_ref())?;
+                heads(self.project(index, Role::Q, &h)?, c.heads, layer.vectors.get(Role::QNorm))?;
             let k = heads(
-                self.linear(&name("attn_k"), &layer.k, &h)?,
+                self.project(index, Role::K, &h)?,
                 c.kv_heads,
-                layer.k_norm.as_ref(),
+                layer.vectors.get(Role::KNorm),
             )?;
             let v = self
-                .linear(&name("attn_v"), &layer.v, &h)?
-                .reshape(&[1, n, c.kv_heads, c.head_dim])?
+                .project(index, Role::V, &h)?
+                .reshape(&[1, n, c.kv_heads as i32, head_dim])?
                 .transpose(&[0, 2, 1, 3])?;
             let (k, v) = cache.extend(index, k, v)?;
+            let mask = match plan.window {
+                Some(window) => window_mask(n, offset, window)?,
+                None => None,
+            };
             // MLX aligns the causal mask to the end, so a chunk after cached tokens sees them all.
-            let attended = q
-                .attention(k, v, scale, n > 1)?
-                .transpose(&[0, 2, 1, 3])?
-                .reshape(&[1, n, c.heads * c.head_dim])?;
-            x = x.add(&self.linear(&name("attn_output"), &layer.o, &attended)?)?;
+            let attended = match mask {
+                Some(mask) => q.attention_masked(k, v, c.attention_scale, &mask)?,
+                None => q.attention(k, v, c.attention_scale, n > 1)?,
+            };
+            let attended = attended.transpose(&[0, 2, 1, 3])?.reshape(&[1, n, c.q_dim() as i32])?;
+            let mut o = self.project(index, Role::O, &attended)?;
+            if arch.sandwich_norms {
+                o = norm(&o, Role::PostAttnNorm)?;
+            }
+            x = x.add(&o)?;
 
-            let h = x.rms_norm(&layer.ffn_norm, c.eps)?;
-            let gate = self.linear(&name("ffn_gate"), &layer.gate, &h)?.silu()?;
-            let up = self.linear(&name("ffn_up"), &layer.up, &h)?;
-            x = x.add(&self.linear(&name("ffn_down"), &layer.down, &gate.multiply(&up)?)?)?;
+            let h = norm(&x, Role::FfnNorm)?;
+            let gate = self.project(index, Role::Gate, &h)?;
+            let gate = match arch.activation {
+                Activation::Silu => gate.silu()?,
+                Activation::GeluTanh => gate.gelu_tanh()?,
+            };
+            let up = self.project(index, Role::Up, &h)?;
+            let mut down = self.project(index, Role::Down, &gate.multiply(&up)?)?;
+            if arch.sandwich_norms {
+                down = norm(&down, Role::PostFfnNorm)?;
+            }
+            x = x.add(&down)?;
         }
-        let last = x
-            .slice(&[0, n - 1, 0], &[1, n, c.n_embd])?
-            .rms_norm(&self.weights.output_norm, c.eps)?;
-        let logits = self.linear("output", self.weights.output(), &last)?.to_f32_vec()?;
+        let last =
+            x.slice(&[0, n - 1, 0], &[1, n, n_embd])?.rms_norm(&self.weights.output_norm, c.eps)?;
+        let logits = self.weights.output().apply(&last)?.to_f32_vec()?;
         cache.len += n;
         Ok(logits)
     }

@@ -15,12 +15,13 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
+use hearth_model::{Architecture, Config, Text};
 use hearth_sdk::helpers::{ChatTemplate, Safetensors, Tokenizer};
 use hearth_sdk::PluginError;
 use serde_json::Value;
 
 use crate::ffi;
-use crate::weights::{Config, Tensors};
+use crate::weights::Tensors;
 
 /// Bit widths and group sizes MLX's affine `quantized_matmul` supports.
 const BITS: [i64; 6] = [2, 3, 4, 5, 6, 8];
@@ -30,38 +31,6 @@ const GROUP_SIZES: [i64; 3] = [32, 64, 128];
 pub struct Folder {
     dir: PathBuf,
     config: Value,
-}
-
-/// The Hugging Face name of a GGUF base name (`blk.3.attn_q` → `model.layers.3.self_attn.q_proj`).
-pub fn tensor_name(gguf: &str) -> String {
-    let global = match gguf {
-        "token_embd" => Some("model.embed_tokens"),
-        "output_norm" => Some("model.norm"),
-        "output" => Some("lm_head"),
-        _ => None,
-    };
-    if let Some(name) = global {
-        return name.to_string();
-    }
-    let Some((layer, part)) = gguf.strip_prefix("blk.").and_then(|rest| rest.split_once('.'))
-    else {
-        return gguf.to_string();
-    };
-    let part = match part {
-        "attn_norm" => "input_layernorm",
-        "ffn_norm" => "post_attention_layernorm",
-        "attn_q" => "self_attn.q_proj",
-        "attn_k" => "self_attn.k_proj",
-        "attn_v" => "self_attn.v_proj",
-        "attn_output" => "self_attn.o_proj",
-        "attn_q_norm" => "self_attn.q_norm",
-        "attn_k_norm" => "self_attn.k_norm",
-        "ffn_gate" => "mlp.gate_proj",
-        "ffn_up" => "mlp.up_proj",
-        "ffn_down" => "mlp.down_proj",
-        other => other,
-    };
-    format!("model.layers.{layer}.{part}")
 }
 
 fn read_json(dir: &Path, name: &str) -> Result<Value, PluginError> {
@@ -97,92 +66,14 @@ impl Folder {
         Ok(Self { dir, config })
     }
 
-    fn int(&self, key: &str) -> Result<i32, PluginError> {
-        self.config
-            .get(key)
-            .and_then(Value::as_u64)
-            .and_then(|value| i32::try_from(value).ok())
-            .filter(|&value| value > 0)
-            .ok_or_else(|| {
-                PluginError::model_file(format!(
-                    "config.json: `{key}` is missing or not a positive integer"
-                ))
-            })
-    }
-
-    fn int_or(&self, key: &str, default: i32) -> Result<i32, PluginError> {
-        if self.config.get(key).is_none_or(Value::is_null) {
-            Ok(default)
-        } else {
-            self.int(key)
-        }
-    }
-
     /// The model's shape from `config.json`.
     pub fn config(&self) -> Result<Config, PluginError> {
-        let json = &self.config;
-        let arch = json.get("model_type").and_then(Value::as_str).unwrap_or("(none)").to_string();
-        let qk_norm = match arch.as_str() {
-            "llama" => false,
-            "qwen3" => true,
-            other => {
-                return Err(PluginError::unsupported(format!(
-                    "model_type `{other}` (the MLX backend runs llama and qwen3)"
-                )))
-            }
-        };
-        if let Some(scaling) = json.get("rope_scaling").filter(|value| !value.is_null()) {
-            return Err(PluginError::unsupported(format!("rope scaling {scaling}")));
-        }
-        if let Some(act) =
-            json.get("hidden_act").and_then(Value::as_str).filter(|act| *act != "silu")
-        {
-            return Err(PluginError::unsupported(format!(
-                "activation `{act}` (the MLX backend runs SwiGLU)"
-            )));
-        }
-        for bias in ["attention_bias", "mlp_bias"] {
-            if json.get(bias).and_then(Value::as_bool) == Some(true) {
-                return Err(PluginError::unsupported(format!(
-                    "`{bias}` (projections with biases)"
-                )));
-            }
-        }
-        let n_embd = self.int("hidden_size")?;
-        let heads = self.int("num_attention_heads")?;
-        let kv_heads = self.int_or("num_key_value_heads", heads)?;
-        let head_dim = self.int_or("head_dim", n_embd / heads)?;
-        if heads % kv_heads != 0 || head_dim % 2 != 0 {
-            return Err(PluginError::model_file(format!(
-                "config.json: inconsistent attention shape: {heads} heads, {kv_heads} KV heads of {head_dim}"
-            )));
-        }
-        let float = |key: &str, default: Option<f64>| {
-            json.get(key).and_then(Value::as_f64).or(default).ok_or_else(|| {
-                PluginError::model_file(format!("config.json: `{key}` is missing or not a number"))
-            })
-        };
-        Ok(Config {
-            n_embd,
-            n_layer: self.int("num_hidden_layers")?,
-            heads,
-            kv_heads,
-            head_dim,
-            n_rot: head_dim,
-            eps: float("rms_norm_eps", None)? as f32,
-            freq_base: float("rope_theta", Some(10_000.0))? as f32,
-            ffn: self.int("intermediate_size")?,
-            vocab: self.int("vocab_size")?,
-            traditional_rope: false,
-            qk_norm,
-            context_length: self.int_or("max_position_embeddings", 2048)? as u32,
-            arch,
-        })
+        Config::from_hf(&self.config)
     }
 
     /// The tokenizer (`tokenizer.json`) and chat template (`tokenizer_config.json`'s
     /// `chat_template`, else a `chat_template.jinja` file; none if neither has one).
-    pub fn tokenizer(&self) -> Result<(Tokenizer, Option<ChatTemplate>), PluginError> {
+    pub fn text(&self) -> Result<Text, PluginError> {
         let settings = read_json(&self.dir, "tokenizer_config.json")?;
         let path = self.dir.join("tokenizer.json");
         let json = std::fs::read_to_string(&path).map_err(|error| match error.kind() {
@@ -211,7 +102,7 @@ impl Folder {
             .map(|source| ChatTemplate::new(&source, bos.unwrap_or(""), eos.unwrap_or("")))
             .transpose()
             .map_err(|error| PluginError::unsupported(error.to_string()))?;
-        Ok((tokenizer, template))
+        Ok(Text { tokenizer, template })
     }
 
     /// The weight files: the index's shards, else `model.safetensors`.
@@ -277,7 +168,7 @@ impl Folder {
     }
 
     /// Validate every shard's header, then load them all through MLX.
-    pub fn tensors(&self) -> Result<Tensors, PluginError> {
+    pub fn tensors(&self, arch: &'static Architecture) -> Result<Tensors, PluginError> {
         let shards = self.shards()?;
         let mut quantized = HashMap::new();
         for shard in &shards {
@@ -313,6 +204,6 @@ impl Folder {
                 "tensor `lm_head.weight` is missing (and config.json unties the embeddings)",
             ));
         }
-        Ok(Tensors::new(arrays, quantized, tensor_name))
+        Ok(Tensors::new(arrays, quantized, Some(arch)))
     }
 }

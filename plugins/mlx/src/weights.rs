@@ -1,14 +1,16 @@
-//! A llama-family model's shape from GGUF metadata, and its weights as MLX arrays,
-//! from a GGUF file or (through [`crate::mlx_format`]) an MLX-format folder.
+//! A model's weights as MLX arrays, from a GGUF file or (through
+//! [`crate::mlx_format`]) an MLX-format folder, assembled by walking the model layer's
+//! tensor table ([`Config::layer_tensors`]).
 //!
-//! What MLX or the forward pass cannot run is refused before MLX reads a byte, with an
-//! `Unsupported` error naming the reason (tensor type, architecture, rope scaling), so
-//! the router falls back to another backend. Every tensor's shape is checked against
+//! What MLX cannot load is refused before MLX reads a byte, with an `Unsupported` error
+//! naming the tensor type, so the router falls back to another backend. Every tensor's shape is checked against
 //! the config as the model is assembled, so a malformed file fails at load, naming the
 //! tensor, rather than inside a matmul at the first request.
 
 use std::collections::HashMap;
 
+use hearth_model::roles::{gguf_layer_name, gguf_to_hf};
+use hearth_model::{Architecture, Config, Global, LayerTensors, Shape};
 use hearth_sdk::helpers::{GgmlType, Gguf};
 use hearth_sdk::PluginError;
 
@@ -38,97 +40,6 @@ pub fn check_types(gguf: &Gguf) -> Result<(), PluginError> {
         types.join(", "),
         unsupported[0].1
     )))
-}
-
-/// The hyper-parameters the forward pass needs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Config {
-    pub arch: String,
-    pub n_embd: i32,
-    pub n_layer: i32,
-    pub heads: i32,
-    pub kv_heads: i32,
-    pub head_dim: i32,
-    pub n_rot: i32,
-    pub eps: f32,
-    pub freq_base: f32,
-    /// Feed-forward width and vocabulary size, which the tensors' shapes must match.
-    pub ffn: i32,
-    pub vocab: i32,
-    /// Rotate adjacent pairs (llama.cpp's layout for Llama GGUFs, whose Q and K rows
-    /// the converter permuted) rather than the two halves of each head (Qwen, and every
-    /// Hugging Face layout).
-    pub traditional_rope: bool,
-    /// Per-head RMSNorm of Q and K before RoPE (Qwen3).
-    pub qk_norm: bool,
-    pub context_length: u32,
-}
-
-fn meta_error(error: impl std::fmt::Display) -> PluginError {
-    PluginError::model_file(error.to_string())
-}
-
-impl Config {
-    pub fn from_gguf(gguf: &Gguf) -> Result<Self, PluginError> {
-        let arch = gguf.str("general.architecture").map_err(meta_error)?.to_string();
-        let (traditional_rope, qk_norm) = match arch.as_str() {
-            "llama" => (true, false),
-            "qwen3" => (false, true),
-            other => {
-                return Err(PluginError::unsupported(format!(
-                    "architecture `{other}` (the MLX backend runs llama and qwen3)"
-                )))
-            }
-        };
-        let key = |name: &str| format!("{arch}.{name}");
-        let int = |name: &str| -> Result<i32, PluginError> {
-            let value = gguf.u64(&key(name)).map_err(meta_error)?;
-            i32::try_from(value).ok().filter(|&v| v > 0).ok_or_else(|| {
-                PluginError::model_file(format!("`{}` = {value} is out of range", key(name)))
-            })
-        };
-        let optional = |name: &str, default: i32| {
-            if gguf.get(&key(name)).is_some() {
-                int(name)
-            } else {
-                Ok(default)
-            }
-        };
-        if let Ok(kind) = gguf.str(&key("rope.scaling.type")) {
-            if kind != "none" {
-                return Err(PluginError::unsupported(format!("rope scaling `{kind}`")));
-            }
-        }
-        let n_embd = int("embedding_length")?;
-        let heads = int("attention.head_count")?;
-        let kv_heads = optional("attention.head_count_kv", heads)?;
-        let head_dim = optional("attention.key_length", n_embd / heads)?;
-        let n_rot = optional("rope.dimension_count", head_dim)?;
-        if heads % kv_heads != 0 || n_rot > head_dim || n_rot % 2 != 0 {
-            return Err(PluginError::model_file(format!(
-                "inconsistent attention shape: {heads} heads, {kv_heads} KV heads, rope over {n_rot} of {head_dim}"
-            )));
-        }
-        Ok(Self {
-            n_embd,
-            n_layer: int("block_count")?,
-            heads,
-            kv_heads,
-            head_dim,
-            n_rot,
-            eps: gguf.f64(&key("attention.layer_norm_rms_epsilon")).map_err(meta_error)? as f32,
-            freq_base: gguf.f64(&key("rope.freq_base")).unwrap_or(10_000.0) as f32,
-            ffn: int("feed_forward_length")?,
-            vocab: gguf
-                .tensor("token_embd.weight")
-                .and_then(|t| i32::try_from(t.rows()).ok())
-                .ok_or_else(|| PluginError::model_file("tensor `token_embd.weight` is missing"))?,
-            traditional_rope,
-            qk_norm,
-            context_length: optional("context_length", 2048)? as u32,
-            arch,
-        })
-    }
 }
 
 /// A weight matrix `[out, in]`, applied as `x @ Wᵀ`.
@@ -184,19 +95,11 @@ impl Linear {
     }
 }
 
-/// One transformer block's weights.
+/// One transformer block's weights by role.
+#[derive(Default)]
 pub struct Layer {
-    pub attn_norm: Array,
-    pub q: Linear,
-    pub k: Linear,
-    pub v: Linear,
-    pub o: Linear,
-    pub q_norm: Option<Array>,
-    pub k_norm: Option<Array>,
-    pub ffn_norm: Array,
-    pub gate: Linear,
-    pub up: Linear,
-    pub down: Linear,
+    pub matrices: LayerTensors<Linear>,
+    pub vectors: LayerTensors<Array>,
 }
 
 /// All weights of a model.
@@ -209,12 +112,14 @@ pub struct Weights {
 }
 
 /// The arrays of a loaded model, taken out by name as the model is assembled. The
-/// assembly asks by GGUF base name (`blk.3.attn_q`); `rename` gives the file's own.
+/// assembly asks by GGUF name (`blk.3.attn_q.weight`); a Hugging Face checkpoint's
+/// names are the model layer's translation of those.
 pub struct Tensors {
     arrays: HashMap<String, Array>,
     /// `(group_size, bits)` of each quantized weight, by the file's base name.
     quantized: HashMap<String, (i32, i32)>,
-    rename: fn(&str) -> String,
+    /// The architecture whose Hugging Face names the file uses; `None` for GGUF names.
+    hf_names: Option<&'static Architecture>,
 }
 
 /// Refuse `array` unless its shape is `expected`, naming the tensor.
@@ -232,9 +137,17 @@ impl Tensors {
     pub fn new(
         arrays: HashMap<String, Array>,
         quantized: HashMap<String, (i32, i32)>,
-        rename: fn(&str) -> String,
+        hf_names: Option<&'static Architecture>,
     ) -> Self {
-        Self { arrays, quantized, rename }
+        Self { arrays, quantized, hf_names }
+    }
+
+    /// The file's name for the tensor GGUF calls `name`.
+    fn file_name(&self, name: &str) -> String {
+        match self.hf_names {
+            Some(arch) => gguf_to_hf(name, arch),
+            None => name.to_string(),
+        }
     }
 
     /// Every tensor of `gguf`, through `mx::load_gguf`: Q4_0, Q4_1 and Q8_0 weights
@@ -256,7 +169,7 @@ impl Tensors {
                 Some((t.name.strip_suffix(".weight")?.to_string(), (32, bits)))
             })
             .collect();
-        Ok(Self::new(ffi::load_gguf(path)?.into_iter().collect(), quantized, str::to_string))
+        Ok(Self::new(ffi::load_gguf(path)?.into_iter().collect(), quantized, None))
     }
 
     fn take(&mut self, name: &str) -> Result<Array, PluginError> {
@@ -266,21 +179,27 @@ impl Tensors {
     }
 
     fn has(&self, name: &str) -> bool {
-        self.arrays.contains_key(&format!("{}.weight", (self.rename)(name)))
+        self.arrays.contains_key(&self.file_name(name))
     }
 
-    /// A 1-D norm weight of `len`, in f32.
-    fn vector(&mut self, name: &str, len: i32) -> Result<Array, PluginError> {
-        let name = format!("{}.weight", (self.rename)(name));
+    /// A 1-D weight of `len` (a norm or a bias) in f32, plus `offset`.
+    fn vector(&mut self, name: &str, len: u32, offset: f32) -> Result<Array, PluginError> {
+        let name = self.file_name(name);
         let vector = self.take(&name)?;
-        check_shape(&name, &vector, &[len])?;
-        vector.as_f32()
+        check_shape(&name, &vector, &[len as i32])?;
+        let vector = vector.as_f32()?;
+        if offset == 0.0 {
+            Ok(vector)
+        } else {
+            vector.add(&Array::from_f32(&[offset], &[1])?)
+        }
     }
 
-    /// The projection `name` from `inputs` to `outputs` features.
-    fn linear(&mut self, name: &str, inputs: i32, outputs: i32) -> Result<Linear, PluginError> {
-        let base = (self.rename)(name);
-        let weight = format!("{base}.weight");
+    /// The projection `name` (`….weight`) from `inputs` to `outputs` features.
+    fn linear(&mut self, name: &str, inputs: u32, outputs: u32) -> Result<Linear, PluginError> {
+        let weight = self.file_name(name);
+        let base = weight.strip_suffix(".weight").unwrap_or(&weight).to_string();
+        let (inputs, outputs) = (inputs as i32, outputs as i32);
         let w = self.take(&weight)?;
         let Some(&(group_size, bits)) = self.quantized.get(&base) else {
             check_shape(&weight, &w, &[outputs, inputs])?;
@@ -308,41 +227,33 @@ impl Weights {
     /// Assemble the model from `tensors`, checking every shape against `config`.
     pub fn assemble(mut tensors: Tensors, config: &Config) -> Result<Self, PluginError> {
         let c = config;
-        let (q_width, kv_width) = (c.heads * c.head_dim, c.kv_heads * c.head_dim);
-        let layers = (0..c.n_layer)
-            .map(|i| {
-                let name = |part: &str| format!("blk.{i}.{part}");
-                let t = &mut tensors;
-                Ok(Layer {
-                    attn_norm: t.vector(&name("attn_norm"), c.n_embd)?,
-                    q: t.linear(&name("attn_q"), c.n_embd, q_width)?,
-                    k: t.linear(&name("attn_k"), c.n_embd, kv_width)?,
-                    v: t.linear(&name("attn_v"), c.n_embd, kv_width)?,
-                    o: t.linear(&name("attn_output"), q_width, c.n_embd)?,
-                    q_norm: c
-                        .qk_norm
-                        .then(|| t.vector(&name("attn_q_norm"), c.head_dim))
-                        .transpose()?,
-                    k_norm: c
-                        .qk_norm
-                        .then(|| t.vector(&name("attn_k_norm"), c.head_dim))
-                        .transpose()?,
-                    ffn_norm: t.vector(&name("ffn_norm"), c.n_embd)?,
-                    gate: t.linear(&name("ffn_gate"), c.n_embd, c.ffn)?,
-                    up: t.linear(&name("ffn_up"), c.n_embd, c.ffn)?,
-                    down: t.linear(&name("ffn_down"), c.ffn, c.n_embd)?,
-                })
-            })
-            .collect::<Result<Vec<_>, PluginError>>()?;
-        let output = if tensors.has("output") {
-            Some(tensors.linear("output", c.n_embd, c.vocab)?)
+        let mut layers = Vec::with_capacity(c.n_layer as usize);
+        for index in 0..c.n_layer {
+            let mut layer = Layer::default();
+            for (role, shape) in c.layer_tensors() {
+                let name = gguf_layer_name(index, role);
+                match shape {
+                    Shape::Matrix { inputs, outputs } => {
+                        layer.matrices.insert(role, tensors.linear(&name, inputs, outputs)?);
+                    }
+                    Shape::Vector(len) => {
+                        let offset = if role.is_norm() { c.norm_offset } else { 0.0 };
+                        layer.vectors.insert(role, tensors.vector(&name, len, offset)?);
+                    }
+                }
+            }
+            layers.push(layer);
+        }
+        let output_name = Global::Output.gguf_name();
+        let output = if tensors.has(output_name) {
+            Some(tensors.linear(output_name, c.n_embd, c.vocab)?)
         } else {
             None
         };
         let weights = Self {
-            token_embd: tensors.linear("token_embd", c.n_embd, c.vocab)?,
+            token_embd: tensors.linear(Global::TokenEmbd.gguf_name(), c.n_embd, c.vocab)?,
             layers,
-            output_norm: tensors.vector("output_norm", c.n_embd)?,
+            output_norm: tensors.vector(Global::OutputNorm.gguf_name(), c.n_embd, c.norm_offset)?,
             output,
         };
         weights.eval()?;
@@ -353,30 +264,21 @@ impl Weights {
         self.output.as_ref().unwrap_or(&self.token_embd)
     }
 
-    /// A projection by its GGUF base name (`blk.3.attn_q`, `output`), as adapters name them.
-    pub fn linear(&self, name: &str) -> Option<&Linear> {
-        if name == "output" {
-            return Some(self.output());
-        }
-        let (index, part) = name.strip_prefix("blk.")?.split_once('.')?;
-        let layer = self.layers.get(index.parse::<usize>().ok()?)?;
-        Some(match part {
-            "attn_q" => &layer.q,
-            "attn_k" => &layer.k,
-            "attn_v" => &layer.v,
-            "attn_output" => &layer.o,
-            "ffn_gate" => &layer.gate,
-            "ffn_up" => &layer.up,
-            "ffn_down" => &layer.down,
-            _ => return None,
-        })
+    fn linears(&self) -> impl Iterator<Item = &Linear> {
+        self.layers
+            .iter()
+            .flat_map(|layer| layer.matrices.iter())
+            .chain([&self.token_embd])
+            .chain(self.output.as_ref())
+    }
+
+    fn vectors(&self) -> impl Iterator<Item = &Array> {
+        self.layers.iter().flat_map(|layer| layer.vectors.iter()).chain([&self.output_norm])
     }
 
     /// Run the f32 conversions now, on the loading thread, and drop the f16 originals.
     fn eval(&self) -> Result<(), PluginError> {
-        let linears =
-            self.layers.iter().flat_map(|l| [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down]);
-        for linear in linears.chain([&self.token_embd]).chain(self.output.as_ref()) {
+        for linear in self.linears() {
             match linear {
                 Linear::Dense(w) => w.eval()?,
                 Linear::Quantized { scales, biases, .. } => {
@@ -385,31 +287,12 @@ impl Weights {
                 }
             }
         }
-        let norms = self.layers.iter().flat_map(|l| {
-            [Some(&l.attn_norm), Some(&l.ffn_norm), l.q_norm.as_ref(), l.k_norm.as_ref()]
-        });
-        norms.flatten().chain([&self.output_norm]).try_for_each(Array::eval)
+        self.vectors().try_for_each(Array::eval)
     }
 
     /// Bytes the weights hold.
     pub fn nbytes(&self) -> u64 {
-        let linears: u64 = self
-            .layers
-            .iter()
-            .flat_map(|l| [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down])
-            .chain([&self.token_embd])
-            .chain(self.output.as_ref())
-            .map(Linear::nbytes)
-            .sum();
-        let norms: u64 = self
-            .layers
-            .iter()
-            .flat_map(|l| {
-                [Some(&l.attn_norm), Some(&l.ffn_norm), l.q_norm.as_ref(), l.k_norm.as_ref()]
-            })
-            .flatten()
-            .map(Array::nbytes)
-            .sum();
-        linears + norms + self.output_norm.nbytes()
+        self.linears().map(Linear::nbytes).sum::<u64>()
+            + self.vectors().map(Array::nbytes).sum::<u64>()
     }
 }

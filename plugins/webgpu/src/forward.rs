@@ -1,13 +1,15 @@
-//! The forward pass: a llama-family transformer over the KV cache, recorded as one
+//! The forward pass: the model layer's transformer, following its [`Config`] and each
+//! layer's plan, over the KV cache, recorded as one
 //! batch of kernel dispatches per chunk of up to [`UBATCH`] tokens, so a prompt is
 //! processed a chunk at a time rather than token by token.
 
+use hearth_model::{Config, Role, RopePairs};
 use hearth_sdk::PluginError;
 
 use crate::device::{Gpu, GpuBuffer};
 use crate::kernels::{AttentionShape, Batch, Kernels, View};
-use crate::lora::{LoraAdapter, Projection, RANK_PAD};
-use crate::weights::{Config, Weights};
+use crate::lora::{LoraAdapter, RANK_PAD};
+use crate::weights::Weights;
 
 /// Most tokens evaluated in one batch; bounds the scratch buffers.
 pub const UBATCH: u32 = 32;
@@ -49,7 +51,7 @@ impl Scratch {
             )));
         }
         let act = |label: &str, width: u32| gpu.storage(label, b * u64::from(width) * F32);
-        let qk = |label: &str, width: u32| config.qk_norm.then(|| act(label, width));
+        let qk = |label: &str, width: u32| config.arch.qk_norm.then(|| act(label, width));
         Ok(Self {
             ctx,
             h: act("h", config.n_embd),
@@ -117,6 +119,7 @@ impl Forward<'_> {
         logits: bool,
     ) {
         let c = self.config;
+        let arch = c.arch;
         let (e, q_dim, kv_dim) = (c.n_embd, c.q_dim(), c.kv_dim());
         let row = |buffer: &'b GpuBuffer, width: u32| View::new(&buffer.buffer, 0, width);
         let shape = AttentionShape {
@@ -124,60 +127,54 @@ impl Forward<'_> {
             kv_heads: c.kv_heads,
             head_dim: c.head_dim,
             ctx: s.ctx,
+            scale: c.attention_scale,
         };
+        let neox = c.rope_pairs == RopePairs::Halves;
         batch.get_rows(&self.weights.token_embd, &s.ids.buffer, row(&s.h, e), ntok);
+        if arch.scale_embeddings {
+            batch.scale_rows(row(&s.h, e), ntok, e, c.embedding_scale());
+        }
         for (index, layer) in self.weights.layers.iter().enumerate() {
+            let plan = c.layer(index as u32);
             let (k_cache, v_cache) = (&s.k_cache[index].buffer, &s.v_cache[index].buffer);
-            let cached = View::new(k_cache, pos * kv_dim, kv_dim);
-            batch.rmsnorm(row(&s.h, e), &layer.attn_norm.buffer, row(&s.xn, e), ntok, e, c.eps);
-            let project = |batch: &mut Batch<'b>, projection, x, y, accumulate| {
-                self.project(batch, s, index, projection, x, y, ntok, accumulate);
+            let cached_k = View::new(k_cache, pos * kv_dim, kv_dim);
+            let cached_v = View::new(v_cache, pos * kv_dim, kv_dim);
+            let norm = |batch: &mut Batch<'b>, x, role, y, accumulate| {
+                batch.rmsnorm(x, &layer.vector(role).buffer, y, ntok, e, c.eps, accumulate);
             };
-            match (&layer.q_norm, &layer.k_norm, &s.q_raw, &s.k_raw) {
-                (Some(q_norm), Some(k_norm), Some(q_raw), Some(k_raw)) => {
-                    project(batch, Projection::Q, row(&s.xn, e), row(q_raw, q_dim), false);
-                    project(batch, Projection::K, row(&s.xn, e), row(k_raw, kv_dim), false);
-                    let heads = ntok * c.heads;
-                    batch.rmsnorm(
-                        row(q_raw, q_dim),
-                        &q_norm.buffer,
-                        row(&s.q, q_dim),
-                        heads,
-                        c.head_dim,
-                        c.eps,
-                    );
-                    batch.rmsnorm(
-                        row(k_raw, kv_dim),
-                        &k_norm.buffer,
-                        cached,
-                        ntok * c.kv_heads,
-                        c.head_dim,
-                        c.eps,
-                    );
+            let project = |batch: &mut Batch<'b>, role, x, y: View<'b>, accumulate| {
+                self.project(batch, s, index, role, x, y, ntok, accumulate);
+                let bias = match role {
+                    Role::Q => layer.vectors.get(Role::QBias),
+                    Role::K => layer.vectors.get(Role::KBias),
+                    Role::V => layer.vectors.get(Role::VBias),
+                    _ => None,
+                };
+                if let Some(bias) = bias {
+                    batch.add_bias(y, &bias.buffer, ntok, y.stride);
+                }
+            };
+            norm(batch, row(&s.h, e), Role::AttnNorm, row(&s.xn, e), false);
+            match (&s.q_raw, &s.k_raw) {
+                (Some(q_raw), Some(k_raw)) => {
+                    project(batch, Role::Q, row(&s.xn, e), row(q_raw, q_dim), false);
+                    project(batch, Role::K, row(&s.xn, e), row(k_raw, kv_dim), false);
+                    let head_norm = |batch: &mut Batch<'b>, x, role, y, heads: u32| {
+                        let w = &layer.vector(role).buffer;
+                        batch.rmsnorm(x, w, y, ntok * heads, c.head_dim, c.eps, false);
+                    };
+                    head_norm(batch, row(q_raw, q_dim), Role::QNorm, row(&s.q, q_dim), c.heads);
+                    head_norm(batch, row(k_raw, kv_dim), Role::KNorm, cached_k, c.kv_heads);
                 }
                 _ => {
-                    project(batch, Projection::Q, row(&s.xn, e), row(&s.q, q_dim), false);
-                    project(batch, Projection::K, row(&s.xn, e), cached, false);
+                    project(batch, Role::Q, row(&s.xn, e), row(&s.q, q_dim), false);
+                    project(batch, Role::K, row(&s.xn, e), cached_k, false);
                 }
             }
-            project(
-                batch,
-                Projection::V,
-                row(&s.xn, e),
-                View::new(v_cache, pos * kv_dim, kv_dim),
-                false,
-            );
-            batch.rope(
-                row(&s.q, q_dim),
-                ntok,
-                c.heads,
-                c.head_dim,
-                c.n_rot,
-                pos,
-                c.neox,
-                c.freq_base,
-            );
-            batch.rope(cached, ntok, c.kv_heads, c.head_dim, c.n_rot, pos, c.neox, c.freq_base);
+            project(batch, Role::V, row(&s.xn, e), cached_v, false);
+            let (hd, rot, base) = (c.head_dim, c.n_rot, plan.rope_base);
+            batch.rope(row(&s.q, q_dim), ntok, c.heads, hd, rot, pos, neox, base);
+            batch.rope(cached_k, ntok, c.kv_heads, hd, rot, pos, neox, base);
             batch.attention(
                 &s.q.buffer,
                 k_cache,
@@ -187,13 +184,25 @@ impl Forward<'_> {
                 shape,
                 ntok,
                 pos,
+                plan.window,
             );
-            project(batch, Projection::O, row(&s.attn, q_dim), row(&s.h, e), true);
-            batch.rmsnorm(row(&s.h, e), &layer.ffn_norm.buffer, row(&s.xn, e), ntok, e, c.eps);
-            project(batch, Projection::Gate, row(&s.xn, e), row(&s.gate, c.n_ff), false);
-            project(batch, Projection::Up, row(&s.xn, e), row(&s.up, c.n_ff), false);
-            batch.silu_mul(&s.gate.buffer, &s.up.buffer, ntok * c.n_ff);
-            project(batch, Projection::Down, row(&s.gate, c.n_ff), row(&s.h, e), true);
+            if arch.sandwich_norms {
+                // The output is normed before it joins the residual stream.
+                project(batch, Role::O, row(&s.attn, q_dim), row(&s.xn, e), false);
+                norm(batch, row(&s.xn, e), Role::PostAttnNorm, row(&s.h, e), true);
+            } else {
+                project(batch, Role::O, row(&s.attn, q_dim), row(&s.h, e), true);
+            }
+            norm(batch, row(&s.h, e), Role::FfnNorm, row(&s.xn, e), false);
+            project(batch, Role::Gate, row(&s.xn, e), row(&s.gate, c.n_ff), false);
+            project(batch, Role::Up, row(&s.xn, e), row(&s.up, c.n_ff), false);
+            batch.gated(&s.gate.buffer, &s.up.buffer, ntok * c.n_ff, arch.activation);
+            if arch.sandwich_norms {
+                project(batch, Role::Down, row(&s.gate, c.n_ff), row(&s.xn, e), false);
+                norm(batch, row(&s.xn, e), Role::PostFfnNorm, row(&s.h, e), true);
+            } else {
+                project(batch, Role::Down, row(&s.gate, c.n_ff), row(&s.h, e), true);
+            }
         }
         if logits {
             let last = (ntok - 1) * e;
@@ -204,6 +213,7 @@ impl Forward<'_> {
                 1,
                 e,
                 c.eps,
+                false,
             );
             batch.matmul(
                 self.weights.output(),
@@ -224,18 +234,18 @@ impl Forward<'_> {
         batch: &mut Batch<'b>,
         s: &'b Scratch,
         index: usize,
-        projection: Projection,
+        role: Role,
         x: View<'b>,
         y: View<'b>,
         ntok: u32,
         accumulate: bool,
     ) {
-        batch.matmul(self.weights.layers[index].weight(projection), x, y, ntok, accumulate, 1.0);
+        batch.matmul(self.weights.layers[index].weight(role), x, y, ntok, accumulate, 1.0);
         let low_rank = View::new(&s.low_rank.buffer, 0, RANK_PAD);
         for &(adapter, scale) in self.adapters {
-            if let Some(pair) = adapter.pair(index, projection) {
+            if let Some(pair) = adapter.pair(index, role) {
                 batch.matmul(&pair.a, x, low_rank, ntok, false, 1.0);
-                batch.matmul(&pair.b, low_rank, y, ntok, true, scale * adapter.alpha_over_rank);
+                batch.matmul(&pair.b, low_rank, y, ntok, true, scale * adapter.factor);
             }
         }
     }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use hearth_model::Activation;
 use hearth_sdk::helpers::GgmlType;
 use hearth_sdk::PluginError;
 
@@ -11,6 +12,7 @@ use crate::device::{Gpu, GpuBuffer};
 
 const QUANT: &str = include_str!("shaders/quant.wgsl");
 const DECODERS: &str = include_str!("shaders/decode.wgsl");
+const ROWS: &str = include_str!("shaders/rows.wgsl");
 
 /// Weight types the kernels read in their stored form.
 pub const SUPPORTED_TYPES: [GgmlType; 5] =
@@ -53,7 +55,9 @@ pub struct Kernels {
     rmsnorm: wgpu::ComputePipeline,
     rope: wgpu::ComputePipeline,
     attention: wgpu::ComputePipeline,
-    silu_mul: wgpu::ComputePipeline,
+    gated: wgpu::ComputePipeline,
+    add_bias: wgpu::ComputePipeline,
+    scale_rows: wgpu::ComputePipeline,
 }
 
 impl Kernels {
@@ -76,7 +80,9 @@ impl Kernels {
                 include_str!("shaders/attention.wgsl"),
                 "attention",
             ),
-            silu_mul: pipeline(gpu, "silu_mul", include_str!("shaders/silu.wgsl"), "silu_mul"),
+            gated: pipeline(gpu, "gated", include_str!("shaders/gated.wgsl"), "gated"),
+            add_bias: pipeline(gpu, "add_bias", ROWS, "add_bias"),
+            scale_rows: pipeline(gpu, "scale_rows", ROWS, "scale_rows"),
         }
     }
 }
@@ -249,7 +255,9 @@ impl<'a> Batch<'a> {
         }
     }
 
-    /// RMSNorm of `rows` contiguous rows of `n` elements.
+    /// RMSNorm of `rows` contiguous rows of `n` elements, written to `y` or, with
+    /// `accumulate`, added to it.
+    #[allow(clippy::too_many_arguments)] // the kernel's parameters, one each
     pub fn rmsnorm(
         &mut self,
         x: View<'a>,
@@ -258,9 +266,10 @@ impl<'a> Batch<'a> {
         rows: u32,
         n: u32,
         eps: f32,
+        accumulate: bool,
     ) {
         let [gx, gy] = split_groups(rows);
-        let words = [rows, n, x.offset, y.offset, eps.to_bits()];
+        let words = [rows, n, x.offset, y.offset, eps.to_bits(), u32::from(accumulate)];
         self.push(
             &self.kernels.rmsnorm,
             vec![(1, x.buffer), (2, w), (3, y.buffer)],
@@ -292,7 +301,8 @@ impl<'a> Batch<'a> {
         );
     }
 
-    /// Causal attention of `ntok` queries at positions `pos0..` over the cache.
+    /// Causal attention of `ntok` queries at positions `pos0..` over the cache, each
+    /// seeing only its last `window` keys when there is one.
     #[allow(clippy::too_many_arguments)] // the kernel's parameters, one each
     pub fn attention(
         &mut self,
@@ -304,24 +314,51 @@ impl<'a> Batch<'a> {
         shape: AttentionShape,
         ntok: u32,
         pos0: u32,
+        window: Option<u32>,
     ) {
-        let scale = 1.0 / (shape.head_dim as f32).sqrt();
-        let words =
-            [ntok, shape.heads, shape.kv_heads, shape.head_dim, pos0, shape.ctx, scale.to_bits()];
+        let words = [
+            ntok,
+            shape.heads,
+            shape.kv_heads,
+            shape.head_dim,
+            pos0,
+            shape.ctx,
+            shape.scale.to_bits(),
+            window.unwrap_or(0),
+        ];
         let bindings = vec![(1, q), (2, k), (3, v), (4, scores), (5, out)];
         self.push(&self.kernels.attention, bindings, &words, [shape.heads, ntok, 1]);
     }
 
-    /// `g = silu(g) * u` over `n` elements.
-    pub fn silu_mul(&mut self, g: &'a wgpu::Buffer, u: &'a wgpu::Buffer, n: u32) {
+    /// `g = act(g) * u` over `n` elements.
+    pub fn gated(
+        &mut self,
+        g: &'a wgpu::Buffer,
+        u: &'a wgpu::Buffer,
+        n: u32,
+        activation: Activation,
+    ) {
         let groups = n.div_ceil(64);
-        let words = [n];
+        let words = [n, u32::from(activation == Activation::GeluTanh)];
         self.push(
-            &self.kernels.silu_mul,
+            &self.kernels.gated,
             vec![(1, g), (2, u)],
             &words,
             [groups.min(65535), groups.div_ceil(65535), 1],
         );
+    }
+
+    /// `y[r] += bias` for `rows` rows of `bias`'s length `n`.
+    pub fn add_bias(&mut self, y: View<'a>, bias: &'a wgpu::Buffer, rows: u32, n: u32) {
+        let words = [rows, n, y.offset, y.stride, 0];
+        let bindings = vec![(1, y.buffer), (2, bias)];
+        self.push(&self.kernels.add_bias, bindings, &words, [n.div_ceil(64), rows, 1]);
+    }
+
+    /// `y[r] *= scale` for `rows` rows of `n` values.
+    pub fn scale_rows(&mut self, y: View<'a>, rows: u32, n: u32, scale: f32) {
+        let words = [rows, n, y.offset, y.stride, scale.to_bits()];
+        self.push(&self.kernels.scale_rows, vec![(1, y.buffer)], &words, [n.div_ceil(64), rows, 1]);
     }
 
     /// Encode every recorded dispatch into one compute pass and submit it.
@@ -380,4 +417,6 @@ pub struct AttentionShape {
     pub kv_heads: u32,
     pub head_dim: u32,
     pub ctx: u32,
+    /// Factor on `q·k`.
+    pub scale: f32,
 }

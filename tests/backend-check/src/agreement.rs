@@ -78,7 +78,8 @@ pub fn first_step_logits(
         .map(|&prompt| {
             let tokens = tokenizer.encode(&chatml(prompt)).expect("the prompt tokenizes");
             let (ours, llama) = (logits_of(&tokens), crate::llamacpp::logits(path, &tokens, None));
-            let exact = with_exact.then(|| crate::reference::forward(&gguf, &tokens, None));
+            let exact = with_exact
+                .then(|| crate::reference::forward(&gguf, &tokens, None).expect("the reference runs"));
             let row = FirstStep {
                 prompt,
                 to_llama_cpp: relative_error(&ours, &llama),

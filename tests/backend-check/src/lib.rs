@@ -1,9 +1,8 @@
 //! What every backend plugin's tests check it against, in one place so the MLX and
 //! WebGPU plugins are held to the same standard:
 //!
-//! - [`reference`](mod@reference): a CPU forward pass written straight from the model's
-//!   equations (f32 values, f64 sums) over the GGUF weights dequantized by the SDK, with
-//!   LoRA;
+//! - [`reference`](mod@reference): the model layer's CPU reference executor (f32 values,
+//!   f64 sums over the GGUF weights dequantized by the SDK, with LoRA), re-exported;
 //! - [`llamacpp`]: the llama.cpp plugin loaded from its shared library through the ABI,
 //!   exactly as the host loads it, and llama.cpp's own logits from the
 //!   `hearth-llama-logits` program;
@@ -17,5 +16,5 @@ pub mod agreement;
 pub mod f16_copy;
 pub mod fixtures;
 pub mod llamacpp;
-pub mod reference;
+pub use hearth_model::reference;
 pub mod requests;

@@ -1,7 +1,8 @@
 // Causal attention of a batch of query tokens over the KV cache. One workgroup per
 // (head, token): scores into a scratch row, softmax, then the weighted sum of values.
-// Query token t sits at position pos0 + t and sees keys 0..=pos0 + t. Grouped-query
-// attention: query head h reads KV head h / (heads / kv_heads).
+// Query token t sits at position pos0 + t and sees keys 0..=pos0 + t, or only the last
+// `window` of them on a sliding-window layer. Grouped-query attention: query head h
+// reads KV head h / (heads / kv_heads).
 
 struct AttentionParams {
     ntok: u32,
@@ -11,6 +12,7 @@ struct AttentionParams {
     pos0: u32,
     ctx: u32,     // KV cache capacity: stride of a scores row
     scale: f32,
+    window: u32,  // 0: every earlier key
 }
 
 @group(0) @binding(0) var<uniform> p: AttentionParams;
@@ -59,11 +61,15 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     let kv_dim = p.kv_heads * hd;
     let kvh = h / (p.heads / p.kv_heads);
     let n_keys = p.pos0 + t + 1u;
+    var first = 0u;
+    if (p.window > 0u && n_keys > p.window) {
+        first = n_keys - p.window;
+    }
     let qb = (t * p.heads + h) * hd;
     let sb = (t * p.heads + h) * p.ctx;
 
     var best = -3.4e38;
-    for (var j = lid; j < n_keys; j += WG) {
+    for (var j = first + lid; j < n_keys; j += WG) {
         let kb = j * kv_dim + kvh * hd;
         var s = 0.0;
         for (var d = 0u; d < hd; d++) {
@@ -75,7 +81,7 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     }
     let m = reduce_max(lid, best);
     var sum = 0.0;
-    for (var j = lid; j < n_keys; j += WG) {
+    for (var j = first + lid; j < n_keys; j += WG) {
         let e = exp(scores[sb + j] - m);
         scores[sb + j] = e;
         sum += e;
@@ -85,7 +91,7 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     storageBarrier();
     for (var d = lid; d < hd; d += WG) {
         var acc = 0.0;
-        for (var j = 0u; j < n_keys; j++) {
+        for (var j = first; j < n_keys; j++) {
             acc += scores[sb + j] * v[j * kv_dim + kvh * hd + d];
         }
         out[qb + d] = acc / total;

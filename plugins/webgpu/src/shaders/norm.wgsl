@@ -1,5 +1,6 @@
-// RMSNorm over contiguous rows of n elements: out = x / sqrt(mean(x²) + eps) * w.
-// Also serves Qwen3's per-head QK-norm, where a row is one head.
+// RMSNorm over contiguous rows of n elements: out = x / sqrt(mean(x²) + eps) * w, or
+// out += that (a sandwich norm feeding the residual stream). Also serves the per-head
+// QK-norm, where a row is one head.
 
 struct NormParams {
     rows: u32,
@@ -7,6 +8,7 @@ struct NormParams {
     x_off: u32,
     y_off: u32,
     eps: f32,
+    accumulate: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: NormParams;
@@ -39,6 +41,11 @@ fn rmsnorm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     let inv = inverseSqrt(partial[0] / f32(p.n) + p.eps);
     let yb = p.y_off + row * p.n;
     for (var i = lid; i < p.n; i += WG) {
-        y[yb + i] = x[xb + i] * inv * w[i];
+        let value = x[xb + i] * inv * w[i];
+        if (p.accumulate != 0u) {
+            y[yb + i] += value;
+        } else {
+            y[yb + i] = value;
+        }
     }
 }

@@ -33,7 +33,7 @@ fn smollm2_logits_on_the_gpu_match_the_cpu_reference_within_1e_4() {
     );
     let model = WebGpuModel::load(&path, 256).unwrap();
     let gpu = model.logits(&tokens, &[]).unwrap();
-    let cpu = reference::forward(&gguf, &tokens, None);
+    let cpu = reference::forward(&gguf, &tokens, None).unwrap();
     assert_eq!(argmax(&gpu), argmax(&cpu), "the next token differs");
     let error = relative_error(&gpu, &cpu);
     println!("{} tokens, max |gpu - cpu| / max |cpu| = {error:e}", tokens.len());

@@ -11,6 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 
 use hearth_backend_check::reference;
+use hearth_model::{Activation, RopePairs};
 
 struct Bench {
     gpu: Gpu,
@@ -191,6 +192,7 @@ fn rmsnorm_matches_the_cpu_within_1e_5() {
         rows as u32,
         n as u32,
         1e-5,
+        false,
     );
     batch.submit();
     let error = relative_error(&b.read(&y, rows * n), &reference::rmsnorm(&x, &w, 1e-5));
@@ -198,10 +200,27 @@ fn rmsnorm_matches_the_cpu_within_1e_5() {
 }
 
 #[test]
+fn an_accumulating_rmsnorm_adds_the_normed_rows_to_what_is_there() {
+    let mut b = bench();
+    let (rows, n) = (3usize, 128usize);
+    let (x, w, base) = (b.values(rows * n), b.values(n), b.values(rows * n));
+    let (xb, wb, y) = (b.buffer(&x), b.buffer(&w), b.buffer(&base));
+    let mut batch = Batch::new(&b.gpu, &b.kernels);
+    let (view, y_view) = (View::new(&xb.buffer, 0, n as u32), View::new(&y.buffer, 0, n as u32));
+    batch.rmsnorm(view, &wb.buffer, y_view, rows as u32, n as u32, 1e-6, true);
+    batch.submit();
+    let normed = reference::rmsnorm(&x, &w, 1e-6);
+    let expected: Vec<f32> = base.iter().zip(&normed).map(|(a, b)| a + b).collect();
+    let error = relative_error(&b.read(&y, rows * n), &expected);
+    assert!(error < 1e-5, "relative error {error}");
+}
+
+#[test]
 fn rope_in_both_pair_layouts_matches_the_cpu_within_1e_4() {
     let mut b = bench();
     let (ntok, heads, hd, pos0) = (4usize, 3usize, 64usize, 37usize);
-    for neox in [false, true] {
+    for pairs in [RopePairs::Adjacent, RopePairs::Halves] {
+        let neox = pairs == RopePairs::Halves;
         let x = b.values(ntok * heads * hd);
         let xb = b.buffer(&x);
         let mut batch = Batch::new(&b.gpu, &b.kernels);
@@ -217,14 +236,14 @@ fn rope_in_both_pair_layouts_matches_the_cpu_within_1e_4() {
         );
         batch.submit();
         let mut expected = x.clone();
-        reference::rope(&mut expected, heads, hd, hd, pos0, neox, 10000.0);
+        reference::rope(&mut expected, heads, hd, hd, pos0, pairs, 10000.0);
         let error = relative_error(&b.read(&xb, x.len()), &expected);
         assert!(error < 1e-4, "neox {neox}: relative error {error}");
     }
 }
 
 #[test]
-fn grouped_query_attention_over_the_cache_matches_the_cpu_within_1e_5() {
+fn grouped_query_attention_over_the_cache_with_and_without_a_window_matches_the_cpu_within_1e_5() {
     let mut b = bench();
     let (heads, kv_heads, hd, ctx, pos0, ntok) =
         (6usize, 2usize, 64usize, 96usize, 50usize, 5usize);
@@ -232,39 +251,73 @@ fn grouped_query_attention_over_the_cache_matches_the_cpu_within_1e_5() {
     let k = b.values(ctx * kv_heads * hd);
     let v = b.values(ctx * kv_heads * hd);
     let (qb, kb, vb) = (b.buffer(&q), b.buffer(&k), b.buffer(&v));
-    let scores = b.poisoned(ntok * heads * ctx);
-    let out = b.poisoned(q.len());
-    let shape = AttentionShape {
-        heads: heads as u32,
-        kv_heads: kv_heads as u32,
-        head_dim: hd as u32,
-        ctx: ctx as u32,
-    };
-    let mut batch = Batch::new(&b.gpu, &b.kernels);
-    batch.attention(
-        &qb.buffer,
-        &kb.buffer,
-        &vb.buffer,
-        &scores.buffer,
-        &out.buffer,
-        shape,
-        ntok as u32,
-        pos0 as u32,
-    );
-    batch.submit();
-    let expected = reference::attention(&q, &k, &v, heads, kv_heads, hd, pos0);
-    let error = relative_error(&b.read(&out, q.len()), &expected);
-    assert!(error < 1e-5, "relative error {error}");
+    for (window, scale) in [(None, 0.125), (Some(7u32), 0.0625), (Some(200), 0.125)] {
+        let scores = b.poisoned(ntok * heads * ctx);
+        let out = b.poisoned(q.len());
+        let shape = AttentionShape {
+            heads: heads as u32,
+            kv_heads: kv_heads as u32,
+            head_dim: hd as u32,
+            ctx: ctx as u32,
+            scale,
+        };
+        let mut batch = Batch::new(&b.gpu, &b.kernels);
+        batch.attention(
+            &qb.buffer,
+            &kb.buffer,
+            &vb.buffer,
+            &scores.buffer,
+            &out.buffer,
+            shape,
+            ntok as u32,
+            pos0 as u32,
+            window,
+        );
+        batch.submit();
+        let geometry = reference::Attention {
+            heads,
+            kv_heads,
+            head_dim: hd,
+            pos0,
+            scale,
+            window: window.map(|w| w as usize),
+        };
+        let expected = reference::attention(&q, &k, &v, geometry);
+        let error = relative_error(&b.read(&out, q.len()), &expected);
+        assert!(error < 1e-5, "window {window:?}: relative error {error}");
+    }
 }
 
 #[test]
-fn silu_gating_matches_the_cpu_within_1e_6() {
+fn silu_and_gelu_gating_match_the_cpu_within_1e_6() {
     let mut b = bench();
-    let (g, u) = (b.values(1000), b.values(1000));
-    let (gb, ub) = (b.buffer(&g), b.buffer(&u));
+    for activation in [Activation::Silu, Activation::GeluTanh] {
+        let (g, u) = (b.values(1000), b.values(1000));
+        let (g, u): (Vec<f32>, Vec<f32>) =
+            (g.iter().map(|v| v * 4.0).collect(), u.iter().map(|v| v * 4.0).collect());
+        let (gb, ub) = (b.buffer(&g), b.buffer(&u));
+        let mut batch = Batch::new(&b.gpu, &b.kernels);
+        batch.gated(&gb.buffer, &ub.buffer, 1000, activation);
+        batch.submit();
+        let expected = reference::gated(activation, &g, &u);
+        let error = relative_error(&b.read(&gb, 1000), &expected);
+        assert!(error < 1e-6, "{activation:?}: relative error {error}");
+    }
+}
+
+#[test]
+fn biases_are_added_to_every_row_and_scaling_multiplies_every_value() {
+    let mut b = bench();
+    let (rows, n, stride) = (4usize, 96usize, 100usize);
+    let (y, bias) = (b.values(rows * stride), b.values(n));
+    let (yb, bb) = (b.buffer(&y), b.buffer(&bias));
     let mut batch = Batch::new(&b.gpu, &b.kernels);
-    batch.silu_mul(&gb.buffer, &ub.buffer, 1000);
+    let view = View::new(&yb.buffer, 0, stride as u32);
+    batch.add_bias(view, &bb.buffer, rows as u32, n as u32);
+    batch.scale_rows(view, rows as u32, n as u32, 2.0);
     batch.submit();
-    let error = relative_error(&b.read(&gb, 1000), &reference::silu_mul(&g, &u));
-    assert!(error < 1e-6, "relative error {error}");
+    let expected: Vec<f32> = (0..rows * stride)
+        .map(|at| if at % stride < n { (y[at] + bias[at % stride]) * 2.0 } else { y[at] })
+        .collect();
+    assert_eq!(b.read(&yb, rows * stride), expected);
 }

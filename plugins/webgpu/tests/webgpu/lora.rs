@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use hearth_backend_check::agreement::{argmax, relative_error};
 use hearth_backend_check::fixtures::{signoff_adapter, SIGN_OFF};
 use hearth_backend_check::{llamacpp, reference};
+use hearth_model::LoraFile;
 use hearth_sdk::abi_stable::std_types::{ROption, RVec};
 use hearth_sdk::helpers::{Gguf, Tokenizer};
 use hearth_sdk::{AdapterUse, ChatMessage, ErrorKind, GenerateRequest, Model, Sampling};
@@ -76,9 +77,8 @@ fn logits_with_the_adapter_match_the_cpu_reference_within_1e_4_and_llama_cpp_as_
     let model = WebGpuModel::load(&model_path, 512).unwrap();
     let gpu = model.logits(&tokens, &[adapter("smollm2-signoff", &path, 1.0)]).unwrap();
     let gpu_base = model.logits(&tokens, &[]).unwrap();
-    let lora = Gguf::open(&path).unwrap();
-    let exact =
-        reference::forward(&gguf, &tokens, Some(reference::Lora { gguf: &lora, scale: 1.0 }));
+    let lora = LoraFile::read("smollm2-signoff", &path, model.config()).unwrap();
+    let exact = reference::forward(&gguf, &tokens, Some((&lora, 1.0))).unwrap();
     let llama_base = llamacpp::logits(&model_path, &tokens, None);
     let llama = llamacpp::logits(&model_path, &tokens, Some((&path, 1.0)));
     let error = relative_error;

@@ -1,0 +1,151 @@
+//! The architectures hearth's own engines run, each described once as data: the facts
+//! in which one decoder-only transformer differs from another. Engines never match on
+//! an architecture's name; they follow these flags (through [`crate::Config`] and
+//! [`crate::LayerPlan`]), so adding an architecture that needs no new kind of step is
+//! one entry in [`ARCHITECTURES`].
+
+/// Which dimensions of a head RoPE rotates together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopePairs {
+    /// `(2i, 2i+1)`: llama.cpp's layout for Llama GGUFs, whose Q and K rows the
+    /// converter permuted.
+    Adjacent,
+    /// `(i, i + n_rot/2)`: the two halves of each head (Hugging Face's layout; "NeoX").
+    Halves,
+}
+
+/// The gated feed-forward's activation: `down(act(gate x) · up x)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// SwiGLU.
+    Silu,
+    /// GeGLU with GELU's tanh approximation (Gemma).
+    GeluTanh,
+}
+
+impl Activation {
+    /// The activation of one value, in f64 (the CPU reference's precision).
+    pub fn apply(self, x: f64) -> f64 {
+        match self {
+            Self::Silu => x / (1.0 + (-x).exp()),
+            Self::GeluTanh => {
+                const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+                0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)).tanh())
+            }
+        }
+    }
+}
+
+/// Local (sliding-window) attention interleaved with global attention.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SlidingWindow {
+    /// Every `period`-th layer (the last of each period) attends globally.
+    pub period: u32,
+    /// RoPE base of the local layers; the global ones use the file's.
+    pub local_rope_base: f32,
+}
+
+/// One architecture's facts.
+#[derive(Debug, PartialEq)]
+pub struct Architecture {
+    /// `general.architecture` in GGUF files.
+    pub gguf_name: &'static str,
+    /// `model_type` in Hugging Face and MLX `config.json` files.
+    pub hf_model_type: &'static str,
+    /// RoPE pairing in GGUF files; Hugging Face checkpoints always rotate halves.
+    pub gguf_rope: RopePairs,
+    /// Biases on the Q, K and V projections (Qwen2).
+    pub qkv_bias: bool,
+    /// Per-head RMSNorm of Q and K before RoPE (Qwen3, Gemma 3).
+    pub qk_norm: bool,
+    /// RMSNorm of the attention and feed-forward outputs before each residual add
+    /// (Gemma's "sandwich" norms).
+    pub sandwich_norms: bool,
+    pub activation: Activation,
+    /// Embeddings multiplied by √n_embd (Gemma).
+    pub scale_embeddings: bool,
+    pub sliding_window: Option<SlidingWindow>,
+    /// Hugging Face stores this architecture's norm weights as `w − 1` (Gemma);
+    /// llama.cpp's converter adds the 1 back into GGUF files.
+    pub hf_norm_offset: f32,
+}
+
+const LLAMA: Architecture = Architecture {
+    gguf_name: "llama",
+    hf_model_type: "llama",
+    gguf_rope: RopePairs::Adjacent,
+    qkv_bias: false,
+    qk_norm: false,
+    sandwich_norms: false,
+    activation: Activation::Silu,
+    scale_embeddings: false,
+    sliding_window: None,
+    hf_norm_offset: 0.0,
+};
+
+/// Every architecture the engines run.
+pub const ARCHITECTURES: &[Architecture] = &[
+    LLAMA,
+    Architecture {
+        gguf_name: "qwen2",
+        hf_model_type: "qwen2",
+        gguf_rope: RopePairs::Halves,
+        qkv_bias: true,
+        ..LLAMA
+    },
+    Architecture {
+        gguf_name: "qwen3",
+        hf_model_type: "qwen3",
+        gguf_rope: RopePairs::Halves,
+        qk_norm: true,
+        ..LLAMA
+    },
+    Architecture {
+        gguf_name: "gemma3",
+        hf_model_type: "gemma3_text",
+        gguf_rope: RopePairs::Halves,
+        qk_norm: true,
+        sandwich_norms: true,
+        activation: Activation::GeluTanh,
+        scale_embeddings: true,
+        sliding_window: Some(SlidingWindow { period: 6, local_rope_base: 10_000.0 }),
+        hf_norm_offset: 1.0,
+        ..LLAMA
+    },
+];
+
+/// The architecture a GGUF file's `general.architecture` names.
+pub fn by_gguf_name(name: &str) -> Option<&'static Architecture> {
+    ARCHITECTURES.iter().find(|arch| arch.gguf_name == name)
+}
+
+/// The architecture a `config.json`'s `model_type` names.
+pub fn by_hf_model_type(name: &str) -> Option<&'static Architecture> {
+    ARCHITECTURES.iter().find(|arch| arch.hf_model_type == name)
+}
+
+/// The GGUF names of every architecture, for messages ("llama, qwen2, qwen3, gemma3").
+pub fn gguf_names() -> String {
+    ARCHITECTURES.iter().map(|arch| arch.gguf_name).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_architecture_is_found_by_both_of_its_names() {
+        for arch in ARCHITECTURES {
+            assert!(std::ptr::eq(by_gguf_name(arch.gguf_name).unwrap(), arch));
+            assert!(std::ptr::eq(by_hf_model_type(arch.hf_model_type).unwrap(), arch));
+        }
+        assert!(by_gguf_name("qwen3moe").is_none());
+    }
+
+    #[test]
+    fn gelu_tanh_matches_its_known_values_and_silu_is_x_times_sigmoid() {
+        assert!((Activation::GeluTanh.apply(1.0) - 0.841_191_990).abs() < 1e-8);
+        assert!(Activation::GeluTanh.apply(-10.0).abs() < 1e-12);
+        assert!((Activation::Silu.apply(2.0) - 2.0 / (1.0 + (-2.0f64).exp())).abs() < 1e-15);
+    }
+}

@@ -1,0 +1,287 @@
+//! A model's hyper-parameters, read once from GGUF metadata or from a Hugging Face /
+//! MLX `config.json`, with everything the engines cannot run refused here, at load,
+//! as `Unsupported` naming the reason, so the router falls back before any memory is
+//! spent.
+
+use hearth_sdk::helpers::Gguf;
+use hearth_sdk::PluginError;
+use serde_json::Value;
+
+use crate::arch::{self, Architecture, RopePairs};
+
+/// The hyper-parameters of a model of one of [`arch::ARCHITECTURES`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub arch: &'static Architecture,
+    pub n_embd: u32,
+    pub n_layer: u32,
+    pub n_ff: u32,
+    pub heads: u32,
+    pub kv_heads: u32,
+    pub head_dim: u32,
+    /// Dimensions of each head RoPE rotates (the first `n_rot`).
+    pub n_rot: u32,
+    pub eps: f32,
+    /// RoPE base of the global layers (all layers without a sliding window).
+    pub rope_base: f32,
+    /// The pairing of this file's Q and K rows (it depends on the file format).
+    pub rope_pairs: RopePairs,
+    /// Tokens a local layer attends to, counting the query's own.
+    pub sliding_window: Option<u32>,
+    /// Factor on `q·k` before the softmax.
+    pub attention_scale: f32,
+    /// Added to every norm weight as it is loaded (Hugging Face Gemma's `w − 1`).
+    pub norm_offset: f32,
+    pub vocab: u32,
+    pub context_length: u32,
+}
+
+/// What one layer does, resolved from the architecture and the layer's index.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LayerPlan {
+    pub rope_base: f32,
+    /// `Some(w)`: query at position p sees keys `p−w+1 ..= p` only.
+    pub window: Option<u32>,
+}
+
+fn meta_error(error: impl std::fmt::Display) -> PluginError {
+    PluginError::model_file(error.to_string())
+}
+
+fn unsupported_arch(what: &str, name: &str) -> PluginError {
+    PluginError::unsupported(format!(
+        "{what} `{name}` (hearth's MLX and WebGPU engines run {})",
+        arch::gguf_names()
+    ))
+}
+
+/// Refuse an attention shape the engines cannot run.
+fn check_attention(
+    heads: u32,
+    kv_heads: u32,
+    head_dim: u32,
+    n_rot: u32,
+) -> Result<(), PluginError> {
+    if kv_heads == 0 || heads % kv_heads != 0 || n_rot > head_dim || n_rot % 2 != 0 {
+        return Err(PluginError::model_file(format!(
+            "inconsistent attention shape: {heads} heads, {kv_heads} KV heads, rope over {n_rot} of {head_dim}"
+        )));
+    }
+    Ok(())
+}
+
+impl Config {
+    /// The hyper-parameters in a GGUF file's metadata.
+    pub fn from_gguf(gguf: &Gguf) -> Result<Self, PluginError> {
+        let name = gguf.str("general.architecture").map_err(meta_error)?;
+        let arch =
+            arch::by_gguf_name(name).ok_or_else(|| unsupported_arch("architecture", name))?;
+        let key = |name: &str| format!("{}.{name}", arch.gguf_name);
+        let int = |name: &str| -> Result<u32, PluginError> {
+            let value = gguf.u64(&key(name)).map_err(meta_error)?;
+            u32::try_from(value).ok().filter(|&v| v > 0).ok_or_else(|| {
+                PluginError::model_file(format!("`{}` = {value} is out of range", key(name)))
+            })
+        };
+        let optional = |name: &str, default: u32| {
+            if gguf.get(&key(name)).is_some() {
+                int(name)
+            } else {
+                Ok(default)
+            }
+        };
+        if let Ok(kind) = gguf.str(&key("rope.scaling.type")) {
+            if kind != "none" {
+                return Err(PluginError::unsupported(format!("rope scaling `{kind}`")));
+            }
+        }
+        if gguf.tensor("rope_freqs.weight").is_some() {
+            return Err(PluginError::unsupported("rope frequency factors (rope_freqs.weight)"));
+        }
+        let n_embd = int("embedding_length")?;
+        let heads = int("attention.head_count")?;
+        let kv_heads = optional("attention.head_count_kv", heads)?;
+        let head_dim = optional("attention.key_length", n_embd / heads)?;
+        let n_rot = optional("rope.dimension_count", head_dim)?;
+        check_attention(heads, kv_heads, head_dim, n_rot)?;
+        let sliding_window = match arch.sliding_window {
+            Some(_) => Some(int("attention.sliding_window")?),
+            None => None,
+        };
+        let vocab = gguf
+            .tensor("token_embd.weight")
+            .and_then(|t| u32::try_from(t.rows()).ok())
+            .ok_or_else(|| PluginError::model_file("tensor `token_embd.weight` is missing"))?;
+        Ok(Self {
+            arch,
+            n_embd,
+            n_layer: int("block_count")?,
+            n_ff: int("feed_forward_length")?,
+            heads,
+            kv_heads,
+            head_dim,
+            n_rot,
+            eps: gguf.f64(&key("attention.layer_norm_rms_epsilon")).map_err(meta_error)? as f32,
+            rope_base: gguf.f64(&key("rope.freq_base")).unwrap_or(10_000.0) as f32,
+            rope_pairs: arch.gguf_rope,
+            sliding_window,
+            attention_scale: 1.0 / (head_dim as f32).sqrt(),
+            norm_offset: 0.0,
+            vocab,
+            context_length: optional("context_length", 2048)?,
+        })
+    }
+
+    /// The hyper-parameters in a Hugging Face or MLX `config.json`.
+    pub fn from_hf(json: &Value) -> Result<Self, PluginError> {
+        let int = |key: &str| -> Result<u32, PluginError> {
+            json.get(key)
+                .and_then(Value::as_u64)
+                .and_then(|value| u32::try_from(value).ok())
+                .filter(|&value| value > 0)
+                .ok_or_else(|| {
+                    PluginError::model_file(format!(
+                        "config.json: `{key}` is missing or not a positive integer"
+                    ))
+                })
+        };
+        let int_or = |key: &str, default: u32| {
+            if json.get(key).is_none_or(Value::is_null) {
+                Ok(default)
+            } else {
+                int(key)
+            }
+        };
+        let float = |key: &str, default: Option<f64>| {
+            json.get(key).and_then(Value::as_f64).or(default).ok_or_else(|| {
+                PluginError::model_file(format!("config.json: `{key}` is missing or not a number"))
+            })
+        };
+        let model_type = json.get("model_type").and_then(Value::as_str).unwrap_or("(none)");
+        let arch = arch::by_hf_model_type(model_type)
+            .ok_or_else(|| unsupported_arch("model_type", model_type))?;
+        if let Some(scaling) = json.get("rope_scaling").filter(|value| !value.is_null()) {
+            return Err(PluginError::unsupported(format!("rope scaling {scaling}")));
+        }
+        let expected_act = match arch.activation {
+            arch::Activation::Silu => ["silu"].as_slice(),
+            arch::Activation::GeluTanh => ["gelu_pytorch_tanh", "gelu_tanh"].as_slice(),
+        };
+        let act = json
+            .get("hidden_activation")
+            .or_else(|| json.get("hidden_act"))
+            .and_then(Value::as_str)
+            .unwrap_or(expected_act[0]);
+        if !expected_act.contains(&act) {
+            return Err(PluginError::unsupported(format!(
+                "activation `{act}` for {model_type} (expected {})",
+                expected_act[0]
+            )));
+        }
+        for bias in ["attention_bias", "mlp_bias"] {
+            if json.get(bias).and_then(Value::as_bool) == Some(true) {
+                return Err(PluginError::unsupported(format!(
+                    "`{bias}` (projections with biases)"
+                )));
+            }
+        }
+        let n_embd = int("hidden_size")?;
+        let heads = int("num_attention_heads")?;
+        let kv_heads = int_or("num_key_value_heads", heads)?;
+        let head_dim = int_or("head_dim", n_embd / heads)?;
+        check_attention(heads, kv_heads, head_dim, head_dim)?;
+        let sliding_window = match arch.sliding_window {
+            Some(_) => Some(int("sliding_window")?),
+            None => None,
+        };
+        let query_scale = float("query_pre_attn_scalar", Some(f64::from(head_dim)))?;
+        Ok(Self {
+            arch,
+            n_embd,
+            n_layer: int("num_hidden_layers")?,
+            n_ff: int("intermediate_size")?,
+            heads,
+            kv_heads,
+            head_dim,
+            n_rot: head_dim,
+            eps: float("rms_norm_eps", None)? as f32,
+            rope_base: float("rope_theta", Some(10_000.0))? as f32,
+            rope_pairs: RopePairs::Halves,
+            sliding_window,
+            attention_scale: (1.0 / query_scale.sqrt()) as f32,
+            norm_offset: arch.hf_norm_offset,
+            vocab: int("vocab_size")?,
+            context_length: int_or("max_position_embeddings", 2048)?,
+        })
+    }
+
+    pub fn q_dim(&self) -> u32 {
+        self.heads * self.head_dim
+    }
+
+    pub fn kv_dim(&self) -> u32 {
+        self.kv_heads * self.head_dim
+    }
+
+    /// The factor on the token embeddings.
+    pub fn embedding_scale(&self) -> f32 {
+        if self.arch.scale_embeddings {
+            (self.n_embd as f32).sqrt()
+        } else {
+            1.0
+        }
+    }
+
+    /// What layer `index` does.
+    pub fn layer(&self, index: u32) -> LayerPlan {
+        match (self.arch.sliding_window, self.sliding_window) {
+            (Some(sliding), Some(window)) if index % sliding.period != sliding.period - 1 => {
+                LayerPlan { rope_base: sliding.local_rope_base, window: Some(window) }
+            }
+            _ => LayerPlan { rope_base: self.rope_base, window: None },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gemma_json() -> Value {
+        serde_json::json!({
+            "model_type": "gemma3_text", "hidden_size": 640, "num_attention_heads": 4,
+            "num_key_value_heads": 1, "head_dim": 256, "num_hidden_layers": 18,
+            "intermediate_size": 2048, "rms_norm_eps": 1e-6, "rope_theta": 1e6,
+            "sliding_window": 512, "vocab_size": 262144, "query_pre_attn_scalar": 256,
+            "hidden_activation": "gelu_pytorch_tanh", "max_position_embeddings": 32768,
+        })
+    }
+
+    #[test]
+    fn gemma_layers_attend_locally_except_every_sixth_which_uses_the_global_rope_base() {
+        let config = Config::from_hf(&gemma_json()).unwrap();
+        let plans: Vec<LayerPlan> = (0..12).map(|index| config.layer(index)).collect();
+        for (index, plan) in plans.iter().enumerate() {
+            if index % 6 == 5 {
+                assert_eq!(*plan, LayerPlan { rope_base: 1e6, window: None });
+            } else {
+                assert_eq!(*plan, LayerPlan { rope_base: 10_000.0, window: Some(512) });
+            }
+        }
+        assert_eq!(config.norm_offset, 1.0);
+        assert!((config.embedding_scale() - 640f32.sqrt()).abs() < 1e-6);
+        assert!((config.attention_scale - 1.0 / 16.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn an_unknown_model_type_or_activation_is_refused_naming_it() {
+        let mut json = gemma_json();
+        json["model_type"] = "qwen3_moe".into();
+        let error = Config::from_hf(&json).unwrap_err().to_string();
+        assert!(error.contains("qwen3_moe") && error.contains("gemma3"), "{error}");
+        let mut json = gemma_json();
+        json["hidden_activation"] = "relu".into();
+        let error = Config::from_hf(&json).unwrap_err().to_string();
+        assert!(error.contains("relu"), "{error}");
+    }
+}

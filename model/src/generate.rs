@@ -1,0 +1,213 @@
+//! The generation loop every engine shares: chat template, tokenizer, prompt-prefix
+//! reuse, sampling, stop strings, UTF-8-safe streaming, cancellation and stats. An
+//! engine supplies only an [`Executor`], which evaluates tokens at positions and
+//! returns the last one's logits.
+
+use std::time::Instant;
+
+use hearth_sdk::abi_stable::std_types::RString;
+use hearth_sdk::helpers::{ChatTemplate, Gguf, Sampler, StopMatcher, StreamDecoder, Tokenizer};
+use hearth_sdk::{
+    FinishReason, GenerateRequest, GenerateStats, PluginError, SinkControl, TokenSink,
+};
+
+use crate::Config;
+
+/// Context used when the request leaves it to the backend.
+pub const DEFAULT_CONTEXT: u32 = 4096;
+
+/// The context a model runs with: the request's, else [`DEFAULT_CONTEXT`], never more
+/// than the model was trained for.
+pub fn context_size(requested: u32, config: &Config) -> u32 {
+    let requested = if requested == 0 { DEFAULT_CONTEXT } else { requested };
+    requested.min(config.context_length)
+}
+
+/// An engine's forward pass over its KV cache.
+pub trait Executor {
+    /// Evaluate `tokens` at positions `pos..`, after the first `pos` tokens already in
+    /// the cache (anything cached beyond them is stale and overwritten), and return the
+    /// last token's logits.
+    fn forward(&mut self, tokens: &[u32], pos: u32) -> Result<Vec<f32>, PluginError>;
+}
+
+/// A model's text side: its tokenizer and chat template.
+pub struct Text {
+    pub tokenizer: Tokenizer,
+    pub template: Option<ChatTemplate>,
+}
+
+impl Text {
+    /// The tokenizer and chat template a GGUF file carries.
+    pub fn from_gguf(gguf: &Gguf) -> Result<Self, PluginError> {
+        let tokenizer = Tokenizer::from_gguf(gguf)
+            .map_err(|error| PluginError::unsupported(error.to_string()))?;
+        let template = match gguf.str("tokenizer.chat_template") {
+            Ok(source) => {
+                let text = |id: Option<u32>| {
+                    id.and_then(|id| tokenizer.token_text(id)).unwrap_or("").to_string()
+                };
+                let template =
+                    ChatTemplate::new(source, &text(tokenizer.bos()), &text(tokenizer.eos()))
+                        .map_err(|error| PluginError::unsupported(error.to_string()))?;
+                Some(template)
+            }
+            Err(_) => None,
+        };
+        Ok(Self { tokenizer, template })
+    }
+
+    /// The request's prompt tokens: its raw prompt, or its messages through the template.
+    pub fn prompt(&self, request: &GenerateRequest) -> Result<Vec<u32>, PluginError> {
+        let text = match request.prompt.as_ref().into_option() {
+            Some(prompt) => prompt.to_string(),
+            None => {
+                let template = self.template.as_ref().ok_or_else(|| {
+                    PluginError::invalid_request(
+                        "the model has no chat template; send a raw prompt instead of messages",
+                    )
+                })?;
+                template
+                    .render(&request.messages, true)
+                    .map_err(|error| PluginError::invalid_request(error.to_string()))?
+            }
+        };
+        self.tokenizer
+            .encode(&text)
+            .map_err(|error| PluginError::invalid_request(error.to_string()))
+    }
+}
+
+/// What the KV cache holds after a generation: the tokens evaluated, and the adapters
+/// they were evaluated with (a prefix is reusable only under the same ones).
+#[derive(Default)]
+pub struct Session {
+    tokens: Vec<u32>,
+    adapters: Vec<(String, f32)>,
+}
+
+impl Session {
+    /// Tokens in the cache.
+    pub fn len(&self) -> u32 {
+        self.tokens.len() as u32
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// Evaluate `prompt`, reusing the cached prefix it shares with the last one; at least
+    /// the last prompt token is evaluated again, as its logits are needed.
+    fn evaluate_prompt(
+        &mut self,
+        executor: &mut dyn Executor,
+        prompt: &[u32],
+        adapters: Vec<(String, f32)>,
+    ) -> Result<Vec<f32>, PluginError> {
+        if self.adapters != adapters {
+            *self = Session { adapters, ..Session::default() };
+        }
+        let shared = self
+            .tokens
+            .iter()
+            .zip(prompt)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(prompt.len() - 1);
+        self.tokens.truncate(shared);
+        let logits = executor.forward(&prompt[shared..], shared as u32)?;
+        self.tokens.extend_from_slice(&prompt[shared..]);
+        Ok(logits)
+    }
+}
+
+/// Run one generation of `request` on a model of context `ctx`, streaming text to
+/// `sink`. On an error the session is reset, since a failed step may have left the
+/// cache half written.
+pub fn generate(
+    text: &Text,
+    ctx: u32,
+    session: &mut Session,
+    executor: &mut dyn Executor,
+    request: &GenerateRequest,
+    sink: &mut dyn TokenSink,
+) -> Result<GenerateStats, PluginError> {
+    let result = generate_in(text, ctx, session, executor, request, sink);
+    if result.is_err() {
+        *session = Session::default();
+    }
+    result
+}
+
+fn generate_in(
+    text: &Text,
+    ctx: u32,
+    session: &mut Session,
+    executor: &mut dyn Executor,
+    request: &GenerateRequest,
+    sink: &mut dyn TokenSink,
+) -> Result<GenerateStats, PluginError> {
+    let started = Instant::now();
+    let prompt = text.prompt(request)?;
+    if prompt.is_empty() || prompt.len() >= ctx as usize {
+        return Err(PluginError::invalid_request(format!(
+            "the prompt is {} tokens; it must be between 1 and {} for this context",
+            prompt.len(),
+            ctx - 1
+        )));
+    }
+    let signature = request
+        .adapters
+        .iter()
+        .filter(|a| a.scale != 0.0)
+        .map(|a| (a.path.to_string(), a.scale))
+        .collect();
+    let mut logits = session.evaluate_prompt(executor, &prompt, signature)?;
+    let prompt_ms = started.elapsed().as_secs_f64() * 1e3;
+
+    let tokenizer = &text.tokenizer;
+    let mut sampler = Sampler::new(&request.sampling);
+    prompt.iter().for_each(|&token| sampler.accept(token));
+    let mut decoder = StreamDecoder::new();
+    let mut stops = StopMatcher::new(request.stop.iter().map(RString::as_str));
+    let max_tokens = if request.max_tokens == 0 { u32::MAX } else { request.max_tokens };
+    let mut generated = 0u32;
+    let mut stopped_by_string = false;
+    let stats = |generated, finish_reason| GenerateStats {
+        prompt_tokens: prompt.len() as u32,
+        completion_tokens: generated,
+        prompt_ms,
+        decode_ms: started.elapsed().as_secs_f64() * 1e3 - prompt_ms,
+        finish_reason,
+    };
+    let finish_reason = loop {
+        let token = sampler.sample(&logits);
+        if tokenizer.is_end_of_generation(token) {
+            break FinishReason::Stop;
+        }
+        generated += 1;
+        sampler.accept(token);
+        let released = stops.push(&decoder.push(tokenizer.token_bytes(token)));
+        if !released.text.is_empty() && sink.on_token(&released.text) == SinkControl::Stop {
+            break FinishReason::Cancelled;
+        }
+        if released.stopped {
+            stopped_by_string = true;
+            break FinishReason::Stop;
+        }
+        if generated >= max_tokens || session.len() + 1 >= ctx {
+            break FinishReason::Length;
+        }
+        logits = executor.forward(&[token], session.len())?;
+        session.tokens.push(token);
+    };
+    if finish_reason != FinishReason::Cancelled && !stopped_by_string {
+        // Text held back for a stop string that never came, and a cut character.
+        let released = stops.push(&decoder.finish());
+        let rest = if released.stopped { released.text } else { released.text + &stops.finish() };
+        if !rest.is_empty() && sink.on_token(&rest) == SinkControl::Stop {
+            return Ok(stats(generated, FinishReason::Cancelled));
+        }
+    }
+    Ok(stats(generated, finish_reason))
+}

@@ -1,0 +1,235 @@
+//! The CPU reference executor: every step of the layer program written straight from
+//! the model's equations, in f32 values and f64 sums, over weights the SDK's
+//! `dequantize` expands to f32. Slow and exact; the engines' conformance tests and
+//! kernel tests compare against it, and it against llama.cpp.
+
+use hearth_sdk::helpers::{dequantize, Gguf};
+use hearth_sdk::PluginError;
+
+use crate::arch::{Activation, RopePairs};
+use crate::lora::LoraFile;
+use crate::roles::{gguf_layer_name, Global, Role};
+use crate::Config;
+
+/// `y[t][r] = Σ_c w[r][c] · x[t][c]`, accumulated in f64.
+pub fn matmul(w: &[f32], ncols: usize, x: &[f32], ntok: usize) -> Vec<f32> {
+    let rows = w.len() / ncols;
+    let mut y = vec![0.0; ntok * rows];
+    for t in 0..ntok {
+        let xt = &x[t * ncols..(t + 1) * ncols];
+        for r in 0..rows {
+            let wr = &w[r * ncols..(r + 1) * ncols];
+            y[t * rows + r] =
+                wr.iter().zip(xt).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum::<f64>() as f32;
+        }
+    }
+    y
+}
+
+/// RMSNorm of each `w.len()`-long row of `x`.
+pub fn rmsnorm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
+    let n = w.len();
+    x.chunks(n)
+        .flat_map(|row| {
+            let mean = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / n as f64;
+            let inv = 1.0 / (mean + f64::from(eps)).sqrt();
+            row.iter()
+                .zip(w)
+                .map(move |(&v, &g)| (f64::from(v) * inv) as f32 * g)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// RoPE in place over `x` = `[tokens][heads][head_dim]`, token t at position pos0 + t.
+pub fn rope(
+    x: &mut [f32],
+    heads: usize,
+    head_dim: usize,
+    n_rot: usize,
+    pos0: usize,
+    pairs: RopePairs,
+    base: f32,
+) {
+    for (index, head) in x.chunks_mut(head_dim).enumerate() {
+        let pos = (pos0 + index / heads) as f64;
+        for pair in 0..n_rot / 2 {
+            let theta = pos * f64::from(base).powf(-2.0 * pair as f64 / n_rot as f64);
+            let (i0, i1) = match pairs {
+                RopePairs::Halves => (pair, pair + n_rot / 2),
+                RopePairs::Adjacent => (2 * pair, 2 * pair + 1),
+            };
+            let (a, b) = (f64::from(head[i0]), f64::from(head[i1]));
+            head[i0] = (a * theta.cos() - b * theta.sin()) as f32;
+            head[i1] = (a * theta.sin() + b * theta.cos()) as f32;
+        }
+    }
+}
+
+/// The geometry of one attention call.
+#[derive(Clone, Copy, Debug)]
+pub struct Attention {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    /// Position of the first query; keys cover positions `0..pos0 + queries`.
+    pub pos0: usize,
+    pub scale: f32,
+    /// Keys a query sees, its own included (`None`: all earlier ones).
+    pub window: Option<usize>,
+}
+
+/// Causal attention: q = `[ntok][heads·hd]`, k and v = `[positions][kv_heads·hd]`.
+pub fn attention(q: &[f32], k: &[f32], v: &[f32], shape: Attention) -> Vec<f32> {
+    let Attention { heads, kv_heads, head_dim: hd, pos0, scale, window } = shape;
+    let ntok = q.len() / (heads * hd);
+    let kv_dim = kv_heads * hd;
+    let mut out = vec![0.0; q.len()];
+    for t in 0..ntok {
+        let last = pos0 + t;
+        let first = window.map_or(0, |w| (last + 1).saturating_sub(w));
+        for h in 0..heads {
+            let kvh = h / (heads / kv_heads);
+            let qh = &q[(t * heads + h) * hd..][..hd];
+            let scores: Vec<f64> = (first..=last)
+                .map(|j| {
+                    let kj = &k[j * kv_dim + kvh * hd..][..hd];
+                    qh.iter().zip(kj).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum::<f64>()
+                        * f64::from(scale)
+                })
+                .collect();
+            let max = scores.iter().copied().fold(f64::MIN, f64::max);
+            let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+            let total: f64 = weights.iter().sum();
+            for d in 0..hd {
+                let value: f64 = (first..=last)
+                    .zip(&weights)
+                    .map(|(j, w)| w * f64::from(v[j * kv_dim + kvh * hd + d]))
+                    .sum();
+                out[(t * heads + h) * hd + d] = (value / total) as f32;
+            }
+        }
+    }
+    out
+}
+
+/// The gated feed-forward's activation: `act(g) · u`.
+pub fn gated(activation: Activation, g: &[f32], u: &[f32]) -> Vec<f32> {
+    g.iter().zip(u).map(|(&a, &b)| (activation.apply(f64::from(a)) * f64::from(b)) as f32).collect()
+}
+
+fn add(into: &mut [f32], other: &[f32]) {
+    into.iter_mut().zip(other).for_each(|(a, b)| *a += b);
+}
+
+/// A tensor's values as f32, or a `ModelFile` error naming it.
+fn tensor(gguf: &Gguf, name: &str) -> Result<Vec<f32>, PluginError> {
+    let info = gguf
+        .tensor(name)
+        .ok_or_else(|| PluginError::model_file(format!("tensor `{name}` is missing")))?;
+    let mut values = vec![0.0; info.elements() as usize];
+    dequantize(info.ty, gguf.tensor_data(info), &mut values)
+        .ok_or_else(|| PluginError::unsupported(format!("tensor `{name}` has type {}", info.ty)))?;
+    Ok(values)
+}
+
+/// The logits of the last of `tokens`, evaluated from position 0 on the CPU, with
+/// `lora`'s pairs applied at its scale.
+pub fn forward(
+    gguf: &Gguf,
+    tokens: &[u32],
+    lora: Option<(&LoraFile, f32)>,
+) -> Result<Vec<f32>, PluginError> {
+    let c = Config::from_gguf(gguf)?;
+    let (e, hd) = (c.n_embd as usize, c.head_dim as usize);
+    let (heads, kv_heads) = (c.heads as usize, c.kv_heads as usize);
+    let n = tokens.len();
+    let embd = tensor(gguf, Global::TokenEmbd.gguf_name())?;
+    let scale = c.embedding_scale();
+    let mut h: Vec<f32> = tokens
+        .iter()
+        .flat_map(|&t| embd[t as usize * e..][..e].iter().map(|v| v * scale))
+        .collect();
+    for layer in 0..c.n_layer {
+        let w = |role: Role| tensor(gguf, &gguf_layer_name(layer, role));
+        let project = |role: Role, x: &[f32]| -> Result<Vec<f32>, PluginError> {
+            let (inputs, _) = c.projection_shape(role).expect("a projection");
+            let mut y = matmul(&w(role)?, inputs as usize, x, n);
+            let bias = match role {
+                Role::Q => Some(Role::QBias),
+                Role::K => Some(Role::KBias),
+                Role::V => Some(Role::VBias),
+                _ => None,
+            };
+            if let Some(bias) = bias.filter(|bias| bias.present_in(c.arch)) {
+                let b = w(bias)?;
+                y.chunks_mut(b.len()).for_each(|row| add(row, &b));
+            }
+            if let Some((file, scale)) = lora {
+                for pair in file.pairs.iter().filter(|p| p.layer == layer && p.role == role) {
+                    let rank = pair.rank as usize;
+                    let low = matmul(&pair.a, inputs as usize, x, n);
+                    let update = matmul(&pair.b, rank, &low, n);
+                    y.iter_mut().zip(&update).for_each(|(y, u)| *y += scale * file.factor * u);
+                }
+            }
+            Ok(y)
+        };
+        let plan = c.layer(layer);
+        let xn = rmsnorm(&h, &w(Role::AttnNorm)?, c.eps);
+        let mut q = project(Role::Q, &xn)?;
+        let mut k = project(Role::K, &xn)?;
+        let v = project(Role::V, &xn)?;
+        if c.arch.qk_norm {
+            q = rmsnorm(&q, &w(Role::QNorm)?, c.eps);
+            k = rmsnorm(&k, &w(Role::KNorm)?, c.eps);
+        }
+        let n_rot = c.n_rot as usize;
+        rope(&mut q, heads, hd, n_rot, 0, c.rope_pairs, plan.rope_base);
+        rope(&mut k, kv_heads, hd, n_rot, 0, c.rope_pairs, plan.rope_base);
+        let shape = Attention {
+            heads,
+            kv_heads,
+            head_dim: hd,
+            pos0: 0,
+            scale: c.attention_scale,
+            window: plan.window.map(|w| w as usize),
+        };
+        let mut o = project(Role::O, &attention(&q, &k, &v, shape))?;
+        if c.arch.sandwich_norms {
+            o = rmsnorm(&o, &w(Role::PostAttnNorm)?, c.eps);
+        }
+        add(&mut h, &o);
+        let xn = rmsnorm(&h, &w(Role::FfnNorm)?, c.eps);
+        let g = gated(c.arch.activation, &project(Role::Gate, &xn)?, &project(Role::Up, &xn)?);
+        let mut d = project(Role::Down, &g)?;
+        if c.arch.sandwich_norms {
+            d = rmsnorm(&d, &w(Role::PostFfnNorm)?, c.eps);
+        }
+        add(&mut h, &d);
+    }
+    let last = rmsnorm(&h[(n - 1) * e..], &tensor(gguf, Global::OutputNorm.gguf_name())?, c.eps);
+    let output = match gguf.tensor(Global::Output.gguf_name()) {
+        Some(_) => tensor(gguf, Global::Output.gguf_name())?,
+        None => embd,
+    };
+    Ok(matmul(&output, e, &last, 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sliding_window_of_one_attends_only_to_the_querys_own_position() {
+        // Two positions, one head of 2: the second query sees only the second key/value.
+        let q = [1.0, 0.0, 0.0, 1.0];
+        let k = [1.0, 0.0, 0.0, 1.0];
+        let v = [10.0, 20.0, 30.0, 40.0];
+        let shape =
+            Attention { heads: 1, kv_heads: 1, head_dim: 2, pos0: 0, scale: 1.0, window: Some(1) };
+        assert_eq!(attention(&q, &k, &v, shape), vec![10.0, 20.0, 30.0, 40.0]);
+        let global = attention(&q, &k, &v, Attention { window: None, ..shape });
+        assert!(global[2] > 10.0 && global[2] < 30.0);
+    }
+}
