@@ -24,6 +24,8 @@ pub mod tokenizer;
 #[cfg(feature = "helpers")]
 mod tokenizer_spm;
 #[cfg(all(test, feature = "helpers"))]
+mod tokenizer_spm_tests;
+#[cfg(all(test, feature = "helpers"))]
 mod tokenizer_tests;
 
 #[cfg(feature = "helpers")]

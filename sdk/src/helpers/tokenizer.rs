@@ -66,7 +66,7 @@ pub struct Tokenizer {
 
 /// What turns text into ids, by the vocabulary's kind.
 enum Encoder {
-    BytePairs(tokenizers::Tokenizer),
+    BytePairs(Box<tokenizers::Tokenizer>),
     SentencePiece(SentencePiece),
 }
 
@@ -227,7 +227,7 @@ impl Tokenizer {
         let end_of_generation = end_of_generation(gguf, eos, &texts, &types);
         let add_bos = matches!(gguf.get("tokenizer.ggml.add_bos_token"), Some(Value::Bool(true)));
         Ok(Self {
-            encoder: Encoder::BytePairs(inner),
+            encoder: Encoder::BytePairs(Box::new(inner)),
             pieces,
             texts,
             bos: optional_id(gguf, "tokenizer.ggml.bos_token_id"),
@@ -247,7 +247,8 @@ impl Tokenizer {
             .collect();
         let types = token_types(gguf, texts.len())?;
         let options = tokenizer_spm::Options::from_gguf(gguf, texts.len());
-        let sentence_piece = SentencePiece::new(gguf, &texts, &types, &options)?;
+        let scores = tokenizer_spm::scores(gguf, texts.len())?;
+        let sentence_piece = SentencePiece::new(&texts, &types, scores, &options);
         let pieces = texts
             .iter()
             .zip(&types)
@@ -326,7 +327,7 @@ impl Tokenizer {
                 .map(|(&id, _)| id),
         );
         Ok(Self {
-            encoder: Encoder::BytePairs(inner),
+            encoder: Encoder::BytePairs(Box::new(inner)),
             pieces,
             texts,
             bos,

@@ -24,8 +24,8 @@ pub(super) struct SentencePiece {
     /// Control, user-defined and unknown tokens with their texts, longest text first:
     /// the order in which they are cut out of the input.
     specials: Vec<(String, u32)>,
-    /// The token for each byte, for pieces that are no token of their own.
-    byte_tokens: [Option<u32>; 256],
+    /// The token for each byte (256 of them), for pieces that are no token of their own.
+    byte_tokens: Vec<Option<u32>>,
     add_space_prefix: bool,
     /// EOS when the file asks for it after every encoding (`add_eos_token`).
     appended_eos: Option<u32>,
@@ -37,8 +37,8 @@ pub(super) struct Options {
     pub bos: Option<u32>,
     pub eos: Option<u32>,
     pub add_bos: bool,
-    add_eos: bool,
-    add_space_prefix: bool,
+    pub add_eos: bool,
+    pub add_space_prefix: bool,
 }
 
 fn flag(gguf: &Gguf, key: &str, default: bool) -> bool {
@@ -67,6 +67,26 @@ impl Options {
             add_space_prefix: flag(gguf, "tokenizer.ggml.add_space_prefix", true),
         }
     }
+}
+
+/// Each token's `tokenizer.ggml.scores` (all 0 when the file has none, as llama.cpp
+/// takes them), the merge priority of the pieces.
+pub(super) fn scores(gguf: &Gguf, vocab_size: usize) -> Result<Vec<f32>, TokenizerError> {
+    let scores: Vec<f32> = match gguf.get("tokenizer.ggml.scores") {
+        Some(_) => gguf
+            .array("tokenizer.ggml.scores")?
+            .iter()
+            .map(|score| score.as_f64().unwrap_or(0.0) as f32)
+            .collect(),
+        None => vec![0.0; vocab_size],
+    };
+    if scores.len() < vocab_size {
+        return Err(TokenizerError::Build(format!(
+            "{} scores for {vocab_size} tokens",
+            scores.len()
+        )));
+    }
+    Ok(scores)
 }
 
 /// The text llama.cpp gives a token the file leaves empty (an empty special text would
@@ -98,28 +118,8 @@ fn byte_of_token(text: &str) -> Option<u8> {
 }
 
 impl SentencePiece {
-    /// `texts` as [`nonempty_text`] gives them; `types` one per token.
-    pub fn new(
-        gguf: &Gguf,
-        texts: &[String],
-        types: &[i64],
-        options: &Options,
-    ) -> Result<Self, TokenizerError> {
-        let scores: Vec<f32> = match gguf.get("tokenizer.ggml.scores") {
-            Some(_) => gguf
-                .array("tokenizer.ggml.scores")?
-                .iter()
-                .map(|score| score.as_f64().unwrap_or(0.0) as f32)
-                .collect(),
-            None => vec![0.0; texts.len()],
-        };
-        if scores.len() < texts.len() {
-            return Err(TokenizerError::Build(format!(
-                "{} scores for {} tokens",
-                scores.len(),
-                texts.len()
-            )));
-        }
+    /// `texts` as [`nonempty_text`] gives them; `types` and `scores` one per token.
+    pub fn new(texts: &[String], types: &[i64], scores: Vec<f32>, options: &Options) -> Self {
         let ids: HashMap<String, u32> =
             texts.iter().enumerate().map(|(id, text)| (text.clone(), id as u32)).collect();
         let mut specials: Vec<(String, u32)> = texts
@@ -132,20 +132,21 @@ impl SentencePiece {
             .map(|(id, (text, _))| (text.clone(), id as u32))
             .collect();
         specials.sort_by(|(a, a_id), (b, b_id)| b.len().cmp(&a.len()).then(a_id.cmp(b_id)));
-        let byte_tokens = std::array::from_fn(|byte| {
-            let byte = byte as u8;
-            ids.get(&format!("<0x{byte:02X}>"))
-                .or_else(|| ids.get(std::str::from_utf8(&[byte]).ok()?))
-                .copied()
-        });
-        Ok(Self {
+        let byte_tokens = (0..=u8::MAX)
+            .map(|byte| {
+                ids.get(&format!("<0x{byte:02X}>"))
+                    .or_else(|| ids.get(std::str::from_utf8(&[byte]).ok()?))
+                    .copied()
+            })
+            .collect();
+        Self {
             ids,
             scores,
             specials,
             byte_tokens,
             add_space_prefix: options.add_space_prefix,
             appended_eos: options.eos.filter(|_| options.add_eos),
-        })
+        }
     }
 
     /// Append the tokens of `text` (BOS aside) to `ids`.
