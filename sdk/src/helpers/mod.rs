@@ -21,6 +21,10 @@ pub mod sampling;
 pub mod stop;
 #[cfg(feature = "helpers")]
 pub mod tokenizer;
+#[cfg(feature = "helpers")]
+mod tokenizer_spm;
+#[cfg(all(test, feature = "helpers"))]
+mod tokenizer_spm_tests;
 #[cfg(all(test, feature = "helpers"))]
 mod tokenizer_tests;
 

@@ -1,12 +1,13 @@
 //! A tokenizer built from a GGUF file's `tokenizer.ggml.*` metadata, or from a Hugging
 //! Face `tokenizer.json` (MLX-format models).
 //!
-//! Encoding goes through the `tokenizers` crate: a byte-level BPE model from the
-//! vocabulary and merges, with the pre-tokenizer llama.cpp uses for the file's
-//! `tokenizer.ggml.pre`, and the control and user-defined tokens registered as special
-//! so a rendered chat template's `<|im_start|>` becomes one token. Decoding is done
-//! here, token by token into bytes, so streamed text can be cut at character
-//! boundaries by [`StreamDecoder`].
+//! Byte-level BPE vocabularies (`gpt2`) encode through the `tokenizers` crate: a BPE
+//! model from the vocabulary and merges, with the pre-tokenizer llama.cpp uses for the
+//! file's `tokenizer.ggml.pre`, and the control and user-defined tokens registered as
+//! special so a rendered chat template's `<|im_start|>` becomes one token. SentencePiece
+//! vocabularies (`llama`) encode as llama.cpp does, in [`super::tokenizer_spm`].
+//! Decoding is done here, token by token into bytes, so streamed text can be cut at
+//! character boundaries by [`StreamDecoder`].
 
 use std::collections::HashMap;
 
@@ -20,6 +21,7 @@ use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::{AddedToken, SplitDelimiterBehavior};
 
 use super::gguf::{Gguf, GgufError, Value};
+use super::tokenizer_spm::{self, SentencePiece};
 
 /// Why a tokenizer could not be built or could not encode.
 #[derive(Debug, thiserror::Error)]
@@ -35,8 +37,11 @@ pub enum TokenizerError {
 }
 
 /// llama.cpp's token types (`tokenizer.ggml.token_type`).
-const TOKEN_CONTROL: i64 = 3;
-const TOKEN_USER_DEFINED: i64 = 4;
+pub(super) const TOKEN_NORMAL: i64 = 1;
+pub(super) const TOKEN_UNKNOWN: i64 = 2;
+pub(super) const TOKEN_CONTROL: i64 = 3;
+pub(super) const TOKEN_USER_DEFINED: i64 = 4;
+pub(super) const TOKEN_BYTE: i64 = 6;
 
 /// Token texts that end a turn in common chat formats, honoured when the file marks
 /// them as control tokens (llama.cpp does the same when the metadata omits `eot`).
@@ -47,9 +52,9 @@ const END_OF_TURN_TEXTS: &[&str] =
 const LLAMA3_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const QWEN2_REGEX: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
-/// A byte-level BPE tokenizer with the model's special tokens.
+/// A byte-level BPE or SentencePiece tokenizer with the model's special tokens.
 pub struct Tokenizer {
-    inner: tokenizers::Tokenizer,
+    encoder: Encoder,
     /// Each token's output bytes; control tokens print nothing.
     pieces: Vec<Vec<u8>>,
     texts: Vec<String>,
@@ -57,6 +62,12 @@ pub struct Tokenizer {
     eos: Option<u32>,
     add_bos: bool,
     end_of_generation: Vec<u32>,
+}
+
+/// What turns text into ids, by the vocabulary's kind.
+enum Encoder {
+    BytePairs(Box<tokenizers::Tokenizer>),
+    SentencePiece(SentencePiece),
 }
 
 fn split(regex: &str) -> Result<PreTokenizerWrapper, TokenizerError> {
@@ -100,15 +111,58 @@ fn optional_id(gguf: &Gguf, key: &str) -> Option<u32> {
     gguf.get(key).and_then(Value::as_u64).and_then(|id| u32::try_from(id).ok())
 }
 
-impl Tokenizer {
-    /// Build the tokenizer a GGUF file describes.
-    pub fn from_gguf(gguf: &Gguf) -> Result<Self, TokenizerError> {
-        let model = gguf.str("tokenizer.ggml.model")?;
-        if model != "gpt2" {
-            return Err(TokenizerError::Unsupported(format!(
-                "model `{model}` (only byte-level BPE, `gpt2`)"
-            )));
+/// Each token's `tokenizer.ggml.token_type`, all normal when the file has none.
+fn token_types(gguf: &Gguf, vocab_size: usize) -> Result<Vec<i64>, TokenizerError> {
+    let types: Vec<i64> = match gguf.get("tokenizer.ggml.token_type") {
+        Some(_) => gguf
+            .array("tokenizer.ggml.token_type")?
+            .iter()
+            .map(|v| v.as_f64().unwrap_or(1.0) as i64)
+            .collect(),
+        None => vec![TOKEN_NORMAL; vocab_size],
+    };
+    if types.len() < vocab_size {
+        return Err(TokenizerError::Build(format!(
+            "{} token types for {vocab_size} tokens",
+            types.len()
+        )));
+    }
+    Ok(types)
+}
+
+/// EOS, the file's end-of-turn and end-of-message tokens, and the control tokens whose
+/// text ends a turn in a common chat format.
+fn end_of_generation(gguf: &Gguf, eos: Option<u32>, texts: &[String], types: &[i64]) -> Vec<u32> {
+    let mut ids: Vec<u32> = [
+        eos,
+        optional_id(gguf, "tokenizer.ggml.eot_token_id"),
+        optional_id(gguf, "tokenizer.ggml.eom_token_id"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    for (id, text) in texts.iter().enumerate() {
+        if types.get(id) == Some(&TOKEN_CONTROL) && END_OF_TURN_TEXTS.contains(&text.as_str()) {
+            ids.push(id as u32);
         }
+    }
+    ids
+}
+
+impl Tokenizer {
+    /// Build the tokenizer a GGUF file describes: byte-level BPE (`gpt2`) or
+    /// SentencePiece (`llama`).
+    pub fn from_gguf(gguf: &Gguf) -> Result<Self, TokenizerError> {
+        match gguf.str("tokenizer.ggml.model")? {
+            "gpt2" => Self::byte_pairs_from_gguf(gguf),
+            "llama" => Self::sentence_piece_from_gguf(gguf),
+            other => Err(TokenizerError::Unsupported(format!(
+                "model `{other}` (byte-level BPE, `gpt2`, and SentencePiece, `llama`, are)"
+            ))),
+        }
+    }
+
+    fn byte_pairs_from_gguf(gguf: &Gguf) -> Result<Self, TokenizerError> {
         let pre = gguf.get("tokenizer.ggml.pre").and_then(|v| {
             if let Value::String(s) = v {
                 Some(s.as_str())
@@ -118,14 +172,7 @@ impl Tokenizer {
         });
         let texts: Vec<String> =
             gguf.strings("tokenizer.ggml.tokens")?.into_iter().map(str::to_string).collect();
-        let types: Vec<i64> = match gguf.get("tokenizer.ggml.token_type") {
-            Some(_) => gguf
-                .array("tokenizer.ggml.token_type")?
-                .iter()
-                .map(|v| v.as_f64().unwrap_or(1.0) as i64)
-                .collect(),
-            None => vec![1; texts.len()],
-        };
+        let types = token_types(gguf, texts.len())?;
         let merges = gguf
             .strings("tokenizer.ggml.merges")?
             .into_iter()
@@ -177,27 +224,44 @@ impl Tokenizer {
             .collect();
 
         let eos = optional_id(gguf, "tokenizer.ggml.eos_token_id");
-        let mut end_of_generation: Vec<u32> = [
-            eos,
-            optional_id(gguf, "tokenizer.ggml.eot_token_id"),
-            optional_id(gguf, "tokenizer.ggml.eom_token_id"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        for (id, text) in texts.iter().enumerate() {
-            if types.get(id) == Some(&TOKEN_CONTROL) && END_OF_TURN_TEXTS.contains(&text.as_str()) {
-                end_of_generation.push(id as u32);
-            }
-        }
+        let end_of_generation = end_of_generation(gguf, eos, &texts, &types);
         let add_bos = matches!(gguf.get("tokenizer.ggml.add_bos_token"), Some(Value::Bool(true)));
         Ok(Self {
-            inner,
+            encoder: Encoder::BytePairs(Box::new(inner)),
             pieces,
             texts,
             bos: optional_id(gguf, "tokenizer.ggml.bos_token_id"),
             eos,
             add_bos,
+            end_of_generation,
+        })
+    }
+
+    fn sentence_piece_from_gguf(gguf: &Gguf) -> Result<Self, TokenizerError> {
+        // Empty texts are renamed as llama.cpp renames them, so token_text agrees with it.
+        let texts: Vec<String> = gguf
+            .strings("tokenizer.ggml.tokens")?
+            .into_iter()
+            .enumerate()
+            .map(|(id, text)| tokenizer_spm::nonempty_text(id, text))
+            .collect();
+        let types = token_types(gguf, texts.len())?;
+        let options = tokenizer_spm::Options::from_gguf(gguf, texts.len());
+        let scores = tokenizer_spm::scores(gguf, texts.len())?;
+        let sentence_piece = SentencePiece::new(&texts, &types, scores, &options);
+        let pieces = texts
+            .iter()
+            .zip(&types)
+            .map(|(text, &token_type)| tokenizer_spm::piece_bytes(text, token_type))
+            .collect();
+        let end_of_generation = end_of_generation(gguf, options.eos, &texts, &types);
+        Ok(Self {
+            encoder: Encoder::SentencePiece(sentence_piece),
+            pieces,
+            texts,
+            bos: options.bos,
+            eos: options.eos,
+            add_bos: options.add_bos,
             end_of_generation,
         })
     }
@@ -262,26 +326,46 @@ impl Tokenizer {
                 })
                 .map(|(&id, _)| id),
         );
-        Ok(Self { inner, pieces, texts, bos, eos, add_bos, end_of_generation })
+        Ok(Self {
+            encoder: Encoder::BytePairs(Box::new(inner)),
+            pieces,
+            texts,
+            bos,
+            eos,
+            add_bos,
+            end_of_generation,
+        })
     }
 
-    /// The tokenizer as Hugging Face `tokenizer.json` text (what [`Tokenizer::from_json`] reads).
+    /// The tokenizer as Hugging Face `tokenizer.json` text (what [`Tokenizer::from_json`]
+    /// reads): byte-level BPE only, as that is all `from_json` takes.
     pub fn to_json(&self) -> Result<String, TokenizerError> {
-        self.inner.to_string(true).map_err(|error| TokenizerError::Build(error.to_string()))
+        match &self.encoder {
+            Encoder::BytePairs(inner) => {
+                inner.to_string(true).map_err(|error| TokenizerError::Build(error.to_string()))
+            }
+            Encoder::SentencePiece(_) => Err(TokenizerError::Unsupported(
+                "tokenizer.json for a SentencePiece vocabulary".into(),
+            )),
+        }
     }
 
     /// Encode `text`, turning special-token texts into their ids and prepending BOS
     /// when the model asks for it.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
-        let encoding = self
-            .inner
-            .encode_fast(text, false)
-            .map_err(|error| TokenizerError::Encode(error.to_string()))?;
-        let mut ids = Vec::with_capacity(encoding.len() + 1);
+        let mut ids = Vec::new();
         if let (true, Some(bos)) = (self.add_bos, self.bos) {
             ids.push(bos);
         }
-        ids.extend_from_slice(encoding.get_ids());
+        match &self.encoder {
+            Encoder::BytePairs(inner) => {
+                let encoding = inner
+                    .encode_fast(text, false)
+                    .map_err(|error| TokenizerError::Encode(error.to_string()))?;
+                ids.extend_from_slice(encoding.get_ids());
+            }
+            Encoder::SentencePiece(sentence_piece) => sentence_piece.encode_into(text, &mut ids)?,
+        }
         Ok(ids)
     }
 

@@ -1,13 +1,14 @@
 //! llama.cpp, the reference backend, two ways: the llama.cpp plugin loaded from its
 //! shared library through the ABI, as the host loads it (linking its rlib is not
 //! possible: every plugin crate exports the same abi_stable root-module symbol), and
-//! llama.cpp's logits, which the plugin's API does not expose, from the
+//! llama.cpp's logits and tokens, which the plugin's API does not expose, from the
 //! `hearth-llama-logits` program. That runs in a process of its own because a test
 //! binary that links libmlx must not link llama.cpp: both define `gguf_*` functions of
 //! the same names, and libmlx's calls would land in llama.cpp's.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use hearth_sdk::abi::{AbiTokenSink, AbiTokenSink_TO, BackendBox, ModelBox, PluginModuleRef};
 use hearth_sdk::abi_stable::library::lib_header_from_path;
@@ -114,6 +115,35 @@ pub fn logits(model_path: &str, tokens: &[u32], adapter: Option<(&str, f32)>) ->
         .stdout
         .chunks_exact(4)
         .map(|bytes| f32::from_le_bytes(bytes.try_into().expect("4 bytes")))
+        .collect()
+}
+
+/// llama.cpp's tokens for `text` with the model at `model_path`: BOS as the model adds
+/// it, special-token texts parsed as their tokens.
+pub fn tokens(model_path: &str, text: &str) -> Vec<u32> {
+    let mut child = Command::new(logits_program())
+        .args(["--tokenize", model_path])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run hearth-llama-logits --tokenize");
+    child
+        .stdin
+        .take()
+        .expect("its stdin")
+        .write_all(text.as_bytes())
+        .expect("write the text to hearth-llama-logits");
+    let output = child.wait_with_output().expect("wait for hearth-llama-logits");
+    assert!(
+        output.status.success(),
+        "hearth-llama-logits --tokenize failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("token ids as text")
+        .split_whitespace()
+        .map(|id| id.parse().expect("a token id"))
         .collect()
 }
 

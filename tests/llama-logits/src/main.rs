@@ -2,6 +2,11 @@
 //! as one batch from position 0 with llama.cpp (2 threads, a 512-token context, the
 //! library's defaults otherwise) and writes the last token's logits to stdout as
 //! little-endian f32.
+//!
+//! `hearth-llama-logits --tokenize MODEL` prints llama.cpp's tokens for stdin instead
+//! (see [`tokenize`]).
+
+mod tokenize;
 
 use std::io::Write;
 use std::num::NonZeroU32;
@@ -13,7 +18,7 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
-type AnyError = Box<dyn std::error::Error>;
+pub(crate) type AnyError = Box<dyn std::error::Error>;
 
 struct Arguments {
     model: String,
@@ -43,6 +48,10 @@ fn arguments() -> Result<Arguments, AnyError> {
 }
 
 fn main() -> Result<(), AnyError> {
+    if std::env::args().nth(1).as_deref() == Some("--tokenize") {
+        let model = std::env::args().nth(2).ok_or("usage: hearth-llama-logits --tokenize MODEL")?;
+        return tokenize::run(&model);
+    }
     let Arguments { model, adapter, tokens } = arguments()?;
     let mut backend = LlamaBackend::init()?;
     backend.void_logs();
