@@ -59,8 +59,8 @@ impl MlxModel {
     /// read the weights.
     pub fn load(path: &str, context_size: u32) -> Result<Self, PluginError> {
         let gguf = Gguf::open(path).map_err(|error| PluginError::model_file(error.to_string()))?;
-        let config = Config::from_gguf(&gguf)?;
         check_types(&gguf)?;
+        let config = Config::from_gguf(&gguf)?;
         let text = Text::from_gguf(&gguf)?;
         let weights = Weights::assemble(Tensors::from_gguf(&gguf)?, &config)?;
         Ok(Self::new(config, weights, text, context_size))

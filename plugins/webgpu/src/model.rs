@@ -55,8 +55,8 @@ impl WebGpuModel {
     /// Load `path`: validate, refuse what the kernels cannot run, then upload.
     pub fn load(path: &str, context_size_requested: u32) -> Result<Self, PluginError> {
         let gguf = Gguf::open(path).map_err(|error| PluginError::model_file(error.to_string()))?;
-        let config = Config::from_gguf(&gguf)?;
         check_types(&gguf)?;
+        let config = Config::from_gguf(&gguf)?;
         let text = Text::from_gguf(&gguf)?;
         let ctx = context_size(context_size_requested, &config);
         let gpu = Gpu::new()?;
