@@ -92,6 +92,10 @@ pub struct RoutePlan {
     pub candidates: Vec<Candidate>,
     /// Backends left out, tiers skipped, and similar remarks.
     pub notes: Vec<String>,
+    /// Installed files left out because their backend states it cannot run them, each
+    /// with the reason (filled in by the service, which reads the files' headers).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unrunnable: Vec<String>,
 }
 
 /// A tier fits when its requirement is at most the budget plus 10 %.
@@ -127,7 +131,13 @@ pub fn plan(
             notes.push(format!("tier ignored: model `{model_id}` was named"));
         }
         let candidates = named_model_candidates(catalog, model, &order, installed, &mut notes);
-        return Ok(RoutePlan { backend_order, recommended: None, candidates, notes });
+        return Ok(RoutePlan {
+            backend_order,
+            recommended: None,
+            candidates,
+            notes,
+            unrunnable: Vec::new(),
+        });
     }
 
     let mut recommended = None;
@@ -198,7 +208,7 @@ pub fn plan(
             tables: tables.join(", "),
         });
     }
-    Ok(RoutePlan { backend_order, recommended, candidates, notes })
+    Ok(RoutePlan { backend_order, recommended, candidates, notes, unrunnable: Vec::new() })
 }
 
 /// Loaded, available backends, fastest first, each with its reason.
@@ -461,6 +471,7 @@ impl RoutePlan {
                 .enumerate()
                 .map(|(i, c)| format!("  {}. {} — {}", i + 1, c.reason, c.path.display())),
         );
+        lines.extend(self.unrunnable.iter().map(|n| format!("left out: {n}")));
         lines.extend(self.notes.iter().map(|n| format!("note: {n}")));
         lines
     }

@@ -4,6 +4,8 @@
 //! [`crate::LayerPlan`]), so adding an architecture that needs no new kind of step is
 //! one entry in [`ARCHITECTURES`].
 
+use hearth_sdk::helpers::{capabilities, GgmlType};
+
 /// Which dimensions of a head RoPE rotates together.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RopePairs {
@@ -122,6 +124,16 @@ pub fn by_gguf_name(name: &str) -> Option<&'static Architecture> {
 /// The architecture a `config.json`'s `model_type` names.
 pub fn by_hf_model_type(name: &str) -> Option<&'static Architecture> {
     ARCHITECTURES.iter().find(|arch| arch.hf_model_type == name)
+}
+
+/// The capability entries of a backend that runs every architecture here with tensors
+/// of `types` (see `hearth_sdk::helpers::capabilities`).
+pub fn capability_features(types: &[GgmlType]) -> Vec<String> {
+    ARCHITECTURES
+        .iter()
+        .map(|arch| capabilities::architecture_feature(arch.gguf_name))
+        .chain(types.iter().map(|&ty| capabilities::gguf_type_feature(ty)))
+        .collect()
 }
 
 /// The GGUF names of every architecture, for messages ("llama, qwen2, qwen3, gemma3").

@@ -78,6 +78,9 @@ impl From<ServiceError> for ApiError {
                 LoadFailure::NotInstalled => {
                     Self::new(StatusCode::NOT_FOUND, "model_not_installed", message)
                 }
+                LoadFailure::Unrunnable => {
+                    Self::new(StatusCode::UNPROCESSABLE_ENTITY, "model_unsupported", message)
+                }
                 LoadFailure::InvalidFile => Self::server_fault("invalid_model_file", message),
                 LoadFailure::Failed => {
                     Self::new(StatusCode::INTERNAL_SERVER_ERROR, "backend_error", message)

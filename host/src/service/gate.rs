@@ -9,13 +9,16 @@
 //!
 //! Verdicts are cached per (path, size, modification time), so a request does not
 //! re-read a multi-gigabyte file's header, and a file replaced on disk is checked anew.
+//! With a GGUF file's verdict the gate keeps what the file needs from a backend
+//! ([`GgufNeeds`]: architecture, tensor types), which routing compares with each
+//! backend's stated capabilities.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use hearth_sdk::helpers::{Gguf, Safetensors};
+use hearth_sdk::helpers::{Gguf, GgufNeeds, Safetensors};
 
 use crate::store::FileVersion;
 
@@ -28,8 +31,11 @@ pub struct FileRefused {
     pub rule: String,
 }
 
+/// A file that passed: for GGUF, what it needs from a backend.
+type Passed = Option<GgufNeeds>;
+
 /// The last verdict on each file, with the version of the file it is about.
-type Verdicts = HashMap<PathBuf, (FileVersion, Result<(), FileRefused>)>;
+type Verdicts = HashMap<PathBuf, (FileVersion, Result<Passed, FileRefused>)>;
 
 /// Validates model and adapter files, remembering each verdict.
 #[derive(Debug, Default)]
@@ -47,8 +53,13 @@ fn validated(format: &str) -> bool {
 impl FileGate {
     /// Check `path` as a file of `format`. Blocks: reads the file's header on a miss.
     pub fn check(&self, path: &Path, format: &str) -> Result<(), FileRefused> {
+        self.inspect(path, format).map(|_| ())
+    }
+
+    /// [`FileGate::check`], and for a GGUF file that passes, what it needs from a backend.
+    pub fn inspect(&self, path: &Path, format: &str) -> Result<Passed, FileRefused> {
         if !validated(format) {
-            return Ok(());
+            return Ok(None);
         }
         let name = path
             .file_name()
@@ -63,15 +74,17 @@ impl FileGate {
             }
         }
         self.checks.fetch_add(1, Ordering::Relaxed);
-        let problem = if format.eq_ignore_ascii_case("gguf") {
-            Gguf::open(path).err().map(|error| error.to_string())
+        let opened = if format.eq_ignore_ascii_case("gguf") {
+            Gguf::open(path)
+                .map(|gguf| Some(GgufNeeds::of(&gguf)))
+                .map_err(|error| error.to_string())
         } else {
-            Safetensors::open(path).err().map(|error| error.to_string())
+            Safetensors::open(path).map(|_| None).map_err(|error| error.to_string())
         };
         // The readers' messages start with the full path; the client gets the name.
-        let verdict = match problem {
-            None => Ok(()),
-            Some(message) => {
+        let verdict = match opened {
+            Ok(needs) => Ok(needs),
+            Err(message) => {
                 let rule = message
                     .strip_prefix(&format!("{}: ", path.display()))
                     .unwrap_or(&message)

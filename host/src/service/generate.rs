@@ -90,6 +90,9 @@ pub enum LoadFailure {
     NoBackend,
     /// Nothing to try: no file of the model is installed for a backend that serves it.
     NotInstalled,
+    /// Nothing to try: the installed files need what their backends state they cannot
+    /// run (an architecture, a tensor type).
+    Unrunnable,
     /// Every file tried was refused as damaged, by the gate or by its backend.
     InvalidFile,
     /// A backend failed otherwise (its own error, a crash).
@@ -254,13 +257,16 @@ impl Hearth {
             route.model.get_or_insert_with(|| adapter.base_model.clone());
         }
         let plan = self.route(&route)?;
-        let mut fallbacks = Vec::new();
+        // Files left out by capability are real attempts: their reasons are the client's.
+        let mut fallbacks = plan.unrunnable.clone();
         // With no backend to run it at all, nothing is missing from the store: the model
         // can be served as soon as a plugin for it lands in the (live) plugins folder.
         let mut cause = if plan.backend_order.is_empty() {
             LoadFailure::NoBackend
-        } else {
+        } else if plan.unrunnable.is_empty() {
             LoadFailure::NotInstalled
+        } else {
+            LoadFailure::Unrunnable
         };
         // An adapter missing for one backend only rules that candidate out; it is the
         // answer only when no candidate got further than that.
@@ -305,7 +311,7 @@ impl Hearth {
                 }
             }
         }
-        if fallbacks.is_empty() {
+        if fallbacks.len() == plan.unrunnable.len() {
             if let Some(error) = adapter_missing {
                 return Err(error);
             }

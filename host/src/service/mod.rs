@@ -142,7 +142,38 @@ impl Hearth {
 
     /// The routing decision for a request, with its reasons.
     pub fn route(&self, request: &RouteRequest) -> Result<RoutePlan, router::RouteError> {
-        router::plan(&self.catalog(), &self.device(), &StoreInstalled(&self.store), request)
+        let mut plan =
+            router::plan(&self.catalog(), &self.device(), &StoreInstalled(&self.store), request)?;
+        self.leave_out_unrunnable(&mut plan);
+        Ok(plan)
+    }
+
+    /// Leave out the candidates whose backend states it cannot run their file (its
+    /// architecture or a tensor type; see `hearth_sdk::helpers::capabilities`), saying
+    /// why in the plan's `unrunnable`, so a request falls back without a doomed load. A file
+    /// the gate refuses stays in: loading it reports the damage. Reads each file's
+    /// header once per version (the gate caches it).
+    fn leave_out_unrunnable(&self, plan: &mut RoutePlan) {
+        let registry = self.registry();
+        let unrunnable = &mut plan.unrunnable;
+        plan.candidates.retain(|candidate| {
+            let Some(plugin) = registry.plugins.iter().find(|p| p.info.id == candidate.backend)
+            else {
+                return true;
+            };
+            let Ok(Some(needs)) = self.gate.inspect(&candidate.path, &candidate.artifact.format)
+            else {
+                return true;
+            };
+            let Some(why) = needs.unmet_by(&plugin.info.features) else {
+                return true;
+            };
+            unrunnable.push(format!(
+                "{} cannot run {} ({}): {why}",
+                candidate.backend, candidate.artifact.file, candidate.model_id
+            ));
+            false
+        });
     }
 
     /// The plugins folder: what loaded, with each probe, and what was refused.

@@ -1,14 +1,17 @@
 //! # hearth-mlx — a hearth backend on MLX
 //!
-//! Runs llama-family models (Llama/SmolLM2, Qwen3), from GGUF files or MLX-format
-//! safetensors folders ([`mlx_format`]), on Apple's MLX: on the CPU with
+//! Runs models of every architecture the model layer describes ([`hearth_model`]:
+//! Llama/SmolLM2, Qwen2, Qwen3, Gemma 3), from GGUF files or MLX-format safetensors
+//! folders ([`mlx_format`]), on Apple's MLX: on the CPU with
 //! the `mlx-cpu` build of libmlx, on NVIDIA GPUs with `mlx-cuda-13`, on Apple Silicon
 //! with `mlx-metal`. libmlx is reached through a thin [cxx] bridge ([`ffi`]); the model
 //! itself is Rust ([`forward`]). `mx::load_gguf` reads the weights (F32, F16, Q4_0,
 //! Q4_1, Q8_0; the block formats arrive as MLX 4- and 8-bit quantized weights), and
 //! anything else is refused at load as `Unsupported`, so the router falls back to
-//! another backend. Tokenizer, chat template, sampling and stop strings come from
-//! [`hearth_sdk::helpers`]; GGUF LoRA adapters apply per request ([`lora`]).
+//! another backend; capabilities (architectures, tensor types) are stated in
+//! [`BackendInfo::features`] so the host skips such files before a load. The generation
+//! loop, tokenizer and chat template are the model layer's; GGUF LoRA adapters apply
+//! per request ([`lora`]).
 //!
 //! Modules: [`ffi`] (the bridge and the [`ffi::Array`] type), [`weights`] (model shape
 //! and loading), [`mlx_format`] (MLX-format folders), [`forward`] (the transformer and KV cache), [`lora`] (adapters),
@@ -45,7 +48,12 @@ impl Backend for MlxBackend {
             version: env!("CARGO_PKG_VERSION").into(),
             api_version: API_VERSION,
             formats: RVec::from(vec![RString::from("gguf"), RString::from("safetensors")]),
-            features: RVec::from(vec![RString::from("chat-template"), RString::from("lora")]),
+            features: ["chat-template", "lora"]
+                .into_iter()
+                .map(str::to_string)
+                .chain(hearth_model::arch::capability_features(&weights::SUPPORTED_TYPES))
+                .map(RString::from)
+                .collect(),
         }
     }
 

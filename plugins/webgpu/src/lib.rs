@@ -1,9 +1,12 @@
 //! # hearth-webgpu — a hearth backend on wgpu
 //!
-//! Runs llama-family GGUF models (Llama/SmolLM2, Qwen3) with WGSL compute kernels on
-//! whatever adapter wgpu finds: Vulkan, Metal, DX12 or GL, or Mesa's lavapipe on the
-//! CPU. Weights stay in their GGUF encoding (F32, F16, Q4_0, Q4_1, Q8_0) on the device
-//! and are decoded inside the matrix kernels; the KV cache lives on the device.
+//! Runs GGUF models of every architecture the model layer describes ([`hearth_model`]:
+//! Llama/SmolLM2, Qwen2, Qwen3, Gemma 3) with WGSL compute kernels on whatever adapter
+//! wgpu finds: Vulkan, Metal, DX12 or GL, or Mesa's lavapipe on the CPU. Weights stay
+//! in their GGUF encoding ([`kernels::SUPPORTED_TYPES`]) on the device and are decoded
+//! inside the matrix kernels; the KV cache lives on the device. The generation loop is
+//! the model layer's; capabilities (architectures, tensor types) are stated in
+//! [`BackendInfo::features`] so the host skips files this backend cannot run.
 //! Tokenizer, chat template, sampling and stop strings come from
 //! [`hearth_sdk::helpers`]. GGUF LoRA adapters (llama.cpp's format) apply per request
 //! with a scale.
@@ -42,7 +45,12 @@ impl Backend for WebGpuBackend {
             version: env!("CARGO_PKG_VERSION").into(),
             api_version: API_VERSION,
             formats: RVec::from(vec![RString::from("gguf")]),
-            features: RVec::from(vec![RString::from("lora"), RString::from("chat-template")]),
+            features: ["lora", "chat-template"]
+                .into_iter()
+                .map(str::to_string)
+                .chain(hearth_model::arch::capability_features(&kernels::SUPPORTED_TYPES))
+                .map(RString::from)
+                .collect(),
         }
     }
 

@@ -5,6 +5,7 @@
 //! The validators come with the `validate` cargo feature of hearth-sdk (the host uses
 //! them); everything else with `helpers`, which includes `validate`.
 
+pub mod capabilities;
 #[cfg(feature = "helpers")]
 pub mod chat;
 pub mod ggml;
@@ -28,6 +29,7 @@ mod tokenizer_spm_tests;
 #[cfg(all(test, feature = "helpers"))]
 mod tokenizer_tests;
 
+pub use capabilities::GgufNeeds;
 #[cfg(feature = "helpers")]
 pub use chat::{ChatError, ChatTemplate};
 pub use ggml::{dequantize, GgmlType};
