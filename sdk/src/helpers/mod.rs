@@ -8,6 +8,7 @@
 #[cfg(feature = "helpers")]
 pub mod chat;
 pub mod ggml;
+pub mod ggml_quants;
 pub mod gguf;
 mod gguf_parse;
 #[cfg(test)]
