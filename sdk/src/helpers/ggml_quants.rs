@@ -17,11 +17,16 @@ fn half_at(bytes: &[u8], at: usize) -> f32 {
 /// Q4_1 (20 bytes): f16 `d`, f16 `m`, 16 bytes of nibbles; `x = d·q + m`.
 pub(crate) fn q4(block: &[u8], with_min: bool, out: &mut [f32]) {
     let scale = half_at(block, 0);
-    let (min, quants) =
-        if with_min { (half_at(block, 2), &block[4..20]) } else { (-8.0 * scale, &block[2..18]) };
+    let min = with_min.then(|| half_at(block, 2));
+    let quants = if with_min { &block[4..20] } else { &block[2..18] };
+    // (q − 8)·d, not q·d − 8d, as ggml computes it: a zero keeps the sign of −d.
+    let value = |q: u8| match min {
+        Some(min) => f32::from(q) * scale + min,
+        None => (i32::from(q) - 8) as f32 * scale,
+    };
     for (index, byte) in quants.iter().enumerate() {
-        out[index] = f32::from(byte & 0x0f) * scale + min;
-        out[index + 16] = f32::from(byte >> 4) * scale + min;
+        out[index] = value(byte & 0x0f);
+        out[index + 16] = value(byte >> 4);
     }
 }
 

@@ -2,6 +2,8 @@
 //! as one batch from position 0 with llama.cpp (2 threads, a 512-token context, the
 //! library's defaults otherwise) and writes the last token's logits to stdout as
 //! little-endian f32.
+//!
+//! `hearth-llama-logits --dequantize TYPE_ID`: ggml's dequantizer (`dequantize.rs`).
 
 use std::io::Write;
 use std::num::NonZeroU32;
@@ -12,6 +14,8 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
+
+mod dequantize;
 
 type AnyError = Box<dyn std::error::Error>;
 
@@ -43,6 +47,10 @@ fn arguments() -> Result<Arguments, AnyError> {
 }
 
 fn main() -> Result<(), AnyError> {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("--dequantize") {
+        return dequantize::run(&args.next().ok_or("usage: --dequantize TYPE_ID")?);
+    }
     let Arguments { model, adapter, tokens } = arguments()?;
     let mut backend = LlamaBackend::init()?;
     backend.void_logs();
