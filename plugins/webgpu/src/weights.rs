@@ -152,9 +152,12 @@ impl Weights {
 /// the kernels, naming the first such tensor and its type.
 pub fn check_types(gguf: &Gguf) -> Result<(), PluginError> {
     if let Some(tensor) = gguf.tensors().iter().find(|t| !SUPPORTED_TYPES.contains(&t.ty)) {
+        let names: Vec<&str> = SUPPORTED_TYPES.iter().map(|ty| ty.name()).collect();
         return Err(PluginError::unsupported(format!(
-            "tensor `{}` has type {}; the WebGPU backend reads F32, F16, Q4_0, Q4_1 and Q8_0",
-            tensor.name, tensor.ty
+            "tensor `{}` has type {}; the WebGPU backend reads {}",
+            tensor.name,
+            tensor.ty,
+            names.join(", ")
         )));
     }
     if gguf.tensor("rope_freqs.weight").is_some() {
