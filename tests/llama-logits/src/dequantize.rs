@@ -25,7 +25,7 @@ pub fn run(type_id: &str) -> Result<(), AnyError> {
         // SAFETY: `bytes` holds `values.len() / block` whole blocks and `values` has room
         // for all their elements, which is what `to_float` reads and writes.
         Some(to_float) => unsafe {
-            to_float(bytes.as_ptr().cast(), values.as_mut_ptr(), values.len() as i64)
+            to_float(bytes.as_ptr().cast(), values.as_mut_ptr(), values.len() as i64);
         },
         // F32 has no conversion: ggml uses its bytes as they are.
         None if type_id == llama_cpp_sys_2::GGML_TYPE_F32 => {
