@@ -6,10 +6,13 @@
 
 use half::{bf16, f16};
 use hearth_mlx::ffi::Array;
+use hearth_mlx::forward::{Forward, KvCache};
 use hearth_mlx::gguf_tensors::{self, Mapped};
+use hearth_mlx::lora::ActiveAdapters;
+use hearth_mlx::weights::{Config, Tensors, Weights};
 use hearth_sdk::helpers::{dequantize, GgmlType, Gguf};
 
-use crate::common::model_path;
+use crate::common::{model_path, smollm2_path};
 
 /// A small deterministic generator (splitmix64).
 struct Random(u64);
@@ -146,4 +149,22 @@ fn a_q4_k_m_gemma3_file_loads_and_its_first_rows_of_each_type_match_the_sdk() {
     for ty in [GgmlType::Q4K, GgmlType::Q5_0, GgmlType::Q6K, GgmlType::Q8_0] {
         assert!(checked.contains(&ty), "no 2-D {ty} tensor checked: {checked:?}");
     }
+}
+
+#[test]
+fn smollm2_read_through_the_sdk_gives_the_logits_mx_load_gguf_gives() {
+    let gguf = Gguf::open(smollm2_path()).unwrap();
+    let config = Config::from_gguf(&gguf).unwrap();
+    let (arrays, quantized) = gguf_tensors::load(&gguf).unwrap();
+    let ours = Weights::assemble(Tensors::new(arrays, quantized, str::to_string), &config).unwrap();
+    let mlx = Weights::assemble(Tensors::from_gguf(&gguf).unwrap(), &config).unwrap();
+    let logits = |weights: &Weights| {
+        let adapters = ActiveAdapters::default();
+        let forward = Forward { config: &config, weights, adapters: &adapters };
+        forward.run(&mut KvCache::default(), &[1, 504, 3458, 282, 4649, 314]).unwrap()
+    };
+    // The same weights, exactly: the same logits, bit for bit.
+    let (ours, mlx) = (logits(&ours), logits(&mlx));
+    assert_eq!(ours.len(), config.vocab as usize);
+    assert_eq!(ours, mlx);
 }
