@@ -1,12 +1,11 @@
-//! The program runs from the target folder, where nothing puts llama.cpp's shared
-//! libraries on the loader's path: its run path names the build's own folder of them.
-
+//! The program links libllama and libggml-base from llama.cpp's build folder, which a
+//! test process filtered to one test does not put on the library path (cargo adds a
+//! build script's folders only when that build ran in the same invocation): an rpath
+//! to `<out>/lib` (beside llama-cpp-sys-2's backends folder) finds them wherever it
+//! runs. DT_RPATH, not RUNPATH, so that libllama's own dependencies resolve there too.
 fn main() {
-    // llama-cpp-sys-2 (`links = "llama"`) says where its modules went: `<out>/backends`,
-    // beside `<out>/lib` with the shared libraries.
     if let Ok(backends) = std::env::var("DEP_LLAMA_BACKENDS_DIR") {
         let lib = std::path::Path::new(&backends).with_file_name("lib");
-        // DT_RPATH, not RUNPATH: it also finds libllama's own libggml-base and libggml.
         println!("cargo:rustc-link-arg-bins=-Wl,--disable-new-dtags,-rpath,{}", lib.display());
     }
 }

@@ -72,6 +72,10 @@ std::unique_ptr<Array> from_i32(rust::Slice<const int32_t> data, rust::Slice<con
   return boxed(mx::array(data.data(), to_shape(shape), mx::int32));
 }
 
+std::unique_ptr<Array> from_u32(rust::Slice<const uint32_t> data, rust::Slice<const int32_t> shape) {
+  return boxed(mx::array(data.data(), to_shape(shape), mx::uint32));
+}
+
 std::unique_ptr<Array> from_f32(rust::Slice<const float> data, rust::Slice<const int32_t> shape) {
   return boxed(mx::array(data.data(), to_shape(shape), mx::float32));
 }

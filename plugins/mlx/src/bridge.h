@@ -25,6 +25,7 @@ rust::Vec<int32_t> shape(const Array& a);
 rust::String dtype_name(const Array& a);
 size_t nbytes(const Array& a);
 std::unique_ptr<Array> from_i32(rust::Slice<const int32_t> data, rust::Slice<const int32_t> shape);
+std::unique_ptr<Array> from_u32(rust::Slice<const uint32_t> data, rust::Slice<const int32_t> shape);
 std::unique_ptr<Array> from_f32(rust::Slice<const float> data, rust::Slice<const int32_t> shape);
 rust::Vec<float> to_f32_vec(const Array& a);
 void eval(const Array& a);

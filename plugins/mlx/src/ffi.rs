@@ -29,6 +29,7 @@ mod bridge {
         fn dtype_name(a: &Array) -> String;
         fn nbytes(a: &Array) -> usize;
         fn from_i32(data: &[i32], shape: &[i32]) -> Result<UniquePtr<Array>>;
+        fn from_u32(data: &[u32], shape: &[i32]) -> Result<UniquePtr<Array>>;
         fn from_f32(data: &[f32], shape: &[i32]) -> Result<UniquePtr<Array>>;
         fn to_f32_vec(a: &Array) -> Result<Vec<f32>>;
         fn eval(a: &Array) -> Result<()>;
@@ -109,6 +110,15 @@ fn wrap(
     result.map(Array).map_err(|error| mlx_error(what, error))
 }
 
+/// MLX copies as many elements as `shape` holds: refuse a shorter (or longer) slice.
+fn check_len(len: usize, shape: &[i32]) -> Result<(), PluginError> {
+    let elements: i64 = shape.iter().map(|&dim| i64::from(dim)).product();
+    if elements != len as i64 {
+        return Err(PluginError::internal(format!("{len} values for an array of shape {shape:?}")));
+    }
+    Ok(())
+}
+
 /// One MLX array (owned handle; MLX shares the underlying buffer between handles).
 pub struct Array(UniquePtr<bridge::Array>);
 
@@ -156,7 +166,14 @@ impl Array {
     pub fn from_i32(data: &[i32], shape: &[i32]) -> Result<Self, PluginError> {
         wrap("array", bridge::from_i32(data, shape))
     }
+    /// A uint32 array of `shape` holding a copy of `data` (quantized weights' words).
+    pub fn from_u32(data: &[u32], shape: &[i32]) -> Result<Self, PluginError> {
+        check_len(data.len(), shape)?;
+        wrap("array", bridge::from_u32(data, shape))
+    }
+    /// A float32 array of `shape` holding a copy of `data`.
     pub fn from_f32(data: &[f32], shape: &[i32]) -> Result<Self, PluginError> {
+        check_len(data.len(), shape)?;
         wrap("array", bridge::from_f32(data, shape))
     }
     pub fn shape(&self) -> Vec<i32> {

@@ -5,13 +5,14 @@
 //! folders ([`mlx_format`]), on Apple's MLX: on the CPU with
 //! the `mlx-cpu` build of libmlx, on NVIDIA GPUs with `mlx-cuda-13`, on Apple Silicon
 //! with `mlx-metal`. libmlx is reached through a thin [cxx] bridge ([`ffi`]); the model
-//! itself is Rust ([`forward`]). `mx::load_gguf` reads the weights (F32, F16, Q4_0,
-//! Q4_1, Q8_0; the block formats arrive as MLX 4- and 8-bit quantized weights), and
-//! anything else is refused at load as `Unsupported`, so the router falls back to
-//! another backend; capabilities (architectures, tensor types) are stated in
-//! [`BackendInfo::features`] so the host skips such files before a load. The generation
-//! loop, tokenizer and chat template are the model layer's; GGUF LoRA adapters apply
-//! per request ([`lora`]).
+//! itself is Rust ([`forward`]). `mx::load_gguf` reads the weights of files it
+//! decodes (F32, F16, Q4_0, Q4_1, Q8_0), [`gguf_tensors`] those of files with other
+//! common types (BF16, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K), the block formats as MLX 4-, 5-
+//! and 8-bit quantized weights where they map exactly; anything else is refused at
+//! load as `Unsupported`, so the router falls back to another backend. Capabilities
+//! (architectures, tensor types) are stated in [`BackendInfo::features`] so the host
+//! skips such files before a load. The generation loop, tokenizer and chat template
+//! are the model layer's; GGUF LoRA adapters apply per request ([`lora`]).
 //!
 //! Modules: [`ffi`] (the bridge and the [`ffi::Array`] type), [`weights`] (model shape
 //! and loading), [`mlx_format`] (MLX-format folders), [`forward`] (the transformer and KV cache), [`lora`] (adapters),
@@ -19,6 +20,7 @@
 
 pub mod ffi;
 pub mod forward;
+pub mod gguf_tensors;
 pub mod lora;
 pub mod mlx_format;
 pub mod model;

@@ -15,11 +15,24 @@ use hearth_sdk::helpers::{GgmlType, Gguf};
 use hearth_sdk::PluginError;
 
 use crate::ffi::{self, Array};
+use crate::gguf_tensors;
 
-/// Tensor types `mx::load_gguf` decodes: plain floats, and the three block formats it
-/// turns into MLX affine-quantized weights (4 or 8 bits, groups of 32).
-pub const SUPPORTED_TYPES: [GgmlType; 5] =
-    [GgmlType::F32, GgmlType::F16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0];
+/// Tensor types the backend loads: those `mx::load_gguf` decodes, and the rest through
+/// [`crate::gguf_tensors`] (MLX affine-quantized weights of 4, 5 or 8 bits in groups of
+/// 32 where the format maps exactly, f32 otherwise).
+pub const SUPPORTED_TYPES: [GgmlType; 11] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::Bf16,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q4K,
+    GgmlType::Q5K,
+    GgmlType::Q6K,
+];
 
 /// Refuse a file holding any tensor type MLX cannot load, naming the types found.
 pub fn check_types(gguf: &Gguf) -> Result<(), PluginError> {
@@ -35,10 +48,12 @@ pub fn check_types(gguf: &Gguf) -> Result<(), PluginError> {
     unsupported.sort_by_key(|(ty, _)| ty.name());
     let mut types: Vec<&str> = unsupported.iter().map(|(ty, _)| ty.name()).collect();
     types.dedup();
+    let supported: Vec<&str> = SUPPORTED_TYPES.iter().map(|ty| ty.name()).collect();
     Err(PluginError::unsupported(format!(
-        "tensor type {} (e.g. `{}`): MLX loads GGUF weights only as F32, F16, Q4_0, Q4_1 or Q8_0",
+        "tensor type {} (e.g. `{}`): the MLX backend loads GGUF weights of types {}",
         types.join(", "),
-        unsupported[0].1
+        unsupported[0].1,
+        supported.join(", ")
     )))
 }
 
@@ -150,9 +165,14 @@ impl Tensors {
         }
     }
 
-    /// Every tensor of `gguf`, through `mx::load_gguf`: Q4_0, Q4_1 and Q8_0 weights
-    /// arrive as MLX affine-quantized ones in groups of 32.
+    /// Every tensor of `gguf`, through `mx::load_gguf` when it decodes every type in the
+    /// file (Q4_0, Q4_1 and Q8_0 weights arrive as MLX affine-quantized ones in groups of
+    /// 32), through [`gguf_tensors::load`] otherwise.
     pub fn from_gguf(gguf: &Gguf) -> Result<Self, PluginError> {
+        if !gguf.tensors().iter().all(|t| gguf_tensors::MLX_GGUF_TYPES.contains(&t.ty)) {
+            let (arrays, quantized) = gguf_tensors::load(gguf)?;
+            return Ok(Self::new(arrays, quantized, None));
+        }
         let path = gguf
             .path()
             .to_str()

@@ -15,8 +15,19 @@ const DECODERS: &str = include_str!("shaders/decode.wgsl");
 const ROWS: &str = include_str!("shaders/rows.wgsl");
 
 /// Weight types the kernels read in their stored form.
-pub const SUPPORTED_TYPES: [GgmlType; 5] =
-    [GgmlType::F32, GgmlType::F16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0];
+pub const SUPPORTED_TYPES: [GgmlType; 11] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::Bf16,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q4K,
+    GgmlType::Q5K,
+    GgmlType::Q6K,
+];
 
 /// Bytes reserved per dispatch in the parameter buffer; a parameter block is at most
 /// 64 bytes, the rest is the device's uniform offset alignment.
@@ -134,9 +145,11 @@ impl Weight {
             )));
         }
         let (block, block_bytes) = ty.block();
-        if ncols % 32 != 0 || ncols > u64::from(u32::MAX) || nrows > u64::from(u32::MAX) {
+        // The kernels expand 32 elements at a time, within a block of the type.
+        let multiple = block.max(32);
+        if ncols % multiple != 0 || ncols > u64::from(u32::MAX) || nrows > u64::from(u32::MAX) {
             return Err(PluginError::unsupported(format!(
-                "tensor `{name}` has rows of {ncols} elements; the kernels need a multiple of 32"
+                "tensor `{name}` ({ty}) has rows of {ncols} elements; the kernels need a multiple of {multiple}"
             )));
         }
         let row_bytes = ncols / block * block_bytes;

@@ -1,7 +1,10 @@
 //! ggml tensor types as GGUF files name them: block geometry for size checks, and a
-//! CPU dequantizer for the simple block formats, which backends use as a reference.
+//! CPU dequantizer for the common formats (the decoders are in `ggml_quants`), which
+//! backends use as a reference.
 
 use half::{bf16, f16};
+
+use super::ggml_quants as quants;
 
 /// A ggml tensor element type, by its GGUF type id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -162,7 +165,12 @@ impl GgmlType {
                 | GgmlType::Bf16
                 | GgmlType::Q4_0
                 | GgmlType::Q4_1
+                | GgmlType::Q5_0
+                | GgmlType::Q5_1
                 | GgmlType::Q8_0
+                | GgmlType::Q4K
+                | GgmlType::Q5K
+                | GgmlType::Q6K
         )
     }
 }
@@ -173,16 +181,14 @@ impl std::fmt::Display for GgmlType {
     }
 }
 
-fn half_at(bytes: &[u8], at: usize) -> f32 {
-    f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
-}
-
 /// Expand `bytes` of type `ty` into `out`, whose length is the element count.
 ///
 /// Returns `None` when the type is not one of [`GgmlType::can_dequantize`]'s or the
-/// lengths disagree. The formats follow ggml: Q4_0 is `d·(q−8)`, Q4_1 is `d·q+m` with
-/// the low nibbles holding elements 0..16 and the high nibbles 16..32, Q8_0 is `d·q`.
+/// lengths disagree. The values are bit for bit those of ggml's `dequantize_row_*`.
 pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Option<()> {
+    if !ty.can_dequantize() {
+        return None;
+    }
     let (block, block_bytes) = ty.block();
     let (block, block_bytes) = (block as usize, block_bytes as usize);
     if out.len() % block != 0 || bytes.len() != out.len() / block * block_bytes {
@@ -191,27 +197,14 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Option<()> {
     for (data, values) in bytes.chunks_exact(block_bytes).zip(out.chunks_exact_mut(block)) {
         match ty {
             GgmlType::F32 => values[0] = f32::from_le_bytes([data[0], data[1], data[2], data[3]]),
-            GgmlType::F16 => values[0] = half_at(data, 0),
+            GgmlType::F16 => values[0] = f16::from_le_bytes([data[0], data[1]]).to_f32(),
             GgmlType::Bf16 => values[0] = bf16::from_le_bytes([data[0], data[1]]).to_f32(),
-            GgmlType::Q4_0 | GgmlType::Q4_1 => {
-                let scale = half_at(data, 0);
-                let (min, quants) = if ty == GgmlType::Q4_1 {
-                    (half_at(data, 2), &data[4..20])
-                } else {
-                    (-8.0 * scale, &data[2..18])
-                };
-                for (index, byte) in quants.iter().enumerate() {
-                    values[index] = f32::from(byte & 0x0f) * scale + min;
-                    values[index + 16] = f32::from(byte >> 4) * scale + min;
-                }
-            }
-            GgmlType::Q8_0 => {
-                let scale = half_at(data, 0);
-                for (value, byte) in values.iter_mut().zip(&data[2..34]) {
-                    *value = f32::from(*byte as i8) * scale;
-                }
-            }
-            _ => return None,
+            GgmlType::Q4_0 | GgmlType::Q4_1 => quants::q4(data, ty == GgmlType::Q4_1, values),
+            GgmlType::Q5_0 | GgmlType::Q5_1 => quants::q5(data, ty == GgmlType::Q5_1, values),
+            GgmlType::Q8_0 => quants::q8_0(data, values),
+            GgmlType::Q4K | GgmlType::Q5K => quants::q45_k(data, ty == GgmlType::Q5K, values),
+            GgmlType::Q6K => quants::q6_k(data, values),
+            _ => unreachable!("can_dequantize admits only the types above"),
         }
     }
     Some(())
@@ -246,8 +239,36 @@ mod tests {
     }
 
     #[test]
-    fn dequantize_refuses_k_quants_and_mismatched_lengths() {
-        assert!(dequantize(GgmlType::Q4K, &[0; 144], &mut [0.0; 256]).is_none());
+    fn q5_0_blocks_take_the_fifth_bit_of_element_i_from_bit_i_of_the_high_word() {
+        let mut block = f16::from_f32(2.0).to_le_bytes().to_vec();
+        block.extend((1u32 | 1 << 16 | 1 << 31).to_le_bytes());
+        block.extend([0x21; 16]);
+        let mut out = [0.0; 32];
+        dequantize(GgmlType::Q5_0, &block, &mut out).unwrap();
+        assert_eq!(out[0], 2.0 * (17.0 - 16.0));
+        assert_eq!(out[1], 2.0 * (1.0 - 16.0));
+        assert_eq!(out[16], 2.0 * (18.0 - 16.0));
+        assert_eq!(out[31], 2.0 * (18.0 - 16.0));
+        assert_eq!(out[30], 2.0 * (2.0 - 16.0));
+    }
+
+    #[test]
+    fn q6_k_blocks_scale_each_16_elements_by_their_own_signed_scale() {
+        let mut block = vec![0u8; 210];
+        block[0] = 0x05; // element 0: low nibble 5, element 64: high nibble 0
+        block[128] = 0b11; // element 0: high bits 3, so q = 53 − 32
+        block[192] = (-2i8) as u8; // scale of elements 0..16
+        block[208..210].copy_from_slice(&f16::from_f32(0.5).to_le_bytes());
+        let mut out = [0.0; 256];
+        dequantize(GgmlType::Q6K, &block, &mut out).unwrap();
+        assert_eq!(out[0], 0.5 * -2.0 * 21.0);
+        assert_eq!(out[1], 0.5 * -2.0 * -32.0);
+        assert_eq!(out[16], 0.0);
+    }
+
+    #[test]
+    fn dequantize_refuses_unknown_formats_and_mismatched_lengths() {
+        assert!(dequantize(GgmlType::Q3K, &[0; 110], &mut [0.0; 256]).is_none());
         assert!(dequantize(GgmlType::Q8_0, &[0; 33], &mut [0.0; 32]).is_none());
     }
 }

@@ -9,6 +9,7 @@ pub mod capabilities;
 #[cfg(feature = "helpers")]
 pub mod chat;
 pub mod ggml;
+pub mod ggml_quants;
 pub mod gguf;
 mod gguf_parse;
 #[cfg(test)]

@@ -147,6 +147,34 @@ pub fn tokens(model_path: &str, text: &str) -> Vec<u32> {
         .collect()
 }
 
+/// ggml's own expansion of `bytes`, whole blocks of the type whose GGUF id is `type_id`,
+/// through the type's `to_float` (`hearth-llama-logits --dequantize`).
+pub fn ggml_dequantize(type_id: u32, bytes: &[u8]) -> Vec<f32> {
+    let mut child = Command::new(logits_program())
+        .args(["--dequantize", &type_id.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run hearth-llama-logits --dequantize");
+    let mut stdin = child.stdin.take().expect("a piped stdin");
+    // Written from a thread of its own, so a large output cannot stall the input.
+    let output = std::thread::scope(|scope| {
+        scope.spawn(move || stdin.write_all(bytes).expect("write the blocks"));
+        child.wait_with_output().expect("hearth-llama-logits --dequantize's output")
+    });
+    assert!(
+        output.status.success(),
+        "hearth-llama-logits --dequantize {type_id} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+        .stdout
+        .chunks_exact(4)
+        .map(|bytes| f32::from_le_bytes(bytes.try_into().expect("4 bytes")))
+        .collect()
+}
+
 /// The `hearth-llama-logits` program of this test's profile, built once per test
 /// process (cargo is quick when it is up to date, and a stale one must not be used).
 fn logits_program() -> PathBuf {

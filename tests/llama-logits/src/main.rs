@@ -4,8 +4,10 @@
 //! little-endian f32.
 //!
 //! `hearth-llama-logits --tokenize MODEL` prints llama.cpp's tokens for stdin instead
-//! (see [`tokenize`]).
+//! (see [`tokenize`]); `hearth-llama-logits --dequantize TYPE_ID` runs ggml's
+//! dequantizer (`dequantize.rs`).
 
+mod dequantize;
 mod tokenize;
 
 use std::io::Write;
@@ -48,9 +50,18 @@ fn arguments() -> Result<Arguments, AnyError> {
 }
 
 fn main() -> Result<(), AnyError> {
-    if std::env::args().nth(1).as_deref() == Some("--tokenize") {
-        let model = std::env::args().nth(2).ok_or("usage: hearth-llama-logits --tokenize MODEL")?;
-        return tokenize::run(&model);
+    let mode = std::env::args().nth(1);
+    match mode.as_deref() {
+        Some("--tokenize") => {
+            let model =
+                std::env::args().nth(2).ok_or("usage: hearth-llama-logits --tokenize MODEL")?;
+            return tokenize::run(&model);
+        }
+        Some("--dequantize") => {
+            let ty = std::env::args().nth(2).ok_or("usage: --dequantize TYPE_ID")?;
+            return dequantize::run(&ty);
+        }
+        _ => {}
     }
     let Arguments { model, adapter, tokens } = arguments()?;
     let mut backend = LlamaBackend::init()?;

@@ -1,11 +1,10 @@
 //! The backend object as the host sees it: identity, probe, and refusals at load that
 //! let the router fall back to another backend.
 
+use hearth_backend_check::fixtures::one_tensor_gguf;
 use hearth_mlx::MlxBackend;
 use hearth_sdk::abi_stable::std_types::{ROption, RVec};
 use hearth_sdk::{Backend, DeviceKind, ErrorKind, HostProfile, LoadRequest};
-
-use crate::common::model_path;
 
 fn load_request(path: &str, format: &str) -> LoadRequest {
     LoadRequest {
@@ -36,15 +35,14 @@ fn the_probe_reports_mlx_cpu_device_and_where_libmlx_came_from() {
 }
 
 #[test]
-fn gemma3_in_q4_k_m_is_refused_as_unsupported_naming_the_k_quant() {
-    if hearth_sdk::testing::real_models().is_none() {
-        return;
-    }
-    let path = model_path("gemma3-270m/gemma-3-270m-q4_k_m.gguf");
-    let error = MlxBackend.load(&load_request(&path, "gguf")).err().expect("refused");
-    println!("{error}");
+fn a_q3_k_model_is_refused_as_unsupported_naming_the_type() {
+    let path = std::env::temp_dir().join(format!("hearth-mlx-q3k-{}.gguf", std::process::id()));
+    std::fs::write(&path, one_tensor_gguf(11, 110)).unwrap();
+    let error =
+        MlxBackend.load(&load_request(path.to_str().unwrap(), "gguf")).err().expect("refused");
+    std::fs::remove_file(&path).unwrap();
     assert_eq!(error.kind, ErrorKind::Unsupported);
-    assert!(error.message.contains("Q4_K") || error.message.contains("Q6_K"), "{}", error.message);
+    assert!(error.message.contains("Q3_K"), "{}", error.message);
 }
 
 #[test]

@@ -7,5 +7,6 @@ mod common;
 mod cross_check;
 mod end_to_end;
 mod fixture;
+mod gguf_tensors;
 mod lora;
 mod mlx_format;

@@ -1,7 +1,9 @@
 // Matrix products and row lookups over quantized GGUF weights, read in place.
-// The weight buffer is the tensor's raw bytes (rows of blocks of 32 elements); the
-// host prepends the `decode` function for the tensor's type, which expands one block
-// into `wv`. Rows are contiguous in the file, so a buffer holds a range of rows.
+// The weight buffer is the tensor's raw bytes (rows of blocks of BLOCK_ELEMS elements,
+// BLOCK_BYTES bytes each); the host appends the `decode` function for the tensor's
+// type, which expands one chunk of 32 elements of a row into `wv` (a K-quant
+// super-block of 256 holds 8 chunks). Rows are contiguous in the file, so a buffer
+// holds a range of rows.
 
 struct MatmulParams {
     rows: u32,      // rows of W in this buffer
@@ -26,7 +28,15 @@ var<private> wv: array<vec4<f32>, 8>;
 fn f16_at(i: u32) -> f32 {
     return unpack2x16float(u32_at(i)).x;
 }
-// A 32-bit word at any byte offset (Q8_0 and Q4_0 blocks are not word aligned).
+fn byte_at(i: u32) -> u32 {
+    return (W[i >> 2u] >> ((i & 3u) * 8u)) & 255u;
+}
+fn i8_at(i: u32) -> f32 {
+    return f32(i32(byte_at(i) << 24u) >> 24u);
+}
+// A 32-bit word at any byte offset (Q8_0, Q4_0, Q5_0 and Q6_K blocks are not word
+// aligned; the next word, read past a buffer's end at its last block, only fills bits
+// that go unused).
 fn u32_at(i: u32) -> u32 {
     let s = (i & 3u) * 8u;
     let w0 = W[i >> 2u];
@@ -40,6 +50,26 @@ fn nibbles_lo(q: u32) -> vec4<f32> {
 }
 fn nibbles_hi(q: u32) -> vec4<f32> {
     return vec4<f32>(f32((q >> 4u) & 15u), f32((q >> 12u) & 15u), f32((q >> 20u) & 15u), f32(q >> 28u));
+}
+// Bits `s`, `s + 1`… (`mask` says how many) of each byte of `q`.
+fn byte_bits(q: u32, s: u32, mask: u32) -> vec4<f32> {
+    return vec4<f32>(f32((q >> s) & mask), f32((q >> (s + 8u)) & mask), f32((q >> (s + 16u)) & mask), f32((q >> (s + 24u)) & mask));
+}
+// The 6-bit scale and min of chunk `j` of a Q4_K/Q5_K super-block whose 12 scale bytes
+// start at byte `at`: chunks 0..4 keep theirs in the low 6 bits of bytes j and j + 4,
+// chunks 4..8 in the nibbles of byte j + 4 topped with the high 2 bits of bytes j − 4
+// (scale) and j (min).
+fn k_scale_min(at: u32, j: u32) -> vec2<f32> {
+    if (j < 4u) {
+        return vec2<f32>(f32(byte_at(at + j) & 63u), f32(byte_at(at + j + 4u) & 63u));
+    }
+    let scale = (byte_at(at + j + 4u) & 15u) | ((byte_at(at + j - 4u) >> 6u) << 4u);
+    let min = (byte_at(at + j + 4u) >> 4u) | ((byte_at(at + j) >> 6u) << 4u);
+    return vec2<f32>(f32(scale), f32(min));
+}
+// Bits `s..s + 4` of `q`, one per element.
+fn bits4(q: u32, s: u32) -> vec4<f32> {
+    return vec4<f32>(f32((q >> s) & 1u), f32((q >> (s + 1u)) & 1u), f32((q >> (s + 2u)) & 1u), f32((q >> (s + 3u)) & 1u));
 }
 
 const TILE: u32 = 8u;
@@ -56,11 +86,11 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) 
     }
     let t0 = gid.z * TILE;
     let nblocks = p.ncols / 32u;
-    let row_base = row * nblocks * BLOCK_BYTES;
+    let row_base = row * (p.ncols / BLOCK_ELEMS) * BLOCK_BYTES;
     var acc = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
     let tiles = min(TILE, p.ntok - t0);
     for (var b = 0u; b < nblocks; b++) {
-        decode(row_base + b * BLOCK_BYTES);
+        decode(row_base, b);
         for (var t = 0u; t < tiles; t++) {
             let xb = (p.x_off + (t0 + t) * p.x_stride) / 4u + b * 8u;
             var s = 0.0;
@@ -96,7 +126,7 @@ fn get_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (id < p.row0 || id >= p.row0 + p.rows) {
         return;
     }
-    decode(((id - p.row0) * nblocks + b) * BLOCK_BYTES);
+    decode((id - p.row0) * (p.ncols / BLOCK_ELEMS) * BLOCK_BYTES, b);
     let out = p.y_off + t * p.y_stride + b * 32u;
     for (var k = 0u; k < 8u; k++) {
         y[out + k * 4u] = wv[k].x;

@@ -1,6 +1,7 @@
 //! The backend object as the host sees it: identity, probe, and refusals at load that
 //! let the router fall back to another backend.
 
+use hearth_backend_check::fixtures::one_tensor_gguf;
 use hearth_sdk::abi_stable::std_types::{ROption, RVec};
 use hearth_sdk::{Backend, DeviceKind, ErrorKind, HostProfile, LoadRequest};
 use hearth_webgpu::WebGpuBackend;
@@ -14,30 +15,6 @@ fn load_request(path: &str, format: &str) -> LoadRequest {
         threads: 0,
         device: ROption::RNone,
     }
-}
-
-/// A valid GGUF holding one Q4_K tensor (type id 12): structurally fine, unrunnable here.
-fn k_quant_gguf() -> Vec<u8> {
-    let mut out = b"GGUF".to_vec();
-    out.extend(3u32.to_le_bytes());
-    out.extend(1u64.to_le_bytes());
-    out.extend(1u64.to_le_bytes());
-    let key = "general.architecture";
-    out.extend((key.len() as u64).to_le_bytes());
-    out.extend(key.as_bytes());
-    out.extend(8u32.to_le_bytes());
-    out.extend(5u64.to_le_bytes());
-    out.extend(b"llama");
-    let name = "blk.0.ffn_down.weight";
-    out.extend((name.len() as u64).to_le_bytes());
-    out.extend(name.as_bytes());
-    out.extend(2u32.to_le_bytes());
-    out.extend(256u64.to_le_bytes());
-    out.extend(1u64.to_le_bytes());
-    out.extend(12u32.to_le_bytes());
-    out.extend(0u64.to_le_bytes());
-    out.resize(out.len().next_multiple_of(32) + 144, 0);
-    out
 }
 
 #[test]
@@ -60,14 +37,14 @@ fn the_probe_reports_the_adapter_and_marks_a_cpu_adapter_as_software() {
 }
 
 #[test]
-fn a_k_quant_model_is_refused_as_unsupported_naming_the_type() {
-    let path = std::env::temp_dir().join(format!("hearth-webgpu-q4k-{}.gguf", std::process::id()));
-    std::fs::write(&path, k_quant_gguf()).unwrap();
+fn a_q3_k_model_is_refused_as_unsupported_naming_the_type() {
+    let path = std::env::temp_dir().join(format!("hearth-webgpu-q3k-{}.gguf", std::process::id()));
+    std::fs::write(&path, one_tensor_gguf(11, 110)).unwrap();
     let error =
         WebGpuBackend.load(&load_request(path.to_str().unwrap(), "gguf")).err().expect("refused");
     std::fs::remove_file(&path).unwrap();
     assert_eq!(error.kind, ErrorKind::Unsupported);
-    assert!(error.message.contains("Q4_K"), "{}", error.message);
+    assert!(error.message.contains("Q3_K"), "{}", error.message);
 }
 
 #[test]

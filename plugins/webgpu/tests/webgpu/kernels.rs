@@ -3,10 +3,10 @@
 //! shows. Errors are normwise: max |gpu − cpu| / max |cpu| must stay under the bound
 //! stated in each test (f32 on the GPU against f64 accumulation on the CPU).
 
-use half::f16;
+use half::{bf16, f16};
 use hearth_sdk::helpers::{dequantize, GgmlType};
 use hearth_webgpu::device::{Gpu, GpuBuffer};
-use hearth_webgpu::kernels::{AttentionShape, Batch, Kernels, View, Weight};
+use hearth_webgpu::kernels::{AttentionShape, Batch, Kernels, View, Weight, SUPPORTED_TYPES};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 
@@ -46,7 +46,7 @@ impl Bench {
         self.gpu.read_f32(&buffer.buffer, 0, count).unwrap()
     }
 
-    /// Random bytes of a valid tensor of `ty`: small scales, arbitrary quants.
+    /// Random bytes of a valid tensor of `ty`: small f16 scales, arbitrary quants.
     fn weight_bytes(&mut self, ty: GgmlType, elements: usize) -> Vec<u8> {
         let (block, block_bytes) = ty.block();
         let blocks = elements / block as usize;
@@ -55,18 +55,29 @@ impl Bench {
             match ty {
                 GgmlType::F32 => bytes.extend(self.uniform().to_le_bytes()),
                 GgmlType::F16 => bytes.extend(f16::from_f32(self.uniform()).to_le_bytes()),
+                GgmlType::Bf16 => bytes.extend(bf16::from_f32(self.uniform()).to_le_bytes()),
                 _ => {
-                    bytes.extend(f16::from_f32(self.uniform() * 0.1).to_le_bytes());
-                    if ty == GgmlType::Q4_1 {
-                        bytes.extend(f16::from_f32(self.uniform() * 0.5).to_le_bytes());
+                    let mut block: Vec<u8> =
+                        (0..block_bytes).map(|_| self.rng.next_u32() as u8).collect();
+                    for &at in scale_offsets(ty) {
+                        let scale = f16::from_f32(self.uniform() * 0.1);
+                        block[at..at + 2].copy_from_slice(&scale.to_le_bytes());
                     }
-                    while bytes.len() % block_bytes as usize != 0 {
-                        bytes.push(self.rng.next_u32() as u8);
-                    }
+                    bytes.extend(block);
                 }
             }
         }
         bytes
+    }
+}
+
+/// Byte offsets of a block's f16 scales (the rest of the block is quants).
+fn scale_offsets(ty: GgmlType) -> &'static [usize] {
+    match ty {
+        GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => &[0],
+        GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4K | GgmlType::Q5K => &[0, 2],
+        GgmlType::Q6K => &[208],
+        _ => &[],
     }
 }
 
@@ -80,14 +91,13 @@ fn relative_error(gpu: &[f32], cpu: &[f32]) -> f32 {
     gpu.iter().zip(cpu).fold(0.0f32, |m, (g, c)| m.max((g - c).abs())) / scale
 }
 
-const TYPES: [GgmlType; 5] =
-    [GgmlType::F32, GgmlType::F16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0];
-
 #[test]
 fn matmul_of_every_weight_type_and_split_matches_the_cpu_within_1e_5() {
     let mut b = bench();
-    let (rows, ncols, ntok) = (70usize, 96usize, 11usize);
-    for ty in TYPES {
+    // Rows of three K-quant super-blocks: Q6_K's 210-byte blocks then leave every other
+    // row and block unaligned to 4 bytes.
+    let (rows, ncols, ntok) = (70usize, 768usize, 11usize);
+    for ty in SUPPORTED_TYPES {
         let bytes = b.weight_bytes(ty, rows * ncols);
         let mut w = vec![0.0; rows * ncols];
         dequantize(ty, &bytes, &mut w).unwrap();
@@ -147,8 +157,8 @@ fn matmul_of_every_weight_type_and_split_matches_the_cpu_within_1e_5() {
 #[test]
 fn embedding_rows_of_every_weight_type_are_exact() {
     let mut b = bench();
-    let (rows, ncols) = (40usize, 64usize);
-    for ty in TYPES {
+    let (rows, ncols) = (40usize, 768usize);
+    for ty in SUPPORTED_TYPES {
         let bytes = b.weight_bytes(ty, rows * ncols);
         let mut w = vec![0.0; rows * ncols];
         dequantize(ty, &bytes, &mut w).unwrap();
@@ -176,6 +186,13 @@ fn embedding_rows_of_every_weight_type_are_exact() {
             ids.iter().flat_map(|&id| w[id as usize * ncols..][..ncols].to_vec()).collect();
         assert_eq!(b.read(&y, ids.len() * ncols), expected, "{ty}");
     }
+}
+
+#[test]
+fn k_quant_weights_with_rows_not_a_whole_number_of_super_blocks_are_refused() {
+    let b = bench();
+    let error = Weight::upload(&b.gpu, "w", GgmlType::Q4K, 128, 2, &[0; 144]).err().unwrap();
+    assert!(error.to_string().contains("multiple of 256"), "{error}");
 }
 
 #[test]
