@@ -131,6 +131,22 @@ pub fn by_hf_model_type(name: &str) -> Option<&'static Architecture> {
     ARCHITECTURES.iter().find(|arch| arch.hf_model_type == name)
 }
 
+/// The GGUF tensor types the model layer's engines read: enough that Q4_K_M files
+/// (Q4_K with Q5_0, Q6_K and Q8_0 tensors) load.
+pub const TENSOR_TYPES: [GgmlType; 11] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::Bf16,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q4K,
+    GgmlType::Q5K,
+    GgmlType::Q6K,
+];
+
 /// The capability entries of a backend that runs every architecture here with tensors
 /// of `types` (see `hearth_sdk::helpers::capabilities`).
 pub fn capability_features(types: &[GgmlType]) -> Vec<String> {

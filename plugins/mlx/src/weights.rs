@@ -20,19 +20,7 @@ use crate::gguf_tensors;
 /// Tensor types the backend loads: those `mx::load_gguf` decodes, and the rest through
 /// [`crate::gguf_tensors`] (MLX affine-quantized weights of 4, 5 or 8 bits in groups of
 /// 32 where the format maps exactly, f32 otherwise).
-pub const SUPPORTED_TYPES: [GgmlType; 11] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::Bf16,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::Q4K,
-    GgmlType::Q5K,
-    GgmlType::Q6K,
-];
+pub const SUPPORTED_TYPES: [GgmlType; 11] = hearth_model::arch::TENSOR_TYPES;
 
 /// Refuse a file holding any tensor type MLX cannot load, naming the types found.
 pub fn check_types(gguf: &Gguf) -> Result<(), PluginError> {

@@ -15,19 +15,7 @@ const DECODERS: &str = include_str!("shaders/decode.wgsl");
 const ROWS: &str = include_str!("shaders/rows.wgsl");
 
 /// Weight types the kernels read in their stored form.
-pub const SUPPORTED_TYPES: [GgmlType; 11] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::Bf16,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::Q4K,
-    GgmlType::Q5K,
-    GgmlType::Q6K,
-];
+pub const SUPPORTED_TYPES: [GgmlType; 11] = hearth_model::arch::TENSOR_TYPES;
 
 /// Bytes reserved per dispatch in the parameter buffer; a parameter block is at most
 /// 64 bytes, the rest is the device's uniform offset alignment.

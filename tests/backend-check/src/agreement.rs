@@ -159,3 +159,22 @@ pub fn assert_greedy_agreement(
     println!("{same} of 5 agree");
     assert!(same >= at_least, "only {same} of 5 greedy answers agree");
 }
+
+/// `ours` and the llama.cpp plugin on the model at `path` give the same greedy answer,
+/// `tokens` long, to `question` as a chat (each through its own template rendering).
+pub fn assert_same_chat_answer_as_llama_cpp(
+    ours: &dyn Model,
+    ours_name: &str,
+    path: &str,
+    question: &str,
+    tokens: u32,
+) {
+    let answer = |model: &dyn Model| {
+        let mut sink = Collect::default();
+        model.generate(&crate::requests::chat(question, tokens), &mut sink).expect("generate");
+        sink.pieces.concat()
+    };
+    let (a, b) = (answer(ours), answer(&crate::llamacpp::load_with_plugin(path)));
+    println!("{question:?}\n  {ours_name:<9}  {a:?}\n  llama.cpp  {b:?}");
+    assert_eq!(a, b);
+}
