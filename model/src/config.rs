@@ -3,7 +3,7 @@
 //! as `Unsupported` naming the reason, so the router falls back before any memory is
 //! spent.
 
-use hearth_sdk::helpers::Gguf;
+use hearth_sdk::helpers::{Gguf, Value as GgufValue};
 use hearth_sdk::PluginError;
 use serde_json::Value;
 
@@ -28,6 +28,10 @@ pub struct Config {
     pub rope_pairs: RopePairs,
     /// Tokens a local layer attends to, counting the query's own.
     pub sliding_window: Option<u32>,
+    /// Every how many layers one attends globally (the last of each period), and the
+    /// RoPE base of the local ones: the architecture's, unless the file says otherwise.
+    pub window_period: u32,
+    pub local_rope_base: f32,
     /// Factor on `q·k` before the softmax.
     pub attention_scale: f32,
     /// Added to every norm weight as it is loaded (Hugging Face Gemma's `w − 1`).
@@ -104,9 +108,26 @@ impl Config {
         let head_dim = optional("attention.key_length", n_embd / heads)?;
         let n_rot = optional("rope.dimension_count", head_dim)?;
         check_attention(heads, kv_heads, head_dim, n_rot)?;
-        let sliding_window = match arch.sliding_window {
-            Some(_) => Some(int("attention.sliding_window")?),
-            None => None,
+        let (sliding_window, window_period, local_rope_base) = match arch.sliding_window {
+            Some(defaults) => {
+                if matches!(
+                    gguf.get(&key("attention.sliding_window_pattern")),
+                    Some(GgufValue::Array(_))
+                ) {
+                    return Err(PluginError::unsupported(
+                        "a per-layer sliding-window pattern (an array of `attention.sliding_window_pattern`)",
+                    ));
+                }
+                let base = gguf
+                    .f64(&key("rope.freq_base_swa"))
+                    .map_or(defaults.local_rope_base, |b| b as f32);
+                (
+                    Some(int("attention.sliding_window")?),
+                    optional("attention.sliding_window_pattern", defaults.period)?,
+                    base,
+                )
+            }
+            None => (None, 1, 0.0),
         };
         let vocab = gguf
             .tensor("token_embd.weight")
@@ -125,6 +146,8 @@ impl Config {
             rope_base: gguf.f64(&key("rope.freq_base")).unwrap_or(10_000.0) as f32,
             rope_pairs: arch.gguf_rope,
             sliding_window,
+            window_period,
+            local_rope_base,
             attention_scale: 1.0 / (head_dim as f32).sqrt(),
             norm_offset: 0.0,
             vocab,
@@ -190,9 +213,13 @@ impl Config {
         let kv_heads = int_or("num_key_value_heads", heads)?;
         let head_dim = int_or("head_dim", n_embd / heads)?;
         check_attention(heads, kv_heads, head_dim, head_dim)?;
-        let sliding_window = match arch.sliding_window {
-            Some(_) => Some(int("sliding_window")?),
-            None => None,
+        let (sliding_window, window_period, local_rope_base) = match arch.sliding_window {
+            Some(defaults) => (
+                Some(int("sliding_window")?),
+                int_or("sliding_window_pattern", defaults.period)?,
+                float("rope_local_base_freq", Some(f64::from(defaults.local_rope_base)))? as f32,
+            ),
+            None => (None, 1, 0.0),
         };
         let query_scale = float("query_pre_attn_scalar", Some(f64::from(head_dim)))?;
         Ok(Self {
@@ -208,6 +235,8 @@ impl Config {
             rope_base: float("rope_theta", Some(10_000.0))? as f32,
             rope_pairs: RopePairs::Halves,
             sliding_window,
+            window_period,
+            local_rope_base,
             attention_scale: (1.0 / query_scale.sqrt()) as f32,
             norm_offset: arch.hf_norm_offset,
             vocab: int("vocab_size")?,
@@ -234,9 +263,9 @@ impl Config {
 
     /// What layer `index` does.
     pub fn layer(&self, index: u32) -> LayerPlan {
-        match (self.arch.sliding_window, self.sliding_window) {
-            (Some(sliding), Some(window)) if index % sliding.period != sliding.period - 1 => {
-                LayerPlan { rope_base: sliding.local_rope_base, window: Some(window) }
+        match self.sliding_window {
+            Some(window) if index % self.window_period != self.window_period - 1 => {
+                LayerPlan { rope_base: self.local_rope_base, window: Some(window) }
             }
             _ => LayerPlan { rope_base: self.rope_base, window: None },
         }

@@ -38,12 +38,14 @@ pub struct Text {
 }
 
 impl Text {
-    /// The tokenizer and chat template a GGUF file carries.
-    pub fn from_gguf(gguf: &Gguf) -> Result<Self, PluginError> {
+    /// The tokenizer and chat template a GGUF file carries; without a template, the
+    /// architecture's default one, if it has one.
+    pub fn from_gguf(gguf: &Gguf, config: &Config) -> Result<Self, PluginError> {
         let tokenizer = Tokenizer::from_gguf(gguf)
             .map_err(|error| PluginError::unsupported(error.to_string()))?;
-        let template = match gguf.str("tokenizer.chat_template") {
-            Ok(source) => {
+        let source = gguf.str("tokenizer.chat_template").ok().or(config.arch.default_chat_template);
+        let template = match source {
+            Some(source) => {
                 let text = |id: Option<u32>| {
                     id.and_then(|id| tokenizer.token_text(id)).unwrap_or("").to_string()
                 };
@@ -52,7 +54,7 @@ impl Text {
                         .map_err(|error| PluginError::unsupported(error.to_string()))?;
                 Some(template)
             }
-            Err(_) => None,
+            None => None,
         };
         Ok(Self { tokenizer, template })
     }
@@ -210,4 +212,36 @@ fn generate_in(
         }
     }
     Ok(stats(generated, finish_reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use hearth_sdk::helpers::ChatTemplate;
+    use hearth_sdk::ChatMessage;
+
+    use crate::arch;
+
+    #[test]
+    fn the_gemma_default_template_renders_turns_as_llama_cpp_does() {
+        let source = arch::by_gguf_name("gemma3").unwrap().default_chat_template.unwrap();
+        let template = ChatTemplate::new(source, "<bos>", "<eos>").unwrap();
+        let message =
+            |role: &str, content: &str| ChatMessage { role: role.into(), content: content.into() };
+        let text = template
+            .render(
+                &[
+                    message("system", "Be brief."),
+                    message("user", " Hi "),
+                    message("assistant", "Hello."),
+                    message("user", "Capital of France?"),
+                ],
+                true,
+            )
+            .unwrap();
+        assert_eq!(
+            text,
+            "<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n\
+             <start_of_turn>user\nCapital of France?<end_of_turn>\n<start_of_turn>model\n"
+        );
+    }
 }

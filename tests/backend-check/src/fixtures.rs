@@ -20,6 +20,12 @@ pub fn smollm2_path() -> String {
     model_path("smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
+/// Gemma 3 270M in Q4_K_M (Q4_K, Q5_0, Q6_K and Q8_0 tensors), a base model without a
+/// chat template: GELU, sandwich norms, sliding-window layers, a SentencePiece vocabulary.
+pub fn gemma3_path() -> String {
+    model_path("gemma3-270m/gemma-3-270m-q4_k_m.gguf")
+}
+
 /// SmolLM2 with its weights expanded from Q4_1 to F16 ([`crate::f16_copy`]), written
 /// once into the temp folder (about 270 MB) and reused while the source is unchanged.
 pub fn smollm2_f16_path() -> String {

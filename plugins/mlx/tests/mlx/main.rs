@@ -7,6 +7,7 @@ mod common;
 mod cross_check;
 mod end_to_end;
 mod fixture;
+mod gemma3;
 mod gguf_tensors;
 mod lora;
 mod mlx_format;

@@ -6,5 +6,6 @@ mod backend;
 mod common;
 mod cross_check;
 mod end_to_end;
+mod gemma3;
 mod kernels;
 mod lora;
