@@ -60,6 +60,7 @@ pub fn same_greedy_token(ours: &[f32], llama: &[f32], llama_cpp_error: f32) -> b
 
 /// One cell's numbers.
 struct Row {
+    prompt_tokens: usize,
     to_llama_cpp: f32,
     exact_to_llama_cpp: f32,
     to_exact: f32,
@@ -69,12 +70,19 @@ struct Row {
 
 fn check_cell(
     path: &str,
-    logits_of: &dyn Fn(&str, &[u32]) -> Result<Vec<f32>, PluginError>,
+    logits_of: &impl Fn(&str, &[u32]) -> Result<Vec<f32>, PluginError>,
 ) -> Result<Row, String> {
     let gguf = Gguf::open(path).map_err(|e| format!("open: {e}"))?;
     let tokens = Tokenizer::from_gguf(&gguf)
         .and_then(|tokenizer| tokenizer.encode(PROMPT))
         .map_err(|e| format!("tokenize: {e}"))?;
+    let config = hearth_model::Config::from_gguf(&gguf).map_err(|e| format!("config: {e}"))?;
+    if let Some(window) = config.sliding_window.filter(|&w| tokens.len() <= w as usize) {
+        return Err(format!(
+            "{} prompt tokens do not reach past the window of {window}",
+            tokens.len()
+        ));
+    }
     let llama = llamacpp::logits(path, &tokens, None);
     let exact = reference::forward(&gguf, &tokens, None).map_err(|e| format!("reference: {e}"))?;
     // An engine's panic is one failing cell, not the end of the table.
@@ -92,6 +100,7 @@ fn check_cell(
         return Err(format!("{} logits, llama.cpp has {}", ours.len(), llama.len()));
     }
     let row = Row {
+        prompt_tokens: tokens.len(),
         to_llama_cpp: relative_error(&ours, &llama),
         exact_to_llama_cpp: relative_error(&exact, &llama),
         to_exact: relative_error(&ours, &exact),
@@ -120,7 +129,9 @@ fn check_cell(
 
 /// Runs every architecture × type on `engine` through `logits_of` (which loads the file
 /// at the path and returns the last token's logits), except the `exceptions`; prints a
-/// table and fails naming every failing cell. Without the tiny models (setup makes
+/// table (per cell: the prompt's tokens; the engine's relative error to llama.cpp, exact
+/// arithmetic's to llama.cpp and the engine's to exact arithmetic; the greedy next token
+/// of each) and fails naming every failing cell. Without the tiny models (setup makes
 /// them), prints `skipped` and returns.
 pub fn check_every_cell(
     models: &Path,
@@ -141,8 +152,8 @@ pub fn check_every_cell(
         return;
     }
     println!(
-        "{:<7} {:<5} {:>10} {:>10} {:>10}  {:<20} result",
-        "arch", "type", "to llama", "exact-ll", "to exact", "tokens ours/ref/ll"
+        "{:<7} {:<5} {:>3} {:>10} {:>10} {:>10}  {:<20} result",
+        "arch", "type", "n", "to llama", "exact-ll", "to exact", "next ours/ref/llama"
     );
     let mut failing = Vec::new();
     for (arch, ty) in cells {
@@ -156,7 +167,8 @@ pub fn check_every_cell(
             Ok(row) => {
                 let (ours, exact, llama) = row.tokens;
                 println!(
-                    "{arch:<7} {ty:<5} {:>10.3e} {:>10.3e} {:>10.3e}  {:<20} {} ({:.1}s)",
+                    "{arch:<7} {ty:<5} {:>3} {:>10.3e} {:>10.3e} {:>10.3e}  {:<20} {} ({:.1}s)",
+                    row.prompt_tokens,
                     row.to_llama_cpp,
                     row.exact_to_llama_cpp,
                     row.to_exact,
