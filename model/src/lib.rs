@@ -11,9 +11,9 @@
 //! - [`roles`]: the tensors of a block by [`Role`], with GGUF and Hugging Face names
 //!   and shapes, and [`LayerTensors`] for an engine's own tensors by role;
 //! - [`lora`]: LoRA adapter files read and checked once;
-//! - [`generate`]: the generation loop (template, prompt-prefix reuse, sampling, stop
+//! - [`generate`](mod@generate): the generation loop (template, prompt-prefix reuse, sampling, stop
 //!   strings, streaming, stats) over an engine's [`Executor`];
-//! - [`reference`]: the CPU reference executor the engines are tested against.
+//! - [`reference`](mod@reference): the CPU reference executor the engines are tested against.
 //!
 //! The engines keep only what is theirs: turning tensors into device memory and
 //! executing each step of the plan.

@@ -52,7 +52,7 @@ fn the_shipped_test_models_name_their_real_files() {
     assert_eq!(smol.backends, ["llamacpp", "mlx", "webgpu"]);
     let gemma = &c.model("gemma3-270m").unwrap().artifacts[0];
     assert_eq!(gemma.file, "gemma-3-270m-q4_k_m.gguf");
-    assert_eq!(gemma.backends, ["llamacpp"]);
+    assert_eq!(gemma.backends, ["llamacpp", "mlx", "webgpu"]);
 }
 
 #[test]

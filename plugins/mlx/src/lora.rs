@@ -36,11 +36,7 @@ impl Adapter {
     }
 
     pub fn nbytes(&self) -> u64 {
-        self.layers
-            .iter()
-            .flat_map(|layer| layer.iter())
-            .map(|(a, b)| a.nbytes() + b.nbytes())
-            .sum()
+        self.layers.iter().flat_map(LayerTensors::iter).map(|(a, b)| a.nbytes() + b.nbytes()).sum()
     }
 }
 

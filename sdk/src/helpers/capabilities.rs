@@ -1,9 +1,9 @@
 //! What a backend says it runs, so the host can skip a model file the backend would
 //! refuse instead of finding out by a failed load.
 //!
-//! A backend lists its capabilities among its [`BackendInfo::features`]
-//! (crate::BackendInfo) as `arch:<general.architecture>` and `gguf-type:<ggml type
-//! name>` entries. Listing none of a kind claims nothing about it: the host then lets
+//! A backend lists its capabilities among its
+//! [`BackendInfo::features`](crate::BackendInfo::features) as
+//! `arch:<general.architecture>` and `gguf-type:<ggml type name>` entries. Listing none of a kind claims nothing about it: the host then lets
 //! the backend decide at load, as before capabilities existed, so a plugin built before
 //! them keeps working.
 

@@ -5,7 +5,7 @@
 //! model from the vocabulary and merges, with the pre-tokenizer llama.cpp uses for the
 //! file's `tokenizer.ggml.pre`, and the control and user-defined tokens registered as
 //! special so a rendered chat template's `<|im_start|>` becomes one token. SentencePiece
-//! vocabularies (`llama`) encode as llama.cpp does, in [`super::tokenizer_spm`].
+//! vocabularies (`llama`) encode as llama.cpp does, in the `tokenizer_spm` module.
 //! Decoding is done here, token by token into bytes, so streamed text can be cut at
 //! character boundaries by [`StreamDecoder`].
 
