@@ -166,8 +166,8 @@ step "tiny conformance models into $HEARTH_MODELS/tiny"
 TINY_PY="$HEARTH_CACHE/python/gguf-0.19.0-numpy-2.3.5"
 if [[ ! -f "$TINY_PY/.complete" ]]; then
     rm -rf "$TINY_PY"
-    "$PY" -m pip install --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-        --target "$TINY_PY" gguf==0.19.0 numpy==2.3.5
+    "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+        --no-deps --only-binary=:all: --target "$TINY_PY" gguf==0.19.0 numpy==2.3.5
     touch "$TINY_PY/.complete"
 fi
 PYTHONPATH="$TINY_PY" "$PY" "$HEARTH_ROOT/scripts/tiny_models.py" "$HEARTH_MODELS/tiny" \
