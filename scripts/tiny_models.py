@@ -28,14 +28,16 @@ TYPES = ["F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", 
 # K-quants pack 256 values a block, so every matrix's row length is a multiple of 256.
 N_EMBD, N_FF, HEADS, KV_HEADS, HEAD_DIM = 256, 512, 4, 2, 64
 
-# (architecture, layers, tokenizer source, RoPE base). Gemma 3 needs six layers to
-# reach its first global one (layer 5); a RoPE base other than the local layers'
-# 10 000 shows the two are kept apart.
+# (architecture, layers, tokenizer source, RoPE base, embeddings' std). Gemma 3 needs
+# six layers to reach its first global one (layer 5); a RoPE base other than the local
+# layers' 10 000 shows the two are kept apart. Gemma multiplies its embeddings by
+# √n_embd = 16 and ties its output to them: with the others' std the residual stream
+# would be mostly the last token's own embedding, and the greedy token that token.
 ARCHS = [
-    ("llama", 3, "smollm2", 10_000.0),
-    ("qwen2", 3, "smollm2", 1_000_000.0),
-    ("qwen3", 3, "smollm2", 1_000_000.0),
-    ("gemma3", 6, "gemma3", 1_000_000.0),
+    ("llama", 3, "smollm2", 10_000.0, 0.1),
+    ("qwen2", 3, "smollm2", 1_000_000.0, 0.1),
+    ("qwen3", 3, "smollm2", 1_000_000.0, 0.1),
+    ("gemma3", 6, "gemma3", 1_000_000.0, 0.03),
 ]
 # Small enough that a ~10-token prompt crosses it on gemma3's local layers.
 SLIDING_WINDOW = 4
@@ -52,7 +54,7 @@ def copy_tokenizer(reader, writer):
     return len(reader.fields["tokenizer.ggml.tokens"].data)
 
 
-def write_base(path, arch, layers, tokenizer_gguf, rope_base, seed):
+def write_base(path, arch, layers, tokenizer_gguf, rope_base, embedding_std, seed):
     rng = np.random.default_rng(seed)
 
     def matrix(outputs, inputs, std=0.06):
@@ -82,7 +84,7 @@ def write_base(path, arch, layers, tokenizer_gguf, rope_base, seed):
 
     # Embeddings wide enough that the logits spread over a few units: a clear greedy
     # token, not a near-tie that rounding flips.
-    writer.add_tensor("token_embd.weight", matrix(vocab, N_EMBD, 0.1))
+    writer.add_tensor("token_embd.weight", matrix(vocab, N_EMBD, embedding_std))
     writer.add_tensor("output_norm.weight", norm(N_EMBD))
     if arch == "llama":
         # A separate output matrix on one architecture; the others tie it to the
@@ -134,12 +136,12 @@ def main():
                 return
     if os.path.exists(stamp_path):
         os.remove(stamp_path)
-    for seed, (arch, layers, tokenizer, rope_base) in enumerate(ARCHS):
+    for seed, (arch, layers, tokenizer, rope_base, embedding_std) in enumerate(ARCHS):
         folder = os.path.join(out, arch)
         os.makedirs(folder, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=out) as scratch:
             base = os.path.join(scratch, f"{arch}-F32.gguf")
-            write_base(base, arch, layers, tokenizers[tokenizer], rope_base, seed)
+            write_base(base, arch, layers, tokenizers[tokenizer], rope_base, embedding_std, seed)
             for ty in TYPES:
                 # Quantized into the scratch folder and renamed: a file in place is whole.
                 partial = os.path.join(scratch, f"{arch}-{ty}.gguf")
