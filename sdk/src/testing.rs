@@ -24,3 +24,29 @@ pub fn real_models() -> Option<PathBuf> {
     );
     None
 }
+
+/// A valid GGUF of `architecture` holding one zeroed tensor `blk.0.ffn_down.weight` of
+/// 256 × 1 elements of the ggml type `type_id`, whose 256 elements take `block_bytes`:
+/// structurally fine, for testing how a file is refused for what it holds.
+pub fn one_tensor_gguf(architecture: &str, type_id: u32, block_bytes: usize) -> Vec<u8> {
+    let mut out = b"GGUF".to_vec();
+    out.extend(3u32.to_le_bytes());
+    out.extend(1u64.to_le_bytes());
+    out.extend(1u64.to_le_bytes());
+    let key = "general.architecture";
+    out.extend((key.len() as u64).to_le_bytes());
+    out.extend(key.as_bytes());
+    out.extend(8u32.to_le_bytes());
+    out.extend((architecture.len() as u64).to_le_bytes());
+    out.extend(architecture.as_bytes());
+    let name = "blk.0.ffn_down.weight";
+    out.extend((name.len() as u64).to_le_bytes());
+    out.extend(name.as_bytes());
+    out.extend(2u32.to_le_bytes());
+    out.extend(256u64.to_le_bytes());
+    out.extend(1u64.to_le_bytes());
+    out.extend(type_id.to_le_bytes());
+    out.extend(0u64.to_le_bytes());
+    out.resize(out.len().next_multiple_of(32) + block_bytes, 0);
+    out
+}

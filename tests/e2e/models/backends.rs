@@ -2,6 +2,8 @@
 //! or the API's `backend` field: the CLI answers, the HTTP API streams, and the router
 //! keeps to the backend asked for.
 
+use hearth::router::RouteRequest;
+use hearth::service::{LoadFailure, ServiceError};
 use serde_json::json;
 
 use crate::helpers::{serve, stdout, streamed_pieces, RealHost};
@@ -97,4 +99,43 @@ async fn a_chat_completion_streams_token_by_token_from_webgpu() {
         return;
     }
     stream_a_chat("webgpu").await;
+}
+
+/// The recommended MLX model on this machine's profile falls back to tier 1, Gemma 3n
+/// E2B, whose file is here a valid GGUF of architecture `gemma3n`, which MLX does not
+/// state it runs: the plan leaves the file out before any load, saying why, and a
+/// request gets that reason as a 422 without anything being loaded.
+#[test]
+fn a_file_whose_architecture_mlx_does_not_run_is_left_out_of_the_route_before_any_load() {
+    if hearth_sdk::testing::real_models().is_none() {
+        return;
+    }
+    let mut host = RealHost::with_plugins(&["hearth_mlx"]);
+    let models = tempfile::tempdir().unwrap();
+    let folder = models.path().join("gemma3n-e2b");
+    std::fs::create_dir_all(&folder).unwrap();
+    let q8_0 = hearth_sdk::testing::one_tensor_gguf("gemma3n", 8, 8 * 34);
+    std::fs::write(folder.join("gemma-3n-E2B-it-Q8_0.gguf"), q8_0).unwrap();
+    host.models = models.path().to_path_buf();
+    let hearth = host.open();
+    let plan = hearth.route(&RouteRequest::default()).unwrap();
+    println!("{plan}");
+    assert!(plan.candidates.iter().all(|c| c.model_id != "gemma3n-e2b"), "{plan}");
+    assert_eq!(
+        plan.unrunnable,
+        ["mlx cannot run gemma-3n-E2B-it-Q8_0.gguf (gemma3n-e2b): architecture gemma3n \
+          (it runs llama, qwen2, qwen3, gemma3)"]
+    );
+    let mut generation = crate::helpers::question();
+    generation.route =
+        RouteRequest { model: Some("gemma3n-e2b".into()), ..RouteRequest::default() };
+    let (tokens, _pieces) = tokio::sync::mpsc::unbounded_channel();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let error = runtime.block_on(hearth.generate(generation, tokens)).unwrap_err();
+    assert!(
+        matches!(&error, ServiceError::NothingLoaded { cause: LoadFailure::Unrunnable, attempts }
+            if attempts.iter().any(|a| a.contains("architecture gemma3n"))),
+        "{error}"
+    );
+    assert!(hearth.loaded_models().is_empty());
 }

@@ -1,7 +1,6 @@
 //! The backend object as the host sees it: identity, probe, and refusals at load that
 //! let the router fall back to another backend.
 
-use hearth_backend_check::fixtures::one_tensor_gguf;
 use hearth_mlx::MlxBackend;
 use hearth_sdk::abi_stable::std_types::{ROption, RVec};
 use hearth_sdk::{Backend, DeviceKind, ErrorKind, HostProfile, LoadRequest};
@@ -37,7 +36,7 @@ fn the_probe_reports_mlx_cpu_device_and_where_libmlx_came_from() {
 #[test]
 fn a_q3_k_model_is_refused_as_unsupported_naming_the_type() {
     let path = std::env::temp_dir().join(format!("hearth-mlx-q3k-{}.gguf", std::process::id()));
-    std::fs::write(&path, one_tensor_gguf(11, 110)).unwrap();
+    std::fs::write(&path, hearth_sdk::testing::one_tensor_gguf("llama", 11, 110)).unwrap();
     let error =
         MlxBackend.load(&load_request(path.to_str().unwrap(), "gguf")).err().expect("refused");
     std::fs::remove_file(&path).unwrap();

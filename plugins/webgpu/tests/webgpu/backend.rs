@@ -1,7 +1,6 @@
 //! The backend object as the host sees it: identity, probe, and refusals at load that
 //! let the router fall back to another backend.
 
-use hearth_backend_check::fixtures::one_tensor_gguf;
 use hearth_sdk::abi_stable::std_types::{ROption, RVec};
 use hearth_sdk::{Backend, DeviceKind, ErrorKind, HostProfile, LoadRequest};
 use hearth_webgpu::WebGpuBackend;
@@ -39,7 +38,7 @@ fn the_probe_reports_the_adapter_and_marks_a_cpu_adapter_as_software() {
 #[test]
 fn a_q3_k_model_is_refused_as_unsupported_naming_the_type() {
     let path = std::env::temp_dir().join(format!("hearth-webgpu-q3k-{}.gguf", std::process::id()));
-    std::fs::write(&path, one_tensor_gguf(11, 110)).unwrap();
+    std::fs::write(&path, hearth_sdk::testing::one_tensor_gguf("llama", 11, 110)).unwrap();
     let error =
         WebGpuBackend.load(&load_request(path.to_str().unwrap(), "gguf")).err().expect("refused");
     std::fs::remove_file(&path).unwrap();
