@@ -78,6 +78,11 @@ impl RealHost {
             std::fs::create_dir(&folder).unwrap();
             for file in std::fs::read_dir(model.path()).unwrap() {
                 let file = file.unwrap();
+                // Catalog models are `<model-id>/<file>`; deeper folders (the conformance
+                // suite's `tiny/<arch>/`) are no catalog model's.
+                if !file.file_type().unwrap().is_file() {
+                    continue;
+                }
                 let linked = folder.join(file.file_name());
                 if std::fs::hard_link(file.path(), &linked).is_err() {
                     std::fs::copy(file.path(), &linked).unwrap();
