@@ -75,10 +75,17 @@ struct ModelRow {
     backends: Vec<String>,
     size_bytes: Option<u64>,
     installed: bool,
+    /// Loaded backends that can run an installed file of the model, by what each states
+    /// it runs.
+    runs_on: Vec<String>,
+    /// Loaded backends the catalog names for an installed file that state they cannot
+    /// run it, with why.
+    cannot_run: Vec<String>,
     recommended: bool,
 }
 
-/// `hearth models`: every catalog model with tiers, backends, size, installed, recommended.
+/// `hearth models`: every catalog model with tiers, backends, size, installed, which
+/// loaded backends can run it (and which cannot, with why), recommended.
 pub fn models(hearth: &Hearth, json: bool) -> anyhow::Result<()> {
     let catalog = hearth.catalog();
     let plan = hearth.route(&RouteRequest::default()).ok();
@@ -99,6 +106,29 @@ pub fn models(hearth: &Hearth, json: bool) -> anyhow::Result<()> {
                 model.artifacts.iter().flat_map(|artifact| artifact.backends.clone()).collect();
             backends.sort();
             backends.dedup();
+            let (mut runs_on, mut cannot_run) = (Vec::new(), Vec::new());
+            let loaded = hearth.registry();
+            for artifact in &model.artifacts {
+                let Some(path) = hearth
+                    .store()
+                    .model_path(&model.id, &artifact.file)
+                    .ok()
+                    .filter(|path| path.is_file())
+                else {
+                    continue;
+                };
+                for backend in &artifact.backends {
+                    if !loaded.plugins.iter().any(|plugin| &plugin.info.id == backend) {
+                        continue;
+                    }
+                    match hearth.unmet_needs(backend, &path, &artifact.format) {
+                        None => runs_on.push(backend.clone()),
+                        Some(why) => cannot_run.push(format!("{backend}: {why}")),
+                    }
+                }
+            }
+            runs_on.sort();
+            runs_on.dedup();
             ModelRow {
                 id: model.id.clone(),
                 name: model.name.clone(),
@@ -116,6 +146,8 @@ pub fn models(hearth: &Hearth, json: bool) -> anyhow::Result<()> {
                         .model_path(&model.id, &artifact.file)
                         .is_ok_and(|path| path.is_file())
                 }),
+                runs_on,
+                cannot_run,
                 recommended: recommended_models.contains(&model.id)
                     || chosen.as_ref() == Some(&model.id),
             }
@@ -134,8 +166,8 @@ pub fn models(hearth: &Hearth, json: bool) -> anyhow::Result<()> {
     }
     print_catalog_problem(hearth);
     println!(
-        "{:<22} {:<28} {:<30} {:>9} {:<9} RECOMMENDED",
-        "ID", "NAME", "TIERS", "SIZE", "INSTALLED"
+        "{:<22} {:<28} {:<30} {:>9} {:<9} {:<22} RECOMMENDED",
+        "ID", "NAME", "TIERS", "SIZE", "INSTALLED", "RUNS ON"
     );
     for row in rows {
         let size = row.size_bytes.map(gigabytes).unwrap_or_else(|| "-".into());
@@ -144,14 +176,18 @@ pub fn models(hearth: &Hearth, json: bool) -> anyhow::Result<()> {
             (true, false) => "yes",
             _ => "",
         };
+        let runs_on = if row.runs_on.is_empty() { "-".to_string() } else { row.runs_on.join(",") };
         println!(
-            "{:<22} {:<28} {:<30} {:>9} {:<9} {recommended}",
+            "{:<22} {:<28} {:<30} {:>9} {:<9} {runs_on:<22} {recommended}",
             row.id,
             row.name,
             row.tiers.join(" "),
             size,
             if row.installed { "yes" } else { "no" }
         );
+        for why in &row.cannot_run {
+            println!("{:<22} cannot run: {why}", "");
+        }
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ mod reload;
 mod watch;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use hearth_sdk::HostProfile;
@@ -148,24 +148,28 @@ impl Hearth {
         Ok(plan)
     }
 
-    /// Leave out the candidates whose backend states it cannot run their file (its
-    /// architecture or a tensor type; see `hearth_sdk::helpers::capabilities`), saying
-    /// why in the plan's `unrunnable`, so a request falls back without a doomed load. A file
-    /// the gate refuses stays in: loading it reports the damage. Reads each file's
-    /// header once per version (the gate caches it).
-    fn leave_out_unrunnable(&self, plan: &mut RoutePlan) {
+    /// Why `backend` cannot run the file at `path`, by what it states it runs (its
+    /// architectures and tensor types; see `hearth_sdk::helpers::capabilities`); `None`
+    /// when it can, and when that cannot be told before a load: the backend is not
+    /// loaded, states nothing, or the gate refuses the file (loading it reports the
+    /// damage). Reads the file's header once per version (the gate caches it).
+    pub fn unmet_needs(&self, backend: &str, path: &Path, format: &str) -> Option<String> {
         let registry = self.registry();
+        let plugin = registry.plugins.iter().find(|p| p.info.id == backend)?;
+        let Ok(Some(needs)) = self.gate.inspect(path, format) else {
+            return None;
+        };
+        needs.unmet_by(&plugin.info.features)
+    }
+
+    /// Leave out the candidates whose backend states it cannot run their file, saying
+    /// why in the plan's `unrunnable`, so a request falls back without a doomed load.
+    fn leave_out_unrunnable(&self, plan: &mut RoutePlan) {
         let unrunnable = &mut plan.unrunnable;
         plan.candidates.retain(|candidate| {
-            let Some(plugin) = registry.plugins.iter().find(|p| p.info.id == candidate.backend)
+            let Some(why) =
+                self.unmet_needs(&candidate.backend, &candidate.path, &candidate.artifact.format)
             else {
-                return true;
-            };
-            let Ok(Some(needs)) = self.gate.inspect(&candidate.path, &candidate.artifact.format)
-            else {
-                return true;
-            };
-            let Some(why) = needs.unmet_by(&plugin.info.features) else {
                 return true;
             };
             unrunnable.push(format!(

@@ -104,7 +104,8 @@ async fn a_chat_completion_streams_token_by_token_from_webgpu() {
 /// The recommended MLX model on this machine's profile falls back to tier 1, Gemma 3n
 /// E2B, whose file is here a valid GGUF of architecture `gemma3n`, which MLX does not
 /// state it runs: the plan leaves the file out before any load, saying why, and a
-/// request gets that reason as a 422 without anything being loaded.
+/// request gets that reason as a 422 without anything being loaded; `hearth models` says
+/// so too.
 #[test]
 fn a_file_whose_architecture_mlx_does_not_run_is_left_out_of_the_route_before_any_load() {
     if hearth_sdk::testing::real_models().is_none() {
@@ -138,4 +139,9 @@ fn a_file_whose_architecture_mlx_does_not_run_is_left_out_of_the_route_before_an
         "{error}"
     );
     assert!(hearth.loaded_models().is_empty());
+    let listing = stdout(&host.cli(&["models"]));
+    assert!(
+        listing.contains("cannot run: mlx: architecture gemma3n (it runs llama, qwen2, qwen3, gemma3)"),
+        "{listing}"
+    );
 }
