@@ -141,7 +141,9 @@ fn a_file_whose_architecture_mlx_does_not_run_is_left_out_of_the_route_before_an
     assert!(hearth.loaded_models().is_empty());
     let listing = stdout(&host.cli(&["models"]));
     assert!(
-        listing.contains("cannot run: mlx: architecture gemma3n (it runs llama, qwen2, qwen3, gemma3)"),
+        listing.contains(
+            "cannot run: mlx: architecture gemma3n (it runs llama, qwen2, qwen3, gemma3)"
+        ),
         "{listing}"
     );
 }

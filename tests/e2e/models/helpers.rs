@@ -5,7 +5,7 @@
     reason = "shared by the models and memory test binaries, which use different parts"
 )]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::Arc;
 
@@ -29,12 +29,15 @@ pub const TEST_ADAPTER: &str = "smollm2-signoff";
 const TEST_ADAPTER_FILE: &str = "smollm2-signoff-lora-f16.gguf";
 
 impl RealHost {
-    /// A plugins folder holding copies of the given plugin libraries.
+    /// A plugins folder holding copies of the given plugin libraries as this build made
+    /// them, each with the companion folder setup installed for it where it has one
+    /// (the llama.cpp plugin's run path names it for libllama and ggml's modules).
     pub fn with_plugins(crates: &[&str]) -> Self {
         let plugins = tempfile::tempdir().unwrap();
         for name in crates {
             let library = built_library(name);
             std::fs::copy(&library, plugins.path().join(library.file_name().unwrap())).unwrap();
+            copy_companion(name, plugins.path());
         }
         Self { plugins, models: test_models_dir(), isolation: None, layered_models: None }
     }
@@ -42,22 +45,11 @@ impl RealHost {
     /// A plugins folder holding copies of the given plugins as setup installed them
     /// (`HEARTH_TEST_PLUGINS`), each with its companion folder where it has one.
     pub fn with_installed_plugins(crates: &[&str]) -> Self {
-        let installed = std::env::var_os("HEARTH_TEST_PLUGINS").map(PathBuf::from).expect(
-            "HEARTH_TEST_PLUGINS is not set: run scripts/test.sh, which installs the plugins",
-        );
         let plugins = tempfile::tempdir().unwrap();
         for name in crates {
             let file = format!("lib{name}.so");
-            std::fs::copy(installed.join(&file), plugins.path().join(&file)).unwrap();
-            let Ok(companion) = std::fs::read_dir(installed.join(format!("lib{name}"))) else {
-                continue;
-            };
-            let copied = plugins.path().join(format!("lib{name}"));
-            std::fs::create_dir(&copied).unwrap();
-            for entry in companion {
-                let entry = entry.unwrap();
-                std::fs::copy(entry.path(), copied.join(entry.file_name())).unwrap();
-            }
+            std::fs::copy(installed_plugins().join(&file), plugins.path().join(&file)).unwrap();
+            copy_companion(name, plugins.path());
         }
         Self { plugins, models: test_models_dir(), isolation: None, layered_models: None }
     }
@@ -177,6 +169,27 @@ impl RealHost {
             String::from_utf8_lossy(&output.stderr)
         );
         output
+    }
+}
+
+/// Where setup installed the plugins (`HEARTH_TEST_PLUGINS`).
+fn installed_plugins() -> PathBuf {
+    std::env::var_os("HEARTH_TEST_PLUGINS")
+        .map(PathBuf::from)
+        .expect("HEARTH_TEST_PLUGINS is not set: run scripts/test.sh, which installs the plugins")
+}
+
+/// Copy plugin `name`'s installed companion folder (`lib<name>/`), if it has one, into
+/// the plugins folder `into`.
+fn copy_companion(name: &str, into: &Path) {
+    let Ok(companion) = std::fs::read_dir(installed_plugins().join(format!("lib{name}"))) else {
+        return;
+    };
+    let copied = into.join(format!("lib{name}"));
+    std::fs::create_dir(&copied).unwrap();
+    for entry in companion {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), copied.join(entry.file_name())).unwrap();
     }
 }
 
