@@ -89,8 +89,9 @@ const LLAMA: Architecture = Architecture {
     default_chat_template: None,
 };
 
-/// Every architecture the engines run.
-pub const ARCHITECTURES: &[Architecture] = &[
+/// Every architecture the engines run (a `static`: one address per entry, so an
+/// `&'static Architecture` is the entry itself).
+pub static ARCHITECTURES: &[Architecture] = &[
     LLAMA,
     Architecture {
         gguf_name: "qwen2",
@@ -169,8 +170,8 @@ mod tests {
     #[test]
     fn every_architecture_is_found_by_both_of_its_names() {
         for arch in ARCHITECTURES {
-            assert!(std::ptr::eq(by_gguf_name(arch.gguf_name).unwrap(), arch));
-            assert!(std::ptr::eq(by_hf_model_type(arch.hf_model_type).unwrap(), arch));
+            assert_eq!(by_gguf_name(arch.gguf_name).unwrap(), arch);
+            assert_eq!(by_hf_model_type(arch.hf_model_type).unwrap(), arch);
         }
         assert!(by_gguf_name("qwen3moe").is_none());
     }
