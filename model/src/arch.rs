@@ -70,9 +70,6 @@ pub struct Architecture {
     /// Hugging Face stores this architecture's norm weights as `w − 1` (Gemma);
     /// llama.cpp's converter adds the 1 back into GGUF files.
     pub hf_norm_offset: f32,
-    /// The chat template for files that carry none (Jinja), as llama.cpp falls back to
-    /// its built-in format for the architecture.
-    pub default_chat_template: Option<&'static str>,
 }
 
 const LLAMA: Architecture = Architecture {
@@ -86,7 +83,6 @@ const LLAMA: Architecture = Architecture {
     scale_embeddings: false,
     sliding_window: None,
     hf_norm_offset: 0.0,
-    default_chat_template: None,
 };
 
 /// Every architecture the engines run (a `static`: one address per entry, so an
@@ -117,7 +113,6 @@ pub static ARCHITECTURES: &[Architecture] = &[
         scale_embeddings: true,
         sliding_window: Some(SlidingWindow { period: 6, local_rope_base: 10_000.0 }),
         hf_norm_offset: 1.0,
-        default_chat_template: Some(include_str!("templates/gemma.jinja")),
         ..LLAMA
     },
 ];

@@ -6,7 +6,9 @@
 use std::time::Instant;
 
 use hearth_sdk::abi_stable::std_types::RString;
-use hearth_sdk::helpers::{ChatTemplate, Gguf, Sampler, StopMatcher, StreamDecoder, Tokenizer};
+use hearth_sdk::helpers::{
+    chat_template_source, ChatTemplate, Gguf, Sampler, StopMatcher, StreamDecoder, Tokenizer,
+};
 use hearth_sdk::{
     FinishReason, GenerateRequest, GenerateStats, PluginError, SinkControl, TokenSink,
 };
@@ -34,28 +36,21 @@ pub trait Executor {
 /// A model's text side: its tokenizer and chat template.
 pub struct Text {
     pub tokenizer: Tokenizer,
-    pub template: Option<ChatTemplate>,
+    pub template: ChatTemplate,
 }
 
 impl Text {
-    /// The tokenizer and chat template a GGUF file carries; without a template, the
-    /// architecture's default one, if it has one.
+    /// The tokenizer and chat template a GGUF file carries; without a template, its
+    /// family's turn format or ChatML, as every engine renders it.
     pub fn from_gguf(gguf: &Gguf, config: &Config) -> Result<Self, PluginError> {
         let tokenizer = Tokenizer::from_gguf(gguf)
             .map_err(|error| PluginError::unsupported(error.to_string()))?;
-        let source = gguf.str("tokenizer.chat_template").ok().or(config.arch.default_chat_template);
-        let template = match source {
-            Some(source) => {
-                let text = |id: Option<u32>| {
-                    id.and_then(|id| tokenizer.token_text(id)).unwrap_or("").to_string()
-                };
-                let template =
-                    ChatTemplate::new(source, &text(tokenizer.bos()), &text(tokenizer.eos()))
-                        .map_err(|error| PluginError::unsupported(error.to_string()))?;
-                Some(template)
-            }
-            None => None,
-        };
+        let source =
+            chat_template_source(gguf.str("tokenizer.chat_template").ok(), config.arch.gguf_name);
+        let text =
+            |id: Option<u32>| id.and_then(|id| tokenizer.token_text(id)).unwrap_or("").to_string();
+        let template = ChatTemplate::new(source, &text(tokenizer.bos()), &text(tokenizer.eos()))
+            .map_err(|error| PluginError::unsupported(error.to_string()))?;
         Ok(Self { tokenizer, template })
     }
 
@@ -63,16 +58,10 @@ impl Text {
     pub fn prompt(&self, request: &GenerateRequest) -> Result<Vec<u32>, PluginError> {
         let text = match request.prompt.as_ref().into_option() {
             Some(prompt) => prompt.to_string(),
-            None => {
-                let template = self.template.as_ref().ok_or_else(|| {
-                    PluginError::invalid_request(
-                        "the model has no chat template; send a raw prompt instead of messages",
-                    )
-                })?;
-                template
-                    .render(&request.messages, true)
-                    .map_err(|error| PluginError::invalid_request(error.to_string()))?
-            }
+            None => self
+                .template
+                .render(&request.messages, true)
+                .map_err(|error| PluginError::invalid_request(error.to_string()))?,
         };
         self.tokenizer
             .encode(&text)
@@ -212,36 +201,4 @@ fn generate_in(
         }
     }
     Ok(stats(generated, finish_reason))
-}
-
-#[cfg(test)]
-mod tests {
-    use hearth_sdk::helpers::ChatTemplate;
-    use hearth_sdk::ChatMessage;
-
-    use crate::arch;
-
-    #[test]
-    fn the_gemma_default_template_renders_turns_as_llama_cpp_does() {
-        let source = arch::by_gguf_name("gemma3").unwrap().default_chat_template.unwrap();
-        let template = ChatTemplate::new(source, "<bos>", "<eos>").unwrap();
-        let message =
-            |role: &str, content: &str| ChatMessage { role: role.into(), content: content.into() };
-        let text = template
-            .render(
-                &[
-                    message("system", "Be brief."),
-                    message("user", " Hi "),
-                    message("assistant", "Hello."),
-                    message("user", "Capital of France?"),
-                ],
-                true,
-            )
-            .unwrap();
-        assert_eq!(
-            text,
-            "<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n\
-             <start_of_turn>user\nCapital of France?<end_of_turn>\n<start_of_turn>model\n"
-        );
-    }
 }

@@ -109,11 +109,12 @@ impl RawModel {
     }
 
     /// The chat template stored in the GGUF metadata, if any.
-    pub fn chat_template(&self) -> Option<CString> {
+    pub fn chat_template(&self) -> Option<String> {
         // SAFETY: the model is alive; the returned string is owned by the model.
         let template = unsafe { sys::llama_model_chat_template(self.ptr(), ptr::null()) };
         // SAFETY: non-null pointers from llama.cpp are NUL-terminated.
-        (!template.is_null()).then(|| unsafe { CStr::from_ptr(template) }.to_owned())
+        (!template.is_null())
+            .then(|| unsafe { CStr::from_ptr(template) }.to_string_lossy().into_owned())
     }
 
     /// A string from the GGUF metadata, e.g. `general.architecture`.
@@ -187,6 +188,27 @@ impl RawModel {
         unsafe { sys::llama_vocab_bos(self.vocab()) }
     }
 
+    /// The texts of the BOS and EOS tokens, as a chat template sees them ("" where the
+    /// model has none).
+    pub fn bos_eos_texts(&self) -> (String, String) {
+        // SAFETY: the vocab is alive.
+        let eos = unsafe { sys::llama_vocab_eos(self.vocab()) };
+        (self.token_text(self.bos()), self.token_text(eos))
+    }
+
+    fn token_text(&self, token: Token) -> String {
+        if token < 0 {
+            return String::new();
+        }
+        // SAFETY: the vocab is alive and `token` is in it; the text is owned by the vocab.
+        let text = unsafe { sys::llama_vocab_get_text(self.vocab(), token) };
+        if text.is_null() {
+            return String::new();
+        }
+        // SAFETY: non-null pointers from llama.cpp are NUL-terminated.
+        unsafe { CStr::from_ptr(text) }.to_string_lossy().into_owned()
+    }
+
     /// True for end-of-generation tokens (EOS, EOT, `<|im_end|>`, …).
     pub fn is_end_of_generation(&self, token: Token) -> bool {
         // SAFETY: the vocab is alive.
@@ -246,42 +268,6 @@ impl Drop for RawModel {
         // SAFETY: owned pointer; contexts and adapters are dropped before the model.
         unsafe { sys::llama_model_free(self.ptr()) }
     }
-}
-
-/// Render a chat with llama.cpp's template engine, ending with the assistant's opening.
-pub fn apply_chat_template(template: &CStr, messages: &[(CString, CString)]) -> Option<String> {
-    let chat: Vec<sys::llama_chat_message> = messages
-        .iter()
-        .map(|(role, content)| sys::llama_chat_message {
-            role: role.as_ptr(),
-            content: content.as_ptr(),
-        })
-        .collect();
-    let mut size =
-        messages.iter().map(|(r, c)| r.as_bytes().len() + c.as_bytes().len()).sum::<usize>() * 2
-            + 256;
-    for _ in 0..2 {
-        let mut buffer = vec![0u8; size];
-        // SAFETY: every pointer in `chat` points into `messages`, alive for the call;
-        // `buffer` is valid for its length.
-        let n = unsafe {
-            sys::llama_chat_apply_template(
-                template.as_ptr(),
-                chat.as_ptr(),
-                chat.len(),
-                true,
-                buffer.as_mut_ptr().cast::<c_char>(),
-                i32::try_from(buffer.len()).ok()?,
-            )
-        };
-        let n = usize::try_from(n).ok()?;
-        if n <= buffer.len() {
-            buffer.truncate(n);
-            return String::from_utf8(buffer).ok();
-        }
-        size = n;
-    }
-    None
 }
 
 /// A LoRA adapter. llama.cpp frees adapters with their model, and hearth caches them for

@@ -13,8 +13,10 @@
 //!   a sequence of its own, one batched decode per token for all of them (as
 //!   llama-server's `--parallel`; `session::parallel_from_env` says what it costs). A
 //!   request that shares a prefix with what a free sequence ran before reuses its cache.
-//! - **Chats** are rendered with the chat template in the GGUF metadata by llama.cpp's
-//!   template engine; raw prompts are passed as they are.
+//! - **Chats** are rendered with the chat template in the GGUF metadata (else the
+//!   family's turn format, else ChatML) by the SDK's renderer, as MLX and WebGPU render
+//!   them, so a request is the same prompt on every backend; raw prompts are passed as
+//!   they are.
 //! - **Sampling** is llama.cpp's sampler chain, in llama-server's order: repeat
 //!   penalty, top-k, top-p, min-p, temperature, seeded draw (greedy at temperature 0).
 //! - **LoRA**: GGUF adapters are loaded once per model and path, and each request

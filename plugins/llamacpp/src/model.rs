@@ -2,19 +2,19 @@
 //! thread that computes on it (see `engine`), with the context that generations share.
 
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 
+use hearth_sdk::helpers::{chat_template_source, ChatError, ChatTemplate};
 use hearth_sdk::{
     AdapterUse, GenerateRequest, GenerateStats, MemoryUsage, Model, PluginError, SinkControl,
     TokenSink,
 };
 
 use crate::engine::{engine_gone, Engine, Job, Work};
-use crate::ffi::{self, RawAdapter, RawContext, RawModel, Sampler, SamplerSpec, Token};
+use crate::ffi::{RawAdapter, RawContext, RawModel, Sampler, SamplerSpec, Token};
 use crate::session::Session;
 
 /// Every adapter loaded for a model, by path, with the version of the file it was read
@@ -41,6 +41,8 @@ pub struct Loaded {
     on_device: bool,
     /// The context's KV cache size, kept apart so `memory` never waits for the thread.
     context_bytes: AtomicU64,
+    /// The chat template, or why it does not compile (raw prompts still work then).
+    template: Result<ChatTemplate, ChatError>,
 }
 
 /// A request made ready on the caller's thread: the prompt tokenized and the sampler
@@ -62,6 +64,11 @@ impl LlamaModel {
         threads: i32,
         on_device: bool,
     ) -> Result<Self, PluginError> {
+        let architecture = weights.metadata("general.architecture").unwrap_or_default();
+        let stored = weights.chat_template();
+        let (bos, eos) = weights.bos_eos_texts();
+        let template =
+            ChatTemplate::new(chat_template_source(stored.as_deref(), &architecture), &bos, &eos);
         let loaded = Arc::new(Loaded {
             weights,
             id,
@@ -70,6 +77,7 @@ impl LlamaModel {
             threads,
             on_device,
             context_bytes: AtomicU64::new(0),
+            template,
         });
         Ok(Self { engine: Engine::new(loaded.clone())?, loaded })
     }
@@ -116,7 +124,9 @@ impl Loaded {
         })
     }
 
-    /// The prompt as text: the raw prompt, or the chat rendered with the GGUF template.
+    /// The prompt as text: the raw prompt, or the chat rendered with the model's
+    /// template as every engine renders it (the SDK's), not llama.cpp's own engine, so
+    /// one request is the same prompt on every backend.
     fn render_prompt(&self, request: &GenerateRequest) -> Result<String, PluginError> {
         if let Some(prompt) = request.prompt.as_ref().into_option() {
             return Ok(prompt.to_string());
@@ -126,36 +136,12 @@ impl Loaded {
                 "the request has neither messages nor a prompt",
             ));
         }
-        let template = self.weights.chat_template().unwrap_or_else(|| self.fallback_template());
-        let messages = request
-            .messages
-            .iter()
-            .map(|message| {
-                let role = CString::new(message.role.as_str());
-                let content = CString::new(message.content.as_str());
-                match (role, content) {
-                    (Ok(role), Ok(content)) => Ok((role, content)),
-                    _ => {
-                        Err(PluginError::invalid_request("a chat message contains a NUL character"))
-                    }
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        ffi::apply_chat_template(&template, &messages).ok_or_else(|| {
-            PluginError::unsupported(format!(
-                "llama.cpp does not know the chat template of model {}; send a raw prompt",
-                self.id
-            ))
-        })
-    }
-
-    /// The template for a GGUF that carries none (base models, some conversions): the
-    /// family's own turn format where llama.cpp knows it, else ChatML, as llama-server
-    /// does.
-    fn fallback_template(&self) -> CString {
-        let architecture = self.weights.metadata("general.architecture").unwrap_or_default();
-        let name = if architecture.starts_with("gemma") { c"gemma" } else { c"chatml" };
-        name.to_owned()
+        let template = self.template.as_ref().map_err(|error| {
+            PluginError::unsupported(format!("model {}: {error}; send a raw prompt", self.id))
+        })?;
+        template
+            .render(&request.messages, true)
+            .map_err(|error| PluginError::invalid_request(error.to_string()))
     }
 
     /// Load (once per version of the file) and return the request's adapters with

@@ -16,7 +16,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use hearth_model::{Architecture, Config, Text};
-use hearth_sdk::helpers::{ChatTemplate, Safetensors, Tokenizer};
+use hearth_sdk::helpers::{chat_template_source, ChatTemplate, Safetensors, Tokenizer};
 use hearth_sdk::PluginError;
 use serde_json::Value;
 
@@ -72,7 +72,8 @@ impl Folder {
     }
 
     /// The tokenizer (`tokenizer.json`) and chat template (`tokenizer_config.json`'s
-    /// `chat_template`, else a `chat_template.jinja` file; none if neither has one).
+    /// `chat_template`, else a `chat_template.jinja` file, else the family's turn format
+    /// or ChatML, as for GGUF files).
     pub fn text(&self) -> Result<Text, PluginError> {
         let settings = read_json(&self.dir, "tokenizer_config.json")?;
         let path = self.dir.join("tokenizer.json");
@@ -98,10 +99,13 @@ impl Folder {
                 .map(str::to_string),
             _ => std::fs::read_to_string(self.dir.join("chat_template.jinja")).ok(),
         };
-        let template = source
-            .map(|source| ChatTemplate::new(&source, bos.unwrap_or(""), eos.unwrap_or("")))
-            .transpose()
-            .map_err(|error| PluginError::unsupported(error.to_string()))?;
+        let architecture = self.config()?.arch.gguf_name;
+        let template = ChatTemplate::new(
+            chat_template_source(source.as_deref(), architecture),
+            bos.unwrap_or(""),
+            eos.unwrap_or(""),
+        )
+        .map_err(|error| PluginError::unsupported(error.to_string()))?;
         Ok(Text { tokenizer, template })
     }
 

@@ -1,6 +1,8 @@
 //! Chat templates: the Jinja template a GGUF file carries in `tokenizer.chat_template`,
 //! rendered with minijinja plus its Python-compatibility methods (`.strip()`,
-//! `.startswith()`, …) that Hugging Face templates call.
+//! `.startswith()`, …) that Hugging Face templates call. Every engine renders chats
+//! here, with the same fallback for files without a template, so one request is the
+//! same prompt on every backend.
 
 use minijinja::{context, Environment, Error as JinjaError, ErrorKind};
 
@@ -29,6 +31,25 @@ impl std::fmt::Debug for ChatTemplate {
             .field("eos_token", &self.eos_token)
             .finish()
     }
+}
+
+/// Turn formats for files that carry no template, by the start of their architecture's
+/// name: the ones llama.cpp applies to such files.
+const FAMILY_TEMPLATES: &[(&str, &str)] = &[("gemma", include_str!("templates/gemma.jinja"))];
+
+/// ChatML: what llama-server uses for a file without a template whose family has no
+/// turn format of its own.
+const CHATML: &str = include_str!("templates/chatml.jinja");
+
+/// The template a model renders chats with: the file's own (`stored`), else its
+/// family's turn format, else ChatML.
+pub fn template_source<'a>(stored: Option<&'a str>, architecture: &str) -> &'a str {
+    stored.unwrap_or_else(|| {
+        FAMILY_TEMPLATES
+            .iter()
+            .find(|(family, _)| architecture.starts_with(family))
+            .map_or(CHATML, |(_, source)| source)
+    })
 }
 
 /// `raise_exception(message)`, which templates call to refuse a conversation.
@@ -99,6 +120,43 @@ mod tests {
             ChatTemplate::new("{{ raise_exception('no system role') }}", "", "").unwrap();
         let error = template.render(&[], false).unwrap_err();
         assert!(error.to_string().contains("no system role"));
+    }
+
+    #[test]
+    fn a_file_without_a_template_gets_its_family_turn_format_else_chatml() {
+        let chat = [message("system", "Be brief."), message("user", "Hi")];
+        let render = |architecture| {
+            let source = template_source(None, architecture);
+            ChatTemplate::new(source, "<bos>", "<eos>").unwrap().render(&chat, true).unwrap()
+        };
+        assert!(render("gemma3").starts_with("<start_of_turn>user\nBe brief.\n\nHi"));
+        assert_eq!(
+            render("qwen2"),
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
+        assert_eq!(template_source(Some("{{ x }}"), "gemma3"), "{{ x }}");
+    }
+
+    #[test]
+    fn the_gemma_turn_format_renders_turns_as_llama_cpp_does() {
+        let template =
+            ChatTemplate::new(template_source(None, "gemma3"), "<bos>", "<eos>").unwrap();
+        let text = template
+            .render(
+                &[
+                    message("system", "Be brief."),
+                    message("user", " Hi "),
+                    message("assistant", "Hello."),
+                    message("user", "Capital of France?"),
+                ],
+                true,
+            )
+            .unwrap();
+        assert_eq!(
+            text,
+            "<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n\
+             <start_of_turn>user\nCapital of France?<end_of_turn>\n<start_of_turn>model\n"
+        );
     }
 
     #[test]

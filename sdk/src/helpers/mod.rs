@@ -32,7 +32,7 @@ mod tokenizer_tests;
 
 pub use capabilities::GgufNeeds;
 #[cfg(feature = "helpers")]
-pub use chat::{ChatError, ChatTemplate};
+pub use chat::{template_source as chat_template_source, ChatError, ChatTemplate};
 pub use ggml::{dequantize, GgmlType};
 pub use gguf::{Gguf, GgufError, TensorInfo, Value};
 pub use safetensors::{Safetensors, SafetensorsError, SafetensorsTensor};

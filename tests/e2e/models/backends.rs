@@ -147,3 +147,47 @@ fn a_file_whose_architecture_mlx_does_not_run_is_left_out_of_the_route_before_an
         "{listing}"
     );
 }
+
+/// The prompt-token count and greedy text of one chat on `model`, on each backend.
+async fn the_same_chat_on_every_backend(model: &str) -> Vec<(String, u32, String)> {
+    let hearth = RealHost::with_plugins(&["hearth_llamacpp", "hearth_mlx", "hearth_webgpu"]).open();
+    let mut answers = Vec::new();
+    for backend in ["llamacpp", "mlx", "webgpu"] {
+        let mut generation = crate::helpers::question();
+        generation.route =
+            RouteRequest { model: Some(model.into()), backend: Some(backend.into()), tier: None };
+        generation.request.messages = vec![hearth_sdk::ChatMessage {
+            role: "user".into(),
+            content: "Write a short story about a lighthouse keeper.".into(),
+        }]
+        .into();
+        generation.request.max_tokens = 3;
+        let (tokens, mut pieces) = tokio::sync::mpsc::unbounded_channel();
+        let completion = hearth.generate(generation, tokens).await.unwrap();
+        let mut text = String::new();
+        while let Ok(piece) = pieces.try_recv() {
+            text.push_str(&piece);
+        }
+        answers.push((completion.backend, completion.prompt_tokens, text));
+    }
+    answers
+}
+
+// One template rendering (the SDK's) and tokenizers that agree: the same chat is the
+// same prompt on llama.cpp, MLX and WebGPU (it once was 18 tokens on llama.cpp and 39
+// on the others, whose renderer added SmolLM2's default system prompt).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_is_the_same_prompt_and_the_same_greedy_answer_on_every_backend() {
+    if hearth_sdk::testing::real_models().is_none() {
+        return;
+    }
+    for model in ["smollm2-135m", "gemma3-270m"] {
+        let answers = the_same_chat_on_every_backend(model).await;
+        let (_, tokens, text) = &answers[0];
+        assert!(*tokens > 10 && !text.is_empty(), "{model}: {answers:?}");
+        assert!(
+            answers.iter().all(|(_, t, answer)| t == tokens && answer == text),
+            "{model}: {answers:?}"
+        );
+    }
+}

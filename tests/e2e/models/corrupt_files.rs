@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use crate::corpus::{adapter_cases, model_cases, smollm2_bytes, Case};
-use crate::support::{built_library, test_models_dir};
+use crate::support::{copy_built_plugin, test_models_dir};
 
 /// The backends the corpus is fed to.
 const PLUGINS: &[&str] = &["hearth_llamacpp", "hearth_webgpu"];
@@ -36,8 +36,7 @@ impl CorpusHome {
         let plugins = dir.path().join("plugins");
         std::fs::create_dir_all(&plugins).unwrap();
         for name in PLUGINS {
-            let library = built_library(name);
-            std::fs::copy(&library, plugins.join(library.file_name().unwrap())).unwrap();
+            copy_built_plugin(name, &plugins);
         }
         let models = dir.path().join("models");
         let smollm2 = models.join("smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf");
@@ -291,8 +290,10 @@ fn every_file_of_the_corpus_fed_straight_to_each_plugin_is_refused_without_a_cra
     }
     let scratch = tempfile::tempdir().unwrap();
     let file = scratch.path().join("case.gguf");
+    let folder = scratch.path().join("plugins");
+    std::fs::create_dir(&folder).unwrap();
     let plugins: Vec<(&str, PathBuf)> =
-        PLUGINS.iter().map(|name| (*name, built_library(name))).collect();
+        PLUGINS.iter().map(|name| (*name, copy_built_plugin(name, &folder))).collect();
     let mut report = Vec::new();
     let mut run = |case: &Case, plugin: &str, library: &Path, as_adapter: bool| {
         let outcome = feed_directly(library, &file, as_adapter);

@@ -5,7 +5,7 @@
     reason = "shared by the models and memory test binaries, which use different parts"
 )]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 use std::sync::Arc;
 
@@ -13,7 +13,9 @@ use hearth::catalog::Isolation;
 use hearth::service::{CatalogSource, Hearth, HearthConfig};
 use serde_json::Value;
 
-use crate::support::{built_binary, built_library, test_models_dir};
+use crate::support::{
+    built_binary, copy_built_plugin, copy_companion, installed_plugins, test_models_dir,
+};
 
 pub struct RealHost {
     pub plugins: tempfile::TempDir,
@@ -35,9 +37,7 @@ impl RealHost {
     pub fn with_plugins(crates: &[&str]) -> Self {
         let plugins = tempfile::tempdir().unwrap();
         for name in crates {
-            let library = built_library(name);
-            std::fs::copy(&library, plugins.path().join(library.file_name().unwrap())).unwrap();
-            copy_companion(name, plugins.path());
+            copy_built_plugin(name, plugins.path());
         }
         Self { plugins, models: test_models_dir(), isolation: None, layered_models: None }
     }
@@ -169,27 +169,6 @@ impl RealHost {
             String::from_utf8_lossy(&output.stderr)
         );
         output
-    }
-}
-
-/// Where setup installed the plugins (`HEARTH_TEST_PLUGINS`).
-fn installed_plugins() -> PathBuf {
-    std::env::var_os("HEARTH_TEST_PLUGINS")
-        .map(PathBuf::from)
-        .expect("HEARTH_TEST_PLUGINS is not set: run scripts/test.sh, which installs the plugins")
-}
-
-/// Copy plugin `name`'s installed companion folder (`lib<name>/`), if it has one, into
-/// the plugins folder `into`.
-fn copy_companion(name: &str, into: &Path) {
-    let Ok(companion) = std::fs::read_dir(installed_plugins().join(format!("lib{name}"))) else {
-        return;
-    };
-    let copied = into.join(format!("lib{name}"));
-    std::fs::create_dir(&copied).unwrap();
-    for entry in companion {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), copied.join(entry.file_name())).unwrap();
     }
 }
 

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use support::{built_binary, built_library, test_models_dir};
+use support::{built_binary, copy_built_plugin, test_models_dir};
 
 const CLIENTS: usize = 64;
 const MAX_TOKENS: u32 = 8;
@@ -66,7 +66,7 @@ fn soak_home() -> tempfile::TempDir {
     let home = tempfile::tempdir().unwrap();
     let plugins = home.path().join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(built_library("hearth_llamacpp"), plugins.join(PLUGIN)).unwrap();
+    copy_built_plugin("hearth_llamacpp", &plugins);
     let model = home.path().join("models/smollm2-135m").join(MODEL_FILE);
     std::fs::create_dir_all(model.parent().unwrap()).unwrap();
     let original = test_models_dir().join("smollm2-135m").join(MODEL_FILE);

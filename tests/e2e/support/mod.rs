@@ -55,6 +55,38 @@ pub fn built_binary() -> PathBuf {
     built(profile_dir().join("hearth"))
 }
 
+/// Where setup installed the plugins (`HEARTH_TEST_PLUGINS`).
+pub fn installed_plugins() -> PathBuf {
+    std::env::var_os("HEARTH_TEST_PLUGINS")
+        .map(PathBuf::from)
+        .expect("HEARTH_TEST_PLUGINS is not set: run scripts/test.sh, which installs the plugins")
+}
+
+/// Copy this build's plugin library `name` into the plugins folder `into`, with the
+/// companion folder setup installed for it where it has one (the llama.cpp plugin's run
+/// path names it for libllama and ggml's modules, which the target folder lacks).
+pub fn copy_built_plugin(name: &str, into: &Path) -> PathBuf {
+    let library = built_library(name);
+    let copied = into.join(library.file_name().unwrap());
+    std::fs::copy(&library, &copied).unwrap();
+    copy_companion(name, into);
+    copied
+}
+
+/// Copy plugin `name`'s installed companion folder (`lib<name>/`), if it has one, into
+/// the plugins folder `into`.
+pub fn copy_companion(name: &str, into: &Path) {
+    let Ok(companion) = std::fs::read_dir(installed_plugins().join(format!("lib{name}"))) else {
+        return;
+    };
+    let copied = into.join(format!("lib{name}"));
+    std::fs::create_dir(&copied).unwrap();
+    for entry in companion {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), copied.join(entry.file_name())).unwrap();
+    }
+}
+
 /// A target folder for builds that must not touch this workspace's own artifacts (a
 /// second build of a fixture, a crate outside the workspace); kept between runs so
 /// only the first one pays for the dependencies.

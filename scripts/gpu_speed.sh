@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# The engines' speed on an NVIDIA GPU machine (the lent H200: CUDA, cmake, gcc, Python
+# with numpy; no Rust, no network), on shape-realistic synthetic Llama models (random
+# Q4_0 weights, scripts/synthetic_model.py): the WebGPU plugin on the NVIDIA Vulkan
+# driver with each kernel plan, the llama.cpp plugin with ggml's CUDA module, and
+# llama-bench built with CUDA from the same llama.cpp source, in one run.
+# docs/BENCHMARKS.md ("GPU: the lent H200") has the figures.
+#
+#   scripts/gpu_speed.sh prepare DIR   here: lay out DIR/s1 and DIR/s2, one folder per
+#                                      call, each under the 64 MiB a call carries
+#   scripts/gpu_speed.sh s1            there: start the CUDA build, make the models,
+#                                      the WebGPU plugin
+#   scripts/gpu_speed.sh s2            there, right after s1 (the machine keeps /root/work
+#                                      only while warm): the llama.cpp plugin on CUDA and
+#                                      llama-bench
+# The Vulkan loader travels as Debian packages in .gl (the device tool's README says how);
+# each call carries .gl and its folder and starts with
+#   for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig; bash DIR/sN/gpu_speed.sh sN
+set -uo pipefail
+
+W=${GPU_WORK:-/root/work}
+OUT=${OUT:-$W/out}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+stage=${1:-}
+SHAPES=${GPU_SHAPES:-"1b 8b"}
+RUNS=${GPU_RUNS:-3}
+
+hearth_env() {
+    export HEARTH_HOME=$W/home HEARTH_MODELS=$W/models HEARTH_CATALOG=$W/catalog.toml
+    mkdir -p "$HEARTH_HOME" "$OUT"
+}
+
+# The catalog of the synthetic models, one entry a shape.
+write_catalog() {
+    local shape
+    for shape in $SHAPES; do
+        printf '[[models]]\nid = "synthetic-%s"\nname = "synthetic %s (random Q4_0)"\nfamily = "llama"\ncontext_size = 4096\n[[models.artifacts]]\nbackends = ["llamacpp", "webgpu"]\nformat = "gguf"\nfile = "synthetic-%s.gguf"\nquantization = "Q4_0"\n\n' \
+            "$shape" "$shape" "$shape"
+    done >"$W/catalog.toml"
+}
+
+case "$stage" in
+prepare)
+    dest=${2:?prepare DIR}
+    root=$(cd "$here/.." && pwd)
+    source "$here/env.sh"
+    source_dir=$HEARTH_CACHE/llama.cpp-0.1.161/source
+    target=$CARGO_TARGET_DIR/release
+    mkdir -p "$dest/s1/py" "$dest/s2/companion"
+    cp "$here/gpu_speed.sh" "$dest/s1/" && cp "$here/gpu_speed.sh" "$dest/s2/"
+    tar -C "$source_dir" --exclude=./tools/ui --exclude=./docs --exclude=./gguf-py \
+        --exclude=./models --exclude=./pocs --exclude=./.complete -cJf "$dest/s1/llama-src.tar.xz" .
+    strip -o "$dest/s1/hearth" "$target/hearth"
+    strip -o "$dest/s1/libhearth_webgpu.so" "$target/libhearth_webgpu.so"
+    cp "$here/synthetic_model.py" "$here/tiny_models.py" "$dest/s1/py/"
+    cp -r "$(ls -d "$HEARTH_CACHE"/python/gguf-*/gguf)" "$dest/s1/py/"
+    PYTHONPATH=$dest/s1/py python3 "$here/synthetic_model.py" tokenizer \
+        "$HEARTH_MODELS/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf" "$dest/s1/tokenizer.gguf" || exit 1
+    strip -o "$dest/s2/libhearth_llamacpp.so" "$target/libhearth_llamacpp.so"
+    # The companion folder as setup installed it (shared libraries, CPU modules).
+    cp "$HEARTH_PLUGINS"/libhearth_llamacpp/* "$dest/s2/companion/"
+    du -sh "$dest"/s?
+    ;;
+
+s1)
+    mkdir -p "$W"/src "$W"/bin "$W"/models "$W"/plugins-webgpu "$OUT"
+    {
+        date -u; nproc; free -g; nvidia-smi; nvcc --version | tail -2; vulkaninfo --summary 2>&1 | head -30
+    } >"$OUT/machine.txt" 2>&1
+    tar -C "$W/src" -xJf "$here/llama-src.tar.xz" || exit 1
+    # The CUDA build of llama.cpp (ggml's CUDA and CPU modules, llama-bench) runs in the
+    # background while the models are made and WebGPU runs; s2 waits for it.
+    cmake -S "$W/src" -B "$W/build" -G Ninja -Wno-dev -DCMAKE_BUILD_TYPE=Release \
+        -DBUILD_SHARED_LIBS=ON -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=OFF -DGGML_NATIVE=ON \
+        -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_CUDA_NCCL=OFF \
+        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON \
+        -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF >"$W/configure.log" 2>&1 ||
+        { tail -30 "$W/configure.log"; exit 1; }
+    setsid nohup bash -c "cmake --build '$W/build' --target llama-bench ggml-cuda ggml-cpu -j12 \
+        >'$W/cuda-build.log' 2>&1; echo rc=\$? >>'$W/cuda-build.log'" >/dev/null 2>&1 </dev/null &
+    cp "$here/hearth" "$W/bin/" && chmod +x "$W/bin/hearth"
+    cp "$here/libhearth_webgpu.so" "$W/plugins-webgpu/"
+    write_catalog
+    for shape in $SHAPES; do
+        mkdir -p "$W/models/synthetic-$shape"
+        PYTHONPATH=$here/py python3 "$here/py/synthetic_model.py" model "$shape" "$here/tokenizer.gguf" \
+            "$W/models/synthetic-$shape/synthetic-$shape.gguf" || exit 1
+    done
+    ls -la "$W"/models/*/
+    hearth_env
+    export HEARTH_PLUGINS=$W/plugins-webgpu
+    "$W/bin/hearth" plugins 2>&1 | tee "$OUT/webgpu-plugins.txt"
+    for shape in $SHAPES; do
+        for plan in gpu software; do
+            [[ $plan == software && $shape != 1b ]] && continue
+            echo "== webgpu, kernels $plan, $shape"
+            HEARTH_WEBGPU_KERNELS=$plan timeout 400 "$W/bin/hearth" bench "synthetic-$shape" \
+                --backend webgpu --runs "$RUNS" --json >"$OUT/webgpu-$plan-$shape.json" 2>"$OUT/webgpu-$plan-$shape.err"
+            echo "rc=$?"; cat "$OUT/webgpu-$plan-$shape.json"; tail -3 "$OUT/webgpu-$plan-$shape.err"
+        done
+    done
+    echo "s1 done; CUDA build: $(tail -1 "$W/cuda-build.log" | cut -c1-120)"
+    ;;
+
+s2)
+    hearth_env
+    H=$W/bin/hearth
+    mkdir -p "$W/plugins/libhearth_llamacpp"
+    cp "$here/libhearth_llamacpp.so" "$W/plugins/" && cp "$here"/companion/* "$W/plugins/libhearth_llamacpp/"
+    until grep -q '^rc=' "$W/cuda-build.log" 2>/dev/null; do sleep 5; done
+    grep -q '^rc=0' "$W/cuda-build.log" || { tail -40 "$W/cuda-build.log"; exit 1; }
+    bin=$W/build/bin
+    # The CUDA module joins the plugin's companion folder, as setup installs it where the
+    # CUDA toolkit is.
+    cp "$bin/libggml-cuda.so" "$W/plugins/libhearth_llamacpp/"
+    cp "$W/plugins-webgpu/libhearth_webgpu.so" "$W/plugins/"
+    export HEARTH_PLUGINS=$W/plugins
+    "$H" plugins 2>&1 | tee "$OUT/plugins.txt"
+    "$H" profile 2>&1 | tee "$OUT/profile.txt"
+    for shape in $SHAPES; do
+        M=$W/models/synthetic-$shape/synthetic-$shape.gguf
+        echo "== llama.cpp plugin on CUDA, $shape"
+        timeout 300 "$H" bench "synthetic-$shape" --backend llamacpp --runs "$RUNS" --json \
+            >"$OUT/llamacpp-$shape.json" 2>"$OUT/llamacpp-$shape.err"
+        echo "rc=$?"; cat "$OUT/llamacpp-$shape.json"; tail -3 "$OUT/llamacpp-$shape.err"
+        echo "== llama-bench -ngl 99, $shape"
+        (cd "$bin" && ./llama-bench -m "$M" -ngl 99 -r "$RUNS" -p 512 -n 128 -o json \
+            >"$OUT/llama-bench-$shape.json" 2>"$OUT/llama-bench-$shape.err")
+        echo "rc=$?"; grep -E '"(n_prompt|n_gen|avg_ts)"' "$OUT/llama-bench-$shape.json"
+    done
+    ;;
+
+*)
+    echo "usage: $0 prepare DIR | s1 | s2" >&2
+    exit 2
+    ;;
+esac
