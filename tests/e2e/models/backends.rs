@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::helpers::{serve, stdout, streamed_pieces, RealHost};
 
-/// `hearth run smollm2-135m --backend BACKEND "What is the capital of France?"`, greedy.
+/// `hearth run smollm2-135m --backend BACKEND "What is the capital of France? Answer in one word."`, greedy.
 fn ask_for_the_capital_of_france(backend: &str) {
     let host = RealHost::with_plugins(&["hearth_llamacpp", &format!("hearth_{backend}")]);
     let output = host.cli(&[
@@ -16,7 +16,7 @@ fn ask_for_the_capital_of_france(backend: &str) {
         "smollm2-135m",
         "--backend",
         backend,
-        "What is the capital of France?",
+        "What is the capital of France? Answer in one word.",
         "--temperature",
         "0",
         "--max-tokens",

@@ -11,7 +11,7 @@ fn hearth_run_answers_the_capital_of_france_with_paris() {
     let output = host.cli(&[
         "run",
         "smollm2-135m",
-        "What is the capital of France?",
+        "What is the capital of France? Answer in one word.",
         "--temperature",
         "0",
         "--max-tokens",

@@ -251,7 +251,7 @@ pub fn question() -> hearth::service::Generation {
             messages: hearth_sdk::abi_stable::std_types::RVec::from(vec![
                 hearth_sdk::ChatMessage {
                     role: "user".into(),
-                    content: "What is the capital of France?".into(),
+                    content: "What is the capital of France? Answer in one word.".into(),
                 },
             ]),
             prompt: None.into(),

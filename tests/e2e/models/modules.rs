@@ -61,7 +61,7 @@ fn the_installed_plugin_names_the_cpu_variant_it_picked_and_answers_with_it() {
         &[
             "run",
             "smollm2-135m",
-            "What is the capital of France?",
+            "What is the capital of France? Answer in one word.",
             "--temperature",
             "0",
             "--max-tokens",
