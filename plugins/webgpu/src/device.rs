@@ -53,15 +53,25 @@ pub fn device_kind(device_type: wgpu::DeviceType) -> DeviceKind {
     }
 }
 
-/// The probe: the adapter, its kind and backend, its limits. wgpu exposes no memory
-/// size, so the memory figures are 0 ("hidden") and the limits are reported instead.
+/// The probe: the adapter, its kind and backend, its limits, and its memory where the
+/// backend lets us read it (`memory.rs`; 0 means not known).
 pub fn probe() -> Probe {
     match find_adapter() {
         Err(reason) => Probe { available: false, devices: RVec::new(), reason: reason.into() },
         Ok(facts) => {
             let kind = device_kind(facts.info.device_type);
+            let memory = crate::memory::device_memory(&facts.adapter);
+            let memory_text = match &memory {
+                Some(memory) => {
+                    let free = memory.free_bytes.map_or(String::new(), |free| {
+                        format!(", {:.1} GiB free", free as f64 / GIB)
+                    });
+                    format!("{:.1} GiB device memory{free}", memory.total_bytes as f64 / GIB)
+                }
+                None => "memory size not known on this backend".to_string(),
+            };
             let reason = format!(
-                "{} adapter `{}` on {:?} ({}), driver {} {}; max storage binding {} MiB, max buffer {} MiB; memory size not exposed by wgpu",
+                "{} adapter `{}` on {:?} ({}), driver {} {}; max storage binding {} MiB, max buffer {} MiB; {memory_text}",
                 kind.as_str(),
                 facts.info.name,
                 facts.info.backend,
@@ -74,13 +84,15 @@ pub fn probe() -> Probe {
             let device = DeviceInfo {
                 kind,
                 name: facts.info.name.into(),
-                memory_total_bytes: 0,
-                memory_free_bytes: 0,
+                memory_total_bytes: memory.as_ref().map_or(0, |memory| memory.total_bytes),
+                memory_free_bytes: memory.and_then(|memory| memory.free_bytes).unwrap_or(0),
             };
             Probe { available: true, devices: RVec::from(vec![device]), reason: reason.into() }
         }
     }
 }
+
+const GIB: f64 = (1u64 << 30) as f64;
 
 /// A device and queue, with a running count of the bytes allocated on it.
 pub struct Gpu {

@@ -19,6 +19,7 @@ pub mod device;
 pub mod forward;
 pub mod kernels;
 pub mod lora;
+pub mod memory;
 pub mod model;
 pub mod weights;
 
