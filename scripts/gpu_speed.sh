@@ -53,8 +53,10 @@ prepare)
     strip -o "$dest/s1/hearth" "$target/hearth"
     strip -o "$dest/s1/libhearth_webgpu.so" "$target/libhearth_webgpu.so"
     cp "$here/synthetic_model.py" "$here/tiny_models.py" "$dest/s1/py/"
-    cp -r "$(ls -d "$HEARTH_CACHE"/python/gguf-*/gguf)" "$dest/s1/py/"
-    PYTHONPATH=$dest/s1/py python3 "$here/synthetic_model.py" tokenizer \
+    gguf_py=$(ls -d "$HEARTH_CACHE"/python/gguf-*)
+    cp -r "$gguf_py/gguf" "$dest/s1/py/"
+    # numpy is there (the GPU machine's Python has it), and here in setup's gguf folder.
+    PYTHONPATH=$dest/s1/py:$gguf_py python3 "$here/synthetic_model.py" tokenizer \
         "$HEARTH_MODELS/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf" "$dest/s1/tokenizer.gguf" || exit 1
     strip -o "$dest/s2/libhearth_llamacpp.so" "$target/libhearth_llamacpp.so"
     # The companion folder as setup installed it (shared libraries, CPU modules).
@@ -71,10 +73,11 @@ s1)
     # The CUDA build of llama.cpp (ggml's CUDA and CPU modules, llama-bench) runs in the
     # background while the models are made and WebGPU runs; s2 waits for it.
     cmake -S "$W/src" -B "$W/build" -G Ninja -Wno-dev -DCMAKE_BUILD_TYPE=Release \
-        -DBUILD_SHARED_LIBS=ON -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=OFF -DGGML_NATIVE=ON \
+        -DBUILD_SHARED_LIBS=ON -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=OFF -DGGML_NATIVE=OFF \
         -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_CUDA_NCCL=OFF \
         -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON \
-        -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF >"$W/configure.log" 2>&1 ||
+        -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+        -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF >"$W/configure.log" 2>&1 ||
         { tail -30 "$W/configure.log"; exit 1; }
     setsid nohup bash -c "cmake --build '$W/build' --target llama-bench ggml-cuda ggml-cpu -j12 \
         >'$W/cuda-build.log' 2>&1; echo rc=\$? >>'$W/cuda-build.log'" >/dev/null 2>&1 </dev/null &
@@ -91,7 +94,7 @@ s1)
     export HEARTH_PLUGINS=$W/plugins-webgpu
     "$W/bin/hearth" plugins 2>&1 | tee "$OUT/webgpu-plugins.txt"
     for shape in $SHAPES; do
-        for plan in gpu software; do
+        for plan in ${GPU_PLANS:-gpu software}; do
             [[ $plan == software && $shape != 1b ]] && continue
             echo "== webgpu, kernels $plan, $shape"
             HEARTH_WEBGPU_KERNELS=$plan timeout 400 "$W/bin/hearth" bench "synthetic-$shape" \
