@@ -72,44 +72,6 @@ fn bits4(q: u32, s: u32) -> vec4<f32> {
     return vec4<f32>(f32((q >> s) & 1u), f32((q >> (s + 1u)) & 1u), f32((q >> (s + 2u)) & 1u), f32((q >> (s + 3u)) & 1u));
 }
 
-const TILE: u32 = 8u;
-
-// One invocation per output row and tile of TILE tokens: each block of the row is
-// decoded once and used for every token of the tile. A row per invocation (rather than
-// a workgroup per row) keeps the workgroup count low, which is what software adapters
-// such as lavapipe pay for; the shared x values are read by every lane alike.
-@compute @workgroup_size(64)
-fn matmul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let row = gid.x + wid.y * 65535u * 64u;
-    if (row >= p.rows) {
-        return;
-    }
-    let t0 = gid.z * TILE;
-    let nblocks = p.ncols / 32u;
-    let row_base = row * (p.ncols / BLOCK_ELEMS) * BLOCK_BYTES;
-    var acc = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
-    let tiles = min(TILE, p.ntok - t0);
-    for (var b = 0u; b < nblocks; b++) {
-        decode(row_base, b);
-        for (var t = 0u; t < tiles; t++) {
-            let xb = (p.x_off + (t0 + t) * p.x_stride) / 4u + b * 8u;
-            var s = 0.0;
-            for (var k = 0u; k < 8u; k++) {
-                s += dot(wv[k], x[xb + k]);
-            }
-            acc[t] += s;
-        }
-    }
-    for (var t = 0u; t < tiles; t++) {
-        let at = p.y_off + (t0 + t) * p.y_stride + p.row0 + row;
-        var value = acc[t] * p.scale;
-        if (p.accumulate == 1u) {
-            value += y[at];
-        }
-        y[at] = value;
-    }
-}
-
 // Embedding lookup: one invocation expands one block of one token's row. A tensor split
 // over several buffers is looked up once per buffer; each fills the rows it holds.
 @group(0) @binding(4) var<storage, read> ids: array<u32>;
