@@ -452,7 +452,7 @@ impl<'a> Batch<'a> {
         pos0: u32,
         window: Option<u32>,
     ) {
-        let splits = shape.splits(pos0 + ntok, window);
+        let splits = attention_splits(pos0 + ntok, window);
         let words = [
             ntok,
             shape.heads,
@@ -554,20 +554,20 @@ pub struct AttentionShape {
 /// Keys per attention split (`KEYS` in attention.wgsl).
 const ATTENTION_KEYS: u32 = 128;
 
+/// Attention splits per (head, token) when the last query sees `keys` keys.
+fn attention_splits(keys: u32, window: Option<u32>) -> u32 {
+    keys.min(window.unwrap_or(u32::MAX)).div_ceil(ATTENTION_KEYS)
+}
+
 impl AttentionShape {
     /// The largest head the attention kernel holds in workgroup memory.
     pub const MAX_HEAD_DIM: u32 = 256;
-
-    /// Splits per (head, token) when the last query sees `keys` keys.
-    fn splits(&self, keys: u32, window: Option<u32>) -> u32 {
-        keys.min(window.unwrap_or(u32::MAX)).div_ceil(ATTENTION_KEYS)
-    }
 
     /// The f32 values of the two scratch buffers attention needs for `ntok` queries:
     /// the splits' weighted value sums and their (max, sum) pairs.
     pub fn partials(&self, ntok: u32) -> [u64; 2] {
         let slots =
-            u64::from(ntok) * u64::from(self.heads) * u64::from(self.splits(self.ctx, None));
+            u64::from(ntok) * u64::from(self.heads) * u64::from(attention_splits(self.ctx, None));
         [slots * u64::from(self.head_dim), slots * 2]
     }
 }
