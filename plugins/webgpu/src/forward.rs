@@ -224,8 +224,15 @@ impl Forward<'_> {
             }
             norm(batch, row(&s.h, e), Role::FfnNorm, row(&s.xn, e), false);
             project(batch, Role::Gate, row(&s.xn, e), row(&s.gate, c.n_ff), false);
-            project(batch, Role::Up, row(&s.xn, e), row(&s.up, c.n_ff), false);
-            batch.gated(&s.gate.buffer, &s.up.buffer, ntok * c.n_ff, arch.activation);
+            if self.adapters.iter().any(|(adapter, _)| adapter.pair(index, Role::Up).is_some()) {
+                // An adapter's update joins the up projection before the activation's
+                // product, so the two stay separate passes.
+                project(batch, Role::Up, row(&s.xn, e), row(&s.up, c.n_ff), false);
+                batch.gated(&s.gate.buffer, &s.up.buffer, ntok * c.n_ff, arch.activation);
+            } else {
+                let up = layer.weight(Role::Up);
+                batch.matmul_gated(up, row(&s.xn, e), row(&s.gate, c.n_ff), ntok, arch.activation);
+            }
             if arch.sandwich_norms {
                 project(batch, Role::Down, row(&s.gate, c.n_ff), row(&s.xn, e), false);
                 norm(batch, row(&s.xn, e), Role::PostFfnNorm, row(&s.h, e), true);

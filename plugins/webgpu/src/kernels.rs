@@ -20,6 +20,7 @@ const MATMUL_TILED: &str = include_str!("shaders/matmul_tiled.wgsl");
 const REDUCE_SUBGROUP: &str = include_str!("shaders/reduce_subgroup.wgsl");
 const REDUCE_SHARED: &str = include_str!("shaders/reduce_shared.wgsl");
 const ATTENTION: &str = include_str!("shaders/attention.wgsl");
+const ACTIVATION: &str = include_str!("shaders/activation.wgsl");
 
 /// On the GPU plan, products of up to this many tokens use the matrix–vector kernel
 /// (which reads each weight once per 8 tokens); more use the tiled kernel.
@@ -72,7 +73,7 @@ impl Product {
         let pipelines = SUPPORTED_TYPES
             .into_iter()
             .map(|ty| {
-                let source = format!("{QUANT}\n{}\n{kernel}", decoder(ty));
+                let source = format!("{QUANT}\n{ACTIVATION}\n{}\n{kernel}", decoder(ty));
                 (ty, pipeline(gpu, &format!("{entry} {ty}"), &source, entry))
             })
             .collect();
@@ -112,7 +113,7 @@ impl Kernels {
         let get_rows = SUPPORTED_TYPES
             .into_iter()
             .map(|ty| {
-                let source = format!("{QUANT}\n{}", decoder(ty));
+                let source = format!("{QUANT}\n{ACTIVATION}\n{}", decoder(ty));
                 (ty, pipeline(gpu, &format!("get_rows {ty}"), &source, "get_rows"))
             })
             .collect();
@@ -124,7 +125,12 @@ impl Kernels {
             rope: pipeline(gpu, "rope", include_str!("shaders/rope.wgsl"), "rope"),
             attention_split: pipeline(gpu, "attention split", ATTENTION, "attention_split"),
             attention_combine: pipeline(gpu, "attention combine", ATTENTION, "attention_combine"),
-            gated: pipeline(gpu, "gated", include_str!("shaders/gated.wgsl"), "gated"),
+            gated: pipeline(
+                gpu,
+                "gated",
+                &format!("{}\n{ACTIVATION}", include_str!("shaders/gated.wgsl")),
+                "gated",
+            ),
             add_bias: pipeline(gpu, "add_bias", ROWS, "add_bias"),
             scale_rows: pipeline(gpu, "scale_rows", ROWS, "scale_rows"),
         }
@@ -355,6 +361,33 @@ impl<'a> Batch<'a> {
         accumulate: bool,
         scale: f32,
     ) {
+        self.product(w, x, y, ntok, u32::from(accumulate), scale);
+    }
+
+    /// `gate[t] = act(gate[t]) · W · x[t]`: a gated feed-forward's up projection with
+    /// the activation of the gate projection already in `gate`, in one pass.
+    pub fn matmul_gated(
+        &mut self,
+        w: &'a Weight,
+        x: View<'a>,
+        gate: View<'a>,
+        ntok: u32,
+        activation: Activation,
+    ) {
+        let output = if activation == Activation::GeluTanh { 3 } else { 2 };
+        self.product(w, x, gate, ntok, output, 1.0);
+    }
+
+    /// A matrix product whose results `store` (quant.wgsl) writes as `output` says.
+    fn product(
+        &mut self,
+        w: &'a Weight,
+        x: View<'a>,
+        y: View<'a>,
+        ntok: u32,
+        output: u32,
+        scale: f32,
+    ) {
         let kernels = self.kernels;
         let product = match &kernels.many {
             Some(many) if ntok > MATVEC_TOKENS => many,
@@ -372,7 +405,7 @@ impl<'a> Batch<'a> {
                 x.stride,
                 y.offset,
                 y.stride,
-                u32::from(accumulate),
+                output,
                 scale.to_bits(),
             ];
             let bindings = vec![(1, &part.buffer.buffer), (2, x.buffer), (3, y.buffer)];

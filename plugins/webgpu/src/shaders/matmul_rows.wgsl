@@ -29,11 +29,6 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) 
         }
     }
     for (var t = 0u; t < tiles; t++) {
-        let at = p.y_off + (t0 + t) * p.y_stride + p.row0 + row;
-        var value = acc[t] * p.scale;
-        if (p.accumulate == 1u) {
-            value += y[at];
-        }
-        y[at] = value;
+        store(p.y_off + (t0 + t) * p.y_stride + p.row0 + row, acc[t]);
     }
 }

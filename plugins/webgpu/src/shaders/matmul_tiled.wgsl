@@ -71,12 +71,7 @@ fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
         for (var c = 0u; c < 4u; c++) {
             let row = row0 + rg * 4u + c;
             if (t < p.ntok && row < p.rows) {
-                let at = p.y_off + t * p.y_stride + p.row0 + row;
-                var value = acc[j][c] * p.scale;
-                if (p.accumulate == 1u) {
-                    value += y[at];
-                }
-                y[at] = value;
+                store(p.y_off + t * p.y_stride + p.row0 + row, acc[j][c]);
             }
         }
     }

@@ -32,12 +32,7 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, lanes: Lanes) {
     for (var t = 0u; t < tiles; t++) {
         let total = reduce(lanes, acc[t]);
         if (lanes.lid == 0u) {
-            let at = p.y_off + (t0 + t) * p.y_stride + p.row0 + row;
-            var value = total * p.scale;
-            if (p.accumulate == 1u) {
-                value += y[at];
-            }
-            y[at] = value;
+            store(p.y_off + (t0 + t) * p.y_stride + p.row0 + row, total);
         }
     }
 }

@@ -14,8 +14,8 @@ struct MatmulParams {
     x_stride: u32,  // distance between tokens in x, in f32
     y_off: u32,
     y_stride: u32,
-    accumulate: u32, // 1: y += W·x (residual add), 0: y = W·x
-    scale: f32,      // multiplies W·x (LoRA scale; 1 otherwise)
+    output: u32,    // how `store` writes, see there
+    scale: f32,     // multiplies W·x (LoRA scale; 1 otherwise)
 }
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
@@ -24,6 +24,21 @@ struct MatmulParams {
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
 var<private> wv: array<vec4<f32>, 8>;
+
+// Write one product s·W·x to y[at] (output 0), add it (1: the residual stream), or,
+// as the up projection of a gated feed-forward whose gate projection is in y, write
+// act(y[at]) · s·W·x (2: SiLU, 3: GELU), which saves the activation its own pass.
+// `activate` comes from activation.wgsl, appended by the host.
+fn store(at: u32, product: f32) {
+    let value = product * p.scale;
+    if (p.output == 0u) {
+        y[at] = value;
+    } else if (p.output == 1u) {
+        y[at] += value;
+    } else {
+        y[at] = activate(y[at], p.output == 3u) * value;
+    }
+}
 
 fn f16_at(i: u32) -> f32 {
     return unpack2x16float(u32_at(i)).x;

@@ -93,7 +93,7 @@ fn relative_error(gpu: &[f32], cpu: &[f32]) -> f32 {
 }
 
 #[test]
-fn matmul_of_every_weight_type_split_and_plan_matches_the_cpu_within_1e_5() {
+fn matmul_of_every_weight_type_split_plan_and_output_matches_the_cpu_within_1e_5() {
     let mut b = bench();
     // Rows of three K-quant super-blocks: Q6_K's 210-byte blocks then leave every other
     // row and block unaligned to 4 bytes. 70 rows leave the GPU plan's last tile of 64
@@ -151,6 +151,21 @@ fn matmul_of_every_weight_type_split_and_plan_matches_the_cpu_within_1e_5() {
                     error < 1e-5,
                     "{ty}, {plan}, {ntok} tokens, accumulating: relative error {error}"
                 );
+
+                // As a gated feed-forward's up projection over the gate's values in y.
+                for activation in [Activation::Silu, Activation::GeluTanh] {
+                    let y = b.buffer(&base);
+                    let mut batch = Batch::new(&b.gpu, kernels);
+                    let y_view = View::new(&y.buffer, 0, rows as u32);
+                    batch.matmul_gated(&weight, x_view, y_view, ntok as u32, activation);
+                    batch.submit();
+                    let gated = reference::gated(activation, &base, &expected);
+                    let error = relative_error(&b.read(&y, ntok * rows), &gated);
+                    assert!(
+                        error < 1e-5,
+                        "{ty}, {plan}, {ntok} tokens, gated {activation:?}: relative error {error}"
+                    );
+                }
             }
         }
     }
