@@ -8,11 +8,25 @@ use hearth_sdk::abi_stable::std_types::RVec;
 use hearth_sdk::{DeviceInfo, DeviceKind, PluginError, Probe};
 use wgpu::util::DeviceExt;
 
+use crate::plan::KernelPlan;
+
 /// An adapter and the facts the probe reports about it.
 pub struct AdapterFacts {
     pub adapter: wgpu::Adapter,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
+}
+
+impl AdapterFacts {
+    /// Whether the adapter has subgroup operations in compute shaders.
+    pub fn subgroups(&self) -> bool {
+        self.adapter.features().contains(wgpu::Features::SUBGROUP)
+    }
+
+    /// The kernels a device of this adapter runs.
+    pub fn plan(&self) -> Result<KernelPlan, String> {
+        KernelPlan::choose(self.info.device_type, self.subgroups())
+    }
 }
 
 /// Find the best adapter: a real GPU before a software one. `Err` says why none.
@@ -59,6 +73,12 @@ pub fn probe() -> Probe {
     match find_adapter() {
         Err(reason) => Probe { available: false, devices: RVec::new(), reason: reason.into() },
         Ok(facts) => {
+            let plan = match facts.plan() {
+                Ok(plan) => plan,
+                Err(reason) => {
+                    return Probe { available: false, devices: RVec::new(), reason: reason.into() }
+                }
+            };
             let kind = device_kind(facts.info.device_type);
             let memory = crate::memory::device_memory(&facts.adapter);
             let memory_text = match &memory {
@@ -71,7 +91,7 @@ pub fn probe() -> Probe {
                 None => "memory size not known on this backend".to_string(),
             };
             let reason = format!(
-                "{} adapter `{}` on {:?} ({}), driver {} {}; max storage binding {} MiB, max buffer {} MiB; {memory_text}",
+                "{} adapter `{}` on {:?} ({}), driver {} {}; max storage binding {} MiB, max buffer {} MiB; {memory_text}; {plan}",
                 kind.as_str(),
                 facts.info.name,
                 facts.info.backend,
@@ -100,6 +120,8 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
+    /// The kernels chosen for this adapter.
+    pub plan: KernelPlan,
     allocated: Arc<AtomicU64>,
 }
 
@@ -128,11 +150,16 @@ const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
 
 impl Gpu {
     /// Open the best adapter with its full limits (the defaults cap storage bindings at
-    /// 128 MiB, below what large embedding tables need).
+    /// 128 MiB, below what large embedding tables need) and its subgroup operations
+    /// where it has them.
     pub fn new() -> Result<Self, PluginError> {
         let facts = find_adapter().map_err(PluginError::unsupported)?;
+        let plan = facts.plan().map_err(PluginError::invalid_request)?;
+        let features =
+            if facts.subgroups() { wgpu::Features::SUBGROUP } else { wgpu::Features::empty() };
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("hearth-webgpu"),
+            required_features: features,
             required_limits: facts.limits.clone(),
             ..Default::default()
         };
@@ -143,8 +170,14 @@ impl Gpu {
             queue,
             info: facts.info,
             limits: facts.limits,
+            plan,
             allocated: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Whether the device has subgroup operations enabled.
+    pub fn subgroups(&self) -> bool {
+        self.device.features().contains(wgpu::Features::SUBGROUP)
     }
 
     /// Bytes currently allocated through this device.
@@ -181,6 +214,16 @@ impl Gpu {
         }))
     }
 
+    /// A host-readable buffer of `bytes` that copies can fill.
+    pub fn readback(&self, bytes: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
     /// Copy `count` f32 values starting at element `offset` of `buffer` back to the host.
     pub fn read_f32(
         &self,
@@ -189,16 +232,21 @@ impl Gpu {
         count: usize,
     ) -> Result<Vec<f32>, PluginError> {
         let bytes = (count * 4) as u64;
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size: bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let staging = self.readback(bytes);
         let mut encoder = self.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(buffer, offset * 4, &staging, 0, bytes);
         self.queue.submit([encoder.finish()]);
-        let slice = staging.slice(..);
+        self.read_mapped(&staging, count)
+    }
+
+    /// The first `count` f32 values of a [`Gpu::readback`] buffer, once the work
+    /// submitted so far is done; the buffer is unmapped again for the next copy.
+    pub fn read_mapped(
+        &self,
+        staging: &wgpu::Buffer,
+        count: usize,
+    ) -> Result<Vec<f32>, PluginError> {
+        let slice = staging.slice(..(count * 4) as u64);
         let (sender, receiver) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |result| {
             // The receiver waits below; if it is gone there is nobody to tell.
@@ -211,10 +259,13 @@ impl Gpu {
             .recv()
             .map_err(|_| PluginError::internal("wgpu dropped the readback"))?
             .map_err(|error| PluginError::internal(format!("wgpu readback: {error}")))?;
-        let view = slice
-            .get_mapped_range()
-            .map_err(|error| PluginError::internal(format!("wgpu readback: {error}")))?;
-        let values = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
+        let values = {
+            let view = slice
+                .get_mapped_range()
+                .map_err(|error| PluginError::internal(format!("wgpu readback: {error}")))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        staging.unmap();
         Ok(values)
     }
 }

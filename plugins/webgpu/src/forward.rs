@@ -3,11 +3,13 @@
 //! batch of kernel dispatches per chunk of up to [`UBATCH`] tokens, so a prompt is
 //! processed a chunk at a time rather than token by token.
 
+use std::sync::Mutex;
+
 use hearth_model::{Config, Role, RopePairs};
 use hearth_sdk::PluginError;
 
 use crate::device::{Gpu, GpuBuffer};
-use crate::kernels::{AttentionShape, Batch, Kernels, View};
+use crate::kernels::{AttentionShape, Batch, Bindings, Kernels, View};
 use crate::lora::{LoraAdapter, RANK_PAD};
 use crate::weights::Weights;
 
@@ -26,13 +28,19 @@ pub struct Scratch {
     attn: GpuBuffer,
     gate: GpuBuffer,
     up: GpuBuffer,
-    scores: GpuBuffer,
+    /// Attention's per-split partial results ([`AttentionShape::partials`]).
+    attention_sums: GpuBuffer,
+    attention_stats: GpuBuffer,
     logits: GpuBuffer,
     ids: GpuBuffer,
     /// `A x` of a LoRA pair, [`RANK_PAD`] values per token.
     low_rank: GpuBuffer,
     k_cache: Vec<GpuBuffer>,
     v_cache: Vec<GpuBuffer>,
+    /// The logits' copy on the host side, filled by the step's own command buffer.
+    readback: wgpu::Buffer,
+    /// Kept across steps: the same dispatches bind the same buffers every token.
+    bindings: Mutex<Bindings>,
 }
 
 const F32: u64 = 4;
@@ -40,13 +48,20 @@ const F32: u64 = 4;
 impl Scratch {
     pub fn new(gpu: &Gpu, config: &Config, ctx: u32) -> Result<Self, PluginError> {
         let b = u64::from(UBATCH);
+        if config.head_dim > AttentionShape::MAX_HEAD_DIM {
+            return Err(PluginError::unsupported(format!(
+                "heads of {} values; the WebGPU attention kernel holds at most {}",
+                config.head_dim,
+                AttentionShape::MAX_HEAD_DIM
+            )));
+        }
         let kv_layer = u64::from(ctx) * u64::from(config.kv_dim()) * F32;
-        let scores = b * u64::from(config.heads) * u64::from(ctx) * F32;
+        let [sums, stats] = attention_shape(config, ctx).partials(UBATCH).map(|n| n * F32);
         let limit = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
-        if kv_layer > limit || scores > limit {
+        if kv_layer > limit || sums > limit {
             return Err(PluginError::out_of_memory(format!(
                 "a context of {ctx} tokens needs buffers of {} MiB, over the device's binding limit of {} MiB",
-                kv_layer.max(scores) >> 20,
+                kv_layer.max(sums) >> 20,
                 limit >> 20
             )));
         }
@@ -62,13 +77,26 @@ impl Scratch {
             attn: act("attn", config.q_dim()),
             gate: act("gate", config.n_ff),
             up: act("up", config.n_ff),
-            scores: gpu.storage("scores", scores),
+            attention_sums: gpu.storage("attention sums", sums),
+            attention_stats: gpu.storage("attention stats", stats),
             logits: gpu.storage("logits", u64::from(config.vocab) * F32),
             ids: gpu.storage("ids", b * F32),
             low_rank: act("low rank", RANK_PAD),
             k_cache: (0..config.n_layer).map(|_| gpu.storage("k cache", kv_layer)).collect(),
             v_cache: (0..config.n_layer).map(|_| gpu.storage("v cache", kv_layer)).collect(),
+            readback: gpu.readback(u64::from(config.vocab) * F32),
+            bindings: Mutex::default(),
         })
+    }
+}
+
+fn attention_shape(config: &Config, ctx: u32) -> AttentionShape {
+    AttentionShape {
+        heads: config.heads,
+        kv_heads: config.kv_heads,
+        head_dim: config.head_dim,
+        ctx,
+        scale: config.attention_scale,
     }
 }
 
@@ -99,15 +127,22 @@ impl Forward<'_> {
             )));
         }
         let chunks: Vec<&[u32]> = tokens.chunks(UBATCH as usize).collect();
+        let mut bindings =
+            scratch.bindings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut pos = pos0;
         for (index, chunk) in chunks.iter().enumerate() {
+            let last = index + 1 == chunks.len();
             self.gpu.queue.write_buffer(&scratch.ids.buffer, 0, bytemuck::cast_slice(chunk));
             let mut batch = Batch::new(self.gpu, self.kernels);
-            self.record(&mut batch, scratch, chunk.len() as u32, pos, index + 1 == chunks.len());
-            batch.submit();
+            self.record(&mut batch, scratch, chunk.len() as u32, pos, last);
+            if last {
+                let bytes = u64::from(self.config.vocab) * F32;
+                batch.copy(&scratch.logits.buffer, &scratch.readback, bytes);
+            }
+            batch.submit_with(&mut bindings);
             pos += chunk.len() as u32;
         }
-        self.gpu.read_f32(&scratch.logits.buffer, 0, self.config.vocab as usize)
+        self.gpu.read_mapped(&scratch.readback, self.config.vocab as usize)
     }
 
     fn record<'b>(
@@ -122,13 +157,7 @@ impl Forward<'_> {
         let arch = c.arch;
         let (e, q_dim, kv_dim) = (c.n_embd, c.q_dim(), c.kv_dim());
         let row = |buffer: &'b GpuBuffer, width: u32| View::new(&buffer.buffer, 0, width);
-        let shape = AttentionShape {
-            heads: c.heads,
-            kv_heads: c.kv_heads,
-            head_dim: c.head_dim,
-            ctx: s.ctx,
-            scale: c.attention_scale,
-        };
+        let shape = attention_shape(c, s.ctx);
         let neox = c.rope_pairs == RopePairs::Halves;
         batch.get_rows(&self.weights.token_embd, &s.ids.buffer, row(&s.h, e), ntok);
         if arch.scale_embeddings {
@@ -179,7 +208,7 @@ impl Forward<'_> {
                 &s.q.buffer,
                 k_cache,
                 v_cache,
-                &s.scores.buffer,
+                [&s.attention_sums.buffer, &s.attention_stats.buffer],
                 &s.attn.buffer,
                 shape,
                 ntok,
@@ -195,8 +224,15 @@ impl Forward<'_> {
             }
             norm(batch, row(&s.h, e), Role::FfnNorm, row(&s.xn, e), false);
             project(batch, Role::Gate, row(&s.xn, e), row(&s.gate, c.n_ff), false);
-            project(batch, Role::Up, row(&s.xn, e), row(&s.up, c.n_ff), false);
-            batch.gated(&s.gate.buffer, &s.up.buffer, ntok * c.n_ff, arch.activation);
+            if self.adapters.iter().any(|(adapter, _)| adapter.pair(index, Role::Up).is_some()) {
+                // An adapter's update joins the up projection before the activation's
+                // product, so the two stay separate passes.
+                project(batch, Role::Up, row(&s.xn, e), row(&s.up, c.n_ff), false);
+                batch.gated(&s.gate.buffer, &s.up.buffer, ntok * c.n_ff, arch.activation);
+            } else {
+                let up = layer.weight(Role::Up);
+                batch.matmul_gated(up, row(&s.xn, e), row(&s.gate, c.n_ff), ntok, arch.activation);
+            }
             if arch.sandwich_norms {
                 project(batch, Role::Down, row(&s.gate, c.n_ff), row(&s.xn, e), false);
                 norm(batch, row(&s.xn, e), Role::PostFfnNorm, row(&s.h, e), true);

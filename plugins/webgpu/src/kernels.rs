@@ -9,10 +9,22 @@ use hearth_sdk::helpers::GgmlType;
 use hearth_sdk::PluginError;
 
 use crate::device::{Gpu, GpuBuffer};
+use crate::plan::KernelPlan;
 
 const QUANT: &str = include_str!("shaders/quant.wgsl");
 const DECODERS: &str = include_str!("shaders/decode.wgsl");
 const ROWS: &str = include_str!("shaders/rows.wgsl");
+const MATMUL_ROWS: &str = include_str!("shaders/matmul_rows.wgsl");
+const MATVEC: &str = include_str!("shaders/matvec.wgsl");
+const MATMUL_TILED: &str = include_str!("shaders/matmul_tiled.wgsl");
+const REDUCE_SUBGROUP: &str = include_str!("shaders/reduce_subgroup.wgsl");
+const REDUCE_SHARED: &str = include_str!("shaders/reduce_shared.wgsl");
+const ATTENTION: &str = include_str!("shaders/attention.wgsl");
+const ACTIVATION: &str = include_str!("shaders/activation.wgsl");
+
+/// On the GPU plan, products of up to this many tokens use the matrix–vector kernel
+/// (which reads each weight once per 8 tokens); more use the tiled kernel.
+const MATVEC_TOKENS: u32 = 8;
 
 /// Weight types the kernels read in their stored form.
 pub const SUPPORTED_TYPES: [GgmlType; 11] = hearth_model::arch::TENSOR_TYPES;
@@ -47,39 +59,78 @@ fn pipeline(gpu: &Gpu, label: &str, source: &str, entry: &str) -> wgpu::ComputeP
     })
 }
 
+/// A matrix-product kernel for every weight type, and the rows and tokens one of its
+/// workgroups covers.
+struct Product {
+    pipelines: HashMap<GgmlType, wgpu::ComputePipeline>,
+    rows: u32,
+    tokens: u32,
+}
+
+impl Product {
+    /// `kernel`'s entry point `entry` compiled after each type's decoder.
+    fn new(gpu: &Gpu, kernel: &str, entry: &str, rows: u32, tokens: u32) -> Self {
+        let pipelines = SUPPORTED_TYPES
+            .into_iter()
+            .map(|ty| {
+                let source = format!("{QUANT}\n{ACTIVATION}\n{}\n{kernel}", decoder(ty));
+                (ty, pipeline(gpu, &format!("{entry} {ty}"), &source, entry))
+            })
+            .collect();
+        Self { pipelines, rows, tokens }
+    }
+}
+
 /// Every pipeline the forward pass uses.
 pub struct Kernels {
-    matmul: HashMap<GgmlType, wgpu::ComputePipeline>,
+    /// Products of a few tokens (decode steps) and of many (prompt chunks); `None`
+    /// where one kernel serves both.
+    few: Product,
+    many: Option<Product>,
     get_rows: HashMap<GgmlType, wgpu::ComputePipeline>,
     rmsnorm: wgpu::ComputePipeline,
     rope: wgpu::ComputePipeline,
-    attention: wgpu::ComputePipeline,
+    attention_split: wgpu::ComputePipeline,
+    attention_combine: wgpu::ComputePipeline,
     gated: wgpu::ComputePipeline,
     add_bias: wgpu::ComputePipeline,
     scale_rows: wgpu::ComputePipeline,
 }
 
 impl Kernels {
-    pub fn new(gpu: &Gpu) -> Self {
-        let mut matmul = HashMap::new();
-        let mut get_rows = HashMap::new();
-        for ty in SUPPORTED_TYPES {
-            let source = format!("{QUANT}\n{}", decoder(ty));
-            matmul.insert(ty, pipeline(gpu, &format!("matmul {ty}"), &source, "matmul"));
-            get_rows.insert(ty, pipeline(gpu, &format!("get_rows {ty}"), &source, "get_rows"));
-        }
+    /// The pipelines of `plan`; a plan with subgroups needs a device that has them.
+    pub fn new(gpu: &Gpu, plan: KernelPlan) -> Self {
+        let (few, many) = match plan {
+            KernelPlan::Software => (Product::new(gpu, MATMUL_ROWS, "matmul", 64, 8), None),
+            KernelPlan::Gpu { subgroups } => {
+                let reduce = if subgroups { REDUCE_SUBGROUP } else { REDUCE_SHARED };
+                (
+                    Product::new(gpu, &format!("{MATVEC}\n{reduce}"), "matvec", 1, 8),
+                    Some(Product::new(gpu, MATMUL_TILED, "matmul_tiled", 64, 32)),
+                )
+            }
+        };
+        let get_rows = SUPPORTED_TYPES
+            .into_iter()
+            .map(|ty| {
+                let source = format!("{QUANT}\n{ACTIVATION}\n{}", decoder(ty));
+                (ty, pipeline(gpu, &format!("get_rows {ty}"), &source, "get_rows"))
+            })
+            .collect();
         Self {
-            matmul,
+            few,
+            many,
             get_rows,
             rmsnorm: pipeline(gpu, "rmsnorm", include_str!("shaders/norm.wgsl"), "rmsnorm"),
             rope: pipeline(gpu, "rope", include_str!("shaders/rope.wgsl"), "rope"),
-            attention: pipeline(
+            attention_split: pipeline(gpu, "attention split", ATTENTION, "attention_split"),
+            attention_combine: pipeline(gpu, "attention combine", ATTENTION, "attention_combine"),
+            gated: pipeline(
                 gpu,
-                "attention",
-                include_str!("shaders/attention.wgsl"),
-                "attention",
+                "gated",
+                &format!("{}\n{ACTIVATION}", include_str!("shaders/gated.wgsl")),
+                "gated",
             ),
-            gated: pipeline(gpu, "gated", include_str!("shaders/gated.wgsl"), "gated"),
             add_bias: pipeline(gpu, "add_bias", ROWS, "add_bias"),
             scale_rows: pipeline(gpu, "scale_rows", ROWS, "scale_rows"),
         }
@@ -182,13 +233,97 @@ struct Op<'a> {
     groups: [u32; 3],
 }
 
-/// Dispatches recorded for one submission.
+/// A bind group and what it binds besides the parameters.
+struct Bound {
+    pipeline: wgpu::ComputePipeline,
+    buffers: Vec<(u32, wgpu::Buffer)>,
+    group: wgpu::BindGroup,
+}
+
+/// The parameter buffer and bind groups kept from one submission to the next. A decode
+/// step records the same dispatches over the same buffers every token (positions and
+/// offsets live in the parameters), so after the first step only the parameter bytes
+/// are written: no buffer or bind group is created per token.
+#[derive(Default)]
+pub struct Bindings {
+    params: Option<wgpu::Buffer>,
+    /// By dispatch index within a batch.
+    bound: Vec<Bound>,
+}
+
+impl Bindings {
+    /// The parameter buffer, replaced by a larger one (and every bind group with it)
+    /// when `bytes` do not fit.
+    fn params(&mut self, device: &wgpu::Device, bytes: u64) -> wgpu::Buffer {
+        match &self.params {
+            Some(buffer) if buffer.size() >= bytes => buffer.clone(),
+            _ => {
+                let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("kernel parameters"),
+                    size: bytes.next_power_of_two(),
+                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                self.bound.clear();
+                self.params = Some(buffer.clone());
+                buffer
+            }
+        }
+    }
+
+    /// The bind group of dispatch `index`: the one kept if it binds the same, else a
+    /// new one, kept for next time.
+    fn group(&mut self, device: &wgpu::Device, params: &wgpu::Buffer, index: usize, op: &Op<'_>) {
+        let same = self.bound.get(index).is_some_and(|bound| {
+            bound.pipeline == *op.pipeline
+                && bound.buffers.len() == op.bindings.len()
+                && bound.buffers.iter().zip(&op.bindings).all(|(a, b)| a.0 == b.0 && a.1 == *b.1)
+        });
+        if same {
+            return;
+        }
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: params,
+                offset: op.params,
+                size: wgpu::BufferSize::new(PARAM_BYTES),
+            }),
+        }];
+        entries.extend(op.bindings.iter().map(|&(binding, buffer)| wgpu::BindGroupEntry {
+            binding,
+            resource: buffer.as_entire_binding(),
+        }));
+        let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &op.pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let bound = Bound {
+            pipeline: op.pipeline.clone(),
+            buffers: op
+                .bindings
+                .iter()
+                .map(|&(binding, buffer)| (binding, buffer.clone()))
+                .collect(),
+            group,
+        };
+        if index < self.bound.len() {
+            self.bound[index] = bound;
+        } else {
+            self.bound.push(bound);
+        }
+    }
+}
+
+/// Dispatches recorded for one submission, and copies to make after them.
 pub struct Batch<'a> {
     gpu: &'a Gpu,
     kernels: &'a Kernels,
     stride: u64,
     params: Vec<u8>,
     ops: Vec<Op<'a>>,
+    copies: Vec<(&'a wgpu::Buffer, &'a wgpu::Buffer, u64)>,
 }
 
 /// Work groups for `count` items when one dimension holds at most 65535.
@@ -200,7 +335,7 @@ impl<'a> Batch<'a> {
     pub fn new(gpu: &'a Gpu, kernels: &'a Kernels) -> Self {
         let stride =
             PARAM_BYTES.next_multiple_of(u64::from(gpu.limits.min_uniform_buffer_offset_alignment));
-        Self { gpu, kernels, stride, params: Vec::new(), ops: Vec::new() }
+        Self { gpu, kernels, stride, params: Vec::new(), ops: Vec::new(), copies: Vec::new() }
     }
 
     fn push(
@@ -226,9 +361,41 @@ impl<'a> Batch<'a> {
         accumulate: bool,
         scale: f32,
     ) {
-        let pipeline = &self.kernels.matmul[&w.ty];
+        self.product(w, x, y, ntok, u32::from(accumulate), scale);
+    }
+
+    /// `gate[t] = act(gate[t]) · W · x[t]`: a gated feed-forward's up projection with
+    /// the activation of the gate projection already in `gate`, in one pass.
+    pub fn matmul_gated(
+        &mut self,
+        w: &'a Weight,
+        x: View<'a>,
+        gate: View<'a>,
+        ntok: u32,
+        activation: Activation,
+    ) {
+        let output = if activation == Activation::GeluTanh { 3 } else { 2 };
+        self.product(w, x, gate, ntok, output, 1.0);
+    }
+
+    /// A matrix product whose results `store` (quant.wgsl) writes as `output` says.
+    fn product(
+        &mut self,
+        w: &'a Weight,
+        x: View<'a>,
+        y: View<'a>,
+        ntok: u32,
+        output: u32,
+        scale: f32,
+    ) {
+        let kernels = self.kernels;
+        let product = match &kernels.many {
+            Some(many) if ntok > MATVEC_TOKENS => many,
+            _ => &kernels.few,
+        };
+        let pipeline = &product.pipelines[&w.ty];
         for part in &w.parts {
-            let [gx, gy] = split_groups(part.rows.div_ceil(64));
+            let [gx, gy] = split_groups(part.rows.div_ceil(product.rows));
             let words = [
                 part.rows,
                 w.ncols,
@@ -238,11 +405,11 @@ impl<'a> Batch<'a> {
                 x.stride,
                 y.offset,
                 y.stride,
-                u32::from(accumulate),
+                output,
                 scale.to_bits(),
             ];
             let bindings = vec![(1, &part.buffer.buffer), (2, x.buffer), (3, y.buffer)];
-            self.push(pipeline, bindings, &words, [gx, gy, ntok.div_ceil(8)]);
+            self.push(pipeline, bindings, &words, [gx, gy, ntok.div_ceil(product.tokens)]);
         }
     }
 
@@ -303,32 +470,38 @@ impl<'a> Batch<'a> {
     }
 
     /// Causal attention of `ntok` queries at positions `pos0..` over the cache, each
-    /// seeing only its last `window` keys when there is one.
+    /// seeing only its last `window` keys when there is one; `partials` holds what
+    /// [`AttentionShape::partials`] says.
     #[allow(clippy::too_many_arguments)] // the kernel's parameters, one each
     pub fn attention(
         &mut self,
         q: &'a wgpu::Buffer,
         k: &'a wgpu::Buffer,
         v: &'a wgpu::Buffer,
-        scores: &'a wgpu::Buffer,
+        partials: [&'a wgpu::Buffer; 2],
         out: &'a wgpu::Buffer,
         shape: AttentionShape,
         ntok: u32,
         pos0: u32,
         window: Option<u32>,
     ) {
+        let splits = attention_splits(pos0 + ntok, window);
         let words = [
             ntok,
             shape.heads,
             shape.kv_heads,
             shape.head_dim,
             pos0,
-            shape.ctx,
+            splits,
             shape.scale.to_bits(),
             window.unwrap_or(0),
         ];
-        let bindings = vec![(1, q), (2, k), (3, v), (4, scores), (5, out)];
-        self.push(&self.kernels.attention, bindings, &words, [shape.heads, ntok, 1]);
+        let [sums, stats] = partials;
+        let bindings = vec![(1, q), (2, k), (3, v), (4, sums), (5, stats)];
+        let groups = [shape.heads, ntok, splits];
+        self.push(&self.kernels.attention_split, bindings, &words, groups);
+        let bindings = vec![(4, sums), (5, stats), (6, out)];
+        self.push(&self.kernels.attention_combine, bindings, &words, [shape.heads, ntok, 1]);
     }
 
     /// `g = act(g) * u` over `n` elements.
@@ -362,51 +535,40 @@ impl<'a> Batch<'a> {
         self.push(&self.kernels.scale_rows, vec![(1, y.buffer)], &words, [n.div_ceil(64), rows, 1]);
     }
 
-    /// Encode every recorded dispatch into one compute pass and submit it.
+    /// Copy the first `bytes` of `from` to `to` once the dispatches are done.
+    pub fn copy(&mut self, from: &'a wgpu::Buffer, to: &'a wgpu::Buffer, bytes: u64) {
+        self.copies.push((from, to, bytes));
+    }
+
+    /// Encode every recorded dispatch into one compute pass, then the copies, and
+    /// submit them as one command buffer with bind groups made for this batch alone.
     pub fn submit(self) {
-        if self.ops.is_empty() {
+        self.submit_with(&mut Bindings::default());
+    }
+
+    /// [`Batch::submit`] with the parameter buffer and bind groups kept in `bindings`.
+    pub fn submit_with(self, bindings: &mut Bindings) {
+        if self.ops.is_empty() && self.copies.is_empty() {
             return;
         }
         let device = &self.gpu.device;
-        let params = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("kernel parameters"),
-            size: self.params.len() as u64,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let params = bindings.params(device, self.params.len().max(4) as u64);
         self.gpu.queue.write_buffer(&params, 0, &self.params);
-        let bind_groups: Vec<wgpu::BindGroup> =
-            self.ops
-                .iter()
-                .map(|op| {
-                    let mut entries = vec![wgpu::BindGroupEntry {
-                        binding: 0,
-                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                            buffer: &params,
-                            offset: op.params,
-                            size: wgpu::BufferSize::new(PARAM_BYTES),
-                        }),
-                    }];
-                    entries.extend(op.bindings.iter().map(|&(binding, buffer)| {
-                        wgpu::BindGroupEntry { binding, resource: buffer.as_entire_binding() }
-                    }));
-                    device.create_bind_group(&wgpu::BindGroupDescriptor {
-                        label: None,
-                        layout: &op.pipeline.get_bind_group_layout(0),
-                        entries: &entries,
-                    })
-                })
-                .collect();
+        for (index, op) in self.ops.iter().enumerate() {
+            bindings.group(device, &params, index, op);
+        }
         let mut encoder = device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
-            for (op, bind_group) in self.ops.iter().zip(&bind_groups) {
+            for (op, bound) in self.ops.iter().zip(&bindings.bound) {
                 pass.set_pipeline(op.pipeline);
-                pass.set_bind_group(0, bind_group, &[]);
+                pass.set_bind_group(0, &bound.group, &[]);
                 pass.dispatch_workgroups(op.groups[0], op.groups[1], op.groups[2]);
             }
         }
-        // The parameter buffer is dropped here; wgpu keeps it alive until the GPU is done.
+        for &(from, to, bytes) in &self.copies {
+            encoder.copy_buffer_to_buffer(from, 0, to, 0, bytes);
+        }
         self.gpu.queue.submit([encoder.finish()]);
     }
 }
@@ -420,4 +582,25 @@ pub struct AttentionShape {
     pub ctx: u32,
     /// Factor on `q·k`.
     pub scale: f32,
+}
+
+/// Keys per attention split (`KEYS` in attention.wgsl).
+const ATTENTION_KEYS: u32 = 128;
+
+/// Attention splits per (head, token) when the last query sees `keys` keys.
+fn attention_splits(keys: u32, window: Option<u32>) -> u32 {
+    keys.min(window.unwrap_or(u32::MAX)).div_ceil(ATTENTION_KEYS)
+}
+
+impl AttentionShape {
+    /// The largest head the attention kernel holds in workgroup memory.
+    pub const MAX_HEAD_DIM: u32 = 256;
+
+    /// The f32 values of the two scratch buffers attention needs for `ntok` queries:
+    /// the splits' weighted value sums and their (max, sum) pairs.
+    pub fn partials(&self, ntok: u32) -> [u64; 2] {
+        let slots =
+            u64::from(ntok) * u64::from(self.heads) * u64::from(attention_splits(self.ctx, None));
+        [slots * u64::from(self.head_dim), slots * 2]
+    }
 }

@@ -11,9 +11,10 @@
 //! [`hearth_sdk::helpers`]. GGUF LoRA adapters (llama.cpp's format) apply per request
 //! with a scale.
 //!
-//! Modules: [`device`] (adapter, probe, counted buffers), [`kernels`] (pipelines and
-//! dispatch), [`weights`] (model shape and upload), [`lora`] (LoRA adapters),
-//! [`forward`] (the transformer), [`model`] (generation and lifecycle).
+//! Modules: [`device`] (adapter, probe, counted buffers), [`plan`] (which kernels an
+//! adapter gets), [`kernels`] (pipelines and dispatch), [`weights`] (model shape and
+//! upload), [`lora`] (LoRA adapters), [`forward`] (the transformer), [`model`]
+//! (generation and lifecycle).
 
 pub mod device;
 pub mod forward;
@@ -21,6 +22,7 @@ pub mod kernels;
 pub mod lora;
 pub mod memory;
 pub mod model;
+pub mod plan;
 pub mod weights;
 
 use hearth_sdk::abi_stable::std_types::{RString, RVec};

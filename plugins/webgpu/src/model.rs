@@ -15,6 +15,7 @@ use crate::device::Gpu;
 use crate::forward::{Forward, Scratch};
 use crate::kernels::Kernels;
 use crate::lora::LoraAdapter;
+use crate::plan::KernelPlan;
 use crate::weights::{check_types, Weights};
 
 /// The KV cache and activations (allocated on first use, freed by `trim`) and what
@@ -54,13 +55,23 @@ impl Executor for GpuExecutor<'_> {
 impl WebGpuModel {
     /// Load `path`: validate, refuse what the kernels cannot run, then upload.
     pub fn load(path: &str, context_size_requested: u32) -> Result<Self, PluginError> {
+        Self::load_with_plan(path, context_size_requested, None)
+    }
+
+    /// [`WebGpuModel::load`] with `plan`'s kernels instead of the adapter's own (the
+    /// tests run every plan on one adapter).
+    pub fn load_with_plan(
+        path: &str,
+        context_size_requested: u32,
+        plan: Option<KernelPlan>,
+    ) -> Result<Self, PluginError> {
         let gguf = Gguf::open(path).map_err(|error| PluginError::model_file(error.to_string()))?;
         check_types(&gguf)?;
         let config = Config::from_gguf(&gguf)?;
         let text = Text::from_gguf(&gguf, &config)?;
         let ctx = context_size(context_size_requested, &config);
         let gpu = Gpu::new()?;
-        let kernels = Kernels::new(&gpu);
+        let kernels = Kernels::new(&gpu, plan.unwrap_or(gpu.plan));
         let weights = Weights::load(&gpu, &gguf, &config)?;
         Ok(Self {
             state: Mutex::default(),

@@ -10,7 +10,7 @@ struct GatedParams {
 @group(0) @binding(1) var<storage, read_write> g: array<f32>;
 @group(0) @binding(2) var<storage, read> u: array<f32>;
 
-const SQRT_2_OVER_PI: f32 = 0.7978845608;
+// `activate` comes from activation.wgsl, appended by the host.
 
 @compute @workgroup_size(64)
 fn gated(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -18,15 +18,5 @@ fn gated(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (i >= p.n) {
         return;
     }
-    let a = g[i];
-    var act: f32;
-    if (p.activation == 0u) {
-        act = a / (1.0 + exp(-a));
-    } else {
-        // tanh through exp, clamped: WGSL's tanh is not exact for large arguments everywhere.
-        let z = clamp(SQRT_2_OVER_PI * (a + 0.044715 * a * a * a), -15.0, 15.0);
-        let e = exp(2.0 * z);
-        act = 0.5 * a * (1.0 + (e - 1.0) / (e + 1.0));
-    }
-    g[i] = act * u[i];
+    g[i] = activate(g[i], p.activation == 1u) * u[i];
 }

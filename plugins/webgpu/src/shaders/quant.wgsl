@@ -14,8 +14,8 @@ struct MatmulParams {
     x_stride: u32,  // distance between tokens in x, in f32
     y_off: u32,
     y_stride: u32,
-    accumulate: u32, // 1: y += W·x (residual add), 0: y = W·x
-    scale: f32,      // multiplies W·x (LoRA scale; 1 otherwise)
+    output: u32,    // how `store` writes, see there
+    scale: f32,     // multiplies W·x (LoRA scale; 1 otherwise)
 }
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
@@ -24,6 +24,21 @@ struct MatmulParams {
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
 var<private> wv: array<vec4<f32>, 8>;
+
+// Write one product s·W·x to y[at] (output 0), add it (1: the residual stream), or,
+// as the up projection of a gated feed-forward whose gate projection is in y, write
+// act(y[at]) · s·W·x (2: SiLU, 3: GELU), which saves the activation its own pass.
+// `activate` comes from activation.wgsl, appended by the host.
+fn store(at: u32, product: f32) {
+    let value = product * p.scale;
+    if (p.output == 0u) {
+        y[at] = value;
+    } else if (p.output == 1u) {
+        y[at] += value;
+    } else {
+        y[at] = activate(y[at], p.output == 3u) * value;
+    }
+}
 
 fn f16_at(i: u32) -> f32 {
     return unpack2x16float(u32_at(i)).x;
@@ -70,44 +85,6 @@ fn k_scale_min(at: u32, j: u32) -> vec2<f32> {
 // Bits `s..s + 4` of `q`, one per element.
 fn bits4(q: u32, s: u32) -> vec4<f32> {
     return vec4<f32>(f32((q >> s) & 1u), f32((q >> (s + 1u)) & 1u), f32((q >> (s + 2u)) & 1u), f32((q >> (s + 3u)) & 1u));
-}
-
-const TILE: u32 = 8u;
-
-// One invocation per output row and tile of TILE tokens: each block of the row is
-// decoded once and used for every token of the tile. A row per invocation (rather than
-// a workgroup per row) keeps the workgroup count low, which is what software adapters
-// such as lavapipe pay for; the shared x values are read by every lane alike.
-@compute @workgroup_size(64)
-fn matmul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let row = gid.x + wid.y * 65535u * 64u;
-    if (row >= p.rows) {
-        return;
-    }
-    let t0 = gid.z * TILE;
-    let nblocks = p.ncols / 32u;
-    let row_base = row * (p.ncols / BLOCK_ELEMS) * BLOCK_BYTES;
-    var acc = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
-    let tiles = min(TILE, p.ntok - t0);
-    for (var b = 0u; b < nblocks; b++) {
-        decode(row_base, b);
-        for (var t = 0u; t < tiles; t++) {
-            let xb = (p.x_off + (t0 + t) * p.x_stride) / 4u + b * 8u;
-            var s = 0.0;
-            for (var k = 0u; k < 8u; k++) {
-                s += dot(wv[k], x[xb + k]);
-            }
-            acc[t] += s;
-        }
-    }
-    for (var t = 0u; t < tiles; t++) {
-        let at = p.y_off + (t0 + t) * p.y_stride + p.row0 + row;
-        var value = acc[t] * p.scale;
-        if (p.accumulate == 1u) {
-            value += y[at];
-        }
-        y[at] = value;
-    }
 }
 
 // Embedding lookup: one invocation expands one block of one token's row. A tensor split

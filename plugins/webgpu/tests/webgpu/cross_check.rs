@@ -8,15 +8,17 @@ use hearth_backend_check::agreement::{
 use hearth_backend_check::fixtures::smollm2_f16_path;
 use hearth_backend_check::{llamacpp, reference};
 use hearth_sdk::helpers::{Gguf, Tokenizer};
+use hearth_webgpu::device::Gpu;
 use hearth_webgpu::forward::UBATCH;
 use hearth_webgpu::model::WebGpuModel;
+use hearth_webgpu::plan::KernelPlan;
 
 use crate::common::smollm2_path;
 
 /// The prompt is longer than one batch, so the chunked prompt processing and the KV
-/// cache across chunks are both covered.
+/// cache across chunks are both covered, by every kernel plan the adapter can run.
 #[test]
-fn smollm2_logits_on_the_gpu_match_the_cpu_reference_within_1e_4() {
+fn smollm2_logits_on_the_gpu_match_the_cpu_reference_within_1e_4_with_every_kernel_plan() {
     if hearth_sdk::testing::real_models().is_none() {
         return;
     }
@@ -31,13 +33,15 @@ fn smollm2_logits_on_the_gpu_match_the_cpu_reference_within_1e_4() {
         "the prompt must span two batches, it has {} tokens",
         tokens.len()
     );
-    let model = WebGpuModel::load(&path, 256).unwrap();
-    let gpu = model.logits(&tokens, &[]).unwrap();
     let cpu = reference::forward(&gguf, &tokens, None).unwrap();
-    assert_eq!(argmax(&gpu), argmax(&cpu), "the next token differs");
-    let error = relative_error(&gpu, &cpu);
-    println!("{} tokens, max |gpu - cpu| / max |cpu| = {error:e}", tokens.len());
-    assert!(error < 1e-4, "relative error {error}");
+    for plan in KernelPlan::every(Gpu::new().unwrap().subgroups()) {
+        let model = WebGpuModel::load_with_plan(&path, 256, Some(plan)).unwrap();
+        let gpu = model.logits(&tokens, &[]).unwrap();
+        assert_eq!(argmax(&gpu), argmax(&cpu), "{plan}: the next token differs");
+        let error = relative_error(&gpu, &cpu);
+        println!("{plan}, {} tokens, max |gpu - cpu| / max |cpu| = {error:e}", tokens.len());
+        assert!(error < 1e-4, "{plan}: relative error {error}");
+    }
 }
 
 /// llama.cpp's CPU kernels round every activation to 8 bits per block of 32 before a

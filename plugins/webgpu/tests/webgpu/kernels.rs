@@ -7,6 +7,7 @@ use half::{bf16, f16};
 use hearth_sdk::helpers::{dequantize, GgmlType};
 use hearth_webgpu::device::{Gpu, GpuBuffer};
 use hearth_webgpu::kernels::{AttentionShape, Batch, Kernels, View, Weight, SUPPORTED_TYPES};
+use hearth_webgpu::plan::KernelPlan;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 
@@ -25,7 +26,7 @@ fn bench() -> Bench {
             as u64;
     println!("random seed {seed}");
     let gpu = Gpu::new().expect("a wgpu adapter (install mesa-vulkan-drivers for lavapipe)");
-    let kernels = Kernels::new(&gpu);
+    let kernels = Kernels::new(&gpu, gpu.plan);
     Bench { gpu, kernels, rng: ChaCha8Rng::seed_from_u64(seed) }
 }
 
@@ -92,11 +93,16 @@ fn relative_error(gpu: &[f32], cpu: &[f32]) -> f32 {
 }
 
 #[test]
-fn matmul_of_every_weight_type_and_split_matches_the_cpu_within_1e_5() {
+fn matmul_of_every_weight_type_split_plan_and_output_matches_the_cpu_within_1e_5() {
     let mut b = bench();
     // Rows of three K-quant super-blocks: Q6_K's 210-byte blocks then leave every other
-    // row and block unaligned to 4 bytes.
-    let (rows, ncols, ntok) = (70usize, 768usize, 11usize);
+    // row and block unaligned to 4 bytes. 70 rows leave the GPU plan's last tile of 64
+    // rows part empty; 1 and 3 tokens take its matrix–vector kernel, 11 and 40 (over
+    // one tile of 32) its tiled one.
+    let (rows, ncols) = (70usize, 768usize);
+    let plans = KernelPlan::every(b.gpu.subgroups());
+    println!("kernel plans: {plans:?}");
+    let kernels: Vec<Kernels> = plans.iter().map(|&plan| Kernels::new(&b.gpu, plan)).collect();
     for ty in SUPPORTED_TYPES {
         let bytes = b.weight_bytes(ty, rows * ncols);
         let mut w = vec![0.0; rows * ncols];
@@ -113,44 +119,55 @@ fn matmul_of_every_weight_type_and_split_matches_the_cpu_within_1e_5() {
         )
         .unwrap();
         assert_eq!(weight.parts.len(), 5);
-        // x rows sit at offset 8 with a stride of ncols + 4, to test views.
-        let stride = ncols + 4;
-        let x_values = b.values(8 + ntok * stride);
-        let x = b.buffer(&x_values);
-        let dense: Vec<f32> =
-            (0..ntok).flat_map(|t| x_values[8 + t * stride..][..ncols].to_vec()).collect();
-        let expected = reference::matmul(&w, ncols, &dense, ntok);
+        for ntok in [1usize, 3, 11, 40] {
+            // x rows sit at offset 8 with a stride of ncols + 4, to test views.
+            let stride = ncols + 4;
+            let x_values = b.values(8 + ntok * stride);
+            let x = b.buffer(&x_values);
+            let x_view = View::new(&x.buffer, 8, stride as u32);
+            let dense: Vec<f32> =
+                (0..ntok).flat_map(|t| x_values[8 + t * stride..][..ncols].to_vec()).collect();
+            let expected = reference::matmul(&w, ncols, &dense, ntok);
+            let base = b.values(ntok * rows);
+            // Accumulating with a scale: y = base + 0.5 · W·x.
+            let accumulated: Vec<f32> =
+                base.iter().zip(&expected).map(|(a, e)| a + 0.5 * e).collect();
+            for (plan, kernels) in plans.iter().zip(&kernels) {
+                let y = b.poisoned(ntok * rows);
+                let mut batch = Batch::new(&b.gpu, kernels);
+                let y_view = View::new(&y.buffer, 0, rows as u32);
+                batch.matmul(&weight, x_view, y_view, ntok as u32, false, 1.0);
+                batch.submit();
+                let error = relative_error(&b.read(&y, ntok * rows), &expected);
+                assert!(error < 1e-5, "{ty}, {plan}, {ntok} tokens: relative error {error}");
 
-        let y = b.poisoned(ntok * rows);
-        let mut batch = Batch::new(&b.gpu, &b.kernels);
-        batch.matmul(
-            &weight,
-            View::new(&x.buffer, 8, stride as u32),
-            View::new(&y.buffer, 0, rows as u32),
-            ntok as u32,
-            false,
-            1.0,
-        );
-        batch.submit();
-        let error = relative_error(&b.read(&y, ntok * rows), &expected);
-        assert!(error < 1e-5, "{ty}: relative error {error}");
+                let y = b.buffer(&base);
+                let mut batch = Batch::new(&b.gpu, kernels);
+                let y_view = View::new(&y.buffer, 0, rows as u32);
+                batch.matmul(&weight, x_view, y_view, ntok as u32, true, 0.5);
+                batch.submit();
+                let error = relative_error(&b.read(&y, ntok * rows), &accumulated);
+                assert!(
+                    error < 1e-5,
+                    "{ty}, {plan}, {ntok} tokens, accumulating: relative error {error}"
+                );
 
-        // Accumulating with a scale: y = base + 0.5 · W·x.
-        let base = b.values(ntok * rows);
-        let y = b.buffer(&base);
-        let mut batch = Batch::new(&b.gpu, &b.kernels);
-        batch.matmul(
-            &weight,
-            View::new(&x.buffer, 8, stride as u32),
-            View::new(&y.buffer, 0, rows as u32),
-            ntok as u32,
-            true,
-            0.5,
-        );
-        batch.submit();
-        let expected: Vec<f32> = base.iter().zip(&expected).map(|(a, e)| a + 0.5 * e).collect();
-        let error = relative_error(&b.read(&y, ntok * rows), &expected);
-        assert!(error < 1e-5, "{ty} accumulate: relative error {error}");
+                // As a gated feed-forward's up projection over the gate's values in y.
+                for activation in [Activation::Silu, Activation::GeluTanh] {
+                    let y = b.buffer(&base);
+                    let mut batch = Batch::new(&b.gpu, kernels);
+                    let y_view = View::new(&y.buffer, 0, rows as u32);
+                    batch.matmul_gated(&weight, x_view, y_view, ntok as u32, activation);
+                    batch.submit();
+                    let gated = reference::gated(activation, &base, &expected);
+                    let error = relative_error(&b.read(&y, ntok * rows), &gated);
+                    assert!(
+                        error < 1e-5,
+                        "{ty}, {plan}, {ntok} tokens, gated {activation:?}: relative error {error}"
+                    );
+                }
+            }
+        }
     }
 }
 
@@ -260,17 +277,17 @@ fn rope_in_both_pair_layouts_matches_the_cpu_within_1e_4() {
 }
 
 #[test]
-fn grouped_query_attention_over_the_cache_with_and_without_a_window_matches_the_cpu_within_1e_5() {
+fn grouped_query_attention_over_several_splits_with_and_without_a_window_matches_the_cpu_within_1e_5(
+) {
     let mut b = bench();
+    // Up to 305 keys: three splits of 128 keys, the last part full.
     let (heads, kv_heads, hd, ctx, pos0, ntok) =
-        (6usize, 2usize, 64usize, 96usize, 50usize, 5usize);
+        (6usize, 2usize, 64usize, 320usize, 300usize, 5usize);
     let q = b.values(ntok * heads * hd);
     let k = b.values(ctx * kv_heads * hd);
     let v = b.values(ctx * kv_heads * hd);
     let (qb, kb, vb) = (b.buffer(&q), b.buffer(&k), b.buffer(&v));
     for (window, scale) in [(None, 0.125), (Some(7u32), 0.0625), (Some(200), 0.125)] {
-        let scores = b.poisoned(ntok * heads * ctx);
-        let out = b.poisoned(q.len());
         let shape = AttentionShape {
             heads: heads as u32,
             kv_heads: kv_heads as u32,
@@ -278,12 +295,14 @@ fn grouped_query_attention_over_the_cache_with_and_without_a_window_matches_the_
             ctx: ctx as u32,
             scale,
         };
+        let [sums, stats] = shape.partials(ntok as u32).map(|n| b.poisoned(n as usize));
+        let out = b.poisoned(q.len());
         let mut batch = Batch::new(&b.gpu, &b.kernels);
         batch.attention(
             &qb.buffer,
             &kb.buffer,
             &vb.buffer,
-            &scores.buffer,
+            [&sums.buffer, &stats.buffer],
             &out.buffer,
             shape,
             ntok as u32,

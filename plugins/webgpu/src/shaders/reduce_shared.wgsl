@@ -1,0 +1,23 @@
+// The sum over a workgroup of WG invocations, by halving in workgroup memory: for
+// adapters without subgroup operations.
+
+struct Lanes {
+    @builtin(local_invocation_index) lid: u32,
+}
+
+var<workgroup> partial: array<f32, WG>;
+
+fn reduce(lanes: Lanes, value: f32) -> f32 {
+    partial[lanes.lid] = value;
+    workgroupBarrier();
+    for (var step = WG / 2u; step > 0u; step >>= 1u) {
+        if (lanes.lid < step) {
+            partial[lanes.lid] += partial[lanes.lid + step];
+        }
+        workgroupBarrier();
+    }
+    let total = partial[0];
+    // Another reduction may reuse `partial` once everyone has read it.
+    workgroupBarrier();
+    return total;
+}
