@@ -41,7 +41,7 @@ fn the_shared_library_answers_through_the_stable_abi() {
     let mut sink = Collect::default();
     let stats = model
         .generate(
-            &chat("What is the capital of France?", 16),
+            &chat("What is the capital of France? Answer in one word.", 16),
             AbiTokenSink_TO::from_ptr(&mut sink, TD_Opaque),
         )
         .unwrap();

@@ -11,7 +11,8 @@ fn a_greedy_answer_to_the_capital_of_france_names_paris() {
         return;
     }
     let model = load(SMOLLM2, 512);
-    let (text, stats) = run(&*model, &chat("What is the capital of France?", 24)).unwrap();
+    let (text, stats) =
+        run(&*model, &chat("What is the capital of France? Answer in one word.", 24)).unwrap();
     assert!(text.contains("Paris"), "answer: {text:?}");
     assert!(stats.prompt_tokens > 5, "{stats:?}");
     assert!(stats.completion_tokens > 0 && stats.completion_tokens <= 24, "{stats:?}");
