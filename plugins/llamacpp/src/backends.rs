@@ -17,6 +17,9 @@
 //!
 //! A module must come from the same llama.cpp source as the shared libraries: ggml's
 //! backend interface is not a stable ABI. So modules are never mixed across folders.
+//! Of that folder, the one CPU variant chosen below and every GPU module are loaded. A
+//! GPU module that cannot load here (`libggml-cuda.so` without NVIDIA's driver,
+//! `libggml-vulkan.so` without a Vulkan loader) is left out, saying why; the CPU runs.
 //!
 //! The CPU variant is chosen here rather than by ggml: each variant's own
 //! `ggml_backend_score` says whether this CPU runs it and how well (0: it does not),
@@ -192,8 +195,13 @@ pub struct Loaded {
     pub cpu_variant: String,
     /// Every CPU variant on disk.
     pub variants: Vec<Variant>,
-    /// The other modules loaded (file names).
+    /// The GPU modules loaded (file names).
     pub others: Vec<String>,
+    /// The GPU modules that could not be loaded, each with why.
+    pub not_loaded: Vec<String>,
+    /// The names of Vulkan's software renderers (see `vulkan.rs`), which ggml lists as
+    /// GPUs.
+    pub software_devices: Vec<String>,
 }
 
 impl Loaded {
@@ -211,6 +219,10 @@ impl Loaded {
         }
         if !self.others.is_empty() {
             text.push_str(&format!("; modules {}", self.others.join(", ")));
+        }
+        for reason in &self.not_loaded {
+            text.push_str("; ");
+            text.push_str(reason);
         }
         text
     }
@@ -248,10 +260,34 @@ fn register(path: &Path) -> Result<(), String> {
     // in its process-wide registry.
     let registered = unsafe { llama_cpp_sys_2::ggml_backend_load(c_path.as_ptr()) };
     if registered.is_null() {
-        Err(format!("ggml could not load the backend module {}", path.display()))
+        Err(format!(
+            "ggml could not load the backend module {}{}",
+            path.display(),
+            why_not(&c_path)
+        ))
     } else {
         Ok(())
     }
+}
+
+/// What the dynamic loader says against a module ggml would not load (ggml's own
+/// message goes to its log, which is off): usually a library it needs that this
+/// machine lacks, as NVIDIA's `libcuda.so.1`.
+fn why_not(path: &CStr) -> String {
+    // SAFETY: a valid C string; the handle, if any, is closed at once.
+    let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    if !handle.is_null() {
+        // SAFETY: the handle came from dlopen and nothing from it is kept.
+        unsafe { libc::dlclose(handle) };
+        return String::new();
+    }
+    // SAFETY: dlerror returns null or a NUL-terminated message owned by the loader.
+    let error = unsafe { libc::dlerror() };
+    if error.is_null() {
+        return String::new();
+    }
+    // SAFETY: see above; copied before any other loader call.
+    format!(": {}", unsafe { CStr::from_ptr(error) }.to_string_lossy())
 }
 
 /// Load the backend modules (see the module's documentation). Runs before
@@ -293,9 +329,16 @@ pub fn load() -> Result<Loaded, String> {
         };
         let file = files.iter().find(|f| cpu_variant(f) == Some(chosen.as_str())).expect("listed");
         register(&folder.join(file))?;
-        let others: Vec<String> = files.iter().filter(|f| is_other_module(f)).cloned().collect();
-        for other in &others {
-            register(&folder.join(other))?;
+        let (mut others, mut not_loaded, mut software_devices) =
+            (Vec::new(), Vec::new(), Vec::new());
+        for other in files.iter().filter(|f| is_other_module(f)) {
+            if other == "libggml-vulkan.so" {
+                software_devices = crate::vulkan::reveal_software_devices();
+            }
+            match register(&folder.join(other)) {
+                Ok(()) => others.push(other.clone()),
+                Err(why) => not_loaded.push(why),
+            }
         }
         let folder_name = folder.file_name().unwrap_or_default().to_string_lossy();
         return Ok(Loaded {
@@ -307,6 +350,8 @@ pub fn load() -> Result<Loaded, String> {
             cpu_variant: chosen,
             variants,
             others,
+            not_loaded,
+            software_devices,
         });
     }
     let searched: Vec<String> = dirs.iter().map(|dir| dir.display().to_string()).collect();

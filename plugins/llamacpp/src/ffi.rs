@@ -29,12 +29,12 @@ unsafe impl Sync for RawModel {}
 
 /// Which devices the model's layers go to.
 pub enum Placement {
-    /// Every layer stays on the CPU.
+    /// Every layer stays on the CPU, and no other device computes (llama-server's
+    /// `--device none`): with a GPU module loaded, llama.cpp would otherwise still send
+    /// large batches to the GPU.
     Cpu,
-    /// All layers are offloaded to this ggml device.
-    Device(sys::ggml_backend_dev_t),
-    /// llama.cpp's default: all layers on the accelerators it found, if any.
-    Auto,
+    /// All layers are offloaded to these ggml devices, split by layer.
+    Devices(Vec<sys::ggml_backend_dev_t>),
 }
 
 impl RawModel {
@@ -45,17 +45,15 @@ impl RawModel {
         // SAFETY: default params are plain data.
         let mut params = unsafe { sys::llama_model_default_params() };
         params.load_mode = sys::LLAMA_LOAD_MODE_MMAP;
-        // The device list must outlive the load call; it lives until the end of scope.
-        let mut devices = [ptr::null_mut(); 2];
-        match placement {
-            Placement::Cpu => params.n_gpu_layers = 0,
-            Placement::Device(device) => {
-                devices[0] = *device;
-                params.devices = devices.as_mut_ptr();
-                params.n_gpu_layers = -1;
-            }
-            Placement::Auto => params.n_gpu_layers = -1,
-        }
+        // Null-terminated; it must outlive the load call, and lives until the end of
+        // scope. An empty list (only the terminator) is "no device".
+        let mut devices = match placement {
+            Placement::Cpu => Vec::new(),
+            Placement::Devices(devices) => devices.clone(),
+        };
+        params.n_gpu_layers = if devices.is_empty() { 0 } else { -1 };
+        devices.push(ptr::null_mut());
+        params.devices = devices.as_mut_ptr();
         // SAFETY: `path` is a valid C string, `params` is fully initialised.
         let model = unsafe { sys::llama_model_load_from_file(path.as_ptr(), params) };
         NonNull::new(model).map(Self)

@@ -3,9 +3,12 @@
 //! A hearth plugin (id `llamacpp`) that runs GGUF models with llama.cpp, built from
 //! source by `llama-cpp-2` with ggml's dynamic backends: every backend is a module loaded
 //! at start from the plugin's companion folder, the CPU backend in the best variant this
-//! CPU runs (see [`backends`]), and a GPU module found there (`libggml-cuda.so`, …) is
-//! used as a built-in one would be: models are then offloaded whole. The cargo features
-//! `cuda`, `vulkan` and `metal` build those GPU modules.
+//! CPU runs (see [`backends`]), and every GPU module found there (`libggml-vulkan.so`,
+//! `libggml-cuda.so`, which setup builds where their toolkits are) is used as a
+//! built-in one would be. The device a model runs on is the request's (`--device`, by
+//! the name `hearth plugins` lists: `Vulkan0`, `CUDA0`; `none` for the CPU alone), else
+//! every GPU: models are offloaded whole. Vulkan's software renderers (lavapipe) are
+//! listed but used only when named (see `vulkan.rs`).
 //!
 //! - **Models** are memory-mapped; the context (KV cache and scratch) is created on the
 //!   first request and freed by `trim`. Requests to one model take turns on that
@@ -30,6 +33,7 @@ mod ffi;
 mod model;
 mod session;
 mod stream;
+mod vulkan;
 
 use std::fs::File;
 use std::io::Read;
@@ -77,14 +81,33 @@ pub(crate) fn read_magic(path: &Path) -> std::io::Result<[u8; 4]> {
     Ok(magic)
 }
 
-fn device_kind(device: &LlamaBackendDevice) -> DeviceKind {
+/// A device's kind; `software` names Vulkan's software renderers, which ggml calls GPUs.
+fn device_kind(device: &LlamaBackendDevice, software: &[String]) -> DeviceKind {
     match device.device_type {
         LlamaBackendDeviceType::Cpu => DeviceKind::Cpu,
+        _ if device.backend == "Vulkan" && software.contains(&device.description) => {
+            DeviceKind::SoftwareGpu
+        }
         LlamaBackendDeviceType::Gpu => DeviceKind::DiscreteGpu,
         LlamaBackendDeviceType::IntegratedGpu => DeviceKind::IntegratedGpu,
         LlamaBackendDeviceType::Accelerator | LlamaBackendDeviceType::Unknown => DeviceKind::Other,
     }
 }
+
+/// The devices llama.cpp has, each with its kind.
+fn devices() -> Vec<(LlamaBackendDevice, DeviceKind)> {
+    let software = llama_backend().map_or(&[][..], |(_, modules)| &modules.software_devices[..]);
+    list_llama_ggml_backend_devices()
+        .into_iter()
+        .map(|device| {
+            let kind = device_kind(&device, software);
+            (device, kind)
+        })
+        .collect()
+}
+
+/// The request's device meaning "the CPU alone", as llama-server's `--device none`.
+const NO_DEVICE: &str = "none";
 
 /// The llama.cpp backend.
 pub struct LlamaCppBackend;
@@ -96,32 +119,48 @@ impl LlamaCppBackend {
         Ok(Self)
     }
 
-    /// Where the model's layers go: the requested device, or llama.cpp's choice.
-    fn placement(request: &LoadRequest) -> Result<(ffi::Placement, bool), PluginError> {
-        let devices = list_llama_ggml_backend_devices();
-        // Only GPUs take layers; other ggml devices (BLAS, …) work on host memory.
-        let accelerated = |device: &LlamaBackendDevice| device_kind(device).is_accelerator();
-        let Some(wanted) = request.device.as_ref().into_option() else {
-            return Ok((ffi::Placement::Auto, devices.iter().any(accelerated)));
+    /// Where the model's layers go: the requested device, else every GPU.
+    fn placement(request: &LoadRequest) -> Result<ffi::Placement, PluginError> {
+        let devices = devices();
+        let handle = |device: &LlamaBackendDevice| {
+            // SAFETY: the index comes from the current device list.
+            unsafe { llama_cpp_sys_2::ggml_backend_dev_get(device.index) }
         };
-        let device = devices
+        let Some(wanted) = request.device.as_ref().into_option() else {
+            // Software renderers only when named: the CPU backend is faster on the
+            // same cores.
+            let gpus: Vec<_> = devices
+                .iter()
+                .filter(|(_, kind)| kind.is_accelerator())
+                .map(|(device, _)| handle(device))
+                .collect();
+            return Ok(if gpus.is_empty() {
+                ffi::Placement::Cpu
+            } else {
+                ffi::Placement::Devices(gpus)
+            });
+        };
+        if wanted.eq_ignore_ascii_case(NO_DEVICE) {
+            return Ok(ffi::Placement::Cpu);
+        }
+        let (device, kind) = devices
             .iter()
-            .find(|device| {
+            .find(|(device, _)| {
                 device.name.eq_ignore_ascii_case(wanted) || device.description == wanted.as_str()
             })
             .ok_or_else(|| {
-                let names: Vec<&str> = devices.iter().map(|device| device.name.as_str()).collect();
+                let names: Vec<&str> =
+                    devices.iter().map(|(device, _)| device.name.as_str()).collect();
                 PluginError::invalid_request(format!(
-                    "no llama.cpp device `{wanted}`; it has {}",
+                    "no llama.cpp device `{wanted}`; it has {} (or `{NO_DEVICE}` for the CPU alone)",
                     names.join(", ")
                 ))
             })?;
-        if !accelerated(device) {
-            return Ok((ffi::Placement::Cpu, false));
-        }
-        // SAFETY: the index comes from the current device list.
-        let handle = unsafe { llama_cpp_sys_2::ggml_backend_dev_get(device.index) };
-        Ok((ffi::Placement::Device(handle), true))
+        // Only GPUs take layers; other ggml devices (BLAS, …) work on host memory.
+        Ok(match kind {
+            DeviceKind::Cpu | DeviceKind::Other => ffi::Placement::Cpu,
+            _ => ffi::Placement::Devices(vec![handle(device)]),
+        })
     }
 }
 
@@ -129,10 +168,7 @@ impl Backend for LlamaCppBackend {
     fn info(&self) -> BackendInfo {
         let features = ["lora", "chat-template", "prefix-cache"].into_iter().chain(
             // Offloading is there when a GPU module was loaded.
-            list_llama_ggml_backend_devices()
-                .iter()
-                .any(|device| device_kind(device).is_accelerator())
-                .then_some("gpu-offload"),
+            devices().iter().any(|(_, kind)| kind.is_accelerator()).then_some("gpu-offload"),
         );
         BackendInfo {
             id: "llamacpp".into(),
@@ -145,28 +181,37 @@ impl Backend for LlamaCppBackend {
     }
 
     fn probe(&self, host: &HostProfile) -> Probe {
-        let devices: Vec<DeviceInfo> = list_llama_ggml_backend_devices()
+        let devices = devices();
+        let infos: Vec<DeviceInfo> = devices
             .iter()
-            .map(|device| {
-                let kind = device_kind(device);
+            .map(|(device, kind)| {
                 // ggml reports the CPU's memory as the host's; the host's own figures
                 // are the ones routing compares against.
-                let (total, free) = if kind == DeviceKind::Cpu {
+                let (total, free) = if *kind == DeviceKind::Cpu {
                     (host.ram_total_bytes, host.ram_available_bytes)
                 } else {
                     (device.memory_total as u64, device.memory_free as u64)
                 };
                 DeviceInfo {
-                    kind,
+                    kind: *kind,
                     name: device.name.as_str().into(),
                     memory_total_bytes: total,
                     memory_free_bytes: free,
                 }
             })
             .collect();
-        let reason = devices
+        let listed = devices
             .iter()
-            .map(|device| format!("{} ({})", device.name, device.kind.as_str()))
+            .map(|(device, kind)| match kind {
+                DeviceKind::Cpu => format!("{} ({})", device.name, kind.as_str()),
+                DeviceKind::SoftwareGpu => format!(
+                    "{} = {} ({}, used only when asked for by name)",
+                    device.name,
+                    device.description,
+                    kind.as_str()
+                ),
+                _ => format!("{} = {} ({})", device.name, device.description, kind.as_str()),
+            })
             .collect::<Vec<_>>()
             .join(", ");
         let modules = match llama_backend() {
@@ -175,8 +220,8 @@ impl Backend for LlamaCppBackend {
         };
         Probe {
             available: true,
-            devices: devices.into(),
-            reason: format!("llama.cpp devices: {reason}{modules}").into(),
+            devices: infos.into(),
+            reason: format!("llama.cpp devices: {listed}{modules}").into(),
         }
     }
 
@@ -198,7 +243,8 @@ impl Backend for LlamaCppBackend {
         if &magic != b"GGUF" {
             return Err(PluginError::model_file(format!("{} is not a GGUF file", path.display())));
         }
-        let (placement, on_device) = Self::placement(request)?;
+        let placement = Self::placement(request)?;
+        let on_device = matches!(placement, ffi::Placement::Devices(_));
         let weights = ffi::RawModel::load(path, &placement).ok_or_else(|| {
             PluginError::model_file(format!(
                 "llama.cpp could not load {} (truncated, corrupt, or an architecture it does not know)",
