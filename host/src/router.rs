@@ -15,11 +15,14 @@
 //!   device (see [`fits`]).
 //! - Fallback: from that tier downward, each tier's models in order, the first
 //!   installed file the backend reads; then the same on the next backend.
+//! - Device: when one is asked for (`--device`), only the backends that list it take
+//!   part, and `none` (the CPU alone) keeps those with a CPU device.
 
 use std::collections::HashSet;
 use std::fmt;
 use std::path::PathBuf;
 
+use hearth_sdk::DeviceKind;
 use serde::Serialize;
 
 use crate::catalog::units::format_size;
@@ -32,7 +35,13 @@ pub struct RouteRequest {
     pub model: Option<String>,
     pub backend: Option<String>,
     pub tier: Option<u8>,
+    /// The device models must run on, by the name a backend's probe lists (llama.cpp's
+    /// `Vulkan0`, `CUDA0`), or [`NO_DEVICE`]; the service sets it from `--device`.
+    pub device: Option<String>,
 }
+
+/// The device name that means the CPU alone, no GPU (llama-server's `--device none`).
+pub const NO_DEVICE: &str = "none";
 
 /// Where model files are; implemented by the store, faked in tests.
 pub trait Installed {
@@ -51,6 +60,10 @@ pub enum RouteError {
     UnknownModel(String),
     #[error("no usable backend has a tier {tier} (tier tables: {tables})")]
     NoSuchTier { tier: u8, tables: String },
+    #[error(
+        "no usable backend has a device `{device}` (devices: {known}; or `none` for the CPU alone)"
+    )]
+    NoSuchDevice { device: String, known: String },
 }
 
 /// A backend in the fallback order, with why it sits there.
@@ -118,7 +131,8 @@ pub fn plan(
     request: &RouteRequest,
 ) -> Result<RoutePlan, RouteError> {
     let mut notes = Vec::new();
-    let order = backend_order(device, request.backend.as_deref(), &mut notes)?;
+    let order =
+        backend_order(device, request.backend.as_deref(), request.device.as_deref(), &mut notes)?;
     let backend_order: Vec<BackendChoice> = order
         .iter()
         .map(|(b, reason)| BackendChoice { backend: b.backend.clone(), reason: reason.clone() })
@@ -211,8 +225,62 @@ pub fn plan(
     Ok(RoutePlan { backend_order, recommended, candidates, notes, unrunnable: Vec::new() })
 }
 
-/// Loaded, available backends, fastest first, each with its reason.
+/// Loaded, available backends that have the wanted device, fastest first, each with
+/// its reason.
 fn backend_order<'a>(
+    device: &'a DeviceProfile,
+    forced: Option<&str>,
+    wanted: Option<&str>,
+    notes: &mut Vec<String>,
+) -> Result<Vec<(&'a BackendProbe, String)>, RouteError> {
+    let order = available_backends(device, forced, notes)?;
+    let Some(wanted) = wanted else { return Ok(order) };
+    let (with, without): (Vec<_>, Vec<_>) =
+        order.into_iter().partition(|(backend, _)| has_device(backend, wanted));
+    if with.is_empty() && !without.is_empty() {
+        return Err(RouteError::NoSuchDevice {
+            device: wanted.to_string(),
+            known: device_list(device),
+        });
+    }
+    for (backend, _) in without {
+        notes.push(format!("{}: left out — it has no device `{wanted}`", backend.backend));
+    }
+    Ok(with
+        .into_iter()
+        .map(|(backend, why)| (backend, format!("{why}; on device `{wanted}`, as asked")))
+        .collect())
+}
+
+/// Whether `backend` lists the device `wanted`, by name; for [`NO_DEVICE`], whether it
+/// runs on the CPU.
+fn has_device(backend: &BackendProbe, wanted: &str) -> bool {
+    let cpu = wanted.eq_ignore_ascii_case(NO_DEVICE);
+    backend.probe.devices.iter().any(|d| {
+        if cpu {
+            d.kind == DeviceKind::Cpu
+        } else {
+            d.name.eq_ignore_ascii_case(wanted)
+        }
+    })
+}
+
+/// Every available backend's devices, for an error: `llamacpp: CPU, Vulkan0; …`.
+fn device_list(device: &DeviceProfile) -> String {
+    let lists: Vec<String> = device
+        .backends
+        .iter()
+        .filter(|backend| backend.probe.available)
+        .map(|backend| {
+            let names: Vec<&str> = backend.probe.devices.iter().map(|d| d.name.as_str()).collect();
+            format!("{}: {}", backend.backend, names.join(", "))
+        })
+        .collect();
+    lists.join("; ")
+}
+
+/// Loaded, available backends, fastest first, each with its reason.
+fn available_backends<'a>(
     device: &'a DeviceProfile,
     forced: Option<&str>,
     notes: &mut Vec<String>,

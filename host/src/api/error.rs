@@ -68,6 +68,8 @@ impl From<ServiceError> for ApiError {
             | ServiceError::Route(RouteError::UnknownModel(_)) => Self::not_found(message),
             // The plugins folder is live: the backend is there once its plugin lands.
             ServiceError::Route(RouteError::BackendNotLoaded { .. }) => Self::busy(message),
+            // The server's `--device`, not the client's request: a plugin may bring it.
+            ServiceError::Route(RouteError::NoSuchDevice { .. }) => Self::busy(message),
             ServiceError::AdapterNotInstalled { .. }
             | ServiceError::AdapterMismatch { .. }
             | ServiceError::AdapterTwice(_)

@@ -170,7 +170,7 @@ impl CommonParams {
             .model
             .clone()
             .filter(|name| !name.is_empty() && name != "auto" && name != "default");
-        RouteRequest { model, backend: self.backend.clone(), tier: self.tier }
+        RouteRequest { model, backend: self.backend.clone(), tier: self.tier, device: None }
     }
 
     pub fn max_tokens(&self) -> Result<u32, ApiError> {

@@ -114,6 +114,7 @@ fn generation(args: &BenchArgs, prompt: &str, max_tokens: u32) -> Generation {
             model: args.model.clone(),
             backend: args.backend.clone(),
             tier: None,
+            device: None,
         },
         request: GenerateRequest {
             messages: RVec::new(),

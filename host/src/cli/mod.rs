@@ -48,6 +48,11 @@ pub struct GlobalArgs {
     /// CPU threads per model (default: the backend's choice).
     #[arg(long, global = true, env = "HEARTH_THREADS", default_value_t = 0)]
     pub threads: u32,
+    /// The device models run on, by the name `hearth plugins` lists (llama.cpp's
+    /// `Vulkan0`, `CUDA0`), or `none` for the CPU alone (default: every GPU a backend
+    /// has; software renderers such as lavapipe only when named).
+    #[arg(long, global = true, env = "HEARTH_DEVICE")]
+    pub device: Option<String>,
     /// Where backends run, for every backend and over the catalog's `[isolation]`:
     /// `process` (a supervised worker process per model) or `in-process`. Without it
     /// the catalog decides, else `serve` uses `process` and `run`/`bench` `in-process`.
@@ -72,6 +77,7 @@ impl GlobalArgs {
             config.models = models.clone();
         }
         config.threads = self.threads;
+        config.device = self.device.clone().filter(|device| !device.is_empty());
         config.isolation = self.isolation;
         config.default_isolation = default_isolation;
         config

@@ -90,7 +90,8 @@ pub async fn run(hearth: Arc<Hearth>, args: RunArgs) -> anyhow::Result<()> {
     let (model, prompt) = args.model_and_prompt(&hearth);
     let adapters =
         args.adapters.iter().map(|text| parse_adapter(text)).collect::<anyhow::Result<Vec<_>>>()?;
-    let route = RouteRequest { model, backend: args.backend.clone(), tier: args.tier };
+    let route =
+        RouteRequest { model, backend: args.backend.clone(), tier: args.tier, device: None };
     let mut history: Vec<ChatMessage> = Vec::new();
     if let Some(system) = &args.system {
         history.push(ChatMessage { role: "system".into(), content: system.as_str().into() });

@@ -242,6 +242,49 @@ fn a_software_webgpu_adapter_is_the_last_resort() {
     );
 }
 
+/// This project's machine with the Vulkan module: lavapipe listed by llama.cpp and WebGPU.
+fn lavapipe_box() -> DeviceProfile {
+    let llvmpipe = |name: &str| device(DeviceKind::SoftwareGpu, name, 8 * GIB);
+    DeviceProfile {
+        host: host(8 * GIB, false),
+        backends: vec![
+            backend("webgpu", vec![llvmpipe("llvmpipe (LLVM 15.0.6, 256 bits)")]),
+            backend("llamacpp", vec![cpu(), llvmpipe("Vulkan0")]),
+        ],
+    }
+}
+
+#[test]
+fn a_named_device_keeps_only_the_backends_that_list_it_whatever_its_case() {
+    let req = RouteRequest { device: Some("vulkan0".into()), ..auto() };
+    let p = plan(&catalog(), &lavapipe_box(), &Have::only(&["smollm2-135m"]), &req).unwrap();
+    assert_eq!(order(&p), ["llamacpp"]);
+    assert!(p.backend_order[0].reason.ends_with("on device `vulkan0`, as asked"), "{p:?}");
+    assert!(p.notes.contains(&"webgpu: left out — it has no device `vulkan0`".to_string()));
+}
+
+#[test]
+fn device_none_keeps_the_backends_that_run_on_the_cpu() {
+    let req = RouteRequest { device: Some("none".into()), ..auto() };
+    let p = plan(&catalog(), &gpu_box_16gb(), &Have::only(&["smollm2-135m"]), &req).unwrap();
+    assert_eq!(order(&p), ["llamacpp"]);
+}
+
+#[test]
+fn an_unknown_device_is_refused_naming_it_and_every_backends_devices() {
+    let req = RouteRequest { device: Some("CUDA0".into()), ..auto() };
+    let err = plan(&catalog(), &lavapipe_box(), &Have::only(&[]), &req).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no usable backend has a device `CUDA0` (devices: webgpu: llvmpipe (LLVM 15.0.6, 256 \
+         bits); llamacpp: CPU, Vulkan0; or `none` for the CPU alone)"
+    );
+    let forced = RouteRequest { backend: Some("webgpu".into()), ..req };
+    let forced = RouteRequest { device: Some("Vulkan0".into()), ..forced };
+    let err = plan(&catalog(), &lavapipe_box(), &Have::only(&[]), &forced).unwrap_err();
+    assert!(matches!(err, RouteError::NoSuchDevice { .. }), "{err}");
+}
+
 #[test]
 fn a_forced_backend_is_the_only_one_tried() {
     let req = RouteRequest { backend: Some("webgpu".into()), ..auto() };

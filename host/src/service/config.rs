@@ -56,6 +56,10 @@ pub struct HearthConfig {
     pub threads: u32,
     /// Context window per model; 0 uses the catalog's value.
     pub context_size: u32,
+    /// The device every model runs on, by the name its backend's probe lists (e.g.
+    /// llama.cpp's `Vulkan0`), or `none` for the CPU alone; `None` lets routing and the
+    /// backends choose.
+    pub device: Option<String>,
     /// Where every backend runs, whatever the catalog says (the command line's
     /// `--isolation`); `None` follows the catalog's `[isolation]` section.
     pub isolation: Option<Isolation>,
@@ -76,6 +80,7 @@ impl HearthConfig {
             models: home.join("models"),
             threads: 0,
             context_size: 0,
+            device: None,
             isolation: None,
             default_isolation: Isolation::InProcess,
             worker_program: None,

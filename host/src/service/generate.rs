@@ -388,7 +388,7 @@ impl Hearth {
                 format: candidate.artifact.format.as_str().into(),
                 context_size,
                 threads: self.config.threads,
-                device: None.into(),
+                device: self.config.device.clone().map(RString::from).into(),
             },
             idle,
             estimated_bytes,

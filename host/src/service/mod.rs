@@ -142,8 +142,9 @@ impl Hearth {
 
     /// The routing decision for a request, with its reasons.
     pub fn route(&self, request: &RouteRequest) -> Result<RoutePlan, router::RouteError> {
+        let request = RouteRequest { device: self.config.device.clone(), ..request.clone() };
         let mut plan =
-            router::plan(&self.catalog(), &self.device(), &StoreInstalled(&self.store), request)?;
+            router::plan(&self.catalog(), &self.device(), &StoreInstalled(&self.store), &request)?;
         self.leave_out_unrunnable(&mut plan);
         Ok(plan)
     }
