@@ -62,7 +62,11 @@ cuda)
     # default list.
     archs=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null |
         tr -d '. ' | sort -u | paste -sd';' || true)
-    flags+=(-DGGML_CUDA=ON -DGGML_CUDA_NCCL=OFF -DCMAKE_CUDA_COMPILER="$nvcc")
+    # The module's run path names the toolkit's libraries (cuBLAS, the CUDA runtime),
+    # which need not be in the loader's default path.
+    cuda_lib=$(realpath -m "$(dirname "$nvcc")/../lib64")
+    flags+=(-DGGML_CUDA=ON -DGGML_CUDA_NCCL=OFF -DCMAKE_CUDA_COMPILER="$nvcc"
+        -DCMAKE_MODULE_LINKER_FLAGS="-Wl,-rpath,$cuda_lib")
     [[ -n $archs ]] && flags+=(-DCMAKE_CUDA_ARCHITECTURES="$archs")
     ;;
 *)

@@ -147,21 +147,11 @@ impl RealHost {
 
     /// The same, with the variables `unset` taken out of the environment.
     pub fn cli_without(&self, args: &[&str], unset: &[&str]) -> Output {
-        let home = self.plugins.path().join("home");
-        let mut command = std::process::Command::new(built_binary());
+        let mut command = self.command(args);
         for name in unset {
             command.env_remove(name);
         }
-        let output = command
-            .args(args)
-            .env("HEARTH_HOME", &home)
-            .env("HEARTH_PLUGINS", self.plugins.path())
-            .env("HEARTH_MODELS", &self.models)
-            .env("HEARTH_THREADS", "2")
-            .env_remove("HEARTH_CATALOG")
-            .env_remove("RUST_BACKTRACE")
-            .output()
-            .expect("run hearth");
+        let output = command.output().expect("run hearth");
         assert!(
             output.status.success(),
             "hearth {args:?} failed:\n{}\n{}",
@@ -169,6 +159,20 @@ impl RealHost {
             String::from_utf8_lossy(&output.stderr)
         );
         output
+    }
+
+    /// `hearth ARGS` on this host's folders, not yet run.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new(built_binary());
+        command
+            .args(args)
+            .env("HEARTH_HOME", self.plugins.path().join("home"))
+            .env("HEARTH_PLUGINS", self.plugins.path())
+            .env("HEARTH_MODELS", &self.models)
+            .env("HEARTH_THREADS", "2")
+            .env_remove("HEARTH_CATALOG")
+            .env_remove("RUST_BACKTRACE");
+        command
     }
 }
 

@@ -1,7 +1,8 @@
 //! The llama.cpp plugin as setup installs it: beside it, its companion folder of
-//! llama.cpp's shared libraries and ggml's backend modules, one per CPU variant.
+//! llama.cpp's shared libraries and ggml's backend modules: one per CPU variant, and the
+//! Vulkan one (which runs on lavapipe here).
 
-use std::process::Command;
+use std::process::{Command, Output};
 
 use crate::helpers::{stdout, RealHost};
 
@@ -70,4 +71,63 @@ fn the_installed_plugin_names_the_cpu_variant_it_picked_and_answers_with_it() {
         &["LD_LIBRARY_PATH"],
     );
     assert!(stdout(&output).contains("Paris"), "{}", stdout(&output));
+}
+
+/// Runs `command`, which must succeed; its output.
+fn succeeded(command: &mut Command) -> Output {
+    let output = command.output().expect("run hearth");
+    assert!(
+        output.status.success(),
+        "{command:?} failed:\n{}\n{}",
+        stdout(&output),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+#[test]
+fn the_installed_vulkan_module_lists_lavapipe_and_answers_on_it_when_asked_by_name() {
+    if hearth_sdk::testing::real_models().is_none() {
+        return;
+    }
+    let host = RealHost::with_installed_plugins(&["hearth_llamacpp"]);
+    let module = host.plugins.path().join("libhearth_llamacpp/libggml-vulkan.so");
+    assert!(
+        module.is_file(),
+        "setup builds ggml's Vulkan module and installs it beside the plugin"
+    );
+    // As a user starts it: no cargo library path, no ggml variable showing lavapipe.
+    let hearth = |args: &[&str]| {
+        let mut command = host.command(args);
+        command.env_remove("LD_LIBRARY_PATH").env_remove("GGML_VK_VISIBLE_DEVICES");
+        command
+    };
+    let listing = stdout(&succeeded(&mut hearth(&["plugins"])));
+    assert!(listing.contains("modules libggml-vulkan.so"), "{listing}");
+    assert!(listing.contains("Vulkan0 = llvmpipe"), "{listing}");
+    assert!(listing.contains("    software-gpu Vulkan0 ("), "{listing}");
+
+    let question = ["run", "smollm2-135m", "What is the capital of France?", "--temperature", "0"];
+    let on = |device: &str| {
+        let mut command = hearth(&question);
+        command.args(["--max-tokens", "24", "--device", device]).env("HEARTH_LLAMACPP_LOG", "1");
+        succeeded(&mut command)
+    };
+    let vulkan = on("Vulkan0");
+    assert!(stdout(&vulkan).contains("Paris"), "{}", stdout(&vulkan));
+    // llama.cpp's own log: the weights went to the Vulkan device.
+    let log = String::from_utf8_lossy(&vulkan.stderr);
+    assert!(log.contains("Vulkan0 model buffer size"), "{log}");
+    // And `none` keeps them on the CPU, where a software renderer is not used anyway.
+    let cpu = on("none");
+    assert!(stdout(&cpu).contains("Paris"), "{}", stdout(&cpu));
+    assert!(!String::from_utf8_lossy(&cpu.stderr).contains("Vulkan0 model buffer"));
+
+    let unknown = hearth(&["run", "smollm2-135m", "Hi", "--device", "CUDA7"]).output().unwrap();
+    assert!(!unknown.status.success());
+    let error = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        error.contains("no usable backend has a device `CUDA7` (devices: llamacpp: CPU, Vulkan0;"),
+        "{error}"
+    );
 }
