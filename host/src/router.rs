@@ -246,9 +246,11 @@ fn backend_order<'a>(
     for (backend, _) in without {
         notes.push(format!("{}: left out — it has no device `{wanted}`", backend.backend));
     }
+    // The asked-for device, not the backend's best one, is what it runs on.
+    let forced = if forced.is_some() { "forced by the request; " } else { "" };
     Ok(with
         .into_iter()
-        .map(|(backend, why)| (backend, format!("{why}; on device `{wanted}`, as asked")))
+        .map(|(backend, _)| (backend, format!("{forced}it has the device asked for, `{wanted}`")))
         .collect())
 }
 
