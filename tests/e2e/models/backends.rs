@@ -154,8 +154,11 @@ async fn the_same_chat_on_every_backend(model: &str) -> Vec<(String, u32, String
     let mut answers = Vec::new();
     for backend in ["llamacpp", "mlx", "webgpu"] {
         let mut generation = crate::helpers::question();
-        generation.route =
-            RouteRequest { model: Some(model.into()), backend: Some(backend.into()), tier: None };
+        generation.route = RouteRequest {
+            model: Some(model.into()),
+            backend: Some(backend.into()),
+            ..RouteRequest::default()
+        };
         generation.request.messages = vec![hearth_sdk::ChatMessage {
             role: "user".into(),
             content: "Write a short story about a lighthouse keeper.".into(),
