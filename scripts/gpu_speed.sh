@@ -14,7 +14,9 @@
 #                                      only while warm): the llama.cpp plugin on CUDA and
 #                                      llama-bench
 # The Vulkan loader travels as Debian packages in .gl (the device tool's README says how);
-# each call carries .gl and its folder and starts with
+# GPU_SHAPES (1b 8b), GPU_RUNS (3) and GPU_PLANS (the WebGPU kernel plans: gpu software,
+# or none to leave WebGPU out) choose what runs. Each call carries .gl and its folder and
+# starts with
 #   for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig; bash DIR/sN/gpu_speed.sh sN
 set -uo pipefail
 
@@ -47,7 +49,7 @@ prepare)
     source_dir=$HEARTH_CACHE/llama.cpp-0.1.161/source
     target=$CARGO_TARGET_DIR/release
     mkdir -p "$dest/s1/py" "$dest/s2/companion"
-    cp "$here/gpu_speed.sh" "$dest/s1/" && cp "$here/gpu_speed.sh" "$dest/s2/"
+    cp "$here/gpu_speed.sh" "$here/ggml_module.sh" "$dest/s1/" && cp "$here/gpu_speed.sh" "$dest/s2/"
     tar -C "$source_dir" --exclude=./tools/ui --exclude=./docs --exclude=./gguf-py \
         --exclude=./models --exclude=./pocs --exclude=./.complete -cJf "$dest/s1/llama-src.tar.xz" .
     strip -o "$dest/s1/hearth" "$target/hearth"
@@ -70,17 +72,20 @@ s1)
         date -u; nproc; free -g; nvidia-smi; nvcc --version | tail -2; vulkaninfo --summary 2>&1 | head -30
     } >"$OUT/machine.txt" 2>&1
     tar -C "$W/src" -xJf "$here/llama-src.tar.xz" || exit 1
-    # The CUDA build of llama.cpp (ggml's CUDA and CPU modules, llama-bench) runs in the
-    # background while the models are made and WebGPU runs; s2 waits for it.
+    # ggml's CUDA module as setup builds it where the CUDA toolkit is
+    # (scripts/ggml_module.sh), in the background while the models are made; llama-bench
+    # is built without CUDA and runs on that same module (s2 copies it beside it), so
+    # both measure one build of the kernels. s2 waits for it.
+    setsid nohup bash -c "bash '$here/ggml_module.sh' cuda '$W/src' '$W/cuda' \
+        >'$W/cuda-build.log' 2>&1; echo rc=\$? >>'$W/cuda-build.log'" >/dev/null 2>&1 </dev/null &
     cmake -S "$W/src" -B "$W/build" -G Ninja -Wno-dev -DCMAKE_BUILD_TYPE=Release \
         -DBUILD_SHARED_LIBS=ON -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=OFF -DGGML_NATIVE=OFF \
-        -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_CUDA_NCCL=OFF \
         -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON \
         -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
         -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF >"$W/configure.log" 2>&1 ||
         { tail -30 "$W/configure.log"; exit 1; }
-    setsid nohup bash -c "cmake --build '$W/build' --target llama-bench ggml-cuda ggml-cpu -j12 \
-        >'$W/cuda-build.log' 2>&1; echo rc=\$? >>'$W/cuda-build.log'" >/dev/null 2>&1 </dev/null &
+    cmake --build "$W/build" --target llama-bench ggml-cpu -j4 >"$W/bench-build.log" 2>&1 ||
+        { tail -30 "$W/bench-build.log"; exit 1; }
     cp "$here/hearth" "$W/bin/" && chmod +x "$W/bin/hearth"
     cp "$here/libhearth_webgpu.so" "$W/plugins-webgpu/"
     write_catalog
@@ -95,7 +100,7 @@ s1)
     "$W/bin/hearth" plugins 2>&1 | tee "$OUT/webgpu-plugins.txt"
     for shape in $SHAPES; do
         for plan in ${GPU_PLANS:-gpu software}; do
-            [[ $plan == software && $shape != 1b ]] && continue
+            [[ $plan == none || ($plan == software && $shape != 1b) ]] && continue
             echo "== webgpu, kernels $plan, $shape"
             HEARTH_WEBGPU_KERNELS=$plan timeout 400 "$W/bin/hearth" bench "synthetic-$shape" \
                 --backend webgpu --runs "$RUNS" --json >"$OUT/webgpu-$plan-$shape.json" 2>"$OUT/webgpu-$plan-$shape.err"
@@ -115,7 +120,7 @@ s2)
     bin=$W/build/bin
     # The CUDA module joins the plugin's companion folder, as setup installs it where the
     # CUDA toolkit is.
-    cp "$bin/libggml-cuda.so" "$W/plugins/libhearth_llamacpp/"
+    cp "$W/cuda/bin/libggml-cuda.so" "$W/plugins/libhearth_llamacpp/" "$bin/"
     cp "$W/plugins-webgpu/libhearth_webgpu.so" "$W/plugins/"
     export HEARTH_PLUGINS=$W/plugins
     "$H" plugins 2>&1 | tee "$OUT/plugins.txt"
@@ -126,11 +131,24 @@ s2)
         timeout 300 "$H" bench "synthetic-$shape" --backend llamacpp --runs "$RUNS" --json \
             >"$OUT/llamacpp-$shape.json" 2>"$OUT/llamacpp-$shape.err"
         echo "rc=$?"; cat "$OUT/llamacpp-$shape.json"; tail -3 "$OUT/llamacpp-$shape.err"
+        echo "== llama.cpp plugin on CUDA, sampling on the CPU, $shape"
+        HEARTH_LLAMACPP_DEVICE_SAMPLING=0 timeout 300 "$H" bench "synthetic-$shape" --backend llamacpp \
+            --runs "$RUNS" --json >"$OUT/llamacpp-cpu-sampling-$shape.json" 2>"$OUT/llamacpp-cpu-sampling-$shape.err"
+        echo "rc=$?"; cat "$OUT/llamacpp-cpu-sampling-$shape.json"; tail -3 "$OUT/llamacpp-cpu-sampling-$shape.err"
         echo "== llama-bench -ngl 99, $shape"
         (cd "$bin" && ./llama-bench -m "$M" -ngl 99 -r "$RUNS" -p 512 -n 128 -o json \
             >"$OUT/llama-bench-$shape.json" 2>"$OUT/llama-bench-$shape.err")
         echo "rc=$?"; grep -E '"(n_prompt|n_gen|avg_ts)"' "$OUT/llama-bench-$shape.json"
     done
+    # A model larger than the GPU's memory, as the plugin sees it when all but 2 GiB is
+    # kept free: as many layers as fit go to the GPU, the rest run on the CPU.
+    shape=${SHAPES##* }
+    free_mib=$(nvidia-smi --query-gpu=memory.free --format=csv,noheader,nounits | head -1)
+    echo "== llama.cpp plugin, $shape, 2 GiB of the GPU's $free_mib MiB free left to it"
+    HEARTH_LLAMACPP_FIT_TARGET_MIB=$((free_mib - 2048)) HEARTH_LLAMACPP_LOG=1 timeout 300 \
+        "$H" bench "synthetic-$shape" --backend llamacpp --runs 1 --json \
+        >"$OUT/llamacpp-fit-$shape.json" 2>"$OUT/llamacpp-fit-$shape.err"
+    echo "rc=$?"; cat "$OUT/llamacpp-fit-$shape.json"; grep -E "offloaded|fit" "$OUT/llamacpp-fit-$shape.err" | tail -5
     ;;
 
 *)

@@ -270,15 +270,15 @@ install_stripped() {
 }
 
 # The llama.cpp plugin's companion folder (plugins/llamacpp/src/backends.rs): the shared
-# libraries it links (its NEEDED libllama, libggml and libggml-base, by their sonames)
-# and ggml's backend modules (every CPU variant; the GPU ones built above), all from the
-# one llama.cpp source.
+# libraries it links (its NEEDED libllama, libllama-common — for the offload's fit —,
+# libggml and libggml-base, by their sonames) and ggml's backend modules (every CPU
+# variant; the GPU ones built above), all from the one llama.cpp source.
 install_llamacpp_companion() {
     local folder="$1" name changed=0 wanted=()
     [[ -n "$LLAMA_OUT" && -d "$LLAMA_OUT/backends" ]] ||
         { echo "error: the build did not report llama.cpp's libraries (LLAMA_OUT=$LLAMA_OUT)" >&2; exit 1; }
     mkdir -p "$folder"
-    for file in "$LLAMA_OUT"/lib/lib{llama,ggml,ggml-base}.so.[0-9] "$LLAMA_OUT"/backends/libggml-*.so \
+    for file in "$LLAMA_OUT"/lib/lib{llama,llama-common,ggml,ggml-base}.so.[0-9] "$LLAMA_OUT"/backends/libggml-*.so \
         "${GPU_MODULES[@]}"; do
         name=$(basename "$file")
         wanted+=("$name")

@@ -17,6 +17,9 @@ use llama_cpp_sys_2 as sys;
 /// A token id.
 pub type Token = sys::llama_token;
 
+/// llama.h's `LLAMA_TOKEN_NULL`, which the bindings leave out.
+const NO_TOKEN: Token = -1;
+
 /// A loaded model: weights (mmap'd) and vocabulary. Immutable after loading except for
 /// adapter creation, which the caller serialises.
 pub struct RawModel(NonNull<sys::llama_model>);
@@ -33,14 +36,53 @@ pub enum Placement {
     /// `--device none`): with a GPU module loaded, llama.cpp would otherwise still send
     /// large batches to the GPU.
     Cpu,
-    /// All layers are offloaded to these ggml devices, split by layer.
-    Devices(Vec<sys::ggml_backend_dev_t>),
+    /// The layers go to these ggml devices, split by layer, as many as fit.
+    Devices {
+        devices: Vec<sys::ggml_backend_dev_t>,
+        /// Real GPUs, not a software renderer: sampling can run there too (lavapipe
+        /// crashes in Mesa 22.3 on llama.cpp's sampling graph).
+        hardware: bool,
+    },
 }
 
+/// How many of a model's layers went to its GPUs, in llama.cpp's count: every
+/// repeating layer, and the output layer as one more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Offload {
+    pub layers: u32,
+    pub of: u32,
+}
+
+impl Offload {
+    /// The part of `bytes` on the GPUs, taking every layer as the same size (the
+    /// output layer is larger, the embeddings stay on the host): llama.cpp reports its
+    /// per-device breakdown only to its log.
+    pub fn device_share(self, bytes: u64) -> u64 {
+        if self.of == 0 {
+            return 0;
+        }
+        let share = u128::from(bytes) * u128::from(self.layers.min(self.of)) / u128::from(self.of);
+        u64::try_from(share).unwrap_or(bytes)
+    }
+}
+
+/// What the load sizes the offload for: the context it will get, and the memory to leave
+/// free on every device (llama.cpp's `--fit-target`).
+pub struct FitTarget {
+    pub context_size: u32,
+    pub keep_free_bytes: usize,
+}
+
+// llama.cpp's fit swaps its global logger while it runs; two loads at once must not
+// interleave that.
+static FIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 impl RawModel {
-    /// Load a GGUF file (memory-mapped). `None` when llama.cpp refuses it; its reason
-    /// only goes to its log, so the caller words the error.
-    pub fn load(path: &Path, placement: &Placement) -> Option<Self> {
+    /// Load a GGUF file (memory-mapped), with as many layers on the placement's GPUs as
+    /// fit in their free memory (llama.cpp's `--fit`: the rest run on the CPU). `None`
+    /// when llama.cpp refuses it; its reason only goes to its log, so the caller words
+    /// the error.
+    pub fn load(path: &Path, placement: &Placement, fit: &FitTarget) -> Option<(Self, Offload)> {
         let path = CString::new(path.to_str()?).ok()?;
         // SAFETY: default params are plain data.
         let mut params = unsafe { sys::llama_model_default_params() };
@@ -49,14 +91,64 @@ impl RawModel {
         // scope. An empty list (only the terminator) is "no device".
         let mut devices = match placement {
             Placement::Cpu => Vec::new(),
-            Placement::Devices(devices) => devices.clone(),
+            Placement::Devices { devices, .. } => devices.clone(),
         };
-        params.n_gpu_layers = if devices.is_empty() { 0 } else { -1 };
+        let on_gpus = !devices.is_empty();
         devices.push(ptr::null_mut());
         params.devices = devices.as_mut_ptr();
-        // SAFETY: `path` is a valid C string, `params` is fully initialised.
-        let model = unsafe { sys::llama_model_load_from_file(path.as_ptr(), params) };
-        NonNull::new(model).map(Self)
+        // Written by the fit, read by the load: both outlive the load call.
+        // SAFETY: plain queries of compile-time limits.
+        let (max_devices, max_overrides) =
+            unsafe { (sys::llama_max_devices(), sys::llama_max_tensor_buft_overrides()) };
+        let mut split = vec![0.0f32; max_devices];
+        let mut overrides = vec![
+            sys::llama_model_tensor_buft_override {
+                pattern: ptr::null(),
+                buft: ptr::null_mut()
+            };
+            max_overrides + 1
+        ];
+        if on_gpus {
+            // Left at llama.cpp's default (-1, every layer), which the fit lowers when
+            // the devices are too small; on failure the load tries every layer, as
+            // llama-server does.
+            let mut margins = vec![fit.keep_free_bytes; max_devices];
+            // SAFETY: default params are plain data.
+            let mut context = unsafe { sys::llama_context_default_params() };
+            context.n_ctx = fit.context_size;
+            let _one_at_a_time = FIT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            // SAFETY: every buffer has the length llama.cpp asks for (device and
+            // override limits, the override list null-terminated), and all outlive the
+            // call; `path` is a C string.
+            unsafe {
+                sys::llama_rs_fit_params(
+                    path.as_ptr(),
+                    &mut params,
+                    &mut context,
+                    split.as_mut_ptr(),
+                    overrides.as_mut_ptr(),
+                    margins.as_mut_ptr(),
+                    fit.context_size,
+                    ptr::null(),
+                    sys::GGML_LOG_LEVEL_ERROR,
+                )
+            };
+            params.tensor_split = split.as_ptr();
+            params.tensor_buft_overrides = overrides.as_ptr();
+        } else {
+            params.n_gpu_layers = 0;
+        }
+        // SAFETY: `path` is a valid C string, `params` is fully initialised and every
+        // buffer it points to is alive.
+        let model = NonNull::new(unsafe { sys::llama_model_load_from_file(path.as_ptr(), params) })
+            .map(Self)?;
+        // SAFETY: the model is alive.
+        let of = u32::try_from(unsafe { sys::llama_model_n_layer(model.ptr()) }).unwrap_or(0) + 1;
+        let layers = match u32::try_from(params.n_gpu_layers) {
+            Ok(layers) => layers.min(of),
+            Err(_) => of,
+        };
+        Some((model, Offload { layers, of }))
     }
 
     fn ptr(&self) -> *mut sys::llama_model {
@@ -386,6 +478,26 @@ impl RawContext {
         }
     }
 
+    /// Whether a sampler chain on the device picked item `index`'s token in the last
+    /// decode (see [`RawContext::sample_on_device`]); its logits never left the device
+    /// then.
+    pub fn sampled_on_device(&self, index: usize) -> bool {
+        let index = i32::try_from(index).unwrap_or(-1);
+        // SAFETY: the context is alive; an index without a device sample reads as null.
+        unsafe { sys::llama_get_sampled_token_ith(self.ptr(), index) != NO_TOKEN }
+    }
+
+    /// Sample sequence `seq`'s tokens with `sampler` inside the decode, on the device
+    /// holding the output layer (llama.cpp's backend sampling), so a step copies one
+    /// token back instead of the vocabulary's logits; `None` moves it back to the CPU.
+    /// False when llama.cpp cannot run the chain there. The context keeps a pointer
+    /// to the chain: the caller detaches it before the chain is freed.
+    pub fn sample_on_device(&mut self, seq: i32, sampler: Option<&Sampler>) -> bool {
+        let chain = sampler.map_or(ptr::null_mut(), |sampler| sampler.0.as_ptr());
+        // SAFETY: the context is alive, and the chain is while attached (see above).
+        unsafe { sys::llama_set_sampler(self.ptr(), seq, chain) }
+    }
+
     /// Sample the next token from the logits of the last batch's item `index`, which
     /// that batch marked for logits; the chain records the token for penalties.
     pub fn sample(&mut self, sampler: &mut Sampler, index: usize) -> Token {
@@ -524,5 +636,18 @@ impl Drop for Sampler {
     fn drop(&mut self) {
         // SAFETY: owned chain; freeing it frees the samplers it holds.
         unsafe { sys::llama_sampler_free(self.0.as_ptr()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Offload;
+
+    #[test]
+    fn an_offload_puts_the_share_of_its_layers_on_the_device() {
+        assert_eq!(Offload { layers: 31, of: 31 }.device_share(3100), 3100);
+        assert_eq!(Offload { layers: 10, of: 31 }.device_share(3100), 1000);
+        assert_eq!(Offload { layers: 0, of: 31 }.device_share(3100), 0);
+        assert_eq!(Offload { layers: 0, of: 0 }.device_share(3100), 0);
     }
 }

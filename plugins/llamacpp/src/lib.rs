@@ -56,6 +56,23 @@ pub use model::LlamaModel;
 /// trained on more: a long context costs KV memory on every load.
 const DEFAULT_CONTEXT: u32 = 4096;
 
+/// Memory left free on every GPU when sizing the offload, in MiB (llama.cpp's
+/// `--fit-target`, whose default this is): room for other programs and the driver.
+const FIT_TARGET_VARIABLE: &str = "HEARTH_LLAMACPP_FIT_TARGET_MIB";
+const DEFAULT_FIT_TARGET_MIB: usize = 1024;
+
+fn fit_target_from_env() -> Result<usize, PluginError> {
+    let mib = match std::env::var(FIT_TARGET_VARIABLE) {
+        Err(_) => DEFAULT_FIT_TARGET_MIB,
+        Ok(text) => text.trim().parse::<usize>().map_err(|_| {
+            PluginError::invalid_request(format!(
+                "{FIT_TARGET_VARIABLE}={text:?}: expected the MiB to keep free on each GPU"
+            ))
+        })?,
+    };
+    Ok(mib.saturating_mul(1024 * 1024))
+}
+
 /// llama.cpp's process-wide state, with the backend modules it was given; it may be
 /// initialised only once per process.
 fn llama_backend() -> Result<&'static (LlamaBackend, backends::Loaded), PluginError> {
@@ -137,7 +154,7 @@ impl LlamaCppBackend {
             return Ok(if gpus.is_empty() {
                 ffi::Placement::Cpu
             } else {
-                ffi::Placement::Devices(gpus)
+                ffi::Placement::Devices { devices: gpus, hardware: true }
             });
         };
         if wanted.eq_ignore_ascii_case(NO_DEVICE) {
@@ -159,7 +176,10 @@ impl LlamaCppBackend {
         // Only GPUs take layers; other ggml devices (BLAS, …) work on host memory.
         Ok(match kind {
             DeviceKind::Cpu | DeviceKind::Other => ffi::Placement::Cpu,
-            _ => ffi::Placement::Devices(vec![handle(device)]),
+            _ => ffi::Placement::Devices {
+                devices: vec![handle(device)],
+                hardware: kind.is_accelerator(),
+            },
         })
     }
 }
@@ -244,13 +264,21 @@ impl Backend for LlamaCppBackend {
             return Err(PluginError::model_file(format!("{} is not a GGUF file", path.display())));
         }
         let placement = Self::placement(request)?;
-        let on_device = matches!(placement, ffi::Placement::Devices(_));
-        let weights = ffi::RawModel::load(path, &placement).ok_or_else(|| {
+        let fit = ffi::FitTarget {
+            context_size: match request.context_size {
+                0 => DEFAULT_CONTEXT,
+                wanted => wanted,
+            },
+            keep_free_bytes: fit_target_from_env()?,
+        };
+        let (weights, offload) = ffi::RawModel::load(path, &placement, &fit).ok_or_else(|| {
             PluginError::model_file(format!(
                 "llama.cpp could not load {} (truncated, corrupt, or an architecture it does not know)",
                 path.display()
             ))
         })?;
+        let device_sampling = matches!(placement, ffi::Placement::Devices { hardware: true, .. })
+            && offload.layers > 0;
         let trained = weights.train_context();
         let context_size = match request.context_size {
             0 if trained > 0 => trained.min(DEFAULT_CONTEXT),
@@ -268,7 +296,8 @@ impl Backend for LlamaCppBackend {
             context_size,
             session::parallel_from_env()?,
             threads,
-            on_device,
+            offload,
+            device_sampling,
         )?))
     }
 }

@@ -14,7 +14,7 @@ use hearth_sdk::{
 };
 
 use crate::engine::{engine_gone, Engine, Job, Work};
-use crate::ffi::{RawAdapter, RawContext, RawModel, Sampler, SamplerSpec, Token};
+use crate::ffi::{Offload, RawAdapter, RawContext, RawModel, Sampler, SamplerSpec, Token};
 use crate::session::Session;
 
 /// Every adapter loaded for a model, by path, with the version of the file it was read
@@ -37,12 +37,28 @@ pub struct Loaded {
     /// How many generations run at once on the context.
     pub parallel: usize,
     threads: i32,
-    /// Whether llama.cpp put the layers on an accelerator, for the memory split.
-    on_device: bool,
+    /// How many layers llama.cpp put on GPUs, for the memory split.
+    offload: Offload,
+    /// Whether generations sample on the GPU (see `Session::attach_sampler`).
+    device_sampling: bool,
     /// The context's KV cache size, kept apart so `memory` never waits for the thread.
     context_bytes: AtomicU64,
     /// The chat template, or why it does not compile (raw prompts still work then).
     template: Result<ChatTemplate, ChatError>,
+}
+
+/// The variable that turns sampling on the GPU off (`0`); it is on by default for models
+/// with layers on a hardware GPU.
+const DEVICE_SAMPLING_VARIABLE: &str = "HEARTH_LLAMACPP_DEVICE_SAMPLING";
+
+fn device_sampling_from_env() -> Result<bool, PluginError> {
+    match std::env::var(DEVICE_SAMPLING_VARIABLE).as_deref() {
+        Err(_) | Ok("1") => Ok(true),
+        Ok("0") => Ok(false),
+        Ok(text) => Err(PluginError::invalid_request(format!(
+            "{DEVICE_SAMPLING_VARIABLE}={text:?}: expected 1 (sample on the GPU) or 0 (on the CPU)"
+        ))),
+    }
 }
 
 /// A request made ready on the caller's thread: the prompt tokenized and the sampler
@@ -62,7 +78,8 @@ impl LlamaModel {
         context_size: u32,
         parallel: usize,
         threads: i32,
-        on_device: bool,
+        offload: Offload,
+        device_sampling: bool,
     ) -> Result<Self, PluginError> {
         let architecture = weights.metadata("general.architecture").unwrap_or_default();
         let stored = weights.chat_template();
@@ -75,7 +92,8 @@ impl LlamaModel {
             context_size,
             parallel,
             threads,
-            on_device,
+            offload,
+            device_sampling: device_sampling && device_sampling_from_env()?,
             context_bytes: AtomicU64::new(0),
             template,
         });
@@ -95,7 +113,7 @@ impl Loaded {
                 ))
             })?;
         self.set_context_bytes(u64::from(context.size()) * self.weights.kv_bytes_per_token());
-        Ok(Session::new(context, self.parallel))
+        Ok(Session::new(context, self.parallel, self.device_sampling))
     }
 
     pub fn set_context_bytes(&self, bytes: u64) {
@@ -238,12 +256,10 @@ impl Loaded {
     /// The weights plus an estimate of the KV cache (f16 keys and values for every
     /// token of the window); llama.cpp's compute scratch is not counted.
     fn memory(&self) -> MemoryUsage {
+        // The KV cache of an offloaded layer lives on its device too.
         let bytes = self.weights.size_bytes() + self.context_bytes.load(Ordering::Relaxed);
-        if self.on_device {
-            MemoryUsage { host_bytes: 0, device_bytes: bytes }
-        } else {
-            MemoryUsage { host_bytes: bytes, device_bytes: 0 }
-        }
+        let device_bytes = self.offload.device_share(bytes);
+        MemoryUsage { host_bytes: bytes - device_bytes, device_bytes }
     }
 }
 

@@ -6,9 +6,9 @@ use hearth::router::RouteRequest;
 use hearth::service::{LoadFailure, ServiceError};
 use serde_json::json;
 
-use crate::helpers::{serve, stdout, streamed_pieces, RealHost};
+use crate::helpers::{serve, stdout, streamed_pieces, RealHost, PARIS_QUESTION};
 
-/// `hearth run smollm2-135m --backend BACKEND "What is the capital of France? Answer in one word."`, greedy.
+/// `hearth run smollm2-135m --backend BACKEND PARIS_QUESTION`, greedy.
 fn ask_for_the_capital_of_france(backend: &str) {
     let host = RealHost::with_plugins(&["hearth_llamacpp", &format!("hearth_{backend}")]);
     let output = host.cli(&[
@@ -16,7 +16,7 @@ fn ask_for_the_capital_of_france(backend: &str) {
         "smollm2-135m",
         "--backend",
         backend,
-        "What is the capital of France? Answer in one word.",
+        PARIS_QUESTION,
         "--temperature",
         "0",
         "--max-tokens",

@@ -1,6 +1,6 @@
 //! The `hearth` command line with the real llama.cpp plugin.
 
-use crate::helpers::{stdout, RealHost};
+use crate::helpers::{stdout, RealHost, PARIS_QUESTION};
 
 #[test]
 fn hearth_run_answers_the_capital_of_france_with_paris() {
@@ -11,7 +11,7 @@ fn hearth_run_answers_the_capital_of_france_with_paris() {
     let output = host.cli(&[
         "run",
         "smollm2-135m",
-        "What is the capital of France? Answer in one word.",
+        PARIS_QUESTION,
         "--temperature",
         "0",
         "--max-tokens",

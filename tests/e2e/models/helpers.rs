@@ -244,6 +244,11 @@ pub fn streamed_pieces(body: &str) -> Vec<String> {
 /// poison it for the next).
 pub static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The question SmolLM2 answers "Paris" to at temperature 0 on every backend and
+/// device. The bare question is a near tie on llama.cpp ("L" or "The" first), since
+/// SmolLM2's template adds its own system prompt.
+pub const PARIS_QUESTION: &str = "What is the capital of France? Answer in one word.";
+
 /// A greedy chat asking SmolLM2 for the capital of France.
 pub fn question() -> hearth::service::Generation {
     hearth::service::Generation {
@@ -253,10 +258,7 @@ pub fn question() -> hearth::service::Generation {
         },
         request: hearth_sdk::GenerateRequest {
             messages: hearth_sdk::abi_stable::std_types::RVec::from(vec![
-                hearth_sdk::ChatMessage {
-                    role: "user".into(),
-                    content: "What is the capital of France? Answer in one word.".into(),
-                },
+                hearth_sdk::ChatMessage { role: "user".into(), content: PARIS_QUESTION.into() },
             ]),
             prompt: None.into(),
             sampling: hearth_sdk::Sampling { temperature: 0.0, ..hearth_sdk::Sampling::default() },

@@ -4,7 +4,7 @@
 
 use std::process::{Command, Output};
 
-use crate::helpers::{stdout, RealHost};
+use crate::helpers::{stdout, RealHost, PARIS_QUESTION};
 
 /// The CPU variants a CPU with these /proc/cpuinfo flags runs better than: a choice
 /// among them would mean the variants were not scored.
@@ -59,15 +59,7 @@ fn the_installed_plugin_names_the_cpu_variant_it_picked_and_answers_with_it() {
         assert!(listing.contains("sapphirerapids left out"), "{listing}");
     }
     let output = host.cli_without(
-        &[
-            "run",
-            "smollm2-135m",
-            "What is the capital of France? Answer in one word.",
-            "--temperature",
-            "0",
-            "--max-tokens",
-            "24",
-        ],
+        &["run", "smollm2-135m", PARIS_QUESTION, "--temperature", "0", "--max-tokens", "24"],
         &["LD_LIBRARY_PATH"],
     );
     assert!(stdout(&output).contains("Paris"), "{}", stdout(&output));
@@ -107,7 +99,7 @@ fn the_installed_vulkan_module_lists_lavapipe_and_answers_on_it_when_asked_by_na
     assert!(listing.contains("Vulkan0 = llvmpipe"), "{listing}");
     assert!(listing.contains("    software-gpu Vulkan0 ("), "{listing}");
 
-    let question = ["run", "smollm2-135m", "What is the capital of France?", "--temperature", "0"];
+    let question = ["run", "smollm2-135m", PARIS_QUESTION, "--temperature", "0"];
     let on = |device: &str| {
         let mut command = hearth(&question);
         command.args(["--max-tokens", "24", "--device", device]).env("HEARTH_LLAMACPP_LOG", "1");
@@ -130,4 +122,55 @@ fn the_installed_vulkan_module_lists_lavapipe_and_answers_on_it_when_asked_by_na
         error.contains("no usable backend has a device `CUDA7` (devices: llamacpp: CPU, Vulkan0;"),
         "{error}"
     );
+}
+
+/// The free memory the llama.cpp plugin's probe reports for `device`.
+fn free_bytes(host: &RealHost, device: &str) -> u64 {
+    let listing: serde_json::Value =
+        serde_json::from_slice(&succeeded(&mut host.command(&["plugins", "--json"])).stdout)
+            .expect("`hearth plugins --json` prints JSON");
+    let llamacpp = listing["plugins"].as_array().unwrap().iter().find(|p| p["id"] == "llamacpp");
+    let devices = llamacpp.expect("the llama.cpp plugin is listed")["devices"].as_array().unwrap();
+    let found = devices.iter().find(|d| d["name"] == device);
+    found.unwrap_or_else(|| panic!("no {device} in {devices:?}"))["memory_free_bytes"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn a_model_larger_than_the_gpus_free_memory_gets_the_layers_that_fit_and_still_answers() {
+    if hearth_sdk::testing::real_models().is_none() {
+        return;
+    }
+    let host = RealHost::with_installed_plugins(&["hearth_llamacpp"]);
+    // Leave all but 260 MiB of lavapipe free: after llama.cpp's compute buffer (205 MiB
+    // there), SmolLM2's 31 layers (3 MiB each, and as much again of context) no longer
+    // fit whole.
+    let keep_free_mib = free_bytes(&host, "Vulkan0") / (1024 * 1024) - 260;
+    let mut command = host.command(&[
+        "run",
+        "smollm2-135m",
+        PARIS_QUESTION,
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "24",
+        "--device",
+        "Vulkan0",
+    ]);
+    command
+        .env("HEARTH_LLAMACPP_LOG", "1")
+        .env("HEARTH_LLAMACPP_FIT_TARGET_MIB", keep_free_mib.to_string());
+    let output = succeeded(&mut command);
+    assert!(stdout(&output).contains("Paris"), "{}", stdout(&output));
+    // llama.cpp's own log: "offloaded N/31 layers to GPU", with N short of all, at the
+    // real load, after the fit's trial ones.
+    let log = String::from_utf8_lossy(&output.stderr);
+    let offloaded = log
+        .rsplit("offloaded ")
+        .next()
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|n| n.trim().parse::<u32>().ok())
+        .unwrap_or_else(|| panic!("llama.cpp logs how many layers it offloaded:\n{log}"));
+    assert!((1..31).contains(&offloaded), "{offloaded} of 31 layers offloaded:\n{log}");
 }
