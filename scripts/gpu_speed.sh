@@ -120,7 +120,8 @@ s2)
     bin=$W/build/bin
     # The CUDA module joins the plugin's companion folder, as setup installs it where the
     # CUDA toolkit is.
-    cp "$W/cuda/bin/libggml-cuda.so" "$W/plugins/libhearth_llamacpp/" "$bin/"
+    cp "$W/cuda/bin/libggml-cuda.so" "$W/plugins/libhearth_llamacpp/"
+    cp "$W/cuda/bin/libggml-cuda.so" "$bin/"
     cp "$W/plugins-webgpu/libhearth_webgpu.so" "$W/plugins/"
     export HEARTH_PLUGINS=$W/plugins
     "$H" plugins 2>&1 | tee "$OUT/plugins.txt"
@@ -131,10 +132,6 @@ s2)
         timeout 300 "$H" bench "synthetic-$shape" --backend llamacpp --runs "$RUNS" --json \
             >"$OUT/llamacpp-$shape.json" 2>"$OUT/llamacpp-$shape.err"
         echo "rc=$?"; cat "$OUT/llamacpp-$shape.json"; tail -3 "$OUT/llamacpp-$shape.err"
-        echo "== llama.cpp plugin on CUDA, sampling on the CPU, $shape"
-        HEARTH_LLAMACPP_DEVICE_SAMPLING=0 timeout 300 "$H" bench "synthetic-$shape" --backend llamacpp \
-            --runs "$RUNS" --json >"$OUT/llamacpp-cpu-sampling-$shape.json" 2>"$OUT/llamacpp-cpu-sampling-$shape.err"
-        echo "rc=$?"; cat "$OUT/llamacpp-cpu-sampling-$shape.json"; tail -3 "$OUT/llamacpp-cpu-sampling-$shape.err"
         echo "== llama-bench -ngl 99, $shape"
         (cd "$bin" && ./llama-bench -m "$M" -ngl 99 -r "$RUNS" -p 512 -n 128 -o json \
             >"$OUT/llama-bench-$shape.json" 2>"$OUT/llama-bench-$shape.err")

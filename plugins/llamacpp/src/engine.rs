@@ -311,7 +311,6 @@ impl Scheduler {
                 prompt_ms,
                 decode_started,
             };
-            session.attach_sampler(sequence, &running.sampler);
             match running.take(&loaded.weights, first) {
                 Some(finish) => self.finish(running, finish),
                 None => self.running.push(running),

@@ -17,9 +17,6 @@ use llama_cpp_sys_2 as sys;
 /// A token id.
 pub type Token = sys::llama_token;
 
-/// llama.h's `LLAMA_TOKEN_NULL`, which the bindings leave out.
-const NO_TOKEN: Token = -1;
-
 /// A loaded model: weights (mmap'd) and vocabulary. Immutable after loading except for
 /// adapter creation, which the caller serialises.
 pub struct RawModel(NonNull<sys::llama_model>);
@@ -37,12 +34,7 @@ pub enum Placement {
     /// large batches to the GPU.
     Cpu,
     /// The layers go to these ggml devices, split by layer, as many as fit.
-    Devices {
-        devices: Vec<sys::ggml_backend_dev_t>,
-        /// Real GPUs, not a software renderer: sampling can run there too (lavapipe
-        /// crashes in Mesa 22.3 on llama.cpp's sampling graph).
-        hardware: bool,
-    },
+    Devices(Vec<sys::ggml_backend_dev_t>),
 }
 
 /// How many of a model's layers went to its GPUs, in llama.cpp's count: every
@@ -91,7 +83,7 @@ impl RawModel {
         // scope. An empty list (only the terminator) is "no device".
         let mut devices = match placement {
             Placement::Cpu => Vec::new(),
-            Placement::Devices { devices, .. } => devices.clone(),
+            Placement::Devices(devices) => devices.clone(),
         };
         let on_gpus = !devices.is_empty();
         devices.push(ptr::null_mut());
@@ -476,26 +468,6 @@ impl RawContext {
             let count = usize::try_from(sys::llama_vocab_n_tokens(vocab)).unwrap_or(0);
             std::slice::from_raw_parts(logits, count).iter().all(|logit| logit.is_finite())
         }
-    }
-
-    /// Whether a sampler chain on the device picked item `index`'s token in the last
-    /// decode (see [`RawContext::sample_on_device`]); its logits never left the device
-    /// then.
-    pub fn sampled_on_device(&self, index: usize) -> bool {
-        let index = i32::try_from(index).unwrap_or(-1);
-        // SAFETY: the context is alive; an index without a device sample reads as null.
-        unsafe { sys::llama_get_sampled_token_ith(self.ptr(), index) != NO_TOKEN }
-    }
-
-    /// Sample sequence `seq`'s tokens with `sampler` inside the decode, on the device
-    /// holding the output layer (llama.cpp's backend sampling), so a step copies one
-    /// token back instead of the vocabulary's logits; `None` moves it back to the CPU.
-    /// False when llama.cpp cannot run the chain there. The context keeps a pointer
-    /// to the chain: the caller detaches it before the chain is freed.
-    pub fn sample_on_device(&mut self, seq: i32, sampler: Option<&Sampler>) -> bool {
-        let chain = sampler.map_or(ptr::null_mut(), |sampler| sampler.0.as_ptr());
-        // SAFETY: the context is alive, and the chain is while attached (see above).
-        unsafe { sys::llama_set_sampler(self.ptr(), seq, chain) }
     }
 
     /// Sample the next token from the logits of the last batch's item `index`, which

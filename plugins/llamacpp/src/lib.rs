@@ -111,16 +111,64 @@ fn device_kind(device: &LlamaBackendDevice, software: &[String]) -> DeviceKind {
     }
 }
 
-/// The devices llama.cpp has, each with its kind.
-fn devices() -> Vec<(LlamaBackendDevice, DeviceKind)> {
+/// One device llama.cpp has.
+struct Device {
+    device: LlamaBackendDevice,
+    kind: DeviceKind,
+    /// The device listed earlier that is the same GPU (by its PCI id), seen through
+    /// another module: an NVIDIA card is CUDA0 and Vulkan0 when both modules are
+    /// installed. It takes layers only when named, as llama.cpp's own default skips it.
+    same_as: Option<String>,
+}
+
+/// The devices llama.cpp has, in its order: modules register alphabetically (see
+/// `backends`), so CUDA's devices come before Vulkan's and win a GPU both see.
+fn devices() -> Vec<Device> {
     let software = llama_backend().map_or(&[][..], |(_, modules)| &modules.software_devices[..]);
-    list_llama_ggml_backend_devices()
+    let listed: Vec<(LlamaBackendDevice, DeviceKind)> = list_llama_ggml_backend_devices()
         .into_iter()
         .map(|device| {
             let kind = device_kind(&device, software);
             (device, kind)
         })
+        .collect();
+    let ids: Vec<Option<String>> = listed
+        .iter()
+        .map(|(device, kind)| kind.is_accelerator().then(|| pci_id(device)).flatten())
+        .collect();
+    let names: Vec<String> = listed.iter().map(|(device, _)| device.name.clone()).collect();
+    listed
+        .into_iter()
+        .zip(first_with_the_same_id(&ids))
+        .map(|((device, kind), same)| Device {
+            device,
+            kind,
+            same_as: same.map(|at| names[at].clone()),
+        })
         .collect()
+}
+
+/// For each id, the index of the first earlier entry with the same id.
+fn first_with_the_same_id(ids: &[Option<String>]) -> Vec<Option<usize>> {
+    ids.iter()
+        .enumerate()
+        .map(|(at, id)| {
+            id.as_ref().and_then(|id| ids[..at].iter().position(|other| other.as_ref() == Some(id)))
+        })
+        .collect()
+}
+
+/// The device's PCI id as ggml reports it, where its module does.
+fn pci_id(device: &LlamaBackendDevice) -> Option<String> {
+    // SAFETY: the index comes from the current device list; ggml fills `props` with
+    // strings it owns for as long as the device exists.
+    unsafe {
+        let handle = llama_cpp_sys_2::ggml_backend_dev_get(device.index);
+        let mut props = std::mem::zeroed::<llama_cpp_sys_2::ggml_backend_dev_props>();
+        llama_cpp_sys_2::ggml_backend_dev_get_props(handle, &mut props);
+        (!props.device_id.is_null())
+            .then(|| std::ffi::CStr::from_ptr(props.device_id).to_string_lossy().into_owned())
+    }
 }
 
 /// The request's device meaning "the CPU alone", as llama-server's `--device none`.
@@ -148,26 +196,26 @@ impl LlamaCppBackend {
             // same cores.
             let gpus: Vec<_> = devices
                 .iter()
-                .filter(|(_, kind)| kind.is_accelerator())
-                .map(|(device, _)| handle(device))
+                .filter(|device| device.kind.is_accelerator() && device.same_as.is_none())
+                .map(|device| handle(&device.device))
                 .collect();
             return Ok(if gpus.is_empty() {
                 ffi::Placement::Cpu
             } else {
-                ffi::Placement::Devices { devices: gpus, hardware: true }
+                ffi::Placement::Devices(gpus)
             });
         };
         if wanted.eq_ignore_ascii_case(NO_DEVICE) {
             return Ok(ffi::Placement::Cpu);
         }
-        let (device, kind) = devices
+        let Device { device, kind, .. } = devices
             .iter()
-            .find(|(device, _)| {
+            .find(|Device { device, .. }| {
                 device.name.eq_ignore_ascii_case(wanted) || device.description == wanted.as_str()
             })
             .ok_or_else(|| {
                 let names: Vec<&str> =
-                    devices.iter().map(|(device, _)| device.name.as_str()).collect();
+                    devices.iter().map(|device| device.device.name.as_str()).collect();
                 PluginError::invalid_request(format!(
                     "no llama.cpp device `{wanted}`; it has {} (or `{NO_DEVICE}` for the CPU alone)",
                     names.join(", ")
@@ -176,10 +224,7 @@ impl LlamaCppBackend {
         // Only GPUs take layers; other ggml devices (BLAS, …) work on host memory.
         Ok(match kind {
             DeviceKind::Cpu | DeviceKind::Other => ffi::Placement::Cpu,
-            _ => ffi::Placement::Devices {
-                devices: vec![handle(device)],
-                hardware: kind.is_accelerator(),
-            },
+            _ => ffi::Placement::Devices(vec![handle(device)]),
         })
     }
 }
@@ -188,7 +233,7 @@ impl Backend for LlamaCppBackend {
     fn info(&self) -> BackendInfo {
         let features = ["lora", "chat-template", "prefix-cache"].into_iter().chain(
             // Offloading is there when a GPU module was loaded.
-            devices().iter().any(|(_, kind)| kind.is_accelerator()).then_some("gpu-offload"),
+            devices().iter().any(|device| device.kind.is_accelerator()).then_some("gpu-offload"),
         );
         BackendInfo {
             id: "llamacpp".into(),
@@ -204,7 +249,7 @@ impl Backend for LlamaCppBackend {
         let devices = devices();
         let infos: Vec<DeviceInfo> = devices
             .iter()
-            .map(|(device, kind)| {
+            .map(|Device { device, kind, .. }| {
                 // ggml reports the CPU's memory as the host's; the host's own figures
                 // are the ones routing compares against.
                 let (total, free) = if *kind == DeviceKind::Cpu {
@@ -222,9 +267,15 @@ impl Backend for LlamaCppBackend {
             .collect();
         let listed = devices
             .iter()
-            .map(|(device, kind)| match kind {
-                DeviceKind::Cpu => format!("{} ({})", device.name, kind.as_str()),
-                DeviceKind::SoftwareGpu => format!(
+            .map(|Device { device, kind, same_as }| match (kind, same_as) {
+                (_, Some(other)) => format!(
+                    "{} = {} ({}, the same GPU as {other}: used only when asked for by name)",
+                    device.name,
+                    device.description,
+                    kind.as_str()
+                ),
+                (DeviceKind::Cpu, _) => format!("{} ({})", device.name, kind.as_str()),
+                (DeviceKind::SoftwareGpu, _) => format!(
                     "{} = {} ({}, used only when asked for by name)",
                     device.name,
                     device.description,
@@ -277,8 +328,6 @@ impl Backend for LlamaCppBackend {
                 path.display()
             ))
         })?;
-        let device_sampling = matches!(placement, ffi::Placement::Devices { hardware: true, .. })
-            && offload.layers > 0;
         let trained = weights.train_context();
         let context_size = match request.context_size {
             0 if trained > 0 => trained.min(DEFAULT_CONTEXT),
@@ -297,9 +346,29 @@ impl Backend for LlamaCppBackend {
             session::parallel_from_env()?,
             threads,
             offload,
-            device_sampling,
         )?))
     }
 }
 
 hearth_sdk::export_backend!(LlamaCppBackend::new);
+
+#[cfg(test)]
+mod tests {
+    use super::first_with_the_same_id;
+
+    #[test]
+    fn a_gpu_seen_through_a_second_module_points_to_its_first_listing() {
+        let id = |text: &str| Some(text.to_string());
+        // CPU, CUDA0 and CUDA1, then Vulkan0 and Vulkan1 on the same two cards, and a
+        // device whose module reports no id.
+        let ids = [
+            None,
+            id("0000:01:00.0"),
+            id("0000:02:00.0"),
+            id("0000:01:00.0"),
+            id("0000:02:00.0"),
+            None,
+        ];
+        assert_eq!(first_with_the_same_id(&ids), [None, None, None, Some(1), Some(2), None]);
+    }
+}

@@ -39,26 +39,10 @@ pub struct Loaded {
     threads: i32,
     /// How many layers llama.cpp put on GPUs, for the memory split.
     offload: Offload,
-    /// Whether generations sample on the GPU (see `Session::attach_sampler`).
-    device_sampling: bool,
     /// The context's KV cache size, kept apart so `memory` never waits for the thread.
     context_bytes: AtomicU64,
     /// The chat template, or why it does not compile (raw prompts still work then).
     template: Result<ChatTemplate, ChatError>,
-}
-
-/// The variable that turns sampling on the GPU off (`0`); it is on by default for models
-/// with layers on a hardware GPU.
-const DEVICE_SAMPLING_VARIABLE: &str = "HEARTH_LLAMACPP_DEVICE_SAMPLING";
-
-fn device_sampling_from_env() -> Result<bool, PluginError> {
-    match std::env::var(DEVICE_SAMPLING_VARIABLE).as_deref() {
-        Err(_) | Ok("1") => Ok(true),
-        Ok("0") => Ok(false),
-        Ok(text) => Err(PluginError::invalid_request(format!(
-            "{DEVICE_SAMPLING_VARIABLE}={text:?}: expected 1 (sample on the GPU) or 0 (on the CPU)"
-        ))),
-    }
 }
 
 /// A request made ready on the caller's thread: the prompt tokenized and the sampler
@@ -79,7 +63,6 @@ impl LlamaModel {
         parallel: usize,
         threads: i32,
         offload: Offload,
-        device_sampling: bool,
     ) -> Result<Self, PluginError> {
         let architecture = weights.metadata("general.architecture").unwrap_or_default();
         let stored = weights.chat_template();
@@ -93,7 +76,6 @@ impl LlamaModel {
             parallel,
             threads,
             offload,
-            device_sampling: device_sampling && device_sampling_from_env()?,
             context_bytes: AtomicU64::new(0),
             template,
         });
@@ -113,7 +95,7 @@ impl Loaded {
                 ))
             })?;
         self.set_context_bytes(u64::from(context.size()) * self.weights.kv_bytes_per_token());
-        Ok(Session::new(context, self.parallel, self.device_sampling))
+        Ok(Session::new(context, self.parallel))
     }
 
     pub fn set_context_bytes(&self, bytes: u64) {

@@ -37,8 +37,6 @@ pub struct Session {
     /// The adapters (path, scale) every cached token was evaluated with.
     adapters: Vec<(String, f32)>,
     batch: RawBatch,
-    /// Whether generations sample on the device (see [`Session::attach_sampler`]).
-    device_sampling: bool,
 }
 
 #[derive(Default)]
@@ -47,8 +45,6 @@ struct Sequence {
     /// request sharing a prefix with them (a chat's earlier turns) reuses them.
     cached: Vec<Token>,
     busy: bool,
-    /// Its generation's sampler chain runs inside the decode, on the device.
-    sampler_attached: bool,
 }
 
 /// Why a prompt or a step could not be evaluated.
@@ -64,16 +60,13 @@ fn decode_failed(code: i32) -> PluginError {
 
 impl Session {
     /// A session of `parallel` sequences on a context made for that many.
-    /// `device_sampling`: the output layer is on a GPU, where sampling inside the
-    /// decode saves copying the vocabulary's logits back every token.
-    pub fn new(context: RawContext, parallel: usize, device_sampling: bool) -> Self {
+    pub fn new(context: RawContext, parallel: usize) -> Self {
         let batch = RawBatch::new(context.batch_size().max(parallel));
         Self {
             context,
             sequences: (0..parallel).map(|_| Sequence::default()).collect(),
             adapters: Vec::new(),
             batch,
-            device_sampling,
         }
     }
 
@@ -218,9 +211,8 @@ impl Session {
 
     /// Sample from the logits at `index` of the last batch; logits that are not finite
     /// numbers are an error, not a token.
-    /// A token sampled on the device comes without logits to check.
     pub fn sample(&mut self, sampler: &mut Sampler, index: usize) -> Result<Token, PluginError> {
-        if !self.context.sampled_on_device(index) && !self.context.logits_finite(index) {
+        if !self.context.logits_finite(index) {
             return Err(PluginError::model_file(
                 "the model computed logits that are not finite numbers (NaN or infinity): its weights are damaged",
             ));
@@ -235,22 +227,7 @@ impl Session {
 
     /// The generation on sequence `id` ended; its cache stays for a later prefix.
     pub fn release(&mut self, id: usize) {
-        if std::mem::take(&mut self.sequences[id].sampler_attached) {
-            self.context.sample_on_device(seq(id), None);
-        }
         self.sequences[id].busy = false;
-    }
-
-    /// From the next step on, sequence `id` samples with `sampler` inside the decode,
-    /// where the session samples on the device and llama.cpp can run the chain there.
-    /// The prompt's first token was sampled on the CPU: attaching before the prompt
-    /// would make llama.cpp plan its graphs again for every prompt chunk. `release`
-    /// detaches it, and must come before the sampler is dropped.
-    pub fn attach_sampler(&mut self, id: usize, sampler: &Sampler) {
-        if self.device_sampling {
-            self.sequences[id].sampler_attached =
-                self.context.sample_on_device(seq(id), Some(sampler));
-        }
     }
 }
 
