@@ -152,7 +152,12 @@ async fn answer(
 ) -> anyhow::Result<(String, Completion)> {
     let prepared = hearth.prepare(generation).await?;
     if announce {
-        eprintln!("[hearth] {} on {}", prepared.model_id(), prepared.backend());
+        eprintln!(
+            "[hearth] {} on {} ({})",
+            prepared.model_id(),
+            prepared.backend(),
+            prepared.memory().processor()
+        );
     }
     let (tokens, mut pieces) = mpsc::unbounded_channel();
     let running = tokio::spawn(prepared.run(tokens));

@@ -198,6 +198,28 @@ pub struct MemorySnapshot {
     pub device_bytes: u64,
 }
 
+impl MemorySnapshot {
+    /// Where the model lives, as Ollama's `ps` says it: `100% GPU`, `100% CPU`, or
+    /// `37%/63% CPU/GPU` for a model only partly offloaded.
+    pub fn processor(&self) -> String {
+        let total = self.host_bytes.saturating_add(self.device_bytes);
+        match (self.host_bytes, self.device_bytes) {
+            (_, 0) => "100% CPU".to_string(),
+            (0, _) => "100% GPU".to_string(),
+            _ => {
+                let cpu = (self.host_bytes as f64 * 100.0 / total as f64).round() as u64;
+                format!("{cpu}%/{}% CPU/GPU", 100 - cpu)
+            }
+        }
+    }
+}
+
+impl From<MemoryUsage> for MemorySnapshot {
+    fn from(usage: MemoryUsage) -> Self {
+        Self { host_bytes: usage.host_bytes, device_bytes: usage.device_bytes }
+    }
+}
+
 /// What can go wrong in the scheduler.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum SchedulerError {

@@ -306,10 +306,7 @@ impl Entry {
             Phase::Loading(_) => {
                 MemorySnapshot { host_bytes: self.estimated_bytes, device_bytes: 0 }
             }
-            _ => MemorySnapshot {
-                host_bytes: self.memory.host_bytes,
-                device_bytes: self.memory.device_bytes,
-            },
+            _ => self.memory.into(),
         };
         LoadedModelSnapshot {
             key: key.clone(),

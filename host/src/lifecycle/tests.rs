@@ -558,3 +558,12 @@ async fn trimming_on_demand_trims_an_idle_model_and_leaves_a_busy_one_alone() {
     settle().await;
     assert_eq!(state(&scheduler, "a"), None, "the unload timer still runs after an early trim");
 }
+
+#[test]
+fn where_a_model_lives_is_told_as_ollama_tells_it() {
+    let split = |host_bytes, device_bytes| MemorySnapshot { host_bytes, device_bytes }.processor();
+    assert_eq!(split(100, 0), "100% CPU");
+    assert_eq!(split(0, 100), "100% GPU");
+    assert_eq!(split(0, 0), "100% CPU");
+    assert_eq!(split(37, 63), "37%/63% CPU/GPU");
+}

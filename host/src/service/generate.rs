@@ -14,7 +14,9 @@ use tokio::sync::mpsc;
 use super::gate::FileRefused;
 use super::Hearth;
 use crate::catalog::Catalog;
-use crate::lifecycle::{IdleTimeouts, KeepAlive, LoadSpec, ModelKey, RunnerRef, SchedulerError};
+use crate::lifecycle::{
+    IdleTimeouts, KeepAlive, LoadSpec, MemorySnapshot, ModelKey, RunnerRef, SchedulerError,
+};
 use crate::router::{Candidate, RouteError, RouteRequest};
 use crate::store::FileVersion;
 
@@ -134,6 +136,12 @@ impl Prepared {
 
     pub fn backend(&self) -> &str {
         &self.candidate.backend
+    }
+
+    /// What the model holds now, on the host and on its device. For a model in a
+    /// worker process, a round trip over its pipe.
+    pub fn memory(&self) -> MemorySnapshot {
+        self.runner.runner().memory().into()
     }
 
     /// Generate, sending each piece to `tokens`. Dropping the receiver cancels the
