@@ -254,16 +254,15 @@ fn backend_order<'a>(
         .collect())
 }
 
-/// Whether `backend` lists the device `wanted`, by name; for [`NO_DEVICE`], whether it
-/// runs on the CPU.
+/// Whether `backend` lists the device `wanted`, by name, or every device of a list
+/// (`CUDA0,CUDA1`: the model is split across them); for [`NO_DEVICE`], whether it runs
+/// on the CPU.
 fn has_device(backend: &BackendProbe, wanted: &str) -> bool {
-    let cpu = wanted.eq_ignore_ascii_case(NO_DEVICE);
-    backend.probe.devices.iter().any(|d| {
-        if cpu {
-            d.kind == DeviceKind::Cpu
-        } else {
-            d.name.eq_ignore_ascii_case(wanted)
-        }
+    if wanted.eq_ignore_ascii_case(NO_DEVICE) {
+        return backend.probe.devices.iter().any(|d| d.kind == DeviceKind::Cpu);
+    }
+    wanted.split(',').map(str::trim).all(|name| {
+        !name.is_empty() && backend.probe.devices.iter().any(|d| d.name.eq_ignore_ascii_case(name))
     })
 }
 

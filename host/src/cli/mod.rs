@@ -49,8 +49,9 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "HEARTH_THREADS", default_value_t = 0)]
     pub threads: u32,
     /// The device models run on, by the name `hearth plugins` lists (llama.cpp's
-    /// `Vulkan0`, `CUDA0`), or `none` for the CPU alone (default: every GPU a backend
-    /// has; software renderers such as lavapipe only when named).
+    /// `Vulkan0`, `CUDA0`), a list of them (`CUDA0,CUDA1`: the layers split across
+    /// them), or `none` for the CPU alone (default: every GPU a backend has; software
+    /// renderers such as lavapipe only when named).
     #[arg(long, global = true, env = "HEARTH_DEVICE")]
     pub device: Option<String>,
     /// Where backends run, for every backend and over the catalog's `[isolation]`:

@@ -388,3 +388,26 @@ fn the_description_lists_order_recommendation_candidates_and_notes() {
     assert!(text.contains("note: recommended llamacpp tier 3"), "{text}");
     serde_json::to_string(&p).unwrap();
 }
+
+#[test]
+fn a_list_of_devices_keeps_the_backends_that_list_every_one() {
+    let two_gpus = DeviceProfile {
+        host: host(64 * GIB, false),
+        backends: vec![
+            backend("webgpu", vec![device(DeviceKind::DiscreteGpu, "CUDA0", 16 * GIB)]),
+            backend(
+                "llamacpp",
+                vec![
+                    cpu(),
+                    device(DeviceKind::DiscreteGpu, "CUDA0", 16 * GIB),
+                    device(DeviceKind::DiscreteGpu, "CUDA1", 16 * GIB),
+                ],
+            ),
+        ],
+    };
+    let req = RouteRequest { device: Some("CUDA0, cuda1".into()), ..auto() };
+    let p = plan(&catalog(), &two_gpus, &Have::only(&["smollm2-135m"]), &req).unwrap();
+    assert_eq!(order(&p), ["llamacpp"]);
+    let req = RouteRequest { device: Some("CUDA0,CUDA2".into()), ..auto() };
+    assert!(plan(&catalog(), &two_gpus, &Have::only(&["smollm2-135m"]), &req).is_err());
+}

@@ -208,24 +208,30 @@ impl LlamaCppBackend {
         if wanted.eq_ignore_ascii_case(NO_DEVICE) {
             return Ok(ffi::Placement::Cpu);
         }
-        let Device { device, kind, .. } = devices
-            .iter()
-            .find(|Device { device, .. }| {
-                device.name.eq_ignore_ascii_case(wanted) || device.description == wanted.as_str()
-            })
-            .ok_or_else(|| {
-                let names: Vec<&str> =
-                    devices.iter().map(|device| device.device.name.as_str()).collect();
-                PluginError::invalid_request(format!(
-                    "no llama.cpp device `{wanted}`; it has {} (or `{NO_DEVICE}` for the CPU alone)",
-                    names.join(", ")
-                ))
-            })?;
-        // Only GPUs take layers; other ggml devices (BLAS, …) work on host memory.
-        Ok(match kind {
-            DeviceKind::Cpu | DeviceKind::Other => ffi::Placement::Cpu,
-            _ => ffi::Placement::Devices(vec![handle(device)]),
-        })
+        // A list (`CUDA0,CUDA1`) splits the layers across its devices, by layer in
+        // proportion to their free memory, as llama-server's `--device`.
+        let mut chosen = Vec::new();
+        for name in wanted.split(',').map(str::trim) {
+            let Device { device, kind, .. } = devices
+                .iter()
+                .find(|Device { device, .. }| {
+                    device.name.eq_ignore_ascii_case(name) || device.description == name
+                })
+                .ok_or_else(|| {
+                    let names: Vec<&str> =
+                        devices.iter().map(|device| device.device.name.as_str()).collect();
+                    PluginError::invalid_request(format!(
+                        "no llama.cpp device `{name}`; it has {} (or `{NO_DEVICE}` for the CPU alone)",
+                        names.join(", ")
+                    ))
+                })?;
+            // Only GPUs take layers; other ggml devices (BLAS, …) work on host memory.
+            let handle = handle(device);
+            if !matches!(kind, DeviceKind::Cpu | DeviceKind::Other) && !chosen.contains(&handle) {
+                chosen.push(handle);
+            }
+        }
+        Ok(if chosen.is_empty() { ffi::Placement::Cpu } else { ffi::Placement::Devices(chosen) })
     }
 }
 
