@@ -240,3 +240,61 @@ pub async fn messages(
     answer.insert("usage".into(), usage(&completion));
     Ok(Json(Value::Object(answer)).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(value: Value) -> MessagesRequest {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn the_system_prompt_comes_first_and_text_blocks_are_joined() {
+        let messages = request(json!({
+            "model": "m", "max_tokens": 5,
+            "system": [{ "type": "text", "text": "Be brief.", "cache_control": { "type": "ephemeral" } }],
+            "messages": [
+                { "role": "user", "content": [{ "type": "text", "text": "a" }, { "type": "text", "text": "b" }] },
+                { "role": "assistant", "content": "c" },
+            ],
+        }))
+        .messages()
+        .unwrap();
+        let turns: Vec<(&str, &str)> = messages
+            .iter()
+            .map(|message| (message.role.as_str(), message.content.as_str()))
+            .collect();
+        assert_eq!(turns, [("system", "Be brief."), ("user", "a\nb"), ("assistant", "c")]);
+    }
+
+    #[test]
+    fn sampling_fields_and_stop_sequences_become_the_shared_parameters() {
+        let params = request(json!({
+            "model": "m", "max_tokens": 5, "messages": [], "temperature": 0.5, "top_k": 3,
+            "top_p": 0.9, "stop_sequences": ["END"], "metadata": { "user_id": "u" },
+        }))
+        .params()
+        .unwrap();
+        assert_eq!(params.max_tokens().unwrap(), 5);
+        assert_eq!(params.sampling().unwrap().top_k, 3);
+        assert_eq!(params.stop().unwrap()[0].as_str(), "END");
+    }
+
+    #[test]
+    fn what_anthropic_requires_or_hearth_lacks_is_refused_by_name() {
+        let refused = |value: Value| request(value).params().unwrap_err().message;
+        assert!(refused(json!({ "model": "m", "messages": [] })).contains("`max_tokens`"));
+        assert!(refused(json!({ "model": "m", "max_tokens": 1, "messages": [], "tools": [{}] }))
+            .contains("`tools`"));
+        assert!(refused(
+            json!({ "model": "m", "max_tokens": 1, "messages": [], "temperature": 1.2 })
+        )
+        .contains("`temperature`"));
+        let image = request(json!({ "model": "m", "max_tokens": 1,
+            "messages": [{ "role": "user", "content": [{ "type": "image", "source": {} }] }] }));
+        assert!(image.messages().unwrap_err().message.contains("`image`"));
+        let empty = request(json!({ "model": "m", "max_tokens": 1, "messages": [] }));
+        assert!(empty.messages().unwrap_err().message.contains("`messages`"));
+    }
+}

@@ -204,3 +204,25 @@ impl IntoResponse for ApiError {
 pub async fn no_such_route(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!("no such endpoint: {}", uri.path()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_dialect_writes_the_same_error_in_its_own_shape() {
+        let error = ApiError::bad_request("`tools` is not supported");
+        assert_eq!(error.body(Dialect::Ollama), json!({ "error": "`tools` is not supported" }));
+        assert_eq!(
+            error.body(Dialect::Anthropic),
+            json!({ "type": "error", "error": {
+                "type": "invalid_request_error", "message": "`tools` is not supported" } })
+        );
+        assert_eq!(error.body(Dialect::OpenAi)["error"]["type"], "invalid_request_error");
+        assert_eq!(
+            ApiError::busy("x").body(Dialect::Anthropic)["error"]["type"],
+            "overloaded_error"
+        );
+        assert_eq!(ApiError::internal().body(Dialect::Anthropic)["error"]["type"], "api_error");
+    }
+}

@@ -11,6 +11,8 @@
 
 pub mod models;
 mod options;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
