@@ -310,3 +310,25 @@ async fn routes_hearth_does_not_serve_such_as_api_embed_are_a_json_404_naming_th
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(answer["error"]["message"].as_str().unwrap().contains("/api/embed"), "{answer}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hearth_ps_reads_the_ollama_shaped_ps_with_hearths_facts() {
+    let host = TestHost::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = format!("http://{}", listener.local_addr().unwrap());
+    let app = hearth::api::app(host.hearth.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (status, _) = post_json(&host, "/api/load", json!({ "model": "echo" })).await;
+    assert_eq!(status, StatusCode::OK);
+    let output = tokio::process::Command::new(crate::helpers::built_binary())
+        .args(["ps", "--server", &server])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let row =
+        stdout.lines().find(|line| line.starts_with("echo ")).unwrap_or_else(|| panic!("{stdout}"));
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&columns[..4], ["echo", "fixture", "ready", "0"], "{stdout}");
+}
