@@ -142,9 +142,8 @@ pub async fn ps(State(hearth): State<Arc<Hearth>>) -> Result<Json<Value>, ApiErr
         let file = snapshot.key.path.file_name().and_then(|name| name.to_str()).unwrap_or_default();
         let artifact = model.and_then(|model| model.artifacts.iter().find(|a| a.file == file));
         let memory = snapshot.memory;
-        let mut entry = match serde_json::to_value(&snapshot) {
-            Ok(Value::Object(fields)) => fields,
-            Ok(_) | Err(_) => return Err(ApiError::internal()),
+        let Ok(Value::Object(mut entry)) = serde_json::to_value(&snapshot) else {
+            return Err(ApiError::internal());
         };
         entry.insert("name".into(), snapshot.key.model_id.clone().into());
         entry.insert("model".into(), snapshot.key.model_id.clone().into());

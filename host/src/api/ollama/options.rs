@@ -67,7 +67,7 @@ impl Options {
             }
         }
         params.max_tokens = match self.num_predict {
-            Some(WholeNumber(count)) if count == -1.0 => {
+            Some(WholeNumber(-1.0)) => {
                 Some(WholeNumber(f64::from(crate::api::params::MAX_TOKENS_LIMIT)))
             }
             Some(WholeNumber(count)) if count < 0.0 => {
