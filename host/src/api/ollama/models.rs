@@ -9,6 +9,7 @@ use std::time::UNIX_EPOCH;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
@@ -77,7 +78,7 @@ pub async fn tags(State(hearth): State<Arc<Hearth>>) -> Json<Value> {
 }
 
 /// The body of `/api/show` and `/api/pull`: the model, under Ollama's current name or
-/// its older one.
+/// its older one, and for a pull whether to stream its progress.
 #[derive(Debug, Deserialize)]
 pub struct ModelRequest {
     pub model: Option<String>,
@@ -270,12 +271,11 @@ pub async fn pull(
             .send(json!({ "status": format!("pulling {file}"), "total": size, "completed": size }));
     }
     tokio::spawn(run_pull(hearth, plan.specs, lines));
-    let lines = tokio_stream_of(received);
+    let lines = received_lines(received);
     if request.stream.unwrap_or(true) {
         return Ok(ndjson(lines));
     }
     // Not streamed: the last line alone, `success` or the error.
-    use futures::StreamExt;
     let last = lines.fold(Value::Null, |_, line| async move { line }).await;
     match last["error"].as_str() {
         Some(message) => Err(ApiError::bad_request(message)),
@@ -284,9 +284,7 @@ pub async fn pull(
 }
 
 /// The lines a channel receives, as a stream that ends when every sender is gone.
-fn tokio_stream_of(
-    mut received: mpsc::UnboundedReceiver<Value>,
-) -> impl futures::Stream<Item = Value> {
+fn received_lines(mut received: mpsc::UnboundedReceiver<Value>) -> impl Stream<Item = Value> {
     async_stream::stream! {
         while let Some(line) = received.recv().await {
             yield line;
