@@ -14,6 +14,9 @@ fi
 # (as CI makes) reuses them and builds incrementally.
 HEARTH_CACHE="${HEARTH_CACHE:-$HOME/.cache/hearth}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HEARTH_CACHE/target}"
+# The Python client libraries the API tests drive hearth with (setup.sh installs them
+# there; tests/e2e/models/clients.rs reads this).
+export HEARTH_CLIENTS_PY="${HEARTH_CLIENTS_PY:-$HEARTH_CACHE/python/clients-ollama-0.6.3-anthropic-2.10.0-openai-3.51.0}"
 # MLX's binary distribution (the mlx-cpu wheel, unpacked by setup.sh), which the MLX
 # plugin's build script compiles and links against.
 MLX_VERSION=0.32.4

@@ -10,7 +10,8 @@
 #      (`hearth pull`, verified against catalog.toml's sizes and sha256 values),
 #   5. the conformance suite's tiny random-weight models (scripts/tiny_models.py),
 #   6. the backend plugins that were built, into $HEARTH_HOME/plugins; the llama.cpp one
-#      with its companion folder of llama.cpp's shared libraries and backend modules.
+#      with its companion folder of llama.cpp's shared libraries and backend modules,
+#   7. the Python client libraries (ollama, anthropic, openai) the API tests use.
 # A second run does no downloads and an incremental build: a few seconds.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -311,6 +312,21 @@ for backend in llamacpp mlx webgpu; do
     installed=$((installed + 1))
 done
 ((installed > 0)) || echo "    no backend plugin in this workspace yet"
+
+# ---------------------------------------------------------------------------------------
+# The client libraries real users talk to hearth with, pinned, with their dependencies,
+# under the cache (not into the system's Python): tests/e2e/models/clients.rs runs
+# small scripts with them against `hearth serve`.
+step "python client libraries into $HEARTH_CLIENTS_PY"
+if [[ ! -f "$HEARTH_CLIENTS_PY/.complete" ]]; then
+    rm -rf "$HEARTH_CLIENTS_PY"
+    "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+        --only-binary=:all: --target "$HEARTH_CLIENTS_PY" \
+        ollama==0.6.3 anthropic==2.10.0 openai==3.51.0
+    touch "$HEARTH_CLIENTS_PY/.complete"
+else
+    echo "    up to date"
+fi
 
 done_step
 echo "==> setup done in $(( $(date +%s) - _t0 ))s (HEARTH_HOME=$HEARTH_HOME)"

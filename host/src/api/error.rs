@@ -1,4 +1,5 @@
-//! The one mapping from errors to HTTP responses, in OpenAI's error shape.
+//! The one mapping from errors to HTTP responses: OpenAI's error shape by default, and
+//! Ollama's or Anthropic's on their routes ([`Dialect`]), with the same status.
 //!
 //! Three kinds of failure, which a client must tell apart to know whether trying again
 //! can help:
@@ -28,7 +29,7 @@ const SHOULD_RETRY: &str = "x-should-retry";
 
 /// An error on its way to the client: a status, an OpenAI error type and a message
 /// that is safe to show (no paths, no plugin internals beyond the plugin's message).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
     pub kind: &'static str,
@@ -51,6 +52,25 @@ impl ApiError {
 
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found_error", message)
+    }
+
+    /// A fault of hearth itself, whose details stay in the log.
+    pub fn internal() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error")
+    }
+
+    /// The body of this error in `dialect`'s shape.
+    pub fn body(&self, dialect: Dialect) -> serde_json::Value {
+        let message = printable(&self.message);
+        match dialect {
+            Dialect::OpenAi => json!({ "error": {
+                "message": message, "type": self.kind, "code": self.status.as_u16(),
+            } }),
+            Dialect::Ollama => json!({ "error": message }),
+            Dialect::Anthropic => json!({ "type": "error", "error": {
+                "type": anthropic_type(self.status), "message": message,
+            } }),
+        }
     }
 
     /// A permanent fault of this server: 500, marked as not worth retrying.
@@ -100,7 +120,7 @@ impl From<ServiceError> for ApiError {
             },
             ServiceError::Internal(_) => {
                 tracing::error!(%error, "internal error");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error")
+                Self::internal()
             }
         }
     }
@@ -121,10 +141,51 @@ pub fn printable(text: &str) -> String {
     out
 }
 
+/// The error shapes of the APIs hearth speaks. The status and headers are the same in
+/// each; only the body differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `{"error": {"message", "type", "code"}}`, hearth's own shape too.
+    OpenAi,
+    /// `{"error": "message"}`.
+    Ollama,
+    /// `{"type": "error", "error": {"type", "message"}}`.
+    Anthropic,
+}
+
+/// Anthropic's error type for a status.
+fn anthropic_type(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE => "invalid_request_error",
+        StatusCode::UNAUTHORIZED => "authentication_error",
+        StatusCode::FORBIDDEN => "permission_error",
+        StatusCode::NOT_FOUND => "not_found_error",
+        StatusCode::PAYLOAD_TOO_LARGE => "request_too_large",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
+        StatusCode::SERVICE_UNAVAILABLE => "overloaded_error",
+        status if status.is_client_error() => "invalid_request_error",
+        _ => "api_error",
+    }
+}
+
+/// Rewrites the body of an [`ApiError`] response in `dialect`'s shape: a layer on
+/// Ollama's and Anthropic's routes, so that every error on them (a refused body
+/// included, which leaves from the extractor) reaches their clients as they expect.
+pub async fn in_dialect(
+    axum::extract::State(dialect): axum::extract::State<Dialect>,
+    response: Response,
+) -> Response {
+    let Some(error) = response.extensions().get::<ApiError>().cloned() else {
+        return response;
+    };
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(error.body(dialect).to_string()))
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let message = printable(&self.message);
-        let body = json!({ "error": { "message": message, "type": self.kind, "code": self.status.as_u16() } });
+        let body = self.body(Dialect::OpenAi);
         let mut response = (self.status, Json(body)).into_response();
         let headers = response.headers_mut();
         match self.status {
@@ -136,6 +197,7 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
+        response.extensions_mut().insert(self);
         response
     }
 }
@@ -143,4 +205,26 @@ impl IntoResponse for ApiError {
 /// Any path no route serves: a 404 in the same JSON shape as every other error.
 pub async fn no_such_route(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!("no such endpoint: {}", uri.path()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_dialect_writes_the_same_error_in_its_own_shape() {
+        let error = ApiError::bad_request("`tools` is not supported");
+        assert_eq!(error.body(Dialect::Ollama), json!({ "error": "`tools` is not supported" }));
+        assert_eq!(
+            error.body(Dialect::Anthropic),
+            json!({ "type": "error", "error": {
+                "type": "invalid_request_error", "message": "`tools` is not supported" } })
+        );
+        assert_eq!(error.body(Dialect::OpenAi)["error"]["type"], "invalid_request_error");
+        assert_eq!(
+            ApiError::busy("x").body(Dialect::Anthropic)["error"]["type"],
+            "overloaded_error"
+        );
+        assert_eq!(ApiError::internal().body(Dialect::Anthropic)["error"]["type"], "api_error");
+    }
 }

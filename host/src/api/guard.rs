@@ -16,7 +16,8 @@ use super::ApiError;
 /// How the API protects itself. The defaults suit a server on 127.0.0.1.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
-    /// Requests must carry `Authorization: Bearer <key>` (all but `/health`).
+    /// Requests must carry `Authorization: Bearer <key>` or `x-api-key: <key>` (all but
+    /// `/health`).
     pub api_key: Option<String>,
     /// Browser origins allowed to call the API; none means no CORS headers at all.
     pub cors_origins: Vec<String>,
@@ -97,11 +98,14 @@ pub async fn check_request(
     }
     if let Some(key) = &config.api_key {
         if request.uri().path() != "/health" {
-            let given = request
-                .headers()
+            // Anthropic's clients send the key as `x-api-key`, everyone else's as a
+            // bearer token.
+            let headers = request.headers();
+            let given = headers
                 .get(header::AUTHORIZATION)
                 .and_then(|value| value.to_str().ok())
                 .and_then(|value| value.strip_prefix("Bearer "))
+                .or_else(|| headers.get("x-api-key").and_then(|value| value.to_str().ok()))
                 .unwrap_or("");
             if !same_secret(given.as_bytes(), key.as_bytes()) {
                 let mut response = ApiError::new(

@@ -1,16 +1,24 @@
-//! The HTTP API: OpenAI-compatible endpoints under `/v1`, hearth's own under `/api`.
+//! The HTTP API: OpenAI-compatible endpoints under `/v1`, Anthropic's `/v1/messages`,
+//! Ollama's under `/api` (where hearth's own `/api/ps` had Ollama's name, Ollama's shape
+//! wins and hearth's facts are extra fields), and hearth's own under `/api`.
 //!
 //! Handlers are thin: they validate, turn the body into a [`Generation`] and hand it
-//! to the [`Hearth`] service. Every error leaves through [`ApiError`], the one place
-//! that maps errors to HTTP statuses; internals never reach a response body.
+//! to the [`Hearth`] service through the path every wire format shares (`answer`).
+//! Every error leaves through [`ApiError`], the one place that maps errors to HTTP
+//! statuses, in the error shape of the route's API; internals never reach a response
+//! body.
 //!
 //! [`Generation`]: crate::service::Generation
 
+mod answer;
+mod anthropic;
 mod body;
+mod clock;
 mod error;
 mod guard;
 mod metrics;
 mod native;
+mod ollama;
 mod openai;
 mod params;
 mod server;
@@ -23,6 +31,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, Method};
 use axum::routing::{get, post};
 use axum::{middleware, Extension, Router};
+use error::Dialect;
 use tower_http::cors::CorsLayer;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
@@ -67,11 +76,24 @@ pub fn app_with(hearth: Arc<Hearth>, config: ApiConfig) -> Router {
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn routes(hearth: Arc<Hearth>) -> Router {
+    let ollama = Router::new()
+        .route("/api/chat", post(ollama::chat))
+        .route("/api/generate", post(ollama::generate))
+        .route("/api/tags", get(ollama::models::tags))
+        .route("/api/show", post(ollama::models::show))
+        .route("/api/ps", get(ollama::models::ps))
+        .route("/api/pull", post(ollama::models::pull))
+        .route("/api/version", get(ollama::models::version))
+        .route_layer(middleware::map_response_with_state(Dialect::Ollama, error::in_dialect));
+    let anthropic = Router::new()
+        .route("/v1/messages", post(anthropic::messages))
+        .route_layer(middleware::map_response_with_state(Dialect::Anthropic, error::in_dialect));
     Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/models", get(openai::models))
-        .route("/api/ps", get(native::ps))
+        .merge(ollama)
+        .merge(anthropic)
         .route("/api/profile", get(native::profile))
         .route("/api/plugins", get(native::plugins))
         .route("/api/load", post(native::load))

@@ -1,4 +1,5 @@
-//! hearth's own endpoints: loaded models, profile, plugins, load, unload, health.
+//! hearth's own endpoints: profile, plugins, load, unload, health. (Loaded models are
+//! Ollama's `/api/ps`, with hearth's facts in each entry: see `ollama::models`.)
 
 use std::sync::Arc;
 
@@ -14,11 +15,6 @@ use super::params::{CommonParams, KeepAliveField};
 use super::ApiError;
 use crate::router::RouteRequest;
 use crate::service::{Generation, Hearth};
-
-/// `GET /api/ps`
-pub async fn ps(State(hearth): State<Arc<Hearth>>) -> Json<Value> {
-    Json(json!({ "models": hearth.loaded_models() }))
-}
 
 /// `GET /api/profile`: the device, the catalog in force (with the last refused edit,
 /// if the file still holds it) and the default routing decision.
@@ -60,6 +56,16 @@ pub async fn load(
         keep_alive: body.keep_alive,
         ..CommonParams::default()
     };
+    let (model, backend) = load_model(&hearth, &params).await?;
+    Ok(Json(json!({ "model": model, "backend": backend, "status": "loaded" })))
+}
+
+/// Load the model `params` routes to, without generating, and keep it for the idle
+/// period `params` asks for; returns the model and the backend it loaded on.
+pub async fn load_model(
+    hearth: &Hearth,
+    params: &CommonParams,
+) -> Result<(String, String), ApiError> {
     let generation = Generation {
         route: params.route(),
         request: GenerateRequest {
@@ -74,14 +80,13 @@ pub async fn load(
         keep_alive: params.keep_alive()?,
     };
     let prepared = hearth.prepare(generation).await?;
-    let loaded =
-        json!({ "model": prepared.model_id(), "backend": prepared.backend(), "status": "loaded" });
+    let loaded = (prepared.model_id().to_string(), prepared.backend().to_string());
     // Releasing the hold asks the runner what it holds now: for a model in a worker
     // process a blocking round trip over its pipe, which must not run on the runtime.
     if let Err(panic) = tokio::task::spawn_blocking(move || drop(prepared)).await {
         tracing::error!(%panic, "releasing the loaded model panicked");
     }
-    Ok(Json(loaded))
+    Ok(loaded)
 }
 
 #[derive(Debug, Deserialize)]

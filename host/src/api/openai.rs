@@ -9,18 +9,18 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures::Stream;
-use hearth_sdk::abi_stable::std_types::{RString, RVec};
-use hearth_sdk::{ChatMessage, GenerateRequest};
+use hearth_sdk::abi_stable::std_types::RVec;
+use hearth_sdk::ChatMessage;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 
+use super::answer::{self, generation, Piece, Started};
 use super::body::JsonBody;
-use super::guard::{QueueLimiter, QueueSlot};
+use super::guard::QueueLimiter;
 use super::metrics::Metrics;
 use super::params::CommonParams;
 use super::ApiError;
-use crate::service::{Completion, Generation, Hearth, Prepared};
+use crate::service::{Completion, Generation, Hearth};
 
 /// A message's content: a string, or a list of parts of which the text parts count.
 #[derive(Debug, Deserialize)]
@@ -80,28 +80,6 @@ fn message_text(message: Message) -> Result<ChatMessage, ApiError> {
     // Chat templates know "system", not OpenAI's newer "developer".
     let role = if message.role == "developer" { "system".to_string() } else { message.role };
     Ok(ChatMessage { role: role.into(), content: content.into() })
-}
-
-fn generation(
-    params: &CommonParams,
-    messages: RVec<ChatMessage>,
-    prompt: Option<String>,
-) -> Result<Generation, ApiError> {
-    params.check_n()?;
-    params.check_fields()?;
-    Ok(Generation {
-        route: params.route(),
-        request: GenerateRequest {
-            messages,
-            prompt: prompt.map(RString::from).into(),
-            sampling: params.sampling()?,
-            stop: params.stop()?,
-            max_tokens: params.max_tokens()?,
-            adapters: RVec::new(),
-        },
-        adapters: params.adapters()?,
-        keep_alive: params.keep_alive()?,
-    })
 }
 
 fn unix_seconds() -> u64 {
@@ -171,11 +149,11 @@ struct Envelope {
 }
 
 impl Envelope {
-    fn new(shape: Shape, prepared: &Prepared) -> Self {
+    fn new(shape: Shape, model: &str) -> Self {
         Self {
             id: format!("{}-{}", shape.id_prefix(), uuid::Uuid::new_v4().simple()),
             created: unix_seconds(),
-            model: prepared.model_id().to_string(),
+            model: model.to_string(),
             shape,
         }
     }
@@ -205,43 +183,18 @@ fn finish_reason(completion: &Completion) -> &'static str {
 
 async fn respond(
     hearth: Arc<Hearth>,
-    (queue, metrics): (QueueLimiter, Arc<Metrics>),
-    shape: Shape,
-    params: &CommonParams,
-    generation: Generation,
-) -> Result<Response, ApiError> {
-    metrics.request_started();
-    let answer = answer(hearth, queue, metrics.clone(), shape, params, generation).await;
-    if answer.is_err() {
-        metrics.request_failed();
-    }
-    answer
-}
-
-async fn answer(
-    hearth: Arc<Hearth>,
-    queue: QueueLimiter,
-    metrics: Arc<Metrics>,
+    services: (QueueLimiter, Arc<Metrics>),
     shape: Shape,
     params: &CommonParams,
     generation: Generation,
 ) -> Result<Response, ApiError> {
     let include_usage = params.stream_options.as_ref().is_some_and(|options| options.include_usage);
-    let slot = queue.enter(params.model.as_deref().unwrap_or("auto"))?;
-    let prepared = hearth.prepare(generation).await?;
-    let envelope = Envelope::new(shape, &prepared);
+    let started = answer::start(&hearth, services, params, generation).await?;
+    let envelope = Envelope::new(shape, started.model_id());
     if params.stream {
-        return Ok(
-            Sse::new(stream(envelope, prepared, include_usage, slot, metrics)).into_response()
-        );
+        return Ok(Sse::new(stream(envelope, started, include_usage)).into_response());
     }
-    let (tokens, mut pieces) = mpsc::unbounded_channel();
-    let completion = prepared.run(tokens).await?;
-    metrics.request_finished(&completion);
-    let mut text = String::new();
-    while let Ok(piece) = pieces.try_recv() {
-        text.push_str(&piece);
-    }
+    let (text, completion) = started.complete().await?;
     let choice = shape.choice(Some(&text), Some(finish_reason(&completion)), false);
     let mut body = envelope.body(false, vec![choice], Some(usage(&completion)));
     body["hearth"] = json!({ "backend": completion.backend, "tier": completion.tier, "timings": {
@@ -251,44 +204,33 @@ async fn answer(
     Ok(Json(body).into_response())
 }
 
-/// The SSE stream of one generation. Dropping it (the client left) drops the token
-/// receiver, which cancels the generation at its next token.
+/// The SSE stream of one generation, in OpenAI's chunks.
 fn stream(
     envelope: Envelope,
-    prepared: Prepared,
+    started: Started,
     include_usage: bool,
-    slot: QueueSlot,
-    metrics: Arc<Metrics>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    let (tokens, mut pieces) = mpsc::unbounded_channel();
-    let running = tokio::spawn(prepared.run(tokens));
     let shape = envelope.shape;
+    let pieces = started.pieces();
     async_stream::stream! {
-        // The request keeps its place in the queue until its stream ends.
-        let _slot = slot;
         if matches!(shape, Shape::Chat) {
             yield Ok(Event::default().data(envelope.body(true, vec![shape.choice(None, None, true)], None).to_string()));
         }
-        while let Some(piece) = pieces.recv().await {
-            yield Ok(Event::default().data(envelope.body(true, vec![shape.choice(Some(&piece), None, true)], None).to_string()));
-        }
-        match running.await {
-            Ok(Ok(completion)) => {
-                metrics.request_finished(&completion);
-                let last = shape.choice(None, Some(finish_reason(&completion)), true);
-                yield Ok(Event::default().data(envelope.body(true, vec![last], None).to_string()));
-                if include_usage {
-                    yield Ok(Event::default().data(envelope.body(true, vec![], Some(usage(&completion))).to_string()));
+        for await piece in pieces {
+            match piece {
+                Piece::Text(piece) => {
+                    yield Ok(Event::default().data(envelope.body(true, vec![shape.choice(Some(&piece), None, true)], None).to_string()));
                 }
-            }
-            Ok(Err(error)) => {
-                metrics.request_failed();
-                let error = ApiError::from(error);
-                yield Ok(Event::default().data(json!({ "error": { "message": error.message, "type": error.kind } }).to_string()));
-            }
-            Err(join) => {
-                tracing::error!(error = %join, "generation task failed");
-                yield Ok(Event::default().data(json!({ "error": { "message": "internal error", "type": "internal_error" } }).to_string()));
+                Piece::Finished(completion) => {
+                    let last = shape.choice(None, Some(finish_reason(&completion)), true);
+                    yield Ok(Event::default().data(envelope.body(true, vec![last], None).to_string()));
+                    if include_usage {
+                        yield Ok(Event::default().data(envelope.body(true, vec![], Some(usage(&completion))).to_string()));
+                    }
+                }
+                Piece::Failed(error) => {
+                    yield Ok(Event::default().data(json!({ "error": { "message": error.message, "type": error.kind } }).to_string()));
+                }
             }
         }
         yield Ok(Event::default().data("[DONE]"));

@@ -11,7 +11,7 @@ use crate::lifecycle::KeepAlive;
 use crate::router::RouteRequest;
 
 /// The most tokens one request may ask for; larger values are a client error.
-const MAX_TOKENS_LIMIT: u32 = 32_768;
+pub const MAX_TOKENS_LIMIT: u32 = 32_768;
 /// Tokens generated when the request does not say.
 const DEFAULT_MAX_TOKENS: u32 = 512;
 
@@ -97,7 +97,7 @@ const BOOKKEEPING: &[&str] =
     &["user", "metadata", "store", "service_tier", "safety_identifier", "prompt_cache_key"];
 
 /// Whether a field's value asks for nothing.
-fn asks_for_nothing(value: &serde_json::Value) -> bool {
+pub fn asks_for_nothing(value: &serde_json::Value) -> bool {
     use serde_json::Value;
     match value {
         Value::Null | Value::Bool(false) => true,
@@ -131,6 +131,7 @@ pub struct CommonParams {
     pub top_k: Option<WholeNumber>,
     pub min_p: Option<f64>,
     pub repeat_penalty: Option<f64>,
+    pub repeat_last_n: Option<WholeNumber>,
     pub seed: Option<SeedField>,
     pub stop: Option<StopField>,
     pub n: Option<WholeNumber>,
@@ -198,6 +199,13 @@ impl CommonParams {
         if let Some(value) = self.repeat_penalty {
             sampling.repeat_penalty = finite_in("repeat_penalty", value, 0.0, 10.0)?;
         }
+        if let Some(value) =
+            self.repeat_last_n.map(|count| count.whole("repeat_last_n")).transpose()?
+        {
+            sampling.repeat_last_n = u32::try_from(value).map_err(|_| {
+                ApiError::bad_request(format!("`repeat_last_n` must be 0 or more, got {value}"))
+            })?;
+        }
         if let Some(value) = self.top_k.map(|count| count.whole("top_k")).transpose()? {
             sampling.top_k = u32::try_from(value).map_err(|_| {
                 ApiError::bad_request(format!("`top_k` must be 0 or more, got {value}"))
@@ -264,25 +272,39 @@ impl CommonParams {
     /// as if they had been: a request for tools or a JSON schema must not come back
     /// as plain text with a 200.
     pub fn check_fields(&self) -> Result<(), ApiError> {
-        for (name, value) in &self.other {
-            if BOOKKEEPING.contains(&name.as_str()) {
-                continue;
-            }
-            if NOT_YET_SUPPORTED.contains(&name.as_str()) {
-                if asks_for_nothing(value) {
-                    continue;
-                }
-                return Err(ApiError::bad_request(format!(
-                    "`{name}` is not supported by hearth yet; send the request without it"
-                )));
-            }
-            return Err(ApiError::bad_request(format!("unknown field `{name}`")));
-        }
-        Ok(())
+        refuse_fields(&self.other, NOT_YET_SUPPORTED, BOOKKEEPING, "")
     }
 }
 
-/// "30s", "5m", "1h", "-1" or a bare number of seconds.
+/// Refuse every field of `other` that is not in `unused` (fields that change nothing,
+/// accepted as they are): one in `not_yet_supported` with a value that asks for
+/// something is "not supported yet", any other is unknown. Names are written with
+/// `prefix` (e.g. `options.`), so the message names the field as the client sent it.
+pub fn refuse_fields(
+    other: &serde_json::Map<String, serde_json::Value>,
+    not_yet_supported: &[&str],
+    unused: &[&str],
+    prefix: &str,
+) -> Result<(), ApiError> {
+    for (name, value) in other {
+        if unused.contains(&name.as_str()) {
+            continue;
+        }
+        if not_yet_supported.contains(&name.as_str()) {
+            if asks_for_nothing(value) {
+                continue;
+            }
+            return Err(ApiError::bad_request(format!(
+                "`{prefix}{name}` is not supported by hearth yet; send the request without it"
+            )));
+        }
+        return Err(ApiError::bad_request(format!("unknown field `{prefix}{name}`")));
+    }
+    Ok(())
+}
+
+/// "30s", "5m", "1h30m", "-1m", "-1" or a bare number of seconds: Go's durations, as
+/// Ollama reads them.
 fn parse_keep_alive(text: &str) -> Result<f64, ApiError> {
     let text = text.trim();
     let invalid = || {
@@ -290,19 +312,33 @@ fn parse_keep_alive(text: &str) -> Result<f64, ApiError> {
             "`keep_alive` must be seconds or a duration like \"5m\", got {text:?}"
         ))
     };
-    let (number, unit) = match text.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
-        Some((index, _)) => text.split_at(index),
-        None => (text, "s"),
+    let (sign, mut rest) = match text.strip_prefix('-') {
+        Some(rest) => (-1.0, rest),
+        None => (1.0, text.strip_prefix('+').unwrap_or(text)),
     };
-    let value: f64 = number.trim().parse().map_err(|_| invalid())?;
-    let scale = match unit {
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(invalid()),
-    };
-    Ok(value * scale)
+    if !rest.contains(|c: char| c.is_alphabetic()) {
+        return rest.trim().parse::<f64>().map(|seconds| sign * seconds).map_err(|_| invalid());
+    }
+    let mut seconds = 0.0;
+    while !rest.is_empty() {
+        let number_end = rest.find(|c: char| c.is_alphabetic()).ok_or_else(invalid)?;
+        let unit_end = rest[number_end..]
+            .find(|c: char| !c.is_alphabetic())
+            .map_or(rest.len(), |end| number_end + end);
+        let value: f64 = rest[..number_end].parse().map_err(|_| invalid())?;
+        let scale = match &rest[number_end..unit_end] {
+            "ns" => 1e-9,
+            "us" | "\u{b5}s" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(invalid()),
+        };
+        seconds += value * scale;
+        rest = &rest[unit_end..];
+    }
+    Ok(sign * seconds)
 }
 
 /// A seed for requests that gave none, so unseeded requests differ.
@@ -335,6 +371,16 @@ mod tests {
             KeepAlive::For(Duration::from_secs(300))
         );
         assert_eq!(with(KeepAliveField::Text("-1".into())), KeepAlive::Forever);
+        assert_eq!(with(KeepAliveField::Text("-5m".into())), KeepAlive::Forever);
+        assert_eq!(with(KeepAliveField::Seconds(-1.0)), KeepAlive::Forever);
+        assert_eq!(
+            with(KeepAliveField::Text("1h30m".into())),
+            KeepAlive::For(Duration::from_secs(5400))
+        );
+        assert_eq!(
+            with(KeepAliveField::Text("1500ms".into())),
+            KeepAlive::For(Duration::from_millis(1500))
+        );
         assert!(CommonParams {
             keep_alive: Some(KeepAliveField::Text("soon".into())),
             ..CommonParams::default()

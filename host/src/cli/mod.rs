@@ -105,7 +105,7 @@ pub enum Command {
         host: IpAddr,
         #[arg(long, default_value_t = DEFAULT_PORT)]
         port: u16,
-        /// Require `Authorization: Bearer KEY` on every request but /health.
+        /// Require `Authorization: Bearer KEY` (or `x-api-key: KEY`) on every request but /health.
         #[arg(long, env = "HEARTH_API_KEY", hide_env_values = true)]
         api_key: Option<String>,
         /// A browser origin allowed to call the API (repeatable); none disables CORS.

@@ -29,16 +29,15 @@ pub async fn ps(server: &str, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("{:<24} {:<10} {:<9} {:>5} {:>10}", "MODEL", "BACKEND", "STATE", "REFS", "MEMORY");
+    // Ollama's fields (`name`, `size`) and hearth's own beside them (`key`, `state`, `refs`).
     for model in models {
-        let bytes = model["memory"]["host_bytes"].as_u64().unwrap_or(0)
-            + model["memory"]["device_bytes"].as_u64().unwrap_or(0);
         println!(
             "{:<24} {:<10} {:<9} {:>5} {:>7} MB",
-            model["key"]["model_id"].as_str().unwrap_or("?"),
+            model["name"].as_str().unwrap_or("?"),
             model["key"]["backend"].as_str().unwrap_or("?"),
             model["state"].as_str().unwrap_or("?"),
             model["refs"].as_u64().unwrap_or(0),
-            bytes / 1_000_000
+            model["size"].as_u64().unwrap_or(0) / 1_000_000
         );
     }
     Ok(())

@@ -360,12 +360,15 @@ impl Hearth {
         self.prepare(generation).await?.run(tokens).await
     }
 
+    /// The context window, in tokens, that `model_id` is loaded with: the configured
+    /// one, else the catalog's for the model (0 when neither says: the backend's own).
+    pub fn context_window(&self, model_id: &str) -> u32 {
+        context_window(self.config.context_size, &self.catalog(), model_id)
+    }
+
     fn load_spec(&self, catalog: &Catalog, candidate: &Candidate) -> LoadSpec {
         let model = catalog.model(&candidate.model_id);
-        let context_size = match self.config.context_size {
-            0 => model.map_or(0, |model| model.context_size),
-            size => size,
-        };
+        let context_size = context_window(self.config.context_size, catalog, &candidate.model_id);
         // Always the catalog in force, not the scheduler's start-up default, so an
         // edited [idle] section applies from the next request on.
         let idle = Some(IdleTimeouts {
@@ -474,5 +477,13 @@ impl Hearth {
             });
         }
         Ok(resolved)
+    }
+}
+
+/// The context window a model is loaded with: `configured` when set, else the catalog's.
+fn context_window(configured: u32, catalog: &Catalog, model_id: &str) -> u32 {
+    match configured {
+        0 => catalog.model(model_id).map_or(0, |model| model.context_size),
+        size => size,
     }
 }

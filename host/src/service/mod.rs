@@ -7,6 +7,7 @@
 mod config;
 mod gate;
 mod generate;
+mod install;
 mod model_loader;
 mod reload;
 mod watch;
@@ -30,6 +31,7 @@ use crate::store::Store;
 pub use config::{default_home, CatalogSource, HearthConfig};
 pub use gate::{FileGate, FileRefused};
 pub use generate::{Completion, Generation, LoadFailure, Prepared, ServiceError, TokenStream};
+pub use install::{InstallError, InstallPlan};
 use model_loader::{PluginLoader, SharedCatalog, SharedRegistry, StoreInstalled};
 pub use reload::{CatalogProblem, CatalogReload};
 pub use watch::Watching;

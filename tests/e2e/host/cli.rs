@@ -22,13 +22,24 @@ fn hearth(home: &std::path::Path) -> Command {
 #[test]
 fn a_pull_of_a_model_without_a_url_says_the_full_path_in_one_line_even_with_rust_backtrace_set() {
     let home = fixture_home(&["hearth_fixture_plugin"], "2m", "5m");
+    let expected = home.path().join("models").join("echo").join("echo.fixture");
+    // Installed, it would be reported as installed; missing, there is nothing to fetch.
+    std::fs::remove_file(&expected).unwrap();
     let output =
         hearth(home.path()).args(["pull", "echo"]).env("RUST_BACKTRACE", "1").output().unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let expected = home.path().join("models").join("echo").join("echo.fixture");
     assert!(stderr.contains(&expected.display().to_string()), "{stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "one line, no backtrace: {stderr}");
+}
+
+#[test]
+fn a_pull_of_an_installed_model_without_a_url_says_it_is_installed() {
+    let home = fixture_home(&["hearth_fixture_plugin"], "2m", "5m");
+    let output = hearth(home.path()).args(["pull", "echo"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("echo.fixture is installed"), "{stdout}");
 }
 
 #[test]

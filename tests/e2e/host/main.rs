@@ -4,6 +4,7 @@
 //! crash in their worker processes.
 
 mod cli;
+mod client_apis;
 mod faults;
 mod generate;
 mod helpers;

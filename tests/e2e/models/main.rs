@@ -7,6 +7,7 @@
 mod adapters;
 mod backends;
 mod cli;
+mod clients;
 mod corpus;
 mod corrupt_files;
 mod helpers;

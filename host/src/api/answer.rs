@@ -1,0 +1,135 @@
+//! The path every completion endpoint shares, whatever its wire format: the request's
+//! fields become a [`Generation`], which takes a place in the model's queue, is prepared
+//! (routed and loaded) and then runs, either to the end ([`Started::complete`]) or as a
+//! stream of pieces ([`Started::pieces`]). OpenAI's, Ollama's and Anthropic's handlers
+//! differ only in how they read the request and write what comes out.
+
+use std::sync::Arc;
+
+use futures::Stream;
+use hearth_sdk::abi_stable::std_types::{RString, RVec};
+use hearth_sdk::{ChatMessage, GenerateRequest};
+use tokio::sync::mpsc;
+
+use super::guard::{QueueLimiter, QueueSlot};
+use super::metrics::Metrics;
+use super::params::CommonParams;
+use super::ApiError;
+use crate::service::{Completion, Generation, Hearth, Prepared};
+
+/// The generation a request asks for: its messages (a chat) or its prompt (plain text,
+/// no chat template), with the shared fields checked.
+pub fn generation(
+    params: &CommonParams,
+    messages: RVec<ChatMessage>,
+    prompt: Option<String>,
+) -> Result<Generation, ApiError> {
+    params.check_n()?;
+    params.check_fields()?;
+    Ok(Generation {
+        route: params.route(),
+        request: GenerateRequest {
+            messages,
+            prompt: prompt.map(RString::from).into(),
+            sampling: params.sampling()?,
+            stop: params.stop()?,
+            max_tokens: params.max_tokens()?,
+            adapters: RVec::new(),
+        },
+        adapters: params.adapters()?,
+        keep_alive: params.keep_alive()?,
+    })
+}
+
+/// What a streamed generation yields: its text piece by piece, then how it ended.
+pub enum Piece {
+    Text(String),
+    Finished(Completion),
+    Failed(ApiError),
+}
+
+/// A generation with its model loaded and its place in the queue, not yet run.
+pub struct Started {
+    prepared: Prepared,
+    slot: QueueSlot,
+    metrics: Arc<Metrics>,
+}
+
+/// Take a place in the queue of the model `params` names and prepare `generation`;
+/// every failure is counted in the metrics.
+pub async fn start(
+    hearth: &Hearth,
+    (queue, metrics): (QueueLimiter, Arc<Metrics>),
+    params: &CommonParams,
+    generation: Generation,
+) -> Result<Started, ApiError> {
+    metrics.request_started();
+    let started = async {
+        let slot = queue.enter(params.model.as_deref().unwrap_or("auto"))?;
+        let prepared = hearth.prepare(generation).await?;
+        Ok(Started { prepared, slot, metrics: metrics.clone() })
+    }
+    .await;
+    if started.is_err() {
+        metrics.request_failed();
+    }
+    started
+}
+
+impl Started {
+    /// The model that answers.
+    pub fn model_id(&self) -> &str {
+        self.prepared.model_id()
+    }
+
+    /// Run to the end: the whole text and how it ended.
+    pub async fn complete(self) -> Result<(String, Completion), ApiError> {
+        let Started { prepared, slot, metrics } = self;
+        let (tokens, mut pieces) = mpsc::unbounded_channel();
+        let completion = match prepared.run(tokens).await {
+            Ok(completion) => completion,
+            Err(error) => {
+                metrics.request_failed();
+                return Err(error.into());
+            }
+        };
+        drop(slot);
+        metrics.request_finished(&completion);
+        let mut text = String::new();
+        while let Ok(piece) = pieces.try_recv() {
+            text.push_str(&piece);
+        }
+        Ok((text, completion))
+    }
+
+    /// Run as a stream of pieces ending in [`Piece::Finished`] or [`Piece::Failed`].
+    /// Dropping the stream (the client left) drops the token receiver, which cancels
+    /// the generation at its next token.
+    pub fn pieces(self) -> impl Stream<Item = Piece> {
+        let Started { prepared, slot, metrics } = self;
+        let (tokens, mut pieces) = mpsc::unbounded_channel();
+        let running = tokio::spawn(prepared.run(tokens));
+        async_stream::stream! {
+            // The request keeps its place in the queue until its stream ends.
+            let _slot = slot;
+            while let Some(piece) = pieces.recv().await {
+                yield Piece::Text(piece);
+            }
+            match running.await {
+                Ok(Ok(completion)) => {
+                    metrics.request_finished(&completion);
+                    yield Piece::Finished(completion);
+                }
+                Ok(Err(error)) => {
+                    metrics.request_failed();
+                    yield Piece::Failed(error.into());
+                }
+                Err(join) => {
+                    tracing::error!(error = %join, "generation task failed");
+                    metrics.request_failed();
+                    yield Piece::Failed(ApiError::internal());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! Ollama's API, where its clients (the `ollama` libraries, Open WebUI, editors' Copilot
+//! integrations) use it: `/api/chat` and `/api/generate` here, the model listings,
+//! `/api/pull` and `/api/version` in [`models`].
+//!
+//! Requests become the same [`CommonParams`] the OpenAI endpoints read, so sampling,
+//! limits, `keep_alive` and routing behave alike on both. Answers stream as NDJSON
+//! unless `"stream": false`, as Ollama's do, with Ollama's counts and nanosecond
+//! durations. Fields of Ollama's requests hearth does not implement (`tools`,
+//! `format`, `images`, `think`, …) are refused with a 400 naming them. Errors on these
+//! routes take Ollama's shape, `{"error": "…"}` (see [`super::error::Dialect`]).
+
+pub mod models;
+mod options;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use futures::{Stream, StreamExt};
+use hearth_sdk::abi_stable::std_types::RVec;
+use hearth_sdk::ChatMessage;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::answer::{self, generation, Piece};
+use super::body::JsonBody;
+use super::clock::rfc3339;
+use super::error::Dialect;
+use super::guard::QueueLimiter;
+use super::metrics::Metrics;
+use super::native::load_model;
+use super::params::{refuse_fields, CommonParams, KeepAliveField};
+use super::ApiError;
+use crate::lifecycle::KeepAlive;
+use crate::service::{Completion, Hearth};
+use options::Options;
+
+/// Fields of Ollama's `/api/chat` and `/api/generate` that hearth does not implement.
+const NOT_YET_SUPPORTED: &[&str] = &[
+    "tools",
+    "format",
+    "images",
+    "think",
+    "template",
+    "context",
+    "suffix",
+    "logprobs",
+    "top_logprobs",
+    "truncate",
+    "shift",
+    "width",
+    "height",
+    "steps",
+];
+
+/// Fields of an Ollama chat message that hearth does not implement.
+const MESSAGE_NOT_YET_SUPPORTED: &[&str] = &["images", "tool_calls", "tool_name", "thinking"];
+
+/// One message of an Ollama chat.
+#[derive(Debug, Deserialize)]
+pub struct OllamaMessage {
+    pub role: String,
+    #[serde(default)]
+    pub content: String,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// The body of `POST /api/chat`.
+#[derive(Debug, Deserialize)]
+pub struct ChatRequest {
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub messages: Vec<OllamaMessage>,
+    pub stream: Option<bool>,
+    pub options: Option<Options>,
+    pub keep_alive: Option<KeepAliveField>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// The body of `POST /api/generate`.
+#[derive(Debug, Deserialize)]
+pub struct GenerateRequest {
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub prompt: String,
+    pub system: Option<String>,
+    /// The prompt as it is, without the model's chat template.
+    #[serde(default)]
+    pub raw: bool,
+    pub stream: Option<bool>,
+    pub options: Option<Options>,
+    pub keep_alive: Option<KeepAliveField>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// The model a client named: Ollama's clients add the tag `:latest` to a name without
+/// one, and hearth's catalog ids have no tags.
+pub fn model_id(name: &str) -> &str {
+    name.strip_suffix(":latest").unwrap_or(name)
+}
+
+/// The shared parameters of an Ollama request, its options checked and mapped.
+fn common_params(
+    hearth: &Hearth,
+    model: &str,
+    stream: Option<bool>,
+    options: Option<Options>,
+    keep_alive: Option<KeepAliveField>,
+) -> Result<CommonParams, ApiError> {
+    if model.is_empty() {
+        return Err(ApiError::bad_request("`model` is required"));
+    }
+    let model = model_id(model);
+    let mut params = CommonParams {
+        model: Some(model.to_string()),
+        stream: stream.unwrap_or(true),
+        keep_alive,
+        ..CommonParams::default()
+    };
+    if let Some(options) = options {
+        options.apply(&mut params, hearth.context_window(model))?;
+    }
+    Ok(params)
+}
+
+fn chat_message(message: OllamaMessage) -> Result<ChatMessage, ApiError> {
+    refuse_fields(&message.other, MESSAGE_NOT_YET_SUPPORTED, &[], "messages[].")?;
+    match message.role.as_str() {
+        "system" | "user" | "assistant" => {}
+        "tool" => {
+            return Err(ApiError::bad_request(
+                "`tool` messages answer tool calls, which hearth does not support yet",
+            ))
+        }
+        role => return Err(ApiError::bad_request(format!("unknown message role `{role}`"))),
+    }
+    Ok(ChatMessage { role: message.role.into(), content: message.content.into() })
+}
+
+/// Which of Ollama's two answer shapes: a chat's `message` or a generation's `response`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Chat,
+    Generate,
+}
+
+/// What every line of an answer starts with: the model as the client named it, and
+/// when the line was written.
+fn head(model: &str) -> Map<String, Value> {
+    let mut head = Map::new();
+    head.insert("model".into(), model.into());
+    head.insert("created_at".into(), rfc3339(SystemTime::now()).into());
+    head
+}
+
+/// One line of an answer: `text`, and when it is the last line, how it ended.
+fn line(shape: Shape, model: &str, text: &str, end: Option<&Completion>) -> Value {
+    let mut line = head(model);
+    match shape {
+        Shape::Chat => {
+            line.insert("message".into(), json!({ "role": "assistant", "content": text }));
+        }
+        Shape::Generate => {
+            line.insert("response".into(), text.into());
+        }
+    }
+    line.insert("done".into(), end.is_some().into());
+    if let Some(completion) = end {
+        line.extend(statistics(completion));
+    }
+    Value::Object(line)
+}
+
+/// Ollama's closing fields: why it stopped, token counts and durations in nanoseconds.
+/// `load_duration` is everything before the prompt was read: routing and loading.
+fn statistics(completion: &Completion) -> Map<String, Value> {
+    let nanos = |ms: f64| (ms.max(0.0) * 1e6).round() as u64;
+    let before_prompt = completion.total_ms - completion.prompt_ms - completion.decode_ms;
+    let done_reason = match completion.finish_reason {
+        "length" => "length",
+        _ => "stop",
+    };
+    let statistics = json!({
+        "done_reason": done_reason,
+        "total_duration": nanos(completion.total_ms),
+        "load_duration": nanos(before_prompt),
+        "prompt_eval_count": completion.prompt_tokens,
+        "prompt_eval_duration": nanos(completion.prompt_ms),
+        "eval_count": completion.completion_tokens,
+        "eval_duration": nanos(completion.decode_ms),
+        "hearth": { "model": completion.model_id, "backend": completion.backend, "tier": completion.tier },
+    });
+    match statistics {
+        Value::Object(fields) => fields,
+        _ => Map::new(),
+    }
+}
+
+/// A stream of JSON values as newline-delimited JSON, as Ollama streams.
+fn ndjson(lines: impl Stream<Item = Value> + Send + 'static) -> Response {
+    let body = lines.map(|line| Ok::<_, std::convert::Infallible>(format!("{line}\n")));
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(body)).into_response()
+}
+
+/// An answer without generating: a request with nothing to say loads the model, or
+/// with `keep_alive` 0 unloads it, as Ollama does.
+async fn load_or_unload(
+    hearth: &Hearth,
+    shape: Shape,
+    model: &str,
+    params: &CommonParams,
+) -> Result<Response, ApiError> {
+    let done_reason = if params.keep_alive()? == KeepAlive::For(Duration::ZERO) {
+        hearth
+            .unload(model_id(model))
+            .await
+            .map_err(|error| ApiError::bad_request(error.to_string()))?;
+        "unload"
+    } else {
+        load_model(hearth, params).await?;
+        "load"
+    };
+    let mut answer = match line(shape, model, "", None) {
+        Value::Object(fields) => fields,
+        _ => Map::new(),
+    };
+    answer.insert("done".into(), true.into());
+    answer.insert("done_reason".into(), done_reason.into());
+    Ok(Json(Value::Object(answer)).into_response())
+}
+
+/// Run the generation and answer in `shape`, streamed or whole.
+async fn respond(
+    hearth: Arc<Hearth>,
+    services: (QueueLimiter, Arc<Metrics>),
+    shape: Shape,
+    model: String,
+    params: CommonParams,
+    messages: RVec<ChatMessage>,
+    prompt: Option<String>,
+) -> Result<Response, ApiError> {
+    let generation = generation(&params, messages, prompt)?;
+    let started = answer::start(&hearth, services, &params, generation).await?;
+    if !params.stream {
+        let (text, completion) = started.complete().await?;
+        return Ok(Json(line(shape, &model, &text, Some(&completion))).into_response());
+    }
+    let pieces = started.pieces();
+    let lines = pieces.map(move |piece| match piece {
+        Piece::Text(text) => line(shape, &model, &text, None),
+        Piece::Finished(completion) => line(shape, &model, "", Some(&completion)),
+        Piece::Failed(error) => error.body(Dialect::Ollama),
+    });
+    Ok(ndjson(lines))
+}
+
+/// `POST /api/chat`
+pub async fn chat(
+    State(hearth): State<Arc<Hearth>>,
+    Extension(queue): Extension<QueueLimiter>,
+    Extension(metrics): Extension<Arc<Metrics>>,
+    JsonBody(request): JsonBody<ChatRequest>,
+) -> Result<Response, ApiError> {
+    refuse_fields(&request.other, NOT_YET_SUPPORTED, &[], "")?;
+    let params = common_params(
+        &hearth,
+        &request.model,
+        request.stream,
+        request.options,
+        request.keep_alive,
+    )?;
+    if request.messages.is_empty() {
+        return load_or_unload(&hearth, Shape::Chat, &request.model, &params).await;
+    }
+    let messages = request.messages.into_iter().map(chat_message).collect::<Result<_, _>>()?;
+    respond(hearth, (queue, metrics), Shape::Chat, request.model, params, messages, None).await
+}
+
+/// `POST /api/generate`: the prompt through the model's chat template as the user's
+/// turn (after `system`, when given), or as it is with `raw`.
+pub async fn generate(
+    State(hearth): State<Arc<Hearth>>,
+    Extension(queue): Extension<QueueLimiter>,
+    Extension(metrics): Extension<Arc<Metrics>>,
+    JsonBody(request): JsonBody<GenerateRequest>,
+) -> Result<Response, ApiError> {
+    refuse_fields(&request.other, NOT_YET_SUPPORTED, &[], "")?;
+    let params = common_params(
+        &hearth,
+        &request.model,
+        request.stream,
+        request.options,
+        request.keep_alive,
+    )?;
+    if request.prompt.is_empty() {
+        return load_or_unload(&hearth, Shape::Generate, &request.model, &params).await;
+    }
+    let (messages, prompt) =
+        match (request.raw, request.system) {
+            (true, Some(_)) => return Err(ApiError::bad_request(
+                "`system` goes through the chat template, which `raw` leaves out; send one of them",
+            )),
+            (true, None) => (RVec::new(), Some(request.prompt)),
+            (false, system) => {
+                let system = system
+                    .filter(|system| !system.is_empty())
+                    .map(|system| ChatMessage { role: "system".into(), content: system.into() });
+                let user = ChatMessage { role: "user".into(), content: request.prompt.into() };
+                (system.into_iter().chain([user]).collect(), None)
+            }
+        };
+    respond(hearth, (queue, metrics), Shape::Generate, request.model, params, messages, prompt)
+        .await
+}

@@ -1,0 +1,63 @@
+"""The `ollama` Python client against `hearth serve` (argv[1]) with SmolLM2 installed:
+lists, shows, chats and generates (streamed and not), sees the loaded model in `ps`,
+and is refused what hearth does not implement, by name."""
+
+import sys
+
+import ollama
+
+MODEL = "smollm2-135m"
+GREEDY = {"temperature": 0, "seed": 7, "num_predict": 12}
+QUESTION = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
+
+client = ollama.Client(host=sys.argv[1])
+
+# This version of the client has no call for `/api/version`; its own transport asks.
+assert client._client.get("/api/version").json()["version"], "version is empty"
+
+listed = {model.model: model for model in client.list().models}
+assert MODEL in listed, f"{MODEL} not listed: {sorted(listed)}"
+assert listed[MODEL].size > 0 and listed[MODEL].details.family == "llama", listed[MODEL]
+assert listed[MODEL].details.quantization_level == "Q4_1", listed[MODEL].details
+
+shown = client.show(MODEL)
+assert shown.capabilities == ["completion"], shown.capabilities
+assert shown.modelinfo["llama.context_length"] > 0, shown.modelinfo
+
+whole = client.chat(model=MODEL, messages=QUESTION, options=GREEDY)
+assert whole.message.role == "assistant" and whole.message.content.strip(), whole
+assert whole.done and whole.done_reason in ("stop", "length"), whole
+assert whole.eval_count > 0 and whole.prompt_eval_count > 0, whole
+assert whole.total_duration >= whole.eval_duration > 0, whole
+
+chunks = list(client.chat(model=MODEL, messages=QUESTION, options=GREEDY, stream=True))
+assert chunks[-1].done and not any(chunk.done for chunk in chunks[:-1]), chunks
+streamed = "".join(chunk.message.content for chunk in chunks)
+assert streamed == whole.message.content, (streamed, whole.message.content)
+
+generated = client.generate(model=MODEL, prompt="Name a colour.", options=GREEDY)
+assert generated.response.strip() and generated.done, generated
+pieces = list(client.generate(model=MODEL, prompt="Name a colour.", options=GREEDY, stream=True))
+assert "".join(piece.response for piece in pieces) == generated.response, pieces
+
+running = {model.model: model for model in client.ps().models}
+assert MODEL in running, f"{MODEL} not in ps: {client.ps()}"
+assert running[MODEL].size > 0 and running[MODEL].details.family == "llama", running[MODEL]
+
+try:
+    client.chat(model=MODEL, messages=QUESTION, format="json")
+except ollama.ResponseError as error:
+    assert error.status_code == 400 and "format" in error.error, error
+else:
+    raise AssertionError("a `format` request was answered")
+
+try:
+    client.chat(model=MODEL, messages=QUESTION, options={"mirostat": 2})
+except ollama.ResponseError as error:
+    assert error.status_code == 400 and "options.mirostat" in error.error, error
+else:
+    raise AssertionError("a `mirostat` request was answered")
+
+unloaded = client.generate(model=MODEL, keep_alive=0)
+assert unloaded.done_reason == "unload", unloaded
+assert not client.ps().models, client.ps()
