@@ -5,10 +5,11 @@
 //! at start from the plugin's companion folder, the CPU backend in the best variant this
 //! CPU runs (see [`backends`]), and every GPU module found there (`libggml-vulkan.so`,
 //! `libggml-cuda.so`, which setup builds where their toolkits are) is used as a
-//! built-in one would be. The device a model runs on is the request's (`--device`, by
-//! the name `hearth plugins` lists: `Vulkan0`, `CUDA0`; `none` for the CPU alone), else
-//! every GPU: models are offloaded whole. Vulkan's software renderers (lavapipe) are
-//! listed but used only when named (see `vulkan.rs`).
+//! built-in one would be. The devices a model runs on are the request's (`--device`, by
+//! the names `hearth plugins` lists: `Vulkan0`, `CUDA0,CUDA1`; `none` for the CPU
+//! alone), else every GPU, a card two modules see counted once: as many layers as fit in
+//! their free memory go there (llama.cpp's fit), the rest stay on the CPU. Vulkan's
+//! software renderers (lavapipe) are listed but used only when named (see `vulkan.rs`).
 //!
 //! - **Models** are memory-mapped; the context (KV cache and scratch) is created on the
 //!   first request and freed by `trim`. Requests to one model take turns on that
