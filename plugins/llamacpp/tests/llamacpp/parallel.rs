@@ -37,14 +37,18 @@ fn all_at_once(model: &dyn Model, requests: &[GenerateRequest]) -> Vec<String> {
     })
 }
 
-/// The first words of an answer. Where its cells sit in the shared cache changes the
-/// rounding of attention, so an answer given beside others may leave the one given
-/// alone where two tokens nearly tie (seen: two of ten, after a dozen tokens), as with
-/// llama-server; an answer that read another sequence's cache or got its tokens would
-/// differ from its first words.
+/// The first characters of an answer, as many as [`AGREEING_CHARS`]. Where its cells
+/// sit in the shared cache changes the rounding of attention, so an answer given beside
+/// others may leave the one given alone where two tokens nearly tie (seen: two of ten,
+/// after eight to a dozen tokens — "la femme au" against "la femme," — as with
+/// llama-server); an answer that read another sequence's cache or got its tokens differs
+/// from its first token.
 fn opening(text: &str) -> String {
-    text.split_whitespace().take(5).collect::<Vec<_>>().join(" ")
+    text.chars().take(AGREEING_CHARS).collect()
 }
+
+/// About five tokens: where answers to different questions have parted.
+const AGREEING_CHARS: usize = 20;
 
 #[test]
 fn ten_generations_at_once_on_eight_sequences_each_give_their_own_answer() {
