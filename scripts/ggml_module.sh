@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Builds one of ggml's GPU backend modules for the llama.cpp plugin from a llama.cpp
-# source tree: libggml-vulkan.so or libggml-cuda.so. Needs cmake and a C++ compiler and
-# the module's toolkit, not Rust, so a GPU machine can run it on its own.
+# Builds one of ggml's backend modules for the llama.cpp plugin from a llama.cpp source
+# tree: libggml-vulkan.so, libggml-cuda.so, or libggml-rpc.so (the client of ggml's RPC
+# protocol, and its server, which `hearth rpc-server` runs). Needs cmake and a C++
+# compiler and the module's toolkit (none for rpc), not Rust, so a GPU machine can run
+# it on its own.
 #
-#   scripts/ggml_module.sh vulkan|cuda SOURCE BUILD
+#   scripts/ggml_module.sh vulkan|cuda|rpc SOURCE BUILD
 #
 # SOURCE must be the tree the plugin's llama-cpp-sys-2 vendors (ggml's backend interface
 # is no stable ABI), and the build uses what that crate's `dynamic-backends` build does
@@ -16,7 +18,7 @@
 # install); 1 the build failed (the log's tail on stderr).
 set -euo pipefail
 
-module=${1:?usage: $0 vulkan|cuda SOURCE BUILD}
+module=${1:?usage: $0 vulkan|cuda|rpc SOURCE BUILD}
 source=$(cd "${2:?source tree}" && pwd)
 build=${3:?build folder}
 [[ -f $source/ggml/src/ggml-$module/CMakeLists.txt ]] ||
@@ -69,8 +71,12 @@ cuda)
         -DCMAKE_MODULE_LINKER_FLAGS="-Wl,-rpath,$cuda_lib")
     [[ -n $archs ]] && flags+=(-DCMAKE_CUDA_ARCHITECTURES="$archs")
     ;;
+rpc)
+    # TCP only: the RDMA transport would link whatever libibverbs this machine has.
+    flags+=(-DGGML_RPC=ON -DGGML_RPC_RDMA=OFF)
+    ;;
 *)
-    echo "usage: $0 vulkan|cuda SOURCE BUILD" >&2
+    echo "usage: $0 vulkan|cuda|rpc SOURCE BUILD" >&2
     exit 64
     ;;
 esac

@@ -107,11 +107,13 @@ PYEOF
 )
 
 # ---------------------------------------------------------------------------------------
-# ggml's GPU modules, built by scripts/ggml_module.sh from the same llama.cpp source as
-# the plugin, each in a build folder of the cache kept per llama-cpp-sys-2 version (a
-# warm run rebuilds nothing). A module whose toolkit is missing is skipped with one line
-# naming what to install; the plugin then runs on the CPU (and other GPUs).
-step "ggml GPU modules (llama.cpp $LLAMA_SYS)"
+# ggml's GPU modules and its RPC module, built by scripts/ggml_module.sh from the same
+# llama.cpp source as the plugin, each in a build folder of the cache kept per
+# llama-cpp-sys-2 version (a warm run rebuilds nothing). A module whose toolkit is
+# missing is skipped with one line naming what to install; the plugin then runs on the
+# CPU (and other GPUs). The RPC module needs no toolkit: it is what `--rpc` and
+# `hearth rpc-server` run on.
+step "ggml backend modules (llama.cpp $LLAMA_SYS)"
 # The Vulkan module uses VK_EXT_layer_settings, which Debian 12's Vulkan headers
 # (1.3.239) predate. There, Debian 13's libvulkan-dev and spirv-headers packages are
 # fetched by apt's own client, with package lists of its own in the cache (the
@@ -140,12 +142,12 @@ if [[ -z ${VULKAN_SDK:-} && -f /usr/include/vulkan/vulkan_core.h ]] &&
     fi
     [[ -f $VULKAN_HEADERS/.complete ]] && export VULKAN_SDK="$VULKAN_HEADERS/usr"
 fi
-GPU_MODULES=()
-for module in vulkan cuda; do
+BUILT_MODULES=()
+for module in vulkan cuda rpc; do
     build="$HEARTH_CACHE/ggml-modules/$LLAMA_SYS/$module"
     started=$(date +%s)
     if why=$("$HEARTH_ROOT/scripts/ggml_module.sh" "$module" "$LLAMA_SRC" "$build" 2>&1 >/dev/null); then
-        GPU_MODULES+=("$build/bin/libggml-$module.so")
+        BUILT_MODULES+=("$build/bin/libggml-$module.so")
         echo "    $module: built ($(($(date +%s) - started))s)"
     elif [[ -f $build/build.log && $why != needs* ]]; then
         echo "    $module: skipped, its build failed (log: $build/build.log)"
@@ -272,15 +274,16 @@ install_stripped() {
 
 # The llama.cpp plugin's companion folder (plugins/llamacpp/src/backends.rs): the shared
 # libraries it links (its NEEDED libllama, libllama-common — for the offload's fit —,
-# libggml and libggml-base, by their sonames) and ggml's backend modules (every CPU
-# variant; the GPU ones built above), all from the one llama.cpp source.
+# libggml and libggml-base, by their sonames), ggml's backend modules (every CPU
+# variant; the GPU and RPC ones built above), all from the one llama.cpp source, and the
+# plugin's RPC server program, which `hearth rpc-server` runs from there.
 install_llamacpp_companion() {
     local folder="$1" name changed=0 wanted=()
     [[ -n "$LLAMA_OUT" && -d "$LLAMA_OUT/backends" ]] ||
         { echo "error: the build did not report llama.cpp's libraries (LLAMA_OUT=$LLAMA_OUT)" >&2; exit 1; }
     mkdir -p "$folder"
     for file in "$LLAMA_OUT"/lib/lib{llama,llama-common,ggml,ggml-base}.so.[0-9] "$LLAMA_OUT"/backends/libggml-*.so \
-        "${GPU_MODULES[@]}"; do
+        "${BUILT_MODULES[@]}" "$CARGO_TARGET_DIR/release/hearth-rpc-server"; do
         name=$(basename "$file")
         wanted+=("$name")
         install_stripped "$file" "$folder/$name" && changed=$((changed + 1))

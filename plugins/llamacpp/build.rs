@@ -1,8 +1,9 @@
 //! Where the plugin's shared libraries are: its run path names its companion folder,
 //! `$ORIGIN/libhearth_llamacpp`, which setup fills with `libllama`, `libggml`,
 //! `libggml-base` and the backend modules, and which the host copies with the plugin
-//! (see `backends.rs`). The examples, run from the target folder, name the build's own
-//! folder of those libraries instead.
+//! (see `backends.rs`). The RPC server program, which setup installs in that folder,
+//! names its own folder, and the build's folder after it; the examples, run from the
+//! target folder, name the build's own folder of those libraries.
 
 fn main() {
     println!("cargo:rustc-cdylib-link-arg=-Wl,-rpath,$ORIGIN/libhearth_llamacpp");
@@ -12,5 +13,9 @@ fn main() {
         let lib = std::path::Path::new(&backends).with_file_name("lib");
         // DT_RPATH, not RUNPATH: it also finds libllama's own libggml-base and libggml.
         println!("cargo:rustc-link-arg-examples=-Wl,--disable-new-dtags,-rpath,{}", lib.display());
+        println!(
+            "cargo:rustc-link-arg-bins=-Wl,--disable-new-dtags,-rpath,$ORIGIN:{}",
+            lib.display()
+        );
     }
 }

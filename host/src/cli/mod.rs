@@ -5,6 +5,7 @@ mod bench;
 mod listing;
 mod pull;
 mod remote;
+mod rpc_server;
 mod run;
 
 use std::io::IsTerminal;
@@ -54,6 +55,11 @@ pub struct GlobalArgs {
     /// renderers such as lavapipe only when named).
     #[arg(long, global = true, env = "HEARTH_DEVICE")]
     pub device: Option<String>,
+    /// Other machines' devices for llama.cpp models: `hearth rpc-server`s as
+    /// `host:port,…`, whose devices join this machine's and take a share of the layers
+    /// (as llama-server's `--rpc`); `hearth plugins` lists them with their memory.
+    #[arg(long, global = true, env = RPC_ENV, value_name = "HOST:PORT,…")]
+    pub rpc: Option<String>,
     /// Where backends run, for every backend and over the catalog's `[isolation]`:
     /// `process` (a supervised worker process per model) or `in-process`. Without it
     /// the catalog decides, else `serve` uses `process` and `run`/`bench` `in-process`.
@@ -141,6 +147,9 @@ pub enum Command {
     Stop { model: String },
     /// Measure load, first token, prompt and decode speed, reloads and memory.
     Bench(bench::BenchArgs),
+    /// Run ggml's RPC server on this machine's devices, for `--rpc` on another one: the
+    /// llama.cpp plugin's own build, every GPU by default (else the CPU), or `--device`.
+    RpcServer(rpc_server::RpcServerArgs),
     /// Serve one model in a worker process: started by the host, spoken to over
     /// stdin/stdout (see `hearth::isolation`), never by hand.
     #[command(hide = true)]
@@ -169,6 +178,7 @@ pub enum Command {
 pub fn main() -> anyhow::Result<()> {
     skip_the_display_gpu_choice_without_a_display();
     let cli = Cli::parse();
+    pass_rpc_servers_to_plugins(cli.global.rpc.as_deref());
     if let Command::Worker { plugin } = &cli.command {
         // No async runtime: a worker is a loop over its stdin, and its log goes to the
         // host, which passes it on.
@@ -202,6 +212,21 @@ fn skip_the_display_gpu_choice_without_a_display() {
         // Changing the environment is safe only while no other thread can read it:
         // this runs first in `main`, before the runtime or any thread starts.
         std::env::set_var("NODEVICE_SELECT", "1");
+    }
+}
+
+/// The environment variable the llama.cpp plugin reads its RPC servers from.
+const RPC_ENV: &str = "HEARTH_RPC";
+
+/// `--rpc` reaches the llama.cpp plugin, in this process and in worker processes,
+/// through the environment, as the plugin's other settings do: the plugin API has no
+/// field for it yet.
+fn pass_rpc_servers_to_plugins(servers: Option<&str>) {
+    // Safe only while no other thread can read the environment: this runs in `main`
+    // before the runtime or any thread starts.
+    match servers.map(str::trim).filter(|servers| !servers.is_empty()) {
+        Some(servers) => std::env::set_var(RPC_ENV, servers),
+        None => std::env::remove_var(RPC_ENV),
     }
 }
 
@@ -260,6 +285,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Ps { json } => remote::ps(&global.server, json).await,
         Command::Stop { model } => remote::stop(&global.server, &model).await,
         Command::Bench(args) => bench::bench(&*global.open()?, args).await,
+        Command::RpcServer(args) => rpc_server::run(global, &args),
         Command::Worker { .. } => unreachable!("a worker is started before the async runtime"),
         Command::Pull { name, backend, from } => {
             pull::pull(&*global.open()?, &name, backend.as_deref(), from).await

@@ -13,13 +13,16 @@
 //! 1. the folder named by `HEARTH_GGML_BACKENDS`, when it is set (e.g. a CUDA build's
 //!    modules, from the same llama.cpp source, on a machine with the toolkit);
 //! 2. the companion folder of the file the plugin was loaded from;
-//! 3. the folder the build installed its modules into (for tests that link the plugin).
+//! 3. the folder of that file itself, where it is the RPC server program (`rpc`),
+//!    which setup installs in the companion folder;
+//! 4. the folder the build installed its modules into (for tests that link the plugin).
 //!
 //! A module must come from the same llama.cpp source as the shared libraries: ggml's
 //! backend interface is not a stable ABI. So modules are never mixed across folders.
-//! Of that folder, the one CPU variant chosen below and every GPU module are loaded. A
-//! GPU module that cannot load here (`libggml-cuda.so` without NVIDIA's driver,
-//! `libggml-vulkan.so` without a Vulkan loader) is left out, saying why; the CPU runs.
+//! Of that folder, the one CPU variant chosen below and every other module (GPU, RPC)
+//! are loaded. A GPU module that cannot load here (`libggml-cuda.so` without NVIDIA's
+//! driver, `libggml-vulkan.so` without a Vulkan loader) is left out, saying why; the
+//! CPU runs.
 //!
 //! The CPU variant is chosen here rather than by ggml: each variant's own
 //! `ggml_backend_score` says whether this CPU runs it and how well (0: it does not),
@@ -55,8 +58,9 @@ pub fn candidate_dirs(
     let mut dirs: Vec<PathBuf> = Vec::new();
     let env = env.filter(|dir| !dir.is_empty()).map(PathBuf::from);
     let companion = plugin_file.map(companion_dir);
+    let own = plugin_file.and_then(Path::parent).map(Path::to_path_buf);
     let built_in = built_in.filter(|dir| !dir.is_empty()).map(PathBuf::from);
-    for dir in [env, companion, built_in].into_iter().flatten() {
+    for dir in [env, companion, own, built_in].into_iter().flatten() {
         if !dirs.contains(&dir) {
             dirs.push(dir);
         }
@@ -93,7 +97,8 @@ pub fn cpu_variant(file_name: &str) -> Option<&str> {
     stem.strip_prefix("libggml-cpu-")
 }
 
-/// Whether a backend module that is not a CPU one: `libggml-cuda.so`, `libggml-vulkan.so`.
+/// Whether a backend module that is not a CPU one: `libggml-cuda.so`, `libggml-vulkan.so`,
+/// `libggml-rpc.so`.
 fn is_other_module(file_name: &str) -> bool {
     file_name.starts_with("libggml-")
         && file_name.ends_with(".so")
@@ -195,9 +200,9 @@ pub struct Loaded {
     pub cpu_variant: String,
     /// Every CPU variant on disk.
     pub variants: Vec<Variant>,
-    /// The GPU modules loaded (file names).
+    /// The other modules loaded (file names): GPU ones, RPC.
     pub others: Vec<String>,
-    /// The GPU modules that could not be loaded, each with why.
+    /// The other modules that could not be loaded, each with why.
     pub not_loaded: Vec<String>,
     /// The names of Vulkan's software renderers (see `vulkan.rs`), which ggml lists as
     /// GPUs.
@@ -394,6 +399,7 @@ mod tests {
             [
                 PathBuf::from("/opt/ggml"),
                 PathBuf::from("/p/libhearth_llamacpp"),
+                PathBuf::from("/p"),
                 PathBuf::from("/build/backends")
             ]
         );

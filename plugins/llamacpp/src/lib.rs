@@ -10,6 +10,8 @@
 //! alone), else every GPU, a card two modules see counted once: as many layers as fit in
 //! their free memory go there (llama.cpp's fit), the rest stay on the CPU. Vulkan's
 //! software renderers (lavapipe) are listed but used only when named (see `vulkan.rs`).
+//! Other machines' devices join on ggml's RPC protocol (`--rpc`, see [`rpc`]), and
+//! `hearth rpc-server` runs this build's RPC server there.
 //!
 //! - **Models** are memory-mapped; the context (KV cache and scratch) is created on the
 //!   first request and freed by `trim`. Requests to one model take turns on that
@@ -32,6 +34,7 @@ pub mod backends;
 mod engine;
 mod ffi;
 mod model;
+pub mod rpc;
 mod session;
 mod stream;
 mod vulkan;
@@ -113,18 +116,18 @@ fn device_kind(device: &LlamaBackendDevice, software: &[String]) -> DeviceKind {
 }
 
 /// One device llama.cpp has.
-struct Device {
-    device: LlamaBackendDevice,
-    kind: DeviceKind,
+pub(crate) struct Device {
+    pub(crate) device: LlamaBackendDevice,
+    pub(crate) kind: DeviceKind,
     /// The device listed earlier that is the same GPU (by its PCI id), seen through
     /// another module: an NVIDIA card is CUDA0 and Vulkan0 when both modules are
     /// installed. It takes layers only when named, as llama.cpp's own default skips it.
-    same_as: Option<String>,
+    pub(crate) same_as: Option<String>,
 }
 
 /// The devices llama.cpp has, in its order: modules register alphabetically (see
 /// `backends`), so CUDA's devices come before Vulkan's and win a GPU both see.
-fn devices() -> Vec<Device> {
+pub(crate) fn devices() -> Vec<Device> {
     let software = llama_backend().map_or(&[][..], |(_, modules)| &modules.software_devices[..]);
     let listed: Vec<(LlamaBackendDevice, DeviceKind)> = list_llama_ggml_backend_devices()
         .into_iter()
@@ -253,6 +256,11 @@ impl Backend for LlamaCppBackend {
     }
 
     fn probe(&self, host: &HostProfile) -> Probe {
+        // Servers that cannot join are said why; the local devices still serve.
+        let rpc = match rpc::join_from_env() {
+            Ok(()) => String::new(),
+            Err(error) => format!("; {}", error.message),
+        };
         let devices = devices();
         let infos: Vec<DeviceInfo> = devices
             .iter()
@@ -282,6 +290,9 @@ impl Backend for LlamaCppBackend {
                     kind.as_str()
                 ),
                 (DeviceKind::Cpu, _) => format!("{} ({})", device.name, kind.as_str()),
+                _ if rpc::is_remote(&device.backend) => {
+                    format!("{} = {} (remote, on ggml's RPC)", device.name, device.description)
+                }
                 (DeviceKind::SoftwareGpu, _) => format!(
                     "{} = {} ({}, used only when asked for by name)",
                     device.name,
@@ -299,7 +310,7 @@ impl Backend for LlamaCppBackend {
         Probe {
             available: true,
             devices: infos.into(),
-            reason: format!("llama.cpp devices: {listed}{modules}").into(),
+            reason: format!("llama.cpp devices: {listed}{modules}{rpc}").into(),
         }
     }
 
@@ -321,7 +332,16 @@ impl Backend for LlamaCppBackend {
         if &magic != b"GGUF" {
             return Err(PluginError::model_file(format!("{} is not a GGUF file", path.display())));
         }
+        rpc::join_from_env()?;
         let placement = Self::placement(request)?;
+        let on_rpc = match &placement {
+            ffi::Placement::Devices(chosen) => devices().iter().any(|device| {
+                rpc::is_remote(&device.device.backend)
+                    // SAFETY: the index comes from the current device list.
+                    && chosen.contains(&unsafe { llama_cpp_sys_2::ggml_backend_dev_get(device.device.index) })
+            }),
+            ffi::Placement::Cpu => false,
+        };
         let fit = ffi::FitTarget {
             context_size: match request.context_size {
                 0 => DEFAULT_CONTEXT,
@@ -353,6 +373,7 @@ impl Backend for LlamaCppBackend {
             session::parallel_from_env()?,
             threads,
             offload,
+            on_rpc.then(rpc::RpcHold::acquire),
         )?))
     }
 }

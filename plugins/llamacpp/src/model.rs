@@ -15,6 +15,7 @@ use hearth_sdk::{
 
 use crate::engine::{engine_gone, Engine, Job, Work};
 use crate::ffi::{Offload, RawAdapter, RawContext, RawModel, Sampler, SamplerSpec, Token};
+use crate::rpc::RpcHold;
 use crate::session::Session;
 
 /// Every adapter loaded for a model, by path, with the version of the file it was read
@@ -43,6 +44,9 @@ pub struct Loaded {
     context_bytes: AtomicU64,
     /// The chat template, or why it does not compile (raw prompts still work then).
     template: Result<ChatTemplate, ChatError>,
+    /// Held while the weights are on RPC servers; declared after them, so it goes
+    /// after they do and their connections have closed.
+    _on_rpc: Option<RpcHold>,
 }
 
 /// A request made ready on the caller's thread: the prompt tokenized and the sampler
@@ -63,6 +67,7 @@ impl LlamaModel {
         parallel: usize,
         threads: i32,
         offload: Offload,
+        on_rpc: Option<RpcHold>,
     ) -> Result<Self, PluginError> {
         let architecture = weights.metadata("general.architecture").unwrap_or_default();
         let stored = weights.chat_template();
@@ -78,6 +83,7 @@ impl LlamaModel {
             offload,
             context_bytes: AtomicU64::new(0),
             template,
+            _on_rpc: on_rpc,
         });
         Ok(Self { engine: Engine::new(loaded.clone())?, loaded })
     }

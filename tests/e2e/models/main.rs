@@ -13,5 +13,6 @@ mod corrupt_files;
 mod helpers;
 mod http;
 mod modules;
+mod rpc;
 #[path = "../support/mod.rs"]
 mod support;

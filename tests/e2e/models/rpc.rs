@@ -1,0 +1,144 @@
+//! Other machines' devices on ggml's RPC protocol: two `hearth rpc-server`s on loopback
+//! stand in for two machines, and `--rpc` splits SmolLM2 across them.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::{stdout, RealHost, PARIS_QUESTION};
+
+/// A `hearth rpc-server` on a free loopback port, stopped when dropped.
+struct RpcServer {
+    child: Child,
+    endpoint: String,
+}
+
+impl RpcServer {
+    fn start(host: &RealHost) -> Self {
+        let port = free_port();
+        let child = host
+            .command(&["rpc-server", "--port", &port.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start hearth rpc-server");
+        let mut server = Self { child, endpoint: format!("127.0.0.1:{port}") };
+        let started = Instant::now();
+        // A connection closed unused is one the server drops before waiting for the next.
+        while TcpStream::connect(&server.endpoint).is_err() {
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!("hearth rpc-server ended ({status}):\n{}", server.output());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{} never listened",
+                server.endpoint
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    /// What it printed, once it has been stopped.
+    fn output(&mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut text = String::new();
+        self.child.stdout.take().unwrap().read_to_string(&mut text).unwrap();
+        self.child.stderr.take().unwrap().read_to_string(&mut text).unwrap();
+        text
+    }
+}
+
+impl Drop for RpcServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `hearth run` of the Paris question at temperature 0, with these extra arguments.
+fn paris(host: &RealHost, extra: &[&str]) -> Output {
+    let mut args =
+        vec!["run", "smollm2-135m", PARIS_QUESTION, "--temperature", "0", "--max-tokens", "24"];
+    args.extend_from_slice(extra);
+    host.command(&args).output().expect("run hearth")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn smollm2_split_across_two_rpc_servers_gives_the_local_greedy_answer() {
+    if hearth_sdk::testing::real_models().is_none() {
+        return;
+    }
+    let host = RealHost::with_installed_plugins(&["hearth_llamacpp"]);
+    let local = paris(&host, &[]);
+    assert!(local.status.success(), "{}", stderr(&local));
+    assert!(stderr(&local).contains("(100% CPU)"), "{}", stderr(&local));
+
+    let mut servers = [RpcServer::start(&host), RpcServer::start(&host)];
+    let both = format!("{},{}", servers[0].endpoint, servers[1].endpoint);
+    let listing = stdout(&host.cli(&["plugins", "--rpc", &both]));
+    for (index, server) in servers.iter().enumerate() {
+        let listed = format!("RPC{index} = {} (remote, on ggml's RPC)", server.endpoint);
+        assert!(listing.contains(&listed), "{listed} not in:\n{listing}");
+    }
+    let split = paris(&host, &["--rpc", &both]);
+    assert!(split.status.success(), "{}", stderr(&split));
+    assert_eq!(stdout(&split), stdout(&local), "{}", stderr(&split));
+    // The layers went to the servers: llama.cpp counts their devices as GPUs.
+    assert!(stderr(&split).contains("GPU)"), "{}", stderr(&split));
+    for server in &mut servers {
+        let said = server.output();
+        assert!(said.contains("Accepted client connection"), "{}: {said}", server.endpoint);
+    }
+}
+
+#[test]
+fn an_unreachable_rpc_server_is_refused_by_name_and_the_process_ends_normally() {
+    if hearth_sdk::testing::real_models().is_none() {
+        return;
+    }
+    let host = RealHost::with_installed_plugins(&["hearth_llamacpp"]);
+    let closed = format!("127.0.0.1:{}", free_port());
+    let output = paris(&host, &["--rpc", &closed]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let said = format!("the RPC server {closed} is unreachable");
+    assert!(stderr(&output).contains(&said), "{}", stderr(&output));
+}
+
+#[test]
+fn an_rpc_server_of_another_protocol_version_is_refused_with_both_versions() {
+    if hearth_sdk::testing::real_models().is_none() {
+        return;
+    }
+    let host = RealHost::with_installed_plugins(&["hearth_llamacpp"]);
+    // Answers the greeting as a server of protocol 6.1.0 would.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut greeting = [0u8; 1 + 8 + 24];
+            if stream.read_exact(&mut greeting).is_ok() {
+                let mut answer = 28u64.to_le_bytes().to_vec();
+                answer.extend_from_slice(&[6, 1, 0, 0]);
+                answer.extend_from_slice(&[0; 24]);
+                let _ = stream.write_all(&answer);
+            }
+        }
+    });
+    let output = paris(&host, &["--rpc", &endpoint]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let said = format!("the RPC server {endpoint} speaks ggml's RPC protocol 6.1.0");
+    assert!(stderr(&output).contains(&said), "{}", stderr(&output));
+    assert!(stderr(&output).contains("this llama.cpp build speaks"), "{}", stderr(&output));
+}
