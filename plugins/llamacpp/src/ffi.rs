@@ -452,31 +452,68 @@ impl RawContext {
         unsafe { sys::llama_set_adapters_lora(self.ptr(), pointers, adapters.len(), scales) == 0 }
     }
 
-    /// Whether the logits of the last batch's item `index` are all finite. Damaged
-    /// weights (a NaN scale in a quantized block) compute NaN, and sampling from NaN
-    /// picks some token as if nothing were wrong: an empty or garbled answer.
-    pub fn logits_finite(&self, index: usize) -> bool {
+    /// The logits of the last batch's item `index`: `n_vocab` floats, empty for an
+    /// item without logits.
+    fn logits(&self, index: usize) -> &[f32] {
         let index = i32::try_from(index).unwrap_or(-1);
         // SAFETY: the context and its model are alive; llama.cpp returns null for an
-        // item without logits, else `n_vocab` floats it owns until the next decode.
+        // item without logits, else `n_vocab` floats it owns until the next decode,
+        // which needs `&mut self`.
         unsafe {
             let logits = sys::llama_get_logits_ith(self.ptr(), index);
             if logits.is_null() {
-                return true;
+                return &[];
             }
             let vocab = sys::llama_model_get_vocab(sys::llama_get_model(self.ptr()));
             let count = usize::try_from(sys::llama_vocab_n_tokens(vocab)).unwrap_or(0);
-            std::slice::from_raw_parts(logits, count).iter().all(|logit| logit.is_finite())
+            std::slice::from_raw_parts(logits, count)
         }
     }
 
     /// Sample the next token from the logits of the last batch's item `index`, which
-    /// that batch marked for logits; the chain records the token for penalties.
-    pub fn sample(&mut self, sampler: &mut Sampler, index: usize) -> Token {
+    /// that batch marked for logits; a chain records the token for penalties. None when
+    /// a logit is not a finite number: damaged weights (a NaN scale in a quantized
+    /// block) compute NaN, and sampling from NaN picks some token as if nothing were
+    /// wrong, an empty or garbled answer.
+    pub fn sample(&mut self, sampler: &mut Sampler, index: usize) -> Option<Token> {
+        let Some(chain) = sampler.chain else {
+            return greedy(self.logits(index)).and_then(|at| Token::try_from(at).ok());
+        };
+        if !self.logits(index).iter().all(|logit| logit.is_finite()) {
+            return None;
+        }
         let index = i32::try_from(index).unwrap_or(-1);
         // SAFETY: both are alive; the last decode produced logits for `index`.
-        unsafe { sys::llama_sampler_sample(sampler.0.as_ptr(), self.ptr(), index) }
+        Some(unsafe { sys::llama_sampler_sample(chain.as_ptr(), self.ptr(), index) })
     }
+}
+
+/// The first position of the largest of `logits` (llama.cpp's greedy sampler's choice),
+/// or None when one is not a finite number. One pass in lanes the compiler vectorises:
+/// a chain would first copy the logits into candidates, all of the vocabulary (128k
+/// for Llama 3) for every token.
+pub fn greedy(logits: &[f32]) -> Option<usize> {
+    const LANES: usize = 16;
+    let mut largest = [f32::NEG_INFINITY; LANES];
+    // x·0 is 0 for a finite x and NaN for an infinity or a NaN.
+    let mut poison = [0.0f32; LANES];
+    let chunks = logits.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for lane in 0..LANES {
+            poison[lane] += chunk[lane] * 0.0;
+            largest[lane] = if chunk[lane] > largest[lane] { chunk[lane] } else { largest[lane] };
+        }
+    }
+    for &logit in rest {
+        poison[0] += logit * 0.0;
+        largest[0] = if logit > largest[0] { logit } else { largest[0] };
+    }
+    if poison.iter().sum::<f32>() != 0.0 {
+        return None;
+    }
+    let largest = largest.into_iter().fold(f32::NEG_INFINITY, f32::max);
+    logits.iter().position(|&logit| logit == largest)
 }
 
 /// A batch of tokens for one decode call, each with its position and sequence.
@@ -550,8 +587,11 @@ pub struct SamplerSpec {
     pub vocab_size: i32,
 }
 
-/// A llama.cpp sampler chain.
-pub struct Sampler(NonNull<sys::llama_sampler>);
+/// How a generation picks its tokens: a llama.cpp sampler chain, or none for greedy
+/// decoding without penalties, which [`greedy`] does on the logits in place.
+pub struct Sampler {
+    chain: Option<NonNull<sys::llama_sampler>>,
+}
 
 // SAFETY: a chain is plain state owned by its wrapper; it is built on the caller's
 // thread and then used by the model's thread alone.
@@ -559,15 +599,21 @@ unsafe impl Send for Sampler {}
 
 impl Sampler {
     pub fn new(spec: &SamplerSpec) -> Option<Self> {
+        let penalised = spec.repeat_penalty != 1.0 && spec.repeat_last_n != 0;
+        if spec.temperature <= 0.0 && !penalised {
+            return Some(Self { chain: None });
+        }
         // SAFETY: plain constructors; the chain takes ownership of every added sampler.
         unsafe {
             let mut params = sys::llama_sampler_chain_default_params();
             params.no_perf = true;
-            let chain = Self(NonNull::new(sys::llama_sampler_chain_init(params))?);
-            let add = |sampler: *mut sys::llama_sampler| {
-                sys::llama_sampler_chain_add(chain.0.as_ptr(), sampler);
+            let chain = NonNull::new(sys::llama_sampler_chain_init(params))?;
+            // Owned from here, so an early return frees it.
+            let sampler = Self { chain: Some(chain) };
+            let add = |added: *mut sys::llama_sampler| {
+                sys::llama_sampler_chain_add(chain.as_ptr(), added);
             };
-            if spec.repeat_penalty != 1.0 && spec.repeat_last_n != 0 {
+            if penalised {
                 add(sys::llama_sampler_init_penalties(
                     spec.vocab_size,
                     spec.repeat_last_n,
@@ -578,7 +624,7 @@ impl Sampler {
             }
             if spec.temperature <= 0.0 {
                 add(sys::llama_sampler_init_greedy());
-                return Some(chain);
+                return Some(sampler);
             }
             if spec.top_k > 0 {
                 add(sys::llama_sampler_init_top_k(spec.top_k));
@@ -591,29 +637,61 @@ impl Sampler {
             }
             add(sys::llama_sampler_init_temp(spec.temperature));
             add(sys::llama_sampler_init_dist(spec.seed));
-            Some(chain)
+            Some(sampler)
         }
     }
 
     /// Record tokens as seen, so the repeat penalty covers them too.
     pub fn accept(&mut self, tokens: &[Token]) {
+        let Some(chain) = self.chain else { return };
         for &token in tokens {
             // SAFETY: the chain is alive.
-            unsafe { sys::llama_sampler_accept(self.0.as_ptr(), token) }
+            unsafe { sys::llama_sampler_accept(chain.as_ptr(), token) }
         }
     }
 }
 
 impl Drop for Sampler {
     fn drop(&mut self) {
-        // SAFETY: owned chain; freeing it frees the samplers it holds.
-        unsafe { sys::llama_sampler_free(self.0.as_ptr()) }
+        if let Some(chain) = self.chain {
+            // SAFETY: owned chain; freeing it frees the samplers it holds.
+            unsafe { sys::llama_sampler_free(chain.as_ptr()) }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Offload;
+    use super::{greedy, Offload};
+
+    #[test]
+    fn greedy_picks_the_first_of_the_largest_logits_across_lanes_and_the_tail() {
+        let mut logits: Vec<f32> = (0..1000).map(|at| ((at * 37) % 101) as f32 / 10.0).collect();
+        let expected = logits
+            .iter()
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |best, (at, &x)| if x > best.1 { (at, x) } else { best })
+            .0;
+        assert_eq!(greedy(&logits), Some(expected));
+        // The largest in the tail past the last whole lane group, then a tie before it.
+        logits[995] = 99.0;
+        assert_eq!(greedy(&logits), Some(995));
+        logits[3] = 99.0;
+        assert_eq!(greedy(&logits), Some(3));
+        assert_eq!(greedy(&[-5.0; 7]), Some(0));
+    }
+
+    #[test]
+    fn greedy_refuses_logits_with_a_nan_or_an_infinity_anywhere() {
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            for at in [0, 17, 998] {
+                let mut logits = vec![1.0f32; 999];
+                logits[at] = bad;
+                assert_eq!(greedy(&logits), None, "{bad} at {at}");
+            }
+        }
+        assert_eq!(greedy(&[]), None);
+    }
 
     #[test]
     fn an_offload_puts_the_share_of_its_layers_on_the_device() {

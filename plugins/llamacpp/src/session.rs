@@ -212,12 +212,11 @@ impl Session {
     /// Sample from the logits at `index` of the last batch; logits that are not finite
     /// numbers are an error, not a token.
     pub fn sample(&mut self, sampler: &mut Sampler, index: usize) -> Result<Token, PluginError> {
-        if !self.context.logits_finite(index) {
-            return Err(PluginError::model_file(
+        self.context.sample(sampler, index).ok_or_else(|| {
+            PluginError::model_file(
                 "the model computed logits that are not finite numbers (NaN or infinity): its weights are damaged",
-            ));
-        }
-        Ok(self.context.sample(sampler, index))
+            )
+        })
     }
 
     /// How many tokens sequence `id` holds.
