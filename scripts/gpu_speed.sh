@@ -139,6 +139,18 @@ s2)
             >"$OUT/llama-bench-$shape.json" 2>"$OUT/llama-bench-$shape.err")
         echo "rc=$?"; grep -E '"(n_prompt|n_gen|n_depth|avg_ts)"' "$OUT/llama-bench-$shape.json"
     done
+    # The first shape's layers on the same GPU through ggml's RPC on loopback
+    # (`hearth rpc-server` with the CUDA device, `--rpc` with `--device RPC0`): what the
+    # protocol costs a token against the local figure above.
+    shape=${SHAPES%% *}
+    echo "== llama.cpp plugin, $shape, on CUDA0 through hearth rpc-server on loopback"
+    "$H" rpc-server --device CUDA0 --port 50052 >"$OUT/rpc-server.log" 2>&1 &
+    server=$!
+    sleep 5
+    timeout 300 "$H" bench "synthetic-$shape" --backend llamacpp --runs "$RUNS" --json \
+        --rpc 127.0.0.1:50052 --device RPC0 >"$OUT/llamacpp-rpc-$shape.json" 2>"$OUT/llamacpp-rpc-$shape.err"
+    echo "rc=$?"; cat "$OUT/llamacpp-rpc-$shape.json"; tail -3 "$OUT/llamacpp-rpc-$shape.err"
+    kill "$server"
     # A model larger than the GPU's memory, as the plugin sees it when all but 2 GiB is
     # kept free: as many layers as fit go to the GPU, the rest run on the CPU.
     shape=${SHAPES##* }
