@@ -198,6 +198,10 @@ pub struct AdapterEntry {
 pub struct Catalog {
     pub idle: IdlePolicy,
     pub isolation: IsolationPolicy,
+    /// `[rpc] servers`: other machines' `hearth rpc-server`s (`host:port`) whose devices
+    /// join this one's for llama.cpp models, unless `--rpc` names others. Read once at
+    /// start, before any thread (the plugin reads them from the environment).
+    pub rpc_servers: Vec<String>,
     pub models: Vec<ModelEntry>,
     /// Every backend's tiers, each backend's in ascending order.
     pub tiers: Vec<Tier>,

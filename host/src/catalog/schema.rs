@@ -22,6 +22,15 @@ pub(super) struct RawCatalog {
     pub adapters: Vec<RawAdapter>,
     #[serde(default)]
     pub isolation: RawIsolation,
+    #[serde(default)]
+    pub rpc: RawRpc,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRpc {
+    #[serde(default)]
+    pub servers: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

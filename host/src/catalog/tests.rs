@@ -177,6 +177,8 @@ const BROKEN: &[(&str, &str, &str, &str)] = &[
     ("a bad duration", "[idle]\nhard_timeout = \"5 minutes\"\n", "2:16", "unknown duration unit `minutes`"),
     ("soft after hard", "[idle]\nsoft_timeout = \"10m\"\nhard_timeout = \"5m\"\n", "2:16", "longer than hard_timeout"),
     ("an id with a slash", "[[models]]\nid = \"a/b\"\nname = \"A\"\ncontext_size = 1\n", "2:6", "may only use letters"),
+    ("an RPC server without a port", "[rpc]\nservers = [\"gpu-box\"]\n", "2:12", "is not host:port"),
+    ("an RPC server twice", "[rpc]\nservers = [\"h:1\", \"h:1\"]\n", "2:19", "listed twice"),
 ];
 
 #[test]
@@ -219,4 +221,12 @@ fn an_unknown_isolation_or_a_zero_stall_timeout_is_refused_at_its_line() {
         Catalog::parse("[isolation]\n\nstall_timeout = \"0s\"\n", Path::new("c.toml")).unwrap_err();
     assert_eq!(error.location(), Some((3, 17)), "{error}");
     assert!(error.to_string().contains("longer than zero"), "{error}");
+}
+
+#[test]
+fn the_rpc_section_lists_servers_and_the_shipped_catalog_names_none() {
+    let text = "[rpc]\nservers = [\"192.168.1.20:50052\", \"gpu-box:50053\"]\n";
+    let catalog = Catalog::parse(text, Path::new("c.toml")).unwrap();
+    assert_eq!(catalog.rpc_servers, ["192.168.1.20:50052", "gpu-box:50053"]);
+    assert!(shipped().rpc_servers.is_empty());
 }

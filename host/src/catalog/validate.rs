@@ -58,6 +58,7 @@ impl Checker<'_> {
     fn catalog(&self, raw: RawCatalog) -> Result<Catalog, CatalogError> {
         let idle = self.idle(&raw.idle)?;
         let isolation = self.isolation(raw.isolation)?;
+        let rpc_servers = self.rpc_servers(raw.rpc.servers)?;
 
         let mut model_ids = HashSet::new();
         let mut models = Vec::with_capacity(raw.models.len());
@@ -113,7 +114,7 @@ impl Checker<'_> {
             });
         }
 
-        Ok(Catalog { idle, isolation, models, tiers, adapters })
+        Ok(Catalog { idle, isolation, rpc_servers, models, tiers, adapters })
     }
 
     fn idle(&self, raw: &RawIdle) -> Result<IdlePolicy, CatalogError> {
@@ -150,6 +151,34 @@ impl Checker<'_> {
             None => IsolationPolicy::default().stall_timeout,
         };
         Ok(IsolationPolicy { default: raw.default, backends: raw.backends, stall_timeout })
+    }
+
+    /// Each server is `host:port`, listed once.
+    fn rpc_servers(&self, raw: Vec<Spanned<String>>) -> Result<Vec<String>, CatalogError> {
+        let mut servers: Vec<String> = Vec::with_capacity(raw.len());
+        for server in raw {
+            let text = server.get_ref();
+            let port = text
+                .rsplit_once(':')
+                .filter(|(host, _)| !host.is_empty() && !host.contains(','))
+                .and_then(|(_, port)| port.parse::<u16>().ok())
+                .filter(|port| *port != 0);
+            if port.is_none() {
+                return Err(self.invalid(
+                    server.span(),
+                    format!(
+                        "RPC server `{text}` is not host:port (as `hearth rpc-server` prints it)"
+                    ),
+                ));
+            }
+            if servers.contains(text) {
+                return Err(
+                    self.invalid(server.span(), format!("RPC server `{text}` is listed twice"))
+                );
+            }
+            servers.push(server.into_inner());
+        }
+        Ok(servers)
     }
 
     fn model(&self, m: RawModel, idle: &IdlePolicy) -> Result<ModelEntry, CatalogError> {

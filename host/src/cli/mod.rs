@@ -178,7 +178,8 @@ pub enum Command {
 pub fn main() -> anyhow::Result<()> {
     skip_the_display_gpu_choice_without_a_display();
     let cli = Cli::parse();
-    pass_rpc_servers_to_plugins(cli.global.rpc.as_deref());
+    let rpc = cli.global.rpc.clone().or_else(|| catalog_rpc_servers(&cli.global));
+    pass_rpc_servers_to_plugins(rpc.as_deref());
     if let Command::Worker { plugin } = &cli.command {
         // No async runtime: a worker is a loop over its stdin, and its log goes to the
         // host, which passes it on.
@@ -218,7 +219,15 @@ fn skip_the_display_gpu_choice_without_a_display() {
 /// The environment variable the llama.cpp plugin reads its RPC servers from.
 const RPC_ENV: &str = "HEARTH_RPC";
 
-/// `--rpc` reaches the llama.cpp plugin, in this process and in worker processes,
+/// The catalog's `[rpc] servers`, for when neither `--rpc` nor `HEARTH_RPC` names
+/// any. A catalog that does not read is left to `Hearth::open`, which says why.
+fn catalog_rpc_servers(global: &GlobalArgs) -> Option<String> {
+    let home = global.home.clone().unwrap_or_else(default_home);
+    let catalog = CatalogSource::resolve(global.catalog.clone(), &home).load().ok()?;
+    (!catalog.rpc_servers.is_empty()).then(|| catalog.rpc_servers.join(","))
+}
+
+/// `--rpc` (or the catalog's servers) reaches the llama.cpp plugin, in this process and in worker processes,
 /// through the environment, as the plugin's other settings do: the plugin API has no
 /// field for it yet.
 fn pass_rpc_servers_to_plugins(servers: Option<&str>) {

@@ -64,6 +64,8 @@ pub struct CatalogReload {
     /// `max_resident_models` or `memory_budget` changed; the scheduler keeps the
     /// limits it started with until the next start.
     pub limits_need_restart: bool,
+    /// `[rpc] servers` changed; the llama.cpp plugin keeps the servers it started with.
+    pub rpc_needs_restart: bool,
 }
 
 impl CatalogReload {
@@ -87,6 +89,7 @@ impl CatalogReload {
                 || old.idle.hard_timeout != new.idle.hard_timeout,
             limits_need_restart: old.idle.max_resident_models != new.idle.max_resident_models
                 || old.idle.memory_budget_bytes != new.idle.memory_budget_bytes,
+            rpc_needs_restart: old.rpc_servers != new.rpc_servers,
         }
     }
 }
@@ -106,6 +109,7 @@ impl fmt::Display for CatalogReload {
                 self.limits_need_restart,
                 "resident-model limits changed (they apply after a restart)",
             ),
+            (self.rpc_needs_restart, "RPC servers changed (they apply after a restart)"),
         ] {
             if changed {
                 write!(f, "; {what}")?;

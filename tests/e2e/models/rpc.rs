@@ -190,3 +190,31 @@ async fn a_server_told_of_an_unreachable_rpc_server_answers_each_request_with_wh
     let _ = server.kill();
     let _ = server.wait();
 }
+
+#[test]
+fn the_catalogs_rpc_servers_are_joined_unless_the_command_line_names_others_or_none() {
+    if hearth_sdk::testing::real_models().is_none() {
+        return;
+    }
+    let host = RealHost::with_installed_plugins(&["hearth_llamacpp"]);
+    let closed = format!("127.0.0.1:{}", free_port());
+    let catalog = host.plugins.path().join("catalog.toml");
+    let shipped = include_str!("../../../catalog.toml");
+    std::fs::write(&catalog, format!("{shipped}\n[rpc]\nservers = [\"{closed}\"]\n")).unwrap();
+    let listing = |extra: &[&str]| {
+        let mut args = vec!["plugins"];
+        args.extend_from_slice(extra);
+        let mut command = host.command(&args);
+        command.env("HEARTH_CATALOG", &catalog);
+        stdout(&command.output().expect("run hearth"))
+    };
+    let unreachable = format!("the RPC server {closed} is unreachable");
+    let from_catalog = listing(&[]);
+    assert!(from_catalog.contains(&unreachable), "{from_catalog}");
+    let none = listing(&["--rpc", ""]);
+    assert!(!none.contains("RPC server"), "{none}");
+    let server = RpcServer::start(&host);
+    let other = listing(&["--rpc", &server.endpoint]);
+    assert!(other.contains(&format!("RPC0 = {} (remote", server.endpoint)), "{other}");
+    assert!(!other.contains(&unreachable), "{other}");
+}
