@@ -178,6 +178,22 @@ fn pci_id(device: &LlamaBackendDevice) -> Option<String> {
 /// The request's device meaning "the CPU alone", as llama-server's `--device none`.
 const NO_DEVICE: &str = "none";
 
+/// The device listed by `name` (or by its description, as Vulkan names a card).
+pub(crate) fn named_device<'a>(devices: &'a [Device], name: &str) -> Option<&'a Device> {
+    devices.iter().find(|Device { device, .. }| {
+        device.name.eq_ignore_ascii_case(name) || device.description == name
+    })
+}
+
+/// The refusal of a device name no device has, naming those there are; `hint` follows.
+pub(crate) fn no_such_device(devices: &[Device], name: &str, hint: &str) -> PluginError {
+    let names: Vec<&str> = devices.iter().map(|device| device.device.name.as_str()).collect();
+    PluginError::invalid_request(format!(
+        "no llama.cpp device `{name}`; it has {}{hint}",
+        names.join(", ")
+    ))
+}
+
 /// The llama.cpp backend.
 pub struct LlamaCppBackend;
 
@@ -216,19 +232,9 @@ impl LlamaCppBackend {
         // proportion to their free memory, as llama-server's `--device`.
         let mut chosen = Vec::new();
         for name in wanted.split(',').map(str::trim) {
-            let Device { device, kind, .. } = devices
-                .iter()
-                .find(|Device { device, .. }| {
-                    device.name.eq_ignore_ascii_case(name) || device.description == name
-                })
-                .ok_or_else(|| {
-                    let names: Vec<&str> =
-                        devices.iter().map(|device| device.device.name.as_str()).collect();
-                    PluginError::invalid_request(format!(
-                        "no llama.cpp device `{name}`; it has {} (or `{NO_DEVICE}` for the CPU alone)",
-                        names.join(", ")
-                    ))
-                })?;
+            let Device { device, kind, .. } = named_device(&devices, name).ok_or_else(|| {
+                no_such_device(&devices, name, &format!(" (or `{NO_DEVICE}` for the CPU alone)"))
+            })?;
             // Only GPUs take layers; other ggml devices (BLAS, …) work on host memory.
             let handle = handle(device);
             if !matches!(kind, DeviceKind::Cpu | DeviceKind::Other) && !chosen.contains(&handle) {

@@ -275,19 +275,10 @@ pub fn server_devices(wanted: Option<&str>) -> Result<Vec<ggml_backend_dev_t>, P
         .split(',')
         .map(str::trim)
         .map(|name| {
-            devices
-                .iter()
-                .find(|device| device.device.name.eq_ignore_ascii_case(name))
+            crate::named_device(&devices, name)
                 .filter(|device| !is_remote(&device.device.backend))
                 .map(|device| handle(device.device.index))
-                .ok_or_else(|| {
-                    let names: Vec<&str> =
-                        devices.iter().map(|device| device.device.name.as_str()).collect();
-                    PluginError::invalid_request(format!(
-                        "no llama.cpp device `{name}`; it has {}",
-                        names.join(", ")
-                    ))
-                })
+                .ok_or_else(|| crate::no_such_device(&devices, name, ""))
         })
         .collect()
 }

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use crate::generate::{chat, collect};
 use crate::helpers::{fixture_home, fixture_model_entry, TestHost};
 use crate::live_plugins::{rebuilt_fixture, FIXTURE, REBUILT_VERSION};
-use crate::server::Server;
+use crate::support::server::Server;
 
 const MIB: u64 = 1024 * 1024;
 

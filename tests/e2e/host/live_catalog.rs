@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::helpers::{fixture_home, fixture_model_entry};
-use crate::server::Server;
+use crate::support::server::Server;
 
 /// The model ids `GET /v1/models` lists.
 async fn listed_models(server: &Server) -> Vec<String> {

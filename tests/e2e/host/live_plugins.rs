@@ -9,7 +9,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 
 use crate::helpers::{built_library, cargo_build, fixture_home, side_library, side_target_dir};
-use crate::server::Server;
+use crate::support::server::Server;
 
 pub const FIXTURE: &str = "libhearth_fixture_plugin.so";
 /// The version the second build of the fixture reports, and answers `#version` with.

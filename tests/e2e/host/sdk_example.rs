@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use crate::helpers::{cargo_build, fixture_home, side_library, side_target_dir};
-use crate::server::Server;
+use crate::support::server::Server;
 
 /// The checkout under test: cargo names the package's folder at run time. Not the
 /// folder compiled in, which a test binary built in another checkout of the same shared

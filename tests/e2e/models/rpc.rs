@@ -1,12 +1,13 @@
 //! Other machines' devices on ggml's RPC protocol: two `hearth rpc-server`s on loopback
 //! stand in for two machines, and `--rpc` splits SmolLM2 across them.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::helpers::{stdout, RealHost, PARIS_QUESTION};
+use crate::support::server::Server;
 
 /// A `hearth rpc-server` on a free loopback port, stopped when dropped.
 struct RpcServer {
@@ -151,44 +152,19 @@ async fn a_server_told_of_an_unreachable_rpc_server_answers_each_request_with_wh
     }
     let host = RealHost::with_installed_plugins(&["hearth_llamacpp"]);
     let closed = format!("127.0.0.1:{}", free_port());
-    let mut server = host
-        .command(&["serve", "--port", "0", "--rpc", &closed])
-        .env("HEARTH_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start hearth serve");
-    let mut log = BufReader::new(server.stderr.take().unwrap()).lines().map_while(Result::ok);
-    let base = log
-        .by_ref()
-        .find_map(|line| {
-            Some(line.split_once("hearth is listening")?.1.split("address=").nth(1)?.to_string())
-        })
-        .map(|address| format!("http://{}", address.split_whitespace().next().unwrap_or_default()))
-        .expect("hearth serve did not start");
-    std::thread::spawn(move || log.for_each(drop));
-    let client = reqwest::Client::new();
+    let server = Server::spawn(host.command(&["--rpc", &closed]));
+    let chat = serde_json::json!({
+        "model": "smollm2-135m",
+        "messages": [{ "role": "user", "content": "Hi" }],
+        "max_tokens": 4,
+    });
     for _ in 0..2 {
-        let response = client
-            .post(format!("{base}/v1/chat/completions"))
-            .json(&serde_json::json!({
-                "model": "smollm2-135m",
-                "messages": [{ "role": "user", "content": "Hi" }],
-                "max_tokens": 4,
-            }))
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        let body = response.text().await.unwrap();
-        assert!(!status.is_success(), "{status}: {body}");
-        assert!(body.contains(&format!("the RPC server {closed} is unreachable")), "{body}");
+        let (status, answer) = server.post("/v1/chat/completions", &chat).await;
+        assert!(!(200..300).contains(&status), "{status}: {answer}");
+        let said = format!("the RPC server {closed} is unreachable");
+        assert!(answer.to_string().contains(&said), "{answer}");
     }
-    let health = client.get(format!("{base}/health")).send().await.unwrap();
-    assert!(health.status().is_success(), "{}", health.status());
-    let _ = server.kill();
-    let _ = server.wait();
+    server.get("/health").await;
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! built artifacts (building them with this test's profile) and where the real models are.
 #![allow(dead_code, reason = "each test binary uses its own subset of the helpers")]
 
+pub mod server;
+
 use std::path::{Path, PathBuf};
 
 /// The folder cargo put this test's workspace artifacts in (`target/<profile>`).
