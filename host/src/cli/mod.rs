@@ -227,16 +227,14 @@ fn catalog_rpc_servers(global: &GlobalArgs) -> Option<String> {
     (!catalog.rpc_servers.is_empty()).then(|| catalog.rpc_servers.join(","))
 }
 
-/// `--rpc` (or the catalog's servers) reaches the llama.cpp plugin, in this process and in worker processes,
-/// through the environment, as the plugin's other settings do: the plugin API has no
-/// field for it yet.
+/// `--rpc` (or the catalog's servers) reaches the llama.cpp plugin, in this process and
+/// in worker processes, through the environment, as the plugin's other settings do: the
+/// plugin API has no field for it yet. None is an empty value, not an absent one, so a
+/// worker does not fall back to the catalog's servers when `--rpc ""` turned them off.
 fn pass_rpc_servers_to_plugins(servers: Option<&str>) {
     // Safe only while no other thread can read the environment: this runs in `main`
     // before the runtime or any thread starts.
-    match servers.map(str::trim).filter(|servers| !servers.is_empty()) {
-        Some(servers) => std::env::set_var(RPC_ENV, servers),
-        None => std::env::remove_var(RPC_ENV),
-    }
+    std::env::set_var(RPC_ENV, servers.unwrap_or_default().trim());
 }
 
 /// A listing piped into a reader that stops early (`hearth models | head`) ends the way
