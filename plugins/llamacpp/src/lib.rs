@@ -341,11 +341,9 @@ impl Backend for LlamaCppBackend {
         rpc::join_from_env()?;
         let placement = Self::placement(request)?;
         let on_rpc = match &placement {
-            ffi::Placement::Devices(chosen) => devices().iter().any(|device| {
-                rpc::is_remote(&device.device.backend)
-                    // SAFETY: the index comes from the current device list.
-                    && chosen.contains(&unsafe { llama_cpp_sys_2::ggml_backend_dev_get(device.device.index) })
-            }),
+            ffi::Placement::Devices(chosen) => {
+                chosen.iter().any(|&device| rpc::is_remote_device(device))
+            }
             ffi::Placement::Cpu => false,
         };
         let fit = ffi::FitTarget {

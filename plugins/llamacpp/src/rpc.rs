@@ -247,6 +247,18 @@ pub fn is_remote(backend_name: &str) -> bool {
     backend_name == "RPC"
 }
 
+/// The same for a device handle, asked of ggml directly: listing the devices again
+/// would ask every RPC server for its memory.
+pub(crate) fn is_remote_device(device: ggml_backend_dev_t) -> bool {
+    // SAFETY: a device ggml listed; its module's registry entry and name live for the
+    // process.
+    let name = unsafe {
+        let reg = llama_cpp_sys_2::ggml_backend_dev_backend_reg(device);
+        std::ffi::CStr::from_ptr(llama_cpp_sys_2::ggml_backend_reg_name(reg))
+    };
+    name.to_str().is_ok_and(is_remote)
+}
+
 /// The devices a server offers: those named (as `hearth plugins` lists them, the CPU
 /// included), else every GPU, else the CPU.
 pub fn server_devices(wanted: Option<&str>) -> Result<Vec<ggml_backend_dev_t>, PluginError> {
