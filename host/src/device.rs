@@ -1,11 +1,11 @@
 //! The device profile: what the machine is ([`host_profile`], from sysinfo) plus what
 //! every loaded backend found on it ([`BackendProbe`], filled by the plugin layer).
 //!
-//! The SDK's types are abi_stable types without serde, so [`DeviceProfile::view`]
-//! mirrors them into plain Rust for `hearth profile --json` and `GET /api/profile`.
+//! [`DeviceProfile::view`] adds what routing derives from the probes (each backend's
+//! formats, each device's role) for `hearth profile --json` and `GET /api/profile`.
 
 use hearth_sdk::{DeviceInfo, DeviceKind, HostProfile, Probe};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 
 /// Profiles this machine: RAM, CPU, OS and architecture.
@@ -99,17 +99,8 @@ impl BackendProbe {
     }
 
     /// The probe's devices as plain data.
-    pub fn device_views(&self) -> Vec<DeviceView> {
-        self.probe
-            .devices
-            .iter()
-            .map(|d| DeviceView {
-                kind: d.kind.as_str(),
-                name: d.name.to_string(),
-                memory_total_bytes: d.memory_total_bytes,
-                memory_free_bytes: d.memory_free_bytes,
-            })
-            .collect()
+    pub fn device_views(&self) -> Vec<DeviceInfo> {
+        self.probe.devices.to_vec()
     }
 
     pub fn has_accelerator(&self) -> bool {
@@ -148,7 +139,7 @@ impl DeviceProfile {
     /// A serialisable copy for JSON output.
     pub fn view(&self) -> DeviceProfileView {
         DeviceProfileView {
-            host: HostView::from(&self.host),
+            host: self.host.clone(),
             backends: self
                 .backends
                 .iter()
@@ -167,55 +158,8 @@ impl DeviceProfile {
 /// Plain-Rust mirror of [`DeviceProfile`] for serde.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeviceProfileView {
-    pub host: HostView,
+    pub host: HostProfile,
     pub backends: Vec<BackendView>,
-}
-
-/// Plain-Rust mirror of [`HostProfile`]; also how the host hands it to a worker.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HostView {
-    pub os: String,
-    pub arch: String,
-    pub cpu_brand: String,
-    pub cpu_cores: u32,
-    pub cpu_features: Vec<String>,
-    pub ram_total_bytes: u64,
-    pub ram_available_bytes: u64,
-    pub apple_silicon: bool,
-}
-
-impl From<&HostProfile> for HostView {
-    fn from(host: &HostProfile) -> Self {
-        Self {
-            os: host.os.to_string(),
-            arch: host.arch.to_string(),
-            cpu_brand: host.cpu_brand.to_string(),
-            cpu_cores: host.cpu_cores,
-            cpu_features: host
-                .cpu_features
-                .iter()
-                .map(abi_stable::std_types::RString::to_string)
-                .collect(),
-            ram_total_bytes: host.ram_total_bytes,
-            ram_available_bytes: host.ram_available_bytes,
-            apple_silicon: host.apple_silicon,
-        }
-    }
-}
-
-impl From<HostView> for HostProfile {
-    fn from(view: HostView) -> Self {
-        Self {
-            os: view.os.into(),
-            arch: view.arch.into(),
-            cpu_brand: view.cpu_brand.into(),
-            cpu_cores: view.cpu_cores,
-            cpu_features: view.cpu_features.into_iter().map(Into::into).collect(),
-            ram_total_bytes: view.ram_total_bytes,
-            ram_available_bytes: view.ram_available_bytes,
-            apple_silicon: view.apple_silicon,
-        }
-    }
 }
 
 /// Plain-Rust mirror of a [`BackendProbe`].
@@ -225,17 +169,7 @@ pub struct BackendView {
     pub formats: Vec<String>,
     pub available: bool,
     pub reason: String,
-    pub devices: Vec<DeviceView>,
-}
-
-/// Plain-Rust mirror of [`DeviceInfo`].
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DeviceView {
-    /// [`DeviceKind::as_str`], e.g. `discrete-gpu`.
-    pub kind: &'static str,
-    pub name: String,
-    pub memory_total_bytes: u64,
-    pub memory_free_bytes: u64,
+    pub devices: Vec<DeviceInfo>,
 }
 
 #[cfg(test)]

@@ -3,41 +3,28 @@
 use abi_stable::{std_types::RString, StableAbi};
 use std::fmt;
 
-/// What went wrong, coarsely, so the host can map it to a status and a retry policy.
-#[repr(u8)]
-#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorKind {
-    /// The request itself is wrong (bad parameter, unknown adapter, prompt too long).
-    InvalidRequest,
-    /// The backend cannot do this (format, architecture, feature) — try another backend.
-    Unsupported,
-    /// Not enough host or device memory — try a smaller tier.
-    OutOfMemory,
-    /// The model or adapter file is missing, unreadable or corrupt.
-    ModelFile,
-    /// Anything else that failed inside the backend.
-    Internal,
-    /// The plugin panicked; the SDK caught it at the boundary.
-    Panicked,
-}
-
-impl ErrorKind {
-    /// A stable, lower-case name for logs and JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::InvalidRequest => "invalid_request",
-            ErrorKind::Unsupported => "unsupported",
-            ErrorKind::OutOfMemory => "out_of_memory",
-            ErrorKind::ModelFile => "model_file",
-            ErrorKind::Internal => "internal",
-            ErrorKind::Panicked => "panicked",
-        }
+crate::open_enum! {
+    /// What went wrong, coarsely, so the host can map it to a status and a retry policy.
+    pub struct ErrorKind {
+        /// The request itself is wrong (bad parameter, unknown adapter, prompt too long).
+        InvalidRequest = 0 => "invalid_request",
+        /// The backend cannot do this (format, architecture, feature) — try another backend.
+        Unsupported = 1 => "unsupported",
+        /// Not enough host or device memory — try a smaller tier.
+        OutOfMemory = 2 => "out_of_memory",
+        /// The model or adapter file is missing, unreadable or corrupt.
+        ModelFile = 3 => "model_file",
+        /// Anything else that failed inside the backend.
+        Internal = 4 => "internal",
+        /// The plugin panicked; the SDK caught it at the boundary.
+        Panicked = 5 => "panicked",
     }
+    unknown => "internal";
 }
 
 /// An error returned by a plugin: a kind plus a human-readable message.
 #[repr(C)]
-#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PluginError {
     pub kind: ErrorKind,
     pub message: RString,

@@ -17,7 +17,7 @@
 //!    [lib]
 //!    crate-type = ["cdylib"]
 //!    [dependencies]
-//!    hearth-sdk = "0.1"          # or { path = "…/hearth/sdk" }
+//!    hearth-sdk = "2"            # or { path = "…/hearth/sdk" }
 //!    abi_stable = "0.11"
 //!    ```
 //! 2. **[`Backend`]** is the engine. [`Backend::info`] names it: its `id` is what the
@@ -27,7 +27,8 @@
 //!    which devices (the router prefers backends with a real GPU); it is called at
 //!    start-up and whenever the plugin is (re)loaded, so keep it cheap.
 //!    [`Backend::load`] turns a [`LoadRequest`] (the model's file paths, format,
-//!    context size, threads) into a [`Model`].
+//!    context size, threads) into a [`Model`]. What the backend can do beyond plain
+//!    generation it lists in [`BackendInfo::features`] (the names are in [`feature`]).
 //! 3. **[`Model`]** is one loaded model. [`Model::generate`] streams text through a
 //!    [`TokenSink`], one whole-UTF-8 piece at a time, and returns as soon as the sink
 //!    answers [`SinkControl::Stop`] (the client went away); it reports token counts and
@@ -150,9 +151,14 @@
 //!   side; the ABI types ([`abi_stable::std_types::RString`], `RVec`, …) carry their
 //!   own vtables, so never pass a plain `Box` or `Vec` across. You only meet this in
 //!   the request and answer types: the traits you implement are plain Rust.
-//! - **Versions.** abi_stable checks every type's layout at load time, and
-//!   [`BackendInfo::api_version`] carries [`API_VERSION`]; a plugin built against an
-//!   incompatible SDK is refused with a reason instead of crashing the host.
+//! - **Versions.** The SDK's crate version is the plugin API's version
+//!   ([`API_VERSION`], which [`BackendInfo::api_version`] carries). Its major goes up
+//!   only when the ABI breaks: abi_stable checks every type's layout at load time and
+//!   the host refuses a plugin of another major with a reason instead of crashing.
+//!   Its minor goes up when the API grows (a request field, a value of an open enum, a
+//!   method with a default): a host runs every plugin of its major whose minor is not
+//!   newer than its own, and a plugin never sees what was added after it was built.
+//!   [`abi`] says how each kind of growth stays compatible.
 //! - **Reloading.** The host never unloads a library (abi_stable keeps them resident).
 //!   When you copy a new build over the old file, the host loads it from a private
 //!   copy beside the old one: new requests go to the new build, requests in flight
@@ -195,6 +201,7 @@ pub mod abi;
 mod error;
 #[cfg(feature = "validate")]
 pub mod helpers;
+mod open_enum;
 pub mod plugin;
 pub mod testing;
 mod types;

@@ -10,8 +10,8 @@ use abi_stable::{
 };
 
 use crate::abi::{
-    AbiBackend, AbiBackend_TO, AbiModel, AbiModel_TO, AbiTokenSink, BackendBox, ModelBox,
-    TokenSinkMut,
+    AbiBackend, AbiBackend_TO, AbiModel, AbiModel_TO, AbiTokenSink, BackendBox,
+    GenerateRequestView, LoadRequestView, ModelBox, TokenSinkMut,
 };
 use crate::error::{ErrorKind, PluginError};
 use crate::types::{
@@ -93,9 +93,9 @@ impl<B: Backend> AbiBackend for GuardedBackend<B> {
         guard("probe", || Ok(self.0.probe(host)))
     }
 
-    fn load(&self, request: &LoadRequest) -> RResult<ModelBox, PluginError> {
+    fn load(&self, request: LoadRequestView<'_>) -> RResult<ModelBox, PluginError> {
         guard("load", || {
-            let model = self.0.load(request)?;
+            let model = self.0.load(&LoadRequest::from_view(&request))?;
             Ok(AbiModel_TO::from_value(GuardedModel(model), TD_Opaque))
         })
     }
@@ -106,10 +106,10 @@ struct GuardedModel(Box<dyn Model>);
 impl AbiModel for GuardedModel {
     fn generate(
         &self,
-        request: &GenerateRequest,
+        request: GenerateRequestView<'_>,
         mut sink: TokenSinkMut<'_>,
     ) -> RResult<GenerateStats, PluginError> {
-        guard("generate", || self.0.generate(request, &mut sink))
+        guard("generate", || self.0.generate(&GenerateRequest::from_view(&request), &mut sink))
     }
 
     fn trim(&self) -> RResult<(), PluginError> {

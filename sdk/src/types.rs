@@ -1,31 +1,70 @@
-//! Plain data that crosses the plugin boundary: requests, answers, profiles.
+//! The data of the plugin API: requests, answers, profiles.
 //!
-//! Every type is `#[repr(C)]` and derives `StableAbi`, so abi_stable checks at load
-//! time that host and plugin agree on its layout; a plugin built against a different
-//! layout is refused with a named reason instead of corrupting memory.
+//! Two kinds of type live here:
+//! - **Answers a plugin returns** (`BackendInfo`, `Probe`, `GenerateStats`, …) are
+//!   `#[repr(C)]` and derive `StableAbi`: abi_stable checks at load time that host
+//!   and plugin agree on their layout, so they never change within a major version.
+//!   Their enums are open ([`crate::open_enum!`]), so new values need no new major.
+//! - **Requests the host makes** ([`LoadRequest`], [`GenerateRequest`]) are plain Rust
+//!   structs that never cross the boundary as such: the host lends them through the
+//!   request views of [`crate::abi`], whose methods a later minor version extends at
+//!   the end, and the SDK rebuilds them on the plugin's side from the methods the
+//!   plugin's version knows. So they gain fields in minor versions, and a plugin built
+//!   before a field existed still loads (and never sees it).
+//!
+//! Every type is also the worker protocol's wire type (serde), so the host's worker
+//! processes speak exactly this API, with no copy of it to keep in step.
 
 use abi_stable::{
     std_types::{ROption, RString, RVec},
     StableAbi,
 };
+use serde::{Deserialize, Serialize};
 
-/// Semantic version of the hearth plugin API, separate from the crate version.
+/// Version of the hearth plugin API: the SDK crate's own version, which is bumped in
+/// its major only when the ABI breaks and in its minor when it grows.
 ///
 /// The host accepts a plugin whose `major` equals its own and whose `minor` is not
 /// newer than its own.
 #[repr(C)]
-#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiVersion {
     pub major: u32,
     pub minor: u32,
 }
 
-/// The API version this SDK implements.
-pub const API_VERSION: ApiVersion = ApiVersion { major: 1, minor: 0 };
+/// The API version this SDK implements: its crate version's major and minor.
+pub const API_VERSION: ApiVersion = ApiVersion {
+    major: parse_version_part(env!("CARGO_PKG_VERSION_MAJOR")),
+    minor: parse_version_part(env!("CARGO_PKG_VERSION_MINOR")),
+};
+
+const fn parse_version_part(digits: &str) -> u32 {
+    let bytes = digits.as_bytes();
+    let mut value = 0;
+    let mut index = 0;
+    while index < bytes.len() {
+        value = value * 10 + (bytes[index] - b'0') as u32;
+        index += 1;
+    }
+    value
+}
+
+/// Names of what a backend can do beyond plain generation, listed in
+/// [`BackendInfo::features`] (beside the `arch:` and `gguf-type:` entries of the
+/// `helpers` feature's capabilities).
+pub mod feature {
+    /// Applies LoRA adapters ([`crate::GenerateRequest::adapters`]).
+    pub const LORA: &str = "lora";
+    /// Renders chats with the model's own chat template.
+    pub const CHAT_TEMPLATE: &str = "chat-template";
+    /// Reuses the evaluated prefix of the previous prompt.
+    pub const PREFIX_CACHE: &str = "prefix-cache";
+}
 
 /// Who a backend is and what it can read.
 #[repr(C)]
-#[derive(StableAbi, Debug, Clone, PartialEq)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackendInfo {
     /// Stable routing id, e.g. `llamacpp`, `mlx`, `webgpu`.
     pub id: RString,
@@ -37,13 +76,13 @@ pub struct BackendInfo {
     pub api_version: ApiVersion,
     /// Model formats it loads, e.g. `gguf`, `safetensors`.
     pub formats: RVec<RString>,
-    /// Optional features, e.g. `lora`, `gpu-offload`, `chat-template`.
+    /// What it can do beyond plain generation: the names in [`feature`].
     pub features: RVec<RString>,
 }
 
 /// The machine as the host sees it, handed to every plugin's probe.
 #[repr(C)]
-#[derive(StableAbi, Debug, Clone, PartialEq, Default)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct HostProfile {
     pub os: RString,
     pub arch: RString,
@@ -55,31 +94,21 @@ pub struct HostProfile {
     pub apple_silicon: bool,
 }
 
-/// The kind of compute device a backend can run on.
-#[repr(u8)]
-#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceKind {
-    Cpu,
-    DiscreteGpu,
-    IntegratedGpu,
-    VirtualGpu,
-    /// A GPU API implemented in software on the CPU (e.g. lavapipe): correct, not fast.
-    SoftwareGpu,
-    Other,
+crate::open_enum! {
+    /// The kind of compute device a backend can run on.
+    pub struct DeviceKind {
+        Cpu = 0 => "cpu",
+        DiscreteGpu = 1 => "discrete-gpu",
+        IntegratedGpu = 2 => "integrated-gpu",
+        VirtualGpu = 3 => "virtual-gpu",
+        /// A GPU API implemented in software on the CPU (e.g. lavapipe): correct, not fast.
+        SoftwareGpu = 4 => "software-gpu",
+        Other = 5 => "other",
+    }
+    unknown => "other";
 }
 
 impl DeviceKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeviceKind::Cpu => "cpu",
-            DeviceKind::DiscreteGpu => "discrete-gpu",
-            DeviceKind::IntegratedGpu => "integrated-gpu",
-            DeviceKind::VirtualGpu => "virtual-gpu",
-            DeviceKind::SoftwareGpu => "software-gpu",
-            DeviceKind::Other => "other",
-        }
-    }
-
     /// True for real accelerators, the ones routing prefers over the CPU.
     pub fn is_accelerator(self) -> bool {
         matches!(self, DeviceKind::DiscreteGpu | DeviceKind::IntegratedGpu | DeviceKind::VirtualGpu)
@@ -88,7 +117,7 @@ impl DeviceKind {
 
 /// One device a backend can use. Memory figures are 0 where the platform hides them.
 #[repr(C)]
-#[derive(StableAbi, Debug, Clone, PartialEq)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceInfo {
     pub kind: DeviceKind,
     pub name: RString,
@@ -98,7 +127,7 @@ pub struct DeviceInfo {
 
 /// What a backend found on this machine.
 #[repr(C)]
-#[derive(StableAbi, Debug, Clone, PartialEq)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Probe {
     pub available: bool,
     pub devices: RVec<DeviceInfo>,
@@ -107,8 +136,10 @@ pub struct Probe {
 }
 
 /// Everything a backend needs to load one model.
-#[repr(C)]
-#[derive(StableAbi, Debug, Clone, PartialEq)]
+///
+/// Fields added in a later minor version go at the end, with their view method (see
+/// [`crate::abi::AbiLoadRequest`]).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct LoadRequest {
     /// The catalog id of the model, for logs and errors.
     pub model_id: RString,
@@ -126,7 +157,7 @@ pub struct LoadRequest {
 
 /// One message of a chat.
 #[repr(C)]
-#[derive(StableAbi, Debug, Clone, PartialEq)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatMessage {
     /// `system`, `user`, `assistant` or `tool`.
     pub role: RString,
@@ -135,7 +166,7 @@ pub struct ChatMessage {
 
 /// Sampling parameters. `temperature <= 0` means greedy decoding.
 #[repr(C)]
-#[derive(StableAbi, Debug, Clone, Copy, PartialEq)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Sampling {
     pub temperature: f32,
     /// 0 disables top-k.
@@ -168,7 +199,7 @@ impl Default for Sampling {
 
 /// A LoRA adapter applied to one request.
 #[repr(C)]
-#[derive(StableAbi, Debug, Clone, PartialEq)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AdapterUse {
     /// The catalog name, used as the plugin's cache key.
     pub name: RString,
@@ -179,8 +210,10 @@ pub struct AdapterUse {
 }
 
 /// One generation: a chat (`messages`) or a raw completion (`prompt`).
-#[repr(C)]
-#[derive(StableAbi, Debug, Clone, PartialEq)]
+///
+/// Fields added in a later minor version go at the end, with their view method (see
+/// [`crate::abi::AbiGenerateRequest`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GenerateRequest {
     /// The chat, rendered with the model's chat template. Ignored when `prompt` is set.
     pub messages: RVec<ChatMessage>,
@@ -194,32 +227,39 @@ pub struct GenerateRequest {
     pub adapters: RVec<AdapterUse>,
 }
 
-/// Why a generation ended.
-#[repr(u8)]
-#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FinishReason {
-    /// End of sequence or a stop string.
-    Stop,
-    /// `max_tokens` or the context window was reached.
-    Length,
-    /// The token sink asked to stop (the client went away).
-    Cancelled,
-}
+/// How many tokens a generation may produce when the request does not say.
+pub const DEFAULT_MAX_TOKENS: u32 = 512;
 
-impl FinishReason {
-    /// The OpenAI name of the reason.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FinishReason::Stop => "stop",
-            FinishReason::Length => "length",
-            FinishReason::Cancelled => "cancelled",
+impl Default for GenerateRequest {
+    /// An empty chat with llama-server's sampling defaults and [`DEFAULT_MAX_TOKENS`].
+    fn default() -> Self {
+        Self {
+            messages: RVec::new(),
+            prompt: ROption::RNone,
+            sampling: Sampling::default(),
+            stop: RVec::new(),
+            max_tokens: DEFAULT_MAX_TOKENS,
+            adapters: RVec::new(),
         }
     }
 }
 
+crate::open_enum! {
+    /// Why a generation ended.
+    pub struct FinishReason {
+        /// End of sequence or a stop string.
+        Stop = 0 => "stop",
+        /// `max_tokens` or the context window was reached.
+        Length = 1 => "length",
+        /// The token sink asked to stop (the client went away).
+        Cancelled = 2 => "cancelled",
+    }
+    unknown => "stop";
+}
+
 /// What a generation cost.
 #[repr(C)]
-#[derive(StableAbi, Debug, Clone, Copy, PartialEq)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct GenerateStats {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
@@ -232,17 +272,18 @@ pub struct GenerateStats {
 
 /// Memory a loaded model holds right now.
 #[repr(C)]
-#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct MemoryUsage {
     pub host_bytes: u64,
     pub device_bytes: u64,
 }
 
-/// What the token sink tells the plugin after each piece.
-#[repr(u8)]
-#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SinkControl {
-    Continue,
-    /// The consumer is gone; stop generating and return `FinishReason::Cancelled`.
-    Stop,
+crate::open_enum! {
+    /// What the token sink tells the plugin after each piece.
+    pub struct SinkControl {
+        Continue = 0 => "continue",
+        /// The consumer is gone; stop generating and return `FinishReason::Cancelled`.
+        Stop = 1 => "stop",
+    }
+    unknown => "stop";
 }

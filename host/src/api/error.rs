@@ -114,9 +114,7 @@ impl From<ServiceError> for ApiError {
                 ErrorKind::InvalidRequest | ErrorKind::Unsupported => Self::bad_request(message),
                 ErrorKind::OutOfMemory => Self::busy(message),
                 ErrorKind::ModelFile => Self::server_fault("invalid_model_file", message),
-                ErrorKind::Internal | ErrorKind::Panicked => {
-                    Self::new(StatusCode::INTERNAL_SERVER_ERROR, "backend_error", message)
-                }
+                _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "backend_error", message),
             },
             ServiceError::Internal(_) => {
                 tracing::error!(%error, "internal error");

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use hearth_sdk::abi_stable::std_types::{RString, RVec};
-use hearth_sdk::Sampling;
+use hearth_sdk::{Sampling, DEFAULT_MAX_TOKENS};
 use serde::Deserialize;
 
 use super::ApiError;
@@ -12,8 +12,6 @@ use crate::router::RouteRequest;
 
 /// The most tokens one request may ask for; larger values are a client error.
 pub const MAX_TOKENS_LIMIT: u32 = 32_768;
-/// Tokens generated when the request does not say.
-const DEFAULT_MAX_TOKENS: u32 = 512;
 
 /// `stop` may be one string or a list.
 #[derive(Debug, Deserialize)]

@@ -56,7 +56,12 @@ pub fn profile(hearth: &Hearth, json: bool) -> anyhow::Result<()> {
         let state = if backend.probe.available { "available" } else { "unavailable" };
         println!("  {:<10} {state}: {}", backend.backend, backend.probe.reason);
         for view in backend.device_views() {
-            println!("    {} {} ({})", view.kind, view.name, gigabytes(view.memory_total_bytes));
+            println!(
+                "    {} {} ({})",
+                view.kind.as_str(),
+                view.name,
+                gigabytes(view.memory_total_bytes)
+            );
         }
     }
     println!("routing:");

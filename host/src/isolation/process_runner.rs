@@ -17,7 +17,7 @@ use hearth_sdk::{
     GenerateRequest, GenerateStats, LoadRequest, MemoryUsage, PluginError, SinkControl, TokenSink,
 };
 
-use super::protocol::{plugin_error, Call, Event, PROTOCOL_VERSION};
+use super::protocol::{Call, Event, PROTOCOL_VERSION};
 use super::supervisor::{Next, WorkerProcess};
 use crate::lifecycle::Runner;
 use crate::plugin::KeptLibrary;
@@ -149,16 +149,14 @@ fn start_worker(spec: &WorkerSpec, crashes: &CrashLog) -> Result<WorkerProcess, 
     let worker =
         WorkerProcess::spawn(&spec.program, spec.plugin.path(), &spec.backend, spec.stall_timeout)?;
     let pending =
-        worker.start(Call::Load { protocol: PROTOCOL_VERSION, request: (&spec.load).into() })?;
+        worker.start(Call::Load { protocol: PROTOCOL_VERSION, request: spec.load.clone() })?;
     // No stall timeout: a large model may take minutes to read. The health checks
     // still end a worker that stops answering altogether.
     loop {
         match pending.next(LOAD_POLL) {
             Next::Silent => {}
             Next::Event(Event::Loaded { .. }) => return Ok(worker),
-            Next::Event(Event::Failed { kind, message }) => {
-                return Err(plugin_error(&kind, message))
-            }
+            Next::Event(Event::Failed { error }) => return Err(error),
             Next::Event(other) => worker.kill(&format!("it answered a load with {other:?}")),
             Next::Died(error) => {
                 crashes.record(&spec.backend, &error, Instant::now());
@@ -176,7 +174,7 @@ impl Runner for ProcessRunner {
     ) -> Result<GenerateStats, PluginError> {
         let worker = self.worker()?;
         let handed_over = Instant::now();
-        let pending = worker.start(Call::Generate { request: request.into() })?;
+        let pending = worker.start(Call::Generate { request: request.clone() })?;
         let stall = worker.stall_timeout();
         let mut cancelled = false;
         let mut killed = false;
@@ -196,11 +194,9 @@ impl Runner for ProcessRunner {
                 }
                 Next::Event(Event::Done { stats }) => {
                     self.crashes.clear(&self.spec.backend);
-                    return Ok(stats.into());
+                    return Ok(stats);
                 }
-                Next::Event(Event::Failed { kind, message }) => {
-                    return Err(plugin_error(&kind, message))
-                }
+                Next::Event(Event::Failed { error }) => return Err(error),
                 Next::Event(other) => {
                     worker.kill(&format!("it answered a generation with {other:?}"));
                 }
@@ -224,7 +220,7 @@ impl Runner for ProcessRunner {
         let Some(worker) = self.live_worker() else { return Ok(()) };
         match worker.call(Call::Trim, "a trim")? {
             Event::Trimmed => Ok(()),
-            Event::Failed { kind, message } => Err(plugin_error(&kind, message)),
+            Event::Failed { error } => Err(error),
             other => {
                 Err(PluginError::internal(format!("the worker answered a trim with {other:?}")))
             }

@@ -11,21 +11,21 @@
 //! its plugin is; both carry [`PROTOCOL_VERSION`], and a worker of another version
 //! refuses them, so a mismatched `hearth` binary fails the call instead of misreading
 //! frames. Frames over [`MAX_FRAME_BYTES`] are refused on both sides.
+//!
+//! The messages carry the SDK's own types (its requests, probes, stats and errors
+//! derive serde), so the wire is the plugin API itself and grows with it.
 
 use std::io::{self, Read, Write};
 
-use hearth_sdk::abi_stable::std_types::{RString, RVec};
 use hearth_sdk::{
-    AdapterUse, ChatMessage, DeviceInfo, DeviceKind, ErrorKind, FinishReason, GenerateRequest,
-    GenerateStats, LoadRequest, MemoryUsage, PluginError, Probe, Sampling,
+    GenerateRequest, GenerateStats, HostProfile, LoadRequest, MemoryUsage, PluginError, Probe,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::device::HostView;
 use crate::plugin::PluginInfo;
 
 /// Bumped whenever a message changes shape or a call is added.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The largest frame either side accepts: far above any prompt a context window holds,
 /// far below what would hurt if a confused peer sent garbage as a length.
@@ -43,13 +43,13 @@ pub struct Request {
 #[serde(tag = "call", rename_all = "snake_case")]
 pub enum Call {
     /// Load the model; answered by `loaded` or `failed`. Must come first.
-    Load { protocol: u32, request: WireLoad },
+    Load { protocol: u32, request: LoadRequest },
     /// Say what the plugin is and what it finds on this machine, without loading a
     /// model; answered by `described` or `failed`. The host describes plugins this way
     /// so that a backend run in workers is never mapped into the host process.
-    Describe { protocol: u32, host: HostView },
+    Describe { protocol: u32, host: HostProfile },
     /// Generate; answered by `token`s, then `done` or `failed`.
-    Generate { request: WireGenerate },
+    Generate { request: GenerateRequest },
     /// Stop the generation whose call had this id at its next token.
     Cancel { generation: u64 },
     /// Soft release; answered by `trimmed` or `failed`.
@@ -74,292 +74,22 @@ pub struct Reply {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     Loaded { protocol: u32 },
-    Described { info: PluginInfo, probe: WireProbe },
+    Described { info: PluginInfo, probe: Probe },
     Token { piece: String },
-    Done { stats: WireStats },
+    Done { stats: GenerateStats },
     Trimmed,
     Memory { host_bytes: u64, device_bytes: u64 },
     Alive,
-    Failed { kind: String, message: String },
+    Failed { error: PluginError },
 }
 
 impl Event {
     pub fn failed(error: &PluginError) -> Self {
-        Event::Failed { kind: error.kind.as_str().to_string(), message: error.message.to_string() }
+        Event::Failed { error: error.clone() }
     }
 
     pub fn memory(usage: MemoryUsage) -> Self {
         Event::Memory { host_bytes: usage.host_bytes, device_bytes: usage.device_bytes }
-    }
-}
-
-/// The error a `failed` event carries, back in the SDK's type.
-pub fn plugin_error(kind: &str, message: String) -> PluginError {
-    let kind = [
-        ErrorKind::InvalidRequest,
-        ErrorKind::Unsupported,
-        ErrorKind::OutOfMemory,
-        ErrorKind::ModelFile,
-        ErrorKind::Internal,
-        ErrorKind::Panicked,
-    ]
-    .into_iter()
-    .find(|known| known.as_str() == kind)
-    .unwrap_or(ErrorKind::Internal);
-    PluginError::new(kind, message)
-}
-
-/// [`LoadRequest`] on the wire.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WireLoad {
-    pub model_id: String,
-    pub paths: Vec<String>,
-    pub format: String,
-    pub context_size: u32,
-    pub threads: u32,
-    pub device: Option<String>,
-}
-
-impl From<&LoadRequest> for WireLoad {
-    fn from(request: &LoadRequest) -> Self {
-        Self {
-            model_id: request.model_id.to_string(),
-            paths: request.paths.iter().map(abi_stable::std_types::RString::to_string).collect(),
-            format: request.format.to_string(),
-            context_size: request.context_size,
-            threads: request.threads,
-            device: request
-                .device
-                .as_ref()
-                .into_option()
-                .map(abi_stable::std_types::RString::to_string),
-        }
-    }
-}
-
-impl From<WireLoad> for LoadRequest {
-    fn from(wire: WireLoad) -> Self {
-        Self {
-            model_id: wire.model_id.into(),
-            paths: wire.paths.into_iter().map(RString::from).collect(),
-            format: wire.format.into(),
-            context_size: wire.context_size,
-            threads: wire.threads,
-            device: wire.device.map(RString::from).into(),
-        }
-    }
-}
-
-/// [`Probe`] on the wire.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WireProbe {
-    pub available: bool,
-    pub devices: Vec<WireDevice>,
-    pub reason: String,
-}
-
-/// [`DeviceInfo`] on the wire; the kind as [`DeviceKind::as_str`] names it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WireDevice {
-    pub kind: String,
-    pub name: String,
-    pub memory_total_bytes: u64,
-    pub memory_free_bytes: u64,
-}
-
-impl From<&Probe> for WireProbe {
-    fn from(probe: &Probe) -> Self {
-        Self {
-            available: probe.available,
-            devices: probe
-                .devices
-                .iter()
-                .map(|device| WireDevice {
-                    kind: device.kind.as_str().to_string(),
-                    name: device.name.to_string(),
-                    memory_total_bytes: device.memory_total_bytes,
-                    memory_free_bytes: device.memory_free_bytes,
-                })
-                .collect(),
-            reason: probe.reason.to_string(),
-        }
-    }
-}
-
-impl From<WireProbe> for Probe {
-    fn from(wire: WireProbe) -> Self {
-        let kind_of = |name: &str| {
-            [
-                DeviceKind::Cpu,
-                DeviceKind::DiscreteGpu,
-                DeviceKind::IntegratedGpu,
-                DeviceKind::VirtualGpu,
-                DeviceKind::SoftwareGpu,
-            ]
-            .into_iter()
-            .find(|kind| kind.as_str() == name)
-            .unwrap_or(DeviceKind::Other)
-        };
-        Self {
-            available: wire.available,
-            devices: wire
-                .devices
-                .into_iter()
-                .map(|device| DeviceInfo {
-                    kind: kind_of(&device.kind),
-                    name: device.name.into(),
-                    memory_total_bytes: device.memory_total_bytes,
-                    memory_free_bytes: device.memory_free_bytes,
-                })
-                .collect(),
-            reason: wire.reason.into(),
-        }
-    }
-}
-
-/// [`GenerateRequest`] on the wire.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WireGenerate {
-    /// `(role, content)` pairs.
-    pub messages: Vec<(String, String)>,
-    pub prompt: Option<String>,
-    pub sampling: WireSampling,
-    pub stop: Vec<String>,
-    pub max_tokens: u32,
-    /// `(name, path, scale)` of each LoRA adapter.
-    pub adapters: Vec<(String, String, f32)>,
-}
-
-/// [`Sampling`] on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct WireSampling {
-    pub temperature: f32,
-    pub top_k: u32,
-    pub top_p: f32,
-    pub min_p: f32,
-    pub repeat_penalty: f32,
-    pub repeat_last_n: u32,
-    pub seed: u64,
-}
-
-impl From<&GenerateRequest> for WireGenerate {
-    fn from(request: &GenerateRequest) -> Self {
-        let Sampling { temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed } =
-            request.sampling;
-        Self {
-            messages: request
-                .messages
-                .iter()
-                .map(|message| (message.role.to_string(), message.content.to_string()))
-                .collect(),
-            prompt: request
-                .prompt
-                .as_ref()
-                .into_option()
-                .map(abi_stable::std_types::RString::to_string),
-            sampling: WireSampling {
-                temperature,
-                top_k,
-                top_p,
-                min_p,
-                repeat_penalty,
-                repeat_last_n,
-                seed,
-            },
-            stop: request.stop.iter().map(abi_stable::std_types::RString::to_string).collect(),
-            max_tokens: request.max_tokens,
-            adapters: request
-                .adapters
-                .iter()
-                .map(|adapter| (adapter.name.to_string(), adapter.path.to_string(), adapter.scale))
-                .collect(),
-        }
-    }
-}
-
-impl From<WireGenerate> for GenerateRequest {
-    fn from(wire: WireGenerate) -> Self {
-        let WireSampling { temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed } =
-            wire.sampling;
-        Self {
-            messages: wire
-                .messages
-                .into_iter()
-                .map(|(role, content)| ChatMessage { role: role.into(), content: content.into() })
-                .collect(),
-            prompt: wire.prompt.map(RString::from).into(),
-            sampling: Sampling {
-                temperature,
-                top_k,
-                top_p,
-                min_p,
-                repeat_penalty,
-                repeat_last_n,
-                seed,
-            },
-            stop: wire.stop.into_iter().map(RString::from).collect(),
-            max_tokens: wire.max_tokens,
-            adapters: wire
-                .adapters
-                .into_iter()
-                .map(|(name, path, scale)| AdapterUse {
-                    name: name.into(),
-                    path: path.into(),
-                    scale,
-                })
-                .collect::<RVec<_>>(),
-        }
-    }
-}
-
-/// [`GenerateStats`] on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct WireStats {
-    pub prompt_tokens: u32,
-    pub completion_tokens: u32,
-    pub prompt_ms: f64,
-    pub decode_ms: f64,
-    pub finish_reason: WireFinish,
-}
-
-/// [`FinishReason`] on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WireFinish {
-    Stop,
-    Length,
-    Cancelled,
-}
-
-impl From<GenerateStats> for WireStats {
-    fn from(stats: GenerateStats) -> Self {
-        Self {
-            prompt_tokens: stats.prompt_tokens,
-            completion_tokens: stats.completion_tokens,
-            prompt_ms: stats.prompt_ms,
-            decode_ms: stats.decode_ms,
-            finish_reason: match stats.finish_reason {
-                FinishReason::Stop => WireFinish::Stop,
-                FinishReason::Length => WireFinish::Length,
-                FinishReason::Cancelled => WireFinish::Cancelled,
-            },
-        }
-    }
-}
-
-impl From<WireStats> for GenerateStats {
-    fn from(wire: WireStats) -> Self {
-        Self {
-            prompt_tokens: wire.prompt_tokens,
-            completion_tokens: wire.completion_tokens,
-            prompt_ms: wire.prompt_ms,
-            decode_ms: wire.decode_ms,
-            finish_reason: match wire.finish_reason {
-                WireFinish::Stop => FinishReason::Stop,
-                WireFinish::Length => FinishReason::Length,
-                WireFinish::Cancelled => FinishReason::Cancelled,
-            },
-        }
     }
 }
 
@@ -403,7 +133,20 @@ pub fn read_frame<T: DeserializeOwned>(input: &mut impl Read) -> io::Result<Opti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hearth_sdk::HostProfile;
+    use hearth_sdk::abi_stable::std_types::{RString, RVec};
+    use hearth_sdk::{AdapterUse, ChatMessage, DeviceInfo, DeviceKind, Sampling};
+
+    fn info() -> PluginInfo {
+        PluginInfo {
+            id: "test".into(),
+            name: "Test".into(),
+            version: "1.2.3".into(),
+            api_version: "2.0".into(),
+            formats: vec!["gguf".into()],
+            features: vec![],
+            path: "/plugins/libtest.so".into(),
+        }
+    }
 
     fn request() -> GenerateRequest {
         GenerateRequest {
@@ -425,14 +168,11 @@ mod tests {
 
     #[test]
     fn a_generate_request_survives_the_trip_through_a_frame() {
-        let sent =
-            Request { id: 3, call: Call::Generate { request: WireGenerate::from(&request()) } };
+        let sent = Request { id: 3, call: Call::Generate { request: request() } };
         let mut pipe = Vec::new();
         write_frame(&mut pipe, &sent).unwrap();
         let received: Request = read_frame(&mut pipe.as_slice()).unwrap().unwrap();
         assert_eq!(received, sent);
-        let Call::Generate { request: wire } = received.call else { panic!("not a generate call") };
-        assert_eq!(GenerateRequest::from(wire), request());
     }
 
     #[test]
@@ -464,17 +204,20 @@ mod tests {
         };
         let sent = Request {
             id: 1,
-            call: Call::Describe { protocol: PROTOCOL_VERSION, host: HostView::from(&host) },
+            call: Call::Describe { protocol: PROTOCOL_VERSION, host: host.clone() },
         };
         let mut pipe = Vec::new();
         write_frame(&mut pipe, &sent).unwrap();
-        let Some(Request { call: Call::Describe { host: wire, .. }, .. }) =
+        let Some(Request { call: Call::Describe { host: received, .. }, .. }) =
             read_frame(&mut pipe.as_slice()).unwrap()
         else {
             panic!("not a describe call")
         };
-        assert_eq!(HostProfile::from(wire), host);
-        assert_eq!(Probe::from(WireProbe::from(&probe)), probe);
+        assert_eq!(received, host);
+        let reply = Reply { id: 1, event: Event::Described { info: info(), probe: probe.clone() } };
+        let mut pipe = Vec::new();
+        write_frame(&mut pipe, &reply).unwrap();
+        assert_eq!(read_frame::<Reply>(&mut pipe.as_slice()).unwrap(), Some(reply));
     }
 
     #[test]
@@ -497,12 +240,15 @@ mod tests {
     }
 
     #[test]
-    fn a_failure_keeps_its_kind_and_an_unknown_kind_reads_as_internal() {
-        let Event::Failed { kind, message } = Event::failed(&PluginError::out_of_memory("no room"))
-        else {
-            panic!("not a failure")
-        };
-        assert_eq!(plugin_error(&kind, message), PluginError::out_of_memory("no room"));
-        assert_eq!(plugin_error("from-the-future", "?".into()).kind, ErrorKind::Internal);
+    fn a_failure_keeps_its_kind_and_a_kind_this_version_does_not_know_is_refused_by_name() {
+        let sent = Reply { id: 2, event: Event::failed(&PluginError::out_of_memory("no room")) };
+        let mut pipe = Vec::new();
+        write_frame(&mut pipe, &sent).unwrap();
+        assert_eq!(read_frame::<Reply>(&mut pipe.as_slice()).unwrap(), Some(sent));
+        let future = br#"{"id":2,"event":{"event":"failed","error":{"kind":"from_the_future","message":"?"}}}"#;
+        let mut frame = (future.len() as u32).to_le_bytes().to_vec();
+        frame.extend_from_slice(future);
+        let error = read_frame::<Reply>(&mut frame.as_slice()).unwrap_err();
+        assert!(error.to_string().contains("unknown ErrorKind `from_the_future`"), "{error}");
     }
 }

@@ -18,9 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use hearth_sdk::{PluginError, SinkControl, TokenSink};
 
-use super::protocol::{
-    read_frame, write_frame, Call, Event, Reply, Request, WireProbe, PROTOCOL_VERSION,
-};
+use super::protocol::{read_frame, write_frame, Call, Event, Reply, Request, PROTOCOL_VERSION};
 use crate::plugin::{load_plugin, remove_private_copies, LoadedPlugin, PluginRunner};
 
 /// The frames to the host. Shared by the threads that answer calls.
@@ -149,15 +147,14 @@ impl Worker {
 
     fn answer(&self, id: u64, call: Call) {
         let event = match (call, self.model.get()) {
-            (Call::Load { protocol, request }, _) => match self.load(protocol, request.into()) {
+            (Call::Load { protocol, request }, _) => match self.load(protocol, request) {
                 Ok(()) => Event::Loaded { protocol: PROTOCOL_VERSION },
                 Err(error) => Event::failed(&error),
             },
             (Call::Describe { protocol, host }, _) => match self.plugin(protocol) {
-                Ok(plugin) => Event::Described {
-                    info: plugin.info.clone(),
-                    probe: WireProbe::from(&plugin.probe(&host.into())),
-                },
+                Ok(plugin) => {
+                    Event::Described { info: plugin.info.clone(), probe: plugin.probe(&host) }
+                }
                 Err(error) => Event::failed(&error),
             },
             (Call::Generate { request }, Some(model)) => {
@@ -167,10 +164,10 @@ impl Worker {
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .insert(id, cancel.clone());
                 let mut sink = FrameSink { worker: self, id, cancel };
-                let result = model.generate(&request.into(), &mut sink);
+                let result = model.generate(&request, &mut sink);
                 self.cancels.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
                 match result {
-                    Ok(stats) => Event::Done { stats: stats.into() },
+                    Ok(stats) => Event::Done { stats },
                     Err(error) => Event::failed(&error),
                 }
             }
@@ -208,7 +205,7 @@ impl Worker {
                 _ => error,
             }
         })?;
-        let model = plugin.backend.load(&request).into_result()?;
+        let model = plugin.backend.load(request.view()).into_result()?;
         self.model
             .set(PluginRunner::new(model))
             .map_err(|_| PluginError::internal("the worker already has a model loaded"))

@@ -13,7 +13,6 @@ use hearth_sdk::HostProfile;
 
 use super::protocol::{Call, Event, PROTOCOL_VERSION};
 use super::supervisor::WorkerProcess;
-use crate::device::HostView;
 use crate::plugin::{Describe, Description, PluginInfo, PluginLoadError};
 
 /// Describes libraries by asking a worker process of `program` about each.
@@ -32,7 +31,7 @@ impl Describe for WorkerDescriber {
             path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
         let worker = WorkerProcess::spawn(&self.program, path, &name, self.timeout)
             .map_err(|error| PluginLoadError::Worker(error.message.to_string()))?;
-        let call = Call::Describe { protocol: PROTOCOL_VERSION, host: HostView::from(&self.host) };
+        let call = Call::Describe { protocol: PROTOCOL_VERSION, host: self.host.clone() };
         // Dropping the worker at the end asks it to exit; it has no model to unload.
         match worker
             .call(call, "describe")
@@ -41,10 +40,10 @@ impl Describe for WorkerDescriber {
             Event::Described { info, probe } => Ok(Description {
                 // The worker was given this path; the host's name for it is the one kept.
                 info: PluginInfo { path: path.to_path_buf(), ..info },
-                probe: probe.into(),
+                probe,
                 library: None,
             }),
-            Event::Failed { message, .. } => Err(PluginLoadError::Worker(message)),
+            Event::Failed { error } => Err(PluginLoadError::Worker(error.message.into_string())),
             other => Err(PluginLoadError::Worker(format!(
                 "its worker answered `describe` with {other:?}"
             ))),

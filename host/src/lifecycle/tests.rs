@@ -54,9 +54,10 @@ impl Runner for TestRunner {
         _: &GenerateRequest,
         sink: &mut dyn TokenSink,
     ) -> Result<GenerateStats, PluginError> {
-        let finish_reason = match sink.on_token("hi") {
-            SinkControl::Continue => FinishReason::Stop,
-            SinkControl::Stop => FinishReason::Cancelled,
+        let finish_reason = if sink.on_token("hi") == SinkControl::Stop {
+            FinishReason::Cancelled
+        } else {
+            FinishReason::Stop
         };
         Ok(GenerateStats {
             prompt_tokens: 1,

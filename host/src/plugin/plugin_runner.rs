@@ -35,7 +35,7 @@ impl PluginRunner {
     ) -> Result<GenerateStats, PluginError> {
         let mut bridge = SinkBridge(sink);
         let sink = AbiTokenSink_TO::from_ptr(&mut bridge, TD_Opaque);
-        self.model.generate(request, sink).into_result()
+        self.model.generate(request.view(), sink).into_result()
     }
 
     pub fn trim(&self) -> Result<(), PluginError> {

@@ -72,7 +72,7 @@ pub struct PluginView {
     pub info: PluginInfo,
     pub available: bool,
     pub reason: String,
-    pub devices: Vec<crate::device::DeviceView>,
+    pub devices: Vec<hearth_sdk::DeviceInfo>,
 }
 
 impl Hearth {

@@ -59,7 +59,7 @@ impl Loader for PluginLoader {
                     spec.key.backend
                 ))
             })?;
-            let model = backend.load(&spec.request).into_result()?;
+            let model = backend.load(spec.request.view()).into_result()?;
             return Ok(Arc::new(PluginRunner::new(model)));
         }
         let program = self.config.worker_program().map_err(|error| {

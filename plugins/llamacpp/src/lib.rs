@@ -46,8 +46,8 @@ use std::sync::OnceLock;
 
 use hearth_sdk::abi_stable::std_types::{RString, RVec};
 use hearth_sdk::{
-    Backend, BackendInfo, DeviceInfo, DeviceKind, HostProfile, LoadRequest, PluginError, Probe,
-    API_VERSION,
+    feature, Backend, BackendInfo, DeviceInfo, DeviceKind, HostProfile, LoadRequest, PluginError,
+    Probe, API_VERSION,
 };
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::{
@@ -237,7 +237,7 @@ impl LlamaCppBackend {
             })?;
             // Only GPUs take layers; other ggml devices (BLAS, …) work on host memory.
             let handle = handle(device);
-            if !matches!(kind, DeviceKind::Cpu | DeviceKind::Other) && !chosen.contains(&handle) {
+            if !matches!(*kind, DeviceKind::Cpu | DeviceKind::Other) && !chosen.contains(&handle) {
                 chosen.push(handle);
             }
         }
@@ -247,10 +247,14 @@ impl LlamaCppBackend {
 
 impl Backend for LlamaCppBackend {
     fn info(&self) -> BackendInfo {
-        let features = ["lora", "chat-template", "prefix-cache"].into_iter().chain(
-            // Offloading is there when a GPU module was loaded.
-            devices().iter().any(|device| device.kind.is_accelerator()).then_some("gpu-offload"),
-        );
+        let features =
+            [feature::LORA, feature::CHAT_TEMPLATE, feature::PREFIX_CACHE].into_iter().chain(
+                // Offloading is there when a GPU module was loaded.
+                devices()
+                    .iter()
+                    .any(|device| device.kind.is_accelerator())
+                    .then_some("gpu-offload"),
+            );
         BackendInfo {
             id: "llamacpp".into(),
             name: "llama.cpp".into(),
@@ -288,7 +292,7 @@ impl Backend for LlamaCppBackend {
             .collect();
         let listed = devices
             .iter()
-            .map(|Device { device, kind, same_as }| match (kind, same_as) {
+            .map(|Device { device, kind, same_as }| match (*kind, same_as) {
                 (_, Some(other)) => format!(
                     "{} = {} ({}, the same GPU as {other}: used only when asked for by name)",
                     device.name,

@@ -28,8 +28,8 @@ pub mod weights;
 
 use hearth_sdk::abi_stable::std_types::{RString, RVec};
 use hearth_sdk::{
-    Backend, BackendInfo, DeviceInfo, DeviceKind, HostProfile, LoadRequest, Model, PluginError,
-    Probe, API_VERSION,
+    feature, Backend, BackendInfo, DeviceInfo, DeviceKind, HostProfile, LoadRequest, Model,
+    PluginError, Probe, API_VERSION,
 };
 
 /// The MLX backend. Holds nothing: each model owns its arrays, so dropping a model
@@ -50,7 +50,7 @@ impl Backend for MlxBackend {
             version: env!("CARGO_PKG_VERSION").into(),
             api_version: API_VERSION,
             formats: RVec::from(vec![RString::from("gguf"), RString::from("safetensors")]),
-            features: ["chat-template", "lora"]
+            features: [feature::CHAT_TEMPLATE, feature::LORA]
                 .into_iter()
                 .map(str::to_string)
                 .chain(hearth_model::arch::capability_features(&weights::SUPPORTED_TYPES))

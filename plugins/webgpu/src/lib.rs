@@ -27,7 +27,7 @@ pub mod weights;
 
 use hearth_sdk::abi_stable::std_types::{RString, RVec};
 use hearth_sdk::{
-    Backend, BackendInfo, HostProfile, LoadRequest, Model, PluginError, Probe, API_VERSION,
+    feature, Backend, BackendInfo, HostProfile, LoadRequest, Model, PluginError, Probe, API_VERSION,
 };
 
 /// The WebGPU backend. Holds nothing: each model opens its own device, so dropping a
@@ -48,7 +48,7 @@ impl Backend for WebGpuBackend {
             version: env!("CARGO_PKG_VERSION").into(),
             api_version: API_VERSION,
             formats: RVec::from(vec![RString::from("gguf")]),
-            features: ["lora", "chat-template"]
+            features: [feature::LORA, feature::CHAT_TEMPLATE]
                 .into_iter()
                 .map(str::to_string)
                 .chain(hearth_model::arch::capability_features(&kernels::SUPPORTED_TYPES))

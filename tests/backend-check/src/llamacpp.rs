@@ -43,7 +43,7 @@ impl Model for PluginModel {
     ) -> Result<GenerateStats, PluginError> {
         let mut bridge = SinkBridge(sink);
         self.model
-            .generate(request, AbiTokenSink_TO::from_ptr(&mut bridge, TD_Opaque))
+            .generate(request.view(), AbiTokenSink_TO::from_ptr(&mut bridge, TD_Opaque))
             .into_result()
     }
     fn trim(&self) {
@@ -92,7 +92,7 @@ pub fn load_with_plugin(path: &str) -> PluginModel {
         threads: 2,
         device: ROption::RNone,
     };
-    let model = backend.load(&request).into_result().unwrap();
+    let model = backend.load(request.view()).into_result().unwrap();
     PluginModel { model, _backend: backend }
 }
 

@@ -25,7 +25,10 @@ fn the_fixture_plugin_loads_through_the_abi_and_generates() {
     let registry = PluginRegistry::scan(dir.path(), &InProcess { host: HostProfile::default() });
     assert!(registry.failures.is_empty(), "{:?}", registry.failures);
     let plugin = registry.get("fixture").expect("fixture plugin registered");
-    assert_eq!(plugin.info.api_version, "1.0");
+    assert_eq!(
+        plugin.info.api_version,
+        format!("{}.{}", hearth_sdk::API_VERSION.major, hearth_sdk::API_VERSION.minor)
+    );
     assert!(plugin.probe.available);
 
     let model_file = dir.path().join("echo.fixture");
@@ -39,7 +42,7 @@ fn the_fixture_plugin_loads_through_the_abi_and_generates() {
         device: None.into(),
     };
     let model =
-        plugin.in_process().expect("the library").load(&request).into_result().expect("load");
+        plugin.in_process().expect("the library").load(request.view()).into_result().expect("load");
     let runner = hearth::plugin::PluginRunner::new(model);
 
     struct Collect(String);
@@ -51,12 +54,9 @@ fn the_fixture_plugin_loads_through_the_abi_and_generates() {
     }
     let mut sink = Collect(String::new());
     let generate = GenerateRequest {
-        messages: Default::default(),
         prompt: Some("one two three".into()).into(),
-        sampling: Default::default(),
-        stop: Default::default(),
         max_tokens: 100,
-        adapters: Default::default(),
+        ..GenerateRequest::default()
     };
     let stats = runner.generate(&generate, &mut sink).expect("generate");
     assert_eq!(sink.0, "one two three one ");

@@ -247,7 +247,7 @@ fn direct_child() {
             threads: 2,
             device: None.into(),
         };
-        plugin.backend.load(&request).into_result()
+        plugin.backend.load(request.view()).into_result()
     };
     let verdict = if std::env::var("CORPUS_AS_ADAPTER").is_ok_and(|flag| flag == "1") {
         let smollm2 = test_models_dir().join("smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf");

@@ -38,9 +38,9 @@ use std::time::{Duration, Instant};
 
 use hearth_sdk::abi_stable::std_types::{RString, RVec};
 use hearth_sdk::{
-    Backend, BackendInfo, DeviceInfo, DeviceKind, FinishReason, GenerateRequest, GenerateStats,
-    HostProfile, LoadRequest, MemoryUsage, Model, PluginError, Probe, SinkControl, TokenSink,
-    API_VERSION,
+    feature, Backend, BackendInfo, DeviceInfo, DeviceKind, FinishReason, GenerateRequest,
+    GenerateStats, HostProfile, LoadRequest, MemoryUsage, Model, PluginError, Probe, SinkControl,
+    TokenSink, API_VERSION,
 };
 
 /// This build's version; see the crate docs.
@@ -127,7 +127,7 @@ impl Backend for FixtureBackend {
             version: VERSION.into(),
             api_version: API_VERSION,
             formats: RVec::from(vec![RString::from("fixture")]),
-            features: RVec::from(vec![RString::from("lora")]),
+            features: RVec::from(vec![RString::from(feature::LORA)]),
         }
     }
 

@@ -37,11 +37,11 @@ fn the_shared_library_answers_through_the_stable_abi() {
     let backend = (module.new_backend())().unwrap();
     assert_eq!(backend.info().unwrap().id, RString::from("llamacpp"));
     let path = model_path(SMOLLM2);
-    let model = backend.load(&load_request(path.to_str().unwrap(), 256)).unwrap();
+    let model = backend.load(load_request(path.to_str().unwrap(), 256).view()).unwrap();
     let mut sink = Collect::default();
     let stats = model
         .generate(
-            &chat("What is the capital of France? Answer in one word.", 16),
+            chat("What is the capital of France? Answer in one word.", 16).view(),
             AbiTokenSink_TO::from_ptr(&mut sink, TD_Opaque),
         )
         .unwrap();
