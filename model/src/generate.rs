@@ -10,7 +10,8 @@ use hearth_sdk::helpers::{
     chat_template_source, ChatTemplate, Gguf, Sampler, StopMatcher, StreamDecoder, Tokenizer,
 };
 use hearth_sdk::{
-    FinishReason, GenerateRequest, GenerateStats, PluginError, SinkControl, TokenSink,
+    FinishReason, GenerateRequest, GenerateStats, PluginError, SinkControl, TokenLogprob,
+    TokenLogprobs, TokenSink,
 };
 
 use crate::Config;
@@ -157,7 +158,7 @@ fn generate_in(
     let prompt_ms = started.elapsed().as_secs_f64() * 1e3;
 
     let tokenizer = &text.tokenizer;
-    let mut sampler = Sampler::new(&request.sampling);
+    let mut sampler = Sampler::for_request(request);
     prompt.iter().for_each(|&token| sampler.accept(token));
     let mut decoder = StreamDecoder::new();
     let mut stops = StopMatcher::new(request.stop.iter().map(RString::as_str));
@@ -178,6 +179,9 @@ fn generate_in(
         }
         generated += 1;
         sampler.accept(token);
+        if let Some(top) = request.logprobs.into_option() {
+            sink.on_logprobs(&token_logprobs(tokenizer, &logits, token, top)?);
+        }
         let released = stops.push(&decoder.push(tokenizer.token_bytes(token)));
         if !released.text.is_empty() && sink.on_token(&released.text) == SinkControl::Stop {
             break FinishReason::Cancelled;
@@ -201,4 +205,28 @@ fn generate_in(
         }
     }
     Ok(stats(generated, finish_reason))
+}
+
+/// The chosen token's log-probability and the `top` likeliest tokens', with their bytes.
+fn token_logprobs(
+    tokenizer: &Tokenizer,
+    logits: &[f32],
+    chosen: u32,
+    top: u32,
+) -> Result<TokenLogprobs, PluginError> {
+    let (logprob, alternatives) =
+        hearth_sdk::logprobs::token_logprobs(logits, chosen, top as usize).ok_or_else(|| {
+            PluginError::model_file(
+                "the model computed logits that are not finite numbers (NaN or infinity): its weights are damaged",
+            )
+        })?;
+    let entry = |token: u32, logprob: f32| TokenLogprob {
+        token,
+        bytes: tokenizer.token_bytes(token).to_vec().into(),
+        logprob,
+    };
+    Ok(TokenLogprobs {
+        chosen: entry(chosen, logprob),
+        top: alternatives.into_iter().map(|(token, logprob)| entry(token, logprob)).collect(),
+    })
 }

@@ -21,20 +21,24 @@
 //! major version of the SDK, and abi_stable refuses the older plugins by name.
 
 use abi_stable::{
+    abi_stability::abi_checking::{check_layout_compatibility_with_globals, CheckingGlobals},
     declare_root_module_statics,
-    library::RootModule,
+    library::{IsLayoutChecked, LibHeader, LibraryError, RootModule},
     package_version_strings, sabi_trait,
     sabi_trait::TD_Opaque,
+    sabi_types::VersionNumber,
     sabi_types::VersionStrings,
     sabi_types::{RMut, RRef},
+    std_types::RBoxError,
     std_types::{RBox, ROption, RResult, RSlice, RStr, RString},
     StableAbi,
 };
 
 use crate::error::PluginError;
+use crate::plugin::TokenSink;
 use crate::types::{
     AdapterUse, BackendInfo, ChatMessage, GenerateRequest, GenerateStats, HostProfile, LoadRequest,
-    MemoryUsage, Probe, Sampling, SinkControl,
+    LogitBias, MemoryUsage, Probe, Sampling, SinkControl, TokenLogprobs,
 };
 
 /// A [`LoadRequest`] as the host lends it to a plugin for one call.
@@ -102,6 +106,11 @@ pub trait AbiGenerateRequest {
     fn max_tokens(&self) -> u32;
     #[sabi(last_prefix_field)]
     fn adapters(&self) -> RSlice<'_, AdapterUse>;
+    // Since 2.1.
+    fn presence_penalty(&self) -> f32;
+    fn frequency_penalty(&self) -> f32;
+    fn logit_bias(&self) -> RSlice<'_, LogitBias>;
+    fn logprobs(&self) -> ROption<u32>;
 }
 
 impl AbiGenerateRequest for GenerateRequest {
@@ -123,6 +132,18 @@ impl AbiGenerateRequest for GenerateRequest {
     fn adapters(&self) -> RSlice<'_, AdapterUse> {
         self.adapters.as_rslice()
     }
+    fn presence_penalty(&self) -> f32 {
+        self.presence_penalty
+    }
+    fn frequency_penalty(&self) -> f32 {
+        self.frequency_penalty
+    }
+    fn logit_bias(&self) -> RSlice<'_, LogitBias> {
+        self.logit_bias.as_rslice()
+    }
+    fn logprobs(&self) -> ROption<u32> {
+        self.logprobs
+    }
 }
 
 /// A borrowed [`GenerateRequest`] view.
@@ -143,6 +164,10 @@ impl GenerateRequest {
             stop: view.stop().to_rvec(),
             max_tokens: view.max_tokens(),
             adapters: view.adapters().to_rvec(),
+            presence_penalty: view.presence_penalty(),
+            frequency_penalty: view.frequency_penalty(),
+            logit_bias: view.logit_bias().to_rvec(),
+            logprobs: view.logprobs(),
         }
     }
 }
@@ -175,6 +200,31 @@ pub trait AbiModel: Send + Sync {
 pub trait AbiTokenSink {
     #[sabi(last_prefix_field)]
     fn on_token(&mut self, piece: RStr<'_>) -> SinkControl;
+    /// Since 2.1.
+    fn on_logprobs(&mut self, logprobs: &TokenLogprobs);
+}
+
+/// The host's side of a generation: lend `request` and `sink` to a plugin's model.
+pub fn generate(
+    model: &ModelBox,
+    request: &GenerateRequest,
+    sink: &mut dyn TokenSink,
+) -> Result<GenerateStats, PluginError> {
+    let mut bridge = SinkBridge(sink);
+    model.generate(request.view(), AbiTokenSink_TO::from_ptr(&mut bridge, TD_Opaque)).into_result()
+}
+
+/// A host's [`TokenSink`] lent to a plugin.
+struct SinkBridge<'a>(&'a mut dyn TokenSink);
+
+impl AbiTokenSink for SinkBridge<'_> {
+    fn on_token(&mut self, piece: RStr<'_>) -> SinkControl {
+        self.0.on_token(piece.as_str())
+    }
+
+    fn on_logprobs(&mut self, logprobs: &TokenLogprobs) {
+        self.0.on_logprobs(logprobs);
+    }
 }
 
 /// An owned backend object, created and freed by the plugin.
@@ -192,6 +242,49 @@ pub type TokenSinkMut<'a> = AbiTokenSink_TO<'a, RMut<'a, ()>>;
 pub struct PluginModule {
     #[sabi(last_prefix_field)]
     pub new_backend: extern "C" fn() -> RResult<BackendBox, PluginError>,
+}
+
+/// The root module of a plugin library, checked as a host of this SDK version must
+/// check it: the plugin may be built against an older minor version than the host.
+///
+/// abi_stable's own check (`init_root_module`) is made for the other direction, a
+/// library newer than its loader: it refuses a vtable of the loader's with more
+/// methods than the library's. hearth's host is the newer side, so it checks with the
+/// roles swapped: every vtable and module the plugin knows must be a prefix of the
+/// host's. That is sound both ways a vtable crosses. One the host makes (a request
+/// view, the token sink) has every method the plugin knows. One the plugin makes (its
+/// backend, its models) may lack methods added since; its metadata says which it has,
+/// so calling one of those runs the method's default body instead.
+///
+/// A plugin built against a newer minor version than the host is refused by its
+/// version, before its layout is looked at.
+pub fn plugin_module(header: &LibHeader) -> Result<PluginModuleRef, LibraryError> {
+    let plugin = VersionNumber::new(header.version_strings())?;
+    let host = VersionNumber::new(PluginModuleRef::VERSION_STRINGS)?;
+    if plugin.major != host.major || plugin.minor > host.minor {
+        return Err(LibraryError::IncompatibleVersionNumber {
+            library_name: PluginModuleRef::NAME,
+            expected_version: host,
+            actual_version: plugin,
+        });
+    }
+    let IsLayoutChecked::Yes(layout) = header.root_mod_consts().layout() else {
+        return Err(LibraryError::AbiInstability(RBoxError::from_fmt(
+            &"the library carries no type layout to check",
+        )));
+    };
+    // Checked against the host alone, not merged into abi_stable's process-wide record
+    // of every library's prefix types: that record serves libraries that pass objects
+    // among themselves, and merging an older plugin's vtables into it makes it refuse
+    // the next newer one. hearth's plugins only ever talk to the host.
+    check_layout_compatibility_with_globals(
+        layout,
+        PluginModuleRef::LAYOUT,
+        &CheckingGlobals::new(),
+    )
+    .map_err(|errors| LibraryError::AbiInstability(RBoxError::from_fmt(&errors)))?;
+    // SAFETY: the layouts were checked just above, with the roles this ABI needs.
+    unsafe { header.init_root_module_with_unchecked_layout::<PluginModuleRef>() }
 }
 
 impl RootModule for PluginModuleRef {

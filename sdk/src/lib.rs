@@ -33,6 +33,11 @@
 //!    [`TokenSink`], one whole-UTF-8 piece at a time, and returns as soon as the sink
 //!    answers [`SinkControl::Stop`] (the client went away); it reports token counts and
 //!    timings in [`GenerateStats`]. [`Model::memory`] says what the model holds.
+//!    Fields beyond the prompt and the sampling settings (log-probabilities, OpenAI's
+//!    penalties, a logit bias, adapters) reach a backend only when it lists their
+//!    feature ([`GenerateRequest::features_needed`]); the host refuses them otherwise,
+//!    so a backend never has to ignore one. [`logprobs::token_logprobs`] computes
+//!    log-probabilities from logits as the other backends do.
 //! 4. **Memory: `trim` and `Drop`.** The host manages idle models for you: after the
 //!    soft timeout it calls [`Model::trim`], after the hard timeout it drops the model.
 //!    `trim` must free everything that is rebuilt cheaply — KV cache, scratch and
@@ -123,8 +128,8 @@
 //! # }
 //! # let model = Shout.load(&LoadRequest { model_id: "m".into(), paths: RVec::new(), format: "shout".into(),
 //! #     context_size: 0, threads: 0, device: None.into() }).unwrap();
-//! # let request = GenerateRequest { messages: RVec::new(), prompt: Some("hi there".into()).into(),
-//! #     sampling: Default::default(), stop: RVec::new(), max_tokens: 8, adapters: RVec::new() };
+//! # let request = GenerateRequest { prompt: Some("hi there".into()).into(), max_tokens: 8,
+//! #     ..GenerateRequest::default() };
 //! # model.generate(&request, &mut Collect(&mut out)).unwrap();
 //! # assert_eq!(out, "HI THERE ");
 //! ```
@@ -201,6 +206,7 @@ pub mod abi;
 mod error;
 #[cfg(feature = "validate")]
 pub mod helpers;
+pub mod logprobs;
 mod open_enum;
 pub mod plugin;
 pub mod testing;

@@ -16,7 +16,7 @@ use crate::abi::{
 use crate::error::{ErrorKind, PluginError};
 use crate::types::{
     BackendInfo, GenerateRequest, GenerateStats, HostProfile, LoadRequest, MemoryUsage, Probe,
-    SinkControl,
+    SinkControl, TokenLogprobs,
 };
 
 /// An inference engine. Implement this, then export it with [`crate::export_backend!`].
@@ -52,11 +52,22 @@ pub trait Model: Send + Sync + 'static {
 /// Where a plugin sends generated text.
 pub trait TokenSink {
     fn on_token(&mut self, piece: &str) -> SinkControl;
+    /// The log-probabilities of the token chosen next, when the request asked for them
+    /// ([`GenerateRequest::logprobs`]): called once per generated token, before the
+    /// text it completes is passed to [`TokenSink::on_token`]. Sinks that do not
+    /// report them ignore it.
+    fn on_logprobs(&mut self, logprobs: &TokenLogprobs) {
+        let _ = logprobs;
+    }
 }
 
 impl TokenSink for TokenSinkMut<'_> {
     fn on_token(&mut self, piece: &str) -> SinkControl {
         AbiTokenSink::on_token(self, RStr::from(piece))
+    }
+
+    fn on_logprobs(&mut self, logprobs: &TokenLogprobs) {
+        AbiTokenSink::on_logprobs(self, logprobs);
     }
 }
 

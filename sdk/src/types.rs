@@ -60,6 +60,13 @@ pub mod feature {
     pub const CHAT_TEMPLATE: &str = "chat-template";
     /// Reuses the evaluated prefix of the previous prompt.
     pub const PREFIX_CACHE: &str = "prefix-cache";
+    /// Reports log-probabilities ([`crate::GenerateRequest::logprobs`]). Since 2.1.
+    pub const LOGPROBS: &str = "logprobs";
+    /// Applies OpenAI's presence and frequency penalties
+    /// ([`crate::GenerateRequest::presence_penalty`]). Since 2.1.
+    pub const PRESENCE_FREQUENCY_PENALTIES: &str = "presence-frequency-penalties";
+    /// Adds [`crate::GenerateRequest::logit_bias`] to the logits. Since 2.1.
+    pub const LOGIT_BIAS: &str = "logit-bias";
 }
 
 /// Who a backend is and what it can read.
@@ -225,6 +232,77 @@ pub struct GenerateRequest {
     /// Upper bound on generated tokens.
     pub max_tokens: u32,
     pub adapters: RVec<AdapterUse>,
+    /// OpenAI's presence penalty: subtracted once from the logit of every token seen in
+    /// the last `sampling.repeat_last_n` tokens. 0 disables it. Since 2.1.
+    pub presence_penalty: f32,
+    /// OpenAI's frequency penalty: subtracted from a token's logit once for each time
+    /// it was seen in the same window. 0 disables it. Since 2.1.
+    pub frequency_penalty: f32,
+    /// Added to these tokens' logits before sampling; -100 or less bans a token.
+    /// Since 2.1.
+    pub logit_bias: RVec<LogitBias>,
+    /// Report each chosen token's log-probability with this many of the likeliest
+    /// alternatives (0 to [`MAX_TOP_LOGPROBS`]) through [`crate::TokenSink::on_logprobs`];
+    /// none reports nothing. Since 2.1.
+    pub logprobs: ROption<u32>,
+}
+
+impl GenerateRequest {
+    /// The features a backend must list to honour this request, each with the request
+    /// field that needs it: `(field, feature)`.
+    pub fn features_needed(&self) -> Vec<(&'static str, &'static str)> {
+        let mut needed = Vec::new();
+        if self.logprobs.is_some() {
+            needed.push(("logprobs", feature::LOGPROBS));
+        }
+        if self.presence_penalty != 0.0 {
+            needed.push(("presence_penalty", feature::PRESENCE_FREQUENCY_PENALTIES));
+        }
+        if self.frequency_penalty != 0.0 {
+            needed.push(("frequency_penalty", feature::PRESENCE_FREQUENCY_PENALTIES));
+        }
+        if !self.logit_bias.is_empty() {
+            needed.push(("logit_bias", feature::LOGIT_BIAS));
+        }
+        if self.adapters.iter().any(|adapter| adapter.scale != 0.0) {
+            needed.push(("adapters", feature::LORA));
+        }
+        needed
+    }
+}
+
+/// The most alternatives [`GenerateRequest::logprobs`] may ask for, as OpenAI allows.
+pub const MAX_TOP_LOGPROBS: u32 = 20;
+
+/// A bias added to one token's logit.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LogitBias {
+    /// The token's id in the model's vocabulary.
+    pub token: u32,
+    pub bias: f32,
+}
+
+/// One token and its log-probability.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprob {
+    /// The token's id in the model's vocabulary.
+    pub token: u32,
+    /// Its bytes, which need not be whole UTF-8: a character may span tokens.
+    pub bytes: RVec<u8>,
+    /// The natural logarithm of its probability under the model's own distribution
+    /// (the softmax of the raw logits, before any sampling setting).
+    pub logprob: f32,
+}
+
+/// The token a generation chose, with the likeliest tokens at that step.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprobs {
+    pub chosen: TokenLogprob,
+    /// Most likely first; as many as the request asked for.
+    pub top: RVec<TokenLogprob>,
 }
 
 /// How many tokens a generation may produce when the request does not say.
@@ -240,6 +318,10 @@ impl Default for GenerateRequest {
             stop: RVec::new(),
             max_tokens: DEFAULT_MAX_TOKENS,
             adapters: RVec::new(),
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            logit_bias: RVec::new(),
+            logprobs: ROption::RNone,
         }
     }
 }

@@ -15,7 +15,7 @@ use super::guard::{QueueLimiter, QueueSlot};
 use super::metrics::Metrics;
 use super::params::CommonParams;
 use super::ApiError;
-use crate::service::{Completion, Generation, Hearth, Prepared};
+use crate::service::{Completion, Emitted, Generation, Hearth, Prepared};
 
 /// The generation a request asks for: its messages (a chat) or its prompt (plain text,
 /// no chat template), with the shared fields checked.
@@ -35,6 +35,10 @@ pub fn generation(
             stop: params.stop()?,
             max_tokens: params.max_tokens()?,
             adapters: RVec::new(),
+            presence_penalty: params.presence_penalty()?,
+            frequency_penalty: params.frequency_penalty()?,
+            logit_bias: params.logit_bias()?,
+            logprobs: params.logprobs()?.into(),
         },
         adapters: params.adapters()?,
         keep_alive: params.keep_alive()?,
@@ -43,7 +47,7 @@ pub fn generation(
 
 /// What a streamed generation yields: its text piece by piece, then how it ended.
 pub enum Piece {
-    Text(String),
+    Text(Emitted),
     Finished(Completion),
     Failed(ApiError),
 }
@@ -82,8 +86,9 @@ impl Started {
         self.prepared.model_id()
     }
 
-    /// Run to the end: the whole text and how it ended.
-    pub async fn complete(self) -> Result<(String, Completion), ApiError> {
+    /// Run to the end: the whole text (with its tokens' log-probabilities, when asked
+    /// for) and how it ended.
+    pub async fn complete(self) -> Result<(Emitted, Completion), ApiError> {
         let Started { prepared, slot, metrics } = self;
         let (tokens, mut pieces) = mpsc::unbounded_channel();
         let completion = match prepared.run(tokens).await {
@@ -95,11 +100,12 @@ impl Started {
         };
         drop(slot);
         metrics.request_finished(&completion);
-        let mut text = String::new();
+        let mut answer = Emitted::default();
         while let Ok(piece) = pieces.try_recv() {
-            text.push_str(&piece);
+            answer.text.push_str(&piece.text);
+            answer.logprobs.extend(piece.logprobs);
         }
-        Ok((text, completion))
+        Ok((answer, completion))
     }
 
     /// Run as a stream of pieces ending in [`Piece::Finished`] or [`Piece::Failed`].

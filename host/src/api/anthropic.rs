@@ -201,9 +201,9 @@ fn events(
                                "content_block": { "type": "text", "text": "" } })));
         for await piece in pieces {
             match piece {
-                Piece::Text(text) => {
+                Piece::Text(piece) => {
                     yield Ok(event(json!({ "type": "content_block_delta", "index": 0,
-                                           "delta": { "type": "text_delta", "text": text } })));
+                                           "delta": { "type": "text_delta", "text": piece.text } })));
                 }
                 Piece::Finished(completion) => {
                     yield Ok(event(json!({ "type": "content_block_stop", "index": 0 })));
@@ -233,9 +233,9 @@ pub async fn messages(
     if params.stream {
         return Ok(Sse::new(events(id, model, started.pieces().boxed())).into_response());
     }
-    let (text, completion) = started.complete().await?;
+    let (generated, completion) = started.complete().await?;
     let mut answer = message(&id, &model);
-    answer.insert("content".into(), json!([{ "type": "text", "text": text }]));
+    answer.insert("content".into(), json!([{ "type": "text", "text": generated.text }]));
     answer.insert("stop_reason".into(), stop_reason(&completion).into());
     answer.insert("usage".into(), usage(&completion));
     Ok(Json(Value::Object(answer)).into_response())

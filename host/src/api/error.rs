@@ -93,6 +93,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::AdapterNotInstalled { .. }
             | ServiceError::AdapterMismatch { .. }
             | ServiceError::AdapterTwice(_)
+            | ServiceError::Unsupported { .. }
             | ServiceError::Route(
                 RouteError::BackendUnavailable { .. } | RouteError::NoSuchTier { .. },
             ) => Self::bad_request(message),

@@ -16,6 +16,7 @@ mod body;
 mod clock;
 mod error;
 mod guard;
+mod logprobs;
 mod metrics;
 mod native;
 mod ollama;

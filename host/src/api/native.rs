@@ -75,6 +75,7 @@ pub async fn load_model(
             stop: RVec::new(),
             max_tokens: 0,
             adapters: RVec::new(),
+            ..GenerateRequest::default()
         },
         adapters: Vec::new(),
         keep_alive: params.keep_alive()?,

@@ -17,10 +17,11 @@ use serde_json::{json, Value};
 use super::answer::{self, generation, Piece, Started};
 use super::body::JsonBody;
 use super::guard::QueueLimiter;
+use super::logprobs;
 use super::metrics::Metrics;
 use super::params::CommonParams;
 use super::ApiError;
-use crate::service::{Completion, Generation, Hearth};
+use crate::service::{Completion, Emitted, Generation, Hearth};
 
 /// A message's content: a string, or a list of parts of which the text parts count.
 #[derive(Debug, Deserialize)]
@@ -122,6 +123,7 @@ impl Shape {
             (Shape::Chat, false) => json!({
                 "index": 0,
                 "message": { "role": "assistant", "content": text.unwrap_or_default() },
+                "logprobs": null,
                 "finish_reason": finish_reason,
             }),
             (Shape::Chat, true) => {
@@ -132,12 +134,34 @@ impl Shape {
                     }
                     None => json!({}),
                 };
-                json!({ "index": 0, "delta": delta, "finish_reason": finish_reason })
+                json!({ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason })
             }
-            (Shape::Text, _) => {
-                json!({ "index": 0, "text": text.unwrap_or_default(), "finish_reason": finish_reason })
-            }
+            (Shape::Text, _) => json!({
+                "index": 0,
+                "text": text.unwrap_or_default(),
+                "logprobs": null,
+                "finish_reason": finish_reason,
+            }),
         }
+    }
+
+    /// `choice` with its tokens' log-probabilities, in this shape's form; `offset`
+    /// counts the answer's characters before them.
+    fn choice_with_logprobs(
+        self,
+        piece: &Emitted,
+        finish_reason: Option<&str>,
+        streamed: bool,
+        offset: &mut usize,
+    ) -> Value {
+        let mut choice = self.choice(Some(&piece.text), finish_reason, streamed);
+        if !piece.logprobs.is_empty() {
+            choice["logprobs"] = match self {
+                Shape::Chat => logprobs::chat(&piece.logprobs),
+                Shape::Text => logprobs::text_completion(&piece.logprobs, offset),
+            };
+        }
+        choice
     }
 }
 
@@ -194,8 +218,9 @@ async fn respond(
     if params.stream {
         return Ok(Sse::new(stream(envelope, started, include_usage)).into_response());
     }
-    let (text, completion) = started.complete().await?;
-    let choice = shape.choice(Some(&text), Some(finish_reason(&completion)), false);
+    let (answer, completion) = started.complete().await?;
+    let choice =
+        shape.choice_with_logprobs(&answer, Some(finish_reason(&completion)), false, &mut 0);
     let mut body = envelope.body(false, vec![choice], Some(usage(&completion)));
     body["hearth"] = json!({ "backend": completion.backend, "tier": completion.tier, "timings": {
         "prompt_ms": completion.prompt_ms, "decode_ms": completion.decode_ms,
@@ -216,10 +241,12 @@ fn stream(
         if matches!(shape, Shape::Chat) {
             yield Ok(Event::default().data(envelope.body(true, vec![shape.choice(None, None, true)], None).to_string()));
         }
+        let mut offset = 0;
         for await piece in pieces {
             match piece {
                 Piece::Text(piece) => {
-                    yield Ok(Event::default().data(envelope.body(true, vec![shape.choice(Some(&piece), None, true)], None).to_string()));
+                    let choice = shape.choice_with_logprobs(&piece, None, true, &mut offset);
+                    yield Ok(Event::default().data(envelope.body(true, vec![choice], None).to_string()));
                 }
                 Piece::Finished(completion) => {
                     let last = shape.choice(None, Some(finish_reason(&completion)), true);

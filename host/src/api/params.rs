@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use hearth_sdk::abi_stable::std_types::{RString, RVec};
-use hearth_sdk::{Sampling, DEFAULT_MAX_TOKENS};
+use hearth_sdk::{LogitBias, Sampling, DEFAULT_MAX_TOKENS, MAX_TOP_LOGPROBS};
 use serde::Deserialize;
 
 use super::ApiError;
@@ -72,11 +72,6 @@ const NOT_YET_SUPPORTED: &[&str] = &[
     "functions",
     "function_call",
     "response_format",
-    "logprobs",
-    "top_logprobs",
-    "presence_penalty",
-    "frequency_penalty",
-    "logit_bias",
     "audio",
     "modalities",
     "prediction",
@@ -132,6 +127,12 @@ pub struct CommonParams {
     pub repeat_last_n: Option<WholeNumber>,
     pub seed: Option<SeedField>,
     pub stop: Option<StopField>,
+    pub presence_penalty: Option<f64>,
+    pub frequency_penalty: Option<f64>,
+    /// Token id (as a string, as JSON keys are) to a bias from -100 to 100.
+    pub logit_bias: Option<serde_json::Map<String, serde_json::Value>>,
+    pub logprobs: Option<LogprobsField>,
+    pub top_logprobs: Option<WholeNumber>,
     pub n: Option<WholeNumber>,
     #[serde(default)]
     pub stream: bool,
@@ -145,6 +146,18 @@ pub struct CommonParams {
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
 }
+
+/// `logprobs`: a flag on chat completions (with `top_logprobs` for alternatives), a
+/// count of alternatives on legacy completions.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum LogprobsField {
+    Flag(bool),
+    Count(WholeNumber),
+}
+
+/// The most entries `logit_bias` may hold.
+const MAX_LOGIT_BIAS: usize = 1024;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct StreamOptions {
@@ -160,6 +173,10 @@ fn finite_in(name: &str, value: f64, low: f64, high: f64) -> Result<f32, ApiErro
             "`{name}` must be between {low} and {high}, got {value}"
         )))
     }
+}
+
+fn penalty(name: &str, value: Option<f64>) -> Result<f32, ApiError> {
+    value.map_or(Ok(0.0), |value| finite_in(name, value, -2.0, 2.0))
 }
 
 impl CommonParams {
@@ -230,6 +247,64 @@ impl CommonParams {
             ));
         }
         Ok(stops.into_iter().map(RString::from).collect())
+    }
+
+    /// OpenAI's presence penalty, from -2 to 2; 0 when not given.
+    pub fn presence_penalty(&self) -> Result<f32, ApiError> {
+        penalty("presence_penalty", self.presence_penalty)
+    }
+
+    /// OpenAI's frequency penalty, from -2 to 2; 0 when not given.
+    pub fn frequency_penalty(&self) -> Result<f32, ApiError> {
+        penalty("frequency_penalty", self.frequency_penalty)
+    }
+
+    pub fn logit_bias(&self) -> Result<RVec<LogitBias>, ApiError> {
+        let Some(entries) = &self.logit_bias else { return Ok(RVec::new()) };
+        if entries.len() > MAX_LOGIT_BIAS {
+            return Err(ApiError::bad_request(format!(
+                "`logit_bias` takes at most {MAX_LOGIT_BIAS} tokens, got {}",
+                entries.len()
+            )));
+        }
+        entries
+            .iter()
+            .map(|(token, bias)| {
+                let token = token.trim().parse::<u32>().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "`logit_bias` keys are token ids of the model's vocabulary, got `{token}`"
+                    ))
+                })?;
+                let bias = bias.as_f64().ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "`logit_bias` values are numbers from -100 to 100, got {bias} for token {token}"
+                    ))
+                })?;
+                Ok(LogitBias { token, bias: finite_in("logit_bias", bias, -100.0, 100.0)? })
+            })
+            .collect()
+    }
+
+    /// How many alternatives to report with each token's log-probability; none when
+    /// the request does not ask for log-probabilities.
+    pub fn logprobs(&self) -> Result<Option<u32>, ApiError> {
+        let count = |value: WholeNumber, name: &str| {
+            let value = value.whole(name)?;
+            u32::try_from(value).ok().filter(|&n| n <= MAX_TOP_LOGPROBS).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "`{name}` must be between 0 and {MAX_TOP_LOGPROBS}, got {value}"
+                ))
+            })
+        };
+        let top = self.top_logprobs.map(|top| count(top, "top_logprobs")).transpose()?;
+        match &self.logprobs {
+            Some(LogprobsField::Flag(true)) => Ok(Some(top.unwrap_or(0))),
+            Some(LogprobsField::Count(n)) => count(*n, "logprobs").map(Some),
+            Some(LogprobsField::Flag(false)) | None if top.unwrap_or(0) > 0 => {
+                Err(ApiError::bad_request("`top_logprobs` needs `logprobs: true`"))
+            }
+            Some(LogprobsField::Flag(false)) | None => Ok(None),
+        }
     }
 
     pub fn keep_alive(&self) -> Result<KeepAlive, ApiError> {
@@ -402,5 +477,54 @@ mod tests {
         assert_eq!(params.max_tokens().unwrap(), 5);
         let params = CommonParams { max_tokens: Some(WholeNumber(5.5)), ..CommonParams::default() };
         assert!(params.max_tokens().unwrap_err().message.contains("whole number"));
+    }
+
+    fn parsed(body: serde_json::Value) -> CommonParams {
+        serde_json::from_value(body).unwrap()
+    }
+
+    #[test]
+    fn logprobs_are_a_flag_with_a_count_of_alternatives_or_a_legacy_count() {
+        use serde_json::json;
+        assert_eq!(parsed(json!({})).logprobs().unwrap(), None);
+        assert_eq!(parsed(json!({ "logprobs": false })).logprobs().unwrap(), None);
+        assert_eq!(parsed(json!({ "logprobs": true })).logprobs().unwrap(), Some(0));
+        let chat = parsed(json!({ "logprobs": true, "top_logprobs": 3 }));
+        assert_eq!(chat.logprobs().unwrap(), Some(3));
+        assert_eq!(parsed(json!({ "logprobs": 5 })).logprobs().unwrap(), Some(5));
+        let alone = parsed(json!({ "top_logprobs": 2 })).logprobs().unwrap_err();
+        assert!(
+            alone.message.contains("`top_logprobs` needs `logprobs: true`"),
+            "{}",
+            alone.message
+        );
+        let many = parsed(json!({ "logprobs": true, "top_logprobs": 21 })).logprobs().unwrap_err();
+        assert!(many.message.contains("between 0 and 20"), "{}", many.message);
+    }
+
+    #[test]
+    fn a_logit_bias_needs_token_ids_for_keys_and_biases_within_a_hundred() {
+        use serde_json::json;
+        let bias = parsed(json!({ "logit_bias": { "42": -100, "7": 2.5 } })).logit_bias().unwrap();
+        let mut bias: Vec<(u32, f32)> = bias.iter().map(|b| (b.token, b.bias)).collect();
+        bias.sort_by_key(|&(token, _)| token);
+        assert_eq!(bias, [(7, 2.5), (42, -100.0)]);
+        let word = parsed(json!({ "logit_bias": { "hello": 1 } })).logit_bias().unwrap_err();
+        assert!(word.message.contains("token ids") && word.message.contains("hello"));
+        let big = parsed(json!({ "logit_bias": { "1": 101 } })).logit_bias().unwrap_err();
+        assert!(big.message.contains("`logit_bias` must be between -100 and 100"));
+        let text = parsed(json!({ "logit_bias": { "1": "up" } })).logit_bias().unwrap_err();
+        assert!(text.message.contains("numbers"), "{}", text.message);
+    }
+
+    #[test]
+    fn presence_and_frequency_penalties_run_from_minus_two_to_two() {
+        use serde_json::json;
+        let params = parsed(json!({ "presence_penalty": 1.5, "frequency_penalty": -2 }));
+        assert_eq!(params.presence_penalty().unwrap(), 1.5);
+        assert_eq!(params.frequency_penalty().unwrap(), -2.0);
+        let params = parsed(json!({ "presence_penalty": 2.5 }));
+        assert!(params.presence_penalty().unwrap_err().message.contains("presence_penalty"));
+        assert_eq!(parsed(json!({})).frequency_penalty().unwrap(), 0.0);
     }
 }

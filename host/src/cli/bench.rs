@@ -123,6 +123,7 @@ fn generation(args: &BenchArgs, prompt: &str, max_tokens: u32) -> Generation {
             stop: RVec::new(),
             max_tokens,
             adapters: RVec::new(),
+            ..GenerateRequest::default()
         },
         adapters: Vec::new(),
         keep_alive: KeepAlive::Forever,

@@ -105,6 +105,7 @@ pub async fn run(hearth: Arc<Hearth>, args: RunArgs) -> anyhow::Result<()> {
             stop: RVec::new(),
             max_tokens: args.max_tokens,
             adapters: RVec::new(),
+            ..GenerateRequest::default()
         },
         adapters: adapters.clone(),
         keep_alive: KeepAlive::Default,
@@ -164,9 +165,9 @@ async fn answer(
     let mut text = String::new();
     let mut stdout = std::io::stdout();
     while let Some(piece) = pieces.recv().await {
-        stdout.write_all(piece.as_bytes())?;
+        stdout.write_all(piece.text.as_bytes())?;
         stdout.flush()?;
-        text.push_str(&piece);
+        text.push_str(&piece.text);
     }
     let completion = running.await.context("the generation task failed")??;
     println!();

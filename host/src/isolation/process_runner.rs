@@ -192,6 +192,11 @@ impl Runner for ProcessRunner {
                         worker.notify(Call::Cancel { generation: pending.id });
                     }
                 }
+                Next::Event(Event::Logprobs { logprobs }) => {
+                    if !cancelled {
+                        sink.on_logprobs(&logprobs);
+                    }
+                }
                 Next::Event(Event::Done { stats }) => {
                     self.crashes.clear(&self.spec.backend);
                     return Ok(stats);

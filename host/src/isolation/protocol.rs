@@ -19,13 +19,14 @@ use std::io::{self, Read, Write};
 
 use hearth_sdk::{
     GenerateRequest, GenerateStats, HostProfile, LoadRequest, MemoryUsage, PluginError, Probe,
+    TokenLogprobs,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::plugin::PluginInfo;
 
 /// Bumped whenever a message changes shape or a call is added.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The largest frame either side accepts: far above any prompt a context window holds,
 /// far below what would hurt if a confused peer sent garbage as a length.
@@ -73,14 +74,32 @@ pub struct Reply {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    Loaded { protocol: u32 },
-    Described { info: PluginInfo, probe: Probe },
-    Token { piece: String },
-    Done { stats: GenerateStats },
+    Loaded {
+        protocol: u32,
+    },
+    Described {
+        info: PluginInfo,
+        probe: Probe,
+    },
+    Token {
+        piece: String,
+    },
+    /// The next token's log-probabilities, before its text.
+    Logprobs {
+        logprobs: TokenLogprobs,
+    },
+    Done {
+        stats: GenerateStats,
+    },
     Trimmed,
-    Memory { host_bytes: u64, device_bytes: u64 },
+    Memory {
+        host_bytes: u64,
+        device_bytes: u64,
+    },
     Alive,
-    Failed { error: PluginError },
+    Failed {
+        error: PluginError,
+    },
 }
 
 impl Event {
@@ -134,7 +153,7 @@ pub fn read_frame<T: DeserializeOwned>(input: &mut impl Read) -> io::Result<Opti
 mod tests {
     use super::*;
     use hearth_sdk::abi_stable::std_types::{RString, RVec};
-    use hearth_sdk::{AdapterUse, ChatMessage, DeviceInfo, DeviceKind, Sampling};
+    use hearth_sdk::{AdapterUse, ChatMessage, DeviceInfo, DeviceKind, LogitBias, Sampling};
 
     fn info() -> PluginInfo {
         PluginInfo {
@@ -163,6 +182,10 @@ mod tests {
                 path: "/a/style.gguf".into(),
                 scale: 0.5,
             }]),
+            presence_penalty: 0.5,
+            frequency_penalty: -0.25,
+            logit_bias: RVec::from(vec![LogitBias { token: 42, bias: -100.0 }]),
+            logprobs: Some(3).into(),
         }
     }
 

@@ -164,7 +164,10 @@ impl WorkerProcess {
                     Ok(Some(Reply { id, event })) => {
                         if matches!(
                             event,
-                            Event::Token { .. } | Event::Done { .. } | Event::Failed { .. }
+                            Event::Token { .. }
+                                | Event::Logprobs { .. }
+                                | Event::Done { .. }
+                                | Event::Failed { .. }
                         ) {
                             *lock(&reader.last_generation_output) = Instant::now();
                         }

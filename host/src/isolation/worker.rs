@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, SendError, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use hearth_sdk::{PluginError, SinkControl, TokenSink};
+use hearth_sdk::{PluginError, SinkControl, TokenLogprobs, TokenSink};
 
 use super::protocol::{read_frame, write_frame, Call, Event, Reply, Request, PROTOCOL_VERSION};
 use crate::plugin::{load_plugin, remove_private_copies, LoadedPlugin, PluginRunner};
@@ -226,5 +226,9 @@ impl TokenSink for FrameSink<'_> {
         }
         self.worker.send(self.id, Event::Token { piece: piece.to_string() });
         SinkControl::Continue
+    }
+
+    fn on_logprobs(&mut self, logprobs: &TokenLogprobs) {
+        self.worker.send(self.id, Event::Logprobs { logprobs: logprobs.clone() });
     }
 }

@@ -498,6 +498,7 @@ async fn a_runner_ref_generates_and_the_snapshot_serializes() {
         stop: Vec::new().into(),
         max_tokens: 1,
         adapters: Vec::new().into(),
+        ..GenerateRequest::default()
     };
     let mut pieces = String::new();
     struct Collect<'a>(&'a mut String);

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use abi_stable::library::{lib_header_from_path, LibraryError};
 use abi_stable::std_types::RResult;
-use hearth_sdk::abi::{BackendBox, PluginModuleRef};
+use hearth_sdk::abi::BackendBox;
 use hearth_sdk::{BackendInfo, HostProfile, PluginError, Probe, API_VERSION};
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +56,12 @@ impl PluginLoadError {
             LibraryError::RootModule { err, .. } => {
                 Self::Init(PluginError::internal(err.to_string()))
             }
+            LibraryError::IncompatibleVersionNumber {
+                expected_version, actual_version, ..
+            } => Self::ApiVersion {
+                plugin: format!("{}.{}", actual_version.major, actual_version.minor),
+                host: format!("{}.{}", expected_version.major, expected_version.minor),
+            },
             LibraryError::Many(errors) if errors.len() == 1 => {
                 Self::from_library(errors.into_iter().next().expect("one error"))
             }
@@ -268,8 +274,7 @@ pub fn load_plugin(path: &Path) -> Result<LoadedPlugin, PluginLoadError> {
 
 fn load_copy(copy: &Path, path: &Path) -> Result<LoadedPlugin, PluginLoadError> {
     let header = lib_header_from_path(copy).map_err(PluginLoadError::from_library)?;
-    let module =
-        header.init_root_module::<PluginModuleRef>().map_err(PluginLoadError::from_library)?;
+    let module = hearth_sdk::abi::plugin_module(header).map_err(PluginLoadError::from_library)?;
     let backend = module.new_backend()().into_result().map_err(PluginLoadError::Init)?;
     let info = backend.info().into_result().map_err(PluginLoadError::Init)?;
     // The id names the backend in the catalog, in routes, logs and metrics labels: a

@@ -1,22 +1,9 @@
 //! A model loaded by a plugin, seen through the ABI as plain Rust calls.
 
-use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::RStr;
-use hearth_sdk::abi::{AbiTokenSink, AbiTokenSink_TO, ModelBox};
-use hearth_sdk::{
-    GenerateRequest, GenerateStats, MemoryUsage, PluginError, SinkControl, TokenSink,
-};
+use hearth_sdk::abi::ModelBox;
+use hearth_sdk::{GenerateRequest, GenerateStats, MemoryUsage, PluginError, TokenSink};
 
 use crate::lifecycle::Runner;
-
-/// Lends the host's sink to the plugin for one generation.
-struct SinkBridge<'a>(&'a mut dyn TokenSink);
-
-impl AbiTokenSink for SinkBridge<'_> {
-    fn on_token(&mut self, piece: RStr<'_>) -> SinkControl {
-        self.0.on_token(piece.as_str())
-    }
-}
 
 /// One loaded model. Dropping it asks the plugin to unload the model.
 pub struct PluginRunner {
@@ -33,9 +20,7 @@ impl PluginRunner {
         request: &GenerateRequest,
         sink: &mut dyn TokenSink,
     ) -> Result<GenerateStats, PluginError> {
-        let mut bridge = SinkBridge(sink);
-        let sink = AbiTokenSink_TO::from_ptr(&mut bridge, TD_Opaque);
-        self.model.generate(request.view(), sink).into_result()
+        hearth_sdk::abi::generate(&self.model, request, sink)
     }
 
     pub fn trim(&self) -> Result<(), PluginError> {

@@ -6,7 +6,7 @@ use std::time::Instant;
 use hearth_sdk::abi_stable::std_types::{RString, RVec};
 use hearth_sdk::{
     AdapterUse, ErrorKind, FinishReason, GenerateRequest, GenerateStats, LoadRequest, PluginError,
-    SinkControl, TokenSink,
+    SinkControl, TokenLogprobs, TokenSink,
 };
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -20,8 +20,16 @@ use crate::lifecycle::{
 use crate::router::{Candidate, RouteError, RouteRequest};
 use crate::store::FileVersion;
 
-/// Pieces of generated text, in order, as the backend produces them.
-pub type TokenStream = mpsc::UnboundedReceiver<String>;
+/// A piece of generated text as the backend produces it, with the log-probabilities
+/// of the tokens that completed it when the request asked for them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Emitted {
+    pub text: String,
+    pub logprobs: Vec<TokenLogprobs>,
+}
+
+/// Pieces of generated text, in order.
+pub type TokenStream = mpsc::UnboundedReceiver<Emitted>;
 
 /// One request for text.
 #[derive(Debug, Clone)]
@@ -70,6 +78,9 @@ pub enum ServiceError {
     AdapterTwice(String),
     #[error("adapter `{adapter}` is for model `{base}`, not `{model}`")]
     AdapterMismatch { adapter: String, base: String, model: String },
+    /// The request needs a feature no backend that could serve the model states.
+    #[error("`{field}` is not supported by backend {backend}, the one that would serve this request (it does not list the `{feature}` feature)")]
+    Unsupported { field: &'static str, feature: &'static str, backend: String },
     #[error("{0}")]
     Route(#[from] RouteError),
     #[error("no model could be loaded: {}", attempts.join("; "))]
@@ -148,11 +159,12 @@ impl Prepared {
     /// generation at the next token.
     pub async fn run(
         self,
-        tokens: mpsc::UnboundedSender<String>,
+        tokens: mpsc::UnboundedSender<Emitted>,
     ) -> Result<Completion, ServiceError> {
         let Prepared { runner, candidate, request, fallbacks, started } = self;
         let outcome = tokio::task::spawn_blocking(move || {
-            let mut sink = ChannelSink { tokens, started, first_token_ms: None };
+            let mut sink =
+                ChannelSink { tokens, started, first_token_ms: None, logprobs: Vec::new() };
             let result = runner.runner().generate(&request, &mut sink);
             // The model is released here, on this thread, before the answer is
             // reported, so its idle timers start from the end of the generation.
@@ -224,9 +236,13 @@ fn duration_ms(value: f64) -> f64 {
 }
 
 struct ChannelSink {
-    tokens: mpsc::UnboundedSender<String>,
+    tokens: mpsc::UnboundedSender<Emitted>,
     started: Instant,
     first_token_ms: Option<f64>,
+    /// Log-probabilities of tokens whose text has not come yet. Those of tokens whose
+    /// text never comes (held for a stop string that then matched) are not the
+    /// answer's, and go with the sink.
+    logprobs: Vec<TokenLogprobs>,
 }
 
 impl TokenSink for ChannelSink {
@@ -234,10 +250,16 @@ impl TokenSink for ChannelSink {
         if self.first_token_ms.is_none() {
             self.first_token_ms = Some(self.started.elapsed().as_secs_f64() * 1e3);
         }
-        match self.tokens.send(piece.to_string()) {
+        let emitted =
+            Emitted { text: piece.to_string(), logprobs: std::mem::take(&mut self.logprobs) };
+        match self.tokens.send(emitted) {
             Ok(()) => SinkControl::Continue,
             Err(_) => SinkControl::Stop,
         }
+    }
+
+    fn on_logprobs(&mut self, logprobs: &TokenLogprobs) {
+        self.logprobs.push(logprobs.clone());
     }
 }
 
@@ -279,6 +301,8 @@ impl Hearth {
         // An adapter missing for one backend only rules that candidate out; it is the
         // answer only when no candidate got further than that.
         let mut adapter_missing = None;
+        // So is a backend that does not state a feature the request needs.
+        let mut unsupported = None;
         for candidate in plan.candidates {
             let resolved = match self.resolve_adapters(&catalog, &adapters, &candidate) {
                 Ok(resolved) => resolved,
@@ -298,6 +322,10 @@ impl Hearth {
                 continue;
             }
             request.adapters = resolved.into_iter().map(|adapter| adapter.adapter).collect();
+            if let Some(error) = self.unsupported(&candidate.backend, &request) {
+                unsupported.get_or_insert(error);
+                continue;
+            }
             let spec = self.load_spec(&catalog, &candidate);
             self.unload_older_files(&spec.key).await;
             match self.scheduler().acquire(spec, keep_alive).await {
@@ -320,7 +348,7 @@ impl Hearth {
             }
         }
         if fallbacks.len() == plan.unrunnable.len() {
-            if let Some(error) = adapter_missing {
+            if let Some(error) = adapter_missing.or(unsupported) {
                 return Err(error);
             }
             fallbacks.extend(plan.notes);
@@ -355,9 +383,20 @@ impl Hearth {
     pub async fn generate(
         &self,
         generation: Generation,
-        tokens: mpsc::UnboundedSender<String>,
+        tokens: mpsc::UnboundedSender<Emitted>,
     ) -> Result<Completion, ServiceError> {
         self.prepare(generation).await?.run(tokens).await
+    }
+
+    /// The first field of `request` that needs a feature `backend` does not list.
+    fn unsupported(&self, backend: &str, request: &GenerateRequest) -> Option<ServiceError> {
+        let registry = self.registry();
+        let features = &registry.get(backend)?.info.features;
+        let (field, feature) = request
+            .features_needed()
+            .into_iter()
+            .find(|(_, feature)| !features.iter().any(|listed| listed == feature))?;
+        Some(ServiceError::Unsupported { field, feature, backend: backend.to_string() })
     }
 
     /// The context window, in tokens, that `model_id` is loaded with: the configured

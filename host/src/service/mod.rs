@@ -30,7 +30,9 @@ use crate::store::Store;
 
 pub use config::{default_home, CatalogSource, HearthConfig};
 pub use gate::{FileGate, FileRefused};
-pub use generate::{Completion, Generation, LoadFailure, Prepared, ServiceError, TokenStream};
+pub use generate::{
+    Completion, Emitted, Generation, LoadFailure, Prepared, ServiceError, TokenStream,
+};
 pub use install::{InstallError, InstallPlan};
 use model_loader::{PluginLoader, SharedCatalog, SharedRegistry, StoreInstalled};
 pub use reload::{CatalogProblem, CatalogReload};

@@ -42,6 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         stop: RVec::new(),
         max_tokens: tokens,
         adapters: RVec::new(),
+        ..GenerateRequest::default()
     };
     let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
     let idle = model.memory();

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use hearth_sdk::{FinishReason, GenerateStats, PluginError};
+use hearth_sdk::{FinishReason, GenerateStats, PluginError, TokenLogprob, TokenLogprobs};
 
 use crate::ffi::{RawAdapter, RawModel, Sampler, Token};
 use crate::model::{Adapters, Loaded, Prepared};
@@ -41,11 +41,18 @@ pub enum Work {
     Trim(Sender<()>),
 }
 
+/// What a generation hands its caller, in order.
+pub enum Output {
+    Text(String),
+    /// The next token's log-probabilities, before the text it completes.
+    Logprobs(TokenLogprobs),
+}
+
 /// One generation: the prepared request, where its pieces go, and where its outcome.
 pub struct Job {
     pub request: Prepared,
     /// Closed by the caller to cancel.
-    pub pieces: Sender<String>,
+    pub pieces: Sender<Output>,
     pub outcome: Sender<Result<GenerateStats, PluginError>>,
 }
 
@@ -111,7 +118,7 @@ struct Scheduler {
 
 /// A generation in progress on one sequence.
 struct Running {
-    pieces: Sender<String>,
+    pieces: Sender<Output>,
     outcome: Sender<Result<GenerateStats, PluginError>>,
     sequence: usize,
     sampler: Sampler,
@@ -121,6 +128,8 @@ struct Running {
     bytes: Vec<u8>,
     /// 0 means "no limit but the context".
     max_tokens: u32,
+    /// Alternatives reported with each token's log-probability; none reports nothing.
+    logprobs: Option<u32>,
     /// Prompt and answer together must fit in this many tokens.
     window: usize,
     prompt_tokens: u32,
@@ -134,16 +143,36 @@ struct Running {
 impl Running {
     /// Send non-empty text to the caller; true when the caller stopped listening.
     fn emit(&self, text: &str) -> bool {
-        !text.is_empty() && self.pieces.send(text.to_string()).is_err()
+        !text.is_empty() && self.pieces.send(Output::Text(text.to_string())).is_err()
     }
 
-    /// Take a sampled token: hand out its text, unless it ends the generation; why the
-    /// generation ends, if it does.
-    fn take(&mut self, model: &RawModel, token: Token) -> Option<FinishReason> {
+    /// Take a sampled token, with its log-probabilities when the request asked for
+    /// them: hand out both, unless it ends the generation; why the generation ends,
+    /// if it does.
+    fn take(
+        &mut self,
+        model: &RawModel,
+        token: Token,
+        logprobs: Option<(f32, Vec<(u32, f32)>)>,
+    ) -> Option<FinishReason> {
         if model.is_end_of_generation(token) {
             return Some(FinishReason::Stop);
         }
         self.generated += 1;
+        if let Some((logprob, top)) = logprobs {
+            let entry = |token: u32, logprob: f32| {
+                let mut bytes = Vec::new();
+                model.token_bytes(Token::try_from(token).unwrap_or(0), &mut bytes);
+                TokenLogprob { token, bytes: bytes.into(), logprob }
+            };
+            let logprobs = TokenLogprobs {
+                chosen: entry(u32::try_from(token).unwrap_or(0), logprob),
+                top: top.into_iter().map(|(token, logprob)| entry(token, logprob)).collect(),
+            };
+            if self.pieces.send(Output::Logprobs(logprobs)).is_err() {
+                return Some(FinishReason::Cancelled);
+            }
+        }
         self.bytes.clear();
         model.token_bytes(token, &mut self.bytes);
         let text = self.utf8.push(&self.bytes);
@@ -285,7 +314,7 @@ impl Scheduler {
             let Some(Job { request, pieces, outcome }) = self.waiting.pop_front() else {
                 return;
             };
-            let Prepared { mut sampler, stop, max_tokens, .. } = request;
+            let Prepared { mut sampler, stop, max_tokens, logprobs, .. } = request;
             let decode_started = Instant::now();
             let first = match session.sample(&mut sampler, index) {
                 Ok(first) => first,
@@ -304,6 +333,7 @@ impl Scheduler {
                 stops: StopFilter::new(stop),
                 bytes: Vec::new(),
                 max_tokens,
+                logprobs,
                 window,
                 prompt_tokens: u32::try_from(prompt_tokens).unwrap_or(u32::MAX),
                 generated: 0,
@@ -311,7 +341,8 @@ impl Scheduler {
                 prompt_ms,
                 decode_started,
             };
-            match running.take(&loaded.weights, first) {
+            let first_logprobs = logprobs.and_then(|top| session.logprobs(index, first, top));
+            match running.take(&loaded.weights, first, first_logprobs) {
                 Some(finish) => self.finish(running, finish),
                 None => self.running.push(running),
             }
@@ -367,7 +398,9 @@ impl Scheduler {
             }
             match session.sample(&mut running.sampler, index) {
                 Ok(token) => {
-                    if let Some(finish) = running.take(&self.loaded.weights, token) {
+                    let logprobs =
+                        running.logprobs.and_then(|top| session.logprobs(index, token, top));
+                    if let Some(finish) = running.take(&self.loaded.weights, token, logprobs) {
                         ended.push((index, Ok(finish)));
                     }
                 }

@@ -476,6 +476,8 @@ impl RawContext {
     /// block) compute NaN, and sampling from NaN picks some token as if nothing were
     /// wrong, an empty or garbled answer.
     pub fn sample(&mut self, sampler: &mut Sampler, index: usize) -> Option<Token> {
+        // Bias and penalties apply to the chain's copy; these logits stay raw, for
+        // [`RawContext::logprobs`].
         let Some(chain) = sampler.chain else {
             return greedy(self.logits(index)).and_then(|at| Token::try_from(at).ok());
         };
@@ -485,6 +487,20 @@ impl RawContext {
         let index = i32::try_from(index).unwrap_or(-1);
         // SAFETY: both are alive; the last decode produced logits for `index`.
         Some(unsafe { sys::llama_sampler_sample(chain.as_ptr(), self.ptr(), index) })
+    }
+}
+
+impl RawContext {
+    /// The log-probability of `chosen` and of the `top` likeliest tokens under the raw
+    /// logits of the last batch's item `index`; None when a logit is not finite.
+    pub fn logprobs(
+        &self,
+        index: usize,
+        chosen: Token,
+        top: u32,
+    ) -> Option<(f32, Vec<(u32, f32)>)> {
+        let chosen = u32::try_from(chosen).ok()?;
+        hearth_sdk::logprobs::token_logprobs(self.logits(index), chosen, top as usize)
     }
 }
 
@@ -582,13 +598,18 @@ pub struct SamplerSpec {
     pub min_p: f32,
     pub repeat_penalty: f32,
     pub repeat_last_n: i32,
+    /// OpenAI's, over the same window as the repeat penalty.
+    pub frequency_penalty: f32,
+    pub presence_penalty: f32,
+    /// `(token, bias)` added to the logits first.
+    pub logit_bias: Vec<(Token, f32)>,
     pub seed: u32,
-    /// The model's vocabulary size, which the repeat penalty needs.
+    /// The model's vocabulary size, which the penalties and the bias need.
     pub vocab_size: i32,
 }
 
 /// How a generation picks its tokens: a llama.cpp sampler chain, or none for greedy
-/// decoding without penalties, which [`greedy`] does on the logits in place.
+/// decoding without penalties or bias, which [`greedy`] does on the logits in place.
 pub struct Sampler {
     chain: Option<NonNull<sys::llama_sampler>>,
 }
@@ -599,8 +620,11 @@ unsafe impl Send for Sampler {}
 
 impl Sampler {
     pub fn new(spec: &SamplerSpec) -> Option<Self> {
-        let penalised = spec.repeat_penalty != 1.0 && spec.repeat_last_n != 0;
-        if spec.temperature <= 0.0 && !penalised {
+        let penalised = (spec.repeat_penalty != 1.0
+            || spec.frequency_penalty != 0.0
+            || spec.presence_penalty != 0.0)
+            && spec.repeat_last_n != 0;
+        if spec.temperature <= 0.0 && !penalised && spec.logit_bias.is_empty() {
             return Some(Self { chain: None });
         }
         // SAFETY: plain constructors; the chain takes ownership of every added sampler.
@@ -613,13 +637,26 @@ impl Sampler {
             let add = |added: *mut sys::llama_sampler| {
                 sys::llama_sampler_chain_add(chain.as_ptr(), added);
             };
+            if !spec.logit_bias.is_empty() {
+                let bias: Vec<sys::llama_logit_bias> = spec
+                    .logit_bias
+                    .iter()
+                    .map(|&(token, bias)| sys::llama_logit_bias { token, bias })
+                    .collect();
+                // llama.cpp copies the list.
+                add(sys::llama_sampler_init_logit_bias(
+                    spec.vocab_size,
+                    i32::try_from(bias.len()).unwrap_or(i32::MAX),
+                    bias.as_ptr(),
+                ));
+            }
             if penalised {
                 add(sys::llama_sampler_init_penalties(
                     spec.vocab_size,
                     spec.repeat_last_n,
                     spec.repeat_penalty,
-                    0.0,
-                    0.0,
+                    spec.frequency_penalty,
+                    spec.presence_penalty,
                 ));
             }
             if spec.temperature <= 0.0 {

@@ -247,14 +247,19 @@ impl LlamaCppBackend {
 
 impl Backend for LlamaCppBackend {
     fn info(&self) -> BackendInfo {
-        let features =
-            [feature::LORA, feature::CHAT_TEMPLATE, feature::PREFIX_CACHE].into_iter().chain(
-                // Offloading is there when a GPU module was loaded.
-                devices()
-                    .iter()
-                    .any(|device| device.kind.is_accelerator())
-                    .then_some("gpu-offload"),
-            );
+        let features = [
+            feature::LORA,
+            feature::CHAT_TEMPLATE,
+            feature::PREFIX_CACHE,
+            feature::LOGPROBS,
+            feature::PRESENCE_FREQUENCY_PENALTIES,
+            feature::LOGIT_BIAS,
+        ]
+        .into_iter()
+        .chain(
+            // Offloading is there when a GPU module was loaded.
+            devices().iter().any(|device| device.kind.is_accelerator()).then_some("gpu-offload"),
+        );
         BackendInfo {
             id: "llamacpp".into(),
             name: "llama.cpp".into(),

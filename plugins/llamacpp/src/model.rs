@@ -13,7 +13,7 @@ use hearth_sdk::{
     TokenSink,
 };
 
-use crate::engine::{engine_gone, Engine, Job, Work};
+use crate::engine::{engine_gone, Engine, Job, Output, Work};
 use crate::ffi::{Offload, RawAdapter, RawContext, RawModel, Sampler, SamplerSpec, Token};
 use crate::rpc::RpcHold;
 use crate::session::Session;
@@ -57,6 +57,8 @@ pub struct Prepared {
     pub stop: Vec<String>,
     pub max_tokens: u32,
     pub adapters: Vec<AdapterUse>,
+    /// How many alternatives to report with each chosen token's log-probability.
+    pub logprobs: Option<u32>,
 }
 
 impl LlamaModel {
@@ -127,6 +129,7 @@ impl Loaded {
             stop: request.stop.iter().map(abi_stable::std_types::RString::to_string).collect(),
             max_tokens: request.max_tokens,
             adapters: request.adapters.iter().cloned().collect(),
+            logprobs: request.logprobs.into_option(),
         })
     }
 
@@ -231,6 +234,14 @@ fn sampler_for(request: &GenerateRequest, vocab_size: i32) -> Result<Sampler, Pl
         min_p: sampling.min_p,
         repeat_penalty: sampling.repeat_penalty,
         repeat_last_n: i32::try_from(sampling.repeat_last_n).unwrap_or(i32::MAX),
+        frequency_penalty: request.frequency_penalty,
+        presence_penalty: request.presence_penalty,
+        logit_bias: request
+            .logit_bias
+            .iter()
+            .filter_map(|bias| Some((Token::try_from(bias.token).ok()?, bias.bias)))
+            .filter(|&(token, _)| token < vocab_size)
+            .collect(),
         // llama.cpp reads u32::MAX as "pick a random seed"; the modulus keeps every
         // request seed deterministic.
         seed: (sampling.seed % u64::from(u32::MAX)) as u32,
@@ -261,9 +272,14 @@ impl Model for LlamaModel {
         let (pieces, received) = mpsc::channel();
         let (outcome, result) = mpsc::channel();
         self.engine.submit(Work::Generate(Job { request, pieces, outcome }));
-        for piece in &received {
-            if sink.on_token(&piece) == SinkControl::Stop {
-                break;
+        for output in &received {
+            match output {
+                Output::Text(piece) => {
+                    if sink.on_token(&piece) == SinkControl::Stop {
+                        break;
+                    }
+                }
+                Output::Logprobs(logprobs) => sink.on_logprobs(&logprobs),
             }
         }
         // Closing the channel tells the generation to stop, if it has not ended.

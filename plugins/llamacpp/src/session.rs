@@ -219,6 +219,17 @@ impl Session {
         })
     }
 
+    /// The log-probabilities of `chosen` and the `top` likeliest tokens at `index` of
+    /// the last batch (see [`RawContext::logprobs`]).
+    pub fn logprobs(
+        &self,
+        index: usize,
+        chosen: Token,
+        top: u32,
+    ) -> Option<(f32, Vec<(u32, f32)>)> {
+        self.context.logprobs(index, chosen, top)
+    }
+
     /// How many tokens sequence `id` holds.
     pub fn cached(&self, id: usize) -> usize {
         self.sequences[id].cached.len()

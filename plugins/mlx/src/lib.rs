@@ -50,12 +50,18 @@ impl Backend for MlxBackend {
             version: env!("CARGO_PKG_VERSION").into(),
             api_version: API_VERSION,
             formats: RVec::from(vec![RString::from("gguf"), RString::from("safetensors")]),
-            features: [feature::CHAT_TEMPLATE, feature::LORA]
-                .into_iter()
-                .map(str::to_string)
-                .chain(hearth_model::arch::capability_features(&weights::SUPPORTED_TYPES))
-                .map(RString::from)
-                .collect(),
+            features: [
+                feature::CHAT_TEMPLATE,
+                feature::LORA,
+                feature::LOGPROBS,
+                feature::PRESENCE_FREQUENCY_PENALTIES,
+                feature::LOGIT_BIAS,
+            ]
+            .into_iter()
+            .map(str::to_string)
+            .chain(hearth_model::arch::capability_features(&weights::SUPPORTED_TYPES))
+            .map(RString::from)
+            .collect(),
         }
     }
 

@@ -1,18 +1,22 @@
-//! Token sampling over a logits slice, in llama.cpp's order: repeat penalty, then
-//! top-k, top-p and min-p filtering, then temperature and a draw from a seeded RNG.
-//! A temperature of zero or below is greedy decoding (after the repeat penalty).
+//! Token sampling over a logits slice, in llama.cpp's order: logit bias, then the
+//! repeat, frequency and presence penalties, then top-k, top-p and min-p filtering,
+//! then temperature and a draw from a seeded RNG. A temperature of zero or below is
+//! greedy decoding (after the bias and the penalties).
 
 use std::collections::VecDeque;
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 
-use crate::types::Sampling;
+use crate::types::{GenerateRequest, LogitBias, Sampling};
 
-/// Samples tokens for one generation; remembers recent tokens for the repeat penalty.
+/// Samples tokens for one generation; remembers recent tokens for the penalties.
 #[derive(Debug, Clone)]
 pub struct Sampler {
     params: Sampling,
+    presence_penalty: f32,
+    frequency_penalty: f32,
+    logit_bias: Vec<LogitBias>,
     rng: ChaCha8Rng,
     recent: VecDeque<u32>,
 }
@@ -21,12 +25,26 @@ impl Sampler {
     pub fn new(params: &Sampling) -> Self {
         Self {
             params: *params,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            logit_bias: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(params.seed),
             recent: VecDeque::new(),
         }
     }
 
-    /// Record a token (prompt or generated) for the repeat penalty window.
+    /// A sampler for all a request asks: its sampling settings, OpenAI's presence and
+    /// frequency penalties and its logit bias.
+    pub fn for_request(request: &GenerateRequest) -> Self {
+        Self {
+            presence_penalty: request.presence_penalty,
+            frequency_penalty: request.frequency_penalty,
+            logit_bias: request.logit_bias.to_vec(),
+            ..Self::new(&request.sampling)
+        }
+    }
+
+    /// Record a token (prompt or generated) for the penalties' window.
     pub fn accept(&mut self, token: u32) {
         if self.params.repeat_last_n == 0 {
             return;
@@ -40,18 +58,12 @@ impl Sampler {
     /// Pick the next token from `logits` (one per vocabulary entry).
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
         let mut logits = logits.to_vec();
-        let penalty = self.params.repeat_penalty;
-        if penalty != 1.0 && penalty > 0.0 {
-            let mut seen = self.recent.iter().copied().collect::<Vec<_>>();
-            seen.sort_unstable();
-            seen.dedup();
-            for token in seen {
-                if let Some(logit) = logits.get_mut(token as usize) {
-                    // llama.cpp's rule: shrink positive logits, push negative ones further.
-                    *logit = if *logit > 0.0 { *logit / penalty } else { *logit * penalty };
-                }
+        for bias in &self.logit_bias {
+            if let Some(logit) = logits.get_mut(bias.token as usize) {
+                *logit += bias.bias;
             }
         }
+        self.penalise(&mut logits);
         if self.params.temperature <= 0.0 {
             return argmax(&logits);
         }
@@ -94,6 +106,27 @@ impl Sampler {
             draw -= p;
         }
         candidates.last().map_or(0, |&(token, _)| token)
+    }
+}
+
+impl Sampler {
+    /// llama.cpp's penalties over the recent window: the repeat penalty shrinks a seen
+    /// token's positive logit and pushes a negative one further; then the frequency
+    /// penalty is subtracted once per occurrence and the presence penalty once.
+    fn penalise(&self, logits: &mut [f32]) {
+        let repeat = self.params.repeat_penalty;
+        let repeat = if repeat > 0.0 { repeat } else { 1.0 };
+        if repeat == 1.0 && self.frequency_penalty == 0.0 && self.presence_penalty == 0.0 {
+            return;
+        }
+        let mut seen = self.recent.iter().copied().collect::<Vec<_>>();
+        seen.sort_unstable();
+        for run in seen.chunk_by(|a, b| a == b) {
+            if let Some(logit) = logits.get_mut(run[0] as usize) {
+                *logit = if *logit > 0.0 { *logit / repeat } else { *logit * repeat };
+                *logit -= run.len() as f32 * self.frequency_penalty + self.presence_penalty;
+            }
+        }
     }
 }
 
@@ -142,6 +175,46 @@ mod tests {
         let mut sampler = Sampler::new(&Sampling { repeat_penalty: 2.0, ..params(0.0) });
         sampler.accept(1);
         assert_eq!(sampler.sample(&[0.1, 3.0, 2.9, -1.0]), 2);
+    }
+
+    #[test]
+    fn frequency_and_presence_penalties_count_each_recent_occurrence() {
+        let request = |presence_penalty, frequency_penalty| GenerateRequest {
+            sampling: params(0.0),
+            presence_penalty,
+            frequency_penalty,
+            ..GenerateRequest::default()
+        };
+        let logits = [0.0, 3.0, 2.5, 2.0];
+        let seen = [1, 1, 1, 2];
+        // Token 1, seen three times: 3.0 - 3 × 0.2 = 2.4, still above token 2's 2.3.
+        let mut sampler = Sampler::for_request(&request(0.0, 0.2));
+        seen.into_iter().for_each(|token| sampler.accept(token));
+        assert_eq!(sampler.sample(&logits), 1);
+        // 3.0 - 3 × 0.3 = 2.1 falls below token 2's 2.5 - 0.3 = 2.2.
+        let mut sampler = Sampler::for_request(&request(0.0, 0.3));
+        seen.into_iter().for_each(|token| sampler.accept(token));
+        assert_eq!(sampler.sample(&logits), 2);
+        // Presence counts once: 3.0 - 1.5 and 2.5 - 1.5 both fall below the unseen 2.0.
+        let mut sampler = Sampler::for_request(&request(1.5, 0.0));
+        seen.into_iter().for_each(|token| sampler.accept(token));
+        assert_eq!(sampler.sample(&logits), 3);
+    }
+
+    #[test]
+    fn a_logit_bias_of_minus_a_hundred_bans_a_token_and_a_positive_one_favours_it() {
+        let logits = [0.0, 3.0, 2.5];
+        let request = |bias: Vec<LogitBias>| GenerateRequest {
+            sampling: params(0.0),
+            logit_bias: bias.into(),
+            ..GenerateRequest::default()
+        };
+        let ban = request(vec![LogitBias { token: 1, bias: -100.0 }]);
+        assert_eq!(Sampler::for_request(&ban).sample(&logits), 2);
+        let favour = request(vec![LogitBias { token: 0, bias: 5.0 }]);
+        assert_eq!(Sampler::for_request(&favour).sample(&logits), 0);
+        let out_of_range = request(vec![LogitBias { token: 99, bias: 5.0 }]);
+        assert_eq!(Sampler::for_request(&out_of_range).sample(&logits), 1);
     }
 
     #[test]

@@ -10,23 +10,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use hearth_sdk::abi::{AbiTokenSink, AbiTokenSink_TO, BackendBox, ModelBox, PluginModuleRef};
+use hearth_sdk::abi::{BackendBox, ModelBox, PluginModuleRef};
 use hearth_sdk::abi_stable::library::lib_header_from_path;
-use hearth_sdk::abi_stable::sabi_trait::TD_Opaque;
-use hearth_sdk::abi_stable::std_types::{ROption, RStr, RVec};
+use hearth_sdk::abi_stable::std_types::{ROption, RVec};
 use hearth_sdk::{
-    GenerateRequest, GenerateStats, LoadRequest, MemoryUsage, Model, PluginError, SinkControl,
-    TokenSink,
+    GenerateRequest, GenerateStats, LoadRequest, MemoryUsage, Model, PluginError, TokenSink,
 };
-
-/// Lends a sink to the plugin for one generation.
-struct SinkBridge<'a>(&'a mut dyn TokenSink);
-
-impl AbiTokenSink for SinkBridge<'_> {
-    fn on_token(&mut self, piece: RStr<'_>) -> SinkControl {
-        self.0.on_token(piece.as_str())
-    }
-}
 
 /// A model loaded by the llama.cpp plugin, with the backend that loaded it (which must
 /// outlive its models).
@@ -41,10 +30,7 @@ impl Model for PluginModel {
         request: &GenerateRequest,
         sink: &mut dyn TokenSink,
     ) -> Result<GenerateStats, PluginError> {
-        let mut bridge = SinkBridge(sink);
-        self.model
-            .generate(request.view(), AbiTokenSink_TO::from_ptr(&mut bridge, TD_Opaque))
-            .into_result()
+        hearth_sdk::abi::generate(&self.model, request, sink)
     }
     fn trim(&self) {
         self.model.trim().into_result().expect("trim");

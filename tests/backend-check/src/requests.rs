@@ -12,23 +12,20 @@ pub fn greedy() -> Sampling {
 pub fn chat(question: &str, max_tokens: u32) -> GenerateRequest {
     GenerateRequest {
         messages: RVec::from(vec![ChatMessage { role: "user".into(), content: question.into() }]),
-        prompt: ROption::RNone,
         sampling: greedy(),
-        stop: RVec::new(),
         max_tokens,
-        adapters: RVec::new(),
+        ..GenerateRequest::default()
     }
 }
 
 /// A greedy completion of the raw `prompt`, for `max_tokens` tokens, cut at `stop`.
 pub fn raw(prompt: &str, max_tokens: u32, stop: &[&str]) -> GenerateRequest {
     GenerateRequest {
-        messages: RVec::new(),
         prompt: ROption::RSome(prompt.into()),
         sampling: greedy(),
         stop: stop.iter().map(|s| (*s).into()).collect(),
         max_tokens,
-        adapters: RVec::new(),
+        ..GenerateRequest::default()
     }
 }
 

@@ -20,6 +20,7 @@ pub fn chat(model: &str, prompt: &str, max_tokens: u32) -> Generation {
             stop: RVec::new(),
             max_tokens,
             adapters: RVec::new(),
+            ..GenerateRequest::default()
         },
         adapters: Vec::new(),
         keep_alive: KeepAlive::Default,
@@ -31,7 +32,7 @@ pub async fn collect(host: &TestHost, generation: Generation) -> Result<String, 
     host.hearth.generate(generation, tokens).await?;
     let mut text = String::new();
     while let Ok(piece) = pieces.try_recv() {
-        text.push_str(&piece);
+        text.push_str(&piece.text);
     }
     Ok(text)
 }

@@ -101,11 +101,6 @@ async fn fields_hearth_does_not_honour_yet_are_a_400_naming_them_unless_they_ask
         ("tools", json!([{ "type": "function", "function": { "name": "f" } }])),
         ("tool_choice", json!("required")),
         ("response_format", json!({ "type": "json_object" })),
-        ("logprobs", json!(true)),
-        ("top_logprobs", json!(3)),
-        ("presence_penalty", json!(0.5)),
-        ("frequency_penalty", json!(1)),
-        ("logit_bias", json!({ "50256": -100 })),
         ("n_probs", json!(2)),
     ];
     for (field, value) in refused {
@@ -124,6 +119,32 @@ async fn fields_hearth_does_not_honour_yet_are_a_400_naming_them_unless_they_ask
                           "presence_penalty": 0, "logprobs": false, "logit_bias": {}, "user": "me" });
     let (status, answer) = post(&host, "/v1/chat/completions", neutral).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
+// The fixture backend lists none of the features these need, so the request is
+// refused before a load, naming the field, the backend and the feature.
+#[tokio::test]
+async fn fields_that_need_a_feature_the_backend_does_not_list_are_a_400_naming_them() {
+    let host = TestHost::new();
+    let needing = [
+        ("logprobs", json!(true), "logprobs"),
+        ("presence_penalty", json!(0.5), "presence-frequency-penalties"),
+        ("frequency_penalty", json!(1), "presence-frequency-penalties"),
+        ("logit_bias", json!({ "50256": -100 }), "logit-bias"),
+    ];
+    for (field, value, feature) in needing {
+        let mut body = json!({ "model": "echo", "messages": [{ "role": "user", "content": "x" }] });
+        body[field] = value;
+        let (status, answer) = post(&host, "/v1/chat/completions", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("`{field}` is not supported by backend fixture"))
+                && message.contains(&format!("`{feature}`")),
+            "{field}: {message}"
+        );
+    }
+    assert!(host.hearth.loaded_models().is_empty(), "nothing was loaded to find out");
 }
 
 #[tokio::test]

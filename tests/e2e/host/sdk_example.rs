@@ -24,6 +24,10 @@ fn repository() -> PathBuf {
     Path::new(&manifest).parent().expect("the tests crate sits in the repository").to_path_buf()
 }
 
+/// The last commit of SDK 2.0, the minor version before this one. The example built
+/// from it stands for a third party's plugin built then and never rebuilt.
+const PREVIOUS_SDK_MINOR: (&str, &str) = ("2.0", "a43dee3defd2be29f61a0f31e3cba20def21ac6c");
+
 /// Build the example with `--manifest-path`, as its own workspace, in a target folder
 /// of its own.
 fn built_example() -> PathBuf {
@@ -34,6 +38,49 @@ fn built_example() -> PathBuf {
         .expect("run cargo build");
     let library = side_library("hearth_openai_forward");
     assert!(status.success() && library.is_file(), "the example backend did not build");
+    library
+}
+
+/// The example as it was at `commit`, with the SDK of that commit, built in a target
+/// folder of its own. The sources come from the repository's history (`git archive`),
+/// so the test needs a clone with that commit, not a shallow one.
+fn example_built_at(commit: &str) -> PathBuf {
+    let tree = side_target_dir().join(format!("tree-{commit}"));
+    if !tree.join(".complete").is_file() {
+        let _ = std::fs::remove_dir_all(&tree);
+        std::fs::create_dir_all(&tree).unwrap();
+        let archive = Command::new("git")
+            .arg("-C")
+            .arg(repository())
+            .args(["archive", "--format=tar", commit])
+            .output()
+            .expect("run git archive");
+        assert!(
+            archive.status.success(),
+            "git archive {commit} failed; this test needs the repository's history: {}",
+            String::from_utf8_lossy(&archive.stderr)
+        );
+        let mut untar = Command::new("tar")
+            .arg("-x")
+            .arg("-C")
+            .arg(&tree)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("run tar");
+        std::io::Write::write_all(untar.stdin.as_mut().unwrap(), &archive.stdout).unwrap();
+        assert!(untar.wait().unwrap().success(), "tar could not unpack {commit}");
+        std::fs::write(tree.join(".complete"), "").unwrap();
+    }
+    let manifest = tree.join("sdk/examples/openai-forward/Cargo.toml");
+    let target = side_target_dir().join(format!("target-{commit}"));
+    let status = cargo_build(&["--manifest-path", manifest.to_str().unwrap()])
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .expect("run cargo build");
+    let profile = side_library("hearth_openai_forward");
+    let profile = profile.parent().unwrap().file_name().unwrap();
+    let library = target.join(profile).join("libhearth_openai_forward.so");
+    assert!(status.success() && library.is_file(), "the example of {commit} did not build");
     library
 }
 
@@ -67,19 +114,19 @@ async fn post(app: &axum::Router, path: &str, body: Value) -> (u16, String) {
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
-#[tokio::test]
-async fn the_out_of_tree_example_builds_loads_and_forwards_requests_to_an_openai_compatible_server()
-{
-    let library = built_example();
+/// Serve through the example plugin at `library`, forwarding to a real `hearth serve`
+/// of the fixture plugin; returns the plugin API version it was built against.
+async fn forwards_requests(library: &Path) -> String {
     let upstream_home = fixture_home(&["hearth_fixture_plugin"], "2m", "5m");
     let upstream = Server::start(upstream_home.path());
-    let home = forwarding_home(&library, &upstream.base);
+    let home = forwarding_home(library, &upstream.base);
     let hearth = std::sync::Arc::new(
         hearth::service::Hearth::open(hearth::service::HearthConfig::in_home(home.path())).unwrap(),
     );
     let plugins = hearth.plugins();
     assert!(plugins.refused.is_empty(), "{:?}", plugins.refused);
     assert_eq!(plugins.plugins[0].info.id, "openai-forward");
+    let api_version = plugins.plugins[0].info.api_version.clone();
     let app = hearth::api::app(hearth.clone());
 
     let chat = json!({ "model": "remote-echo", "messages": [{ "role": "user", "content": "red green blue" }], "seed": 0 });
@@ -109,6 +156,28 @@ async fn the_out_of_tree_example_builds_loads_and_forwards_requests_to_an_openai
             .await;
     assert_eq!(status, 500, "{body}");
     assert!(body.contains("fixture generate failure requested"), "{body}");
+    api_version
+}
+
+#[tokio::test]
+async fn the_out_of_tree_example_builds_loads_and_forwards_requests_to_an_openai_compatible_server()
+{
+    let api_version = forwards_requests(&built_example()).await;
+    let current = hearth_sdk::API_VERSION;
+    assert_eq!(api_version, format!("{}.{}", current.major, current.minor));
+}
+
+#[tokio::test]
+async fn the_example_built_against_the_previous_sdk_minor_still_loads_and_forwards_requests() {
+    let (version, commit) = PREVIOUS_SDK_MINOR;
+    let current = hearth_sdk::API_VERSION;
+    assert_ne!(
+        version,
+        format!("{}.{}", current.major, current.minor),
+        "move PREVIOUS_SDK_MINOR on"
+    );
+    let api_version = forwards_requests(&example_built_at(commit)).await;
+    assert_eq!(api_version, version);
 }
 
 #[test]

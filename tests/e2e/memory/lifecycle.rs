@@ -12,7 +12,7 @@ async fn ask(hearth: &hearth::service::Hearth) -> String {
     hearth.generate(question(), tokens).await.unwrap();
     let mut text = String::new();
     while let Ok(piece) = pieces.try_recv() {
-        text.push_str(&piece);
+        text.push_str(&piece.text);
     }
     text
 }

@@ -181,6 +181,7 @@ fn one_token() -> Generation {
             stop: RVec::new(),
             max_tokens: 1,
             adapters: RVec::new(),
+            ..GenerateRequest::default()
         },
         adapters: Vec::new(),
         keep_alive: KeepAlive::Default,

@@ -169,7 +169,7 @@ async fn the_same_chat_on_every_backend(model: &str) -> Vec<(String, u32, String
         let completion = hearth.generate(generation, tokens).await.unwrap();
         let mut text = String::new();
         while let Ok(piece) = pieces.try_recv() {
-            text.push_str(&piece);
+            text.push_str(&piece.text);
         }
         answers.push((completion.backend, completion.prompt_tokens, text));
     }
@@ -192,5 +192,59 @@ async fn a_chat_is_the_same_prompt_and_the_same_greedy_answer_on_every_backend()
             answers.iter().all(|(_, t, answer)| t == tokens && answer == text),
             "{model}: {answers:?}"
         );
+    }
+}
+
+/// One greedy generation of the Paris question on `backend`, with `logprobs` and the
+/// request's other fields from `adjust`: the text and each token's log-probabilities.
+async fn with_logprobs(
+    hearth: &hearth::service::Hearth,
+    backend: &str,
+    adjust: impl FnOnce(&mut hearth_sdk::GenerateRequest),
+) -> (String, Vec<hearth_sdk::TokenLogprobs>) {
+    let mut generation = crate::helpers::question();
+    generation.route.backend = Some(backend.into());
+    generation.request.max_tokens = 4;
+    generation.request.logprobs = Some(3).into();
+    adjust(&mut generation.request);
+    let (tokens, mut pieces) = tokio::sync::mpsc::unbounded_channel();
+    hearth.generate(generation, tokens).await.unwrap();
+    let (mut text, mut logprobs) = (String::new(), Vec::new());
+    while let Ok(piece) = pieces.try_recv() {
+        text.push_str(&piece.text);
+        logprobs.extend(piece.logprobs);
+    }
+    (text, logprobs)
+}
+
+// llama.cpp is the oracle: MLX and WebGPU report the same tokens with log-probabilities
+// close to its own, and a logit bias that bans the first token moves every backend to
+// the token llama.cpp ranked second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logprobs_and_logit_bias_on_mlx_and_webgpu_agree_with_llama_cpp() {
+    if hearth_sdk::testing::real_models().is_none() {
+        return;
+    }
+    let hearth = RealHost::with_plugins(&["hearth_llamacpp", "hearth_mlx", "hearth_webgpu"]).open();
+    let (oracle_text, oracle) = with_logprobs(&hearth, "llamacpp", |_| {}).await;
+    assert_eq!(oracle.len(), 4, "{oracle:?}");
+    let joined: Vec<u8> = oracle.iter().flat_map(|entry| entry.chosen.bytes.to_vec()).collect();
+    assert_eq!(String::from_utf8_lossy(&joined), oracle_text);
+    let first = oracle[0].chosen.token;
+    let second = oracle[0].top[1].token;
+    let ban = |request: &mut hearth_sdk::GenerateRequest| {
+        request.logit_bias = vec![hearth_sdk::LogitBias { token: first, bias: -100.0 }].into();
+    };
+    for backend in ["llamacpp", "mlx", "webgpu"] {
+        let (text, logprobs) = with_logprobs(&hearth, backend, |_| {}).await;
+        assert_eq!(text, oracle_text, "{backend}");
+        for (entry, expected) in logprobs.iter().zip(&oracle) {
+            assert_eq!(entry.chosen.token, expected.chosen.token, "{backend}");
+            assert_eq!(entry.top.len(), 3, "{backend}");
+            let apart = (entry.chosen.logprob - expected.chosen.logprob).abs();
+            assert!(apart < 0.25, "{backend}: {entry:?} against llama.cpp's {expected:?}");
+        }
+        let (_, banned) = with_logprobs(&hearth, backend, ban).await;
+        assert_eq!(banned[0].chosen.token, second, "{backend}: {banned:?}");
     }
 }

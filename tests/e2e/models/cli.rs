@@ -53,7 +53,7 @@ async fn gemma_3_270m_completes_a_raw_prompt_too() {
     let completion = hearth.generate(generation, tokens).await.unwrap();
     let mut text = String::new();
     while let Ok(piece) = pieces.try_recv() {
-        text.push_str(&piece);
+        text.push_str(&piece.text);
     }
     assert_eq!(completion.backend, "llamacpp");
     assert!(text.contains("Paris"), "completion: {text}");

@@ -71,7 +71,7 @@ async fn the_anthropic_client_answers_streams_and_is_refused_tools_by_name() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_openai_client_chats_and_streams_the_same_text() {
+async fn the_openai_client_chats_streams_and_gets_logprobs_logit_bias_and_penalties_honoured() {
     if hearth_sdk::testing::real_models().is_none() {
         return;
     }

@@ -266,6 +266,7 @@ fn direct_child() {
                 scale: 1.0,
             }]
             .into(),
+            ..hearth_sdk::GenerateRequest::default()
         };
         struct Discard;
         impl hearth_sdk::TokenSink for Discard {

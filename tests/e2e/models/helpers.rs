@@ -265,6 +265,7 @@ pub fn question() -> hearth::service::Generation {
             stop: hearth_sdk::abi_stable::std_types::RVec::new(),
             max_tokens: 24,
             adapters: hearth_sdk::abi_stable::std_types::RVec::new(),
+            ..hearth_sdk::GenerateRequest::default()
         },
         adapters: Vec::new(),
         keep_alive: hearth::lifecycle::KeepAlive::Default,

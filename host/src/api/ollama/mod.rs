@@ -253,12 +253,12 @@ async fn respond(
     let generation = generation(&params, messages, prompt)?;
     let started = answer::start(&hearth, services, &params, generation).await?;
     if !params.stream {
-        let (text, completion) = started.complete().await?;
-        return Ok(Json(line(shape, &model, &text, Some(&completion))).into_response());
+        let (answer, completion) = started.complete().await?;
+        return Ok(Json(line(shape, &model, &answer.text, Some(&completion))).into_response());
     }
     let pieces = started.pieces();
     let lines = pieces.map(move |piece| match piece {
-        Piece::Text(text) => line(shape, &model, &text, None),
+        Piece::Text(piece) => line(shape, &model, &piece.text, None),
         Piece::Finished(completion) => line(shape, &model, "", Some(&completion)),
         Piece::Failed(error) => error.body(Dialect::Ollama),
     });

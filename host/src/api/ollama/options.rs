@@ -14,8 +14,6 @@ const NOT_YET_SUPPORTED: &[&str] = &[
     "num_keep",
     "typical_p",
     "tfs_z",
-    "presence_penalty",
-    "frequency_penalty",
     "mirostat",
     "mirostat_tau",
     "mirostat_eta",
@@ -44,6 +42,8 @@ pub struct Options {
     pub stop: Option<StopField>,
     pub repeat_penalty: Option<f64>,
     pub repeat_last_n: Option<WholeNumber>,
+    pub presence_penalty: Option<f64>,
+    pub frequency_penalty: Option<f64>,
     /// The context window the client wants.
     pub num_ctx: Option<WholeNumber>,
     #[serde(flatten)]
@@ -90,6 +90,8 @@ impl Options {
         params.stop = self.stop;
         params.repeat_penalty = self.repeat_penalty;
         params.repeat_last_n = self.repeat_last_n;
+        params.presence_penalty = self.presence_penalty;
+        params.frequency_penalty = self.frequency_penalty;
         Ok(())
     }
 }

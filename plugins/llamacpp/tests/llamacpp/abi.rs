@@ -3,21 +3,27 @@
 
 use std::env::consts::{DLL_PREFIX, DLL_SUFFIX};
 
-use hearth_sdk::abi::{AbiTokenSink, AbiTokenSink_TO, PluginModuleRef};
+use hearth_sdk::abi::PluginModuleRef;
 use hearth_sdk::abi_stable::library::lib_header_from_path;
-use hearth_sdk::abi_stable::sabi_trait::TD_Opaque;
-use hearth_sdk::abi_stable::std_types::{RStr, RString};
-use hearth_sdk::{FinishReason, SinkControl};
+use hearth_sdk::abi_stable::std_types::RString;
+use hearth_sdk::{FinishReason, GenerateRequest, SinkControl, TokenLogprobs, TokenSink};
 
 use crate::common::{chat, load_request, model_path, SMOLLM2};
 
 #[derive(Default)]
-struct Collect(String);
+struct Collect {
+    text: String,
+    logprobs: Vec<TokenLogprobs>,
+}
 
-impl AbiTokenSink for Collect {
-    fn on_token(&mut self, piece: RStr<'_>) -> SinkControl {
-        self.0.push_str(piece.as_str());
+impl TokenSink for Collect {
+    fn on_token(&mut self, piece: &str) -> SinkControl {
+        self.text.push_str(piece);
         SinkControl::Continue
+    }
+
+    fn on_logprobs(&mut self, logprobs: &TokenLogprobs) {
+        self.logprobs.push(logprobs.clone());
     }
 }
 
@@ -39,12 +45,18 @@ fn the_shared_library_answers_through_the_stable_abi() {
     let path = model_path(SMOLLM2);
     let model = backend.load(load_request(path.to_str().unwrap(), 256).view()).unwrap();
     let mut sink = Collect::default();
-    let stats = model
-        .generate(
-            chat("What is the capital of France? Answer in one word.", 16).view(),
-            AbiTokenSink_TO::from_ptr(&mut sink, TD_Opaque),
-        )
-        .unwrap();
-    assert!(sink.0.contains("Paris"), "{:?}", sink.0);
+    let request = GenerateRequest {
+        logprobs: Some(2).into(),
+        ..chat("What is the capital of France? Answer in one word.", 16)
+    };
+    let stats = hearth_sdk::abi::generate(&model, &request, &mut sink).unwrap();
+    assert!(sink.text.contains("Paris"), "{:?}", sink.text);
     assert_ne!(stats.finish_reason, FinishReason::Cancelled);
+    // The request's 2.1 field crossed as a view method, the answer as a sink method.
+    assert_eq!(sink.logprobs.len(), stats.completion_tokens as usize);
+    for entry in &sink.logprobs {
+        assert_eq!(entry.top.len(), 2);
+        assert_eq!(entry.chosen.token, entry.top[0].token, "greedy takes the likeliest");
+        assert!(entry.chosen.logprob <= 0.0 && entry.top[1].logprob <= entry.top[0].logprob);
+    }
 }

@@ -63,6 +63,7 @@ pub fn chat(text: &str, max_tokens: u32) -> GenerateRequest {
         stop: RVec::new(),
         max_tokens,
         adapters: RVec::new(),
+        ..GenerateRequest::default()
     }
 }
 

@@ -29,6 +29,7 @@ fn chat(question: &str, adapters: Vec<AdapterUse>) -> GenerateRequest {
         stop: RVec::new(),
         max_tokens: 48,
         adapters: RVec::from(adapters),
+        ..GenerateRequest::default()
     }
 }
 
