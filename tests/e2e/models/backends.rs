@@ -218,8 +218,9 @@ async fn with_logprobs(
 }
 
 // llama.cpp is the oracle: MLX and WebGPU report the same tokens with log-probabilities
-// close to its own, and a logit bias that bans the first token moves every backend to
-// the token llama.cpp ranked second.
+// close to its own. A logit bias that bans the first token moves each backend to the
+// token it ranked second itself (the second and third choices can nearly tie, so which
+// that is may differ between engines).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logprobs_and_logit_bias_on_mlx_and_webgpu_agree_with_llama_cpp() {
     if hearth_sdk::testing::real_models().is_none() {
@@ -231,7 +232,6 @@ async fn logprobs_and_logit_bias_on_mlx_and_webgpu_agree_with_llama_cpp() {
     let joined: Vec<u8> = oracle.iter().flat_map(|entry| entry.chosen.bytes.to_vec()).collect();
     assert_eq!(String::from_utf8_lossy(&joined), oracle_text);
     let first = oracle[0].chosen.token;
-    let second = oracle[0].top[1].token;
     let ban = |request: &mut hearth_sdk::GenerateRequest| {
         request.logit_bias = vec![hearth_sdk::LogitBias { token: first, bias: -100.0 }].into();
     };
@@ -245,6 +245,6 @@ async fn logprobs_and_logit_bias_on_mlx_and_webgpu_agree_with_llama_cpp() {
             assert!(apart < 0.25, "{backend}: {entry:?} against llama.cpp's {expected:?}");
         }
         let (_, banned) = with_logprobs(&hearth, backend, ban).await;
-        assert_eq!(banned[0].chosen.token, second, "{backend}: {banned:?}");
+        assert_eq!(banned[0].chosen.token, logprobs[0].top[1].token, "{backend}: {banned:?}");
     }
 }

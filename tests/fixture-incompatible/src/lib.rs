@@ -1,9 +1,10 @@
 //! A load-error fixture, never installed: it exports a root module under hearth's
-//! module name, but with a layout an older or foreign SDK might have had. The host
-//! must refuse it with a named reason instead of calling into it.
+//! module name and the SDK's own version, but with a layout a foreign SDK might have
+//! had. The host must refuse it by its layout, with a named reason, instead of calling
+//! into it.
 
 use abi_stable::{
-    declare_root_module_statics, export_root_module, library::RootModule, package_version_strings,
+    declare_root_module_statics, export_root_module, library::RootModule,
     prefix_type::PrefixTypeTrait, sabi_types::VersionStrings, std_types::RString, StableAbi,
 };
 
@@ -20,7 +21,8 @@ impl RootModule for PluginModuleRef {
     declare_root_module_statics! {PluginModuleRef}
     const BASE_NAME: &'static str = "hearth_plugin";
     const NAME: &'static str = "hearth_plugin";
-    const VERSION_STRINGS: VersionStrings = package_version_strings!();
+    const VERSION_STRINGS: VersionStrings =
+        <hearth_sdk::abi::PluginModuleRef as RootModule>::VERSION_STRINGS;
 }
 
 extern "C" fn greeting(times: u64) -> RString {
