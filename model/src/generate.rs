@@ -55,6 +55,34 @@ impl Text {
         Ok(Self { tokenizer, template })
     }
 
+    /// The token ids of `text`, with the beginning-of-sequence token the model adds
+    /// itself only when `add_special`.
+    pub fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<u32>, PluginError> {
+        let mut tokens = self
+            .tokenizer
+            .encode(text)
+            .map_err(|error| PluginError::invalid_request(error.to_string()))?;
+        if !add_special && tokens.first().is_some_and(|&first| Some(first) == self.tokenizer.bos())
+        {
+            tokens.remove(0);
+        }
+        Ok(tokens)
+    }
+
+    /// The text of `tokens`; an id outside the vocabulary is refused by name.
+    pub fn detokenize(&self, tokens: &[u32]) -> Result<String, PluginError> {
+        let mut bytes = Vec::new();
+        for &token in tokens {
+            if self.tokenizer.token_text(token).is_none() {
+                return Err(PluginError::invalid_request(format!(
+                    "token {token} is not in the model's vocabulary"
+                )));
+            }
+            bytes.extend_from_slice(self.tokenizer.token_bytes(token));
+        }
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     /// The request's prompt tokens: its raw prompt, or its messages through the template.
     pub fn prompt(&self, request: &GenerateRequest) -> Result<Vec<u32>, PluginError> {
         let text = match request.prompt.as_ref().into_option() {

@@ -30,7 +30,7 @@ use abi_stable::{
     sabi_types::VersionStrings,
     sabi_types::{RMut, RRef},
     std_types::RBoxError,
-    std_types::{RBox, ROption, RResult, RSlice, RStr, RString},
+    std_types::{RBox, ROption, RResult, RSlice, RStr, RString, RVec},
     StableAbi,
 };
 
@@ -193,6 +193,23 @@ pub trait AbiModel: Send + Sync {
     fn trim(&self) -> RResult<(), PluginError>;
     #[sabi(last_prefix_field)]
     fn memory(&self) -> RResult<MemoryUsage, PluginError>;
+    /// Since 2.1; a plugin built before it answers with this default body.
+    fn tokenize(&self, text: RStr<'_>, add_special: bool) -> RResult<RVec<u32>, PluginError> {
+        let _ = (text, add_special);
+        RResult::RErr(not_in_this_plugin("tokenize"))
+    }
+    /// Since 2.1; a plugin built before it answers with this default body.
+    fn detokenize(&self, tokens: RSlice<'_, u32>) -> RResult<RString, PluginError> {
+        let _ = tokens;
+        RResult::RErr(not_in_this_plugin("detokenize"))
+    }
+}
+
+/// The answer of a method a plugin predates.
+fn not_in_this_plugin(method: &str) -> PluginError {
+    PluginError::unsupported(format!(
+        "the plugin was built against an SDK without `{method}`; rebuild it against this one"
+    ))
 }
 
 /// Where generated text goes, implemented by the host.

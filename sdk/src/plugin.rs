@@ -6,7 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use abi_stable::{
     sabi_trait::TD_Opaque,
-    std_types::{RResult, RStr},
+    std_types::{RResult, RSlice, RStr, RString, RVec},
 };
 
 use crate::abi::{
@@ -47,6 +47,18 @@ pub trait Model: Send + Sync + 'static {
     fn trim(&self);
     /// What the model holds now.
     fn memory(&self) -> MemoryUsage;
+    /// The model's token ids for `text`, with the tokens the model adds itself (a
+    /// beginning-of-sequence token) when `add_special`. A backend that implements it
+    /// lists [`crate::feature::TOKENIZE`].
+    fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<u32>, PluginError> {
+        let _ = (text, add_special);
+        Err(PluginError::unsupported("this backend does not tokenize on request"))
+    }
+    /// The text of `tokens` (control tokens render as nothing).
+    fn detokenize(&self, tokens: &[u32]) -> Result<String, PluginError> {
+        let _ = tokens;
+        Err(PluginError::unsupported("this backend does not detokenize on request"))
+    }
 }
 
 /// Where a plugin sends generated text.
@@ -132,6 +144,14 @@ impl AbiModel for GuardedModel {
 
     fn memory(&self) -> RResult<MemoryUsage, PluginError> {
         guard("memory", || Ok(self.0.memory()))
+    }
+
+    fn tokenize(&self, text: RStr<'_>, add_special: bool) -> RResult<RVec<u32>, PluginError> {
+        guard("tokenize", || self.0.tokenize(text.as_str(), add_special).map(RVec::from))
+    }
+
+    fn detokenize(&self, tokens: RSlice<'_, u32>) -> RResult<RString, PluginError> {
+        guard("detokenize", || self.0.detokenize(tokens.as_slice()).map(RString::from))
     }
 }
 

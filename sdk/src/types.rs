@@ -67,6 +67,8 @@ pub mod feature {
     pub const PRESENCE_FREQUENCY_PENALTIES: &str = "presence-frequency-penalties";
     /// Adds [`crate::GenerateRequest::logit_bias`] to the logits. Since 2.1.
     pub const LOGIT_BIAS: &str = "logit-bias";
+    /// Tokenizes and detokenizes on request ([`crate::Model::tokenize`]). Since 2.1.
+    pub const TOKENIZE: &str = "tokenize";
 }
 
 /// Who a backend is and what it can read.

@@ -23,6 +23,7 @@ mod ollama;
 mod openai;
 mod params;
 mod server;
+mod tokens;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -99,6 +100,8 @@ fn routes(hearth: Arc<Hearth>) -> Router {
         .route("/api/plugins", get(native::plugins))
         .route("/api/load", post(native::load))
         .route("/api/unload", post(native::unload))
+        .route("/tokenize", post(tokens::tokenize))
+        .route("/detokenize", post(tokens::detokenize))
         .route("/health", get(native::health))
         .route("/metrics", get(metrics::metrics))
         .fallback(error::no_such_route)

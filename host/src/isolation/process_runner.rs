@@ -140,6 +140,24 @@ impl ProcessRunner {
         let current = self.worker.lock().unwrap_or_else(PoisonError::into_inner);
         current.as_ref().filter(|worker| worker.death().is_none()).cloned()
     }
+
+    /// Ask the live worker `call`; its failure comes back as the error.
+    fn call_live(&self, call: Call, what: &str) -> Result<Event, PluginError> {
+        let worker = self.live_worker().ok_or_else(|| {
+            PluginError::internal(format!(
+                "the `{}` worker is not running; the next generation starts a new one",
+                self.spec.backend
+            ))
+        })?;
+        match worker.call(call, what)? {
+            Event::Failed { error } => Err(error),
+            event => Ok(event),
+        }
+    }
+}
+
+fn unexpected(event: Event, what: &str) -> PluginError {
+    PluginError::internal(format!("the worker answered {what} with {event:?}"))
 }
 
 /// Spawn a worker and load the model in it; a worker that dies on the way counts as a
@@ -239,6 +257,22 @@ impl Runner for ProcessRunner {
                 MemoryUsage { host_bytes, device_bytes }
             }
             _ => MemoryUsage::default(),
+        }
+    }
+
+    fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<u32>, PluginError> {
+        let call = Call::Tokenize { text: text.to_string(), add_special };
+        match self.call_live(call, "a tokenize call")? {
+            Event::Tokens { tokens } => Ok(tokens),
+            other => Err(unexpected(other, "a tokenize call")),
+        }
+    }
+
+    fn detokenize(&self, tokens: &[u32]) -> Result<String, PluginError> {
+        let call = Call::Detokenize { tokens: tokens.to_vec() };
+        match self.call_live(call, "a detokenize call")? {
+            Event::Text { text } => Ok(text),
+            other => Err(unexpected(other, "a detokenize call")),
         }
     }
 

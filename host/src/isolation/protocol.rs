@@ -57,6 +57,10 @@ pub enum Call {
     Trim,
     /// What the model holds; answered by `memory`.
     Memory,
+    /// The model's tokens for a text; answered by `tokens` or `failed`.
+    Tokenize { text: String, add_special: bool },
+    /// The text of tokens; answered by `text` or `failed`.
+    Detokenize { tokens: Vec<u32> },
     /// Health check; answered by `alive` from the worker's main loop.
     Ping,
     /// Exit now; the operating system takes back everything the worker held.
@@ -97,6 +101,12 @@ pub enum Event {
         device_bytes: u64,
     },
     Alive,
+    Tokens {
+        tokens: Vec<u32>,
+    },
+    Text {
+        text: String,
+    },
     Failed {
         error: PluginError,
     },

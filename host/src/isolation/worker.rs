@@ -176,6 +176,16 @@ impl Worker {
                 Err(error) => Event::failed(&error),
             },
             (Call::Memory, Some(model)) => Event::memory(model.memory()),
+            (Call::Tokenize { text, add_special }, Some(model)) => {
+                match model.tokenize(&text, add_special) {
+                    Ok(tokens) => Event::Tokens { tokens },
+                    Err(error) => Event::failed(&error),
+                }
+            }
+            (Call::Detokenize { tokens }, Some(model)) => match model.detokenize(&tokens) {
+                Ok(text) => Event::Text { text },
+                Err(error) => Event::failed(&error),
+            },
             (_, None) => Event::failed(&PluginError::internal("the worker has no model loaded")),
             // The main loop answers these itself and never hands them over.
             (Call::Ping | Call::Cancel { .. } | Call::Unload, Some(_)) => return,

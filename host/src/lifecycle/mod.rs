@@ -48,6 +48,16 @@ pub trait Runner: Send + Sync + 'static {
     fn trim(&self) -> Result<(), PluginError>;
     /// What the model holds right now.
     fn memory(&self) -> MemoryUsage;
+    /// The model's token ids for `text` (see [`hearth_sdk::Model::tokenize`]).
+    fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<u32>, PluginError> {
+        let _ = (text, add_special);
+        Err(PluginError::unsupported("this model does not tokenize on request"))
+    }
+    /// The text of `tokens`.
+    fn detokenize(&self, tokens: &[u32]) -> Result<String, PluginError> {
+        let _ = tokens;
+        Err(PluginError::unsupported("this model does not detokenize on request"))
+    }
     /// Whether whatever runs the model is there now. A model in a worker process is
     /// not while its worker is dead (crashed, or killed for hanging); the next request
     /// starts a fresh one.

@@ -1,6 +1,7 @@
 //! A model loaded by a plugin, seen through the ABI as plain Rust calls.
 
 use hearth_sdk::abi::ModelBox;
+use hearth_sdk::abi_stable::std_types::{RString, RVec};
 use hearth_sdk::{GenerateRequest, GenerateStats, MemoryUsage, PluginError, TokenSink};
 
 use crate::lifecycle::Runner;
@@ -27,6 +28,14 @@ impl PluginRunner {
         self.model.trim().into_result()
     }
 
+    pub fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<u32>, PluginError> {
+        self.model.tokenize(text.into(), add_special).into_result().map(RVec::into_vec)
+    }
+
+    pub fn detokenize(&self, tokens: &[u32]) -> Result<String, PluginError> {
+        self.model.detokenize(tokens.into()).into_result().map(RString::into_string)
+    }
+
     /// What the model holds; a plugin that fails to say reads as holding nothing.
     pub fn memory(&self) -> MemoryUsage {
         self.model.memory().into_result().unwrap_or_default()
@@ -49,5 +58,13 @@ impl Runner for PluginRunner {
 
     fn memory(&self) -> MemoryUsage {
         PluginRunner::memory(self)
+    }
+
+    fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<u32>, PluginError> {
+        PluginRunner::tokenize(self, text, add_special)
+    }
+
+    fn detokenize(&self, tokens: &[u32]) -> Result<String, PluginError> {
+        PluginRunner::detokenize(self, tokens)
     }
 }

@@ -15,7 +15,7 @@ use super::gate::FileRefused;
 use super::Hearth;
 use crate::catalog::Catalog;
 use crate::lifecycle::{
-    IdleTimeouts, KeepAlive, LoadSpec, MemorySnapshot, ModelKey, RunnerRef, SchedulerError,
+    IdleTimeouts, KeepAlive, LoadSpec, MemorySnapshot, ModelKey, Runner, RunnerRef, SchedulerError,
 };
 use crate::router::{Candidate, RouteError, RouteRequest};
 use crate::store::FileVersion;
@@ -147,6 +147,28 @@ impl Prepared {
 
     pub fn backend(&self) -> &str {
         &self.candidate.backend
+    }
+
+    /// Run `work` on the loaded model off the async runtime, and release the model
+    /// there too (for a model in a worker process, releasing asks what it holds: a
+    /// round trip over its pipe).
+    pub async fn with_model<T: Send + 'static>(
+        self,
+        work: impl FnOnce(&dyn Runner) -> Result<T, PluginError> + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        let Prepared { runner, candidate, .. } = self;
+        let result = tokio::task::spawn_blocking(move || {
+            let result = work(runner.runner().as_ref());
+            drop(runner);
+            result
+        })
+        .await
+        .map_err(|error| ServiceError::Internal(error.to_string()))?;
+        result.map_err(|error| ServiceError::Generate {
+            model: candidate.model_id,
+            backend: candidate.backend,
+            error,
+        })
     }
 
     /// What the model holds now, on the host and on its device. For a model in a

@@ -10,6 +10,7 @@ mod generate;
 mod install;
 mod model_loader;
 mod reload;
+mod tokens;
 mod watch;
 
 use std::collections::HashMap;
@@ -36,6 +37,7 @@ pub use generate::{
 pub use install::{InstallError, InstallPlan};
 use model_loader::{PluginLoader, SharedCatalog, SharedRegistry, StoreInstalled};
 pub use reload::{CatalogProblem, CatalogReload};
+pub use tokens::Tokenized;
 pub use watch::Watching;
 
 /// The running host.

@@ -225,7 +225,7 @@ impl RawModel {
 
     /// Tokenize `text`, adding BOS when the model asks for it and reading special-token
     /// text (`<|im_start|>`, …) as the special tokens themselves, as llama-server does.
-    pub fn tokenize(&self, text: &str) -> Option<Vec<Token>> {
+    pub fn tokenize(&self, text: &str, add_special: bool) -> Option<Vec<Token>> {
         let length = i32::try_from(text.len()).ok()?;
         let vocab = self.vocab();
         let mut tokens = vec![0; text.len() + 2];
@@ -238,7 +238,7 @@ impl RawModel {
                     length,
                     tokens.as_mut_ptr(),
                     i32::try_from(tokens.len()).ok()?,
-                    true,
+                    add_special,
                     true,
                 )
             };

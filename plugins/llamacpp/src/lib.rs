@@ -254,6 +254,7 @@ impl Backend for LlamaCppBackend {
             feature::LOGPROBS,
             feature::PRESENCE_FREQUENCY_PENALTIES,
             feature::LOGIT_BIAS,
+            feature::TOKENIZE,
         ]
         .into_iter()
         .chain(

@@ -115,7 +115,7 @@ impl Loaded {
         let prompt = self.render_prompt(request)?;
         let prompt = self
             .weights
-            .tokenize(&prompt)
+            .tokenize(&prompt, true)
             .ok_or_else(|| PluginError::invalid_request("the prompt could not be tokenized"))?;
         if prompt.is_empty() {
             return Err(PluginError::invalid_request("the prompt is empty"));
@@ -291,6 +291,30 @@ impl Model for LlamaModel {
         let (done, trimmed) = mpsc::channel();
         self.engine.submit(Work::Trim(done));
         let _ = trimmed.recv();
+    }
+
+    fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<u32>, PluginError> {
+        let tokens = self
+            .loaded
+            .weights
+            .tokenize(text, add_special)
+            .ok_or_else(|| PluginError::invalid_request("the text could not be tokenized"))?;
+        Ok(tokens.into_iter().filter_map(|token| u32::try_from(token).ok()).collect())
+    }
+
+    fn detokenize(&self, tokens: &[u32]) -> Result<String, PluginError> {
+        let weights = &self.loaded.weights;
+        let mut bytes = Vec::new();
+        for &token in tokens {
+            let known = Token::try_from(token).ok().filter(|&id| id < weights.vocab_size());
+            let Some(token) = known else {
+                return Err(PluginError::invalid_request(format!(
+                    "token {token} is not in the model's vocabulary"
+                )));
+            };
+            weights.token_bytes(token, &mut bytes);
+        }
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     fn memory(&self) -> MemoryUsage {

@@ -56,6 +56,7 @@ impl Backend for MlxBackend {
                 feature::LOGPROBS,
                 feature::PRESENCE_FREQUENCY_PENALTIES,
                 feature::LOGIT_BIAS,
+                feature::TOKENIZE,
             ]
             .into_iter()
             .map(str::to_string)

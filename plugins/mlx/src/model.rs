@@ -142,6 +142,14 @@ impl Model for MlxModel {
         ffi::clear_cache();
     }
 
+    fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<u32>, PluginError> {
+        self.text.tokenize(text, add_special)
+    }
+
+    fn detokenize(&self, tokens: &[u32]) -> Result<String, PluginError> {
+        self.text.detokenize(tokens)
+    }
+
     fn memory(&self) -> MemoryUsage {
         // This model's own arrays (weights, adapters, KV cache), plus MLX's buffer cache,
         // which is process-wide: MLX has one allocator for every model it runs.

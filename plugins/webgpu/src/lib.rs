@@ -54,6 +54,7 @@ impl Backend for WebGpuBackend {
                 feature::LOGPROBS,
                 feature::PRESENCE_FREQUENCY_PENALTIES,
                 feature::LOGIT_BIAS,
+                feature::TOKENIZE,
             ]
             .into_iter()
             .map(str::to_string)

@@ -169,6 +169,14 @@ impl Model for WebGpuModel {
         *self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = State::default();
     }
 
+    fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<u32>, PluginError> {
+        self.text.tokenize(text, add_special)
+    }
+
+    fn detokenize(&self, tokens: &[u32]) -> Result<String, PluginError> {
+        self.text.detokenize(tokens)
+    }
+
     fn memory(&self) -> MemoryUsage {
         // The GGUF map is closed after upload; the host keeps only the tokenizer and the
         // template (a few MB), which are not counted. On a software adapter the

@@ -145,6 +145,11 @@ async fn fields_that_need_a_feature_the_backend_does_not_list_are_a_400_naming_t
         );
     }
     assert!(host.hearth.loaded_models().is_empty(), "nothing was loaded to find out");
+    let (status, answer) =
+        post(&host, "/tokenize", json!({ "model": "echo", "content": "x" })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("`tokenize` is not supported by backend fixture"), "{message}");
 }
 
 #[tokio::test]

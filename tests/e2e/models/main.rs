@@ -16,3 +16,4 @@ mod modules;
 mod rpc;
 #[path = "../support/mod.rs"]
 mod support;
+mod tokens;
