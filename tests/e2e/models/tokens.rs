@@ -58,3 +58,37 @@ async fn every_backend_tokenizes_as_llama_cpp_does_and_detokenizes_back() {
         }
     }
 }
+
+// In a worker process the calls cross the worker protocol, and answer the same; so do
+// log-probabilities, which stream beside the text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_in_a_worker_process_tokenizes_and_reports_logprobs_as_in_process() {
+    if hearth_sdk::testing::real_models().is_none() {
+        return;
+    }
+    let text = "The lighthouse keeper counted 1234 waves.";
+    let mut answers = Vec::new();
+    for host in [RealHost::llamacpp(), RealHost::llamacpp().in_worker_processes()] {
+        let hearth = host.open();
+        let route = || hearth::router::RouteRequest {
+            model: Some("smollm2-135m".into()),
+            ..hearth::router::RouteRequest::default()
+        };
+        let keep = hearth::lifecycle::KeepAlive::Default;
+        let tokenized = hearth.tokenize(route(), keep, text.into(), false, true).await.unwrap();
+        let (_, back) = hearth.detokenize(route(), keep, tokenized.tokens.clone()).await.unwrap();
+        assert_eq!(back, text);
+        let mut generation = crate::helpers::question();
+        generation.request.max_tokens = 4;
+        generation.request.logprobs = Some(2).into();
+        let (tokens, mut pieces) = tokio::sync::mpsc::unbounded_channel();
+        hearth.generate(generation, tokens).await.unwrap();
+        let mut logprobs = Vec::new();
+        while let Ok(piece) = pieces.try_recv() {
+            logprobs.extend(piece.logprobs.into_iter().map(|entry| entry.chosen.token));
+        }
+        answers.push((tokenized.tokens, tokenized.pieces, logprobs));
+    }
+    assert_eq!(answers[0].2.len(), 4, "{answers:?}");
+    assert_eq!(answers[0], answers[1]);
+}
