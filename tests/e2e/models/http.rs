@@ -89,3 +89,45 @@ async fn cancelling_a_stream_midway_stops_the_generation_in_a_worker_process_too
     }
     cancel_midway(&RealHost::llamacpp().in_worker_processes()).await;
 }
+
+// Ollama's clients ask for log-probabilities as OpenAI's chat does, and read them per
+// line: each token with its alternatives, beside the text it made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ollama_chat_and_generate_report_logprobs_per_token() {
+    if hearth_sdk::testing::real_models().is_none() {
+        return;
+    }
+    let (base, _hearth) = serve(&RealHost::llamacpp()).await;
+    let client = reqwest::Client::new();
+    let chat = json!({ "model": "smollm2-135m", "stream": false, "logprobs": true, "top_logprobs": 2,
+                       "messages": [{ "role": "user", "content": "What is the capital of France?" }],
+                       "options": { "temperature": 0, "num_predict": 4 } });
+    let answer: serde_json::Value = client
+        .post(format!("{base}/api/chat"))
+        .json(&chat)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let logprobs = answer["logprobs"].as_array().unwrap_or_else(|| panic!("{answer}"));
+    assert_eq!(logprobs.len(), 4, "{answer}");
+    let joined: String = logprobs.iter().map(|entry| entry["token"].as_str().unwrap()).collect();
+    assert_eq!(joined, answer["message"]["content"].as_str().unwrap());
+    assert!(logprobs.iter().all(|entry| entry["top_logprobs"].as_array().unwrap().len() == 2));
+
+    let generate = json!({ "model": "smollm2-135m", "prompt": "The sky is", "logprobs": true, "raw": true,
+                           "options": { "temperature": 0, "num_predict": 3 } });
+    let body = client.post(format!("{base}/api/generate")).json(&generate).send().await.unwrap();
+    let lines: Vec<serde_json::Value> = body
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let tokens: usize =
+        lines.iter().filter_map(|line| line["logprobs"].as_array()).map(Vec::len).sum();
+    assert_eq!(tokens, 3, "{lines:?}");
+}

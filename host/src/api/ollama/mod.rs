@@ -33,30 +33,19 @@ use super::body::JsonBody;
 use super::clock::rfc3339;
 use super::error::Dialect;
 use super::guard::QueueLimiter;
+use super::logprobs;
 use super::metrics::Metrics;
 use super::native::load_model;
-use super::params::{refuse_fields, CommonParams, KeepAliveField};
+use super::params::{refuse_fields, CommonParams, KeepAliveField, LogprobsField, WholeNumber};
 use super::ApiError;
 use crate::lifecycle::KeepAlive;
-use crate::service::{Completion, Hearth};
+use crate::service::{Completion, Emitted, Hearth};
 use options::Options;
 
 /// Fields of Ollama's `/api/chat` and `/api/generate` that hearth does not implement.
 const NOT_YET_SUPPORTED: &[&str] = &[
-    "tools",
-    "format",
-    "images",
-    "think",
-    "template",
-    "context",
-    "suffix",
-    "logprobs",
-    "top_logprobs",
-    "truncate",
-    "shift",
-    "width",
-    "height",
-    "steps",
+    "tools", "format", "images", "think", "template", "context", "suffix", "truncate", "shift",
+    "width", "height", "steps",
 ];
 
 /// Fields of an Ollama chat message that hearth does not implement.
@@ -83,6 +72,8 @@ pub struct ChatRequest {
     pub options: Option<Options>,
     pub keep_alive: Option<KeepAliveField>,
     #[serde(flatten)]
+    pub logprobs: LogprobsFields,
+    #[serde(flatten)]
     pub other: Map<String, Value>,
 }
 
@@ -101,7 +92,16 @@ pub struct GenerateRequest {
     pub options: Option<Options>,
     pub keep_alive: Option<KeepAliveField>,
     #[serde(flatten)]
+    pub logprobs: LogprobsFields,
+    #[serde(flatten)]
     pub other: Map<String, Value>,
+}
+
+/// Ollama's `logprobs` flag and `top_logprobs` count, as OpenAI's chat has them.
+#[derive(Debug, Default, Deserialize)]
+pub struct LogprobsFields {
+    pub logprobs: Option<bool>,
+    pub top_logprobs: Option<WholeNumber>,
 }
 
 /// The model a client named: Ollama's clients add the tag `:latest` to a name without
@@ -116,7 +116,7 @@ fn common_params(
     model: &str,
     stream: Option<bool>,
     options: Option<Options>,
-    keep_alive: Option<KeepAliveField>,
+    (keep_alive, logprobs): (Option<KeepAliveField>, LogprobsFields),
 ) -> Result<CommonParams, ApiError> {
     if model.is_empty() {
         return Err(ApiError::bad_request("`model` is required"));
@@ -126,6 +126,8 @@ fn common_params(
         model: Some(model.to_string()),
         stream: stream.unwrap_or(true),
         keep_alive,
+        logprobs: logprobs.logprobs.map(LogprobsField::Flag),
+        top_logprobs: logprobs.top_logprobs,
         ..CommonParams::default()
     };
     if let Some(options) = options {
@@ -164,8 +166,10 @@ fn head(model: &str) -> Map<String, Value> {
     head
 }
 
-/// One line of an answer: `text`, and when it is the last line, how it ended.
-fn line(shape: Shape, model: &str, text: &str, end: Option<&Completion>) -> Value {
+/// One line of an answer: `text` (with its tokens' log-probabilities, when asked for),
+/// and when it is the last line, how it ended.
+fn line(shape: Shape, model: &str, piece: &Emitted, end: Option<&Completion>) -> Value {
+    let text = piece.text.as_str();
     let mut line = head(model);
     match shape {
         Shape::Chat => {
@@ -174,6 +178,9 @@ fn line(shape: Shape, model: &str, text: &str, end: Option<&Completion>) -> Valu
         Shape::Generate => {
             line.insert("response".into(), text.into());
         }
+    }
+    if !piece.logprobs.is_empty() {
+        line.insert("logprobs".into(), logprobs::chat(&piece.logprobs)["content"].take());
     }
     line.insert("done".into(), end.is_some().into());
     if let Some(completion) = end {
@@ -231,7 +238,7 @@ async fn load_or_unload(
         load_model(hearth, params).await?;
         "load"
     };
-    let mut answer = match line(shape, model, "", None) {
+    let mut answer = match line(shape, model, &Emitted::default(), None) {
         Value::Object(fields) => fields,
         _ => Map::new(),
     };
@@ -254,12 +261,12 @@ async fn respond(
     let started = answer::start(&hearth, services, &params, generation).await?;
     if !params.stream {
         let (answer, completion) = started.complete().await?;
-        return Ok(Json(line(shape, &model, &answer.text, Some(&completion))).into_response());
+        return Ok(Json(line(shape, &model, &answer, Some(&completion))).into_response());
     }
     let pieces = started.pieces();
     let lines = pieces.map(move |piece| match piece {
-        Piece::Text(piece) => line(shape, &model, &piece.text, None),
-        Piece::Finished(completion) => line(shape, &model, "", Some(&completion)),
+        Piece::Text(piece) => line(shape, &model, &piece, None),
+        Piece::Finished(completion) => line(shape, &model, &Emitted::default(), Some(&completion)),
         Piece::Failed(error) => error.body(Dialect::Ollama),
     });
     Ok(ndjson(lines))
@@ -278,7 +285,7 @@ pub async fn chat(
         &request.model,
         request.stream,
         request.options,
-        request.keep_alive,
+        (request.keep_alive, request.logprobs),
     )?;
     if request.messages.is_empty() {
         return load_or_unload(&hearth, Shape::Chat, &request.model, &params).await;
@@ -301,7 +308,7 @@ pub async fn generate(
         &request.model,
         request.stream,
         request.options,
-        request.keep_alive,
+        (request.keep_alive, request.logprobs),
     )?;
     if request.prompt.is_empty() {
         return load_or_unload(&hearth, Shape::Generate, &request.model, &params).await;

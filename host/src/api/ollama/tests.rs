@@ -82,7 +82,7 @@ fn the_last_line_carries_the_reason_counts_and_durations_in_nanoseconds() {
         reason: String::new(),
         fallbacks: Vec::new(),
     };
-    let last = line(Shape::Chat, "m:latest", "", Some(&completion));
+    let last = line(Shape::Chat, "m:latest", &Emitted::default(), Some(&completion));
     assert_eq!(last["model"], "m:latest");
     assert_eq!(last["done"], true);
     assert_eq!(last["done_reason"], "length");
@@ -92,7 +92,20 @@ fn the_last_line_carries_the_reason_counts_and_durations_in_nanoseconds() {
     assert_eq!(last["eval_duration"], 2_000_000);
     assert_eq!(last["total_duration"], 10_000_000);
     assert_eq!(last["load_duration"], 6_500_000);
-    let piece = line(Shape::Generate, "m", "hi", None);
+    let hi = Emitted { text: "hi".into(), logprobs: Vec::new() };
+    let piece = line(Shape::Generate, "m", &hi, None);
     assert_eq!((piece["response"].as_str(), piece["done"].as_bool()), (Some("hi"), Some(false)));
-    assert!(piece.get("done_reason").is_none());
+    assert!(piece.get("done_reason").is_none() && piece.get("logprobs").is_none());
+    let chosen = hearth_sdk::TokenLogprob { token: 7, bytes: b"hi".to_vec().into(), logprob: -0.5 };
+    let hi = Emitted {
+        text: "hi".into(),
+        logprobs: vec![hearth_sdk::TokenLogprobs {
+            chosen: chosen.clone(),
+            top: vec![chosen].into(),
+        }],
+    };
+    let piece = line(Shape::Chat, "m", &hi, None);
+    assert_eq!(piece["logprobs"][0]["token"], "hi");
+    assert_eq!(piece["logprobs"][0]["logprob"], -0.5);
+    assert_eq!(piece["logprobs"][0]["top_logprobs"][0]["bytes"], json!([104, 105]));
 }
