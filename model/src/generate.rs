@@ -10,11 +10,21 @@ use hearth_sdk::helpers::{
     chat_template_source, ChatTemplate, Gguf, Sampler, StopMatcher, StreamDecoder, Tokenizer,
 };
 use hearth_sdk::{
-    FinishReason, GenerateRequest, GenerateStats, PluginError, SinkControl, TokenLogprob,
+    feature, FinishReason, GenerateRequest, GenerateStats, PluginError, SinkControl, TokenLogprob,
     TokenLogprobs, TokenSink,
 };
 
 use crate::Config;
+
+/// The features an engine gets from this loop and [`Text`]: the chat template, the
+/// sampling fields beyond llama-server's defaults, log-probabilities and tokenizing.
+pub const FEATURES: &[&str] = &[
+    feature::CHAT_TEMPLATE,
+    feature::LOGPROBS,
+    feature::PRESENCE_FREQUENCY_PENALTIES,
+    feature::LOGIT_BIAS,
+    feature::TOKENIZE,
+];
 
 /// Context used when the request leaves it to the backend.
 pub const DEFAULT_CONTEXT: u32 = 4096;

@@ -50,19 +50,12 @@ impl Backend for MlxBackend {
             version: env!("CARGO_PKG_VERSION").into(),
             api_version: API_VERSION,
             formats: RVec::from(vec![RString::from("gguf"), RString::from("safetensors")]),
-            features: [
-                feature::CHAT_TEMPLATE,
-                feature::LORA,
-                feature::LOGPROBS,
-                feature::PRESENCE_FREQUENCY_PENALTIES,
-                feature::LOGIT_BIAS,
-                feature::TOKENIZE,
-            ]
-            .into_iter()
-            .map(str::to_string)
-            .chain(hearth_model::arch::capability_features(&weights::SUPPORTED_TYPES))
-            .map(RString::from)
-            .collect(),
+            features: std::iter::once(feature::LORA)
+                .chain(hearth_model::generate::FEATURES.iter().copied())
+                .map(str::to_string)
+                .chain(hearth_model::arch::capability_features(&weights::SUPPORTED_TYPES))
+                .map(RString::from)
+                .collect(),
         }
     }
 
