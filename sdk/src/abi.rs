@@ -37,8 +37,8 @@ use abi_stable::{
 use crate::error::PluginError;
 use crate::plugin::TokenSink;
 use crate::types::{
-    AdapterUse, BackendInfo, ChatMessage, GenerateRequest, GenerateStats, HostProfile, LoadRequest,
-    LogitBias, MemoryUsage, Probe, Sampling, SinkControl, TokenLogprobs,
+    AdapterUse, BackendInfo, ChatMessage, Embedding, GenerateRequest, GenerateStats, HostProfile,
+    LoadRequest, LogitBias, MemoryUsage, Probe, Sampling, SinkControl, TokenLogprobs,
 };
 
 /// A [`LoadRequest`] as the host lends it to a plugin for one call.
@@ -202,6 +202,16 @@ pub trait AbiModel: Send + Sync {
     fn detokenize(&self, tokens: RSlice<'_, u32>) -> RResult<RString, PluginError> {
         let _ = tokens;
         RResult::RErr(not_in_this_plugin("detokenize"))
+    }
+    /// Since 2.1; a plugin built before it answers with this default body.
+    fn embed(&self, text: RStr<'_>, truncate: bool) -> RResult<Embedding, PluginError> {
+        let _ = (text, truncate);
+        RResult::RErr(not_in_this_plugin("embed"))
+    }
+    /// Since 2.1; a plugin built before it answers with this default body.
+    fn count_prompt_tokens(&self, request: GenerateRequestView<'_>) -> RResult<u32, PluginError> {
+        let _ = request;
+        RResult::RErr(not_in_this_plugin("count_prompt_tokens"))
     }
 }
 

@@ -15,8 +15,8 @@ use crate::abi::{
 };
 use crate::error::{ErrorKind, PluginError};
 use crate::types::{
-    BackendInfo, GenerateRequest, GenerateStats, HostProfile, LoadRequest, MemoryUsage, Probe,
-    SinkControl, TokenLogprobs,
+    BackendInfo, Embedding, GenerateRequest, GenerateStats, HostProfile, LoadRequest, MemoryUsage,
+    Probe, SinkControl, TokenLogprobs,
 };
 
 /// An inference engine. Implement this, then export it with [`crate::export_backend!`].
@@ -58,6 +58,20 @@ pub trait Model: Send + Sync + 'static {
     fn detokenize(&self, tokens: &[u32]) -> Result<String, PluginError> {
         let _ = tokens;
         Err(PluginError::unsupported("this backend does not detokenize on request"))
+    }
+    /// The embedding of `text`, pooled as the model says; a text longer than the model
+    /// reads at once is cut to fit when `truncate`, refused otherwise. A backend that
+    /// implements it lists [`crate::feature::EMBEDDINGS`].
+    fn embed(&self, text: &str, truncate: bool) -> Result<Embedding, PluginError> {
+        let _ = (text, truncate);
+        Err(PluginError::unsupported("this backend does not embed"))
+    }
+    /// How many tokens `request`'s prompt is, as [`Model::generate`] would read it
+    /// (the chat through the template, or the raw prompt). A backend that implements it
+    /// lists [`crate::feature::TOKENIZE`].
+    fn count_prompt_tokens(&self, request: &GenerateRequest) -> Result<u32, PluginError> {
+        let _ = request;
+        Err(PluginError::unsupported("this backend does not count prompt tokens"))
     }
 }
 
@@ -152,6 +166,16 @@ impl AbiModel for GuardedModel {
 
     fn detokenize(&self, tokens: RSlice<'_, u32>) -> RResult<RString, PluginError> {
         guard("detokenize", || self.0.detokenize(tokens.as_slice()).map(RString::from))
+    }
+
+    fn embed(&self, text: RStr<'_>, truncate: bool) -> RResult<Embedding, PluginError> {
+        guard("embed", || self.0.embed(text.as_str(), truncate))
+    }
+
+    fn count_prompt_tokens(&self, request: GenerateRequestView<'_>) -> RResult<u32, PluginError> {
+        guard("count_prompt_tokens", || {
+            self.0.count_prompt_tokens(&GenerateRequest::from_view(&request))
+        })
     }
 }
 

@@ -67,8 +67,11 @@ pub mod feature {
     pub const PRESENCE_FREQUENCY_PENALTIES: &str = "presence-frequency-penalties";
     /// Adds [`crate::GenerateRequest::logit_bias`] to the logits. Since 2.1.
     pub const LOGIT_BIAS: &str = "logit-bias";
-    /// Tokenizes and detokenizes on request ([`crate::Model::tokenize`]). Since 2.1.
+    /// Tokenizes and detokenizes on request ([`crate::Model::tokenize`]) and counts a
+    /// request's prompt tokens ([`crate::Model::count_prompt_tokens`]). Since 2.1.
     pub const TOKENIZE: &str = "tokenize";
+    /// Embeds texts with the model's own pooling ([`crate::Model::embed`]). Since 2.1.
+    pub const EMBEDDINGS: &str = "embeddings";
 }
 
 /// Who a backend is and what it can read.
@@ -305,6 +308,16 @@ pub struct TokenLogprobs {
     pub chosen: TokenLogprob,
     /// Most likely first; as many as the request asked for.
     pub top: RVec<TokenLogprob>,
+}
+
+/// A text's embedding. Since 2.1.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Embedding {
+    /// The vector the model's pooling gives, as it gives it (not normalised).
+    pub vector: RVec<f32>,
+    /// How many tokens the model read for it.
+    pub tokens: u32,
 }
 
 /// How many tokens a generation may produce when the request does not say.

@@ -1,5 +1,5 @@
-//! Anthropic's Messages API, `POST /v1/messages`, as coding agents and the `anthropic`
-//! libraries speak it: a system prompt (a string or text blocks), text content blocks,
+//! Anthropic's Messages API, `POST /v1/messages` and `POST /v1/messages/count_tokens`,
+//! as coding agents and the `anthropic` libraries speak it: a system prompt (a string or text blocks), text content blocks,
 //! the required `max_tokens`, `stop_sequences`, temperature/top-k/top-p, `usage`, and
 //! streaming as Anthropic's SSE event sequence (`message_start`, `content_block_start`,
 //! `content_block_delta`…, `content_block_stop`, `message_delta` with the stop reason
@@ -216,6 +216,20 @@ fn events(
             }
         }
     }
+}
+
+/// `POST /v1/messages/count_tokens`: how many tokens the request's prompt is on the
+/// model it names, the system prompt and the chat template included, as a generation
+/// would read it (Anthropic's `{"input_tokens": N}`). `max_tokens` is not asked for.
+pub async fn count_tokens(
+    State(hearth): State<Arc<Hearth>>,
+    JsonBody(request): JsonBody<MessagesRequest>,
+) -> Result<Json<Value>, ApiError> {
+    refuse_fields(&request.other, NOT_YET_SUPPORTED, BOOKKEEPING, "")?;
+    let params = CommonParams { model: Some(request.model.clone()), ..CommonParams::default() };
+    let generation = generation(&params, request.messages()?, None)?;
+    let (_, tokens) = hearth.count_prompt_tokens(generation).await?;
+    Ok(Json(json!({ "input_tokens": tokens })))
 }
 
 /// `POST /v1/messages`

@@ -1,4 +1,5 @@
-//! The HTTP API: OpenAI-compatible endpoints under `/v1`, Anthropic's `/v1/messages`,
+//! The HTTP API: OpenAI-compatible endpoints under `/v1` (chat and legacy completions,
+//! the stateless Responses API, embeddings, models), Anthropic's `/v1/messages`,
 //! Ollama's under `/api` (where hearth's own `/api/ps` had Ollama's name, Ollama's shape
 //! wins and hearth's facts are extra fields), and hearth's own under `/api`.
 //!
@@ -14,6 +15,7 @@ mod answer;
 mod anthropic;
 mod body;
 mod clock;
+mod embeddings;
 mod error;
 mod guard;
 mod logprobs;
@@ -22,6 +24,7 @@ mod native;
 mod ollama;
 mod openai;
 mod params;
+mod responses;
 mod server;
 mod tokens;
 
@@ -86,14 +89,19 @@ fn routes(hearth: Arc<Hearth>) -> Router {
         .route("/api/ps", get(ollama::models::ps))
         .route("/api/pull", post(ollama::models::pull))
         .route("/api/version", get(ollama::models::version))
+        .route("/api/embed", post(ollama::embed::embed))
+        .route("/api/embeddings", post(ollama::embed::embeddings))
         .route_layer(middleware::map_response_with_state(Dialect::Ollama, error::in_dialect));
     let anthropic = Router::new()
         .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route_layer(middleware::map_response_with_state(Dialect::Anthropic, error::in_dialect));
     Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/models", get(openai::models))
+        .route("/v1/embeddings", post(embeddings::embeddings))
+        .route("/v1/responses", post(responses::responses))
         .merge(ollama)
         .merge(anthropic)
         .route("/api/profile", get(native::profile))

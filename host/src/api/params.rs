@@ -46,7 +46,7 @@ pub enum SeedField {
 pub struct WholeNumber(pub f64);
 
 impl WholeNumber {
-    fn whole(self, name: &str) -> Result<i64, ApiError> {
+    pub fn whole(self, name: &str) -> Result<i64, ApiError> {
         let WholeNumber(value) = self;
         if value.fract() == 0.0 && value.abs() < 9.0e15 {
             Ok(value as i64)

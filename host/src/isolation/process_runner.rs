@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use hearth_sdk::{
-    GenerateRequest, GenerateStats, LoadRequest, MemoryUsage, PluginError, SinkControl, TokenSink,
+    Embedding, GenerateRequest, GenerateStats, LoadRequest, MemoryUsage, PluginError, SinkControl,
+    TokenSink,
 };
 
 use super::protocol::{Call, Event, PROTOCOL_VERSION};
@@ -273,6 +274,22 @@ impl Runner for ProcessRunner {
         match self.call_live(call, "a detokenize call")? {
             Event::Text { text } => Ok(text),
             other => Err(unexpected(other, "a detokenize call")),
+        }
+    }
+
+    fn count_prompt_tokens(&self, request: &GenerateRequest) -> Result<u32, PluginError> {
+        let call = Call::CountPromptTokens { request: request.clone() };
+        match self.call_live(call, "a count_prompt_tokens call")? {
+            Event::Count { tokens } => Ok(tokens),
+            other => Err(unexpected(other, "a count_prompt_tokens call")),
+        }
+    }
+
+    fn embed(&self, text: &str, truncate: bool) -> Result<Embedding, PluginError> {
+        let call = Call::Embed { text: text.to_string(), truncate };
+        match self.call_live(call, "an embed call")? {
+            Event::Embedding { embedding } => Ok(embedding),
+            other => Err(unexpected(other, "an embed call")),
         }
     }
 

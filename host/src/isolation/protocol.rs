@@ -18,8 +18,8 @@
 use std::io::{self, Read, Write};
 
 use hearth_sdk::{
-    GenerateRequest, GenerateStats, HostProfile, LoadRequest, MemoryUsage, PluginError, Probe,
-    TokenLogprobs,
+    Embedding, GenerateRequest, GenerateStats, HostProfile, LoadRequest, MemoryUsage, PluginError,
+    Probe, TokenLogprobs,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
@@ -61,6 +61,10 @@ pub enum Call {
     Tokenize { text: String, add_special: bool },
     /// The text of tokens; answered by `text` or `failed`.
     Detokenize { tokens: Vec<u32> },
+    /// How many tokens a request's prompt is; answered by `count` or `failed`.
+    CountPromptTokens { request: GenerateRequest },
+    /// The embedding of a text; answered by `embedding` or `failed`.
+    Embed { text: String, truncate: bool },
     /// Health check; answered by `alive` from the worker's main loop.
     Ping,
     /// Exit now; the operating system takes back everything the worker held.
@@ -106,6 +110,12 @@ pub enum Event {
     },
     Text {
         text: String,
+    },
+    Embedding {
+        embedding: Embedding,
+    },
+    Count {
+        tokens: u32,
     },
     Failed {
         error: PluginError,

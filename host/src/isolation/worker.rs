@@ -186,6 +186,16 @@ impl Worker {
                 Ok(text) => Event::Text { text },
                 Err(error) => Event::failed(&error),
             },
+            (Call::CountPromptTokens { request }, Some(model)) => {
+                match model.count_prompt_tokens(&request) {
+                    Ok(tokens) => Event::Count { tokens },
+                    Err(error) => Event::failed(&error),
+                }
+            }
+            (Call::Embed { text, truncate }, Some(model)) => match model.embed(&text, truncate) {
+                Ok(embedding) => Event::Embedding { embedding },
+                Err(error) => Event::failed(&error),
+            },
             (_, None) => Event::failed(&PluginError::internal("the worker has no model loaded")),
             // The main loop answers these itself and never hands them over.
             (Call::Ping | Call::Cancel { .. } | Call::Unload, Some(_)) => return,

@@ -28,7 +28,7 @@ pub use claim::RunnerRef;
 pub use scheduler::Scheduler;
 
 use hearth_sdk::{
-    GenerateRequest, GenerateStats, LoadRequest, MemoryUsage, PluginError, TokenSink,
+    Embedding, GenerateRequest, GenerateStats, LoadRequest, MemoryUsage, PluginError, TokenSink,
 };
 use serde::Serialize;
 use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
@@ -57,6 +57,17 @@ pub trait Runner: Send + Sync + 'static {
     fn detokenize(&self, tokens: &[u32]) -> Result<String, PluginError> {
         let _ = tokens;
         Err(PluginError::unsupported("this model does not detokenize on request"))
+    }
+    /// How many tokens `request`'s prompt is (see
+    /// [`hearth_sdk::Model::count_prompt_tokens`]).
+    fn count_prompt_tokens(&self, request: &GenerateRequest) -> Result<u32, PluginError> {
+        let _ = request;
+        Err(PluginError::unsupported("this model does not count prompt tokens"))
+    }
+    /// The embedding of `text` (see [`hearth_sdk::Model::embed`]).
+    fn embed(&self, text: &str, truncate: bool) -> Result<Embedding, PluginError> {
+        let _ = (text, truncate);
+        Err(PluginError::unsupported("this model does not embed"))
     }
     /// Whether whatever runs the model is there now. A model in a worker process is
     /// not while its worker is dead (crashed, or killed for hanging); the next request

@@ -2,7 +2,7 @@
 
 use hearth_sdk::abi::ModelBox;
 use hearth_sdk::abi_stable::std_types::{RString, RVec};
-use hearth_sdk::{GenerateRequest, GenerateStats, MemoryUsage, PluginError, TokenSink};
+use hearth_sdk::{Embedding, GenerateRequest, GenerateStats, MemoryUsage, PluginError, TokenSink};
 
 use crate::lifecycle::Runner;
 
@@ -36,6 +36,14 @@ impl PluginRunner {
         self.model.detokenize(tokens.into()).into_result().map(RString::into_string)
     }
 
+    pub fn count_prompt_tokens(&self, request: &GenerateRequest) -> Result<u32, PluginError> {
+        self.model.count_prompt_tokens(request.view()).into_result()
+    }
+
+    pub fn embed(&self, text: &str, truncate: bool) -> Result<Embedding, PluginError> {
+        self.model.embed(text.into(), truncate).into_result()
+    }
+
     /// What the model holds; a plugin that fails to say reads as holding nothing.
     pub fn memory(&self) -> MemoryUsage {
         self.model.memory().into_result().unwrap_or_default()
@@ -66,5 +74,13 @@ impl Runner for PluginRunner {
 
     fn detokenize(&self, tokens: &[u32]) -> Result<String, PluginError> {
         PluginRunner::detokenize(self, tokens)
+    }
+
+    fn embed(&self, text: &str, truncate: bool) -> Result<Embedding, PluginError> {
+        PluginRunner::embed(self, text, truncate)
+    }
+
+    fn count_prompt_tokens(&self, request: &GenerateRequest) -> Result<u32, PluginError> {
+        PluginRunner::count_prompt_tokens(self, request)
     }
 }

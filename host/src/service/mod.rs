@@ -5,6 +5,7 @@
 //! The CLI and the HTTP API are thin layers over [`Hearth`].
 
 mod config;
+mod embed;
 mod gate;
 mod generate;
 mod install;
@@ -30,6 +31,7 @@ use crate::router::{self, RoutePlan, RouteRequest};
 use crate::store::Store;
 
 pub use config::{default_home, CatalogSource, HearthConfig};
+pub use embed::Embedded;
 pub use gate::{FileGate, FileRefused};
 pub use generate::{
     Completion, Emitted, Generation, LoadFailure, Prepared, ServiceError, TokenStream,

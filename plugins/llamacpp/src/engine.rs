@@ -29,8 +29,9 @@ use std::time::Instant;
 
 use hearth_sdk::{FinishReason, GenerateStats, PluginError, TokenLogprob, TokenLogprobs};
 
-use crate::ffi::{RawAdapter, RawModel, Sampler, Token};
+use crate::ffi::{RawAdapter, RawModel, Token};
 use crate::model::{Adapters, Loaded, Prepared};
+use crate::sampler::Sampler;
 use crate::session::{Refusal, Session};
 use crate::stream::{Filtered, StopFilter, Utf8Buffer};
 

@@ -14,6 +14,8 @@ use std::ptr::{self, NonNull};
 
 use llama_cpp_sys_2 as sys;
 
+use crate::sampler::Sampler;
+
 /// A token id.
 pub type Token = sys::llama_token;
 
@@ -367,6 +369,20 @@ pub struct RawContext(NonNull<sys::llama_context>);
 // SAFETY: a context may move between threads; the owner serialises its use.
 unsafe impl Send for RawContext {}
 
+/// How a context pools a sequence's token states into one vector (the model file's
+/// `pooling_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// Not at all: a generative model's file names no pooling.
+    None,
+    Mean,
+    /// The first token's state (BERT's `[CLS]`).
+    Cls,
+    Last,
+    /// A reranker's relevance score, not an embedding.
+    Rank,
+}
+
 /// Why a decode call failed.
 pub enum DecodeError {
     /// No room left in the KV cache.
@@ -392,6 +408,49 @@ impl RawContext {
         // SAFETY: the model is alive and outlives the context (the owner drops it first).
         let context = unsafe { sys::llama_init_from_model(model.ptr(), params) };
         NonNull::new(context).map(Self)
+    }
+
+    /// A context that pools each sequence into an embedding as the model's file says
+    /// (mean, CLS, last token), reading `n_ctx` tokens in one pass: attention that
+    /// looks both ways (BERT's) needs the whole text in one micro-batch.
+    pub fn for_embeddings(model: &RawModel, n_ctx: u32, threads: i32) -> Option<Self> {
+        // SAFETY: default params are plain data.
+        let mut params = unsafe { sys::llama_context_default_params() };
+        params.n_ctx = n_ctx;
+        params.n_batch = n_ctx;
+        params.n_ubatch = n_ctx;
+        params.n_seq_max = 1;
+        params.embeddings = true;
+        params.n_threads = threads;
+        params.n_threads_batch = threads;
+        // SAFETY: the model is alive and outlives the context (the owner drops it first).
+        let context = unsafe { sys::llama_init_from_model(model.ptr(), params) };
+        NonNull::new(context).map(Self)
+    }
+
+    /// How the context pools a sequence into one vector.
+    pub fn pooling(&self) -> Pooling {
+        // SAFETY: the context is alive.
+        match unsafe { sys::llama_pooling_type(self.ptr()) } {
+            sys::LLAMA_POOLING_TYPE_MEAN => Pooling::Mean,
+            sys::LLAMA_POOLING_TYPE_CLS => Pooling::Cls,
+            sys::LLAMA_POOLING_TYPE_LAST => Pooling::Last,
+            sys::LLAMA_POOLING_TYPE_RANK => Pooling::Rank,
+            _ => Pooling::None,
+        }
+    }
+
+    /// The pooled embedding of `sequence` after the last decode, `n_embd_out` floats;
+    /// None when the context does not pool.
+    pub fn sequence_embedding(&self, sequence: i32) -> Option<&[f32]> {
+        // SAFETY: the context and its model are alive; llama.cpp returns null or
+        // `n_embd_out` floats it owns until the next decode, which needs `&mut self`.
+        unsafe {
+            let width = sys::llama_model_n_embd_out(sys::llama_get_model(self.ptr()));
+            let embedding = sys::llama_get_embeddings_seq(self.ptr(), sequence);
+            let width = usize::try_from(width).ok()?;
+            (!embedding.is_null()).then(|| std::slice::from_raw_parts(embedding, width))
+        }
     }
 
     fn ptr(&self) -> *mut sys::llama_context {
@@ -587,113 +646,6 @@ impl Drop for RawContext {
     fn drop(&mut self) {
         // SAFETY: owned pointer.
         unsafe { sys::llama_free(self.ptr()) }
-    }
-}
-
-/// The parts of a sampler chain, in llama-server's order.
-pub struct SamplerSpec {
-    pub temperature: f32,
-    pub top_k: i32,
-    pub top_p: f32,
-    pub min_p: f32,
-    pub repeat_penalty: f32,
-    pub repeat_last_n: i32,
-    /// OpenAI's, over the same window as the repeat penalty.
-    pub frequency_penalty: f32,
-    pub presence_penalty: f32,
-    /// `(token, bias)` added to the logits first.
-    pub logit_bias: Vec<(Token, f32)>,
-    pub seed: u32,
-    /// The model's vocabulary size, which the penalties and the bias need.
-    pub vocab_size: i32,
-}
-
-/// How a generation picks its tokens: a llama.cpp sampler chain, or none for greedy
-/// decoding without penalties or bias, which [`greedy`] does on the logits in place.
-pub struct Sampler {
-    chain: Option<NonNull<sys::llama_sampler>>,
-}
-
-// SAFETY: a chain is plain state owned by its wrapper; it is built on the caller's
-// thread and then used by the model's thread alone.
-unsafe impl Send for Sampler {}
-
-impl Sampler {
-    pub fn new(spec: &SamplerSpec) -> Option<Self> {
-        let penalised = (spec.repeat_penalty != 1.0
-            || spec.frequency_penalty != 0.0
-            || spec.presence_penalty != 0.0)
-            && spec.repeat_last_n != 0;
-        if spec.temperature <= 0.0 && !penalised && spec.logit_bias.is_empty() {
-            return Some(Self { chain: None });
-        }
-        // SAFETY: plain constructors; the chain takes ownership of every added sampler.
-        unsafe {
-            let mut params = sys::llama_sampler_chain_default_params();
-            params.no_perf = true;
-            let chain = NonNull::new(sys::llama_sampler_chain_init(params))?;
-            // Owned from here, so an early return frees it.
-            let sampler = Self { chain: Some(chain) };
-            let add = |added: *mut sys::llama_sampler| {
-                sys::llama_sampler_chain_add(chain.as_ptr(), added);
-            };
-            if !spec.logit_bias.is_empty() {
-                let bias: Vec<sys::llama_logit_bias> = spec
-                    .logit_bias
-                    .iter()
-                    .map(|&(token, bias)| sys::llama_logit_bias { token, bias })
-                    .collect();
-                // llama.cpp copies the list.
-                add(sys::llama_sampler_init_logit_bias(
-                    spec.vocab_size,
-                    i32::try_from(bias.len()).unwrap_or(i32::MAX),
-                    bias.as_ptr(),
-                ));
-            }
-            if penalised {
-                add(sys::llama_sampler_init_penalties(
-                    spec.vocab_size,
-                    spec.repeat_last_n,
-                    spec.repeat_penalty,
-                    spec.frequency_penalty,
-                    spec.presence_penalty,
-                ));
-            }
-            if spec.temperature <= 0.0 {
-                add(sys::llama_sampler_init_greedy());
-                return Some(sampler);
-            }
-            if spec.top_k > 0 {
-                add(sys::llama_sampler_init_top_k(spec.top_k));
-            }
-            if spec.top_p < 1.0 {
-                add(sys::llama_sampler_init_top_p(spec.top_p, 1));
-            }
-            if spec.min_p > 0.0 {
-                add(sys::llama_sampler_init_min_p(spec.min_p, 1));
-            }
-            add(sys::llama_sampler_init_temp(spec.temperature));
-            add(sys::llama_sampler_init_dist(spec.seed));
-            Some(sampler)
-        }
-    }
-
-    /// Record tokens as seen, so the repeat penalty covers them too.
-    pub fn accept(&mut self, tokens: &[Token]) {
-        let Some(chain) = self.chain else { return };
-        for &token in tokens {
-            // SAFETY: the chain is alive.
-            unsafe { sys::llama_sampler_accept(chain.as_ptr(), token) }
-        }
-    }
-}
-
-impl Drop for Sampler {
-    fn drop(&mut self) {
-        if let Some(chain) = self.chain {
-            // SAFETY: owned chain; freeing it frees the samplers it holds.
-            unsafe { sys::llama_sampler_free(chain.as_ptr()) }
-        }
     }
 }
 

@@ -31,10 +31,12 @@
 //!   its own log to stderr.
 
 pub mod backends;
+mod embed;
 mod engine;
 mod ffi;
 mod model;
 pub mod rpc;
+mod sampler;
 mod session;
 mod stream;
 mod vulkan;
@@ -255,6 +257,7 @@ impl Backend for LlamaCppBackend {
             feature::PRESENCE_FREQUENCY_PENALTIES,
             feature::LOGIT_BIAS,
             feature::TOKENIZE,
+            feature::EMBEDDINGS,
         ]
         .into_iter()
         .chain(

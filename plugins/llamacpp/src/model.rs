@@ -9,13 +9,15 @@ use std::sync::Arc;
 
 use hearth_sdk::helpers::{chat_template_source, ChatError, ChatTemplate};
 use hearth_sdk::{
-    AdapterUse, GenerateRequest, GenerateStats, MemoryUsage, Model, PluginError, SinkControl,
-    TokenSink,
+    AdapterUse, Embedding, GenerateRequest, GenerateStats, MemoryUsage, Model, PluginError,
+    SinkControl, TokenSink,
 };
 
+use crate::embed::Embedder;
 use crate::engine::{engine_gone, Engine, Job, Output, Work};
-use crate::ffi::{Offload, RawAdapter, RawContext, RawModel, Sampler, SamplerSpec, Token};
+use crate::ffi::{Offload, RawAdapter, RawContext, RawModel, Token};
 use crate::rpc::RpcHold;
+use crate::sampler::{Sampler, SamplerSpec};
 use crate::session::Session;
 
 /// Every adapter loaded for a model, by path, with the version of the file it was read
@@ -25,8 +27,10 @@ pub type Adapters = HashMap<String, (FileStamp, RawAdapter)>;
 /// A model loaded by llama.cpp: what it holds, and the one thread every generation
 /// runs on.
 pub struct LlamaModel {
-    // Declared first, so the thread is joined before the weights go.
+    // Declared first, so the thread is joined (and the embedding context freed) before
+    // the weights go.
     engine: Engine,
+    embedder: Embedder,
     loaded: Arc<Loaded>,
 }
 
@@ -35,9 +39,12 @@ pub struct Loaded {
     pub weights: RawModel,
     pub id: String,
     pub context_size: u32,
+    /// False for a model whose attention looks both ways (BERT's): it embeds and does
+    /// not generate.
+    generates: bool,
     /// How many generations run at once on the context.
     pub parallel: usize,
-    threads: i32,
+    pub threads: i32,
     /// How many layers llama.cpp put on GPUs, for the memory split.
     offload: Offload,
     /// The context's KV cache size, kept apart so `memory` never waits for the thread.
@@ -74,12 +81,15 @@ impl LlamaModel {
         let architecture = weights.metadata("general.architecture").unwrap_or_default();
         let stored = weights.chat_template();
         let (bos, eos) = weights.bos_eos_texts();
+        let causal = weights.metadata(&format!("{architecture}.attention.causal"));
+        let generates = causal.as_deref() != Some("false");
         let template =
             ChatTemplate::new(chat_template_source(stored.as_deref(), &architecture), &bos, &eos);
         let loaded = Arc::new(Loaded {
             weights,
             id,
             context_size,
+            generates,
             parallel,
             threads,
             offload,
@@ -87,7 +97,7 @@ impl LlamaModel {
             template,
             _on_rpc: on_rpc,
         });
-        Ok(Self { engine: Engine::new(loaded.clone())?, loaded })
+        Ok(Self { engine: Engine::new(loaded.clone())?, embedder: Embedder::default(), loaded })
     }
 }
 
@@ -112,6 +122,12 @@ impl Loaded {
 
     /// Tokenize the prompt and build the sampler.
     fn prepare(&self, request: &GenerateRequest) -> Result<Prepared, PluginError> {
+        if !self.generates {
+            return Err(PluginError::invalid_request(format!(
+                "model {} is an embedding model: it embeds text (/v1/embeddings) and does not generate",
+                self.id
+            )));
+        }
         let prompt = self.render_prompt(request)?;
         let prompt = self
             .weights
@@ -291,6 +307,21 @@ impl Model for LlamaModel {
         let (done, trimmed) = mpsc::channel();
         self.engine.submit(Work::Trim(done));
         let _ = trimmed.recv();
+        self.embedder.trim();
+    }
+
+    fn count_prompt_tokens(&self, request: &GenerateRequest) -> Result<u32, PluginError> {
+        let prompt = self.loaded.render_prompt(request)?;
+        let tokens = self
+            .loaded
+            .weights
+            .tokenize(&prompt, true)
+            .ok_or_else(|| PluginError::invalid_request("the prompt could not be tokenized"))?;
+        Ok(u32::try_from(tokens.len()).unwrap_or(u32::MAX))
+    }
+
+    fn embed(&self, text: &str, truncate: bool) -> Result<Embedding, PluginError> {
+        self.embedder.embed(&self.loaded, text, truncate)
     }
 
     fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<u32>, PluginError> {

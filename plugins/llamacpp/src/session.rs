@@ -5,7 +5,8 @@
 
 use hearth_sdk::PluginError;
 
-use crate::ffi::{DecodeError, RawAdapter, RawBatch, RawContext, Sampler, Token};
+use crate::ffi::{DecodeError, RawAdapter, RawBatch, RawContext, Token};
+use crate::sampler::Sampler;
 
 /// The variable that sets how many generations of one model run at once.
 pub const PARALLEL_VARIABLE: &str = "HEARTH_LLAMACPP_PARALLEL";

@@ -150,6 +150,11 @@ impl Model for MlxModel {
         self.text.detokenize(tokens)
     }
 
+    fn count_prompt_tokens(&self, request: &GenerateRequest) -> Result<u32, PluginError> {
+        let tokens = self.text.prompt(request)?;
+        Ok(u32::try_from(tokens.len()).unwrap_or(u32::MAX))
+    }
+
     fn memory(&self) -> MemoryUsage {
         // This model's own arrays (weights, adapters, KV cache), plus MLX's buffer cache,
         // which is process-wide: MLX has one allocator for every model it runs.

@@ -177,6 +177,11 @@ impl Model for WebGpuModel {
         self.text.detokenize(tokens)
     }
 
+    fn count_prompt_tokens(&self, request: &GenerateRequest) -> Result<u32, PluginError> {
+        let tokens = self.text.prompt(request)?;
+        Ok(u32::try_from(tokens.len()).unwrap_or(u32::MAX))
+    }
+
     fn memory(&self) -> MemoryUsage {
         // The GGUF map is closed after upload; the host keeps only the tokenizer and the
         // template (a few MB), which are not counted. On a software adapter the

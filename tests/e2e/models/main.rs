@@ -10,6 +10,7 @@ mod cli;
 mod clients;
 mod corpus;
 mod corrupt_files;
+mod embeddings;
 mod helpers;
 mod http;
 mod modules;

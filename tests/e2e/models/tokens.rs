@@ -18,10 +18,11 @@ async fn every_backend_tokenizes_as_llama_cpp_does_and_detokenizes_back() {
         return;
     }
     let host = RealHost::with_plugins(&["hearth_llamacpp", "hearth_mlx", "hearth_webgpu"]);
-    let (base, _hearth) = serve(&host).await;
+    let (base, hearth) = serve(&host).await;
     let text = "Héllo, wörld! The lighthouse keeper counted 1234 waves.";
     // A piece is one token's text, and a token may hold part of a character.
     let ascii = "The lighthouse keeper counted 1234 waves.";
+    let mut counts = Vec::new();
     for model in ["smollm2-135m", "gemma3-270m"] {
         let mut oracle: Option<Value> = None;
         for backend in ["llamacpp", "mlx", "webgpu"] {
@@ -55,12 +56,21 @@ async fn every_backend_tokenizes_as_llama_cpp_does_and_detokenizes_back() {
             let (status, answer) = post(&base, "/detokenize", unknown).await;
             assert_eq!(status, 400, "{answer}");
             assert!(answer.to_string().contains("token 4000000 is not in the model's vocabulary"));
+
+            // A chat's prompt, through the template, counts the same on every backend.
+            let mut generation = crate::helpers::question();
+            generation.route.model = Some(model.into());
+            generation.route.backend = Some(backend.into());
+            let (_, counted) = hearth.count_prompt_tokens(generation).await.unwrap();
+            counts.push(counted);
         }
     }
+    assert!(counts[..3].iter().all(|&count| count == counts[0] && count > 10), "{counts:?}");
+    assert!(counts[3..].iter().all(|&count| count == counts[3] && count > 10), "{counts:?}");
 }
 
 // In a worker process the calls cross the worker protocol, and answer the same; so do
-// log-probabilities, which stream beside the text.
+// log-probabilities, which stream beside the text, and a request's prompt token count.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_in_a_worker_process_tokenizes_and_reports_logprobs_as_in_process() {
     if hearth_sdk::testing::real_models().is_none() {
@@ -81,8 +91,10 @@ async fn a_model_in_a_worker_process_tokenizes_and_reports_logprobs_as_in_proces
         let mut generation = crate::helpers::question();
         generation.request.max_tokens = 4;
         generation.request.logprobs = Some(2).into();
+        let (_, counted) = hearth.count_prompt_tokens(crate::helpers::question()).await.unwrap();
         let (tokens, mut pieces) = tokio::sync::mpsc::unbounded_channel();
-        hearth.generate(generation, tokens).await.unwrap();
+        let completion = hearth.generate(generation, tokens).await.unwrap();
+        assert_eq!(counted, completion.prompt_tokens, "the count is the prompt generation read");
         let mut logprobs = Vec::new();
         while let Ok(piece) = pieces.try_recv() {
             logprobs.extend(piece.logprobs.into_iter().map(|entry| entry.chosen.token));

@@ -1,6 +1,7 @@
 //! Ollama's API, where its clients (the `ollama` libraries, Open WebUI, editors' Copilot
 //! integrations) use it: `/api/chat` and `/api/generate` here, the model listings,
-//! `/api/pull` and `/api/version` in [`models`].
+//! `/api/pull` and `/api/version` in [`models`], `/api/embed` and `/api/embeddings` in
+//! [`embed`].
 //!
 //! Requests become the same [`CommonParams`] the OpenAI endpoints read, so sampling,
 //! limits, `keep_alive` and routing behave alike on both. Answers stream as NDJSON
@@ -9,6 +10,7 @@
 //! `format`, `images`, `think`, …) are refused with a 400 naming them. Errors on these
 //! routes take Ollama's shape, `{"error": "…"}` (see [`super::error::Dialect`]).
 
+pub mod embed;
 pub mod models;
 mod options;
 #[cfg(test)]

@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::{Stream, StreamExt};
+use hearth_sdk::helpers::Gguf;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
@@ -48,6 +49,15 @@ fn installed(hearth: &Hearth, model: &ModelEntry) -> Option<(Artifact, std::fs::
         let path = hearth.store().model_path(&model.id, &artifact.file).ok()?;
         let metadata = std::fs::metadata(path).ok().filter(std::fs::Metadata::is_file)?;
         Some((artifact.clone(), metadata))
+    })
+}
+
+/// Whether a model file embeds rather than generates: its GGUF names a pooling type,
+/// as Ollama decides.
+fn embeds(path: &std::path::Path) -> bool {
+    Gguf::open(path).is_ok_and(|gguf| {
+        let architecture = gguf.str("general.architecture").unwrap_or_default();
+        gguf.get(&format!("{architecture}.pooling_type")).is_some()
     })
 }
 
@@ -119,15 +129,17 @@ pub async fn show(
     if model.context_size > 0 {
         model_info.insert(format!("{family}.context_length"), model.context_size.into());
     }
+    let path = hearth.store().model_path(&model.id, &artifact.file).ok();
+    let capability = if path.as_deref().is_some_and(embeds) { "embedding" } else { "completion" };
     Ok(Json(json!({
         "modelfile": "",
         "parameters": "",
         "template": "",
         "details": details(model, Some(&artifact)),
         "model_info": model_info,
-        // Plain text generation only: tools, vision, embeddings and thinking are not
-        // offered by hearth's backends yet.
-        "capabilities": ["completion"],
+        // Text generation or embeddings; tools, vision and thinking are not offered by
+        // hearth's backends yet.
+        "capabilities": [capability],
         "modified_at": modified_at(&metadata),
         "hearth": { "title": model.name, "file": artifact.file, "backends": artifact.backends },
     })))

@@ -1,5 +1,6 @@
 """The `anthropic` Python client against `hearth serve` (argv[1]) with SmolLM2: answers
-with a system prompt, streams the same text, and is refused `tools` by name."""
+with a system prompt, streams the same text, counts the prompt's tokens as the answer's
+usage does, and is refused `tools` by name."""
 
 import sys
 
@@ -30,6 +31,11 @@ assert streamed == text, (streamed, text)
 assert final.stop_reason == message.stop_reason, final
 assert final.usage.input_tokens == message.usage.input_tokens, final.usage
 assert final.usage.output_tokens == message.usage.output_tokens, final.usage
+
+counted = client.messages.count_tokens(
+    model=MODEL, system=REQUEST["system"], messages=REQUEST["messages"]
+)
+assert counted.input_tokens == message.usage.input_tokens, (counted, message.usage)
 
 weather = {
     "name": "get_weather",

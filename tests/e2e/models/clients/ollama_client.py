@@ -1,6 +1,6 @@
 """The `ollama` Python client against `hearth serve` (argv[1]) with SmolLM2 installed:
 lists, shows, chats and generates (streamed and not), sees the loaded model in `ps`,
-and is refused what hearth does not implement, by name."""
+embeds with all-MiniLM-L6-v2, and is refused what hearth does not implement, by name."""
 
 import sys
 
@@ -43,6 +43,17 @@ assert "".join(piece.response for piece in pieces) == generated.response, pieces
 running = {model.model: model for model in client.ps().models}
 assert MODEL in running, f"{MODEL} not in ps: {client.ps()}"
 assert running[MODEL].size > 0 and running[MODEL].details.family == "llama", running[MODEL]
+
+EMBEDDER = "all-minilm-l6-v2"
+assert client.show(EMBEDDER).capabilities == ["embedding"], client.show(EMBEDDER)
+embedded = client.embed(model=EMBEDDER, input=["A man is eating food.", "A man eats bread."])
+assert len(embedded.embeddings) == 2 and len(embedded.embeddings[0]) == 384, embedded
+assert embedded.prompt_eval_count > 0, embedded
+single = client.embed(model=EMBEDDER, input="A man is eating food.")
+assert single.embeddings[0] == embedded.embeddings[0], "one text embeds as it does in a list"
+# keep_alive 0 unloads it after answering, as Ollama does, so `ps` below sees none.
+older = client.embeddings(model=EMBEDDER, prompt="A man is eating food.", keep_alive=0)
+assert len(older.embedding) == 384, older
 
 try:
     client.chat(model=MODEL, messages=QUESTION, format="json")

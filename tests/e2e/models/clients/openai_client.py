@@ -1,5 +1,6 @@
 """The `openai` Python client against `hearth serve` (argv[1]) with SmolLM2: a chat,
-and the same chat streamed with usage; log-probabilities, logit bias and penalties."""
+and the same chat streamed with usage; log-probabilities, logit bias and penalties; the Responses API, whole and streamed;
+embeddings with all-MiniLM-L6-v2."""
 
 import sys
 
@@ -67,3 +68,44 @@ assert len(logprobs.tokens) == len(logprobs.token_logprobs) == len(logprobs.top_
 assert "".join(logprobs.tokens) == legacy.choices[0].text, logprobs
 assert all(len(top) == 2 for top in logprobs.top_logprobs), logprobs
 assert logprobs.text_offset[0] == 0, logprobs
+
+# The Responses API answers the same question as chat does, whole and streamed.
+ASKED = {"model": MODEL, "max_output_tokens": 12, "temperature": 0}
+QUESTION = REQUEST["messages"][0]["content"]
+reply = client.responses.create(**ASKED, input=QUESTION)
+assert reply.output_text == completion.choices[0].message.content, (reply, completion)
+assert reply.status in ("completed", "incomplete") and reply.usage.output_tokens > 0, reply
+events = list(client.responses.create(**ASKED, input=QUESTION, stream=True))
+assert [event.sequence_number for event in events] == list(range(len(events))), events
+assert events[0].type == "response.created", events[0]
+deltas = "".join(event.delta for event in events if event.type == "response.output_text.delta")
+assert deltas == reply.output_text, (deltas, reply.output_text)
+assert events[-1].type in ("response.completed", "response.incomplete"), events[-1]
+assert events[-1].response.output_text == reply.output_text, events[-1]
+try:
+    client.responses.create(
+        **ASKED, input=QUESTION, tools=[{"type": "function", "name": "f", "parameters": {}}]
+    )
+except openai.BadRequestError as error:
+    assert "`tools`" in str(error), error
+else:
+    raise AssertionError("a request with tools was answered")
+
+# Embeddings, as the client asks for them by default (base64) and as floats: a
+# paraphrase is closer than an unrelated sentence.
+SENTENCES = [
+    "A man is eating a piece of bread.",
+    "A man is eating food.",
+    "The stock market fell sharply on Monday.",
+]
+embedded = client.embeddings.create(model="all-minilm-l6-v2", input=SENTENCES)
+vectors = [entry.embedding for entry in embedded.data]
+assert [entry.index for entry in embedded.data] == [0, 1, 2], embedded
+assert all(len(vector) == 384 for vector in vectors), [len(vector) for vector in vectors]
+cosine = [sum(a * b for a, b in zip(vectors[0], other)) for other in vectors[1:]]
+assert cosine[0] > 0.6 > 0.3 > cosine[1], cosine
+assert embedded.usage.prompt_tokens == embedded.usage.total_tokens > 0, embedded.usage
+as_floats = client.embeddings.create(
+    model="all-minilm-l6-v2", input=SENTENCES[0], encoding_format="float"
+)
+assert max(abs(a - b) for a, b in zip(as_floats.data[0].embedding, vectors[0])) < 1e-6
