@@ -24,6 +24,7 @@ use serde_json::{json, Map, Value};
 
 use super::answer::{self, generation, Piece};
 use super::body::JsonBody;
+use super::content::{Content, TextParts};
 use super::error::Dialect;
 use super::guard::QueueLimiter;
 use super::metrics::Metrics;
@@ -38,27 +39,9 @@ const NOT_YET_SUPPORTED: &[&str] =
 /// Request fields that change nothing about the answer.
 const BOOKKEEPING: &[&str] = &["metadata", "service_tier"];
 
-/// Fields of a text block that change nothing about the answer (prompt caching).
-const TEXT_BLOCK_UNUSED: &[&str] = &["cache_control", "citations"];
-
-/// A message's or the system prompt's content: a string, or a list of blocks.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum Content {
-    Text(String),
-    Blocks(Vec<Block>),
-}
-
-/// One content block; only `text` blocks are supported.
-#[derive(Debug, Deserialize)]
-pub struct Block {
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(default)]
-    pub text: String,
-    #[serde(flatten)]
-    pub other: Map<String, Value>,
-}
+/// Text blocks, and their fields that change nothing about the answer (prompt caching).
+const TEXT_BLOCKS: TextParts =
+    TextParts { kinds: &["text"], unused: &["cache_control", "citations"] };
 
 #[derive(Debug, Deserialize)]
 pub struct Message {
@@ -81,26 +64,6 @@ pub struct MessagesRequest {
     pub stream: bool,
     #[serde(flatten)]
     pub other: Map<String, Value>,
-}
-
-/// The text of `content`, its blocks joined; any block that is not text is refused.
-fn text_of(content: Content, field: &str) -> Result<String, ApiError> {
-    let blocks = match content {
-        Content::Text(text) => return Ok(text),
-        Content::Blocks(blocks) => blocks,
-    };
-    let mut texts = Vec::with_capacity(blocks.len());
-    for block in blocks {
-        if block.kind != "text" {
-            return Err(ApiError::bad_request(format!(
-                "`{field}` blocks of type `{}` are not supported by hearth yet; send text blocks",
-                block.kind
-            )));
-        }
-        refuse_fields(&block.other, &[], TEXT_BLOCK_UNUSED, &format!("{field}[]."))?;
-        texts.push(block.text);
-    }
-    Ok(texts.join("\n"))
 }
 
 impl MessagesRequest {
@@ -136,7 +99,7 @@ impl MessagesRequest {
         }
         let mut messages = RVec::new();
         if let Some(system) = self.system {
-            let system = text_of(system, "system")?;
+            let system = system.text(&TEXT_BLOCKS, "system")?;
             if !system.is_empty() {
                 messages.push(ChatMessage { role: "system".into(), content: system.into() });
             }
@@ -148,7 +111,7 @@ impl MessagesRequest {
                     message.role
                 )));
             }
-            let content = text_of(message.content, "messages[].content")?;
+            let content = message.content.text(&TEXT_BLOCKS, "messages[].content")?;
             messages.push(ChatMessage { role: message.role.into(), content: content.into() });
         }
         Ok(messages)

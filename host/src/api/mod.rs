@@ -15,6 +15,7 @@ mod answer;
 mod anthropic;
 mod body;
 mod clock;
+mod content;
 mod embeddings;
 mod error;
 mod guard;

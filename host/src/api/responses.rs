@@ -24,6 +24,7 @@ use serde_json::{json, Map, Value};
 
 use super::answer::{self, generation, Piece};
 use super::body::JsonBody;
+use super::content::{Content, TextParts};
 use super::error::Dialect;
 use super::guard::QueueLimiter;
 use super::metrics::Metrics;
@@ -66,27 +67,14 @@ pub struct Item {
     #[serde(rename = "type")]
     pub kind: Option<String>,
     pub role: Option<String>,
-    pub content: Option<ItemContent>,
+    pub content: Option<Content>,
     #[serde(flatten)]
     pub other: Map<String, Value>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum ItemContent {
-    Text(String),
-    Parts(Vec<Part>),
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Part {
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(default)]
-    pub text: String,
-    #[serde(flatten)]
-    pub other: Map<String, Value>,
-}
+/// The text parts of input messages, and their fields that change nothing here.
+const TEXT_PARTS: TextParts =
+    TextParts { kinds: &["input_text", "output_text"], unused: &["annotations", "logprobs"] };
 
 /// `text`: how the answer is written; only plain text is supported.
 #[derive(Debug, Deserialize)]
@@ -178,29 +166,10 @@ fn message_of(item: Item) -> Result<ChatMessage, ApiError> {
             )))
         }
     };
-    let content = match item.content {
-        None => return Err(ApiError::bad_request("`input[].content` is required")),
-        Some(ItemContent::Text(text)) => text,
-        Some(ItemContent::Parts(parts)) => {
-            let mut texts = Vec::with_capacity(parts.len());
-            for part in parts {
-                if part.kind != "input_text" && part.kind != "output_text" {
-                    return Err(ApiError::bad_request(format!(
-                        "`input[].content` parts of type `{}` are not supported by hearth yet; send text",
-                        part.kind
-                    )));
-                }
-                refuse_fields(
-                    &part.other,
-                    &[],
-                    &["annotations", "logprobs"],
-                    "input[].content[].",
-                )?;
-                texts.push(part.text);
-            }
-            texts.join("\n")
-        }
-    };
+    let content = item
+        .content
+        .ok_or_else(|| ApiError::bad_request("`input[].content` is required"))?
+        .text(&TEXT_PARTS, "input[].content")?;
     Ok(ChatMessage { role: role.into(), content: content.into() })
 }
 

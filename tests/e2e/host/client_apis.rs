@@ -303,12 +303,30 @@ async fn anthropic_refusals_name_the_field_in_anthropics_error_shape() {
 }
 
 #[tokio::test]
-async fn routes_hearth_does_not_serve_such_as_api_embed_are_a_json_404_naming_them() {
+async fn routes_hearth_does_not_serve_such_as_api_create_are_a_json_404_naming_them() {
     let host = TestHost::new();
     let (status, answer) =
-        post_json(&host, "/api/embed", json!({ "model": "echo", "input": "x" })).await;
+        post_json(&host, "/api/create", json!({ "model": "echo", "from": "x" })).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(answer["error"]["message"].as_str().unwrap().contains("/api/embed"), "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("/api/create"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_on_a_backend_that_does_not_list_them_are_a_400_naming_field_backend_and_feature(
+) {
+    let host = TestHost::new();
+    for (path, body) in [
+        ("/v1/embeddings", json!({ "model": "echo", "input": "x" })),
+        ("/api/embed", json!({ "model": "echo", "input": ["x"] })),
+    ] {
+        let (status, answer) = post_json(&host, path, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {answer}");
+        let message = answer.to_string();
+        assert!(message.contains("`input`") && message.contains("embeddings"), "{message}");
+    }
+    // The host goes on answering.
+    let (status, _) = post_json(&host, "/api/load", json!({ "model": "echo" })).await;
+    assert_eq!(status, StatusCode::OK);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
