@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use hearth_sdk::abi_stable::std_types::RString;
 use hearth_sdk::helpers::{
-    chat_template_source, ChatTemplate, Gguf, Sampler, StopMatcher, StreamDecoder, Tokenizer,
+    chat_template_source, ChatTemplate, Constraint, Gguf, GrammarCompiler, GrammarError, Grammars,
+    Sampler, StopMatcher, StreamDecoder, Tokenizer,
 };
 use hearth_sdk::{
     feature, FinishReason, GenerateRequest, GenerateStats, PluginError, SinkControl, TokenLogprob,
@@ -24,6 +25,7 @@ pub const FEATURES: &[&str] = &[
     feature::PRESENCE_FREQUENCY_PENALTIES,
     feature::LOGIT_BIAS,
     feature::TOKENIZE,
+    feature::GRAMMAR,
 ];
 
 /// Context used when the request leaves it to the backend.
@@ -44,13 +46,24 @@ pub trait Executor {
     fn forward(&mut self, tokens: &[u32], pos: u32) -> Result<Vec<f32>, PluginError>;
 }
 
-/// A model's text side: its tokenizer and chat template.
+/// A model's text side: its tokenizer and chat template, and the grammar engine's view
+/// of its vocabulary, built on the first constrained request.
 pub struct Text {
     pub tokenizer: Tokenizer,
     pub template: ChatTemplate,
+    grammars: Grammars,
 }
 
 impl Text {
+    pub fn new(tokenizer: Tokenizer, template: ChatTemplate) -> Self {
+        Self { tokenizer, template, grammars: Grammars::default() }
+    }
+
+    /// The request's grammar, compiled for this vocabulary; none when it has none.
+    pub fn constraint(&self, grammar: &str) -> Result<Option<Constraint>, PluginError> {
+        self.grammars.constraint(grammar, || GrammarCompiler::for_tokenizer(&self.tokenizer))
+    }
+
     /// The tokenizer and chat template a GGUF file carries; without a template, its
     /// family's turn format or ChatML, as every engine renders it.
     pub fn from_gguf(gguf: &Gguf, config: &Config) -> Result<Self, PluginError> {
@@ -62,7 +75,7 @@ impl Text {
             |id: Option<u32>| id.and_then(|id| tokenizer.token_text(id)).unwrap_or("").to_string();
         let template = ChatTemplate::new(source, &text(tokenizer.bos()), &text(tokenizer.eos()))
             .map_err(|error| PluginError::unsupported(error.to_string()))?;
-        Ok(Self { tokenizer, template })
+        Ok(Self::new(tokenizer, template))
     }
 
     /// The token ids of `text`, with the beginning-of-sequence token the model adds
@@ -196,6 +209,7 @@ fn generate_in(
     let prompt_ms = started.elapsed().as_secs_f64() * 1e3;
 
     let tokenizer = &text.tokenizer;
+    let mut constraint = text.constraint(&request.grammar)?;
     let mut sampler = Sampler::for_request(request);
     prompt.iter().for_each(|&token| sampler.accept(token));
     let mut decoder = StreamDecoder::new();
@@ -211,7 +225,17 @@ fn generate_in(
         finish_reason,
     };
     let finish_reason = loop {
-        let token = sampler.sample(&logits);
+        let token = match constraint.as_mut() {
+            Some(constraint) => {
+                // Log-probabilities stay those of the model's own distribution.
+                let mut allowed = logits.clone();
+                constraint.mask(&mut allowed).map_err(grammar_failed)?;
+                let token = sampler.sample(&allowed);
+                constraint.accept(token).map_err(grammar_failed)?;
+                token
+            }
+            None => sampler.sample(&logits),
+        };
         if tokenizer.is_end_of_generation(token) {
             break FinishReason::Stop;
         }
@@ -243,6 +267,12 @@ fn generate_in(
         }
     }
     Ok(stats(generated, finish_reason))
+}
+
+/// A grammar that reached a state no token can leave: the engine's fault, not the
+/// request's (a grammar that compiled always allows some token or the end).
+fn grammar_failed(error: GrammarError) -> PluginError {
+    PluginError::internal(format!("constrained decoding failed: {error}"))
 }
 
 /// The chosen token's log-probability and the `top` likeliest tokens', with their bytes.

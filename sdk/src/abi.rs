@@ -111,6 +111,8 @@ pub trait AbiGenerateRequest {
     fn frequency_penalty(&self) -> f32;
     fn logit_bias(&self) -> RSlice<'_, LogitBias>;
     fn logprobs(&self) -> ROption<u32>;
+    // Since 2.2.
+    fn grammar(&self) -> RStr<'_>;
 }
 
 impl AbiGenerateRequest for GenerateRequest {
@@ -144,6 +146,9 @@ impl AbiGenerateRequest for GenerateRequest {
     fn logprobs(&self) -> ROption<u32> {
         self.logprobs
     }
+    fn grammar(&self) -> RStr<'_> {
+        self.grammar.as_rstr()
+    }
 }
 
 /// A borrowed [`GenerateRequest`] view.
@@ -168,6 +173,7 @@ impl GenerateRequest {
             frequency_penalty: view.frequency_penalty(),
             logit_bias: view.logit_bias().to_rvec(),
             logprobs: view.logprobs(),
+            grammar: view.grammar().into(),
         }
     }
 }

@@ -72,6 +72,8 @@ pub mod feature {
     pub const TOKENIZE: &str = "tokenize";
     /// Embeds texts with the model's own pooling ([`crate::Model::embed`]). Since 2.1.
     pub const EMBEDDINGS: &str = "embeddings";
+    /// Constrains generation to [`crate::GenerateRequest::grammar`]. Since 2.2.
+    pub const GRAMMAR: &str = "grammar";
 }
 
 /// Who a backend is and what it can read.
@@ -250,6 +252,9 @@ pub struct GenerateRequest {
     /// alternatives (0 to [`MAX_TOP_LOGPROBS`]) through [`crate::TokenSink::on_logprobs`];
     /// none reports nothing. Since 2.1.
     pub logprobs: ROption<u32>,
+    /// Constrain the output to this grammar, in llguidance's Lark dialect (`%json { … }`
+    /// embeds a JSON schema); empty for none. Since 2.2.
+    pub grammar: RString,
 }
 
 impl GenerateRequest {
@@ -272,6 +277,10 @@ impl GenerateRequest {
         if self.adapters.iter().any(|adapter| adapter.scale != 0.0) {
             needed.push(("adapters", feature::LORA));
         }
+        if !self.grammar.is_empty() {
+            needed.push(("grammar", feature::GRAMMAR));
+        }
+
         needed
     }
 }
@@ -337,6 +346,7 @@ impl Default for GenerateRequest {
             frequency_penalty: 0.0,
             logit_bias: RVec::new(),
             logprobs: ROption::RNone,
+            grammar: RString::new(),
         }
     }
 }

@@ -39,6 +39,7 @@ pub fn generation(
             frequency_penalty: params.frequency_penalty()?,
             logit_bias: params.logit_bias()?,
             logprobs: params.logprobs()?.into(),
+            grammar: params.grammar()?,
         },
         adapters: params.adapters()?,
         keep_alive: params.keep_alive()?,

@@ -27,6 +27,7 @@ mod openai;
 mod params;
 mod responses;
 mod server;
+mod structured;
 mod tokens;
 
 use std::net::SocketAddr;

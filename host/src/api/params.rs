@@ -6,6 +6,7 @@ use hearth_sdk::abi_stable::std_types::{RString, RVec};
 use hearth_sdk::{LogitBias, Sampling, DEFAULT_MAX_TOKENS, MAX_TOP_LOGPROBS};
 use serde::Deserialize;
 
+use super::structured::{one_shape, OutputShape, ResponseFormat};
 use super::ApiError;
 use crate::lifecycle::KeepAlive;
 use crate::router::RouteRequest;
@@ -71,7 +72,6 @@ const NOT_YET_SUPPORTED: &[&str] = &[
     "parallel_tool_calls",
     "functions",
     "function_call",
-    "response_format",
     "audio",
     "modalities",
     "prediction",
@@ -138,6 +138,11 @@ pub struct CommonParams {
     pub stream: bool,
     pub stream_options: Option<StreamOptions>,
     pub keep_alive: Option<KeepAliveField>,
+    pub response_format: Option<ResponseFormat>,
+    /// llama-server's: a JSON schema the output must follow.
+    pub json_schema: Option<serde_json::Value>,
+    /// A grammar in llguidance's Lark dialect the output must follow.
+    pub grammar: Option<String>,
     #[serde(default)]
     pub adapters: Vec<AdapterField>,
     pub backend: Option<String>,
@@ -180,6 +185,28 @@ fn penalty(name: &str, value: Option<f64>) -> Result<f32, ApiError> {
 }
 
 impl CommonParams {
+    /// The grammar the request's output must follow, from whichever field asked for
+    /// one; empty for free text.
+    pub fn grammar(&self) -> Result<RString, ApiError> {
+        let response_format =
+            self.response_format.as_ref().map(OutputShape::from_response_format).transpose()?;
+        let json_schema = self
+            .json_schema
+            .as_ref()
+            .map(|schema| OutputShape::schema(schema, "json_schema"))
+            .transpose()?;
+        let grammar = match self.grammar.as_deref() {
+            Some("") | None => None,
+            Some(grammar) => Some(OutputShape::Lark(grammar.to_string())),
+        };
+        let shape = one_shape([
+            ("response_format", response_format.flatten()),
+            ("json_schema", json_schema.flatten()),
+            ("grammar", grammar),
+        ])?;
+        Ok(shape.map(|shape| shape.grammar()).unwrap_or_default().into())
+    }
+
     /// The model the client named; "auto", "default" or nothing lets the router choose.
     pub fn route(&self) -> RouteRequest {
         let model = self

@@ -29,6 +29,7 @@ use super::error::Dialect;
 use super::guard::QueueLimiter;
 use super::metrics::Metrics;
 use super::params::{refuse_fields, CommonParams, WholeNumber};
+use super::structured::{ResponseFormat, TextFormat};
 use super::ApiError;
 use crate::service::{Completion, Hearth};
 
@@ -76,11 +77,11 @@ pub struct Item {
 const TEXT_PARTS: TextParts =
     TextParts { kinds: &["input_text", "output_text"], unused: &["annotations", "logprobs"] };
 
-/// `text`: how the answer is written; only plain text is supported.
+/// `text`: how the answer is written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TextOptions {
-    pub format: Option<Value>,
+    pub format: Option<TextFormat>,
 }
 
 /// The body of `POST /v1/responses`.
@@ -109,13 +110,9 @@ impl ResponsesRequest {
                 "`store`: hearth's /v1/responses keeps nothing; send `store: false` or leave it out",
             ));
         }
-        let format = self.text.as_ref().and_then(|text| text.format.as_ref());
-        if format.is_some_and(|format| format["type"] != "text") {
-            return Err(ApiError::bad_request(
-                "`text.format` other than text is not supported by hearth yet; send the request without it",
-            ));
-        }
+        let format = self.text.as_ref().and_then(|text| text.format.clone());
         Ok(CommonParams {
+            response_format: format.map(ResponseFormat::from),
             model: self.model.clone(),
             max_tokens: self.max_output_tokens,
             temperature: self.temperature,
@@ -173,13 +170,23 @@ fn message_of(item: Item) -> Result<ChatMessage, ApiError> {
     Ok(ChatMessage { role: role.into(), content: content.into() })
 }
 
+/// What every state of one response repeats.
+struct Header {
+    id: String,
+    model: String,
+    created_at: u64,
+    /// `text` as the request set it.
+    text: Value,
+}
+
 /// The response object: `status` and `output` as they stand, `usage` once known.
-fn response(id: &str, model: &str, created_at: u64, end: Option<(&Completion, Value)>) -> Value {
+fn response(header: &Header, end: Option<(&Completion, Value)>) -> Value {
+    let Header { id, model, created_at, text } = header;
     let mut response = json!({
         "id": id, "object": "response", "created_at": created_at, "model": model,
         "status": "in_progress", "error": null, "incomplete_details": null,
         "output": [], "usage": null, "store": false, "tools": [], "tool_choice": "none",
-        "parallel_tool_calls": false, "text": { "format": { "type": "text" } },
+        "parallel_tool_calls": false, "text": text,
     });
     if let Some((completion, message)) = end {
         let incomplete = completion.finish_reason == "length";
@@ -209,8 +216,8 @@ fn message_item(id: &str, status: &str, content: Value) -> Value {
 
 /// The events of one streamed response, numbered from 0.
 fn events(
-    (id, item_id, model): (String, String, String),
-    created_at: u64,
+    header: Header,
+    item_id: String,
     pieces: impl Stream<Item = Piece> + Send + 'static,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let mut sequence = 0u64;
@@ -221,7 +228,7 @@ fn events(
         Ok(Event::default().event(name).data(data.to_string()))
     };
     async_stream::stream! {
-        let started = response(&id, &model, created_at, None);
+        let started = response(&header, None);
         yield event(json!({ "type": "response.created", "response": started }));
         yield event(json!({ "type": "response.in_progress", "response": started }));
         let at = |mut fields: Value| {
@@ -246,7 +253,7 @@ fn events(
                     yield event(at(json!({ "type": "response.content_part.done", "part": output_text(&text) })));
                     let item = message_item(&item_id, "completed", json!([output_text(&text)]));
                     yield event(json!({ "type": "response.output_item.done", "output_index": 0, "item": item }));
-                    let done = response(&id, &model, created_at, Some((&completion, item)));
+                    let done = response(&header, Some((&completion, item)));
                     let kind = if done["status"] == "completed" { "response.completed" } else { "response.incomplete" };
                     yield event(json!({ "type": kind, "response": done }));
                 }
@@ -267,20 +274,24 @@ pub async fn responses(
     JsonBody(request): JsonBody<ResponsesRequest>,
 ) -> Result<Response, ApiError> {
     let params = request.params()?;
+    let text_options = json!({ "format": request.text.as_ref().and_then(|text| text.format.as_ref())
+        .map_or_else(|| json!({ "type": "text" }), |format| json!(format)) });
     let generation = generation(&params, request.messages()?, None)?;
     let started = answer::start(&hearth, (queue, metrics), &params, generation).await?;
-    let model = started.model_id().to_string();
-    let id = format!("resp_{}", uuid::Uuid::new_v4().simple());
+    let header = Header {
+        id: format!("resp_{}", uuid::Uuid::new_v4().simple()),
+        model: started.model_id().to_string(),
+        created_at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs()),
+        text: text_options,
+    };
     let item_id = format!("msg_{}", uuid::Uuid::new_v4().simple());
-    let created_at =
-        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs());
     if params.stream {
         let pieces = started.pieces().boxed();
-        return Ok(Sse::new(events((id, item_id, model), created_at, pieces)).into_response());
+        return Ok(Sse::new(events(header, item_id, pieces)).into_response());
     }
     let (generated, completion) = started.complete().await?;
     let item = message_item(&item_id, "completed", json!([output_text(&generated.text)]));
-    Ok(Json(response(&id, &model, created_at, Some((&completion, item)))).into_response())
+    Ok(Json(response(&header, Some((&completion, item)))).into_response())
 }
 
 #[cfg(test)]
@@ -328,8 +339,6 @@ mod tests {
         assert!(refused(json!({ "input": "x", "previous_response_id": "resp_1" }))
             .contains("`previous_response_id`"));
         assert!(refused(json!({ "input": "x", "store": true })).contains("`store`"));
-        assert!(refused(json!({ "input": "x", "text": { "format": { "type": "json_object" } } }))
-            .contains("`text.format`"));
         assert!(request(
             json!({ "input": "x", "store": false, "text": { "format": { "type": "text" } } })
         )
@@ -360,7 +369,13 @@ mod tests {
             fallbacks: Vec::new(),
         };
         let item = message_item("msg_1", "completed", json!([output_text("abc")]));
-        let done = response("resp_1", "m", 0, Some((&completion, item)));
+        let header = Header {
+            id: "resp_1".into(),
+            model: "m".into(),
+            created_at: 0,
+            text: json!({ "format": { "type": "text" } }),
+        };
+        let done = response(&header, Some((&completion, item)));
         assert_eq!(done["status"], "incomplete");
         assert_eq!(done["incomplete_details"]["reason"], "max_output_tokens");
         assert_eq!(done["usage"]["total_tokens"], 8);

@@ -206,6 +206,7 @@ mod tests {
             frequency_penalty: -0.25,
             logit_bias: RVec::from(vec![LogitBias { token: 42, bias: -100.0 }]),
             logprobs: Some(3).into(),
+            grammar: "start: %json {\"type\": \"object\"}".into(),
         }
     }
 

@@ -12,6 +12,7 @@ use std::os::raw::c_char;
 use std::path::Path;
 use std::ptr::{self, NonNull};
 
+use hearth_sdk::helpers::VocabToken;
 use llama_cpp_sys_2 as sys;
 
 use crate::sampler::Sampler;
@@ -335,6 +336,30 @@ impl RawModel {
         if n > 0 {
             out.extend_from_slice(&large[..n as usize]);
         }
+    }
+
+    /// The vocabulary as the grammar engine reads it (control tokens by their text), and
+    /// the tokens that end a generation.
+    pub fn grammar_vocab(&self) -> (Vec<VocabToken>, Vec<u32>) {
+        let mut vocab = Vec::new();
+        let mut end_of_generation = Vec::new();
+        for token in 0..self.vocab_size() {
+            // SAFETY: the vocab is alive and `token` is in it.
+            let attributes = unsafe { sys::llama_vocab_get_attr(self.vocab(), token) };
+            let control = attributes & sys::LLAMA_TOKEN_ATTR_CONTROL != 0;
+            let bytes = if control {
+                self.token_text(token).into_bytes()
+            } else {
+                let mut bytes = Vec::new();
+                self.token_bytes(token, &mut bytes);
+                bytes
+            };
+            vocab.push(VocabToken { bytes, control });
+            if self.is_end_of_generation(token) {
+                end_of_generation.push(token.unsigned_abs());
+            }
+        }
+        (vocab, end_of_generation)
     }
 
     /// Load a GGUF LoRA adapter for this model. `None` when the file is unreadable or

@@ -258,6 +258,7 @@ impl Backend for LlamaCppBackend {
             feature::LOGIT_BIAS,
             feature::TOKENIZE,
             feature::EMBEDDINGS,
+            feature::GRAMMAR,
         ]
         .into_iter()
         .chain(

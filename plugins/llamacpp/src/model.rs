@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 
-use hearth_sdk::helpers::{chat_template_source, ChatError, ChatTemplate};
+use hearth_sdk::helpers::{
+    chat_template_source, ChatError, ChatTemplate, Constraint, GrammarCompiler, Grammars,
+};
 use hearth_sdk::{
     AdapterUse, Embedding, GenerateRequest, GenerateStats, MemoryUsage, Model, PluginError,
     SinkControl, TokenSink,
@@ -51,6 +53,7 @@ pub struct Loaded {
     context_bytes: AtomicU64,
     /// The chat template, or why it does not compile (raw prompts still work then).
     template: Result<ChatTemplate, ChatError>,
+    grammars: Grammars,
     /// Held while the weights are on RPC servers; declared after them, so it goes
     /// after they do and their connections have closed.
     _on_rpc: Option<RpcHold>,
@@ -95,6 +98,7 @@ impl LlamaModel {
             offload,
             context_bytes: AtomicU64::new(0),
             template,
+            grammars: Grammars::default(),
             _on_rpc: on_rpc,
         });
         Ok(Self { engine: Engine::new(loaded.clone())?, embedder: Embedder::default(), loaded })
@@ -136,9 +140,13 @@ impl Loaded {
         if prompt.is_empty() {
             return Err(PluginError::invalid_request("the prompt is empty"));
         }
-        let mut sampler = sampler_for(request, self.weights.vocab_size())?;
+        let constraint = self.grammars.constraint(&request.grammar, || {
+            let (vocab, end_of_generation) = self.weights.grammar_vocab();
+            GrammarCompiler::new(vocab, end_of_generation)
+        })?;
+        let mut sampler = sampler_for(request, self.weights.vocab_size(), constraint)?;
         // The repeat penalty looks at the prompt as well, as llama-server's does.
-        sampler.accept(&prompt);
+        sampler.accept_prompt(&prompt);
         Ok(Prepared {
             prompt,
             sampler,
@@ -241,7 +249,11 @@ fn load_adapter(
     })
 }
 
-fn sampler_for(request: &GenerateRequest, vocab_size: i32) -> Result<Sampler, PluginError> {
+fn sampler_for(
+    request: &GenerateRequest,
+    vocab_size: i32,
+    constraint: Option<Constraint>,
+) -> Result<Sampler, PluginError> {
     let sampling = &request.sampling;
     let spec = SamplerSpec {
         temperature: sampling.temperature,
@@ -262,8 +274,9 @@ fn sampler_for(request: &GenerateRequest, vocab_size: i32) -> Result<Sampler, Pl
         // request seed deterministic.
         seed: (sampling.seed % u64::from(u32::MAX)) as u32,
         vocab_size,
+        constraint,
     };
-    Sampler::new(&spec)
+    Sampler::new(spec)
         .ok_or_else(|| PluginError::internal("llama.cpp could not create a sampler chain"))
 }
 

@@ -213,11 +213,13 @@ impl Session {
     /// Sample from the logits at `index` of the last batch; logits that are not finite
     /// numbers are an error, not a token.
     pub fn sample(&mut self, sampler: &mut Sampler, index: usize) -> Result<Token, PluginError> {
-        self.context.sample(sampler, index).ok_or_else(|| {
+        let token = self.context.sample(sampler, index).ok_or_else(|| {
             PluginError::model_file(
                 "the model computed logits that are not finite numbers (NaN or infinity): its weights are damaged",
             )
-        })
+        })?;
+        sampler.grammar_failure()?;
+        Ok(token)
     }
 
     /// The log-probabilities of `chosen` and the `top` likeliest tokens at `index` of

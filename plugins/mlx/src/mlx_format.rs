@@ -106,7 +106,7 @@ impl Folder {
             eos.unwrap_or(""),
         )
         .map_err(|error| PluginError::unsupported(error.to_string()))?;
-        Ok(Text { tokenizer, template })
+        Ok(Text::new(tokenizer, template))
     }
 
     /// The weight files: the index's shards, else `model.safetensors`.

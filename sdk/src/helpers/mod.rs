@@ -14,6 +14,8 @@ pub mod gguf;
 mod gguf_parse;
 #[cfg(test)]
 mod gguf_tests;
+#[cfg(feature = "helpers")]
+pub mod grammar;
 pub mod safetensors;
 #[cfg(test)]
 mod safetensors_tests;
@@ -35,6 +37,8 @@ pub use capabilities::GgufNeeds;
 pub use chat::{template_source as chat_template_source, ChatError, ChatTemplate};
 pub use ggml::{dequantize, GgmlType};
 pub use gguf::{Gguf, GgufError, TensorInfo, Value};
+#[cfg(feature = "helpers")]
+pub use grammar::{Constraint, GrammarCompiler, GrammarError, Grammars, VocabToken};
 pub use safetensors::{Safetensors, SafetensorsError, SafetensorsTensor};
 #[cfg(feature = "helpers")]
 pub use sampling::Sampler;

@@ -389,6 +389,11 @@ impl Tokenizer {
         self.eos
     }
 
+    /// The tokens that end generation: EOS, end-of-turn and end-of-message.
+    pub fn end_of_generation(&self) -> &[u32] {
+        &self.end_of_generation
+    }
+
     /// True for tokens that end generation: EOS, end-of-turn and end-of-message.
     pub fn is_end_of_generation(&self, id: u32) -> bool {
         self.end_of_generation.contains(&id)

@@ -108,7 +108,7 @@ async fn ollama_fields_hearth_does_not_implement_are_a_400_naming_them_in_ollama
     let message = json!([{ "role": "user", "content": "x" }]);
     for (extra, named) in [
         (json!({ "tools": [{ "type": "function" }] }), "`tools`"),
-        (json!({ "format": "json" }), "`format`"),
+        (json!({ "format": "yaml" }), "`format`"),
         (json!({ "think": true }), "`think`"),
         (json!({ "options": { "mirostat": 2 } }), "`options.mirostat`"),
         (json!({ "options": { "num_ctx": 100_000 } }), "`options.num_ctx`"),

@@ -100,7 +100,6 @@ async fn fields_hearth_does_not_honour_yet_are_a_400_naming_them_unless_they_ask
     let refused = [
         ("tools", json!([{ "type": "function", "function": { "name": "f" } }])),
         ("tool_choice", json!("required")),
-        ("response_format", json!({ "type": "json_object" })),
         ("n_probs", json!(2)),
     ];
     for (field, value) in refused {
@@ -131,6 +130,7 @@ async fn fields_that_need_a_feature_the_backend_does_not_list_are_a_400_naming_t
         ("presence_penalty", json!(0.5), "presence-frequency-penalties"),
         ("frequency_penalty", json!(1), "presence-frequency-penalties"),
         ("logit_bias", json!({ "50256": -100 }), "logit-bias"),
+        ("grammar", json!("start: \"x\""), "grammar"),
     ];
     for (field, value, feature) in needing {
         let mut body = json!({ "model": "echo", "messages": [{ "role": "user", "content": "x" }] });
@@ -143,6 +143,18 @@ async fn fields_that_need_a_feature_the_backend_does_not_list_are_a_400_naming_t
                 && message.contains(&format!("`{feature}`")),
             "{field}: {message}"
         );
+    }
+    // Every way of asking for a shape is a grammar to the backend.
+    for (field, value) in [
+        ("response_format", json!({ "type": "json_object" })),
+        ("json_schema", json!({ "type": "object" })),
+    ] {
+        let mut body = json!({ "model": "echo", "messages": [{ "role": "user", "content": "x" }] });
+        body[field] = value;
+        let (status, answer) = post(&host, "/v1/chat/completions", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains("`grammar` is not supported by backend fixture"), "{message}");
     }
     assert!(host.hearth.loaded_models().is_empty(), "nothing was loaded to find out");
     let (status, answer) =

@@ -39,6 +39,7 @@ use super::logprobs;
 use super::metrics::Metrics;
 use super::native::load_model;
 use super::params::{refuse_fields, CommonParams, KeepAliveField, LogprobsField, WholeNumber};
+use super::structured::ollama_format;
 use super::ApiError;
 use crate::lifecycle::KeepAlive;
 use crate::service::{Completion, Emitted, Hearth};
@@ -46,8 +47,8 @@ use options::Options;
 
 /// Fields of Ollama's `/api/chat` and `/api/generate` that hearth does not implement.
 const NOT_YET_SUPPORTED: &[&str] = &[
-    "tools", "format", "images", "think", "template", "context", "suffix", "truncate", "shift",
-    "width", "height", "steps",
+    "tools", "images", "think", "template", "context", "suffix", "truncate", "shift", "width",
+    "height", "steps",
 ];
 
 /// Fields of an Ollama chat message that hearth does not implement.
@@ -74,7 +75,7 @@ pub struct ChatRequest {
     pub options: Option<Options>,
     pub keep_alive: Option<KeepAliveField>,
     #[serde(flatten)]
-    pub logprobs: LogprobsFields,
+    pub output: OutputFields,
     #[serde(flatten)]
     pub other: Map<String, Value>,
 }
@@ -94,16 +95,18 @@ pub struct GenerateRequest {
     pub options: Option<Options>,
     pub keep_alive: Option<KeepAliveField>,
     #[serde(flatten)]
-    pub logprobs: LogprobsFields,
+    pub output: OutputFields,
     #[serde(flatten)]
     pub other: Map<String, Value>,
 }
 
-/// Ollama's `logprobs` flag and `top_logprobs` count, as OpenAI's chat has them.
+/// What a request asks of the output beyond its text: Ollama's `logprobs` flag and
+/// `top_logprobs` count, as OpenAI's chat has them, and `format`, the shape it must take.
 #[derive(Debug, Default, Deserialize)]
-pub struct LogprobsFields {
+pub struct OutputFields {
     pub logprobs: Option<bool>,
     pub top_logprobs: Option<WholeNumber>,
+    pub format: Option<Value>,
 }
 
 /// The model a client named: Ollama's clients add the tag `:latest` to a name without
@@ -118,18 +121,22 @@ fn common_params(
     model: &str,
     stream: Option<bool>,
     options: Option<Options>,
-    (keep_alive, logprobs): (Option<KeepAliveField>, LogprobsFields),
+    (keep_alive, output): (Option<KeepAliveField>, OutputFields),
 ) -> Result<CommonParams, ApiError> {
     if model.is_empty() {
         return Err(ApiError::bad_request("`model` is required"));
     }
     let model = model_id(model);
+    let (response_format, json_schema) =
+        output.format.as_ref().map_or(Ok((None, None)), ollama_format)?;
     let mut params = CommonParams {
         model: Some(model.to_string()),
         stream: stream.unwrap_or(true),
         keep_alive,
-        logprobs: logprobs.logprobs.map(LogprobsField::Flag),
-        top_logprobs: logprobs.top_logprobs,
+        logprobs: output.logprobs.map(LogprobsField::Flag),
+        top_logprobs: output.top_logprobs,
+        response_format,
+        json_schema,
         ..CommonParams::default()
     };
     if let Some(options) = options {
@@ -287,7 +294,7 @@ pub async fn chat(
         &request.model,
         request.stream,
         request.options,
-        (request.keep_alive, request.logprobs),
+        (request.keep_alive, request.output),
     )?;
     if request.messages.is_empty() {
         return load_or_unload(&hearth, Shape::Chat, &request.model, &params).await;
@@ -310,7 +317,7 @@ pub async fn generate(
         &request.model,
         request.stream,
         request.options,
-        (request.keep_alive, request.logprobs),
+        (request.keep_alive, request.output),
     )?;
     if request.prompt.is_empty() {
         return load_or_unload(&hearth, Shape::Generate, &request.model, &params).await;

@@ -1,7 +1,9 @@
 """The `ollama` Python client against `hearth serve` (argv[1]) with SmolLM2 installed:
 lists, shows, chats and generates (streamed and not), sees the loaded model in `ps`,
-embeds with all-MiniLM-L6-v2, and is refused what hearth does not implement, by name."""
+embeds with all-MiniLM-L6-v2, holds answers to JSON and to a schema (`format`), and is
+refused what hearth does not implement, by name."""
 
+import json
 import sys
 
 import ollama
@@ -55,12 +57,12 @@ assert single.embeddings[0] == embedded.embeddings[0], "one text embeds as it do
 older = client.embeddings(model=EMBEDDER, prompt="A man is eating food.", keep_alive=0)
 assert len(older.embedding) == 384, older
 
-try:
-    client.chat(model=MODEL, messages=QUESTION, format="json")
-except ollama.ResponseError as error:
-    assert error.status_code == 400 and "format" in error.error, error
-else:
-    raise AssertionError("a `format` request was answered")
+# `format` holds the answer to JSON, or to a schema, even on a 135M model.
+as_json = client.chat(model=MODEL, messages=QUESTION, format="json", options=GREEDY | {"num_predict": 40})
+assert isinstance(json.loads(as_json.message.content), dict), as_json
+CITY = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+by_schema = client.generate(model=MODEL, prompt="Name a city.", format=CITY, options=GREEDY | {"num_predict": 40})
+assert isinstance(json.loads(by_schema.response)["city"], str), by_schema
 
 try:
     client.chat(model=MODEL, messages=QUESTION, options={"mirostat": 2})

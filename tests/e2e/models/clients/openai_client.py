@@ -1,10 +1,13 @@
 """The `openai` Python client against `hearth serve` (argv[1]) with SmolLM2: a chat,
 and the same chat streamed with usage; log-probabilities, logit bias and penalties; the Responses API, whole and streamed;
+structured output (parse() into a pydantic model, json_object, the Responses API's schema);
 embeddings with all-MiniLM-L6-v2."""
 
+import json
 import sys
 
 import openai
+import pydantic
 
 MODEL = "smollm2-135m"
 REQUEST = {
@@ -90,6 +93,26 @@ except openai.BadRequestError as error:
     assert "`tools`" in str(error), error
 else:
     raise AssertionError("a request with tools was answered")
+
+# Structured output: the client's own parse() reads the answer into a pydantic model,
+# whose JSON schema holds the generation; the Responses API takes the same schema.
+class City(pydantic.BaseModel):
+    city: str
+    country: str
+
+
+parsed = client.chat.completions.parse(
+    **(REQUEST | {"max_tokens": 60}), response_format=City
+).choices[0].message.parsed
+assert isinstance(parsed, City) and parsed.city, parsed
+as_object = client.chat.completions.create(
+    **(REQUEST | {"max_tokens": 40}), response_format={"type": "json_object"}
+)
+assert isinstance(json.loads(as_object.choices[0].message.content), dict), as_object
+shaped = client.responses.parse(
+    model=MODEL, input=QUESTION, max_output_tokens=60, temperature=0, text_format=City
+)
+assert isinstance(shaped.output_parsed, City), shaped
 
 # Embeddings, as the client asks for them by default (base64) and as floats: a
 # paraphrase is closer than an unrelated sentence.
