@@ -14,19 +14,35 @@ use tokio::sync::mpsc;
 use super::guard::{QueueLimiter, QueueSlot};
 use super::metrics::Metrics;
 use super::params::CommonParams;
+use super::tools::ToolUse;
 use super::ApiError;
 use crate::service::{Completion, Emitted, Generation, Hearth, Prepared};
 
 /// The generation a request asks for: its messages (a chat) or its prompt (plain text,
-/// no chat template), with the shared fields checked.
+/// no chat template), with the shared fields checked; and the tools the model may call,
+/// which the chat's first system message describes and the grammar holds the answer to.
 pub fn generation(
     params: &CommonParams,
-    messages: RVec<ChatMessage>,
+    mut messages: RVec<ChatMessage>,
     prompt: Option<String>,
-) -> Result<Generation, ApiError> {
+) -> Result<(Generation, Option<ToolUse>), ApiError> {
     params.check_n()?;
     params.check_fields()?;
-    Ok(Generation {
+    let tools = params.tool_use()?;
+    let mut grammar = params.grammar()?;
+    if let Some(tools) = &tools {
+        if prompt.is_some() {
+            return Err(ApiError::bad_request("`tools` need a chat (`messages`), not a `prompt`"));
+        }
+        if !grammar.is_empty() {
+            return Err(ApiError::bad_request(
+                "`tools` and a response format both constrain the answer; send one of them",
+            ));
+        }
+        grammar = tools.grammar().into();
+        tools.instruct(&mut messages);
+    }
+    let generation = Generation {
         route: params.route(),
         request: GenerateRequest {
             messages,
@@ -39,11 +55,12 @@ pub fn generation(
             frequency_penalty: params.frequency_penalty()?,
             logit_bias: params.logit_bias()?,
             logprobs: params.logprobs()?.into(),
-            grammar: params.grammar()?,
+            grammar,
         },
         adapters: params.adapters()?,
         keep_alive: params.keep_alive()?,
-    })
+    };
+    Ok((generation, tools))
 }
 
 /// What a streamed generation yields: its text piece by piece, then how it ended.

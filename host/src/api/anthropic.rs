@@ -190,7 +190,7 @@ pub async fn count_tokens(
 ) -> Result<Json<Value>, ApiError> {
     refuse_fields(&request.other, NOT_YET_SUPPORTED, BOOKKEEPING, "")?;
     let params = CommonParams { model: Some(request.model.clone()), ..CommonParams::default() };
-    let generation = generation(&params, request.messages()?, None)?;
+    let (generation, _) = generation(&params, request.messages()?, None)?;
     let (_, tokens) = hearth.count_prompt_tokens(generation).await?;
     Ok(Json(json!({ "input_tokens": tokens })))
 }
@@ -204,7 +204,7 @@ pub async fn messages(
 ) -> Result<Response, ApiError> {
     let params = request.params()?;
     let model = request.model.clone();
-    let generation = generation(&params, request.messages()?, None)?;
+    let (generation, _) = generation(&params, request.messages()?, None)?;
     let started = answer::start(&hearth, (queue, metrics), &params, generation).await?;
     let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
     if params.stream {

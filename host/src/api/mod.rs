@@ -29,6 +29,7 @@ mod responses;
 mod server;
 mod structured;
 mod tokens;
+mod tools;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

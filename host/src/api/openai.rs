@@ -20,6 +20,7 @@ use super::guard::QueueLimiter;
 use super::logprobs;
 use super::metrics::Metrics;
 use super::params::CommonParams;
+use super::tools::{self, ToolAnswer, ToolCall, ToolUse, Turn};
 use super::ApiError;
 use crate::service::{Completion, Emitted, Generation, Hearth};
 
@@ -43,6 +44,13 @@ pub struct ContentPart {
 pub struct Message {
     pub role: String,
     pub content: Option<Content>,
+    /// An assistant's calls: `{id, type: "function", function: {name, arguments}}`,
+    /// the arguments a JSON string.
+    #[serde(default)]
+    pub tool_calls: Vec<Value>,
+    /// A tool message's call.
+    pub tool_call_id: Option<String>,
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,7 +69,7 @@ pub struct CompletionRequest {
 
 const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
 
-fn message_text(message: Message) -> Result<ChatMessage, ApiError> {
+fn message_turn(message: Message) -> Result<Turn, ApiError> {
     if !ROLES.contains(&message.role.as_str()) {
         return Err(ApiError::bad_request(format!("unknown message role `{}`", message.role)));
     }
@@ -78,9 +86,60 @@ fn message_text(message: Message) -> Result<ChatMessage, ApiError> {
             parts.into_iter().map(|part| part.text).collect::<Vec<_>>().join("\n")
         }
     };
+    if message.role == "tool" {
+        return Ok(Turn::Result { id: message.tool_call_id, name: message.name, content });
+    }
+    if message.role == "assistant" && !message.tool_calls.is_empty() {
+        return message.tool_calls.iter().map(called).collect::<Result<_, _>>().map(Turn::Calls);
+    }
     // Chat templates know "system", not OpenAI's newer "developer".
     let role = if message.role == "developer" { "system".to_string() } else { message.role };
-    Ok(ChatMessage { role: role.into(), content: content.into() })
+    Ok(Turn::Message(ChatMessage { role: role.into(), content: content.into() }))
+}
+
+/// One of an assistant message's `tool_calls`, as `(id, name, arguments)`.
+fn called(call: &Value) -> Result<(String, String, Value), ApiError> {
+    let function = &call["function"];
+    let name = function["name"].as_str().ok_or_else(|| {
+        ApiError::bad_request("`messages[].tool_calls[].function.name` is required")
+    })?;
+    // The arguments are JSON in a string; one that does not parse goes back as written.
+    let arguments = match &function["arguments"] {
+        Value::String(text) => serde_json::from_str(text).unwrap_or_else(|_| text.clone().into()),
+        other => other.clone(),
+    };
+    Ok((call["id"].as_str().unwrap_or_default().to_string(), name.to_string(), arguments))
+}
+
+/// An answer's calls in OpenAI's shape; `index` is set in streamed deltas.
+fn tool_calls(calls: &[ToolCall], streamed: bool) -> Value {
+    calls
+        .iter()
+        .enumerate()
+        .map(|(index, call)| {
+            let mut entry = json!({ "id": call.id, "type": "function", "function": {
+                "name": call.name, "arguments": call.arguments.to_string() } });
+            if streamed {
+                entry["index"] = index.into();
+            }
+            entry
+        })
+        .collect()
+}
+
+/// The choice of an answer read for tool calls, whole or as one delta.
+fn tool_choice(answer: &ToolAnswer, completion: &Completion, streamed: bool) -> Value {
+    let (message, finish_reason) = match answer {
+        ToolAnswer::Calls(calls) => (
+            json!({ "role": "assistant", "content": null, "tool_calls": tool_calls(calls, streamed) }),
+            "tool_calls",
+        ),
+        ToolAnswer::Text(text) => {
+            (json!({ "role": "assistant", "content": text }), finish_reason(completion))
+        }
+    };
+    let key = if streamed { "delta" } else { "message" };
+    json!({ "index": 0, key: message, "logprobs": null, "finish_reason": finish_reason })
 }
 
 fn unix_seconds() -> u64 {
@@ -210,17 +269,21 @@ async fn respond(
     services: (QueueLimiter, Arc<Metrics>),
     shape: Shape,
     params: &CommonParams,
-    generation: Generation,
+    (generation, tools): (Generation, Option<ToolUse>),
 ) -> Result<Response, ApiError> {
     let include_usage = params.stream_options.as_ref().is_some_and(|options| options.include_usage);
     let started = answer::start(&hearth, services, params, generation).await?;
     let envelope = Envelope::new(shape, started.model_id());
     if params.stream {
-        return Ok(Sse::new(stream(envelope, started, include_usage)).into_response());
+        return Ok(Sse::new(stream(envelope, started, include_usage, tools)).into_response());
     }
     let (answer, completion) = started.complete().await?;
-    let choice =
-        shape.choice_with_logprobs(&answer, Some(finish_reason(&completion)), false, &mut 0);
+    let choice = match &tools {
+        Some(_) => tool_choice(&ToolAnswer::read(&answer.text), &completion, false),
+        None => {
+            shape.choice_with_logprobs(&answer, Some(finish_reason(&completion)), false, &mut 0)
+        }
+    };
     let mut body = envelope.body(false, vec![choice], Some(usage(&completion)));
     body["hearth"] = json!({ "backend": completion.backend, "tier": completion.tier, "timings": {
         "prompt_ms": completion.prompt_ms, "decode_ms": completion.decode_ms,
@@ -229,11 +292,13 @@ async fn respond(
     Ok(Json(body).into_response())
 }
 
-/// The SSE stream of one generation, in OpenAI's chunks.
+/// The SSE stream of one generation, in OpenAI's chunks. An answer that may call tools
+/// is read whole before it is sent: a reply in words and calls look alike until then.
 fn stream(
     envelope: Envelope,
     started: Started,
     include_usage: bool,
+    tools: Option<ToolUse>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let shape = envelope.shape;
     let pieces = started.pieces();
@@ -242,14 +307,19 @@ fn stream(
             yield Ok(Event::default().data(envelope.body(true, vec![shape.choice(None, None, true)], None).to_string()));
         }
         let mut offset = 0;
+        let mut held = String::new();
         for await piece in pieces {
             match piece {
+                Piece::Text(piece) if tools.is_some() => held.push_str(&piece.text),
                 Piece::Text(piece) => {
                     let choice = shape.choice_with_logprobs(&piece, None, true, &mut offset);
                     yield Ok(Event::default().data(envelope.body(true, vec![choice], None).to_string()));
                 }
                 Piece::Finished(completion) => {
-                    let last = shape.choice(None, Some(finish_reason(&completion)), true);
+                    let last = match &tools {
+                        Some(_) => tool_choice(&ToolAnswer::read(&held), &completion, true),
+                        None => shape.choice(None, Some(finish_reason(&completion)), true),
+                    };
                     yield Ok(Event::default().data(envelope.body(true, vec![last], None).to_string()));
                     if include_usage {
                         yield Ok(Event::default().data(envelope.body(true, vec![], Some(usage(&completion))).to_string()));
@@ -274,9 +344,8 @@ pub async fn chat_completions(
     if request.messages.is_empty() {
         return Err(ApiError::bad_request("`messages` must not be empty"));
     }
-    let messages =
-        request.messages.into_iter().map(message_text).collect::<Result<RVec<_>, _>>()?;
-    let generation = generation(&request.params, messages, None)?;
+    let turns = request.messages.into_iter().map(message_turn).collect::<Result<_, _>>()?;
+    let generation = generation(&request.params, tools::conversation(turns), None)?;
     respond(hearth, (queue, metrics), Shape::Chat, &request.params, generation).await
 }
 

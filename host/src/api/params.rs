@@ -7,6 +7,7 @@ use hearth_sdk::{LogitBias, Sampling, DEFAULT_MAX_TOKENS, MAX_TOP_LOGPROBS};
 use serde::Deserialize;
 
 use super::structured::{one_shape, OutputShape, ResponseFormat};
+use super::tools::ToolUse;
 use super::ApiError;
 use crate::lifecycle::KeepAlive;
 use crate::router::RouteRequest;
@@ -67,9 +68,6 @@ impl<'de> Deserialize<'de> for WholeNumber {
 /// it rather than ignored, unless its value asks for nothing (null, false, 0, an empty
 /// list or object: what some clients send for every field they know).
 const NOT_YET_SUPPORTED: &[&str] = &[
-    "tools",
-    "tool_choice",
-    "parallel_tool_calls",
     "functions",
     "function_call",
     "audio",
@@ -139,6 +137,9 @@ pub struct CommonParams {
     pub stream_options: Option<StreamOptions>,
     pub keep_alive: Option<KeepAliveField>,
     pub response_format: Option<ResponseFormat>,
+    pub tools: Option<serde_json::Value>,
+    pub tool_choice: Option<serde_json::Value>,
+    pub parallel_tool_calls: Option<bool>,
     /// llama-server's: a JSON schema the output must follow.
     pub json_schema: Option<serde_json::Value>,
     /// A grammar in llguidance's Lark dialect the output must follow.
@@ -185,6 +186,15 @@ fn penalty(name: &str, value: Option<f64>) -> Result<f32, ApiError> {
 }
 
 impl CommonParams {
+    /// The tools the model may call, and how; none when it may call none.
+    pub fn tool_use(&self) -> Result<Option<ToolUse>, ApiError> {
+        ToolUse::from_openai(
+            self.tools.as_ref(),
+            self.tool_choice.as_ref(),
+            self.parallel_tool_calls,
+        )
+    }
+
     /// The grammar the request's output must follow, from whichever field asked for
     /// one; empty for free text.
     pub fn grammar(&self) -> Result<RString, ApiError> {

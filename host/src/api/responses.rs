@@ -276,7 +276,7 @@ pub async fn responses(
     let params = request.params()?;
     let text_options = json!({ "format": request.text.as_ref().and_then(|text| text.format.as_ref())
         .map_or_else(|| json!({ "type": "text" }), |format| json!(format)) });
-    let generation = generation(&params, request.messages()?, None)?;
+    let (generation, _) = generation(&params, request.messages()?, None)?;
     let started = answer::start(&hearth, (queue, metrics), &params, generation).await?;
     let header = Header {
         id: format!("resp_{}", uuid::Uuid::new_v4().simple()),

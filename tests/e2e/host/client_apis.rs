@@ -107,7 +107,7 @@ async fn ollama_fields_hearth_does_not_implement_are_a_400_naming_them_in_ollama
     let host = TestHost::new();
     let message = json!([{ "role": "user", "content": "x" }]);
     for (extra, named) in [
-        (json!({ "tools": [{ "type": "function" }] }), "`tools`"),
+        (json!({ "tools": [{ "type": "function" }] }), "`tools[]`"),
         (json!({ "format": "yaml" }), "`format`"),
         (json!({ "think": true }), "`think`"),
         (json!({ "options": { "mirostat": 2 } }), "`options.mirostat`"),
@@ -118,7 +118,6 @@ async fn ollama_fields_hearth_does_not_implement_are_a_400_naming_them_in_ollama
             json!({ "messages": [{ "role": "user", "content": "x", "images": ["aGk="] }] }),
             "`messages[].images`",
         ),
-        (json!({ "messages": [{ "role": "tool", "content": "x" }] }), "`tool`"),
         (json!({ "model": "" }), "`model`"),
     ] {
         let mut body = json!({ "model": "echo", "messages": message });

@@ -40,6 +40,7 @@ use super::metrics::Metrics;
 use super::native::load_model;
 use super::params::{refuse_fields, CommonParams, KeepAliveField, LogprobsField, WholeNumber};
 use super::structured::ollama_format;
+use super::tools::{self, ToolAnswer, Turn};
 use super::ApiError;
 use crate::lifecycle::KeepAlive;
 use crate::service::{Completion, Emitted, Hearth};
@@ -47,12 +48,12 @@ use options::Options;
 
 /// Fields of Ollama's `/api/chat` and `/api/generate` that hearth does not implement.
 const NOT_YET_SUPPORTED: &[&str] = &[
-    "tools", "images", "think", "template", "context", "suffix", "truncate", "shift", "width",
-    "height", "steps",
+    "images", "think", "template", "context", "suffix", "truncate", "shift", "width", "height",
+    "steps",
 ];
 
 /// Fields of an Ollama chat message that hearth does not implement.
-const MESSAGE_NOT_YET_SUPPORTED: &[&str] = &["images", "tool_calls", "tool_name", "thinking"];
+const MESSAGE_NOT_YET_SUPPORTED: &[&str] = &["images", "thinking"];
 
 /// One message of an Ollama chat.
 #[derive(Debug, Deserialize)]
@@ -60,6 +61,11 @@ pub struct OllamaMessage {
     pub role: String,
     #[serde(default)]
     pub content: String,
+    /// An assistant's calls: `{function: {name, arguments}}`, the arguments an object.
+    #[serde(default)]
+    pub tool_calls: Vec<Value>,
+    /// A tool message's tool.
+    pub tool_name: Option<String>,
     #[serde(flatten)]
     pub other: Map<String, Value>,
 }
@@ -71,6 +77,7 @@ pub struct ChatRequest {
     pub model: String,
     #[serde(default)]
     pub messages: Vec<OllamaMessage>,
+    pub tools: Option<Value>,
     pub stream: Option<bool>,
     pub options: Option<Options>,
     pub keep_alive: Option<KeepAliveField>,
@@ -145,18 +152,43 @@ fn common_params(
     Ok(params)
 }
 
-fn chat_message(message: OllamaMessage) -> Result<ChatMessage, ApiError> {
+fn chat_turn(message: OllamaMessage) -> Result<Turn, ApiError> {
     refuse_fields(&message.other, MESSAGE_NOT_YET_SUPPORTED, &[], "messages[].")?;
     match message.role.as_str() {
-        "system" | "user" | "assistant" => {}
+        "system" | "user" => {}
+        "assistant" if message.tool_calls.is_empty() => {}
+        "assistant" => {
+            let calls = message.tool_calls.iter().map(|call| {
+                let function = &call["function"];
+                let name = function["name"].as_str().ok_or_else(|| {
+                    ApiError::bad_request("`messages[].tool_calls[].function.name` is required")
+                })?;
+                let id = call["id"].as_str().unwrap_or_default().to_string();
+                Ok((id, name.to_string(), function["arguments"].clone()))
+            });
+            return calls.collect::<Result<_, ApiError>>().map(Turn::Calls);
+        }
         "tool" => {
-            return Err(ApiError::bad_request(
-                "`tool` messages answer tool calls, which hearth does not support yet",
-            ))
+            return Ok(Turn::Result { id: None, name: message.tool_name, content: message.content })
         }
         role => return Err(ApiError::bad_request(format!("unknown message role `{role}`"))),
     }
-    Ok(ChatMessage { role: message.role.into(), content: message.content.into() })
+    Ok(Turn::Message(ChatMessage { role: message.role.into(), content: message.content.into() }))
+}
+
+/// The last line of an answer that may call tools, with its reply or its calls.
+fn with_tools(mut line: Value, answer: ToolAnswer) -> Value {
+    match answer {
+        ToolAnswer::Text(text) => line["message"]["content"] = text.into(),
+        ToolAnswer::Calls(calls) => {
+            let calls: Vec<Value> = calls
+                .into_iter()
+                .map(|call| json!({ "function": { "name": call.name, "arguments": call.arguments } }))
+                .collect();
+            line["message"]["tool_calls"] = calls.into();
+        }
+    }
+    line
 }
 
 /// Which of Ollama's two answer shapes: a chat's `message` or a generation's `response`.
@@ -266,13 +298,37 @@ async fn respond(
     messages: RVec<ChatMessage>,
     prompt: Option<String>,
 ) -> Result<Response, ApiError> {
-    let generation = generation(&params, messages, prompt)?;
+    let (generation, tools) = generation(&params, messages, prompt)?;
     let started = answer::start(&hearth, services, &params, generation).await?;
     if !params.stream {
         let (answer, completion) = started.complete().await?;
-        return Ok(Json(line(shape, &model, &answer, Some(&completion))).into_response());
+        let whole = match &tools {
+            Some(_) => with_tools(
+                line(shape, &model, &Emitted::default(), Some(&completion)),
+                ToolAnswer::read(&answer.text),
+            ),
+            None => line(shape, &model, &answer, Some(&completion)),
+        };
+        return Ok(Json(whole).into_response());
     }
     let pieces = started.pieces();
+    if tools.is_some() {
+        // A reply and calls look alike until the answer is whole, so it goes in one line.
+        let lines = async_stream::stream! {
+            let mut held = String::new();
+            for await piece in pieces {
+                match piece {
+                    Piece::Text(piece) => held.push_str(&piece.text),
+                    Piece::Finished(completion) => {
+                        let last = line(shape, &model, &Emitted::default(), Some(&completion));
+                        yield with_tools(last, ToolAnswer::read(&held));
+                    }
+                    Piece::Failed(error) => yield error.body(Dialect::Ollama),
+                }
+            }
+        };
+        return Ok(ndjson(lines));
+    }
     let lines = pieces.map(move |piece| match piece {
         Piece::Text(piece) => line(shape, &model, &piece, None),
         Piece::Finished(completion) => line(shape, &model, &Emitted::default(), Some(&completion)),
@@ -289,17 +345,19 @@ pub async fn chat(
     JsonBody(request): JsonBody<ChatRequest>,
 ) -> Result<Response, ApiError> {
     refuse_fields(&request.other, NOT_YET_SUPPORTED, &[], "")?;
-    let params = common_params(
+    let mut params = common_params(
         &hearth,
         &request.model,
         request.stream,
         request.options,
         (request.keep_alive, request.output),
     )?;
+    params.tools = request.tools;
     if request.messages.is_empty() {
         return load_or_unload(&hearth, Shape::Chat, &request.model, &params).await;
     }
-    let messages = request.messages.into_iter().map(chat_message).collect::<Result<_, _>>()?;
+    let turns = request.messages.into_iter().map(chat_turn).collect::<Result<_, _>>()?;
+    let messages = tools::conversation(turns);
     respond(hearth, (queue, metrics), Shape::Chat, request.model, params, messages, None).await
 }
 

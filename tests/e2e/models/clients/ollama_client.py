@@ -1,6 +1,6 @@
 """The `ollama` Python client against `hearth serve` (argv[1]) with SmolLM2 installed:
 lists, shows, chats and generates (streamed and not), sees the loaded model in `ps`,
-embeds with all-MiniLM-L6-v2, holds answers to JSON and to a schema (`format`), and is
+embeds with all-MiniLM-L6-v2, holds answers to JSON and to a schema (`format`), calls a tool and reads its result, and is
 refused what hearth does not implement, by name."""
 
 import json
@@ -60,6 +60,26 @@ assert len(older.embedding) == 384, older
 # `format` holds the answer to JSON, or to a schema, even on a 135M model.
 as_json = client.chat(model=MODEL, messages=QUESTION, format="json", options=GREEDY | {"num_predict": 40})
 assert isinstance(json.loads(as_json.message.content), dict), as_json
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The current weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+ASK_WEATHER = [{"role": "user", "content": "What is the weather in Paris?"}]
+called = client.chat(model=MODEL, messages=ASK_WEATHER, tools=[WEATHER], options=GREEDY | {"num_predict": 60})
+call = called.message.tool_calls[0]
+assert call.function.name == "get_weather" and isinstance(call.function.arguments["city"], str), called
+answered = client.chat(
+    model=MODEL,
+    messages=ASK_WEATHER + [called.message, {"role": "tool", "tool_name": "get_weather", "content": "Sunny."}],
+    tools=[WEATHER],
+    options=GREEDY | {"num_predict": 60},
+)
+assert answered.message.content.strip() or answered.message.tool_calls, answered
+assert answered.prompt_eval_count > called.prompt_eval_count, "the call and result were read"
 CITY = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 by_schema = client.generate(model=MODEL, prompt="Name a city.", format=CITY, options=GREEDY | {"num_predict": 40})
 assert isinstance(json.loads(by_schema.response)["city"], str), by_schema

@@ -1,6 +1,7 @@
 """The `openai` Python client against `hearth serve` (argv[1]) with SmolLM2: a chat,
 and the same chat streamed with usage; log-probabilities, logit bias and penalties; the Responses API, whole and streamed;
 structured output (parse() into a pydantic model, json_object, the Responses API's schema);
+tool calls (required, streamed, and the result sent back);
 embeddings with all-MiniLM-L6-v2."""
 
 import json
@@ -113,6 +114,44 @@ shaped = client.responses.parse(
     model=MODEL, input=QUESTION, max_output_tokens=60, temperature=0, text_format=City
 )
 assert isinstance(shaped.output_parsed, City), shaped
+
+# Tool calls: even a 135M model calls a tool that exists with arguments its schema
+# accepts, since the grammar holds it to them; the result goes back as a tool message.
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+ASK_WEATHER = [{"role": "user", "content": "What is the weather in Paris?"}]
+TOOL_REQUEST = REQUEST | {"max_tokens": 60, "messages": ASK_WEATHER, "tools": [WEATHER]}
+called = client.chat.completions.create(**TOOL_REQUEST, tool_choice="required")
+assert called.choices[0].finish_reason == "tool_calls", called
+call = called.choices[0].message.tool_calls[0]
+assert call.function.name == "get_weather" and call.id, call
+assert isinstance(json.loads(call.function.arguments)["city"], str), call
+streamed_calls = [
+    delta
+    for chunk in client.chat.completions.create(**TOOL_REQUEST, tool_choice="required", stream=True)
+    if chunk.choices
+    for delta in chunk.choices[0].delta.tool_calls or []
+]
+assert [delta.function.name for delta in streamed_calls] == ["get_weather"], streamed_calls
+assert json.loads(streamed_calls[0].function.arguments) == json.loads(call.function.arguments)
+answered = client.chat.completions.create(
+    **(TOOL_REQUEST | {"messages": ASK_WEATHER + [
+        called.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21 degrees."},
+    ]}),
+)
+assert answered.choices[0].finish_reason in ("stop", "tool_calls"), answered
+assert answered.usage.prompt_tokens > called.usage.prompt_tokens, "the call and result were read"
 
 # Embeddings, as the client asks for them by default (base64) and as floats: a
 # paraphrase is closer than an unrelated sentence.
