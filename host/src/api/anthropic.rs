@@ -5,9 +5,11 @@
 //! `content_block_delta`…, `content_block_stop`, `message_delta` with the stop reason
 //! and usage, `message_stop`).
 //!
-//! Requests become the same [`CommonParams`] as OpenAI's and Ollama's. Tools, images,
-//! documents and extended thinking are refused with a 400 naming the field or block
-//! type; errors take Anthropic's shape (see [`super::error::Dialect`]).
+//! Requests become the same [`CommonParams`] as OpenAI's and Ollama's; client tools,
+//! `tool_use` and `tool_result` blocks become the same [`tools::ToolUse`] and [`Turn`]s (see
+//! [`super::tools`]). Server tools, images, documents and extended thinking are refused
+//! with a 400 naming the field or block type; errors take Anthropic's shape (see
+//! [`super::error::Dialect`]).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -29,12 +31,12 @@ use super::error::Dialect;
 use super::guard::QueueLimiter;
 use super::metrics::Metrics;
 use super::params::{refuse_fields, CommonParams, StopField, WholeNumber};
+use super::tools::{self, ToolAnswer, Turn};
 use super::ApiError;
 use crate::service::{Completion, Hearth};
 
 /// Request fields of Anthropic's that hearth does not implement yet.
-const NOT_YET_SUPPORTED: &[&str] =
-    &["tools", "tool_choice", "thinking", "mcp_servers", "container", "context_management"];
+const NOT_YET_SUPPORTED: &[&str] = &["thinking", "mcp_servers", "container", "context_management"];
 
 /// Request fields that change nothing about the answer.
 const BOOKKEEPING: &[&str] = &["metadata", "service_tier"];
@@ -60,10 +62,40 @@ pub struct MessagesRequest {
     pub temperature: Option<f64>,
     pub top_k: Option<WholeNumber>,
     pub top_p: Option<f64>,
+    pub tools: Option<Vec<Value>>,
+    pub tool_choice: Option<Value>,
     #[serde(default)]
     pub stream: bool,
     #[serde(flatten)]
     pub other: Map<String, Value>,
+}
+
+/// Anthropic's client tool (`{name, description, input_schema}`) as OpenAI's function,
+/// the shape [`ToolUse`] reads.
+fn as_function(tool: &Value) -> Result<Value, ApiError> {
+    match tool["type"].as_str() {
+        None | Some("custom") => Ok(json!({ "type": "function", "function": {
+            "name": tool["name"], "description": tool["description"], "parameters": tool["input_schema"],
+        } })),
+        Some(kind) => Err(ApiError::bad_request(format!(
+            "`tools[]` of type `{kind}` (a server tool) are not supported by hearth; send client tools"
+        ))),
+    }
+}
+
+/// Anthropic's `tool_choice` as OpenAI's, and whether calls may go in parallel.
+fn as_openai_choice(choice: &Value) -> Result<(Value, bool), ApiError> {
+    let parallel = choice["disable_parallel_tool_use"] != true;
+    let choice = match choice["type"].as_str() {
+        Some("auto") => json!("auto"),
+        Some("any") => json!("required"),
+        Some("none") => json!("none"),
+        Some("tool") => json!({ "type": "function", "function": { "name": choice["name"] } }),
+        _ => {
+            return Err(ApiError::bad_request("`tool_choice.type` must be auto, any, tool or none"))
+        }
+    };
+    Ok((choice, parallel))
 }
 
 impl MessagesRequest {
@@ -80,28 +112,60 @@ impl MessagesRequest {
                 )));
             }
         }
+        let tools = self.tools.as_ref().map(|tools| tools.iter().map(as_function).collect());
+        let (tool_choice, parallel) = match &self.tool_choice {
+            Some(choice) => {
+                as_openai_choice(choice).map(|(choice, parallel)| (Some(choice), parallel))?
+            }
+            None => (None, true),
+        };
         Ok(CommonParams {
             model: Some(self.model.clone()),
+            tools: tools.transpose()?.map(Value::Array),
+            tool_choice,
+            parallel_tool_calls: Some(parallel),
             max_tokens: Some(max_tokens),
             temperature: self.temperature,
             top_k: self.top_k,
             top_p: self.top_p,
             stop: self.stop_sequences.clone().map(StopField::Many),
             stream: self.stream,
+            ..self.tool_params()?
+        })
+    }
+
+    /// The model and its tools, in OpenAI's shapes: all that the prompt is made of
+    /// besides the messages.
+    fn tool_params(&self) -> Result<CommonParams, ApiError> {
+        let tools = self.tools.as_ref().map(|tools| tools.iter().map(as_function).collect());
+        let (tool_choice, parallel) = match &self.tool_choice {
+            Some(choice) => {
+                as_openai_choice(choice).map(|(choice, parallel)| (Some(choice), parallel))?
+            }
+            None => (None, true),
+        };
+        Ok(CommonParams {
+            model: Some(self.model.clone()),
+            tools: tools.transpose()?.map(Value::Array),
+            tool_choice,
+            parallel_tool_calls: Some(parallel),
             ..CommonParams::default()
         })
     }
 
-    /// The conversation as chat messages, the system prompt first.
+    /// The conversation as the model reads it, the system prompt first.
     fn messages(self) -> Result<RVec<ChatMessage>, ApiError> {
         if self.messages.is_empty() {
             return Err(ApiError::bad_request("`messages` must not be empty"));
         }
-        let mut messages = RVec::new();
+        let mut turns = Vec::new();
         if let Some(system) = self.system {
             let system = system.text(&TEXT_BLOCKS, "system")?;
             if !system.is_empty() {
-                messages.push(ChatMessage { role: "system".into(), content: system.into() });
+                turns.push(Turn::Message(ChatMessage {
+                    role: "system".into(),
+                    content: system.into(),
+                }));
             }
         }
         for message in self.messages {
@@ -111,10 +175,79 @@ impl MessagesRequest {
                     message.role
                 )));
             }
-            let content = message.content.text(&TEXT_BLOCKS, "messages[].content")?;
-            messages.push(ChatMessage { role: message.role.into(), content: content.into() });
+            message_turns(message, &mut turns)?;
         }
-        Ok(messages)
+        Ok(tools::conversation(turns))
+    }
+}
+
+/// One message's turns: its `tool_result` blocks (a user's) and its `tool_use` blocks
+/// (an assistant's, which stand for the whole message), else its text.
+fn message_turns(message: Message, turns: &mut Vec<Turn>) -> Result<(), ApiError> {
+    let parts = match message.content {
+        Content::Parts(parts) => parts,
+        text @ Content::Text(_) => {
+            let content = text.text(&TEXT_BLOCKS, "messages[].content")?;
+            turns.push(Turn::Message(ChatMessage {
+                role: message.role.into(),
+                content: content.into(),
+            }));
+            return Ok(());
+        }
+    };
+    let mut calls = Vec::new();
+    let mut texts = Vec::new();
+    for mut part in parts {
+        match (part.kind.as_str(), message.role.as_str()) {
+            ("tool_use", "assistant") => {
+                let id = part.other["id"].as_str().unwrap_or_default().to_string();
+                let name = part.other["name"].as_str().ok_or_else(|| {
+                    ApiError::bad_request(
+                        "`messages[].content[].name` is required in a tool_use block",
+                    )
+                })?;
+                calls.push((id, name.to_string(), part.other["input"].take()));
+            }
+            ("tool_result", "user") => {
+                let content = match part.other.remove("content") {
+                    None | Some(Value::Null) => String::new(),
+                    Some(content) => serde_json::from_value::<Content>(content)
+                        .map_err(|error| {
+                            ApiError::bad_request(format!("`tool_result.content`: {error}"))
+                        })?
+                        .text(&TEXT_BLOCKS, "tool_result.content")?,
+                };
+                let id = part.other["tool_use_id"].as_str().map(str::to_string);
+                turns.push(Turn::Result { id, name: None, content });
+            }
+            _ => texts.push(part),
+        }
+    }
+    if !calls.is_empty() {
+        turns.push(Turn::Calls(calls));
+    } else if !texts.is_empty() {
+        let content = Content::Parts(texts).text(&TEXT_BLOCKS, "messages[].content")?;
+        turns.push(Turn::Message(ChatMessage {
+            role: message.role.into(),
+            content: content.into(),
+        }));
+    }
+    Ok(())
+}
+
+/// The content blocks of an answer that may call tools, and its stop reason.
+fn tool_blocks(answer: ToolAnswer, completion: &Completion) -> (Vec<Value>, &'static str) {
+    match answer {
+        ToolAnswer::Text(text) => {
+            (vec![json!({ "type": "text", "text": text })], stop_reason(completion))
+        }
+        ToolAnswer::Calls(calls) => {
+            let blocks = calls
+                .into_iter()
+                .map(|call| json!({ "type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments }))
+                .collect();
+            (blocks, "tool_use")
+        }
     }
 }
 
@@ -181,6 +314,47 @@ fn events(
     }
 }
 
+/// The events of a streamed answer that may call tools. A reply and calls look alike
+/// until the answer is whole, so its blocks are sent then: each call as a `tool_use`
+/// block whose input comes in one `input_json_delta`.
+fn tool_events(
+    id: String,
+    model: String,
+    pieces: impl Stream<Item = Piece> + Send + 'static,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    async_stream::stream! {
+        yield Ok(event(json!({ "type": "message_start", "message": message(&id, &model) })));
+        let mut held = String::new();
+        for await piece in pieces {
+            match piece {
+                Piece::Text(piece) => held.push_str(&piece.text),
+                Piece::Finished(completion) => {
+                    let (blocks, stop_reason) = tool_blocks(ToolAnswer::read(&held), &completion);
+                    for (index, mut block) in blocks.into_iter().enumerate() {
+                        let delta = if block["type"] == "tool_use" {
+                            let input = block["input"].take().to_string();
+                            block["input"] = json!({});
+                            json!({ "type": "input_json_delta", "partial_json": input })
+                        } else {
+                            let text = block["text"].take();
+                            block["text"] = "".into();
+                            json!({ "type": "text_delta", "text": text })
+                        };
+                        yield Ok(event(json!({ "type": "content_block_start", "index": index, "content_block": block })));
+                        yield Ok(event(json!({ "type": "content_block_delta", "index": index, "delta": delta })));
+                        yield Ok(event(json!({ "type": "content_block_stop", "index": index })));
+                    }
+                    yield Ok(event(json!({ "type": "message_delta",
+                        "delta": { "stop_reason": stop_reason, "stop_sequence": null },
+                        "usage": usage(&completion) })));
+                    yield Ok(event(json!({ "type": "message_stop" })));
+                }
+                Piece::Failed(error) => yield Ok(event(error.body(Dialect::Anthropic))),
+            }
+        }
+    }
+}
+
 /// `POST /v1/messages/count_tokens`: how many tokens the request's prompt is on the
 /// model it names, the system prompt and the chat template included, as a generation
 /// would read it (Anthropic's `{"input_tokens": N}`). `max_tokens` is not asked for.
@@ -189,7 +363,7 @@ pub async fn count_tokens(
     JsonBody(request): JsonBody<MessagesRequest>,
 ) -> Result<Json<Value>, ApiError> {
     refuse_fields(&request.other, NOT_YET_SUPPORTED, BOOKKEEPING, "")?;
-    let params = CommonParams { model: Some(request.model.clone()), ..CommonParams::default() };
+    let params = request.tool_params()?;
     let (generation, _) = generation(&params, request.messages()?, None)?;
     let (_, tokens) = hearth.count_prompt_tokens(generation).await?;
     Ok(Json(json!({ "input_tokens": tokens })))
@@ -204,16 +378,24 @@ pub async fn messages(
 ) -> Result<Response, ApiError> {
     let params = request.params()?;
     let model = request.model.clone();
-    let (generation, _) = generation(&params, request.messages()?, None)?;
+    let (generation, tools) = generation(&params, request.messages()?, None)?;
     let started = answer::start(&hearth, (queue, metrics), &params, generation).await?;
     let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
     if params.stream {
-        return Ok(Sse::new(events(id, model, started.pieces().boxed())).into_response());
+        let pieces = started.pieces().boxed();
+        return Ok(match tools {
+            Some(_) => Sse::new(tool_events(id, model, pieces).boxed()).into_response(),
+            None => Sse::new(events(id, model, pieces).boxed()).into_response(),
+        });
     }
     let (generated, completion) = started.complete().await?;
+    let (content, stop_reason) = match tools {
+        Some(_) => tool_blocks(ToolAnswer::read(&generated.text), &completion),
+        None => (vec![json!({ "type": "text", "text": generated.text })], stop_reason(&completion)),
+    };
     let mut answer = message(&id, &model);
-    answer.insert("content".into(), json!([{ "type": "text", "text": generated.text }]));
-    answer.insert("stop_reason".into(), stop_reason(&completion).into());
+    answer.insert("content".into(), content.into());
+    answer.insert("stop_reason".into(), stop_reason.into());
     answer.insert("usage".into(), usage(&completion));
     Ok(Json(Value::Object(answer)).into_response())
 }
@@ -262,8 +444,9 @@ mod tests {
     fn what_anthropic_requires_or_hearth_lacks_is_refused_by_name() {
         let refused = |value: Value| request(value).params().unwrap_err().message;
         assert!(refused(json!({ "model": "m", "messages": [] })).contains("`max_tokens`"));
-        assert!(refused(json!({ "model": "m", "max_tokens": 1, "messages": [], "tools": [{}] }))
-            .contains("`tools`"));
+        let server_tool = json!({ "model": "m", "max_tokens": 1, "messages": [],
+            "tools": [{ "type": "web_search_20250305", "name": "web_search" }] });
+        assert!(refused(server_tool).contains("`tools[]`"));
         assert!(refused(
             json!({ "model": "m", "max_tokens": 1, "messages": [], "temperature": 1.2 })
         )

@@ -119,17 +119,45 @@ pub fn json_grammar(schema: &Value) -> String {
     format!("start: %json {}", compact(schema))
 }
 
-/// `schema` laid out compactly with Python's separators, unless it carries llguidance
-/// options of its own: with whitespace unbounded, a small model can spend its whole
-/// budget on blank lines.
+/// `schema` as hearth holds output to it: laid out compactly with Python's separators,
+/// unless it carries llguidance options of its own (with whitespace unbounded, a small
+/// model can spend its whole budget on blank lines), and with its objects closed.
 pub fn compact(schema: &Value) -> Value {
     let mut schema = schema.clone();
+    close_objects(&mut schema);
     if let Value::Object(fields) = &mut schema {
         fields.entry(GUIDANCE_OPTIONS).or_insert_with(|| {
             json!({ "whitespace_flexible": false, "item_separator": ", ", "key_separator": ": " })
         });
     }
     schema
+}
+
+/// Objects with listed properties take no others unless the schema says they may, as
+/// llama.cpp's JSON-schema grammars read them: left open, a small model invents keys
+/// until its budget runs out.
+fn close_objects(schema: &mut Value) {
+    let Value::Object(fields) = schema else { return };
+    if fields.contains_key("properties") && !fields.contains_key("additionalProperties") {
+        fields.insert("additionalProperties".into(), false.into());
+    }
+    for (key, value) in fields.iter_mut() {
+        match (key.as_str(), value) {
+            (
+                "properties" | "$defs" | "definitions" | "patternProperties",
+                Value::Object(named),
+            ) => {
+                named.values_mut().for_each(close_objects);
+            }
+            ("anyOf" | "oneOf" | "allOf" | "prefixItems", Value::Array(schemas)) => {
+                schemas.iter_mut().for_each(close_objects);
+            }
+            ("items" | "additionalProperties" | "not" | "if" | "then" | "else", value) => {
+                close_objects(value);
+            }
+            _ => {}
+        }
+    }
 }
 
 /// The one shape a request asks for through any of its fields; two at once is a 400
@@ -186,6 +214,24 @@ mod tests {
             .unwrap_err()
             .message;
         assert!(error.contains("response_format.json_schema.schema"), "{error}");
+    }
+
+    #[test]
+    fn objects_with_listed_properties_are_closed_unless_the_schema_opens_them() {
+        let schema = json!({ "type": "object", "properties": {
+            "properties": { "type": "object", "properties": { "a": { "type": "string" } } },
+            "open": { "type": "object", "properties": {}, "additionalProperties": true },
+            "list": { "type": "array", "items": { "properties": { "b": {} } } },
+        } });
+        let closed = compact(&schema);
+        assert_eq!(closed["additionalProperties"], false);
+        assert_eq!(closed["properties"]["properties"]["additionalProperties"], false);
+        assert!(
+            closed["properties"].get("additionalProperties").is_none(),
+            "a property map is not a schema"
+        );
+        assert_eq!(closed["properties"]["open"]["additionalProperties"], true);
+        assert_eq!(closed["properties"]["list"]["items"]["additionalProperties"], false);
     }
 
     #[test]
