@@ -4,9 +4,13 @@
 //! sequence (`response.created` … `response.output_text.delta` … `response.completed`),
 //! each event numbered.
 //!
+//! `text.format` holds the answer to a schema; function tools are called as on chat
+//! completions (see [`super::tools`]), their calls answered as `function_call` output
+//! items and their results read back from `function_call_output` input items.
+//!
 //! Nothing is stored: a request asking to store its response (`store: true`) or to
 //! continue a stored one (`previous_response_id`, `conversation`) is refused, as are
-//! tools, structured output and reasoning, each by name.
+//! hosted tools and reasoning, each by name.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -30,6 +34,7 @@ use super::guard::QueueLimiter;
 use super::metrics::Metrics;
 use super::params::{refuse_fields, CommonParams, WholeNumber};
 use super::structured::{ResponseFormat, TextFormat};
+use super::tools::{self, ToolAnswer, Turn};
 use super::ApiError;
 use crate::service::{Completion, Hearth};
 
@@ -37,9 +42,6 @@ use crate::service::{Completion, Hearth};
 const NOT_YET_SUPPORTED: &[&str] = &[
     "previous_response_id",
     "conversation",
-    "tools",
-    "tool_choice",
-    "parallel_tool_calls",
     "reasoning",
     "include",
     "background",
@@ -95,6 +97,9 @@ pub struct ResponsesRequest {
     pub top_p: Option<f64>,
     pub store: Option<bool>,
     pub text: Option<TextOptions>,
+    pub tools: Option<Vec<Value>>,
+    pub tool_choice: Option<Value>,
+    pub parallel_tool_calls: Option<bool>,
     #[serde(default)]
     pub stream: bool,
     #[serde(flatten)]
@@ -111,8 +116,13 @@ impl ResponsesRequest {
             ));
         }
         let format = self.text.as_ref().and_then(|text| text.format.clone());
+        let tools = self.tools.as_ref().map(|tools| tools.iter().map(as_function).collect());
+        let tool_choice = self.tool_choice.as_ref().map(as_chat_choice).transpose()?;
         Ok(CommonParams {
             response_format: format.map(ResponseFormat::from),
+            tools: tools.transpose()?.map(Value::Array),
+            tool_choice,
+            parallel_tool_calls: self.parallel_tool_calls,
             model: self.model.clone(),
             max_tokens: self.max_output_tokens,
             temperature: self.temperature,
@@ -138,21 +148,83 @@ impl ResponsesRequest {
         if items.is_empty() {
             return Err(ApiError::bad_request("`input` must not be empty"));
         }
+        let mut turns: Vec<Turn> = messages.into_iter().map(Turn::Message).collect();
         for item in items {
-            messages.push(message_of(item)?);
+            let turn = turn_of(item)?;
+            // Parallel calls come as consecutive items: one turn of calls.
+            match (turns.last_mut(), turn) {
+                (Some(Turn::Calls(calls)), Turn::Calls(more)) => calls.extend(more),
+                (_, turn) => turns.push(turn),
+            }
         }
-        Ok(messages)
+        Ok(tools::conversation(turns))
     }
 }
 
-/// A message item as a chat message; other item types are refused by name.
-fn message_of(item: Item) -> Result<ChatMessage, ApiError> {
-    let kind = item.kind.as_deref().unwrap_or("message");
-    if kind != "message" {
-        return Err(ApiError::bad_request(format!(
-            "`input[]` items of type `{kind}` are not supported by hearth yet; send messages"
-        )));
+/// A function tool (`{type: "function", name, description, parameters}`) as chat
+/// completions' (`{type: "function", function: {…}}`), the shape [`tools::ToolUse`] reads.
+fn as_function(tool: &Value) -> Result<Value, ApiError> {
+    match tool["type"].as_str() {
+        Some("function") => Ok(json!({ "type": "function", "function": {
+            "name": tool["name"], "description": tool["description"], "parameters": tool["parameters"],
+        } })),
+        kind => Err(ApiError::bad_request(format!(
+            "`tools[]` of type {kind:?} (a hosted tool) are not supported by hearth; send function tools"
+        ))),
     }
+}
+
+/// `tool_choice` as chat completions write it.
+fn as_chat_choice(choice: &Value) -> Result<Value, ApiError> {
+    match choice {
+        Value::String(_) => Ok(choice.clone()),
+        _ if choice["type"] == "function" => {
+            Ok(json!({ "type": "function", "function": { "name": choice["name"] } }))
+        }
+        _ => Err(ApiError::bad_request(
+            "`tool_choice` must be auto, required, none or {\"type\": \"function\", \"name\": …}",
+        )),
+    }
+}
+
+/// An input item as a turn: a message, a function call, or a call's output; other
+/// item types are refused by name.
+fn turn_of(mut item: Item) -> Result<Turn, ApiError> {
+    let text = |value: Value| -> Result<String, ApiError> {
+        match value {
+            Value::String(text) => Ok(text),
+            parts => serde_json::from_value::<Content>(parts)
+                .map_err(|error| ApiError::bad_request(format!("`input[].output`: {error}")))?
+                .text(&TEXT_PARTS, "input[].output"),
+        }
+    };
+    match item.kind.as_deref().unwrap_or("message") {
+        "message" => message_of(item).map(Turn::Message),
+        "function_call" => {
+            let field = |item: &mut Item, name: &str| match item.other.remove(name) {
+                Some(Value::String(value)) => Ok(value),
+                _ => Err(ApiError::bad_request(format!(
+                    "`input[].{name}` is required in a function_call item"
+                ))),
+            };
+            let (id, name) = (field(&mut item, "call_id")?, field(&mut item, "name")?);
+            let arguments = field(&mut item, "arguments")?;
+            let arguments = serde_json::from_str(&arguments).unwrap_or(Value::String(arguments));
+            Ok(Turn::Calls(vec![(id, name, arguments)]))
+        }
+        "function_call_output" => {
+            let id = item.other.remove("call_id").and_then(|id| id.as_str().map(str::to_string));
+            let content = text(item.other.remove("output").unwrap_or_default())?;
+            Ok(Turn::Result { id, name: None, content })
+        }
+        kind => Err(ApiError::bad_request(format!(
+            "`input[]` items of type `{kind}` are not supported by hearth yet; send messages and function calls"
+        ))),
+    }
+}
+
+/// A message item as a chat message.
+fn message_of(item: Item) -> Result<ChatMessage, ApiError> {
     refuse_fields(&item.other, &[], &["id", "status"], "input[].")?;
     let role = match item.role.as_deref() {
         Some("developer" | "system") => "system",
@@ -170,31 +242,52 @@ fn message_of(item: Item) -> Result<ChatMessage, ApiError> {
     Ok(ChatMessage { role: role.into(), content: content.into() })
 }
 
+/// An answer read for tool calls as output items: its calls, or its reply.
+fn tool_items(answer: ToolAnswer) -> Vec<Value> {
+    match answer {
+        ToolAnswer::Text(text) => vec![message_item(
+            &format!("msg_{}", uuid::Uuid::new_v4().simple()),
+            "completed",
+            json!([output_text(&text)]),
+        )],
+        ToolAnswer::Calls(calls) => calls
+            .into_iter()
+            .map(|call| {
+                json!({ "type": "function_call", "id": format!("fc_{}", uuid::Uuid::new_v4().simple()),
+                        "call_id": call.id, "name": call.name,
+                        "arguments": call.arguments.to_string(), "status": "completed" })
+            })
+            .collect(),
+    }
+}
+
 /// What every state of one response repeats.
 struct Header {
     id: String,
     model: String,
     created_at: u64,
-    /// `text` as the request set it.
-    text: Value,
+    /// What the request set of `text`, `tools`, `tool_choice` and `parallel_tool_calls`.
+    settings: Map<String, Value>,
 }
 
 /// The response object: `status` and `output` as they stand, `usage` once known.
-fn response(header: &Header, end: Option<(&Completion, Value)>) -> Value {
-    let Header { id, model, created_at, text } = header;
+fn response(header: &Header, end: Option<(&Completion, Vec<Value>)>) -> Value {
+    let Header { id, model, created_at, settings } = header;
     let mut response = json!({
         "id": id, "object": "response", "created_at": created_at, "model": model,
         "status": "in_progress", "error": null, "incomplete_details": null,
-        "output": [], "usage": null, "store": false, "tools": [], "tool_choice": "none",
-        "parallel_tool_calls": false, "text": text,
+        "output": [], "usage": null, "store": false,
     });
-    if let Some((completion, message)) = end {
+    if let Value::Object(fields) = &mut response {
+        fields.extend(settings.clone());
+    }
+    if let Some((completion, items)) = end {
         let incomplete = completion.finish_reason == "length";
         response["status"] = if incomplete { "incomplete" } else { "completed" }.into();
         if incomplete {
             response["incomplete_details"] = json!({ "reason": "max_output_tokens" });
         }
-        response["output"] = json!([message]);
+        response["output"] = items.into();
         response["usage"] = json!({
             "input_tokens": completion.prompt_tokens,
             "output_tokens": completion.completion_tokens,
@@ -214,19 +307,78 @@ fn message_item(id: &str, status: &str, content: Value) -> Value {
     json!({ "type": "message", "id": id, "status": status, "role": "assistant", "content": content })
 }
 
+/// Numbers a response's events from 0, naming each by its type.
+fn numbered() -> impl FnMut(Value) -> Result<Event, Infallible> {
+    let mut sequence = 0u64;
+    move |mut data: Value| {
+        data["sequence_number"] = sequence.into();
+        sequence += 1;
+        let name = data["type"].as_str().unwrap_or("error").to_string();
+        Ok(Event::default().event(name).data(data.to_string()))
+    }
+}
+
+/// The events of a streamed response that may call tools. A reply and calls look alike
+/// until the answer is whole, so its items are sent then, each whole in one delta.
+fn tool_events(
+    header: Header,
+    pieces: impl Stream<Item = Piece> + Send + 'static,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let mut event = numbered();
+    async_stream::stream! {
+        let started = response(&header, None);
+        yield event(json!({ "type": "response.created", "response": started }));
+        yield event(json!({ "type": "response.in_progress", "response": started }));
+        let mut held = String::new();
+        for await piece in pieces {
+            match piece {
+                Piece::Text(piece) => held.push_str(&piece.text),
+                Piece::Finished(completion) => {
+                    let items = tool_items(ToolAnswer::read(&held));
+                    for (index, item) in items.iter().enumerate() {
+                        let at = |mut fields: Value| {
+                            fields["item_id"] = item["id"].clone();
+                            fields["output_index"] = index.into();
+                            fields
+                        };
+                        let mut opened = item.clone();
+                        opened["status"] = "in_progress".into();
+                        if item["type"] == "function_call" {
+                            opened["arguments"] = "".into();
+                            yield event(json!({ "type": "response.output_item.added", "output_index": index, "item": opened }));
+                            yield event(at(json!({ "type": "response.function_call_arguments.delta", "delta": item["arguments"] })));
+                            yield event(at(json!({ "type": "response.function_call_arguments.done", "arguments": item["arguments"] })));
+                        } else {
+                            let part = &item["content"][0];
+                            opened["content"] = json!([]);
+                            yield event(json!({ "type": "response.output_item.added", "output_index": index, "item": opened }));
+                            yield event(at(json!({ "type": "response.content_part.added", "content_index": 0, "part": output_text("") })));
+                            yield event(at(json!({ "type": "response.output_text.delta", "content_index": 0, "delta": part["text"], "logprobs": [] })));
+                            yield event(at(json!({ "type": "response.output_text.done", "content_index": 0, "text": part["text"], "logprobs": [] })));
+                            yield event(at(json!({ "type": "response.content_part.done", "content_index": 0, "part": part })));
+                        }
+                        yield event(json!({ "type": "response.output_item.done", "output_index": index, "item": item }));
+                    }
+                    let done = response(&header, Some((&completion, items)));
+                    let kind = if done["status"] == "completed" { "response.completed" } else { "response.incomplete" };
+                    yield event(json!({ "type": kind, "response": done }));
+                }
+                Piece::Failed(error) => {
+                    let body = error.body(Dialect::OpenAi);
+                    yield event(json!({ "type": "error", "code": error.kind, "message": body["error"]["message"], "param": null }));
+                }
+            }
+        }
+    }
+}
+
 /// The events of one streamed response, numbered from 0.
 fn events(
     header: Header,
     item_id: String,
     pieces: impl Stream<Item = Piece> + Send + 'static,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    let mut sequence = 0u64;
-    let mut event = move |mut data: Value| {
-        data["sequence_number"] = sequence.into();
-        sequence += 1;
-        let name = data["type"].as_str().unwrap_or("error").to_string();
-        Ok(Event::default().event(name).data(data.to_string()))
-    };
+    let mut event = numbered();
     async_stream::stream! {
         let started = response(&header, None);
         yield event(json!({ "type": "response.created", "response": started }));
@@ -253,7 +405,7 @@ fn events(
                     yield event(at(json!({ "type": "response.content_part.done", "part": output_text(&text) })));
                     let item = message_item(&item_id, "completed", json!([output_text(&text)]));
                     yield event(json!({ "type": "response.output_item.done", "output_index": 0, "item": item }));
-                    let done = response(&header, Some((&completion, item)));
+                    let done = response(&header, Some((&completion, vec![item])));
                     let kind = if done["status"] == "completed" { "response.completed" } else { "response.incomplete" };
                     yield event(json!({ "type": kind, "response": done }));
                 }
@@ -274,24 +426,44 @@ pub async fn responses(
     JsonBody(request): JsonBody<ResponsesRequest>,
 ) -> Result<Response, ApiError> {
     let params = request.params()?;
-    let text_options = json!({ "format": request.text.as_ref().and_then(|text| text.format.as_ref())
-        .map_or_else(|| json!({ "type": "text" }), |format| json!(format)) });
-    let (generation, _) = generation(&params, request.messages()?, None)?;
+    let settings = settings(&request);
+    let (generation, tools) = generation(&params, request.messages()?, None)?;
     let started = answer::start(&hearth, (queue, metrics), &params, generation).await?;
     let header = Header {
         id: format!("resp_{}", uuid::Uuid::new_v4().simple()),
         model: started.model_id().to_string(),
         created_at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs()),
-        text: text_options,
+        settings,
     };
     let item_id = format!("msg_{}", uuid::Uuid::new_v4().simple());
     if params.stream {
         let pieces = started.pieces().boxed();
-        return Ok(Sse::new(events(header, item_id, pieces)).into_response());
+        return Ok(match tools {
+            Some(_) => Sse::new(tool_events(header, pieces).boxed()).into_response(),
+            None => Sse::new(events(header, item_id, pieces).boxed()).into_response(),
+        });
     }
     let (generated, completion) = started.complete().await?;
-    let item = message_item(&item_id, "completed", json!([output_text(&generated.text)]));
-    Ok(Json(response(&header, Some((&completion, item)))).into_response())
+    let items = match tools {
+        Some(_) => tool_items(ToolAnswer::read(&generated.text)),
+        None => vec![message_item(&item_id, "completed", json!([output_text(&generated.text)]))],
+    };
+    Ok(Json(response(&header, Some((&completion, items)))).into_response())
+}
+
+/// The settings a response repeats as the request gave them.
+fn settings(request: &ResponsesRequest) -> Map<String, Value> {
+    let format = request.text.as_ref().and_then(|text| text.format.as_ref());
+    let mut settings = Map::new();
+    settings.insert("text".into(), json!({ "format": format.map_or_else(|| json!({ "type": "text" }), |format| json!(format)) }));
+    settings.insert("tools".into(), request.tools.clone().unwrap_or_default().into());
+    let choice =
+        if request.tools.as_ref().is_some_and(|tools| !tools.is_empty()) { "auto" } else { "none" };
+    settings
+        .insert("tool_choice".into(), request.tool_choice.clone().unwrap_or_else(|| choice.into()));
+    settings
+        .insert("parallel_tool_calls".into(), request.parallel_tool_calls.unwrap_or(true).into());
+    settings
 }
 
 #[cfg(test)]
@@ -333,9 +505,8 @@ mod tests {
     #[test]
     fn what_hearth_cannot_do_is_refused_by_name() {
         let refused = |value: Value| request(value).params().unwrap_err().message;
-        assert!(
-            refused(json!({ "input": "x", "tools": [{ "type": "function" }] })).contains("`tools`")
-        );
+        assert!(refused(json!({ "input": "x", "tools": [{ "type": "web_search" }] }))
+            .contains("`tools[]`"));
         assert!(refused(json!({ "input": "x", "previous_response_id": "resp_1" }))
             .contains("`previous_response_id`"));
         assert!(refused(json!({ "input": "x", "store": true })).contains("`store`"));
@@ -347,9 +518,25 @@ mod tests {
         let image = request(json!({ "input": [{ "role": "user", "content": [
             { "type": "input_image", "image_url": "data:" }] }] }));
         assert!(image.messages().unwrap_err().message.contains("`input_image`"));
-        let call =
-            request(json!({ "input": [{ "type": "function_call_output", "call_id": "c" }] }));
-        assert!(call.messages().unwrap_err().message.contains("`function_call_output`"));
+        let reasoning = request(json!({ "input": [{ "type": "reasoning", "summary": [] }] }));
+        assert!(reasoning.messages().unwrap_err().message.contains("`reasoning`"));
+    }
+
+    #[test]
+    fn function_calls_and_their_outputs_are_read_back_as_one_turn_of_calls_and_results() {
+        let messages = request(json!({ "input": [
+            { "role": "user", "content": "Weather and time?" },
+            { "type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{\"city\":\"Paris\"}" },
+            { "type": "function_call", "call_id": "c2", "name": "get_time", "arguments": "{}" },
+            { "type": "function_call_output", "call_id": "c1", "output": "sunny" },
+            { "type": "function_call_output", "call_id": "c2", "output": "noon" },
+        ] }))
+        .messages()
+        .unwrap();
+        let roles: Vec<&str> = messages.iter().map(|message| message.role.as_str()).collect();
+        assert_eq!(roles, ["user", "assistant", "user"]);
+        assert!(messages[1].content.contains(r#""city":"Paris""#), "{}", messages[1].content);
+        assert!(messages[2].content.contains(r#""name":"get_time","content":"noon""#));
     }
 
     #[test]
@@ -369,13 +556,9 @@ mod tests {
             fallbacks: Vec::new(),
         };
         let item = message_item("msg_1", "completed", json!([output_text("abc")]));
-        let header = Header {
-            id: "resp_1".into(),
-            model: "m".into(),
-            created_at: 0,
-            text: json!({ "format": { "type": "text" } }),
-        };
-        let done = response(&header, Some((&completion, item)));
+        let header =
+            Header { id: "resp_1".into(), model: "m".into(), created_at: 0, settings: Map::new() };
+        let done = response(&header, Some((&completion, vec![item])));
         assert_eq!(done["status"], "incomplete");
         assert_eq!(done["incomplete_details"]["reason"], "max_output_tokens");
         assert_eq!(done["usage"]["total_tokens"], 8);

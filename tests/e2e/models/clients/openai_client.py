@@ -1,7 +1,7 @@
 """The `openai` Python client against `hearth serve` (argv[1]) with SmolLM2: a chat,
 and the same chat streamed with usage; log-probabilities, logit bias and penalties; the Responses API, whole and streamed;
 structured output (parse() into a pydantic model, json_object, the Responses API's schema);
-tool calls (required, streamed, and the result sent back);
+tool calls on chat and the Responses API (required, streamed, and the result sent back);
 embeddings with all-MiniLM-L6-v2."""
 
 import json
@@ -86,14 +86,36 @@ deltas = "".join(event.delta for event in events if event.type == "response.outp
 assert deltas == reply.output_text, (deltas, reply.output_text)
 assert events[-1].type in ("response.completed", "response.incomplete"), events[-1]
 assert events[-1].response.output_text == reply.output_text, events[-1]
-try:
-    client.responses.create(
-        **ASKED, input=QUESTION, tools=[{"type": "function", "name": "f", "parameters": {}}]
-    )
-except openai.BadRequestError as error:
-    assert "`tools`" in str(error), error
-else:
-    raise AssertionError("a request with tools was answered")
+WEATHER_FUNCTION = {
+    "name": "get_weather",
+    "description": "The current weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+WEATHER = {"type": "function", "function": WEATHER_FUNCTION}
+
+# Function tools on the Responses API: the call is an output item, its output an input
+# item the next request reads.
+RESPONSE_TOOL = {"type": "function"} | {
+    key: WEATHER_FUNCTION[key] for key in ("name", "description", "parameters")
+}
+responded_call = client.responses.create(
+    **(ASKED | {"max_output_tokens": 60}), input="What is the weather in Paris?",
+    tools=[RESPONSE_TOOL], tool_choice="required",
+)
+function_call = next(item for item in responded_call.output if item.type == "function_call")
+assert function_call.name == "get_weather" and json.loads(function_call.arguments)["city"], function_call
+responded = client.responses.create(
+    **(ASKED | {"max_output_tokens": 60}), tools=[RESPONSE_TOOL],
+    input=[{"role": "user", "content": "What is the weather in Paris?"}, function_call.model_dump(exclude_none=True),
+           {"type": "function_call_output", "call_id": function_call.call_id, "output": "Sunny."}],
+)
+assert responded.usage.input_tokens > responded_call.usage.input_tokens, "the call and output were read"
+with client.responses.stream(
+    **(ASKED | {"max_output_tokens": 60}), input="What is the weather in Paris?",
+    tools=[RESPONSE_TOOL], tool_choice="required",
+) as stream:
+    streamed_response = stream.get_final_response()
+assert [item.arguments for item in streamed_response.output] == [function_call.arguments]
 
 # Structured output: the client's own parse() reads the answer into a pydantic model,
 # whose JSON schema holds the generation; the Responses API takes the same schema.
@@ -117,18 +139,6 @@ assert isinstance(shaped.output_parsed, City), shaped
 
 # Tool calls: even a 135M model calls a tool that exists with arguments its schema
 # accepts, since the grammar holds it to them; the result goes back as a tool message.
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The current weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
 ASK_WEATHER = [{"role": "user", "content": "What is the weather in Paris?"}]
 TOOL_REQUEST = REQUEST | {"max_tokens": 60, "messages": ASK_WEATHER, "tools": [WEATHER]}
 called = client.chat.completions.create(**TOOL_REQUEST, tool_choice="required")
