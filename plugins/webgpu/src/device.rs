@@ -29,11 +29,26 @@ impl AdapterFacts {
     }
 }
 
-/// Find the best adapter: a real GPU before a software one. `Err` says why none.
+/// The adapters of `backends` (as far as `WGPU_BACKEND` allows them).
+fn adapters_on(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+    let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    descriptor.backends &= backends;
+    if descriptor.backends.is_empty() {
+        return Vec::new();
+    }
+    let instance = wgpu::Instance::new(descriptor);
+    pollster::block_on(instance.enumerate_adapters(backends))
+}
+
+/// Find the best adapter: a real GPU before a software one. `Err` says why none. GL is
+/// asked only where Vulkan, Metal and DX12 have no adapter: it computes with fewer
+/// features, and opening EGL without a display can panic inside wgpu (two hosts in one
+/// process probing at once on a headless machine did).
 pub fn find_adapter() -> Result<AdapterFacts, String> {
-    let instance =
-        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    let mut adapters = adapters_on(wgpu::Backends::PRIMARY);
+    if adapters.is_empty() {
+        adapters = adapters_on(wgpu::Backends::SECONDARY);
+    }
     let rank = |info: &wgpu::AdapterInfo| match info.device_type {
         wgpu::DeviceType::DiscreteGpu => 0,
         wgpu::DeviceType::IntegratedGpu => 1,

@@ -55,7 +55,7 @@ async fn run_client_script(script: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_ollama_client_lists_shows_chats_generates_embeds_and_sees_its_model_in_ps() {
+async fn the_ollama_client_lists_chats_generates_embeds_shapes_json_calls_tools_and_sees_ps() {
     if hearth_sdk::testing::real_models().is_none() {
         return;
     }
@@ -63,7 +63,7 @@ async fn the_ollama_client_lists_shows_chats_generates_embeds_and_sees_its_model
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_anthropic_client_answers_streams_counts_tokens_and_is_refused_tools_by_name() {
+async fn the_anthropic_client_answers_streams_counts_tokens_and_calls_tools() {
     if hearth_sdk::testing::real_models().is_none() {
         return;
     }
@@ -71,7 +71,7 @@ async fn the_anthropic_client_answers_streams_counts_tokens_and_is_refused_tools
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_openai_client_chats_streams_responds_embeds_and_gets_logprobs_bias_and_penalties() {
+async fn the_openai_client_chats_streams_responds_embeds_parses_schemas_and_calls_tools() {
     if hearth_sdk::testing::real_models().is_none() {
         return;
     }

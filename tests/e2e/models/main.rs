@@ -15,6 +15,7 @@ mod helpers;
 mod http;
 mod modules;
 mod rpc;
+mod structured;
 #[path = "../support/mod.rs"]
 mod support;
 mod tokens;
