@@ -112,18 +112,7 @@ impl MessagesRequest {
                 )));
             }
         }
-        let tools = self.tools.as_ref().map(|tools| tools.iter().map(as_function).collect());
-        let (tool_choice, parallel) = match &self.tool_choice {
-            Some(choice) => {
-                as_openai_choice(choice).map(|(choice, parallel)| (Some(choice), parallel))?
-            }
-            None => (None, true),
-        };
         Ok(CommonParams {
-            model: Some(self.model.clone()),
-            tools: tools.transpose()?.map(Value::Array),
-            tool_choice,
-            parallel_tool_calls: Some(parallel),
             max_tokens: Some(max_tokens),
             temperature: self.temperature,
             top_k: self.top_k,

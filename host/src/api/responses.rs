@@ -318,6 +318,15 @@ fn numbered() -> impl FnMut(Value) -> Result<Event, Infallible> {
     }
 }
 
+/// The events every streamed response opens with.
+fn opening(header: &Header) -> [Value; 2] {
+    let started = response(header, None);
+    [
+        json!({ "type": "response.created", "response": started }),
+        json!({ "type": "response.in_progress", "response": started }),
+    ]
+}
+
 /// The events of a streamed response that may call tools. A reply and calls look alike
 /// until the answer is whole, so its items are sent then, each whole in one delta.
 fn tool_events(
@@ -326,9 +335,9 @@ fn tool_events(
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let mut event = numbered();
     async_stream::stream! {
-        let started = response(&header, None);
-        yield event(json!({ "type": "response.created", "response": started }));
-        yield event(json!({ "type": "response.in_progress", "response": started }));
+        for opening in opening(&header) {
+            yield event(opening);
+        }
         let mut held = String::new();
         for await piece in pieces {
             match piece {
@@ -380,9 +389,9 @@ fn events(
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let mut event = numbered();
     async_stream::stream! {
-        let started = response(&header, None);
-        yield event(json!({ "type": "response.created", "response": started }));
-        yield event(json!({ "type": "response.in_progress", "response": started }));
+        for opening in opening(&header) {
+            yield event(opening);
+        }
         let at = |mut fields: Value| {
             fields["item_id"] = item_id.clone().into();
             fields["output_index"] = 0.into();

@@ -268,11 +268,12 @@ async fn anthropic_refusals_name_the_field_in_anthropics_error_shape() {
     for (body, named) in [
         (json!({ "model": "echo", "messages": user }), "`max_tokens`"),
         (
-            json!({ "model": "echo", "max_tokens": 4, "messages": user, "tools": [{ "name": "f" }] }),
-            "`tools`",
+            json!({ "model": "echo", "max_tokens": 4, "messages": user,
+                    "tools": [{ "type": "web_search_20250305", "name": "web_search" }] }),
+            "`tools[]`",
         ),
         (
-            json!({ "model": "echo", "max_tokens": 4, "messages": user, "tool_choice": { "type": "auto" } }),
+            json!({ "model": "echo", "max_tokens": 4, "messages": user, "tool_choice": { "type": "any" } }),
             "`tool_choice`",
         ),
         (
