@@ -128,14 +128,19 @@ if [[ -z ${VULKAN_SDK:-} && -f /usr/include/vulkan/vulkan_core.h ]] &&
     if [[ ! -f $VULKAN_HEADERS/.complete ]]; then
         apt_dir="$HEARTH_CACHE/apt-debian13"
         mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/debs"
-        echo "deb http://deb.debian.org/debian trixie main" >"$apt_dir/sources.list"
+        # The Debian archive the system's own sources name, with Debian 13's suite.
+        archive=$(grep -hoE '^(URIs:|deb)[[:space:]]+[^[:space:]]+/debian/?$' \
+            /etc/apt/sources.list /etc/apt/sources.list.d/*.sources 2>/dev/null |
+            awk '{ print $2; exit }')
+        [[ -n $archive ]] || echo "    no Debian archive among the system's apt sources"
+        echo "deb $archive trixie main" >"$apt_dir/sources.list"
         apt_own=(-qq -o Dir::Etc::SourceList="$apt_dir/sources.list"
             -o Dir::Etc::SourceParts=/dev/null -o Dir::State::Lists="$apt_dir/lists"
             -o Dir::Cache="$apt_dir/cache" -o Dir::State::status=/dev/null
             -o APT::Sandbox::User="$(id -un)")
         echo "    fetching Debian 13's Vulkan headers (libvulkan-dev, spirv-headers)"
         rm -rf "$VULKAN_HEADERS" "$apt_dir"/debs/*.deb
-        if apt-get "${apt_own[@]}" update &&
+        if [[ -n $archive ]] && apt-get "${apt_own[@]}" update &&
             (cd "$apt_dir/debs" && apt-get "${apt_own[@]}" download libvulkan-dev spirv-headers); then
             for deb in "$apt_dir"/debs/*.deb; do dpkg-deb -x "$deb" "$VULKAN_HEADERS"; done
             touch "$VULKAN_HEADERS/.complete"

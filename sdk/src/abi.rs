@@ -38,7 +38,7 @@ use crate::error::PluginError;
 use crate::plugin::TokenSink;
 use crate::types::{
     AdapterUse, BackendInfo, ChatMessage, Embedding, GenerateRequest, GenerateStats, HostProfile,
-    LoadRequest, LogitBias, MemoryUsage, Probe, Sampling, SinkControl, TokenLogprobs,
+    LoadRequest, LogitBias, MemoryUsage, Probe, Sampling, SinkControl, SplitMode, TokenLogprobs,
 };
 
 /// A [`LoadRequest`] as the host lends it to a plugin for one call.
@@ -51,6 +51,9 @@ pub trait AbiLoadRequest {
     fn threads(&self) -> u32;
     #[sabi(last_prefix_field)]
     fn device(&self) -> ROption<RStr<'_>>;
+    // Since 2.3.
+    fn split_mode(&self) -> SplitMode;
+    fn main_device(&self) -> ROption<RStr<'_>>;
 }
 
 impl AbiLoadRequest for LoadRequest {
@@ -72,6 +75,12 @@ impl AbiLoadRequest for LoadRequest {
     fn device(&self) -> ROption<RStr<'_>> {
         self.device.as_ref().map(RString::as_rstr)
     }
+    fn split_mode(&self) -> SplitMode {
+        self.split_mode
+    }
+    fn main_device(&self) -> ROption<RStr<'_>> {
+        self.main_device.as_ref().map(RString::as_rstr)
+    }
 }
 
 /// A borrowed [`LoadRequest`] view.
@@ -92,6 +101,8 @@ impl LoadRequest {
             context_size: view.context_size(),
             threads: view.threads(),
             device: view.device().map(RString::from),
+            split_mode: view.split_mode(),
+            main_device: view.main_device().map(RString::from),
         }
     }
 }

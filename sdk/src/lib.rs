@@ -127,7 +127,7 @@
 //! #     fn on_token(&mut self, piece: &str) -> SinkControl { self.0.push_str(piece); SinkControl::Continue }
 //! # }
 //! # let model = Shout.load(&LoadRequest { model_id: "m".into(), paths: RVec::new(), format: "shout".into(),
-//! #     context_size: 0, threads: 0, device: None.into() }).unwrap();
+//! #     context_size: 0, threads: 0, ..Default::default() }).unwrap();
 //! # let request = GenerateRequest { prompt: Some("hi there".into()).into(), max_tokens: 8,
 //! #     ..GenerateRequest::default() };
 //! # model.generate(&request, &mut Collect(&mut out)).unwrap();

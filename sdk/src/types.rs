@@ -118,14 +118,46 @@ crate::open_enum! {
         /// A GPU API implemented in software on the CPU (e.g. lavapipe): correct, not fast.
         SoftwareGpu = 4 => "software-gpu",
         Other = 5 => "other",
+        /// A device of another machine, reached over the network (llama.cpp's RPC).
+        /// Since 2.3.
+        Remote = 6 => "remote",
     }
     unknown => "other";
 }
 
 impl DeviceKind {
-    /// True for real accelerators, the ones routing prefers over the CPU.
+    /// True for real accelerators, the ones routing prefers over the CPU and a
+    /// backend's layers go to: a remote device counts, as it takes layers as a GPU does.
     pub fn is_accelerator(self) -> bool {
-        matches!(self, DeviceKind::DiscreteGpu | DeviceKind::IntegratedGpu | DeviceKind::VirtualGpu)
+        matches!(
+            self,
+            DeviceKind::DiscreteGpu
+                | DeviceKind::IntegratedGpu
+                | DeviceKind::VirtualGpu
+                | DeviceKind::Remote
+        )
+    }
+}
+
+crate::open_enum! {
+    /// How a model that runs on several devices is divided between them (llama.cpp's
+    /// `--split-mode`). Since 2.3.
+    pub struct SplitMode {
+        /// Whole layers to each device, in proportion to its free memory.
+        Layer = 0 => "layer",
+        /// Every matrix divided by rows across the devices; the main device holds the
+        /// rest and gathers the results. Only devices whose backend splits rows (CUDA,
+        /// SYCL) can.
+        Row = 1 => "row",
+        /// One device, the main one, holds everything a device takes.
+        None = 2 => "none",
+    }
+    unknown => "layer";
+}
+
+impl Default for SplitMode {
+    fn default() -> Self {
+        SplitMode::Layer
     }
 }
 
@@ -165,8 +197,14 @@ pub struct LoadRequest {
     pub context_size: u32,
     /// CPU threads; 0 lets the backend choose.
     pub threads: u32,
-    /// A device name from the probe to pin the model to; none lets the backend choose.
+    /// A device name from the probe to pin the model to, or a comma-separated list to
+    /// divide it between; none lets the backend choose.
     pub device: ROption<RString>,
+    /// How the model is divided between several devices. Since 2.3.
+    pub split_mode: SplitMode,
+    /// The device that holds what is not divided (with [`SplitMode::Row`]) or all of
+    /// it (with [`SplitMode::None`]); none means the first. Since 2.3.
+    pub main_device: ROption<RString>,
 }
 
 /// One message of a chat.

@@ -26,6 +26,7 @@ pub async fn profile(State(hearth): State<Arc<Hearth>>) -> Json<Value> {
     Json(json!({
         "device": hearth.device().view(),
         "catalog": { "source": hearth.config().catalog.describe(), "error": hearth.catalog_problem() },
+        "placement": hearth.placement(),
         "route": route,
     }))
 }

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use hearth_sdk::SplitMode;
 use serde::{Deserialize, Serialize};
 
 /// Everything that can go wrong reading a catalog.
@@ -193,6 +194,42 @@ pub struct AdapterEntry {
     pub artifacts: Vec<Artifact>,
 }
 
+/// Which of a backend's devices models run on and how a model is divided between them:
+/// the catalog's `[placement]`, and `--device`, `--split-mode` and `--main-device` over
+/// it. The llama.cpp plugin places models by it; MLX and WebGPU run on one device.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Placement {
+    /// A device name as `hearth plugins` lists it, a comma-separated list of them, or
+    /// `none` for the CPU alone; unset is every GPU.
+    pub devices: Option<String>,
+    /// Unset is `layer`.
+    pub split: Option<SplitMode>,
+    /// The device that holds what a `row` split does not divide, or everything with
+    /// `none`; unset is the first.
+    pub main: Option<String>,
+}
+
+impl Placement {
+    /// Each setting of `self`, else `fallback`'s: the command line over the catalog.
+    pub fn over(&self, fallback: &Placement) -> Placement {
+        Placement {
+            devices: self.devices.clone().or_else(|| fallback.devices.clone()),
+            split: self.split.or(fallback.split),
+            main: self.main.clone().or_else(|| fallback.main.clone()),
+        }
+    }
+
+    /// One line for `hearth profile`.
+    pub fn describe(&self) -> String {
+        let split = self.split.unwrap_or_default();
+        let devices = self.devices.as_deref().unwrap_or("every GPU");
+        match &self.main {
+            Some(main) => format!("{devices}, split by {split}, main device {main}"),
+            None => format!("{devices}, split by {split}"),
+        }
+    }
+}
+
 /// A parsed and cross-checked catalog.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Catalog {
@@ -202,6 +239,9 @@ pub struct Catalog {
     /// join this one's for llama.cpp models, unless `--rpc` names others. Read once at
     /// start, before any thread (the plugin reads them from the environment).
     pub rpc_servers: Vec<String>,
+    /// `[placement]`: which devices models run on and how they are divided, unless the
+    /// command line says otherwise.
+    pub placement: Placement,
     pub models: Vec<ModelEntry>,
     /// Every backend's tiers, each backend's in ascending order.
     pub tiers: Vec<Tier>,

@@ -24,6 +24,16 @@ pub(super) struct RawCatalog {
     pub isolation: RawIsolation,
     #[serde(default)]
     pub rpc: RawRpc,
+    #[serde(default)]
+    pub placement: RawPlacement,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPlacement {
+    pub devices: Option<Spanned<String>>,
+    pub split: Option<Spanned<String>>,
+    pub main: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

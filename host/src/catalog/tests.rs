@@ -179,6 +179,9 @@ const BROKEN: &[(&str, &str, &str, &str)] = &[
     ("an id with a slash", "[[models]]\nid = \"a/b\"\nname = \"A\"\ncontext_size = 1\n", "2:6", "may only use letters"),
     ("an RPC server without a port", "[rpc]\nservers = [\"gpu-box\"]\n", "2:12", "is not host:port"),
     ("an RPC server twice", "[rpc]\nservers = [\"h:1\", \"h:1\"]\n", "2:19", "listed twice"),
+    ("an unknown split", "[placement]\nsplit = \"tensor\"\n", "2:9", "not one of layer, row, none"),
+    ("a main device split by layer", "[placement]\nmain = \"CUDA1\"\n", "2:8", "needs `split = \"row\"`"),
+    ("an empty device list", "[placement]\ndevices = \" \"\n", "2:11", "`devices` is empty"),
 ];
 
 #[test]
@@ -229,4 +232,25 @@ fn the_rpc_section_lists_servers_and_the_shipped_catalog_names_none() {
     let catalog = Catalog::parse(text, Path::new("c.toml")).unwrap();
     assert_eq!(catalog.rpc_servers, ["192.168.1.20:50052", "gpu-box:50053"]);
     assert!(shipped().rpc_servers.is_empty());
+}
+
+#[test]
+fn the_placement_section_sets_devices_split_and_main_device_and_the_command_line_wins_each() {
+    let text = "[placement]\ndevices = \"CUDA0,CUDA1\"\nsplit = \"row\"\nmain = \"CUDA1\"\n";
+    let placement = Catalog::parse(text, Path::new("c.toml")).unwrap().placement;
+    assert_eq!(
+        placement,
+        Placement {
+            devices: Some("CUDA0,CUDA1".into()),
+            split: Some(SplitMode::Row),
+            main: Some("CUDA1".into())
+        }
+    );
+    assert_eq!(placement.describe(), "CUDA0,CUDA1, split by row, main device CUDA1");
+    let command_line = Placement { split: Some(SplitMode::None), ..Placement::default() };
+    let chosen = command_line.over(&placement);
+    assert_eq!(chosen.split, Some(SplitMode::None));
+    assert_eq!(chosen.devices.as_deref(), Some("CUDA0,CUDA1"));
+    assert_eq!(shipped().placement, Placement::default());
+    assert_eq!(shipped().placement.describe(), "every GPU, split by layer");
 }

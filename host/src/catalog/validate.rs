@@ -6,15 +6,17 @@ use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
 
+use hearth_sdk::SplitMode;
 use toml::Spanned;
 
 use super::schema::{
-    RawArtifact, RawCatalog, RawIdle, RawIsolation, RawMemoryKind, RawModel, RawTierTable,
+    RawArtifact, RawCatalog, RawIdle, RawIsolation, RawMemoryKind, RawModel, RawPlacement,
+    RawTierTable,
 };
 use super::units::{format_duration, parse_duration, parse_size};
 use super::{
     AdapterEntry, Artifact, Catalog, CatalogError, IdlePolicy, IsolationPolicy, MemoryKind,
-    ModelEntry, Tier,
+    ModelEntry, Placement, Tier,
 };
 
 /// Parses and validates; see [`Catalog::parse`].
@@ -59,6 +61,7 @@ impl Checker<'_> {
         let idle = self.idle(&raw.idle)?;
         let isolation = self.isolation(raw.isolation)?;
         let rpc_servers = self.rpc_servers(raw.rpc.servers)?;
+        let placement = self.placement(raw.placement)?;
 
         let mut model_ids = HashSet::new();
         let mut models = Vec::with_capacity(raw.models.len());
@@ -114,7 +117,7 @@ impl Checker<'_> {
             });
         }
 
-        Ok(Catalog { idle, isolation, rpc_servers, models, tiers, adapters })
+        Ok(Catalog { idle, isolation, rpc_servers, placement, models, tiers, adapters })
     }
 
     fn idle(&self, raw: &RawIdle) -> Result<IdlePolicy, CatalogError> {
@@ -179,6 +182,39 @@ impl Checker<'_> {
             servers.push(server.into_inner());
         }
         Ok(servers)
+    }
+
+    /// A known split mode; a main device only where the split has one.
+    fn placement(&self, raw: RawPlacement) -> Result<Placement, CatalogError> {
+        let split = match &raw.split {
+            None => None,
+            Some(split) => Some(SplitMode::from_name(split.get_ref()).ok_or_else(|| {
+                self.invalid(
+                    split.span(),
+                    format!("split `{}` is not one of layer, row, none", split.get_ref()),
+                )
+            })?),
+        };
+        if let Some(main) = &raw.main {
+            if split.unwrap_or_default() == SplitMode::Layer {
+                return Err(self.invalid(
+                    main.span(),
+                    "a main device needs `split = \"row\"` or `\"none\"`: split by layer, \
+                     every device holds whole layers",
+                ));
+            }
+        }
+        let name = |value: Option<Spanned<String>>, what: &str| match value {
+            Some(value) if value.get_ref().trim().is_empty() => {
+                Err(self.invalid(value.span(), format!("{what} is empty")))
+            }
+            value => Ok(value.map(Spanned::into_inner)),
+        };
+        Ok(Placement {
+            devices: name(raw.devices, "`devices`")?,
+            split,
+            main: name(raw.main, "`main`")?,
+        })
     }
 
     fn model(&self, m: RawModel, idle: &IdlePolicy) -> Result<ModelEntry, CatalogError> {

@@ -30,6 +30,7 @@ pub fn profile(hearth: &Hearth, json: bool) -> anyhow::Result<()> {
             "device": device.view(),
             "catalog": hearth.config().catalog.describe(),
             "catalog_error": hearth.catalog_problem(),
+            "placement": hearth.placement(),
             "route": route,
         });
         println!("{}", serde_json::to_string_pretty(&body)?);
@@ -64,6 +65,7 @@ pub fn profile(hearth: &Hearth, json: bool) -> anyhow::Result<()> {
             );
         }
     }
+    println!("placement: {} (llama.cpp)", hearth.placement().describe());
     println!("routing:");
     match plan {
         Ok(plan) => plan.describe().iter().for_each(|line| println!("  {line}")),

@@ -15,9 +15,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use hearth_sdk::SplitMode;
 
 use crate::api::ApiConfig;
-use crate::catalog::Isolation;
+use crate::catalog::{Isolation, Placement};
 use crate::service::{default_home, CatalogSource, Hearth, HearthConfig};
 
 /// The port `hearth serve` listens on unless told otherwise.
@@ -55,6 +56,16 @@ pub struct GlobalArgs {
     /// renderers such as lavapipe only when named).
     #[arg(long, global = true, env = "HEARTH_DEVICE")]
     pub device: Option<String>,
+    /// How a llama.cpp model on several devices is divided (over the catalog's
+    /// `[placement] split`): `layer` (whole layers, in proportion to each device's free
+    /// memory; the default), `row` (every matrix by rows: CUDA and SYCL devices only) or
+    /// `none` (the main device alone).
+    #[arg(long, global = true, env = "HEARTH_SPLIT_MODE", value_parser = split_mode)]
+    pub split_mode: Option<SplitMode>,
+    /// The device that holds what a `row` split does not divide, or the whole model with
+    /// `--split-mode none` (default: the first device).
+    #[arg(long, global = true, env = "HEARTH_MAIN_DEVICE")]
+    pub main_device: Option<String>,
     /// Other machines' devices for llama.cpp models: `hearth rpc-server`s as
     /// `host:port,…`, whose devices join this machine's and take a share of the layers
     /// (as llama-server's `--rpc`); `hearth plugins` lists them with their memory.
@@ -68,6 +79,11 @@ pub struct GlobalArgs {
     /// A running server, for `ps` and `stop`.
     #[arg(long, global = true, env = "HEARTH_SERVER", default_value_t = format!("http://127.0.0.1:{DEFAULT_PORT}"))]
     pub server: String,
+}
+
+/// A split mode by its name.
+fn split_mode(name: &str) -> Result<SplitMode, String> {
+    SplitMode::from_name(name).ok_or_else(|| format!("`{name}` is not one of layer, row, none"))
 }
 
 impl GlobalArgs {
@@ -84,7 +100,12 @@ impl GlobalArgs {
             config.models = models.clone();
         }
         config.threads = self.threads;
-        config.device = self.device.clone().filter(|device| !device.is_empty());
+        let named = |value: &Option<String>| value.clone().filter(|value| !value.is_empty());
+        config.placement = Placement {
+            devices: named(&self.device),
+            split: self.split_mode,
+            main: named(&self.main_device),
+        };
         config.isolation = self.isolation;
         config.default_isolation = default_isolation;
         config

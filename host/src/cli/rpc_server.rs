@@ -28,6 +28,13 @@ pub struct RpcServerArgs {
     pub host: Ipv4Addr,
     #[arg(long, default_value_t = DEFAULT_RPC_PORT)]
     pub port: u16,
+    /// Keep the large tensors clients send on this machine's disk, by hash (ggml's
+    /// `rpc-server -c`), so a model loaded again is not sent over the network again.
+    #[arg(long)]
+    pub cache: bool,
+    /// Where `--cache` keeps them (implies it; default: `$HEARTH_HOME/rpc-cache`).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// The llama.cpp plugin's RPC server program in `plugins`.
@@ -64,6 +71,13 @@ pub fn run(global: &GlobalArgs, args: &RpcServerArgs) -> anyhow::Result<()> {
     command.arg("--endpoint").arg(format!("{}:{}", args.host, args.port));
     if let Some(device) = global.device.as_deref().filter(|device| !device.is_empty()) {
         command.arg("--device").arg(device);
+    }
+    if args.cache || args.cache_dir.is_some() {
+        let home = global.home.clone().unwrap_or_else(crate::service::default_home);
+        let cache = args.cache_dir.clone().unwrap_or_else(|| home.join("rpc-cache"));
+        std::fs::create_dir_all(&cache)
+            .with_context(|| format!("cannot make the tensor cache {}", cache.display()))?;
+        command.arg("--cache").arg(cache);
     }
     if global.threads > 0 {
         command.arg("--threads").arg(global.threads.to_string());

@@ -150,6 +150,7 @@ fn spec(model: &str, bytes: u64) -> LoadSpec {
             context_size: 0,
             threads: 0,
             device: None.into(),
+            ..Default::default()
         },
         idle: None,
         estimated_bytes: bytes,

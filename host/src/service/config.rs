@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::catalog::{Catalog, CatalogError, Isolation};
+use crate::catalog::{Catalog, CatalogError, Isolation, Placement};
 
 /// The catalog shipped with hearth, used when no catalog file is configured or present.
 const BUILT_IN_CATALOG: &str = include_str!("../../../catalog.toml");
@@ -56,10 +56,9 @@ pub struct HearthConfig {
     pub threads: u32,
     /// Context window per model; 0 uses the catalog's value.
     pub context_size: u32,
-    /// The device every model runs on, by the name its backend's probe lists (e.g.
-    /// llama.cpp's `Vulkan0`), or `none` for the CPU alone; `None` lets routing and the
-    /// backends choose.
-    pub device: Option<String>,
+    /// The command line's placement (`--device`, `--split-mode`, `--main-device`),
+    /// over the catalog's `[placement]` setting by setting.
+    pub placement: Placement,
     /// Where every backend runs, whatever the catalog says (the command line's
     /// `--isolation`); `None` follows the catalog's `[isolation]` section.
     pub isolation: Option<Isolation>,
@@ -80,7 +79,7 @@ impl HearthConfig {
             models: home.join("models"),
             threads: 0,
             context_size: 0,
-            device: None,
+            placement: Placement::default(),
             isolation: None,
             default_isolation: Isolation::InProcess,
             worker_program: None,
@@ -89,6 +88,12 @@ impl HearthConfig {
 }
 
 impl HearthConfig {
+    /// Where models go among the devices under `catalog`: the command line's settings,
+    /// else the catalog's.
+    pub fn placement_for(&self, catalog: &Catalog) -> Placement {
+        self.placement.over(&catalog.placement)
+    }
+
     /// Where `backend`'s models run under `catalog`: the command line's choice, else
     /// the catalog's, else this configuration's default.
     pub fn isolation_for(&self, catalog: &Catalog, backend: &str) -> Isolation {

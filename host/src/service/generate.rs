@@ -441,6 +441,7 @@ impl Hearth {
             .size_bytes
             .or_else(|| std::fs::metadata(&candidate.path).ok().map(|metadata| metadata.len()))
             .unwrap_or(0);
+        let placement = self.config.placement_for(catalog);
         LoadSpec {
             key: ModelKey {
                 backend: candidate.backend.clone(),
@@ -460,7 +461,9 @@ impl Hearth {
                 format: candidate.artifact.format.as_str().into(),
                 context_size,
                 threads: self.config.threads,
-                device: self.config.device.clone().map(RString::from).into(),
+                device: placement.devices.map(RString::from).into(),
+                split_mode: placement.split.unwrap_or_default(),
+                main_device: placement.main.map(RString::from).into(),
             },
             idle,
             estimated_bytes,

@@ -143,6 +143,11 @@ impl Hearth {
         &self.scheduler
     }
 
+    /// Where models go among the devices now.
+    pub fn placement(&self) -> crate::catalog::Placement {
+        self.config.placement_for(&self.catalog())
+    }
+
     /// Where `backend`'s models run now.
     pub fn isolation(&self, backend: &str) -> crate::catalog::Isolation {
         self.config.isolation_for(&self.catalog(), backend)
@@ -150,7 +155,7 @@ impl Hearth {
 
     /// The routing decision for a request, with its reasons.
     pub fn route(&self, request: &RouteRequest) -> Result<RoutePlan, router::RouteError> {
-        let request = RouteRequest { device: self.config.device.clone(), ..request.clone() };
+        let request = RouteRequest { device: self.placement().devices, ..request.clone() };
         let mut plan =
             router::plan(&self.catalog(), &self.device(), &StoreInstalled(&self.store), &request)?;
         self.leave_out_unrunnable(&mut plan);

@@ -29,6 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         context_size: 1024,
         threads,
         device: ROption::RNone,
+        ..Default::default()
     })?;
     println!("load: {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
 

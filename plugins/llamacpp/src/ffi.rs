@@ -36,8 +36,23 @@ pub enum Placement {
     /// `--device none`): with a GPU module loaded, llama.cpp would otherwise still send
     /// large batches to the GPU.
     Cpu,
-    /// The layers go to these ggml devices, split by layer, as many as fit.
-    Devices(Vec<sys::ggml_backend_dev_t>),
+    /// The layers go to these ggml devices, as many as fit, divided by whole layers or
+    /// (`row`) every matrix by rows; `main` indexes the device that holds what a row
+    /// split does not divide.
+    Devices { devices: Vec<sys::ggml_backend_dev_t>, row: bool, main: usize },
+}
+
+/// Whether the device's module can divide a matrix by rows across devices (llama.cpp
+/// asks each device of a row split for its module's split buffer type, and refuses the
+/// load without one).
+pub fn splits_rows(device: sys::ggml_backend_dev_t) -> bool {
+    // SAFETY: a device ggml listed; its registry entry lives for the process, and the
+    // name is a C string literal.
+    unsafe {
+        let reg = sys::ggml_backend_dev_backend_reg(device);
+        !sys::ggml_backend_reg_get_proc_address(reg, c"ggml_backend_split_buffer_type".as_ptr())
+            .is_null()
+    }
 }
 
 /// How many of a model's layers went to its GPUs, in llama.cpp's count: every
@@ -86,7 +101,13 @@ impl RawModel {
         // scope. An empty list (only the terminator) is "no device".
         let mut devices = match placement {
             Placement::Cpu => Vec::new(),
-            Placement::Devices(devices) => devices.clone(),
+            Placement::Devices { devices, row, main } => {
+                if *row {
+                    params.split_mode = sys::LLAMA_SPLIT_MODE_ROW;
+                    params.main_gpu = i32::try_from(*main).unwrap_or(0);
+                }
+                devices.clone()
+            }
         };
         let on_gpus = !devices.is_empty();
         devices.push(ptr::null_mut());

@@ -49,7 +49,7 @@ use std::sync::OnceLock;
 use hearth_sdk::abi_stable::std_types::{RString, RVec};
 use hearth_sdk::{
     feature, Backend, BackendInfo, DeviceInfo, DeviceKind, HostProfile, LoadRequest, PluginError,
-    Probe, API_VERSION,
+    Probe, SplitMode, API_VERSION,
 };
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::{
@@ -108,6 +108,7 @@ pub(crate) fn read_magic(path: &Path) -> std::io::Result<[u8; 4]> {
 fn device_kind(device: &LlamaBackendDevice, software: &[String]) -> DeviceKind {
     match device.device_type {
         LlamaBackendDeviceType::Cpu => DeviceKind::Cpu,
+        _ if rpc::is_remote(&device.backend) => DeviceKind::Remote,
         _ if device.backend == "Vulkan" && software.contains(&device.description) => {
             DeviceKind::SoftwareGpu
         }
@@ -206,45 +207,105 @@ impl LlamaCppBackend {
         Ok(Self)
     }
 
-    /// Where the model's layers go: the requested device, else every GPU.
+    /// Where the model's layers go: the requested devices, else every GPU; divided as
+    /// the request's split mode says.
     fn placement(request: &LoadRequest) -> Result<ffi::Placement, PluginError> {
         let devices = devices();
-        let handle = |device: &LlamaBackendDevice| {
-            // SAFETY: the index comes from the current device list.
-            unsafe { llama_cpp_sys_2::ggml_backend_dev_get(device.index) }
-        };
-        let Some(wanted) = request.device.as_ref().into_option() else {
+        let chosen = match request.device.as_ref().into_option() {
             // Software renderers only when named: the CPU backend is faster on the
             // same cores.
-            let gpus: Vec<_> = devices
+            None => devices
                 .iter()
                 .filter(|device| device.kind.is_accelerator() && device.same_as.is_none())
-                .map(|device| handle(&device.device))
-                .collect();
-            return Ok(if gpus.is_empty() {
-                ffi::Placement::Cpu
-            } else {
-                ffi::Placement::Devices(gpus)
-            });
+                .collect(),
+            Some(wanted) if wanted.eq_ignore_ascii_case(NO_DEVICE) => Vec::new(),
+            // A list (`CUDA0,CUDA1`) divides the model between its devices, as
+            // llama-server's `--device`.
+            Some(wanted) => {
+                let mut chosen: Vec<&Device> = Vec::new();
+                for name in wanted.split(',').map(str::trim) {
+                    let device = named_device(&devices, name).ok_or_else(|| {
+                        no_such_device(
+                            &devices,
+                            name,
+                            &format!(" (or `{NO_DEVICE}` for the CPU alone)"),
+                        )
+                    })?;
+                    // Only GPUs take layers; other ggml devices (BLAS, …) work on host
+                    // memory.
+                    let takes_layers = !matches!(device.kind, DeviceKind::Cpu | DeviceKind::Other);
+                    if takes_layers
+                        && !chosen.iter().any(|seen| seen.device.index == device.device.index)
+                    {
+                        chosen.push(device);
+                    }
+                }
+                chosen
+            }
         };
-        if wanted.eq_ignore_ascii_case(NO_DEVICE) {
-            return Ok(ffi::Placement::Cpu);
+        split(&chosen, request.split_mode, request.main_device.as_ref().into_option())
+    }
+}
+
+/// How `chosen` (in order) share a model under `mode`, with `main` the device that
+/// holds what is not divided (the first when unnamed).
+fn split(
+    chosen: &[&Device],
+    mode: SplitMode,
+    main: Option<&RString>,
+) -> Result<ffi::Placement, PluginError> {
+    if main.is_some() && mode == SplitMode::Layer {
+        return Err(PluginError::invalid_request(
+            "a main device is for split modes `row` and `none`; with `layer` every device \
+             holds whole layers",
+        ));
+    }
+    let main = match main {
+        None => 0,
+        Some(name) => chosen
+            .iter()
+            .position(|device| {
+                device.device.name.eq_ignore_ascii_case(name) || device.device.description == **name
+            })
+            .ok_or_else(|| {
+                let names: Vec<&str> =
+                    chosen.iter().map(|device| device.device.name.as_str()).collect();
+                PluginError::invalid_request(format!(
+                    "the main device `{name}` is not one the model runs on ({})",
+                    if names.is_empty() { "the CPU alone".to_string() } else { names.join(", ") }
+                ))
+            })?,
+    };
+    if chosen.is_empty() {
+        return Ok(ffi::Placement::Cpu);
+    }
+    // SAFETY: the indices come from the current device list.
+    let handle =
+        |device: &Device| unsafe { llama_cpp_sys_2::ggml_backend_dev_get(device.device.index) };
+    Ok(match mode {
+        SplitMode::None => {
+            ffi::Placement::Devices { devices: vec![handle(chosen[main])], row: false, main: 0 }
         }
-        // A list (`CUDA0,CUDA1`) splits the layers across its devices, by layer in
-        // proportion to their free memory, as llama-server's `--device`.
-        let mut chosen = Vec::new();
-        for name in wanted.split(',').map(str::trim) {
-            let Device { device, kind, .. } = named_device(&devices, name).ok_or_else(|| {
-                no_such_device(&devices, name, &format!(" (or `{NO_DEVICE}` for the CPU alone)"))
-            })?;
-            // Only GPUs take layers; other ggml devices (BLAS, …) work on host memory.
-            let handle = handle(device);
-            if !matches!(*kind, DeviceKind::Cpu | DeviceKind::Other) && !chosen.contains(&handle) {
-                chosen.push(handle);
+        SplitMode::Row => {
+            if let Some(device) = chosen.iter().find(|device| !ffi::splits_rows(handle(device))) {
+                return Err(PluginError::invalid_request(format!(
+                    "split mode `row` needs devices whose module divides matrices by rows \
+                     (CUDA, SYCL); {} ({}) cannot, so use `layer`",
+                    device.device.name, device.device.backend
+                )));
+            }
+            ffi::Placement::Devices {
+                devices: chosen.iter().map(|device| handle(device)).collect(),
+                row: true,
+                main,
             }
         }
-        Ok(if chosen.is_empty() { ffi::Placement::Cpu } else { ffi::Placement::Devices(chosen) })
-    }
+        _ => ffi::Placement::Devices {
+            devices: chosen.iter().map(|device| handle(device)).collect(),
+            row: false,
+            main: 0,
+        },
+    })
 }
 
 impl Backend for LlamaCppBackend {
@@ -310,7 +371,7 @@ impl Backend for LlamaCppBackend {
                     kind.as_str()
                 ),
                 (DeviceKind::Cpu, _) => format!("{} ({})", device.name, kind.as_str()),
-                _ if rpc::is_remote(&device.backend) => {
+                (DeviceKind::Remote, _) => {
                     format!("{} = {} (remote, on ggml's RPC)", device.name, device.description)
                 }
                 (DeviceKind::SoftwareGpu, _) => format!(
@@ -355,8 +416,8 @@ impl Backend for LlamaCppBackend {
         rpc::join_from_env()?;
         let placement = Self::placement(request)?;
         let on_rpc = match &placement {
-            ffi::Placement::Devices(chosen) => {
-                chosen.iter().any(|&device| rpc::is_remote_device(device))
+            ffi::Placement::Devices { devices, .. } => {
+                devices.iter().any(|&device| rpc::is_remote_device(device))
             }
             ffi::Placement::Cpu => false,
         };

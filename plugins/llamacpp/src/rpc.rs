@@ -296,9 +296,11 @@ pub fn server_devices(wanted: Option<&str>) -> Result<Vec<ggml_backend_dev_t>, P
 }
 
 /// Run ggml's RPC server on `endpoint` (`host:port`) with `devices`, `threads` CPU
-/// threads; returns only when it cannot start (its reason is on stderr, from ggml).
+/// threads, and the tensors clients send cached by hash in `cache` when given; returns
+/// only when it cannot start (its reason is on stderr, from ggml).
 pub fn serve(
     endpoint: &str,
+    cache: Option<&str>,
     devices: &mut [ggml_backend_dev_t],
     threads: usize,
 ) -> Result<(), PluginError> {
@@ -310,7 +312,14 @@ pub fn serve(
         unsafe { std::mem::transmute(start) };
     let c_endpoint = CString::new(endpoint)
         .map_err(|_| PluginError::invalid_request(format!("{endpoint:?} has a NUL byte")))?;
-    start(c_endpoint.as_ptr(), std::ptr::null(), threads, devices.len(), devices.as_mut_ptr());
+    let c_cache = cache
+        .map(|cache| {
+            CString::new(cache)
+                .map_err(|_| PluginError::invalid_request(format!("{cache:?} has a NUL byte")))
+        })
+        .transpose()?;
+    let cache = c_cache.as_ref().map_or(std::ptr::null(), |cache| cache.as_ptr());
+    start(c_endpoint.as_ptr(), cache, threads, devices.len(), devices.as_mut_ptr());
     Err(PluginError::internal(format!("ggml's RPC server could not listen on {endpoint}")))
 }
 

@@ -77,6 +77,7 @@ pub fn load_with_plugin(path: &str) -> PluginModel {
         context_size: 512,
         threads: 2,
         device: ROption::RNone,
+        ..Default::default()
     };
     let model = backend.load(request.view()).into_result().unwrap();
     PluginModel { model, _backend: backend }

@@ -40,6 +40,7 @@ fn the_fixture_plugin_loads_through_the_abi_and_generates() {
         context_size: 0,
         threads: 0,
         device: None.into(),
+        ..Default::default()
     };
     let model =
         plugin.in_process().expect("the library").load(request.view()).into_result().expect("load");

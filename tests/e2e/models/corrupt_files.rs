@@ -246,6 +246,7 @@ fn direct_child() {
             context_size: 256,
             threads: 2,
             device: None.into(),
+            ..Default::default()
         };
         plugin.backend.load(request.view()).into_result()
     };

@@ -1,5 +1,6 @@
 //! Other machines' devices on ggml's RPC protocol: two `hearth rpc-server`s on loopback
-//! stand in for two machines, and `--rpc` splits SmolLM2 across them.
+//! stand in for two machines, and `--rpc` splits SmolLM2 across them, or puts it on the
+//! main one with `--split-mode none`.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -17,9 +18,17 @@ struct RpcServer {
 
 impl RpcServer {
     fn start(host: &RealHost) -> Self {
+        Self::start_with(host, &[])
+    }
+
+    /// Started with these extra arguments.
+    fn start_with(host: &RealHost, extra: &[&str]) -> Self {
         let port = free_port();
+        let port_text = port.to_string();
+        let mut args = vec!["rpc-server", "--port", &port_text];
+        args.extend_from_slice(extra);
         let child = host
-            .command(&["rpc-server", "--port", &port.to_string()])
+            .command(&args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -101,6 +110,44 @@ fn smollm2_split_across_two_rpc_servers_gives_the_local_greedy_answer() {
         let said = server.output();
         assert!(said.contains("Accepted client connection"), "{}: {said}", server.endpoint);
     }
+}
+
+#[test]
+fn split_mode_none_runs_smollm2_on_the_main_rpc_server_alone_and_row_is_refused_where_no_device_divides_rows(
+) {
+    if hearth_sdk::testing::real_models().is_none() {
+        return;
+    }
+    let host = RealHost::with_installed_plugins(&["hearth_llamacpp"]);
+    let local = paris(&host, &[]);
+    assert!(local.status.success(), "{}", stderr(&local));
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().to_str().unwrap();
+    let servers =
+        [RpcServer::start(&host), RpcServer::start_with(&host, &["--cache-dir", cache_dir])];
+    let both = format!("{},{}", servers[0].endpoint, servers[1].endpoint);
+
+    let on_main = paris(&host, &["--rpc", &both, "--split-mode", "none", "--main-device", "RPC1"]);
+    assert!(on_main.status.success(), "{}", stderr(&on_main));
+    assert_eq!(stdout(&on_main), stdout(&local), "{}", stderr(&on_main));
+    assert!(stderr(&on_main).contains("GPU)"), "{}", stderr(&on_main));
+    // The main server kept the large tensors it was sent (the token embeddings, 30 MB),
+    // by hash, for the next load.
+    let cached = std::fs::read_dir(cache.path()).unwrap().count();
+    assert!(cached > 0, "nothing in the tensor cache of {}", servers[1].endpoint);
+
+    // ggml's RPC module has no split buffers, so llama.cpp would refuse the load; the
+    // plugin says why before it tries.
+    let by_row = paris(&host, &["--rpc", &both, "--split-mode", "row"]);
+    assert_eq!(by_row.status.code(), Some(1), "{}", stderr(&by_row));
+    let said = "split mode `row` needs devices whose module divides matrices by rows (CUDA, SYCL); RPC0 (RPC) cannot";
+    assert!(stderr(&by_row).contains(said), "{}", stderr(&by_row));
+
+    let elsewhere =
+        paris(&host, &["--rpc", &both, "--split-mode", "none", "--main-device", "CUDA3"]);
+    assert_eq!(elsewhere.status.code(), Some(1), "{}", stderr(&elsewhere));
+    let said = "the main device `CUDA3` is not one the model runs on (RPC0, RPC1)";
+    assert!(stderr(&elsewhere).contains(said), "{}", stderr(&elsewhere));
 }
 
 #[test]

@@ -41,6 +41,7 @@ pub fn load_request(path: &str, context_size: u32) -> LoadRequest {
         context_size,
         threads: 2,
         device: ROption::RNone,
+        ..Default::default()
     }
 }
 

@@ -13,6 +13,7 @@ fn load_request(path: &str, format: &str) -> LoadRequest {
         context_size: 128,
         threads: 0,
         device: ROption::RNone,
+        ..Default::default()
     }
 }
 

@@ -96,6 +96,7 @@ fn load_request(path: &str) -> LoadRequest {
         context_size: 256,
         threads: 0,
         device: ROption::RNone,
+        ..Default::default()
     }
 }
 
