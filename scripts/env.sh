@@ -17,6 +17,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HEARTH_CACHE/target}"
 # The Python client libraries the API tests drive hearth with (setup.sh installs them
 # there; tests/e2e/models/clients.rs reads this).
 export HEARTH_CLIENTS_PY="${HEARTH_CLIENTS_PY:-$HEARTH_CACHE/python/clients-ollama-0.6.3-anthropic-2.10.0-openai-3.51.0}"
+# playwright-core, the npm package the browser test drives Debian's chromium with
+# (setup.sh installs it there; tests/e2e/browser/main.rs reads this).
+export HEARTH_BROWSER_NODE="${HEARTH_BROWSER_NODE:-$HEARTH_CACHE/node/playwright-core-1.65.2}"
 # MLX's binary distribution (the mlx-cpu wheel, unpacked by setup.sh), which the MLX
 # plugin's build script compiles and links against.
 MLX_VERSION=0.32.4

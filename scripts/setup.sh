@@ -12,7 +12,8 @@
 #   5. the conformance suite's tiny random-weight models (scripts/tiny_models.py),
 #   6. the backend plugins that were built, into $HEARTH_HOME/plugins; the llama.cpp one
 #      with its companion folder of llama.cpp's shared libraries and backend modules,
-#   7. the Python client libraries (ollama, anthropic, openai) the API tests use.
+#   7. the Python client libraries (ollama, anthropic, openai) the API tests use,
+#   8. playwright-core, with which the browser test drives Debian's chromium (from 1).
 # A second run does no downloads and an incremental build: a few seconds.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -25,9 +26,16 @@ step "system packages"
 # cmake, clang and libclang-dev build llama.cpp (llama-cpp-2), binutils' strip slims its
 # libraries for the plugins folder, and mesa-vulkan-drivers gives the WebGPU plugin and
 # llama.cpp's Vulkan module a Vulkan device (lavapipe) on machines without a GPU. glslc,
-# libvulkan-dev and spirv-headers build that module (scripts/ggml_module.sh).
+# libvulkan-dev and spirv-headers build that module (scripts/ggml_module.sh). chromium
+# is the browser the web app's test runs headless; Node and npm run its driver
+# (playwright-core, installed below), from Debian's packages only where no `node` and
+# `npm` are installed already (another distribution's nodejs bundles npm, and Debian's
+# npm would conflict with it).
 APT_PACKAGES=(cmake clang libclang-dev pkg-config binutils mesa-vulkan-drivers
-    glslc libvulkan-dev spirv-headers)
+    glslc libvulkan-dev spirv-headers chromium)
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    APT_PACKAGES+=(nodejs npm)
+fi
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed"; then
@@ -360,6 +368,20 @@ if [[ ! -f "$HEARTH_CLIENTS_PY/.complete" ]]; then
         --only-binary=:all: --target "$HEARTH_CLIENTS_PY" \
         ollama==0.6.3 anthropic==2.10.0 openai==3.51.0
     touch "$HEARTH_CLIENTS_PY/.complete"
+else
+    echo "    up to date"
+fi
+
+# ---------------------------------------------------------------------------------------
+# playwright-core, pinned, under the cache: the browser test (tests/e2e/browser) drives
+# the system's chromium with it through its executablePath, so it downloads no browser
+# (--ignore-scripts: the package has no install step to run).
+step "playwright-core into $HEARTH_BROWSER_NODE"
+if [[ ! -f "$HEARTH_BROWSER_NODE/.complete" ]]; then
+    rm -rf "$HEARTH_BROWSER_NODE"
+    npm install --prefix "$HEARTH_BROWSER_NODE" --no-save --no-audit --no-fund \
+        --ignore-scripts --loglevel=error playwright-core@1.65.2
+    touch "$HEARTH_BROWSER_NODE/.complete"
 else
     echo "    up to date"
 fi

@@ -17,7 +17,7 @@ use super::ApiError;
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// Requests must carry `Authorization: Bearer <key>` or `x-api-key: <key>` (all but
-    /// `/health`).
+    /// `/health` and the web app's files).
     pub api_key: Option<String>,
     /// Browser origins allowed to call the API; none means no CORS headers at all.
     pub cors_origins: Vec<String>,
@@ -97,7 +97,9 @@ pub async fn check_request(
         }
     }
     if let Some(key) = &config.api_key {
-        if request.uri().path() != "/health" {
+        let path = request.uri().path();
+        // The web app's files hold no data, and the page is where the key is typed in.
+        if path != "/health" && !super::web::is_public(path) {
             // Anthropic's clients send the key as `x-api-key`, everyone else's as a
             // bearer token.
             let headers = request.headers();

@@ -1,7 +1,8 @@
 //! The HTTP API: OpenAI-compatible endpoints under `/v1` (chat and legacy completions,
 //! the stateless Responses API, embeddings, models), Anthropic's `/v1/messages`,
 //! Ollama's under `/api` (where hearth's own `/api/ps` had Ollama's name, Ollama's shape
-//! wins and hearth's facts are extra fields), and hearth's own under `/api`.
+//! wins and hearth's facts are extra fields), hearth's own under `/api`, and the web app
+//! at `/` (its files under `/app/`), a client of the same endpoints.
 //!
 //! Handlers are thin: they validate, turn the body into a [`Generation`] and hand it
 //! to the [`Hearth`] service through the path every wire format shares (`answer`).
@@ -30,6 +31,7 @@ mod server;
 mod structured;
 mod tokens;
 mod tools;
+mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -115,6 +117,8 @@ fn routes(hearth: Arc<Hearth>) -> Router {
         .route("/detokenize", post(tokens::detokenize))
         .route("/health", get(native::health))
         .route("/metrics", get(metrics::metrics))
+        .route("/", get(web::page))
+        .route("/app/{file}", get(web::asset))
         .fallback(error::no_such_route)
         .with_state(hearth)
 }

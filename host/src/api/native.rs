@@ -13,22 +13,65 @@ use serde_json::{json, Value};
 use super::body::JsonBody;
 use super::params::{CommonParams, KeepAliveField};
 use super::ApiError;
+use crate::catalog::Catalog;
 use crate::router::RouteRequest;
 use crate::service::{Generation, Hearth};
+use crate::store::Store;
 
-/// `GET /api/profile`: the device, the catalog in force (with the last refused edit,
-/// if the file still holds it) and the default routing decision.
+/// `GET /api/profile`: the device, the catalog in force (its tier tables and LoRA
+/// adapters, with the last refused edit if the file still holds it) and the default
+/// routing decision.
 pub async fn profile(State(hearth): State<Arc<Hearth>>) -> Json<Value> {
     let route = match hearth.route(&RouteRequest::default()) {
         Ok(plan) => json!({ "summary": plan.describe(), "plan": plan }),
         Err(error) => json!({ "error": error.to_string() }),
     };
+    let mut catalog = catalog_view(&hearth.catalog(), hearth.store());
+    catalog["source"] = hearth.config().catalog.describe().into();
+    catalog["error"] = json!(hearth.catalog_problem());
     Json(json!({
         "device": hearth.device().view(),
-        "catalog": { "source": hearth.config().catalog.describe(), "error": hearth.catalog_problem() },
+        "catalog": catalog,
         "placement": hearth.placement(),
         "route": route,
     }))
+}
+
+/// What a client choosing a model needs from the catalog beyond `/v1/models`: every
+/// backend's tier table, and the LoRA adapters with the base model each fits and
+/// whether its file is installed.
+fn catalog_view(catalog: &Catalog, store: &Store) -> Value {
+    let tiers: Vec<Value> = catalog
+        .tiers
+        .iter()
+        .map(|tier| {
+            json!({
+                "backend": tier.backend,
+                "tier": tier.tier,
+                "models": tier.models,
+                "memory_required": tier.memory_label(),
+                "memory_required_bytes": tier.memory_required_bytes,
+                "memory_kind": tier.memory_kind,
+            })
+        })
+        .collect();
+    let adapters: Vec<Value> = catalog
+        .adapters
+        .iter()
+        .map(|adapter| {
+            let installed = adapter.artifacts.iter().any(|artifact| {
+                store.adapter_path(&adapter.name, &artifact.file).is_ok_and(|path| path.is_file())
+            });
+            json!({
+                "name": adapter.name,
+                "title": adapter.title,
+                "base_model": adapter.base_model,
+                "purpose": adapter.purpose,
+                "installed": installed,
+            })
+        })
+        .collect();
+    json!({ "tiers": tiers, "adapters": adapters })
 }
 
 /// `GET /api/plugins`
@@ -116,4 +159,40 @@ pub async fn health(State(hearth): State<Arc<Hearth>>) -> Json<Value> {
     Json(
         json!({ "status": "ok", "plugins": hearth.registry().plugins.len(), "loaded_models": hearth.loaded_models().len() }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn the_catalog_view_lists_every_tier_and_each_adapter_with_its_installed_state() {
+        let catalog =
+            Catalog::parse(include_str!("../../../catalog.toml"), Path::new("catalog.toml"))
+                .unwrap();
+        let models = tempfile::tempdir().unwrap();
+        let store = Store::new(models.path());
+        let folder = models.path().join("adapters/smollm2-signoff");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("smollm2-signoff-lora-f16.gguf"), b"GGUF").unwrap();
+
+        let view = catalog_view(&catalog, &store);
+        let tiers = view["tiers"].as_array().unwrap();
+        assert_eq!(tiers.len(), catalog.tiers.len());
+        let first = tiers.iter().find(|tier| tier["backend"] == "llamacpp").unwrap();
+        assert_eq!(first["tier"], 1);
+        assert_eq!(first["memory_required"], "4 GB");
+        assert_eq!(first["memory_kind"], "ram");
+        assert!(first["models"].as_array().unwrap().contains(&json!("smollm2-135m")));
+
+        let adapters = view["adapters"].as_array().unwrap();
+        assert_eq!(adapters.len(), catalog.adapters.len());
+        let signoff = adapters.iter().find(|adapter| adapter["name"] == "smollm2-signoff").unwrap();
+        assert_eq!(signoff["base_model"], "smollm2-135m");
+        assert_eq!(signoff["installed"], true);
+        let chatbot = adapters.iter().find(|adapter| adapter["name"] == "chatbot").unwrap();
+        assert_eq!(chatbot["installed"], false);
+    }
 }

@@ -1,0 +1,202 @@
+//! The web app `hearth serve` serves at `/`: a chat page over hearth's own HTTP API
+//! (the same endpoints any client uses), written as plain HTML, CSS and JavaScript
+//! modules in `host/web/`. The files are embedded in the binary, so a server needs
+//! nothing beside it and the page loads nothing from anywhere else.
+//!
+//! The page and its files are public even when the API has a key (see
+//! [`is_public`]): they hold no data, and the page is where the key is typed in.
+
+use std::sync::OnceLock;
+
+use axum::extract::Path;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+
+use super::ApiError;
+
+/// One embedded file of the app.
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+macro_rules! asset {
+    ($name:literal, $content_type:literal) => {
+        Asset {
+            name: $name,
+            content_type: $content_type,
+            body: include_bytes!(concat!("../../web/", $name)),
+        }
+    };
+}
+
+/// The page (first) and the files it loads under `/app/`.
+const ASSETS: &[Asset] = &[
+    asset!("index.html", "text/html; charset=utf-8"),
+    asset!("app.css", "text/css; charset=utf-8"),
+    asset!("main.js", "text/javascript; charset=utf-8"),
+    asset!("api.js", "text/javascript; charset=utf-8"),
+    asset!("chat.js", "text/javascript; charset=utf-8"),
+    asset!("picker.js", "text/javascript; charset=utf-8"),
+    asset!("status.js", "text/javascript; charset=utf-8"),
+    asset!("dom.js", "text/javascript; charset=utf-8"),
+    asset!("icon.svg", "image/svg+xml"),
+];
+
+/// Where the app's files are served from.
+pub const ASSET_PREFIX: &str = "/app/";
+
+/// Everything the page may load or call is this server's own: no inline code, no
+/// other origin, no framing by other sites.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; \
+     object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// Whether `path` is one of the app's files, served without the API key.
+pub fn is_public(path: &str) -> bool {
+    path == "/" || path.starts_with(ASSET_PREFIX)
+}
+
+/// `GET /`: the page.
+pub async fn page(headers: HeaderMap) -> Response {
+    serve(0, &headers)
+}
+
+/// `GET /app/{file}`: one of the page's files.
+pub async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
+    match ASSETS.iter().position(|asset| asset.name == file) {
+        Some(index) => serve(index, &headers),
+        None => ApiError::not_found(format!("no such file: {ASSET_PREFIX}{file}")).into_response(),
+    }
+}
+
+/// Each asset's entity tag: a digest of its bytes, computed once.
+fn etags() -> &'static [String] {
+    static ETAGS: OnceLock<Vec<String>> = OnceLock::new();
+    ETAGS.get_or_init(|| {
+        ASSETS
+            .iter()
+            .map(|asset| {
+                let digest = Sha256::digest(asset.body);
+                let hex: String = digest[..8].iter().map(|byte| format!("{byte:02x}")).collect();
+                format!("\"{hex}\"")
+            })
+            .collect()
+    })
+}
+
+fn serve(index: usize, request: &HeaderMap) -> Response {
+    let asset = &ASSETS[index];
+    let etag = &etags()[index];
+    let unchanged = request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
+    let mut response = if unchanged {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut response = asset.body.into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+        response
+    };
+    let headers = response.headers_mut();
+    // The files change with the binary while their URLs stay the same: the browser
+    // keeps them but asks each time, and the entity tag makes that a 304.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(value) = HeaderValue::from_str(etag) {
+        headers.insert(header::ETAG, value);
+    }
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers
+        .insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use axum::routing::get;
+    use axum::Router;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn app() -> Router {
+        Router::new().route("/", get(page)).route("/app/{file}", get(asset))
+    }
+
+    async fn fetch(path: &str, etag: Option<&str>) -> Response {
+        let mut request = Request::get(path);
+        if let Some(etag) = etag {
+            request = request.header(header::IF_NONE_MATCH, etag);
+        }
+        app().oneshot(request.body(Body::empty()).unwrap()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_page_is_html_that_loads_its_module_from_the_app_folder() {
+        let response = fetch("/", None).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-cache");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let html = std::str::from_utf8(&body).unwrap();
+        assert!(html.contains(r#"<script type="module" src="/app/main.js">"#), "{html}");
+    }
+
+    #[tokio::test]
+    async fn every_asset_is_served_with_its_content_type_and_a_stable_etag() {
+        for asset in ASSETS {
+            let response = fetch(&format!("/app/{}", asset.name), None).await;
+            assert_eq!(response.status(), StatusCode::OK, "{}", asset.name);
+            assert_eq!(response.headers()[header::CONTENT_TYPE], asset.content_type);
+            assert_eq!(response.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+            let etag = response.headers()[header::ETAG].to_str().unwrap().to_string();
+            let again = fetch(&format!("/app/{}", asset.name), Some(&etag)).await;
+            assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{}", asset.name);
+            assert!(again.into_body().collect().await.unwrap().to_bytes().is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_asset_is_a_json_404() {
+        let response = fetch("/app/nope.js", None).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(error["error"]["message"], "no such file: /app/nope.js");
+    }
+
+    #[test]
+    fn only_the_page_and_its_files_are_public() {
+        assert!(is_public("/"));
+        assert!(is_public("/app/main.js"));
+        assert!(!is_public("/v1/models"));
+        assert!(!is_public("/api/ps"));
+        assert!(!is_public("/application"));
+    }
+
+    #[test]
+    fn the_page_loads_only_files_that_are_embedded() {
+        let names: Vec<&str> = ASSETS.iter().map(|asset| asset.name).collect();
+        for asset in ASSETS.iter().filter(|asset| asset.content_type.starts_with("text/")) {
+            let text = std::str::from_utf8(asset.body).unwrap();
+            for reference in text.split(ASSET_PREFIX).skip(1) {
+                let name: String = reference
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '-')
+                    .collect();
+                assert!(names.contains(&name.as_str()), "{} names /app/{name}", asset.name);
+            }
+            for import in text.split("from './").skip(1) {
+                let name = import.split('\'').next().unwrap();
+                assert!(names.contains(&name), "{} imports ./{name}", asset.name);
+            }
+        }
+    }
+}

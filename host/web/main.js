@@ -1,0 +1,130 @@
+// Wires the page together: fills the pickers and the server panel from the API, sends
+// messages, and keeps the loaded-models panel fresh while the tab is visible.
+
+import { getJson, storeApiKey, storedApiKey } from './api.js';
+import { Chat } from './chat.js';
+import { Picker } from './picker.js';
+import { showDevice, showLoadedModels, showPlugins, showRouting } from './status.js';
+
+const $ = (id) => document.getElementById(id);
+
+// Idle models change state on the server's timers, so the panel asks again this often.
+const LOADED_MODELS_REFRESH_MS = 5000;
+
+const SAMPLING_INPUTS = [
+  ['temperature', 'temperature'],
+  ['top-p', 'top_p'],
+  ['max-tokens', 'max_tokens'],
+  ['seed', 'seed'],
+];
+
+const connection = $('connection');
+const prompt = $('prompt');
+
+const picker = new Picker({
+  model: $('model'),
+  backend: $('backend'),
+  tier: $('tier'),
+  adapter: $('adapter'),
+  scale: $('adapter-scale'),
+  facts: $('model-facts'),
+});
+
+// Empty inputs are left out, so the server's defaults apply; anything typed is sent as
+// it is and the server's validation speaks for itself.
+function samplingFields() {
+  const fields = {};
+  for (const [id, name] of SAMPLING_INPUTS) {
+    const input = $(id);
+    if (input.validity.badInput) {
+      throw new Error(`${input.labels[0].textContent} must be a number`);
+    }
+    if (input.value !== '') fields[name] = Number(input.value);
+  }
+  return fields;
+}
+
+const chat = new Chat({
+  list: $('messages'),
+  status: $('chat-status'),
+  errorBox: $('chat-error'),
+  fields: () => ({ ...picker.fields(), ...samplingFields() }),
+  onBusy: (busy) => {
+    $('send').disabled = busy;
+    $('stop').disabled = !busy;
+    if (!busy) refreshLoadedModels();
+  },
+});
+
+function showConnection(error, version) {
+  connection.classList.toggle('failed', Boolean(error));
+  connection.textContent = error ? error.message : `Connected to hearth ${version}`;
+}
+
+async function refreshLoadedModels() {
+  try {
+    showLoadedModels($('loaded-models'), await getJson('/api/ps'));
+  } catch (error) {
+    showConnection(error);
+  }
+}
+
+async function refreshAll() {
+  try {
+    const [version, models, tags, profile, plugins, ps] = await Promise.all(
+      ['/api/version', '/v1/models', '/api/tags', '/api/profile', '/api/plugins', '/api/ps'].map(getJson),
+    );
+    picker.fill({ models, tags, profile, plugins });
+    showRouting($('routing'), profile);
+    showDevice($('device'), profile.device);
+    showPlugins($('plugins'), plugins);
+    showLoadedModels($('loaded-models'), ps);
+    showConnection(null, version.version);
+    document.body.dataset.ready = 'true';
+  } catch (error) {
+    showConnection(error);
+  }
+}
+
+$('composer').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const text = prompt.value.trim();
+  if (!text || chat.busy) return;
+  prompt.value = '';
+  let sent;
+  try {
+    sent = await chat.send(text, $('system').value.trim());
+  } catch (error) {
+    chat.showError(error);
+    sent = false;
+  }
+  // A message that got no answer goes back into the box, to be fixed or sent again.
+  if (!sent && !prompt.value) prompt.value = text;
+});
+
+prompt.addEventListener('keydown', (event) => {
+  if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    $('composer').requestSubmit();
+  }
+});
+
+$('stop').addEventListener('click', () => chat.stop());
+$('new-chat').addEventListener('click', () => chat.clear());
+$('refresh').addEventListener('click', refreshAll);
+
+const keyInput = $('api-key');
+keyInput.value = storedApiKey();
+function saveApiKey(event) {
+  event.preventDefault();
+  storeApiKey(keyInput.value.trim());
+  refreshAll();
+}
+keyInput.addEventListener('change', saveApiKey);
+$('key-form').addEventListener('submit', saveApiKey);
+
+setInterval(() => {
+  if (!document.hidden) refreshLoadedModels();
+}, LOADED_MODELS_REFRESH_MS);
+
+refreshAll();
