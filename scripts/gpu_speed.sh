@@ -151,6 +151,28 @@ s2)
         --rpc 127.0.0.1:50052 --device RPC0 >"$OUT/llamacpp-rpc-$shape.json" 2>"$OUT/llamacpp-rpc-$shape.err"
     echo "rc=$?"; cat "$OUT/llamacpp-rpc-$shape.json"; tail -3 "$OUT/llamacpp-rpc-$shape.err"
     kill "$server"
+    # The first shape with the split modes a model on several GPUs takes (issue 22
+    # measures them on two; here the path runs on one): `row` (refused where the CUDA
+    # module has no split buffers, as llama-bench -sm row fails then) and `none` on the
+    # main device; their greedy tokens against the default (`layer`).
+    echo "== llama.cpp plugin, $shape, split modes on CUDA0"
+    for mode in layer row none; do
+        main=(--main-device CUDA0)
+        [[ $mode == layer ]] && main=()
+        timeout 120 "$H" run "synthetic-$shape" "Once upon a time" --backend llamacpp \
+            --temperature 0 --max-tokens 24 --split-mode "$mode" "${main[@]}" \
+            >"$OUT/split-$mode-answer.txt" 2>"$OUT/split-$mode-answer.err"
+        echo "rc=$? $mode: $(md5sum <"$OUT/split-$mode-answer.txt" | cut -c1-12) $(tail -1 "$OUT/split-$mode-answer.err")"
+        [[ $mode == layer ]] && continue
+        timeout 300 "$H" bench "synthetic-$shape" --backend llamacpp --runs "$RUNS" --json \
+            --split-mode "$mode" "${main[@]}" \
+            >"$OUT/llamacpp-split-$mode-$shape.json" 2>"$OUT/llamacpp-split-$mode-$shape.err"
+        echo "rc=$?"; cat "$OUT/llamacpp-split-$mode-$shape.json"; tail -3 "$OUT/llamacpp-split-$mode-$shape.err"
+    done
+    (cd "$bin" && ./llama-bench -m "$W/models/synthetic-$shape/synthetic-$shape.gguf" -ngl 99 \
+        -sm row -mg 0 -r "$RUNS" -p 512 -n 128 -o json >"$OUT/llama-bench-row-$shape.json" \
+        2>"$OUT/llama-bench-row-$shape.err")
+    echo "rc=$?"; grep -E '"(n_prompt|n_gen|avg_ts)"' "$OUT/llama-bench-row-$shape.json"
     # A model larger than the GPU's memory, as the plugin sees it when all but 2 GiB is
     # kept free: as many layers as fit go to the GPU, the rest run on the CPU.
     shape=${SHAPES##* }

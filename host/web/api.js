@@ -60,7 +60,9 @@ export async function getJson(path) {
 
 // POSTs `body` and yields the JSON payload of each server-sent event until `[DONE]`.
 // An error the server reports inside the stream (after its 200) is thrown as an ApiError
-// too. Aborting `signal` rejects with the browser's AbortError.
+// too, and so is a stream that ends without `[DONE]` (the server or the network went
+// away), so a cut answer never reads as a finished one. Aborting `signal` rejects with
+// the browser's AbortError.
 export async function* streamEvents(path, body, signal) {
   const response = await fetch(path, {
     method: 'POST',
@@ -74,7 +76,7 @@ export async function* streamEvents(path, body, signal) {
   try {
     for (;;) {
       const { value, done } = await reader.read();
-      if (done) return;
+      if (done) throw new ApiError(0, 'the connection closed before the answer was finished');
       buffer += value.replaceAll('\r\n', '\n');
       let end;
       while ((end = buffer.indexOf('\n\n')) >= 0) {

@@ -146,8 +146,8 @@ crate::open_enum! {
         /// Whole layers to each device, in proportion to its free memory.
         Layer = 0 => "layer",
         /// Every matrix divided by rows across the devices; the main device holds the
-        /// rest and gathers the results. Only devices whose backend splits rows (CUDA,
-        /// SYCL) can.
+        /// rest and gathers the results. Only devices whose engine can divide a matrix
+        /// between them can (in llama.cpp, those whose ggml module has split buffers).
         Row = 1 => "row",
         /// One device, the main one, holds everything a device takes.
         None = 2 => "none",

@@ -58,8 +58,8 @@ pub struct GlobalArgs {
     pub device: Option<String>,
     /// How a llama.cpp model on several devices is divided (over the catalog's
     /// `[placement] split`): `layer` (whole layers, in proportion to each device's free
-    /// memory; the default), `row` (every matrix by rows: CUDA and SYCL devices only) or
-    /// `none` (the main device alone).
+    /// memory; the default), `row` (every matrix by rows: only devices whose ggml module
+    /// has split buffers) or `none` (the main device alone).
     #[arg(long, global = true, env = "HEARTH_SPLIT_MODE", value_parser = split_mode)]
     pub split_mode: Option<SplitMode>,
     /// The device that holds what a `row` split does not divide, or the whole model with

@@ -289,8 +289,8 @@ fn split(
         SplitMode::Row => {
             if let Some(device) = chosen.iter().find(|device| !ffi::splits_rows(handle(device))) {
                 return Err(PluginError::invalid_request(format!(
-                    "split mode `row` needs devices whose module divides matrices by rows \
-                     (CUDA, SYCL); {} ({}) cannot, so use `layer`",
+                    "split mode `row` needs devices whose ggml module has split buffers; {} \
+                     ({}) has none in this llama.cpp build, so use `layer`",
                     device.device.name, device.device.backend
                 )));
             }
