@@ -181,11 +181,14 @@ fn pci_id(device: &LlamaBackendDevice) -> Option<String> {
 /// The request's device meaning "the CPU alone", as llama-server's `--device none`.
 const NO_DEVICE: &str = "none";
 
-/// The device listed by `name` (or by its description, as Vulkan names a card).
+/// Whether `name` names the device (or its description does, as Vulkan names a card).
+fn is_named(device: &Device, name: &str) -> bool {
+    device.device.name.eq_ignore_ascii_case(name) || device.device.description == name
+}
+
+/// The device listed by `name`.
 pub(crate) fn named_device<'a>(devices: &'a [Device], name: &str) -> Option<&'a Device> {
-    devices.iter().find(|Device { device, .. }| {
-        device.name.eq_ignore_ascii_case(name) || device.description == name
-    })
+    devices.iter().find(|device| is_named(device, name))
 }
 
 /// The refusal of a device name no device has, naming those there are; `hint` follows.
@@ -262,19 +265,14 @@ fn split(
     }
     let main = match main {
         None => 0,
-        Some(name) => chosen
-            .iter()
-            .position(|device| {
-                device.device.name.eq_ignore_ascii_case(name) || device.device.description == **name
-            })
-            .ok_or_else(|| {
-                let names: Vec<&str> =
-                    chosen.iter().map(|device| device.device.name.as_str()).collect();
-                PluginError::invalid_request(format!(
-                    "the main device `{name}` is not one the model runs on ({})",
-                    if names.is_empty() { "the CPU alone".to_string() } else { names.join(", ") }
-                ))
-            })?,
+        Some(name) => chosen.iter().position(|device| is_named(device, name)).ok_or_else(|| {
+            let names: Vec<&str> =
+                chosen.iter().map(|device| device.device.name.as_str()).collect();
+            PluginError::invalid_request(format!(
+                "the main device `{name}` is not one the model runs on ({})",
+                if names.is_empty() { "the CPU alone".to_string() } else { names.join(", ") }
+            ))
+        })?,
     };
     if chosen.is_empty() {
         return Ok(ffi::Placement::Cpu);
