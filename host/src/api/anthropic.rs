@@ -31,6 +31,7 @@ use super::error::Dialect;
 use super::guard::QueueLimiter;
 use super::metrics::Metrics;
 use super::params::{refuse_fields, CommonParams, StopField, WholeNumber};
+use super::tool_stream::{AnswerEvent, AnswerReader};
 use super::tools::{self, ToolAnswer, Turn};
 use super::ApiError;
 use crate::service::{Completion, Hearth};
@@ -303,9 +304,71 @@ fn events(
     }
 }
 
-/// The events of a streamed answer that may call tools. A reply and calls look alike
-/// until the answer is whole, so its blocks are sent then: each call as a `tool_use`
-/// block whose input comes in one `input_json_delta`.
+/// The content blocks of a streamed answer that may call tools, opened and closed as
+/// the answer is read: a reply as one text block, each call as a `tool_use` block whose
+/// input arrives in `input_json_delta`s.
+#[derive(Default)]
+struct ToolBlocks {
+    opened: usize,
+    /// The reply's block while it is open.
+    text: Option<usize>,
+    /// The block of each call, by the call's place in the answer, while it is open.
+    calls: Vec<Option<usize>>,
+}
+
+impl ToolBlocks {
+    /// The events that report `event`.
+    fn events(&mut self, event: AnswerEvent) -> Vec<Value> {
+        let mut events = Vec::new();
+        match event {
+            AnswerEvent::Text(text) => {
+                let index = *self.text.get_or_insert_with(|| {
+                    events.push(json!({ "type": "content_block_start", "index": self.opened,
+                                        "content_block": { "type": "text", "text": "" } }));
+                    self.opened += 1;
+                    self.opened - 1
+                });
+                events.push(json!({ "type": "content_block_delta", "index": index,
+                                    "delta": { "type": "text_delta", "text": text } }));
+            }
+            AnswerEvent::CallStarted { id, name, .. } => {
+                events.push(json!({ "type": "content_block_start", "index": self.opened,
+                    "content_block": { "type": "tool_use", "id": id, "name": name, "input": {} } }));
+                self.calls.push(Some(self.opened));
+                self.opened += 1;
+            }
+            AnswerEvent::Arguments { index, json } => {
+                if let Some(block) = self.calls[index] {
+                    events.push(json!({ "type": "content_block_delta", "index": block,
+                                        "delta": { "type": "input_json_delta", "partial_json": json } }));
+                }
+            }
+            AnswerEvent::CallFinished { index } => {
+                if let Some(block) = self.calls[index].take() {
+                    events.push(json!({ "type": "content_block_stop", "index": block }));
+                }
+            }
+        }
+        events
+    }
+
+    /// The events that close every block still open.
+    fn close(&mut self) -> Vec<Value> {
+        let mut open: Vec<usize> = self
+            .text
+            .take()
+            .into_iter()
+            .chain(self.calls.iter_mut().filter_map(Option::take))
+            .collect();
+        open.sort_unstable();
+        open.into_iter()
+            .map(|index| json!({ "type": "content_block_stop", "index": index }))
+            .collect()
+    }
+}
+
+/// The events of a streamed answer that may call tools, reported as it is read (see
+/// [`ToolBlocks`]).
 fn tool_events(
     id: String,
     model: String,
@@ -313,26 +376,26 @@ fn tool_events(
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     async_stream::stream! {
         yield Ok(event(json!({ "type": "message_start", "message": message(&id, &model) })));
-        let mut held = String::new();
+        let mut reader = AnswerReader::default();
+        let mut blocks = ToolBlocks::default();
         for await piece in pieces {
             match piece {
-                Piece::Text(piece) => held.push_str(&piece.text),
-                Piece::Finished(completion) => {
-                    let (blocks, stop_reason) = tool_blocks(ToolAnswer::read(&held), &completion);
-                    for (index, mut block) in blocks.into_iter().enumerate() {
-                        let delta = if block["type"] == "tool_use" {
-                            let input = block["input"].take().to_string();
-                            block["input"] = json!({});
-                            json!({ "type": "input_json_delta", "partial_json": input })
-                        } else {
-                            let text = block["text"].take();
-                            block["text"] = "".into();
-                            json!({ "type": "text_delta", "text": text })
-                        };
-                        yield Ok(event(json!({ "type": "content_block_start", "index": index, "content_block": block })));
-                        yield Ok(event(json!({ "type": "content_block_delta", "index": index, "delta": delta })));
-                        yield Ok(event(json!({ "type": "content_block_stop", "index": index })));
+                Piece::Text(piece) => {
+                    for data in reader.push(&piece.text).into_iter().flat_map(|answer| blocks.events(answer)) {
+                        yield Ok(event(data));
                     }
+                }
+                Piece::Finished(completion) => {
+                    let (rest, answer) = std::mem::take(&mut reader).finish();
+                    let mut closing: Vec<Value> = rest.into_iter().flat_map(|answer| blocks.events(answer)).collect();
+                    closing.extend(blocks.close());
+                    for data in closing {
+                        yield Ok(event(data));
+                    }
+                    let stop_reason = match answer {
+                        ToolAnswer::Calls(_) if completion.finish_reason != "length" => "tool_use",
+                        _ => stop_reason(&completion),
+                    };
                     yield Ok(event(json!({ "type": "message_delta",
                         "delta": { "stop_reason": stop_reason, "stop_sequence": null },
                         "usage": usage(&completion) })));

@@ -30,6 +30,7 @@ mod responses;
 mod server;
 mod structured;
 mod tokens;
+mod tool_stream;
 mod tools;
 mod web;
 

@@ -20,6 +20,7 @@ use super::guard::QueueLimiter;
 use super::logprobs;
 use super::metrics::Metrics;
 use super::params::CommonParams;
+use super::tool_stream::{AnswerEvent, AnswerReader};
 use super::tools::{self, ToolAnswer, ToolCall, ToolUse, Turn};
 use super::ApiError;
 use crate::service::{Completion, Emitted, Generation, Hearth};
@@ -111,35 +112,29 @@ fn called(call: &Value) -> Result<(String, String, Value), ApiError> {
     Ok((call["id"].as_str().unwrap_or_default().to_string(), name.to_string(), arguments))
 }
 
-/// An answer's calls in OpenAI's shape; `index` is set in streamed deltas.
-fn tool_calls(calls: &[ToolCall], streamed: bool) -> Value {
+/// An answer's calls in OpenAI's shape.
+fn tool_calls(calls: &[ToolCall]) -> Value {
     calls
         .iter()
-        .enumerate()
-        .map(|(index, call)| {
-            let mut entry = json!({ "id": call.id, "type": "function", "function": {
-                "name": call.name, "arguments": call.arguments.to_string() } });
-            if streamed {
-                entry["index"] = index.into();
-            }
-            entry
+        .map(|call| {
+            json!({ "id": call.id, "type": "function", "function": {
+                "name": call.name, "arguments": call.arguments.to_string() } })
         })
         .collect()
 }
 
-/// The choice of an answer read for tool calls, whole or as one delta.
-fn tool_choice(answer: &ToolAnswer, completion: &Completion, streamed: bool) -> Value {
+/// The choice of a whole answer read for tool calls.
+fn tool_choice(answer: &ToolAnswer, completion: &Completion) -> Value {
     let (message, finish_reason) = match answer {
         ToolAnswer::Calls(calls) => (
-            json!({ "role": "assistant", "content": null, "tool_calls": tool_calls(calls, streamed) }),
+            json!({ "role": "assistant", "content": null, "tool_calls": tool_calls(calls) }),
             "tool_calls",
         ),
         ToolAnswer::Text(text) => {
             (json!({ "role": "assistant", "content": text }), finish_reason(completion))
         }
     };
-    let key = if streamed { "delta" } else { "message" };
-    json!({ "index": 0, key: message, "logprobs": null, "finish_reason": finish_reason })
+    json!({ "index": 0, "message": message, "logprobs": null, "finish_reason": finish_reason })
 }
 
 fn unix_seconds() -> u64 {
@@ -279,7 +274,7 @@ async fn respond(
     }
     let (answer, completion) = started.complete().await?;
     let choice = match &tools {
-        Some(_) => tool_choice(&ToolAnswer::read(&answer.text), &completion, false),
+        Some(_) => tool_choice(&ToolAnswer::read(&answer.text), &completion),
         None => {
             shape.choice_with_logprobs(&answer, Some(finish_reason(&completion)), false, &mut 0)
         }
@@ -293,7 +288,8 @@ async fn respond(
 }
 
 /// The SSE stream of one generation, in OpenAI's chunks. An answer that may call tools
-/// is read whole before it is sent: a reply in words and calls look alike until then.
+/// streams as it is read: a reply's words as content, each call's name and then its
+/// arguments as `tool_calls` deltas.
 fn stream(
     envelope: Envelope,
     started: Started,
@@ -302,25 +298,35 @@ fn stream(
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let shape = envelope.shape;
     let pieces = started.pieces();
+    let mut reader = tools.map(|_| AnswerReader::default());
     async_stream::stream! {
+        let chunk = |choice: Value| Ok(Event::default().data(envelope.body(true, vec![choice], None).to_string()));
         if matches!(shape, Shape::Chat) {
-            yield Ok(Event::default().data(envelope.body(true, vec![shape.choice(None, None, true)], None).to_string()));
+            yield chunk(shape.choice(None, None, true));
         }
         let mut offset = 0;
-        let mut held = String::new();
         for await piece in pieces {
             match piece {
-                Piece::Text(piece) if tools.is_some() => held.push_str(&piece.text),
-                Piece::Text(piece) => {
-                    let choice = shape.choice_with_logprobs(&piece, None, true, &mut offset);
-                    yield Ok(Event::default().data(envelope.body(true, vec![choice], None).to_string()));
-                }
+                Piece::Text(piece) => match reader.as_mut() {
+                    Some(reader) => {
+                        for delta in reader.push(&piece.text).into_iter().filter_map(answer_delta) {
+                            yield chunk(delta_choice(delta, None));
+                        }
+                    }
+                    None => yield chunk(shape.choice_with_logprobs(&piece, None, true, &mut offset)),
+                },
                 Piece::Finished(completion) => {
-                    let last = match &tools {
-                        Some(_) => tool_choice(&ToolAnswer::read(&held), &completion, true),
-                        None => shape.choice(None, Some(finish_reason(&completion)), true),
-                    };
-                    yield Ok(Event::default().data(envelope.body(true, vec![last], None).to_string()));
+                    let mut finish = finish_reason(&completion);
+                    if let Some(reader) = reader.take() {
+                        let (events, answer) = reader.finish();
+                        for delta in events.into_iter().filter_map(answer_delta) {
+                            yield chunk(delta_choice(delta, None));
+                        }
+                        if matches!(answer, ToolAnswer::Calls(_)) && finish != "length" {
+                            finish = "tool_calls";
+                        }
+                    }
+                    yield chunk(shape.choice(None, Some(finish), true));
                     if include_usage {
                         yield Ok(Event::default().data(envelope.body(true, vec![], Some(usage(&completion))).to_string()));
                     }
@@ -332,6 +338,25 @@ fn stream(
         }
         yield Ok(Event::default().data("[DONE]"));
     }
+}
+
+/// A streamed chat choice carrying `delta`.
+fn delta_choice(delta: Value, finish_reason: Option<&str>) -> Value {
+    json!({ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason })
+}
+
+/// What one event of a tool-using answer adds, as a chat delta; a call's end adds
+/// nothing (its arguments are whole when their text is).
+fn answer_delta(event: AnswerEvent) -> Option<Value> {
+    Some(match event {
+        AnswerEvent::Text(text) => json!({ "content": text }),
+        AnswerEvent::CallStarted { index, id, name } => json!({ "tool_calls": [{
+            "index": index, "id": id, "type": "function", "function": { "name": name, "arguments": "" } }] }),
+        AnswerEvent::Arguments { index, json } => {
+            json!({ "tool_calls": [{ "index": index, "function": { "arguments": json } }] })
+        }
+        AnswerEvent::CallFinished { .. } => return None,
+    })
 }
 
 /// `POST /v1/chat/completions`

@@ -34,6 +34,7 @@ use super::guard::QueueLimiter;
 use super::metrics::Metrics;
 use super::params::{refuse_fields, CommonParams, WholeNumber};
 use super::structured::{ResponseFormat, TextFormat};
+use super::tool_stream::{AnswerEvent, AnswerReader};
 use super::tools::{self, ToolAnswer, Turn};
 use super::ApiError;
 use crate::service::{Completion, Hearth};
@@ -327,8 +328,118 @@ fn opening(header: &Header) -> [Value; 2] {
     ]
 }
 
-/// The events of a streamed response that may call tools. A reply and calls look alike
-/// until the answer is whole, so its items are sent then, each whole in one delta.
+/// The output items of a streamed response that may call tools, opened, filled and
+/// closed as the answer is read: a reply as one message item, each call as a
+/// `function_call` item whose arguments arrive in deltas.
+#[derive(Default)]
+struct ToolItems {
+    /// Each item as it stands, in output order.
+    items: Vec<Value>,
+    /// The index of the reply's item, once it opened.
+    reply: Option<usize>,
+    /// The item of each call, by the call's place in the answer.
+    calls: Vec<usize>,
+}
+
+impl ToolItems {
+    /// `fields` located at item `index`.
+    fn at(&self, index: usize, mut fields: Value) -> Value {
+        fields["item_id"] = self.items[index]["id"].clone();
+        fields["output_index"] = index.into();
+        fields
+    }
+
+    /// Open `item` as the next output item.
+    fn open(&mut self, item: Value) -> (usize, Value) {
+        self.items.push(item.clone());
+        let index = self.items.len() - 1;
+        (
+            index,
+            json!({ "type": "response.output_item.added", "output_index": index, "item": item }),
+        )
+    }
+
+    /// The events that report `event`.
+    fn events(&mut self, event: AnswerEvent) -> Vec<Value> {
+        let mut events = Vec::new();
+        match event {
+            AnswerEvent::Text(text) => {
+                let index = match self.reply {
+                    Some(index) => index,
+                    None => {
+                        let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+                        let (index, added) = self.open(message_item(&id, "in_progress", json!([])));
+                        self.items[index]["content"] = json!([output_text("")]);
+                        events.push(added);
+                        events.push(self.at(index, json!({ "type": "response.content_part.added", "content_index": 0, "part": output_text("") })));
+                        self.reply = Some(index);
+                        index
+                    }
+                };
+                let part = &mut self.items[index]["content"][0]["text"];
+                *part = format!("{}{text}", part.as_str().unwrap_or_default()).into();
+                events.push(self.at(index, json!({ "type": "response.output_text.delta", "content_index": 0, "delta": text, "logprobs": [] })));
+            }
+            AnswerEvent::CallStarted { id, name, .. } => {
+                let item = json!({ "type": "function_call", "id": format!("fc_{}", uuid::Uuid::new_v4().simple()),
+                                   "call_id": id, "name": name, "arguments": "", "status": "in_progress" });
+                let (index, added) = self.open(item);
+                self.calls.push(index);
+                events.push(added);
+            }
+            AnswerEvent::Arguments { index, json } => {
+                let item = self.calls[index];
+                let arguments = &mut self.items[item]["arguments"];
+                *arguments = format!("{}{json}", arguments.as_str().unwrap_or_default()).into();
+                events.push(self.at(
+                    item,
+                    json!({ "type": "response.function_call_arguments.delta", "delta": json }),
+                ));
+            }
+            AnswerEvent::CallFinished { index } => {
+                events.extend(self.close(self.calls[index], "completed"));
+            }
+        }
+        events
+    }
+
+    /// The events that close item `index` with `status`.
+    fn close(&mut self, index: usize, status: &str) -> Vec<Value> {
+        self.items[index]["status"] = status.into();
+        let item = self.items[index].clone();
+        let mut events = Vec::new();
+        if item["type"] == "function_call" {
+            events.push(self.at(index, json!({ "type": "response.function_call_arguments.done", "arguments": item["arguments"] })));
+        } else {
+            let part = &item["content"][0];
+            events.push(self.at(index, json!({ "type": "response.output_text.done", "content_index": 0, "text": part["text"], "logprobs": [] })));
+            events.push(self.at(
+                index,
+                json!({ "type": "response.content_part.done", "content_index": 0, "part": part }),
+            ));
+        }
+        events.push(
+            json!({ "type": "response.output_item.done", "output_index": index, "item": item }),
+        );
+        events
+    }
+
+    /// The events that close every item still open, and the items.
+    fn finish(mut self) -> (Vec<Value>, Vec<Value>) {
+        let open: Vec<usize> = (0..self.items.len())
+            .filter(|&index| self.items[index]["status"] == "in_progress")
+            .collect();
+        let mut events = Vec::new();
+        for index in open {
+            let status = if self.reply == Some(index) { "completed" } else { "incomplete" };
+            events.extend(self.close(index, status));
+        }
+        (events, self.items)
+    }
+}
+
+/// The events of a streamed response that may call tools, reported as the answer is
+/// read (see [`ToolItems`]).
 fn tool_events(
     header: Header,
     pieces: impl Stream<Item = Piece> + Send + 'static,
@@ -338,37 +449,29 @@ fn tool_events(
         for opening in opening(&header) {
             yield event(opening);
         }
-        let mut held = String::new();
+        let mut reader = AnswerReader::default();
+        let mut items = ToolItems::default();
         for await piece in pieces {
             match piece {
-                Piece::Text(piece) => held.push_str(&piece.text),
-                Piece::Finished(completion) => {
-                    let items = tool_items(ToolAnswer::read(&held));
-                    for (index, item) in items.iter().enumerate() {
-                        let at = |mut fields: Value| {
-                            fields["item_id"] = item["id"].clone();
-                            fields["output_index"] = index.into();
-                            fields
-                        };
-                        let mut opened = item.clone();
-                        opened["status"] = "in_progress".into();
-                        if item["type"] == "function_call" {
-                            opened["arguments"] = "".into();
-                            yield event(json!({ "type": "response.output_item.added", "output_index": index, "item": opened }));
-                            yield event(at(json!({ "type": "response.function_call_arguments.delta", "delta": item["arguments"] })));
-                            yield event(at(json!({ "type": "response.function_call_arguments.done", "arguments": item["arguments"] })));
-                        } else {
-                            let part = &item["content"][0];
-                            opened["content"] = json!([]);
-                            yield event(json!({ "type": "response.output_item.added", "output_index": index, "item": opened }));
-                            yield event(at(json!({ "type": "response.content_part.added", "content_index": 0, "part": output_text("") })));
-                            yield event(at(json!({ "type": "response.output_text.delta", "content_index": 0, "delta": part["text"], "logprobs": [] })));
-                            yield event(at(json!({ "type": "response.output_text.done", "content_index": 0, "text": part["text"], "logprobs": [] })));
-                            yield event(at(json!({ "type": "response.content_part.done", "content_index": 0, "part": part })));
+                Piece::Text(piece) => {
+                    for answer_event in reader.push(&piece.text) {
+                        for data in items.events(answer_event) {
+                            yield event(data);
                         }
-                        yield event(json!({ "type": "response.output_item.done", "output_index": index, "item": item }));
                     }
-                    let done = response(&header, Some((&completion, items)));
+                }
+                Piece::Finished(completion) => {
+                    let (rest, _) = std::mem::take(&mut reader).finish();
+                    for answer_event in rest {
+                        for data in items.events(answer_event) {
+                            yield event(data);
+                        }
+                    }
+                    let (closing, output) = std::mem::take(&mut items).finish();
+                    for data in closing {
+                        yield event(data);
+                    }
+                    let done = response(&header, Some((&completion, output)));
                     let kind = if done["status"] == "completed" { "response.completed" } else { "response.incomplete" };
                     yield event(json!({ "type": kind, "response": done }));
                 }

@@ -245,6 +245,11 @@ impl ToolUse {
     }
 }
 
+/// A fresh id for one call, in OpenAI's form.
+pub fn new_call_id() -> String {
+    format!("call_{}", &uuid::Uuid::new_v4().simple().to_string()[..24])
+}
+
 impl ToolAnswer {
     /// The model's answer, read: its calls, each with a fresh id, or its reply. An
     /// answer the grammar did not let finish (cut by `max_tokens`) is returned as text.
@@ -261,7 +266,7 @@ impl ToolAnswer {
         let calls = calls
             .into_iter()
             .map(|mut call| ToolCall {
-                id: format!("call_{}", &uuid::Uuid::new_v4().simple().to_string()[..24]),
+                id: new_call_id(),
                 name: call["name"].as_str().unwrap_or_default().to_string(),
                 arguments: call["arguments"].take(),
             })

@@ -40,6 +40,7 @@ use super::metrics::Metrics;
 use super::native::load_model;
 use super::params::{refuse_fields, CommonParams, KeepAliveField, LogprobsField, WholeNumber};
 use super::structured::ollama_format;
+use super::tool_stream::{AnswerEvent, AnswerReader};
 use super::tools::{self, ToolAnswer, Turn};
 use super::ApiError;
 use crate::lifecycle::KeepAlive;
@@ -313,15 +314,30 @@ async fn respond(
     }
     let pieces = started.pieces();
     if tools.is_some() {
-        // A reply and calls look alike until the answer is whole, so it goes in one line.
+        // A reply streams as it is read; calls go whole in the last line, as Ollama's do.
         let lines = async_stream::stream! {
-            let mut held = String::new();
+            let mut reader = AnswerReader::default();
+            let reply = |event: AnswerEvent| match event {
+                AnswerEvent::Text(text) => Some(Emitted { text, ..Emitted::default() }),
+                _ => None,
+            };
             for await piece in pieces {
                 match piece {
-                    Piece::Text(piece) => held.push_str(&piece.text),
+                    Piece::Text(piece) => {
+                        for text in reader.push(&piece.text).into_iter().filter_map(reply) {
+                            yield line(shape, &model, &text, None);
+                        }
+                    }
                     Piece::Finished(completion) => {
+                        let (rest, answer) = std::mem::take(&mut reader).finish();
+                        for text in rest.into_iter().filter_map(reply) {
+                            yield line(shape, &model, &text, None);
+                        }
                         let last = line(shape, &model, &Emitted::default(), Some(&completion));
-                        yield with_tools(last, ToolAnswer::read(&held));
+                        yield match answer {
+                            ToolAnswer::Calls(_) => with_tools(last, answer),
+                            ToolAnswer::Text(_) => last,
+                        };
                     }
                     Piece::Failed(error) => yield error.body(Dialect::Ollama),
                 }

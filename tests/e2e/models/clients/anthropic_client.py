@@ -54,8 +54,10 @@ assert called.stop_reason == "tool_use", called
 use = next(block for block in called.content if block.type == "tool_use")
 assert use.name == "get_weather" and isinstance(use.input["city"], str) and use.id, use
 with client.messages.stream(**ASK, tool_choice={"type": "tool", "name": "get_weather"}) as stream:
+    input_pieces = [event.partial_json for event in stream if event.type == "input_json"]
     streamed_call = stream.get_final_message()
 assert [block.input for block in streamed_call.content if block.type == "tool_use"] == [use.input]
+assert len(input_pieces) > 1, f"the call's input arrived whole: {input_pieces}"
 answered = client.messages.create(**(ASK | {"messages": ASK["messages"] + [
     {"role": "assistant", "content": [block.model_dump() for block in called.content]},
     {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "Sunny."}]},

@@ -114,8 +114,12 @@ with client.responses.stream(
     **(ASKED | {"max_output_tokens": 60}), input="What is the weather in Paris?",
     tools=[RESPONSE_TOOL], tool_choice="required",
 ) as stream:
+    argument_deltas = [event.delta for event in stream if event.type == "response.function_call_arguments.delta"]
     streamed_response = stream.get_final_response()
-assert [item.arguments for item in streamed_response.output] == [function_call.arguments]
+# The arguments arrive in pieces that join into the item's (the model's own spacing, so
+# they are compared as JSON with the unstreamed call's).
+assert len(argument_deltas) > 1 and "".join(argument_deltas) == streamed_response.output[0].arguments, argument_deltas
+assert [json.loads(item.arguments) for item in streamed_response.output] == [json.loads(function_call.arguments)]
 
 # Structured output: the client's own parse() reads the answer into a pydantic model,
 # whose JSON schema holds the generation; the Responses API takes the same schema.
@@ -152,8 +156,12 @@ streamed_calls = [
     if chunk.choices
     for delta in chunk.choices[0].delta.tool_calls or []
 ]
-assert [delta.function.name for delta in streamed_calls] == ["get_weather"], streamed_calls
-assert json.loads(streamed_calls[0].function.arguments) == json.loads(call.function.arguments)
+# The call streams as OpenAI's do: its id and name first, then its arguments in pieces.
+assert streamed_calls[0].id and streamed_calls[0].function.name == "get_weather", streamed_calls
+assert [delta.function.name for delta in streamed_calls[1:]] == [None] * (len(streamed_calls) - 1), streamed_calls
+assert len(streamed_calls) > 2 and {delta.index for delta in streamed_calls} == {0}, streamed_calls
+streamed_arguments = "".join(delta.function.arguments or "" for delta in streamed_calls)
+assert json.loads(streamed_arguments) == json.loads(call.function.arguments), streamed_arguments
 answered = client.chat.completions.create(
     **(TOOL_REQUEST | {"messages": ASK_WEATHER + [
         called.choices[0].message.model_dump(exclude_none=True),
