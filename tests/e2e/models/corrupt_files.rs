@@ -20,22 +20,25 @@ use tower::ServiceExt;
 use crate::corpus::{adapter_cases, model_cases, smollm2_bytes, Case};
 use crate::support::{copy_built_plugin, test_models_dir};
 
-/// The backends the corpus is fed to.
+/// The backends the corpus of model files is fed to.
 const PLUGINS: &[&str] = &["hearth_llamacpp", "hearth_webgpu"];
 
-/// A hearth home whose store holds the real SmolLM2, a `corrupt` model and a
-/// `corrupt-adapter` for SmolLM2, whose files each case replaces.
+/// The backends the corpus of adapter files is fed to: every one that applies LoRA.
+const ADAPTER_PLUGINS: &[&str] = &["hearth_llamacpp", "hearth_webgpu", "hearth_mlx"];
+
+/// A hearth home with some of the plugins, whose store holds the real SmolLM2, a
+/// `corrupt` model and a `corrupt-adapter` for SmolLM2, whose files each case replaces.
 struct CorpusHome {
     dir: tempfile::TempDir,
     hearth: Arc<Hearth>,
 }
 
 impl CorpusHome {
-    fn new() -> Self {
+    fn with(plugin_names: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let plugins = dir.path().join("plugins");
         std::fs::create_dir_all(&plugins).unwrap();
-        for name in PLUGINS {
+        for name in plugin_names {
             copy_built_plugin(name, &plugins);
         }
         let models = dir.path().join("models");
@@ -51,7 +54,7 @@ impl CorpusHome {
             "{}\n[[models]]\nid = \"corrupt\"\nname = \"a file of the corpus\"\ncontext_size = 256\n\
              [[models.artifacts]]\nbackends = [\"llamacpp\", \"webgpu\"]\nformat = \"gguf\"\nfile = \"corrupt.gguf\"\n\n\
              [[adapters]]\nname = \"corrupt-adapter\"\ntitle = \"an adapter of the corpus\"\nbase_model = \"smollm2-135m\"\n\
-             purpose = \"tests\"\n[[adapters.artifacts]]\nbackends = [\"llamacpp\"]\nformat = \"gguf\"\nfile = \"corrupt-adapter.gguf\"\n",
+             purpose = \"tests\"\n[[adapters.artifacts]]\nbackends = [\"llamacpp\", \"mlx\", \"webgpu\"]\nformat = \"gguf\"\nfile = \"corrupt-adapter.gguf\"\n",
             include_str!("../../../catalog.toml")
         );
         std::fs::write(dir.path().join("catalog.toml"), catalog).unwrap();
@@ -107,7 +110,7 @@ async fn every_corrupt_model_and_adapter_gets_a_clean_error_naming_the_file_and_
     if hearth_sdk::testing::real_models().is_none() {
         return;
     }
-    let home = CorpusHome::new();
+    let home = CorpusHome::with(PLUGINS);
     let models = model_cases(&smollm2_bytes(&test_models_dir()));
     let adapters = adapter_cases();
     let mut failures = Vec::new();
@@ -123,29 +126,42 @@ async fn every_corrupt_model_and_adapter_gets_a_clean_error_naming_the_file_and_
             failures.push(format!("{}: {status} {message}", case.name));
         }
     }
-    for case in &adapters {
-        replace(&home.adapter_file(), &case.bytes);
-        let (status, message) =
-            home.chat(ask("smollm2-135m", json!([{ "name": "corrupt-adapter" }]))).await;
-        // The gate cannot know the base model's shapes: llama.cpp refuses that one
-        // when it applies the adapter, as the client's mistake. An adapter whose
-        // tensor count was zeroed is a sound, empty LoRA that changes nothing.
-        let clean = if case.name == "adapter-no-tensors" {
-            status == StatusCode::OK
-        } else if case.structurally_valid {
-            status == StatusCode::BAD_REQUEST && message.contains("corrupt-adapter")
-        } else {
-            status == StatusCode::INTERNAL_SERVER_ERROR
-                && message.contains("corrupt-adapter.gguf is invalid")
-        };
-        if !clean {
-            failures.push(format!("{}: {status} {message}", case.name));
+    // Each backend that applies LoRA gets the adapters on its own, so the router cannot
+    // hand them to another.
+    for plugin in ADAPTER_PLUGINS {
+        let home = CorpusHome::with(&[plugin]);
+        for case in &adapters {
+            replace(&home.adapter_file(), &case.bytes);
+            let (status, message) =
+                home.chat(ask("smollm2-135m", json!([{ "name": "corrupt-adapter" }]))).await;
+            // The gate cannot know the base model's shapes: the backend refuses that
+            // one when it applies the adapter, as the client's mistake. An adapter
+            // whose tensor count was zeroed is a sound, empty LoRA: llama.cpp applies
+            // it and nothing changes; the model layer (MLX, WebGPU) refuses it by name,
+            // since an adapter that adapts nothing is most likely the wrong file.
+            let clean = if case.name == "adapter-no-tensors" && *plugin == "hearth_llamacpp" {
+                status == StatusCode::OK
+            } else if case.name == "adapter-no-tensors" {
+                status == StatusCode::BAD_REQUEST
+                    && message.contains("no lora_a/lora_b tensor pairs")
+            } else if case.structurally_valid {
+                status == StatusCode::BAD_REQUEST && message.contains("corrupt-adapter")
+            } else {
+                status == StatusCode::INTERNAL_SERVER_ERROR
+                    && message.contains("corrupt-adapter.gguf is invalid")
+            };
+            if !clean {
+                failures.push(format!("{plugin} {}: {status} {message}", case.name));
+            }
         }
+        let (status, message) = home.chat(ask("smollm2-135m", json!([]))).await;
+        assert_eq!(status, StatusCode::OK, "{plugin} stopped serving: {message}");
     }
     eprintln!(
-        "corpus through the host: {} model files, {} adapter files",
+        "corpus through the host: {} model files, {} adapter files on each of {}",
         models.len(),
-        adapters.len()
+        adapters.len(),
+        ADAPTER_PLUGINS.join(", ")
     );
     assert!(models.len() + adapters.len() >= 40);
     assert!(failures.is_empty(), "not refused cleanly:\n{}", failures.join("\n"));
@@ -159,7 +175,7 @@ async fn damaged_weights_are_an_error_naming_the_model_and_the_repaired_file_is_
     if hearth_sdk::testing::real_models().is_none() {
         return;
     }
-    let home = CorpusHome::new();
+    let home = CorpusHome::with(PLUGINS);
     let good = smollm2_bytes(&test_models_dir());
     let mut damaged = good.clone();
     // A megabyte of 0xFF in the tensor data: the header is sound, the gate passes it,
@@ -182,7 +198,7 @@ async fn control_bytes_from_a_model_header_are_escaped_in_the_error_text() {
     if hearth_sdk::testing::real_models().is_none() {
         return;
     }
-    let home = CorpusHome::new();
+    let home = CorpusHome::with(PLUGINS);
     let mut bytes = smollm2_bytes(&test_models_dir());
     let architecture = crate::corpus::Layout::of(&bytes).kv("general.architecture").value_at;
     // "llama" → a terminal escape of the same length: ESC [ 3 1 m.
@@ -295,7 +311,7 @@ fn every_file_of_the_corpus_fed_straight_to_each_plugin_is_refused_without_a_cra
     let folder = scratch.path().join("plugins");
     std::fs::create_dir(&folder).unwrap();
     let plugins: Vec<(&str, PathBuf)> =
-        PLUGINS.iter().map(|name| (*name, copy_built_plugin(name, &folder))).collect();
+        ADAPTER_PLUGINS.iter().map(|name| (*name, copy_built_plugin(name, &folder))).collect();
     let mut report = Vec::new();
     let mut run = |case: &Case, plugin: &str, library: &Path, as_adapter: bool| {
         let outcome = feed_directly(library, &file, as_adapter);
@@ -303,14 +319,15 @@ fn every_file_of_the_corpus_fed_straight_to_each_plugin_is_refused_without_a_cra
     };
     for case in model_cases(&smollm2_bytes(&test_models_dir())) {
         std::fs::write(&file, &case.bytes).unwrap();
-        for (plugin, library) in &plugins {
+        for (plugin, library) in plugins.iter().filter(|(plugin, _)| PLUGINS.contains(plugin)) {
             run(&case, plugin, library, false);
         }
     }
-    // Only llama.cpp takes LoRA adapters.
     for case in adapter_cases() {
         std::fs::write(&file, &case.bytes).unwrap();
-        run(&case, "hearth_llamacpp", &plugins[0].1, true);
+        for (plugin, library) in &plugins {
+            run(&case, plugin, library, true);
+        }
     }
     for (case, plugin, _, outcome) in &report {
         eprintln!("{plugin:16} {case:36} {outcome:?}");
