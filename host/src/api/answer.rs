@@ -39,6 +39,14 @@ pub fn generation(
                 "`tools` and a response format both constrain the answer; send one of them",
             ));
         }
+        // A tool-using answer is read and rewritten (see `tools`), so its tokens are
+        // not the text the client gets; their log-probabilities would describe JSON
+        // the client never sees.
+        if params.logprobs()?.is_some() {
+            return Err(ApiError::bad_request(
+                "log-probabilities with `tools`: hearth does not report them for tool-using answers",
+            ));
+        }
         grammar = tools.grammar().into();
         tools.instruct(&mut messages);
     }

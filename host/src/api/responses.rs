@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures::{Stream, StreamExt};
 use hearth_sdk::abi_stable::std_types::RVec;
-use hearth_sdk::ChatMessage;
+use hearth_sdk::{ChatMessage, TokenLogprobs};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -31,8 +31,9 @@ use super::body::JsonBody;
 use super::content::{Content, TextParts};
 use super::error::Dialect;
 use super::guard::QueueLimiter;
+use super::logprobs;
 use super::metrics::Metrics;
-use super::params::{refuse_fields, CommonParams, WholeNumber};
+use super::params::{refuse_fields, CommonParams, LogprobsField, WholeNumber};
 use super::structured::{ResponseFormat, TextFormat};
 use super::tool_stream::{AnswerEvent, AnswerReader};
 use super::tools::{self, ToolAnswer, Turn};
@@ -44,14 +45,15 @@ const NOT_YET_SUPPORTED: &[&str] = &[
     "previous_response_id",
     "conversation",
     "reasoning",
-    "include",
     "background",
     "prompt",
     "truncation",
-    "top_logprobs",
     "max_tool_calls",
     "stream_options",
 ];
+
+/// The one `include` value hearth has: the answer's log-probabilities, token by token.
+const LOGPROBS_INCLUDE: &str = "message.output_text.logprobs";
 
 /// Request fields that label the request for the caller's bookkeeping.
 const BOOKKEEPING: &[&str] =
@@ -101,6 +103,10 @@ pub struct ResponsesRequest {
     pub tools: Option<Vec<Value>>,
     pub tool_choice: Option<Value>,
     pub parallel_tool_calls: Option<bool>,
+    /// Extra output to include; hearth has [`LOGPROBS_INCLUDE`].
+    #[serde(default)]
+    pub include: Vec<String>,
+    pub top_logprobs: Option<WholeNumber>,
     #[serde(default)]
     pub stream: bool,
     #[serde(flatten)]
@@ -116,6 +122,17 @@ impl ResponsesRequest {
                 "`store`: hearth's /v1/responses keeps nothing; send `store: false` or leave it out",
             ));
         }
+        if let Some(other) = self.include.iter().find(|include| *include != LOGPROBS_INCLUDE) {
+            return Err(ApiError::bad_request(format!(
+                "`include`: `{other}` is not supported; hearth includes only `{LOGPROBS_INCLUDE}`"
+            )));
+        }
+        let logprobs = self.include.iter().any(|include| include == LOGPROBS_INCLUDE);
+        if self.top_logprobs.is_some() && !logprobs {
+            return Err(ApiError::bad_request(format!(
+                "`top_logprobs` needs `include: [\"{LOGPROBS_INCLUDE}\"]`"
+            )));
+        }
         let format = self.text.as_ref().and_then(|text| text.format.clone());
         let tools = self.tools.as_ref().map(|tools| tools.iter().map(as_function).collect());
         let tool_choice = self.tool_choice.as_ref().map(as_chat_choice).transpose()?;
@@ -129,6 +146,8 @@ impl ResponsesRequest {
             temperature: self.temperature,
             top_p: self.top_p,
             stream: self.stream,
+            logprobs: logprobs.then_some(LogprobsField::Flag(true)),
+            top_logprobs: self.top_logprobs,
             ..CommonParams::default()
         })
     }
@@ -249,7 +268,7 @@ fn tool_items(answer: ToolAnswer) -> Vec<Value> {
         ToolAnswer::Text(text) => vec![message_item(
             &format!("msg_{}", uuid::Uuid::new_v4().simple()),
             "completed",
-            json!([output_text(&text)]),
+            json!([output_text(&text, &[])]),
         )],
         ToolAnswer::Calls(calls) => calls
             .into_iter()
@@ -300,8 +319,14 @@ fn response(header: &Header, end: Option<(&Completion, Vec<Value>)>) -> Value {
     response
 }
 
-fn output_text(text: &str) -> Value {
-    json!({ "type": "output_text", "text": text, "annotations": [], "logprobs": [] })
+/// An output text part, with its tokens' log-probabilities where they were asked for.
+fn output_text(text: &str, entries: &[TokenLogprobs]) -> Value {
+    json!({ "type": "output_text", "text": text, "annotations": [], "logprobs": token_logprobs(entries) })
+}
+
+/// Log-probabilities in the Responses API's shape, which is chat's.
+fn token_logprobs(entries: &[TokenLogprobs]) -> Value {
+    logprobs::chat(entries)["content"].take()
 }
 
 fn message_item(id: &str, status: &str, content: Value) -> Value {
@@ -369,9 +394,9 @@ impl ToolItems {
                     None => {
                         let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
                         let (index, added) = self.open(message_item(&id, "in_progress", json!([])));
-                        self.items[index]["content"] = json!([output_text("")]);
+                        self.items[index]["content"] = json!([output_text("", &[])]);
                         events.push(added);
-                        events.push(self.at(index, json!({ "type": "response.content_part.added", "content_index": 0, "part": output_text("") })));
+                        events.push(self.at(index, json!({ "type": "response.content_part.added", "content_index": 0, "part": output_text("", &[]) })));
                         self.reply = Some(index);
                         index
                     }
@@ -503,19 +528,22 @@ fn events(
         };
         yield event(json!({ "type": "response.output_item.added", "output_index": 0,
                             "item": message_item(&item_id, "in_progress", json!([])) }));
-        yield event(at(json!({ "type": "response.content_part.added", "part": output_text("") })));
+        yield event(at(json!({ "type": "response.content_part.added", "part": output_text("", &[]) })));
         let mut text = String::new();
+        let mut entries = Vec::new();
         for await piece in pieces {
             match piece {
                 Piece::Text(piece) => {
                     text.push_str(&piece.text);
                     yield event(at(json!({ "type": "response.output_text.delta",
-                                           "delta": piece.text, "logprobs": [] })));
+                                           "delta": piece.text, "logprobs": token_logprobs(&piece.logprobs) })));
+                    entries.extend(piece.logprobs);
                 }
                 Piece::Finished(completion) => {
-                    yield event(at(json!({ "type": "response.output_text.done", "text": text, "logprobs": [] })));
-                    yield event(at(json!({ "type": "response.content_part.done", "part": output_text(&text) })));
-                    let item = message_item(&item_id, "completed", json!([output_text(&text)]));
+                    let part = output_text(&text, &entries);
+                    yield event(at(json!({ "type": "response.output_text.done", "text": text, "logprobs": part["logprobs"] })));
+                    yield event(at(json!({ "type": "response.content_part.done", "part": part })));
+                    let item = message_item(&item_id, "completed", json!([part]));
                     yield event(json!({ "type": "response.output_item.done", "output_index": 0, "item": item }));
                     let done = response(&header, Some((&completion, vec![item])));
                     let kind = if done["status"] == "completed" { "response.completed" } else { "response.incomplete" };
@@ -558,7 +586,11 @@ pub async fn responses(
     let (generated, completion) = started.complete().await?;
     let items = match tools {
         Some(_) => tool_items(ToolAnswer::read(&generated.text)),
-        None => vec![message_item(&item_id, "completed", json!([output_text(&generated.text)]))],
+        None => vec![message_item(
+            &item_id,
+            "completed",
+            json!([output_text(&generated.text, &generated.logprobs)]),
+        )],
     };
     Ok(Json(response(&header, Some((&completion, items)))).into_response())
 }
@@ -622,6 +654,14 @@ mod tests {
         assert!(refused(json!({ "input": "x", "previous_response_id": "resp_1" }))
             .contains("`previous_response_id`"));
         assert!(refused(json!({ "input": "x", "store": true })).contains("`store`"));
+        assert!(refused(json!({ "input": "x", "include": ["reasoning.encrypted_content"] }))
+            .contains("`reasoning.encrypted_content`"));
+        assert!(
+            refused(json!({ "input": "x", "top_logprobs": 2 })).contains("`top_logprobs` needs")
+        );
+        let logprobs =
+            request(json!({ "input": "x", "include": [LOGPROBS_INCLUDE], "top_logprobs": 2 }));
+        assert_eq!(logprobs.params().unwrap().logprobs().unwrap(), Some(2));
         assert!(request(
             json!({ "input": "x", "store": false, "text": { "format": { "type": "text" } } })
         )
@@ -667,7 +707,7 @@ mod tests {
             reason: String::new(),
             fallbacks: Vec::new(),
         };
-        let item = message_item("msg_1", "completed", json!([output_text("abc")]));
+        let item = message_item("msg_1", "completed", json!([output_text("abc", &[])]));
         let header =
             Header { id: "resp_1".into(), model: "m".into(), created_at: 0, settings: Map::new() };
         let done = response(&header, Some((&completion, vec![item])));

@@ -86,6 +86,16 @@ deltas = "".join(event.delta for event in events if event.type == "response.outp
 assert deltas == reply.output_text, (deltas, reply.output_text)
 assert events[-1].type in ("response.completed", "response.incomplete"), events[-1]
 assert events[-1].response.output_text == reply.output_text, events[-1]
+# Log-probabilities on the Responses API, as its `include` asks for them: one entry per
+# token, with the alternatives asked for, whole and streamed.
+LOGPROBS = {"include": ["message.output_text.logprobs"], "top_logprobs": 3}
+scored = client.responses.create(**ASKED, input=QUESTION, **LOGPROBS)
+scored_tokens = scored.output[0].content[0].logprobs
+assert "".join(entry.token for entry in scored_tokens) == scored.output_text == reply.output_text, scored
+assert all(len(entry.top_logprobs) == 3 and entry.logprob <= 0 for entry in scored_tokens), scored_tokens
+scored_events = list(client.responses.create(**ASKED, input=QUESTION, stream=True, **LOGPROBS))
+streamed_scores = [entry for event in scored_events if event.type == "response.output_text.delta" for entry in event.logprobs]
+assert [entry.token for entry in streamed_scores] == [entry.token for entry in scored_tokens], streamed_scores
 WEATHER_FUNCTION = {
     "name": "get_weather",
     "description": "The current weather in a city",
