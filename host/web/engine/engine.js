@@ -87,11 +87,14 @@ export class Engine {
         onProgress({ stage, loaded, total });
       }),
     );
-    const ctx = Math.min(this.options.contextSize ?? DEFAULT_CONTEXT, this.config.contextLength);
-    this.scratch = await this.gpu.checked('allocating the KV cache', () => new Scratch(this.gpu, this.config, ctx));
+    this.scratch = await this.gpu.checked('allocating the KV cache', () => new Scratch(this.gpu, this.config, this.#context()));
     this.forward = new Forward(this.gpu, this.kernels, this.config, this.weights);
     this.cached = [];
     onProgress({ stage: 'ready', loaded: total, total });
+  }
+
+  #context() {
+    return Math.min(this.options.contextSize ?? DEFAULT_CONTEXT, this.config.contextLength);
   }
 
   // What the device is and which kernels run.
@@ -114,6 +117,15 @@ export class Engine {
     this.cached = [];
   }
 
+  // Free the KV cache alone (the soft idle timeout); the next request allocates it again.
+  async releaseCache() {
+    await this.busy;
+    if (!this.scratch) return;
+    destroyAll({ layers: [] }, this.scratch);
+    this.scratch = null;
+    this.cached = [];
+  }
+
   interruptGenerate() {
     this.controller?.abort();
   }
@@ -131,6 +143,7 @@ export class Engine {
   // The answer as an async iterator of chunks; generation happens as it is consumed.
   async #generate(request) {
     if (!this.weights) await this.#load();
+    this.scratch ??= await this.gpu.checked('allocating the KV cache', () => new Scratch(this.gpu, this.config, this.#context()));
     const messages = request.messages ?? [];
     if (!messages.length) throw new Error('messages must not be empty');
     const prompt = this.tokenizer.encode(await this.render(messages));

@@ -220,12 +220,11 @@ export class Forward {
 
 // Every GPU buffer the model and its scratch hold, for release on idle.
 export function destroyAll(weights, scratch) {
-  const matrices = [weights.tokenEmbd, weights.output, ...weights.layers.flatMap((l) => Object.values(l))];
-  for (const item of matrices) {
+  const tensors = [weights.tokenEmbd, weights.output, weights.outputNorm, ...weights.layers.flatMap((l) => Object.values(l))];
+  for (const item of tensors) {
     if (item?.parts) item.parts.forEach((part) => part.buffer.destroy());
     else item?.destroy?.();
   }
-  weights.outputNorm.destroy();
   if (scratch) {
     for (const value of Object.values(scratch)) {
       if (Array.isArray(value)) value.forEach((buffer) => buffer.destroy());

@@ -124,6 +124,12 @@ export class Bindings {
     this.bound = [];
   }
 
+  destroy() {
+    this.params?.destroy();
+    this.params = null;
+    this.bound = [];
+  }
+
   paramsBuffer(device, bytes) {
     if (this.params && this.params.size >= bytes) return this.params;
     this.params?.destroy();
