@@ -130,18 +130,23 @@ export class Engine {
     this.controller?.abort();
   }
 
+  // Requests wait for the one before to finish: its answer is read to its end (or
+  // stopped) before the next one touches the KV cache.
   #create(request) {
-    const run = this.busy.then(() => this.#generate(request));
-    this.busy = run.then(
-      () => {},
-      () => {},
-    );
+    const previous = this.busy;
+    let finished;
+    this.busy = new Promise((resolve) => {
+      finished = resolve;
+    });
+    const run = previous.then(() => this.#generate(request, finished));
+    run.catch(finished);
     if (!request.stream) return run.then((iterator) => collect(iterator, this.model));
     return run;
   }
 
-  // The answer as an async iterator of chunks; generation happens as it is consumed.
-  async #generate(request) {
+  // The answer as an async iterator of chunks; generation happens as it is consumed,
+  // and `finished()` runs when it ends.
+  async #generate(request, finished) {
     if (!this.weights) await this.#load();
     this.scratch ??= await this.gpu.checked('allocating the KV cache', () => new Scratch(this.gpu, this.config, this.#context()));
     const messages = request.messages ?? [];
@@ -199,6 +204,7 @@ export class Engine {
         };
       } finally {
         engine.controller = null;
+        finished();
       }
     })();
   }
