@@ -20,6 +20,8 @@ export HEARTH_CLIENTS_PY="${HEARTH_CLIENTS_PY:-$HEARTH_CACHE/python/clients-olla
 # playwright-core, the npm package the browser test drives Debian's chromium with
 # (setup.sh installs it there; tests/e2e/browser/main.rs reads this).
 export HEARTH_BROWSER_NODE="${HEARTH_BROWSER_NODE:-$HEARTH_CACHE/node/playwright-core-1.65.2}"
+# @huggingface/jinja, which host/build.rs embeds for the web app's in-page chat templates.
+export HEARTH_JINJA_NODE="${HEARTH_JINJA_NODE:-$HEARTH_CACHE/node/huggingface-jinja-0.5.13}"
 # MLX's binary distribution (the mlx-cpu wheel, unpacked by setup.sh), which the MLX
 # plugin's build script compiles and links against.
 MLX_VERSION=0.32.4

@@ -2,6 +2,7 @@
 # Sets up everything hearth needs on this machine, idempotently:
 #   1. build tools from Debian's packages (only when one is missing),
 #   2. MLX's runtime (the mlx-cpu wheel), which the MLX plugin builds against,
+#   2b. @huggingface/jinja (npm, pinned), which the build embeds for the web app,
 #   3. a release build of the workspace, and ggml's GPU backend modules for the llama.cpp
 #      plugin where their toolkits are: Vulkan (its Debian packages are installed in 1),
 #      CUDA (where nvcc is), built once per llama.cpp version in $HEARTH_CACHE,
@@ -88,6 +89,20 @@ else
     "$PY" -m zipfile -e "$MLX_WHEEL" "$MLX_ROOT.partial"
     rm -rf "$MLX_ROOT" && mv "$MLX_ROOT.partial" "$MLX_ROOT"
     echo "    unpacked $MLX_WHEEL"
+fi
+
+# @huggingface/jinja, pinned, under the cache: host/build.rs embeds its browser build
+# (one self-contained module) so the web app's in-page engine renders a model's chat
+# template as the field's own code does. Installed before the build below; a hearth
+# built without it serves a module that says to run this setup.
+step "@huggingface/jinja into $HEARTH_JINJA_NODE"
+if [[ ! -f "$HEARTH_JINJA_NODE/.complete" ]]; then
+    rm -rf "$HEARTH_JINJA_NODE"
+    npm install --prefix "$HEARTH_JINJA_NODE" --no-save --no-audit --no-fund \
+        --ignore-scripts --loglevel=error @huggingface/jinja@0.5.13
+    touch "$HEARTH_JINJA_NODE/.complete"
+else
+    echo "    up to date"
 fi
 
 # ---------------------------------------------------------------------------------------

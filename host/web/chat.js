@@ -1,6 +1,7 @@
 // The conversation: kept in the page, sent whole with each message to
-// `POST /v1/chat/completions` with `stream: true`, the answer drawn as its deltas arrive.
-// Stop aborts the request; hearth stops generating when the connection closes.
+// `POST /v1/chat/completions` with `stream: true` (or, in browser mode, to the in-page
+// engine, which answers in the same chunks), the answer drawn as its deltas arrive.
+// Stop aborts the request; hearth (or the engine) stops generating.
 
 import { streamEvents } from './api.js';
 import { el } from './dom.js';
@@ -8,13 +9,15 @@ import { el } from './dom.js';
 export class Chat {
   // `list` shows the messages, `status` announces each answer's start and end to screen
   // readers, `errorBox` shows the last error; `fields()` gives the request's model,
-  // sampling and adapter fields; `onBusy(busy)` runs as a request starts and ends.
-  constructor({ list, status, errorBox, fields, onBusy }) {
+  // sampling and adapter fields; `onBusy(busy)` runs as a request starts and ends;
+  // `source(body, signal)`, when given, yields the answer's chunks instead of the server.
+  constructor({ list, status, errorBox, fields, onBusy, source }) {
     this.list = list;
     this.status = status;
     this.errorBox = errorBox;
     this.fields = fields;
     this.onBusy = onBusy;
+    this.source = source ?? ((body, signal) => streamEvents('/v1/chat/completions', body, signal));
     this.messages = [];
     this.controller = null;
   }
@@ -72,7 +75,7 @@ export class Chat {
     let finish = '';
     let usage = null;
     try {
-      for await (const chunk of streamEvents('/v1/chat/completions', body, this.controller.signal)) {
+      for await (const chunk of this.source(body, this.controller.signal)) {
         model = chunk.model || model;
         usage = chunk.usage || usage;
         const choice = chunk.choices?.[0];

@@ -1,7 +1,8 @@
 // Wires the page together: fills the pickers and the server panel from the API, sends
 // messages, and keeps the loaded-models panel fresh while the tab is visible.
 
-import { getJson, storeApiKey, storedApiKey } from './api.js';
+import { getJson, storeApiKey, storedApiKey, streamEvents } from './api.js';
+import { BrowserMode } from './browser-mode.js';
 import { Chat } from './chat.js';
 import { Picker } from './picker.js';
 import { showDevice, showLoadedModels, showPlugins, showRouting } from './status.js';
@@ -44,6 +45,31 @@ function samplingFields() {
   return fields;
 }
 
+const browserMode = new BrowserMode({
+  tier: $('browser-tier'),
+  progress: $('browser-progress'),
+  status: $('browser-status'),
+  reasons: $('browser-reasons'),
+  device: $('browser-device'),
+});
+
+function mode() {
+  return document.querySelector('input[name="mode"]:checked').value;
+}
+
+// Server mode shows the server's model picker; browser mode its WebGPU tiers.
+function showMode() {
+  const browser = mode() === 'browser';
+  $('browser-section').hidden = !browser;
+  $('model-section').hidden = browser;
+  document.body.dataset.mode = mode();
+  if (!browser) browserMode.release();
+}
+
+for (const input of document.querySelectorAll('input[name="mode"]')) {
+  input.addEventListener('change', showMode);
+}
+
 const chat = new Chat({
   list: $('messages'),
   status: $('chat-status'),
@@ -54,6 +80,10 @@ const chat = new Chat({
     $('stop').disabled = !busy;
     if (!busy) refreshLoadedModels();
   },
+  source: (body, signal) =>
+    mode() === 'browser'
+      ? browserMode.stream(body, signal)
+      : streamEvents('/v1/chat/completions', body, signal),
 });
 
 function showConnection(error, version) {
@@ -75,6 +105,7 @@ async function refreshAll() {
       ['/api/version', '/v1/models', '/api/tags', '/api/profile', '/api/plugins', '/api/ps'].map(getJson),
     );
     picker.fill({ models, tags, profile, plugins });
+    browserMode.fill({ profile, models });
     showRouting($('routing'), profile);
     showDevice($('device'), profile.device);
     showPlugins($('plugins'), plugins);

@@ -153,6 +153,40 @@ pub fn capability_features(types: &[GgmlType]) -> Vec<String> {
         .collect()
 }
 
+/// Every architecture as JSON, for engines that are not written in Rust (the web app's
+/// in-page engine reads it from `GET /api/architectures`): the same facts, the same
+/// names, and the tensor types the engines read.
+pub fn as_json() -> serde_json::Value {
+    let architectures: Vec<serde_json::Value> = ARCHITECTURES
+        .iter()
+        .map(|arch| {
+            serde_json::json!({
+                "gguf_name": arch.gguf_name,
+                "hf_model_type": arch.hf_model_type,
+                "gguf_rope": match arch.gguf_rope {
+                    RopePairs::Adjacent => "adjacent",
+                    RopePairs::Halves => "halves",
+                },
+                "qkv_bias": arch.qkv_bias,
+                "qk_norm": arch.qk_norm,
+                "sandwich_norms": arch.sandwich_norms,
+                "activation": match arch.activation {
+                    Activation::Silu => "silu",
+                    Activation::GeluTanh => "gelu_tanh",
+                },
+                "scale_embeddings": arch.scale_embeddings,
+                "sliding_window": arch.sliding_window.map(|window| serde_json::json!({
+                    "period": window.period,
+                    "local_rope_base": window.local_rope_base,
+                })),
+                "hf_norm_offset": arch.hf_norm_offset,
+            })
+        })
+        .collect();
+    let types: Vec<&str> = TENSOR_TYPES.iter().map(|ty| ty.name()).collect();
+    serde_json::json!({ "architectures": architectures, "tensor_types": types })
+}
+
 /// The GGUF names of every architecture, for messages ("llama, qwen2, qwen3, gemma3").
 pub fn gguf_names() -> String {
     ARCHITECTURES.iter().map(|arch| arch.gguf_name).collect::<Vec<_>>().join(", ")
@@ -169,6 +203,21 @@ mod tests {
             assert_eq!(by_hf_model_type(arch.hf_model_type).unwrap(), arch);
         }
         assert!(by_gguf_name("qwen3moe").is_none());
+    }
+
+    #[test]
+    fn the_json_export_carries_every_architecture_with_its_flags() {
+        let json = as_json();
+        let exported = json["architectures"].as_array().unwrap();
+        assert_eq!(exported.len(), ARCHITECTURES.len());
+        let gemma = exported.iter().find(|arch| arch["gguf_name"] == "gemma3").unwrap();
+        assert_eq!(gemma["activation"], "gelu_tanh");
+        assert_eq!(gemma["gguf_rope"], "halves");
+        assert_eq!(gemma["sliding_window"]["period"], 6);
+        let llama = &exported[0];
+        assert_eq!(llama["gguf_rope"], "adjacent");
+        assert!(llama["sliding_window"].is_null());
+        assert!(json["tensor_types"].as_array().unwrap().iter().any(|ty| ty == "Q4_1"));
     }
 
     #[test]

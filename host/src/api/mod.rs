@@ -22,6 +22,7 @@ mod error;
 mod guard;
 mod logprobs;
 mod metrics;
+mod model_files;
 mod native;
 mod ollama;
 mod openai;
@@ -112,6 +113,8 @@ fn routes(hearth: Arc<Hearth>) -> Router {
         .merge(anthropic)
         .route("/api/profile", get(native::profile))
         .route("/api/plugins", get(native::plugins))
+        .route("/api/architectures", get(native::architectures))
+        .route("/api/gguf/{model}", get(model_files::gguf))
         .route("/api/load", post(native::load))
         .route("/api/unload", post(native::unload))
         .route("/tokenize", post(tokens::tokenize))
@@ -119,7 +122,7 @@ fn routes(hearth: Arc<Hearth>) -> Router {
         .route("/health", get(native::health))
         .route("/metrics", get(metrics::metrics))
         .route("/", get(web::page))
-        .route("/app/{file}", get(web::asset))
+        .route("/app/{*file}", get(web::asset))
         .fallback(error::no_such_route)
         .with_state(hearth)
 }

@@ -37,6 +37,12 @@ pub async fn profile(State(hearth): State<Arc<Hearth>>) -> Json<Value> {
     }))
 }
 
+/// `GET /api/architectures`: the model layer's description of every architecture
+/// hearth's own engines run, as data, for the web app's in-page engine.
+pub async fn architectures() -> Json<Value> {
+    Json(hearth_model::arch::as_json())
+}
+
 /// What a client choosing a model needs from the catalog beyond `/v1/models`: every
 /// backend's tier table, and the LoRA adapters with the base model each fits and
 /// whether its file is installed.
@@ -71,7 +77,27 @@ fn catalog_view(catalog: &Catalog, store: &Store) -> Value {
             })
         })
         .collect();
-    json!({ "tiers": tiers, "adapters": adapters })
+    // The idle timeouts, per model where the catalog sets its own: the web app's
+    // in-page engine releases its GPU buffers by them.
+    let idle_overrides: serde_json::Map<String, Value> = catalog
+        .models
+        .iter()
+        .filter(|model| model.soft_timeout.is_some() || model.hard_timeout.is_some())
+        .map(|model| {
+            let soft = model.soft_timeout.unwrap_or(catalog.idle.soft_timeout);
+            let hard = model.hard_timeout.unwrap_or(catalog.idle.hard_timeout);
+            (
+                model.id.clone(),
+                json!({ "soft_s": soft.as_secs_f64(), "hard_s": hard.as_secs_f64() }),
+            )
+        })
+        .collect();
+    let idle = json!({
+        "soft_s": catalog.idle.soft_timeout.as_secs_f64(),
+        "hard_s": catalog.idle.hard_timeout.as_secs_f64(),
+        "models": idle_overrides,
+    });
+    json!({ "tiers": tiers, "adapters": adapters, "idle": idle })
 }
 
 /// `GET /api/plugins`

@@ -3,6 +3,11 @@
 //! modules in `host/web/`. The files are embedded in the binary, so a server needs
 //! nothing beside it and the page loads nothing from anywhere else.
 //!
+//! Browser mode's in-page engine (`host/web/engine/`) is served the same way, with the
+//! WGSL kernels of the native WebGPU plugin embedded from the plugin's own files (one
+//! source for both engines) and `@huggingface/jinja`'s browser build, which
+//! `build.rs` puts in the build's output folder.
+//!
 //! The page and its files are public even when the API has a key (see
 //! [`is_public`]): they hold no data, and the page is where the key is typed in.
 
@@ -23,7 +28,7 @@ struct Asset {
 }
 
 macro_rules! asset {
-    ($name:literal, $content_type:literal) => {
+    ($name:literal, $content_type:expr) => {
         Asset {
             name: $name,
             content_type: $content_type,
@@ -31,6 +36,19 @@ macro_rules! asset {
         }
     };
 }
+
+/// A kernel of the native WebGPU plugin, served as `shaders/{name}`.
+macro_rules! shader {
+    ($name:literal) => {
+        Asset {
+            name: concat!("shaders/", $name),
+            content_type: "text/plain; charset=utf-8",
+            body: include_bytes!(concat!("../../../plugins/webgpu/src/shaders/", $name)),
+        }
+    };
+}
+
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
 
 /// The page (first) and the files it loads under `/app/`.
 const ASSETS: &[Asset] = &[
@@ -43,6 +61,44 @@ const ASSETS: &[Asset] = &[
     asset!("status.js", "text/javascript; charset=utf-8"),
     asset!("dom.js", "text/javascript; charset=utf-8"),
     asset!("icon.svg", "image/svg+xml"),
+    asset!("browser-mode.js", JAVASCRIPT),
+    asset!("engine/engine.js", JAVASCRIPT),
+    asset!("engine/gguf.js", JAVASCRIPT),
+    asset!("engine/gpu.js", JAVASCRIPT),
+    asset!("engine/kernels.js", JAVASCRIPT),
+    asset!("engine/forward.js", JAVASCRIPT),
+    asset!("engine/config.js", JAVASCRIPT),
+    asset!("engine/tokenizer.js", JAVASCRIPT),
+    asset!("engine/sampler.js", JAVASCRIPT),
+    Asset {
+        name: "engine/jinja.js",
+        content_type: JAVASCRIPT,
+        body: include_bytes!(concat!(env!("OUT_DIR"), "/jinja.js")),
+    },
+    // The turn formats of files without a chat template, from the SDK's own files.
+    Asset {
+        name: "templates/chatml.jinja",
+        content_type: "text/plain; charset=utf-8",
+        body: include_bytes!("../../../sdk/src/helpers/templates/chatml.jinja"),
+    },
+    Asset {
+        name: "templates/gemma.jinja",
+        content_type: "text/plain; charset=utf-8",
+        body: include_bytes!("../../../sdk/src/helpers/templates/gemma.jinja"),
+    },
+    shader!("quant.wgsl"),
+    shader!("decode.wgsl"),
+    shader!("activation.wgsl"),
+    shader!("matmul_rows.wgsl"),
+    shader!("matvec.wgsl"),
+    shader!("matmul_tiled.wgsl"),
+    shader!("reduce_subgroup.wgsl"),
+    shader!("reduce_shared.wgsl"),
+    shader!("norm.wgsl"),
+    shader!("rope.wgsl"),
+    shader!("attention.wgsl"),
+    shader!("gated.wgsl"),
+    shader!("rows.wgsl"),
 ];
 
 /// Where the app's files are served from.
@@ -63,7 +119,7 @@ pub async fn page(headers: HeaderMap) -> Response {
     serve(0, &headers)
 }
 
-/// `GET /app/{file}`: one of the page's files.
+/// `GET /app/{*file}`: one of the page's files (some in folders: `engine/`, `shaders/`).
 pub async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
     match ASSETS.iter().position(|asset| asset.name == file) {
         Some(index) => serve(index, &headers),
@@ -127,7 +183,7 @@ mod tests {
     use super::*;
 
     fn app() -> Router {
-        Router::new().route("/", get(page)).route("/app/{file}", get(asset))
+        Router::new().route("/", get(page)).route("/app/{*file}", get(asset))
     }
 
     async fn fetch(path: &str, etag: Option<&str>) -> Response {
@@ -173,6 +229,32 @@ mod tests {
     }
 
     #[test]
+    fn every_kernel_of_the_webgpu_plugin_is_served_from_the_plugins_own_file() {
+        let folder =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/webgpu/src/shaders");
+        let mut served = 0;
+        for entry in std::fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            let name = format!("shaders/{}", path.file_name().unwrap().to_str().unwrap());
+            let asset = ASSETS.iter().find(|asset| asset.name == name);
+            let asset = asset.unwrap_or_else(|| panic!("{name} is not served"));
+            assert_eq!(asset.body, std::fs::read(&path).unwrap(), "{name}");
+            served += 1;
+        }
+        assert!(served >= 13, "{served} kernels");
+    }
+
+    #[tokio::test]
+    async fn files_in_the_apps_folders_are_served() {
+        let response = fetch("/app/engine/engine.js", None).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let response = fetch("/app/shaders/decode.wgsl", None).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(std::str::from_utf8(&body).unwrap().contains("//! Q4_1"));
+    }
+
+    #[test]
     fn only_the_page_and_its_files_are_public() {
         assert!(is_public("/"));
         assert!(is_public("/app/main.js"));
@@ -189,13 +271,23 @@ mod tests {
             for reference in text.split(ASSET_PREFIX).skip(1) {
                 let name: String = reference
                     .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '-')
+                    .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/'))
                     .collect();
-                assert!(names.contains(&name.as_str()), "{} names /app/{name}", asset.name);
+                // A folder (the kernels' base path) must hold served files.
+                let served = if name.ends_with('/') {
+                    names.iter().any(|served| served.starts_with(&name))
+                } else {
+                    names.contains(&name.as_str())
+                };
+                assert!(served, "{} names /app/{name}", asset.name);
             }
-            for import in text.split("from './").skip(1) {
-                let name = import.split('\'').next().unwrap();
-                assert!(names.contains(&name), "{} imports ./{name}", asset.name);
+            // Imports are relative to the importing file's folder.
+            let folder = asset.name.rsplit_once('/').map_or("", |(folder, _)| folder);
+            for import in text.split("from './").skip(1).chain(text.split("import('./").skip(1)) {
+                let file = import.split('\'').next().unwrap();
+                let name =
+                    if folder.is_empty() { file.to_string() } else { format!("{folder}/{file}") };
+                assert!(names.contains(&name.as_str()), "{} imports ./{file}", asset.name);
             }
         }
     }

@@ -1,8 +1,11 @@
 //! The web app in a real browser: headless Debian `chromium`, driven by the npm package
 //! `playwright-core` (pinned, installed by `scripts/setup.sh` under the cache,
-//! `HEARTH_BROWSER_NODE`), opens the page a real `hearth serve` serves with the real
-//! llama.cpp plugin and SmolLM2, and chats with it as a person would: `web_app.mjs`
-//! prints each check it passes and exits non-zero at the first that fails.
+//! `HEARTH_BROWSER_NODE`), opens the page a real `hearth serve` serves and chats as a
+//! person would. In server mode (`web_app.mjs`) the real llama.cpp plugin answers with
+//! SmolLM2; in browser mode (`browser_mode.mjs`) the page's own engine does, on
+//! Chromium's WebGPU (SwiftShader), and its greedy tokens are checked against this
+//! build's native WebGPU plugin. Each script prints each check it passes and exits
+//! non-zero at the first that fails.
 //!
 //! Under CI (`CI=true`) a missing browser or package fails the test; elsewhere the test
 //! is skipped with a line saying what to install.
@@ -13,10 +16,17 @@ mod support;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use support::server::Server;
-use support::{built_binary, copy_companion, installed_plugins, test_models_dir};
+use support::{
+    built_binary, copy_built_plugin, copy_companion, installed_plugins, test_models_dir,
+};
+
+/// One browser at a time: each keeps the machine's cores busy, and the scripts time
+/// their steps.
+static ONE_BROWSER: Mutex<()> = Mutex::new(());
 
 /// The pinned `playwright-core` that setup installs; `scripts/env.sh` names its folder.
 const PLAYWRIGHT_FOLDER: &str = "node/playwright-core-1.65.2";
@@ -82,15 +92,10 @@ fn serve(plugins: &Path) -> Server {
     Server::spawn(command)
 }
 
-#[test]
-fn the_web_app_fills_its_picker_streams_an_answer_stops_one_and_shows_the_loaded_model() {
-    if hearth_sdk::testing::real_models().is_none() {
-        return;
-    }
-    let Some(browser) = browser() else { return };
-    let plugins = tempfile::tempdir().unwrap();
-    let server = serve(plugins.path());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/browser/web_app.mjs");
+/// Run the script `name` in this folder against `server`; fails with its output and
+/// the server's log when a check fails.
+fn run_script(browser: &Browser, server: &Server, name: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/browser").join(name);
     let started = Instant::now();
     let output = Command::new(&browser.node)
         .arg(&script)
@@ -109,4 +114,57 @@ fn the_web_app_fills_its_picker_streams_an_answer_stops_one_and_shows_the_loaded
         String::from_utf8_lossy(&output.stderr),
         server.log()
     );
+}
+
+#[test]
+fn the_web_app_fills_its_picker_streams_an_answer_stops_one_and_shows_the_loaded_model() {
+    if hearth_sdk::testing::real_models().is_none() {
+        return;
+    }
+    let Some(browser) = browser() else { return };
+    let _one = ONE_BROWSER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let plugins = tempfile::tempdir().unwrap();
+    let server = serve(plugins.path());
+    run_script(&browser, &server, "web_app.mjs");
+}
+
+/// The catalog with a WebGPU tier table whose tier 2 is a model the in-page engine
+/// refuses (all-MiniLM-L6-v2, a BERT encoder) above SmolLM2 in tier 1.
+fn catalog_with_a_failing_tier(into: &Path) -> PathBuf {
+    let catalog =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../catalog.toml"))
+            .expect("read catalog.toml");
+    let start = catalog.find("backend = \"webgpu\"").expect("the catalog has a WebGPU tier table");
+    let table_start = catalog[start..].find("tiers = [").unwrap() + start;
+    // The table's closing bracket, on a line of its own.
+    let table_end = catalog[table_start..].find("\n]\n").unwrap() + table_start + 1;
+    let tiers =
+        "tiers = [\n  { tier = 1, models = [\"smollm2-135m\"], memory_required = \"4 GB\" },\n  \
+                 { tier = 2, models = [\"all-minilm-l6-v2\"], memory_required = \"8 GB\" },\n";
+    let edited = format!("{}{tiers}{}", &catalog[..table_start], &catalog[table_end..]);
+    let path = into.join("catalog.toml");
+    std::fs::write(&path, edited).unwrap();
+    path
+}
+
+#[test]
+fn in_browser_mode_smollm2_answers_on_the_pages_webgpu_with_the_native_plugins_greedy_tokens() {
+    if hearth_sdk::testing::real_models().is_none() {
+        return;
+    }
+    let Some(browser) = browser() else { return };
+    let _one = ONE_BROWSER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let plugins = tempfile::tempdir().unwrap();
+    copy_built_plugin("hearth_webgpu", plugins.path());
+    let catalog = catalog_with_a_failing_tier(plugins.path());
+    let mut command = Command::new(built_binary());
+    command
+        .env("HEARTH_HOME", plugins.path().join("home"))
+        .env("HEARTH_PLUGINS", plugins.path())
+        .env("HEARTH_MODELS", test_models_dir())
+        .env("HEARTH_CATALOG", &catalog)
+        // The native plugin's software kernels, as the page picks them on SwiftShader.
+        .env("HEARTH_WEBGPU_KERNELS", "software");
+    let server = Server::spawn(command);
+    run_script(&browser, &server, "browser_mode.mjs");
 }

@@ -13,6 +13,7 @@ mod isolation;
 mod lifecycle;
 mod live_catalog;
 mod live_plugins;
+mod model_files;
 mod plugins;
 mod sdk_example;
 mod server;

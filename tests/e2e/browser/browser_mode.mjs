@@ -1,0 +1,154 @@
+// Browser mode in headless Chromium on its WebGPU (SwiftShader, on the CPU): the page's
+// own engine runs SmolLM2 with no hearth backend involved, and its greedy tokens equal
+// the native WebGPU plugin's. node browser_mode.mjs, with HEARTH_URL (a `hearth serve`
+// with the WebGPU plugin and a catalog whose WebGPU tier 2 is a model the page cannot
+// run), HEARTH_BROWSER_NODE, CHROMIUM and, for docs/screenshots/browser-mode.png,
+// HEARTH_SCREENSHOTS=DIR. Each check prints its sentence; the first that fails throws.
+
+import { createRequire } from 'node:module';
+import path from 'node:path';
+
+const require = createRequire(path.join(process.env.HEARTH_BROWSER_NODE, 'node_modules', '/'));
+const { chromium } = require('playwright-core');
+
+const base = process.env.HEARTH_URL;
+const MODEL = 'smollm2-135m';
+const FAILING_MODEL = 'all-minilm-l6-v2';
+// SwiftShader runs a decode step of SmolLM2 in about two seconds: a few tokens suffice.
+const MAX_TOKENS = 6;
+const PROMPTS = ['What is the capital of France?', 'Name a primary color.', 'Count from 1 to 5.'];
+
+function check(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+async function step(sentence, body) {
+  const started = Date.now();
+  await body();
+  console.log(`ok: ${sentence} (${Date.now() - started} ms)`);
+}
+
+// The native plugin's greedy answer: its token ids (chat logprobs carry them) and text.
+async function nativeAnswer(prompt) {
+  const response = await fetch(`${base}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({
+      model: MODEL,
+      backend: 'webgpu',
+      messages: [{ role: 'user', content: prompt }],
+      temperature: 0,
+      max_tokens: MAX_TOKENS,
+      logprobs: true,
+    }),
+  });
+  const body = await response.json();
+  check(response.ok, `the native plugin answered ${response.status}: ${JSON.stringify(body)}`);
+  check(body.hearth?.backend === 'webgpu', `the native answer came from ${body.hearth?.backend}`);
+  return {
+    ids: body.choices[0].logprobs.content.map((entry) => entry.id),
+    text: body.choices[0].message.content,
+    decodeMs: body.hearth.timings.decode_ms,
+    tokens: body.usage.completion_tokens,
+  };
+}
+
+const native = [];
+await step(`the native WebGPU plugin answers ${PROMPTS.length} prompts greedily`, async () => {
+  for (const prompt of PROMPTS) native.push(await nativeAnswer(prompt));
+  const rate = native.map((answer) => (answer.tokens - 1) / (answer.decodeMs / 1000));
+  console.log(`    native tokens: ${JSON.stringify(native.map((answer) => answer.ids))}`);
+  console.log(`    native decode: ${rate.map((r) => r.toFixed(2)).join(', ')} tok/s`);
+});
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM,
+  headless: true,
+  args: ['--enable-unsafe-webgpu'],
+});
+const failures = [];
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 820 } });
+  page.on('pageerror', (error) => failures.push(`page error: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error') failures.push(`console error: ${message.text()}`);
+  });
+  const fetched = [];
+  page.on('request', (request) => fetched.push(request.url()));
+
+  await step('browser mode shows the WebGPU tiers of the catalog', async () => {
+    await page.goto(base);
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 10_000 });
+    await page.check('input[name="mode"][value="browser"]');
+    check(await page.isVisible('#browser-section'), 'the browser section is shown');
+    check(await page.isHidden('#model-section'), "the server's model picker is hidden");
+    const tiers = await page.$$eval('#browser-tier option', (options) => options.map((o) => o.textContent));
+    check(tiers.some((t) => t.startsWith('Tier 1') && t.includes(MODEL)), `tier 1 offers SmolLM2: ${tiers}`);
+    check(tiers.some((t) => t.startsWith('Tier 2') && t.includes(FAILING_MODEL)), `tier 2 is offered: ${tiers}`);
+  });
+
+  await step('tier 2 fails to load, with its reason shown, and tier 1 answers in the page', async () => {
+    await page.selectOption('#browser-tier', '2');
+    await page.fill('#temperature', '0');
+    await page.fill('#max-tokens', String(MAX_TOKENS));
+    const before = fetched.length;
+    await page.fill('#prompt', PROMPTS[0]);
+    await page.press('#prompt', 'Enter');
+    await page.waitForSelector('.message.assistant:last-child[data-state="done"]', { timeout: 300_000 });
+    const reason = await page.textContent(`#browser-reasons li[data-model="${FAILING_MODEL}"]`);
+    check(reason.includes('architecture `bert`'), `the failed tier's reason is shown: ${reason}`);
+    const status = await page.textContent('#browser-status');
+    check(status.includes(`${MODEL} (tier 1)`), `the status names the tier that loaded: ${status}`);
+    const answer = await page.textContent('.message.assistant:last-child .content');
+    check(answer === native[0].text, `the page's answer ${JSON.stringify(answer)} is the native ${JSON.stringify(native[0].text)}`);
+    const meta = await page.textContent('.message.assistant:last-child .meta');
+    check(meta.includes(MODEL), `the answer names its model: ${meta}`);
+    const calls = fetched.slice(before).map((url) => new URL(url).pathname);
+    check(!calls.includes('/v1/chat/completions'), `no chat request went to the server: ${calls}`);
+    check(calls.includes(`/api/gguf/${MODEL}`), `the model was read from the blob endpoint: ${calls}`);
+    const device = await page.textContent('#browser-device');
+    check(device.includes('software kernels'), `SwiftShader gets the software kernels: ${device}`);
+    if (process.env.HEARTH_SCREENSHOTS) {
+      await page.screenshot({ path: path.join(process.env.HEARTH_SCREENSHOTS, 'browser-mode.png'), fullPage: true });
+    }
+  });
+
+  await step(`the in-page engine's greedy tokens equal the native plugin's on ${PROMPTS.length} prompts`, async () => {
+    const results = await page.evaluate(
+      async ({ model, prompts, maxTokens }) => {
+        const { Engine } = await import('/app/engine/engine.js');
+        const engine = await Engine.load({ url: `/api/gguf/${model}`, model });
+        const answers = [];
+        for (const prompt of prompts) {
+          const reply = await engine.chat.completions.create({
+            messages: [{ role: 'user', content: prompt }],
+            temperature: 0,
+            max_tokens: maxTokens,
+            logprobs: true,
+          });
+          answers.push({ ids: reply.choices[0].logprobs.content.map((entry) => entry.id), text: reply.choices[0].message.content, usage: reply.usage });
+        }
+        const stream = await engine.chat.completions.create({ messages: [{ role: 'user', content: prompts[0] }], temperature: 0, max_tokens: maxTokens, stream: true });
+        let timings = null;
+        for await (const chunk of stream) timings = chunk.timings ?? timings;
+        await engine.release();
+        return { answers, timings, cached: (await (await caches.open('hearth-gguf')).keys()).length };
+      },
+      { model: MODEL, prompts: PROMPTS, maxTokens: MAX_TOKENS },
+    );
+    results.answers.forEach((answer, index) => {
+      check(
+        JSON.stringify(answer.ids) === JSON.stringify(native[index].ids),
+        `prompt ${index + 1}: the page's tokens ${JSON.stringify(answer.ids)} are the native ${JSON.stringify(native[index].ids)}`,
+      );
+      check(answer.text === native[index].text, `prompt ${index + 1}: ${JSON.stringify(answer.text)} is the native text`);
+    });
+    check(results.cached > 0, 'the model file pieces are kept in Cache Storage');
+    console.log(`    page tokens: ${JSON.stringify(results.answers.map((answer) => answer.ids))}`);
+    console.log(`    page decode: ${results.timings.decode_tokens_per_second?.toFixed(2)} tok/s, prompt ${results.timings.prompt_ms.toFixed(0)} ms`);
+  });
+
+  check(failures.length === 0, failures.join('\n'));
+} finally {
+  await browser.close();
+}
