@@ -7,6 +7,7 @@
 
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { check, step } from './steps.mjs';
 
 const require = createRequire(path.join(process.env.HEARTH_BROWSER_NODE, 'node_modules', '/'));
 const { chromium } = require('playwright-core');
@@ -17,16 +18,6 @@ const FAILING_MODEL = 'all-minilm-l6-v2';
 // SwiftShader runs a decode step of SmolLM2 in about two seconds: a few tokens suffice.
 const MAX_TOKENS = 6;
 const PROMPTS = ['What is the capital of France?', 'Name a primary color.', 'Count from 1 to 5.'];
-
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
-
-async function step(sentence, body) {
-  const started = Date.now();
-  await body();
-  console.log(`ok: ${sentence} (${Date.now() - started} ms)`);
-}
 
 // The native plugin's greedy answer: its token ids (chat logprobs carry them) and text.
 async function nativeAnswer(prompt) {

@@ -6,22 +6,13 @@
 
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { check, step } from './steps.mjs';
 
 const require = createRequire(path.join(process.env.HEARTH_BROWSER_NODE, 'node_modules', '/'));
 const { chromium } = require('playwright-core');
 
 const base = process.env.HEARTH_URL;
 const MODEL = 'smollm2-135m';
-
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
-
-async function step(sentence, body) {
-  const started = Date.now();
-  await body();
-  console.log(`ok: ${sentence} (${Date.now() - started} ms)`);
-}
 
 // The current assistant answer's text lengths as the page drew them, one per change:
 // a MutationObserver sees every update the stream makes, however fast.
