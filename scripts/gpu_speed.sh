@@ -13,9 +13,14 @@
 #   scripts/gpu_speed.sh s2            there, right after s1 (the machine keeps /root/work
 #                                      only while warm): the llama.cpp plugin on CUDA and
 #                                      llama-bench
+#   scripts/gpu_speed.sh baseline      there, after s1 in the same call, instead of s2:
+#                                      llama-bench alone (s1's folder fits one call's carry
+#                                      with .gl; s2's does not)
 # The Vulkan loader travels as Debian packages in .gl (the device tool's README says how);
-# GPU_SHAPES (1b 8b), GPU_RUNS (3) and GPU_PLANS (the WebGPU kernel plans: gpu software,
-# or none to leave WebGPU out) choose what runs. Each call carries .gl and its folder and
+# GPU_SHAPES (1b 8b), GPU_RUNS (3) and GPU_PLANS (the WebGPU kernel plans: gpu
+# gpu-without-matrices software, or none to leave WebGPU out) choose what runs. s1 also
+# runs the WebGPU kernel tests there (each kernel of each plan the GPU offers against
+# the CPU, every weight type) and compares the plans' greedy answers. Each call carries .gl and its folder and
 # starts with
 #   for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig; bash DIR/sN/gpu_speed.sh sN
 set -uo pipefail
@@ -30,6 +35,22 @@ RUNS=${GPU_RUNS:-3}
 hearth_env() {
     export HEARTH_HOME=$W/home HEARTH_MODELS=$W/models HEARTH_CATALOG=$W/catalog.toml
     mkdir -p "$HEARTH_HOME" "$OUT"
+}
+
+# Wait for s1's CUDA build and put the module beside llama-bench.
+cuda_module() {
+    until grep -q '^rc=' "$W/cuda-build.log" 2>/dev/null; do sleep 5; done
+    grep -q '^rc=0' "$W/cuda-build.log" || { tail -40 "$W/cuda-build.log"; return 1; }
+    cp "$W/cuda/bin/libggml-cuda.so" "$W/build/bin/"
+}
+
+# llama-bench on shape $1. Depth 0 is llama-bench's own figure; at depth 512 the decode
+# runs after a 512-token context, as hearth bench's does (after its 515-token prompt).
+llama_bench() {
+    echo "== llama-bench -ngl 99 -d 0,512, $1"
+    (cd "$W/build/bin" && ./llama-bench -m "$W/models/synthetic-$1/synthetic-$1.gguf" -ngl 99 \
+        -r "$RUNS" -p 512 -n 128 -d 0,512 -o json >"$OUT/llama-bench-$1.json" 2>"$OUT/llama-bench-$1.err")
+    echo "rc=$?"; grep -E '"(n_prompt|n_gen|n_depth|avg_ts)"' "$OUT/llama-bench-$1.json"
 }
 
 # The catalog of the synthetic models, one entry a shape.
@@ -54,6 +75,13 @@ prepare)
         --exclude=./models --exclude=./pocs --exclude=./.complete -cJf "$dest/s1/llama-src.tar.xz" .
     strip -o "$dest/s1/hearth" "$target/hearth"
     strip -o "$dest/s1/libhearth_webgpu.so" "$target/libhearth_webgpu.so"
+    tests=$(cd "$root" && cargo test --workspace --release --test webgpu --no-run --message-format=json 2>/dev/null |
+        python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "webgpu" and m.get("executable"):
+        print(m["executable"])')
+    strip -o "$dest/s1/webgpu-tests" "${tests:?the webgpu test binary}"
     cp "$here/synthetic_model.py" "$here/tiny_models.py" "$dest/s1/py/"
     gguf_py=$(ls -d "$HEARTH_CACHE"/python/gguf-*)
     cp -r "$gguf_py/gguf" "$dest/s1/py/"
@@ -98,8 +126,21 @@ s1)
     hearth_env
     export HEARTH_PLUGINS=$W/plugins-webgpu
     "$W/bin/hearth" plugins 2>&1 | tee "$OUT/webgpu-plugins.txt"
+    plans=${GPU_PLANS:-gpu gpu-without-matrices software}
+    if [[ $plans != none ]]; then
+        echo "== webgpu kernel tests on this GPU"
+        "$here/webgpu-tests" kernels:: --test-threads 1 --nocapture >"$OUT/webgpu-kernel-tests.txt" 2>&1
+        echo "rc=$?"; grep -E "^test |plans|result" "$OUT/webgpu-kernel-tests.txt"
+        shape=${SHAPES%% *}
+        for plan in $plans; do
+            HEARTH_WEBGPU_KERNELS=$plan timeout 120 "$W/bin/hearth" run "synthetic-$shape" \
+                "Once upon a time" --backend webgpu --temperature 0 --max-tokens 24 \
+                >"$OUT/webgpu-answer-$plan.txt" 2>"$OUT/webgpu-answer-$plan.err"
+            echo "rc=$? $plan: $(md5sum <"$OUT/webgpu-answer-$plan.txt" | cut -c1-12) $(tail -1 "$OUT/webgpu-answer-$plan.err")"
+        done
+    fi
     for shape in $SHAPES; do
-        for plan in ${GPU_PLANS:-gpu software}; do
+        for plan in $plans; do
             [[ $plan == none || ($plan == software && $shape != 1b) ]] && continue
             echo "== webgpu, kernels $plan, $shape"
             HEARTH_WEBGPU_KERNELS=$plan timeout 400 "$W/bin/hearth" bench "synthetic-$shape" \
@@ -115,29 +156,21 @@ s2)
     H=$W/bin/hearth
     mkdir -p "$W/plugins/libhearth_llamacpp"
     cp "$here/libhearth_llamacpp.so" "$W/plugins/" && cp "$here"/companion/* "$W/plugins/libhearth_llamacpp/"
-    until grep -q '^rc=' "$W/cuda-build.log" 2>/dev/null; do sleep 5; done
-    grep -q '^rc=0' "$W/cuda-build.log" || { tail -40 "$W/cuda-build.log"; exit 1; }
+    cuda_module || exit 1
     bin=$W/build/bin
     # The CUDA module joins the plugin's companion folder, as setup installs it where the
     # CUDA toolkit is.
     cp "$W/cuda/bin/libggml-cuda.so" "$W/plugins/libhearth_llamacpp/"
-    cp "$W/cuda/bin/libggml-cuda.so" "$bin/"
     cp "$W/plugins-webgpu/libhearth_webgpu.so" "$W/plugins/"
     export HEARTH_PLUGINS=$W/plugins
     "$H" plugins 2>&1 | tee "$OUT/plugins.txt"
     "$H" profile 2>&1 | tee "$OUT/profile.txt"
     for shape in $SHAPES; do
-        M=$W/models/synthetic-$shape/synthetic-$shape.gguf
         echo "== llama.cpp plugin on CUDA, $shape"
         timeout 300 "$H" bench "synthetic-$shape" --backend llamacpp --runs "$RUNS" --json \
             >"$OUT/llamacpp-$shape.json" 2>"$OUT/llamacpp-$shape.err"
         echo "rc=$?"; cat "$OUT/llamacpp-$shape.json"; tail -3 "$OUT/llamacpp-$shape.err"
-        # Depth 0 is llama-bench's own figure; at depth 512 the decode runs after a
-        # 512-token context, as hearth bench's does (after its 515-token prompt).
-        echo "== llama-bench -ngl 99 -d 0,512, $shape"
-        (cd "$bin" && ./llama-bench -m "$M" -ngl 99 -r "$RUNS" -p 512 -n 128 -d 0,512 -o json \
-            >"$OUT/llama-bench-$shape.json" 2>"$OUT/llama-bench-$shape.err")
-        echo "rc=$?"; grep -E '"(n_prompt|n_gen|n_depth|avg_ts)"' "$OUT/llama-bench-$shape.json"
+        llama_bench "$shape"
     done
     # The first shape's layers on the same GPU through ggml's RPC on loopback
     # (`hearth rpc-server` with the CUDA device, `--rpc` with `--device RPC0`): what the
@@ -184,8 +217,15 @@ s2)
     echo "rc=$?"; cat "$OUT/llamacpp-fit-$shape.json"; grep -E "offloaded|fit" "$OUT/llamacpp-fit-$shape.err" | tail -5
     ;;
 
+baseline)
+    cuda_module || exit 1
+    for shape in $SHAPES; do
+        llama_bench "$shape"
+    done
+    ;;
+
 *)
-    echo "usage: $0 prepare DIR | s1 | s2" >&2
+    echo "usage: $0 prepare DIR | s1 | s2 | baseline" >&2
     exit 2
     ;;
 esac

@@ -19,6 +19,14 @@ const ATTENTION_KEYS = 128;
 
 export const MAX_HEAD_DIM = 256;
 
+// The value of `const NAME: u32 = Nu;` in a kernel's source: each product kernel says
+// there how many rows and tokens a workgroup covers (as kernels.rs reads it).
+function shaderConstant(source, name) {
+  const match = source.match(new RegExp(`const ${name}: u32 = (\\d+)u;`));
+  if (!match) throw new Error(`a product kernel declares const ${name}`);
+  return Number(match[1]);
+}
+
 async function fetchShaders(base) {
   const texts = await Promise.all(
     SHADER_FILES.map(async (name) => {
@@ -77,14 +85,14 @@ export class Kernels {
     let few;
     let many = null;
     if (this.plan === 'software') {
-      few = { kernel: s.matmul_rows, entry: 'matmul', rows: 64, tokens: 8 };
+      few = { kernel: s.matmul_rows, entry: 'matmul' };
     } else {
       const subgroups = this.gpu.profile.subgroups;
       const reduce = subgroups ? s.reduce_subgroup : s.reduce_shared;
       // Browsers need the extension named in the module; wgpu's naga does not.
       const enable = subgroups ? 'enable subgroups;\n' : '';
-      few = { kernel: `${s.matvec}\n${reduce}`, entry: 'matvec', rows: 1, tokens: 8, enable };
-      many = { kernel: s.matmul_tiled, entry: 'matmul_tiled', rows: 64, tokens: 32 };
+      few = { kernel: `${s.matvec}\n${reduce}`, entry: 'matvec', enable };
+      many = { kernel: s.matmul_tiled, entry: 'matmul_tiled' };
     }
     const product = async (spec) => {
       const pipelines = new Map();
@@ -92,7 +100,11 @@ export class Kernels {
         const source = `${spec.enable ?? ''}${prefix(type)}\n${spec.kernel}`;
         pipelines.set(type, await this.#pipeline(`${spec.entry} ${type}`, source, spec.entry));
       }
-      return { pipelines, rows: spec.rows, tokens: spec.tokens };
+      return {
+        pipelines,
+        rows: shaderConstant(spec.kernel, 'ROWS'),
+        tokens: shaderConstant(spec.kernel, 'TOKENS'),
+      };
     };
     this.few = await product(few);
     this.many = many && (await product(many));

@@ -8,7 +8,7 @@ use hearth_sdk::abi_stable::std_types::RVec;
 use hearth_sdk::{DeviceInfo, DeviceKind, PluginError, Probe};
 use wgpu::util::DeviceExt;
 
-use crate::plan::KernelPlan;
+use crate::plan::{KernelPlan, Offers};
 
 /// An adapter and the facts the probe reports about it.
 pub struct AdapterFacts {
@@ -17,15 +17,29 @@ pub struct AdapterFacts {
     pub limits: wgpu::Limits,
 }
 
+/// The features cooperative matrices of f16 need.
+const MATRIX_FEATURES: wgpu::Features = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
+    .union(wgpu::Features::SHADER_F16)
+    .union(wgpu::Features::SUBGROUP);
+
 impl AdapterFacts {
-    /// Whether the adapter has subgroup operations in compute shaders.
-    pub fn subgroups(&self) -> bool {
-        self.adapter.features().contains(wgpu::Features::SUBGROUP)
+    /// What the adapter offers the kernels.
+    pub fn offers(&self) -> Offers {
+        let features = self.adapter.features();
+        let matrices = features.contains(MATRIX_FEATURES)
+            && self.info.subgroup_min_size == 32
+            && self.info.subgroup_max_size == 32
+            && self.adapter.cooperative_matrix_properties().iter().any(|shape| {
+                (shape.m_size, shape.n_size, shape.k_size) == (16, 16, 16)
+                    && shape.ab_type == wgpu::CooperativeScalarType::F16
+                    && shape.cr_type == wgpu::CooperativeScalarType::F32
+            });
+        Offers { subgroups: features.contains(wgpu::Features::SUBGROUP), matrices }
     }
 
     /// The kernels a device of this adapter runs.
     pub fn plan(&self) -> Result<KernelPlan, String> {
-        KernelPlan::choose(self.info.device_type, self.subgroups())
+        KernelPlan::choose(self.info.device_type, self.offers())
     }
 }
 
@@ -165,17 +179,29 @@ const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
 
 impl Gpu {
     /// Open the best adapter with its full limits (the defaults cap storage bindings at
-    /// 128 MiB, below what large embedding tables need) and its subgroup operations
-    /// where it has them.
+    /// 128 MiB, below what large embedding tables need), its subgroup operations and
+    /// its cooperative matrices where it has them.
     pub fn new() -> Result<Self, PluginError> {
         let facts = find_adapter().map_err(PluginError::unsupported)?;
+        let offers = facts.offers();
         let plan = facts.plan().map_err(PluginError::invalid_request)?;
-        let features =
-            if facts.subgroups() { wgpu::Features::SUBGROUP } else { wgpu::Features::empty() };
+        let mut features = wgpu::Features::empty();
+        if offers.subgroups {
+            features |= wgpu::Features::SUBGROUP;
+        }
+        let mut experimental_features = wgpu::ExperimentalFeatures::disabled();
+        if offers.matrices {
+            features |= MATRIX_FEATURES;
+            // SAFETY: wgpu calls its cooperative matrices experimental (their shader
+            // semantics may still change); the kernel using them is checked against
+            // the f32 kernels by the kernel tests on every device that offers them.
+            experimental_features = unsafe { wgpu::ExperimentalFeatures::enabled() };
+        }
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("hearth-webgpu"),
             required_features: features,
             required_limits: facts.limits.clone(),
+            experimental_features,
             ..Default::default()
         };
         let (device, queue) = pollster::block_on(facts.adapter.request_device(&descriptor))
@@ -190,9 +216,13 @@ impl Gpu {
         })
     }
 
-    /// Whether the device has subgroup operations enabled.
-    pub fn subgroups(&self) -> bool {
-        self.device.features().contains(wgpu::Features::SUBGROUP)
+    /// What the device has enabled of what its adapter offers.
+    pub fn offers(&self) -> Offers {
+        let features = self.device.features();
+        Offers {
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
+            matrices: features.contains(MATRIX_FEATURES),
+        }
     }
 
     /// Bytes currently allocated through this device.

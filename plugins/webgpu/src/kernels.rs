@@ -17,13 +17,16 @@ const ROWS: &str = include_str!("shaders/rows.wgsl");
 const MATMUL_ROWS: &str = include_str!("shaders/matmul_rows.wgsl");
 const MATVEC: &str = include_str!("shaders/matvec.wgsl");
 const MATMUL_TILED: &str = include_str!("shaders/matmul_tiled.wgsl");
+const MATMUL_MATRIX: &str = include_str!("shaders/matmul_matrix.wgsl");
+/// What the cooperative-matrix kernel enables before anything else in its module.
+const MATRIX_DIRECTIVES: &str = "enable f16;\nenable wgpu_cooperative_matrix;\n";
 const REDUCE_SUBGROUP: &str = include_str!("shaders/reduce_subgroup.wgsl");
 const REDUCE_SHARED: &str = include_str!("shaders/reduce_shared.wgsl");
 const ATTENTION: &str = include_str!("shaders/attention.wgsl");
 const ACTIVATION: &str = include_str!("shaders/activation.wgsl");
 
 /// On the GPU plan, products of up to this many tokens use the matrix–vector kernel
-/// (which reads each weight once per 8 tokens); more use the tiled kernel.
+/// (a workgroup per few rows and token); more use the tiled kernel.
 const MATVEC_TOKENS: u32 = 8;
 
 /// Weight types the kernels read in their stored form.
@@ -67,13 +70,31 @@ struct Product {
     tokens: u32,
 }
 
+/// The value of `const NAME: u32 = Nu;` in a kernel's source: each product kernel says
+/// there how many rows and tokens a workgroup covers, so the dispatch follows it.
+fn shader_constant(source: &str, name: &str) -> u32 {
+    let declaration = format!("const {name}: u32 = ");
+    let start = source.find(&declaration).map(|at| at + declaration.len());
+    start
+        .and_then(|at| source[at..].split_once("u;"))
+        .and_then(|(value, _)| value.parse().ok())
+        .unwrap_or_else(|| panic!("a product kernel declares `{declaration}Nu;`"))
+}
+
+/// The source of a product kernel for weights of type `ty`: the `enable` directives it
+/// needs, then the shared quantized-weight code, `ty`'s decoder and the kernel.
+fn product_source(directives: &str, kernel: &str, ty: GgmlType) -> String {
+    format!("{directives}{QUANT}\n{ACTIVATION}\n{}\n{kernel}", decoder(ty))
+}
+
 impl Product {
     /// `kernel`'s entry point `entry` compiled after each type's decoder.
-    fn new(gpu: &Gpu, kernel: &str, entry: &str, rows: u32, tokens: u32) -> Self {
+    fn new(gpu: &Gpu, directives: &str, kernel: &str, entry: &str) -> Self {
+        let (rows, tokens) = (shader_constant(kernel, "ROWS"), shader_constant(kernel, "TOKENS"));
         let pipelines = SUPPORTED_TYPES
             .into_iter()
             .map(|ty| {
-                let source = format!("{QUANT}\n{ACTIVATION}\n{}\n{kernel}", decoder(ty));
+                let source = product_source(directives, kernel, ty);
                 (ty, pipeline(gpu, &format!("{entry} {ty}"), &source, entry))
             })
             .collect();
@@ -101,13 +122,15 @@ impl Kernels {
     /// The pipelines of `plan`; a plan with subgroups needs a device that has them.
     pub fn new(gpu: &Gpu, plan: KernelPlan) -> Self {
         let (few, many) = match plan {
-            KernelPlan::Software => (Product::new(gpu, MATMUL_ROWS, "matmul", 64, 8), None),
-            KernelPlan::Gpu { subgroups } => {
+            KernelPlan::Software => (Product::new(gpu, "", MATMUL_ROWS, "matmul"), None),
+            KernelPlan::Gpu { subgroups, matrices } => {
                 let reduce = if subgroups { REDUCE_SUBGROUP } else { REDUCE_SHARED };
-                (
-                    Product::new(gpu, &format!("{MATVEC}\n{reduce}"), "matvec", 1, 8),
-                    Some(Product::new(gpu, MATMUL_TILED, "matmul_tiled", 64, 32)),
-                )
+                let many = if matrices {
+                    Product::new(gpu, MATRIX_DIRECTIVES, MATMUL_MATRIX, "matmul_matrix")
+                } else {
+                    Product::new(gpu, "", MATMUL_TILED, "matmul_tiled")
+                };
+                (Product::new(gpu, "", &format!("{MATVEC}\n{reduce}"), "matvec"), Some(many))
             }
         };
         let get_rows = SUPPORTED_TYPES
@@ -602,5 +625,44 @@ impl AttentionShape {
         let slots =
             u64::from(ntok) * u64::from(self.heads) * u64::from(attention_splits(self.ctx, None));
         [slots * u64::from(self.head_dim), slots * 2]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cooperative-matrix kernel runs only on adapters that have such matrices,
+    /// which the machines the tests run on may lack; here naga, the compiler wgpu uses,
+    /// checks it for every weight type and writes it as SPIR-V, as wgpu's Vulkan
+    /// backend would.
+    #[test]
+    fn the_cooperative_matrix_kernel_of_every_weight_type_validates_and_compiles_to_spir_v() {
+        for ty in SUPPORTED_TYPES {
+            let source = product_source(MATRIX_DIRECTIVES, MATMUL_MATRIX, ty);
+            let module = naga::front::wgsl::parse_str(&source)
+                .unwrap_or_else(|error| panic!("{ty}: {}", error.emit_to_string(&source)));
+            let info = naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::all(),
+            )
+            .validate(&module)
+            .unwrap_or_else(|error| panic!("{ty}: {}", error.emit_to_string(&source)));
+            let words = naga::back::spv::write_vec(
+                &module,
+                &info,
+                &naga::back::spv::Options::default(),
+                None,
+            )
+            .unwrap_or_else(|error| panic!("{ty}: {error}"));
+            assert!(words.len() > 100, "{ty}: {} SPIR-V words", words.len());
+        }
+    }
+
+    #[test]
+    fn each_product_kernel_says_how_many_rows_and_tokens_a_workgroup_covers() {
+        assert_eq!(shader_constant(MATVEC, "ROWS"), 4);
+        assert_eq!(shader_constant(MATMUL_MATRIX, "TOKENS"), 32);
+        assert_eq!(shader_constant(MATMUL_ROWS, "ROWS"), 64);
     }
 }

@@ -5,8 +5,9 @@
 //! of invocations at once and needs neighbouring invocations to read neighbouring
 //! bytes. So the software plan gives each invocation a whole output row, and the GPU
 //! plan spreads a row over a workgroup with a reduction and tiles prompt products in
-//! workgroup memory. `HEARTH_WEBGPU_KERNELS=gpu|software` overrides the choice, so
-//! both plans can be tested and timed on any adapter.
+//! workgroup memory — on tensor cores, through cooperative matrices, where the adapter
+//! has them. `HEARTH_WEBGPU_KERNELS=gpu|gpu-without-matrices|software` overrides the
+//! choice, so every plan can be tested and timed on any adapter that can run it.
 
 use std::fmt;
 
@@ -18,39 +19,67 @@ pub const PLAN_VARIABLE: &str = "HEARTH_WEBGPU_KERNELS";
 pub enum KernelPlan {
     /// One invocation per output row (and tile of tokens), reading its row alone.
     Software,
-    /// A workgroup per output row for a few tokens, tiles in workgroup memory for many;
-    /// reductions through subgroup operations when the device has them.
-    Gpu { subgroups: bool },
+    /// A workgroup per few output rows for a few tokens, tiles in workgroup memory for
+    /// many; reductions through subgroup operations when the device has them, and the
+    /// tiles' products on cooperative matrices (f16 in, f32 sums) when it has those.
+    Gpu { subgroups: bool, matrices: bool },
+}
+
+/// What a device offers the kernels beyond WebGPU's baseline.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Offers {
+    /// Subgroup operations in compute shaders.
+    pub subgroups: bool,
+    /// 16×16×16 cooperative matrices of f16 with f32 sums, on subgroups of exactly 32
+    /// invocations (the prompt kernel's layout assumes four of them per workgroup).
+    pub matrices: bool,
 }
 
 impl KernelPlan {
-    /// The plan for an adapter of `device_type` whose device has subgroup operations
-    /// or not: the software plan on a CPU adapter, the GPU plan on anything else,
-    /// unless [`PLAN_VARIABLE`] names one. `Err` says what the variable holds instead.
-    pub fn choose(device_type: wgpu::DeviceType, subgroups: bool) -> Result<Self, String> {
+    /// The plan for an adapter of `device_type` offering `offers`: the software plan on
+    /// a CPU adapter, the GPU plan with everything offered on anything else, unless
+    /// [`PLAN_VARIABLE`] names one. `Err` says what the variable holds instead, or that
+    /// the plan it names needs what the adapter lacks.
+    pub fn choose(device_type: wgpu::DeviceType, offers: Offers) -> Result<Self, String> {
         match std::env::var(PLAN_VARIABLE) {
-            Ok(value) => Self::parse(&value, subgroups),
+            Ok(value) => Self::parse(&value, offers),
             Err(_) if device_type == wgpu::DeviceType::Cpu => Ok(Self::Software),
-            Err(_) => Ok(Self::Gpu { subgroups }),
+            Err(_) => Ok(Self::Gpu { subgroups: offers.subgroups, matrices: offers.matrices }),
         }
     }
 
-    fn parse(value: &str, subgroups: bool) -> Result<Self, String> {
+    fn parse(value: &str, offers: Offers) -> Result<Self, String> {
         match value {
-            "gpu" => Ok(Self::Gpu { subgroups }),
+            "gpu" => Ok(Self::Gpu { subgroups: offers.subgroups, matrices: offers.matrices }),
+            "gpu-without-matrices" => {
+                Ok(Self::Gpu { subgroups: offers.subgroups, matrices: false })
+            }
             "software" => Ok(Self::Software),
-            other => Err(format!("{PLAN_VARIABLE} is `{other}`; it takes `gpu` or `software`")),
+            other => Err(format!(
+                "{PLAN_VARIABLE} is `{other}`; it takes `gpu`, `gpu-without-matrices` or `software`"
+            )),
         }
     }
 
-    /// Every plan a device with or without subgroup operations can run (what the
-    /// kernel tests cover).
-    pub fn every(subgroups: bool) -> Vec<Self> {
-        let mut plans = vec![Self::Software, Self::Gpu { subgroups: false }];
-        if subgroups {
-            plans.push(Self::Gpu { subgroups: true });
+    /// Every plan a device offering `offers` can run (what the kernel tests cover).
+    pub fn every(offers: Offers) -> Vec<Self> {
+        let mut plans = vec![Self::Software, Self::Gpu { subgroups: false, matrices: false }];
+        if offers.subgroups {
+            plans.push(Self::Gpu { subgroups: true, matrices: false });
+        }
+        if offers.matrices {
+            plans.push(Self::Gpu { subgroups: true, matrices: true });
         }
         plans
+    }
+
+    /// The relative error the plan's products may have against an f32 reference: f16
+    /// inputs to the cooperative matrices round each to 11 significant bits.
+    pub fn tolerance(self) -> f32 {
+        match self {
+            Self::Gpu { matrices: true, .. } => 4e-3,
+            _ => 1e-5,
+        }
     }
 }
 
@@ -58,8 +87,13 @@ impl fmt::Display for KernelPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Software => f.write_str("software kernels"),
-            Self::Gpu { subgroups: true } => f.write_str("GPU kernels with subgroups"),
-            Self::Gpu { subgroups: false } => f.write_str("GPU kernels"),
+            Self::Gpu { subgroups: true, matrices: true } => {
+                f.write_str("GPU kernels with subgroups and cooperative matrices")
+            }
+            Self::Gpu { subgroups: true, matrices: false } => {
+                f.write_str("GPU kernels with subgroups")
+            }
+            Self::Gpu { subgroups: false, .. } => f.write_str("GPU kernels"),
         }
     }
 }
@@ -68,18 +102,27 @@ impl fmt::Display for KernelPlan {
 mod tests {
     use super::*;
 
+    const ALL: Offers = Offers { subgroups: true, matrices: true };
+    const SUBGROUPS: Offers = Offers { subgroups: true, matrices: false };
+
     #[test]
     fn the_variable_names_a_plan_and_anything_else_is_refused() {
-        assert_eq!(KernelPlan::parse("gpu", true), Ok(KernelPlan::Gpu { subgroups: true }));
-        assert_eq!(KernelPlan::parse("gpu", false), Ok(KernelPlan::Gpu { subgroups: false }));
-        assert_eq!(KernelPlan::parse("software", true), Ok(KernelPlan::Software));
-        let error = KernelPlan::parse("fast", true).unwrap_err();
+        let gpu = |subgroups, matrices| Ok(KernelPlan::Gpu { subgroups, matrices });
+        assert_eq!(KernelPlan::parse("gpu", ALL), gpu(true, true));
+        assert_eq!(KernelPlan::parse("gpu", SUBGROUPS), gpu(true, false));
+        assert_eq!(KernelPlan::parse("gpu", Offers::default()), gpu(false, false));
+        assert_eq!(KernelPlan::parse("gpu-without-matrices", ALL), gpu(true, false));
+        assert_eq!(KernelPlan::parse("software", ALL), Ok(KernelPlan::Software));
+        let error = KernelPlan::parse("fast", ALL).unwrap_err();
         assert!(error.contains("`fast`"), "{error}");
     }
 
     #[test]
-    fn every_plan_includes_the_subgroup_variant_only_where_the_device_has_subgroups() {
-        assert_eq!(KernelPlan::every(false).len(), 2);
-        assert_eq!(KernelPlan::every(true)[2], KernelPlan::Gpu { subgroups: true });
+    fn every_plan_includes_a_variant_only_where_the_device_offers_what_it_needs() {
+        assert_eq!(KernelPlan::every(Offers::default()).len(), 2);
+        assert_eq!(KernelPlan::every(SUBGROUPS).len(), 3);
+        let all = KernelPlan::every(ALL);
+        assert_eq!(all[2], KernelPlan::Gpu { subgroups: true, matrices: false });
+        assert_eq!(all[3], KernelPlan::Gpu { subgroups: true, matrices: true });
     }
 }

@@ -1,11 +1,12 @@
 // The GPU plan's matrix product for many tokens (a prompt chunk): a workgroup computes
-// a tile of TR rows × TT tokens. For each chunk of 32 columns its invocations decode
+// a tile of ROWS rows × TOKENS tokens. For each chunk of 32 columns its invocations decode
 // the chunk of every row of the tile into workgroup memory, one row each, and copy the
-// tokens' 32 inputs beside it; each decoded weight then serves TT tokens instead of
+// tokens' 32 inputs beside it; each decoded weight then serves TOKENS tokens instead of
 // being decoded again per token, and each invocation accumulates 4 rows × 8 tokens.
 
-const TR: u32 = 64u;
-const TT: u32 = 32u;
+// The rows and tokens a workgroup covers (the host reads them from here).
+const ROWS: u32 = 64u;
+const TOKENS: u32 = 32u;
 
 // Chunk element e of the tile's row r: wt[e * 16 + r / 4][r % 4].
 var<workgroup> wt: array<vec4<f32>, 512>;
@@ -14,11 +15,11 @@ var<workgroup> xt: array<vec4<f32>, 256>;
 
 @compute @workgroup_size(64)
 fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row0 = (wid.x + wid.y * 65535u) * TR;
+    let row0 = (wid.x + wid.y * 65535u) * ROWS;
     if (row0 >= p.rows) {
         return;
     }
-    let t0 = wid.z * TT;
+    let t0 = wid.z * TOKENS;
     let nblocks = p.ncols / 32u;
     // Invocations past the last row decode that row again; their sums are not written.
     let own_row = min(row0 + lid, p.rows - 1u);

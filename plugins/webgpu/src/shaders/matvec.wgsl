@@ -1,38 +1,46 @@
-// The GPU plan's matrix product for a few tokens (a decode step): one workgroup per
-// output row. Its invocations take the row's chunks in turn, so neighbours read
-// neighbouring bytes (coalesced) and a row is spread over WG invocations rather than
-// read by one; each keeps partial sums for up to TILE tokens, which `reduce` (the
-// subgroup or the workgroup-memory variant, chosen by the host) adds up.
+// The GPU plan's matrix product for a few tokens (a decode step): a workgroup computes
+// ROWS output rows of one token. Its invocations take the rows' 32-element chunks in
+// turn, so neighbours read neighbouring bytes (coalesced); each loads a chunk of the
+// token's input once and uses it for all ROWS rows (the input is read ROWS times less
+// than with a workgroup per row), keeps one partial sum per row in a vector, and
+// `reduce` (the subgroup or the workgroup-memory variant, chosen by the host) adds the
+// four up in one pass.
 
 const WG: u32 = 64u;
-const TILE: u32 = 8u;
+// The rows and tokens a workgroup covers (the host reads them from here).
+const ROWS: u32 = 4u;
+const TOKENS: u32 = 1u;
 
 @compute @workgroup_size(64)
 fn matvec(@builtin(workgroup_id) wid: vec3<u32>, lanes: Lanes) {
-    let row = wid.x + wid.y * 65535u;
-    if (row >= p.rows) {
+    let row0 = (wid.x + wid.y * 65535u) * ROWS;
+    if (row0 >= p.rows) {
         return;
     }
-    let t0 = wid.z * TILE;
-    let tiles = min(TILE, p.ntok - t0);
+    let t = wid.z * TOKENS;
     let nblocks = p.ncols / 32u;
-    let row_base = row * (p.ncols / BLOCK_ELEMS) * BLOCK_BYTES;
-    var acc = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    let row_bytes = (p.ncols / BLOCK_ELEMS) * BLOCK_BYTES;
+    let x0 = (p.x_off + t * p.x_stride) / 4u;
+    // Rows past the last one read the last row again; their sums are not stored.
+    let last = p.rows - 1u;
+    var acc = vec4<f32>(0.0);
     for (var b = lanes.lid; b < nblocks; b += WG) {
-        decode(row_base, b);
-        for (var t = 0u; t < tiles; t++) {
-            let xb = (p.x_off + (t0 + t) * p.x_stride) / 4u + b * 8u;
+        var xv: array<vec4<f32>, 8>;
+        for (var k = 0u; k < 8u; k++) {
+            xv[k] = x[x0 + b * 8u + k];
+        }
+        for (var r = 0u; r < ROWS; r++) {
+            decode(min(row0 + r, last) * row_bytes, b);
             var s = 0.0;
             for (var k = 0u; k < 8u; k++) {
-                s += dot(wv[k], x[xb + k]);
+                s += dot(wv[k], xv[k]);
             }
-            acc[t] += s;
+            acc[r] += s;
         }
     }
-    for (var t = 0u; t < tiles; t++) {
-        let total = reduce(lanes, acc[t]);
-        if (lanes.lid == 0u) {
-            store(p.y_off + (t0 + t) * p.y_stride + p.row0 + row, total);
-        }
+    let total = reduce(lanes, acc);
+    let r = lanes.lid;
+    if (r < ROWS && row0 + r <= last) {
+        store(p.y_off + t * p.y_stride + p.row0 + row0 + r, total[r]);
     }
 }

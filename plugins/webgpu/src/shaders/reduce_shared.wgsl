@@ -1,13 +1,13 @@
-// The sum over a workgroup of WG invocations, by halving in workgroup memory: for
-// adapters without subgroup operations.
+// The sum over a workgroup of WG invocations' vectors, by halving in workgroup memory:
+// for adapters without subgroup operations.
 
 struct Lanes {
     @builtin(local_invocation_index) lid: u32,
 }
 
-var<workgroup> partial: array<f32, WG>;
+var<workgroup> partial: array<vec4<f32>, WG>;
 
-fn reduce(lanes: Lanes, value: f32) -> f32 {
+fn reduce(lanes: Lanes, value: vec4<f32>) -> vec4<f32> {
     partial[lanes.lid] = value;
     workgroupBarrier();
     for (var step = WG / 2u; step > 0u; step >>= 1u) {
@@ -16,8 +16,5 @@ fn reduce(lanes: Lanes, value: f32) -> f32 {
         }
         workgroupBarrier();
     }
-    let total = partial[0];
-    // Another reduction may reuse `partial` once everyone has read it.
-    workgroupBarrier();
-    return total;
+    return partial[0];
 }

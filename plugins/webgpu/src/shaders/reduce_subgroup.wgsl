@@ -1,5 +1,5 @@
-// The sum over a workgroup of WG invocations, through subgroup operations: each
-// subgroup adds its values in registers, then one value per subgroup meets in
+// The sum over a workgroup of WG invocations' vectors, through subgroup operations:
+// each subgroup adds its values in registers, then one vector per subgroup meets in
 // workgroup memory.
 
 struct Lanes {
@@ -9,19 +9,17 @@ struct Lanes {
     @builtin(num_subgroups) subgroups: u32,
 }
 
-var<workgroup> partial: array<f32, WG>;
+var<workgroup> partial: array<vec4<f32>, WG>;
 
-fn reduce(lanes: Lanes, value: f32) -> f32 {
+fn reduce(lanes: Lanes, value: vec4<f32>) -> vec4<f32> {
     let sum = subgroupAdd(value);
     if (lanes.lane == 0u) {
         partial[lanes.subgroup] = sum;
     }
     workgroupBarrier();
-    var total = 0.0;
+    var total = vec4<f32>(0.0);
     for (var i = 0u; i < lanes.subgroups; i++) {
         total += partial[i];
     }
-    // Another reduction may reuse `partial` once everyone has read it.
-    workgroupBarrier();
     return total;
 }

@@ -34,13 +34,14 @@ fn smollm2_logits_on_the_gpu_match_the_cpu_reference_within_1e_4_with_every_kern
         tokens.len()
     );
     let cpu = reference::forward(&gguf, &tokens, None).unwrap();
-    for plan in KernelPlan::every(Gpu::new().unwrap().subgroups()) {
+    for plan in KernelPlan::every(Gpu::new().unwrap().offers()) {
         let model = WebGpuModel::load_with_plan(&path, 256, Some(plan)).unwrap();
         let gpu = model.logits(&tokens, &[]).unwrap();
         assert_eq!(argmax(&gpu), argmax(&cpu), "{plan}: the next token differs");
         let error = relative_error(&gpu, &cpu);
         println!("{plan}, {} tokens, max |gpu - cpu| / max |cpu| = {error:e}", tokens.len());
-        assert!(error < 1e-4, "{plan}: relative error {error}");
+        let tolerance = 10.0 * plan.tolerance();
+        assert!(error < tolerance, "{plan}: relative error {error}");
     }
 }
 
