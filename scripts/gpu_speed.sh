@@ -82,6 +82,10 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "webgpu" and m.get("executable"):
         print(m["executable"])')
     strip -o "$dest/s1/webgpu-tests" "${tests:?the webgpu test binary}"
+    (cd "$root" && cargo build --workspace --release --example kernel_speed 2>/dev/null) || exit 1
+    strip -o "$dest/s1/kernel-speed" "$target/examples/kernel_speed"
+    # The four programs travel compressed: together they are most of a call's carry.
+    xz -T2 "$dest"/s1/{hearth,libhearth_webgpu.so,webgpu-tests,kernel-speed} || exit 1
     cp "$here/synthetic_model.py" "$here/tiny_models.py" "$dest/s1/py/"
     gguf_py=$(ls -d "$HEARTH_CACHE"/python/gguf-*)
     cp -r "$gguf_py/gguf" "$dest/s1/py/"
@@ -114,8 +118,10 @@ s1)
         { tail -30 "$W/configure.log"; exit 1; }
     cmake --build "$W/build" --target llama-bench ggml-cpu -j4 >"$W/bench-build.log" 2>&1 ||
         { tail -30 "$W/bench-build.log"; exit 1; }
-    cp "$here/hearth" "$W/bin/" && chmod +x "$W/bin/hearth"
-    cp "$here/libhearth_webgpu.so" "$W/plugins-webgpu/"
+    for program in hearth webgpu-tests kernel-speed; do
+        xz -dc "$here/$program.xz" >"$W/bin/$program" && chmod +x "$W/bin/$program" || exit 1
+    done
+    xz -dc "$here/libhearth_webgpu.so.xz" >"$W/plugins-webgpu/libhearth_webgpu.so" || exit 1
     write_catalog
     for shape in $SHAPES; do
         mkdir -p "$W/models/synthetic-$shape"
@@ -129,8 +135,12 @@ s1)
     plans=${GPU_PLANS:-gpu gpu-without-matrices software}
     if [[ $plans != none ]]; then
         echo "== webgpu kernel tests on this GPU"
-        "$here/webgpu-tests" kernels:: --test-threads 1 --nocapture >"$OUT/webgpu-kernel-tests.txt" 2>&1
+        "$W/bin/webgpu-tests" kernels:: --test-threads 1 --nocapture >"$OUT/webgpu-kernel-tests.txt" 2>&1
         echo "rc=$?"; grep -E "^test |plans|result" "$OUT/webgpu-kernel-tests.txt"
+        for plan in $plans; do
+            echo "== webgpu kernel speed, $plan"
+            HEARTH_WEBGPU_KERNELS=$plan timeout 120 "$W/bin/kernel-speed" 2>&1 | tee "$OUT/kernel-speed-$plan.txt"
+        done
         shape=${SHAPES%% *}
         for plan in $plans; do
             HEARTH_WEBGPU_KERNELS=$plan timeout 120 "$W/bin/hearth" run "synthetic-$shape" \
