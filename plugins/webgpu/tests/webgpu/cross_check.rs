@@ -18,7 +18,8 @@ use crate::common::smollm2_path;
 /// The prompt is longer than one batch, so the chunked prompt processing and the KV
 /// cache across chunks are both covered, by every kernel plan the adapter can run.
 #[test]
-fn smollm2_logits_on_the_gpu_match_the_cpu_reference_within_1e_4_with_every_kernel_plan() {
+fn smollm2_logits_on_the_gpu_match_the_cpu_reference_within_ten_times_each_kernel_plan_s_tolerance()
+{
     if hearth_sdk::testing::real_models().is_none() {
         return;
     }
