@@ -1,5 +1,6 @@
 // Browser mode: the chat runs on the page's own engine (engine/engine.js) on this
-// browser's WebGPU, with no hearth backend involved; hearth only serves the files.
+// browser's WebGPU, with no hearth backend involved; hearth only serves the files, or
+// a static export of the app does (static-export.js), with the models at their URLs.
 //
 // The model comes from the catalog's WebGPU tier table: the chosen tier (or, on
 // Automatic, the one the device profile allows: tier 1 on a software adapter), then
@@ -8,7 +9,6 @@
 // freed, after the hard one every GPU buffer; the next message loads again, from the
 // browser's cache.
 
-import { storedApiKey } from './api.js';
 import { el, fillSelect, formatBytes } from './dom.js';
 
 const BACKEND = 'webgpu';
@@ -19,24 +19,30 @@ export class BrowserMode {
     this.tiers = [];
     this.idle = { soft_s: 120, hard_s: 300, models: {} };
     this.engine = null;
+    this.source = null;
     this.loading = null;
     this.timers = [];
   }
 
-  // The WebGPU tiers with their installed models, from `/api/profile` and `/v1/models`.
-  fill({ profile, models }) {
-    const installed = new Set(models.data.filter((model) => model.installed).map((model) => model.id));
-    this.tiers = (profile.catalog.tiers ?? [])
+  // The WebGPU tiers of `catalog` (its `tiers` and `idle`, as `/api/profile` or a
+  // static export gives them) with the models of each that `available` lists, and
+  // `source`: where each model's file (`modelUrl(id)`) and the architectures'
+  // description (`architectures`) are read from, the request `headers()`, and the
+  // word for a tier with no available model (`missing`).
+  fill({ catalog, available, source }) {
+    const usable = new Set(available);
+    this.source = source;
+    this.tiers = (catalog.tiers ?? [])
       .filter((tier) => tier.backend === BACKEND)
-      .map((tier) => ({ ...tier, installed: tier.models.filter((id) => installed.has(id)) }))
+      .map((tier) => ({ ...tier, available: tier.models.filter((id) => usable.has(id)) }))
       .sort((a, b) => a.tier - b.tier);
-    this.idle = profile.catalog.idle ?? this.idle;
+    this.idle = catalog.idle ?? this.idle;
     fillSelect(this.tierSelect, [
       { value: '', label: 'Automatic (from this device)' },
       ...this.tiers.map((tier) => ({
         value: String(tier.tier),
-        label: `Tier ${tier.tier} · ${tier.memory_required} · ${tier.installed.join(', ') || 'nothing installed'}`,
-        disabled: tier.installed.length === 0,
+        label: `Tier ${tier.tier} · ${tier.memory_required} · ${tier.available.join(', ') || source.missing}`,
+        disabled: tier.available.length === 0,
       })),
     ]);
   }
@@ -45,7 +51,7 @@ export class BrowserMode {
   // browser without WebGPU, else the largest the device's memory hint allows.
   #startTier() {
     if (this.tierSelect.value) return Number(this.tierSelect.value);
-    const usable = this.tiers.filter((tier) => tier.installed.length);
+    const usable = this.tiers.filter((tier) => tier.available.length);
     if (!usable.length) return 0;
     const memory = (navigator.deviceMemory ?? 4) * 2 ** 30;
     const fits = usable.filter((tier) => tier.memory_required_bytes <= memory);
@@ -57,7 +63,7 @@ export class BrowserMode {
     return this.tiers
       .filter((tier) => tier.tier <= start)
       .reverse()
-      .flatMap((tier) => tier.installed.map((model) => ({ model, tier: tier.tier })));
+      .flatMap((tier) => tier.available.map((model) => ({ model, tier: tier.tier })));
   }
 
   #note(text) {
@@ -74,13 +80,14 @@ export class BrowserMode {
     this.reasons.replaceChildren();
     const { Engine } = await import('./engine/engine.js');
     const candidates = this.#candidates(start);
-    if (!candidates.length) throw new Error('no WebGPU tier of the catalog has an installed model');
-    const headers = storedApiKey() ? { Authorization: `Bearer ${storedApiKey()}` } : {};
+    if (!candidates.length) throw new Error(`no WebGPU tier of the catalog has a model here (${this.source.missing})`);
+    const headers = this.source.headers();
     for (const { model, tier } of candidates) {
       this.#note(`Loading ${model} (tier ${tier})…`);
       try {
         const engine = await Engine.load({
-          url: `/api/gguf/${encodeURIComponent(model)}`,
+          url: this.source.modelUrl(model),
+          architectures: this.source.architectures,
           model,
           headers,
           onProgress: ({ stage, loaded, total }) => this.#progress(model, stage, loaded, total),

@@ -1,10 +1,13 @@
 // Wires the page together: fills the pickers and the server panel from the API, sends
-// messages, and keeps the loaded-models panel fresh while the tab is visible.
+// messages, and keeps the loaded-models panel fresh while the tab is visible. From a
+// static export (no server behind the page) only browser mode runs, on the export's
+// catalog.
 
 import { getJson, storeApiKey, storedApiKey, streamEvents } from './api.js';
 import { BrowserMode } from './browser-mode.js';
 import { Chat } from './chat.js';
 import { Picker } from './picker.js';
+import { exportedCatalog, readSite } from './static-export.js';
 import { showDevice, showLoadedModels, showPlugins, showRouting } from './status.js';
 
 const $ = (id) => document.getElementById(id);
@@ -21,6 +24,7 @@ const SAMPLING_INPUTS = [
 
 const connection = $('connection');
 const prompt = $('prompt');
+const site = await readSite();
 
 const picker = new Picker({
   model: $('model'),
@@ -78,7 +82,7 @@ const chat = new Chat({
   onBusy: (busy) => {
     $('send').disabled = busy;
     $('stop').disabled = !busy;
-    if (!busy) refreshLoadedModels();
+    if (!busy && !site.static_export) refreshLoadedModels();
   },
   source: (body, signal) =>
     mode() === 'browser'
@@ -105,7 +109,17 @@ async function refreshAll() {
       ['/api/version', '/v1/models', '/api/tags', '/api/profile', '/api/plugins', '/api/ps'].map(getJson),
     );
     picker.fill({ models, tags, profile, plugins });
-    browserMode.fill({ profile, models });
+    const headers = storedApiKey() ? { Authorization: `Bearer ${storedApiKey()}` } : {};
+    browserMode.fill({
+      catalog: profile.catalog,
+      available: models.data.filter((model) => model.installed).map((model) => model.id),
+      source: {
+        modelUrl: (id) => `/api/gguf/${encodeURIComponent(id)}`,
+        architectures: '/api/architectures',
+        headers: () => headers,
+        missing: 'nothing installed',
+      },
+    });
     showRouting($('routing'), profile);
     showDevice($('device'), profile.device);
     showPlugins($('plugins'), plugins);
@@ -154,8 +168,30 @@ function saveApiKey(event) {
 keyInput.addEventListener('change', saveApiKey);
 $('key-form').addEventListener('submit', saveApiKey);
 
-setInterval(() => {
-  if (!document.hidden) refreshLoadedModels();
-}, LOADED_MODELS_REFRESH_MS);
+// A static export: browser mode alone, with the server's parts of the page hidden.
+async function startStaticExport() {
+  $('server-mode').disabled = true;
+  $('browser-mode').checked = true;
+  $('mode-note').hidden = false;
+  $('server-section').hidden = true;
+  $('key-section').hidden = true;
+  $('browser-hint').textContent = "The model runs on this browser's WebGPU, its file read from its URL.";
+  showMode();
+  try {
+    browserMode.fill(await exportedCatalog(site));
+    connection.textContent = `Static export of hearth ${site.hearth_version}: browser mode only`;
+    document.body.dataset.ready = 'true';
+  } catch (error) {
+    showConnection(error);
+  }
+}
 
-refreshAll();
+if (site.static_export) {
+  document.body.dataset.site = 'static-export';
+  startStaticExport();
+} else {
+  setInterval(() => {
+    if (!document.hidden) refreshLoadedModels();
+  }, LOADED_MODELS_REFRESH_MS);
+  refreshAll();
+}

@@ -55,6 +55,13 @@ pub use error::ApiError;
 pub use guard::ApiConfig;
 pub use server::serve_until;
 
+/// What a static export of the web app (`hearth export-web`) writes: the app's files
+/// and the catalog's views as the API gives them.
+pub mod static_app {
+    pub use super::native::{idle_view, tier_view};
+    pub use super::web::{static_files, SITE_FILE};
+}
+
 /// The router with every endpoint and the default protections of a loopback server.
 pub fn app(hearth: Arc<Hearth>) -> Router {
     app_with(hearth, ApiConfig::default())

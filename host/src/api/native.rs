@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::body::JsonBody;
 use super::params::{CommonParams, KeepAliveField};
 use super::ApiError;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Tier};
 use crate::router::RouteRequest;
 use crate::service::{Generation, Hearth};
 use crate::store::Store;
@@ -47,20 +47,7 @@ pub async fn architectures() -> Json<Value> {
 /// backend's tier table, and the LoRA adapters with the base model each fits and
 /// whether its file is installed.
 fn catalog_view(catalog: &Catalog, store: &Store) -> Value {
-    let tiers: Vec<Value> = catalog
-        .tiers
-        .iter()
-        .map(|tier| {
-            json!({
-                "backend": tier.backend,
-                "tier": tier.tier,
-                "models": tier.models,
-                "memory_required": tier.memory_label(),
-                "memory_required_bytes": tier.memory_required_bytes,
-                "memory_kind": tier.memory_kind,
-            })
-        })
-        .collect();
+    let tiers: Vec<Value> = catalog.tiers.iter().map(tier_view).collect();
     let adapters: Vec<Value> = catalog
         .adapters
         .iter()
@@ -77,8 +64,24 @@ fn catalog_view(catalog: &Catalog, store: &Store) -> Value {
             })
         })
         .collect();
-    // The idle timeouts, per model where the catalog sets its own: the web app's
-    // in-page engine releases its GPU buffers by them.
+    json!({ "tiers": tiers, "adapters": adapters, "idle": idle_view(catalog) })
+}
+
+/// One row of a tier table, as the web app reads it (here and in a static export).
+pub fn tier_view(tier: &Tier) -> Value {
+    json!({
+        "backend": tier.backend,
+        "tier": tier.tier,
+        "models": tier.models,
+        "memory_required": tier.memory_label(),
+        "memory_required_bytes": tier.memory_required_bytes,
+        "memory_kind": tier.memory_kind,
+    })
+}
+
+/// The idle timeouts, per model where the catalog sets its own: the web app's in-page
+/// engine releases its GPU buffers by them.
+pub fn idle_view(catalog: &Catalog) -> Value {
     let idle_overrides: serde_json::Map<String, Value> = catalog
         .models
         .iter()
@@ -92,12 +95,11 @@ fn catalog_view(catalog: &Catalog, store: &Store) -> Value {
             )
         })
         .collect();
-    let idle = json!({
+    json!({
         "soft_s": catalog.idle.soft_timeout.as_secs_f64(),
         "hard_s": catalog.idle.hard_timeout.as_secs_f64(),
         "models": idle_overrides,
-    });
-    json!({ "tiers": tiers, "adapters": adapters, "idle": idle })
+    })
 }
 
 /// `GET /api/plugins`

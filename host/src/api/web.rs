@@ -10,6 +10,10 @@
 //!
 //! The page and its files are public even when the API has a key (see
 //! [`is_public`]): they hold no data, and the page is where the key is typed in.
+//!
+//! The same files make the static export (`hearth export-web`, see [`static_files`]):
+//! the page refers to its files by relative URLs, so it works from `/` here and from
+//! any folder of a static web server there; `app/site.json` tells the page which it is.
 
 use std::sync::OnceLock;
 
@@ -61,7 +65,10 @@ const ASSETS: &[Asset] = &[
     asset!("status.js", "text/javascript; charset=utf-8"),
     asset!("dom.js", "text/javascript; charset=utf-8"),
     asset!("icon.svg", "image/svg+xml"),
+    // Says "served by hearth"; a static export writes its own in its place.
+    asset!("site.json", "application/json"),
     asset!("browser-mode.js", JAVASCRIPT),
+    asset!("static-export.js", JAVASCRIPT),
     asset!("engine/engine.js", JAVASCRIPT),
     asset!("engine/gguf.js", JAVASCRIPT),
     asset!("engine/gpu.js", JAVASCRIPT),
@@ -92,6 +99,7 @@ const ASSETS: &[Asset] = &[
     shader!("matmul_rows.wgsl"),
     shader!("matvec.wgsl"),
     shader!("matmul_tiled.wgsl"),
+    shader!("matmul_matrix.wgsl"),
     shader!("reduce_subgroup.wgsl"),
     shader!("reduce_shared.wgsl"),
     shader!("norm.wgsl"),
@@ -103,6 +111,18 @@ const ASSETS: &[Asset] = &[
 
 /// Where the app's files are served from.
 pub const ASSET_PREFIX: &str = "/app/";
+
+/// The file that tells the page whether a hearth server is behind it.
+pub const SITE_FILE: &str = "site.json";
+
+/// Every file of the app as a static export lays it out, with the bytes `hearth serve`
+/// serves: the page as `index.html`, and each file it loads under `app/` (the page's
+/// relative URLs resolve there, as they resolve to [`ASSET_PREFIX`] under `/`).
+pub fn static_files() -> impl Iterator<Item = (String, &'static [u8])> {
+    let (page, files) = ASSETS.split_first().expect("the page is the first asset");
+    std::iter::once(("index.html".to_string(), page.body))
+        .chain(files.iter().map(|asset| (format!("app/{}", asset.name), asset.body)))
+}
 
 /// Everything the page may load or call is this server's own: no inline code, no
 /// other origin, no framing by other sites.
@@ -202,7 +222,7 @@ mod tests {
         assert_eq!(response.headers()[header::CACHE_CONTROL], "no-cache");
         let body = response.into_body().collect().await.unwrap().to_bytes();
         let html = std::str::from_utf8(&body).unwrap();
-        assert!(html.contains(r#"<script type="module" src="/app/main.js">"#), "{html}");
+        assert!(html.contains(r#"<script type="module" src="app/main.js">"#), "{html}");
     }
 
     #[tokio::test]
@@ -255,6 +275,40 @@ mod tests {
     }
 
     #[test]
+    fn a_static_export_holds_the_page_and_every_file_it_loads_under_app() {
+        let files: Vec<(String, &[u8])> = static_files().collect();
+        assert_eq!(files[0], ("index.html".to_string(), ASSETS[0].body));
+        assert_eq!(files.len(), ASSETS.len());
+        for asset in &ASSETS[1..] {
+            let name = format!("app/{}", asset.name);
+            assert!(
+                files.iter().any(|(file, body)| *file == name && *body == asset.body),
+                "{name}"
+            );
+        }
+        assert!(files.iter().any(|(file, _)| *file == format!("app/{SITE_FILE}")));
+    }
+
+    #[test]
+    fn the_page_uses_relative_urls_so_it_works_under_any_path_prefix() {
+        for asset in ASSETS.iter().filter(|asset| asset.content_type.starts_with("text/")) {
+            let text = std::str::from_utf8(asset.body).unwrap();
+            for quote in ['"', '\''] {
+                for absolute in ["/app/", "/api/"] {
+                    let reference = format!("{quote}{absolute}");
+                    // Server mode's API calls stay absolute: they run only under `hearth serve`.
+                    let allowed = asset.name == "main.js" && absolute == "/api/";
+                    assert!(
+                        allowed || !text.contains(&reference),
+                        "{} names {reference}…",
+                        asset.name
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn only_the_page_and_its_files_are_public() {
         assert!(is_public("/"));
         assert!(is_public("/app/main.js"));
@@ -268,7 +322,10 @@ mod tests {
         let names: Vec<&str> = ASSETS.iter().map(|asset| asset.name).collect();
         for asset in ASSETS.iter().filter(|asset| asset.content_type.starts_with("text/")) {
             let text = std::str::from_utf8(asset.body).unwrap();
-            for reference in text.split(ASSET_PREFIX).skip(1) {
+            // The page's own references are relative (`app/…`), the engine's are
+            // `/app/…` in comments and examples.
+            let relative = text.split("\"app/").skip(1).chain(text.split("'app/").skip(1));
+            for reference in text.split(ASSET_PREFIX).skip(1).chain(relative) {
                 let name: String = reference
                     .chars()
                     .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/'))

@@ -2,6 +2,7 @@
 //! `main` only calls [`main`].
 
 mod bench;
+mod export_web;
 mod listing;
 mod pull;
 mod remote;
@@ -179,6 +180,9 @@ pub enum Command {
         #[arg(long)]
         plugin: PathBuf,
     },
+    /// Write the web app and the catalog to a folder any static web server can serve:
+    /// browser mode alone, each model read from its URL (see `--models-url`).
+    ExportWeb(export_web::ExportWebArgs),
     /// Download a catalog model's or adapter's files into the store.
     Pull {
         /// A model id or adapter name from the catalog.
@@ -314,6 +318,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Stop { model } => remote::stop(&global.server, &model).await,
         Command::Bench(args) => bench::bench(&*global.open()?, args).await,
         Command::RpcServer(args) => rpc_server::run(global, &args),
+        Command::ExportWeb(args) => export_web::run(global, &args),
         Command::Worker { .. } => unreachable!("a worker is started before the async runtime"),
         Command::Pull { name, backend, from } => {
             pull::pull(&*global.open()?, &name, backend.as_deref(), from).await

@@ -1,11 +1,12 @@
 // A model's hyper-parameters from its GGUF metadata, read as model/src/config.rs's
 // `Config::from_gguf` reads them, with the architecture's facts taken from the model
-// layer's own description (GET /api/architectures), never written again here. What the
-// engine cannot run is refused by name before any memory is spent.
+// layer's own description (GET /api/architectures, or a static export's copy), never
+// written again here. What the engine cannot run is refused by name before any memory
+// is spent.
 
-export async function fetchArchitectures(headers = {}) {
-  const response = await fetch('/api/architectures', { headers });
-  if (!response.ok) throw new Error(`/api/architectures: ${response.status}`);
+export async function fetchArchitectures(url, headers = {}) {
+  const response = await fetch(url, { headers });
+  if (!response.ok) throw new Error(`${url}: ${response.status}`);
   return response.json();
 }
 

@@ -1,7 +1,7 @@
 // The in-page engine: a GGUF model read by HTTP Range, run on the browser's WebGPU
 // with the native plugin's kernels, and a WebLLM-like API for pages that embed it:
 //
-//   const engine = await Engine.load({ url: '/api/gguf/smollm2-135m', onProgress });
+//   const engine = await Engine.load({ url: ggufUrl, architectures: architecturesUrl, onProgress });
 //   const reply = await engine.chat.completions.create({ messages });
 //   for await (const chunk of await engine.chat.completions.create({ messages, stream: true })) …
 //
@@ -9,6 +9,10 @@
 // giving each token's `id` as hearth's API does. One generation runs at a time; the
 // KV cache keeps the last conversation, so a follow-up evaluates only its new tokens.
 // `release()` frees the GPU buffers (idle management); the next request loads again.
+// `url` is the GGUF file (hearth serve's GET /api/gguf/{model}, or any URL that answers
+// Range requests) and `architectures` the model layer's description (GET
+// /api/architectures, or the static export's copy). The engine's own files (templates,
+// kernels) are found beside this module, so it works under any path prefix.
 
 import { configFromGguf, fetchArchitectures } from './config.js';
 import { Forward, Scratch, destroyAll, loadWeights, neededTensors } from './forward.js';
@@ -34,7 +38,7 @@ async function chatTemplate(metadata, architecture, tokenizer) {
   const { Template } = await import('./jinja.js');
   const source =
     metadata.get('tokenizer.chat_template') ??
-    (await fetchText(architecture.startsWith('gemma') ? '/app/templates/gemma.jinja' : '/app/templates/chatml.jinja'));
+    (await fetchText(new URL(`../templates/${architecture.startsWith('gemma') ? 'gemma' : 'chatml'}.jinja`, import.meta.url)));
   const template = new Template(source);
   const bos = tokenizer.bos === null ? '' : tokenizer.tokenText(tokenizer.bos);
   const eos = tokenizer.eos === null ? '' : tokenizer.tokenText(tokenizer.eos);
@@ -51,8 +55,9 @@ export class Engine {
   // Read `url`'s header, build the tokenizer and template, compile the kernels and
   // upload the weights. `onProgress({ loaded, total, stage })` hears each step;
   // `headers` go with every request (the API key); `kernels` overrides the plan.
-  static async load({ url, model = url, headers = {}, onProgress = () => {}, contextSize, kernels } = {}) {
-    const engine = new Engine({ url, model, headers, onProgress, contextSize, kernels });
+  static async load({ url, architectures, model = url, headers = {}, onProgress = () => {}, contextSize, kernels } = {}) {
+    if (!url || !architectures) throw new Error('Engine.load needs `url` (the GGUF file) and `architectures` (its JSON)');
+    const engine = new Engine({ url, architectures, model, headers, onProgress, contextSize, kernels });
     await engine.#load();
     return engine;
   }
@@ -66,9 +71,9 @@ export class Engine {
   }
 
   async #load() {
-    const { url, headers, onProgress, kernels: plan } = this.options;
+    const { url, architectures, headers, onProgress, kernels: plan } = this.options;
     onProgress({ stage: 'reading the model header', loaded: 0, total: 0 });
-    const description = await fetchArchitectures(headers);
+    const description = await fetchArchitectures(architectures, headers);
     this.gguf ??= await GgufFile.open(new RangeReader(url, headers));
     this.config = configFromGguf(this.gguf, description);
     this.tokenizer ??= new Tokenizer(this.gguf.metadata);

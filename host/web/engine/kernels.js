@@ -1,5 +1,5 @@
 // The native WebGPU plugin's kernels, in the browser: the same WGSL files (served from
-// the plugin's source by the host, /app/shaders/), assembled as
+// the plugin's source by the host, app/shaders/ beside the page), assembled as
 // plugins/webgpu/src/kernels.rs assembles them (quant.wgsl, activation.wgsl, the
 // weight type's decoder cut from decode.wgsl, then the kernel), with the same
 // parameter blocks, bindings and workgroup counts, recorded into one command buffer
@@ -54,7 +54,7 @@ function splitGroups(count) {
 
 export class Kernels {
   // Pipelines for `plan` ('software' | 'gpu') and the weight types `types`.
-  static async create(gpu, types, base = '/app/shaders/') {
+  static async create(gpu, types, base = new URL('../shaders/', import.meta.url).href) {
     const shaders = await fetchShaders(base);
     const kernels = new Kernels(gpu, shaders, gpu.profile.kernels);
     await kernels.#compile(types);

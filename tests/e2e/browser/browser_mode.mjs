@@ -7,7 +7,7 @@
 
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { check, step } from './steps.mjs';
+import { check, nativeAnswer, step } from './steps.mjs';
 
 const require = createRequire(path.join(process.env.HEARTH_BROWSER_NODE, 'node_modules', '/'));
 const { chromium } = require('playwright-core');
@@ -19,34 +19,9 @@ const FAILING_MODEL = 'all-minilm-l6-v2';
 const MAX_TOKENS = 6;
 const PROMPTS = ['What is the capital of France?', 'Name a primary color.', 'Count from 1 to 5.'];
 
-// The native plugin's greedy answer: its token ids (chat logprobs carry them) and text.
-async function nativeAnswer(prompt) {
-  const response = await fetch(`${base}/v1/chat/completions`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({
-      model: MODEL,
-      backend: 'webgpu',
-      messages: [{ role: 'user', content: prompt }],
-      temperature: 0,
-      max_tokens: MAX_TOKENS,
-      logprobs: true,
-    }),
-  });
-  const body = await response.json();
-  check(response.ok, `the native plugin answered ${response.status}: ${JSON.stringify(body)}`);
-  check(body.hearth?.backend === 'webgpu', `the native answer came from ${body.hearth?.backend}`);
-  return {
-    ids: body.choices[0].logprobs.content.map((entry) => entry.id),
-    text: body.choices[0].message.content,
-    decodeMs: body.hearth.timings.decode_ms,
-    tokens: body.usage.completion_tokens,
-  };
-}
-
 const native = [];
 await step(`the native WebGPU plugin answers ${PROMPTS.length} prompts greedily`, async () => {
-  for (const prompt of PROMPTS) native.push(await nativeAnswer(prompt));
+  for (const prompt of PROMPTS) native.push(await nativeAnswer(base, { model: MODEL, prompt, maxTokens: MAX_TOKENS }));
   const rate = native.map((answer) => (answer.tokens - 1) / (answer.decodeMs / 1000));
   console.log(`    native tokens: ${JSON.stringify(native.map((answer) => answer.ids))}`);
   console.log(`    native decode: ${rate.map((r) => r.toFixed(2)).join(', ')} tok/s`);
@@ -108,7 +83,7 @@ try {
     const results = await page.evaluate(
       async ({ model, prompts, maxTokens }) => {
         const { Engine } = await import('/app/engine/engine.js');
-        const engine = await Engine.load({ url: `/api/gguf/${model}`, model });
+        const engine = await Engine.load({ url: `/api/gguf/${model}`, architectures: '/api/architectures', model });
         const answers = [];
         for (const prompt of prompts) {
           const reply = await engine.chat.completions.create({

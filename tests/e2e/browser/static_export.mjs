@@ -1,0 +1,100 @@
+// A static export of the web app (`hearth export-web`) in headless Chromium: the folder
+// on a plain web server under a sub-path (EXPORT_URL, ending in `/`), the model on
+// another origin (MODELS_URL), no hearth behind the page. The page starts in browser
+// mode alone, reads the catalog and architectures from the export, the model by Range
+// across origins, and answers with the native WebGPU plugin's greedy tokens (HEARTH_URL:
+// a `hearth serve` with that plugin, asked only for the reference answer).
+// node static_export.mjs, with HEARTH_BROWSER_NODE and CHROMIUM as well.
+
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { check, nativeAnswer, step } from './steps.mjs';
+
+const require = createRequire(path.join(process.env.HEARTH_BROWSER_NODE, 'node_modules', '/'));
+const { chromium } = require('playwright-core');
+
+const exportUrl = process.env.EXPORT_URL;
+const modelsUrl = process.env.MODELS_URL;
+const MODEL = 'smollm2-135m';
+// SwiftShader runs a decode step of SmolLM2 in about two seconds: a few tokens suffice.
+const MAX_TOKENS = 6;
+const PROMPT = 'What is the capital of France?';
+
+let native;
+await step('the native WebGPU plugin answers the prompt greedily', async () => {
+  native = await nativeAnswer(process.env.HEARTH_URL, { model: MODEL, prompt: PROMPT, maxTokens: MAX_TOKENS });
+  console.log(`    native tokens: ${JSON.stringify(native.ids)}`);
+});
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM,
+  headless: true,
+  args: ['--enable-unsafe-webgpu'],
+});
+const failures = [];
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 820 } });
+  page.on('pageerror', (error) => failures.push(`page error: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error') failures.push(`console error: ${message.text()}`);
+  });
+  const fetched = [];
+  page.on('request', (request) => fetched.push(request.url()));
+
+  await step('the export starts in browser mode alone, with the WebGPU tiers of its catalog', async () => {
+    await page.goto(exportUrl);
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 10_000 });
+    check((await page.getAttribute('body', 'data-site')) === 'static-export', 'the page knows it is an export');
+    check(await page.isChecked('#browser-mode'), 'browser mode is chosen');
+    check(await page.isDisabled('#server-mode'), 'server mode cannot be chosen');
+    const note = await page.textContent('#mode-note');
+    check((await page.isVisible('#mode-note')) && note.includes('hearth serve'), `the page says why: ${note}`);
+    check(await page.isHidden('#server-section'), 'the server panel is hidden');
+    check(await page.isHidden('#key-section'), 'the API key field is hidden');
+    const connection = await page.textContent('#connection');
+    check(connection.includes('Static export'), `the header names the export: ${connection}`);
+    const tiers = await page.$$eval('#browser-tier option', (options) => options.map((o) => o.textContent));
+    check(tiers.some((t) => t.startsWith('Tier 1') && t.includes(MODEL)), `tier 1 offers SmolLM2: ${tiers}`);
+  });
+
+  await step('SmolLM2 answers in the page, read by Range from the model server', async () => {
+    await page.selectOption('#browser-tier', '1');
+    await page.fill('#temperature', '0');
+    await page.fill('#max-tokens', String(MAX_TOKENS));
+    await page.fill('#prompt', PROMPT);
+    await page.press('#prompt', 'Enter');
+    await page.waitForSelector('.message.assistant:last-child[data-state="done"]', { timeout: 300_000 });
+    const status = await page.textContent('#browser-status');
+    check(status.includes(`${MODEL} (tier 1)`), `the status names the model that loaded: ${status}`);
+    const answer = await page.textContent('.message.assistant:last-child .content');
+    check(answer === native.text, `the page's answer ${JSON.stringify(answer)} is the native ${JSON.stringify(native.text)}`);
+    const file = `${modelsUrl}SmolLM2-135M-Instruct.Q4_1.gguf`;
+    check(fetched.includes(file), `the model was read from ${file}`);
+    const elsewhere = fetched.filter((url) => !url.startsWith(exportUrl) && !url.startsWith(modelsUrl));
+    check(elsewhere.length === 0, `every request stayed in the export's folder or the model server: ${elsewhere}`);
+  });
+
+  await step("the in-page engine's greedy tokens equal the native plugin's", async () => {
+    const ids = await page.evaluate(
+      async ({ model, url, prompt, maxTokens }) => {
+        const { Engine } = await import(new URL('app/engine/engine.js', location.href).href);
+        const architectures = new URL('architectures.json', location.href).href;
+        const engine = await Engine.load({ url, architectures, model });
+        const reply = await engine.chat.completions.create({
+          messages: [{ role: 'user', content: prompt }],
+          temperature: 0,
+          max_tokens: maxTokens,
+          logprobs: true,
+        });
+        await engine.release();
+        return reply.choices[0].logprobs.content.map((entry) => entry.id);
+      },
+      { model: MODEL, url: `${modelsUrl}SmolLM2-135M-Instruct.Q4_1.gguf`, prompt: PROMPT, maxTokens: MAX_TOKENS },
+    );
+    check(JSON.stringify(ids) === JSON.stringify(native.ids), `the page's tokens ${JSON.stringify(ids)} are the native ${JSON.stringify(native.ids)}`);
+  });
+
+  check(failures.length === 0, failures.join('\n'));
+} finally {
+  await browser.close();
+}
