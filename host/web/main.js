@@ -66,6 +66,9 @@ function showMode() {
   const browser = mode() === 'browser';
   $('browser-section').hidden = !browser;
   $('model-section').hidden = browser;
+  $('generation-hint').textContent = browser
+    ? "Empty fields use the page engine's defaults: temperature 0.8, top p 0.95, 512 tokens."
+    : "Empty fields use the server's defaults.";
   document.body.dataset.mode = mode();
   if (!browser) browserMode.release();
 }
@@ -78,7 +81,9 @@ const chat = new Chat({
   list: $('messages'),
   status: $('chat-status'),
   errorBox: $('chat-error'),
-  fields: () => ({ ...picker.fields(), ...samplingFields() }),
+  // The server picker's model, tier and adapter are the server's: the page's engine
+  // runs the browser tier it loaded and takes the sampling fields alone.
+  fields: () => (mode() === 'browser' ? samplingFields() : { ...picker.fields(), ...samplingFields() }),
   onBusy: (busy) => {
     $('send').disabled = busy;
     $('stop').disabled = !busy;

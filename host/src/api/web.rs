@@ -77,6 +77,7 @@ const ASSETS: &[Asset] = &[
     asset!("engine/config.js", JAVASCRIPT),
     asset!("engine/tokenizer.js", JAVASCRIPT),
     asset!("engine/sampler.js", JAVASCRIPT),
+    asset!("engine/stop.js", JAVASCRIPT),
     Asset {
         name: "engine/jinja.js",
         content_type: JAVASCRIPT,

@@ -6,7 +6,8 @@
 //   for await (const chunk of await engine.chat.completions.create({ messages, stream: true })) …
 //
 // Requests and answers are OpenAI's chat-completion shapes, with `logprobs: true`
-// giving each token's `id` as hearth's API does. One generation runs at a time; the
+// giving each token's `id` as hearth's API does, and `stop` ending the answer before a
+// stop string; a field the engine does not act on is refused by name. One generation runs at a time; the
 // KV cache keeps the last conversation, so a follow-up evaluates only its new tokens.
 // `release()` frees the GPU buffers (idle management); the next request loads again.
 // `url` is the GGUF file (hearth serve's GET /api/gguf/{model}, or any URL that answers
@@ -20,10 +21,30 @@ import { GgufFile, RangeReader } from './gguf.js';
 import { Gpu } from './gpu.js';
 import { Kernels } from './kernels.js';
 import { Sampler } from './sampler.js';
+import { StopMatcher } from './stop.js';
 import { Tokenizer } from './tokenizer.js';
 
 const DEFAULT_CONTEXT = 2048;
 const DEFAULT_MAX_TOKENS = 512;
+// The request fields the engine acts on; any other is refused by name rather than
+// ignored. `model` must be the loaded one; `stream_options` is accepted because the
+// last chunk always carries usage; `signal` is an AbortSignal that stops the answer.
+const REQUEST_FIELDS = new Set([
+  'messages', 'model', 'stream', 'stream_options', 'temperature', 'top_p', 'top_k', 'seed',
+  'max_tokens', 'max_completion_tokens', 'logprobs', 'stop', 'signal',
+]);
+
+// The request's first problem, as a sentence, or null.
+function requestProblem(request, model) {
+  const unsupported = Object.keys(request).filter((field) => !REQUEST_FIELDS.has(field) && request[field] !== undefined);
+  if (unsupported.length) {
+    return `the in-page engine does not support ${unsupported.map((field) => `\`${field}\``).join(', ')}`;
+  }
+  if (request.model !== undefined && request.model !== model) {
+    return `\`model\` is ${JSON.stringify(request.model)}, but this engine runs ${JSON.stringify(model)}`;
+  }
+  return null;
+}
 
 async function fetchText(path) {
   const response = await fetch(path);
@@ -138,12 +159,20 @@ export class Engine {
   // Requests wait for the one before to finish: its answer is read to its end (or
   // stopped) before the next one touches the KV cache.
   #create(request) {
+    const problem = requestProblem(request, this.model);
+    if (problem) return Promise.reject(new Error(problem));
+    let stops;
+    try {
+      stops = new StopMatcher(request.stop);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const previous = this.busy;
     let finished;
     this.busy = new Promise((resolve) => {
       finished = resolve;
     });
-    const run = previous.then(() => this.#generate(request, finished));
+    const run = previous.then(() => this.#generate(request, stops, finished));
     run.catch(finished);
     if (!request.stream) return run.then((iterator) => collect(iterator, this.model));
     return run;
@@ -151,7 +180,7 @@ export class Engine {
 
   // The answer as an async iterator of chunks; generation happens as it is consumed,
   // and `finished()` runs when it ends.
-  async #generate(request, finished) {
+  async #generate(request, stops, finished) {
     if (!this.weights) await this.#load();
     this.scratch ??= await this.gpu.checked('allocating the KV cache', () => new Scratch(this.gpu, this.config, this.#context()));
     const messages = request.messages ?? [];
@@ -178,6 +207,7 @@ export class Engine {
       const promptDone = performance.now();
       const decoder = engine.tokenizer.decoder();
       let finish = 'length';
+      let stoppedAtString = false;
       let generated = 0;
       try {
         while (generated < maxTokens) {
@@ -189,15 +219,25 @@ export class Engine {
           }
           generated++;
           const extra = request.logprobs ? { logprobs: { content: [logprob(logits, token, engine.tokenizer)] } } : {};
-          yield chunk({ content: decoder.push(token) }, null, extra);
+          const released = stops.push(decoder.push(token));
+          yield chunk({ content: released.text }, null, extra);
+          if (released.stopped) {
+            finish = 'stop';
+            stoppedAtString = true;
+            break;
+          }
           // The cache holds only evaluated tokens: the last one is not, when the
           // answer ends here.
           if (generated === maxTokens || engine.cached.length + 1 >= engine.scratch.ctx) break;
           logits = await engine.forward.run(engine.scratch, [token], engine.cached.length);
           engine.cached.push(token);
         }
-        const rest = decoder.end();
-        if (rest) yield chunk({ content: rest }, null);
+        if (!stoppedAtString) {
+          const tail = stops.push(decoder.end());
+          if (tail.stopped) finish = 'stop';
+          const rest = tail.stopped ? tail.text : tail.text + stops.end();
+          if (rest) yield chunk({ content: rest }, null);
+        }
         const decodeSeconds = (performance.now() - promptDone) / 1000;
         yield {
           ...chunk({}, finish),

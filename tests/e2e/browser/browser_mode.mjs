@@ -79,9 +79,12 @@ try {
     }
   });
 
+  // A stop string from the middle of the first native answer: the page's answer ends
+  // right before it.
+  const stopString = native[0].text.slice(Math.floor(native[0].text.length / 2)).slice(0, 4);
   await step(`the in-page engine's greedy tokens equal the native plugin's on ${PROMPTS.length} prompts`, async () => {
     const results = await page.evaluate(
-      async ({ model, prompts, maxTokens }) => {
+      async ({ model, prompts, maxTokens, stopString }) => {
         const { Engine } = await import('/app/engine/engine.js');
         const engine = await Engine.load({ url: `/api/gguf/${model}`, architectures: '/api/architectures', model });
         const answers = [];
@@ -94,13 +97,25 @@ try {
           });
           answers.push({ ids: reply.choices[0].logprobs.content.map((entry) => entry.id), text: reply.choices[0].message.content, usage: reply.usage });
         }
-        const stream = await engine.chat.completions.create({ messages: [{ role: 'user', content: prompts[0] }], temperature: 0, max_tokens: maxTokens, stream: true });
+        const first = { messages: [{ role: 'user', content: prompts[0] }], temperature: 0, max_tokens: maxTokens };
+        const stopped = await engine.chat.completions.create({ ...first, stop: ['never in the answer', stopString] });
+        const refused = await engine.chat.completions.create({ ...first, presence_penalty: 0.5 }).then(
+          () => 'answered',
+          (error) => error.message,
+        );
+        const stream = await engine.chat.completions.create({ ...first, stream: true });
         let timings = null;
         for await (const chunk of stream) timings = chunk.timings ?? timings;
         await engine.release();
-        return { answers, timings, cached: (await (await caches.open('hearth-gguf')).keys()).length };
+        return {
+          answers,
+          timings,
+          stopped: { text: stopped.choices[0].message.content, finish: stopped.choices[0].finish_reason },
+          refused,
+          cached: (await (await caches.open('hearth-gguf')).keys()).length,
+        };
       },
-      { model: MODEL, prompts: PROMPTS, maxTokens: MAX_TOKENS },
+      { model: MODEL, prompts: PROMPTS, maxTokens: MAX_TOKENS, stopString },
     );
     results.answers.forEach((answer, index) => {
       check(
@@ -109,6 +124,15 @@ try {
       );
       check(answer.text === native[index].text, `prompt ${index + 1}: ${JSON.stringify(answer.text)} is the native text`);
     });
+    const beforeStop = native[0].text.slice(0, native[0].text.indexOf(stopString));
+    check(
+      results.stopped.text === beforeStop && results.stopped.finish === 'stop',
+      `with stop ${JSON.stringify(stopString)} the answer is ${JSON.stringify(results.stopped.text)} (${results.stopped.finish}), the native text up to it`,
+    );
+    check(
+      results.refused.includes('`presence_penalty`'),
+      `a field the engine does not act on is refused by name: ${results.refused}`,
+    );
     check(results.cached > 0, 'the model file pieces are kept in Cache Storage');
     console.log(`    page tokens: ${JSON.stringify(results.answers.map((answer) => answer.ids))}`);
     console.log(`    page decode: ${results.timings.decode_tokens_per_second?.toFixed(2)} tok/s, prompt ${results.timings.prompt_ms.toFixed(0)} ms`);
