@@ -152,9 +152,11 @@ if [[ -z ${VULKAN_SDK:-} && -f /usr/include/vulkan/vulkan_core.h ]] &&
         apt_dir="$HEARTH_CACHE/apt-debian13"
         mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/debs"
         # The Debian archive the system's own sources name, with Debian 13's suite.
-        archive=$(grep -hoE '^(URIs:|deb)[[:space:]]+[^[:space:]]+/debian/?$' \
-            /etc/apt/sources.list /etc/apt/sources.list.d/*.sources 2>/dev/null |
-            awk '{ print $2; exit }')
+        # Either file may be missing (deb822 systems have no sources.list), and a
+        # missing one must not end setup: `cat` reads whichever exist.
+        archive=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources 2>/dev/null |
+            grep -oE '^(URIs:|deb)[[:space:]]+[^[:space:]]+/debian/?$' |
+            awk '{ print $2; exit }') || true
         [[ -n $archive ]] || echo "    no Debian archive among the system's apt sources"
         echo "deb $archive trixie main" >"$apt_dir/sources.list"
         apt_own=(-qq -o Dir::Etc::SourceList="$apt_dir/sources.list"
