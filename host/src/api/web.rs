@@ -118,7 +118,7 @@ pub const SITE_FILE: &str = "site.json";
 
 /// Every file of the app as a static export lays it out, with the bytes `hearth serve`
 /// serves: the page as `index.html`, and each file it loads under `app/` (the page's
-/// relative URLs resolve there, as they resolve to [`ASSET_PREFIX`] under `/`).
+/// relative URLs resolve there, as they resolve to `ASSET_PREFIX` (`/app/`) under `/`).
 pub fn static_files() -> impl Iterator<Item = (String, &'static [u8])> {
     let (page, files) = ASSETS.split_first().expect("the page is the first asset");
     std::iter::once(("index.html".to_string(), page.body))
