@@ -89,7 +89,7 @@ fn main() {
         });
         let flops = 2.0 * f64::from(ncols) * f64::from(nrows) * f64::from(tokens);
         println!(
-            "{what:>11} Q4_0 {ncols}×{nrows}: one token {:7.1} µs, {:6.0} GB/s of weights; {tokens} tokens {:8.1} µs, {:5.1} TFLOP/s",
+            "{what:>11} Q4_0 {ncols}×{nrows}: one token {:7.1} µs, {:7.2} GB/s of weights; {tokens} tokens {:8.1} µs, {:7.3} TFLOP/s",
             decode * 1e6,
             bytes.len() as f64 / decode / 1e9,
             prompt * 1e6,
