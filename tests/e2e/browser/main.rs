@@ -196,6 +196,13 @@ fn a_static_export_on_a_plain_web_server_runs_smollm2_in_the_page_with_the_nativ
     let tiers =
         "tiers = [\n  { tier = 1, models = [\"smollm2-135m\"], memory_required = \"4 GB\" },\n";
     let catalog = catalog_with_webgpu_tiers(work.path(), tiers);
+    // Idle timeouts short enough for the page to free and reload the model in the test.
+    let text = std::fs::read_to_string(&catalog).unwrap();
+    let short = text
+        .replace("soft_timeout = \"2m\"", "soft_timeout = \"2s\"")
+        .replace("hard_timeout = \"5m\"", "hard_timeout = \"4s\"");
+    assert_ne!(short, text, "the catalog's idle timeouts are where the test expects them");
+    std::fs::write(&catalog, short).unwrap();
     // The model on another origin than the page, as a model host would be.
     let models = StaticServer::start(&test_models_dir().join("smollm2-135m"), "/models/", true);
     let export = work.path().join("export");

@@ -3,7 +3,8 @@
 // another origin (MODELS_URL), no hearth behind the page. The page starts in browser
 // mode alone, reads the catalog and architectures from the export, the model by Range
 // across origins, and answers with the native WebGPU plugin's greedy tokens (HEARTH_URL:
-// a `hearth serve` with that plugin, asked only for the reference answer).
+// a `hearth serve` with that plugin, asked only for the reference answer). The catalog's
+// idle timeouts are 2 s and 4 s, so the tab's idle release and reload are seen too.
 // node static_export.mjs, with HEARTH_BROWSER_NODE and CHROMIUM as well.
 
 import { createRequire } from 'node:module';
@@ -19,6 +20,7 @@ const MODEL = 'smollm2-135m';
 // SwiftShader runs a decode step of SmolLM2 in about two seconds: a few tokens suffice.
 const MAX_TOKENS = 6;
 const PROMPT = 'What is the capital of France?';
+const modelFile = `${modelsUrl}SmolLM2-135M-Instruct.Q4_1.gguf`;
 
 let native;
 await step('the native WebGPU plugin answers the prompt greedily', async () => {
@@ -68,10 +70,31 @@ try {
     check(status.includes(`${MODEL} (tier 1)`), `the status names the model that loaded: ${status}`);
     const answer = await page.textContent('.message.assistant:last-child .content');
     check(answer === native.text, `the page's answer ${JSON.stringify(answer)} is the native ${JSON.stringify(native.text)}`);
-    const file = `${modelsUrl}SmolLM2-135M-Instruct.Q4_1.gguf`;
-    check(fetched.includes(file), `the model was read from ${file}`);
+    check(fetched.includes(modelFile), `the model was read from ${modelFile}`);
     const elsewhere = fetched.filter((url) => !url.startsWith(exportUrl) && !url.startsWith(modelsUrl));
     check(elsewhere.length === 0, `every request stayed in the export's folder or the model server: ${elsewhere}`);
+  });
+
+  await step("after the catalog's idle timeouts the tab frees the KV cache, then the model, and the next message loads it again", async () => {
+    const statusIncludes = (text) =>
+      page.waitForFunction((wanted) => document.querySelector('#browser-status').textContent.includes(wanted), text, {
+        timeout: 30_000,
+        polling: 100,
+      });
+    await statusIncludes('its KV cache was freed');
+    await statusIncludes('was unloaded after 4 s idle');
+    const before = fetched.length;
+    await page.click('#new-chat');
+    await page.fill('#prompt', PROMPT);
+    await page.press('#prompt', 'Enter');
+    await page.waitForSelector('.message.assistant:last-child[data-state="done"]', { timeout: 300_000 });
+    const answer = await page.textContent('.message.assistant:last-child .content');
+    check(answer === native.text, `the reloaded model's answer ${JSON.stringify(answer)} is the native ${JSON.stringify(native.text)}`);
+    const status = await page.textContent('#browser-status');
+    check(status.includes(MODEL), `the status names the model again: ${status}`);
+    const reads = fetched.slice(before).filter((url) => url === modelFile).length;
+    const firstReads = fetched.slice(0, before).filter((url) => url === modelFile).length;
+    check(reads < firstReads, `the reload read ${reads} pieces from the model server, the first load ${firstReads}: the rest came from Cache Storage`);
   });
 
   await step("the in-page engine's greedy tokens equal the native plugin's", async () => {
@@ -89,7 +112,7 @@ try {
         await engine.release();
         return reply.choices[0].logprobs.content.map((entry) => entry.id);
       },
-      { model: MODEL, url: `${modelsUrl}SmolLM2-135M-Instruct.Q4_1.gguf`, prompt: PROMPT, maxTokens: MAX_TOKENS },
+      { model: MODEL, url: modelFile, prompt: PROMPT, maxTokens: MAX_TOKENS },
     );
     check(JSON.stringify(ids) === JSON.stringify(native.ids), `the page's tokens ${JSON.stringify(ids)} are the native ${JSON.stringify(native.ids)}`);
   });
