@@ -67,12 +67,8 @@ prepare)
     dest=${2:?prepare DIR}
     root=$(cd "$here/.." && pwd)
     source "$here/env.sh"
-    # The llama.cpp source llama-cpp-sys-2 vendors, beside its manifest (as setup finds it).
-    source_dir=$(cd "$root" && cargo metadata --format-version 1 2>/dev/null | python3 -c 'import json, os, sys
-for package in json.load(sys.stdin)["packages"]:
-    if package["name"] == "llama-cpp-sys-2":
-        print(os.path.join(os.path.dirname(package["manifest_path"]), "llama.cpp"))')
-    [[ -d $source_dir ]] || { echo "no llama.cpp source from llama-cpp-sys-2: $source_dir" >&2; exit 1; }
+    # llama.cpp's full source, llama-bench's included (scripts/llama_source.sh).
+    source_dir=$("$here/llama_source.sh") || exit 1
     target=$CARGO_TARGET_DIR/release
     mkdir -p "$dest/s1/py" "$dest/s2/companion"
     cp "$here/gpu_speed.sh" "$here/ggml_module.sh" "$dest/s1/" && cp "$here/gpu_speed.sh" "$dest/s2/"
