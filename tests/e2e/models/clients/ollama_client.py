@@ -58,7 +58,10 @@ older = client.embeddings(model=EMBEDDER, prompt="A man is eating food.", keep_a
 assert len(older.embedding) == 384, older
 
 # `format` holds the answer to JSON, or to a schema, even on a 135M model.
-as_json = client.chat(model=MODEL, messages=QUESTION, format="json", options=GREEDY | {"num_predict": 40})
+# Asked for in the prompt too, as Ollama's documentation asks.
+JSON_QUESTION = [{"role": "user", "content": "Reply in JSON with the keys city and country: what is the capital of France?"}]
+as_json = client.chat(model=MODEL, messages=JSON_QUESTION, format="json", options=GREEDY | {"num_predict": 40})
+assert as_json.done_reason == "stop", as_json
 assert isinstance(json.loads(as_json.message.content), dict), as_json
 WEATHER = {
     "type": "function",

@@ -76,6 +76,7 @@ assert logprobs.text_offset[0] == 0, logprobs
 # The Responses API answers the same question as chat does, whole and streamed.
 ASKED = {"model": MODEL, "max_output_tokens": 12, "temperature": 0}
 QUESTION = REQUEST["messages"][0]["content"]
+JSON_QUESTION = "Reply in JSON with the keys city and country: what is the capital of France?"
 reply = client.responses.create(**ASKED, input=QUESTION)
 assert reply.output_text == completion.choices[0].message.content, (reply, completion)
 assert reply.status in ("completed", "incomplete") and reply.usage.output_tokens > 0, reply
@@ -142,9 +143,12 @@ parsed = client.chat.completions.parse(
     **(REQUEST | {"max_tokens": 60}), response_format=City
 ).choices[0].message.parsed
 assert isinstance(parsed, City) and parsed.city, parsed
+# JSON mode, asked for in the prompt as OpenAI's documentation asks.
 as_object = client.chat.completions.create(
-    **(REQUEST | {"max_tokens": 40}), response_format={"type": "json_object"}
+    **(REQUEST | {"max_tokens": 40, "messages": [{"role": "user", "content": JSON_QUESTION}]}),
+    response_format={"type": "json_object"},
 )
+assert as_object.choices[0].finish_reason == "stop", as_object
 assert isinstance(json.loads(as_object.choices[0].message.content), dict), as_object
 shaped = client.responses.parse(
     model=MODEL, input=QUESTION, max_output_tokens=60, temperature=0, text_format=City
