@@ -6,8 +6,9 @@
 //! bytes. So the software plan gives each invocation a whole output row, and the GPU
 //! plan spreads a row over a workgroup with a reduction and tiles prompt products in
 //! workgroup memory — on tensor cores, through cooperative matrices, where the adapter
-//! has them. `HEARTH_WEBGPU_KERNELS=gpu|gpu-without-matrices|software` overrides the
-//! choice, so every plan can be tested and timed on any adapter that can run it.
+//! has them and they are asked for. `HEARTH_WEBGPU_KERNELS=gpu|gpu-without-matrices|software`
+//! overrides the choice, so every plan can be tested and timed on any adapter that can
+//! run it.
 
 use std::fmt;
 
@@ -37,14 +38,19 @@ pub struct Offers {
 
 impl KernelPlan {
     /// The plan for an adapter of `device_type` offering `offers`: the software plan on
-    /// a CPU adapter, the GPU plan with everything offered on anything else, unless
+    /// a CPU adapter, the GPU plan with subgroups where offered on anything else, unless
     /// [`PLAN_VARIABLE`] names one. `Err` says what the variable holds instead, or that
     /// the plan it names needs what the adapter lacks.
+    ///
+    /// Cooperative matrices run only when the variable asks for them (`gpu`): their
+    /// kernel validates and compiles to SPIR-V here, but no adapter that offers them has
+    /// run it against the CPU yet (lavapipe has none), and an untested product must not
+    /// be what a user's prompt runs on.
     pub fn choose(device_type: wgpu::DeviceType, offers: Offers) -> Result<Self, String> {
         match std::env::var(PLAN_VARIABLE) {
             Ok(value) => Self::parse(&value, offers),
             Err(_) if device_type == wgpu::DeviceType::Cpu => Ok(Self::Software),
-            Err(_) => Ok(Self::Gpu { subgroups: offers.subgroups, matrices: offers.matrices }),
+            Err(_) => Ok(Self::Gpu { subgroups: offers.subgroups, matrices: false }),
         }
     }
 
