@@ -7,8 +7,9 @@
 //
 // Requests and answers are OpenAI's chat-completion shapes, with `logprobs: true`
 // giving each token's `id` as hearth's API does, and `stop` ending the answer before a
-// stop string; a field the engine does not act on is refused by name. One generation runs at a time; the
-// KV cache keeps the last conversation, so a follow-up evaluates only its new tokens.
+// stop string; a field the engine does not act on is refused by name. One generation
+// runs at a time; the KV cache keeps the last conversation, so a follow-up evaluates
+// only its new tokens.
 // `release()` frees the GPU buffers (idle management); the next request loads again.
 // `url` is the GGUF file (hearth serve's GET /api/gguf/{model}, or any URL that answers
 // Range requests) and `architectures` the model layer's description (GET
