@@ -88,7 +88,8 @@ prepare)
     cache=${HEARTH_CACHE:-$HOME/.cache/hearth}
     target=${GPU_TARGET_DIR:-/work/target-gpu}
     hearth=${HEARTH_BIN:-$cache/target/release/hearth}
-    source_dir=$cache/llama.cpp-0.1.161/source
+    # llama.cpp's full source, llama-bench's included (scripts/llama_source.sh).
+    source_dir=$("$here/llama_source.sh") || exit 1
     model=${HEARTH_MODELS:-$HOME/.hearth/models}/$MODEL_ID/$MODEL_FILE
     # One CPU module, not GGML_CPU_ALL_VARIANTS' ten (see gpu/one-cpu-variant.cmake).
     (cd "$root" && CARGO_TARGET_DIR=$target \
