@@ -5,12 +5,8 @@
 // run), HEARTH_BROWSER_NODE, CHROMIUM and, for docs/screenshots/browser-mode.png,
 // HEARTH_SCREENSHOTS=DIR. Each check prints its sentence; the first that fails throws.
 
-import { createRequire } from 'node:module';
 import path from 'node:path';
-import { check, nativeAnswer, step } from './steps.mjs';
-
-const require = createRequire(path.join(process.env.HEARTH_BROWSER_NODE, 'node_modules', '/'));
-const { chromium } = require('playwright-core');
+import { check, nativeAnswer, step, withPage } from './steps.mjs';
 
 const base = process.env.HEARTH_URL;
 const MODEL = 'smollm2-135m';
@@ -27,20 +23,7 @@ await step(`the native WebGPU plugin answers ${PROMPTS.length} prompts greedily`
   console.log(`    native decode: ${rate.map((r) => r.toFixed(2)).join(', ')} tok/s`);
 });
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM,
-  headless: true,
-  args: ['--enable-unsafe-webgpu'],
-});
-const failures = [];
-try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 820 } });
-  page.on('pageerror', (error) => failures.push(`page error: ${error.message}`));
-  page.on('console', (message) => {
-    if (message.type() === 'error') failures.push(`console error: ${message.text()}`);
-  });
-  const fetched = [];
-  page.on('request', (request) => fetched.push(request.url()));
+await withPage({ webgpu: true }, async ({ page, fetched }) => {
 
   await step('browser mode shows the WebGPU tiers of the catalog', async () => {
     await page.goto(base);
@@ -137,8 +120,4 @@ try {
     console.log(`    page tokens: ${JSON.stringify(results.answers.map((answer) => answer.ids))}`);
     console.log(`    page decode: ${results.timings.decode_tokens_per_second?.toFixed(2)} tok/s, prompt ${results.timings.prompt_ms.toFixed(0)} ms`);
   });
-
-  check(failures.length === 0, failures.join('\n'));
-} finally {
-  await browser.close();
-}
+});

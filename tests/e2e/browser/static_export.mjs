@@ -7,12 +7,7 @@
 // idle timeouts are 2 s and 4 s, so the tab's idle release and reload are seen too.
 // node static_export.mjs, with HEARTH_BROWSER_NODE and CHROMIUM as well.
 
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { check, nativeAnswer, step } from './steps.mjs';
-
-const require = createRequire(path.join(process.env.HEARTH_BROWSER_NODE, 'node_modules', '/'));
-const { chromium } = require('playwright-core');
+import { check, nativeAnswer, step, withPage } from './steps.mjs';
 
 const exportUrl = process.env.EXPORT_URL;
 const modelsUrl = process.env.MODELS_URL;
@@ -28,20 +23,7 @@ await step('the native WebGPU plugin answers the prompt greedily', async () => {
   console.log(`    native tokens: ${JSON.stringify(native.ids)}`);
 });
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM,
-  headless: true,
-  args: ['--enable-unsafe-webgpu'],
-});
-const failures = [];
-try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 820 } });
-  page.on('pageerror', (error) => failures.push(`page error: ${error.message}`));
-  page.on('console', (message) => {
-    if (message.type() === 'error') failures.push(`console error: ${message.text()}`);
-  });
-  const fetched = [];
-  page.on('request', (request) => fetched.push(request.url()));
+await withPage({ webgpu: true }, async ({ page, fetched }) => {
 
   await step('the export starts in browser mode alone, with the WebGPU tiers of its catalog', async () => {
     await page.goto(exportUrl);
@@ -116,8 +98,4 @@ try {
     );
     check(JSON.stringify(ids) === JSON.stringify(native.ids), `the page's tokens ${JSON.stringify(ids)} are the native ${JSON.stringify(native.ids)}`);
   });
-
-  check(failures.length === 0, failures.join('\n'));
-} finally {
-  await browser.close();
-}
+});

@@ -4,12 +4,8 @@
 // browser) and, to write docs/screenshots/web-app.png there, HEARTH_SCREENSHOTS=DIR.
 // Each check prints its sentence; the first that fails throws, and the script exits 1.
 
-import { createRequire } from 'node:module';
 import path from 'node:path';
-import { check, step } from './steps.mjs';
-
-const require = createRequire(path.join(process.env.HEARTH_BROWSER_NODE, 'node_modules', '/'));
-const { chromium } = require('playwright-core');
+import { check, step, withPage } from './steps.mjs';
 
 const base = process.env.HEARTH_URL;
 const MODEL = 'smollm2-135m';
@@ -39,18 +35,10 @@ async function answerLength(page) {
   return page.$eval(`${lastAnswer} .content`, (content) => content.textContent.length);
 }
 
-const browser = await chromium.launch({ executablePath: process.env.CHROMIUM, headless: true });
-const failures = [];
 // The browser logs each failed request as a console error; only one step asks for one.
 let expectFailedRequest = false;
-try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 820 } });
-  page.on('pageerror', (error) => failures.push(`page error: ${error.message}`));
-  page.on('console', (message) => {
-    if (message.type() !== 'error') return;
-    if (expectFailedRequest && message.text().includes('status of 400')) return;
-    failures.push(`console error: ${message.text()}`);
-  });
+const expected = (error) => expectFailedRequest && error.includes('status of 400');
+await withPage({ expected }, async ({ page }) => {
 
   await step('the page loads with the model picker filled from the catalog', async () => {
     await page.goto(base);
@@ -145,8 +133,4 @@ try {
     check((await answerLength(page)) > 0, 'the following message was answered');
     check((await page.$$('.message')).length === 6, 'the conversation holds all three exchanges');
   });
-
-  check(failures.length === 0, failures.join('\n'));
-} finally {
-  await browser.close();
-}
+});
