@@ -21,7 +21,7 @@ import { Forward, Scratch, destroyAll, loadWeights, neededTensors } from './forw
 import { GgufFile, RangeReader } from './gguf.js';
 import { Gpu } from './gpu.js';
 import { Kernels } from './kernels.js';
-import { Sampler } from './sampler.js';
+import { Sampler, samplingProblem } from './sampler.js';
 import { StopMatcher } from './stop.js';
 import { Tokenizer } from './tokenizer.js';
 
@@ -31,7 +31,8 @@ const DEFAULT_MAX_TOKENS = 512;
 // ignored. `model` must be the loaded one; `stream_options` is accepted because the
 // last chunk always carries usage; `signal` is an AbortSignal that stops the answer.
 const REQUEST_FIELDS = new Set([
-  'messages', 'model', 'stream', 'stream_options', 'temperature', 'top_p', 'top_k', 'seed',
+  'messages', 'model', 'stream', 'stream_options', 'temperature', 'top_p', 'top_k', 'min_p',
+  'repeat_penalty', 'repeat_last_n', 'presence_penalty', 'frequency_penalty', 'logit_bias', 'seed',
   'max_tokens', 'max_completion_tokens', 'logprobs', 'stop', 'signal',
 ]);
 
@@ -44,7 +45,7 @@ function requestProblem(request, model) {
   if (request.model !== undefined && request.model !== model) {
     return `\`model\` is ${JSON.stringify(request.model)}, but this engine runs ${JSON.stringify(model)}`;
   }
-  return null;
+  return samplingProblem(request);
 }
 
 async function fetchText(path) {
@@ -189,6 +190,7 @@ export class Engine {
     const prompt = this.tokenizer.encode(await this.render(messages));
     const maxTokens = request.max_tokens ?? request.max_completion_tokens ?? DEFAULT_MAX_TOKENS;
     const sampler = new Sampler(request);
+    prompt.forEach((token) => sampler.accept(token));
     const controller = new AbortController();
     request.signal?.addEventListener('abort', () => controller.abort());
     this.controller = controller;
@@ -214,6 +216,7 @@ export class Engine {
         while (generated < maxTokens) {
           if (controller.signal.aborted) throw new DOMException('the generation was stopped', 'AbortError');
           const token = sampler.sample(logits);
+          sampler.accept(token);
           if (engine.tokenizer.endOfGeneration.has(token)) {
             finish = 'stop';
             break;

@@ -16,8 +16,15 @@ const MAX_TOKENS = 6;
 const PROMPTS = ['What is the capital of France?', 'Name a primary color.', 'Count from 1 to 5.'];
 
 const native = [];
-await step(`the native WebGPU plugin answers ${PROMPTS.length} prompts greedily`, async () => {
+// Penalties and a bias that change the greedy answer, in the native API's shape (the
+// first answer's first token banned).
+let penalties;
+let penalised;
+await step(`the native WebGPU plugin answers ${PROMPTS.length} prompts greedily, and once with penalties`, async () => {
   for (const prompt of PROMPTS) native.push(await nativeAnswer(base, { model: MODEL, prompt, maxTokens: MAX_TOKENS }));
+  penalties = { logit_bias: { [native[0].ids[0]]: -100 }, frequency_penalty: 1.5, presence_penalty: 0.5, repeat_penalty: 1.3 };
+  penalised = await nativeAnswer(base, { model: MODEL, prompt: PROMPTS[0], maxTokens: MAX_TOKENS, sampling: penalties });
+  check(penalised.ids[0] !== native[0].ids[0], `the banned token ${native[0].ids[0]} does not come first: ${penalised.ids}`);
   const rate = native.map((answer) => (answer.tokens - 1) / (answer.decodeMs / 1000));
   console.log(`    native tokens: ${JSON.stringify(native.map((answer) => answer.ids))}`);
   console.log(`    native decode: ${rate.map((r) => r.toFixed(2)).join(', ')} tok/s`);
@@ -67,7 +74,7 @@ await withPage({ webgpu: true }, async ({ page, fetched }) => {
   const stopString = native[0].text.slice(Math.floor(native[0].text.length / 2)).slice(0, 4);
   await step(`the in-page engine's greedy tokens equal the native plugin's on ${PROMPTS.length} prompts`, async () => {
     const results = await page.evaluate(
-      async ({ model, prompts, maxTokens, stopString }) => {
+      async ({ model, prompts, maxTokens, stopString, penalties }) => {
         const { Engine } = await import('/app/engine/engine.js');
         const engine = await Engine.load({ url: `/api/gguf/${model}`, architectures: '/api/architectures', model });
         const answers = [];
@@ -82,10 +89,14 @@ await withPage({ webgpu: true }, async ({ page, fetched }) => {
         }
         const first = { messages: [{ role: 'user', content: prompts[0] }], temperature: 0, max_tokens: maxTokens };
         const stopped = await engine.chat.completions.create({ ...first, stop: ['never in the answer', stopString] });
-        const refused = await engine.chat.completions.create({ ...first, presence_penalty: 0.5 }).then(
-          () => 'answered',
-          (error) => error.message,
-        );
+        const penalised = await engine.chat.completions.create({ ...first, ...penalties, logprobs: true });
+        const refuse = (fields) =>
+          engine.chat.completions.create({ ...first, ...fields }).then(
+            () => 'answered',
+            (error) => error.message,
+          );
+        const refused = await refuse({ tools: [] });
+        const outOfRange = await refuse({ frequency_penalty: 3 });
         const stream = await engine.chat.completions.create({ ...first, stream: true });
         let timings = null;
         for await (const chunk of stream) timings = chunk.timings ?? timings;
@@ -94,11 +105,13 @@ await withPage({ webgpu: true }, async ({ page, fetched }) => {
           answers,
           timings,
           stopped: { text: stopped.choices[0].message.content, finish: stopped.choices[0].finish_reason },
+          penalised: penalised.choices[0].logprobs.content.map((entry) => entry.id),
           refused,
+          outOfRange,
           cached: (await (await caches.open('hearth-gguf')).keys()).length,
         };
       },
-      { model: MODEL, prompts: PROMPTS, maxTokens: MAX_TOKENS, stopString },
+      { model: MODEL, prompts: PROMPTS, maxTokens: MAX_TOKENS, stopString, penalties },
     );
     results.answers.forEach((answer, index) => {
       check(
@@ -113,8 +126,13 @@ await withPage({ webgpu: true }, async ({ page, fetched }) => {
       `with stop ${JSON.stringify(stopString)} the answer is ${JSON.stringify(results.stopped.text)} (${results.stopped.finish}), the native text up to it`,
     );
     check(
-      results.refused.includes('`presence_penalty`'),
-      `a field the engine does not act on is refused by name: ${results.refused}`,
+      JSON.stringify(results.penalised) === JSON.stringify(penalised.ids),
+      `with a logit bias and penalties the page's tokens ${JSON.stringify(results.penalised)} are the native ${JSON.stringify(penalised.ids)}`,
+    );
+    check(results.refused.includes('`tools`'), `a field the engine does not act on is refused by name: ${results.refused}`);
+    check(
+      results.outOfRange.includes('`frequency_penalty`'),
+      `a value out of its range is refused by name: ${results.outOfRange}`,
     );
     check(results.cached > 0, 'the model file pieces are kept in Cache Storage');
     console.log(`    page tokens: ${JSON.stringify(results.answers.map((answer) => answer.ids))}`);

@@ -46,8 +46,8 @@ export async function step(sentence, body) {
 }
 
 // The greedy answer of the native WebGPU plugin behind the hearth server at `base`:
-// its token ids (chat logprobs carry them) and text.
-export async function nativeAnswer(base, { model, prompt, maxTokens }) {
+// its token ids (chat logprobs carry them) and text. `sampling` adds request fields.
+export async function nativeAnswer(base, { model, prompt, maxTokens, sampling = {} }) {
   const response = await fetch(`${base}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
@@ -58,6 +58,7 @@ export async function nativeAnswer(base, { model, prompt, maxTokens }) {
       temperature: 0,
       max_tokens: maxTokens,
       logprobs: true,
+      ...sampling,
     }),
   });
   const body = await response.json();
