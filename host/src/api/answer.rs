@@ -64,6 +64,7 @@ pub fn generation(
             logit_bias: params.logit_bias()?,
             logprobs: params.logprobs()?.into(),
             grammar,
+            ..GenerateRequest::default()
         },
         adapters: params.adapters()?,
         keep_alive: params.keep_alive()?,
