@@ -170,10 +170,20 @@ impl Hearth {
     pub fn unmet_needs(&self, backend: &str, path: &Path, format: &str) -> Option<String> {
         let registry = self.registry();
         let plugin = registry.plugins.iter().find(|p| p.info.id == backend)?;
-        let Ok(Some(needs)) = self.gate.inspect(path, format) else {
+        let Ok(Some(facts)) = self.gate.inspect(path, format) else {
             return None;
         };
-        needs.unmet_by(&plugin.info.features)
+        facts.needs.unmet_by(&plugin.info.features)
+    }
+
+    /// The chat template of the file `request` is routed to first, as the gate read it:
+    /// none when the route finds no file, the file is not GGUF, or it carries none.
+    /// Reads the file's header once per version (the gate caches it).
+    pub fn chat_template(&self, request: &RouteRequest) -> Option<String> {
+        let plan = self.route(request).ok()?;
+        let first = plan.candidates.first()?;
+        let facts = self.gate.inspect(&first.path, &first.artifact.format).ok()??;
+        facts.chat_template
     }
 
     /// Leave out the candidates whose backend states it cannot run their file, saying

@@ -27,9 +27,13 @@ fn clients_python() -> PathBuf {
 /// Run `clients/<script>` against a fresh server over the llama.cpp plugin; it must
 /// exit 0.
 async fn run_client_script(script: &str) {
+    run_client_script_on(&RealHost::llamacpp(), script).await;
+}
+
+/// Run `clients/<script>` against a fresh server over `host`; it must exit 0.
+pub async fn run_client_script_on(host: &RealHost, script: &str) {
     let python_path = clients_python();
-    let host = RealHost::llamacpp();
-    let (base, _hearth) = serve(&host).await;
+    let (base, _hearth) = serve(host).await;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/models/clients").join(script);
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     // The client runs while this runtime serves it, so it is awaited, not blocked on.
