@@ -53,9 +53,10 @@ pub fn generation(
     }
     let route = params.route();
     let uses_tools = tools.is_some() || turns.iter().any(|turn| !matches!(turn, Turn::Message(_)));
-    let format = match uses_tools {
-        true => ToolFormat::of_template(hearth.chat_template(&route).as_deref()),
-        false => ToolFormat::Generic,
+    let format = if uses_tools {
+        ToolFormat::of_template(hearth.chat_template(&route).as_deref())
+    } else {
+        ToolFormat::Generic
     };
     let tools = tools.map(|tools| tools.in_format(format));
     let chat = tools::chat(turns, tools.as_ref(), format);

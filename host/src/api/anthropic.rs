@@ -436,7 +436,9 @@ pub async fn messages(
     if params.stream {
         let pieces = started.pieces().boxed();
         return Ok(match tools {
-            Some(tools) => Sse::new(tool_events(id, model, tools.reader(), pieces).boxed()).into_response(),
+            Some(tools) => {
+                Sse::new(tool_events(id, model, tools.reader(), pieces).boxed()).into_response()
+            }
             None => Sse::new(events(id, model, pieces).boxed()).into_response(),
         });
     }

@@ -579,7 +579,9 @@ pub async fn responses(
     if params.stream {
         let pieces = started.pieces().boxed();
         return Ok(match tools {
-            Some(tools) => Sse::new(tool_events(header, tools.reader(), pieces).boxed()).into_response(),
+            Some(tools) => {
+                Sse::new(tool_events(header, tools.reader(), pieces).boxed()).into_response()
+            }
             None => Sse::new(events(header, item_id, pieces).boxed()).into_response(),
         });
     }
@@ -633,9 +635,11 @@ mod tests {
 
     #[test]
     fn a_text_input_is_one_user_message_after_the_instructions() {
-        let messages = generic(request(json!({ "model": "m", "input": "hi", "instructions": "Be brief." }))
-            .messages()
-            .unwrap());
+        let messages = generic(
+            request(json!({ "model": "m", "input": "hi", "instructions": "Be brief." }))
+                .messages()
+                .unwrap(),
+        );
         assert_eq!(turns(&messages), [("system", "Be brief."), ("user", "hi")]);
     }
 

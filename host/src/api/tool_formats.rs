@@ -113,13 +113,15 @@ impl Family {
     pub fn grammar(&self, calls: &[Value], parallel: bool, reply: bool) -> String {
         let schema = compact(&serde_json::json!({ "anyOf": calls }));
         let parts = |parts: &[String]| {
-            parts.iter().filter(|part| part.as_str() != "\"\"").cloned().collect::<Vec<_>>().join(" ")
+            parts
+                .iter()
+                .filter(|part| part.as_str() != "\"\"")
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" ")
         };
-        let call = parts(&[
-            literal(self.call_open),
-            format!("%json {schema}"),
-            literal(self.call_close),
-        ]);
+        let call =
+            parts(&[literal(self.call_open), format!("%json {schema}"), literal(self.call_close)]);
         let repeated = match self.separator {
             Some(separator) if parallel => format!("call ({} call)*", literal(separator)),
             _ => "call".to_string(),
@@ -143,20 +145,15 @@ impl Family {
         let Some(body) = text.strip_prefix(self.open) else { return Written::Reply };
         let Some(body) = body.strip_prefix(self.call_open) else { return Written::Reply };
         let mut body = match self.separator {
-            Some(separator) => body.replace(
-                &format!("{}{separator}{}", self.call_close, self.call_open),
-                ", ",
-            ),
+            Some(separator) => {
+                body.replace(&format!("{}{separator}{}", self.call_close, self.call_open), ", ")
+            }
             None => body.to_string(),
         };
         // What follows the last call (its close, the answer's close), or a piece of it.
         let after = format!("{}{}", self.call_close, self.close);
-        let between = format!(
-            "{}{}{}",
-            self.call_close,
-            self.separator.unwrap_or_default(),
-            self.call_open
-        );
+        let between =
+            format!("{}{}{}", self.call_close, self.separator.unwrap_or_default(), self.call_open);
         let cut = [after, between]
             .iter()
             .filter_map(|tail| (1..=tail.len()).rev().find(|&n| body.ends_with(&tail[..n])))
@@ -242,7 +239,9 @@ mod tests {
         assert_eq!(llama.read_prefix(""), Written::Undecided);
         assert_eq!(
             llama.read_prefix("{\"name\": \"a\", \"parameters\": {\"x\": 1}}"),
-            Written::Calls("{\"tool_calls\": [{\"name\": \"a\", \"parameters\": {\"x\": 1}}".into())
+            Written::Calls(
+                "{\"tool_calls\": [{\"name\": \"a\", \"parameters\": {\"x\": 1}}".into()
+            )
         );
     }
 }

@@ -472,27 +472,27 @@ mod tests {
         ToolFormat::Family(family)
     }
 
+    /// The events of an answer with each call's id blanked, to compare two readings.
+    fn without_ids(events: Vec<AnswerEvent>) -> Vec<AnswerEvent> {
+        let blank = |event| match event {
+            AnswerEvent::CallStarted { index, name, .. } => {
+                AnswerEvent::CallStarted { index, id: String::new(), name }
+            }
+            event => event,
+        };
+        events.into_iter().map(blank).collect()
+    }
+
     #[test]
     fn parallel_hermes_calls_stream_as_the_generic_ones_do() {
-        let answer = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>";
-        let (events, whole) = read_in_format(answer, family("hermes"));
+        let hermes = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Pa}ris\"}}\n</tool_call>\n<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>";
+        let generic = r#"{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Pa}ris"}}, {"name": "get_time", "arguments": {}}]}"#;
+        let (events, whole) = read_in_format(hermes, family("hermes"));
+        let (expected, _) = read_by_characters(generic);
+        assert_eq!(without_ids(events), without_ids(expected));
         let ToolAnswer::Calls(calls) = whole else { panic!("calls expected, got {whole:?}") };
-        assert_eq!(calls.len(), 2);
-        assert_eq!(
-            events,
-            vec![
-                AnswerEvent::CallStarted {
-                    index: 0,
-                    id: calls[0].id.clone(),
-                    name: "get_weather".into()
-                },
-                AnswerEvent::Arguments { index: 0, json: r#"{"city": "Paris"}"#.into() },
-                AnswerEvent::CallFinished { index: 0 },
-                AnswerEvent::CallStarted { index: 1, id: calls[1].id.clone(), name: "get_time".into() },
-                AnswerEvent::Arguments { index: 1, json: "{}".into() },
-                AnswerEvent::CallFinished { index: 1 },
-            ]
-        );
+        let names: Vec<&str> = calls.iter().map(|call| call.name.as_str()).collect();
+        assert_eq!(names, ["get_weather", "get_time"]);
     }
 
     #[test]
@@ -504,10 +504,13 @@ mod tests {
 
     #[test]
     fn a_llama3_call_streams_its_parameters_as_arguments() {
-        let (events, whole) =
-            read_in_format(r#"{"name": "get_weather", "parameters": {"city": "Oslo"}}"#, family("llama3"));
+        let (events, whole) = read_in_format(
+            r#"{"name": "get_weather", "parameters": {"city": "Oslo"}}"#,
+            family("llama3"),
+        );
         let ToolAnswer::Calls(calls) = whole else { panic!("calls expected, got {whole:?}") };
         assert_eq!(calls[0].arguments, json!({ "city": "Oslo" }));
-        assert!(events.contains(&AnswerEvent::Arguments { index: 0, json: r#"{"city": "Oslo"}"#.into() }));
+        assert!(events
+            .contains(&AnswerEvent::Arguments { index: 0, json: r#"{"city": "Oslo"}"#.into() }));
     }
 }

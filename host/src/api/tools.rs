@@ -209,8 +209,10 @@ impl ToolUse {
         match self.format {
             ToolFormat::Generic => ToolAnswer::read(text),
             ToolFormat::Family(family) => match family.read_prefix(text) {
-                Written::Calls(calls) => ToolAnswer::read_calls(&format!("{calls}]}}"), family.arguments)
-                    .unwrap_or_else(|| ToolAnswer::Text(text.to_string())),
+                Written::Calls(calls) => {
+                    ToolAnswer::read_calls(&format!("{calls}]}}"), family.arguments)
+                        .unwrap_or_else(|| ToolAnswer::Text(text.to_string()))
+                }
                 Written::Undecided | Written::Reply => ToolAnswer::Text(text.to_string()),
             },
         }
@@ -383,7 +385,8 @@ pub fn chat(turns: Vec<Turn>, tools: Option<&ToolUse>, format: ToolFormat) -> Ch
             }
             Turn::Result { id, name, content } => {
                 let name = name.or_else(|| {
-                    id.as_ref().and_then(|id| names.get(id).and_then(Value::as_str).map(str::to_string))
+                    id.as_ref()
+                        .and_then(|id| names.get(id).and_then(Value::as_str).map(str::to_string))
                 });
                 push("tool", content, Some(json!({ "tool_call_id": id, "name": name })));
             }
@@ -611,8 +614,10 @@ mod tests {
 
     #[test]
     fn parallel_calls_in_a_family_format_read_as_calls_and_other_text_as_a_reply() {
-        let tools =
-            ToolUse::from_openai(Some(&weather()), None, None).unwrap().unwrap().in_format(hermes());
+        let tools = ToolUse::from_openai(Some(&weather()), None, None)
+            .unwrap()
+            .unwrap()
+            .in_format(hermes());
         let answer = tools.read(
             "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>",
         );

@@ -115,7 +115,10 @@ fn tojson(value: &Value, indent: Option<usize>, kwargs: Kwargs) -> Result<Value,
         Some(indent) => {
             let spaces = " ".repeat(indent);
             let formatter = serde_json::ser::PrettyFormatter::with_indent(spaces.as_bytes());
-            serde::Serialize::serialize(value, &mut serde_json::Serializer::with_formatter(&mut out, formatter))
+            serde::Serialize::serialize(
+                value,
+                &mut serde_json::Serializer::with_formatter(&mut out, formatter),
+            )
         }
         None => serde::Serialize::serialize(
             value,
@@ -149,7 +152,8 @@ impl ChatTemplate {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String, ChatError> {
-        let messages: Vec<Json> = messages.iter().map(|message| message_json(message, Map::new())).collect();
+        let messages: Vec<Json> =
+            messages.iter().map(|message| message_json(message, Map::new())).collect();
         self.render_json(messages, None, add_generation_prompt)
     }
 
@@ -163,7 +167,9 @@ impl ChatTemplate {
                 _ => Err(ChatError::Extras("message_extras")),
             },
         };
-        if !request.message_extras.is_empty() && request.message_extras.len() != request.messages.len() {
+        if !request.message_extras.is_empty()
+            && request.message_extras.len() != request.messages.len()
+        {
             return Err(ChatError::Extras("message_extras"));
         }
         let messages = request
@@ -171,7 +177,8 @@ impl ChatTemplate {
             .iter()
             .enumerate()
             .map(|(at, message)| {
-                let fields = request.message_extras.get(at).map_or(Ok(Map::new()), |text| extras(text))?;
+                let fields =
+                    request.message_extras.get(at).map_or(Ok(Map::new()), |text| extras(text))?;
                 Ok(message_json(message, fields))
             })
             .collect::<Result<Vec<_>, ChatError>>()?;
@@ -318,8 +325,10 @@ mod tests {
     #[test]
     fn a_request_without_tools_renders_as_a_plain_chat() {
         let template = ChatTemplate::new(QWEN25, "", "").unwrap();
-        let request =
-            GenerateRequest { messages: vec![message("user", "Hi")].into(), ..GenerateRequest::default() };
+        let request = GenerateRequest {
+            messages: vec![message("user", "Hi")].into(),
+            ..GenerateRequest::default()
+        };
         assert_eq!(
             template.render_request(&request).unwrap(),
             template.render(&request.messages, true).unwrap()

@@ -1,28 +1,17 @@
 //! Tool calls in a chat template family's own format, with the real llama.cpp plugin:
 //! SmolLM2 served from a copy of its file whose `tokenizer.chat_template` is Qwen2.5's,
-//! which knows tools (the Hermes format). The copy is written by gguf-py as setup
-//! installs it (`HEARTH_GGUF_PY`), with its `gguf_new_metadata` script.
+//! which knows tools (the Hermes format). The copy is written by `set_chat_template.py`
+//! with gguf-py as setup installs it (`HEARTH_GGUF_PY`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::clients::run_client_script_on;
+use crate::clients::{python_packages, run_client_script_on};
 use crate::helpers::RealHost;
 
 /// Where setup installed gguf-py.
 fn gguf_python() -> PathBuf {
-    let folder = std::env::var_os("HEARTH_GGUF_PY").map(PathBuf::from).unwrap_or_else(|| {
-        let cache = std::env::var_os("HEARTH_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/hearth")
-        });
-        cache.join("python/gguf-0.19.0-numpy-2.3.5")
-    });
-    assert!(
-        folder.join(".complete").is_file(),
-        "gguf-py is missing (run scripts/setup.sh): {}",
-        folder.display()
-    );
-    folder
+    python_packages("HEARTH_GGUF_PY", "gguf-0.19.0-numpy-2.3.5", "gguf-py is")
 }
 
 /// A store holding SmolLM2 alone, its file rewritten to carry `template`.
@@ -35,11 +24,12 @@ fn smollm2_with_template(models: &Path, template: &Path) -> tempfile::TempDir {
         .map(|entry| entry.unwrap().path())
         .find(|path| path.extension().is_some_and(|extension| extension == "gguf"))
         .expect("SmolLM2 is installed");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/models/set_chat_template.py");
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let output = Command::new(python)
-        .args(["-m", "gguf.scripts.gguf_new_metadata", "--force", "--chat-template-file"])
-        .arg(template)
+        .arg(script)
         .arg(&file)
+        .arg(template)
         .arg(folder.join(file.file_name().unwrap()))
         .env("PYTHONPATH", gguf_python())
         .env("PYTHONDONTWRITEBYTECODE", "1")
@@ -47,7 +37,7 @@ fn smollm2_with_template(models: &Path, template: &Path) -> tempfile::TempDir {
         .expect("run python");
     assert!(
         output.status.success(),
-        "gguf_new_metadata failed:\n{}",
+        "set_chat_template.py failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     store
@@ -59,8 +49,7 @@ async fn the_openai_client_gets_hermes_calls_from_a_model_whose_template_knows_t
         return;
     }
     let mut host = RealHost::llamacpp();
-    let template =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/templates/qwen2.5-tools.jinja");
+    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/templates/qwen2.5-tools.jinja");
     let store = smollm2_with_template(&host.models, &template);
     host.models = store.path().to_path_buf();
     run_client_script_on(&host, "openai_template_tools.py").await;

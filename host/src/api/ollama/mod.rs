@@ -408,6 +408,5 @@ pub async fn generate(
                 (system.into_iter().chain([user]).map(Turn::Message).collect(), None)
             }
         };
-    respond(hearth, (queue, metrics), Shape::Generate, request.model, params, turns, prompt)
-        .await
+    respond(hearth, (queue, metrics), Shape::Generate, request.model, params, turns, prompt).await
 }
