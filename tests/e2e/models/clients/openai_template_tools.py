@@ -53,11 +53,12 @@ for index in range(len(started)):
     joined = "".join(d.function.arguments or "" for d in deltas if d.index == index)
     assert isinstance(json.loads(joined), dict), (index, joined)
 
-# A named tool is the one called.
+# A named tool is the one called, once when calls may not go in parallel.
 named = client.chat.completions.create(
     **REQUEST,
     tools=[WEATHER, TIME],
     tool_choice={"type": "function", "function": {"name": "get_time"}},
+    parallel_tool_calls=False,
 )
 assert [c.function.name for c in named.choices[0].message.tool_calls] == ["get_time"], named
 
