@@ -18,7 +18,8 @@ use hearth_sdk::{
 use crate::Config;
 
 /// The features an engine gets from this loop and [`Text`]: the chat template, the
-/// sampling fields beyond llama-server's defaults, log-probabilities and tokenizing.
+/// sampling fields beyond llama-server's defaults, log-probabilities, tokenizing, and
+/// tools handed to the template.
 pub const FEATURES: &[&str] = &[
     feature::CHAT_TEMPLATE,
     feature::LOGPROBS,
@@ -26,6 +27,7 @@ pub const FEATURES: &[&str] = &[
     feature::LOGIT_BIAS,
     feature::TOKENIZE,
     feature::GRAMMAR,
+    feature::TOOLS,
 ];
 
 /// Context used when the request leaves it to the backend.
@@ -112,7 +114,7 @@ impl Text {
             Some(prompt) => prompt.to_string(),
             None => self
                 .template
-                .render(&request.messages, true)
+                .render_request(request)
                 .map_err(|error| PluginError::invalid_request(error.to_string()))?,
         };
         self.tokenizer

@@ -124,6 +124,9 @@ pub trait AbiGenerateRequest {
     fn logprobs(&self) -> ROption<u32>;
     // Since 2.2.
     fn grammar(&self) -> RStr<'_>;
+    // Since 2.4.
+    fn tools(&self) -> RStr<'_>;
+    fn message_extras(&self) -> RSlice<'_, RString>;
 }
 
 impl AbiGenerateRequest for GenerateRequest {
@@ -160,6 +163,12 @@ impl AbiGenerateRequest for GenerateRequest {
     fn grammar(&self) -> RStr<'_> {
         self.grammar.as_rstr()
     }
+    fn tools(&self) -> RStr<'_> {
+        self.tools.as_rstr()
+    }
+    fn message_extras(&self) -> RSlice<'_, RString> {
+        self.message_extras.as_rslice()
+    }
 }
 
 /// A borrowed [`GenerateRequest`] view.
@@ -185,6 +194,8 @@ impl GenerateRequest {
             logit_bias: view.logit_bias().to_rvec(),
             logprobs: view.logprobs(),
             grammar: view.grammar().into(),
+            tools: view.tools().into(),
+            message_extras: view.message_extras().to_rvec(),
         }
     }
 }

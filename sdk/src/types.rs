@@ -74,6 +74,9 @@ pub mod feature {
     pub const EMBEDDINGS: &str = "embeddings";
     /// Constrains generation to [`crate::GenerateRequest::grammar`]. Since 2.2.
     pub const GRAMMAR: &str = "grammar";
+    /// Hands [`crate::GenerateRequest::tools`] and
+    /// [`crate::GenerateRequest::message_extras`] to the chat template. Since 2.4.
+    pub const TOOLS: &str = "tools";
 }
 
 /// Who a backend is and what it can read.
@@ -293,6 +296,15 @@ pub struct GenerateRequest {
     /// Constrain the output to this grammar, in llguidance's Lark dialect (`%json { … }`
     /// embeds a JSON schema); empty for none. Since 2.2.
     pub grammar: RString,
+    /// The functions the model may call, for the chat template's `tools`: a JSON list
+    /// in OpenAI's shape (`[{"type": "function", "function": {"name", "description",
+    /// "parameters"}}]`); empty for none. Since 2.4.
+    pub tools: RString,
+    /// For each of `messages` (or for none at all), a JSON object of the fields the
+    /// chat template reads besides `role` and `content`: an assistant's `tool_calls`
+    /// (`[{"id", "type": "function", "function": {"name", "arguments": {…}}}]`), a tool
+    /// result's `tool_call_id` and `name`; empty for a message with none. Since 2.4.
+    pub message_extras: RVec<RString>,
 }
 
 impl GenerateRequest {
@@ -317,6 +329,12 @@ impl GenerateRequest {
         }
         if !self.grammar.is_empty() {
             needed.push(("grammar", feature::GRAMMAR));
+        }
+        if !self.tools.is_empty() {
+            needed.push(("tools", feature::TOOLS));
+        }
+        if self.message_extras.iter().any(|extras| !extras.is_empty()) {
+            needed.push(("messages", feature::TOOLS));
         }
 
         needed
@@ -385,6 +403,8 @@ impl Default for GenerateRequest {
             logit_bias: RVec::new(),
             logprobs: ROption::RNone,
             grammar: RString::new(),
+            tools: RString::new(),
+            message_extras: RVec::new(),
         }
     }
 }

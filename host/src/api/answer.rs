@@ -8,29 +8,32 @@ use std::sync::Arc;
 
 use futures::Stream;
 use hearth_sdk::abi_stable::std_types::{RString, RVec};
-use hearth_sdk::{ChatMessage, GenerateRequest};
+use hearth_sdk::GenerateRequest;
 use tokio::sync::mpsc;
 
 use super::guard::{QueueLimiter, QueueSlot};
 use super::metrics::Metrics;
 use super::params::CommonParams;
-use super::tools::ToolUse;
+use super::tool_formats::ToolFormat;
+use super::tools::{self, ToolUse, Turn};
 use super::ApiError;
 use crate::service::{Completion, Emitted, Generation, Hearth, Prepared};
 
-/// The generation a request asks for: its messages (a chat) or its prompt (plain text,
-/// no chat template), with the shared fields checked; and the tools the model may call,
-/// which the chat's first system message describes and the grammar holds the answer to.
+/// The generation a request asks for: its turns (a chat) or its prompt (plain text, no
+/// chat template), with the shared fields checked; and the tools the model may call,
+/// in the format of the chat template of the model the request is routed to (see
+/// [`tools::chat`]), which the grammar holds the answer to.
 pub fn generation(
+    hearth: &Hearth,
     params: &CommonParams,
-    mut messages: RVec<ChatMessage>,
+    turns: Vec<Turn>,
     prompt: Option<String>,
 ) -> Result<(Generation, Option<ToolUse>), ApiError> {
     params.check_n()?;
     params.check_fields()?;
     let tools = params.tool_use()?;
     let mut grammar = params.grammar()?;
-    if let Some(tools) = &tools {
+    if tools.is_some() {
         if prompt.is_some() {
             return Err(ApiError::bad_request("`tools` need a chat (`messages`), not a `prompt`"));
         }
@@ -47,13 +50,23 @@ pub fn generation(
                 "log-probabilities with `tools`: hearth does not report them for tool-using answers",
             ));
         }
-        grammar = tools.grammar().into();
-        tools.instruct(&mut messages);
+    }
+    let route = params.route();
+    let uses_tools = tools.is_some() || turns.iter().any(|turn| !matches!(turn, Turn::Message(_)));
+    let format = if uses_tools {
+        ToolFormat::of_template(hearth.chat_template(&route).as_deref())
+    } else {
+        ToolFormat::Generic
+    };
+    let tools = tools.map(|tools| tools.in_format(format));
+    let chat = tools::chat(turns, tools.as_ref(), format);
+    if tools.is_some() {
+        grammar = chat.grammar;
     }
     let generation = Generation {
-        route: params.route(),
+        route,
         request: GenerateRequest {
-            messages,
+            messages: chat.messages,
             prompt: prompt.map(RString::from).into(),
             sampling: params.sampling()?,
             stop: params.stop()?,
@@ -64,6 +77,8 @@ pub fn generation(
             logit_bias: params.logit_bias()?,
             logprobs: params.logprobs()?.into(),
             grammar,
+            tools: chat.tools,
+            message_extras: chat.message_extras,
         },
         adapters: params.adapters()?,
         keep_alive: params.keep_alive()?,

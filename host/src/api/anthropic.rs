@@ -19,7 +19,6 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures::{Stream, StreamExt};
-use hearth_sdk::abi_stable::std_types::RVec;
 use hearth_sdk::ChatMessage;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -32,7 +31,7 @@ use super::guard::QueueLimiter;
 use super::metrics::Metrics;
 use super::params::{refuse_fields, CommonParams, StopField, WholeNumber};
 use super::tool_stream::{AnswerEvent, AnswerReader};
-use super::tools::{self, ToolAnswer, Turn};
+use super::tools::{ToolAnswer, Turn};
 use super::ApiError;
 use crate::service::{Completion, Hearth};
 
@@ -144,7 +143,7 @@ impl MessagesRequest {
     }
 
     /// The conversation as the model reads it, the system prompt first.
-    fn messages(self) -> Result<RVec<ChatMessage>, ApiError> {
+    fn messages(self) -> Result<Vec<Turn>, ApiError> {
         if self.messages.is_empty() {
             return Err(ApiError::bad_request("`messages` must not be empty"));
         }
@@ -167,7 +166,7 @@ impl MessagesRequest {
             }
             message_turns(message, &mut turns)?;
         }
-        Ok(tools::conversation(turns))
+        Ok(turns)
     }
 }
 
@@ -372,11 +371,12 @@ impl ToolBlocks {
 fn tool_events(
     id: String,
     model: String,
+    mut reader: AnswerReader,
     pieces: impl Stream<Item = Piece> + Send + 'static,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     async_stream::stream! {
         yield Ok(event(json!({ "type": "message_start", "message": message(&id, &model) })));
-        let mut reader = AnswerReader::default();
+
         let mut blocks = ToolBlocks::default();
         for await piece in pieces {
             match piece {
@@ -416,7 +416,7 @@ pub async fn count_tokens(
 ) -> Result<Json<Value>, ApiError> {
     refuse_fields(&request.other, NOT_YET_SUPPORTED, BOOKKEEPING, "")?;
     let params = request.tool_params()?;
-    let (generation, _) = generation(&params, request.messages()?, None)?;
+    let (generation, _) = generation(&hearth, &params, request.messages()?, None)?;
     let (_, tokens) = hearth.count_prompt_tokens(generation).await?;
     Ok(Json(json!({ "input_tokens": tokens })))
 }
@@ -430,19 +430,21 @@ pub async fn messages(
 ) -> Result<Response, ApiError> {
     let params = request.params()?;
     let model = request.model.clone();
-    let (generation, tools) = generation(&params, request.messages()?, None)?;
+    let (generation, tools) = generation(&hearth, &params, request.messages()?, None)?;
     let started = answer::start(&hearth, (queue, metrics), &params, generation).await?;
     let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
     if params.stream {
         let pieces = started.pieces().boxed();
         return Ok(match tools {
-            Some(_) => Sse::new(tool_events(id, model, pieces).boxed()).into_response(),
+            Some(tools) => {
+                Sse::new(tool_events(id, model, tools.reader(), pieces).boxed()).into_response()
+            }
             None => Sse::new(events(id, model, pieces).boxed()).into_response(),
         });
     }
     let (generated, completion) = started.complete().await?;
     let (content, stop_reason) = match tools {
-        Some(_) => tool_blocks(ToolAnswer::read(&generated.text), &completion),
+        Some(tools) => tool_blocks(tools.read(&generated.text), &completion),
         None => (vec![json!({ "type": "text", "text": generated.text })], stop_reason(&completion)),
     };
     let mut answer = message(&id, &model);
@@ -454,7 +456,16 @@ pub async fn messages(
 
 #[cfg(test)]
 mod tests {
+    use hearth_sdk::abi_stable::std_types::RVec;
+
+    use super::super::tool_formats::ToolFormat;
+    use super::super::tools;
     use super::*;
+
+    /// The conversation as a model of the generic tool format reads it.
+    fn generic(turns: Vec<Turn>) -> RVec<ChatMessage> {
+        tools::chat(turns, None, ToolFormat::Generic).messages
+    }
 
     fn request(value: Value) -> MessagesRequest {
         serde_json::from_value(value).unwrap()
@@ -462,7 +473,7 @@ mod tests {
 
     #[test]
     fn the_system_prompt_comes_first_and_text_blocks_are_joined() {
-        let messages = request(json!({
+        let messages = generic(request(json!({
             "model": "m", "max_tokens": 5,
             "system": [{ "type": "text", "text": "Be brief.", "cache_control": { "type": "ephemeral" } }],
             "messages": [
@@ -471,7 +482,7 @@ mod tests {
             ],
         }))
         .messages()
-        .unwrap();
+        .unwrap());
         let turns: Vec<(&str, &str)> = messages
             .iter()
             .map(|message| (message.role.as_str(), message.content.as_str()))

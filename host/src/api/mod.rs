@@ -31,6 +31,7 @@ mod responses;
 mod server;
 mod structured;
 mod tokens;
+mod tool_formats;
 mod tool_stream;
 mod tools;
 mod web;

@@ -9,7 +9,6 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures::Stream;
-use hearth_sdk::abi_stable::std_types::RVec;
 use hearth_sdk::ChatMessage;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -20,8 +19,8 @@ use super::guard::QueueLimiter;
 use super::logprobs;
 use super::metrics::Metrics;
 use super::params::CommonParams;
-use super::tool_stream::{AnswerEvent, AnswerReader};
-use super::tools::{self, ToolAnswer, ToolCall, ToolUse, Turn};
+use super::tool_stream::AnswerEvent;
+use super::tools::{ToolAnswer, ToolCall, ToolUse, Turn};
 use super::ApiError;
 use crate::service::{Completion, Emitted, Generation, Hearth};
 
@@ -274,7 +273,7 @@ async fn respond(
     }
     let (answer, completion) = started.complete().await?;
     let choice = match &tools {
-        Some(_) => tool_choice(&ToolAnswer::read(&answer.text), &completion),
+        Some(tools) => tool_choice(&tools.read(&answer.text), &completion),
         None => {
             shape.choice_with_logprobs(&answer, Some(finish_reason(&completion)), false, &mut 0)
         }
@@ -298,7 +297,7 @@ fn stream(
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let shape = envelope.shape;
     let pieces = started.pieces();
-    let mut reader = tools.map(|_| AnswerReader::default());
+    let mut reader = tools.as_ref().map(ToolUse::reader);
     async_stream::stream! {
         let chunk = |choice: Value| Ok(Event::default().data(envelope.body(true, vec![choice], None).to_string()));
         if matches!(shape, Shape::Chat) {
@@ -370,7 +369,7 @@ pub async fn chat_completions(
         return Err(ApiError::bad_request("`messages` must not be empty"));
     }
     let turns = request.messages.into_iter().map(message_turn).collect::<Result<_, _>>()?;
-    let generation = generation(&request.params, tools::conversation(turns), None)?;
+    let generation = generation(&hearth, &request.params, turns, None)?;
     respond(hearth, (queue, metrics), Shape::Chat, &request.params, generation).await
 }
 
@@ -384,7 +383,7 @@ pub async fn completions(
     if request.prompt.is_empty() {
         return Err(ApiError::bad_request("`prompt` must not be empty"));
     }
-    let generation = generation(&request.params, RVec::new(), Some(request.prompt))?;
+    let generation = generation(&hearth, &request.params, Vec::new(), Some(request.prompt))?;
     respond(hearth, (queue, metrics), Shape::Text, &request.params, generation).await
 }
 

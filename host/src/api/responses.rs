@@ -21,7 +21,6 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures::{Stream, StreamExt};
-use hearth_sdk::abi_stable::std_types::RVec;
 use hearth_sdk::{ChatMessage, TokenLogprobs};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -36,7 +35,7 @@ use super::metrics::Metrics;
 use super::params::{refuse_fields, CommonParams, LogprobsField, WholeNumber};
 use super::structured::{ResponseFormat, TextFormat};
 use super::tool_stream::{AnswerEvent, AnswerReader};
-use super::tools::{self, ToolAnswer, Turn};
+use super::tools::{ToolAnswer, Turn};
 use super::ApiError;
 use crate::service::{Completion, Hearth};
 
@@ -153,15 +152,15 @@ impl ResponsesRequest {
     }
 
     /// The conversation as chat messages, the instructions first.
-    fn messages(self) -> Result<RVec<ChatMessage>, ApiError> {
-        let mut messages = RVec::new();
+    fn messages(self) -> Result<Vec<Turn>, ApiError> {
+        let mut messages = Vec::new();
         if let Some(instructions) = self.instructions.filter(|text| !text.is_empty()) {
             messages.push(ChatMessage { role: "system".into(), content: instructions.into() });
         }
         let items = match self.input {
             Input::Text(text) => {
                 messages.push(ChatMessage { role: "user".into(), content: text.into() });
-                return Ok(messages);
+                return Ok(messages.into_iter().map(Turn::Message).collect());
             }
             Input::Items(items) => items,
         };
@@ -177,7 +176,7 @@ impl ResponsesRequest {
                 (_, turn) => turns.push(turn),
             }
         }
-        Ok(tools::conversation(turns))
+        Ok(turns)
     }
 }
 
@@ -467,6 +466,7 @@ impl ToolItems {
 /// read (see [`ToolItems`]).
 fn tool_events(
     header: Header,
+    mut reader: AnswerReader,
     pieces: impl Stream<Item = Piece> + Send + 'static,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let mut event = numbered();
@@ -474,7 +474,7 @@ fn tool_events(
         for opening in opening(&header) {
             yield event(opening);
         }
-        let mut reader = AnswerReader::default();
+
         let mut items = ToolItems::default();
         for await piece in pieces {
             match piece {
@@ -567,7 +567,7 @@ pub async fn responses(
 ) -> Result<Response, ApiError> {
     let params = request.params()?;
     let settings = settings(&request);
-    let (generation, tools) = generation(&params, request.messages()?, None)?;
+    let (generation, tools) = generation(&hearth, &params, request.messages()?, None)?;
     let started = answer::start(&hearth, (queue, metrics), &params, generation).await?;
     let header = Header {
         id: format!("resp_{}", uuid::Uuid::new_v4().simple()),
@@ -579,13 +579,15 @@ pub async fn responses(
     if params.stream {
         let pieces = started.pieces().boxed();
         return Ok(match tools {
-            Some(_) => Sse::new(tool_events(header, pieces).boxed()).into_response(),
+            Some(tools) => {
+                Sse::new(tool_events(header, tools.reader(), pieces).boxed()).into_response()
+            }
             None => Sse::new(events(header, item_id, pieces).boxed()).into_response(),
         });
     }
     let (generated, completion) = started.complete().await?;
     let items = match tools {
-        Some(_) => tool_items(ToolAnswer::read(&generated.text)),
+        Some(tools) => tool_items(tools.read(&generated.text)),
         None => vec![message_item(
             &item_id,
             "completed",
@@ -612,7 +614,16 @@ fn settings(request: &ResponsesRequest) -> Map<String, Value> {
 
 #[cfg(test)]
 mod tests {
+    use hearth_sdk::abi_stable::std_types::RVec;
+
+    use super::super::tool_formats::ToolFormat;
+    use super::super::tools;
     use super::*;
+
+    /// The conversation as a model of the generic tool format reads it.
+    fn generic(turns: Vec<Turn>) -> RVec<ChatMessage> {
+        tools::chat(turns, None, ToolFormat::Generic).messages
+    }
 
     fn request(value: Value) -> ResponsesRequest {
         serde_json::from_value(value).unwrap()
@@ -624,22 +635,24 @@ mod tests {
 
     #[test]
     fn a_text_input_is_one_user_message_after_the_instructions() {
-        let messages = request(json!({ "model": "m", "input": "hi", "instructions": "Be brief." }))
-            .messages()
-            .unwrap();
+        let messages = generic(
+            request(json!({ "model": "m", "input": "hi", "instructions": "Be brief." }))
+                .messages()
+                .unwrap(),
+        );
         assert_eq!(turns(&messages), [("system", "Be brief."), ("user", "hi")]);
     }
 
     #[test]
     fn message_items_keep_their_roles_and_join_their_text_parts() {
-        let messages = request(json!({ "model": "m", "input": [
+        let messages = generic(request(json!({ "model": "m", "input": [
             { "role": "developer", "content": "Be brief." },
             { "type": "message", "role": "user", "content": [
                 { "type": "input_text", "text": "a" }, { "type": "input_text", "text": "b" }] },
             { "role": "assistant", "content": [{ "type": "output_text", "text": "c", "annotations": [] }] },
         ] }))
         .messages()
-        .unwrap();
+        .unwrap());
         assert_eq!(
             turns(&messages),
             [("system", "Be brief."), ("user", "a\nb"), ("assistant", "c")]
@@ -676,7 +689,7 @@ mod tests {
 
     #[test]
     fn function_calls_and_their_outputs_are_read_back_as_one_turn_of_calls_and_results() {
-        let messages = request(json!({ "input": [
+        let messages = generic(request(json!({ "input": [
             { "role": "user", "content": "Weather and time?" },
             { "type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{\"city\":\"Paris\"}" },
             { "type": "function_call", "call_id": "c2", "name": "get_time", "arguments": "{}" },
@@ -684,7 +697,7 @@ mod tests {
             { "type": "function_call_output", "call_id": "c2", "output": "noon" },
         ] }))
         .messages()
-        .unwrap();
+        .unwrap());
         let roles: Vec<&str> = messages.iter().map(|message| message.role.as_str()).collect();
         assert_eq!(roles, ["user", "assistant", "user"]);
         assert!(messages[1].content.contains(r#""city":"Paris""#), "{}", messages[1].content);

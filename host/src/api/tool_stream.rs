@@ -1,12 +1,14 @@
 //! A tool-using answer read as it is generated, so each API can stream it as its own
 //! deltas: a reply's words as they come, each call's name as soon as it is whole, and its
-//! arguments piece by piece. The grammar holds the answer to one JSON shape (see
+//! arguments piece by piece. The grammar holds the answer to one shape (see
 //! [`super::tools`]), so a prefix of it says which of the two it is and how far each
 //! part has got; [`AnswerReader`] reads the prefix again after every piece and reports
-//! only what is new.
+//! only what is new. Calls in a template family's format are read as the generic JSON
+//! they rewrite to ([`super::tool_formats`]).
 
 use serde_json::Value;
 
+use super::tool_formats::{ToolFormat, Written};
 use super::tools::{new_call_id, ToolAnswer, ToolCall};
 
 /// Something new in the answer.
@@ -52,17 +54,35 @@ struct ReportedCall {
 /// Reads an answer piece by piece; see the module's overview.
 #[derive(Default)]
 pub struct AnswerReader {
+    format: ToolFormat,
     held: String,
     reply: usize,
     calls: Vec<ReportedCall>,
 }
 
 impl AnswerReader {
+    /// A reader of an answer in `format`.
+    pub fn new(format: ToolFormat) -> Self {
+        Self { format, ..Self::default() }
+    }
+
+    /// What the answer so far is.
+    fn prefix(&self) -> Prefix {
+        match self.format {
+            ToolFormat::Generic => read_prefix(&self.held, "arguments"),
+            ToolFormat::Family(family) => match family.read_prefix(&self.held) {
+                Written::Undecided => Prefix::Undecided,
+                Written::Reply => Prefix::Reply(self.held.clone()),
+                Written::Calls(calls) => read_prefix(&calls, family.arguments),
+            },
+        }
+    }
+
     /// Take the next piece of the answer and say what it added.
     pub fn push(&mut self, piece: &str) -> Vec<AnswerEvent> {
         self.held.push_str(piece);
         let mut events = Vec::new();
-        match read_prefix(&self.held) {
+        match self.prefix() {
             Prefix::Undecided => {}
             Prefix::Reply(text) => {
                 if text.len() > self.reply {
@@ -109,7 +129,7 @@ impl AnswerReader {
     /// reported whole as a reply, as [`ToolAnswer::read`] would read it.
     pub fn finish(self) -> (Vec<AnswerEvent>, ToolAnswer) {
         if self.calls.is_empty() {
-            return match read_prefix(&self.held) {
+            return match self.prefix() {
                 Prefix::Reply(text) => (Vec::new(), ToolAnswer::Text(text)),
                 _ if self.held.is_empty() => (Vec::new(), ToolAnswer::Text(String::new())),
                 _ => (vec![AnswerEvent::Text(self.held.clone())], ToolAnswer::Text(self.held)),
@@ -233,8 +253,9 @@ impl Scanner<'_> {
         (self.text[start..self.at].to_string(), whole)
     }
 
-    /// The answer's calls from the `[` of `tool_calls`, each as far as it goes.
-    fn calls(&mut self, calls: &mut Vec<PartialCall>) -> Result<(), Stop> {
+    /// The answer's calls from the `[` of `tool_calls`, each as far as it goes, their
+    /// arguments under the key `arguments`.
+    fn calls(&mut self, calls: &mut Vec<PartialCall>, arguments: &str) -> Result<(), Stop> {
         self.expect(b'[')?;
         loop {
             self.skip_space();
@@ -261,7 +282,7 @@ impl Scanner<'_> {
                 self.expect(b':')?;
                 match key.as_str() {
                     "name" => call.name = Some(self.whole_string()?),
-                    "arguments" => {
+                    key if key == arguments => {
                         let (json, whole) = self.value();
                         call.arguments = Some((json, whole));
                         if !whole {
@@ -306,8 +327,9 @@ fn escape(text: &str) -> Option<(char, usize)> {
     Some((simple, 2))
 }
 
-/// What `text`, a prefix of an answer, is so far.
-fn read_prefix(text: &str) -> Prefix {
+/// What `text`, a prefix of a generic answer whose calls' arguments are under the key
+/// `arguments`, is so far.
+fn read_prefix(text: &str, arguments: &str) -> Prefix {
     let mut scanner = Scanner { text, at: 0 };
     let Ok(key) = scanner.expect(b'{').and_then(|()| scanner.whole_string()) else {
         return Prefix::Undecided;
@@ -322,7 +344,7 @@ fn read_prefix(text: &str) -> Prefix {
         },
         "tool_calls" => {
             let mut calls = Vec::new();
-            match scanner.calls(&mut calls) {
+            match scanner.calls(&mut calls, arguments) {
                 Err(Stop::Unexpected) => Prefix::Undecided,
                 Ok(()) | Err(Stop::End) => Prefix::Calls(calls),
             }
@@ -335,12 +357,18 @@ fn read_prefix(text: &str) -> Prefix {
 mod tests {
     use serde_json::json;
 
+    use super::super::tool_formats::FAMILIES;
     use super::*;
 
     /// Every event of `answer` fed to a reader one character at a time, then what
     /// finishing it adds, and the whole answer.
     fn read_by_characters(answer: &str) -> (Vec<AnswerEvent>, ToolAnswer) {
-        let mut reader = AnswerReader::default();
+        read_in_format(answer, ToolFormat::Generic)
+    }
+
+    /// [`read_by_characters`] for an answer in `format`.
+    fn read_in_format(answer: &str, format: ToolFormat) -> (Vec<AnswerEvent>, ToolAnswer) {
+        let mut reader = AnswerReader::new(format);
         let mut events: Vec<AnswerEvent> = Vec::new();
         for char in answer.chars() {
             for event in reader.push(&char.to_string()) {
@@ -437,5 +465,52 @@ mod tests {
         let mut reader = AnswerReader::default();
         assert_eq!(reader.push(r#"{"response": "a\u00"#), vec![AnswerEvent::Text("a".into())]);
         assert_eq!(reader.push(r#"e9"#), vec![AnswerEvent::Text("é".into())]);
+    }
+
+    fn family(name: &str) -> ToolFormat {
+        let family = FAMILIES.iter().find(|family| family.name == name).unwrap();
+        ToolFormat::Family(family)
+    }
+
+    /// The events of an answer with each call's id blanked, to compare two readings.
+    fn without_ids(events: Vec<AnswerEvent>) -> Vec<AnswerEvent> {
+        let blank = |event| match event {
+            AnswerEvent::CallStarted { index, name, .. } => {
+                AnswerEvent::CallStarted { index, id: String::new(), name }
+            }
+            event => event,
+        };
+        events.into_iter().map(blank).collect()
+    }
+
+    #[test]
+    fn parallel_hermes_calls_stream_as_the_generic_ones_do() {
+        let hermes = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Pa}ris\"}}\n</tool_call>\n<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>";
+        let generic = r#"{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Pa}ris"}}, {"name": "get_time", "arguments": {}}]}"#;
+        let (events, whole) = read_in_format(hermes, family("hermes"));
+        let (expected, _) = read_by_characters(generic);
+        assert_eq!(without_ids(events), without_ids(expected));
+        let ToolAnswer::Calls(calls) = whole else { panic!("calls expected, got {whole:?}") };
+        let names: Vec<&str> = calls.iter().map(|call| call.name.as_str()).collect();
+        assert_eq!(names, ["get_weather", "get_time"]);
+    }
+
+    #[test]
+    fn a_reply_in_a_family_format_streams_as_it_comes() {
+        let (events, whole) = read_in_format("It is sunny.", family("hermes"));
+        assert_eq!(events, vec![AnswerEvent::Text("It is sunny.".into())]);
+        assert_eq!(whole, ToolAnswer::Text("It is sunny.".into()));
+    }
+
+    #[test]
+    fn a_llama3_call_streams_its_parameters_as_arguments() {
+        let (events, whole) = read_in_format(
+            r#"{"name": "get_weather", "parameters": {"city": "Oslo"}}"#,
+            family("llama3"),
+        );
+        let ToolAnswer::Calls(calls) = whole else { panic!("calls expected, got {whole:?}") };
+        assert_eq!(calls[0].arguments, json!({ "city": "Oslo" }));
+        assert!(events
+            .contains(&AnswerEvent::Arguments { index: 0, json: r#"{"city": "Oslo"}"#.into() }));
     }
 }

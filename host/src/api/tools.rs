@@ -1,20 +1,26 @@
-//! Tool calls, in one format every model can follow whatever its chat template: the
-//! tools are described to the model in a system message, and the answer is held by a
-//! grammar to one JSON object, `{"tool_calls": [{"name": …, "arguments": {…}}]}` or, when
-//! the model may answer in words, `{"response": "…"}` (llama-server's generic format).
-//! `tool_choice` decides which of the two the grammar allows and which tools it names,
-//! so even a small model emits a call that parses, to a tool that exists, with arguments
-//! its schema accepts. Earlier calls and their results go back to the model in the same
-//! JSON, as user turns, so templates that know only user and assistant still render them.
+//! Tool calls. A model whose chat template knows tools gets them as its template wants
+//! them: the tools, earlier calls and their results go through the template, and the
+//! answer is held by a grammar to the calls of the template's family (see
+//! [`super::tool_formats`]). Any other model gets one format every model can follow: the
+//! tools are described to it in a system message, and the answer is held to one JSON
+//! object, `{"tool_calls": [{"name": …, "arguments": {…}}]}` or, when the model may
+//! answer in words, `{"response": "…"}` (llama-server's generic format); earlier calls
+//! and their results go back in the same JSON, as user turns, so templates that know
+//! only user and assistant still render them.
 //!
-//! Each API reads its own wire shapes into [`ToolUse`] and [`Turn`]s and writes
-//! [`ToolAnswer`] back in its own shape; everything between is here, once.
+//! Either way `tool_choice` decides whether the grammar allows words and which tools it
+//! names, so even a small model emits a call that parses, to a tool that exists, with
+//! arguments its schema accepts. Each API reads its own wire shapes into [`ToolUse`] and
+//! [`Turn`]s and writes [`ToolAnswer`] back in its own shape; everything between is
+//! here, once.
 
-use hearth_sdk::abi_stable::std_types::RVec;
+use hearth_sdk::abi_stable::std_types::{RString, RVec};
 use hearth_sdk::ChatMessage;
 use serde_json::{json, Map, Value};
 
 use super::structured::json_grammar;
+use super::tool_formats::{ToolFormat, Written};
+use super::tool_stream::AnswerReader;
 use super::ApiError;
 
 /// A function the model may call.
@@ -44,6 +50,8 @@ pub struct ToolUse {
     choice: ToolChoice,
     /// Whether one answer may call several tools.
     parallel: bool,
+    /// How the model writes calls.
+    format: ToolFormat,
 }
 
 /// One call the model made.
@@ -160,7 +168,59 @@ impl ToolUse {
                 )));
             }
         }
-        Ok(Self { tools, choice, parallel })
+        Ok(Self { tools, choice, parallel, format: ToolFormat::Generic })
+    }
+
+    /// The same tools, with calls written in `format`.
+    pub fn in_format(self, format: ToolFormat) -> Self {
+        Self { format, ..self }
+    }
+
+    /// The schema of one call to a callable tool, its arguments under `arguments`.
+    fn call_schemas(&self, arguments: &str) -> Vec<Value> {
+        self.callable()
+            .map(|tool| {
+                json!({
+                    "type": "object",
+                    "properties": { "name": { "const": tool.name }, arguments: tool.parameters },
+                    "required": ["name", arguments],
+                    "additionalProperties": false,
+                })
+            })
+            .collect()
+    }
+
+    /// The tools as the chat template reads them: OpenAI's list, as JSON.
+    fn template_tools(&self) -> String {
+        let tools: Vec<Value> = self
+            .tools
+            .iter()
+            .map(|tool| {
+                json!({ "type": "function", "function": {
+                    "name": tool.name, "description": tool.description, "parameters": tool.parameters,
+                } })
+            })
+            .collect();
+        Value::Array(tools).to_string()
+    }
+
+    /// The answer read: its calls, each with a fresh id, or its reply.
+    pub fn read(&self, text: &str) -> ToolAnswer {
+        match self.format {
+            ToolFormat::Generic => ToolAnswer::read(text),
+            ToolFormat::Family(family) => match family.read_prefix(text) {
+                Written::Calls(calls) => {
+                    ToolAnswer::read_calls(&format!("{calls}]}}"), family.arguments)
+                        .unwrap_or_else(|| ToolAnswer::Text(text.to_string()))
+                }
+                Written::Undecided | Written::Reply => ToolAnswer::Text(text.to_string()),
+            },
+        }
+    }
+
+    /// A reader of the answer as it streams.
+    pub fn reader(&self) -> AnswerReader {
+        AnswerReader::new(self.format)
     }
 
     /// The tools the model may call now.
@@ -171,20 +231,10 @@ impl ToolUse {
         })
     }
 
-    /// The schema of the answer: a list of calls to callable tools, or (under `auto`)
-    /// a reply in words.
+    /// The schema of the generic answer: a list of calls to callable tools, or (under
+    /// `auto`) a reply in words.
     fn answer_schema(&self) -> Value {
-        let calls: Vec<Value> = self
-            .callable()
-            .map(|tool| {
-                json!({
-                    "type": "object",
-                    "properties": { "name": { "const": tool.name }, "arguments": tool.parameters },
-                    "required": ["name", "arguments"],
-                    "additionalProperties": false,
-                })
-            })
-            .collect();
+        let calls = self.call_schemas("arguments");
         let mut list = json!({ "type": "array", "items": { "anyOf": calls }, "minItems": 1 });
         if !self.parallel {
             list["maxItems"] = 1.into();
@@ -206,9 +256,17 @@ impl ToolUse {
         }
     }
 
-    /// The grammar that holds the answer to [`ToolUse::answer_schema`].
+    /// The grammar that holds the answer: to [`ToolUse::answer_schema`], or to calls
+    /// in the family's format (or, under `auto`, words).
     pub fn grammar(&self) -> String {
-        json_grammar(&self.answer_schema())
+        match self.format {
+            ToolFormat::Generic => json_grammar(&self.answer_schema()),
+            ToolFormat::Family(family) => family.grammar(
+                &self.call_schemas(family.arguments),
+                self.parallel && family.parallel(),
+                self.choice == ToolChoice::Auto,
+            ),
+        }
     }
 
     /// What the model is told: the tools, and the JSON to answer in.
@@ -231,9 +289,9 @@ impl ToolUse {
         }
     }
 
-    /// Tell the model about the tools: the instructions join the conversation's first
-    /// system message, or open it as one.
-    pub fn instruct(&self, messages: &mut RVec<ChatMessage>) {
+    /// Tell the model about the tools in the generic format: the instructions join the
+    /// conversation's first system message, or open it as one.
+    fn instruct(&self, messages: &mut RVec<ChatMessage>) {
         let instructions = self.instructions();
         match messages.first_mut() {
             Some(first) if first.role == "system" => {
@@ -253,31 +311,94 @@ pub fn new_call_id() -> String {
 impl ToolAnswer {
     /// The model's answer, read: its calls, each with a fresh id, or its reply. An
     /// answer the grammar did not let finish (cut by `max_tokens`) is returned as text.
-    pub fn read(text: &str) -> Self {
-        let Ok(Value::Object(mut answer)) = serde_json::from_str::<Value>(text) else {
-            return Self::Text(text.to_string());
-        };
-        if let Some(Value::String(reply)) = answer.remove("response") {
-            return Self::Text(reply);
+    fn read(text: &str) -> Self {
+        if let Ok(Value::Object(answer)) = serde_json::from_str::<Value>(text) {
+            if let Some(Value::String(reply)) = answer.get("response") {
+                return Self::Text(reply.clone());
+            }
         }
-        let Some(Value::Array(calls)) = answer.remove("tool_calls") else {
-            return Self::Text(text.to_string());
+        Self::read_calls(text, "arguments").unwrap_or_else(|| Self::Text(text.to_string()))
+    }
+
+    /// `{"tool_calls": [{"name": …, "<arguments>": …}, …]}` read as calls with fresh
+    /// ids; none when `text` is not that.
+    fn read_calls(text: &str, arguments: &str) -> Option<Self> {
+        let Ok(Value::Object(mut answer)) = serde_json::from_str::<Value>(text) else {
+            return None;
         };
+        let Some(Value::Array(calls)) = answer.remove("tool_calls") else { return None };
         let calls = calls
             .into_iter()
             .map(|mut call| ToolCall {
                 id: new_call_id(),
                 name: call["name"].as_str().unwrap_or_default().to_string(),
-                arguments: call["arguments"].take(),
+                arguments: call[arguments].take(),
             })
             .collect();
-        Self::Calls(calls)
+        Some(Self::Calls(calls))
     }
 }
 
-/// A conversation as the model reads it: calls as the JSON it answers in, and each run
-/// of results as one user turn, naming the tool each answers.
-pub fn conversation(turns: Vec<Turn>) -> RVec<ChatMessage> {
+/// A conversation as the request hands it to the model: its messages, the extra fields
+/// of each for the template (none in the generic format), the tools for the template,
+/// and the grammar its answer is held to.
+pub struct Chat {
+    pub messages: RVec<ChatMessage>,
+    pub message_extras: RVec<RString>,
+    pub tools: RString,
+    pub grammar: RString,
+}
+
+/// The conversation in `format`, with `tools` when the model may call them. In a
+/// family's format calls and results are messages the template renders, each tool's
+/// result named by the call it answers; in the generic format they are JSON turns
+/// ([`conversation`]) and the tools are described in the system message.
+pub fn chat(turns: Vec<Turn>, tools: Option<&ToolUse>, format: ToolFormat) -> Chat {
+    let grammar = tools.map(ToolUse::grammar).unwrap_or_default().into();
+    if format == ToolFormat::Generic {
+        let mut messages = conversation(turns);
+        if let Some(tools) = tools {
+            tools.instruct(&mut messages);
+        }
+        return Chat { messages, message_extras: RVec::new(), tools: RString::new(), grammar };
+    }
+    let mut names: Map<String, Value> = Map::new();
+    let (mut messages, mut extras) = (RVec::new(), RVec::new());
+    let mut push = |role: &str, content: String, fields: Option<Value>| {
+        messages.push(ChatMessage { role: role.into(), content: content.into() });
+        extras.push(fields.map(|fields| fields.to_string()).unwrap_or_default().into());
+    };
+    for turn in turns {
+        match turn {
+            Turn::Message(message) => {
+                push(message.role.as_str(), message.content.into(), None);
+            }
+            Turn::Calls(calls) => {
+                let calls: Vec<Value> = calls
+                    .into_iter()
+                    .map(|(id, name, arguments)| {
+                        names.insert(id.clone(), name.clone().into());
+                        json!({ "id": id, "type": "function", "function": { "name": name, "arguments": arguments } })
+                    })
+                    .collect();
+                push("assistant", String::new(), Some(json!({ "tool_calls": calls })));
+            }
+            Turn::Result { id, name, content } => {
+                let name = name.or_else(|| {
+                    id.as_ref()
+                        .and_then(|id| names.get(id).and_then(Value::as_str).map(str::to_string))
+                });
+                push("tool", content, Some(json!({ "tool_call_id": id, "name": name })));
+            }
+        }
+    }
+    let template_tools = tools.map(ToolUse::template_tools).unwrap_or_default().into();
+    Chat { messages, message_extras: extras, tools: template_tools, grammar }
+}
+
+/// A conversation as a model of the generic format reads it: calls as the JSON it
+/// answers in, and each run of results as one user turn, naming the tool each answers.
+fn conversation(turns: Vec<Turn>) -> RVec<ChatMessage> {
     let mut names: Map<String, Value> = Map::new();
     let mut messages = RVec::new();
     let mut results: Vec<Value> = Vec::new();
@@ -319,6 +440,7 @@ fn results_message(results: Vec<Value>) -> ChatMessage {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tool_formats::FAMILIES;
     use super::*;
 
     fn weather() -> Value {
@@ -432,5 +554,79 @@ mod tests {
                 { "name": "get_time", "content": "noon" },
             ])
         );
+    }
+
+    fn hermes() -> ToolFormat {
+        let hermes = FAMILIES.iter().find(|family| family.name == "hermes").unwrap();
+        ToolFormat::Family(hermes)
+    }
+
+    #[test]
+    fn in_a_family_format_calls_and_results_are_messages_the_template_renders() {
+        let user =
+            |text: &str| Turn::Message(ChatMessage { role: "user".into(), content: text.into() });
+        let tools = ToolUse::from_openai(Some(&weather()), None, None).unwrap().unwrap();
+        let chat = chat(
+            vec![
+                user("Weather in Paris?"),
+                Turn::Calls(vec![("c1".into(), "get_weather".into(), json!({ "city": "Paris" }))]),
+                Turn::Result { id: Some("c1".into()), name: None, content: "sunny".into() },
+            ],
+            Some(&tools.in_format(hermes())),
+            hermes(),
+        );
+        let roles: Vec<&str> = chat.messages.iter().map(|message| message.role.as_str()).collect();
+        assert_eq!(roles, ["user", "assistant", "tool"]);
+        assert_eq!(chat.message_extras[0], "");
+        let calls: Value = serde_json::from_str(&chat.message_extras[1]).unwrap();
+        assert_eq!(
+            calls["tool_calls"][0],
+            json!({ "id": "c1", "type": "function", "function": { "name": "get_weather", "arguments": { "city": "Paris" } } })
+        );
+        let result: Value = serde_json::from_str(&chat.message_extras[2]).unwrap();
+        assert_eq!(result, json!({ "tool_call_id": "c1", "name": "get_weather" }));
+        let listed: Value = serde_json::from_str(&chat.tools).unwrap();
+        assert_eq!(listed[0]["function"]["name"], "get_weather");
+        assert!(chat.grammar.contains("<tool_call>") && chat.grammar.contains("REPLY"));
+    }
+
+    #[test]
+    fn in_the_generic_format_the_tools_are_described_and_nothing_goes_to_the_template() {
+        let tools = ToolUse::from_openai(Some(&weather()), None, None).unwrap().unwrap();
+        let user = Turn::Message(ChatMessage { role: "user".into(), content: "hi".into() });
+        let chat = chat(vec![user], Some(&tools), ToolFormat::Generic);
+        assert!(chat.messages[0].content.contains("You can call these tools"));
+        assert!(chat.message_extras.is_empty() && chat.tools.is_empty());
+        assert!(chat.grammar.starts_with("start: %json"));
+    }
+
+    #[test]
+    fn a_required_call_in_a_family_format_leaves_no_reply_and_names_only_the_chosen_tool() {
+        let named = json!({ "type": "function", "function": { "name": "get_time" } });
+        let tools = ToolUse::from_openai(Some(&weather()), Some(&named), Some(false))
+            .unwrap()
+            .unwrap()
+            .in_format(hermes());
+        let grammar = tools.grammar();
+        assert!(!grammar.contains("REPLY") && grammar.contains("calls: call\n"), "{grammar}");
+        assert!(grammar.contains(r#""const":"get_time""#) && !grammar.contains("get_weather"));
+    }
+
+    #[test]
+    fn parallel_calls_in_a_family_format_read_as_calls_and_other_text_as_a_reply() {
+        let tools = ToolUse::from_openai(Some(&weather()), None, None)
+            .unwrap()
+            .unwrap()
+            .in_format(hermes());
+        let answer = tools.read(
+            "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>",
+        );
+        let ToolAnswer::Calls(calls) = answer else { panic!("{answer:?}") };
+        let names: Vec<&str> = calls.iter().map(|call| call.name.as_str()).collect();
+        assert_eq!(names, ["get_weather", "get_time"]);
+        assert_eq!(calls[0].arguments, json!({ "city": "Paris" }));
+        assert_eq!(tools.read("Sunny."), ToolAnswer::Text("Sunny.".into()));
+        let cut = "<tool_call>\n{\"name\": \"get_wea";
+        assert_eq!(tools.read(cut), ToolAnswer::Text(cut.into()));
     }
 }

@@ -207,6 +207,8 @@ mod tests {
             logit_bias: RVec::from(vec![LogitBias { token: 42, bias: -100.0 }]),
             logprobs: Some(3).into(),
             grammar: "start: %json {\"type\": \"object\"}".into(),
+            tools: r#"[{"type": "function", "function": {"name": "f"}}]"#.into(),
+            message_extras: RVec::from(vec![RString::from(r#"{"name": "f"}"#)]),
         }
     }
 

@@ -11,7 +11,8 @@
 //! re-read a multi-gigabyte file's header, and a file replaced on disk is checked anew.
 //! With a GGUF file's verdict the gate keeps what the file needs from a backend
 //! ([`GgufNeeds`]: architecture, tensor types), which routing compares with each
-//! backend's stated capabilities.
+//! backend's stated capabilities, and its chat template, which tells the API how the
+//! model writes tool calls.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,8 +32,17 @@ pub struct FileRefused {
     pub rule: String,
 }
 
-/// A file that passed: for GGUF, what it needs from a backend.
-type Passed = Option<GgufNeeds>;
+/// What the gate keeps of a GGUF file that passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GgufFacts {
+    /// What it needs from a backend.
+    pub needs: GgufNeeds,
+    /// Its chat template (`tokenizer.chat_template`), when it carries one.
+    pub chat_template: Option<String>,
+}
+
+/// A file that passed: for GGUF, what the gate keeps of it.
+type Passed = Option<GgufFacts>;
 
 /// The last verdict on each file, with the version of the file it is about.
 type Verdicts = HashMap<PathBuf, (FileVersion, Result<Passed, FileRefused>)>;
@@ -56,7 +66,7 @@ impl FileGate {
         self.inspect(path, format).map(|_| ())
     }
 
-    /// [`FileGate::check`], and for a GGUF file that passes, what it needs from a backend.
+    /// [`FileGate::check`], and for a GGUF file that passes, what the gate keeps of it.
     pub fn inspect(&self, path: &Path, format: &str) -> Result<Passed, FileRefused> {
         if !validated(format) {
             return Ok(None);
@@ -76,7 +86,12 @@ impl FileGate {
         self.checks.fetch_add(1, Ordering::Relaxed);
         let opened = if format.eq_ignore_ascii_case("gguf") {
             Gguf::open(path)
-                .map(|gguf| Some(GgufNeeds::of(&gguf)))
+                .map(|gguf| {
+                    Some(GgufFacts {
+                        needs: GgufNeeds::of(&gguf),
+                        chat_template: gguf.str("tokenizer.chat_template").ok().map(str::to_string),
+                    })
+                })
                 .map_err(|error| error.to_string())
         } else {
             Safetensors::open(path).map(|_| None).map_err(|error| error.to_string())

@@ -170,10 +170,26 @@ impl Hearth {
     pub fn unmet_needs(&self, backend: &str, path: &Path, format: &str) -> Option<String> {
         let registry = self.registry();
         let plugin = registry.plugins.iter().find(|p| p.info.id == backend)?;
-        let Ok(Some(needs)) = self.gate.inspect(path, format) else {
+        let Ok(Some(facts)) = self.gate.inspect(path, format) else {
             return None;
         };
-        needs.unmet_by(&plugin.info.features)
+        facts.needs.unmet_by(&plugin.info.features)
+    }
+
+    /// The chat template of the file `request` is routed to first, as the gate read it,
+    /// when its backend hands tools to templates (`hearth_sdk::feature::TOOLS`): none
+    /// when the route finds no file, the backend predates that, the file is not GGUF,
+    /// or it carries none. Reads the file's header once per version (the gate caches it).
+    pub fn chat_template(&self, request: &RouteRequest) -> Option<String> {
+        let plan = self.route(request).ok()?;
+        let first = plan.candidates.first()?;
+        let registry = self.registry();
+        let features = &registry.get(&first.backend)?.info.features;
+        if !features.iter().any(|feature| feature == hearth_sdk::feature::TOOLS) {
+            return None;
+        }
+        let facts = self.gate.inspect(&first.path, &first.artifact.format).ok()??;
+        facts.chat_template
     }
 
     /// Leave out the candidates whose backend states it cannot run their file, saying

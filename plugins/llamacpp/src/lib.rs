@@ -318,6 +318,7 @@ impl Backend for LlamaCppBackend {
             feature::TOKENIZE,
             feature::EMBEDDINGS,
             feature::GRAMMAR,
+            feature::TOOLS,
         ]
         .into_iter()
         .chain(

@@ -173,7 +173,7 @@ impl Loaded {
             PluginError::unsupported(format!("model {}: {error}; send a raw prompt", self.id))
         })?;
         template
-            .render(&request.messages, true)
+            .render_request(request)
             .map_err(|error| PluginError::invalid_request(error.to_string()))
     }
 

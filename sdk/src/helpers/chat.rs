@@ -3,10 +3,18 @@
 //! `.startswith()`, …) that Hugging Face templates call. Every engine renders chats
 //! here, with the same fallback for files without a template, so one request is the
 //! same prompt on every backend.
+//!
+//! A request's tools and its messages' tool calls and results reach the template as
+//! Hugging Face's `apply_chat_template` hands them over: `tools` as OpenAI's list, each
+//! message's extra fields (`tool_calls`, `tool_call_id`, `name`) beside its role and
+//! content, a call's `arguments` as a mapping (templates write it with `tojson`, which
+//! writes JSON as Python's `json.dumps` does).
 
-use minijinja::{context, Environment, Error as JinjaError, ErrorKind};
+use minijinja::value::Kwargs;
+use minijinja::{context, Environment, Error as JinjaError, ErrorKind, Value};
+use serde_json::{Map, Value as Json};
 
-use crate::types::ChatMessage;
+use crate::types::{ChatMessage, GenerateRequest};
 
 /// Why a template could not be compiled or rendered.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +23,8 @@ pub enum ChatError {
     Compile(String),
     #[error("chat template failed to render: {0}")]
     Render(String),
+    #[error("the request's {0} is not JSON of the shape the chat template reads")]
+    Extras(&'static str),
 }
 
 /// A compiled chat template with the model's BOS and EOS texts.
@@ -57,12 +67,77 @@ fn raise_exception(message: String) -> Result<String, JinjaError> {
     Err(JinjaError::new(ErrorKind::InvalidOperation, message))
 }
 
+/// JSON laid out as Python's `json.dumps` lays it out by default: `", "` between
+/// items, `": "` after keys.
+struct PythonSeparators;
+
+impl serde_json::ser::Formatter for PythonSeparators {
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            writer.write_all(b", ")
+        }
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.begin_array_value(writer, first)
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+    ) -> std::io::Result<()> {
+        writer.write_all(b": ")
+    }
+}
+
+/// `value | tojson(indent=n)` as Hugging Face's templates get it: Python's separators,
+/// keys in their order, no HTML escapes (minijinja's own filter escapes `<` and `>`,
+/// which chat templates write into the prompt).
+fn tojson(value: &Value, indent: Option<usize>, kwargs: Kwargs) -> Result<Value, JinjaError> {
+    let indent = match indent {
+        Some(indent) => Some(indent),
+        None => kwargs.get::<Option<usize>>("indent")?,
+    };
+    let _: Option<bool> = kwargs.get("ensure_ascii")?;
+    kwargs.assert_all_used()?;
+    let mut out = Vec::new();
+    let written = match indent {
+        Some(indent) => {
+            let spaces = " ".repeat(indent);
+            let formatter = serde_json::ser::PrettyFormatter::with_indent(spaces.as_bytes());
+            serde::Serialize::serialize(
+                value,
+                &mut serde_json::Serializer::with_formatter(&mut out, formatter),
+            )
+        }
+        None => serde::Serialize::serialize(
+            value,
+            &mut serde_json::Serializer::with_formatter(&mut out, PythonSeparators),
+        ),
+    };
+    written.map_err(|error| {
+        JinjaError::new(ErrorKind::InvalidOperation, "cannot serialize to JSON").with_source(error)
+    })?;
+    Ok(Value::from_safe_string(String::from_utf8_lossy(&out).into_owned()))
+}
+
 impl ChatTemplate {
     /// Compile `source`; `bos_token` and `eos_token` are the texts the template sees.
     pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<Self, ChatError> {
         let mut env = Environment::new();
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
+        env.add_filter("tojson", tojson);
         // Hugging Face renders with trim_blocks and lstrip_blocks on.
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
@@ -77,21 +152,73 @@ impl ChatTemplate {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String, ChatError> {
-        let messages: Vec<_> = messages
+        let messages: Vec<Json> =
+            messages.iter().map(|message| message_json(message, Map::new())).collect();
+        self.render_json(messages, None, add_generation_prompt)
+    }
+
+    /// Render a request's chat for the model to answer: its messages with their extra
+    /// fields, and its tools.
+    pub fn render_request(&self, request: &GenerateRequest) -> Result<String, ChatError> {
+        let extras = |text: &str| match text {
+            "" => Ok(Map::new()),
+            text => match serde_json::from_str(text) {
+                Ok(Json::Object(fields)) => Ok(fields),
+                _ => Err(ChatError::Extras("message_extras")),
+            },
+        };
+        if !request.message_extras.is_empty()
+            && request.message_extras.len() != request.messages.len()
+        {
+            return Err(ChatError::Extras("message_extras"));
+        }
+        let messages = request
+            .messages
             .iter()
-            .map(|message| context! { role => message.role.as_str(), content => message.content.as_str() })
-            .collect();
+            .enumerate()
+            .map(|(at, message)| {
+                let fields =
+                    request.message_extras.get(at).map_or(Ok(Map::new()), |text| extras(text))?;
+                Ok(message_json(message, fields))
+            })
+            .collect::<Result<Vec<_>, ChatError>>()?;
+        let tools = match request.tools.as_str() {
+            "" => None,
+            text => match serde_json::from_str(text) {
+                Ok(tools @ Json::Array(_)) => Some(tools),
+                _ => return Err(ChatError::Extras("tools")),
+            },
+        };
+        self.render_json(messages, tools, true)
+    }
+
+    fn render_json(
+        &self,
+        messages: Vec<Json>,
+        tools: Option<Json>,
+        add_generation_prompt: bool,
+    ) -> Result<String, ChatError> {
         let template =
             self.env.get_template("chat").map_err(|error| ChatError::Render(error.to_string()))?;
         template
             .render(context! {
-                messages => messages,
+                messages => Value::from_serialize(&messages),
+                tools => tools.map(|tools| Value::from_serialize(&tools)),
                 add_generation_prompt => add_generation_prompt,
                 bos_token => self.bos_token,
                 eos_token => self.eos_token,
             })
             .map_err(|error| ChatError::Render(error.to_string()))
     }
+}
+
+/// A message as the template reads it: role and content, then its extra fields.
+fn message_json(message: &ChatMessage, extras: Map<String, Json>) -> Json {
+    let mut fields = Map::new();
+    fields.insert("role".into(), message.role.as_str().into());
+    fields.insert("content".into(), message.content.as_str().into());
+    fields.extend(extras);
+    Json::Object(fields)
 }
 
 #[cfg(test)]
@@ -157,6 +284,68 @@ mod tests {
             "<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n\
              <start_of_turn>user\nCapital of France?<end_of_turn>\n<start_of_turn>model\n"
         );
+    }
+
+    /// Qwen2.5's template, which reads tools, calls and results (Hermes' format).
+    const QWEN25: &str = include_str!("../../../tests/data/templates/qwen2.5-tools.jinja");
+
+    #[test]
+    fn tools_calls_and_results_reach_the_template_as_hugging_face_hands_them_over() {
+        let template = ChatTemplate::new(QWEN25, "", "<|im_end|>").unwrap();
+        let request = GenerateRequest {
+            messages: vec![
+                message("user", "Weather in Paris?"),
+                message("assistant", ""),
+                message("tool", "sunny <b>"),
+            ]
+            .into(),
+            message_extras: vec![
+                "".into(),
+                r#"{"tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]}"#.into(),
+                r#"{"tool_call_id": "c1", "name": "get_weather"}"#.into(),
+            ]
+            .into(),
+            tools: r#"[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]"#.into(),
+            ..GenerateRequest::default()
+        };
+        let text = template.render_request(&request).unwrap();
+        assert!(
+            text.contains("<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"parameters\": {\"type\": \"object\"}}}\n</tools>"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(
+                "<|im_start|>user\nWeather in Paris?<|im_end|>\n<|im_start|>assistant\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call><|im_end|>\n\
+                 <|im_start|>user\n<tool_response>\nsunny <b>\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_request_without_tools_renders_as_a_plain_chat() {
+        let template = ChatTemplate::new(QWEN25, "", "").unwrap();
+        let request = GenerateRequest {
+            messages: vec![message("user", "Hi")].into(),
+            ..GenerateRequest::default()
+        };
+        assert_eq!(
+            template.render_request(&request).unwrap(),
+            template.render(&request.messages, true).unwrap()
+        );
+        assert!(!template.render_request(&request).unwrap().contains("<tools>"));
+    }
+
+    #[test]
+    fn extras_that_are_not_json_objects_are_refused_by_name() {
+        let template = ChatTemplate::new(QWEN25, "", "").unwrap();
+        let request = GenerateRequest {
+            messages: vec![message("user", "Hi")].into(),
+            message_extras: vec!["[1]".into()].into(),
+            ..GenerateRequest::default()
+        };
+        let error = template.render_request(&request).unwrap_err();
+        assert!(error.to_string().contains("message_extras"), "{error}");
     }
 
     #[test]

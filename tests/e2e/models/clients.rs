@@ -8,28 +8,42 @@ use std::path::{Path, PathBuf};
 
 use crate::helpers::{serve, RealHost};
 
-/// Where setup installed the client libraries.
-fn clients_python() -> PathBuf {
-    let folder = std::env::var_os("HEARTH_CLIENTS_PY").map(PathBuf::from).unwrap_or_else(|| {
+/// A folder of Python packages setup installed under the cache: `variable` names it,
+/// else it is `folder` in the cache; `what` says what is missing when it is not there.
+pub fn python_packages(variable: &str, folder: &str, what: &str) -> PathBuf {
+    let packages = std::env::var_os(variable).map(PathBuf::from).unwrap_or_else(|| {
         let cache = std::env::var_os("HEARTH_CACHE").map(PathBuf::from).unwrap_or_else(|| {
             PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/hearth")
         });
-        cache.join("python/clients-ollama-0.6.3-anthropic-2.10.0-openai-3.51.0")
+        cache.join("python").join(folder)
     });
     assert!(
-        folder.join(".complete").is_file(),
-        "the Python client libraries are missing (run scripts/setup.sh): {}",
-        folder.display()
+        packages.join(".complete").is_file(),
+        "{what} missing (run scripts/setup.sh): {}",
+        packages.display()
     );
-    folder
+    packages
+}
+
+/// Where setup installed the client libraries.
+fn clients_python() -> PathBuf {
+    python_packages(
+        "HEARTH_CLIENTS_PY",
+        "clients-ollama-0.6.3-anthropic-2.10.0-openai-3.51.0",
+        "the Python client libraries are",
+    )
 }
 
 /// Run `clients/<script>` against a fresh server over the llama.cpp plugin; it must
 /// exit 0.
 async fn run_client_script(script: &str) {
+    run_client_script_on(&RealHost::llamacpp(), script).await;
+}
+
+/// Run `clients/<script>` against a fresh server over `host`; it must exit 0.
+pub async fn run_client_script_on(host: &RealHost, script: &str) {
     let python_path = clients_python();
-    let host = RealHost::llamacpp();
-    let (base, _hearth) = serve(&host).await;
+    let (base, _hearth) = serve(host).await;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/models/clients").join(script);
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     // The client runs while this runtime serves it, so it is awaited, not blocked on.

@@ -18,4 +18,5 @@ mod rpc;
 mod structured;
 #[path = "../support/mod.rs"]
 mod support;
+mod template_tools;
 mod tokens;

@@ -25,7 +25,6 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures::{Stream, StreamExt};
-use hearth_sdk::abi_stable::std_types::RVec;
 use hearth_sdk::ChatMessage;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -40,8 +39,8 @@ use super::metrics::Metrics;
 use super::native::load_model;
 use super::params::{refuse_fields, CommonParams, KeepAliveField, LogprobsField, WholeNumber};
 use super::structured::ollama_format;
-use super::tool_stream::{AnswerEvent, AnswerReader};
-use super::tools::{self, ToolAnswer, Turn};
+use super::tool_stream::AnswerEvent;
+use super::tools::{ToolAnswer, Turn};
 use super::ApiError;
 use crate::lifecycle::KeepAlive;
 use crate::service::{Completion, Emitted, Hearth};
@@ -296,27 +295,27 @@ async fn respond(
     shape: Shape,
     model: String,
     params: CommonParams,
-    messages: RVec<ChatMessage>,
+    turns: Vec<Turn>,
     prompt: Option<String>,
 ) -> Result<Response, ApiError> {
-    let (generation, tools) = generation(&params, messages, prompt)?;
+    let (generation, tools) = generation(&hearth, &params, turns, prompt)?;
     let started = answer::start(&hearth, services, &params, generation).await?;
     if !params.stream {
         let (answer, completion) = started.complete().await?;
         let whole = match &tools {
-            Some(_) => with_tools(
+            Some(tools) => with_tools(
                 line(shape, &model, &Emitted::default(), Some(&completion)),
-                ToolAnswer::read(&answer.text),
+                tools.read(&answer.text),
             ),
             None => line(shape, &model, &answer, Some(&completion)),
         };
         return Ok(Json(whole).into_response());
     }
     let pieces = started.pieces();
-    if tools.is_some() {
+    if let Some(tools) = tools {
         // A reply streams as it is read; calls go whole in the last line, as Ollama's do.
         let lines = async_stream::stream! {
-            let mut reader = AnswerReader::default();
+            let mut reader = tools.reader();
             let reply = |event: AnswerEvent| match event {
                 AnswerEvent::Text(text) => Some(Emitted { text, ..Emitted::default() }),
                 _ => None,
@@ -373,8 +372,7 @@ pub async fn chat(
         return load_or_unload(&hearth, Shape::Chat, &request.model, &params).await;
     }
     let turns = request.messages.into_iter().map(chat_turn).collect::<Result<_, _>>()?;
-    let messages = tools::conversation(turns);
-    respond(hearth, (queue, metrics), Shape::Chat, request.model, params, messages, None).await
+    respond(hearth, (queue, metrics), Shape::Chat, request.model, params, turns, None).await
 }
 
 /// `POST /api/generate`: the prompt through the model's chat template as the user's
@@ -396,20 +394,19 @@ pub async fn generate(
     if request.prompt.is_empty() {
         return load_or_unload(&hearth, Shape::Generate, &request.model, &params).await;
     }
-    let (messages, prompt) =
+    let (turns, prompt) =
         match (request.raw, request.system) {
             (true, Some(_)) => return Err(ApiError::bad_request(
                 "`system` goes through the chat template, which `raw` leaves out; send one of them",
             )),
-            (true, None) => (RVec::new(), Some(request.prompt)),
+            (true, None) => (Vec::new(), Some(request.prompt)),
             (false, system) => {
                 let system = system
                     .filter(|system| !system.is_empty())
                     .map(|system| ChatMessage { role: "system".into(), content: system.into() });
                 let user = ChatMessage { role: "user".into(), content: request.prompt.into() };
-                (system.into_iter().chain([user]).collect(), None)
+                (system.into_iter().chain([user]).map(Turn::Message).collect(), None)
             }
         };
-    respond(hearth, (queue, metrics), Shape::Generate, request.model, params, messages, prompt)
-        .await
+    respond(hearth, (queue, metrics), Shape::Generate, request.model, params, turns, prompt).await
 }
