@@ -30,9 +30,13 @@ N_EMBD, N_FF, HEADS, KV_HEADS, HEAD_DIM = 256, 512, 4, 2, 64
 # Qwen3-MoE's experts: each expert's FFN is 256 wide, the smallest row the down
 # projection can have in a K-quant; 2 of 8 run per token.
 N_EXPERT, N_EXPERT_USED, N_FF_EXP = 8, 2, 256
-# The router's std: logits a few units apart, so the top two experts are not a near-tie
-# that llama.cpp's rounding of activations could flip.
-ROUTER_STD = 0.3
+# Top-k routing is discontinuous: where a token's second and third experts nearly tie,
+# llama.cpp's rounding of activations (8 bits for K-quants) flips the choice and its
+# logits jump far from exact arithmetic's. So the routing is made decisive: experts come
+# in pairs that read one coordinate each (ROUTER_PAIR on it, small noise elsewhere), and
+# every token's embedding carries EMBEDDING_PAIR on the coordinate of pair (id mod 4):
+# each token's pair wins by a clear margin, and which pair it is varies by token.
+ROUTER_STD, ROUTER_PAIR, EMBEDDING_PAIR = 0.02, 1.0, 4.0
 
 # (architecture, layers, tokenizer source, RoPE base, embeddings' std). Gemma 3 needs
 # six layers to reach its first global one (layer 5); a RoPE base other than the local
@@ -99,7 +103,10 @@ def write_base(path, arch, layers, tokenizer_gguf, rope_base, embedding_std, see
 
     # Embeddings wide enough that the logits spread over a few units: a clear greedy
     # token, not a near-tie that rounding flips.
-    writer.add_tensor("token_embd.weight", matrix(vocab, N_EMBD, embedding_std))
+    embd = matrix(vocab, N_EMBD, embedding_std)
+    if arch == "qwen3moe":
+        embd[np.arange(vocab), np.arange(vocab) % (N_EXPERT // 2)] += EMBEDDING_PAIR
+    writer.add_tensor("token_embd.weight", embd)
     writer.add_tensor("output_norm.weight", norm(N_EMBD))
     if arch == "llama":
         # A separate output matrix on one architecture; the others tie it to the
@@ -117,7 +124,9 @@ def write_base(path, arch, layers, tokenizer_gguf, rope_base, embedding_std, see
             "ffn_norm.weight": norm(N_EMBD),
         }
         if arch == "qwen3moe":
-            tensors["ffn_gate_inp.weight"] = matrix(N_EXPERT, N_EMBD, ROUTER_STD)
+            router = matrix(N_EXPERT, N_EMBD, ROUTER_STD)
+            router[np.arange(N_EXPERT), np.arange(N_EXPERT) // 2] += ROUTER_PAIR
+            tensors["ffn_gate_inp.weight"] = router
             tensors["ffn_gate_exps.weight"] = experts(N_FF_EXP, N_EMBD)
             tensors["ffn_up_exps.weight"] = experts(N_FF_EXP, N_EMBD)
             tensors["ffn_down_exps.weight"] = experts(N_EMBD, N_FF_EXP)

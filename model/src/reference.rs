@@ -209,9 +209,7 @@ pub fn forward(
             }
             Some(experts) => {
                 let router = matmul(&w(Role::Router)?, e, &xn, n);
-                let [gate, up, down] =
-                    [Role::GateExps, Role::UpExps, Role::DownExps].map(|role| w(role));
-                let (gate, up, down) = (gate?, up?, down?);
+                let (gate, up, down) = (w(Role::GateExps)?, w(Role::UpExps)?, w(Role::DownExps)?);
                 let f = c.n_ff as usize;
                 let mut out = vec![0.0; n * e];
                 for t in 0..n {
