@@ -27,6 +27,16 @@ TYPES = ["F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", 
 
 # K-quants pack 256 values a block, so every matrix's row length is a multiple of 256.
 N_EMBD, N_FF, HEADS, KV_HEADS, HEAD_DIM = 256, 512, 4, 2, 64
+# Qwen3-MoE's experts: each expert's FFN is 256 wide, the smallest row the down
+# projection can have in a K-quant; 2 of 8 run per token.
+N_EXPERT, N_EXPERT_USED, N_FF_EXP = 8, 2, 256
+# Top-k routing is discontinuous: where a token's second and third experts nearly tie,
+# llama.cpp's rounding of activations (8 bits for K-quants) flips the choice and its
+# logits jump far from exact arithmetic's. So the routing is made decisive: experts come
+# in pairs that read one coordinate each (ROUTER_PAIR on it, small noise elsewhere), and
+# every token's embedding carries EMBEDDING_PAIR on the coordinate of pair (id mod 4):
+# each token's pair wins by a clear margin, and which pair it is varies by token.
+ROUTER_STD, ROUTER_PAIR, EMBEDDING_PAIR = 0.02, 1.0, 4.0
 
 # (architecture, layers, tokenizer source, RoPE base, embeddings' std). Gemma 3 needs
 # six layers to reach its first global one (layer 5); a RoPE base other than the local
@@ -38,6 +48,7 @@ ARCHS = [
     ("qwen2", 3, "smollm2", 1_000_000.0, 0.1),
     ("qwen3", 3, "smollm2", 1_000_000.0, 0.1),
     ("gemma3", 6, "gemma3", 1_000_000.0, 0.03),
+    ("qwen3moe", 3, "smollm2", 1_000_000.0, 0.1),
 ]
 # Small enough that a ~10-token prompt crosses it on gemma3's local layers.
 SLIDING_WINDOW = 4
@@ -60,6 +71,10 @@ def write_base(path, arch, layers, tokenizer_gguf, rope_base, embedding_std, see
     def matrix(outputs, inputs, std=0.06):
         return rng.normal(0.0, std, (outputs, inputs)).astype(np.float32)
 
+    def experts(outputs, inputs):
+        # numpy's [expert][row][column] is GGUF's ne = [inputs, outputs, experts].
+        return rng.normal(0.0, 0.06, (N_EXPERT, outputs, inputs)).astype(np.float32)
+
     def norm(n):
         # llama.cpp multiplies by a GGUF norm weight as it is (Gemma's +1 included).
         return rng.normal(1.0, 0.1, n).astype(np.float32)
@@ -80,11 +95,18 @@ def write_base(path, arch, layers, tokenizer_gguf, rope_base, embedding_std, see
     writer.add_layer_norm_rms_eps(1e-6)
     if arch == "gemma3":
         writer.add_sliding_window(SLIDING_WINDOW)
+    if arch == "qwen3moe":
+        writer.add_expert_count(N_EXPERT)
+        writer.add_expert_used_count(N_EXPERT_USED)
+        writer.add_expert_feed_forward_length(N_FF_EXP)
     vocab = copy_tokenizer(GGUFReader(tokenizer_gguf), writer)
 
     # Embeddings wide enough that the logits spread over a few units: a clear greedy
     # token, not a near-tie that rounding flips.
-    writer.add_tensor("token_embd.weight", matrix(vocab, N_EMBD, embedding_std))
+    embd = matrix(vocab, N_EMBD, embedding_std)
+    if arch == "qwen3moe":
+        embd[np.arange(vocab), np.arange(vocab) % (N_EXPERT // 2)] += EMBEDDING_PAIR
+    writer.add_tensor("token_embd.weight", embd)
     writer.add_tensor("output_norm.weight", norm(N_EMBD))
     if arch == "llama":
         # A separate output matrix on one architecture; the others tie it to the
@@ -100,14 +122,22 @@ def write_base(path, arch, layers, tokenizer_gguf, rope_base, embedding_std, see
             "attn_v.weight": matrix(kv_dim, N_EMBD),
             "attn_output.weight": matrix(N_EMBD, q_dim),
             "ffn_norm.weight": norm(N_EMBD),
-            "ffn_gate.weight": matrix(N_FF, N_EMBD),
-            "ffn_up.weight": matrix(N_FF, N_EMBD),
-            "ffn_down.weight": matrix(N_EMBD, N_FF),
         }
+        if arch == "qwen3moe":
+            router = matrix(N_EXPERT, N_EMBD, ROUTER_STD)
+            router[np.arange(N_EXPERT), np.arange(N_EXPERT) // 2] += ROUTER_PAIR
+            tensors["ffn_gate_inp.weight"] = router
+            tensors["ffn_gate_exps.weight"] = experts(N_FF_EXP, N_EMBD)
+            tensors["ffn_up_exps.weight"] = experts(N_FF_EXP, N_EMBD)
+            tensors["ffn_down_exps.weight"] = experts(N_EMBD, N_FF_EXP)
+        else:
+            tensors["ffn_gate.weight"] = matrix(N_FF, N_EMBD)
+            tensors["ffn_up.weight"] = matrix(N_FF, N_EMBD)
+            tensors["ffn_down.weight"] = matrix(N_EMBD, N_FF)
         if arch == "qwen2":
             for name, n in [("attn_q", q_dim), ("attn_k", kv_dim), ("attn_v", kv_dim)]:
                 tensors[f"{name}.bias"] = rng.normal(0.0, 0.1, n).astype(np.float32)
-        if arch in ("qwen3", "gemma3"):
+        if arch in ("qwen3", "gemma3", "qwen3moe"):
             tensors["attn_q_norm.weight"] = norm(HEAD_DIM)
             tensors["attn_k_norm.weight"] = norm(HEAD_DIM)
         if arch == "gemma3":

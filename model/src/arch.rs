@@ -38,6 +38,18 @@ impl Activation {
     }
 }
 
+/// The kind of feed-forward block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ffn {
+    /// One gated feed-forward (`ffn_gate`, `ffn_up`, `ffn_down`).
+    Dense,
+    /// A mixture of experts: a router (`ffn_gate_inp`) scores every expert per token,
+    /// the softmax's top k run (3-D `ffn_{gate,up,down}_exps`), and their outputs are
+    /// summed weighted by their probabilities (renormalised over the k where the model
+    /// says so; see [`crate::config::Experts`]).
+    Experts,
+}
+
 /// Local (sliding-window) attention interleaved with global attention.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SlidingWindow {
@@ -70,6 +82,7 @@ pub struct Architecture {
     /// Hugging Face stores this architecture's norm weights as `w − 1` (Gemma);
     /// llama.cpp's converter adds the 1 back into GGUF files.
     pub hf_norm_offset: f32,
+    pub ffn: Ffn,
 }
 
 const LLAMA: Architecture = Architecture {
@@ -83,6 +96,7 @@ const LLAMA: Architecture = Architecture {
     scale_embeddings: false,
     sliding_window: None,
     hf_norm_offset: 0.0,
+    ffn: Ffn::Dense,
 };
 
 /// Every architecture the engines run (a `static`: one address per entry, so an
@@ -113,6 +127,14 @@ pub static ARCHITECTURES: &[Architecture] = &[
         scale_embeddings: true,
         sliding_window: Some(SlidingWindow { period: 6, local_rope_base: 10_000.0 }),
         hf_norm_offset: 1.0,
+        ..LLAMA
+    },
+    Architecture {
+        gguf_name: "qwen3moe",
+        hf_model_type: "qwen3_moe",
+        gguf_rope: RopePairs::Halves,
+        qk_norm: true,
+        ffn: Ffn::Experts,
         ..LLAMA
     },
 ];
@@ -180,6 +202,10 @@ pub fn as_json() -> serde_json::Value {
                     "local_rope_base": window.local_rope_base,
                 })),
                 "hf_norm_offset": arch.hf_norm_offset,
+                "ffn": match arch.ffn {
+                    Ffn::Dense => "dense",
+                    Ffn::Experts => "experts",
+                },
             })
         })
         .collect();
@@ -202,7 +228,7 @@ mod tests {
             assert_eq!(by_gguf_name(arch.gguf_name).unwrap(), arch);
             assert_eq!(by_hf_model_type(arch.hf_model_type).unwrap(), arch);
         }
-        assert!(by_gguf_name("qwen3moe").is_none());
+        assert!(by_gguf_name("qwen3_moe").is_none());
     }
 
     #[test]
@@ -217,6 +243,9 @@ mod tests {
         let llama = &exported[0];
         assert_eq!(llama["gguf_rope"], "adjacent");
         assert!(llama["sliding_window"].is_null());
+        assert_eq!(llama["ffn"], "dense");
+        let moe = exported.iter().find(|arch| arch["gguf_name"] == "qwen3moe").unwrap();
+        assert_eq!(moe["ffn"], "experts");
         assert!(json["tensor_types"].as_array().unwrap().iter().any(|ty| ty == "Q4_1"));
     }
 

@@ -7,7 +7,7 @@ use hearth_sdk::helpers::{Gguf, Value as GgufValue};
 use hearth_sdk::PluginError;
 use serde_json::Value;
 
-use crate::arch::{self, Architecture, RopePairs};
+use crate::arch::{self, Architecture, Ffn, RopePairs};
 
 /// The hyper-parameters of a model of one of [`arch::ARCHITECTURES`].
 #[derive(Debug, Clone, PartialEq)]
@@ -15,7 +15,10 @@ pub struct Config {
     pub arch: &'static Architecture,
     pub n_embd: u32,
     pub n_layer: u32,
+    /// The feed-forward's inner width: of the one FFN, or of each expert.
     pub n_ff: u32,
+    /// The router's hyper-parameters (mixture-of-experts models only).
+    pub experts: Option<Experts>,
     pub heads: u32,
     pub kv_heads: u32,
     pub head_dim: u32,
@@ -38,6 +41,47 @@ pub struct Config {
     pub norm_offset: f32,
     pub vocab: u32,
     pub context_length: u32,
+}
+
+/// The routing of a mixture-of-experts feed-forward ([`Ffn::Experts`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Experts {
+    /// Experts per layer.
+    pub count: u32,
+    /// Experts each token runs (the top k).
+    pub used: u32,
+    /// Whether the k chosen probabilities are rescaled to sum to 1 (llama.cpp always
+    /// does for Qwen3-MoE; Hugging Face's `norm_topk_prob`).
+    pub normalize: bool,
+}
+
+impl Experts {
+    /// Refuse a routing no engine can run.
+    fn checked(self) -> Result<Self, PluginError> {
+        if self.used > self.count {
+            return Err(PluginError::model_file(format!(
+                "{} experts used per token of {}",
+                self.used, self.count
+            )));
+        }
+        Ok(self)
+    }
+
+    /// One token's experts and their weights, from the router's logits over every
+    /// expert: softmax, the `used` most probable (highest first, the lower index first
+    /// among equals), rescaled to sum to 1 when [`Experts::normalize`] (the sum kept
+    /// from 0 as llama.cpp keeps it, at f16's smallest normal number).
+    pub fn route(&self, logits: &[f32]) -> Vec<(u32, f32)> {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let exps: Vec<f64> = logits.iter().map(|&l| f64::from(l - max).exp()).collect();
+        let total: f64 = exps.iter().sum();
+        let mut order: Vec<usize> = (0..logits.len()).collect();
+        order.sort_by(|&a, &b| exps[b].total_cmp(&exps[a]).then(a.cmp(&b)));
+        order.truncate(self.used as usize);
+        let chosen: f64 = order.iter().map(|&e| exps[e] / total).sum();
+        let divisor = if self.normalize { chosen.max(6.103_515_625e-5) } else { 1.0 };
+        order.into_iter().map(|e| (e as u32, (exps[e] / total / divisor) as f32)).collect()
+    }
 }
 
 /// What one layer does, resolved from the architecture and the layer's index.
@@ -129,6 +173,17 @@ impl Config {
             }
             None => (None, 1, 0.0),
         };
+        let (n_ff, experts) = match arch.ffn {
+            Ffn::Dense => (int("feed_forward_length")?, None),
+            Ffn::Experts => {
+                let experts = Experts {
+                    count: int("expert_count")?,
+                    used: int("expert_used_count")?,
+                    normalize: true,
+                };
+                (int("expert_feed_forward_length")?, Some(experts.checked()?))
+            }
+        };
         let vocab = gguf
             .tensor("token_embd.weight")
             .and_then(|t| u32::try_from(t.rows()).ok())
@@ -137,7 +192,8 @@ impl Config {
             arch,
             n_embd,
             n_layer: int("block_count")?,
-            n_ff: int("feed_forward_length")?,
+            n_ff,
+            experts,
             heads,
             kv_heads,
             head_dim,
@@ -222,11 +278,32 @@ impl Config {
             None => (None, 1, 0.0),
         };
         let query_scale = float("query_pre_attn_scalar", Some(f64::from(head_dim)))?;
+        let (n_ff, experts) = match arch.ffn {
+            Ffn::Dense => (int("intermediate_size")?, None),
+            Ffn::Experts => {
+                let dense_layers = json
+                    .get("mlp_only_layers")
+                    .and_then(Value::as_array)
+                    .is_some_and(|l| !l.is_empty());
+                if dense_layers || int_or("decoder_sparse_step", 1)? != 1 {
+                    return Err(PluginError::unsupported(
+                        "dense layers among the experts (`mlp_only_layers`, `decoder_sparse_step`)",
+                    ));
+                }
+                let experts = Experts {
+                    count: int("num_experts")?,
+                    used: int("num_experts_per_tok")?,
+                    normalize: json.get("norm_topk_prob").and_then(Value::as_bool).unwrap_or(false),
+                };
+                (int("moe_intermediate_size")?, Some(experts.checked()?))
+            }
+        };
         Ok(Self {
             arch,
             n_embd,
             n_layer: int("num_hidden_layers")?,
-            n_ff: int("intermediate_size")?,
+            n_ff,
+            experts,
             heads,
             kv_heads,
             head_dim,
@@ -303,11 +380,42 @@ mod tests {
     }
 
     #[test]
+    fn a_qwen3_moe_config_reads_its_experts_and_refuses_dense_layers_among_them() {
+        let mut json = serde_json::json!({
+            "model_type": "qwen3_moe", "hidden_size": 256, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "head_dim": 64, "num_hidden_layers": 3,
+            "intermediate_size": 1024, "moe_intermediate_size": 256, "num_experts": 8,
+            "num_experts_per_tok": 2, "norm_topk_prob": true, "rms_norm_eps": 1e-6,
+            "vocab_size": 1000, "mlp_only_layers": [], "decoder_sparse_step": 1,
+        });
+        let config = Config::from_hf(&json).unwrap();
+        assert_eq!(config.n_ff, 256);
+        assert_eq!(config.experts, Some(Experts { count: 8, used: 2, normalize: true }));
+        json["mlp_only_layers"] = serde_json::json!([1]);
+        let error = Config::from_hf(&json).unwrap_err().to_string();
+        assert!(error.contains("mlp_only_layers"), "{error}");
+    }
+
+    #[test]
+    fn routing_takes_the_top_k_of_the_softmax_and_renormalises_them_when_asked() {
+        let logits = [0.0, 2.0, 1.0, 2.0_f32.ln() + 2.0];
+        let experts = Experts { count: 4, used: 2, normalize: true };
+        let routed = experts.route(&logits);
+        assert_eq!(routed.iter().map(|r| r.0).collect::<Vec<_>>(), [3, 1]);
+        assert!((routed[0].1 - 2.0 / 3.0).abs() < 1e-6 && (routed[1].1 - 1.0 / 3.0).abs() < 1e-6);
+        let raw = Experts { normalize: false, ..experts }.route(&logits);
+        let total: f64 = logits.iter().map(|&l| f64::from(l).exp()).sum();
+        assert!((f64::from(raw[1].1) - 2f64.exp() / total).abs() < 1e-6);
+        let tied = Experts { count: 3, used: 1, normalize: true }.route(&[1.0, 1.0, 0.0]);
+        assert_eq!(tied, [(0, 1.0)]);
+    }
+
+    #[test]
     fn an_unknown_model_type_or_activation_is_refused_naming_it() {
         let mut json = gemma_json();
-        json["model_type"] = "qwen3_moe".into();
+        json["model_type"] = "qwen3_next".into();
         let error = Config::from_hf(&json).unwrap_err().to_string();
-        assert!(error.contains("qwen3_moe") && error.contains("gemma3"), "{error}");
+        assert!(error.contains("qwen3_next") && error.contains("gemma3"), "{error}");
         let mut json = gemma_json();
         json["hidden_activation"] = "relu".into();
         let error = Config::from_hf(&json).unwrap_err().to_string();

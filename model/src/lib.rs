@@ -5,7 +5,8 @@
 //! an architecture, a tensor name or a generation rule is written once:
 //!
 //! - [`arch`]: each architecture's facts as data (RoPE pairing, QKV biases, Q/K norms,
-//!   sandwich norms, activation, embedding scale, sliding-window layers);
+//!   sandwich norms, activation, embedding scale, sliding-window layers, dense or
+//!   mixture-of-experts feed-forward);
 //! - [`Config`] ([`config`]): hyper-parameters from GGUF metadata or a `config.json`,
 //!   and the [`LayerPlan`] of each layer;
 //! - [`roles`]: the tensors of a block by [`Role`], with GGUF and Hugging Face names
@@ -25,8 +26,8 @@ pub mod lora;
 pub mod reference;
 pub mod roles;
 
-pub use arch::{Activation, Architecture, RopePairs};
-pub use config::{Config, LayerPlan};
+pub use arch::{Activation, Architecture, Ffn, RopePairs};
+pub use config::{Config, Experts, LayerPlan};
 pub use generate::{context_size, generate, Executor, Session, Text};
 pub use lora::{LoraFile, LoraPair};
 pub use roles::{Global, LayerTensors, Role, Shape};

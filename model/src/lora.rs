@@ -77,8 +77,9 @@ impl LoraFile {
             let b_info = gguf
                 .tensor(&b_name)
                 .ok_or_else(|| refuse(format!("`{}` has no `{b_name}`", tensor.name)))?;
-            let (inputs, outputs) =
-                config.projection_shape(role).expect("projections are matrices");
+            let (inputs, outputs) = config.projection_shape(role).ok_or_else(|| {
+                refuse(format!("tensor `{}`: this model has no {role:?} projection", tensor.name))
+            })?;
             let rank = tensor.dims.get(1).copied().unwrap_or(0);
             let shapes_fit = tensor.dims.len() == 2
                 && b_info.dims.len() == 2

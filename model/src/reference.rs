@@ -201,8 +201,34 @@ pub fn forward(
         }
         add(&mut h, &o);
         let xn = rmsnorm(&h, &w(Role::FfnNorm)?, c.eps);
-        let g = gated(c.arch.activation, &project(Role::Gate, &xn)?, &project(Role::Up, &xn)?);
-        let mut d = project(Role::Down, &g)?;
+        let mut d = match c.experts {
+            None => {
+                let g =
+                    gated(c.arch.activation, &project(Role::Gate, &xn)?, &project(Role::Up, &xn)?);
+                project(Role::Down, &g)?
+            }
+            Some(experts) => {
+                let router = matmul(&w(Role::Router)?, e, &xn, n);
+                let (gate, up, down) = (w(Role::GateExps)?, w(Role::UpExps)?, w(Role::DownExps)?);
+                let f = c.n_ff as usize;
+                let mut out = vec![0.0; n * e];
+                for t in 0..n {
+                    let x = &xn[t * e..][..e];
+                    let logits = &router[t * experts.count as usize..][..experts.count as usize];
+                    for (expert, weight) in experts.route(logits) {
+                        let matrix = |all: &[f32]| all[expert as usize * f * e..][..f * e].to_vec();
+                        let g = gated(
+                            c.arch.activation,
+                            &matmul(&matrix(&gate), e, x, 1),
+                            &matmul(&matrix(&up), e, x, 1),
+                        );
+                        let y = matmul(&matrix(&down), f, &g, 1);
+                        out[t * e..][..e].iter_mut().zip(&y).for_each(|(o, y)| *o += weight * y);
+                    }
+                }
+                out
+            }
+        };
         if c.arch.sandwich_norms {
             d = rmsnorm(&d, &w(Role::PostFfnNorm)?, c.eps);
         }

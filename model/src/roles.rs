@@ -1,9 +1,11 @@
 //! The tensors of a model by role, with their names in GGUF files (llama.cpp's) and in
-//! Hugging Face checkpoints, and their shapes from the [`Config`]. Engines load a layer
+//! Hugging Face checkpoints, and their shapes from the [`Config`]: a dense feed-forward's
+//! three matrices, or a mixture of experts' router and 3-D expert tensors (each expert's
+//! matrix contiguous, expert after expert). Engines load a layer
 //! by walking [`Config::layer_tensors`] and keep the results in a [`LayerTensors`], so
 //! which tensors an architecture has is decided here alone.
 
-use crate::arch::Architecture;
+use crate::arch::{Architecture, Ffn};
 use crate::Config;
 
 /// A tensor's part in a transformer block.
@@ -25,16 +27,30 @@ pub enum Role {
     Up,
     Down,
     PostFfnNorm,
+    /// The experts' router, `[n_expert, n_embd]`.
+    Router,
+    GateExps,
+    UpExps,
+    DownExps,
 }
 
 /// How many roles there are (the size of a [`LayerTensors`]).
-pub const ROLE_COUNT: usize = 16;
+pub const ROLE_COUNT: usize = 20;
 
 /// A tensor's shape: a vector, or a matrix applied as `y = W x`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shape {
     Vector(u32),
-    Matrix { inputs: u32, outputs: u32 },
+    Matrix {
+        inputs: u32,
+        outputs: u32,
+    },
+    /// `count` matrices of one shape, stacked (GGUF ne = `[inputs, outputs, count]`).
+    Experts {
+        inputs: u32,
+        outputs: u32,
+        count: u32,
+    },
 }
 
 impl Role {
@@ -55,6 +71,10 @@ impl Role {
         Self::Up,
         Self::Down,
         Self::PostFfnNorm,
+        Self::Router,
+        Self::GateExps,
+        Self::UpExps,
+        Self::DownExps,
     ];
 
     /// The projections LoRA adapters may adapt, in the order a layer runs them.
@@ -67,6 +87,10 @@ impl Role {
             Self::QBias | Self::KBias | Self::VBias => arch.qkv_bias,
             Self::QNorm | Self::KNorm => arch.qk_norm,
             Self::PostAttnNorm | Self::PostFfnNorm => arch.sandwich_norms,
+            Self::Gate | Self::Up | Self::Down => arch.ffn == Ffn::Dense,
+            Self::Router | Self::GateExps | Self::UpExps | Self::DownExps => {
+                arch.ffn == Ffn::Experts
+            }
             _ => true,
         }
     }
@@ -90,12 +114,18 @@ impl Role {
             Self::Up => "ffn_up.weight",
             Self::Down => "ffn_down.weight",
             Self::PostFfnNorm => "post_ffw_norm.weight",
+            Self::Router => "ffn_gate_inp.weight",
+            Self::GateExps => "ffn_gate_exps.weight",
+            Self::UpExps => "ffn_up_exps.weight",
+            Self::DownExps => "ffn_down_exps.weight",
         }
     }
 
     /// Hugging Face's name without the `model.layers.N.` prefix. Sandwich-norm models
     /// call the pre-FFN norm `pre_feedforward_layernorm` and use
-    /// `post_attention_layernorm` for the attention output's norm.
+    /// `post_attention_layernorm` for the attention output's norm. Experts are named
+    /// stacked, as MLX-format checkpoints store them (`mlp.switch_mlp.gate_proj`);
+    /// Hugging Face's own checkpoints store each expert apart ([`hf_expert_name`]).
     pub fn hf_name(self, arch: &Architecture) -> &'static str {
         match self {
             Self::AttnNorm => "input_layernorm.weight",
@@ -115,6 +145,10 @@ impl Role {
             Self::Up => "mlp.up_proj.weight",
             Self::Down => "mlp.down_proj.weight",
             Self::PostFfnNorm => "post_feedforward_layernorm.weight",
+            Self::Router => "mlp.gate.weight",
+            Self::GateExps => "mlp.switch_mlp.gate_proj.weight",
+            Self::UpExps => "mlp.switch_mlp.up_proj.weight",
+            Self::DownExps => "mlp.switch_mlp.down_proj.weight",
         }
     }
 
@@ -169,6 +203,18 @@ pub fn hf_layer_name(layer: u32, role: Role, arch: &Architecture) -> String {
     format!("model.layers.{layer}.{}", role.hf_name(arch))
 }
 
+/// One expert's matrix of an expert role as Hugging Face stores it, apart from the
+/// others: `model.layers.N.mlp.experts.E.gate_proj.weight`; `None` for other roles.
+pub fn hf_expert_name(layer: u32, role: Role, expert: u32) -> Option<String> {
+    let projection = match role {
+        Role::GateExps => "gate_proj",
+        Role::UpExps => "up_proj",
+        Role::DownExps => "down_proj",
+        _ => return None,
+    };
+    Some(format!("model.layers.{layer}.mlp.experts.{expert}.{projection}.weight"))
+}
+
 /// A GGUF tensor name (`blk.3.attn_q.weight`, `output.weight`) in Hugging Face's
 /// naming, for a file of `arch`; names outside the table come back unchanged.
 pub fn gguf_to_hf(name: &str, arch: &Architecture) -> String {
@@ -192,6 +238,8 @@ impl Config {
         let (e, f, q, kv, hd) =
             (self.n_embd, self.n_ff, self.q_dim(), self.kv_dim(), self.head_dim);
         let matrix = |inputs, outputs| Shape::Matrix { inputs, outputs };
+        let count = self.experts.map_or(0, |experts| experts.count);
+        let experts = move |inputs, outputs| Shape::Experts { inputs, outputs, count };
         Role::ALL.into_iter().filter(|role| role.present_in(self.arch)).map(move |role| {
             let shape = match role {
                 Role::AttnNorm | Role::PostAttnNorm | Role::FfnNorm | Role::PostFfnNorm => {
@@ -205,6 +253,9 @@ impl Config {
                 Role::O => matrix(q, e),
                 Role::Gate | Role::Up => matrix(e, f),
                 Role::Down => matrix(f, e),
+                Role::Router => matrix(e, count),
+                Role::GateExps | Role::UpExps => experts(e, f),
+                Role::DownExps => experts(f, e),
             };
             (role, shape)
         })
@@ -214,7 +265,7 @@ impl Config {
     pub fn projection_shape(&self, role: Role) -> Option<(u32, u32)> {
         match self.layer_tensors().find(|(r, _)| *r == role)?.1 {
             Shape::Matrix { inputs, outputs } => Some((inputs, outputs)),
-            Shape::Vector(_) => None,
+            Shape::Vector(_) | Shape::Experts { .. } => None,
         }
     }
 }
@@ -270,6 +321,51 @@ mod tests {
         );
         assert_eq!(gguf_to_hf("output.weight", llama), "lm_head.weight");
         assert_eq!(gguf_to_hf("blk.x.attn_q.weight", llama), "blk.x.attn_q.weight");
+    }
+
+    #[test]
+    fn a_mixture_of_experts_block_has_a_router_and_stacked_experts_instead_of_one_ffn() {
+        let gguf = |arch: &str, experts: Option<crate::config::Experts>| Config {
+            arch: arch::by_gguf_name(arch).unwrap(),
+            n_embd: 256,
+            n_layer: 1,
+            n_ff: 128,
+            experts,
+            heads: 4,
+            kv_heads: 2,
+            head_dim: 64,
+            n_rot: 64,
+            eps: 1e-6,
+            rope_base: 1e6,
+            rope_pairs: crate::RopePairs::Halves,
+            sliding_window: None,
+            window_period: 1,
+            local_rope_base: 0.0,
+            attention_scale: 0.125,
+            norm_offset: 0.0,
+            vocab: 100,
+            context_length: 64,
+        };
+        let experts = crate::config::Experts { count: 8, used: 2, normalize: true };
+        let moe: Vec<(Role, Shape)> = gguf("qwen3moe", Some(experts)).layer_tensors().collect();
+        let shape = |role| moe.iter().find(|(r, _)| *r == role).map(|(_, s)| *s);
+        assert_eq!(shape(Role::Gate), None);
+        assert_eq!(shape(Role::Router), Some(Shape::Matrix { inputs: 256, outputs: 8 }));
+        assert_eq!(
+            shape(Role::DownExps),
+            Some(Shape::Experts { inputs: 128, outputs: 256, count: 8 })
+        );
+        let dense: Vec<Role> = gguf("qwen3", None).layer_tensors().map(|(r, _)| r).collect();
+        assert!(dense.contains(&Role::Up) && !dense.contains(&Role::UpExps));
+        let qwen3moe = arch::by_gguf_name("qwen3moe").unwrap();
+        assert_eq!(
+            gguf_to_hf("blk.2.ffn_gate_inp.weight", qwen3moe),
+            "model.layers.2.mlp.gate.weight"
+        );
+        assert_eq!(
+            hf_expert_name(2, Role::UpExps, 5).unwrap(),
+            "model.layers.2.mlp.experts.5.up_proj.weight"
+        );
     }
 
     #[test]

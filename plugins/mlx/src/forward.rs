@@ -1,13 +1,14 @@
 //! The model layer's transformer, following its [`Config`] and each layer's plan, over
 //! the bridge's MLX operations: RMSNorm, rotary embeddings and attention from
-//! `mlx::fast`, quantized matmuls for the projections, the gated feed-forward, and a KV
+//! `mlx::fast`, quantized matmuls for the projections, the gated feed-forward (or a
+//! mixture of experts, routed on the host), and a KV
 //! cache that grows by concatenation.
 //!
 //! Each call builds the graph for a batch of tokens and returns the last token's
 //! logits; MLX evaluates the whole graph (the cache updates included) when they are
 //! read.
 
-use hearth_model::{Activation, Config, Role, RopePairs};
+use hearth_model::{Activation, Config, Experts, Role, RopePairs};
 use hearth_sdk::PluginError;
 
 use crate::ffi::Array;
@@ -98,7 +99,55 @@ fn window_mask(n: i32, offset: i32, window: u32) -> Result<Option<Array>, Plugin
     Array::from_f32(&mask, &[n, keys]).map(Some)
 }
 
+/// `act(gate) · up`.
+fn gated(activation: Activation, gate: Array, up: &Array) -> Result<Array, PluginError> {
+    let gate = match activation {
+        Activation::Silu => gate.silu()?,
+        Activation::GeluTanh => gate.gelu_tanh()?,
+    };
+    gate.multiply(up)
+}
+
 impl Forward<'_> {
+    /// A mixture of experts' feed-forward over `h` (`[1, n, n_embd]`): the router's
+    /// logits are read back and routed by the model layer ([`Experts::route`]); each
+    /// expert some token chose then runs over the batch, its output weighted per token
+    /// (0 where the token did not choose it), and the outputs are summed.
+    fn experts(&self, index: usize, experts: Experts, h: &Array) -> Result<Array, PluginError> {
+        let layer = &self.weights.layers[index];
+        let logits = layer.matrices.required(Role::Router).apply(h)?.to_f32_vec()?;
+        let n = logits.len() / experts.count as usize;
+        let mut weights = vec![vec![0.0f32; n]; experts.count as usize];
+        for (token, logits) in logits.chunks(experts.count as usize).enumerate() {
+            for (expert, weight) in experts.route(logits) {
+                weights[expert as usize][token] = weight;
+            }
+        }
+        let [gate, up, down] = [Role::GateExps, Role::UpExps, Role::DownExps]
+            .map(|role| layer.matrices.required(role));
+        let mut sum: Option<Array> = None;
+        for (expert, weights) in weights.iter().enumerate() {
+            if weights.iter().all(|&w| w == 0.0) {
+                continue;
+            }
+            let expert = expert as u32;
+            let inner = gated(
+                self.config.arch.activation,
+                gate.expert(expert)?.apply(h)?,
+                &up.expert(expert)?.apply(h)?,
+            )?;
+            let y = down
+                .expert(expert)?
+                .apply(&inner)?
+                .multiply(&Array::from_f32(weights, &[1, n as i32, 1])?)?;
+            sum = Some(match sum {
+                Some(sum) => sum.add(&y)?,
+                None => y,
+            });
+        }
+        sum.ok_or_else(|| PluginError::internal("the router chose no expert"))
+    }
+
     /// `x @ Wᵀ` for layer `index`'s `role`, plus its bias and any adapters' deltas.
     fn project(&self, index: usize, role: Role, x: &Array) -> Result<Array, PluginError> {
         let layer = &self.weights.layers[index];
@@ -176,13 +225,14 @@ impl Forward<'_> {
             x = x.add(&o)?;
 
             let h = norm(&x, Role::FfnNorm)?;
-            let gate = self.project(index, Role::Gate, &h)?;
-            let gate = match arch.activation {
-                Activation::Silu => gate.silu()?,
-                Activation::GeluTanh => gate.gelu_tanh()?,
+            let mut down = match c.experts {
+                None => {
+                    let gate = self.project(index, Role::Gate, &h)?;
+                    let up = self.project(index, Role::Up, &h)?;
+                    self.project(index, Role::Down, &gated(arch.activation, gate, &up)?)?
+                }
+                Some(experts) => self.experts(index, experts, &h)?,
             };
-            let up = self.project(index, Role::Up, &h)?;
-            let mut down = self.project(index, Role::Down, &gate.multiply(&up)?)?;
             if arch.sandwich_norms {
                 down = norm(&down, Role::PostFfnNorm)?;
             }

@@ -169,7 +169,8 @@ pub fn load(
             .map_err(|_| {
                 PluginError::model_file(format!("tensor `{}` is too large for MLX", info.name))
             })?;
-        let base = info.name.strip_suffix(".weight").filter(|_| info.dims.len() == 2);
+        // Matrices and stacks of them (a mixture of experts' 3-D tensors).
+        let base = info.name.strip_suffix(".weight").filter(|_| info.dims.len() >= 2);
         let mapped =
             map(info.ty, cols as usize, rows as usize, gguf.tensor_data(info), base.is_some())
                 .ok_or_else(|| {
@@ -180,17 +181,13 @@ pub fn load(
                 })?;
         match (mapped, base) {
             (Mapped::Quantized { words, scales, biases, bits }, Some(base)) => {
-                let (rows, cols) = (shape[0], shape[1]);
+                let (cols, lead) = shape.split_last().expect("a matrix has dimensions");
+                let last = |width: i32| [lead, &[width]].concat();
+                arrays.insert(info.name.clone(), Array::from_u32(&words, &last(cols * bits / 32))?);
                 arrays
-                    .insert(info.name.clone(), Array::from_u32(&words, &[rows, cols * bits / 32])?);
-                arrays.insert(
-                    format!("{base}.scales"),
-                    Array::from_f32(&scales, &[rows, cols / 32])?,
-                );
-                arrays.insert(
-                    format!("{base}.biases"),
-                    Array::from_f32(&biases, &[rows, cols / 32])?,
-                );
+                    .insert(format!("{base}.scales"), Array::from_f32(&scales, &last(cols / 32))?);
+                arrays
+                    .insert(format!("{base}.biases"), Array::from_f32(&biases, &last(cols / 32))?);
                 quantized.insert(base.to_string(), (32, bits));
             }
             (Mapped::Dense(values), _) => {

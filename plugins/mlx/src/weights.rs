@@ -9,8 +9,8 @@
 
 use std::collections::HashMap;
 
-use hearth_model::roles::{gguf_layer_name, gguf_to_hf};
-use hearth_model::{Architecture, Config, Global, LayerTensors, Shape};
+use hearth_model::roles::{gguf_layer_name, gguf_to_hf, hf_expert_name};
+use hearth_model::{Architecture, Config, Global, LayerTensors, Role, Shape};
 use hearth_sdk::helpers::{GgmlType, Gguf};
 use hearth_sdk::PluginError;
 
@@ -45,7 +45,9 @@ pub fn check_types(gguf: &Gguf) -> Result<(), PluginError> {
     )))
 }
 
-/// A weight matrix `[out, in]`, applied as `x @ Wᵀ`.
+/// A weight matrix `[out, in]`, applied as `x @ Wᵀ`, or a stack of them
+/// `[experts, out, in]` (a mixture of experts), applied one expert at a time through
+/// [`Linear::expert`].
 pub enum Linear {
     /// Float weights, kept in f32 (CPU matmuls are fastest and exact in f32).
     Dense(Array),
@@ -72,6 +74,25 @@ impl Linear {
                 .dequantize(&scales.take(ids, 0)?, &biases.take(ids, 0)?, *group_size, *bits)?
                 .as_f32(),
         }
+    }
+
+    /// Matrix `index` of a stack, as a matrix of its own.
+    pub fn expert(&self, index: u32) -> Result<Linear, PluginError> {
+        let ids = Array::from_i32(&[index as i32], &[1])?;
+        let pick = |array: &Array| -> Result<Array, PluginError> {
+            let shape = array.shape();
+            array.take(&ids, 0)?.reshape(&shape[1..])
+        };
+        Ok(match self {
+            Linear::Dense(w) => Linear::Dense(pick(w)?),
+            Linear::Quantized { w, scales, biases, group_size, bits } => Linear::Quantized {
+                w: pick(w)?,
+                scales: pick(scales)?,
+                biases: pick(biases)?,
+                group_size: *group_size,
+                bits: *bits,
+            },
+        })
     }
 
     /// `(in, out)` features.
@@ -205,20 +226,79 @@ impl Tensors {
 
     /// The projection `name` (`….weight`) from `inputs` to `outputs` features.
     fn linear(&mut self, name: &str, inputs: u32, outputs: u32) -> Result<Linear, PluginError> {
-        let weight = self.file_name(name);
-        let base = weight.strip_suffix(".weight").unwrap_or(&weight).to_string();
+        self.linear_stack(&self.file_name(name), &[], inputs, outputs)
+    }
+
+    /// `count` stacked expert matrices from `inputs` to `outputs` features: the tensor
+    /// GGUF calls `name` (or an MLX-format checkpoint its translation), or, in a
+    /// Hugging Face checkpoint that stores each expert apart, those stacked.
+    fn experts(
+        &mut self,
+        name: &str,
+        role: Role,
+        layer: u32,
+        [inputs, outputs, count]: [u32; 3],
+    ) -> Result<Linear, PluginError> {
+        let stacked = self.file_name(name);
+        if self.hf_names.is_some() && !self.arrays.contains_key(&stacked) {
+            let names: Option<Vec<String>> =
+                (0..count).map(|expert| hf_expert_name(layer, role, expert)).collect();
+            for (part, suffix) in
+                [("weight", ".weight"), ("scales", ".scales"), ("biases", ".biases")]
+            {
+                let parts: Vec<String> = names
+                    .iter()
+                    .flatten()
+                    .map(|n| n.strip_suffix(".weight").unwrap_or(n).to_string() + suffix)
+                    .collect();
+                if parts.iter().all(|n| self.arrays.contains_key(n)) && !parts.is_empty() {
+                    let mut arrays = Vec::with_capacity(parts.len());
+                    for name in &parts {
+                        let array = self.take(name)?;
+                        let mut shape = vec![1];
+                        shape.extend(array.shape());
+                        arrays.push(array.reshape(&shape)?);
+                    }
+                    let mut whole = arrays.remove(0);
+                    for array in &arrays {
+                        whole = whole.concatenate(array, 0)?;
+                    }
+                    let base = stacked.strip_suffix(".weight").unwrap_or(&stacked);
+                    self.arrays.insert(format!("{base}.{part}"), whole);
+                    if let Some(&quantized) =
+                        parts[0].strip_suffix(suffix).and_then(|first| self.quantized.get(first))
+                    {
+                        self.quantized.insert(base.to_string(), quantized);
+                    }
+                }
+            }
+        }
+        self.linear_stack(&stacked, &[count as i32], inputs, outputs)
+    }
+
+    /// The file's tensor `weight` (`….weight`), of `stack` leading dimensions before
+    /// the `[outputs, inputs]` matrix.
+    fn linear_stack(
+        &mut self,
+        weight: &str,
+        stack: &[i32],
+        inputs: u32,
+        outputs: u32,
+    ) -> Result<Linear, PluginError> {
+        let base = weight.strip_suffix(".weight").unwrap_or(weight).to_string();
         let (inputs, outputs) = (inputs as i32, outputs as i32);
-        let w = self.take(&weight)?;
+        let shape = |columns: i32| [stack, &[outputs, columns]].concat();
+        let w = self.take(weight)?;
         let Some(&(group_size, bits)) = self.quantized.get(&base) else {
-            check_shape(&weight, &w, &[outputs, inputs])?;
+            check_shape(weight, &w, &shape(inputs))?;
             return Ok(Linear::Dense(w.as_f32()?));
         };
-        check_shape(&weight, &w, &[outputs, inputs * bits / 32])?;
+        check_shape(weight, &w, &shape(inputs * bits / 32))?;
         // Scales and biases arrive as f16; f32 keeps the CPU kernels on their exact path.
         let mut per_group = |part: &str| -> Result<Array, PluginError> {
             let name = format!("{base}.{part}");
             let array = self.take(&name)?;
-            check_shape(&name, &array, &[outputs, inputs / group_size])?;
+            check_shape(&name, &array, &shape(inputs / group_size))?;
             array.as_f32()
         };
         Ok(Linear::Quantized {
@@ -243,6 +323,11 @@ impl Weights {
                 match shape {
                     Shape::Matrix { inputs, outputs } => {
                         layer.matrices.insert(role, tensors.linear(&name, inputs, outputs)?);
+                    }
+                    Shape::Experts { inputs, outputs, count } => {
+                        let stack =
+                            tensors.experts(&name, role, index, [inputs, outputs, count])?;
+                        layer.matrices.insert(role, stack);
                     }
                     Shape::Vector(len) => {
                         let offset = if role.is_norm() { c.norm_offset } else { 0.0 };

@@ -1,5 +1,6 @@
 //! The forward pass: the model layer's transformer, following its [`Config`] and each
-//! layer's plan, over the KV cache, recorded as one
+//! layer's plan (a dense feed-forward or routed experts, [`crate::experts`]), over the
+//! KV cache, recorded as one
 //! batch of kernel dispatches per chunk of up to [`UBATCH`] tokens, so a prompt is
 //! processed a chunk at a time rather than token by token.
 
@@ -28,6 +29,11 @@ pub struct Scratch {
     attn: GpuBuffer,
     gate: GpuBuffer,
     up: GpuBuffer,
+    /// A mixture of experts' router logits and chosen (expert, weight) slots, per
+    /// token, and (with sandwich norms) the experts' sum before its norm.
+    router: Option<GpuBuffer>,
+    route: Option<GpuBuffer>,
+    experts_out: Option<GpuBuffer>,
     /// Attention's per-split partial results ([`AttentionShape::partials`]).
     attention_sums: GpuBuffer,
     attention_stats: GpuBuffer,
@@ -67,6 +73,7 @@ impl Scratch {
         }
         let act = |label: &str, width: u32| gpu.storage(label, b * u64::from(width) * F32);
         let qk = |label: &str, width: u32| config.arch.qk_norm.then(|| act(label, width));
+        let experts = config.experts;
         Ok(Self {
             ctx,
             h: act("h", config.n_embd),
@@ -77,6 +84,11 @@ impl Scratch {
             attn: act("attn", config.q_dim()),
             gate: act("gate", config.n_ff),
             up: act("up", config.n_ff),
+            router: experts.map(|experts| act("router", experts.count)),
+            route: experts.map(|experts| act("route", 2 * experts.used)),
+            experts_out: experts
+                .filter(|_| config.arch.sandwich_norms)
+                .map(|_| act("experts out", config.n_embd)),
             attention_sums: gpu.storage("attention sums", sums),
             attention_stats: gpu.storage("attention stats", stats),
             logits: gpu.storage("logits", u64::from(config.vocab) * F32),
@@ -223,6 +235,31 @@ impl Forward<'_> {
                 project(batch, Role::O, row(&s.attn, q_dim), row(&s.h, e), true);
             }
             norm(batch, row(&s.h, e), Role::FfnNorm, row(&s.xn, e), false);
+            if let (Some(experts), Some(router), Some(route)) = (c.experts, &s.router, &s.route) {
+                let router = row(router, experts.count);
+                batch.matmul(layer.weight(Role::Router), row(&s.xn, e), router, ntok, false, 1.0);
+                batch.route(router.buffer, &route.buffer, ntok, experts);
+                let out = s.experts_out.as_ref().unwrap_or(&s.h);
+                let [gate_w, up_w, down_w] =
+                    [Role::GateExps, Role::UpExps, Role::DownExps].map(|role| layer.weight(role));
+                for t in 0..ntok {
+                    let x = View::new(&s.xn.buffer, t * e, e);
+                    let gate = View::new(&s.gate.buffer, t * c.n_ff, c.n_ff);
+                    let y = View::new(&out.buffer, t * e, e);
+                    for k in 0..experts.used {
+                        let slot = t * experts.used + k;
+                        let route = &route.buffer;
+                        batch.expert_gate_up(gate_w, up_w, route, slot, x, gate, arch.activation);
+                        // Into the residual stream, or summed apart for the norm.
+                        let accumulate = s.experts_out.is_none() || k > 0;
+                        batch.expert_down(down_w, route, slot, gate, y, accumulate);
+                    }
+                }
+                if let Some(out) = &s.experts_out {
+                    norm(batch, row(out, e), Role::PostFfnNorm, row(&s.h, e), true);
+                }
+                continue;
+            }
             project(batch, Role::Gate, row(&s.xn, e), row(&s.gate, c.n_ff), false);
             if self.adapters.iter().any(|(adapter, _)| adapter.pair(index, Role::Up).is_some()) {
                 // An adapter's update joins the up projection before the activation's

@@ -24,6 +24,7 @@ const REDUCE_SUBGROUP: &str = include_str!("shaders/reduce_subgroup.wgsl");
 const REDUCE_SHARED: &str = include_str!("shaders/reduce_shared.wgsl");
 const ATTENTION: &str = include_str!("shaders/attention.wgsl");
 const ACTIVATION: &str = include_str!("shaders/activation.wgsl");
+const ROUTE: &str = include_str!("shaders/route.wgsl");
 
 /// On the GPU plan, products of up to this many tokens use the matrix–vector kernel
 /// (a workgroup per few rows and token); more use the tiled kernel.
@@ -116,6 +117,9 @@ pub struct Kernels {
     gated: wgpu::ComputePipeline,
     add_bias: wgpu::ComputePipeline,
     scale_rows: wgpu::ComputePipeline,
+    pub(crate) route: wgpu::ComputePipeline,
+    /// What plain products bind where routed ones bind their routing (quant.wgsl).
+    unrouted: GpuBuffer,
 }
 
 impl Kernels {
@@ -156,8 +160,15 @@ impl Kernels {
             ),
             add_bias: pipeline(gpu, "add_bias", ROWS, "add_bias"),
             scale_rows: pipeline(gpu, "scale_rows", ROWS, "scale_rows"),
+            route: pipeline(gpu, "route", ROUTE, "route_tokens"),
+            unrouted: gpu.storage("unrouted", 16),
         }
     }
+}
+
+/// The largest part of a weight the device binds.
+fn part_limit(gpu: &Gpu) -> u64 {
+    gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size) - 8
 }
 
 /// One buffer range of a weight: whole rows, so every part is a matrix of its own.
@@ -167,11 +178,14 @@ pub struct Part {
     pub rows: u32,
 }
 
-/// A 2-D weight in its GGUF encoding, on the device.
+/// A 2-D weight in its GGUF encoding, on the device: one matrix, or `matrices` of
+/// `nrows / matrices` rows each, stacked (a mixture of experts' 3-D tensor), which no
+/// part splits.
 pub struct Weight {
     pub ty: GgmlType,
     pub ncols: u32,
     pub nrows: u32,
+    pub matrices: u32,
     pub parts: Vec<Part>,
 }
 
@@ -186,8 +200,19 @@ impl Weight {
         nrows: u64,
         bytes: &[u8],
     ) -> Result<Self, PluginError> {
-        let limit = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size) - 8;
-        Self::upload_in_parts(gpu, name, ty, [ncols, nrows], bytes, limit)
+        Self::upload_in_parts(gpu, name, ty, [ncols, nrows], bytes, part_limit(gpu))
+    }
+
+    /// Upload `shape[2]` stacked matrices of `shape[1]` rows of `shape[0]` elements (a
+    /// 3-D expert tensor), split into parts of whole matrices.
+    pub fn upload_stacked(
+        gpu: &Gpu,
+        name: &str,
+        ty: GgmlType,
+        shape: [u64; 3],
+        bytes: &[u8],
+    ) -> Result<Self, PluginError> {
+        Self::upload_matrices(gpu, name, ty, shape, bytes, part_limit(gpu))
     }
 
     /// [`Weight::upload`] with parts of at most `part_limit` bytes (tests use a small
@@ -201,6 +226,22 @@ impl Weight {
         part_limit: u64,
     ) -> Result<Self, PluginError> {
         let [ncols, nrows] = shape;
+        Self::upload_matrices(gpu, name, ty, [ncols, nrows, 1], bytes, part_limit)
+    }
+
+    /// `shape[2]` matrices of `shape[1]` rows of `shape[0]` elements, stacked, in parts
+    /// of at most `part_limit` bytes (or one matrix, where a matrix is larger) that
+    /// hold whole matrices.
+    pub fn upload_matrices(
+        gpu: &Gpu,
+        name: &str,
+        ty: GgmlType,
+        shape: [u64; 3],
+        bytes: &[u8],
+        part_limit: u64,
+    ) -> Result<Self, PluginError> {
+        let [ncols, matrix_rows, matrices] = shape;
+        let nrows = matrix_rows * matrices;
         if !SUPPORTED_TYPES.contains(&ty) {
             return Err(PluginError::unsupported(format!(
                 "tensor `{name}` has type {ty}, which the WebGPU kernels do not read"
@@ -215,7 +256,8 @@ impl Weight {
             )));
         }
         let row_bytes = ncols / block * block_bytes;
-        let rows_per_part = (part_limit / row_bytes).max(1);
+        let together = if matrices > 1 { matrix_rows } else { 1 };
+        let rows_per_part = (part_limit / row_bytes / together).max(1) * together;
         let mut parts = Vec::new();
         let mut row0 = 0;
         while row0 < nrows {
@@ -231,8 +273,18 @@ impl Weight {
             });
             row0 += rows;
         }
-        Ok(Self { ty, ncols: ncols as u32, nrows: nrows as u32, parts })
+        Ok(Self { ty, ncols: ncols as u32, nrows: nrows as u32, matrices: matrices as u32, parts })
     }
+}
+
+/// Which matrix of a stacked weight a routed product multiplies by: the expert that
+/// slot `slot` of `route` names (route.wgsl writes them), its output scaled by that
+/// slot's weight when `weighted`.
+#[derive(Clone, Copy)]
+pub struct Routed<'a> {
+    pub route: &'a wgpu::Buffer,
+    pub slot: u32,
+    pub weighted: bool,
 }
 
 /// A matrix of f32 rows inside a buffer: row `t` starts at `offset + t * stride`.
@@ -249,7 +301,7 @@ impl<'a> View<'a> {
     }
 }
 
-struct Op<'a> {
+pub(crate) struct Op<'a> {
     pipeline: &'a wgpu::ComputePipeline,
     bindings: Vec<(u32, &'a wgpu::Buffer)>,
     params: u64,
@@ -342,7 +394,7 @@ impl Bindings {
 /// Dispatches recorded for one submission, and copies to make after them.
 pub struct Batch<'a> {
     gpu: &'a Gpu,
-    kernels: &'a Kernels,
+    pub(crate) kernels: &'a Kernels,
     stride: u64,
     params: Vec<u8>,
     ops: Vec<Op<'a>>,
@@ -361,7 +413,7 @@ impl<'a> Batch<'a> {
         Self { gpu, kernels, stride, params: Vec::new(), ops: Vec::new(), copies: Vec::new() }
     }
 
-    fn push(
+    pub(crate) fn push(
         &mut self,
         pipeline: &'a wgpu::ComputePipeline,
         bindings: Vec<(u32, &'a wgpu::Buffer)>,
@@ -384,7 +436,7 @@ impl<'a> Batch<'a> {
         accumulate: bool,
         scale: f32,
     ) {
-        self.product(w, x, y, ntok, u32::from(accumulate), scale);
+        self.product(w, x, y, ntok, u32::from(accumulate), scale, None);
     }
 
     /// `gate[t] = act(gate[t]) · W · x[t]`: a gated feed-forward's up projection with
@@ -398,11 +450,13 @@ impl<'a> Batch<'a> {
         activation: Activation,
     ) {
         let output = if activation == Activation::GeluTanh { 3 } else { 2 };
-        self.product(w, x, gate, ntok, output, 1.0);
+        self.product(w, x, gate, ntok, output, 1.0, None);
     }
 
-    /// A matrix product whose results `store` (quant.wgsl) writes as `output` says.
-    fn product(
+    /// A matrix product whose results `store` (quant.wgsl) writes as `output` says; a
+    /// routed one multiplies by the matrix of the expert in its slot of the routing.
+    #[allow(clippy::too_many_arguments)] // the kernel's parameters, one each
+    pub(crate) fn product(
         &mut self,
         w: &'a Weight,
         x: View<'a>,
@@ -410,6 +464,7 @@ impl<'a> Batch<'a> {
         ntok: u32,
         output: u32,
         scale: f32,
+        routed: Option<Routed<'a>>,
     ) {
         let kernels = self.kernels;
         let product = match &kernels.many {
@@ -417,13 +472,29 @@ impl<'a> Batch<'a> {
             _ => &kernels.few,
         };
         let pipeline = &product.pipelines[&w.ty];
+        let matrix_rows = w.nrows / w.matrices;
         for part in &w.parts {
-            let [gx, gy] = split_groups(part.rows.div_ceil(product.rows));
-            let words = [
-                part.rows,
+            // A routed product computes one matrix's rows; a plain one the part's.
+            let (rows, row0, route, route_words) = match routed {
+                Some(r) => (
+                    matrix_rows,
+                    0,
+                    r.route,
+                    [
+                        r.slot,
+                        part.row0 / matrix_rows,
+                        part.rows / matrix_rows,
+                        u32::from(r.weighted),
+                    ],
+                ),
+                None => (part.rows, part.row0, &kernels.unrouted.buffer, [u32::MAX, 0, 0, 0]),
+            };
+            let [gx, gy] = split_groups(rows.div_ceil(product.rows));
+            let mut words = vec![
+                rows,
                 w.ncols,
                 ntok,
-                part.row0,
+                row0,
                 x.offset,
                 x.stride,
                 y.offset,
@@ -431,7 +502,8 @@ impl<'a> Batch<'a> {
                 output,
                 scale.to_bits(),
             ];
-            let bindings = vec![(1, &part.buffer.buffer), (2, x.buffer), (3, y.buffer)];
+            words.extend(route_words);
+            let bindings = vec![(1, &part.buffer.buffer), (2, x.buffer), (3, y.buffer), (5, route)];
             self.push(pipeline, bindings, &words, [gx, gy, ntok.div_ceil(product.tokens)]);
         }
     }

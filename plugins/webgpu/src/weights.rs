@@ -1,5 +1,6 @@
 //! A model's weights on the device, uploaded by walking the model layer's tensor table
-//! ([`Config::layer_tensors`]): matrices keep their GGUF encoding, vectors (norms and
+//! ([`Config::layer_tensors`]): matrices (and stacks of experts' matrices) keep their
+//! GGUF encoding, vectors (norms and
 //! biases) are expanded to f32.
 //!
 //! A tensor type the kernels cannot read is refused here, at load, with an
@@ -84,6 +85,24 @@ fn matrix(
     Weight::upload(gpu, name, info.ty, info.dims[0], info.dims[1], gguf.tensor_data(info))
 }
 
+/// Upload `count` stacked matrices (a 3-D expert tensor), checking their shape.
+fn experts(
+    gpu: &Gpu,
+    gguf: &Gguf,
+    name: &str,
+    [inputs, outputs, count]: [u32; 3],
+) -> Result<Weight, PluginError> {
+    let info = tensor(gguf, name)?;
+    let shape = [inputs, outputs, count].map(u64::from);
+    if info.dims != shape {
+        return Err(PluginError::model_file(format!(
+            "tensor `{name}` has shape {:?}, expected {shape:?}",
+            info.dims
+        )));
+    }
+    Weight::upload_stacked(gpu, name, info.ty, shape, gguf.tensor_data(info))
+}
+
 /// Upload a vector as f32 plus `offset` (vectors are tiny; expanding them costs nothing).
 fn vector(
     gpu: &Gpu,
@@ -118,6 +137,10 @@ impl Weights {
                 match shape {
                     Shape::Matrix { inputs, outputs } => {
                         layer.matrices.insert(role, matrix(gpu, gguf, &name, inputs, outputs)?);
+                    }
+                    Shape::Experts { inputs, outputs, count } => {
+                        let weight = experts(gpu, gguf, &name, [inputs, outputs, count])?;
+                        layer.matrices.insert(role, weight);
                     }
                     Shape::Vector(len) => {
                         let offset = if role.is_norm() { config.norm_offset } else { 0.0 };

@@ -39,7 +39,7 @@ fn matmul_matrix(
     // Invocations 0..64 decode row `lid` (past the last row they decode that row again;
     // its sums are not written); 64..128 copy 16 inputs of token (lid − 64) / 2.
     let own_row = min(row0 + lid, p.rows - 1u);
-    let row_base = own_row * (p.ncols / BLOCK_ELEMS) * BLOCK_BYTES;
+    let row_base = (matrix_row0() + own_row) * (p.ncols / BLOCK_ELEMS) * BLOCK_BYTES;
     let x_token = (lid - 64u) / 2u;
     let x_half = lid % 2u;
     let x_valid = lid >= 64u && t0 + x_token < p.ntok;

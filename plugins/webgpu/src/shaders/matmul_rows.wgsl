@@ -16,7 +16,7 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) 
     }
     let t0 = gid.z * TOKENS;
     let nblocks = p.ncols / 32u;
-    let row_base = row * (p.ncols / BLOCK_ELEMS) * BLOCK_BYTES;
+    let row_base = (matrix_row0() + row) * (p.ncols / BLOCK_ELEMS) * BLOCK_BYTES;
     var acc = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
     let tiles = min(TOKENS, p.ntok - t0);
     for (var b = 0u; b < nblocks; b++) {

@@ -23,7 +23,7 @@ fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     let nblocks = p.ncols / 32u;
     // Invocations past the last row decode that row again; their sums are not written.
     let own_row = min(row0 + lid, p.rows - 1u);
-    let row_base = own_row * (p.ncols / BLOCK_ELEMS) * BLOCK_BYTES;
+    let row_base = (matrix_row0() + own_row) * (p.ncols / BLOCK_ELEMS) * BLOCK_BYTES;
     // Each invocation copies 16 inputs of one token: half `lid % 2` of its chunk.
     let x_token = lid / 2u;
     let x_half = lid % 2u;

@@ -23,6 +23,7 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, lanes: Lanes) {
     let x0 = (p.x_off + t * p.x_stride) / 4u;
     // Rows past the last one read the last row again; their sums are not stored.
     let last = p.rows - 1u;
+    let matrix0 = matrix_row0();
     var acc = vec4<f32>(0.0);
     for (var b = lanes.lid; b < nblocks; b += WG) {
         var xv: array<vec4<f32>, 8>;
@@ -30,7 +31,7 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, lanes: Lanes) {
             xv[k] = x[x0 + b * 8u + k];
         }
         for (var r = 0u; r < ROWS; r++) {
-            decode(min(row0 + r, last) * row_bytes, b);
+            decode((matrix0 + min(row0 + r, last)) * row_bytes, b);
             var s = 0.0;
             for (var k = 0u; k < 8u; k++) {
                 s += dot(wv[k], xv[k]);

@@ -16,21 +16,61 @@ struct MatmulParams {
     y_stride: u32,
     output: u32,    // how `store` writes, see there
     scale: f32,     // multiplies W·x (LoRA scale; 1 otherwise)
+    // A routed product (a mixture-of-experts layer) multiplies by one expert's matrix,
+    // the one `route` names: `route` is that token's slot there (UNROUTED for a plain
+    // product), the buffer holds `experts` whole matrices of `rows` rows from expert
+    // `expert0` on, and with `weighted` the product is scaled by the slot's weight.
+    route: u32,
+    expert0: u32,
+    experts: u32,
+    weighted: u32,
 }
+
+const UNROUTED: u32 = 0xffffffffu;
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
 @group(0) @binding(1) var<storage, read> W: array<u32>;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
+// Per token and chosen expert (a slot): the expert's index, then its weight's bits
+// (written by route.wgsl). A plain product binds a placeholder it never reads.
+@group(0) @binding(5) var<storage, read> route: array<u32>;
+
 var<private> wv: array<vec4<f32>, 8>;
+
+// Whether this buffer holds the routed expert's matrix (always, for a plain product).
+fn routed_here() -> bool {
+    if (p.route == UNROUTED) {
+        return true;
+    }
+    let expert = route[2u * p.route];
+    return expert >= p.expert0 && expert < p.expert0 + p.experts;
+}
+
+// The buffer row where this product's matrix starts: 0, or the routed expert's first
+// row (0 where another buffer holds it; `store` then drops the sums).
+fn matrix_row0() -> u32 {
+    if (p.route == UNROUTED || !routed_here()) {
+        return 0u;
+    }
+    return (route[2u * p.route] - p.expert0) * p.rows;
+}
 
 // Write one product s·W·x to y[at] (output 0), add it (1: the residual stream), or,
 // as the up projection of a gated feed-forward whose gate projection is in y, write
 // act(y[at]) · s·W·x (2: SiLU, 3: GELU), which saves the activation its own pass.
 // `activate` comes from activation.wgsl, appended by the host.
+// A routed product stores only from the buffer holding its expert, scaled by the
+// expert's weight when `weighted`.
 fn store(at: u32, product: f32) {
-    let value = product * p.scale;
+    if (!routed_here()) {
+        return;
+    }
+    var value = product * p.scale;
+    if (p.route != UNROUTED && p.weighted == 1u) {
+        value *= bitcast<f32>(route[2u * p.route + 1u]);
+    }
     if (p.output == 0u) {
         y[at] = value;
     } else if (p.output == 1u) {
