@@ -108,6 +108,7 @@ const ASSETS: &[Asset] = &[
     shader!("attention.wgsl"),
     shader!("gated.wgsl"),
     shader!("rows.wgsl"),
+    shader!("route.wgsl"),
 ];
 
 /// Where the app's files are served from.

@@ -14,6 +14,8 @@ const SHADER_FILES = [
 const MATVEC_TOKENS = 8;
 // Bytes reserved per dispatch in the parameter buffer (a block is at most 64 bytes).
 const PARAM_BYTES = 64;
+// quant.wgsl's `route` word of a product that is not a routed expert's.
+const UNROUTED = 0xffffffff;
 // Keys per attention split (`KEYS` in attention.wgsl).
 const ATTENTION_KEYS = 128;
 
@@ -108,6 +110,9 @@ export class Kernels {
     };
     this.few = await product(few);
     this.many = many && (await product(many));
+    // What plain products bind where a mixture of experts' routed ones bind their
+    // routing (quant.wgsl's `route`), as kernels.rs does; their words say unrouted.
+    this.unrouted = this.gpu.storage('unrouted', 16);
     this.getRows = new Map();
     for (const type of types) {
       this.getRows.set(type, await this.#pipeline(`get_rows ${type}`, prefix(type), 'get_rows'));
@@ -205,8 +210,9 @@ export class Batch {
     const pipeline = product.pipelines.get(w.type);
     for (const part of w.parts) {
       const [gx, gy] = splitGroups(Math.ceil(part.rows / product.rows));
-      const words = [part.rows, w.ncols, ntok, part.row0, x.offset, x.stride, y.offset, y.stride, output, f32(scale)];
-      this.#push(pipeline, [[1, part.buffer], [2, x.buffer], [3, y.buffer]], words, [gx, gy, Math.ceil(ntok / product.tokens)]);
+      const words = [part.rows, w.ncols, ntok, part.row0, x.offset, x.stride, y.offset, y.stride, output, f32(scale), UNROUTED, 0, 0, 0];
+      const bindings = [[1, part.buffer], [2, x.buffer], [3, y.buffer], [5, k.unrouted]];
+      this.#push(pipeline, bindings, words, [gx, gy, Math.ceil(ntok / product.tokens)]);
     }
   }
 
