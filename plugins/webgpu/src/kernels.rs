@@ -490,7 +490,8 @@ impl<'a> Batch<'a> {
                 None => (part.rows, part.row0, &kernels.unrouted.buffer, [u32::MAX, 0, 0, 0]),
             };
             let [gx, gy] = split_groups(rows.div_ceil(product.rows));
-            let mut words = vec![
+            let [slot, expert0, experts, weighted] = route_words;
+            let words = [
                 rows,
                 w.ncols,
                 ntok,
@@ -501,8 +502,11 @@ impl<'a> Batch<'a> {
                 y.stride,
                 output,
                 scale.to_bits(),
+                slot,
+                expert0,
+                experts,
+                weighted,
             ];
-            words.extend(route_words);
             let bindings = vec![(1, &part.buffer.buffer), (2, x.buffer), (3, y.buffer), (5, route)];
             self.push(pipeline, bindings, &words, [gx, gy, ntok.div_ceil(product.tokens)]);
         }
