@@ -6,7 +6,7 @@
 //! bytes. So the software plan gives each invocation a whole output row, and the GPU
 //! plan spreads a row over a workgroup with a reduction and tiles prompt products in
 //! workgroup memory — on tensor cores, through cooperative matrices, where the adapter
-//! has them and they are asked for. `HEARTH_WEBGPU_KERNELS=gpu|gpu-without-matrices|software`
+//! has them. `HEARTH_WEBGPU_KERNELS=gpu|gpu-without-matrices|software`
 //! overrides the choice, so every plan can be tested and timed on any adapter that can
 //! run it.
 
@@ -42,15 +42,14 @@ impl KernelPlan {
     /// [`PLAN_VARIABLE`] names one. `Err` says what the variable holds instead, or that
     /// the plan it names needs what the adapter lacks.
     ///
-    /// Cooperative matrices run only when the variable asks for them (`gpu`): their
-    /// kernel validates and compiles to SPIR-V here, but no adapter that offers them has
-    /// run it against the CPU yet (lavapipe has none), and an untested product must not
-    /// be what a user's prompt runs on.
+    /// Cooperative matrices run wherever offered: on an H100 (two leases, 2026-12-05)
+    /// their prompt kernel passed the kernel tests against the CPU, gave the same greedy
+    /// answer as the f32 tiles, and read prompts 1.4–3× faster, with decoding unchanged.
     pub fn choose(device_type: wgpu::DeviceType, offers: Offers) -> Result<Self, String> {
         match std::env::var(PLAN_VARIABLE) {
             Ok(value) => Self::parse(&value, offers),
             Err(_) if device_type == wgpu::DeviceType::Cpu => Ok(Self::Software),
-            Err(_) => Ok(Self::Gpu { subgroups: offers.subgroups, matrices: false }),
+            Err(_) => Self::parse("gpu", offers),
         }
     }
 

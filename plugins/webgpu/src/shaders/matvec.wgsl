@@ -5,13 +5,18 @@
 // than with a workgroup per row), keeps one partial sum per row in a vector, and
 // `reduce` (the subgroup or the workgroup-memory variant, chosen by the host) adds the
 // four up in one pass.
+//
+// 32 invocations, not 64: on an H100 a 4096-wide row then gives each invocation four
+// chunks instead of two, and the products of an 8B model's layer ran 3–4× faster
+// (docs/BENCHMARKS.md, 2026-12-05 evening); a reduction over one NVIDIA subgroup also
+// needs no workgroup memory round.
 
-const WG: u32 = 64u;
+const WG: u32 = 32u;
 // The rows and tokens a workgroup covers (the host reads them from here).
 const ROWS: u32 = 4u;
 const TOKENS: u32 = 1u;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(32)
 fn matvec(@builtin(workgroup_id) wid: vec3<u32>, lanes: Lanes) {
     let row0 = (wid.x + wid.y * 65535u) * ROWS;
     if (row0 >= p.rows) {
