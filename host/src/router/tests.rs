@@ -225,9 +225,9 @@ fn a_16_gb_gpu_box_prefers_llamacpp_offload_then_webgpu_on_the_gpu() {
             ("webgpu", Some(1), "smollm2-135m"),
         ]
     );
-    // llama.cpp prefers the K-quant; WebGPU only reads the Q8_0 file.
+    // Both take the first file the catalog lists, the K-quant, which both read.
     assert_eq!(p.candidates[0].artifact.quantization.as_deref(), Some("Q4_K_M"));
-    assert_eq!(p.candidates[2].artifact.quantization.as_deref(), Some("Q8_0"));
+    assert_eq!(p.candidates[2].artifact.quantization.as_deref(), Some("Q4_K_M"));
 }
 
 #[test]
