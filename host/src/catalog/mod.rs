@@ -138,6 +138,11 @@ pub struct Artifact {
     pub sha256: Option<String>,
     pub size_bytes: Option<u64>,
     pub quantization: Option<String>,
+    /// The other files of a model that is a folder (an MLX-format model: `config.json`,
+    /// the tokenizer's files, further shards): plain names, kept beside `file` and
+    /// fetched from beside its URL, before it, so a model whose `file` is in place is
+    /// whole.
+    pub companions: Vec<String>,
 }
 
 impl Artifact {

@@ -85,6 +85,8 @@ pub(super) struct RawArtifact {
     pub sha256: Option<Spanned<String>>,
     pub size_bytes: Option<Spanned<u64>>,
     pub quantization: Option<String>,
+    #[serde(default)]
+    pub companions: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -174,6 +174,18 @@ const BROKEN: &[(&str, &str, &str, &str)] = &[
         "8:8",
         "absolute path",
     ),
+    (
+        "a companion in another folder",
+        "[[models]]\nid = \"m\"\nname = \"M\"\ncontext_size = 1\n[[models.artifacts]]\nbackends = [\"mlx\"]\nformat = \"safetensors\"\nfile = \"m/model.safetensors\"\ncompanions = [\"config.json\", \"../tokenizer.json\"]\n",
+        "9:30",
+        "companion `../tokenizer.json` must be a plain name",
+    ),
+    (
+        "a companion that is the file itself",
+        "[[models]]\nid = \"m\"\nname = \"M\"\ncontext_size = 1\n[[models.artifacts]]\nbackends = [\"mlx\"]\nformat = \"safetensors\"\nfile = \"m/model.safetensors\"\ncompanions = [\"model.safetensors\"]\n",
+        "9:15",
+        "is the artifact's own file",
+    ),
     ("a bad duration", "[idle]\nhard_timeout = \"5 minutes\"\n", "2:16", "unknown duration unit `minutes`"),
     ("soft after hard", "[idle]\nsoft_timeout = \"10m\"\nhard_timeout = \"5m\"\n", "2:16", "longer than hard_timeout"),
     ("an id with a slash", "[[models]]\nid = \"a/b\"\nname = \"A\"\ncontext_size = 1\n", "2:6", "may only use letters"),

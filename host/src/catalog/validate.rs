@@ -318,6 +318,19 @@ impl Checker<'_> {
                 return Err(self.invalid(size.span(), "size_bytes must be positive"));
             }
         }
+        for companion in &a.companions {
+            let name = companion.get_ref();
+            let reason = if name.contains('/') {
+                Some("must be a plain name: companions sit beside the artifact's file")
+            } else if *name == file_name(a.file.get_ref()) {
+                Some("is the artifact's own file")
+            } else {
+                unsafe_file_name(name)
+            };
+            if let Some(reason) = reason {
+                return Err(self.invalid(companion.span(), format!("companion `{name}` {reason}")));
+            }
+        }
         Ok(Artifact {
             backends: a.backends.into_inner(),
             format: a.format,
@@ -326,6 +339,7 @@ impl Checker<'_> {
             sha256: a.sha256.map(|s| s.into_inner().to_ascii_lowercase()),
             size_bytes: a.size_bytes.map(Spanned::into_inner),
             quantization: a.quantization,
+            companions: a.companions.into_iter().map(Spanned::into_inner).collect(),
         })
     }
 
@@ -384,6 +398,11 @@ impl Checker<'_> {
         }
         Ok((size.bytes, size.open_ended))
     }
+}
+
+/// The last part of a relative file path.
+fn file_name(file: &str) -> &str {
+    file.rsplit('/').next().unwrap_or(file)
 }
 
 /// Why `file` could escape the models folder, or `None` when it is a plain relative

@@ -41,22 +41,33 @@ fn places_text(places: &[PathBuf]) -> String {
     }
 }
 
-/// The install of one artifact: from `from` when given (any artifact qualifies), else
-/// from its URL (an artifact without one has no source).
-fn spec_for(
+/// The installs of one artifact: from `from` when given (any artifact qualifies; its
+/// file alone), else its companions from beside its URL, then the file itself, last, so
+/// that a folder whose file is in place is whole. `None`: no source (no URL, no `from`).
+fn specs_for(
     artifact: &Artifact,
     kind: ArtifactKind,
     name: &str,
     from: &[PathBuf],
-) -> Option<PullSpec> {
+) -> Option<Vec<PullSpec>> {
     let url = artifact.url.as_deref().unwrap_or_default();
     if from.is_empty() && url.is_empty() {
         return None;
     }
-    let mut spec = match kind {
-        ArtifactKind::Model => PullSpec::model(name, &artifact.file, url),
-        ArtifactKind::Adapter => PullSpec::adapter(name, &artifact.file, url),
+    let pull = |file: &str, url: &str| match kind {
+        ArtifactKind::Model => PullSpec::model(name, file, url),
+        ArtifactKind::Adapter => PullSpec::adapter(name, file, url),
     };
+    let mut specs = Vec::new();
+    if from.is_empty() {
+        let url_folder = url.split('?').next().unwrap_or(url);
+        let url_folder = &url_folder[..url_folder.rfind('/').map_or(0, |at| at + 1)];
+        let folder = &artifact.file[..artifact.file.rfind('/').map_or(0, |at| at + 1)];
+        for companion in &artifact.companions {
+            specs.push(pull(&format!("{folder}{companion}"), &format!("{url_folder}{companion}")));
+        }
+    }
+    let mut spec = pull(&artifact.file, url);
     if !from.is_empty() {
         spec = spec.from_files(from.to_vec());
     }
@@ -66,7 +77,8 @@ fn spec_for(
     if let Some(size) = artifact.size_bytes {
         spec = spec.with_size(size);
     }
-    Some(spec)
+    specs.push(spec);
+    Some(specs)
 }
 
 impl Hearth {
@@ -99,8 +111,8 @@ impl Hearth {
         let mut specs = Vec::new();
         let mut installed = Vec::new();
         for artifact in &usable {
-            match spec_for(artifact, kind, name, from) {
-                Some(spec) => specs.push(spec),
+            match specs_for(artifact, kind, name, from) {
+                Some(artifact_specs) => specs.extend(artifact_specs),
                 None if self.store().is_installed(kind, name, &artifact.file) => {
                     installed.push(self.store().path(kind, name, &artifact.file)?);
                 }

@@ -8,8 +8,9 @@ use super::{ArtifactKind, StoreError, ADAPTERS_DIR};
 /// Suffix of a download in progress.
 pub(super) const PARTIAL_SUFFIX: &str = ".partial";
 
-/// Builds `<root>/<id>/<file>` or `<root>/adapters/<id>/<file>` after checking that both
-/// names are plain components. Touches no file.
+/// Builds `<root>/<id>/<file>` or `<root>/adapters/<id>/<file>` after checking that the
+/// id is a plain component and the file a relative path of plain components (a model
+/// that is a folder, or split files, keep their files in a subfolder). Touches no file.
 pub(super) fn build(
     root: &Path,
     kind: ArtifactKind,
@@ -21,7 +22,13 @@ pub(super) fn build(
         ArtifactKind::Adapter => "adapter name",
     };
     check_component(id_what, id)?;
-    check_component("file name", file)?;
+    if file.is_empty() {
+        return Err(invalid("file name", file, "is empty"));
+    }
+    for part in file.split('/') {
+        check_component("file name", part)
+            .map_err(|_| invalid("file name", file, "has a part that is not a plain name"))?;
+    }
     if file.ends_with(PARTIAL_SUFFIX) {
         // It would be mistaken for, and clobbered by, another file's download.
         return Err(invalid("file name", file, "ends in .partial, reserved for downloads"));

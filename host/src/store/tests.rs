@@ -298,7 +298,14 @@ async fn traversal_names_are_refused_before_any_file_is_created() {
     let server = TestServer::start(Behaviour::default()).await;
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::new(tmp.path().join("models"));
-    let bad = ["../x", "/etc/passwd", "a/b", "..", ".", "", "a\0b", "a\\b", "x/../../y"];
+    let bad = ["../x", "/etc/passwd", "..", ".", "", "a\0b", "a\\b", "x/../../y", "a//b", "a/"];
+    for name in ["a/b", "a/.", "a/../b"] {
+        assert!(
+            matches!(store.model_path(name, "f"), Err(StoreError::InvalidName { .. })),
+            "an id is one component: {name:?}"
+        );
+    }
+    assert!(store.model_path("ok", "folder/model.safetensors").is_ok(), "a file in a subfolder");
 
     for name in bad {
         assert!(

@@ -15,6 +15,7 @@ mod live_catalog;
 mod live_plugins;
 mod model_files;
 mod plugins;
+mod pull;
 mod sdk_example;
 mod server;
 #[path = "../support/mod.rs"]
