@@ -143,8 +143,11 @@ pub fn forward(
     let c = Config::from_gguf(gguf)?;
     let e = c.n_embd as usize;
     let (h, embd) = residual_stream(gguf, &c, tokens, lora)?;
-    let last =
-        rmsnorm(&h[(tokens.len() - 1) * e..], &tensor(gguf, Global::OutputNorm.gguf_name())?, c.eps);
+    let last = rmsnorm(
+        &h[(tokens.len() - 1) * e..],
+        &tensor(gguf, Global::OutputNorm.gguf_name())?,
+        c.eps,
+    );
     let output = match gguf.tensor(Global::Output.gguf_name()) {
         Some(_) => tensor(gguf, Global::Output.gguf_name())?,
         None => embd,
