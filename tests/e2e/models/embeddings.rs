@@ -142,12 +142,11 @@ async fn a_generative_model_is_refused_embeddings_and_an_embedding_model_is_refu
     assert_eq!(status, 400, "{answer}");
     assert!(answer.to_string().contains("gives no embeddings"), "{answer}");
 
-    // WebGPU does not list embeddings: refused by feature, naming the backend.
+    // WebGPU embeds through the model layer, which refuses the same file alike.
     let ask = json!({ "model": "smollm2-135m", "backend": "webgpu", "input": "hello" });
     let (status, answer) = post(&base, "/v1/embeddings", ask).await;
     assert_eq!(status, 400, "{answer}");
-    let message = answer["error"]["message"].as_str().unwrap();
-    assert!(message.contains("embeddings") && message.contains("webgpu"), "{message}");
+    assert!(answer.to_string().contains("gives no embeddings"), "{answer}");
 
     let ask = json!({ "model": MODEL, "messages": [{ "role": "user", "content": "hi" }] });
     let (status, answer) = post(&base, "/v1/chat/completions", ask).await;
@@ -213,23 +212,46 @@ async fn pooled_smollm2_vectors(plugin: &str, backend: &str) -> [Vec<Vec<f32>>; 
     [openai, ollama]
 }
 
+/// How close MLX's and WebGPU's SmolLM2 vectors must sit to llama.cpp's here: on the
+/// Q4_1 file llama.cpp rounds every matmul's activations to 8 bits, which alone puts
+/// its vectors at cosines of 0.99903 to 0.99982 from the engines' on these sentences
+/// (the engines agree with each other and with exact arithmetic to six digits).
+const SMOLLM2_TO_LLAMA_CPP: f64 = 0.998;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mlx_and_webgpu_embed_a_mean_pooled_smollm2_as_llama_cpp_does_over_openai_and_ollama() {
     if hearth_sdk::testing::real_models().is_none() {
         return;
     }
     let [llama, _] = pooled_smollm2_vectors("hearth_llamacpp", "llamacpp").await;
-    for (plugin, backend) in [("hearth_mlx", "mlx"), ("hearth_webgpu", "webgpu")] {
-        let [openai, ollama] = pooled_smollm2_vectors(plugin, backend).await;
+    let [mlx, mlx_ollama] = pooled_smollm2_vectors("hearth_mlx", "mlx").await;
+    let [webgpu, webgpu_ollama] = pooled_smollm2_vectors("hearth_webgpu", "webgpu").await;
+    for (backend, openai, ollama) in
+        [("mlx", &mlx, &mlx_ollama), ("webgpu", &webgpu, &webgpu_ollama)]
+    {
         for (index, sentence) in SENTENCES.iter().enumerate() {
-            let (to_llama, endpoints) =
-                (cosine(&openai[index], &llama[index]), cosine(&openai[index], &ollama[index]));
+            let to_llama = cosine(&openai[index], &llama[index]);
             println!("{backend} {sentence:?}: cosine {to_llama:.6} to llama.cpp");
-            // The bound of the conformance suite (hearth_backend_check::embeddings).
-            assert!(to_llama >= 0.999, "{backend} {sentence:?}: cosine {to_llama} to llama.cpp");
-            assert!(endpoints > 0.99999, "{backend}: /v1/embeddings and /api/embed differ");
+            assert!(
+                to_llama >= SMOLLM2_TO_LLAMA_CPP,
+                "{backend} {sentence:?}: cosine {to_llama} to llama.cpp"
+            );
+            assert!(
+                cosine(&openai[index], &ollama[index]) > 0.99999,
+                "{backend}: endpoints differ"
+            );
+            assert!(
+                cosine(&openai[index], &webgpu[index]) > 0.99999,
+                "{backend} and webgpu differ"
+            );
         }
-        let (paraphrase, unrelated) = (dot(&openai[0], &openai[1]), dot(&openai[0], &openai[2]));
+    }
+    // Mean-pooled decoder states are alike (the unrelated sentence still sits at 0.58 to
+    // 0.59), yet the paraphrase is clearly the closer, at 0.90, on each backend.
+    for (backend, vectors) in [("llamacpp", &llama), ("mlx", &mlx), ("webgpu", &webgpu)] {
+        let (paraphrase, unrelated) =
+            (dot(&vectors[0], &vectors[1]), dot(&vectors[0], &vectors[2]));
         println!("{backend}: cosine to the paraphrase {paraphrase}, to the unrelated {unrelated}");
+        assert!(paraphrase > unrelated + 0.2, "{backend}: {paraphrase} against {unrelated}");
     }
 }
