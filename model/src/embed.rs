@@ -62,7 +62,8 @@ impl Pooling {
     }
 
     /// The pooled vector of `states`, `n_embd` values per token in token order, summed
-    /// in f64.
+    /// in f64. Only for a pooling that gives one vector: [`embed`] refuses the others
+    /// before any state is computed.
     pub fn pool(self, states: &[f32], n_embd: usize) -> Vec<f32> {
         let tokens = states.len() / n_embd;
         match self {
