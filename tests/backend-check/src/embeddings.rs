@@ -107,7 +107,7 @@ pub fn check_every_model(
         return;
     }
     let mut sources = vec![("smollm2".to_string(), smollm2_path())];
-    for arch in hearth_model::arch::ARCHITECTURES.iter() {
+    for arch in hearth_model::arch::ARCHITECTURES {
         sources.push((arch.gguf_name.to_string(), tiny_model(models, arch.gguf_name, TINY_TYPE)));
     }
     println!("{engine} embeddings: cosine to llama.cpp, exact arithmetic's to llama.cpp, to exact arithmetic");
