@@ -8,6 +8,7 @@ use hearth_sdk::PluginError;
 use serde_json::Value;
 
 use crate::arch::{self, Architecture, Ffn, RopePairs};
+use crate::embed::Pooling;
 
 /// The hyper-parameters of a model of one of [`arch::ARCHITECTURES`].
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +42,9 @@ pub struct Config {
     pub norm_offset: f32,
     pub vocab: u32,
     pub context_length: u32,
+    /// How a text's token states become its embedding (`<arch>.pooling_type`); a
+    /// generative model's file names none.
+    pub pooling: Pooling,
 }
 
 /// The routing of a mixture-of-experts feed-forward ([`Ffn::Experts`]).
@@ -208,6 +212,7 @@ impl Config {
             norm_offset: 0.0,
             vocab,
             context_length: optional("context_length", 2048)?,
+            pooling: Pooling::from_gguf(gguf, arch.gguf_name)?,
         })
     }
 
@@ -318,6 +323,9 @@ impl Config {
             norm_offset: arch.hf_norm_offset,
             vocab: int("vocab_size")?,
             context_length: int_or("max_position_embeddings", 2048)?,
+            // A sentence-transformers folder says its pooling in a file of its own, not
+            // in config.json: such a folder is read as the generative model it wraps.
+            pooling: Pooling::None,
         })
     }
 

@@ -17,10 +17,11 @@ use hearth_sdk::{
 
 use crate::Config;
 
-/// The features an engine gets from this loop and [`Text`]: the chat template, the
-/// sampling fields beyond llama-server's defaults, log-probabilities, tokenizing, and
-/// tools handed to the template.
+/// The features an engine gets from this loop, [`Text`] and [`crate::embed()`]: the
+/// chat template, the sampling fields beyond llama-server's defaults,
+/// log-probabilities, tokenizing, tools handed to the template, and embeddings.
 pub const FEATURES: &[&str] = &[
+    feature::EMBEDDINGS,
     feature::CHAT_TEMPLATE,
     feature::LOGPROBS,
     feature::PRESENCE_FREQUENCY_PENALTIES,

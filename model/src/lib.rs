@@ -14,6 +14,8 @@
 //! - [`lora`]: LoRA adapter files read and checked once;
 //! - [`generate`](mod@generate): the generation loop (template, prompt-prefix reuse, sampling, stop
 //!   strings, streaming, stats) over an engine's [`Executor`];
+//! - [`embed`](mod@embed): a text's embedding, pooled as the model's file says from
+//!   the final-normed hidden states an engine computes;
 //! - [`reference`](mod@reference): the CPU reference executor the engines are tested against.
 //!
 //! The engines keep only what is theirs: turning tensors into device memory and
@@ -21,6 +23,7 @@
 
 pub mod arch;
 pub mod config;
+pub mod embed;
 pub mod generate;
 pub mod lora;
 pub mod reference;
@@ -28,6 +31,7 @@ pub mod roles;
 
 pub use arch::{Activation, Architecture, Ffn, RopePairs};
 pub use config::{Config, Experts, LayerPlan};
+pub use embed::{embed, Pooling};
 pub use generate::{context_size, generate, Executor, Session, Text};
 pub use lora::{LoraFile, LoraPair};
 pub use roles::{Global, LayerTensors, Role, Shape};

@@ -141,6 +141,36 @@ pub fn forward(
     lora: Option<(&LoraFile, f32)>,
 ) -> Result<Vec<f32>, PluginError> {
     let c = Config::from_gguf(gguf)?;
+    let e = c.n_embd as usize;
+    let (h, embd) = residual_stream(gguf, &c, tokens, lora)?;
+    let last = rmsnorm(
+        &h[(tokens.len() - 1) * e..],
+        &tensor(gguf, Global::OutputNorm.gguf_name())?,
+        c.eps,
+    );
+    let output = match gguf.tensor(Global::Output.gguf_name()) {
+        Some(_) => tensor(gguf, Global::Output.gguf_name())?,
+        None => embd,
+    };
+    Ok(matmul(&output, e, &last, 1))
+}
+
+/// The final-normed hidden state of every one of `tokens`, evaluated from position 0
+/// on the CPU: what an embedding pools.
+pub fn hidden_states(gguf: &Gguf, tokens: &[u32]) -> Result<Vec<f32>, PluginError> {
+    let c = Config::from_gguf(gguf)?;
+    let (h, _) = residual_stream(gguf, &c, tokens, None)?;
+    Ok(rmsnorm(&h, &tensor(gguf, Global::OutputNorm.gguf_name())?, c.eps))
+}
+
+/// Every token's residual stream after the last layer, and the token embeddings (the
+/// output matrix of a tied model).
+fn residual_stream(
+    gguf: &Gguf,
+    c: &Config,
+    tokens: &[u32],
+    lora: Option<(&LoraFile, f32)>,
+) -> Result<(Vec<f32>, Vec<f32>), PluginError> {
     let (e, hd) = (c.n_embd as usize, c.head_dim as usize);
     let (heads, kv_heads) = (c.heads as usize, c.kv_heads as usize);
     let n = tokens.len();
@@ -234,12 +264,7 @@ pub fn forward(
         }
         add(&mut h, &d);
     }
-    let last = rmsnorm(&h[(n - 1) * e..], &tensor(gguf, Global::OutputNorm.gguf_name())?, c.eps);
-    let output = match gguf.tensor(Global::Output.gguf_name()) {
-        Some(_) => tensor(gguf, Global::Output.gguf_name())?,
-        None => embd,
-    };
-    Ok(matmul(&output, e, &last, 1))
+    Ok((h, embd))
 }
 
 #[cfg(test)]

@@ -345,6 +345,7 @@ mod tests {
             norm_offset: 0.0,
             vocab: 100,
             context_length: 64,
+            pooling: crate::Pooling::None,
         };
         let experts = crate::config::Experts { count: 8, used: 2, normalize: true };
         let moe: Vec<(Role, Shape)> = gguf("qwen3moe", Some(experts)).layer_tensors().collect();

@@ -5,8 +5,8 @@
 //! cache that grows by concatenation.
 //!
 //! Each call builds the graph for a batch of tokens and returns the last token's
-//! logits; MLX evaluates the whole graph (the cache updates included) when they are
-//! read.
+//! logits, or every token's final-normed hidden state for an embedding; MLX evaluates
+//! the whole graph (the cache updates included) when they are read.
 
 use hearth_model::{Activation, Config, Experts, Role, RopePairs};
 use hearth_sdk::PluginError;
@@ -166,6 +166,28 @@ impl Forward<'_> {
 
     /// Evaluate `tokens` after the cached ones; return the last token's logits.
     pub fn run(&self, cache: &mut KvCache, tokens: &[u32]) -> Result<Vec<f32>, PluginError> {
+        let (n, n_embd) = (tokens.len() as i32, self.config.n_embd as i32);
+        let x = self.residual_stream(cache, tokens)?;
+        let last = x
+            .slice(&[0, n - 1, 0], &[1, n, n_embd])?
+            .rms_norm(&self.weights.output_norm, self.config.eps)?;
+        self.weights.output().apply(&last)?.to_f32_vec()
+    }
+
+    /// Evaluate `tokens` after the cached ones; return every one's final-normed hidden
+    /// state, `n_embd` values per token: what an embedding pools.
+    pub fn hidden_states(
+        &self,
+        cache: &mut KvCache,
+        tokens: &[u32],
+    ) -> Result<Vec<f32>, PluginError> {
+        let x = self.residual_stream(cache, tokens)?;
+        x.rms_norm(&self.weights.output_norm, self.config.eps)?.to_f32_vec()
+    }
+
+    /// The residual stream after the last layer, `[1, n, n_embd]`, for `tokens` after
+    /// the cached ones; the cache holds them afterwards.
+    fn residual_stream(&self, cache: &mut KvCache, tokens: &[u32]) -> Result<Array, PluginError> {
         let c = self.config;
         let arch = c.arch;
         let (n_embd, head_dim) = (c.n_embd as i32, c.head_dim as i32);
@@ -238,10 +260,7 @@ impl Forward<'_> {
             }
             x = x.add(&down)?;
         }
-        let last =
-            x.slice(&[0, n - 1, 0], &[1, n, n_embd])?.rms_norm(&self.weights.output_norm, c.eps)?;
-        let logits = self.weights.output().apply(&last)?.to_f32_vec()?;
         cache.len += n;
-        Ok(logits)
+        Ok(x)
     }
 }

@@ -1,14 +1,15 @@
 //! A loaded model: its weights, the adapters loaded for it so far, the KV cache, and
 //! the lifecycle calls; generation is the model layer's loop over this engine's
-//! forward pass.
+//! forward pass, and an embedding the model layer's pooling of its hidden states.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use hearth_model::{context_size, generate, Config, Executor, Session, Text};
+use hearth_model::{context_size, embed, generate, Config, Executor, Session, Text};
 use hearth_sdk::helpers::Gguf;
 use hearth_sdk::{
-    AdapterUse, GenerateRequest, GenerateStats, MemoryUsage, Model, PluginError, TokenSink,
+    AdapterUse, Embedding, GenerateRequest, GenerateStats, MemoryUsage, Model, PluginError,
+    TokenSink,
 };
 
 use crate::ffi;
@@ -135,6 +136,22 @@ impl Model for MlxModel {
             *state = State::default();
         }
         result
+    }
+
+    fn embed(&self, text: &str, truncate: bool) -> Result<Embedding, PluginError> {
+        // A cache of its own, grown a chunk at a time like a prompt's, so the
+        // generation's prefix stays cached; the lock keeps one MLX graph at a time.
+        let _one_at_a_time = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let adapters = ActiveAdapters::default();
+        let forward = Forward { config: &self.config, weights: &self.weights, adapters: &adapters };
+        embed(&self.text, &self.config, u32::MAX, text, truncate, |tokens| {
+            let mut cache = KvCache::default();
+            let mut states = Vec::with_capacity(tokens.len() * self.config.n_embd as usize);
+            for chunk in tokens.chunks(PROMPT_CHUNK) {
+                states.extend(forward.hidden_states(&mut cache, chunk)?);
+            }
+            Ok(states)
+        })
     }
 
     fn trim(&self) {

@@ -43,7 +43,8 @@ pub struct Scratch {
     low_rank: GpuBuffer,
     k_cache: Vec<GpuBuffer>,
     v_cache: Vec<GpuBuffer>,
-    /// The logits' copy on the host side, filled by the step's own command buffer.
+    /// The logits' (or a batch's hidden states') copy on the host side, filled by the
+    /// step's own command buffer.
     readback: wgpu::Buffer,
     /// Kept across steps: the same dispatches bind the same buffers every token.
     bindings: Mutex<Bindings>,
@@ -96,7 +97,7 @@ impl Scratch {
             low_rank: act("low rank", RANK_PAD),
             k_cache: (0..config.n_layer).map(|_| gpu.storage("k cache", kv_layer)).collect(),
             v_cache: (0..config.n_layer).map(|_| gpu.storage("v cache", kv_layer)).collect(),
-            readback: gpu.readback(u64::from(config.vocab) * F32),
+            readback: gpu.readback(u64::from(config.vocab.max(UBATCH * config.n_embd)) * F32),
             bindings: Mutex::default(),
         })
     }
@@ -110,6 +111,17 @@ fn attention_shape(config: &Config, ctx: u32) -> AttentionShape {
         ctx,
         scale: config.attention_scale,
     }
+}
+
+/// What a batch leaves for the host to read, in `xn` or `logits`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Readout {
+    /// Nothing: a prompt's chunk before its last.
+    Nothing,
+    /// The last token's logits.
+    Logits,
+    /// Every token's final-normed hidden state.
+    HiddenStates,
 }
 
 /// The model pieces a forward pass reads.
@@ -146,7 +158,8 @@ impl Forward<'_> {
             let last = index + 1 == chunks.len();
             self.gpu.queue.write_buffer(&scratch.ids.buffer, 0, bytemuck::cast_slice(chunk));
             let mut batch = Batch::new(self.gpu, self.kernels);
-            self.record(&mut batch, scratch, chunk.len() as u32, pos, last);
+            let readout = if last { Readout::Logits } else { Readout::Nothing };
+            self.record(&mut batch, scratch, chunk.len() as u32, pos, readout);
             if last {
                 let bytes = u64::from(self.config.vocab) * F32;
                 batch.copy(&scratch.logits.buffer, &scratch.readback, bytes);
@@ -157,13 +170,43 @@ impl Forward<'_> {
         self.gpu.read_mapped(&scratch.readback, self.config.vocab as usize)
     }
 
+    /// Evaluate `tokens` from position 0, filling the KV cache; returns every one's
+    /// final-normed hidden state, `n_embd` values per token: what an embedding pools.
+    pub fn hidden_states(
+        &self,
+        scratch: &Scratch,
+        tokens: &[u32],
+    ) -> Result<Vec<f32>, PluginError> {
+        if tokens.len() > scratch.ctx as usize {
+            return Err(PluginError::invalid_request(format!(
+                "{} tokens do not fit the context of {}",
+                tokens.len(),
+                scratch.ctx
+            )));
+        }
+        let e = self.config.n_embd;
+        let mut states = Vec::with_capacity(tokens.len() * e as usize);
+        let mut bindings =
+            scratch.bindings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (index, chunk) in tokens.chunks(UBATCH as usize).enumerate() {
+            let (ntok, pos) = (chunk.len() as u32, index as u32 * UBATCH);
+            self.gpu.queue.write_buffer(&scratch.ids.buffer, 0, bytemuck::cast_slice(chunk));
+            let mut batch = Batch::new(self.gpu, self.kernels);
+            self.record(&mut batch, scratch, ntok, pos, Readout::HiddenStates);
+            batch.copy(&scratch.xn.buffer, &scratch.readback, u64::from(ntok * e) * F32);
+            batch.submit_with(&mut bindings);
+            states.extend(self.gpu.read_mapped(&scratch.readback, (ntok * e) as usize)?);
+        }
+        Ok(states)
+    }
+
     fn record<'b>(
         &'b self,
         batch: &mut Batch<'b>,
         s: &'b Scratch,
         ntok: u32,
         pos: u32,
-        logits: bool,
+        readout: Readout,
     ) {
         let c = self.config;
         let arch = c.arch;
@@ -277,7 +320,11 @@ impl Forward<'_> {
                 project(batch, Role::Down, row(&s.gate, c.n_ff), row(&s.h, e), true);
             }
         }
-        if logits {
+        if readout == Readout::HiddenStates {
+            let w = &self.weights.output_norm.buffer;
+            batch.rmsnorm(row(&s.h, e), w, row(&s.xn, e), ntok, e, c.eps, false);
+        }
+        if readout == Readout::Logits {
             let last = (ntok - 1) * e;
             batch.rmsnorm(
                 View::new(&s.h.buffer, last, e),

@@ -1,14 +1,15 @@
 //! A loaded model: its weights, the LoRA adapters loaded for it so far, the KV cache,
 //! and the lifecycle calls; generation is the model layer's loop over this engine's
-//! forward pass.
+//! forward pass, and an embedding the model layer's pooling of its hidden states.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use hearth_model::{context_size, generate, Config, Executor, Session, Text};
+use hearth_model::{context_size, embed, generate, Config, Executor, Session, Text};
 use hearth_sdk::helpers::Gguf;
 use hearth_sdk::{
-    AdapterUse, GenerateRequest, GenerateStats, MemoryUsage, Model, PluginError, TokenSink,
+    AdapterUse, Embedding, GenerateRequest, GenerateStats, MemoryUsage, Model, PluginError,
+    TokenSink,
 };
 
 use crate::device::Gpu;
@@ -163,6 +164,18 @@ impl Model for WebGpuModel {
         let scratch = self.ensure_scratch(scratch)?;
         let mut executor = GpuExecutor { forward: self.forward(&adapters), scratch };
         generate(&self.text, self.ctx, session, &mut executor, request, sink)
+    }
+
+    /// Texts up to the model's context are embedded: the KV cache holds that many.
+    fn embed(&self, text: &str, truncate: bool) -> Result<Embedding, PluginError> {
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let State { scratch, session } = &mut *state;
+        embed(&self.text, &self.config, self.ctx, text, truncate, |tokens| {
+            // The cache is overwritten from position 0: what it held is gone.
+            *session = Session::default();
+            let scratch = self.ensure_scratch(scratch)?;
+            self.forward(&[]).hidden_states(scratch, tokens)
+        })
     }
 
     fn trim(&self) {

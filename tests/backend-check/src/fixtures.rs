@@ -2,7 +2,7 @@
 //! `HEARTH_TEST_MODELS`) and the repository's trained LoRA adapter. A missing setting or
 //! file fails the test with what to set, instead of skipping it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use hearth_sdk::helpers::Gguf;
@@ -26,7 +26,7 @@ pub fn gemma3_path() -> String {
     model_path("gemma3-270m/gemma-3-270m-q4_k_m.gguf")
 }
 
-/// SmolLM2 with its weights expanded from Q4_1 to F16 ([`crate::f16_copy`]), written
+/// SmolLM2 with its weights expanded from Q4_1 to F16 ([`crate::gguf_copy`]), written
 /// once into the temp folder (about 270 MB) and reused while the source is unchanged.
 pub fn smollm2_f16_path() -> String {
     static PATH: OnceLock<String> = OnceLock::new();
@@ -38,11 +38,28 @@ pub fn smollm2_f16_path() -> String {
         let out = folder.join(format!("smollm2-135m-f16-from-{size}.gguf"));
         if !out.is_file() {
             let gguf = Gguf::open(&source).expect("the test model opens");
-            crate::f16_copy::write_f16_copy(&gguf, &out).expect("the F16 copy is written");
+            crate::gguf_copy::write_f16_copy(&gguf, &out).expect("the F16 copy is written");
         }
         out.to_string_lossy().into_owned()
     })
     .clone()
+}
+
+/// A copy of the model at `source` that names `pooling` as its `<arch>.pooling_type`
+/// ([`crate::gguf_copy::write_pooled_copy`]), written once into the temp folder and
+/// reused while the source is unchanged.
+pub fn pooled_copy(source: &str, pooling: u32) -> String {
+    let size = std::fs::metadata(source).expect("the test model").len();
+    let stem = Path::new(source).file_stem().expect("a model file").to_string_lossy();
+    let folder = std::env::temp_dir().join("hearth-test-fixtures");
+    std::fs::create_dir_all(&folder).expect("a folder for test fixtures");
+    let out = folder.join(format!("{stem}-pooling-{pooling}-from-{size}.gguf"));
+    if !out.is_file() {
+        let gguf = Gguf::open(source).expect("the test model opens");
+        crate::gguf_copy::write_pooled_copy(&gguf, &out, pooling)
+            .expect("the pooled copy is written");
+    }
+    out.to_string_lossy().into_owned()
 }
 
 /// The adapter scripts/train_adapter.py trained: SmolLM2 ends every answer with

@@ -10,14 +10,17 @@
 //!   relative error used to compare logits;
 //! - [`conformance`]: every architecture in every GGUF type, on tiny random-weight
 //!   models, against llama.cpp;
+//! - [`embeddings`](mod@embeddings): every architecture's embeddings under every
+//!   pooling, against llama.cpp and the CPU reference;
 //! - [`requests`]: greedy chat and raw requests, and a sink that collects;
-//! - [`fixtures`]: the test models, an F16 copy of SmolLM2 ([`f16_copy`]) and the
+//! - [`fixtures`]: the test models, an F16 copy of SmolLM2 and pooled copies ([`gguf_copy`]) and the
 //!   repository's trained adapter.
 
 pub mod agreement;
 pub mod conformance;
-pub mod f16_copy;
+pub mod embeddings;
 pub mod fixtures;
+pub mod gguf_copy;
 pub mod llamacpp;
 pub use hearth_model::reference;
 pub mod requests;

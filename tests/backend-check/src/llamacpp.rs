@@ -14,7 +14,8 @@ use hearth_sdk::abi::{BackendBox, ModelBox, PluginModuleRef};
 use hearth_sdk::abi_stable::library::lib_header_from_path;
 use hearth_sdk::abi_stable::std_types::{ROption, RVec};
 use hearth_sdk::{
-    GenerateRequest, GenerateStats, LoadRequest, MemoryUsage, Model, PluginError, TokenSink,
+    Embedding, GenerateRequest, GenerateStats, LoadRequest, MemoryUsage, Model, PluginError,
+    TokenSink,
 };
 
 /// A model loaded by the llama.cpp plugin, with the backend that loaded it (which must
@@ -31,6 +32,9 @@ impl Model for PluginModel {
         sink: &mut dyn TokenSink,
     ) -> Result<GenerateStats, PluginError> {
         hearth_sdk::abi::generate(&self.model, request, sink)
+    }
+    fn embed(&self, text: &str, truncate: bool) -> Result<Embedding, PluginError> {
+        self.model.embed(text.into(), truncate).into_result()
     }
     fn trim(&self) {
         self.model.trim().into_result().expect("trim");

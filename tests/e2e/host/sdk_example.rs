@@ -24,9 +24,11 @@ fn repository() -> PathBuf {
     Path::new(&manifest).parent().expect("the tests crate sits in the repository").to_path_buf()
 }
 
-/// The last commit of SDK 2.0, the minor version before this one. The example built
-/// from it stands for a third party's plugin built then and never rebuilt.
-const PREVIOUS_SDK_MINOR: (&str, &str) = ("2.0", "a43dee3defd2be29f61a0f31e3cba20def21ac6c");
+/// The last commit of SDK 2.3, the minor version before this one, and of SDK 2.0, the
+/// first of this major. The example built from each stands for a third party's plugin
+/// built then and never rebuilt.
+const PREVIOUS_SDK_MINOR: (&str, &str) = ("2.3", "ae23f40801c40cfd16a3e0c1c7c1c61f7d178a4e");
+const FIRST_SDK_MINOR: (&str, &str) = ("2.0", "a43dee3defd2be29f61a0f31e3cba20def21ac6c");
 
 /// Build the example with `--manifest-path`, as its own workspace, in a target folder
 /// of its own.
@@ -168,16 +170,18 @@ async fn the_out_of_tree_example_builds_loads_and_forwards_requests_to_an_openai
 }
 
 #[tokio::test]
-async fn the_example_built_against_the_previous_sdk_minor_still_loads_and_forwards_requests() {
-    let (version, commit) = PREVIOUS_SDK_MINOR;
+async fn the_example_built_against_the_previous_sdk_minor_or_the_first_of_its_major_still_loads_and_forwards_requests(
+) {
     let current = hearth_sdk::API_VERSION;
-    assert_ne!(
-        version,
-        format!("{}.{}", current.major, current.minor),
+    assert_eq!(
+        PREVIOUS_SDK_MINOR.0,
+        format!("{}.{}", current.major, current.minor - 1),
         "move PREVIOUS_SDK_MINOR on"
     );
-    let api_version = forwards_requests(&example_built_at(commit)).await;
-    assert_eq!(api_version, version);
+    for (version, commit) in [PREVIOUS_SDK_MINOR, FIRST_SDK_MINOR] {
+        let api_version = forwards_requests(&example_built_at(commit)).await;
+        assert_eq!(api_version, version);
+    }
 }
 
 #[test]

@@ -5,7 +5,7 @@
     reason = "shared by the models and memory test binaries, which use different parts"
 )]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::Arc;
 
@@ -22,8 +22,11 @@ pub struct RealHost {
     pub models: PathBuf,
     /// Where the backends run; `None` follows the catalog (in process).
     isolation: Option<Isolation>,
-    /// The store folder that [`RealHost::with_test_adapter`] made, kept until the host goes.
+    /// The store folder that [`RealHost::with_test_adapter`] or
+    /// [`RealHost::with_extra_model`] made, kept until the host goes.
     layered_models: Option<tempfile::TempDir>,
+    /// The catalog file [`RealHost::with_extra_model`] wrote; `None` is the shipped one.
+    catalog: Option<PathBuf>,
 }
 
 /// The repository's trained test adapter (scripts/train_adapter.sh) and its catalog name.
@@ -39,7 +42,12 @@ impl RealHost {
         for name in crates {
             copy_built_plugin(name, plugins.path());
         }
-        Self { plugins, models: test_models_dir(), isolation: None, layered_models: None }
+        Self::over(plugins)
+    }
+
+    fn over(plugins: tempfile::TempDir) -> Self {
+        let models = test_models_dir();
+        Self { plugins, models, isolation: None, layered_models: None, catalog: None }
     }
 
     /// A plugins folder holding copies of the given plugins as setup installed them
@@ -51,15 +59,57 @@ impl RealHost {
             std::fs::copy(installed_plugins().join(&file), plugins.path().join(&file)).unwrap();
             copy_companion(name, plugins.path());
         }
-        Self { plugins, models: test_models_dir(), isolation: None, layered_models: None }
+        Self::over(plugins)
     }
 
-    /// The same host over a store that holds the test models and the repository's test
-    /// adapter where the catalog says adapters live (`adapters/<name>/<file>`). The
-    /// store refuses symlinks that lead out of it, so the models are hard-linked (copied
-    /// where the folders sit on different file systems) and the small adapter copied;
-    /// the installed models are never written to.
+    /// The same host over a layered store that also holds the repository's test adapter
+    /// where the catalog says adapters live (`adapters/<name>/<file>`), copied.
     pub fn with_test_adapter(mut self) -> Self {
+        let store = self.layered_store();
+        // Installed by setup from tests/data; not read from the source tree through a
+        // path compiled in, which a test binary built in another checkout would carry.
+        let source = test_models_dir().join("adapters").join(TEST_ADAPTER).join(TEST_ADAPTER_FILE);
+        assert!(
+            source.is_file(),
+            "the test adapter is missing (run scripts/setup.sh): {}",
+            source.display()
+        );
+        let folder = store.join("adapters").join(TEST_ADAPTER);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::copy(&source, folder.join(TEST_ADAPTER_FILE)).unwrap();
+        self
+    }
+
+    /// The same host with one more catalog model, `id` (family llama), whose one GGUF
+    /// artifact is the file at `source`, loadable by `backends`: the file is linked into
+    /// the layered store and the entry appended to the shipped catalog.
+    pub fn with_extra_model(mut self, id: &str, source: &Path, backends: &[&str]) -> Self {
+        let store = self.layered_store();
+        let file = source.file_name().unwrap().to_string_lossy().into_owned();
+        std::fs::create_dir_all(store.join(id)).unwrap();
+        if std::fs::hard_link(source, store.join(id).join(&file)).is_err() {
+            std::fs::copy(source, store.join(id).join(&file)).unwrap();
+        }
+        let backends: Vec<String> = backends.iter().map(|b| format!("{b:?}")).collect();
+        let entry = format!(
+            "\n[[models]]\nid = {id:?}\nname = {id:?}\nfamily = \"llama\"\ncontext_size = 8192\n\
+             [[models.artifacts]]\nbackends = [{}]\nformat = \"gguf\"\nfile = {file:?}\n",
+            backends.join(", ")
+        );
+        let path = self.plugins.path().join("catalog.toml");
+        std::fs::write(&path, format!("{}{entry}", include_str!("../../../catalog.toml"))).unwrap();
+        self.catalog = Some(path);
+        self
+    }
+
+    /// A store of this host's own over the test models, made on first use: they are
+    /// hard-linked (copied where the folders sit on different file systems), since the
+    /// store refuses symlinks that lead out of it; the installed models are never
+    /// written to.
+    fn layered_store(&mut self) -> PathBuf {
+        if let Some(store) = &self.layered_models {
+            return store.path().to_path_buf();
+        }
         let store = tempfile::tempdir().unwrap();
         for model in std::fs::read_dir(&self.models).unwrap() {
             let model = model.unwrap();
@@ -81,20 +131,9 @@ impl RealHost {
                 }
             }
         }
-        // Installed by setup from tests/data; not read from the source tree through a
-        // path compiled in, which a test binary built in another checkout would carry.
-        let source = self.models.join("adapters").join(TEST_ADAPTER).join(TEST_ADAPTER_FILE);
-        assert!(
-            source.is_file(),
-            "the test adapter is missing (run scripts/setup.sh): {}",
-            source.display()
-        );
-        let folder = store.path().join("adapters").join(TEST_ADAPTER);
-        std::fs::create_dir_all(&folder).unwrap();
-        std::fs::copy(&source, folder.join(TEST_ADAPTER_FILE)).unwrap();
         self.models = store.path().to_path_buf();
         self.layered_models = Some(store);
-        self
+        self.models.clone()
     }
 
     /// The same host with every backend in a supervised worker process (the `hearth`
@@ -108,9 +147,12 @@ impl RealHost {
         Self::with_plugins(&["hearth_llamacpp"])
     }
 
-    /// The service over this home, with the shipped catalog.
+    /// The service over this home, with the shipped catalog (and any extra model).
     pub fn open(&self) -> Arc<Hearth> {
-        self.open_with(CatalogSource::BuiltIn)
+        match &self.catalog {
+            Some(path) => self.open_with(CatalogSource::File(path.clone())),
+            None => self.open_with(CatalogSource::BuiltIn),
+        }
     }
 
     /// The service with the shipped catalog but short idle timeouts, so the real

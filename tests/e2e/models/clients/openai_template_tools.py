@@ -5,6 +5,7 @@ the calls, whole and streamed; the call and its result go back through the templ
 
 import json
 import sys
+import urllib.request
 
 import openai
 
@@ -61,7 +62,10 @@ named = client.chat.completions.create(
 )
 assert [c.function.name for c in named.choices[0].message.tool_calls] == ["get_time"], named
 
-# The call and its result go back through the template: the prompt holds them.
+# The calls and the result go back through the template: the prompt has as many tokens
+# as the one Qwen2.5's template writes for them (the API reports no prompt text). Calls
+# may go in parallel, so the message holds every call the model made (SmolLM2 makes two
+# here), each a block of its own.
 RESULT = "Sunny, 21 degrees."
 answered = client.chat.completions.create(
     **(REQUEST | {"max_tokens": 1, "messages": ASK_WEATHER + [
@@ -70,4 +74,29 @@ answered = client.chat.completions.create(
     ]}),
     tools=[WEATHER],
 )
-assert answered.usage.prompt_tokens > called.usage.prompt_tokens, (answered.usage, called.usage)
+calls = "".join(
+    "\n<tool_call>\n"
+    + json.dumps({"name": c.function.name, "arguments": json.loads(c.function.arguments)})
+    + "\n</tool_call>"
+    for c in called.choices[0].message.tool_calls
+)
+expected = (
+    "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+    "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n"
+    + json.dumps(WEATHER)
+    + "\n</tools>\n\nFor each function call, return a json object with function name and "
+    "arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n"
+    '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call><|im_end|>\n'
+    "<|im_start|>user\nWhat is the weather in Paris?<|im_end|>\n"
+    f"<|im_start|>assistant{calls}<|im_end|>\n"
+    f"<|im_start|>user\n<tool_response>\n{RESULT}\n</tool_response><|im_end|>\n"
+    "<|im_start|>assistant\n"
+)
+tokenize = urllib.request.Request(
+    sys.argv[1] + "/tokenize",
+    data=json.dumps({"model": MODEL, "content": expected, "add_special": True}).encode(),
+    headers={"Content-Type": "application/json"},
+)
+tokens = json.load(urllib.request.urlopen(tokenize))["tokens"]
+assert answered.usage.prompt_tokens == len(tokens), (answered.usage, len(tokens))

@@ -1,8 +1,13 @@
-//! A GGUF copy of a model with every 2-D weight expanded to F16 (1-D tensors, the
-//! norms, stay as they are): the same model, on which llama.cpp's CPU kernels round a
-//! matmul's activations to f16 instead of to 8 bits per block of 32. It separates how
-//! faithfully a backend computes from how llama.cpp rounds: on the quantized file
-//! llama.cpp itself sits a few percent from exact arithmetic.
+//! GGUF copies of a model, two kinds:
+//!
+//! - every 2-D weight expanded to F16 (1-D tensors, the norms, stay as they are): the
+//!   same model, on which llama.cpp's CPU kernels round a matmul's activations to f16
+//!   instead of to 8 bits per block of 32. It separates how faithfully a backend
+//!   computes from how llama.cpp rounds: on the quantized file llama.cpp itself sits a
+//!   few percent from exact arithmetic;
+//! - the same weights with `<arch>.pooling_type` set: a generative model read as an
+//!   embedding model (as a decoder embedding model's file is), so every backend's
+//!   embeddings of one architecture can be compared.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -14,21 +19,45 @@ const ALIGNMENT: usize = 32;
 /// GGUF's `general.file_type` for "mostly F16".
 const MOSTLY_F16: u32 = 1;
 
-fn converted(ty: GgmlType, dims: &[u64]) -> bool {
+/// A 2-D weight not already F32: what the F16 copy expands.
+fn weight_matrix(ty: GgmlType, dims: &[u64]) -> bool {
     dims.len() == 2 && ty != GgmlType::F32
 }
 
-/// Write `source` to `out` with its 2-D weights as F16, through a partial file of this
-/// process's own, renamed once complete (so test binaries never read half a copy).
+/// Write `source` to `out` with its 2-D weights as F16.
 pub fn write_f16_copy(source: &Gguf, out: &Path) -> std::io::Result<()> {
+    write_copy(source, out, &[("general.file_type".into(), Value::U32(MOSTLY_F16))], true)
+}
+
+/// Write `source` to `out` with `<arch>.pooling_type` = `pooling` (llama.cpp's
+/// numbering: 1 mean, 2 CLS, 3 last), its weights as they are.
+pub fn write_pooled_copy(source: &Gguf, out: &Path, pooling: u32) -> std::io::Result<()> {
+    let arch = source.str("general.architecture").expect("a GGUF model names its architecture");
+    write_copy(source, out, &[(format!("{arch}.pooling_type"), Value::U32(pooling))], false)
+}
+
+/// Write `source` to `out` with the metadata of `set` (replaced or added), and with its
+/// 2-D weights as F16 when `to_f16`, through a partial file of this process's own,
+/// renamed once complete (so test binaries never read half a copy).
+fn write_copy(
+    source: &Gguf,
+    out: &Path,
+    set: &[(String, Value)],
+    to_f16: bool,
+) -> std::io::Result<()> {
+    let mut metadata: Vec<(&String, &Value)> = source
+        .metadata()
+        .iter()
+        .filter(|(key, _)| !set.iter().any(|(name, _)| name == *key))
+        .chain(set.iter().map(|(key, value)| (key, value)))
+        .collect();
+    metadata.sort_by_key(|(key, _)| key.as_str());
+    let converted = |ty, dims: &[u64]| to_f16 && weight_matrix(ty, dims);
     let mut header = b"GGUF".to_vec();
     header.extend(3u32.to_le_bytes());
     header.extend((source.tensors().len() as u64).to_le_bytes());
-    header.extend((source.metadata().len() as u64).to_le_bytes());
-    let mut metadata: Vec<(&String, &Value)> = source.metadata().iter().collect();
-    metadata.sort_by_key(|(key, _)| key.as_str());
+    header.extend((metadata.len() as u64).to_le_bytes());
     for (key, value) in metadata {
-        let value = if key == "general.file_type" { &Value::U32(MOSTLY_F16) } else { value };
         put_string(&mut header, key);
         header.extend(type_id(value).to_le_bytes());
         put_value(&mut header, value);
@@ -123,14 +152,7 @@ fn put_value(out: &mut Vec<u8>, value: &Value) {
     }
 }
 
-/// ggml's type numbers for the types a copy holds.
+/// ggml's type number of `ty`, as the SDK reads it.
 fn ggml_id(ty: GgmlType) -> u32 {
-    match ty {
-        GgmlType::F32 => 0,
-        GgmlType::F16 => 1,
-        GgmlType::Q4_0 => 2,
-        GgmlType::Q4_1 => 3,
-        GgmlType::Q8_0 => 8,
-        other => panic!("the F16 copy keeps no {other} tensor"),
-    }
+    (0..64).find(|&id| GgmlType::from_id(id) == Some(ty)).expect("a type the SDK reads")
 }
