@@ -191,9 +191,11 @@ def write_base(path, arch, layers, tokenizer_gguf, rope_base, embedding_std, see
     writer.add_tensor("output_norm.weight", norm(N_EMBD))
     if arch == "gemma3n":
         write_gemma3n_globals(writer, rng, vocab, layers)
-    if arch == "llama":
-        # A separate output matrix on one architecture; the others tie it to the
-        # embeddings, as SmolLM2 and Gemma 3 do.
+    if arch in ("llama", "gemma3n"):
+        # A separate output matrix on two architectures; the others tie it to the
+        # embeddings, as SmolLM2 and Gemma 3 do. Gemma 3n's small layer outputs (see
+        # small_norm) leave its state mostly the last token's embedding, so with tied
+        # embeddings every greedy token would repeat the one before.
         writer.add_tensor("output.weight", matrix(vocab, N_EMBD, 0.1))
     q_dim, kv_dim = HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM
     for i in range(layers):

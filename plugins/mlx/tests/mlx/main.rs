@@ -9,6 +9,7 @@ mod cross_check;
 mod end_to_end;
 mod fixture;
 mod gemma3;
+mod gemma3n;
 mod gguf_tensors;
 mod lora;
 mod mlx_format;
