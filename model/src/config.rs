@@ -512,6 +512,14 @@ mod tests {
     }
 
     #[test]
+    fn a_gemma3n_config_json_is_refused_as_gemma3n_is_read_from_gguf_files() {
+        let mut json = gemma_json();
+        json["model_type"] = "gemma3n_text".into();
+        let error = Config::from_hf(&json).unwrap_err().to_string();
+        assert!(error.contains("gemma3n_text") && error.contains("GGUF"), "{error}");
+    }
+
+    #[test]
     fn an_unknown_model_type_or_activation_is_refused_naming_it() {
         let mut json = gemma_json();
         json["model_type"] = "qwen3_next".into();
