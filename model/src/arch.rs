@@ -5,6 +5,7 @@
 //! one entry in [`ARCHITECTURES`].
 
 use hearth_sdk::helpers::{capabilities, GgmlType};
+use hearth_sdk::PluginError;
 
 /// Which dimensions of a head RoPE rotates together.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +84,12 @@ pub struct Architecture {
     /// llama.cpp's converter adds the 1 back into GGUF files.
     pub hf_norm_offset: f32,
     pub ffn: Ffn,
+    /// Gemma 3n's block (MatFormer "E" models): AltUp's parallel streams with their
+    /// predict and correct steps, per-layer inputs, LAuReL's low-rank residual branch,
+    /// a weightless RMSNorm of V, q·k unscaled, KV shared by the last layers, activation
+    /// sparsity on the first and soft-capped logits. Their sizes are in
+    /// [`crate::config::AltUp`]; the steps in [`crate::altup`].
+    pub altup: bool,
 }
 
 const LLAMA: Architecture = Architecture {
@@ -97,6 +104,7 @@ const LLAMA: Architecture = Architecture {
     sliding_window: None,
     hf_norm_offset: 0.0,
     ffn: Ffn::Dense,
+    altup: false,
 };
 
 /// Every architecture the engines run (a `static`: one address per entry, so an
@@ -137,6 +145,18 @@ pub static ARCHITECTURES: &[Architecture] = &[
         ffn: Ffn::Experts,
         ..LLAMA
     },
+    Architecture {
+        gguf_name: "gemma3n",
+        hf_model_type: "gemma3n_text",
+        gguf_rope: RopePairs::Halves,
+        qk_norm: true,
+        sandwich_norms: true,
+        activation: Activation::GeluTanh,
+        scale_embeddings: true,
+        sliding_window: Some(SlidingWindow { period: 5, local_rope_base: 10_000.0 }),
+        altup: true,
+        ..LLAMA
+    },
 ];
 
 /// The architecture a GGUF file's `general.architecture` names.
@@ -165,14 +185,36 @@ pub const TENSOR_TYPES: [GgmlType; 11] = [
     GgmlType::Q6K,
 ];
 
-/// The capability entries of a backend that runs every architecture here with tensors
-/// of `types` (see `hearth_sdk::helpers::capabilities`).
-pub fn capability_features(types: &[GgmlType]) -> Vec<String> {
+/// The capability entries of a backend that runs the architectures here that `runs`
+/// accepts, with tensors of `types` (see `hearth_sdk::helpers::capabilities`).
+pub fn capability_features(
+    types: &[GgmlType],
+    runs: impl Fn(&Architecture) -> bool,
+) -> Vec<String> {
     ARCHITECTURES
         .iter()
+        .filter(|arch| runs(arch))
         .map(|arch| capabilities::architecture_feature(arch.gguf_name))
         .chain(types.iter().map(|&ty| capabilities::gguf_type_feature(ty)))
         .collect()
+}
+
+/// Refuses, as `Unsupported`, an architecture that `engine` does not run (`runs` as it
+/// gives it to [`capability_features`]), before any memory is spent.
+pub fn check_runs(
+    arch: &Architecture,
+    engine: &str,
+    runs: impl Fn(&Architecture) -> bool,
+) -> Result<(), PluginError> {
+    if runs(arch) {
+        return Ok(());
+    }
+    let names: Vec<&str> = ARCHITECTURES.iter().filter(|a| runs(a)).map(|a| a.gguf_name).collect();
+    Err(PluginError::unsupported(format!(
+        "architecture `{}` (the {engine} engine runs {})",
+        arch.gguf_name,
+        names.join(", ")
+    )))
 }
 
 /// Every architecture as JSON, for engines that are not written in Rust (the web app's
@@ -206,6 +248,7 @@ pub fn as_json() -> serde_json::Value {
                     Ffn::Dense => "dense",
                     Ffn::Experts => "experts",
                 },
+                "altup": arch.altup,
             })
         })
         .collect();
@@ -246,7 +289,25 @@ mod tests {
         assert_eq!(llama["ffn"], "dense");
         let moe = exported.iter().find(|arch| arch["gguf_name"] == "qwen3moe").unwrap();
         assert_eq!(moe["ffn"], "experts");
+        assert_eq!(moe["altup"], false);
+        let gemma3n = exported.iter().find(|arch| arch["gguf_name"] == "gemma3n").unwrap();
+        assert_eq!(gemma3n["altup"], true);
+        assert_eq!(gemma3n["sliding_window"]["period"], 5);
         assert!(json["tensor_types"].as_array().unwrap().iter().any(|ty| ty == "Q4_1"));
+    }
+
+    #[test]
+    fn a_backend_states_only_the_architectures_it_runs() {
+        let all = capability_features(&[GgmlType::Q4_0], |_| true);
+        let plain = capability_features(&[GgmlType::Q4_0], |arch| !arch.altup);
+        let gemma3n = capabilities::architecture_feature("gemma3n");
+        assert!(all.contains(&gemma3n) && !plain.contains(&gemma3n));
+        assert_eq!(all.len(), plain.len() + 1);
+        let error = check_runs(by_gguf_name("gemma3n").unwrap(), "WebGPU", |a| !a.altup)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`gemma3n`") && error.contains("qwen3moe"), "{error}");
+        assert!(check_runs(by_gguf_name("gemma3").unwrap(), "WebGPU", |a| !a.altup).is_ok());
     }
 
     #[test]

@@ -32,9 +32,11 @@ pub struct Config {
     pub rope_pairs: RopePairs,
     /// Tokens a local layer attends to, counting the query's own.
     pub sliding_window: Option<u32>,
-    /// Every how many layers one attends globally (the last of each period), and the
-    /// RoPE base of the local ones: the architecture's, unless the file says otherwise.
-    pub window_period: u32,
+    /// Which layers attend locally (every layer's entry; empty without a sliding
+    /// window): by the architecture's period (the last of each attends globally) unless
+    /// the file lists them. The local ones' RoPE base is the architecture's, unless the
+    /// file says otherwise.
+    pub local_layers: Vec<bool>,
     pub local_rope_base: f32,
     /// Factor on `q·k` before the softmax.
     pub attention_scale: f32,
@@ -45,6 +47,27 @@ pub struct Config {
     /// How a text's token states become its embedding (`<arch>.pooling_type`); a
     /// generative model's file names none.
     pub pooling: Pooling,
+    /// Gemma 3n's sizes ([`Architecture::altup`] models only).
+    pub altup: Option<AltUp>,
+}
+
+/// The sizes of Gemma 3n's block ([`Architecture::altup`]; steps in [`crate::altup`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AltUp {
+    /// Parallel streams of the hidden state; the first is the one the layers update.
+    pub streams: u32,
+    /// Width of each layer's per-layer input.
+    pub per_layer_dim: u32,
+    /// Rank of LAuReL's low-rank branch.
+    pub laurel_rank: u32,
+    /// Layers from this one on compute no K and V of their own: each attends to the KV
+    /// of the last earlier layer of its kind (local or global).
+    pub first_shared_kv: u32,
+    /// Per layer, the feed-forward gate's cutoff in standard deviations above its mean
+    /// (`None`: no cutoff).
+    pub sparsity: Vec<Option<f32>>,
+    /// The final logits are `cap · tanh(logit / cap)`.
+    pub logit_softcap: f32,
 }
 
 /// The routing of a mixture-of-experts feed-forward ([`Ffn::Experts`]).
@@ -94,6 +117,12 @@ pub struct LayerPlan {
     pub rope_base: f32,
     /// `Some(w)`: query at position p sees keys `p−w+1 ..= p` only.
     pub window: Option<u32>,
+    /// The layer whose K and V this one attends to: its own index, or an earlier
+    /// layer's (Gemma 3n's KV sharing), in which case it computes only Q.
+    pub kv_layer: u32,
+    /// Gemma 3n's activation sparsity: the gate's values below `mean + k · std` (over
+    /// each token's row, the sample std) are cut to 0 before the activation.
+    pub sparsity: Option<f32>,
 }
 
 fn meta_error(error: impl std::fmt::Display) -> PluginError {
@@ -120,6 +149,30 @@ fn check_attention(
         )));
     }
     Ok(())
+}
+
+/// `n_layer` flags of a period: every layer local but the last of each period.
+fn periodic(n_layer: u32, period: u32) -> Vec<bool> {
+    (0..n_layer).map(|index| index % period != period - 1).collect()
+}
+
+/// `feed_forward_length`: one number, or one per layer (Gemma 3n's files) as long as
+/// every layer has the same.
+fn feed_forward_length(gguf: &Gguf, key: &str) -> Result<u32, PluginError> {
+    let value = gguf.get(key).ok_or_else(|| meta_error(format!("`{key}` is missing")))?;
+    let widths: Vec<Option<u64>> = match value {
+        GgufValue::Array(values) => values.iter().map(GgufValue::as_u64).collect(),
+        single => vec![single.as_u64()],
+    };
+    match widths.first() {
+        Some(&Some(first)) if widths.iter().all(|&w| w == Some(first)) => u32::try_from(first)
+            .ok()
+            .filter(|&v| v > 0)
+            .ok_or_else(|| meta_error(format!("`{key}` = {first} is out of range"))),
+        _ => Err(PluginError::unsupported(format!(
+            "`{key}`: feed-forward widths that differ between layers"
+        ))),
+    }
 }
 
 impl Config {
@@ -156,29 +209,39 @@ impl Config {
         let head_dim = optional("attention.key_length", n_embd / heads)?;
         let n_rot = optional("rope.dimension_count", head_dim)?;
         check_attention(heads, kv_heads, head_dim, n_rot)?;
-        let (sliding_window, window_period, local_rope_base) = match arch.sliding_window {
+        let n_layer = int("block_count")?;
+        let (sliding_window, local_layers, local_rope_base) = match arch.sliding_window {
             Some(defaults) => {
-                if matches!(
-                    gguf.get(&key("attention.sliding_window_pattern")),
-                    Some(GgufValue::Array(_))
-                ) {
-                    return Err(PluginError::unsupported(
-                        "a per-layer sliding-window pattern (an array of `attention.sliding_window_pattern`)",
-                    ));
-                }
+                let local_layers = match gguf.get(&key("attention.sliding_window_pattern")) {
+                    Some(GgufValue::Array(flags)) => {
+                        let flags: Option<Vec<bool>> = flags
+                            .iter()
+                            .map(|flag| match flag {
+                                GgufValue::Bool(local) => Some(*local),
+                                _ => None,
+                            })
+                            .collect();
+                        flags.filter(|f| f.len() == n_layer as usize).ok_or_else(|| {
+                            PluginError::model_file(format!(
+                                "`{}` is not {n_layer} booleans",
+                                key("attention.sliding_window_pattern")
+                            ))
+                        })?
+                    }
+                    _ => periodic(
+                        n_layer,
+                        optional("attention.sliding_window_pattern", defaults.period)?,
+                    ),
+                };
                 let base = gguf
                     .f64(&key("rope.freq_base_swa"))
                     .map_or(defaults.local_rope_base, |b| b as f32);
-                (
-                    Some(int("attention.sliding_window")?),
-                    optional("attention.sliding_window_pattern", defaults.period)?,
-                    base,
-                )
+                (Some(int("attention.sliding_window")?), local_layers, base)
             }
-            None => (None, 1, 0.0),
+            None => (None, Vec::new(), 0.0),
         };
         let (n_ff, experts) = match arch.ffn {
-            Ffn::Dense => (int("feed_forward_length")?, None),
+            Ffn::Dense => (feed_forward_length(gguf, &key("feed_forward_length"))?, None),
             Ffn::Experts => {
                 let experts = Experts {
                     count: int("expert_count")?,
@@ -192,10 +255,16 @@ impl Config {
             .tensor("token_embd.weight")
             .and_then(|t| u32::try_from(t.rows()).ok())
             .ok_or_else(|| PluginError::model_file("tensor `token_embd.weight` is missing"))?;
+        let altup = if arch.altup {
+            Some(crate::altup::from_gguf(gguf, n_layer, &local_layers)?)
+        } else {
+            None
+        };
+        let attention_scale = if arch.altup { 1.0 } else { 1.0 / (head_dim as f32).sqrt() };
         Ok(Self {
             arch,
             n_embd,
-            n_layer: int("block_count")?,
+            n_layer,
             n_ff,
             experts,
             heads,
@@ -206,13 +275,14 @@ impl Config {
             rope_base: gguf.f64(&key("rope.freq_base")).unwrap_or(10_000.0) as f32,
             rope_pairs: arch.gguf_rope,
             sliding_window,
-            window_period,
+            local_layers,
             local_rope_base,
-            attention_scale: 1.0 / (head_dim as f32).sqrt(),
+            attention_scale,
             norm_offset: 0.0,
             vocab,
             context_length: optional("context_length", 2048)?,
             pooling: Pooling::from_gguf(gguf, arch.gguf_name)?,
+            altup,
         })
     }
 
@@ -244,6 +314,11 @@ impl Config {
         let model_type = json.get("model_type").and_then(Value::as_str).unwrap_or("(none)");
         let arch = arch::by_hf_model_type(model_type)
             .ok_or_else(|| unsupported_arch("model_type", model_type))?;
+        if arch.altup {
+            return Err(PluginError::unsupported(format!(
+                "model_type `{model_type}` from a config.json (Gemma 3n is read from GGUF files)"
+            )));
+        }
         if let Some(scaling) = json.get("rope_scaling").filter(|value| !value.is_null()) {
             return Err(PluginError::unsupported(format!("rope scaling {scaling}")));
         }
@@ -274,13 +349,14 @@ impl Config {
         let kv_heads = int_or("num_key_value_heads", heads)?;
         let head_dim = int_or("head_dim", n_embd / heads)?;
         check_attention(heads, kv_heads, head_dim, head_dim)?;
-        let (sliding_window, window_period, local_rope_base) = match arch.sliding_window {
+        let n_layer = int("num_hidden_layers")?;
+        let (sliding_window, local_layers, local_rope_base) = match arch.sliding_window {
             Some(defaults) => (
                 Some(int("sliding_window")?),
-                int_or("sliding_window_pattern", defaults.period)?,
+                periodic(n_layer, int_or("sliding_window_pattern", defaults.period)?),
                 float("rope_local_base_freq", Some(f64::from(defaults.local_rope_base)))? as f32,
             ),
-            None => (None, 1, 0.0),
+            None => (None, Vec::new(), 0.0),
         };
         let query_scale = float("query_pre_attn_scalar", Some(f64::from(head_dim)))?;
         let (n_ff, experts) = match arch.ffn {
@@ -306,7 +382,7 @@ impl Config {
         Ok(Self {
             arch,
             n_embd,
-            n_layer: int("num_hidden_layers")?,
+            n_layer,
             n_ff,
             experts,
             heads,
@@ -317,7 +393,7 @@ impl Config {
             rope_base: float("rope_theta", Some(10_000.0))? as f32,
             rope_pairs: RopePairs::Halves,
             sliding_window,
-            window_period,
+            local_layers,
             local_rope_base,
             attention_scale: (1.0 / query_scale.sqrt()) as f32,
             norm_offset: arch.hf_norm_offset,
@@ -326,6 +402,7 @@ impl Config {
             // A sentence-transformers folder says its pooling in a file of its own, not
             // in config.json: such a folder is read as the generative model it wraps.
             pooling: Pooling::None,
+            altup: None,
         })
     }
 
@@ -346,14 +423,26 @@ impl Config {
         }
     }
 
+    /// Whether layer `index` attends locally.
+    pub fn is_local(&self, index: u32) -> bool {
+        self.local_layers.get(index as usize).copied().unwrap_or(false)
+    }
+
     /// What layer `index` does.
     pub fn layer(&self, index: u32) -> LayerPlan {
-        match self.sliding_window {
-            Some(window) if index % self.window_period != self.window_period - 1 => {
-                LayerPlan { rope_base: self.local_rope_base, window: Some(window) }
-            }
-            _ => LayerPlan { rope_base: self.rope_base, window: None },
-        }
+        let (rope_base, window) = match self.sliding_window {
+            Some(window) if self.is_local(index) => (self.local_rope_base, Some(window)),
+            _ => (self.rope_base, None),
+        };
+        let (kv_layer, sparsity) = match &self.altup {
+            Some(altup) => (
+                crate::altup::kv_layer(index, altup.first_shared_kv, &self.local_layers)
+                    .unwrap_or(index),
+                altup.sparsity[index as usize],
+            ),
+            None => (index, None),
+        };
+        LayerPlan { rope_base, window, kv_layer, sparsity }
     }
 }
 
@@ -376,10 +465,22 @@ mod tests {
         let config = Config::from_hf(&gemma_json()).unwrap();
         let plans: Vec<LayerPlan> = (0..12).map(|index| config.layer(index)).collect();
         for (index, plan) in plans.iter().enumerate() {
+            let index = index as u32;
             if index % 6 == 5 {
-                assert_eq!(*plan, LayerPlan { rope_base: 1e6, window: None });
+                assert_eq!(
+                    *plan,
+                    LayerPlan { rope_base: 1e6, window: None, kv_layer: index, sparsity: None }
+                );
             } else {
-                assert_eq!(*plan, LayerPlan { rope_base: 10_000.0, window: Some(512) });
+                assert_eq!(
+                    *plan,
+                    LayerPlan {
+                        rope_base: 10_000.0,
+                        window: Some(512),
+                        kv_layer: index,
+                        sparsity: None
+                    }
+                );
             }
         }
         assert_eq!(config.norm_offset, 1.0);
@@ -416,6 +517,14 @@ mod tests {
         assert!((f64::from(raw[1].1) - 2f64.exp() / total).abs() < 1e-6);
         let tied = Experts { count: 3, used: 1, normalize: true }.route(&[1.0, 1.0, 0.0]);
         assert_eq!(tied, [(0, 1.0)]);
+    }
+
+    #[test]
+    fn a_gemma3n_config_json_is_refused_as_gemma3n_is_read_from_gguf_files() {
+        let mut json = gemma_json();
+        json["model_type"] = "gemma3n_text".into();
+        let error = Config::from_hf(&json).unwrap_err().to_string();
+        assert!(error.contains("gemma3n_text") && error.contains("GGUF"), "{error}");
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! - [`arch`]: each architecture's facts as data (RoPE pairing, QKV biases, Q/K norms,
 //!   sandwich norms, activation, embedding scale, sliding-window layers, dense or
 //!   mixture-of-experts feed-forward);
+//! - [`altup`]: Gemma 3n's block (AltUp streams, per-layer inputs, LAuReL, KV sharing,
+//!   activation sparsity) as one program;
 //! - [`Config`] ([`config`]): hyper-parameters from GGUF metadata or a `config.json`,
 //!   and the [`LayerPlan`] of each layer;
 //! - [`roles`]: the tensors of a block by [`Role`], with GGUF and Hugging Face names
@@ -21,6 +23,7 @@
 //! The engines keep only what is theirs: turning tensors into device memory and
 //! executing each step of the plan.
 
+pub mod altup;
 pub mod arch;
 pub mod config;
 pub mod embed;
@@ -30,7 +33,7 @@ pub mod reference;
 pub mod roles;
 
 pub use arch::{Activation, Architecture, Ffn, RopePairs};
-pub use config::{Config, Experts, LayerPlan};
+pub use config::{AltUp, Config, Experts, LayerPlan};
 pub use embed::{embed, Pooling};
 pub use generate::{context_size, generate, Executor, Session, Text};
 pub use lora::{LoraFile, LoraPair};

@@ -11,6 +11,8 @@ use crate::lora::LoraFile;
 use crate::roles::{gguf_layer_name, Global, Role};
 use crate::Config;
 
+mod altup;
+
 /// `y[t][r] = Σ_c w[r][c] · x[t][c]`, accumulated in f64.
 pub fn matmul(w: &[f32], ncols: usize, x: &[f32], ntok: usize) -> Vec<f32> {
     let rows = w.len() / ncols;
@@ -123,7 +125,7 @@ fn add(into: &mut [f32], other: &[f32]) {
 }
 
 /// A tensor's values as f32, or a `ModelFile` error naming it.
-fn tensor(gguf: &Gguf, name: &str) -> Result<Vec<f32>, PluginError> {
+pub(crate) fn tensor(gguf: &Gguf, name: &str) -> Result<Vec<f32>, PluginError> {
     let info = gguf
         .tensor(name)
         .ok_or_else(|| PluginError::model_file(format!("tensor `{name}` is missing")))?;
@@ -131,6 +133,41 @@ fn tensor(gguf: &Gguf, name: &str) -> Result<Vec<f32>, PluginError> {
     dequantize(info.ty, gguf.tensor_data(info), &mut values)
         .ok_or_else(|| PluginError::unsupported(format!("tensor `{name}` has type {}", info.ty)))?;
     Ok(values)
+}
+
+/// A projection of layer `layer` of `x` (`n` tokens): its matrix, its bias where the
+/// architecture has one, and `lora`'s pairs for it at their scale.
+pub(crate) fn project(
+    gguf: &Gguf,
+    c: &Config,
+    layer: u32,
+    role: Role,
+    x: &[f32],
+    lora: Option<(&LoraFile, f32)>,
+) -> Result<Vec<f32>, PluginError> {
+    let w = |role: Role| tensor(gguf, &gguf_layer_name(layer, role));
+    let (inputs, _) = c.projection_shape(role).expect("a projection");
+    let n = x.len() / inputs as usize;
+    let mut y = matmul(&w(role)?, inputs as usize, x, n);
+    let bias = match role {
+        Role::Q => Some(Role::QBias),
+        Role::K => Some(Role::KBias),
+        Role::V => Some(Role::VBias),
+        _ => None,
+    };
+    if let Some(bias) = bias.filter(|bias| bias.present_in(c.arch)) {
+        let b = w(bias)?;
+        y.chunks_mut(b.len()).for_each(|row| add(row, &b));
+    }
+    if let Some((file, scale)) = lora {
+        for pair in file.pairs.iter().filter(|p| p.layer == layer && p.role == role) {
+            let rank = pair.rank as usize;
+            let low = matmul(&pair.a, inputs as usize, x, n);
+            let update = matmul(&pair.b, rank, &low, n);
+            y.iter_mut().zip(&update).for_each(|(y, u)| *y += scale * file.factor * u);
+        }
+    }
+    Ok(y)
 }
 
 /// The logits of the last of `tokens`, evaluated from position 0 on the CPU, with
@@ -141,24 +178,24 @@ pub fn forward(
     lora: Option<(&LoraFile, f32)>,
 ) -> Result<Vec<f32>, PluginError> {
     let c = Config::from_gguf(gguf)?;
+    if c.arch.altup {
+        return altup::forward(gguf, &c, tokens, lora);
+    }
     let e = c.n_embd as usize;
     let (h, embd) = residual_stream(gguf, &c, tokens, lora)?;
-    let last = rmsnorm(
-        &h[(tokens.len() - 1) * e..],
-        &tensor(gguf, Global::OutputNorm.gguf_name())?,
-        c.eps,
-    );
-    let output = match gguf.tensor(Global::Output.gguf_name()) {
-        Some(_) => tensor(gguf, Global::Output.gguf_name())?,
-        None => embd,
-    };
-    Ok(matmul(&output, e, &last, 1))
+    logits(gguf, &c, &h[(tokens.len() - 1) * e..], embd)
 }
 
 /// The final-normed hidden state of every one of `tokens`, evaluated from position 0
 /// on the CPU: what an embedding pools.
 pub fn hidden_states(gguf: &Gguf, tokens: &[u32]) -> Result<Vec<f32>, PluginError> {
     let c = Config::from_gguf(gguf)?;
+    if c.arch.altup {
+        return Err(PluginError::unsupported(format!(
+            "the CPU reference computes no hidden states of {}",
+            c.arch.gguf_name
+        )));
+    }
     let (h, _) = residual_stream(gguf, &c, tokens, None)?;
     Ok(rmsnorm(&h, &tensor(gguf, Global::OutputNorm.gguf_name())?, c.eps))
 }
@@ -182,29 +219,7 @@ fn residual_stream(
         .collect();
     for layer in 0..c.n_layer {
         let w = |role: Role| tensor(gguf, &gguf_layer_name(layer, role));
-        let project = |role: Role, x: &[f32]| -> Result<Vec<f32>, PluginError> {
-            let (inputs, _) = c.projection_shape(role).expect("a projection");
-            let mut y = matmul(&w(role)?, inputs as usize, x, n);
-            let bias = match role {
-                Role::Q => Some(Role::QBias),
-                Role::K => Some(Role::KBias),
-                Role::V => Some(Role::VBias),
-                _ => None,
-            };
-            if let Some(bias) = bias.filter(|bias| bias.present_in(c.arch)) {
-                let b = w(bias)?;
-                y.chunks_mut(b.len()).for_each(|row| add(row, &b));
-            }
-            if let Some((file, scale)) = lora {
-                for pair in file.pairs.iter().filter(|p| p.layer == layer && p.role == role) {
-                    let rank = pair.rank as usize;
-                    let low = matmul(&pair.a, inputs as usize, x, n);
-                    let update = matmul(&pair.b, rank, &low, n);
-                    y.iter_mut().zip(&update).for_each(|(y, u)| *y += scale * file.factor * u);
-                }
-            }
-            Ok(y)
-        };
+        let project = |role: Role, x: &[f32]| project(gguf, c, layer, role, x, lora);
         let plan = c.layer(layer);
         let xn = rmsnorm(&h, &w(Role::AttnNorm)?, c.eps);
         let mut q = project(Role::Q, &xn)?;
@@ -265,6 +280,21 @@ fn residual_stream(
         add(&mut h, &d);
     }
     Ok((h, embd))
+}
+
+/// The logits of one token's final hidden state `h`: the output norm, the output
+/// matrix (`embd` where it is tied) and the soft cap where the model has one.
+fn logits(gguf: &Gguf, c: &Config, h: &[f32], embd: Vec<f32>) -> Result<Vec<f32>, PluginError> {
+    let last = rmsnorm(h, &tensor(gguf, Global::OutputNorm.gguf_name())?, c.eps);
+    let output = match gguf.tensor(Global::Output.gguf_name()) {
+        Some(_) => tensor(gguf, Global::Output.gguf_name())?,
+        None => embd,
+    };
+    let mut logits = matmul(&output, c.n_embd as usize, &last, 1);
+    if let Some(cap) = c.altup.as_ref().map(|altup| f64::from(altup.logit_softcap)) {
+        logits.iter_mut().for_each(|l| *l = (cap * (f64::from(*l) / cap).tanh()) as f32);
+    }
+    Ok(logits)
 }
 
 #[cfg(test)]

@@ -32,10 +32,27 @@ pub enum Role {
     GateExps,
     UpExps,
     DownExps,
+    /// Gemma 3n's LAuReL: `[rank, n_embd]`, `[n_embd, rank]` and the branch's norm.
+    LaurelL,
+    LaurelR,
+    LaurelNorm,
+    /// Gemma 3n's AltUp: the router `[streams, n_embd]` and its norm, the prediction
+    /// coefficients `[streams², streams]`, the correction coefficients
+    /// `[streams, streams]` and the corrected active stream's scale.
+    AltupRouter,
+    AltupRouterNorm,
+    AltupPredict,
+    AltupCorrect,
+    AltupCorrectScale,
+    /// Gemma 3n's per-layer input: gate `[per_layer_dim, n_embd]`, projection back
+    /// `[n_embd, per_layer_dim]` and its norm.
+    PerLayerGate,
+    PerLayerProj,
+    PerLayerNorm,
 }
 
 /// How many roles there are (the size of a [`LayerTensors`]).
-pub const ROLE_COUNT: usize = 20;
+pub const ROLE_COUNT: usize = 31;
 
 /// A tensor's shape: a vector, or a matrix applied as `y = W x`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +92,17 @@ impl Role {
         Self::GateExps,
         Self::UpExps,
         Self::DownExps,
+        Self::LaurelL,
+        Self::LaurelR,
+        Self::LaurelNorm,
+        Self::AltupRouter,
+        Self::AltupRouterNorm,
+        Self::AltupPredict,
+        Self::AltupCorrect,
+        Self::AltupCorrectScale,
+        Self::PerLayerGate,
+        Self::PerLayerProj,
+        Self::PerLayerNorm,
     ];
 
     /// The projections LoRA adapters may adapt, in the order a layer runs them.
@@ -91,6 +119,17 @@ impl Role {
             Self::Router | Self::GateExps | Self::UpExps | Self::DownExps => {
                 arch.ffn == Ffn::Experts
             }
+            Self::LaurelL
+            | Self::LaurelR
+            | Self::LaurelNorm
+            | Self::AltupRouter
+            | Self::AltupRouterNorm
+            | Self::AltupPredict
+            | Self::AltupCorrect
+            | Self::AltupCorrectScale
+            | Self::PerLayerGate
+            | Self::PerLayerProj
+            | Self::PerLayerNorm => arch.altup,
             _ => true,
         }
     }
@@ -118,6 +157,17 @@ impl Role {
             Self::GateExps => "ffn_gate_exps.weight",
             Self::UpExps => "ffn_up_exps.weight",
             Self::DownExps => "ffn_down_exps.weight",
+            Self::LaurelL => "laurel_l.weight",
+            Self::LaurelR => "laurel_r.weight",
+            Self::LaurelNorm => "laurel_post_norm.weight",
+            Self::AltupRouter => "altup_router.weight",
+            Self::AltupRouterNorm => "altup_router_norm.weight",
+            Self::AltupPredict => "altup_predict_coef.weight",
+            Self::AltupCorrect => "altup_correct_coef.weight",
+            Self::AltupCorrectScale => "altup_correct_scale.weight",
+            Self::PerLayerGate => "inp_gate.weight",
+            Self::PerLayerProj => "proj.weight",
+            Self::PerLayerNorm => "post_norm.weight",
         }
     }
 
@@ -149,6 +199,17 @@ impl Role {
             Self::GateExps => "mlp.switch_mlp.gate_proj.weight",
             Self::UpExps => "mlp.switch_mlp.up_proj.weight",
             Self::DownExps => "mlp.switch_mlp.down_proj.weight",
+            Self::LaurelL => "laurel.linear_left.weight",
+            Self::LaurelR => "laurel.linear_right.weight",
+            Self::LaurelNorm => "laurel.post_laurel_norm.weight",
+            Self::AltupRouter => "altup.modality_router.weight",
+            Self::AltupRouterNorm => "altup.router_norm.weight",
+            Self::AltupPredict => "altup.prediction_coefs.weight",
+            Self::AltupCorrect => "altup.correction_coefs.weight",
+            Self::AltupCorrectScale => "altup.correct_output_scale",
+            Self::PerLayerGate => "per_layer_input_gate.weight",
+            Self::PerLayerProj => "per_layer_projection.weight",
+            Self::PerLayerNorm => "post_per_layer_input_norm.weight",
         }
     }
 
@@ -162,6 +223,9 @@ impl Role {
                 | Self::PostAttnNorm
                 | Self::FfnNorm
                 | Self::PostFfnNorm
+                | Self::LaurelNorm
+                | Self::AltupRouterNorm
+                | Self::PerLayerNorm
         )
     }
 }
@@ -173,6 +237,15 @@ pub enum Global {
     OutputNorm,
     /// Absent when the output projection is tied to the embeddings.
     Output,
+    /// Gemma 3n: the per-layer token embeddings `[vocab, n_layer · per_layer_dim]`,
+    /// the main embedding's projection into them and its norm (`per_layer_dim`).
+    PerLayerTokenEmbd,
+    PerLayerModelProj,
+    PerLayerProjNorm,
+    /// Gemma 3n: the main stream's projections into the other AltUp streams and back,
+    /// stacked (GGUF ne = `[n_embd, n_embd, streams − 1]`).
+    AltupProj,
+    AltupUnembdProj,
 }
 
 impl Global {
@@ -181,14 +254,26 @@ impl Global {
             Self::TokenEmbd => "token_embd.weight",
             Self::OutputNorm => "output_norm.weight",
             Self::Output => "output.weight",
+            Self::PerLayerTokenEmbd => "per_layer_token_embd.weight",
+            Self::PerLayerModelProj => "per_layer_model_proj.weight",
+            Self::PerLayerProjNorm => "per_layer_proj_norm.weight",
+            Self::AltupProj => "altup_proj.weight",
+            Self::AltupUnembdProj => "altup_unembd_proj.weight",
         }
     }
 
+    /// Hugging Face's name; its AltUp projections are stored one per stream
+    /// (`model.altup_projections.0.weight`, …), here the prefix.
     pub fn hf_name(self) -> &'static str {
         match self {
             Self::TokenEmbd => "model.embed_tokens.weight",
             Self::OutputNorm => "model.norm.weight",
             Self::Output => "lm_head.weight",
+            Self::PerLayerTokenEmbd => "model.embed_tokens_per_layer.weight",
+            Self::PerLayerModelProj => "model.per_layer_model_projection.weight",
+            Self::PerLayerProjNorm => "model.per_layer_projection_norm.weight",
+            Self::AltupProj => "model.altup_projections",
+            Self::AltupUnembdProj => "model.altup_unembed_projections",
         }
     }
 }
@@ -237,14 +322,21 @@ impl Config {
     pub fn layer_tensors(&self) -> impl Iterator<Item = (Role, Shape)> + '_ {
         let (e, f, q, kv, hd) =
             (self.n_embd, self.n_ff, self.q_dim(), self.kv_dim(), self.head_dim);
+        let (streams, p, rank) =
+            self.altup.as_ref().map_or((0, 0, 0), |a| (a.streams, a.per_layer_dim, a.laurel_rank));
         let matrix = |inputs, outputs| Shape::Matrix { inputs, outputs };
         let count = self.experts.map_or(0, |experts| experts.count);
         let experts = move |inputs, outputs| Shape::Experts { inputs, outputs, count };
         Role::ALL.into_iter().filter(|role| role.present_in(self.arch)).map(move |role| {
             let shape = match role {
-                Role::AttnNorm | Role::PostAttnNorm | Role::FfnNorm | Role::PostFfnNorm => {
-                    Shape::Vector(e)
-                }
+                Role::AttnNorm
+                | Role::PostAttnNorm
+                | Role::FfnNorm
+                | Role::PostFfnNorm
+                | Role::LaurelNorm
+                | Role::AltupRouterNorm
+                | Role::AltupCorrectScale
+                | Role::PerLayerNorm => Shape::Vector(e),
                 Role::QBias => Shape::Vector(q),
                 Role::KBias | Role::VBias => Shape::Vector(kv),
                 Role::QNorm | Role::KNorm => Shape::Vector(hd),
@@ -256,6 +348,13 @@ impl Config {
                 Role::Router => matrix(e, count),
                 Role::GateExps | Role::UpExps => experts(e, f),
                 Role::DownExps => experts(f, e),
+                Role::LaurelL => matrix(e, rank),
+                Role::LaurelR => matrix(rank, e),
+                Role::AltupRouter => matrix(e, streams),
+                Role::AltupPredict => matrix(streams, streams * streams),
+                Role::AltupCorrect => matrix(streams, streams),
+                Role::PerLayerGate => matrix(e, p),
+                Role::PerLayerProj => matrix(p, e),
             };
             (role, shape)
         })
@@ -339,13 +438,14 @@ mod tests {
             rope_base: 1e6,
             rope_pairs: crate::RopePairs::Halves,
             sliding_window: None,
-            window_period: 1,
+            local_layers: Vec::new(),
             local_rope_base: 0.0,
             attention_scale: 0.125,
             norm_offset: 0.0,
             vocab: 100,
             context_length: 64,
             pooling: crate::Pooling::None,
+            altup: None,
         };
         let experts = crate::config::Experts { count: 8, used: 2, normalize: true };
         let moe: Vec<(Role, Shape)> = gguf("qwen3moe", Some(experts)).layer_tensors().collect();

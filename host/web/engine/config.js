@@ -18,6 +18,9 @@ export function configFromGguf(gguf, description) {
     const names = description.architectures.map((a) => a.gguf_name).join(', ');
     throw new Error(`architecture \`${name}\` (the in-page engine runs ${names})`);
   }
+  if (arch.altup) {
+    throw new Error(`architecture \`${name}\`: the in-page engine does not run Gemma 3n's AltUp block`);
+  }
   if (arch.ffn !== 'dense') {
     throw new Error(`architecture \`${name}\`: the in-page engine runs dense feed-forwards, not a mixture of experts`);
   }

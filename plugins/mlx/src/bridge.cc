@@ -122,6 +122,26 @@ std::unique_ptr<Array> tanh_of(const Array& a) {
   return boxed(mx::tanh(a));
 }
 
+std::unique_ptr<Array> subtract(const Array& a, const Array& b) {
+  return boxed(mx::subtract(a, b));
+}
+
+std::unique_ptr<Array> divide(const Array& a, const Array& b) {
+  return boxed(mx::divide(a, b));
+}
+
+std::unique_ptr<Array> maximum(const Array& a, const Array& b) {
+  return boxed(mx::maximum(a, b));
+}
+
+std::unique_ptr<Array> sqrt_of(const Array& a) {
+  return boxed(mx::sqrt(a));
+}
+
+std::unique_ptr<Array> sum_last(const Array& a) {
+  return boxed(mx::sum(a, -1, true));
+}
+
 
 std::unique_ptr<Array> reshape(const Array& a, rust::Slice<const int32_t> shape) {
   return boxed(mx::reshape(a, to_shape(shape)));

@@ -37,6 +37,12 @@ std::unique_ptr<Array> multiply(const Array& a, const Array& b);
 std::unique_ptr<Array> scale(const Array& a, float factor);
 std::unique_ptr<Array> sigmoid(const Array& a);
 std::unique_ptr<Array> tanh_of(const Array& a);
+std::unique_ptr<Array> subtract(const Array& a, const Array& b);
+std::unique_ptr<Array> divide(const Array& a, const Array& b);
+std::unique_ptr<Array> maximum(const Array& a, const Array& b);
+std::unique_ptr<Array> sqrt_of(const Array& a);
+// The sum over the last axis, kept as an axis of 1.
+std::unique_ptr<Array> sum_last(const Array& a);
 std::unique_ptr<Array> reshape(const Array& a, rust::Slice<const int32_t> shape);
 std::unique_ptr<Array> transpose(const Array& a, rust::Slice<const int32_t> axes);
 std::unique_ptr<Array> concatenate(const Array& a, const Array& b, int32_t axis);

@@ -40,6 +40,11 @@ mod bridge {
         fn scale(a: &Array, factor: f32) -> Result<UniquePtr<Array>>;
         fn sigmoid(a: &Array) -> Result<UniquePtr<Array>>;
         fn tanh_of(a: &Array) -> Result<UniquePtr<Array>>;
+        fn subtract(a: &Array, b: &Array) -> Result<UniquePtr<Array>>;
+        fn divide(a: &Array, b: &Array) -> Result<UniquePtr<Array>>;
+        fn maximum(a: &Array, b: &Array) -> Result<UniquePtr<Array>>;
+        fn sqrt_of(a: &Array) -> Result<UniquePtr<Array>>;
+        fn sum_last(a: &Array) -> Result<UniquePtr<Array>>;
         fn reshape(a: &Array, shape: &[i32]) -> Result<UniquePtr<Array>>;
         fn transpose(a: &Array, axes: &[i32]) -> Result<UniquePtr<Array>>;
         fn concatenate(a: &Array, b: &Array, axis: i32) -> Result<UniquePtr<Array>>;
@@ -205,12 +210,31 @@ impl Array {
     pub fn scale(&self, factor: f32) -> Result<Self, PluginError> {
         wrap("scale", bridge::scale(&self.0, factor))
     }
+    pub fn subtract(&self, other: &Array) -> Result<Self, PluginError> {
+        wrap("subtract", bridge::subtract(&self.0, &other.0))
+    }
+    pub fn divide(&self, other: &Array) -> Result<Self, PluginError> {
+        wrap("divide", bridge::divide(&self.0, &other.0))
+    }
+    pub fn maximum(&self, other: &Array) -> Result<Self, PluginError> {
+        wrap("maximum", bridge::maximum(&self.0, &other.0))
+    }
+    pub fn sqrt(&self) -> Result<Self, PluginError> {
+        wrap("sqrt", bridge::sqrt_of(&self.0))
+    }
+    pub fn tanh(&self) -> Result<Self, PluginError> {
+        wrap("tanh", bridge::tanh_of(&self.0))
+    }
+    /// The sum over the last axis, kept as an axis of 1.
+    pub fn sum_last(&self) -> Result<Self, PluginError> {
+        wrap("sum", bridge::sum_last(&self.0))
+    }
     /// GELU with the tanh approximation: `x/2 · (1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
     pub fn gelu_tanh(&self) -> Result<Self, PluginError> {
         const SQRT_2_OVER_PI: f32 = 0.797_884_6;
         let cubed = self.multiply(self)?.multiply(self)?;
         let inner = self.add(&cubed.scale(0.044_715)?)?.scale(SQRT_2_OVER_PI)?;
-        let tanh = wrap("tanh", bridge::tanh_of(&inner.0))?;
+        let tanh = inner.tanh()?;
         let one_plus = tanh.add(&Array::from_f32(&[1.0], &[1])?)?;
         self.multiply(&one_plus)?.scale(0.5)
     }

@@ -4,11 +4,13 @@
 //! mixture of experts, routed on the host), and a KV
 //! cache that grows by concatenation.
 //!
+//! Gemma 3n's block runs in [`crate::altup`].
+//!
 //! Each call builds the graph for a batch of tokens and returns the last token's
 //! logits, or every token's final-normed hidden state for an embedding; MLX evaluates
 //! the whole graph (the cache updates included) when they are read.
 
-use hearth_model::{Activation, Config, Experts, Role, RopePairs};
+use hearth_model::{Activation, Config, Experts, LayerPlan, Role, RopePairs};
 use hearth_sdk::PluginError;
 
 use crate::ffi::Array;
@@ -19,7 +21,7 @@ use crate::weights::Weights;
 #[derive(Default)]
 pub struct KvCache {
     layers: Vec<(Array, Array)>,
-    len: i32,
+    pub(crate) len: i32,
 }
 
 impl KvCache {
@@ -50,6 +52,14 @@ impl KvCache {
         }
         self.len = keep;
         Ok(())
+    }
+
+    /// The keys and values of `layer`, which has already run this step.
+    fn layer(&self, layer: u32) -> Result<(&Array, &Array), PluginError> {
+        let (k, v) = self.layers.get(layer as usize).ok_or_else(|| {
+            PluginError::internal(format!("layer {layer}'s KV is read before it is written"))
+        })?;
+        Ok((k, v))
     }
 
     /// Append this step's keys and values for `layer`; returns the whole history.
@@ -100,7 +110,7 @@ fn window_mask(n: i32, offset: i32, window: u32) -> Result<Option<Array>, Plugin
 }
 
 /// `act(gate) · up`.
-fn gated(activation: Activation, gate: Array, up: &Array) -> Result<Array, PluginError> {
+pub(crate) fn gated(activation: Activation, gate: Array, up: &Array) -> Result<Array, PluginError> {
     let gate = match activation {
         Activation::Silu => gate.silu()?,
         Activation::GeluTanh => gate.gelu_tanh()?,
@@ -149,7 +159,12 @@ impl Forward<'_> {
     }
 
     /// `x @ Wᵀ` for layer `index`'s `role`, plus its bias and any adapters' deltas.
-    fn project(&self, index: usize, role: Role, x: &Array) -> Result<Array, PluginError> {
+    pub(crate) fn project(
+        &self,
+        index: usize,
+        role: Role,
+        x: &Array,
+    ) -> Result<Array, PluginError> {
         let layer = &self.weights.layers[index];
         let y = self.adapters.apply(index, role, layer.matrices.required(role).apply(x)?, x)?;
         let bias = match role {
@@ -164,14 +179,82 @@ impl Forward<'_> {
         }
     }
 
+    /// Layer `index`'s attention over `h` (`[1, n, n_embd]`, normed) for `n` tokens
+    /// after `offset` cached ones, projected by its output matrix: on its own keys and
+    /// values (normed and rotated as the architecture says, then cached), or on those
+    /// of the earlier layer its plan names.
+    pub(crate) fn attention(
+        &self,
+        index: usize,
+        plan: LayerPlan,
+        h: &Array,
+        cache: &mut KvCache,
+    ) -> Result<Array, PluginError> {
+        let c = self.config;
+        let layer = &self.weights.layers[index];
+        let (n, offset, head_dim) = (h.shape()[1], cache.len, c.head_dim as i32);
+        let traditional = c.rope_pairs == RopePairs::Adjacent;
+        // [1, n, heads * head_dim] -> [1, heads, n, head_dim]
+        let heads = |y: Array, count: u32, norm: Option<&Array>| -> Result<Array, PluginError> {
+            let mut y = y.reshape(&[1, n, count as i32, head_dim])?;
+            if let Some(norm) = norm {
+                y = y.rms_norm(norm, c.eps)?;
+            }
+            y.transpose(&[0, 2, 1, 3])?.rope(c.n_rot as i32, traditional, plan.rope_base, offset)
+        };
+        let q = heads(self.project(index, Role::Q, h)?, c.heads, layer.vectors.get(Role::QNorm))?;
+        let (k, v) = if plan.kv_layer == index as u32 {
+            let k = heads(
+                self.project(index, Role::K, h)?,
+                c.kv_heads,
+                layer.vectors.get(Role::KNorm),
+            )?;
+            let mut v =
+                self.project(index, Role::V, h)?.reshape(&[1, n, c.kv_heads as i32, head_dim])?;
+            if c.arch.altup {
+                v = v.rms_norm(
+                    &Array::from_f32(&vec![1.0; head_dim as usize], &[head_dim])?,
+                    c.eps,
+                )?;
+            }
+            cache.extend(index, k, v.transpose(&[0, 2, 1, 3])?)?
+        } else {
+            cache.layer(plan.kv_layer)?
+        };
+        let mask = match plan.window {
+            Some(window) => window_mask(n, offset, window)?,
+            None => None,
+        };
+        // MLX aligns the causal mask to the end, so a chunk after cached tokens sees them all.
+        let attended = match mask {
+            Some(mask) => q.attention_masked(k, v, c.attention_scale, &mask)?,
+            None => q.attention(k, v, c.attention_scale, n > 1)?,
+        };
+        let attended = attended.transpose(&[0, 2, 1, 3])?.reshape(&[1, n, c.q_dim() as i32])?;
+        self.project(index, Role::O, &attended)
+    }
+
     /// Evaluate `tokens` after the cached ones; return the last token's logits.
     pub fn run(&self, cache: &mut KvCache, tokens: &[u32]) -> Result<Vec<f32>, PluginError> {
         let (n, n_embd) = (tokens.len() as i32, self.config.n_embd as i32);
+        if let Some(altup) = &self.weights.altup {
+            let (ids, x) = self.embeddings(tokens)?;
+            return self.run_altup(altup, cache, &ids, x);
+        }
         let x = self.residual_stream(cache, tokens)?;
-        let last = x
-            .slice(&[0, n - 1, 0], &[1, n, n_embd])?
-            .rms_norm(&self.weights.output_norm, self.config.eps)?;
-        self.weights.output().apply(&last)?.to_f32_vec()
+        self.logits(&x.slice(&[0, n - 1, 0], &[1, n, n_embd])?)
+    }
+
+    /// The logits of `last` (`[1, 1, n_embd]`), a step's final hidden state: the output
+    /// norm, the output matrix and the soft cap where the model has one.
+    pub(crate) fn logits(&self, last: &Array) -> Result<Vec<f32>, PluginError> {
+        let c = self.config;
+        let mut logits =
+            self.weights.output().apply(&last.rms_norm(&self.weights.output_norm, c.eps)?)?;
+        if let Some(cap) = c.altup.as_ref().map(|altup| altup.logit_softcap) {
+            logits = logits.scale(1.0 / cap)?.tanh()?.scale(cap)?;
+        }
+        logits.to_f32_vec()
     }
 
     /// Evaluate `tokens` after the cached ones; return every one's final-normed hidden
@@ -181,8 +264,28 @@ impl Forward<'_> {
         cache: &mut KvCache,
         tokens: &[u32],
     ) -> Result<Vec<f32>, PluginError> {
+        if self.weights.altup.is_some() {
+            return Err(PluginError::unsupported(format!(
+                "MLX computes no embeddings of {}",
+                self.config.arch.gguf_name
+            )));
+        }
         let x = self.residual_stream(cache, tokens)?;
         x.rms_norm(&self.weights.output_norm, self.config.eps)?.to_f32_vec()
+    }
+
+    /// The token ids of `tokens` and their embeddings, `[1, n, n_embd]`, scaled where the
+    /// architecture scales them.
+    fn embeddings(&self, tokens: &[u32]) -> Result<(Array, Array), PluginError> {
+        let c = self.config;
+        let n = tokens.len() as i32;
+        let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
+        let ids = Array::from_i32(&ids, &[n])?;
+        let mut x = self.weights.token_embd.rows(&ids)?.reshape(&[1, n, c.n_embd as i32])?;
+        if c.arch.scale_embeddings {
+            x = x.scale(c.embedding_scale())?;
+        }
+        Ok((ids, x))
     }
 
     /// The residual stream after the last layer, `[1, n, n_embd]`, for `tokens` after
@@ -190,57 +293,13 @@ impl Forward<'_> {
     fn residual_stream(&self, cache: &mut KvCache, tokens: &[u32]) -> Result<Array, PluginError> {
         let c = self.config;
         let arch = c.arch;
-        let (n_embd, head_dim) = (c.n_embd as i32, c.head_dim as i32);
         let n = tokens.len() as i32;
-        let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
-        let ids = Array::from_i32(&ids, &[n])?;
-        let mut x = self.weights.token_embd.rows(&ids)?.reshape(&[1, n, n_embd])?;
-        if arch.scale_embeddings {
-            x = x.scale(c.embedding_scale())?;
-        }
-        let offset = cache.len;
-        let traditional = c.rope_pairs == RopePairs::Adjacent;
+        let (_, mut x) = self.embeddings(tokens)?;
         for (index, layer) in self.weights.layers.iter().enumerate() {
             let plan = c.layer(index as u32);
             let norm = |x: &Array, role: Role| x.rms_norm(layer.vectors.required(role), c.eps);
             let h = norm(&x, Role::AttnNorm)?;
-            // [1, n, heads * head_dim] -> [1, heads, n, head_dim]
-            let heads =
-                |y: Array, count: u32, norm: Option<&Array>| -> Result<Array, PluginError> {
-                    let mut y = y.reshape(&[1, n, count as i32, head_dim])?;
-                    if let Some(norm) = norm {
-                        y = y.rms_norm(norm, c.eps)?;
-                    }
-                    y.transpose(&[0, 2, 1, 3])?.rope(
-                        c.n_rot as i32,
-                        traditional,
-                        plan.rope_base,
-                        offset,
-                    )
-                };
-            let q =
-                heads(self.project(index, Role::Q, &h)?, c.heads, layer.vectors.get(Role::QNorm))?;
-            let k = heads(
-                self.project(index, Role::K, &h)?,
-                c.kv_heads,
-                layer.vectors.get(Role::KNorm),
-            )?;
-            let v = self
-                .project(index, Role::V, &h)?
-                .reshape(&[1, n, c.kv_heads as i32, head_dim])?
-                .transpose(&[0, 2, 1, 3])?;
-            let (k, v) = cache.extend(index, k, v)?;
-            let mask = match plan.window {
-                Some(window) => window_mask(n, offset, window)?,
-                None => None,
-            };
-            // MLX aligns the causal mask to the end, so a chunk after cached tokens sees them all.
-            let attended = match mask {
-                Some(mask) => q.attention_masked(k, v, c.attention_scale, &mask)?,
-                None => q.attention(k, v, c.attention_scale, n > 1)?,
-            };
-            let attended = attended.transpose(&[0, 2, 1, 3])?.reshape(&[1, n, c.q_dim() as i32])?;
-            let mut o = self.project(index, Role::O, &attended)?;
+            let mut o = self.attention(index, plan, &h, cache)?;
             if arch.sandwich_norms {
                 o = norm(&o, Role::PostAttnNorm)?;
             }

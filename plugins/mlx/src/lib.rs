@@ -18,6 +18,7 @@
 //! and loading), [`mlx_format`] (MLX-format folders), [`forward`] (the transformer and KV cache), [`lora`] (adapters),
 //! [`model`] (generation and lifecycle).
 
+mod altup;
 pub mod ffi;
 pub mod forward;
 pub mod gguf_tensors;
@@ -42,6 +43,11 @@ impl MlxBackend {
     }
 }
 
+/// The model layer's architectures this engine runs: all of them.
+pub fn runs(_arch: &hearth_model::Architecture) -> bool {
+    true
+}
+
 impl Backend for MlxBackend {
     fn info(&self) -> BackendInfo {
         BackendInfo {
@@ -53,7 +59,7 @@ impl Backend for MlxBackend {
             features: std::iter::once(feature::LORA)
                 .chain(hearth_model::generate::FEATURES.iter().copied())
                 .map(str::to_string)
-                .chain(hearth_model::arch::capability_features(&weights::SUPPORTED_TYPES))
+                .chain(hearth_model::arch::capability_features(&weights::SUPPORTED_TYPES, runs))
                 .map(RString::from)
                 .collect(),
         }

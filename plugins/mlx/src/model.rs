@@ -62,6 +62,7 @@ impl MlxModel {
         let gguf = Gguf::open(path).map_err(|error| PluginError::model_file(error.to_string()))?;
         check_types(&gguf)?;
         let config = Config::from_gguf(&gguf)?;
+        hearth_model::arch::check_runs(config.arch, "MLX", crate::runs)?;
         let text = Text::from_gguf(&gguf, &config)?;
         let weights = Weights::assemble(Tensors::from_gguf(&gguf)?, &config)?;
         Ok(Self::new(config, weights, text, context_size))

@@ -133,6 +133,19 @@ pub struct Weights {
     pub output_norm: Array,
     /// `None` when the output projection is tied to the embedding table.
     pub output: Option<Linear>,
+    /// Gemma 3n's tensors outside the blocks.
+    pub altup: Option<AltUpWeights>,
+}
+
+/// Gemma 3n's tensors outside the blocks ([`hearth_model::altup`]).
+pub struct AltUpWeights {
+    /// `[vocab, n_layer · per_layer_dim]`, read by rows.
+    pub per_layer_token_embd: Linear,
+    pub per_layer_model_proj: Linear,
+    pub per_layer_proj_norm: Array,
+    /// Stacks of `streams − 1` matrices `[n_embd, n_embd]`, one per extra stream.
+    pub altup_proj: Linear,
+    pub altup_unembd_proj: Linear,
 }
 
 /// The arrays of a loaded model, taken out by name as the model is assembled. The
@@ -343,11 +356,43 @@ impl Weights {
         } else {
             None
         };
+        let altup = match &c.altup {
+            Some(altup) => {
+                let (e, per_layer) = (c.n_embd, altup.per_layer_dim * c.n_layer);
+                let mut stack = |global: Global| {
+                    let name = tensors.file_name(global.gguf_name());
+                    tensors.linear_stack(&name, &[altup.streams as i32 - 1], e, e)
+                };
+                let (altup_proj, altup_unembd_proj) =
+                    (stack(Global::AltupProj)?, stack(Global::AltupUnembdProj)?);
+                Some(AltUpWeights {
+                    per_layer_token_embd: tensors.linear(
+                        Global::PerLayerTokenEmbd.gguf_name(),
+                        per_layer,
+                        c.vocab,
+                    )?,
+                    per_layer_model_proj: tensors.linear(
+                        Global::PerLayerModelProj.gguf_name(),
+                        e,
+                        per_layer,
+                    )?,
+                    per_layer_proj_norm: tensors.vector(
+                        Global::PerLayerProjNorm.gguf_name(),
+                        altup.per_layer_dim,
+                        c.norm_offset,
+                    )?,
+                    altup_proj,
+                    altup_unembd_proj,
+                })
+            }
+            None => None,
+        };
         let weights = Self {
             token_embd: tensors.linear(Global::TokenEmbd.gguf_name(), c.n_embd, c.vocab)?,
             layers,
             output_norm: tensors.vector(Global::OutputNorm.gguf_name(), c.n_embd, c.norm_offset)?,
             output,
+            altup,
         };
         weights.eval()?;
         Ok(weights)
@@ -358,15 +403,28 @@ impl Weights {
     }
 
     fn linears(&self) -> impl Iterator<Item = &Linear> {
+        let altup = self.altup.iter().flat_map(|altup| {
+            [
+                &altup.per_layer_token_embd,
+                &altup.per_layer_model_proj,
+                &altup.altup_proj,
+                &altup.altup_unembd_proj,
+            ]
+        });
         self.layers
             .iter()
             .flat_map(|layer| layer.matrices.iter())
             .chain([&self.token_embd])
             .chain(self.output.as_ref())
+            .chain(altup)
     }
 
     fn vectors(&self) -> impl Iterator<Item = &Array> {
-        self.layers.iter().flat_map(|layer| layer.vectors.iter()).chain([&self.output_norm])
+        self.layers
+            .iter()
+            .flat_map(|layer| layer.vectors.iter())
+            .chain([&self.output_norm])
+            .chain(self.altup.iter().map(|altup| &altup.per_layer_proj_norm))
     }
 
     /// Run the f32 conversions now, on the loading thread, and drop the f16 originals.

@@ -42,6 +42,11 @@ impl WebGpuBackend {
     }
 }
 
+/// The model layer's architectures this engine runs: all but Gemma 3n's AltUp block.
+pub fn runs(arch: &hearth_model::Architecture) -> bool {
+    !arch.altup
+}
+
 impl Backend for WebGpuBackend {
     fn info(&self) -> BackendInfo {
         BackendInfo {
@@ -53,7 +58,7 @@ impl Backend for WebGpuBackend {
             features: std::iter::once(feature::LORA)
                 .chain(hearth_model::generate::FEATURES.iter().copied())
                 .map(str::to_string)
-                .chain(hearth_model::arch::capability_features(&kernels::SUPPORTED_TYPES))
+                .chain(hearth_model::arch::capability_features(&kernels::SUPPORTED_TYPES, runs))
                 .map(RString::from)
                 .collect(),
         }

@@ -69,6 +69,7 @@ impl WebGpuModel {
         let gguf = Gguf::open(path).map_err(|error| PluginError::model_file(error.to_string()))?;
         check_types(&gguf)?;
         let config = Config::from_gguf(&gguf)?;
+        hearth_model::arch::check_runs(config.arch, "WebGPU", crate::runs)?;
         let text = Text::from_gguf(&gguf, &config)?;
         let ctx = context_size(context_size_requested, &config);
         let gpu = Gpu::new()?;

@@ -102,12 +102,13 @@ async fn a_chat_completion_streams_token_by_token_from_webgpu() {
 }
 
 /// The recommended MLX model on this machine's profile falls back to tier 1, Gemma 3n
-/// E2B, whose file is here a valid GGUF of architecture `gemma3n`, which MLX does not
-/// state it runs: the plan leaves the file out before any load, saying why, and a
-/// request gets that reason as a 422 without anything being loaded; `hearth models` says
-/// so too.
+/// E2B, whose file is here a valid GGUF of architecture `gemma3n`. MLX states it runs
+/// Gemma 3n in the catalog's Q8_0, so the plan offers the file on MLX before any load;
+/// the same file holding Q2_K, a type MLX does not read, is left out of the plan before
+/// any load, saying why, and a request gets that reason as a 422 without anything being
+/// loaded; `hearth models` says so too.
 #[test]
-fn a_file_whose_architecture_mlx_does_not_run_is_left_out_of_the_route_before_any_load() {
+fn mlx_is_planned_for_a_gemma3n_file_of_a_type_it_reads_and_left_out_for_one_it_does_not() {
     if hearth_sdk::testing::real_models().is_none() {
         return;
     }
@@ -115,21 +116,31 @@ fn a_file_whose_architecture_mlx_does_not_run_is_left_out_of_the_route_before_an
     let models = tempfile::tempdir().unwrap();
     let folder = models.path().join("gemma3n-e2b");
     std::fs::create_dir_all(&folder).unwrap();
-    let q8_0 = hearth_sdk::testing::one_tensor_gguf("gemma3n", 8, 8 * 34);
-    std::fs::write(folder.join("gemma-3n-E2B-it-Q8_0.gguf"), q8_0).unwrap();
+    let file = folder.join("gemma-3n-E2B-it-Q8_0.gguf");
+    std::fs::write(&file, hearth_sdk::testing::one_tensor_gguf("gemma3n", 8, 8 * 34)).unwrap();
     host.models = models.path().to_path_buf();
     let hearth = host.open();
     let plan = hearth.route(&RouteRequest::default()).unwrap();
     println!("{plan}");
+    assert!(
+        plan.candidates.iter().any(|c| c.model_id == "gemma3n-e2b" && c.backend == "mlx"),
+        "{plan}"
+    );
+    assert!(plan.unrunnable.is_empty(), "{plan}");
+
+    std::fs::write(&file, hearth_sdk::testing::one_tensor_gguf("gemma3n", 10, 84)).unwrap();
+    let hearth = host.open();
+    let plan = hearth.route(&RouteRequest::default()).unwrap();
+    println!("{plan}");
     assert!(plan.candidates.iter().all(|c| c.model_id != "gemma3n-e2b"), "{plan}");
-    // What MLX runs: the model layer's architectures, in the table's order.
-    let runs = hearth_model::arch::ARCHITECTURES.iter().map(|a| a.gguf_name).collect::<Vec<_>>();
-    let runs = runs.join(", ");
+    // What MLX reads: the model layer's tensor types, in the table's order.
+    let reads: Vec<&str> = hearth_model::arch::TENSOR_TYPES.iter().map(|t| t.name()).collect();
+    let reads = reads.join(", ");
     assert_eq!(
         plan.unrunnable,
         [format!(
-            "mlx cannot run gemma-3n-E2B-it-Q8_0.gguf (gemma3n-e2b): architecture gemma3n \
-             (it runs {runs})"
+            "mlx cannot run gemma-3n-E2B-it-Q8_0.gguf (gemma3n-e2b): tensor type Q2_K \
+             (it reads {reads})"
         )]
     );
     let mut generation = crate::helpers::question();
@@ -140,13 +151,13 @@ fn a_file_whose_architecture_mlx_does_not_run_is_left_out_of_the_route_before_an
     let error = runtime.block_on(hearth.generate(generation, tokens)).unwrap_err();
     assert!(
         matches!(&error, ServiceError::NothingLoaded { cause: LoadFailure::Unrunnable, attempts }
-            if attempts.iter().any(|a| a.contains("architecture gemma3n"))),
+            if attempts.iter().any(|a| a.contains("tensor type Q2_K"))),
         "{error}"
     );
     assert!(hearth.loaded_models().is_empty());
     let listing = stdout(&host.cli(&["models"]));
     assert!(
-        listing.contains(&format!("cannot run: mlx: architecture gemma3n (it runs {runs})")),
+        listing.contains(&format!("cannot run: mlx: tensor type Q2_K (it reads {reads})")),
         "{listing}"
     );
 }

@@ -10,6 +10,7 @@ mod embeddings;
 mod end_to_end;
 mod fixture;
 mod gemma3;
+mod gemma3n;
 mod gguf_tensors;
 mod lora;
 mod mlx_format;
