@@ -4,7 +4,7 @@
 //! mixture of experts, routed on the host), and a KV
 //! cache that grows by concatenation.
 //!
-//! Gemma 3n's block runs in [`crate::altup`].
+//! Gemma 3n's block runs in the `altup` module.
 //!
 //! Each call builds the graph for a batch of tokens and returns the last token's
 //! logits, or every token's final-normed hidden state for an embedding; MLX evaluates

@@ -662,7 +662,7 @@ impl<'a> Batch<'a> {
         self.copies.push((from, to, bytes));
     }
 
-    /// Encode the recorded dispatches into compute passes of [`SUBMIT_DISPATCHES`], each
+    /// Encode the recorded dispatches into compute passes of `SUBMIT_DISPATCHES`, each
     /// submitted as its own command buffer, the copies after the last, with bind groups
     /// made for this batch alone.
     pub fn submit(self) {

@@ -93,7 +93,7 @@ fn check_one(
 }
 
 /// Embeds [`PROMPT`] with SmolLM2 and each architecture's tiny model (type
-/// [`TINY_TYPE`]) under each of [`POOLINGS`] through `embed_of` (which loads the file
+/// `TINY_TYPE`) under each of `POOLINGS` through `embed_of` (which loads the file
 /// at the path and embeds the text), prints a table of the cosines to llama.cpp and to
 /// exact arithmetic, and fails naming every row out of bounds. Without the tiny models
 /// (setup makes them), prints `skipped` and returns.
