@@ -57,7 +57,7 @@ fn decoder(ty: GgmlType) -> &'static str {
 /// access stay; the loop counter that naga adds to every loop (so a shader cannot spin
 /// forever) and the guards on integer division go. The counter kept NVIDIA's compiler
 /// from unrolling the kernels' fixed inner loops: without it the tiled prompt product
-/// ran 3–4× faster on an H100 and the decode products were no slower (docs/BENCHMARKS.md,
+/// ran 4.4× faster on an H100 and the decode products were no slower (docs/BENCHMARKS.md,
 /// 2026-12-05 evening). Every loop here is bounded by a parameter the host writes, and
 /// no kernel divides by a value that can be zero.
 fn runtime_checks() -> wgpu::ShaderRuntimeChecks {
