@@ -297,7 +297,9 @@ impl Scheduler {
                 continue;
             }
             let started = Instant::now();
-            let (sequence, index) = match session.start(&job.request.prompt) {
+            let greedy_on_device =
+                job.request.sampler.is_plain_greedy() && job.request.logprobs.is_none();
+            let (sequence, index) = match session.start(&job.request.prompt, greedy_on_device) {
                 Ok(started) => started,
                 // Others hold the cache; it frees up as they finish.
                 Err(Refusal::NoRoom) if !self.running.is_empty() => return,
@@ -317,7 +319,7 @@ impl Scheduler {
             };
             let Prepared { mut sampler, stop, max_tokens, logprobs, .. } = request;
             let decode_started = Instant::now();
-            let first = match session.sample(&mut sampler, index) {
+            let first = match session.sample(&mut sampler, sequence, index) {
                 Ok(first) => first,
                 Err(error) => {
                     session.release(sequence);
@@ -397,7 +399,7 @@ impl Scheduler {
                 ended.push((index, Ok(FinishReason::Length)));
                 continue;
             }
-            match session.sample(&mut running.sampler, index) {
+            match session.sample(&mut running.sampler, running.sequence, index) {
                 Ok(token) => {
                     let logprobs =
                         running.logprobs.and_then(|top| session.logprobs(index, token, top));

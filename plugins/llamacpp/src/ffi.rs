@@ -15,6 +15,7 @@ use std::ptr::{self, NonNull};
 use hearth_sdk::helpers::VocabToken;
 use llama_cpp_sys_2 as sys;
 
+use crate::device_greedy::{self, DeviceGreedy};
 use crate::sampler::Sampler;
 
 /// A token id.
@@ -572,6 +573,41 @@ impl RawContext {
             let vocab = sys::llama_model_get_vocab(sys::llama_get_model(self.ptr()));
             let count = usize::try_from(sys::llama_vocab_n_tokens(vocab)).unwrap_or(0);
             std::slice::from_raw_parts(logits, count)
+        }
+    }
+
+    /// Run greedy decoding for `sequence` on the device that computes the logits (see
+    /// [`crate::device_greedy`]); None, and nothing attached, where that device is the
+    /// CPU or lacks the operations. The context uses the chain until [`Self::detach`].
+    pub fn attach(&mut self, sequence: i32) -> Option<DeviceGreedy> {
+        let greedy = DeviceGreedy::new()?;
+        // SAFETY: the context is alive and the chain outlives its attachment (the
+        // caller detaches it before dropping it).
+        let attached = unsafe { sys::llama_set_sampler(self.ptr(), sequence, greedy.chain()) };
+        if attached && greedy.on_device() {
+            return Some(greedy);
+        }
+        self.detach(sequence);
+        None
+    }
+
+    /// Sample `sequence` on the host again.
+    pub fn detach(&mut self, sequence: i32) {
+        // SAFETY: the context is alive; a null sampler detaches.
+        unsafe { sys::llama_set_sampler(self.ptr(), sequence, ptr::null_mut()) };
+    }
+
+    /// The token the device picked for the last batch's item `index`, of a sequence with
+    /// an attached [`DeviceGreedy`]; None when a logit was not a finite number.
+    pub fn device_sample(&self, index: usize) -> Option<Token> {
+        let index = i32::try_from(index).ok()?;
+        // SAFETY: the context is alive; llama.cpp returns null or `count` floats it owns
+        // until the next decode, which needs `&mut self`.
+        unsafe {
+            let token = sys::llama_get_sampled_token_ith(self.ptr(), index);
+            let sum = sys::llama_get_sampled_logits_ith(self.ptr(), index);
+            let count = sys::llama_get_sampled_logits_count_ith(self.ptr(), index);
+            device_greedy::read((!sum.is_null() && count == 1).then(|| *sum), token)
         }
     }
 

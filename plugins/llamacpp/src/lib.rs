@@ -31,6 +31,7 @@
 //!   its own log to stderr.
 
 pub mod backends;
+mod device_greedy;
 mod embed;
 mod engine;
 mod ffi;

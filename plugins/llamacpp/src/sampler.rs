@@ -122,6 +122,12 @@ impl Sampler {
         }
     }
 
+    /// Greedy decoding with nothing else: the token is the largest logit's, which the
+    /// device computing the logits can pick itself (see [`crate::device_greedy`]).
+    pub fn is_plain_greedy(&self) -> bool {
+        self.chain.is_none()
+    }
+
     /// Record prompt tokens as seen, so the repeat penalty covers them too; the grammar
     /// follows only the tokens sampled after them.
     pub fn accept_prompt(&mut self, tokens: &[Token]) {

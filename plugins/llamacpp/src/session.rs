@@ -5,6 +5,7 @@
 
 use hearth_sdk::PluginError;
 
+use crate::device_greedy::DeviceGreedy;
 use crate::ffi::{DecodeError, RawAdapter, RawBatch, RawContext, Token};
 use crate::sampler::Sampler;
 
@@ -33,8 +34,13 @@ pub fn parallel_from_env() -> Result<usize, PluginError> {
 
 /// A context and, per sequence, the tokens its cells hold.
 pub struct Session {
+    /// Declared before `sequences` so that it is freed first: llama.cpp uses their
+    /// attached [`DeviceGreedy`] chains until then.
     context: RawContext,
     sequences: Vec<Sequence>,
+    /// The device refused greedy sampling once (it is the CPU, or lacks an operation);
+    /// not asked again.
+    device_greedy_refused: bool,
     /// The adapters (path, scale) every cached token was evaluated with.
     adapters: Vec<(String, f32)>,
     batch: RawBatch,
@@ -46,6 +52,8 @@ struct Sequence {
     /// request sharing a prefix with them (a chat's earlier turns) reuses them.
     cached: Vec<Token>,
     busy: bool,
+    /// Attached while this sequence's generations decode greedily on the device.
+    device_greedy: Option<DeviceGreedy>,
 }
 
 /// Why a prompt or a step could not be evaluated.
@@ -66,6 +74,7 @@ impl Session {
         Self {
             context,
             sequences: (0..parallel).map(|_| Sequence::default()).collect(),
+            device_greedy_refused: false,
             adapters: Vec::new(),
             batch,
         }
@@ -134,8 +143,14 @@ impl Session {
     /// Take a free sequence for `prompt` — the one whose cache shares the longest
     /// prefix with it — and evaluate the prompt after that prefix, always evaluating
     /// its last token so there are fresh logits. Returns the sequence and the batch
-    /// index of those logits, for [`Session::sample`].
-    pub fn start(&mut self, prompt: &[Token]) -> Result<(usize, usize), Refusal> {
+    /// index of those logits, for [`Session::sample`]. `greedy_on_device`: the
+    /// generation decodes greedily and needs no logits on the host (no log-probabilities),
+    /// so the device may pick its tokens.
+    pub fn start(
+        &mut self,
+        prompt: &[Token],
+        greedy_on_device: bool,
+    ) -> Result<(usize, usize), Refusal> {
         let shared_with = |sequence: &Sequence| {
             sequence.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count()
         };
@@ -150,6 +165,7 @@ impl Session {
         }
         self.sequences[id].cached.truncate(reuse);
         self.sequences[id].busy = true;
+        self.sample_on_device(id, greedy_on_device);
         match self.evaluate(id, &prompt[reuse..]) {
             Ok(index) => Ok((id, index)),
             Err(refusal) => {
@@ -158,6 +174,23 @@ impl Session {
                 Err(refusal)
             }
         }
+    }
+
+    /// Attach or detach sequence `id`'s device greedy sampler. An attached one stays
+    /// while the sequence's generations keep wanting it: each change makes llama.cpp
+    /// plan its graph again.
+    fn sample_on_device(&mut self, id: usize, wanted: bool) {
+        let attached = self.sequences[id].device_greedy.is_some();
+        if wanted == attached || (wanted && self.device_greedy_refused) {
+            return;
+        }
+        if attached {
+            self.context.detach(seq(id));
+            self.sequences[id].device_greedy = None;
+            return;
+        }
+        self.sequences[id].device_greedy = self.context.attach(seq(id));
+        self.device_greedy_refused = self.sequences[id].device_greedy.is_none();
     }
 
     /// Evaluate `tokens` after what sequence `id` holds, in batches; the index of the
@@ -210,10 +243,21 @@ impl Session {
         Ok(())
     }
 
-    /// Sample from the logits at `index` of the last batch; logits that are not finite
+    /// Sample sequence `id`'s next token from the logits at `index` of the last batch
+    /// (or take the one its device greedy sampler picked); logits that are not finite
     /// numbers are an error, not a token.
-    pub fn sample(&mut self, sampler: &mut Sampler, index: usize) -> Result<Token, PluginError> {
-        let token = self.context.sample(sampler, index).ok_or_else(|| {
+    pub fn sample(
+        &mut self,
+        sampler: &mut Sampler,
+        id: usize,
+        index: usize,
+    ) -> Result<Token, PluginError> {
+        let token = if self.sequences[id].device_greedy.is_some() {
+            self.context.device_sample(index)
+        } else {
+            self.context.sample(sampler, index)
+        };
+        let token = token.ok_or_else(|| {
             PluginError::model_file(
                 "the model computed logits that are not finite numbers (NaN or infinity): its weights are damaged",
             )

@@ -203,7 +203,8 @@ impl RealHost {
         output
     }
 
-    /// `hearth ARGS` on this host's folders, not yet run.
+    /// `hearth ARGS` on this host's folders (and its catalog, where
+    /// [`RealHost::with_extra_model`] wrote one), not yet run.
     pub fn command(&self, args: &[&str]) -> std::process::Command {
         let mut command = std::process::Command::new(built_binary());
         command
@@ -214,6 +215,9 @@ impl RealHost {
             .env("HEARTH_THREADS", "2")
             .env_remove("HEARTH_CATALOG")
             .env_remove("RUST_BACKTRACE");
+        if let Some(catalog) = &self.catalog {
+            command.env("HEARTH_CATALOG", catalog);
+        }
         command
     }
 }

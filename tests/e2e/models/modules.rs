@@ -5,6 +5,7 @@
 use std::process::{Command, Output};
 
 use crate::helpers::{stdout, RealHost, PARIS_QUESTION};
+use crate::support::test_models_dir;
 
 /// The CPU variants a CPU with these /proc/cpuinfo flags runs better than: a choice
 /// among them would mean the variants were not scored.
@@ -111,10 +112,17 @@ fn the_installed_vulkan_module_lists_lavapipe_and_answers_on_it_when_asked_by_na
     // llama.cpp's own log: the weights went to the Vulkan device.
     let log = String::from_utf8_lossy(&vulkan.stderr);
     assert!(log.contains("Vulkan0 model buffer size"), "{log}");
-    // And `none` keeps them on the CPU, where a software renderer is not used anyway.
+    // The device picked the greedy tokens (the plugin's `device_greedy`): llama.cpp logs
+    // the sampler's attachment, a pointer, and no detachment ("(nil)").
+    assert!(log.contains("set_sampler: seq_id = 0, sampler = 0x"), "{log}");
+    assert!(!log.contains("sampler = (nil)"), "attached, then let go:\n{log}");
+    // And `none` keeps them on the CPU, where a software renderer is not used anyway;
+    // the CPU declines device greedy, as its logits are in host memory already.
     let cpu = on("none");
     assert!(stdout(&cpu).contains("Paris"), "{}", stdout(&cpu));
-    assert!(!String::from_utf8_lossy(&cpu.stderr).contains("Vulkan0 model buffer"));
+    let log = String::from_utf8_lossy(&cpu.stderr);
+    assert!(!log.contains("Vulkan0 model buffer"), "{log}");
+    assert!(log.contains("sampler = (nil)"), "{log}");
 
     let unknown = hearth(&["run", "smollm2-135m", "Hi", "--device", "CUDA7"]).output().unwrap();
     assert!(!unknown.status.success());
@@ -174,4 +182,32 @@ fn a_model_larger_than_the_gpus_free_memory_gets_the_layers_that_fit_and_still_a
         .and_then(|n| n.trim().parse::<u32>().ok())
         .unwrap_or_else(|| panic!("llama.cpp logs how many layers it offloaded:\n{log}"));
     assert!((1..31).contains(&offloaded), "{offloaded} of 31 layers offloaded:\n{log}");
+}
+
+/// Weights that compute NaN are an error naming them on a GPU too, where the device picks
+/// greedy tokens itself (see the Vulkan test above) and the host never sees the logits.
+#[test]
+fn damaged_weights_are_an_error_where_the_device_picks_the_greedy_tokens() {
+    if hearth_sdk::testing::real_models().is_none() {
+        return;
+    }
+    let mut bytes =
+        std::fs::read(test_models_dir().join("smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf"))
+            .unwrap();
+    // As in the corrupt-file tests: quantized blocks whose scales read as NaN.
+    bytes[60 << 20..61 << 20].fill(0xff);
+    let scratch = tempfile::tempdir().unwrap();
+    let damaged = scratch.path().join("damaged.gguf");
+    std::fs::write(&damaged, &bytes).unwrap();
+    let host = RealHost::with_installed_plugins(&["hearth_llamacpp"]).with_extra_model(
+        "damaged",
+        &damaged,
+        &["llamacpp"],
+    );
+    let question = ["run", "damaged", PARIS_QUESTION, "--temperature", "0", "--max-tokens", "24"];
+    let mut command = host.command(&question);
+    let broken = command.args(["--device", "Vulkan0"]).output().expect("run hearth");
+    let log = String::from_utf8_lossy(&broken.stderr);
+    assert!(!broken.status.success(), "answered from NaN: {}", stdout(&broken));
+    assert!(log.contains("not finite"), "{log}");
 }
