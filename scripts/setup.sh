@@ -99,7 +99,7 @@ fi
 # driver's libcuda itself; no CUDA toolkit is needed). Its libmlx finds cuBLAS, cuDNN,
 # NVRTC, cuFFT, cuSOLVER and NCCL through its RPATH $ORIGIN/../../nvidia/*/lib, i.e. the
 # NVIDIA wheels it requires installed beside it as in a Python environment, so pip
-# installs it with them (about 3 GB) into a folder of its own laid out as site-packages
+# installs it with them (a few GB) into a folder of its own laid out as site-packages
 # (--target), under $HEARTH_HOME/runtime for the reason above; its include/ folder
 # travels too, as MLX compiles its CUDA kernels from those headers at run time. The
 # plugin builds against it (env.sh's MLX_DIR) only once its libmlx has loaded here with
