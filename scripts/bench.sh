@@ -16,6 +16,8 @@ cd "$HEARTH_ROOT"
 PY="${PYTHON:-python3}"
 
 "$HEARTH_ROOT/scripts/setup.sh"
+# The direct MLX program below links the MLX build setup chose (env.sh).
+choose_mlx_dir
 _t0=$(date +%s)
 
 # ---------------------------------------------------------------------------------------
@@ -26,8 +28,9 @@ cargo build --release --workspace --examples
 
 # ---------------------------------------------------------------------------------------
 step "direct libmlx program"
-# The MLX plugin's graph written straight against the libmlx the plugin links.
-MLX_DIRECT="$HEARTH_CACHE/mlx-direct-decode"
+# The MLX plugin's graph written straight against the libmlx the plugin links, one
+# program per MLX build (CPU or CUDA: env.sh's choice).
+MLX_DIRECT="$HEARTH_CACHE/mlx-direct-decode-$(basename "$(dirname "$MLX_DIR")")"
 if [[ ! -x "$MLX_DIRECT" || "$HEARTH_ROOT/plugins/mlx/bench/direct_decode.cpp" -nt "$MLX_DIRECT" ]]; then
     g++ -std=c++20 -O2 "$HEARTH_ROOT/plugins/mlx/bench/direct_decode.cpp" -I"$MLX_DIR/include" \
         -L"$MLX_DIR/lib" -lmlx -Wl,-rpath,"$MLX_DIR/lib" -o "$MLX_DIRECT"

@@ -22,11 +22,31 @@ export HEARTH_CLIENTS_PY="${HEARTH_CLIENTS_PY:-$HEARTH_CACHE/python/clients-olla
 export HEARTH_BROWSER_NODE="${HEARTH_BROWSER_NODE:-$HEARTH_CACHE/node/playwright-core-1.65.2}"
 # @huggingface/jinja, which host/build.rs embeds for the web app's in-page chat templates.
 export HEARTH_JINJA_NODE="${HEARTH_JINJA_NODE:-$HEARTH_CACHE/node/huggingface-jinja-0.5.13}"
-# MLX's binary distribution (the mlx-cpu wheel, unpacked by setup.sh), which the MLX
-# plugin's build script compiles and links against.
+# MLX's binary distributions (wheels, installed by setup.sh), which the MLX plugin's
+# build script compiles and links against: mlx-cpu always, and beside it mlx-cuda-13
+# (with the NVIDIA libraries it requires) where setup finds an NVIDIA GPU whose driver
+# supports CUDA 13. One version for both: their headers are the same.
 MLX_VERSION=0.32.4
 MLX_ROOT="$HEARTH_HOME/runtime/mlx-cpu-$MLX_VERSION"
-export MLX_DIR="${MLX_DIR:-$MLX_ROOT/mlx}"
+MLX_CUDA_PACKAGE=mlx-cuda-13
+MLX_CUDA_ROOT="$HEARTH_HOME/runtime/$MLX_CUDA_PACKAGE-$MLX_VERSION"
+# An MLX_DIR naming neither install is the user's own MLX, which every script keeps.
+mlx_dir_is_users() {
+    [[ -n ${MLX_DIR:-} && $MLX_DIR != "$MLX_ROOT/mlx" && $MLX_DIR != "$MLX_CUDA_ROOT/mlx" ]]
+}
+# MLX_DIR: the CUDA install where setup checked that its libmlx loads (the `.usable`
+# marker it writes), else the CPU one (plugins/mlx/build.rs says why the choice is made
+# at build time). Called again by setup once it has decided.
+choose_mlx_dir() {
+    if mlx_dir_is_users; then
+        return 0
+    elif [[ -f $MLX_CUDA_ROOT/.usable ]]; then
+        export MLX_DIR="$MLX_CUDA_ROOT/mlx"
+    else
+        export MLX_DIR="$MLX_ROOT/mlx"
+    fi
+}
+choose_mlx_dir
 
 # Prints a step's start, and its duration when the next step (or `done_step`) begins.
 _step_name=""

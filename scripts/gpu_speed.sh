@@ -26,6 +26,11 @@
 set -uo pipefail
 
 W=${GPU_WORK:-/root/work}
+# HEARTH_HOME of the MLX check, here (where its plugin is built) and there alike: the
+# plugin's RUNPATH names the CUDA libmlx's absolute folder under it.
+MLX_HOME=${GPU_MLX_HOME:-/tmp/hearth-gpu-mlx}
+MLX_WHEEL=mlx_cuda_13-0.32.4-py3-none-manylinux_2_35_x86_64.whl
+MLX_WHEEL_SHA=94cb48fba73e5ee39467e51c35c51c691123359ca17bafd1a24cf92ad6732bee
 OUT=${OUT:-$W/out}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 stage=${1:-}
@@ -57,7 +62,7 @@ llama_bench() {
 write_catalog() {
     local shape
     for shape in $SHAPES; do
-        printf '[[models]]\nid = "synthetic-%s"\nname = "synthetic %s (random Q4_0)"\nfamily = "llama"\ncontext_size = 4096\n[[models.artifacts]]\nbackends = ["llamacpp", "webgpu"]\nformat = "gguf"\nfile = "synthetic-%s.gguf"\nquantization = "Q4_0"\n\n' \
+        printf '[[models]]\nid = "synthetic-%s"\nname = "synthetic %s (random Q4_0)"\nfamily = "llama"\ncontext_size = 4096\n[[models.artifacts]]\nbackends = ["llamacpp", "webgpu", "mlx"]\nformat = "gguf"\nfile = "synthetic-%s.gguf"\nquantization = "Q4_0"\n\n' \
             "$shape" "$shape" "$shape"
     done >"$W/catalog.toml"
 }
@@ -235,8 +240,114 @@ baseline)
     done
     ;;
 
+prepare-mlx)
+    dest=${2:?prepare-mlx DIR}
+    root=$(cd "$here/.." && pwd)
+    source "$here/env.sh"
+    # The wheel, from the cache or the package index, checked against its pinned sha256.
+    wheel=$HEARTH_CACHE/wheels/$MLX_WHEEL
+    [[ -f $wheel ]] || python3 -m pip download --quiet --no-deps --only-binary=:all: \
+        --python-version 3.12 --platform manylinux_2_35_x86_64 -d "$HEARTH_CACHE/wheels" \
+        "$MLX_CUDA_PACKAGE==$MLX_VERSION" || exit 1
+    echo "$MLX_WHEEL_SHA  $wheel" | sha256sum -c --quiet || exit 1
+    # Unpacked where it will be there, as setup lays it out (env.sh's MLX_CUDA_ROOT under
+    # MLX_HOME), marked usable as setup marks it after loading it: env.sh then points
+    # MLX_DIR at it, and the plugin is built against it as setup builds it. No NVIDIA
+    # libraries are needed for that (the plugin is a shared library; only executables
+    # linked against this libmlx would need them). This rebuilds the plugin in the shared
+    # target folder; setup's next build rebuilds it against its own MLX again.
+    cuda_root=$MLX_HOME/runtime/$MLX_CUDA_PACKAGE-$MLX_VERSION
+    rm -rf "$cuda_root" && python3 -m zipfile -e "$wheel" "$cuda_root" || exit 1
+    touch "$cuda_root/.usable"
+    plugin=$(cd "$root" && unset MLX_DIR && export HEARTH_HOME=$MLX_HOME && source scripts/env.sh &&
+        [[ $MLX_DIR == "$cuda_root/mlx" ]] && cargo build --release -p hearth-mlx --quiet &&
+        echo "$CARGO_TARGET_DIR/release/libhearth_mlx.so") ||
+        { echo "error: the MLX plugin did not build against $cuda_root" >&2; exit 1; }
+    readelf -d "$plugin" | grep -q "RUNPATH.*$cuda_root/mlx/lib" ||
+        { echo "error: $plugin's RUNPATH does not name $cuda_root/mlx/lib" >&2; exit 1; }
+    rm -rf "$dest/m1" "$dest/m2" && mkdir -p "$dest/m1" "$dest/m2/py"
+    cp "$here/gpu_speed.sh" "$dest/m1/" && cp "$here/gpu_speed.sh" "$here/cuda_driver.sh" "$dest/m2/"
+    # The wheel's files, repacked as one tar.xz (76 MB against the wheel's 90), split in
+    # two so that each call's carry stays under its 64 MiB with the working tree.
+    (cd "$cuda_root" && tar -cf - --exclude=.usable . | xz -T0 -6) >"$dest/mlx-cuda.tar.xz" || exit 1
+    (cd "$dest" && sha256sum mlx-cuda.tar.xz >m2/mlx-cuda.tar.xz.sha256 &&
+        split -b 45000000 -d -a 1 mlx-cuda.tar.xz mlx-cuda.tar.xz.part. &&
+        mv mlx-cuda.tar.xz.part.0 m1/ && mv mlx-cuda.tar.xz.part.1 m2/ && rm mlx-cuda.tar.xz) || exit 1
+    [[ ! -e $dest/mlx-cuda.tar.xz.part.2 ]] || { echo "error: the archive needs three parts" >&2; exit 1; }
+    strip -o "$dest/m2/hearth" "$CARGO_TARGET_DIR/release/hearth" &&
+        strip -o "$dest/m2/libhearth_mlx.so" "$plugin" &&
+        xz -T0 "$dest/m2/hearth" "$dest/m2/libhearth_mlx.so" || exit 1
+    cp "$here/synthetic_model.py" "$dest/m2/py/"
+    gguf_py=$(ls -d "$HEARTH_CACHE"/python/gguf-*)
+    cp -r "$gguf_py/gguf" "$dest/m2/py/"
+    PYTHONPATH=$dest/m2/py:$gguf_py python3 "$here/synthetic_model.py" tokenizer \
+        "$HEARTH_MODELS/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf" "$dest/m2/tokenizer.gguf" || exit 1
+    du -sh "$dest"/m?
+    ;;
+
+mlx)
+    mkdir -p "$W/mlx-parts" "$OUT"
+    cp "$here"/mlx-cuda.tar.xz.part.* "$W/mlx-parts/" || exit 1
+    if [[ ! -f $here/mlx-cuda.tar.xz.sha256 ]]; then
+        echo "kept $(ls "$here"/mlx-cuda.tar.xz.part.*) in $W/mlx-parts; now carry m2"
+        exit 0
+    fi
+    cat "$W"/mlx-parts/mlx-cuda.tar.xz.part.* >"$W/mlx-cuda.tar.xz" || exit 1
+    (cd "$W" && sha256sum -c "$here/mlx-cuda.tar.xz.sha256") || { echo "carry m1 first, on this machine" >&2; exit 1; }
+    {
+        date -u; nvidia-smi; bash "$here/cuda_driver.sh" 13
+    } >"$OUT/mlx-machine.txt" 2>&1
+    cat "$OUT/mlx-machine.txt"
+    # setup.sh's layout: the wheel's files under $HEARTH_HOME/runtime, and beside them
+    # (where pip --target puts the NVIDIA wheels it requires) the image's own NVIDIA
+    # packages, as this machine has no network: libmlx's RPATH $ORIGIN/../../nvidia/*/lib
+    # finds cuBLAS, cuDNN, NVRTC, cuFFT, cuSOLVER and NCCL there.
+    cuda_root=$MLX_HOME/runtime/mlx-cuda-13-0.32.4
+    rm -rf "$cuda_root" && mkdir -p "$cuda_root" && tar -C "$cuda_root" -xJf "$W/mlx-cuda.tar.xz" || exit 1
+    nvidia=$(python3 -c 'import nvidia; print(list(nvidia.__path__)[0])') ||
+        { echo "this machine's Python has no NVIDIA packages" >&2; exit 1; }
+    ln -sfn "$nvidia" "$cuda_root/nvidia"
+    echo "== libmlx's unresolved libraries (none expected):"
+    ldd "$cuda_root/mlx/lib/libmlx.so" | grep 'not found'
+    echo "== setup's check: the CUDA libmlx loads"
+    python3 -c 'import ctypes, sys; ctypes.CDLL(sys.argv[1])' "$cuda_root/mlx/lib/libmlx.so" && echo loads
+    hearth_env
+    export HEARTH_HOME=$MLX_HOME HEARTH_PLUGINS=$W/plugins-mlx
+    H=$W/bin/hearth
+    mkdir -p "$W/bin" "$HEARTH_PLUGINS"
+    xz -dc "$here/hearth.xz" >"$H" && chmod +x "$H" &&
+        xz -dc "$here/libhearth_mlx.so.xz" >"$HEARTH_PLUGINS/libhearth_mlx.so" || exit 1
+    readelf -d "$HEARTH_PLUGINS/libhearth_mlx.so" | grep -E 'RUNPATH|RPATH'
+    write_catalog
+    for shape in $SHAPES; do
+        model=$W/models/synthetic-$shape/synthetic-$shape.gguf
+        [[ -f $model ]] && continue
+        mkdir -p "$(dirname "$model")"
+        PYTHONPATH=$here/py python3 "$here/py/synthetic_model.py" model "$shape" "$here/tokenizer.gguf" \
+            "$model" || exit 1
+    done
+    echo "== hearth plugins (expected: MLX CUDA GPU with its memory, libmlx from $cuda_root/mlx/lib)"
+    "$H" plugins 2>&1 | tee "$OUT/mlx-plugins.txt"
+    "$H" plugins --json >"$OUT/mlx-plugins.json" 2>&1
+    grep -q "libmlx from $cuda_root/mlx/lib/libmlx.so" "$OUT/mlx-plugins.txt" &&
+        grep -qE "MLX CUDA GPU .*\(([1-9][0-9]*\.[0-9]|0\.[1-9]) GB\)" "$OUT/mlx-plugins.txt" &&
+        echo "probe: as expected" || echo "probe: NOT as expected"
+    shape=${SHAPES%% *}
+    echo "== hearth run synthetic-$shape --backend mlx (the first run compiles MLX's CUDA kernels)"
+    timeout 300 "$H" run "synthetic-$shape" "Once upon a time" --backend mlx --temperature 0 \
+        --max-tokens 24 >"$OUT/mlx-answer.txt" 2>"$OUT/mlx-answer.err"
+    echo "rc=$? $(md5sum <"$OUT/mlx-answer.txt" | cut -c1-12)"; tail -3 "$OUT/mlx-answer.err"
+    for shape in $SHAPES; do
+        echo "== hearth bench synthetic-$shape --backend mlx"
+        timeout 400 "$H" bench "synthetic-$shape" --backend mlx --runs "$RUNS" --json \
+            >"$OUT/mlx-$shape.json" 2>"$OUT/mlx-$shape.err"
+        echo "rc=$?"; cat "$OUT/mlx-$shape.json"; tail -3 "$OUT/mlx-$shape.err"
+    done
+    nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv
+    ;;
+
 *)
-    echo "usage: $0 prepare DIR | s1 | s2 | baseline" >&2
+    echo "usage: $0 prepare DIR | s1 | s2 | baseline | prepare-mlx DIR | mlx" >&2
     exit 2
     ;;
 esac

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Sets up everything hearth needs on this machine, idempotently:
 #   1. build tools from Debian's packages (only when one is missing),
-#   2. MLX's runtime (the mlx-cpu wheel), which the MLX plugin builds against,
+#   2. MLX's runtime (the mlx-cpu wheel), which the MLX plugin builds against, and
+#      where an NVIDIA GPU with a CUDA 13 driver is, the mlx-cuda-13 wheel beside it,
+#      which the plugin then builds against instead,
 #   2b. @huggingface/jinja (npm, pinned), which the build embeds for the web app,
 #   3. a release build of the workspace, and ggml's GPU backend modules for the llama.cpp
 #      plugin where their toolkits are: Vulkan (its Debian packages are installed in 1),
@@ -67,14 +69,15 @@ fi
 # folder as its run path (the host loads plugins from private copies in a temp folder,
 # so a path relative to the plugin file would not resolve), and clearing the cache must
 # not break an installed plugin. env.sh points MLX_DIR, which the plugin's build.rs
-# reads, at its mlx/ folder.
-step "MLX runtime into $MLX_DIR"
+# reads, at its mlx/ folder (or at the CUDA build's, below).
+step "MLX runtime into $MLX_ROOT"
 MLX_WHEEL="$WHEELS/mlx_cpu-$MLX_VERSION-py3-none-manylinux_2_35_x86_64.whl"
-if [[ -f "$MLX_DIR/include/mlx/mlx.h" ]]; then
+if mlx_dir_is_users; then
+    [[ -f "$MLX_DIR/include/mlx/mlx.h" ]] ||
+        { echo "error: MLX_DIR=$MLX_DIR holds no MLX (include/mlx/mlx.h)" >&2; exit 1; }
+    echo "    MLX_DIR is set: the plugin builds against $MLX_DIR"
+elif [[ -f "$MLX_ROOT/mlx/include/mlx/mlx.h" ]]; then
     echo "    installed"
-elif [[ "$MLX_DIR" != "$MLX_ROOT/mlx" ]]; then
-    echo "error: MLX_DIR=$MLX_DIR holds no MLX (include/mlx/mlx.h)" >&2
-    exit 1
 elif [[ "$(uname -s)-$(uname -m)" != Linux-x86_64 ]]; then
     echo "error: no mlx-cpu wheel for $(uname -s)-$(uname -m); set MLX_DIR to an MLX build (mlx-metal on macOS)" >&2
     exit 1
@@ -90,6 +93,44 @@ else
     rm -rf "$MLX_ROOT" && mv "$MLX_ROOT.partial" "$MLX_ROOT"
     echo "    unpacked $MLX_WHEEL"
 fi
+
+# MLX's CUDA build, where this machine has an NVIDIA GPU and a driver supporting CUDA 13,
+# which the mlx-cuda-13 wheel's libraries are built for (scripts/cuda_driver.sh asks the
+# driver's libcuda itself; no CUDA toolkit is needed). Its libmlx finds cuBLAS, cuDNN,
+# NVRTC, cuFFT, cuSOLVER and NCCL through its RPATH $ORIGIN/../../nvidia/*/lib, i.e. the
+# NVIDIA wheels it requires installed beside it as in a Python environment, so pip
+# installs it with them (a few GB) into a folder of its own laid out as site-packages
+# (--target), under $HEARTH_HOME/runtime for the reason above; its include/ folder
+# travels too, as MLX compiles its CUDA kernels from those headers at run time. The
+# plugin builds against it (env.sh's MLX_DIR) only once its libmlx has loaded here with
+# all its libraries, checked on every run, and against the CPU build otherwise: the
+# `.usable` marker records the outcome.
+step "MLX's CUDA runtime into $MLX_CUDA_ROOT"
+if mlx_dir_is_users; then
+    echo "    skipped, MLX_DIR is set"
+elif ! why=$("$HEARTH_ROOT/scripts/cuda_driver.sh" 13 2>&1 >/dev/null); then
+    rm -f "$MLX_CUDA_ROOT/.usable"
+    echo "    skipped, $why; the MLX plugin runs on the CPU"
+else
+    if [[ ! -f "$MLX_CUDA_ROOT/.complete" ]]; then
+        echo "    installing $MLX_CUDA_PACKAGE==$MLX_VERSION with the NVIDIA libraries it requires"
+        rm -rf "$MLX_CUDA_ROOT.partial"
+        "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+            --only-binary=:all: --target "$MLX_CUDA_ROOT.partial" "$MLX_CUDA_PACKAGE==$MLX_VERSION"
+        touch "$MLX_CUDA_ROOT.partial/.complete"
+        rm -rf "$MLX_CUDA_ROOT" && mv "$MLX_CUDA_ROOT.partial" "$MLX_CUDA_ROOT"
+    fi
+    if why=$("$PY" -c 'import ctypes, sys; ctypes.CDLL(sys.argv[1])' \
+        "$MLX_CUDA_ROOT/mlx/lib/libmlx.so" 2>&1); then
+        touch "$MLX_CUDA_ROOT/.usable"
+        echo "    usable: the MLX plugin builds against it"
+    else
+        rm -f "$MLX_CUDA_ROOT/.usable"
+        echo "    its libmlx does not load ($(tail -1 <<<"$why")); the MLX plugin runs on the CPU"
+    fi
+fi
+choose_mlx_dir
+echo "    MLX_DIR=$MLX_DIR"
 
 # @huggingface/jinja, pinned, under the cache: host/build.rs embeds its browser build
 # (one self-contained module) so the web app's in-page engine renders a model's chat

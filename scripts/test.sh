@@ -12,6 +12,8 @@ cargo fmt --all --check
 # Setup prints its own steps and timings.
 done_step
 "$HEARTH_ROOT/scripts/setup.sh"
+# Setup may have switched the MLX plugin to MLX's CUDA build (env.sh): build as it did.
+choose_mlx_dir
 step "cargo clippy --workspace --all-targets --release -- -D warnings"
 cargo clippy --workspace --all-targets --release --quiet -- -D warnings
 step "cargo doc --workspace --no-deps --release (warnings are errors)"

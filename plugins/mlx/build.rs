@@ -7,6 +7,17 @@
 //! package of the Python found as `$PYTHON` or `python3`. The library's folder is
 //! recorded in the plugin's run path, so the installed plugin finds libmlx without
 //! `LD_LIBRARY_PATH` (see the README, "Finding libmlx at run time").
+//!
+//! Which build of libmlx (CPU or CUDA) the plugin runs is decided here, at build time,
+//! by `MLX_DIR`: `scripts/env.sh` points it at the `mlx-cuda-13` install where
+//! `scripts/setup.sh` found a CUDA driver and checked that the CUDA libmlx loads with
+//! all its libraries, else at the `mlx-cpu` one. Not at run time: the two libraries
+//! share one file name and soname, and the dynamic loader takes the first `libmlx.so`
+//! it finds and never falls back to another when that one's own libraries (libcuda,
+//! cuDNN, ...) are missing, so a RUNPATH naming both folders would fail to load on a
+//! machine without CUDA instead of running on the CPU. Deciding where the check ran
+//! leaves the CPU build exactly as it was wherever CUDA is absent. Both wheels ship the
+//! same headers, and every symbol the bridge imports exists in both.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -69,5 +80,4 @@ fn main() {
     // The absolute folder of libmlx goes into the run path: the host loads each plugin
     // from a private copy in a temp folder, so an $ORIGIN-relative path would not work.
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-    println!("cargo:rustc-env=HEARTH_MLX_LIB_DIR={}", lib.display());
 }

@@ -1,6 +1,12 @@
 // Each function forwards to one MLX call; see bridge.h for why this file exists.
 #include "hearth-mlx/src/bridge.h"
 
+#include <dlfcn.h>
+
+#include <stdexcept>
+#include <string>
+#include <variant>
+
 #include <mlx/device.h>
 #include <mlx/fast.h>
 #include <mlx/io.h>
@@ -195,6 +201,47 @@ std::unique_ptr<Array> attention_masked(const Array& q, const Array& k, const Ar
 
 bool gpu_available() {
   return mx::is_available(mx::Device::gpu);
+}
+
+GpuDeviceInfo gpu_device_info() {
+  const auto& info = mx::device_info(mx::Device(mx::Device::gpu));
+  // Each backend fills its own keys (mlx/device.h); a missing one reads as 0 or "".
+  auto size = [&](const char* key) -> size_t {
+    auto found = info.find(key);
+    if (found == info.end()) {
+      return 0;
+    }
+    auto value = std::get_if<size_t>(&found->second);
+    return value ? *value : 0;
+  };
+  auto text = [&](const char* key) -> rust::String {
+    auto found = info.find(key);
+    if (found == info.end()) {
+      return rust::String();
+    }
+    auto value = std::get_if<std::string>(&found->second);
+    return value ? rust::String(*value) : rust::String();
+  };
+  // CUDA names the total `total_memory`, Metal `memory_size`.
+  size_t total = size("total_memory");
+  return GpuDeviceInfo{
+      text("device_name"),
+      total ? total : size("memory_size"),
+      size("free_memory"),
+      size("max_recommended_working_set_size"),
+  };
+}
+
+rust::String library_path() {
+  // A function only libmlx defines: its address lies in libmlx's mapping. The plugin is
+  // position-independent, so the address comes from the GOT the loader filled: the
+  // definition itself, never a stub of ours.
+  auto symbol = reinterpret_cast<void*>(static_cast<const mx::Device& (*)()>(&mx::default_device));
+  Dl_info info;
+  if (dladdr(symbol, &info) == 0 || info.dli_fname == nullptr) {
+    throw std::runtime_error("dladdr names no library holding mlx::core::default_device");
+  }
+  return rust::String(info.dli_fname);
 }
 
 

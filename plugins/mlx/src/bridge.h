@@ -14,6 +14,7 @@ namespace hearth_mlx {
 using Array = mlx::core::array;
 
 struct NamedArray;
+struct GpuDeviceInfo;
 
 // Loading: every tensor of a file, evaluated (so no lazy load is left bound to the
 // loading thread's stream).
@@ -64,6 +65,11 @@ std::unique_ptr<Array> attention_masked(const Array& q, const Array& k, const Ar
 
 // Devices and memory.
 bool gpu_available();
+// MLX's description of its GPU (mlx::core::device_info), the keys the probe reads.
+GpuDeviceInfo gpu_device_info();
+// The file libmlx was loaded from, as the dynamic loader opened it (dladdr on one of
+// its functions): the RUNPATH, LD_LIBRARY_PATH or a preload may each have chosen it.
+rust::String library_path();
 size_t cache_memory();
 void clear_cache();
 

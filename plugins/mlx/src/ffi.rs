@@ -9,12 +9,24 @@
 use cxx::UniquePtr;
 use hearth_sdk::PluginError;
 
+pub use bridge::GpuDeviceInfo;
+
 #[cxx::bridge(namespace = "hearth_mlx")]
 mod bridge {
     /// One tensor of a loaded file.
     struct NamedArray {
         name: String,
         array: UniquePtr<Array>,
+    }
+
+    /// What MLX says of its GPU (`mlx::core::device_info`); 0 or "" where the backend
+    /// gives no such key (CUDA gives `free_memory`, Metal the recommended working set).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct GpuDeviceInfo {
+        name: String,
+        total_memory: usize,
+        free_memory: usize,
+        recommended_working_set: usize,
     }
 
     unsafe extern "C++" {
@@ -93,6 +105,8 @@ mod bridge {
         ) -> Result<UniquePtr<Array>>;
 
         fn gpu_available() -> bool;
+        fn gpu_device_info() -> Result<GpuDeviceInfo>;
+        fn library_path() -> Result<String>;
         fn cache_memory() -> usize;
         fn clear_cache();
     }
@@ -155,6 +169,22 @@ fn named(arrays: Vec<bridge::NamedArray>) -> Result<Vec<(String, Array)>, Plugin
 /// Whether this libmlx build has a GPU backend (Metal or CUDA) with a usable device.
 pub fn gpu_available() -> bool {
     bridge::gpu_available()
+}
+
+/// MLX's description of its GPU; only meaningful where [`gpu_available`].
+pub fn gpu_device_info() -> Result<GpuDeviceInfo, PluginError> {
+    bridge::gpu_device_info().map_err(|error| mlx_error("device_info", error))
+}
+
+/// The libmlx this process runs, resolved to its real file: the one the dynamic loader
+/// picked, which is not necessarily the folder the plugin was built against.
+pub fn library_path() -> Result<std::path::PathBuf, PluginError> {
+    let loaded = bridge::library_path().map_err(|error| mlx_error("library path", error))?;
+    std::fs::canonicalize(&loaded).map_err(|error| {
+        PluginError::internal(format!(
+            "libmlx was loaded from {loaded}, which does not resolve: {error}"
+        ))
+    })
 }
 
 /// Bytes MLX keeps in its buffer cache for reuse, process-wide.

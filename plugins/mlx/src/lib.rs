@@ -66,15 +66,24 @@ impl Backend for MlxBackend {
     }
 
     fn probe(&self, host: &HostProfile) -> Probe {
-        let library = env!("HEARTH_MLX_LIB_DIR");
+        // The library the loader picked (see build.rs for how the plugin comes to link the
+        // CUDA build where setup found a usable one), not the folder it was built against.
+        let library = match ffi::library_path() {
+            Ok(path) => path.display().to_string(),
+            Err(error) => format!("an unknown file ({})", error.message),
+        };
+        let mut notes = String::new();
         let device = if ffi::gpu_available() {
-            // Metal on Apple Silicon shares the system memory; CUDA builds drive a discrete GPU.
-            let (kind, name) = if host.apple_silicon {
-                (DeviceKind::IntegratedGpu, "MLX Metal GPU")
-            } else {
-                (DeviceKind::DiscreteGpu, "MLX CUDA GPU")
-            };
-            DeviceInfo { kind, name: name.into(), memory_total_bytes: 0, memory_free_bytes: 0 }
+            let info = ffi::gpu_device_info().unwrap_or_else(|error| {
+                notes = format!("; no device details: {}", error.message);
+                ffi::GpuDeviceInfo {
+                    name: String::new(),
+                    total_memory: 0,
+                    free_memory: 0,
+                    recommended_working_set: 0,
+                }
+            });
+            gpu_device(host.apple_silicon, &info)
         } else {
             DeviceInfo {
                 kind: DeviceKind::Cpu,
@@ -83,7 +92,7 @@ impl Backend for MlxBackend {
                 memory_free_bytes: host.ram_available_bytes,
             }
         };
-        let reason = format!("libmlx from {library}; default device: {}", device.name);
+        let reason = format!("libmlx from {library}; default device: {}{notes}", device.name);
         Probe { available: true, devices: RVec::from(vec![device]), reason: reason.into() }
     }
 
@@ -106,4 +115,91 @@ impl Backend for MlxBackend {
     }
 }
 
+/// The GPU as MLX describes it. Metal on Apple Silicon shares the system's memory: what
+/// MLX may keep resident there is the recommended working set, which stands for both
+/// figures (Metal gives no free one). CUDA builds drive a discrete GPU and report its
+/// total and free memory (NVML's system-wide figures where the driver has NVML).
+fn gpu_device(apple_silicon: bool, info: &ffi::GpuDeviceInfo) -> DeviceInfo {
+    let (kind, backend, total, free) = if apple_silicon {
+        let total = if info.recommended_working_set > 0 {
+            info.recommended_working_set
+        } else {
+            info.total_memory
+        };
+        (DeviceKind::IntegratedGpu, "Metal", total, total)
+    } else {
+        (DeviceKind::DiscreteGpu, "CUDA", info.total_memory, info.free_memory)
+    };
+    let name = if info.name.is_empty() {
+        format!("MLX {backend} GPU")
+    } else {
+        format!("MLX {backend} GPU ({})", info.name)
+    };
+    DeviceInfo {
+        kind,
+        name: name.into(),
+        memory_total_bytes: total as u64,
+        memory_free_bytes: free as u64,
+    }
+}
+
 hearth_sdk::export_backend!(MlxBackend::new);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(total: usize, free: usize, working_set: usize) -> ffi::GpuDeviceInfo {
+        ffi::GpuDeviceInfo {
+            name: "Some GPU".into(),
+            total_memory: total,
+            free_memory: free,
+            recommended_working_set: working_set,
+        }
+    }
+
+    #[test]
+    fn a_cuda_gpu_reports_its_total_and_free_memory() {
+        let device = gpu_device(false, &info(80 << 30, 79 << 30, 0));
+        assert_eq!(device.kind, DeviceKind::DiscreteGpu);
+        assert_eq!((device.memory_total_bytes, device.memory_free_bytes), (80 << 30, 79 << 30));
+        assert_eq!(device.name.as_str(), "MLX CUDA GPU (Some GPU)");
+    }
+
+    #[test]
+    fn a_metal_gpu_reports_the_recommended_working_set_else_the_memory_size() {
+        let device = gpu_device(true, &info(64 << 30, 0, 48 << 30));
+        assert_eq!(device.kind, DeviceKind::IntegratedGpu);
+        assert_eq!((device.memory_total_bytes, device.memory_free_bytes), (48 << 30, 48 << 30));
+        let device = gpu_device(true, &info(64 << 30, 0, 0));
+        assert_eq!(device.memory_total_bytes, 64 << 30);
+    }
+
+    #[test]
+    fn a_gpu_without_a_name_is_named_by_its_backend() {
+        let unnamed = ffi::GpuDeviceInfo { name: String::new(), ..info(1, 1, 0) };
+        assert_eq!(gpu_device(false, &unnamed).name.as_str(), "MLX CUDA GPU");
+    }
+
+    /// The file the loader mapped, checked against the process's own map rather than
+    /// against the build's folder: the two differ when LD_LIBRARY_PATH or a preload
+    /// supplies another libmlx.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_library_path_is_the_libmlx_this_process_mapped() {
+        let path = ffi::library_path().expect("libmlx's path");
+        assert!(path.is_absolute(), "{}", path.display());
+        assert!(
+            path.file_name().unwrap().to_string_lossy().starts_with("libmlx"),
+            "{}",
+            path.display()
+        );
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let mapped = maps
+            .lines()
+            .filter_map(|line| line.split_whitespace().nth(5))
+            .filter_map(|file| std::fs::canonicalize(file).ok())
+            .any(|file| file == path);
+        assert!(mapped, "{} is not among this process's mappings", path.display());
+    }
+}

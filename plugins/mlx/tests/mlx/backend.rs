@@ -25,13 +25,34 @@ fn the_backend_names_itself_mlx() {
 }
 
 #[test]
-fn the_probe_reports_mlx_cpu_device_and_where_libmlx_came_from() {
-    let probe =
-        MlxBackend.probe(&HostProfile { cpu_brand: "test cpu".into(), ..HostProfile::default() });
+fn the_probe_reports_its_device_and_the_libmlx_it_loaded() {
+    let host = HostProfile {
+        cpu_brand: "test cpu".into(),
+        ram_total_bytes: 64 << 30,
+        ram_available_bytes: 48 << 30,
+        ..HostProfile::default()
+    };
+    let probe = MlxBackend.probe(&host);
     println!("{probe:?}");
     assert!(probe.available);
-    assert_eq!(probe.devices[0].kind, DeviceKind::Cpu, "the mlx-cpu build has no GPU");
-    assert!(probe.reason.contains("libmlx from"), "{}", probe.reason);
+    let library = hearth_mlx::ffi::library_path().expect("libmlx's path");
+    assert!(
+        probe.reason.contains(&format!("libmlx from {}", library.display())),
+        "{}",
+        probe.reason
+    );
+    let device = &probe.devices[0];
+    if hearth_mlx::ffi::gpu_available() {
+        // The mlx-cuda build, where setup installed it (build.rs).
+        assert_eq!(device.kind, DeviceKind::DiscreteGpu);
+        assert!(device.memory_total_bytes > 0, "{device:?}");
+        assert!(device.memory_free_bytes <= device.memory_total_bytes, "{device:?}");
+    } else {
+        // The mlx-cpu build: the host's CPU and memory, as the host measured them.
+        assert_eq!(device.kind, DeviceKind::Cpu);
+        assert_eq!(device.name.as_str(), "MLX CPU (test cpu)");
+        assert_eq!((device.memory_total_bytes, device.memory_free_bytes), (64 << 30, 48 << 30));
+    }
 }
 
 #[test]

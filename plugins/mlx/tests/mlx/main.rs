@@ -6,6 +6,7 @@ mod backend;
 mod common;
 mod conformance;
 mod cross_check;
+mod cuda_driver;
 mod embeddings;
 mod end_to_end;
 mod fixture;
