@@ -6,11 +6,7 @@ use hearth_backend_check::conformance::{check_every_cell, Exception};
 use hearth_webgpu::model::WebGpuModel;
 
 /// Cells WebGPU cannot run, each with the reason: none.
-const EXCEPTIONS: &[Exception] = &[Exception { arch: "llama", ty: None, reason: "dev" },
-Exception { arch: "qwen2", ty: None, reason: "dev" },
-Exception { arch: "qwen3", ty: None, reason: "dev" },
-Exception { arch: "gemma3", ty: None, reason: "dev" },
-Exception { arch: "qwen3moe", ty: None, reason: "dev" }];
+const EXCEPTIONS: &[Exception] = &[];
 
 #[test]
 fn every_architecture_in_every_gguf_type_on_webgpu_is_as_close_to_llama_cpp_as_exact_arithmetic() {
