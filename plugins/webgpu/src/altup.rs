@@ -81,10 +81,8 @@ impl AltUpScratch {
             laurel: act("laurel", e),
             per_layer_gate: act("per-layer gate", altup.per_layer_dim),
             v_raw: act("v_raw", config.kv_dim()),
-            unit_norm: gpu.upload(
-                "unit norm",
-                bytemuck::cast_slice(&vec![1.0f32; config.head_dim as usize]),
-            ),
+            unit_norm: gpu
+                .upload("unit norm", bytemuck::cast_slice(&vec![1.0f32; config.head_dim as usize])),
         }
     }
 }
@@ -169,7 +167,12 @@ impl<'a> Batch<'a> {
     /// `y = cap · tanh(y / cap)` over `rows` rows of `n` values.
     pub fn soft_cap(&mut self, y: View<'a>, rows: u32, n: u32, cap: f32) {
         let words = [rows, n, y.offset, y.stride, cap.to_bits()];
-        self.push(&self.kernels.altup.soft_cap, vec![(1, y.buffer)], &words, [n.div_ceil(64), rows, 1]);
+        self.push(
+            &self.kernels.altup.soft_cap,
+            vec![(1, y.buffer)],
+            &words,
+            [n.div_ceil(64), rows, 1],
+        );
     }
 }
 
@@ -219,9 +222,8 @@ impl Forward<'_> {
         if last {
             // The streams' mean, the others unembedded and rescaled to the first's norm.
             let at = (ntok - 1) * e;
-            let last_of = |buffer: &'b GpuBuffer, j: u32| {
-                View::new(&buffer.buffer, j * UBATCH * e + at, e)
-            };
+            let last_of =
+                |buffer: &'b GpuBuffer, j: u32| View::new(&buffer.buffer, j * UBATCH * e + at, e);
             let out = View::new(&s.h.buffer, at, e);
             let share = 1.0 / streams as f32;
             batch.add_rows(out, last_of(&a.streams, 0), 1, e, share, false);
@@ -301,7 +303,16 @@ impl Forward<'_> {
 
         coefficients(batch, h, Role::AltupCorrect, streams, 1.0);
         let (from, to) = (&a.predictions.buffer, &a.streams.buffer);
-        batch.altup_mix(&kernels.altup.correct, from, coefs, Some(&s.h.buffer), to, ntok, e, streams);
+        batch.altup_mix(
+            &kernels.altup.correct,
+            from,
+            coefs,
+            Some(&s.h.buffer),
+            to,
+            ntok,
+            e,
+            streams,
+        );
 
         let scale = &layer.vector(Role::AltupCorrectScale).buffer;
         batch.weigh_rows(row(&s.xn, e), stream(&a.streams, 0), scale, ntok, e);

@@ -6,7 +6,7 @@
 
 use std::sync::Mutex;
 
-use hearth_model::{Config, LayerPlan, Role, RopePairs};
+use hearth_model::{Config, Role, RopePairs};
 use hearth_sdk::PluginError;
 
 use crate::altup::AltUpScratch;
@@ -23,13 +23,13 @@ pub struct Scratch {
     pub ctx: u32,
     pub(crate) h: GpuBuffer,
     pub(crate) xn: GpuBuffer,
-    pub(crate) q: GpuBuffer,
+    q: GpuBuffer,
     /// Q and K before their per-head norm (QK-norm models only).
     q_raw: Option<GpuBuffer>,
     k_raw: Option<GpuBuffer>,
     pub(crate) attn: GpuBuffer,
     pub(crate) gate: GpuBuffer,
-    pub(crate) up: GpuBuffer,
+    up: GpuBuffer,
     /// A mixture of experts' router logits and chosen (expert, weight) slots, per
     /// token, and (with sandwich norms) the experts' sum before its norm.
     router: Option<GpuBuffer>,
@@ -38,12 +38,12 @@ pub struct Scratch {
     /// Attention's per-split partial results ([`AttentionShape::partials`]).
     attention_sums: GpuBuffer,
     attention_stats: GpuBuffer,
-    pub(crate) logits: GpuBuffer,
+    logits: GpuBuffer,
     pub(crate) ids: GpuBuffer,
     /// `A x` of a LoRA pair, [`RANK_PAD`] values per token.
     low_rank: GpuBuffer,
-    /// By the layer that writes them ([`LayerPlan::kv_layer`]): a layer that shares
-    /// KV has none of its own.
+    /// By the layer that writes them ([`hearth_model::LayerPlan::kv_layer`]): a layer
+    /// that shares KV has none of its own.
     pub(crate) k_cache: Vec<GpuBuffer>,
     pub(crate) v_cache: Vec<GpuBuffer>,
     /// Gemma 3n's AltUp streams and the other activations of its block.
@@ -320,7 +320,8 @@ impl Forward<'_> {
     }
 
     /// Layer `index`'s attention of the normed `s.xn` into `s.attn`: Q, and K and V into
-    /// the cache unless the layer reads an earlier layer's ([`LayerPlan::kv_layer`]).
+    /// the cache unless the layer reads an earlier layer's
+    /// ([`hearth_model::LayerPlan::kv_layer`]).
     pub(crate) fn attend<'b>(
         &'b self,
         batch: &mut Batch<'b>,
@@ -332,7 +333,7 @@ impl Forward<'_> {
         let c = self.config;
         let (e, q_dim, kv_dim) = (c.n_embd, c.q_dim(), c.kv_dim());
         let layer = &self.weights.layers[index];
-        let plan: LayerPlan = c.layer(index as u32);
+        let plan = c.layer(index as u32);
         let row = |buffer: &'b GpuBuffer, width: u32| View::new(&buffer.buffer, 0, width);
         let cache = plan.kv_layer as usize;
         let (k_cache, v_cache) = (&s.k_cache[cache].buffer, &s.v_cache[cache].buffer);
@@ -406,7 +407,8 @@ impl Forward<'_> {
         ntok: u32,
     ) {
         let (c, activation) = (self.config, self.config.arch.activation);
-        let (xn, gate) = (View::new(&s.xn.buffer, 0, c.n_embd), View::new(&s.gate.buffer, 0, c.n_ff));
+        let (xn, gate) =
+            (View::new(&s.xn.buffer, 0, c.n_embd), View::new(&s.gate.buffer, 0, c.n_ff));
         if self.adapters.iter().any(|(adapter, _)| adapter.pair(index, Role::Up).is_some()) {
             // An adapter's update joins the up projection before the activation's
             // product, so the two stay separate passes.

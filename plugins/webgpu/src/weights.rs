@@ -210,7 +210,11 @@ impl Weights {
                     square_matrices(gpu, gguf, global.gguf_name(), e, altup.streams - 1)
                 };
                 Some(AltUpWeights {
-                    per_layer_token_embd: global(Global::PerLayerTokenEmbd, per_layer, config.vocab)?,
+                    per_layer_token_embd: global(
+                        Global::PerLayerTokenEmbd,
+                        per_layer,
+                        config.vocab,
+                    )?,
                     per_layer_model_proj: global(Global::PerLayerModelProj, e, per_layer)?,
                     per_layer_proj_norm: vector(
                         gpu,

@@ -19,6 +19,12 @@ fn tiny_gemma3n_decodes_through_the_kv_cache_to_the_llama_cpp_plugins_greedy_ans
             return;
         }
         let model = WebGpuModel::load(&path, 256).unwrap();
-        assert_same_chat_answer_as_llama_cpp(&model, "webgpu", &path, "Tell me about lighthouses", 12);
+        assert_same_chat_answer_as_llama_cpp(
+            &model,
+            "webgpu",
+            &path,
+            "Tell me about lighthouses",
+            12,
+        );
     }
 }
