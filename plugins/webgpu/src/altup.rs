@@ -107,24 +107,43 @@ impl<'a> Batch<'a> {
         self.push(pipeline, bindings, &words, [outputs.div_ceil(64), ntok, 1]);
     }
 
-    /// `to[j] = from[j] + Σ_k c[j·S + k] · from[k]` (`predict`), or
-    /// `to[j] = from[j] + c[j] · (out − from[0])` (`correct`), for every stream `j`.
-    #[allow(clippy::too_many_arguments)] // the kernel's parameters, one each
+    /// `predictions[j] = streams[j] + Σ_k c[j·S + k] · streams[k]` for every stream `j`.
+    fn altup_predict(
+        &mut self,
+        streams: &'a wgpu::Buffer,
+        coefs: &'a wgpu::Buffer,
+        predictions: &'a wgpu::Buffer,
+        ntok: u32,
+        [e, count]: [u32; 2],
+    ) {
+        let bindings = vec![(4, coefs), (5, streams), (7, predictions)];
+        self.altup_mix(&self.kernels.altup.predict, bindings, ntok, [e, count]);
+    }
+
+    /// `streams[j] = predictions[j] + c[j] · (out − predictions[0])` for every stream `j`.
+    fn altup_correct(
+        &mut self,
+        predictions: &'a wgpu::Buffer,
+        coefs: &'a wgpu::Buffer,
+        out: &'a wgpu::Buffer,
+        streams: &'a wgpu::Buffer,
+        ntok: u32,
+        [e, count]: [u32; 2],
+    ) {
+        let bindings = vec![(4, coefs), (5, predictions), (6, out), (7, streams)];
+        self.altup_mix(&self.kernels.altup.correct, bindings, ntok, [e, count]);
+    }
+
+    /// A kernel over every value of every stream of `ntok` tokens (`count` streams of `e`).
     fn altup_mix(
         &mut self,
         pipeline: &'a wgpu::ComputePipeline,
-        from: &'a wgpu::Buffer,
-        coefs: &'a wgpu::Buffer,
-        out: Option<&'a wgpu::Buffer>,
-        to: &'a wgpu::Buffer,
+        bindings: Vec<(u32, &'a wgpu::Buffer)>,
         ntok: u32,
-        e: u32,
-        streams: u32,
+        [e, count]: [u32; 2],
     ) {
-        let words = [ntok, e, streams, UBATCH * e, 0, 0];
-        let mut bindings = vec![(4, coefs), (5, from), (7, to)];
-        bindings.extend(out.map(|out| (6, out)));
-        self.push(pipeline, bindings, &words, [e.div_ceil(64), ntok, streams]);
+        let words = [ntok, e, count, UBATCH * e, 0, 0];
+        self.push(pipeline, bindings, &words, [e.div_ceil(64), ntok, count]);
     }
 
     /// Each of `rows` rows of `n` in `y` rescaled to the L2 norm of the same row of `like`.
@@ -270,12 +289,11 @@ impl Forward<'_> {
             let coefs = &a.coefs.buffer;
             batch.altup_coefficients(router.buffer, matrix, coefs, ntok, streams, outputs, bias);
         };
-        let kernels = batch.kernels;
 
         coefficients(batch, stream(&a.streams, 0), Role::AltupPredict, streams * streams, 0.0);
-        let (from, to) = (&a.streams.buffer, &a.predictions.buffer);
         let coefs = &a.coefs.buffer;
-        batch.altup_mix(&kernels.altup.predict, from, coefs, None, to, ntok, e, streams);
+        let sizes = [e, streams];
+        batch.altup_predict(&a.streams.buffer, coefs, &a.predictions.buffer, ntok, sizes);
         let active = stream(&a.predictions, 0);
         norm(batch, active, Role::AttnNorm, row(&s.xn, e), false);
         self.attend(batch, s, index, ntok, pos);
@@ -302,17 +320,8 @@ impl Forward<'_> {
         norm(batch, row(&s.xn, e), Role::PostFfnNorm, h, true);
 
         coefficients(batch, h, Role::AltupCorrect, streams, 1.0);
-        let (from, to) = (&a.predictions.buffer, &a.streams.buffer);
-        batch.altup_mix(
-            &kernels.altup.correct,
-            from,
-            coefs,
-            Some(&s.h.buffer),
-            to,
-            ntok,
-            e,
-            streams,
-        );
+        let (predictions, streams_out) = (&a.predictions.buffer, &a.streams.buffer);
+        batch.altup_correct(predictions, coefs, &s.h.buffer, streams_out, ntok, sizes);
 
         let scale = &layer.vector(Role::AltupCorrectScale).buffer;
         batch.weigh_rows(row(&s.xn, e), stream(&a.streams, 0), scale, ntok, e);
