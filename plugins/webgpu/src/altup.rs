@@ -1,8 +1,9 @@
 //! Gemma 3n's block on the device: the program [`hearth_model::altup`] describes, step
 //! by step, with no readback. The AltUp streams live in one buffer, stream by stream
-//! ([`AltUpScratch::streams`]), so each stream's rows are contiguous like any other
-//! activation's; prediction and correction mix them per token (altup.wgsl) with
-//! coefficients that a small kernel computes from the router on the device.
+//! (stream `j`'s rows from `j · UBATCH · n_embd`), so each stream's rows are contiguous
+//! like any other activation's; prediction and correction mix them per token
+//! (altup.wgsl) with coefficients that a small kernel computes from the router on the
+//! device.
 
 use hearth_model::altup::HALF_SQRT_2;
 use hearth_model::{Activation, AltUp, Config, Role};
