@@ -196,6 +196,17 @@ impl<'a> Batch<'a> {
     }
 }
 
+/// A buffer's rows of `width` values from its start.
+fn rows_of(buffer: &GpuBuffer, width: u32) -> View<'_> {
+    View::new(&buffer.buffer, 0, width)
+}
+
+/// Stream `j`'s rows of `e` values in a buffer laid out stream by stream, `UBATCH` rows
+/// to a stream.
+fn stream(buffer: &GpuBuffer, j: u32, e: u32) -> View<'_> {
+    View::new(&buffer.buffer, j * UBATCH * e, e)
+}
+
 impl Forward<'_> {
     /// Gemma 3n's embeddings and blocks for the batch's `ntok` tokens; with `last`, the
     /// last token's final hidden state (the streams' mean) in its row of `s.h`.
@@ -214,25 +225,30 @@ impl Forward<'_> {
         let altup = c.altup.as_ref().expect("an AltUp model's config");
         let (e, streams, p) = (c.n_embd, altup.streams, altup.per_layer_dim);
         let per_layer = c.n_layer * p;
-        let row = |buffer: &'b GpuBuffer, width: u32| View::new(&buffer.buffer, 0, width);
-        let stream = |buffer: &'b GpuBuffer, j: u32| View::new(&buffer.buffer, j * UBATCH * e, e);
 
-        batch.get_rows(&self.weights.token_embd, &s.ids.buffer, row(&s.h, e), ntok);
-        batch.scale_rows(row(&s.h, e), ntok, e, c.embedding_scale());
-        let inputs = row(&a.inputs, per_layer);
+        batch.get_rows(&self.weights.token_embd, &s.ids.buffer, rows_of(&s.h, e), ntok);
+        batch.scale_rows(rows_of(&s.h, e), ntok, e, c.embedding_scale());
+        let inputs = rows_of(&a.inputs, per_layer);
         batch.get_rows(&w.per_layer_token_embd, &s.ids.buffer, inputs, ntok);
         batch.scale_rows(inputs, ntok, per_layer, (p as f32).sqrt());
-        let model_part = row(&a.model_part, per_layer);
+        let model_part = rows_of(&a.model_part, per_layer);
         let model_proj = &w.per_layer_model_proj;
-        batch.matmul(model_proj, row(&s.h, e), model_part, ntok, false, 1.0 / (e as f32).sqrt());
+        batch.matmul(
+            model_proj,
+            rows_of(&s.h, e),
+            model_part,
+            ntok,
+            false,
+            1.0 / (e as f32).sqrt(),
+        );
         let norm = &w.per_layer_proj_norm.buffer;
         batch.rmsnorm(model_part, norm, inputs, ntok * c.n_layer, p, c.eps, true);
         batch.scale_rows(inputs, ntok, per_layer, HALF_SQRT_2);
 
-        batch.add_rows(stream(&a.streams, 0), row(&s.h, e), ntok, e, 1.0, false);
+        batch.add_rows(stream(&a.streams, 0, e), rows_of(&s.h, e), ntok, e, 1.0, false);
         for (j, proj) in (1..).zip(&w.altup_proj) {
-            batch.matmul(proj, row(&s.h, e), stream(&a.streams, j), ntok, false, 1.0);
-            batch.rescale_to_norm(stream(&a.streams, j), row(&s.h, e), ntok, e);
+            batch.matmul(proj, rows_of(&s.h, e), stream(&a.streams, j, e), ntok, false, 1.0);
+            batch.rescale_to_norm(stream(&a.streams, j, e), rows_of(&s.h, e), ntok, e);
         }
 
         for index in 0..self.weights.layers.len() {
@@ -272,8 +288,6 @@ impl Forward<'_> {
         let (e, streams, p) = (c.n_embd, altup.streams, altup.per_layer_dim);
         let layer = &self.weights.layers[index];
         let plan = c.layer(index as u32);
-        let row = |buffer: &'b GpuBuffer, width: u32| View::new(&buffer.buffer, 0, width);
-        let stream = |buffer: &'b GpuBuffer, j: u32| View::new(&buffer.buffer, j * UBATCH * e, e);
         let norm = |batch: &mut Batch<'b>, x, role, y, accumulate| {
             batch.rmsnorm(x, &layer.vector(role).buffer, y, ntok, e, c.eps, accumulate);
         };
@@ -282,57 +296,62 @@ impl Forward<'_> {
         };
         // The router's coefficients of `x`: `outputs` per token, plus `bias`.
         let coefficients = |batch: &mut Batch<'b>, x, role, outputs, bias| {
-            norm(batch, x, Role::AltupRouterNorm, row(&s.xn, e), false);
-            let router = row(&a.router, streams);
+            norm(batch, x, Role::AltupRouterNorm, rows_of(&s.xn, e), false);
+            let router = rows_of(&a.router, streams);
             let weight = layer.weight(Role::AltupRouter);
-            batch.matmul(weight, row(&s.xn, e), router, ntok, false, 1.0 / e as f32);
+            batch.matmul(weight, rows_of(&s.xn, e), router, ntok, false, 1.0 / e as f32);
             let matrix = &layer.vector(role).buffer;
             let coefs = &a.coefs.buffer;
             batch.altup_coefficients(router.buffer, matrix, coefs, ntok, streams, outputs, bias);
         };
 
-        coefficients(batch, stream(&a.streams, 0), Role::AltupPredict, streams * streams, 0.0);
+        coefficients(batch, stream(&a.streams, 0, e), Role::AltupPredict, streams * streams, 0.0);
         let coefs = &a.coefs.buffer;
         let sizes = [e, streams];
         batch.altup_predict(&a.streams.buffer, coefs, &a.predictions.buffer, ntok, sizes);
-        let active = stream(&a.predictions, 0);
-        norm(batch, active, Role::AttnNorm, row(&s.xn, e), false);
+        let active = stream(&a.predictions, 0, e);
+        norm(batch, active, Role::AttnNorm, rows_of(&s.xn, e), false);
         self.attend(batch, s, index, ntok, pos);
 
         // LAuReL and the prediction start the residual; attention's output joins it.
-        let h = row(&s.h, e);
-        project(batch, Role::LaurelL, row(&s.xn, e), row(&a.laurel_low, altup.laurel_rank));
-        project(batch, Role::LaurelR, row(&a.laurel_low, altup.laurel_rank), row(&a.laurel, e));
-        norm(batch, row(&a.laurel, e), Role::LaurelNorm, h, false);
-        batch.add_rows(h, row(&s.xn, e), ntok, e, 1.0, true);
+        let h = rows_of(&s.h, e);
+        project(batch, Role::LaurelL, rows_of(&s.xn, e), rows_of(&a.laurel_low, altup.laurel_rank));
+        project(
+            batch,
+            Role::LaurelR,
+            rows_of(&a.laurel_low, altup.laurel_rank),
+            rows_of(&a.laurel, e),
+        );
+        norm(batch, rows_of(&a.laurel, e), Role::LaurelNorm, h, false);
+        batch.add_rows(h, rows_of(&s.xn, e), ntok, e, 1.0, true);
         batch.add_rows(h, active, ntok, e, 1.0, true);
-        project(batch, Role::O, row(&s.attn, c.q_dim()), row(&s.xn, e));
-        norm(batch, row(&s.xn, e), Role::PostAttnNorm, h, true);
+        project(batch, Role::O, rows_of(&s.attn, c.q_dim()), rows_of(&s.xn, e));
+        norm(batch, rows_of(&s.xn, e), Role::PostAttnNorm, h, true);
         batch.scale_rows(h, ntok, e, HALF_SQRT_2);
 
-        norm(batch, h, Role::FfnNorm, row(&s.xn, e), false);
-        let gate = row(&s.gate, c.n_ff);
-        project(batch, Role::Gate, row(&s.xn, e), gate);
+        norm(batch, h, Role::FfnNorm, rows_of(&s.xn, e), false);
+        let gate = rows_of(&s.gate, c.n_ff);
+        project(batch, Role::Gate, rows_of(&s.xn, e), gate);
         if let Some(k) = plan.sparsity {
             batch.sparsify(gate, ntok, c.n_ff, k);
         }
         self.gate_by_up(batch, s, index, ntok);
-        project(batch, Role::Down, gate, row(&s.xn, e));
-        norm(batch, row(&s.xn, e), Role::PostFfnNorm, h, true);
+        project(batch, Role::Down, gate, rows_of(&s.xn, e));
+        norm(batch, rows_of(&s.xn, e), Role::PostFfnNorm, h, true);
 
         coefficients(batch, h, Role::AltupCorrect, streams, 1.0);
         let (predictions, streams_out) = (&a.predictions.buffer, &a.streams.buffer);
         batch.altup_correct(predictions, coefs, &s.h.buffer, streams_out, ntok, sizes);
 
         let scale = &layer.vector(Role::AltupCorrectScale).buffer;
-        batch.weigh_rows(row(&s.xn, e), stream(&a.streams, 0), scale, ntok, e);
-        let gate = row(&a.per_layer_gate, p);
-        project(batch, Role::PerLayerGate, row(&s.xn, e), gate);
+        batch.weigh_rows(rows_of(&s.xn, e), stream(&a.streams, 0, e), scale, ntok, e);
+        let gate = rows_of(&a.per_layer_gate, p);
+        project(batch, Role::PerLayerGate, rows_of(&s.xn, e), gate);
         let this_layer = View::new(&a.inputs.buffer, index as u32 * p, c.n_layer * p);
         batch.gated(gate.buffer, this_layer, ntok, p, Activation::GeluTanh);
-        project(batch, Role::PerLayerProj, gate, row(&s.xn, e));
+        project(batch, Role::PerLayerProj, gate, rows_of(&s.xn, e));
         for j in 1..streams {
-            norm(batch, row(&s.xn, e), Role::PerLayerNorm, stream(&a.streams, j), true);
+            norm(batch, rows_of(&s.xn, e), Role::PerLayerNorm, stream(&a.streams, j, e), true);
         }
     }
 }
