@@ -122,8 +122,10 @@ export class Kernels {
     this.attentionSplit = await this.#pipeline('attention split', s.attention, 'attention_split');
     this.attentionCombine = await this.#pipeline('attention combine', s.attention, 'attention_combine');
     this.gated = await this.#pipeline('gated', `${s.gated}\n${s.activation}`, 'gated');
-    this.addBias = await this.#pipeline('add_bias', s.rows, 'add_bias');
-    this.scaleRows = await this.#pipeline('scale_rows', s.rows, 'scale_rows');
+    // rows.wgsl's soft cap reads activation.wgsl's tanh, so the module needs it whole.
+    const rows = `${s.rows}\n${s.activation}`;
+    this.addBias = await this.#pipeline('add_bias', rows, 'add_bias');
+    this.scaleRows = await this.#pipeline('scale_rows', rows, 'scale_rows');
   }
 }
 
@@ -242,10 +244,10 @@ export class Batch {
     this.#push(this.kernels.attentionCombine, [[4, sums], [5, stats], [6, out]], words, [shape.heads, ntok, 1]);
   }
 
-  gated(g, u, n, activation) {
-    const groups = Math.ceil(n / 64);
-    const words = [n, activation === 'gelu_tanh' ? 1 : 0];
-    this.#push(this.kernels.gated, [[1, g], [2, u]], words, [Math.min(groups, 65535), Math.ceil(groups / 65535), 1]);
+  // `g = act(g) * u` over `rows` rows of `n` values, `g` contiguous, `u` a View.
+  gated(g, u, rows, n, activation) {
+    const words = [rows, n, u.offset, u.stride, activation === 'gelu_tanh' ? 1 : 0];
+    this.#push(this.kernels.gated, [[1, g], [2, u.buffer]], words, [Math.ceil(n / 64), rows, 1]);
   }
 
   addBias(y, bias, rows, n) {

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use hearth_model::{Config, Role, RopePairs};
 use hearth_sdk::PluginError;
 
+use crate::altup::AltUpScratch;
 use crate::device::{Gpu, GpuBuffer};
 use crate::kernels::{AttentionShape, Batch, Bindings, Kernels, View};
 use crate::lora::{LoraAdapter, RANK_PAD};
@@ -20,14 +21,14 @@ pub const UBATCH: u32 = 32;
 /// The KV cache and the activations of one batch: everything `trim` may free.
 pub struct Scratch {
     pub ctx: u32,
-    h: GpuBuffer,
-    xn: GpuBuffer,
+    pub(crate) h: GpuBuffer,
+    pub(crate) xn: GpuBuffer,
     q: GpuBuffer,
     /// Q and K before their per-head norm (QK-norm models only).
     q_raw: Option<GpuBuffer>,
     k_raw: Option<GpuBuffer>,
-    attn: GpuBuffer,
-    gate: GpuBuffer,
+    pub(crate) attn: GpuBuffer,
+    pub(crate) gate: GpuBuffer,
     up: GpuBuffer,
     /// A mixture of experts' router logits and chosen (expert, weight) slots, per
     /// token, and (with sandwich norms) the experts' sum before its norm.
@@ -38,11 +39,15 @@ pub struct Scratch {
     attention_sums: GpuBuffer,
     attention_stats: GpuBuffer,
     logits: GpuBuffer,
-    ids: GpuBuffer,
+    pub(crate) ids: GpuBuffer,
     /// `A x` of a LoRA pair, [`RANK_PAD`] values per token.
     low_rank: GpuBuffer,
-    k_cache: Vec<GpuBuffer>,
-    v_cache: Vec<GpuBuffer>,
+    /// By the layer that writes them ([`hearth_model::LayerPlan::kv_layer`]): a layer
+    /// that shares KV has none of its own.
+    pub(crate) k_cache: Vec<GpuBuffer>,
+    pub(crate) v_cache: Vec<GpuBuffer>,
+    /// Gemma 3n's AltUp streams and the other activations of its block.
+    pub(crate) altup: Option<AltUpScratch>,
     /// The logits' (or a batch's hidden states') copy on the host side, filled by the
     /// step's own command buffer.
     readback: wgpu::Buffer,
@@ -50,7 +55,7 @@ pub struct Scratch {
     bindings: Mutex<Bindings>,
 }
 
-const F32: u64 = 4;
+pub(crate) const F32: u64 = 4;
 
 impl Scratch {
     pub fn new(gpu: &Gpu, config: &Config, ctx: u32) -> Result<Self, PluginError> {
@@ -75,6 +80,8 @@ impl Scratch {
         let act = |label: &str, width: u32| gpu.storage(label, b * u64::from(width) * F32);
         let qk = |label: &str, width: u32| config.arch.qk_norm.then(|| act(label, width));
         let experts = config.experts;
+        // Layers from the first that shares KV on have no cache of their own.
+        let kv_layers = config.altup.as_ref().map_or(config.n_layer, |a| a.first_shared_kv);
         Ok(Self {
             ctx,
             h: act("h", config.n_embd),
@@ -95,8 +102,9 @@ impl Scratch {
             logits: gpu.storage("logits", u64::from(config.vocab) * F32),
             ids: gpu.storage("ids", b * F32),
             low_rank: act("low rank", RANK_PAD),
-            k_cache: (0..config.n_layer).map(|_| gpu.storage("k cache", kv_layer)).collect(),
-            v_cache: (0..config.n_layer).map(|_| gpu.storage("v cache", kv_layer)).collect(),
+            k_cache: (0..kv_layers).map(|_| gpu.storage("k cache", kv_layer)).collect(),
+            v_cache: (0..kv_layers).map(|_| gpu.storage("v cache", kv_layer)).collect(),
+            altup: config.altup.as_ref().map(|altup| AltUpScratch::new(gpu, config, altup)),
             readback: gpu.readback(u64::from(config.vocab.max(UBATCH * config.n_embd)) * F32),
             bindings: Mutex::default(),
         })
@@ -184,6 +192,12 @@ impl Forward<'_> {
                 scratch.ctx
             )));
         }
+        if self.config.arch.altup {
+            return Err(PluginError::unsupported(format!(
+                "WebGPU computes no embeddings of {}",
+                self.config.arch.gguf_name
+            )));
+        }
         let e = self.config.n_embd;
         let mut states = Vec::with_capacity(tokens.len() * e as usize);
         let mut bindings =
@@ -209,67 +223,58 @@ impl Forward<'_> {
         readout: Readout,
     ) {
         let c = self.config;
-        let arch = c.arch;
-        let (e, q_dim, kv_dim) = (c.n_embd, c.q_dim(), c.kv_dim());
+        let e = c.n_embd;
         let row = |buffer: &'b GpuBuffer, width: u32| View::new(&buffer.buffer, 0, width);
-        let shape = attention_shape(c, s.ctx);
-        let neox = c.rope_pairs == RopePairs::Halves;
+        match (&self.weights.altup, &s.altup) {
+            (Some(weights), Some(altup)) => {
+                self.record_altup(batch, s, altup, weights, ntok, pos, readout == Readout::Logits);
+            }
+            _ => self.record_blocks(batch, s, ntok, pos),
+        }
+        if readout == Readout::HiddenStates {
+            let w = &self.weights.output_norm.buffer;
+            batch.rmsnorm(row(&s.h, e), w, row(&s.xn, e), ntok, e, c.eps, false);
+        }
+        if readout == Readout::Logits {
+            let last = (ntok - 1) * e;
+            batch.rmsnorm(
+                View::new(&s.h.buffer, last, e),
+                &self.weights.output_norm.buffer,
+                row(&s.xn, e),
+                1,
+                e,
+                c.eps,
+                false,
+            );
+            let logits = row(&s.logits, c.vocab);
+            batch.matmul(self.weights.output(), row(&s.xn, e), logits, 1, false, 1.0);
+            if let Some(altup) = &c.altup {
+                batch.soft_cap(logits, 1, c.vocab, altup.logit_softcap);
+            }
+        }
+    }
+
+    /// The embeddings of the batch's tokens and every block, leaving the residual stream
+    /// in `s.h`.
+    fn record_blocks<'b>(&'b self, batch: &mut Batch<'b>, s: &'b Scratch, ntok: u32, pos: u32) {
+        let c = self.config;
+        let arch = c.arch;
+        let e = c.n_embd;
+        let row = |buffer: &'b GpuBuffer, width: u32| View::new(&buffer.buffer, 0, width);
         batch.get_rows(&self.weights.token_embd, &s.ids.buffer, row(&s.h, e), ntok);
         if arch.scale_embeddings {
             batch.scale_rows(row(&s.h, e), ntok, e, c.embedding_scale());
         }
         for (index, layer) in self.weights.layers.iter().enumerate() {
-            let plan = c.layer(index as u32);
-            let (k_cache, v_cache) = (&s.k_cache[index].buffer, &s.v_cache[index].buffer);
-            let cached_k = View::new(k_cache, pos * kv_dim, kv_dim);
-            let cached_v = View::new(v_cache, pos * kv_dim, kv_dim);
             let norm = |batch: &mut Batch<'b>, x, role, y, accumulate| {
                 batch.rmsnorm(x, &layer.vector(role).buffer, y, ntok, e, c.eps, accumulate);
             };
             let project = |batch: &mut Batch<'b>, role, x, y: View<'b>, accumulate| {
                 self.project(batch, s, index, role, x, y, ntok, accumulate);
-                let bias = match role {
-                    Role::Q => layer.vectors.get(Role::QBias),
-                    Role::K => layer.vectors.get(Role::KBias),
-                    Role::V => layer.vectors.get(Role::VBias),
-                    _ => None,
-                };
-                if let Some(bias) = bias {
-                    batch.add_bias(y, &bias.buffer, ntok, y.stride);
-                }
             };
             norm(batch, row(&s.h, e), Role::AttnNorm, row(&s.xn, e), false);
-            match (&s.q_raw, &s.k_raw) {
-                (Some(q_raw), Some(k_raw)) => {
-                    project(batch, Role::Q, row(&s.xn, e), row(q_raw, q_dim), false);
-                    project(batch, Role::K, row(&s.xn, e), row(k_raw, kv_dim), false);
-                    let head_norm = |batch: &mut Batch<'b>, x, role, y, heads: u32| {
-                        let w = &layer.vector(role).buffer;
-                        batch.rmsnorm(x, w, y, ntok * heads, c.head_dim, c.eps, false);
-                    };
-                    head_norm(batch, row(q_raw, q_dim), Role::QNorm, row(&s.q, q_dim), c.heads);
-                    head_norm(batch, row(k_raw, kv_dim), Role::KNorm, cached_k, c.kv_heads);
-                }
-                _ => {
-                    project(batch, Role::Q, row(&s.xn, e), row(&s.q, q_dim), false);
-                    project(batch, Role::K, row(&s.xn, e), cached_k, false);
-                }
-            }
-            project(batch, Role::V, row(&s.xn, e), cached_v, false);
-            let (hd, rot, base) = (c.head_dim, c.n_rot, plan.rope_base);
-            batch.rope(row(&s.q, q_dim), ntok, c.heads, hd, rot, pos, neox, base);
-            batch.rope(cached_k, ntok, c.kv_heads, hd, rot, pos, neox, base);
-            batch.attention(
-                &s.q.buffer,
-                k_cache,
-                v_cache,
-                [&s.attention_sums.buffer, &s.attention_stats.buffer],
-                &s.attn.buffer,
-                shape,
-                ntok,
-                pos,
-                plan.window,
-            );
+            self.attend(batch, s, index, ntok, pos);
+            let q_dim = c.q_dim();
             if arch.sandwich_norms {
                 // The output is normed before it joins the residual stream.
                 project(batch, Role::O, row(&s.attn, q_dim), row(&s.xn, e), false);
@@ -304,15 +309,7 @@ impl Forward<'_> {
                 continue;
             }
             project(batch, Role::Gate, row(&s.xn, e), row(&s.gate, c.n_ff), false);
-            if self.adapters.iter().any(|(adapter, _)| adapter.pair(index, Role::Up).is_some()) {
-                // An adapter's update joins the up projection before the activation's
-                // product, so the two stay separate passes.
-                project(batch, Role::Up, row(&s.xn, e), row(&s.up, c.n_ff), false);
-                batch.gated(&s.gate.buffer, &s.up.buffer, ntok * c.n_ff, arch.activation);
-            } else {
-                let up = layer.weight(Role::Up);
-                batch.matmul_gated(up, row(&s.xn, e), row(&s.gate, c.n_ff), ntok, arch.activation);
-            }
+            self.gate_by_up(batch, s, index, ntok);
             if arch.sandwich_norms {
                 project(batch, Role::Down, row(&s.gate, c.n_ff), row(&s.xn, e), false);
                 norm(batch, row(&s.xn, e), Role::PostFfnNorm, row(&s.h, e), true);
@@ -320,36 +317,114 @@ impl Forward<'_> {
                 project(batch, Role::Down, row(&s.gate, c.n_ff), row(&s.h, e), true);
             }
         }
-        if readout == Readout::HiddenStates {
-            let w = &self.weights.output_norm.buffer;
-            batch.rmsnorm(row(&s.h, e), w, row(&s.xn, e), ntok, e, c.eps, false);
+    }
+
+    /// Layer `index`'s attention of the normed `s.xn` into `s.attn`: Q, and K and V into
+    /// the cache unless the layer reads an earlier layer's
+    /// ([`hearth_model::LayerPlan::kv_layer`]).
+    pub(crate) fn attend<'b>(
+        &'b self,
+        batch: &mut Batch<'b>,
+        s: &'b Scratch,
+        index: usize,
+        ntok: u32,
+        pos: u32,
+    ) {
+        let c = self.config;
+        let (e, q_dim, kv_dim) = (c.n_embd, c.q_dim(), c.kv_dim());
+        let layer = &self.weights.layers[index];
+        let plan = c.layer(index as u32);
+        let row = |buffer: &'b GpuBuffer, width: u32| View::new(&buffer.buffer, 0, width);
+        let cache = plan.kv_layer as usize;
+        let (k_cache, v_cache) = (&s.k_cache[cache].buffer, &s.v_cache[cache].buffer);
+        let cached_k = View::new(k_cache, pos * kv_dim, kv_dim);
+        let cached_v = View::new(v_cache, pos * kv_dim, kv_dim);
+        let project = |batch: &mut Batch<'b>, role, y: View<'b>| {
+            self.project(batch, s, index, role, row(&s.xn, e), y, ntok, false);
+            let bias = match role {
+                Role::Q => layer.vectors.get(Role::QBias),
+                Role::K => layer.vectors.get(Role::KBias),
+                Role::V => layer.vectors.get(Role::VBias),
+                _ => None,
+            };
+            if let Some(bias) = bias {
+                batch.add_bias(y, &bias.buffer, ntok, y.stride);
+            }
+        };
+        // Per-head RMSNorm, with the layer's weights or (Gemma 3n's V) unit ones.
+        let head_norm = |batch: &mut Batch<'b>, x, w: &'b GpuBuffer, y, heads: u32| {
+            batch.rmsnorm(x, &w.buffer, y, ntok * heads, c.head_dim, c.eps, false);
+        };
+        match &s.q_raw {
+            Some(q_raw) => {
+                project(batch, Role::Q, row(q_raw, q_dim));
+                let w = layer.vector(Role::QNorm);
+                head_norm(batch, row(q_raw, q_dim), w, row(&s.q, q_dim), c.heads);
+            }
+            None => project(batch, Role::Q, row(&s.q, q_dim)),
         }
-        if readout == Readout::Logits {
-            let last = (ntok - 1) * e;
-            batch.rmsnorm(
-                View::new(&s.h.buffer, last, e),
-                &self.weights.output_norm.buffer,
-                row(&s.xn, e),
-                1,
-                e,
-                c.eps,
-                false,
-            );
-            batch.matmul(
-                self.weights.output(),
-                row(&s.xn, e),
-                row(&s.logits, c.vocab),
-                1,
-                false,
-                1.0,
-            );
+        let (hd, rot, base) = (c.head_dim, c.n_rot, plan.rope_base);
+        let neox = c.rope_pairs == RopePairs::Halves;
+        if plan.kv_layer == index as u32 {
+            match &s.k_raw {
+                Some(k_raw) => {
+                    project(batch, Role::K, row(k_raw, kv_dim));
+                    let w = layer.vector(Role::KNorm);
+                    head_norm(batch, row(k_raw, kv_dim), w, cached_k, c.kv_heads);
+                }
+                None => project(batch, Role::K, cached_k),
+            }
+            match &s.altup {
+                Some(altup) => {
+                    project(batch, Role::V, row(&altup.v_raw, kv_dim));
+                    let raw = row(&altup.v_raw, kv_dim);
+                    head_norm(batch, raw, &altup.unit_norm, cached_v, c.kv_heads);
+                }
+                None => project(batch, Role::V, cached_v),
+            }
+            batch.rope(cached_k, ntok, c.kv_heads, hd, rot, pos, neox, base);
+        }
+        batch.rope(row(&s.q, q_dim), ntok, c.heads, hd, rot, pos, neox, base);
+        batch.attention(
+            &s.q.buffer,
+            k_cache,
+            v_cache,
+            [&s.attention_sums.buffer, &s.attention_stats.buffer],
+            &s.attn.buffer,
+            attention_shape(c, s.ctx),
+            ntok,
+            pos,
+            plan.window,
+        );
+    }
+
+    /// `s.gate = act(s.gate) · up x` for layer `index`, `x` the normed `s.xn`.
+    pub(crate) fn gate_by_up<'b>(
+        &'b self,
+        batch: &mut Batch<'b>,
+        s: &'b Scratch,
+        index: usize,
+        ntok: u32,
+    ) {
+        let (c, activation) = (self.config, self.config.arch.activation);
+        let (xn, gate) =
+            (View::new(&s.xn.buffer, 0, c.n_embd), View::new(&s.gate.buffer, 0, c.n_ff));
+        if self.adapters.iter().any(|(adapter, _)| adapter.pair(index, Role::Up).is_some()) {
+            // An adapter's update joins the up projection before the activation's
+            // product, so the two stay separate passes.
+            let up = View::new(&s.up.buffer, 0, c.n_ff);
+            self.project(batch, s, index, Role::Up, xn, up, ntok, false);
+            batch.gated(&s.gate.buffer, up, ntok, c.n_ff, activation);
+        } else {
+            let up = self.weights.layers[index].weight(Role::Up);
+            batch.matmul_gated(up, xn, gate, ntok, activation);
         }
     }
 
     /// `y (+)= W x` for one of layer `index`'s projections, then each adapter's
     /// `scale · alpha/r · B (A x)` added on top, through the low-rank scratch row.
     #[allow(clippy::too_many_arguments)] // the matmul's operands plus where the weight sits
-    fn project<'b>(
+    pub(crate) fn project<'b>(
         &'b self,
         batch: &mut Batch<'b>,
         s: &'b Scratch,

@@ -8,12 +8,14 @@ use hearth_model::Activation;
 use hearth_sdk::helpers::GgmlType;
 use hearth_sdk::PluginError;
 
+use crate::altup::AltUpKernels;
 use crate::device::{Gpu, GpuBuffer};
 use crate::plan::KernelPlan;
 
 const QUANT: &str = include_str!("shaders/quant.wgsl");
 const DECODERS: &str = include_str!("shaders/decode.wgsl");
-const ROWS: &str = include_str!("shaders/rows.wgsl");
+pub(crate) const NORM: &str = include_str!("shaders/norm.wgsl");
+pub(crate) const ROWS: &str = include_str!("shaders/rows.wgsl");
 const MATMUL_ROWS: &str = include_str!("shaders/matmul_rows.wgsl");
 const MATVEC: &str = include_str!("shaders/matvec.wgsl");
 const MATMUL_TILED: &str = include_str!("shaders/matmul_tiled.wgsl");
@@ -23,7 +25,7 @@ const MATRIX_DIRECTIVES: &str = "enable f16;\nenable wgpu_cooperative_matrix;\n"
 const REDUCE_SUBGROUP: &str = include_str!("shaders/reduce_subgroup.wgsl");
 const REDUCE_SHARED: &str = include_str!("shaders/reduce_shared.wgsl");
 const ATTENTION: &str = include_str!("shaders/attention.wgsl");
-const ACTIVATION: &str = include_str!("shaders/activation.wgsl");
+pub(crate) const ACTIVATION: &str = include_str!("shaders/activation.wgsl");
 const ROUTE: &str = include_str!("shaders/route.wgsl");
 
 /// On the GPU plan, products of up to this many tokens use the matrix–vector kernel
@@ -68,7 +70,7 @@ fn runtime_checks() -> wgpu::ShaderRuntimeChecks {
     }
 }
 
-fn pipeline(gpu: &Gpu, label: &str, source: &str, entry: &str) -> wgpu::ComputePipeline {
+pub(crate) fn pipeline(gpu: &Gpu, label: &str, source: &str, entry: &str) -> wgpu::ComputePipeline {
     let descriptor = wgpu::ShaderModuleDescriptor {
         label: Some(label),
         source: wgpu::ShaderSource::Wgsl(source.into()),
@@ -141,6 +143,7 @@ pub struct Kernels {
     add_bias: wgpu::ComputePipeline,
     scale_rows: wgpu::ComputePipeline,
     pub(crate) route: wgpu::ComputePipeline,
+    pub(crate) altup: AltUpKernels,
     /// What plain products bind where routed ones bind their routing (quant.wgsl).
     unrouted: GpuBuffer,
 }
@@ -167,11 +170,12 @@ impl Kernels {
                 (ty, pipeline(gpu, &format!("get_rows {ty}"), &source, "get_rows"))
             })
             .collect();
+        let rows = format!("{ROWS}\n{ACTIVATION}");
         Self {
             few,
             many,
             get_rows,
-            rmsnorm: pipeline(gpu, "rmsnorm", include_str!("shaders/norm.wgsl"), "rmsnorm"),
+            rmsnorm: pipeline(gpu, "rmsnorm", NORM, "rmsnorm"),
             rope: pipeline(gpu, "rope", include_str!("shaders/rope.wgsl"), "rope"),
             attention_split: pipeline(gpu, "attention split", ATTENTION, "attention_split"),
             attention_combine: pipeline(gpu, "attention combine", ATTENTION, "attention_combine"),
@@ -181,9 +185,10 @@ impl Kernels {
                 &format!("{}\n{ACTIVATION}", include_str!("shaders/gated.wgsl")),
                 "gated",
             ),
-            add_bias: pipeline(gpu, "add_bias", ROWS, "add_bias"),
-            scale_rows: pipeline(gpu, "scale_rows", ROWS, "scale_rows"),
+            add_bias: pipeline(gpu, "add_bias", &rows, "add_bias"),
+            scale_rows: pipeline(gpu, "scale_rows", &rows, "scale_rows"),
             route: pipeline(gpu, "route", ROUTE, "route_tokens"),
+            altup: AltUpKernels::new(gpu),
             unrouted: gpu.storage("unrouted", 16),
         }
     }
@@ -626,22 +631,18 @@ impl<'a> Batch<'a> {
         self.push(&self.kernels.attention_combine, bindings, &words, [shape.heads, ntok, 1]);
     }
 
-    /// `g = act(g) * u` over `n` elements.
+    /// `g = act(g) * u` over `rows` rows of `n` values, `g` contiguous.
     pub fn gated(
         &mut self,
         g: &'a wgpu::Buffer,
-        u: &'a wgpu::Buffer,
+        u: View<'a>,
+        rows: u32,
         n: u32,
         activation: Activation,
     ) {
-        let groups = n.div_ceil(64);
-        let words = [n, u32::from(activation == Activation::GeluTanh)];
-        self.push(
-            &self.kernels.gated,
-            vec![(1, g), (2, u)],
-            &words,
-            [groups.min(65535), groups.div_ceil(65535), 1],
-        );
+        let words = [rows, n, u.offset, u.stride, u32::from(activation == Activation::GeluTanh)];
+        let bindings = vec![(1, g), (2, u.buffer)];
+        self.push(&self.kernels.gated, bindings, &words, [n.div_ceil(64), rows, 1]);
     }
 
     /// `y[r] += bias` for `rows` rows of `bias`'s length `n`.

@@ -1,10 +1,10 @@
 //! # hearth-webgpu — a hearth backend on wgpu
 //!
 //! Runs GGUF models of every architecture the model layer describes ([`hearth_model`]:
-//! Llama/SmolLM2, Qwen2, Qwen3, Gemma 3, Qwen3-MoE) with WGSL compute kernels on whatever adapter
-//! wgpu finds: Vulkan, Metal, DX12 or GL, or Mesa's lavapipe on the CPU. Weights stay
-//! in their GGUF encoding ([`kernels::SUPPORTED_TYPES`]) on the device and are decoded
-//! inside the matrix kernels; the KV cache lives on the device. The generation loop is
+//! Llama/SmolLM2, Qwen2, Qwen3, Gemma 3, Qwen3-MoE, Gemma 3n) with WGSL compute kernels
+//! on whatever adapter wgpu finds: Vulkan, Metal, DX12 or GL, or Mesa's lavapipe on the
+//! CPU. Weights stay in their GGUF encoding ([`kernels::SUPPORTED_TYPES`]) on the device
+//! and are decoded inside the matrix kernels; the KV cache lives on the device. The generation loop is
 //! the model layer's; capabilities (architectures, tensor types) are stated in
 //! [`BackendInfo::features`] so the host skips files this backend cannot run.
 //! Tokenizer, chat template, sampling and stop strings come from
@@ -13,10 +13,11 @@
 //!
 //! Modules: [`device`] (adapter, probe, counted buffers), [`plan`] (which kernels an
 //! adapter gets), [`kernels`] (pipelines and dispatch), [`experts`] (mixture-of-experts
-//! routing and routed products), [`weights`] (model shape and
-//! upload), [`lora`] (LoRA adapters), [`forward`] (the transformer), [`model`]
+//! routing and routed products), [`altup`] (Gemma 3n's block), [`weights`] (model shape
+//! and upload), [`lora`] (LoRA adapters), [`forward`] (the transformer), [`model`]
 //! (generation and lifecycle).
 
+pub mod altup;
 pub mod device;
 pub mod experts;
 pub mod forward;
@@ -42,9 +43,9 @@ impl WebGpuBackend {
     }
 }
 
-/// The model layer's architectures this engine runs: all but Gemma 3n's AltUp block.
-pub fn runs(arch: &hearth_model::Architecture) -> bool {
-    !arch.altup
+/// The model layer's architectures this engine runs: all of them.
+pub fn runs(_arch: &hearth_model::Architecture) -> bool {
+    true
 }
 
 impl Backend for WebGpuBackend {

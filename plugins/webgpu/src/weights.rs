@@ -38,6 +38,19 @@ pub struct Weights {
     pub output_norm: GpuBuffer,
     /// `None` when the output projection is tied to the embedding table.
     pub output: Option<Weight>,
+    /// Gemma 3n's tensors outside the blocks.
+    pub altup: Option<AltUpWeights>,
+}
+
+/// Gemma 3n's tensors outside the blocks ([`hearth_model::altup`]).
+pub struct AltUpWeights {
+    /// `n_layer · per_layer_dim` values per token id, read by rows.
+    pub per_layer_token_embd: Weight,
+    pub per_layer_model_proj: Weight,
+    pub per_layer_proj_norm: GpuBuffer,
+    /// One `n_embd × n_embd` matrix per stream after the first, into it and back.
+    pub altup_proj: Vec<Weight>,
+    pub altup_unembd_proj: Vec<Weight>,
 }
 
 impl Weights {
@@ -103,6 +116,31 @@ fn experts(
     Weight::upload_stacked(gpu, name, info.ty, shape, gguf.tensor_data(info))
 }
 
+/// Upload each of the `count` square `n × n` matrices stacked in a 3-D tensor as a
+/// weight of its own.
+fn square_matrices(
+    gpu: &Gpu,
+    gguf: &Gguf,
+    name: &str,
+    n: u32,
+    count: u32,
+) -> Result<Vec<Weight>, PluginError> {
+    let info = tensor(gguf, name)?;
+    let shape = [n, n, count].map(u64::from);
+    if info.dims != shape {
+        return Err(PluginError::model_file(format!(
+            "tensor `{name}` has shape {:?}, expected {shape:?}",
+            info.dims
+        )));
+    }
+    let (block, block_bytes) = info.ty.block();
+    let matrix_bytes = (u64::from(n) * u64::from(n) / block * block_bytes) as usize;
+    gguf.tensor_data(info)
+        .chunks(matrix_bytes)
+        .map(|bytes| Weight::upload(gpu, name, info.ty, info.dims[0], info.dims[1], bytes))
+        .collect()
+}
+
 /// Upload a vector as f32 plus `offset` (vectors are tiny; expanding them costs nothing).
 fn vector(
     gpu: &Gpu,
@@ -135,6 +173,14 @@ impl Weights {
             for (role, shape) in config.layer_tensors() {
                 let name = gguf_layer_name(index, role);
                 match shape {
+                    // AltUp's coefficient matrices are `streams` wide: the AltUp kernels
+                    // read them whole, in f32.
+                    Shape::Matrix { inputs, outputs }
+                        if matches!(role, Role::AltupPredict | Role::AltupCorrect) =>
+                    {
+                        let values = vector(gpu, gguf, &name, inputs * outputs, 0.0)?;
+                        layer.vectors.insert(role, values);
+                    }
                     Shape::Matrix { inputs, outputs } => {
                         layer.matrices.insert(role, matrix(gpu, gguf, &name, inputs, outputs)?);
                     }
@@ -154,11 +200,41 @@ impl Weights {
             Some(_) => Some(matrix(gpu, gguf, Global::Output.gguf_name(), e, config.vocab)?),
             None => None,
         };
+        let altup = match &config.altup {
+            Some(altup) => {
+                let per_layer = config.n_layer * altup.per_layer_dim;
+                let global = |global: Global, inputs, outputs| {
+                    matrix(gpu, gguf, global.gguf_name(), inputs, outputs)
+                };
+                let stacked = |global: Global| {
+                    square_matrices(gpu, gguf, global.gguf_name(), e, altup.streams - 1)
+                };
+                Some(AltUpWeights {
+                    per_layer_token_embd: global(
+                        Global::PerLayerTokenEmbd,
+                        per_layer,
+                        config.vocab,
+                    )?,
+                    per_layer_model_proj: global(Global::PerLayerModelProj, e, per_layer)?,
+                    per_layer_proj_norm: vector(
+                        gpu,
+                        gguf,
+                        Global::PerLayerProjNorm.gguf_name(),
+                        altup.per_layer_dim,
+                        config.norm_offset,
+                    )?,
+                    altup_proj: stacked(Global::AltupProj)?,
+                    altup_unembd_proj: stacked(Global::AltupUnembdProj)?,
+                })
+            }
+            None => None,
+        };
         Ok(Self {
             token_embd: matrix(gpu, gguf, Global::TokenEmbd.gguf_name(), e, config.vocab)?,
             layers,
             output_norm: vector(gpu, gguf, Global::OutputNorm.gguf_name(), e, config.norm_offset)?,
             output,
+            altup,
         })
     }
 }

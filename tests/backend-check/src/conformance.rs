@@ -50,6 +50,33 @@ pub fn tiny_model(models: &Path, arch: &str, ty: &str) -> String {
     models.join("tiny").join(arch).join(format!("{arch}-{ty}.gguf")).to_string_lossy().into_owned()
 }
 
+/// The tiny Gemma 3n in F16, Q8_0 and Q4_K through `engine`'s whole generation loop
+/// (`load` opens a file at a context of 256): the prompt in one step, then token by token
+/// through the KV cache (its shared layers reading earlier layers' cache, its local
+/// layers masking past the window), beside the llama.cpp plugin's greedy answer. Without
+/// the tiny models, prints `skipped` and returns.
+pub fn assert_tiny_gemma3n_answers_as_llama_cpp<M: hearth_sdk::Model>(
+    models: &Path,
+    engine: &str,
+    load: impl Fn(&str) -> M,
+) {
+    for ty in ["F16", "Q8_0", "Q4_K"] {
+        let path = tiny_model(models, "gemma3n", ty);
+        if !Path::new(&path).is_file() {
+            println!("skipped: {path} missing (scripts/setup.sh makes it)");
+            return;
+        }
+        let question = "Tell me about lighthouses";
+        crate::agreement::assert_same_chat_answer_as_llama_cpp(
+            &load(&path),
+            engine,
+            &path,
+            question,
+            12,
+        );
+    }
+}
+
 /// Whether `ours` picks llama.cpp's greedy token, or one llama.cpp itself scores within
 /// `llama_cpp_error` (its relative distance from exact arithmetic) of its best: random
 /// weights make near-ties, which llama.cpp's rounding decides, not the engine.

@@ -1,8 +1,13 @@
 // The gated feed-forward's activation, in place on the gate: g = act(g) * u, with act
-// SiLU (0) or GELU's tanh approximation (1).
+// SiLU (0) or GELU's tanh approximation (1), over `rows` rows of `n` values; row r of u
+// starts at u_offset + r * u_stride (Gemma 3n's per-layer inputs are a slice of wider
+// rows).
 
 struct GatedParams {
+    rows: u32,
     n: u32,
+    u_offset: u32,
+    u_stride: u32,
     activation: u32,
 }
 
@@ -14,9 +19,9 @@ struct GatedParams {
 
 @compute @workgroup_size(64)
 fn gated(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = gid.x + gid.y * 65535u * 64u;
-    if (i >= p.n) {
+    if (gid.x >= p.n || gid.y >= p.rows) {
         return;
     }
-    g[i] = activate(g[i], p.activation == 1u) * u[i];
+    let i = gid.y * p.n + gid.x;
+    g[i] = activate(g[i], p.activation == 1u) * u[p.u_offset + gid.y * p.u_stride + gid.x];
 }

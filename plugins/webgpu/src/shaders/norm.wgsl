@@ -1,6 +1,9 @@
-// RMSNorm over contiguous rows of n elements: out = x / sqrt(mean(x²) + eps) * w, or
-// out += that (a sandwich norm feeding the residual stream). Also serves the per-head
-// QK-norm, where a row is one head.
+// Reductions over contiguous rows of n elements, one workgroup per row.
+// rmsnorm: out = x / sqrt(mean(x²) + eps) * w, or out += that (a sandwich norm feeding
+// the residual stream); also serves the per-head QK-norm, where a row is one head.
+// rescale_to_norm: y *= |x| / |y| (Gemma 3n's AltUp streams, rescaled to another's L2
+// norm). sparsify: y = max(y − (mean + cutoff_std · std), 0), the std with n − 1 in
+// its denominator (Gemma 3n's activation sparsity).
 
 struct NormParams {
     rows: u32,
@@ -9,6 +12,7 @@ struct NormParams {
     y_off: u32,
     eps: f32,
     accumulate: u32,
+    cutoff_std: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: NormParams;
@@ -18,6 +22,22 @@ struct NormParams {
 
 const WG: u32 = 64u;
 var<workgroup> partial: array<f32, 64>;
+
+// The sum of every invocation's `value`, returned to all of them.
+fn workgroup_sum(lid: u32, value: f32) -> f32 {
+    partial[lid] = value;
+    workgroupBarrier();
+    for (var step = WG / 2u; step > 0u; step >>= 1u) {
+        if (lid < step) {
+            partial[lid] += partial[lid + step];
+        }
+        workgroupBarrier();
+    }
+    let total = partial[0];
+    // Every invocation reads the total before the next sum overwrites it.
+    workgroupBarrier();
+    return total;
+}
 
 @compute @workgroup_size(64)
 fn rmsnorm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -30,15 +50,7 @@ fn rmsnorm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     for (var i = lid; i < p.n; i += WG) {
         sum += x[xb + i] * x[xb + i];
     }
-    partial[lid] = sum;
-    workgroupBarrier();
-    for (var step = WG / 2u; step > 0u; step >>= 1u) {
-        if (lid < step) {
-            partial[lid] += partial[lid + step];
-        }
-        workgroupBarrier();
-    }
-    let inv = inverseSqrt(partial[0] / f32(p.n) + p.eps);
+    let inv = inverseSqrt(workgroup_sum(lid, sum) / f32(p.n) + p.eps);
     let yb = p.y_off + row * p.n;
     for (var i = lid; i < p.n; i += WG) {
         let value = x[xb + i] * inv * w[i];
@@ -47,5 +59,51 @@ fn rmsnorm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
         } else {
             y[yb + i] = value;
         }
+    }
+}
+
+@compute @workgroup_size(64)
+fn rescale_to_norm(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = wid.x + wid.y * 65535u;
+    if (row >= p.rows) {
+        return;
+    }
+    let xb = p.x_off + row * p.n;
+    let yb = p.y_off + row * p.n;
+    var target_sum = 0.0;
+    var own_sum = 0.0;
+    for (var i = lid; i < p.n; i += WG) {
+        target_sum += x[xb + i] * x[xb + i];
+        own_sum += y[yb + i] * y[yb + i];
+    }
+    let factor = sqrt(workgroup_sum(lid, target_sum) / workgroup_sum(lid, own_sum));
+    for (var i = lid; i < p.n; i += WG) {
+        y[yb + i] *= factor;
+    }
+}
+
+@compute @workgroup_size(64)
+fn sparsify(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = wid.x + wid.y * 65535u;
+    if (row >= p.rows) {
+        return;
+    }
+    let yb = p.y_off + row * p.n;
+    var sum = 0.0;
+    for (var i = lid; i < p.n; i += WG) {
+        sum += y[yb + i];
+    }
+    let mean = workgroup_sum(lid, sum) / f32(p.n);
+    var squares = 0.0;
+    for (var i = lid; i < p.n; i += WG) {
+        squares += (y[yb + i] - mean) * (y[yb + i] - mean);
+    }
+    let deviation = sqrt(workgroup_sum(lid, squares) / f32(p.n - 1u));
+    let cutoff = mean + p.cutoff_std * deviation;
+    for (var i = lid; i < p.n; i += WG) {
+        y[yb + i] = max(y[yb + i] - cutoff, 0.0);
     }
 }

@@ -5,12 +5,8 @@
 use hearth_backend_check::conformance::{check_every_cell, Exception};
 use hearth_webgpu::model::WebGpuModel;
 
-/// Cells WebGPU cannot run, each with the reason.
-const EXCEPTIONS: &[Exception] = &[Exception {
-    arch: "gemma3n",
-    ty: None,
-    reason: "WebGPU does not run Gemma 3n's AltUp block yet (it states so by capability)",
-}];
+/// Cells WebGPU cannot run, each with the reason: none.
+const EXCEPTIONS: &[Exception] = &[];
 
 #[test]
 fn every_architecture_in_every_gguf_type_on_webgpu_is_as_close_to_llama_cpp_as_exact_arithmetic() {

@@ -334,7 +334,7 @@ fn silu_and_gelu_gating_match_the_cpu_within_1e_6() {
             (g.iter().map(|v| v * 4.0).collect(), u.iter().map(|v| v * 4.0).collect());
         let (gb, ub) = (b.buffer(&g), b.buffer(&u));
         let mut batch = Batch::new(&b.gpu, &b.kernels);
-        batch.gated(&gb.buffer, &ub.buffer, 1000, activation);
+        batch.gated(&gb.buffer, View::new(&ub.buffer, 0, 1000), 1, 1000, activation);
         batch.submit();
         let expected = reference::gated(activation, &g, &u);
         let error = relative_error(&b.read(&gb, 1000), &expected);

@@ -9,5 +9,6 @@ mod cross_check;
 mod embeddings;
 mod end_to_end;
 mod gemma3;
+mod gemma3n;
 mod kernels;
 mod lora;
