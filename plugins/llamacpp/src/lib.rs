@@ -25,6 +25,9 @@
 //!   they are.
 //! - **Sampling** is llama.cpp's sampler chain, in llama-server's order: repeat
 //!   penalty, top-k, top-p, min-p, temperature, seeded draw (greedy at temperature 0).
+//!   Plain greedy decoding without log-probabilities takes the largest logit on the host
+//!   in one pass, or on a GPU that computes the logits picks it there (`device_greedy`),
+//!   so the vocabulary's logits never cross to the host.
 //! - **LoRA**: GGUF adapters are loaded once per model and path, and each request
 //!   applies exactly the adapters it names, at its scales.
 //! - **Logs**: llama.cpp is silent unless `HEARTH_LLAMACPP_LOG` is set, when it writes
