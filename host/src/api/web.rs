@@ -109,6 +109,7 @@ const ASSETS: &[Asset] = &[
     shader!("gated.wgsl"),
     shader!("rows.wgsl"),
     shader!("route.wgsl"),
+    shader!("altup.wgsl"),
 ];
 
 /// Where the app's files are served from.
