@@ -9,7 +9,7 @@ use hearth_sdk::PluginError;
 use crate::arch::{Activation, RopePairs};
 use crate::lora::LoraFile;
 use crate::roles::{gguf_layer_name, Global, Role};
-use crate::Config;
+use crate::{Config, LayerPlan};
 
 mod altup;
 
@@ -79,6 +79,21 @@ pub struct Attention {
     pub scale: f32,
     /// Keys a query sees, its own included (`None`: all earlier ones).
     pub window: Option<usize>,
+}
+
+impl Attention {
+    /// Layer `plan`'s attention over a whole prompt from position 0, as the reference
+    /// evaluates it.
+    pub fn of_layer(c: &Config, plan: &LayerPlan) -> Self {
+        Self {
+            heads: c.heads as usize,
+            kv_heads: c.kv_heads as usize,
+            head_dim: c.head_dim as usize,
+            pos0: 0,
+            scale: c.attention_scale,
+            window: plan.window.map(|w| w as usize),
+        }
+    }
 }
 
 /// Causal attention: q = `[ntok][heads·hd]`, k and v = `[positions][kv_heads·hd]`.
@@ -232,15 +247,7 @@ fn residual_stream(
         let n_rot = c.n_rot as usize;
         rope(&mut q, heads, hd, n_rot, 0, c.rope_pairs, plan.rope_base);
         rope(&mut k, kv_heads, hd, n_rot, 0, c.rope_pairs, plan.rope_base);
-        let shape = Attention {
-            heads,
-            kv_heads,
-            head_dim: hd,
-            pos0: 0,
-            scale: c.attention_scale,
-            window: plan.window.map(|w| w as usize),
-        };
-        let mut o = project(Role::O, &attention(&q, &k, &v, shape))?;
+        let mut o = project(Role::O, &attention(&q, &k, &v, Attention::of_layer(c, &plan)))?;
         if c.arch.sandwich_norms {
             o = rmsnorm(&o, &w(Role::PostAttnNorm)?, c.eps);
         }

@@ -125,15 +125,7 @@ pub(super) fn forward(
             kv_cache.push(kv_cache[plan.kv_layer as usize].clone());
         }
         let (k, v) = &kv_cache[layer as usize];
-        let shape = Attention {
-            heads,
-            kv_heads,
-            head_dim: hd,
-            pos0: 0,
-            scale: c.attention_scale,
-            window: plan.window.map(|w| w as usize),
-        };
-        let o = project(Role::O, &attention(&q, k, v, shape))?;
+        let o = project(Role::O, &attention(&q, k, v, Attention::of_layer(c, &plan)))?;
         let mut h = rmsnorm(&o, &w(Role::PostAttnNorm)?, c.eps);
         add(&mut h, active);
         add(&mut h, &laurel);
