@@ -17,6 +17,7 @@ const DECODERS: &str = include_str!("shaders/decode.wgsl");
 pub(crate) const NORM: &str = include_str!("shaders/norm.wgsl");
 pub(crate) const ROWS: &str = include_str!("shaders/rows.wgsl");
 const MATMUL_ROWS: &str = include_str!("shaders/matmul_rows.wgsl");
+const MATVEC_ROWS: &str = include_str!("shaders/matvec_rows.wgsl");
 const MATVEC: &str = include_str!("shaders/matvec.wgsl");
 const MATMUL_TILED: &str = include_str!("shaders/matmul_tiled.wgsl");
 const MATMUL_MATRIX: &str = include_str!("shaders/matmul_matrix.wgsl");
@@ -31,6 +32,11 @@ const ROUTE: &str = include_str!("shaders/route.wgsl");
 /// On the GPU plan, products of up to this many tokens use the matrix–vector kernel
 /// (a workgroup per few rows and token); more use the tiled kernel.
 const MATVEC_TOKENS: u32 = 8;
+
+/// On the software plan, only a single token's product takes the matrix–vector kernel:
+/// it reads the weights once per token, where the row kernel reads them once for a
+/// tile of eight.
+const SOFTWARE_MATVEC_TOKENS: u32 = 1;
 
 /// Weight types the kernels read in their stored form.
 pub const SUPPORTED_TYPES: [GgmlType; 11] = hearth_model::arch::TENSOR_TYPES;
@@ -134,6 +140,8 @@ pub struct Kernels {
     /// where one kernel serves both.
     few: Product,
     many: Option<Product>,
+    /// The most tokens a product takes `few` for, where there is `many`.
+    few_tokens: u32,
     get_rows: HashMap<GgmlType, wgpu::ComputePipeline>,
     rmsnorm: wgpu::ComputePipeline,
     rope: wgpu::ComputePipeline,
@@ -151,8 +159,12 @@ pub struct Kernels {
 impl Kernels {
     /// The pipelines of `plan`; a plan with subgroups needs a device that has them.
     pub fn new(gpu: &Gpu, plan: KernelPlan) -> Self {
-        let (few, many) = match plan {
-            KernelPlan::Software => (Product::new(gpu, "", MATMUL_ROWS, "matmul"), None),
+        let (few, many, few_tokens) = match plan {
+            KernelPlan::Software => (
+                Product::new(gpu, "", MATVEC_ROWS, "matvec_rows"),
+                Some(Product::new(gpu, "", MATMUL_ROWS, "matmul")),
+                SOFTWARE_MATVEC_TOKENS,
+            ),
             KernelPlan::Gpu { subgroups, matrices } => {
                 let reduce = if subgroups { REDUCE_SUBGROUP } else { REDUCE_SHARED };
                 let many = if matrices {
@@ -160,7 +172,8 @@ impl Kernels {
                 } else {
                     Product::new(gpu, "", MATMUL_TILED, "matmul_tiled")
                 };
-                (Product::new(gpu, "", &format!("{MATVEC}\n{reduce}"), "matvec"), Some(many))
+                let few = Product::new(gpu, "", &format!("{MATVEC}\n{reduce}"), "matvec");
+                (few, Some(many), MATVEC_TOKENS)
             }
         };
         let get_rows = SUPPORTED_TYPES
@@ -174,6 +187,7 @@ impl Kernels {
         Self {
             few,
             many,
+            few_tokens,
             get_rows,
             rmsnorm: pipeline(gpu, "rmsnorm", NORM, "rmsnorm"),
             rope: pipeline(gpu, "rope", include_str!("shaders/rope.wgsl"), "rope"),
@@ -496,7 +510,7 @@ impl<'a> Batch<'a> {
     ) {
         let kernels = self.kernels;
         let product = match &kernels.many {
-            Some(many) if ntok > MATVEC_TOKENS => many,
+            Some(many) if ntok > kernels.few_tokens => many,
             _ => &kernels.few,
         };
         let pipeline = &product.pipelines[&w.ty];
@@ -773,5 +787,7 @@ mod tests {
         assert_eq!(shader_constant(MATVEC, "ROWS"), 4);
         assert_eq!(shader_constant(MATMUL_MATRIX, "TOKENS"), 32);
         assert_eq!(shader_constant(MATMUL_ROWS, "ROWS"), 64);
+        let run = shader_constant(MATVEC_ROWS, "RUN");
+        assert_eq!(shader_constant(MATVEC_ROWS, "ROWS"), run * shader_constant(MATVEC_ROWS, "WG"));
     }
 }

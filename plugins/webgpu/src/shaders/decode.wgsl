@@ -32,14 +32,21 @@ fn decode(row: u32, chunk: u32) {
     }
 }
 //! Q4_0
-// f16 d, 16 bytes of nibbles (low: elements 0..16, high: 16..32); d·(q − 8).
+// f16 d, 16 bytes of nibbles (low: elements 0..16, high: 16..32); d·(q − 8). The block
+// is read as the five aligned words that hold it (see `block_word`).
 const BLOCK_ELEMS: u32 = 32u;
 const BLOCK_BYTES: u32 = 18u;
 fn decode(row: u32, chunk: u32) {
     let base = row + chunk * BLOCK_BYTES;
-    let d = f16_at(base);
+    let at = base >> 2u;
+    let odd = (base & 2u) != 0u;
+    var w: array<u32, 5>;
+    for (var k = 0u; k < 5u; k++) {
+        w[k] = W[at + k];
+    }
+    let d = unpack2x16float(select(w[0], w[0] >> 16u, odd)).x;
     for (var k = 0u; k < 4u; k++) {
-        let q = u32_at(base + 2u + k * 4u);
+        let q = block_word(w[k], w[k + 1u], odd);
         wv[k] = (nibbles_lo(q) - 8.0) * d;
         wv[k + 4u] = (nibbles_hi(q) - 8.0) * d;
     }
@@ -87,14 +94,20 @@ fn decode(row: u32, chunk: u32) {
     }
 }
 //! Q8_0
-// f16 d, 32 signed bytes; d·q.
+// f16 d, 32 signed bytes; d·q. Read as the nine aligned words that hold the block.
 const BLOCK_ELEMS: u32 = 32u;
 const BLOCK_BYTES: u32 = 34u;
 fn decode(row: u32, chunk: u32) {
     let base = row + chunk * BLOCK_BYTES;
-    let d = f16_at(base);
+    let at = base >> 2u;
+    let odd = (base & 2u) != 0u;
+    var w: array<u32, 9>;
+    for (var k = 0u; k < 9u; k++) {
+        w[k] = W[at + k];
+    }
+    let d = unpack2x16float(select(w[0], w[0] >> 16u, odd)).x;
     for (var k = 0u; k < 8u; k++) {
-        let q = u32_at(base + 2u + k * 4u);
+        let q = block_word(w[k], w[k + 1u], odd);
         let v = vec4<i32>(i32(q << 24u) >> 24u, i32(q << 16u) >> 24u, i32(q << 8u) >> 24u, i32(q) >> 24u);
         wv[k] = vec4<f32>(v) * d;
     }
