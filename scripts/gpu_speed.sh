@@ -13,6 +13,9 @@
 #   scripts/gpu_speed.sh s2            there, right after s1 (the machine keeps /root/work
 #                                      only while warm): the llama.cpp plugin on CUDA and
 #                                      llama-bench
+#   scripts/gpu_speed.sh decode        there, after s1 in the same call, instead of s2 (run
+#                                      from s2's folder): the plugin's decode alone against
+#                                      llama-bench tg128, alternating, two rounds
 #   scripts/gpu_speed.sh baseline      there, after s1 in the same call, instead of s2:
 #                                      llama-bench alone (s1's folder fits one call's carry
 #                                      with .gl; s2's does not)
@@ -233,6 +236,28 @@ s2)
     echo "rc=$?"; cat "$OUT/llamacpp-fit-$shape.json"; grep -E "offloaded|fit" "$OUT/llamacpp-fit-$shape.err" | tail -5
     ;;
 
+decode)
+    hearth_env
+    mkdir -p "$W/plugins/libhearth_llamacpp"
+    cp "$here/libhearth_llamacpp.so" "$W/plugins/" && cp "$here"/companion/* "$W/plugins/libhearth_llamacpp/"
+    cuda_module || exit 1
+    cp "$W/cuda/bin/libggml-cuda.so" "$W/plugins/libhearth_llamacpp/"
+    export HEARTH_PLUGINS=$W/plugins
+    "$W/bin/hearth" profile 2>&1 | tee "$OUT/profile.txt"
+    for shape in $SHAPES; do
+        llama_bench "$shape"
+        for round in 1 2; do
+            echo "== round $round: llama.cpp plugin on CUDA, $shape, then llama-bench tg128 at depth 512"
+            HEARTH_LLAMACPP_LOG=1 timeout 300 "$W/bin/hearth" bench "synthetic-$shape" --backend llamacpp \
+                --runs "$RUNS" --json >"$OUT/llamacpp-$shape-$round.json" 2>"$OUT/llamacpp-$shape-$round.err"
+            echo "rc=$?"; grep -E '"median"' "$OUT/llamacpp-$shape-$round.json"
+            grep -m1 "set_sampler" "$OUT/llamacpp-$shape-$round.err"
+            (cd "$W/build/bin" && ./llama-bench -m "$W/models/synthetic-$shape/synthetic-$shape.gguf" -ngl 99 \
+                -r "$RUNS" -p 0 -n 128 -d 512 -o json 2>/dev/null | grep -E '"(avg_ts|stddev_ts)"')
+        done
+    done
+    ;;
+
 baseline)
     cuda_module || exit 1
     for shape in $SHAPES; do
@@ -347,7 +372,7 @@ mlx)
     ;;
 
 *)
-    echo "usage: $0 prepare DIR | s1 | s2 | baseline | prepare-mlx DIR | mlx" >&2
+    echo "usage: $0 prepare DIR | s1 | s2 | decode | baseline | prepare-mlx DIR | mlx" >&2
     exit 2
     ;;
 esac
