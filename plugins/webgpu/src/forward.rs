@@ -421,7 +421,8 @@ impl Forward<'_> {
         let (c, activation) = (self.config, self.config.arch.activation);
         let (xn, gate) =
             (View::new(&s.xn.buffer, 0, c.n_embd), View::new(&s.gate.buffer, 0, c.n_ff));
-        let adapted = |role| self.adapters.iter().any(|(adapter, _)| adapter.pair(index, role).is_some());
+        let adapted =
+            |role| self.adapters.iter().any(|(adapter, _)| adapter.pair(index, role).is_some());
         match &self.weights.layers[index].gate_up {
             Some(gate_up)
                 if sparsity.is_none()

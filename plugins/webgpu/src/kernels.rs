@@ -645,6 +645,9 @@ mod tests {
     fn substituted_constants_replace_only_the_named_declarations() {
         let source = "const WG: u32 = 32u;\nconst ROWS: u32 = 4u;\nconst TOKENS: u32 = 1u;\n";
         let changed = with_constants(source, &[("ROWS", 2), ("WG", 128)]);
-        assert_eq!(changed, "const WG: u32 = 128u;\nconst ROWS: u32 = 2u;\nconst TOKENS: u32 = 1u;\n");
+        assert_eq!(
+            changed,
+            "const WG: u32 = 128u;\nconst ROWS: u32 = 2u;\nconst TOKENS: u32 = 1u;\n"
+        );
     }
 }

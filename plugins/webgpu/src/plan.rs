@@ -63,8 +63,10 @@ impl MatvecShape {
             let (key, number) = setting
                 .split_once('=')
                 .ok_or_else(|| refuse(&format!("`{setting}` is not `key=value`")))?;
-            let number: u32 =
-                number.trim().parse().map_err(|_| refuse(&format!("`{number}` is not a number")))?;
+            let number: u32 = number
+                .trim()
+                .parse()
+                .map_err(|_| refuse(&format!("`{number}` is not a number")))?;
             match key.trim() {
                 "rows" if (1..=4).contains(&number) => shape.rows = number,
                 "width" if number.is_power_of_two() && (16..=256).contains(&number) => {

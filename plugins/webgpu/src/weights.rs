@@ -182,7 +182,10 @@ fn stack(
     }
     let rows: Vec<(u64, &[u8])> =
         matrices.iter().map(|info| (info.dims[1], gguf.tensor_data(info))).collect();
-    let name = format!("blk.{index}.{}", roles.iter().map(|r| r.gguf_name()).collect::<Vec<_>>().join("+"));
+    let name = format!(
+        "blk.{index}.{}",
+        roles.iter().map(|r| r.gguf_name()).collect::<Vec<_>>().join("+")
+    );
     let stacked =
         Weight::upload_stack(gpu, &name, first.ty, first.dims[0], &rows, part_limit(gpu))?;
     Ok(stacked.map(|(whole, views)| {

@@ -95,7 +95,8 @@ fn q_k_and_v_in_one_split_product_match_their_own_products_on_the_cpu_on_every_p
                         (0..ntok).flat_map(|t| all[3 + t * (r + 5)..][..*r].to_vec()).collect();
                     let error = relative_error(&got, expected);
                     assert!(error < *tolerance, "{ty}, {what}, {ntok} tokens, matrix {i}: {error}");
-                    let untouched = (0..ntok).all(|t| all[3 + t * (r + 5) + r..][..5].iter().all(|v| v.is_nan()));
+                    let untouched = (0..ntok)
+                        .all(|t| all[3 + t * (r + 5) + r..][..5].iter().all(|v| v.is_nan()));
                     assert!(untouched, "{ty}, {what}: matrix {i} wrote past its rows");
                 }
             }
@@ -115,7 +116,8 @@ fn a_paired_gate_and_up_product_gives_the_activated_gate_times_up_on_every_plan_
             let x_values = b.values(ntok * NCOLS);
             let x = b.buffer(&x_values);
             let x_view = View::new(&x.buffer, 0, NCOLS as u32);
-            let [gate, up] = [0, 1].map(|i| reference::matmul(&matrices[i].1, NCOLS, &x_values, ntok));
+            let [gate, up] =
+                [0, 1].map(|i| reference::matmul(&matrices[i].1, NCOLS, &x_values, ntok));
             for (what, kernels, tolerance) in &sets {
                 if !kernels.pair(ntok as u32) {
                     // A decode product of odd rows splits pairs: the forward pass runs
@@ -131,7 +133,10 @@ fn a_paired_gate_and_up_product_gives_the_activated_gate_times_up_on_every_plan_
                     batch.submit();
                     let expected = reference::gated(activation, &gate, &up);
                     let error = relative_error(&b.read(&y, ntok * rows[0]), &expected);
-                    assert!(error < *tolerance, "{ty}, {what}, {ntok} tokens, {activation:?}: {error}");
+                    assert!(
+                        error < *tolerance,
+                        "{ty}, {what}, {ntok} tokens, {activation:?}: {error}"
+                    );
                 }
             }
         }
@@ -171,6 +176,7 @@ fn matrices_that_do_not_fit_one_part_together_are_not_stacked() {
     let matrices = matrices(&mut b, GgmlType::Q8_0, &[4, 4]);
     let parts: Vec<(u64, &[u8])> = matrices.iter().map(|(bytes, _)| (4, &bytes[..])).collect();
     let limit = matrices[0].0.len() as u64 + 1;
-    let stacked = Weight::upload_stack(&b.gpu, "stack", GgmlType::Q8_0, NCOLS as u64, &parts, limit);
+    let stacked =
+        Weight::upload_stack(&b.gpu, "stack", GgmlType::Q8_0, NCOLS as u64, &parts, limit);
     assert!(stacked.unwrap().is_none());
 }
