@@ -99,6 +99,7 @@ const ASSETS: &[Asset] = &[
     shader!("activation.wgsl"),
     shader!("matmul_rows.wgsl"),
     shader!("matvec.wgsl"),
+    shader!("matmul_pairs.wgsl"),
     shader!("matmul_tiled.wgsl"),
     shader!("matmul_matrix.wgsl"),
     shader!("reduce_subgroup.wgsl"),
