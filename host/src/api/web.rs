@@ -100,6 +100,7 @@ const ASSETS: &[Asset] = &[
     shader!("matmul_rows.wgsl"),
     shader!("matvec.wgsl"),
     shader!("matvec_rows.wgsl"),
+    shader!("matmul_pairs.wgsl"),
     shader!("matmul_tiled.wgsl"),
     shader!("matmul_matrix.wgsl"),
     shader!("reduce_subgroup.wgsl"),

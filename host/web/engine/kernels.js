@@ -12,8 +12,8 @@ const SHADER_FILES = [
 
 // On the GPU plan, products of up to this many tokens use the matrix–vector kernel.
 const MATVEC_TOKENS = 8;
-// Bytes reserved per dispatch in the parameter buffer (a block is at most 64 bytes).
-const PARAM_BYTES = 64;
+// Bytes reserved per dispatch in the parameter buffer (a block is at most 128 bytes).
+const PARAM_BYTES = 128;
 // quant.wgsl's `route` word of a product that is not a routed expert's.
 const UNROUTED = 0xffffffff;
 // Keys per attention split (`KEYS` in attention.wgsl).
@@ -113,6 +113,10 @@ export class Kernels {
     // What plain products bind where a mixture of experts' routed ones bind their
     // routing (quant.wgsl's `route`), as kernels.rs does; their words say unrouted.
     this.unrouted = this.gpu.storage('unrouted', 16);
+    // What products of one segment bind where kernels.rs's split products (Q, K and V
+    // in one) bind their second and third outputs: two buffers, as writable bindings
+    // may not alias. The words left zero say there are no such segments.
+    this.unsegmented = [this.gpu.storage('unsegmented', 16), this.gpu.storage('unsegmented', 16)];
     this.getRows = new Map();
     for (const type of types) {
       this.getRows.set(type, await this.#pipeline(`get_rows ${type}`, prefix(type), 'get_rows'));
@@ -213,7 +217,7 @@ export class Batch {
     for (const part of w.parts) {
       const [gx, gy] = splitGroups(Math.ceil(part.rows / product.rows));
       const words = [part.rows, w.ncols, ntok, part.row0, x.offset, x.stride, y.offset, y.stride, output, f32(scale), UNROUTED, 0, 0, 0];
-      const bindings = [[1, part.buffer], [2, x.buffer], [3, y.buffer], [5, k.unrouted]];
+      const bindings = [[1, part.buffer], [2, x.buffer], [3, y.buffer], [5, k.unrouted], [6, k.unsegmented[0]], [7, k.unsegmented[1]]];
       this.#push(pipeline, bindings, words, [gx, gy, Math.ceil(ntok / product.tokens)]);
     }
   }

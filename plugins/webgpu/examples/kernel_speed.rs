@@ -1,19 +1,26 @@
 //! How fast the WebGPU kernels run on this machine's adapter, kernel by kernel: the
-//! decode product's rate of reading weights of real model shapes, the prompt product's
-//! arithmetic rate on a 32-token chunk, and what a dispatch and a submission cost. It
-//! prints figures and asserts nothing: `hearth bench` gives the whole model's speed,
-//! this says where it goes.
+//! decode product's rate of reading weights of real model shapes, for each decode shape
+//! asked for, the fused products (Q, K and V in one; gate and up paired) against the
+//! separate ones, the prompt product's arithmetic rate on a 32-token chunk, and what a
+//! dispatch and a submission cost. It prints figures and asserts nothing: `hearth
+//! bench` gives the whole model's speed, this says where it goes.
 //!
 //! ```text
 //! cargo run --release --example kernel_speed     # HEARTH_WEBGPU_KERNELS picks the plan
+//! cargo run --release --example kernel_speed -- rows=4,width=32 rows=1,width=64 …
 //! ```
+//!
+//! Each argument is a decode shape as `HEARTH_WEBGPU_MATVEC` takes it (plan.rs); with
+//! none, the shape that variable sets (or the default). One line per shape × matrix.
 
 use std::time::Instant;
 
 use half::f16;
+use hearth_model::Activation;
 use hearth_sdk::helpers::GgmlType;
 use hearth_webgpu::device::{Gpu, GpuBuffer};
 use hearth_webgpu::kernels::{Batch, Kernels, View, Weight};
+use hearth_webgpu::plan::MatvecShape;
 
 /// Matrices of the Llama 1B and 8B shapes (columns, rows) and what they are.
 const SHAPES: [(u32, u32, &str); 6] = [
@@ -69,29 +76,105 @@ fn zeros(gpu: &Gpu, label: &str, floats: u32) -> GpuBuffer {
     gpu.storage(label, u64::from(floats) * 4)
 }
 
+/// A Q4_0 weight of `nrows` rows of `ncols`, and its bytes.
+fn q4_0_weight(gpu: &Gpu, what: &str, ncols: u32, nrows: u32) -> (Weight, usize) {
+    let bytes = q4_0(ncols as usize * nrows as usize);
+    let weight = Weight::upload(gpu, what, GgmlType::Q4_0, ncols.into(), nrows.into(), &bytes)
+        .expect("the weight fits");
+    (weight, bytes.len())
+}
+
+/// A Q4_0 stack of matrices of `rows` rows of `ncols` each, and its bytes.
+fn q4_0_stack(gpu: &Gpu, ncols: u32, rows: &[u32]) -> (Weight, Vec<Weight>, usize) {
+    let bytes: Vec<Vec<u8>> = rows.iter().map(|&r| q4_0(ncols as usize * r as usize)).collect();
+    let matrices: Vec<(u64, &[u8])> =
+        rows.iter().zip(&bytes).map(|(&r, bytes)| (u64::from(r), &bytes[..])).collect();
+    let (whole, views) =
+        Weight::upload_stack(gpu, "stack", GgmlType::Q4_0, ncols.into(), &matrices, u64::MAX)
+            .expect("the stack uploads")
+            .expect("the stack fits");
+    (whole, views, bytes.iter().map(Vec::len).sum())
+}
+
 fn main() {
     let gpu = Gpu::new().expect("a wgpu adapter");
+    let shapes: Vec<MatvecShape> = std::env::args()
+        .skip(1)
+        .map(|shape| MatvecShape::parse(&shape).unwrap_or_else(|error| panic!("{error}")))
+        .collect();
+    let shapes = if shapes.is_empty() { vec![gpu.matvec] } else { shapes };
     let kernels = Kernels::new(&gpu, gpu.plan);
     println!("{} ({:?}), {}", gpu.info.name, gpu.info.backend, gpu.plan);
     let tokens = 32;
-    for (ncols, nrows, what) in SHAPES {
-        let bytes = q4_0(ncols as usize * nrows as usize);
-        let weight = Weight::upload(&gpu, what, GgmlType::Q4_0, ncols.into(), nrows.into(), &bytes)
-            .expect("the weight fits");
-        let x = zeros(&gpu, "x", ncols * tokens);
-        let y = zeros(&gpu, "y", nrows * tokens);
-        let (x, y) = (View::new(&x.buffer, 0, ncols), View::new(&y.buffer, 0, nrows));
-        let decode = seconds_each(&gpu, &kernels, REPEATS, |batch| {
-            batch.matmul(&weight, x, y, 1, false, 1.0);
+    let weights: Vec<_> =
+        SHAPES.iter().map(|&(ncols, nrows, what)| q4_0_weight(&gpu, what, ncols, nrows)).collect();
+    let x = zeros(&gpu, "x", 14336 * tokens);
+    let y = zeros(&gpu, "y", 128_256 * tokens);
+    let y_more = [zeros(&gpu, "y", 14336), zeros(&gpu, "y", 14336)];
+    // An 8B layer's Q, K and V (4096, 1024 and 1024 rows of 4096) and its gate and up
+    // projections (14336 rows each).
+    let (qkv, qkv_views, qkv_bytes) = q4_0_stack(&gpu, 4096, &[4096, 1024, 1024]);
+    let (gate_up, gate_up_views, gate_up_bytes) = q4_0_stack(&gpu, 4096, &[14336, 14336]);
+    for shape in &shapes {
+        let kernels = Kernels::with_matvec(&gpu, gpu.plan, *shape);
+        for (&(ncols, nrows, what), (weight, bytes)) in SHAPES.iter().zip(&weights) {
+            let (x, y) = (View::new(&x.buffer, 0, ncols), View::new(&y.buffer, 0, nrows));
+            let decode = seconds_each(&gpu, &kernels, REPEATS, |batch| {
+                batch.matmul(weight, x, y, 1, false, 1.0);
+            });
+            println!(
+                "decode {shape:<16} {what:>11} Q4_0 {ncols}×{nrows}: {:8.1} µs, {:7.2} GB/s",
+                decode * 1e6,
+                *bytes as f64 / decode / 1e9,
+            );
+        }
+        // The 8B layer's Q, K and V and its gate and up projections, apart and fused.
+        let x = View::new(&x.buffer, 0, 4096);
+        let outputs = [&y, &y_more[0], &y_more[1]].map(|y| View::new(&y.buffer, 0, 4096));
+        let apart = seconds_each(&gpu, &kernels, REPEATS, |batch| {
+            for (view, y) in qkv_views.iter().zip(outputs) {
+                batch.matmul(view, x, y, 1, false, 1.0);
+            }
         });
+        let split: Vec<(u32, View<'_>)> = [4096, 1024, 1024].into_iter().zip(outputs).collect();
+        let fused = seconds_each(&gpu, &kernels, REPEATS, |batch| {
+            batch.matmul_split(&qkv, x, &split, 1);
+        });
+        let gate = View::new(&y.buffer, 0, 14336);
+        let gated_apart = seconds_each(&gpu, &kernels, REPEATS, |batch| {
+            batch.matmul(&gate_up_views[0], x, gate, 1, false, 1.0);
+            batch.matmul_gated(&gate_up_views[1], x, gate, 1, Activation::Silu);
+        });
+        let paired = kernels.pair(1).then(|| {
+            seconds_each(&gpu, &kernels, REPEATS, |batch| {
+                batch.matmul_paired(&gate_up, x, gate, 1, Activation::Silu);
+            })
+        });
+        let rate = |bytes: usize, seconds: f64| bytes as f64 / seconds / 1e9;
+        println!(
+            "decode {shape:<16}  8B q,k,v apart {:8.1} µs, {:7.2} GB/s; as one {:8.1} µs, {:7.2} GB/s",
+            apart * 1e6,
+            rate(qkv_bytes, apart),
+            fused * 1e6,
+            rate(qkv_bytes, fused),
+        );
+        let paired = paired.map_or("(odd rows: not paired)".to_owned(), |paired| {
+            format!("{:8.1} µs, {:7.2} GB/s", paired * 1e6, rate(gate_up_bytes, paired))
+        });
+        println!(
+            "decode {shape:<16}  8B gate,up apart {:8.1} µs, {:7.2} GB/s; paired {paired}",
+            gated_apart * 1e6,
+            rate(gate_up_bytes, gated_apart),
+        );
+    }
+    for (&(ncols, nrows, what), (weight, _)) in SHAPES.iter().zip(&weights) {
+        let (x, y) = (View::new(&x.buffer, 0, ncols), View::new(&y.buffer, 0, nrows));
         let prompt = seconds_each(&gpu, &kernels, REPEATS / 4, |batch| {
-            batch.matmul(&weight, x, y, tokens, false, 1.0);
+            batch.matmul(weight, x, y, tokens, false, 1.0);
         });
         let flops = 2.0 * f64::from(ncols) * f64::from(nrows) * f64::from(tokens);
         println!(
-            "{what:>11} Q4_0 {ncols}×{nrows}: one token {:7.1} µs, {:7.2} GB/s of weights; {tokens} tokens {:8.1} µs, {:7.3} TFLOP/s",
-            decode * 1e6,
-            bytes.len() as f64 / decode / 1e9,
+            "prompt {what:>11} Q4_0 {ncols}×{nrows}: {tokens} tokens {:8.1} µs, {:7.3} TFLOP/s",
             prompt * 1e6,
             flops / prompt / 1e12,
         );

@@ -155,7 +155,7 @@ impl<'a> Batch<'a> {
     }
 
     /// Activation sparsity over `rows` rows of `n`: `max(y − mean − k · std, 0)`.
-    fn sparsify(&mut self, y: View<'a>, rows: u32, n: u32, k: f32) {
+    pub(crate) fn sparsify(&mut self, y: View<'a>, rows: u32, n: u32, k: f32) {
         let words = [rows, n, 0, y.offset, 0, 0, k.to_bits()];
         self.push(&self.kernels.altup.sparsify, vec![(3, y.buffer)], &words, [rows, 1, 1]);
     }
@@ -331,11 +331,7 @@ impl Forward<'_> {
 
         norm(batch, h, Role::FfnNorm, rows_of(&s.xn, e), false);
         let gate = rows_of(&s.gate, c.n_ff);
-        project(batch, Role::Gate, rows_of(&s.xn, e), gate);
-        if let Some(k) = plan.sparsity {
-            batch.sparsify(gate, ntok, c.n_ff, k);
-        }
-        self.gate_by_up(batch, s, index, ntok);
+        self.gate_and_up(batch, s, index, ntok, plan.sparsity);
         project(batch, Role::Down, gate, rows_of(&s.xn, e));
         norm(batch, rows_of(&s.xn, e), Role::PostFfnNorm, h, true);
 

@@ -8,7 +8,7 @@ use hearth_sdk::abi_stable::std_types::RVec;
 use hearth_sdk::{DeviceInfo, DeviceKind, PluginError, Probe};
 use wgpu::util::DeviceExt;
 
-use crate::plan::{KernelPlan, Offers};
+use crate::plan::{KernelPlan, MatvecShape, Offers};
 
 /// An adapter and the facts the probe reports about it.
 pub struct AdapterFacts {
@@ -149,8 +149,9 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
-    /// The kernels chosen for this adapter.
+    /// The kernels chosen for this adapter, and the decode product's shape.
     pub plan: KernelPlan,
+    pub matvec: MatvecShape,
     allocated: Arc<AtomicU64>,
 }
 
@@ -185,6 +186,7 @@ impl Gpu {
         let facts = find_adapter().map_err(PluginError::unsupported)?;
         let offers = facts.offers();
         let plan = facts.plan().map_err(PluginError::invalid_request)?;
+        let matvec = MatvecShape::from_env().map_err(PluginError::invalid_request)?;
         let mut features = wgpu::Features::empty();
         if offers.subgroups {
             features |= wgpu::Features::SUBGROUP;
@@ -212,6 +214,7 @@ impl Gpu {
             info: facts.info,
             limits: facts.limits,
             plan,
+            matvec,
             allocated: Arc::new(AtomicU64::new(0)),
         })
     }

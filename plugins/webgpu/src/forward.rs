@@ -308,8 +308,7 @@ impl Forward<'_> {
                 }
                 continue;
             }
-            project(batch, Role::Gate, row(&s.xn, e), row(&s.gate, c.n_ff), false);
-            self.gate_by_up(batch, s, index, ntok);
+            self.gate_and_up(batch, s, index, ntok, None);
             if arch.sandwich_norms {
                 project(batch, Role::Down, row(&s.gate, c.n_ff), row(&s.xn, e), false);
                 norm(batch, row(&s.xn, e), Role::PostFfnNorm, row(&s.h, e), true);
@@ -339,48 +338,57 @@ impl Forward<'_> {
         let (k_cache, v_cache) = (&s.k_cache[cache].buffer, &s.v_cache[cache].buffer);
         let cached_k = View::new(k_cache, pos * kv_dim, kv_dim);
         let cached_v = View::new(v_cache, pos * kv_dim, kv_dim);
-        let project = |batch: &mut Batch<'b>, role, y: View<'b>| {
-            self.project(batch, s, index, role, row(&s.xn, e), y, ntok, false);
+        let xn = row(&s.xn, e);
+        // Q, K and V before their per-head norms (QK-norm models, Gemma 3n's V), or
+        // straight into the query rows and the cache.
+        let q_out = s.q_raw.as_ref().map_or(row(&s.q, q_dim), |q_raw| row(q_raw, q_dim));
+        let k_out = s.k_raw.as_ref().map_or(cached_k, |k_raw| row(k_raw, kv_dim));
+        let v_out = s.altup.as_ref().map_or(cached_v, |altup| row(&altup.v_raw, kv_dim));
+        let computes_kv = plan.kv_layer == index as u32;
+        let outputs: &[(Role, View<'b>)] = if computes_kv {
+            &[(Role::Q, q_out), (Role::K, k_out), (Role::V, v_out)]
+        } else {
+            &[(Role::Q, q_out)]
+        };
+        match &layer.qkv {
+            Some(qkv) if computes_kv => {
+                let split = [(q_dim, q_out), (kv_dim, k_out), (kv_dim, v_out)];
+                batch.matmul_split(qkv, xn, &split, ntok);
+                for &(role, y) in outputs {
+                    self.adapt(batch, s, index, role, xn, y, ntok);
+                }
+            }
+            _ => {
+                for &(role, y) in outputs {
+                    self.project(batch, s, index, role, xn, y, ntok, false);
+                }
+            }
+        }
+        for &(role, y) in outputs {
             let bias = match role {
                 Role::Q => layer.vectors.get(Role::QBias),
                 Role::K => layer.vectors.get(Role::KBias),
-                Role::V => layer.vectors.get(Role::VBias),
-                _ => None,
+                _ => layer.vectors.get(Role::VBias),
             };
             if let Some(bias) = bias {
                 batch.add_bias(y, &bias.buffer, ntok, y.stride);
             }
-        };
+        }
         // Per-head RMSNorm, with the layer's weights or (Gemma 3n's V) unit ones.
         let head_norm = |batch: &mut Batch<'b>, x, w: &'b GpuBuffer, y, heads: u32| {
             batch.rmsnorm(x, &w.buffer, y, ntok * heads, c.head_dim, c.eps, false);
         };
-        match &s.q_raw {
-            Some(q_raw) => {
-                project(batch, Role::Q, row(q_raw, q_dim));
-                let w = layer.vector(Role::QNorm);
-                head_norm(batch, row(q_raw, q_dim), w, row(&s.q, q_dim), c.heads);
-            }
-            None => project(batch, Role::Q, row(&s.q, q_dim)),
+        if s.q_raw.is_some() {
+            head_norm(batch, q_out, layer.vector(Role::QNorm), row(&s.q, q_dim), c.heads);
         }
         let (hd, rot, base) = (c.head_dim, c.n_rot, plan.rope_base);
         let neox = c.rope_pairs == RopePairs::Halves;
-        if plan.kv_layer == index as u32 {
-            match &s.k_raw {
-                Some(k_raw) => {
-                    project(batch, Role::K, row(k_raw, kv_dim));
-                    let w = layer.vector(Role::KNorm);
-                    head_norm(batch, row(k_raw, kv_dim), w, cached_k, c.kv_heads);
-                }
-                None => project(batch, Role::K, cached_k),
+        if computes_kv {
+            if s.k_raw.is_some() {
+                head_norm(batch, k_out, layer.vector(Role::KNorm), cached_k, c.kv_heads);
             }
-            match &s.altup {
-                Some(altup) => {
-                    project(batch, Role::V, row(&altup.v_raw, kv_dim));
-                    let raw = row(&altup.v_raw, kv_dim);
-                    head_norm(batch, raw, &altup.unit_norm, cached_v, c.kv_heads);
-                }
-                None => project(batch, Role::V, cached_v),
+            if let Some(altup) = &s.altup {
+                head_norm(batch, v_out, &altup.unit_norm, cached_v, c.kv_heads);
             }
             batch.rope(cached_k, ntok, c.kv_heads, hd, rot, pos, neox, base);
         }
@@ -398,18 +406,40 @@ impl Forward<'_> {
         );
     }
 
-    /// `s.gate = act(s.gate) · up x` for layer `index`, `x` the normed `s.xn`.
-    pub(crate) fn gate_by_up<'b>(
+    /// `s.gate = act(gate x) · up x` for layer `index`, `x` the normed `s.xn`, with
+    /// Gemma 3n's activation sparsity (`sparsity`) on the gate's values: one paired
+    /// product where the layer's gate and up projections are stacked and neither an
+    /// adapter's update nor sparsity comes between the products and the activation.
+    pub(crate) fn gate_and_up<'b>(
         &'b self,
         batch: &mut Batch<'b>,
         s: &'b Scratch,
         index: usize,
         ntok: u32,
+        sparsity: Option<f32>,
     ) {
         let (c, activation) = (self.config, self.config.arch.activation);
         let (xn, gate) =
             (View::new(&s.xn.buffer, 0, c.n_embd), View::new(&s.gate.buffer, 0, c.n_ff));
-        if self.adapters.iter().any(|(adapter, _)| adapter.pair(index, Role::Up).is_some()) {
+        let adapted =
+            |role| self.adapters.iter().any(|(adapter, _)| adapter.pair(index, role).is_some());
+        match &self.weights.layers[index].gate_up {
+            Some(gate_up)
+                if sparsity.is_none()
+                    && !adapted(Role::Gate)
+                    && !adapted(Role::Up)
+                    && self.kernels.pair(ntok) =>
+            {
+                batch.matmul_paired(gate_up, xn, gate, ntok, activation);
+                return;
+            }
+            _ => {}
+        }
+        self.project(batch, s, index, Role::Gate, xn, gate, ntok, false);
+        if let Some(k) = sparsity {
+            batch.sparsify(gate, ntok, c.n_ff, k);
+        }
+        if adapted(Role::Up) {
             // An adapter's update joins the up projection before the activation's
             // product, so the two stay separate passes.
             let up = View::new(&s.up.buffer, 0, c.n_ff);
@@ -421,8 +451,8 @@ impl Forward<'_> {
         }
     }
 
-    /// `y (+)= W x` for one of layer `index`'s projections, then each adapter's
-    /// `scale · alpha/r · B (A x)` added on top, through the low-rank scratch row.
+    /// `y (+)= W x` for one of layer `index`'s projections, then each adapter's update
+    /// added on top ([`Forward::adapt`]).
     #[allow(clippy::too_many_arguments)] // the matmul's operands plus where the weight sits
     pub(crate) fn project<'b>(
         &'b self,
@@ -436,6 +466,22 @@ impl Forward<'_> {
         accumulate: bool,
     ) {
         batch.matmul(self.weights.layers[index].weight(role), x, y, ntok, accumulate, 1.0);
+        self.adapt(batch, s, index, role, x, y, ntok);
+    }
+
+    /// Each adapter's `scale · alpha/r · B (A x)` added to `y`, the output of one of layer
+    /// `index`'s projections, through the low-rank scratch row.
+    #[allow(clippy::too_many_arguments)] // the projection's operands plus where it sits
+    pub(crate) fn adapt<'b>(
+        &'b self,
+        batch: &mut Batch<'b>,
+        s: &'b Scratch,
+        index: usize,
+        role: Role,
+        x: View<'b>,
+        y: View<'b>,
+        ntok: u32,
+    ) {
         let low_rank = View::new(&s.low_rank.buffer, 0, RANK_PAD);
         for &(adapter, scale) in self.adapters {
             if let Some(pair) = adapter.pair(index, role) {

@@ -6,11 +6,12 @@ use std::collections::HashMap;
 
 use hearth_model::Activation;
 use hearth_sdk::helpers::GgmlType;
-use hearth_sdk::PluginError;
 
 use crate::altup::AltUpKernels;
 use crate::device::{Gpu, GpuBuffer};
-use crate::plan::KernelPlan;
+use crate::plan::{KernelPlan, MatvecShape};
+pub use crate::products::Routed;
+pub use crate::quantized::{Part, Weight, SUPPORTED_TYPES};
 
 const QUANT: &str = include_str!("shaders/quant.wgsl");
 const DECODERS: &str = include_str!("shaders/decode.wgsl");
@@ -19,6 +20,7 @@ pub(crate) const ROWS: &str = include_str!("shaders/rows.wgsl");
 const MATMUL_ROWS: &str = include_str!("shaders/matmul_rows.wgsl");
 const MATVEC_ROWS: &str = include_str!("shaders/matvec_rows.wgsl");
 const MATVEC: &str = include_str!("shaders/matvec.wgsl");
+const MATMUL_PAIRS: &str = include_str!("shaders/matmul_pairs.wgsl");
 const MATMUL_TILED: &str = include_str!("shaders/matmul_tiled.wgsl");
 const MATMUL_MATRIX: &str = include_str!("shaders/matmul_matrix.wgsl");
 /// What the cooperative-matrix kernel enables before anything else in its module.
@@ -38,17 +40,14 @@ const MATVEC_TOKENS: u32 = 8;
 /// tile of eight.
 const SOFTWARE_MATVEC_TOKENS: u32 = 1;
 
-/// Weight types the kernels read in their stored form.
-pub const SUPPORTED_TYPES: [GgmlType; 11] = hearth_model::arch::TENSOR_TYPES;
-
 /// Dispatches per submission: a batch goes to the queue in pieces of this many, so the
 /// GPU runs the first layers while the CPU encodes the rest. On an H100 a decode step
 /// of a 1B model (some 200 dispatches) ran 8–16 % faster in pieces of 40 than whole.
 const SUBMIT_DISPATCHES: usize = 40;
 
 /// Bytes reserved per dispatch in the parameter buffer; a parameter block is at most
-/// 64 bytes, the rest is the device's uniform offset alignment.
-const PARAM_BYTES: u64 = 64;
+/// 128 bytes, the rest is the device's uniform offset alignment.
+const PARAM_BYTES: u64 = 128;
 
 /// The `decode` function of `ty`, cut from decode.wgsl (sections start with `//! TYPE`).
 fn decoder(ty: GgmlType) -> &'static str {
@@ -95,11 +94,11 @@ pub(crate) fn pipeline(gpu: &Gpu, label: &str, source: &str, entry: &str) -> wgp
 }
 
 /// A matrix-product kernel for every weight type, and the rows and tokens one of its
-/// workgroups covers.
-struct Product {
-    pipelines: HashMap<GgmlType, wgpu::ComputePipeline>,
-    rows: u32,
-    tokens: u32,
+/// workgroups covers (kernel rows: a paired product has two per output row).
+pub(crate) struct Product {
+    pub(crate) pipelines: HashMap<GgmlType, wgpu::ComputePipeline>,
+    pub(crate) rows: u32,
+    pub(crate) tokens: u32,
 }
 
 /// The value of `const NAME: u32 = Nu;` in a kernel's source: each product kernel says
@@ -111,6 +110,22 @@ fn shader_constant(source: &str, name: &str) -> u32 {
         .and_then(|at| source[at..].split_once("u;"))
         .and_then(|(value, _)| value.parse().ok())
         .unwrap_or_else(|| panic!("a product kernel declares `{declaration}Nu;`"))
+}
+
+/// `source` with `const NAME: u32 = …u;` set to each of `values`: how the host gives a
+/// kernel a shape chosen at run time while the file keeps the defaults.
+fn with_constants(source: &str, values: &[(&str, u32)]) -> String {
+    let mut source = source.to_owned();
+    for &(name, value) in values {
+        let declaration = format!("const {name}: u32 = ");
+        let start = source.find(&declaration).map(|at| at + declaration.len());
+        let end = start.and_then(|at| source[at..].find("u;").map(|end| at + end));
+        let (Some(start), Some(end)) = (start, end) else {
+            panic!("the kernel declares `{declaration}Nu;`");
+        };
+        source.replace_range(start..end, &value.to_string());
+    }
+    source
 }
 
 /// The source of a product kernel for weights of type `ty`: the `enable` directives it
@@ -142,6 +157,9 @@ pub struct Kernels {
     many: Option<Product>,
     /// The most tokens a product takes `few` for, where there is `many`.
     few_tokens: u32,
+    /// Paired products (gate and up in one, quant.wgsl's `paired`) where `many` does
+    /// not compute them: the software plan's one row per invocation.
+    pairs: Option<Product>,
     get_rows: HashMap<GgmlType, wgpu::ComputePipeline>,
     rmsnorm: wgpu::ComputePipeline,
     rope: wgpu::ComputePipeline,
@@ -152,18 +170,28 @@ pub struct Kernels {
     scale_rows: wgpu::ComputePipeline,
     pub(crate) route: wgpu::ComputePipeline,
     pub(crate) altup: AltUpKernels,
-    /// What plain products bind where routed ones bind their routing (quant.wgsl).
-    unrouted: GpuBuffer,
+    /// What plain products bind where routed ones bind their routing, and where
+    /// products of several segments bind the second and third (quant.wgsl): two
+    /// buffers, as two writable bindings may not alias.
+    pub(crate) unrouted: GpuBuffer,
+    pub(crate) unsegmented: [GpuBuffer; 2],
 }
 
 impl Kernels {
-    /// The pipelines of `plan`; a plan with subgroups needs a device that has them.
+    /// The pipelines of `plan`, with the decode product of the device's shape; a plan
+    /// with subgroups needs a device that has them.
     pub fn new(gpu: &Gpu, plan: KernelPlan) -> Self {
-        let (few, many, few_tokens) = match plan {
+        Self::with_matvec(gpu, plan, gpu.matvec)
+    }
+
+    /// [`Kernels::new`] with the GPU plan's decode product of shape `matvec`.
+    pub fn with_matvec(gpu: &Gpu, plan: KernelPlan, matvec: MatvecShape) -> Self {
+        let (few, many, few_tokens, pairs) = match plan {
             KernelPlan::Software => (
                 Product::new(gpu, "", MATVEC_ROWS, "matvec_rows"),
                 Some(Product::new(gpu, "", MATMUL_ROWS, "matmul")),
                 SOFTWARE_MATVEC_TOKENS,
+                Some(Product::new(gpu, "", MATMUL_PAIRS, "matmul_pairs")),
             ),
             KernelPlan::Gpu { subgroups, matrices } => {
                 let reduce = if subgroups { REDUCE_SUBGROUP } else { REDUCE_SHARED };
@@ -172,8 +200,9 @@ impl Kernels {
                 } else {
                     Product::new(gpu, "", MATMUL_TILED, "matmul_tiled")
                 };
-                let few = Product::new(gpu, "", &format!("{MATVEC}\n{reduce}"), "matvec");
-                (few, Some(many), MATVEC_TOKENS)
+                let shape = [("ROWS", matvec.rows), ("WG", matvec.width)];
+                let matvec = with_constants(&format!("{MATVEC}\n{reduce}"), &shape);
+                (Product::new(gpu, "", &matvec, "matvec"), Some(many), MATVEC_TOKENS, None)
             }
         };
         let get_rows = SUPPORTED_TYPES
@@ -188,6 +217,7 @@ impl Kernels {
             few,
             many,
             few_tokens,
+            pairs,
             get_rows,
             rmsnorm: pipeline(gpu, "rmsnorm", NORM, "rmsnorm"),
             rope: pipeline(gpu, "rope", include_str!("shaders/rope.wgsl"), "rope"),
@@ -204,129 +234,29 @@ impl Kernels {
             route: pipeline(gpu, "route", ROUTE, "route_tokens"),
             altup: AltUpKernels::new(gpu),
             unrouted: gpu.storage("unrouted", 16),
+            unsegmented: [gpu.storage("unsegmented", 16), gpu.storage("unsegmented", 16)],
         }
     }
-}
 
-/// The largest part of a weight the device binds.
-fn part_limit(gpu: &Gpu) -> u64 {
-    gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size) - 8
-}
-
-/// One buffer range of a weight: whole rows, so every part is a matrix of its own.
-pub struct Part {
-    pub buffer: GpuBuffer,
-    pub row0: u32,
-    pub rows: u32,
-}
-
-/// A 2-D weight in its GGUF encoding, on the device: one matrix, or `matrices` of
-/// `nrows / matrices` rows each, stacked (a mixture of experts' 3-D tensor), which no
-/// part splits.
-pub struct Weight {
-    pub ty: GgmlType,
-    pub ncols: u32,
-    pub nrows: u32,
-    pub matrices: u32,
-    pub parts: Vec<Part>,
-}
-
-impl Weight {
-    /// Upload `bytes` (rows of `ncols` elements of `ty`), split into parts no larger than
-    /// the device's storage binding limit.
-    pub fn upload(
-        gpu: &Gpu,
-        name: &str,
-        ty: GgmlType,
-        ncols: u64,
-        nrows: u64,
-        bytes: &[u8],
-    ) -> Result<Self, PluginError> {
-        Self::upload_in_parts(gpu, name, ty, [ncols, nrows], bytes, part_limit(gpu))
-    }
-
-    /// Upload `shape[2]` stacked matrices of `shape[1]` rows of `shape[0]` elements (a
-    /// 3-D expert tensor), split into parts of whole matrices.
-    pub fn upload_stacked(
-        gpu: &Gpu,
-        name: &str,
-        ty: GgmlType,
-        shape: [u64; 3],
-        bytes: &[u8],
-    ) -> Result<Self, PluginError> {
-        Self::upload_matrices(gpu, name, ty, shape, bytes, part_limit(gpu))
-    }
-
-    /// [`Weight::upload`] with parts of at most `part_limit` bytes (tests use a small
-    /// limit to exercise splitting without a huge tensor).
-    pub fn upload_in_parts(
-        gpu: &Gpu,
-        name: &str,
-        ty: GgmlType,
-        shape: [u64; 2],
-        bytes: &[u8],
-        part_limit: u64,
-    ) -> Result<Self, PluginError> {
-        let [ncols, nrows] = shape;
-        Self::upload_matrices(gpu, name, ty, [ncols, nrows, 1], bytes, part_limit)
-    }
-
-    /// `shape[2]` matrices of `shape[1]` rows of `shape[0]` elements, stacked, in parts
-    /// of at most `part_limit` bytes (or one matrix, where a matrix is larger) that
-    /// hold whole matrices.
-    pub fn upload_matrices(
-        gpu: &Gpu,
-        name: &str,
-        ty: GgmlType,
-        shape: [u64; 3],
-        bytes: &[u8],
-        part_limit: u64,
-    ) -> Result<Self, PluginError> {
-        let [ncols, matrix_rows, matrices] = shape;
-        let nrows = matrix_rows * matrices;
-        if !SUPPORTED_TYPES.contains(&ty) {
-            return Err(PluginError::unsupported(format!(
-                "tensor `{name}` has type {ty}, which the WebGPU kernels do not read"
-            )));
+    /// The product kernel for `ntok` tokens, and for a paired product; `None` where
+    /// that kernel's workgroups cannot hold a pair (a decode product of odd rows).
+    pub(crate) fn product(&self, ntok: u32, paired: bool) -> Option<&Product> {
+        let (product, pairs) = match &self.many {
+            Some(many) if ntok > self.few_tokens => (many, self.pairs.as_ref()),
+            _ => (&self.few, None),
+        };
+        match (paired, pairs) {
+            (false, _) => Some(product),
+            (true, Some(pairs)) => Some(pairs),
+            (true, None) => (product.rows % 2 == 0).then_some(product),
         }
-        let (block, block_bytes) = ty.block();
-        // The kernels expand 32 elements at a time, within a block of the type.
-        let multiple = block.max(32);
-        if ncols % multiple != 0 || ncols > u64::from(u32::MAX) || nrows > u64::from(u32::MAX) {
-            return Err(PluginError::unsupported(format!(
-                "tensor `{name}` ({ty}) has rows of {ncols} elements; the kernels need a multiple of {multiple}"
-            )));
-        }
-        let row_bytes = ncols / block * block_bytes;
-        let together = if matrices > 1 { matrix_rows } else { 1 };
-        let rows_per_part = (part_limit / row_bytes / together).max(1) * together;
-        let mut parts = Vec::new();
-        let mut row0 = 0;
-        while row0 < nrows {
-            let rows = rows_per_part.min(nrows - row0);
-            let start = (row0 * row_bytes) as usize;
-            let chunk = bytes.get(start..start + (rows * row_bytes) as usize).ok_or_else(|| {
-                PluginError::model_file(format!("tensor `{name}` is shorter than its shape"))
-            })?;
-            parts.push(Part {
-                buffer: gpu.upload(name, chunk),
-                row0: row0 as u32,
-                rows: rows as u32,
-            });
-            row0 += rows;
-        }
-        Ok(Self { ty, ncols: ncols as u32, nrows: nrows as u32, matrices: matrices as u32, parts })
     }
-}
 
-/// Which matrix of a stacked weight a routed product multiplies by: the expert that
-/// slot `slot` of `route` names (route.wgsl writes them), its output scaled by that
-/// slot's weight when `weighted`.
-#[derive(Clone, Copy)]
-pub struct Routed<'a> {
-    pub route: &'a wgpu::Buffer,
-    pub slot: u32,
-    pub weighted: bool,
+    /// Whether a product of `ntok` tokens can compute a gated feed-forward's gate and
+    /// up projections at once ([`Batch::matmul_paired`]).
+    pub fn pair(&self, ntok: u32) -> bool {
+        self.product(ntok, true).is_some()
+    }
 }
 
 /// A matrix of f32 rows inside a buffer: row `t` starts at `offset + t * stride`.
@@ -444,7 +374,7 @@ pub struct Batch<'a> {
 }
 
 /// Work groups for `count` items when one dimension holds at most 65535.
-fn split_groups(count: u32) -> [u32; 2] {
+pub(crate) fn split_groups(count: u32) -> [u32; 2] {
     [count.min(65535), count.div_ceil(65535)]
 }
 
@@ -466,92 +396,6 @@ impl<'a> Batch<'a> {
         self.params.extend(words.iter().flat_map(|word| word.to_le_bytes()));
         self.params.resize((at + self.stride) as usize, 0);
         self.ops.push(Op { pipeline, bindings, params: at, groups });
-    }
-
-    /// `y[t] (+)= scale · W · x[t]` for `ntok` tokens.
-    pub fn matmul(
-        &mut self,
-        w: &'a Weight,
-        x: View<'a>,
-        y: View<'a>,
-        ntok: u32,
-        accumulate: bool,
-        scale: f32,
-    ) {
-        self.product(w, x, y, ntok, u32::from(accumulate), scale, None);
-    }
-
-    /// `gate[t] = act(gate[t]) · W · x[t]`: a gated feed-forward's up projection with
-    /// the activation of the gate projection already in `gate`, in one pass.
-    pub fn matmul_gated(
-        &mut self,
-        w: &'a Weight,
-        x: View<'a>,
-        gate: View<'a>,
-        ntok: u32,
-        activation: Activation,
-    ) {
-        let output = if activation == Activation::GeluTanh { 3 } else { 2 };
-        self.product(w, x, gate, ntok, output, 1.0, None);
-    }
-
-    /// A matrix product whose results `store` (quant.wgsl) writes as `output` says; a
-    /// routed one multiplies by the matrix of the expert in its slot of the routing.
-    #[allow(clippy::too_many_arguments)] // the kernel's parameters, one each
-    pub(crate) fn product(
-        &mut self,
-        w: &'a Weight,
-        x: View<'a>,
-        y: View<'a>,
-        ntok: u32,
-        output: u32,
-        scale: f32,
-        routed: Option<Routed<'a>>,
-    ) {
-        let kernels = self.kernels;
-        let product = match &kernels.many {
-            Some(many) if ntok > kernels.few_tokens => many,
-            _ => &kernels.few,
-        };
-        let pipeline = &product.pipelines[&w.ty];
-        let matrix_rows = w.nrows / w.matrices;
-        for part in &w.parts {
-            // A routed product computes one matrix's rows; a plain one the part's.
-            let (rows, row0, route, route_words) = match routed {
-                Some(r) => (
-                    matrix_rows,
-                    0,
-                    r.route,
-                    [
-                        r.slot,
-                        part.row0 / matrix_rows,
-                        part.rows / matrix_rows,
-                        u32::from(r.weighted),
-                    ],
-                ),
-                None => (part.rows, part.row0, &kernels.unrouted.buffer, [u32::MAX, 0, 0, 0]),
-            };
-            let [gx, gy] = split_groups(rows.div_ceil(product.rows));
-            let [slot, expert0, experts, weighted] = route_words;
-            let words = [
-                rows,
-                w.ncols,
-                ntok,
-                row0,
-                x.offset,
-                x.stride,
-                y.offset,
-                y.stride,
-                output,
-                scale.to_bits(),
-                slot,
-                expert0,
-                experts,
-                weighted,
-            ];
-            let bindings = vec![(1, &part.buffer.buffer), (2, x.buffer), (3, y.buffer), (5, route)];
-            self.push(pipeline, bindings, &words, [gx, gy, ntok.div_ceil(product.tokens)]);
-        }
     }
 
     /// `y[t] = W[ids[t]]`: embedding rows for `ntok` token ids.
@@ -755,39 +599,67 @@ impl AttentionShape {
 mod tests {
     use super::*;
 
+    /// Checks `source` with naga, the compiler wgpu uses, and writes it as SPIR-V, as
+    /// wgpu's Vulkan backend would.
+    fn compile_to_spir_v(what: &str, source: &str) {
+        let module = naga::front::wgsl::parse_str(source)
+            .unwrap_or_else(|error| panic!("{what}: {}", error.emit_to_string(source)));
+        let info = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::all(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|error| panic!("{what}: {}", error.emit_to_string(source)));
+        let words =
+            naga::back::spv::write_vec(&module, &info, &naga::back::spv::Options::default(), None)
+                .unwrap_or_else(|error| panic!("{what}: {error}"));
+        assert!(words.len() > 100, "{what}: {} SPIR-V words", words.len());
+    }
+
     /// The cooperative-matrix kernel runs only on adapters that have such matrices,
-    /// which the machines the tests run on may lack; here naga, the compiler wgpu uses,
-    /// checks it for every weight type and writes it as SPIR-V, as wgpu's Vulkan
-    /// backend would.
+    /// which the machines the tests run on may lack.
     #[test]
     fn the_cooperative_matrix_kernel_of_every_weight_type_validates_and_compiles_to_spir_v() {
         for ty in SUPPORTED_TYPES {
             let source = product_source(MATRIX_DIRECTIVES, MATMUL_MATRIX, ty);
-            let module = naga::front::wgsl::parse_str(&source)
-                .unwrap_or_else(|error| panic!("{ty}: {}", error.emit_to_string(&source)));
-            let info = naga::valid::Validator::new(
-                naga::valid::ValidationFlags::all(),
-                naga::valid::Capabilities::all(),
-            )
-            .validate(&module)
-            .unwrap_or_else(|error| panic!("{ty}: {}", error.emit_to_string(&source)));
-            let words = naga::back::spv::write_vec(
-                &module,
-                &info,
-                &naga::back::spv::Options::default(),
-                None,
-            )
-            .unwrap_or_else(|error| panic!("{ty}: {error}"));
-            assert!(words.len() > 100, "{ty}: {} SPIR-V words", words.len());
+            compile_to_spir_v(&format!("{ty}"), &source);
+        }
+    }
+
+    #[test]
+    fn the_decode_product_of_every_shape_the_variable_takes_validates_with_either_reduction() {
+        for rows in 1..=4 {
+            for width in [16, 32, 64, 128, 256] {
+                for reduce in [REDUCE_SUBGROUP, REDUCE_SHARED] {
+                    let shape = [("ROWS", rows), ("WG", width)];
+                    let kernel = with_constants(&format!("{MATVEC}\n{reduce}"), &shape);
+                    assert_eq!(shader_constant(&kernel, "ROWS"), rows);
+                    let source = product_source("", &kernel, GgmlType::Q4_0);
+                    compile_to_spir_v(&format!("rows {rows}, width {width}"), &source);
+                }
+            }
         }
     }
 
     #[test]
     fn each_product_kernel_says_how_many_rows_and_tokens_a_workgroup_covers() {
-        assert_eq!(shader_constant(MATVEC, "ROWS"), 4);
+        let defaults = MatvecShape::default();
+        assert_eq!(shader_constant(MATVEC, "ROWS"), defaults.rows);
+        assert_eq!(shader_constant(MATVEC, "WG"), defaults.width);
         assert_eq!(shader_constant(MATMUL_MATRIX, "TOKENS"), 32);
         assert_eq!(shader_constant(MATMUL_ROWS, "ROWS"), 64);
+        assert_eq!(shader_constant(MATMUL_PAIRS, "ROWS"), 128);
         let run = shader_constant(MATVEC_ROWS, "RUN");
         assert_eq!(shader_constant(MATVEC_ROWS, "ROWS"), run * shader_constant(MATVEC_ROWS, "WG"));
+    }
+
+    #[test]
+    fn substituted_constants_replace_only_the_named_declarations() {
+        let source = "const WG: u32 = 32u;\nconst ROWS: u32 = 4u;\nconst TOKENS: u32 = 1u;\n";
+        let changed = with_constants(source, &[("ROWS", 2), ("WG", 128)]);
+        assert_eq!(
+            changed,
+            "const WG: u32 = 128u;\nconst ROWS: u32 = 2u;\nconst TOKENS: u32 = 1u;\n"
+        );
     }
 }

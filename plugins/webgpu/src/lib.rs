@@ -26,6 +26,8 @@ pub mod lora;
 pub mod memory;
 pub mod model;
 pub mod plan;
+pub mod products;
+pub mod quantized;
 pub mod weights;
 
 use hearth_sdk::abi_stable::std_types::{RString, RVec};

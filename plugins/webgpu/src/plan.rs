@@ -9,11 +9,82 @@
 //! has them. `HEARTH_WEBGPU_KERNELS=gpu|gpu-without-matrices|software`
 //! overrides the choice, so every plan can be tested and timed on any adapter that can
 //! run it.
+//!
+//! `HEARTH_WEBGPU_MATVEC=rows=R,width=W` sets the shape of the GPU plan's decode
+//! product (matvec.wgsl): R output rows per workgroup (1 to 4) and W invocations per
+//! workgroup (a power of two from 16 to 256); a key left out keeps its default,
+//! `rows=4,width=32`. The host writes them into the kernel's source when it builds the
+//! pipelines, so shapes can be compared on a GPU without rebuilding
+//! (`examples/kernel_speed.rs` sweeps several in one run).
 
 use std::fmt;
 
 /// The environment variable that overrides the plan chosen from the adapter.
 pub const PLAN_VARIABLE: &str = "HEARTH_WEBGPU_KERNELS";
+
+/// The environment variable that sets the decode product's shape ([`MatvecShape`]).
+pub const MATVEC_VARIABLE: &str = "HEARTH_WEBGPU_MATVEC";
+
+/// The shape of the GPU plan's decode product: output rows per workgroup and
+/// invocations per workgroup. Fewer rows give more workgroups, so more bytes in flight
+/// on a large GPU; more rows read each input chunk for more rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatvecShape {
+    pub rows: u32,
+    pub width: u32,
+}
+
+impl Default for MatvecShape {
+    /// matvec.wgsl's own values.
+    fn default() -> Self {
+        Self { rows: 4, width: 32 }
+    }
+}
+
+impl MatvecShape {
+    /// The shape [`MATVEC_VARIABLE`] sets, or the default where it is unset.
+    pub fn from_env() -> Result<Self, String> {
+        match std::env::var(MATVEC_VARIABLE) {
+            Ok(value) => Self::parse(&value),
+            Err(_) => Ok(Self::default()),
+        }
+    }
+
+    /// `rows=R,width=W`, either key left out for its default; `Err` names the variable
+    /// and says what it takes.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let refuse = |why: &str| {
+            format!(
+                "{MATVEC_VARIABLE} is `{value}`: {why}; it takes `rows=R,width=W` with R from 1 to 4 and W a power of two from 16 to 256"
+            )
+        };
+        let mut shape = Self::default();
+        for setting in value.split(',').map(str::trim).filter(|setting| !setting.is_empty()) {
+            let (key, number) = setting
+                .split_once('=')
+                .ok_or_else(|| refuse(&format!("`{setting}` is not `key=value`")))?;
+            let number: u32 = number
+                .trim()
+                .parse()
+                .map_err(|_| refuse(&format!("`{number}` is not a number")))?;
+            match key.trim() {
+                "rows" if (1..=4).contains(&number) => shape.rows = number,
+                "width" if number.is_power_of_two() && (16..=256).contains(&number) => {
+                    shape.width = number;
+                }
+                "rows" | "width" => return Err(refuse(&format!("{key} {number} is out of range"))),
+                other => return Err(refuse(&format!("there is no key `{other}`"))),
+            }
+        }
+        Ok(shape)
+    }
+}
+
+impl fmt::Display for MatvecShape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rows={},width={}", self.rows, self.width)
+    }
+}
 
 /// The kernels a device runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +191,25 @@ mod tests {
         assert_eq!(KernelPlan::parse("software", ALL), Ok(KernelPlan::Software));
         let error = KernelPlan::parse("fast", ALL).unwrap_err();
         assert!(error.contains("`fast`"), "{error}");
+    }
+
+    #[test]
+    fn a_decode_shape_takes_rows_and_width_in_any_order_and_keeps_defaults_for_keys_left_out() {
+        let shape = |rows, width| Ok(MatvecShape { rows, width });
+        assert_eq!(MatvecShape::parse("rows=2,width=64"), shape(2, 64));
+        assert_eq!(MatvecShape::parse(" width = 128 , rows = 1 "), shape(1, 128));
+        assert_eq!(MatvecShape::parse("rows=1"), shape(1, 32));
+        assert_eq!(MatvecShape::parse(""), Ok(MatvecShape::default()));
+        let text = MatvecShape { rows: 3, width: 16 }.to_string();
+        assert_eq!(MatvecShape::parse(&text), shape(3, 16));
+    }
+
+    #[test]
+    fn a_bad_decode_shape_is_refused_naming_the_variable() {
+        for bad in ["rows=0", "rows=5", "width=48", "width=512", "depth=2", "rows", "rows=two"] {
+            let error = MatvecShape::parse(bad).unwrap_err();
+            assert!(error.contains(MATVEC_VARIABLE) && error.contains(bad), "{error}");
+        }
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! GGUF encoding, vectors (norms and
 //! biases) are expanded to f32.
 //!
+//! Q, K and V, and the gate and up projections, are uploaded stacked where they share a
+//! type and width, so one product computes each group.
+//!
 //! A tensor type the kernels cannot read is refused here, at load, with an
 //! `Unsupported` error naming it, so the router falls back before memory is spent.
 
@@ -13,12 +16,18 @@ use hearth_sdk::PluginError;
 
 use crate::device::{Gpu, GpuBuffer};
 use crate::kernels::{Weight, SUPPORTED_TYPES};
+use crate::quantized::part_limit;
 
 /// One transformer block's weights by role.
 #[derive(Default)]
 pub struct Layer {
     pub matrices: LayerTensors<Weight>,
     pub vectors: LayerTensors<GpuBuffer>,
+    /// Q, K and V stacked in one weight, where they share a type and width and fit one
+    /// buffer (`matrices` then holds views of its rows).
+    pub qkv: Option<Weight>,
+    /// The gate projection stacked on the up projection, likewise.
+    pub gate_up: Option<Weight>,
 }
 
 impl Layer {
@@ -141,6 +150,50 @@ fn square_matrices(
         .collect()
 }
 
+/// Upload the matrices of `roles` of layer `index` as one weight (see
+/// [`Weight::upload_stack`]) and insert views of it into `layer` by role; `None`, with
+/// nothing uploaded, where a role is not a plain matrix of the layer or the roles differ
+/// in type or width or do not fit one buffer together.
+fn stack(
+    gpu: &Gpu,
+    gguf: &Gguf,
+    config: &Config,
+    layer: &mut Layer,
+    index: u32,
+    roles: &[Role],
+) -> Result<Option<Weight>, PluginError> {
+    let mut matrices = Vec::with_capacity(roles.len());
+    for &role in roles {
+        let shape = config.layer_tensors().find(|&(r, _)| r == role).map(|(_, shape)| shape);
+        let Some(Shape::Matrix { inputs, outputs }) = shape else { return Ok(None) };
+        let name = gguf_layer_name(index, role);
+        let info = tensor(gguf, &name)?;
+        if info.dims != [u64::from(inputs), u64::from(outputs)] {
+            return Err(PluginError::model_file(format!(
+                "tensor `{name}` has shape {:?}, expected [{inputs}, {outputs}]",
+                info.dims
+            )));
+        }
+        matrices.push(info);
+    }
+    let first = matrices[0];
+    if matrices.iter().any(|info| info.ty != first.ty || info.dims[0] != first.dims[0]) {
+        return Ok(None);
+    }
+    let rows: Vec<(u64, &[u8])> =
+        matrices.iter().map(|info| (info.dims[1], gguf.tensor_data(info))).collect();
+    let name = format!(
+        "blk.{index}.{}",
+        roles.iter().map(|r| r.gguf_name()).collect::<Vec<_>>().join("+")
+    );
+    let stacked =
+        Weight::upload_stack(gpu, &name, first.ty, first.dims[0], &rows, part_limit(gpu))?;
+    Ok(stacked.map(|(whole, views)| {
+        roles.iter().zip(views).for_each(|(&role, view)| layer.matrices.insert(role, view));
+        whole
+    }))
+}
+
 /// Upload a vector as f32 plus `offset` (vectors are tiny; expanding them costs nothing).
 fn vector(
     gpu: &Gpu,
@@ -170,9 +223,13 @@ impl Weights {
         let mut layers = Vec::with_capacity(config.n_layer as usize);
         for index in 0..config.n_layer {
             let mut layer = Layer::default();
+            layer.qkv = stack(gpu, gguf, config, &mut layer, index, &[Role::Q, Role::K, Role::V])?;
+            layer.gate_up = stack(gpu, gguf, config, &mut layer, index, &[Role::Gate, Role::Up])?;
             for (role, shape) in config.layer_tensors() {
                 let name = gguf_layer_name(index, role);
                 match shape {
+                    // Uploaded in a stack above.
+                    Shape::Matrix { .. } if layer.matrices.get(role).is_some() => {}
                     // AltUp's coefficient matrices are `streams` wide: the AltUp kernels
                     // read them whole, in f32.
                     Shape::Matrix { inputs, outputs }

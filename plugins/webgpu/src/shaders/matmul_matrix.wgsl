@@ -10,6 +10,7 @@
 // Every matrix is column-major: element (i, j) of a matrix at `m` with stride s is
 // m[j * s + i]. A (16 rows × 16 columns) comes from wt, B (16 columns × 16 tokens)
 // from xt, C (16 rows × 16 tokens) goes to yt.
+// A paired product's gate and up rows alternate, so a row's sum sits beside its pair's.
 
 // The rows and tokens a workgroup covers (the host reads them from here).
 const ROWS: u32 = 64u;
@@ -39,7 +40,7 @@ fn matmul_matrix(
     // Invocations 0..64 decode row `lid` (past the last row they decode that row again;
     // its sums are not written); 64..128 copy 16 inputs of token (lid − 64) / 2.
     let own_row = min(row0 + lid, p.rows - 1u);
-    let row_base = (matrix_row0() + own_row) * (p.ncols / BLOCK_ELEMS) * BLOCK_BYTES;
+    let row_base = weight_row(own_row) * (p.ncols / BLOCK_ELEMS) * BLOCK_BYTES;
     let x_token = (lid - 64u) / 2u;
     let x_half = lid % 2u;
     let x_valid = lid >= 64u && t0 + x_token < p.ntok;
@@ -85,7 +86,7 @@ fn matmul_matrix(
         let t = t0 + i / ROWS;
         let row = row0 + i % ROWS;
         if (t < p.ntok && row < p.rows) {
-            store(p.y_off + t * p.y_stride + p.row0 + row, yt[i]);
+            store_sum(t, p.row0 + row, yt[i], yt[min(i + 1u, ROWS * TOKENS - 1u)]);
         }
     }
 }

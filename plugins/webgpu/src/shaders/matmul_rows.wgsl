@@ -31,6 +31,6 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) 
         }
     }
     for (var t = 0u; t < tiles; t++) {
-        store(p.y_off + (t0 + t) * p.y_stride + p.row0 + row, acc[t]);
+        store(t0 + t, p.row0 + row, acc[t]);
     }
 }

@@ -3,6 +3,7 @@
 // the chunk of every row of the tile into workgroup memory, one row each, and copy the
 // tokens' 32 inputs beside it; each decoded weight then serves TOKENS tokens instead of
 // being decoded again per token, and each invocation accumulates 4 rows × 8 tokens.
+// A paired product's gate and up rows alternate, so one invocation holds both sums.
 
 // The rows and tokens a workgroup covers (the host reads them from here).
 const ROWS: u32 = 64u;
@@ -23,7 +24,7 @@ fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     let nblocks = p.ncols / 32u;
     // Invocations past the last row decode that row again; their sums are not written.
     let own_row = min(row0 + lid, p.rows - 1u);
-    let row_base = (matrix_row0() + own_row) * (p.ncols / BLOCK_ELEMS) * BLOCK_BYTES;
+    let row_base = weight_row(own_row) * (p.ncols / BLOCK_ELEMS) * BLOCK_BYTES;
     // Each invocation copies 16 inputs of one token: half `lid % 2` of its chunk.
     let x_token = lid / 2u;
     let x_half = lid % 2u;
@@ -72,7 +73,7 @@ fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
         for (var c = 0u; c < 4u; c++) {
             let row = row0 + rg * 4u + c;
             if (t < p.ntok && row < p.rows) {
-                store(p.y_off + t * p.y_stride + p.row0 + row, acc[j][c]);
+                store_sum(t, p.row0 + row, acc[j][c], acc[j][min(c + 1u, 3u)]);
             }
         }
     }

@@ -1,22 +1,24 @@
-// The GPU plan's matrix product for a few tokens (a decode step): a workgroup computes
-// ROWS output rows of one token. Its invocations take the rows' 32-element chunks in
-// turn, so neighbours read neighbouring bytes (coalesced); each loads a chunk of the
-// token's input once and uses it for all ROWS rows (the input is read ROWS times less
-// than with a workgroup per row), keeps one partial sum per row in a vector, and
-// `reduce` (the subgroup or the workgroup-memory variant, chosen by the host) adds the
-// four up in one pass.
+// The GPU plan's matrix product for a few tokens (a decode step): a workgroup of WG
+// invocations computes ROWS output rows of one token. Its invocations take the rows'
+// 32-element chunks in turn, so neighbours read neighbouring bytes (coalesced); each
+// loads a chunk of the token's input once and uses it for all ROWS rows (the input is
+// read ROWS times less than with a workgroup per row), keeps one partial sum per row in
+// a vector, and `reduce` (the subgroup or the workgroup-memory variant, chosen by the
+// host) adds them up in one pass. A paired product's gate and up rows alternate, so
+// with ROWS even a workgroup holds both sums of each of its pairs.
 //
-// 32 invocations, not 64: on an H100 a 4096-wide row then gives each invocation four
+// WG and ROWS are the defaults the host substitutes (plan.rs, `MatvecShape`): 32
+// invocations, not 64: on an H100 a 4096-wide row then gives each invocation four
 // chunks instead of two, and the products of an 8B model's layer ran 3–4× faster
 // (docs/BENCHMARKS.md, 2026-12-05 evening); a reduction over one NVIDIA subgroup also
-// needs no workgroup memory round.
+// needs no workgroup memory round. ROWS is at most 4 (the sums are one vector).
 
 const WG: u32 = 32u;
 // The rows and tokens a workgroup covers (the host reads them from here).
 const ROWS: u32 = 4u;
 const TOKENS: u32 = 1u;
 
-@compute @workgroup_size(32)
+@compute @workgroup_size(WG)
 fn matvec(@builtin(workgroup_id) wid: vec3<u32>, lanes: Lanes) {
     let row0 = (wid.x + wid.y * 65535u) * ROWS;
     if (row0 >= p.rows) {
@@ -28,7 +30,6 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, lanes: Lanes) {
     let x0 = (p.x_off + t * p.x_stride) / 4u;
     // Rows past the last one read the last row again; their sums are not stored.
     let last = p.rows - 1u;
-    let matrix0 = matrix_row0();
     var acc = vec4<f32>(0.0);
     for (var b = lanes.lid; b < nblocks; b += WG) {
         var xv: array<vec4<f32>, 8>;
@@ -36,7 +37,7 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, lanes: Lanes) {
             xv[k] = x[x0 + b * 8u + k];
         }
         for (var r = 0u; r < ROWS; r++) {
-            decode((matrix0 + min(row0 + r, last)) * row_bytes, b);
+            decode(weight_row(min(row0 + r, last)) * row_bytes, b);
             var s = 0.0;
             for (var k = 0u; k < 8u; k++) {
                 s += dot(wv[k], xv[k]);
@@ -47,6 +48,6 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, lanes: Lanes) {
     let total = reduce(lanes, acc);
     let r = lanes.lid;
     if (r < ROWS && row0 + r <= last) {
-        store(p.y_off + t * p.y_stride + p.row0 + row0 + r, total[r]);
+        store_sum(t, p.row0 + row0 + r, total[r], total[min(r + 1u, 3u)]);
     }
 }

@@ -1,6 +1,7 @@
 // The software plan's matrix product for a few tokens (a decode step; plan.rs says
 // when the software plan is used): one pass per token, each invocation computing RUN
-// neighbouring output rows.
+// neighbouring output rows (RUN is even, so a paired product's gate and up rows,
+// which alternate, meet in one invocation).
 //
 // lavapipe loads storage buffers one lane at a time, so loads, not arithmetic, are
 // what a product costs there (an invocation doing the same arithmetic on values it
@@ -26,7 +27,6 @@ fn matvec_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let row_bytes = (p.ncols / BLOCK_ELEMS) * BLOCK_BYTES;
     let x0 = (p.x_off + t * p.x_stride) / 4u;
     let last = p.rows - 1u;
-    let matrix0 = matrix_row0();
     var acc: array<f32, RUN>;
     for (var b = 0u; b < nblocks; b++) {
         var xv: array<vec4<f32>, 8>;
@@ -34,7 +34,7 @@ fn matvec_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
             xv[k] = x[x0 + b * 8u + k];
         }
         for (var r = 0u; r < RUN; r++) {
-            decode((matrix0 + min(row0 + r, last)) * row_bytes, b);
+            decode(weight_row(min(row0 + r, last)) * row_bytes, b);
             var s = 0.0;
             for (var k = 0u; k < 8u; k++) {
                 s += dot(wv[k], xv[k]);
@@ -44,7 +44,7 @@ fn matvec_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     }
     for (var r = 0u; r < RUN; r++) {
         if (row0 + r <= last) {
-            store(p.y_off + t * p.y_stride + p.row0 + row0 + r, acc[r]);
+            store_sum(t, p.row0 + row0 + r, acc[r], acc[min(r + 1u, RUN - 1u)]);
         }
     }
 }

@@ -24,6 +24,23 @@ struct MatmulParams {
     expert0: u32,
     experts: u32,
     weighted: u32,
+    // A product may write its rows to up to three places (a fused Q, K and V product:
+    // the query's rows, the K cache's and the V cache's): rows from `split1` on go to
+    // y1 (row t from `y1_off + t * y1_stride`), rows from `split2` on to y2; 0 where
+    // there is no such segment. Only the first segment takes `output` 1, 2 or 3.
+    split1: u32,
+    y1_off: u32,
+    y1_stride: u32,
+    split2: u32,
+    y2_off: u32,
+    y2_stride: u32,
+    // A paired product (a gated feed-forward's gate and up projections stacked in one
+    // weight, the up rows from buffer row `paired` on; 0 = not paired) computes kernel
+    // rows 2i and 2i + 1 from gate row i and up row i and stores act(gate) · up as row i.
+    paired: u32,
+    // The buffer row where this product's matrix starts (one of several matrices
+    // stacked in one weight; 0 for a weight of its own).
+    w_row0: u32,
 }
 
 const UNROUTED: u32 = 0xffffffffu;
@@ -32,6 +49,9 @@ const UNROUTED: u32 = 0xffffffffu;
 @group(0) @binding(1) var<storage, read> W: array<u32>;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
+// The second and third segments' outputs; a product of one segment binds y again.
+@group(0) @binding(6) var<storage, read_write> y1: array<f32>;
+@group(0) @binding(7) var<storage, read_write> y2: array<f32>;
 
 // Per token and chosen expert (a slot): the expert's index, then its weight's bits
 // (written by route.wgsl). A plain product binds a placeholder it never reads.
@@ -48,22 +68,32 @@ fn routed_here() -> bool {
     return expert >= p.expert0 && expert < p.expert0 + p.experts;
 }
 
-// The buffer row where this product's matrix starts: 0, or the routed expert's first
-// row (0 where another buffer holds it; `store` then drops the sums).
+// The buffer row where this product's matrix starts: `w_row0`, or the routed expert's
+// first row (0 where another buffer holds it; `store` then drops the sums).
 fn matrix_row0() -> u32 {
     if (p.route == UNROUTED || !routed_here()) {
-        return 0u;
+        return p.w_row0;
     }
     return (route[2u * p.route] - p.expert0) * p.rows;
 }
 
-// Write one product s·W·x to y[at] (output 0), add it (1: the residual stream), or,
-// as the up projection of a gated feed-forward whose gate projection is in y, write
-// act(y[at]) · s·W·x (2: SiLU, 3: GELU), which saves the activation its own pass.
-// `activate` comes from activation.wgsl, appended by the host.
+// The buffer row a kernel reads for its row `row` (of this buffer's rows): in a paired
+// product even rows are gate rows and odd rows the up rows beside them.
+fn weight_row(row: u32) -> u32 {
+    if (p.paired == 0u) {
+        return matrix_row0() + row;
+    }
+    return matrix_row0() + (row & 1u) * p.paired + row / 2u;
+}
+
+// Write one product s·W·x of token t and row `row` (of the whole tensor) to y
+// (output 0), add it (1: the residual stream), or, as the up projection of a gated
+// feed-forward whose gate projection is in y, write act(y) · s·W·x (2: SiLU, 3: GELU),
+// which saves the activation its own pass; rows past `split1` and `split2` go to their
+// own segments. `activate` comes from activation.wgsl, appended by the host.
 // A routed product stores only from the buffer holding its expert, scaled by the
 // expert's weight when `weighted`.
-fn store(at: u32, product: f32) {
+fn store(t: u32, row: u32, product: f32) {
     if (!routed_here()) {
         return;
     }
@@ -71,12 +101,33 @@ fn store(at: u32, product: f32) {
     if (p.route != UNROUTED && p.weighted == 1u) {
         value *= bitcast<f32>(route[2u * p.route + 1u]);
     }
+    if (p.split2 != 0u && row >= p.split2) {
+        y2[p.y2_off + t * p.y2_stride + row - p.split2] = value;
+        return;
+    }
+    if (p.split1 != 0u && row >= p.split1) {
+        y1[p.y1_off + t * p.y1_stride + row - p.split1] = value;
+        return;
+    }
+    let at = p.y_off + t * p.y_stride + row;
     if (p.output == 0u) {
         y[at] = value;
     } else if (p.output == 1u) {
         y[at] += value;
     } else {
         y[at] = activate(y[at], p.output == 3u) * value;
+    }
+}
+
+// Store kernel row `row`'s sum, given the next row's too: in a paired product the
+// even row stores act(gate) · up (`output` 3: GELU, else SiLU) as the gate's row, and
+// the odd row nothing.
+fn store_sum(t: u32, row: u32, sum: f32, next: f32) {
+    if (p.paired == 0u) {
+        store(t, row, sum);
+    } else if ((row & 1u) == 0u) {
+        let gate = sum * p.scale;
+        y[p.y_off + t * p.y_stride + row / 2u] = activate(gate, p.output == 3u) * next * p.scale;
     }
 }
 

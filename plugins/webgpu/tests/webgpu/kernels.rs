@@ -14,13 +14,13 @@ use rand_core::{Rng, SeedableRng};
 use hearth_backend_check::reference;
 use hearth_model::{Activation, RopePairs};
 
-struct Bench {
-    gpu: Gpu,
+pub(crate) struct Bench {
+    pub(crate) gpu: Gpu,
     kernels: Kernels,
     rng: ChaCha8Rng,
 }
 
-fn bench() -> Bench {
+pub(crate) fn bench() -> Bench {
     let seed =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
             as u64;
@@ -34,21 +34,21 @@ impl Bench {
     fn uniform(&mut self) -> f32 {
         (self.rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0
     }
-    fn values(&mut self, count: usize) -> Vec<f32> {
+    pub(crate) fn values(&mut self, count: usize) -> Vec<f32> {
         (0..count).map(|_| self.uniform()).collect()
     }
-    fn buffer(&self, values: &[f32]) -> GpuBuffer {
+    pub(crate) fn buffer(&self, values: &[f32]) -> GpuBuffer {
         self.gpu.upload("input", bytemuck::cast_slice(values))
     }
-    fn poisoned(&self, count: usize) -> GpuBuffer {
+    pub(crate) fn poisoned(&self, count: usize) -> GpuBuffer {
         self.buffer(&vec![f32::NAN; count])
     }
-    fn read(&self, buffer: &GpuBuffer, count: usize) -> Vec<f32> {
+    pub(crate) fn read(&self, buffer: &GpuBuffer, count: usize) -> Vec<f32> {
         self.gpu.read_f32(&buffer.buffer, 0, count).unwrap()
     }
 
     /// Random bytes of a valid tensor of `ty`: small f16 scales, arbitrary quants.
-    fn weight_bytes(&mut self, ty: GgmlType, elements: usize) -> Vec<u8> {
+    pub(crate) fn weight_bytes(&mut self, ty: GgmlType, elements: usize) -> Vec<u8> {
         let (block, block_bytes) = ty.block();
         let blocks = elements / block as usize;
         let mut bytes = Vec::with_capacity(blocks * block_bytes as usize);
@@ -82,7 +82,7 @@ fn scale_offsets(ty: GgmlType) -> &'static [usize] {
     }
 }
 
-fn relative_error(gpu: &[f32], cpu: &[f32]) -> f32 {
+pub(crate) fn relative_error(gpu: &[f32], cpu: &[f32]) -> f32 {
     assert_eq!(gpu.len(), cpu.len());
     assert!(
         gpu.iter().all(|v| v.is_finite()),

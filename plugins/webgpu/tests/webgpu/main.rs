@@ -8,6 +8,7 @@ mod conformance;
 mod cross_check;
 mod embeddings;
 mod end_to_end;
+mod fused;
 mod gemma3;
 mod gemma3n;
 mod kernels;

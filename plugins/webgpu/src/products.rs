@@ -1,0 +1,173 @@
+//! The matrix products a batch records: plain, accumulating, gated, routed to an
+//! expert, split into segments (Q, K and V of one stacked weight into three places)
+//! and paired (a stacked gate and up projection into act(gate) · up).
+
+use hearth_model::Activation;
+
+use crate::kernels::{split_groups, Batch, View, Weight};
+
+/// Which matrix of a stacked weight a routed product multiplies by: the expert that
+/// slot `slot` of `route` names (route.wgsl writes them), its output scaled by that
+/// slot's weight when `weighted`.
+#[derive(Clone, Copy)]
+pub struct Routed<'a> {
+    pub route: &'a wgpu::Buffer,
+    pub slot: u32,
+    pub weighted: bool,
+}
+
+/// Where a product's rows go besides its first view, and how it reads its weight.
+#[derive(Clone, Copy, Default)]
+struct Layout<'a> {
+    /// Rows from the first number on go to the view (quant.wgsl's `split1`, `split2`).
+    segments: [Option<(u32, View<'a>)>; 2],
+    /// A paired product's first up row (quant.wgsl's `paired`).
+    paired: Option<u32>,
+}
+
+impl<'a> Batch<'a> {
+    /// `y[t] (+)= scale · W · x[t]` for `ntok` tokens.
+    pub fn matmul(
+        &mut self,
+        w: &'a Weight,
+        x: View<'a>,
+        y: View<'a>,
+        ntok: u32,
+        accumulate: bool,
+        scale: f32,
+    ) {
+        self.product(w, x, y, ntok, u32::from(accumulate), scale, None);
+    }
+
+    /// `gate[t] = act(gate[t]) · W · x[t]`: a gated feed-forward's up projection with
+    /// the activation of the gate projection already in `gate`, in one pass.
+    pub fn matmul_gated(
+        &mut self,
+        w: &'a Weight,
+        x: View<'a>,
+        gate: View<'a>,
+        ntok: u32,
+        activation: Activation,
+    ) {
+        let output = if activation == Activation::GeluTanh { 3 } else { 2 };
+        self.product(w, x, gate, ntok, output, 1.0, None);
+    }
+
+    /// `y_i[t] = W_i · x[t]` for the matrices stacked in `w` in the order of `outputs`,
+    /// each of `rows` rows into its own view (up to three, in distinct buffers): a
+    /// layer's Q, K and V in one product.
+    pub fn matmul_split(
+        &mut self,
+        w: &'a Weight,
+        x: View<'a>,
+        outputs: &[(u32, View<'a>)],
+        ntok: u32,
+    ) {
+        let [(first_rows, y), rest @ ..] = outputs else {
+            panic!("a split product has an output");
+        };
+        assert!(rest.len() <= 2, "a product writes at most three segments");
+        let mut layout = Layout::default();
+        let mut split = *first_rows;
+        for (segment, &(rows, view)) in layout.segments.iter_mut().zip(rest) {
+            *segment = Some((split, view));
+            split += rows;
+        }
+        assert_eq!(split, w.nrows, "the outputs' rows are the weight's");
+        self.product_laid_out(w, x, *y, ntok, 0, 1.0, None, layout);
+    }
+
+    /// `gate[t] = act(G · x[t]) · U · x[t]` for a weight of a gated feed-forward's gate
+    /// projection G stacked on its up projection U, in one pass; only where
+    /// [`Kernels::pair`] says the product of `ntok` tokens can.
+    pub fn matmul_paired(
+        &mut self,
+        w: &'a Weight,
+        x: View<'a>,
+        gate: View<'a>,
+        ntok: u32,
+        activation: Activation,
+    ) {
+        let output = if activation == Activation::GeluTanh { 3 } else { 2 };
+        let layout = Layout { paired: Some(w.nrows / 2), ..Layout::default() };
+        self.product_laid_out(w, x, gate, ntok, output, 1.0, None, layout);
+    }
+
+    /// A matrix product whose results `store` (quant.wgsl) writes as `output` says; a
+    /// routed one multiplies by the matrix of the expert in its slot of the routing.
+    #[allow(clippy::too_many_arguments)] // the kernel's parameters, one each
+    pub(crate) fn product(
+        &mut self,
+        w: &'a Weight,
+        x: View<'a>,
+        y: View<'a>,
+        ntok: u32,
+        output: u32,
+        scale: f32,
+        routed: Option<Routed<'a>>,
+    ) {
+        self.product_laid_out(w, x, y, ntok, output, scale, routed, Layout::default());
+    }
+
+    #[allow(clippy::too_many_arguments)] // the kernel's parameters, one each
+    fn product_laid_out(
+        &mut self,
+        w: &'a Weight,
+        x: View<'a>,
+        y: View<'a>,
+        ntok: u32,
+        output: u32,
+        scale: f32,
+        routed: Option<Routed<'a>>,
+        layout: Layout<'a>,
+    ) {
+        let kernels = self.kernels;
+        let paired = layout.paired.is_some();
+        let product = kernels.product(ntok, paired).expect("a paired product where one can run");
+        assert!(!paired || w.parts.len() == 1, "a paired product reads one buffer");
+        let pipeline = &product.pipelines[&w.ty];
+        let matrix_rows = w.nrows / w.matrices;
+        let [segment1, segment2] = layout.segments.map(|segment| {
+            segment.map_or([0, 0, 0], |(split, view)| [split, view.offset, view.stride])
+        });
+        let [y1, y2] = [0, 1].map(|i| {
+            layout.segments[i].map_or(&kernels.unsegmented[i].buffer, |(_, view)| view.buffer)
+        });
+        for part in &w.parts {
+            // A routed product computes one matrix's rows; a plain one the part's.
+            let (rows, row0, route, route_words) = match routed {
+                Some(r) => (
+                    matrix_rows,
+                    0,
+                    r.route,
+                    [
+                        r.slot,
+                        part.row0 / matrix_rows,
+                        part.rows / matrix_rows,
+                        u32::from(r.weighted),
+                    ],
+                ),
+                None => (part.rows, part.row0, &kernels.unrouted.buffer, [u32::MAX, 0, 0, 0]),
+            };
+            let [gx, gy] = split_groups(rows.div_ceil(product.rows));
+            let [slot, expert0, experts, weighted] = route_words;
+            let words = [
+                [rows, w.ncols, ntok, row0, x.offset, x.stride, y.offset, y.stride].as_slice(),
+                &[output, scale.to_bits(), slot, expert0, experts, weighted],
+                &segment1,
+                &segment2,
+                &[layout.paired.unwrap_or(0), part.first],
+            ]
+            .concat();
+            let bindings = vec![
+                (1, &part.buffer.buffer),
+                (2, x.buffer),
+                (3, y.buffer),
+                (5, route),
+                (6, y1),
+                (7, y2),
+            ];
+            self.push(pipeline, bindings, &words, [gx, gy, ntok.div_ceil(product.tokens)]);
+        }
+    }
+}

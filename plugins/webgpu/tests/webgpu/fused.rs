@@ -1,0 +1,182 @@
+//! The fused products against the CPU: Q, K and V stacked in one weight and computed by
+//! one product into three places, and a gate projection stacked on an up projection
+//! computed by one paired product into act(gate) · up, on every kernel plan, every
+//! weight type, and decode shapes of every row count.
+
+use hearth_backend_check::reference;
+use hearth_model::Activation;
+use hearth_sdk::helpers::{dequantize, GgmlType};
+use hearth_webgpu::kernels::{Batch, Kernels, View, Weight, SUPPORTED_TYPES};
+use hearth_webgpu::plan::{KernelPlan, MatvecShape};
+
+use crate::kernels::{bench, relative_error, Bench};
+
+/// Columns of three K-quant super-blocks; 1 and 3 tokens take the GPU plan's decode
+/// product, 11 and 40 its prompt product.
+const NCOLS: usize = 768;
+const TOKENS: [usize; 4] = [1, 3, 11, 40];
+
+/// Every plan the device runs, and the GPU plan again with decode products of one,
+/// two and three rows a workgroup (the default has four) and other widths.
+fn every_kernel_set(b: &Bench) -> Vec<(String, Kernels, f32)> {
+    let mut sets = Vec::new();
+    for plan in KernelPlan::every(b.gpu.offers()) {
+        let shapes = match plan {
+            KernelPlan::Gpu { matrices: false, .. } => vec![
+                MatvecShape::default(),
+                MatvecShape { rows: 1, width: 64 },
+                MatvecShape { rows: 2, width: 16 },
+                MatvecShape { rows: 3, width: 128 },
+            ],
+            _ => vec![MatvecShape::default()],
+        };
+        for shape in shapes {
+            let kernels = Kernels::with_matvec(&b.gpu, plan, shape);
+            sets.push((format!("{plan}, decode {shape}"), kernels, plan.tolerance()));
+        }
+    }
+    sets
+}
+
+/// Random matrices of `ty` with `rows[i]` rows each: their bytes and values.
+fn matrices(b: &mut Bench, ty: GgmlType, rows: &[usize]) -> Vec<(Vec<u8>, Vec<f32>)> {
+    rows.iter()
+        .map(|&rows| {
+            let bytes = b.weight_bytes(ty, rows * NCOLS);
+            let mut values = vec![0.0; rows * NCOLS];
+            dequantize(ty, &bytes, &mut values).unwrap();
+            (bytes, values)
+        })
+        .collect()
+}
+
+fn stack(b: &Bench, ty: GgmlType, rows: &[usize], matrices: &[(Vec<u8>, Vec<f32>)]) -> Weight {
+    let parts: Vec<(u64, &[u8])> =
+        rows.iter().zip(matrices).map(|(&rows, (bytes, _))| (rows as u64, &bytes[..])).collect();
+    let (whole, views) =
+        Weight::upload_stack(&b.gpu, "stack", ty, NCOLS as u64, &parts, u64::MAX).unwrap().unwrap();
+    assert_eq!(views.iter().map(|view| view.nrows as usize).collect::<Vec<_>>(), rows);
+    whole
+}
+
+#[test]
+fn q_k_and_v_in_one_split_product_match_their_own_products_on_the_cpu_on_every_plan_and_type() {
+    let mut b = bench();
+    let sets = every_kernel_set(&b);
+    // Q wider than K and V, as with grouped-query attention; 70 rows leave the last
+    // tiles part empty.
+    let rows = [70usize, 22, 22];
+    for ty in SUPPORTED_TYPES {
+        let matrices = matrices(&mut b, ty, &rows);
+        let weight = stack(&b, ty, &rows, &matrices);
+        for ntok in TOKENS {
+            let x_values = b.values(ntok * NCOLS);
+            let x = b.buffer(&x_values);
+            let x_view = View::new(&x.buffer, 0, NCOLS as u32);
+            let expected: Vec<Vec<f32>> = matrices
+                .iter()
+                .map(|(_, w)| reference::matmul(w, NCOLS, &x_values, ntok))
+                .collect();
+            for (what, kernels, tolerance) in &sets {
+                // Each output sits at an offset in a wider buffer, as K and V do in the
+                // cache.
+                let outputs: Vec<_> =
+                    rows.iter().map(|&r| (r, b.poisoned(3 + ntok * (r + 5)))).collect();
+                let views: Vec<(u32, View<'_>)> = outputs
+                    .iter()
+                    .map(|(r, y)| (*r as u32, View::new(&y.buffer, 3, (*r + 5) as u32)))
+                    .collect();
+                let mut batch = Batch::new(&b.gpu, kernels);
+                batch.matmul_split(&weight, x_view, &views, ntok as u32);
+                batch.submit();
+                for (i, ((r, y), expected)) in outputs.iter().zip(&expected).enumerate() {
+                    let all = b.read(y, 3 + ntok * (r + 5));
+                    let got: Vec<f32> =
+                        (0..ntok).flat_map(|t| all[3 + t * (r + 5)..][..*r].to_vec()).collect();
+                    let error = relative_error(&got, expected);
+                    assert!(error < *tolerance, "{ty}, {what}, {ntok} tokens, matrix {i}: {error}");
+                    let untouched = (0..ntok)
+                        .all(|t| all[3 + t * (r + 5) + r..][..5].iter().all(|v| v.is_nan()));
+                    assert!(untouched, "{ty}, {what}: matrix {i} wrote past its rows");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_paired_gate_and_up_product_gives_the_activated_gate_times_up_on_every_plan_and_type() {
+    let mut b = bench();
+    let sets = every_kernel_set(&b);
+    let rows = [70usize, 70];
+    for ty in SUPPORTED_TYPES {
+        let matrices = matrices(&mut b, ty, &rows);
+        let weight = stack(&b, ty, &rows, &matrices);
+        for ntok in TOKENS {
+            let x_values = b.values(ntok * NCOLS);
+            let x = b.buffer(&x_values);
+            let x_view = View::new(&x.buffer, 0, NCOLS as u32);
+            let [gate, up] =
+                [0, 1].map(|i| reference::matmul(&matrices[i].1, NCOLS, &x_values, ntok));
+            for (what, kernels, tolerance) in &sets {
+                if !kernels.pair(ntok as u32) {
+                    // A decode product of odd rows splits pairs: the forward pass runs
+                    // the two products apart there.
+                    assert!(what.contains("rows=1") || what.contains("rows=3"), "{what}");
+                    continue;
+                }
+                for activation in [Activation::Silu, Activation::GeluTanh] {
+                    let y = b.poisoned(ntok * rows[0]);
+                    let mut batch = Batch::new(&b.gpu, kernels);
+                    let y_view = View::new(&y.buffer, 0, rows[0] as u32);
+                    batch.matmul_paired(&weight, x_view, y_view, ntok as u32, activation);
+                    batch.submit();
+                    let expected = reference::gated(activation, &gate, &up);
+                    let error = relative_error(&b.read(&y, ntok * rows[0]), &expected);
+                    assert!(
+                        error < *tolerance,
+                        "{ty}, {what}, {ntok} tokens, {activation:?}: {error}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_view_of_a_stack_s_rows_multiplies_by_that_matrix_alone() {
+    let mut b = bench();
+    let rows = [40usize, 24, 24];
+    let ty = GgmlType::Q6K;
+    let matrices = matrices(&mut b, ty, &rows);
+    let parts: Vec<(u64, &[u8])> =
+        rows.iter().zip(&matrices).map(|(&rows, (bytes, _))| (rows as u64, &bytes[..])).collect();
+    let (_, views) =
+        Weight::upload_stack(&b.gpu, "stack", ty, NCOLS as u64, &parts, u64::MAX).unwrap().unwrap();
+    let x_values = b.values(3 * NCOLS);
+    let x = b.buffer(&x_values);
+    for plan in KernelPlan::every(b.gpu.offers()) {
+        let kernels = Kernels::new(&b.gpu, plan);
+        for ((view, (_, w)), &r) in views.iter().zip(&matrices).zip(&rows) {
+            let y = b.poisoned(3 * r);
+            let mut batch = Batch::new(&b.gpu, &kernels);
+            let x_view = View::new(&x.buffer, 0, NCOLS as u32);
+            batch.matmul(view, x_view, View::new(&y.buffer, 0, r as u32), 3, false, 1.0);
+            batch.submit();
+            let expected = reference::matmul(w, NCOLS, &x_values, 3);
+            let error = relative_error(&b.read(&y, 3 * r), &expected);
+            assert!(error < plan.tolerance(), "{plan}, {r} rows: {error}");
+        }
+    }
+}
+
+#[test]
+fn matrices_that_do_not_fit_one_part_together_are_not_stacked() {
+    let mut b = bench();
+    let matrices = matrices(&mut b, GgmlType::Q8_0, &[4, 4]);
+    let parts: Vec<(u64, &[u8])> = matrices.iter().map(|(bytes, _)| (4, &bytes[..])).collect();
+    let limit = matrices[0].0.len() as u64 + 1;
+    let stacked =
+        Weight::upload_stack(&b.gpu, "stack", GgmlType::Q8_0, NCOLS as u64, &parts, limit);
+    assert!(stacked.unwrap().is_none());
+}
