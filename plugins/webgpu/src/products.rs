@@ -79,7 +79,7 @@ impl<'a> Batch<'a> {
 
     /// `gate[t] = act(G · x[t]) · U · x[t]` for a weight of a gated feed-forward's gate
     /// projection G stacked on its up projection U, in one pass; only where
-    /// [`Kernels::pair`] says the product of `ntok` tokens can.
+    /// [`Kernels::pair`](crate::kernels::Kernels::pair) says the product of `ntok` tokens can.
     pub fn matmul_paired(
         &mut self,
         w: &'a Weight,
