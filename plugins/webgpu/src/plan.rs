@@ -13,7 +13,7 @@
 //! `HEARTH_WEBGPU_MATVEC=rows=R,width=W` sets the shape of the GPU plan's decode
 //! product (matvec.wgsl): R output rows per workgroup (1 to 4) and W invocations per
 //! workgroup (a power of two from 16 to 256); a key left out keeps its default,
-//! `rows=4,width=32`. The host writes them into the kernel's source when it builds the
+//! `rows=4,width=64`. The host writes them into the kernel's source when it builds the
 //! pipelines, so shapes can be compared on a GPU without rebuilding
 //! (`examples/kernel_speed.rs` sweeps several in one run).
 
@@ -37,7 +37,7 @@ pub struct MatvecShape {
 impl Default for MatvecShape {
     /// matvec.wgsl's own values.
     fn default() -> Self {
-        Self { rows: 4, width: 32 }
+        Self { rows: 4, width: 64 }
     }
 }
 
@@ -198,7 +198,7 @@ mod tests {
         let shape = |rows, width| Ok(MatvecShape { rows, width });
         assert_eq!(MatvecShape::parse("rows=2,width=64"), shape(2, 64));
         assert_eq!(MatvecShape::parse(" width = 128 , rows = 1 "), shape(1, 128));
-        assert_eq!(MatvecShape::parse("rows=1"), shape(1, 32));
+        assert_eq!(MatvecShape::parse("rows=1"), shape(1, 64));
         assert_eq!(MatvecShape::parse(""), Ok(MatvecShape::default()));
         let text = MatvecShape { rows: 3, width: 16 }.to_string();
         assert_eq!(MatvecShape::parse(&text), shape(3, 16));

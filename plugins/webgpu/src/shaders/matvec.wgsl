@@ -7,13 +7,13 @@
 // host) adds them up in one pass. A paired product's gate and up rows alternate, so
 // with ROWS even a workgroup holds both sums of each of its pairs.
 //
-// WG and ROWS are the defaults the host substitutes (plan.rs, `MatvecShape`): 32
-// invocations, not 64: on an H100 a 4096-wide row then gives each invocation four
-// chunks instead of two, and the products of an 8B model's layer ran 3–4× faster
-// (docs/BENCHMARKS.md, 2026-12-05 evening); a reduction over one NVIDIA subgroup also
-// needs no workgroup memory round. ROWS is at most 4 (the sums are one vector).
+// WG and ROWS are the defaults the host substitutes (plan.rs, `MatvecShape`). Of the
+// shapes swept on an H200 (docs/BENCHMARKS.md, 2026-12-06), 64 invocations with four
+// rows read every 8B matrix fastest (1.4–2.7× the 32 invocations of before) and decoded
+// fastest, on an H100 too (the 1B shape +5 % in two A/B runs). ROWS is at most 4 (the
+// sums are one vector).
 
-const WG: u32 = 32u;
+const WG: u32 = 64u;
 // The rows and tokens a workgroup covers (the host reads them from here).
 const ROWS: u32 = 4u;
 const TOKENS: u32 = 1u;
