@@ -7,6 +7,7 @@
 use hearth_model::{Activation, Experts};
 
 use crate::kernels::{Batch, Routed, View, Weight};
+use crate::products::gated_output;
 
 impl<'a> Batch<'a> {
     /// Route `ntok` tokens: from the router's logits (`count` per token, in `logits`),
@@ -38,8 +39,7 @@ impl<'a> Batch<'a> {
     ) {
         let routed = Some(Routed { route, slot, weighted: false });
         self.product(gate_w, x, gate, 1, 0, 1.0, routed);
-        let output = if activation == Activation::GeluTanh { 3 } else { 2 };
-        self.product(up_w, x, gate, 1, output, 1.0, routed);
+        self.product(up_w, x, gate, 1, gated_output(activation), 1.0, routed);
     }
 
     /// `y (+)= weight · down_e x` for one token and the expert in `slot`.

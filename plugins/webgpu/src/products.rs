@@ -6,6 +6,16 @@ use hearth_model::Activation;
 
 use crate::kernels::{split_groups, Batch, View, Weight};
 
+/// The `output` of quant.wgsl's `store` that multiplies a product by the activation
+/// of what its view holds (a gated feed-forward's gate): 3 for GELU, 2 for SiLU.
+pub(crate) fn gated_output(activation: Activation) -> u32 {
+    if activation == Activation::GeluTanh {
+        3
+    } else {
+        2
+    }
+}
+
 /// Which matrix of a stacked weight a routed product multiplies by: the expert that
 /// slot `slot` of `route` names (route.wgsl writes them), its output scaled by that
 /// slot's weight when `weighted`.
@@ -49,7 +59,7 @@ impl<'a> Batch<'a> {
         ntok: u32,
         activation: Activation,
     ) {
-        let output = if activation == Activation::GeluTanh { 3 } else { 2 };
+        let output = gated_output(activation);
         self.product(w, x, gate, ntok, output, 1.0, None);
     }
 
@@ -88,7 +98,7 @@ impl<'a> Batch<'a> {
         ntok: u32,
         activation: Activation,
     ) {
-        let output = if activation == Activation::GeluTanh { 3 } else { 2 };
+        let output = gated_output(activation);
         let layout = Layout { paired: Some(w.nrows / 2), ..Layout::default() };
         self.product_laid_out(w, x, gate, ntok, output, 1.0, None, layout);
     }
