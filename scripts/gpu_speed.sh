@@ -16,6 +16,12 @@
 #   scripts/gpu_speed.sh decode        there, after s1 in the same call, instead of s2 (run
 #                                      from s2's folder): the plugin's decode alone against
 #                                      llama-bench tg128, alternating, two rounds
+#   scripts/gpu_speed.sh kernels       there, instead of s1 (no llama.cpp build): the
+#                                      WebGPU plugin alone, where its time goes; GPU time
+#                                      of each product by timestamps (kernel_speed with
+#                                      HEARTH_WEBGPU_PROFILE=1) for each decode shape in
+#                                      GPU_MATVEC, then per shape a profiled bench (GPU
+#                                      time of each kernel in a step) and a plain one
 #   scripts/gpu_speed.sh baseline      there, after s1 in the same call, instead of s2:
 #                                      llama-bench alone (s1's folder fits one call's carry
 #                                      with .gl; s2's does not)
@@ -59,6 +65,14 @@ llama_bench() {
     (cd "$W/build/bin" && ./llama-bench -m "$W/models/synthetic-$1/synthetic-$1.gguf" -ngl 99 \
         -r "$RUNS" -p 512 -n 128 -d 0,512 -o json >"$OUT/llama-bench-$1.json" 2>"$OUT/llama-bench-$1.err")
     echo "rc=$?"; grep -E '"(n_prompt|n_gen|n_depth|avg_ts)"' "$OUT/llama-bench-$1.json"
+}
+
+# The prompt and decode medians of a `hearth bench --json` file.
+medians() {
+    python3 -c 'import json, sys
+bench = json.load(open(sys.argv[1]))
+print("prompt %.1f tok/s, decode %.1f tok/s" % tuple(
+    bench[key]["median"] for key in ("prompt_tokens_per_second", "decode_tokens_per_second")))' "$1"
 }
 
 # The catalog of the synthetic models, one entry a shape.
@@ -168,6 +182,36 @@ s1)
         done
     done
     echo "s1 done; CUDA build: $(tail -1 "$W/cuda-build.log" | cut -c1-120)"
+    ;;
+
+kernels)
+    mkdir -p "$W"/bin "$W"/models "$W"/plugins-webgpu "$OUT"
+    nvidia-smi -L
+    for program in hearth kernel-speed; do
+        xz -dc "$here/$program.xz" >"$W/bin/$program" && chmod +x "$W/bin/$program" || exit 1
+    done
+    xz -dc "$here/libhearth_webgpu.so.xz" >"$W/plugins-webgpu/libhearth_webgpu.so" || exit 1
+    write_catalog
+    for shape in $SHAPES; do
+        mkdir -p "$W/models/synthetic-$shape"
+        PYTHONPATH=$here/py python3 "$here/py/synthetic_model.py" model "$shape" "$here/tokenizer.gguf" \
+            "$W/models/synthetic-$shape/synthetic-$shape.gguf" >/dev/null || exit 1
+    done
+    hearth_env
+    export HEARTH_PLUGINS=$W/plugins-webgpu
+    echo "== webgpu kernel speed by GPU timestamps: ${GPU_MATVEC:-the default decode shape}"
+    # shellcheck disable=SC2086 # one argument a shape
+    HEARTH_WEBGPU_PROFILE=1 timeout 180 "$W/bin/kernel-speed" ${GPU_MATVEC:-} 2>&1 | tee "$OUT/kernel-speed.txt"
+    for shape in $SHAPES; do
+        echo "== webgpu, $shape, profiled (one run; every batch waited for)"
+        HEARTH_WEBGPU_PROFILE=1 timeout 300 "$W/bin/hearth" bench "synthetic-$shape" --backend webgpu \
+            --runs 1 --json >"$OUT/webgpu-profiled-$shape.json" 2>"$OUT/webgpu-profiled-$shape.err"
+        echo "rc=$?"; tail -n 60 "$OUT/webgpu-profiled-$shape.err"
+        echo "== webgpu, $shape"
+        timeout 300 "$W/bin/hearth" bench "synthetic-$shape" --backend webgpu --runs "$RUNS" --json \
+            >"$OUT/webgpu-$shape.json" 2>"$OUT/webgpu-$shape.err"
+        echo "rc=$?"; medians "$OUT/webgpu-$shape.json"; tail -3 "$OUT/webgpu-$shape.err"
+    done
     ;;
 
 s2)

@@ -3,7 +3,9 @@
 //! asked for, the fused products (Q, K and V in one; gate and up paired) against the
 //! separate ones, the prompt product's arithmetic rate on a 32-token chunk, and what a
 //! dispatch and a submission cost. It prints figures and asserts nothing: `hearth
-//! bench` gives the whole model's speed, this says where it goes.
+//! bench` gives the whole model's speed, this says where it goes. With
+//! `HEARTH_WEBGPU_PROFILE=1` the times are the GPU's own (timestamps around each
+//! dispatch, profile.rs), else wall time; the submission's cost is wall time either way.
 //!
 //! ```text
 //! cargo run --release --example kernel_speed     # HEARTH_WEBGPU_KERNELS picks the plan
@@ -21,6 +23,7 @@ use hearth_sdk::helpers::GgmlType;
 use hearth_webgpu::device::{Gpu, GpuBuffer};
 use hearth_webgpu::kernels::{Batch, Kernels, View, Weight};
 use hearth_webgpu::plan::MatvecShape;
+use hearth_webgpu::profile::{Profiler, Totals};
 
 /// Matrices of the Llama 1B and 8B shapes (columns, rows) and what they are.
 const SHAPES: [(u32, u32, &str); 6] = [
@@ -51,17 +54,34 @@ fn wait(gpu: &Gpu) {
 }
 
 /// Seconds per `record` call when `repeats` of them run in one submission, after one
-/// submission to warm up.
+/// submission to warm up: the GPU's own time between the dispatches' timestamps where
+/// the device profiles (`HEARTH_WEBGPU_PROFILE=1`), else the wall time of the
+/// submission, which includes launches, barriers and the wait.
 fn seconds_each<'a>(
     gpu: &'a Gpu,
     kernels: &'a Kernels,
     repeats: usize,
     record: impl Fn(&mut Batch<'a>),
 ) -> f64 {
+    let (wall, profile) = timed(gpu, kernels, repeats, record);
+    profile.map_or(wall, |totals| totals.busy_ns / 1e9) / repeats as f64
+}
+
+/// The wall time of `repeats` `record` calls in one submission after one to warm up,
+/// and the profiler's totals of that submission where the device profiles.
+fn timed<'a>(
+    gpu: &'a Gpu,
+    kernels: &'a Kernels,
+    repeats: usize,
+    record: impl Fn(&mut Batch<'a>),
+) -> (f64, Option<Totals>) {
     let mut warm_up = Batch::new(gpu, kernels);
     record(&mut warm_up);
     warm_up.submit();
     wait(gpu);
+    if let Some(profiler) = &gpu.profiler {
+        profiler.take();
+    }
     let start = Instant::now();
     let mut batch = Batch::new(gpu, kernels);
     for _ in 0..repeats {
@@ -69,7 +89,7 @@ fn seconds_each<'a>(
     }
     batch.submit();
     wait(gpu);
-    start.elapsed().as_secs_f64() / repeats as f64
+    (start.elapsed().as_secs_f64(), gpu.profiler.as_ref().map(Profiler::take))
 }
 
 fn zeros(gpu: &Gpu, label: &str, floats: u32) -> GpuBuffer {
@@ -105,6 +125,8 @@ fn main() {
     let shapes = if shapes.is_empty() { vec![gpu.matvec] } else { shapes };
     let kernels = Kernels::new(&gpu, gpu.plan);
     println!("{} ({:?}), {}", gpu.info.name, gpu.info.backend, gpu.plan);
+    let clock = if gpu.profiler.is_some() { "GPU timestamps" } else { "wall clock" };
+    println!("times by {clock}");
     let tokens = 32;
     let weights: Vec<_> =
         SHAPES.iter().map(|&(ncols, nrows, what)| q4_0_weight(&gpu, what, ncols, nrows)).collect();
@@ -185,7 +207,7 @@ fn main() {
     let norm = zeros(&gpu, "norm weight", 64);
     let out = zeros(&gpu, "out", 64);
     let (row, out) = (View::new(&row.buffer, 0, 64), View::new(&out.buffer, 0, 64));
-    let dispatch = seconds_each(&gpu, &kernels, 400, |batch| {
+    let (wall, profile) = timed(&gpu, &kernels, 400, |batch| {
         batch.rmsnorm(row, &norm.buffer, out, 1, 64, 1e-5, false);
     });
     let start = Instant::now();
@@ -197,8 +219,15 @@ fn main() {
     }
     let submission = start.elapsed().as_secs_f64() / 50.0;
     println!(
-        "a small dispatch among 400: {:.1} µs; a submission of one, waited for: {:.1} µs",
-        dispatch * 1e6,
+        "a small dispatch among 400: {:.1} µs; a submission of one, waited for: {:.1} µs (wall)",
+        wall / 400.0 * 1e6,
         submission * 1e6
     );
+    if let Some(totals) = profile {
+        println!(
+            "a small dispatch among 400 by GPU timestamps: {:.1} µs running, {:.1} µs between dispatches",
+            totals.busy_ns / 400.0 / 1e3,
+            (totals.span_ns - totals.busy_ns) / 400.0 / 1e3,
+        );
+    }
 }

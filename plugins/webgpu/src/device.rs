@@ -9,6 +9,7 @@ use hearth_sdk::{DeviceInfo, DeviceKind, PluginError, Probe};
 use wgpu::util::DeviceExt;
 
 use crate::plan::{KernelPlan, MatvecShape, Offers};
+use crate::profile::Profiler;
 
 /// An adapter and the facts the probe reports about it.
 pub struct AdapterFacts {
@@ -152,6 +153,9 @@ pub struct Gpu {
     /// The kernels chosen for this adapter, and the decode product's shape.
     pub plan: KernelPlan,
     pub matvec: MatvecShape,
+    /// GPU time per kernel, where `HEARTH_WEBGPU_PROFILE=1` asks for it and the adapter
+    /// has timestamp queries.
+    pub profiler: Option<Profiler>,
     allocated: Arc<AtomicU64>,
 }
 
@@ -199,6 +203,11 @@ impl Gpu {
             // the f32 kernels by the kernel tests on every device that offers them.
             experimental_features = unsafe { wgpu::ExperimentalFeatures::enabled() };
         }
+        let profiling = Profiler::wanted()
+            && facts.adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        if profiling {
+            features |= wgpu::Features::TIMESTAMP_QUERY;
+        }
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("hearth-webgpu"),
             required_features: features,
@@ -208,6 +217,7 @@ impl Gpu {
         };
         let (device, queue) = pollster::block_on(facts.adapter.request_device(&descriptor))
             .map_err(|error| PluginError::internal(format!("wgpu device: {error}")))?;
+        let profiler = profiling.then(|| Profiler::new(&device, &queue, true));
         Ok(Self {
             device,
             queue,
@@ -215,6 +225,7 @@ impl Gpu {
             limits: facts.limits,
             plan,
             matvec,
+            profiler,
             allocated: Arc::new(AtomicU64::new(0)),
         })
     }

@@ -11,6 +11,7 @@ use crate::altup::AltUpKernels;
 use crate::device::{Gpu, GpuBuffer};
 use crate::plan::{KernelPlan, MatvecShape};
 pub use crate::products::Routed;
+use crate::profile::{Profiler, MAX_TIMED};
 pub use crate::quantized::{Part, Weight, SUPPORTED_TYPES};
 
 const QUANT: &str = include_str!("shaders/quant.wgsl");
@@ -83,14 +84,18 @@ pub(crate) fn pipeline(gpu: &Gpu, label: &str, source: &str, entry: &str) -> wgp
     // SAFETY: wgpu requires that the checks left out cannot be needed: bounds checks
     // stay on, and `runtime_checks` says why the loops end and no divisor is zero.
     let module = unsafe { gpu.device.create_shader_module_trusted(descriptor, runtime_checks()) };
-    gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+    let pipeline = gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: Some(label),
         layout: None,
         module: &module,
         entry_point: Some(entry),
         compilation_options: Default::default(),
         cache: None,
-    })
+    });
+    if let Some(profiler) = &gpu.profiler {
+        profiler.name(&pipeline, label);
+    }
+    pipeline
 }
 
 /// A matrix-product kernel for every weight type, and the rows and tokens one of its
@@ -540,6 +545,9 @@ impl<'a> Batch<'a> {
             bindings.group(device, &params, index, op);
         }
         let ops: Vec<_> = self.ops.iter().zip(&bindings.bound).collect();
+        if let Some(profiler) = &self.gpu.profiler {
+            return self.submit_timed(profiler, &ops);
+        }
         let mut pieces = ops.chunks(SUBMIT_DISPATCHES).peekable();
         let mut encoder = device.create_command_encoder(&Default::default());
         while let Some(piece) = pieces.next() {
@@ -560,6 +568,51 @@ impl<'a> Batch<'a> {
             encoder.copy_buffer_to_buffer(from, 0, to, 0, bytes);
         }
         self.gpu.queue.submit([encoder.finish()]);
+    }
+
+    /// Submit `ops` with each dispatch in a pass of its own between two timestamps,
+    /// wait, and give the profiler the times (profile.rs).
+    fn submit_timed(&self, profiler: &Profiler, ops: &[(&Op<'a>, &Bound)]) {
+        let device = &self.gpu.device;
+        let timed = ops.len().min(MAX_TIMED);
+        let mut encoder = device.create_command_encoder(&Default::default());
+        for (index, (op, bound)) in ops.iter().enumerate() {
+            let timestamp_writes = (index < timed).then(|| wgpu::ComputePassTimestampWrites {
+                query_set: &profiler.queries,
+                beginning_of_pass_write_index: Some(2 * index as u32),
+                end_of_pass_write_index: Some(2 * index as u32 + 1),
+            });
+            let mut pass = encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
+            pass.set_pipeline(op.pipeline);
+            pass.set_bind_group(0, &bound.group, &[]);
+            pass.dispatch_workgroups(op.groups[0], op.groups[1], op.groups[2]);
+        }
+        for &(from, to, bytes) in &self.copies {
+            encoder.copy_buffer_to_buffer(from, 0, to, 0, bytes);
+        }
+        let bytes = (timed * 2 * 8) as u64;
+        let resolved = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("resolved timestamps"),
+            size: bytes.max(8),
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let staging = self.gpu.readback(bytes.max(8));
+        encoder.resolve_query_set(&profiler.queries, 0..(timed * 2) as u32, &resolved, 0);
+        encoder.copy_buffer_to_buffer(&resolved, 0, &staging, 0, bytes);
+        self.gpu.queue.submit([encoder.finish()]);
+        match self.gpu.read_mapped(&staging, timed * 4) {
+            Ok(words) => {
+                let ticks: Vec<u64> = words
+                    .chunks_exact(2)
+                    .map(|pair| u64::from(pair[0].to_bits()) | u64::from(pair[1].to_bits()) << 32)
+                    .collect();
+                let pipelines: Vec<_> = ops[..timed].iter().map(|(op, _)| op.pipeline).collect();
+                profiler.record(&pipelines, &ticks);
+            }
+            Err(error) => eprintln!("GPU profile: the timestamps were not read back: {error}"),
+        }
     }
 }
 

@@ -15,7 +15,7 @@
 //! adapter gets), [`kernels`] (pipelines and dispatch), [`experts`] (mixture-of-experts
 //! routing and routed products), [`altup`] (Gemma 3n's block), [`weights`] (model shape
 //! and upload), [`lora`] (LoRA adapters), [`forward`] (the transformer), [`model`]
-//! (generation and lifecycle).
+//! (generation and lifecycle), [`profile`] (GPU time per kernel, on request).
 
 pub mod altup;
 pub mod device;
@@ -27,6 +27,7 @@ pub mod memory;
 pub mod model;
 pub mod plan;
 pub mod products;
+pub mod profile;
 pub mod quantized;
 pub mod weights;
 
