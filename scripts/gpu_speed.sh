@@ -20,8 +20,9 @@
 #                                      WebGPU plugin alone, where its time goes; GPU time
 #                                      of each product by timestamps (kernel_speed with
 #                                      HEARTH_WEBGPU_PROFILE=1) for each decode shape in
-#                                      GPU_MATVEC, then per shape a profiled bench (GPU
-#                                      time of each kernel in a step) and a plain one
+#                                      GPU_MATVEC, then per model shape and decode shape
+#                                      a profiled bench (GPU time of each kernel in a
+#                                      step) and a plain one
 #   scripts/gpu_speed.sh baseline      there, after s1 in the same call, instead of s2:
 #                                      llama-bench alone (s1's folder fits one call's carry
 #                                      with .gl; s2's does not)
@@ -203,14 +204,18 @@ kernels)
     # shellcheck disable=SC2086 # one argument a shape
     HEARTH_WEBGPU_PROFILE=1 timeout 180 "$W/bin/kernel-speed" ${GPU_MATVEC:-} 2>&1 | tee "$OUT/kernel-speed.txt"
     for shape in $SHAPES; do
-        echo "== webgpu, $shape, profiled (one run; every batch waited for)"
-        HEARTH_WEBGPU_PROFILE=1 timeout 300 "$W/bin/hearth" bench "synthetic-$shape" --backend webgpu \
-            --runs 1 --json >"$OUT/webgpu-profiled-$shape.json" 2>"$OUT/webgpu-profiled-$shape.err"
-        echo "rc=$?"; tail -n 60 "$OUT/webgpu-profiled-$shape.err"
-        echo "== webgpu, $shape"
-        timeout 300 "$W/bin/hearth" bench "synthetic-$shape" --backend webgpu --runs "$RUNS" --json \
-            >"$OUT/webgpu-$shape.json" 2>"$OUT/webgpu-$shape.err"
-        echo "rc=$?"; medians "$OUT/webgpu-$shape.json"; tail -3 "$OUT/webgpu-$shape.err"
+        for matvec in ${GPU_MATVEC:-default}; do
+            [[ $matvec == default ]] && matvec=
+            echo "== webgpu, $shape, decode shape ${matvec:-default}, profiled (one run; every batch waited for)"
+            HEARTH_WEBGPU_MATVEC=$matvec HEARTH_WEBGPU_PROFILE=1 timeout 300 "$W/bin/hearth" bench \
+                "synthetic-$shape" --backend webgpu --runs 1 --json >"$OUT/webgpu-profiled-$shape-$matvec.json" \
+                2>"$OUT/webgpu-profiled-$shape-$matvec.err"
+            echo "rc=$?"; tail -n 40 "$OUT/webgpu-profiled-$shape-$matvec.err"
+            echo "== webgpu, $shape, decode shape ${matvec:-default}"
+            HEARTH_WEBGPU_MATVEC=$matvec timeout 300 "$W/bin/hearth" bench "synthetic-$shape" --backend webgpu \
+                --runs "$RUNS" --json >"$OUT/webgpu-$shape-$matvec.json" 2>"$OUT/webgpu-$shape-$matvec.err"
+            echo "rc=$?"; medians "$OUT/webgpu-$shape-$matvec.json"; tail -3 "$OUT/webgpu-$shape-$matvec.err"
+        done
     done
     ;;
 

@@ -6,7 +6,7 @@
 // per batch.
 
 const SHADER_FILES = [
-  'quant', 'decode', 'activation', 'matmul_rows', 'matvec', 'matmul_tiled', 'reduce_subgroup',
+  'quant', 'decode', 'activation', 'matmul_rows', 'matvec', 'input_f32', 'matmul_tiled', 'reduce_subgroup',
   'reduce_shared', 'norm', 'rope', 'attention', 'gated', 'rows',
 ];
 
@@ -93,7 +93,8 @@ export class Kernels {
       const reduce = subgroups ? s.reduce_subgroup : s.reduce_shared;
       // Browsers need the extension named in the module; wgpu's naga does not.
       const enable = subgroups ? 'enable subgroups;\n' : '';
-      few = { kernel: `${s.matvec}\n${reduce}`, entry: 'matvec', enable };
+      // The decode product with its input in f32 (kernels.rs offers 8-bit input too).
+      few = { kernel: `${s.matvec}\n${reduce}\n${s.input_f32}`, entry: 'matvec', enable };
       many = { kernel: s.matmul_tiled, entry: 'matmul_tiled' };
     }
     const product = async (spec) => {

@@ -9,13 +9,16 @@ use hearth_sdk::helpers::GgmlType;
 
 use crate::altup::AltUpKernels;
 use crate::device::{Gpu, GpuBuffer};
-use crate::plan::{KernelPlan, MatvecShape};
+use crate::plan::{KernelPlan, MatvecInput, MatvecShape};
 pub use crate::products::Routed;
 use crate::profile::{Profiler, MAX_TIMED};
 pub use crate::quantized::{Part, Weight, SUPPORTED_TYPES};
 
 const QUANT: &str = include_str!("shaders/quant.wgsl");
 const DECODERS: &str = include_str!("shaders/decode.wgsl");
+const DOT8: &str = include_str!("shaders/dot8.wgsl");
+const INPUT_F32: &str = include_str!("shaders/input_f32.wgsl");
+const INPUT_Q8: &str = include_str!("shaders/input_q8.wgsl");
 pub(crate) const NORM: &str = include_str!("shaders/norm.wgsl");
 pub(crate) const ROWS: &str = include_str!("shaders/rows.wgsl");
 const MATMUL_ROWS: &str = include_str!("shaders/matmul_rows.wgsl");
@@ -50,15 +53,18 @@ const SUBMIT_DISPATCHES: usize = 40;
 /// 128 bytes, the rest is the device's uniform offset alignment.
 const PARAM_BYTES: u64 = 128;
 
-/// The `decode` function of `ty`, cut from decode.wgsl (sections start with `//! TYPE`).
-fn decoder(ty: GgmlType) -> &'static str {
+/// `ty`'s section of a file of per-type sections (each starts with `//! TYPE`), if it
+/// has one.
+fn section(file: &'static str, ty: GgmlType) -> Option<&'static str> {
     let marker = format!("//! {}\n", ty.name());
-    let start = DECODERS
-        .find(&marker)
-        .map(|at| at + marker.len())
-        .expect("every supported type has a decoder");
-    let end = DECODERS[start..].find("//! ").map_or(DECODERS.len(), |at| start + at);
-    &DECODERS[start..end]
+    let start = file.find(&marker)? + marker.len();
+    let end = file[start..].find("//! ").map_or(file.len(), |at| start + at);
+    Some(&file[start..end])
+}
+
+/// The `decode` function of `ty`, from decode.wgsl.
+fn decoder(ty: GgmlType) -> &'static str {
+    section(DECODERS, ty).expect("every supported type has a decoder")
 }
 
 /// The checks wgpu compiles into the kernels: bounds checks on every buffer and array
@@ -139,16 +145,33 @@ fn product_source(directives: &str, kernel: &str, ty: GgmlType) -> String {
     format!("{directives}{QUANT}\n{ACTIVATION}\n{}\n{kernel}", decoder(ty))
 }
 
+/// The decode product's source for weights of type `ty`: matvec.wgsl of shape `shape`
+/// reduced by `reduce`, with its input quantized to 8 bits where `shape` asks for that
+/// and dot8.wgsl has the type, else in f32.
+fn matvec_source(reduce: &str, shape: MatvecShape, ty: GgmlType) -> String {
+    let values = [("ROWS", shape.rows), ("WG", shape.width)];
+    let kernel = with_constants(&format!("{MATVEC}\n{reduce}"), &values);
+    let input = match section(DOT8, ty).filter(|_| shape.input == MatvecInput::Q8) {
+        Some(dot8) => format!("{dot8}\n{INPUT_Q8}"),
+        None => INPUT_F32.to_owned(),
+    };
+    format!("{}\n{input}", product_source("", &kernel, ty))
+}
+
 impl Product {
     /// `kernel`'s entry point `entry` compiled after each type's decoder.
     fn new(gpu: &Gpu, directives: &str, kernel: &str, entry: &str) -> Self {
-        let (rows, tokens) = (shader_constant(kernel, "ROWS"), shader_constant(kernel, "TOKENS"));
+        Self::of_sources(gpu, entry, |ty| product_source(directives, kernel, ty))
+    }
+
+    /// Entry point `entry` of `source(ty)` for each type, whose kernel declares the rows
+    /// and tokens a workgroup covers.
+    fn of_sources(gpu: &Gpu, entry: &str, source: impl Fn(GgmlType) -> String) -> Self {
+        let first = source(SUPPORTED_TYPES[0]);
+        let (rows, tokens) = (shader_constant(&first, "ROWS"), shader_constant(&first, "TOKENS"));
         let pipelines = SUPPORTED_TYPES
             .into_iter()
-            .map(|ty| {
-                let source = product_source(directives, kernel, ty);
-                (ty, pipeline(gpu, &format!("{entry} {ty}"), &source, entry))
-            })
+            .map(|ty| (ty, pipeline(gpu, &format!("{entry} {ty}"), &source(ty), entry)))
             .collect();
         Self { pipelines, rows, tokens }
     }
@@ -205,9 +228,9 @@ impl Kernels {
                 } else {
                     Product::new(gpu, "", MATMUL_TILED, "matmul_tiled")
                 };
-                let shape = [("ROWS", matvec.rows), ("WG", matvec.width)];
-                let matvec = with_constants(&format!("{MATVEC}\n{reduce}"), &shape);
-                (Product::new(gpu, "", &matvec, "matvec"), Some(many), MATVEC_TOKENS, None)
+                let few =
+                    Product::of_sources(gpu, "matvec", |ty| matvec_source(reduce, matvec, ty));
+                (few, Some(many), MATVEC_TOKENS, None)
             }
         };
         let get_rows = SUPPORTED_TYPES
@@ -684,14 +707,28 @@ mod tests {
         for rows in 1..=4 {
             for width in [16, 32, 64, 128, 256] {
                 for reduce in [REDUCE_SUBGROUP, REDUCE_SHARED] {
-                    let shape = [("ROWS", rows), ("WG", width)];
-                    let kernel = with_constants(&format!("{MATVEC}\n{reduce}"), &shape);
-                    assert_eq!(shader_constant(&kernel, "ROWS"), rows);
-                    let source = product_source("", &kernel, GgmlType::Q4_0);
-                    compile_to_spir_v(&format!("rows {rows}, width {width}"), &source);
+                    for input in [MatvecInput::F32, MatvecInput::Q8] {
+                        let shape = MatvecShape { rows, width, input };
+                        let source = matvec_source(reduce, shape, GgmlType::Q4_0);
+                        assert_eq!(shader_constant(&source, "ROWS"), rows);
+                        compile_to_spir_v(&format!("{shape}"), &source);
+                    }
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_decode_product_of_every_weight_type_validates_with_either_input() {
+        for ty in SUPPORTED_TYPES {
+            for input in [MatvecInput::F32, MatvecInput::Q8] {
+                let shape = MatvecShape { input, ..MatvecShape::default() };
+                let source = matvec_source(REDUCE_SUBGROUP, shape, ty);
+                compile_to_spir_v(&format!("{ty}, {shape}"), &source);
+            }
+        }
+        assert!(section(DOT8, GgmlType::F16).is_none());
+        assert!(SUPPORTED_TYPES.iter().filter(|ty| section(DOT8, **ty).is_some()).count() == 8);
     }
 
     #[test]

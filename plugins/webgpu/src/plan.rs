@@ -10,10 +10,11 @@
 //! overrides the choice, so every plan can be tested and timed on any adapter that can
 //! run it.
 //!
-//! `HEARTH_WEBGPU_MATVEC=rows=R,width=W` sets the shape of the GPU plan's decode
-//! product (matvec.wgsl): R output rows per workgroup (1 to 4) and W invocations per
-//! workgroup (a power of two from 16 to 256); a key left out keeps its default,
-//! `rows=4,width=64`. The host writes them into the kernel's source when it builds the
+//! `HEARTH_WEBGPU_MATVEC=rows=R,width=W,input=I` sets the shape of the GPU plan's
+//! decode product (matvec.wgsl): R output rows per workgroup (1 to 4), W invocations
+//! per workgroup (a power of two from 16 to 256) and its input I, `f32` or `q8` (each
+//! 32 values quantized to 8 bits, multiplied by the quantized weights in integers); a
+//! key left out keeps its default, `rows=4,width=64,input=f32`. The host writes them into the kernel's source when it builds the
 //! pipelines, so shapes can be compared on a GPU without rebuilding
 //! (`examples/kernel_speed.rs` sweeps several in one run).
 
@@ -25,19 +26,42 @@ pub const PLAN_VARIABLE: &str = "HEARTH_WEBGPU_KERNELS";
 /// The environment variable that sets the decode product's shape ([`MatvecShape`]).
 pub const MATVEC_VARIABLE: &str = "HEARTH_WEBGPU_MATVEC";
 
-/// The shape of the GPU plan's decode product: output rows per workgroup and
-/// invocations per workgroup. Fewer rows give more workgroups, so more bytes in flight
-/// on a large GPU; more rows read each input chunk for more rows.
+/// The shape of the GPU plan's decode product: output rows per workgroup,
+/// invocations per workgroup, and its input's form. Fewer rows give more workgroups,
+/// so more bytes in flight on a large GPU; more rows read each input chunk for more
+/// rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MatvecShape {
     pub rows: u32,
     pub width: u32,
+    pub input: MatvecInput,
+}
+
+/// The decode product's input: f32 against weights decoded to f32 (input_f32.wgsl),
+/// or quantized to 8 bits a 32-value chunk against the weights' integer quants
+/// (input_q8.wgsl, dot8.wgsl; the f32, f16 and bf16 weights keep f32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatvecInput {
+    F32,
+    Q8,
+}
+
+impl MatvecInput {
+    /// The relative error (against the largest output) a decode product with this
+    /// input may have against an f32 reference: 8-bit quants round each input value
+    /// by up to 1/254 of its chunk's largest.
+    pub fn tolerance(self) -> f32 {
+        match self {
+            Self::F32 => 1e-5,
+            Self::Q8 => 2e-2,
+        }
+    }
 }
 
 impl Default for MatvecShape {
-    /// matvec.wgsl's own values.
+    /// matvec.wgsl's own values, and f32 input.
     fn default() -> Self {
-        Self { rows: 4, width: 64 }
+        Self { rows: 4, width: 64, input: MatvecInput::F32 }
     }
 }
 
@@ -50,12 +74,12 @@ impl MatvecShape {
         }
     }
 
-    /// `rows=R,width=W`, either key left out for its default; `Err` names the variable
+    /// `rows=R,width=W,input=I`, any key left out for its default; `Err` names the variable
     /// and says what it takes.
     pub fn parse(value: &str) -> Result<Self, String> {
         let refuse = |why: &str| {
             format!(
-                "{MATVEC_VARIABLE} is `{value}`: {why}; it takes `rows=R,width=W` with R from 1 to 4 and W a power of two from 16 to 256"
+                "{MATVEC_VARIABLE} is `{value}`: {why}; it takes `rows=R,width=W,input=I` with R from 1 to 4, W a power of two from 16 to 256 and I `f32` or `q8`"
             )
         };
         let mut shape = Self::default();
@@ -63,17 +87,23 @@ impl MatvecShape {
             let (key, number) = setting
                 .split_once('=')
                 .ok_or_else(|| refuse(&format!("`{setting}` is not `key=value`")))?;
-            let number: u32 = number
-                .trim()
-                .parse()
-                .map_err(|_| refuse(&format!("`{number}` is not a number")))?;
-            match key.trim() {
-                "rows" if (1..=4).contains(&number) => shape.rows = number,
-                "width" if number.is_power_of_two() && (16..=256).contains(&number) => {
-                    shape.width = number;
+            match (key.trim(), number.trim()) {
+                ("input", "f32") => shape.input = MatvecInput::F32,
+                ("input", "q8") => shape.input = MatvecInput::Q8,
+                ("input", other) => return Err(refuse(&format!("input `{other}` is not known"))),
+                (key @ ("rows" | "width"), number) => {
+                    let number: u32 = number
+                        .parse()
+                        .map_err(|_| refuse(&format!("`{number}` is not a number")))?;
+                    match key {
+                        "rows" if (1..=4).contains(&number) => shape.rows = number,
+                        "width" if number.is_power_of_two() && (16..=256).contains(&number) => {
+                            shape.width = number;
+                        }
+                        _ => return Err(refuse(&format!("{key} {number} is out of range"))),
+                    }
                 }
-                "rows" | "width" => return Err(refuse(&format!("{key} {number} is out of range"))),
-                other => return Err(refuse(&format!("there is no key `{other}`"))),
+                (other, _) => return Err(refuse(&format!("there is no key `{other}`"))),
             }
         }
         Ok(shape)
@@ -82,7 +112,11 @@ impl MatvecShape {
 
 impl fmt::Display for MatvecShape {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "rows={},width={}", self.rows, self.width)
+        let input = match self.input {
+            MatvecInput::F32 => "f32",
+            MatvecInput::Q8 => "q8",
+        };
+        write!(f, "rows={},width={},input={input}", self.rows, self.width)
     }
 }
 
@@ -195,18 +229,20 @@ mod tests {
 
     #[test]
     fn a_decode_shape_takes_rows_and_width_in_any_order_and_keeps_defaults_for_keys_left_out() {
-        let shape = |rows, width| Ok(MatvecShape { rows, width });
-        assert_eq!(MatvecShape::parse("rows=2,width=64"), shape(2, 64));
-        assert_eq!(MatvecShape::parse(" width = 128 , rows = 1 "), shape(1, 128));
-        assert_eq!(MatvecShape::parse("rows=1"), shape(1, 64));
+        let shape = |rows, width, input| Ok(MatvecShape { rows, width, input });
+        assert_eq!(MatvecShape::parse("rows=2,width=64"), shape(2, 64, MatvecInput::F32));
+        assert_eq!(MatvecShape::parse(" width = 128 , rows = 1 "), shape(1, 128, MatvecInput::F32));
+        assert_eq!(MatvecShape::parse("rows=1,input=q8"), shape(1, 64, MatvecInput::Q8));
         assert_eq!(MatvecShape::parse(""), Ok(MatvecShape::default()));
-        let text = MatvecShape { rows: 3, width: 16 }.to_string();
-        assert_eq!(MatvecShape::parse(&text), shape(3, 16));
+        let text = MatvecShape { rows: 3, width: 16, input: MatvecInput::Q8 }.to_string();
+        assert_eq!(MatvecShape::parse(&text), shape(3, 16, MatvecInput::Q8));
     }
 
     #[test]
     fn a_bad_decode_shape_is_refused_naming_the_variable() {
-        for bad in ["rows=0", "rows=5", "width=48", "width=512", "depth=2", "rows", "rows=two"] {
+        for bad in
+            ["rows=0", "rows=5", "width=48", "width=512", "depth=2", "rows", "rows=two", "input=q4"]
+        {
             let error = MatvecShape::parse(bad).unwrap_err();
             assert!(error.contains(MATVEC_VARIABLE) && error.contains(bad), "{error}");
         }

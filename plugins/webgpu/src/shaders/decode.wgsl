@@ -32,23 +32,34 @@ fn decode(row: u32, chunk: u32) {
     }
 }
 //! Q4_0
-// f16 d, 16 bytes of nibbles (low: elements 0..16, high: 16..32); d·(q − 8). The block
-// is read as the five aligned words that hold it (see `block_word`).
+// f16 d, 16 bytes of nibbles (low: elements 0..16, high: 16..32); d·(q − 8).
 const BLOCK_ELEMS: u32 = 32u;
 const BLOCK_BYTES: u32 = 18u;
-fn decode(row: u32, chunk: u32) {
-    let base = row + chunk * BLOCK_BYTES;
+struct Block {
+    d: f32,
+    q: array<u32, 4>,
+}
+// The block at byte `base`, read as the five aligned words that hold it (see
+// `block_word`).
+fn block_at(base: u32) -> Block {
     let at = base >> 2u;
     let odd = (base & 2u) != 0u;
     var w: array<u32, 5>;
     for (var k = 0u; k < 5u; k++) {
         w[k] = W[at + k];
     }
-    let d = unpack2x16float(select(w[0], w[0] >> 16u, odd)).x;
+    var block: Block;
+    block.d = unpack2x16float(select(w[0], w[0] >> 16u, odd)).x;
     for (var k = 0u; k < 4u; k++) {
-        let q = block_word(w[k], w[k + 1u], odd);
-        wv[k] = (nibbles_lo(q) - 8.0) * d;
-        wv[k + 4u] = (nibbles_hi(q) - 8.0) * d;
+        block.q[k] = block_word(w[k], w[k + 1u], odd);
+    }
+    return block;
+}
+fn decode(row: u32, chunk: u32) {
+    let block = block_at(row + chunk * BLOCK_BYTES);
+    for (var k = 0u; k < 4u; k++) {
+        wv[k] = (nibbles_lo(block.q[k]) - 8.0) * block.d;
+        wv[k + 4u] = (nibbles_hi(block.q[k]) - 8.0) * block.d;
     }
 }
 //! Q4_1
@@ -94,22 +105,35 @@ fn decode(row: u32, chunk: u32) {
     }
 }
 //! Q8_0
-// f16 d, 32 signed bytes; d·q. Read as the nine aligned words that hold the block.
+// f16 d, 32 signed bytes; d·q.
 const BLOCK_ELEMS: u32 = 32u;
 const BLOCK_BYTES: u32 = 34u;
-fn decode(row: u32, chunk: u32) {
-    let base = row + chunk * BLOCK_BYTES;
+struct Block {
+    d: f32,
+    q: array<u32, 8>,
+}
+// The block at byte `base`, read as the nine aligned words that hold it (see
+// `block_word`).
+fn block_at(base: u32) -> Block {
     let at = base >> 2u;
     let odd = (base & 2u) != 0u;
     var w: array<u32, 9>;
     for (var k = 0u; k < 9u; k++) {
         w[k] = W[at + k];
     }
-    let d = unpack2x16float(select(w[0], w[0] >> 16u, odd)).x;
+    var block: Block;
+    block.d = unpack2x16float(select(w[0], w[0] >> 16u, odd)).x;
     for (var k = 0u; k < 8u; k++) {
-        let q = block_word(w[k], w[k + 1u], odd);
+        block.q[k] = block_word(w[k], w[k + 1u], odd);
+    }
+    return block;
+}
+fn decode(row: u32, chunk: u32) {
+    let block = block_at(row + chunk * BLOCK_BYTES);
+    for (var k = 0u; k < 8u; k++) {
+        let q = block.q[k];
         let v = vec4<i32>(i32(q << 24u) >> 24u, i32(q << 16u) >> 24u, i32(q << 8u) >> 24u, i32(q) >> 24u);
-        wv[k] = vec4<f32>(v) * d;
+        wv[k] = vec4<f32>(v) * block.d;
     }
 }
 //! Q4_K

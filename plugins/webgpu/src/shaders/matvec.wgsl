@@ -1,10 +1,12 @@
 // The GPU plan's matrix product for a few tokens (a decode step): a workgroup of WG
 // invocations computes ROWS output rows of one token. Its invocations take the rows'
 // 32-element chunks in turn, so neighbours read neighbouring bytes (coalesced); each
-// loads a chunk of the token's input once and uses it for all ROWS rows (the input is
-// read ROWS times less than with a workgroup per row), keeps one partial sum per row in
-// a vector, and `reduce` (the subgroup or the workgroup-memory variant, chosen by the
-// host) adds them up in one pass. A paired product's gate and up rows alternate, so
+// loads a chunk of the token's input once (`load_input`) and uses it for all ROWS rows
+// (`row_dot`: the input is read ROWS times less than with a workgroup per row), keeps
+// one partial sum per row in a vector, and `reduce` (the subgroup or the
+// workgroup-memory variant, chosen by the host) adds them up in one pass. The host
+// appends one of two input modules: input_f32.wgsl (the chunk as f32, weights decoded
+// to f32) or input_q8.wgsl (the chunk quantized to 8 bits, integer dot products). A paired product's gate and up rows alternate, so
 // with ROWS even a workgroup holds both sums of each of its pairs.
 //
 // WG and ROWS are the defaults the host substitutes (plan.rs, `MatvecShape`). Of the
@@ -32,17 +34,9 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, lanes: Lanes) {
     let last = p.rows - 1u;
     var acc = vec4<f32>(0.0);
     for (var b = lanes.lid; b < nblocks; b += WG) {
-        var xv: array<vec4<f32>, 8>;
-        for (var k = 0u; k < 8u; k++) {
-            xv[k] = x[x0 + b * 8u + k];
-        }
+        load_input(x0 + b * 8u);
         for (var r = 0u; r < ROWS; r++) {
-            decode(weight_row(min(row0 + r, last)) * row_bytes, b);
-            var s = 0.0;
-            for (var k = 0u; k < 8u; k++) {
-                s += dot(wv[k], xv[k]);
-            }
-            acc[r] += s;
+            acc[r] += row_dot(weight_row(min(row0 + r, last)) * row_bytes, b);
         }
     }
     let total = reduce(lanes, acc);

@@ -181,6 +181,11 @@ fn k_scale_min(at: u32, j: u32) -> vec2<f32> {
     let min = (byte_at(at + j + 4u) >> 4u) | ((byte_at(at + j) >> 6u) << 4u);
     return vec2<f32>(f32(scale), f32(min));
 }
+// Bits 0..4 of `h` as bit 4 of each byte: four elements' fifth bits, to OR onto their
+// nibbles (Q5_0, Q5_1).
+fn fifth_bits(h: u32) -> u32 {
+    return ((h & 1u) << 4u) | ((h & 2u) << 11u) | ((h & 4u) << 18u) | ((h & 8u) << 25u);
+}
 // Bits `s..s + 4` of `q`, one per element.
 fn bits4(q: u32, s: u32) -> vec4<f32> {
     return vec4<f32>(f32((q >> s) & 1u), f32((q >> (s + 1u)) & 1u), f32((q >> (s + 2u)) & 1u), f32((q >> (s + 3u)) & 1u));

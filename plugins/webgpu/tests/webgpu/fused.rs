@@ -7,7 +7,7 @@ use hearth_backend_check::reference;
 use hearth_model::Activation;
 use hearth_sdk::helpers::{dequantize, GgmlType};
 use hearth_webgpu::kernels::{Batch, Kernels, View, Weight, SUPPORTED_TYPES};
-use hearth_webgpu::plan::{KernelPlan, MatvecShape};
+use hearth_webgpu::plan::{KernelPlan, MatvecInput, MatvecShape};
 
 use crate::kernels::{bench, relative_error, Bench};
 
@@ -17,22 +17,25 @@ const NCOLS: usize = 768;
 const TOKENS: [usize; 4] = [1, 3, 11, 40];
 
 /// Every plan the device runs, and the GPU plan again with decode products of one,
-/// two and three rows a workgroup (the default has four) and other widths.
+/// two and three rows a workgroup (the default has four), other widths and 8-bit
+/// input.
 fn every_kernel_set(b: &Bench) -> Vec<(String, Kernels, f32)> {
     let mut sets = Vec::new();
     for plan in KernelPlan::every(b.gpu.offers()) {
         let shapes = match plan {
             KernelPlan::Gpu { matrices: false, .. } => vec![
                 MatvecShape::default(),
-                MatvecShape { rows: 1, width: 64 },
-                MatvecShape { rows: 2, width: 16 },
-                MatvecShape { rows: 3, width: 128 },
+                MatvecShape { rows: 1, width: 64, input: MatvecInput::F32 },
+                MatvecShape { rows: 2, width: 16, input: MatvecInput::Q8 },
+                MatvecShape { rows: 3, width: 128, input: MatvecInput::F32 },
+                MatvecShape { input: MatvecInput::Q8, ..MatvecShape::default() },
             ],
             _ => vec![MatvecShape::default()],
         };
         for shape in shapes {
             let kernels = Kernels::with_matvec(&b.gpu, plan, shape);
-            sets.push((format!("{plan}, decode {shape}"), kernels, plan.tolerance()));
+            let tolerance = plan.tolerance().max(shape.input.tolerance());
+            sets.push((format!("{plan}, decode {shape}"), kernels, tolerance));
         }
     }
     sets

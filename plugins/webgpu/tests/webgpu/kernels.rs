@@ -7,7 +7,7 @@ use half::{bf16, f16};
 use hearth_sdk::helpers::{dequantize, GgmlType};
 use hearth_webgpu::device::{Gpu, GpuBuffer};
 use hearth_webgpu::kernels::{AttentionShape, Batch, Kernels, View, Weight, SUPPORTED_TYPES};
-use hearth_webgpu::plan::KernelPlan;
+use hearth_webgpu::plan::{KernelPlan, MatvecInput, MatvecShape};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 
@@ -102,7 +102,21 @@ fn matmul_of_every_weight_type_split_plan_and_output_matches_the_cpu_within_the_
     let (rows, ncols) = (70usize, 768usize);
     let plans = KernelPlan::every(b.gpu.offers());
     println!("kernel plans: {plans:?}");
-    let kernels: Vec<Kernels> = plans.iter().map(|&plan| Kernels::new(&b.gpu, plan)).collect();
+    // Every plan with the device's decode shape, and each GPU plan again with the
+    // decode product's input quantized to 8 bits.
+    let q8 = MatvecShape { input: MatvecInput::Q8, ..MatvecShape::default() };
+    let mut sets: Vec<(String, Kernels, f32)> = plans
+        .iter()
+        .map(|&plan| (plan.to_string(), Kernels::new(&b.gpu, plan), plan.tolerance()))
+        .collect();
+    for &plan in plans.iter().filter(|plan| **plan != KernelPlan::Software) {
+        let tolerance = plan.tolerance().max(q8.input.tolerance());
+        sets.push((
+            format!("{plan}, decode {q8}"),
+            Kernels::with_matvec(&b.gpu, plan, q8),
+            tolerance,
+        ));
+    }
     for ty in SUPPORTED_TYPES {
         let bytes = b.weight_bytes(ty, rows * ncols);
         let mut w = vec![0.0; rows * ncols];
@@ -132,13 +146,13 @@ fn matmul_of_every_weight_type_split_plan_and_output_matches_the_cpu_within_the_
             // Accumulating with a scale: y = base + 0.5 · W·x.
             let accumulated: Vec<f32> =
                 base.iter().zip(&expected).map(|(a, e)| a + 0.5 * e).collect();
-            for (plan, kernels) in plans.iter().zip(&kernels) {
+            for (plan, kernels, tolerance) in &sets {
+                let tolerance = *tolerance;
                 let y = b.poisoned(ntok * rows);
                 let mut batch = Batch::new(&b.gpu, kernels);
                 let y_view = View::new(&y.buffer, 0, rows as u32);
                 batch.matmul(&weight, x_view, y_view, ntok as u32, false, 1.0);
                 batch.submit();
-                let tolerance = plan.tolerance();
                 let error = relative_error(&b.read(&y, ntok * rows), &expected);
                 assert!(error < tolerance, "{ty}, {plan}, {ntok} tokens: relative error {error}");
 
