@@ -21,8 +21,9 @@
 #                                      of each product by timestamps (kernel_speed with
 #                                      HEARTH_WEBGPU_PROFILE=1) for each decode shape in
 #                                      GPU_MATVEC, then per model shape and decode shape
-#                                      a profiled bench (GPU time of each kernel in a
-#                                      step) and a plain one
+#                                      (GPU_BENCH_MATVEC, else GPU_MATVEC) a profiled
+#                                      bench (GPU time of each kernel in a step) and a
+#                                      plain one
 #   scripts/gpu_speed.sh baseline      there, after s1 in the same call, instead of s2:
 #                                      llama-bench alone (s1's folder fits one call's carry
 #                                      with .gl; s2's does not)
@@ -204,7 +205,7 @@ kernels)
     # shellcheck disable=SC2086 # one argument a shape
     HEARTH_WEBGPU_PROFILE=1 timeout 180 "$W/bin/kernel-speed" ${GPU_MATVEC:-} 2>&1 | tee "$OUT/kernel-speed.txt"
     for shape in $SHAPES; do
-        for matvec in ${GPU_MATVEC:-default}; do
+        for matvec in ${GPU_BENCH_MATVEC:-${GPU_MATVEC:-default}}; do
             [[ $matvec == default ]] && matvec=
             echo "== webgpu, $shape, decode shape ${matvec:-default}, profiled (one run; every batch waited for)"
             HEARTH_WEBGPU_MATVEC=$matvec HEARTH_WEBGPU_PROFILE=1 timeout 300 "$W/bin/hearth" bench \

@@ -1,6 +1,7 @@
 //! How fast the WebGPU kernels run on this machine's adapter, kernel by kernel: the
 //! decode product's rate of reading weights of real model shapes, for each decode shape
-//! asked for, the fused products (Q, K and V in one; gate and up paired) against the
+//! asked for, against what reading memory alone reaches, the fused products (Q, K and
+//! V in one; gate and up paired) against the
 //! separate ones, the prompt product's arithmetic rate on a 32-token chunk, and what a
 //! dispatch and a submission cost. It prints figures and asserts nothing: `hearth
 //! bench` gives the whole model's speed, this says where it goes. With
@@ -116,6 +117,88 @@ fn q4_0_stack(gpu: &Gpu, ncols: u32, rows: &[u32]) -> (Weight, Vec<Weight>, usiz
     (whole, views, bytes.iter().map(Vec::len).sum())
 }
 
+/// Kernels that only read a buffer, as fast as the memory lets them: the ceiling the
+/// products' rates compare with. Each invocation reads every `threads`-th element, so
+/// neighbours read neighbouring words; the sum is stored only if it is a value it
+/// cannot be, so the reads are not optimized away.
+const READ_ONLY: &str = r"
+@group(0) @binding(0) var<storage, read> words: array<u32>;
+@group(0) @binding(1) var<storage, read> quads: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read_write> out: array<u32>;
+
+@compute @workgroup_size(256)
+fn read_words(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n: vec3<u32>) {
+    var acc = 0u;
+    for (var i = gid.x; i < arrayLength(&words); i += n.x * 256u) {
+        acc ^= words[i];
+    }
+    if (acc == 0x12345678u) {
+        out[gid.x] = acc;
+    }
+}
+
+@compute @workgroup_size(256)
+fn read_quads(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n: vec3<u32>) {
+    var acc = vec4<u32>(0u);
+    for (var i = gid.x; i < arrayLength(&quads); i += n.x * 256u) {
+        acc ^= quads[i];
+    }
+    if (all(acc == vec4<u32>(0x12345678u))) {
+        out[gid.x] = acc.x;
+    }
+}
+";
+
+/// GB/s of reading a 512 MiB buffer by 4-byte and by 16-byte loads, timed by the
+/// wall clock over ten passes in one submission.
+fn read_rates(gpu: &Gpu) -> [f64; 2] {
+    const BYTES: u64 = 512 << 20;
+    const PASSES: u32 = 10;
+    const GROUPS: u32 = 8192;
+    let data = gpu.storage("read rate", BYTES);
+    let out = gpu.storage("read rate out", u64::from(GROUPS) * 256 * 4);
+    let module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("read only"),
+        source: wgpu::ShaderSource::Wgsl(READ_ONLY.into()),
+    });
+    ["read_words", "read_quads"].map(|entry| {
+        let pipeline = gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: None,
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        let group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &[
+                wgpu::BindGroupEntry { binding: 0, resource: data.buffer.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 1, resource: data.buffer.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 2, resource: out.buffer.as_entire_binding() },
+            ],
+        });
+        let run = |passes: u32| {
+            let mut encoder = gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                pass.set_pipeline(&pipeline);
+                pass.set_bind_group(0, &group, &[]);
+                for _ in 0..passes {
+                    pass.dispatch_workgroups(GROUPS, 1, 1);
+                }
+            }
+            gpu.queue.submit([encoder.finish()]);
+            wait(gpu);
+        };
+        run(1);
+        let start = Instant::now();
+        run(PASSES);
+        (BYTES * u64::from(PASSES)) as f64 / start.elapsed().as_secs_f64() / 1e9
+    })
+}
+
 fn main() {
     let gpu = Gpu::new().expect("a wgpu adapter");
     let shapes: Vec<MatvecShape> = std::env::args()
@@ -125,6 +208,10 @@ fn main() {
     let shapes = if shapes.is_empty() { vec![gpu.matvec] } else { shapes };
     let kernels = Kernels::new(&gpu, gpu.plan);
     println!("{} ({:?}), {}", gpu.info.name, gpu.info.backend, gpu.plan);
+    let [words, quads] = read_rates(&gpu);
+    println!(
+        "reading memory alone: {words:.0} GB/s by 4-byte loads, {quads:.0} GB/s by 16-byte loads"
+    );
     let clock = if gpu.profiler.is_some() { "GPU timestamps" } else { "wall clock" };
     println!("times by {clock}");
     let tokens = 32;

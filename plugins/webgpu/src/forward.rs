@@ -60,9 +60,9 @@ pub(crate) const F32: u64 = 4;
 impl Scratch {
     pub fn new(gpu: &Gpu, config: &Config, ctx: u32) -> Result<Self, PluginError> {
         let b = u64::from(UBATCH);
-        if config.head_dim > AttentionShape::MAX_HEAD_DIM {
+        if config.head_dim > AttentionShape::MAX_HEAD_DIM || config.head_dim % 4 != 0 {
             return Err(PluginError::unsupported(format!(
-                "heads of {} values; the WebGPU attention kernel holds at most {}",
+                "heads of {} values; the WebGPU attention kernel takes a multiple of 4 up to {}",
                 config.head_dim,
                 AttentionShape::MAX_HEAD_DIM
             )));

@@ -11,10 +11,10 @@
 //! run it.
 //!
 //! `HEARTH_WEBGPU_MATVEC=rows=R,width=W,input=I` sets the shape of the GPU plan's
-//! decode product (matvec.wgsl): R output rows per workgroup (1 to 4), W invocations
+//! decode product (matvec.wgsl): R output rows per workgroup (1 to 8), W invocations
 //! per workgroup (a power of two from 16 to 256) and its input I, `f32` or `q8` (each
 //! 32 values quantized to 8 bits, multiplied by the quantized weights in integers); a
-//! key left out keeps its default, `rows=4,width=64,input=f32`. The host writes them into the kernel's source when it builds the
+//! key left out keeps its default, `rows=4,width=64,input=q8`. The host writes them into the kernel's source when it builds the
 //! pipelines, so shapes can be compared on a GPU without rebuilding
 //! (`examples/kernel_speed.rs` sweeps several in one run).
 
@@ -59,9 +59,11 @@ impl MatvecInput {
 }
 
 impl Default for MatvecShape {
-    /// matvec.wgsl's own values, and f32 input.
+    /// matvec.wgsl's own values, and 8-bit input: on an H100 it read every 8B matrix
+    /// 11–28 % faster than f32 input and decoded the 8B shape 7.5 % faster
+    /// (docs/BENCHMARKS.md, 2026-12-06).
     fn default() -> Self {
-        Self { rows: 4, width: 64, input: MatvecInput::F32 }
+        Self { rows: 4, width: 64, input: MatvecInput::Q8 }
     }
 }
 
@@ -79,7 +81,7 @@ impl MatvecShape {
     pub fn parse(value: &str) -> Result<Self, String> {
         let refuse = |why: &str| {
             format!(
-                "{MATVEC_VARIABLE} is `{value}`: {why}; it takes `rows=R,width=W,input=I` with R from 1 to 4, W a power of two from 16 to 256 and I `f32` or `q8`"
+                "{MATVEC_VARIABLE} is `{value}`: {why}; it takes `rows=R,width=W,input=I` with R from 1 to 8, W a power of two from 16 to 256 and I `f32` or `q8`"
             )
         };
         let mut shape = Self::default();
@@ -96,7 +98,7 @@ impl MatvecShape {
                         .parse()
                         .map_err(|_| refuse(&format!("`{number}` is not a number")))?;
                     match key {
-                        "rows" if (1..=4).contains(&number) => shape.rows = number,
+                        "rows" if (1..=8).contains(&number) => shape.rows = number,
                         "width" if number.is_power_of_two() && (16..=256).contains(&number) => {
                             shape.width = number;
                         }
@@ -193,6 +195,17 @@ impl KernelPlan {
     }
 }
 
+impl KernelPlan {
+    /// [`KernelPlan::tolerance`] for the plan's products with decode products of shape
+    /// `matvec` (the GPU plan's; the software plan has its own).
+    pub fn tolerance_with(self, matvec: MatvecShape) -> f32 {
+        match self {
+            Self::Software => self.tolerance(),
+            Self::Gpu { .. } => self.tolerance().max(matvec.input.tolerance()),
+        }
+    }
+}
+
 impl fmt::Display for KernelPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -230,9 +243,9 @@ mod tests {
     #[test]
     fn a_decode_shape_takes_rows_and_width_in_any_order_and_keeps_defaults_for_keys_left_out() {
         let shape = |rows, width, input| Ok(MatvecShape { rows, width, input });
-        assert_eq!(MatvecShape::parse("rows=2,width=64"), shape(2, 64, MatvecInput::F32));
-        assert_eq!(MatvecShape::parse(" width = 128 , rows = 1 "), shape(1, 128, MatvecInput::F32));
-        assert_eq!(MatvecShape::parse("rows=1,input=q8"), shape(1, 64, MatvecInput::Q8));
+        assert_eq!(MatvecShape::parse("rows=2,width=64"), shape(2, 64, MatvecInput::Q8));
+        assert_eq!(MatvecShape::parse(" width = 128 , rows = 1 "), shape(1, 128, MatvecInput::Q8));
+        assert_eq!(MatvecShape::parse("rows=8,input=f32"), shape(8, 64, MatvecInput::F32));
         assert_eq!(MatvecShape::parse(""), Ok(MatvecShape::default()));
         let text = MatvecShape { rows: 3, width: 16, input: MatvecInput::Q8 }.to_string();
         assert_eq!(MatvecShape::parse(&text), shape(3, 16, MatvecInput::Q8));
@@ -241,7 +254,7 @@ mod tests {
     #[test]
     fn a_bad_decode_shape_is_refused_naming_the_variable() {
         for bad in
-            ["rows=0", "rows=5", "width=48", "width=512", "depth=2", "rows", "rows=two", "input=q4"]
+            ["rows=0", "rows=9", "width=48", "width=512", "depth=2", "rows", "rows=two", "input=q4"]
         {
             let error = MatvecShape::parse(bad).unwrap_err();
             assert!(error.contains(MATVEC_VARIABLE) && error.contains(bad), "{error}");

@@ -6,9 +6,16 @@
 // h / (heads / kv_heads).
 //
 // `attention_split`: one workgroup per (head, token, split of KEYS keys) computes the
-// split's scores, their max m and sum l of exp(score − m), and the exp-weighted sum of
-// its values. `attention_combine`: one workgroup per (head, token) rescales the
-// splits to their common max and divides by the total.
+// split's scores (an invocation a key), their max m and sum l of exp(score − m), and
+// the exp-weighted sum of its values (an invocation per four dimensions and group of
+// keys, the groups then added). `attention_combine`: one workgroup per (head, token)
+// rescales the splits to their common max and divides by the total.
+//
+// Keys, values and queries are read four values at a time, four loads in flight
+// before any is used: on an H100 a decode step of an 8B model spent 58 µs a layer
+// here when each invocation read one value at a time, and one invocation summed a
+// dimension over all 128 keys of its split in turn. Heads are a multiple of 4 values
+// (forward.rs refuses others).
 
 struct AttentionParams {
     ntok: u32,
@@ -22,21 +29,23 @@ struct AttentionParams {
 }
 
 @group(0) @binding(0) var<uniform> p: AttentionParams;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
+@group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> k: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> v: array<vec4<f32>>;
 // Per (token, head, split): head_dim weighted value sums, then (m, l).
 @group(0) @binding(4) var<storage, read_write> sums: array<f32>;
 @group(0) @binding(5) var<storage, read_write> stats: array<vec2<f32>>;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 
-const WG: u32 = 64u;
-const KEYS: u32 = 128u;
+const WG: u32 = 128u;
+// Keys per split: one per invocation.
+const KEYS: u32 = WG;
 const LOWEST: f32 = -3.4e38;
 
-var<workgroup> query: array<f32, 256>;
+var<workgroup> query: array<vec4<f32>, 64>;
 var<workgroup> weights: array<f32, KEYS>;
 var<workgroup> partial: array<f32, WG>;
+var<workgroup> value_sums: array<vec4<f32>, WG>;
 
 fn reduce_max(lid: u32, value: f32) -> f32 {
     partial[lid] = value;
@@ -75,62 +84,84 @@ fn first_key(t: u32) -> u32 {
     return 0u;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn attention_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let h = wid.x;
     let t = wid.y;
     let split = wid.z;
-    let hd = p.head_dim;
-    let kv_dim = p.kv_heads * hd;
-    let kv_base = (h / (p.heads / p.kv_heads)) * hd;
+    let hd4 = p.head_dim / 4u;
+    let kv_dim4 = p.kv_heads * hd4;
+    let kv_base4 = (h / (p.heads / p.kv_heads)) * hd4;
     let begin = first_key(t) + split * KEYS;
     let end = min(begin + KEYS, p.pos0 + t + 1u);
-    let qb = (t * p.heads + h) * hd;
-    for (var d = lid; d < hd; d += WG) {
-        query[d] = q[qb + d];
+    let qb4 = (t * p.heads + h) * hd4;
+    for (var d = lid; d < hd4; d += WG) {
+        query[d] = q[qb4 + d];
     }
     workgroupBarrier();
 
-    var best = LOWEST;
-    for (var i = lid; i < KEYS; i += WG) {
-        var s = LOWEST;
-        if (begin + i < end) {
-            let kb = (begin + i) * kv_dim + kv_base;
-            var dot = 0.0;
-            for (var d = 0u; d < hd; d++) {
-                dot += query[d] * k[kb + d];
+    // Key `begin + lid`'s score.
+    var s = LOWEST;
+    if (begin + lid < end) {
+        let kb = (begin + lid) * kv_dim4 + kv_base4;
+        var dot4 = vec4<f32>(0.0);
+        var d = 0u;
+        for (; d + 4u <= hd4; d += 4u) {
+            var keys = array<vec4<f32>, 4>(k[kb + d], k[kb + d + 1u], k[kb + d + 2u], k[kb + d + 3u]);
+            for (var j = 0u; j < 4u; j++) {
+                dot4 += query[d + j] * keys[j];
             }
-            s = dot * p.scale;
-            best = max(best, s);
         }
-        weights[i] = s;
-    }
-    let m = reduce_max(lid, best);
-    var sum = 0.0;
-    for (var i = lid; i < KEYS; i += WG) {
-        var e = 0.0;
-        if (begin + i < end) {
-            e = exp(weights[i] - m);
+        for (; d < hd4; d++) {
+            dot4 += query[d] * k[kb + d];
         }
-        weights[i] = e;
-        sum += e;
+        s = (dot4.x + dot4.y + dot4.z + dot4.w) * p.scale;
     }
+    let m = reduce_max(lid, s);
+    let e = select(0.0, exp(s - m), begin + lid < end);
+    weights[lid] = e;
     // The reduction's barriers also make every weight visible to every invocation.
-    let l = reduce_sum(lid, sum);
-    let slot = (t * p.heads + h) * p.splits + split;
-    for (var d = lid; d < hd; d += WG) {
-        var acc = 0.0;
-        for (var j = begin; j < end; j++) {
-            acc += weights[j - begin] * v[j * kv_dim + kv_base + d];
+    let l = reduce_sum(lid, e);
+
+    // Invocation (g, d4) sums dimensions 4·d4.. over keys begin + g, begin + g + groups…
+    let groups = WG / hd4;
+    let g = lid / hd4;
+    let d4 = lid % hd4;
+    var acc = vec4<f32>(0.0);
+    if (g < groups) {
+        let vb = kv_base4 + d4;
+        var j = begin + g;
+        for (; j + 3u * groups < end; j += 4u * groups) {
+            let at = vec4<u32>(j, j + groups, j + 2u * groups, j + 3u * groups);
+            var values = array<vec4<f32>, 4>(v[at.x * kv_dim4 + vb], v[at.y * kv_dim4 + vb], v[at.z * kv_dim4 + vb], v[at.w * kv_dim4 + vb]);
+            for (var i = 0u; i < 4u; i++) {
+                acc += weights[at[i] - begin] * values[i];
+            }
         }
-        sums[slot * hd + d] = acc;
+        for (; j < end; j += groups) {
+            acc += weights[j - begin] * v[j * kv_dim4 + vb];
+        }
+    }
+    value_sums[lid] = acc;
+    workgroupBarrier();
+    let slot = (t * p.heads + h) * p.splits + split;
+    if (lid < hd4) {
+        var total = vec4<f32>(0.0);
+        for (var i = 0u; i < groups; i++) {
+            total += value_sums[i * hd4 + lid];
+        }
+        let at = slot * p.head_dim + 4u * lid;
+        sums[at] = total.x;
+        sums[at + 1u] = total.y;
+        sums[at + 2u] = total.z;
+        sums[at + 3u] = total.w;
     }
     if (lid == 0u) {
         stats[slot] = vec2<f32>(m, l);
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn attention_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let h = wid.x;
     let t = wid.y;

@@ -35,13 +35,15 @@ fn smollm2_logits_on_the_gpu_match_the_cpu_reference_within_ten_times_each_kerne
         tokens.len()
     );
     let cpu = reference::forward(&gguf, &tokens, None).unwrap();
-    for plan in KernelPlan::every(Gpu::new().unwrap().offers()) {
+    let device = Gpu::new().unwrap();
+    for plan in KernelPlan::every(device.offers()) {
         let model = WebGpuModel::load_with_plan(&path, 256, Some(plan)).unwrap();
         let gpu = model.logits(&tokens, &[]).unwrap();
         assert_eq!(argmax(&gpu), argmax(&cpu), "{plan}: the next token differs");
         let error = relative_error(&gpu, &cpu);
         println!("{plan}, {} tokens, max |gpu - cpu| / max |cpu| = {error:e}", tokens.len());
-        let tolerance = 10.0 * plan.tolerance();
+        // The prompt's last chunk may be short enough for the decode product.
+        let tolerance = 10.0 * plan.tolerance_with(device.matvec);
         assert!(error < tolerance, "{plan}: relative error {error}");
     }
 }

@@ -102,20 +102,23 @@ fn matmul_of_every_weight_type_split_plan_and_output_matches_the_cpu_within_the_
     let (rows, ncols) = (70usize, 768usize);
     let plans = KernelPlan::every(b.gpu.offers());
     println!("kernel plans: {plans:?}");
-    // Every plan with the device's decode shape, and each GPU plan again with the
-    // decode product's input quantized to 8 bits.
-    let q8 = MatvecShape { input: MatvecInput::Q8, ..MatvecShape::default() };
-    let mut sets: Vec<(String, Kernels, f32)> = plans
-        .iter()
-        .map(|&plan| (plan.to_string(), Kernels::new(&b.gpu, plan), plan.tolerance()))
-        .collect();
-    for &plan in plans.iter().filter(|plan| **plan != KernelPlan::Software) {
-        let tolerance = plan.tolerance().max(q8.input.tolerance());
-        sets.push((
-            format!("{plan}, decode {q8}"),
-            Kernels::with_matvec(&b.gpu, plan, q8),
-            tolerance,
-        ));
+    // Every plan with the default decode shape, and each GPU plan again with the decode
+    // product's other input (f32 or quantized to 8 bits).
+    let default = MatvecShape::default();
+    let other = match default.input {
+        MatvecInput::F32 => MatvecInput::Q8,
+        MatvecInput::Q8 => MatvecInput::F32,
+    };
+    let mut sets = Vec::new();
+    for &plan in &plans {
+        let mut shapes = vec![default];
+        if plan != KernelPlan::Software {
+            shapes.push(MatvecShape { input: other, ..default });
+        }
+        for shape in shapes {
+            let kernels = Kernels::with_matvec(&b.gpu, plan, shape);
+            sets.push((format!("{plan}, decode {shape}"), kernels, plan.tolerance_with(shape)));
+        }
     }
     for ty in SUPPORTED_TYPES {
         let bytes = b.weight_bytes(ty, rows * ncols);
