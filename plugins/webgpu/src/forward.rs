@@ -60,7 +60,7 @@ pub(crate) const F32: u64 = 4;
 impl Scratch {
     pub fn new(gpu: &Gpu, config: &Config, ctx: u32) -> Result<Self, PluginError> {
         let b = u64::from(UBATCH);
-        if config.head_dim > AttentionShape::MAX_HEAD_DIM || config.head_dim % 4 != 0 {
+        if config.head_dim > AttentionShape::MAX_HEAD_DIM || !config.head_dim.is_multiple_of(4) {
             return Err(PluginError::unsupported(format!(
                 "heads of {} values; the WebGPU attention kernel takes a multiple of 4 up to {}",
                 config.head_dim,
