@@ -47,6 +47,22 @@ pub trait Executor {
     /// the cache (anything cached beyond them is stale and overwritten), and return the
     /// last token's logits.
     fn forward(&mut self, tokens: &[u32], pos: u32) -> Result<Vec<f32>, PluginError>;
+
+    /// Evaluate like [`Executor::forward`] and return the last token's most likely
+    /// next token (the first of equal logits), picked where the logits are, for plain
+    /// greedy decoding ([`Sampler::is_plain_greedy`]); `None`, evaluating nothing,
+    /// where the engine does not pick tokens itself.
+    fn forward_greedy(&mut self, tokens: &[u32], pos: u32) -> Result<Option<u32>, PluginError> {
+        let _ = (tokens, pos);
+        Ok(None)
+    }
+}
+
+/// What a step leaves for picking the next token: the logits, or the token itself
+/// where the engine picked it ([`Executor::forward_greedy`]).
+enum Next {
+    Logits(Vec<f32>),
+    Token(u32),
 }
 
 /// A model's text side: its tokenizer and chat template, and the grammar engine's view
@@ -208,13 +224,16 @@ fn generate_in(
         .filter(|a| a.scale != 0.0)
         .map(|a| (a.path.to_string(), a.scale))
         .collect();
-    let mut logits = session.evaluate_prompt(executor, &prompt, signature)?;
+    let mut next = Next::Logits(session.evaluate_prompt(executor, &prompt, signature)?);
     let prompt_ms = started.elapsed().as_secs_f64() * 1e3;
 
     let tokenizer = &text.tokenizer;
     let mut constraint = text.constraint(&request.grammar)?;
     let mut sampler = Sampler::for_request(request);
     prompt.iter().for_each(|&token| sampler.accept(token));
+    // The engine may pick the token itself only where nothing needs the logits.
+    let engine_picks =
+        sampler.is_plain_greedy() && constraint.is_none() && request.logprobs.is_none();
     let mut decoder = StreamDecoder::new();
     let mut stops = StopMatcher::new(request.stop.iter().map(RString::as_str));
     let max_tokens = if request.max_tokens == 0 { u32::MAX } else { request.max_tokens };
@@ -228,8 +247,9 @@ fn generate_in(
         finish_reason,
     };
     let finish_reason = loop {
-        let token = match constraint.as_mut() {
-            Some(constraint) => {
+        let token = match (&next, constraint.as_mut()) {
+            (Next::Token(token), _) => *token,
+            (Next::Logits(logits), Some(constraint)) => {
                 // Log-probabilities stay those of the model's own distribution.
                 let mut allowed = logits.clone();
                 constraint.mask(&mut allowed).map_err(grammar_failed)?;
@@ -237,15 +257,15 @@ fn generate_in(
                 constraint.accept(token).map_err(grammar_failed)?;
                 token
             }
-            None => sampler.sample(&logits),
+            (Next::Logits(logits), None) => sampler.sample(logits),
         };
         if tokenizer.is_end_of_generation(token) {
             break FinishReason::Stop;
         }
         generated += 1;
         sampler.accept(token);
-        if let Some(top) = request.logprobs.into_option() {
-            sink.on_logprobs(&token_logprobs(tokenizer, &logits, token, top)?);
+        if let (Some(top), Next::Logits(logits)) = (request.logprobs.into_option(), &next) {
+            sink.on_logprobs(&token_logprobs(tokenizer, logits, token, top)?);
         }
         let released = stops.push(&decoder.push(tokenizer.token_bytes(token)));
         if !released.text.is_empty() && sink.on_token(&released.text) == SinkControl::Stop {
@@ -258,7 +278,12 @@ fn generate_in(
         if generated >= max_tokens || session.len() + 1 >= ctx {
             break FinishReason::Length;
         }
-        logits = executor.forward(&[token], session.len())?;
+        let picked =
+            if engine_picks { executor.forward_greedy(&[token], session.len())? } else { None };
+        next = match picked {
+            Some(token) => Next::Token(token),
+            None => Next::Logits(executor.forward(&[token], session.len())?),
+        };
         session.tokens.push(token);
     };
     if finish_reason != FinishReason::Cancelled && !stopped_by_string {

@@ -11,7 +11,7 @@ use hearth_sdk::PluginError;
 
 use crate::altup::AltUpScratch;
 use crate::device::{Gpu, GpuBuffer};
-use crate::kernels::{AttentionShape, Batch, Bindings, Kernels, View};
+use crate::kernels::{argmax_parts, AttentionShape, Batch, Bindings, Kernels, View};
 use crate::lora::{LoraAdapter, RANK_PAD};
 use crate::weights::Weights;
 
@@ -39,6 +39,9 @@ pub struct Scratch {
     attention_sums: GpuBuffer,
     attention_stats: GpuBuffer,
     logits: GpuBuffer,
+    /// Greedy decoding's parts and total (argmax.wgsl).
+    argmax_parts: GpuBuffer,
+    argmax_total: GpuBuffer,
     pub(crate) ids: GpuBuffer,
     /// `A x` of a LoRA pair, [`RANK_PAD`] values per token.
     low_rank: GpuBuffer,
@@ -100,6 +103,8 @@ impl Scratch {
             attention_sums: gpu.storage("attention sums", sums),
             attention_stats: gpu.storage("attention stats", stats),
             logits: gpu.storage("logits", u64::from(config.vocab) * F32),
+            argmax_parts: gpu.storage("argmax parts", u64::from(argmax_parts(config.vocab)) * 16),
+            argmax_total: gpu.storage("argmax total", 16),
             ids: gpu.storage("ids", b * F32),
             low_rank: act("low rank", RANK_PAD),
             k_cache: (0..kv_layers).map(|_| gpu.storage("k cache", kv_layer)).collect(),
@@ -151,6 +156,48 @@ impl Forward<'_> {
         tokens: &[u32],
         pos0: u32,
     ) -> Result<Vec<f32>, PluginError> {
+        let bytes = u64::from(self.config.vocab) * F32;
+        self.evaluate(scratch, tokens, pos0, |batch| {
+            batch.copy(&scratch.logits.buffer, &scratch.readback, bytes);
+        })?;
+        self.gpu.read_mapped(&scratch.readback, self.config.vocab as usize)
+    }
+
+    /// [`Forward::run`] for greedy decoding: the last token's most likely next token,
+    /// picked on the device (argmax.wgsl), so three numbers come back instead of the
+    /// vocabulary's logits. Logits that are not all finite numbers are an error, as
+    /// the host's sampling would find them.
+    pub fn run_greedy(
+        &self,
+        scratch: &Scratch,
+        tokens: &[u32],
+        pos0: u32,
+    ) -> Result<u32, PluginError> {
+        let vocab = self.config.vocab;
+        let (parts, total) = (&scratch.argmax_parts.buffer, &scratch.argmax_total.buffer);
+        self.evaluate(scratch, tokens, pos0, |batch| {
+            batch.argmax(&scratch.logits.buffer, vocab, parts, total);
+            batch.copy(total, &scratch.readback, 16);
+        })?;
+        let picked = self.gpu.read_mapped(&scratch.readback, 3)?;
+        let (index, sum) = (picked[1].to_bits(), picked[2]);
+        if !sum.is_finite() || index >= vocab {
+            return Err(PluginError::internal(
+                "the model computed logits that are not finite numbers (NaN or infinity): its weights are damaged",
+            ));
+        }
+        Ok(index)
+    }
+
+    /// Record and submit `tokens` at positions `pos0..` in chunks of [`UBATCH`], the
+    /// last chunk's batch ending with what `read_out` records.
+    fn evaluate<'b>(
+        &'b self,
+        scratch: &'b Scratch,
+        tokens: &[u32],
+        pos0: u32,
+        read_out: impl FnOnce(&mut Batch<'b>),
+    ) -> Result<(), PluginError> {
         let end = pos0 as usize + tokens.len();
         if tokens.is_empty() || end > scratch.ctx as usize {
             return Err(PluginError::invalid_request(format!(
@@ -162,6 +209,7 @@ impl Forward<'_> {
         let mut bindings =
             scratch.bindings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut pos = pos0;
+        let mut read_out = Some(read_out);
         for (index, chunk) in chunks.iter().enumerate() {
             let last = index + 1 == chunks.len();
             self.gpu.queue.write_buffer(&scratch.ids.buffer, 0, bytemuck::cast_slice(chunk));
@@ -169,13 +217,14 @@ impl Forward<'_> {
             let readout = if last { Readout::Logits } else { Readout::Nothing };
             self.record(&mut batch, scratch, chunk.len() as u32, pos, readout);
             if last {
-                let bytes = u64::from(self.config.vocab) * F32;
-                batch.copy(&scratch.logits.buffer, &scratch.readback, bytes);
+                if let Some(read_out) = read_out.take() {
+                    read_out(&mut batch);
+                }
             }
             batch.submit_with(&mut bindings);
             pos += chunk.len() as u32;
         }
-        self.gpu.read_mapped(&scratch.readback, self.config.vocab as usize)
+        Ok(())
     }
 
     /// Evaluate `tokens` from position 0, filling the KV cache; returns every one's

@@ -34,6 +34,16 @@ const REDUCE_SHARED: &str = include_str!("shaders/reduce_shared.wgsl");
 const ATTENTION: &str = include_str!("shaders/attention.wgsl");
 pub(crate) const ACTIVATION: &str = include_str!("shaders/activation.wgsl");
 const ROUTE: &str = include_str!("shaders/route.wgsl");
+const ARGMAX: &str = include_str!("shaders/argmax.wgsl");
+
+/// Logits one workgroup of greedy decoding's first pass reduces (`SPAN` in
+/// argmax.wgsl).
+const ARGMAX_SPAN: u32 = 4096;
+
+/// The parts greedy decoding's first pass leaves for `n` logits.
+pub fn argmax_parts(n: u32) -> u32 {
+    n.div_ceil(ARGMAX_SPAN)
+}
 
 /// On the GPU plan, products of up to this many tokens use the matrix–vector kernel
 /// (a workgroup per few rows and token); more use the tiled kernel.
@@ -207,6 +217,8 @@ pub struct Kernels {
     add_bias: wgpu::ComputePipeline,
     scale_rows: wgpu::ComputePipeline,
     pub(crate) route: wgpu::ComputePipeline,
+    argmax_parts: wgpu::ComputePipeline,
+    argmax_total: wgpu::ComputePipeline,
     pub(crate) altup: AltUpKernels,
     /// What plain products bind where routed ones bind their routing, and where
     /// products of several segments bind the second and third (quant.wgsl): two
@@ -275,6 +287,8 @@ impl Kernels {
             add_bias: pipeline(gpu, "add_bias", &rows, "add_bias"),
             scale_rows: pipeline(gpu, "scale_rows", &rows, "scale_rows"),
             route: pipeline(gpu, "route", ROUTE, "route_tokens"),
+            argmax_parts: pipeline(gpu, "argmax parts", ARGMAX, "argmax_parts"),
+            argmax_total: pipeline(gpu, "argmax total", ARGMAX, "argmax_total"),
             altup: AltUpKernels::new(gpu),
             unrouted: gpu.storage("unrouted", 16),
             unsegmented: [gpu.storage("unsegmented", 16), gpu.storage("unsegmented", 16)],
@@ -563,6 +577,23 @@ impl<'a> Batch<'a> {
     }
 
     /// Copy the first `bytes` of `from` to `to` once the dispatches are done.
+    /// The largest of the first `n` values of `logits`, its index and their sum, as
+    /// (largest, index's bits, sum) in `total`'s first three f32 (argmax.wgsl), through
+    /// `parts` ([`argmax_parts`] vectors of four).
+    pub fn argmax(
+        &mut self,
+        logits: &'a wgpu::Buffer,
+        n: u32,
+        parts: &'a wgpu::Buffer,
+        total: &'a wgpu::Buffer,
+    ) {
+        let count = argmax_parts(n);
+        let words = [n, count];
+        let first = vec![(1, logits), (2, parts)];
+        self.push(&self.kernels.argmax_parts, first, &words, [count, 1, 1]);
+        self.push(&self.kernels.argmax_total, vec![(2, parts), (3, total)], &words, [1, 1, 1]);
+    }
+
     pub fn copy(&mut self, from: &'a wgpu::Buffer, to: &'a wgpu::Buffer, bytes: u64) {
         self.copies.push((from, to, bytes));
     }

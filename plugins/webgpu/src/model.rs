@@ -51,6 +51,10 @@ impl Executor for GpuExecutor<'_> {
     fn forward(&mut self, tokens: &[u32], pos: u32) -> Result<Vec<f32>, PluginError> {
         self.forward.run(self.scratch, tokens, pos)
     }
+
+    fn forward_greedy(&mut self, tokens: &[u32], pos: u32) -> Result<Option<u32>, PluginError> {
+        self.forward.run_greedy(self.scratch, tokens, pos).map(Some)
+    }
 }
 
 impl WebGpuModel {

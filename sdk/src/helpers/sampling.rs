@@ -55,6 +55,18 @@ impl Sampler {
         self.recent.push_back(token);
     }
 
+    /// Whether [`Sampler::sample`] is the argmax of the logits as they come: greedy,
+    /// with no bias and no active penalty. An engine may then pick the token where
+    /// the logits are (on a GPU) and read back only it.
+    pub fn is_plain_greedy(&self) -> bool {
+        let repeat = self.params.repeat_penalty;
+        self.params.temperature <= 0.0
+            && self.logit_bias.is_empty()
+            && (repeat <= 0.0 || repeat == 1.0)
+            && self.frequency_penalty == 0.0
+            && self.presence_penalty == 0.0
+    }
+
     /// Pick the next token from `logits` (one per vocabulary entry).
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
         let mut logits = logits.to_vec();
@@ -168,6 +180,16 @@ mod tests {
     #[test]
     fn zero_temperature_picks_the_largest_logit() {
         assert_eq!(Sampler::new(&params(0.0)).sample(&[0.1, 3.0, 2.9, -1.0]), 1);
+    }
+
+    #[test]
+    fn only_greedy_sampling_without_bias_or_penalties_is_plain_greedy() {
+        assert!(Sampler::new(&params(0.0)).is_plain_greedy());
+        assert!(!Sampler::new(&params(0.7)).is_plain_greedy());
+        assert!(!Sampler::new(&Sampling { repeat_penalty: 1.1, ..params(0.0) }).is_plain_greedy());
+        let mut biased = Sampler::new(&params(0.0));
+        biased.logit_bias.push(LogitBias { token: 3, bias: 1.0 });
+        assert!(!biased.is_plain_greedy());
     }
 
     #[test]

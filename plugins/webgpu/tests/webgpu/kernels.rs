@@ -6,7 +6,9 @@
 use half::{bf16, f16};
 use hearth_sdk::helpers::{dequantize, GgmlType};
 use hearth_webgpu::device::{Gpu, GpuBuffer};
-use hearth_webgpu::kernels::{AttentionShape, Batch, Kernels, View, Weight, SUPPORTED_TYPES};
+use hearth_webgpu::kernels::{
+    argmax_parts, AttentionShape, Batch, Kernels, View, Weight, SUPPORTED_TYPES,
+};
 use hearth_webgpu::plan::{KernelPlan, MatvecInput, MatvecShape};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
@@ -222,6 +224,37 @@ fn a_decode_product_of_a_vocabulary_sized_matrix_matches_the_cpu_on_every_gpu_pl
             }
         }
     }
+}
+
+/// Greedy decoding's argmax on the device: the first of equal largest logits, across
+/// the first pass's parts, and a sum that is not finite where a logit is not.
+#[test]
+fn greedy_picks_the_first_of_the_largest_logits_and_sums_them() {
+    let mut b = bench();
+    let n = 3 * 4096 + 77;
+    let parts = b.gpu.storage("parts", u64::from(argmax_parts(n)) * 16);
+    let total = b.gpu.storage("total", 16);
+    let mut logits = b.values(n as usize);
+    // Two equal largest values in different parts: the first is the pick.
+    logits[5000] = 7.5;
+    logits[9000] = 7.5;
+    let pick = |logits: &[f32]| {
+        let buffer = b.buffer(logits);
+        let kernels = Kernels::new(&b.gpu, KernelPlan::Software);
+        let mut batch = Batch::new(&b.gpu, &kernels);
+        batch.argmax(&buffer.buffer, n, &parts.buffer, &total.buffer);
+        batch.submit();
+        let read = b.read(&total, 3);
+        (read[0], read[1].to_bits(), read[2])
+    };
+    let (largest, index, sum) = pick(&logits);
+    assert_eq!((largest, index), (7.5, 5000));
+    let expected: f32 = logits.iter().sum();
+    assert!((sum - expected).abs() < 1e-3 * expected.abs().max(1.0), "{sum} against {expected}");
+    logits[n as usize - 1] = 9.0;
+    assert_eq!(pick(&logits).1, n - 1, "the very last logit is read");
+    logits[12] = f32::NAN;
+    assert!(!pick(&logits).2.is_finite(), "a NaN logit makes the sum not finite");
 }
 
 #[test]
