@@ -114,6 +114,7 @@ const ASSETS: &[Asset] = &[
     shader!("gated.wgsl"),
     shader!("rows.wgsl"),
     shader!("route.wgsl"),
+    shader!("argmax.wgsl"),
     shader!("altup.wgsl"),
 ];
 
