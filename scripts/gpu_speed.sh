@@ -69,6 +69,26 @@ llama_bench() {
     echo "rc=$?"; grep -E '"(n_prompt|n_gen|n_depth|avg_ts)"' "$OUT/llama-bench-$1.json"
 }
 
+# The programs named (compressed by prepare) into $W/bin, and the WebGPU plugin.
+unpack_webgpu() {
+    local program
+    for program in "$@"; do
+        xz -dc "$here/$program.xz" >"$W/bin/$program" && chmod +x "$W/bin/$program" || return 1
+    done
+    xz -dc "$here/libhearth_webgpu.so.xz" >"$W/plugins-webgpu/libhearth_webgpu.so"
+}
+
+# The synthetic model of each shape, and their catalog.
+make_models() {
+    local shape
+    write_catalog
+    for shape in $SHAPES; do
+        mkdir -p "$W/models/synthetic-$shape"
+        PYTHONPATH=$here/py python3 "$here/py/synthetic_model.py" model "$shape" "$here/tokenizer.gguf" \
+            "$W/models/synthetic-$shape/synthetic-$shape.gguf" || return 1
+    done
+}
+
 # The prompt and decode medians of a `hearth bench --json` file.
 medians() {
     python3 -c 'import json, sys
@@ -143,16 +163,8 @@ s1)
         { tail -30 "$W/configure.log"; exit 1; }
     cmake --build "$W/build" --target llama-bench ggml-cpu -j4 >"$W/bench-build.log" 2>&1 ||
         { tail -30 "$W/bench-build.log"; exit 1; }
-    for program in hearth webgpu-tests kernel-speed; do
-        xz -dc "$here/$program.xz" >"$W/bin/$program" && chmod +x "$W/bin/$program" || exit 1
-    done
-    xz -dc "$here/libhearth_webgpu.so.xz" >"$W/plugins-webgpu/libhearth_webgpu.so" || exit 1
-    write_catalog
-    for shape in $SHAPES; do
-        mkdir -p "$W/models/synthetic-$shape"
-        PYTHONPATH=$here/py python3 "$here/py/synthetic_model.py" model "$shape" "$here/tokenizer.gguf" \
-            "$W/models/synthetic-$shape/synthetic-$shape.gguf" || exit 1
-    done
+    unpack_webgpu hearth webgpu-tests kernel-speed || exit 1
+    make_models || exit 1
     ls -la "$W"/models/*/
     hearth_env
     export HEARTH_PLUGINS=$W/plugins-webgpu
@@ -189,16 +201,8 @@ s1)
 kernels)
     mkdir -p "$W"/bin "$W"/models "$W"/plugins-webgpu "$OUT"
     nvidia-smi -L
-    for program in hearth kernel-speed; do
-        xz -dc "$here/$program.xz" >"$W/bin/$program" && chmod +x "$W/bin/$program" || exit 1
-    done
-    xz -dc "$here/libhearth_webgpu.so.xz" >"$W/plugins-webgpu/libhearth_webgpu.so" || exit 1
-    write_catalog
-    for shape in $SHAPES; do
-        mkdir -p "$W/models/synthetic-$shape"
-        PYTHONPATH=$here/py python3 "$here/py/synthetic_model.py" model "$shape" "$here/tokenizer.gguf" \
-            "$W/models/synthetic-$shape/synthetic-$shape.gguf" >/dev/null || exit 1
-    done
+    unpack_webgpu hearth kernel-speed || exit 1
+    make_models >/dev/null || exit 1
     hearth_env
     export HEARTH_PLUGINS=$W/plugins-webgpu
     echo "== webgpu kernel speed by GPU timestamps: ${GPU_MATVEC:-the default decode shape}"
