@@ -296,7 +296,7 @@ impl Forward<'_> {
                 false,
             );
             let logits = row(&s.logits, c.vocab);
-            batch.matmul(self.weights.output(), row(&s.xn, e), logits, 1, false, 1.0);
+            batch.logits(self.weights.output(), row(&s.xn, e), logits);
             if let Some(altup) = &c.altup {
                 batch.soft_cap(logits, 1, c.vocab, altup.logit_softcap);
             }

@@ -49,13 +49,6 @@ pub fn argmax_parts(n: u32) -> u32 {
 /// (a workgroup per few rows and token); more use the tiled kernel.
 const MATVEC_TOKENS: u32 = 8;
 
-/// On the GPU plan, a decode product of a matrix of at least this many rows (a
-/// vocabulary's output matrix) computes twice the rows a workgroup (at most 8). On an
-/// H100 the 8B shape's 128 256-row output matrix read at 283 GB/s with four rows a
-/// workgroup and 564 GB/s with eight, while eight rows made the decode step's other
-/// products slower in all (docs/BENCHMARKS.md, 2026-12-06).
-const TALL_ROWS: u32 = 65536;
-
 /// On the software plan, only a single token's product takes the matrix–vector kernel:
 /// it reads the weights once per token, where the row kernel reads them once for a
 /// tile of eight.
@@ -199,9 +192,14 @@ pub struct Kernels {
     /// Products of a few tokens (decode steps) and of many (prompt chunks); `None`
     /// where one kernel serves both.
     few: Product,
-    /// The GPU plan's decode product for matrices of [`TALL_ROWS`] rows or more, where
-    /// it differs from `few`.
-    few_tall: Option<Product>,
+    /// The GPU plan's product for the logits ([`Batch::logits`]): f32 input, as the
+    /// logits feed sampling directly (with 8-bit input, SmolLM2's greedy answer to
+    /// "What is the capital of France?" on the GPU plan began with another token), and
+    /// twice `few`'s rows a workgroup (at most 8): on an H100 the 8B shape's 128 256-row
+    /// output matrix read at 564 GB/s with eight rows against 283 GB/s with four, while
+    /// eight rows made the decode step's other products slower in all
+    /// (docs/BENCHMARKS.md, 2026-12-06).
+    logits: Option<Product>,
     many: Option<Product>,
     /// The most tokens a product takes `few` for, where there is `many`.
     few_tokens: u32,
@@ -236,7 +234,7 @@ impl Kernels {
 
     /// [`Kernels::new`] with the GPU plan's decode product of shape `matvec`.
     pub fn with_matvec(gpu: &Gpu, plan: KernelPlan, matvec: MatvecShape) -> Self {
-        let (few, few_tall, many, few_tokens, pairs) = match plan {
+        let (few, logits, many, few_tokens, pairs) = match plan {
             KernelPlan::Software => (
                 Product::new(gpu, "", MATVEC_ROWS, "matvec_rows"),
                 None,
@@ -254,9 +252,9 @@ impl Kernels {
                 let decode = |shape| {
                     Product::of_sources(gpu, "matvec", |ty| matvec_source(reduce, shape, ty))
                 };
-                let tall = MatvecShape { rows: (matvec.rows * 2).min(8), ..matvec };
-                let few_tall = (tall != matvec).then(|| decode(tall));
-                (decode(matvec), few_tall, Some(many), MATVEC_TOKENS, None)
+                let rows = (matvec.rows * 2).min(8);
+                let logits = decode(MatvecShape { rows, input: MatvecInput::F32, ..matvec });
+                (decode(matvec), Some(logits), Some(many), MATVEC_TOKENS, None)
             }
         };
         let get_rows = SUPPORTED_TYPES
@@ -269,7 +267,7 @@ impl Kernels {
         let rows = format!("{ROWS}\n{ACTIVATION}");
         Self {
             few,
-            few_tall,
+            logits,
             many,
             few_tokens,
             pairs,
@@ -295,13 +293,13 @@ impl Kernels {
         }
     }
 
-    /// The product kernel for `ntok` tokens of a matrix of `rows` rows, and for a
-    /// paired product; `None` where that kernel's workgroups cannot hold a pair (a
-    /// decode product of odd rows).
-    pub(crate) fn product(&self, ntok: u32, rows: u32, paired: bool) -> Option<&Product> {
-        let (product, pairs) = match (&self.many, &self.few_tall) {
+    /// The product kernel for `ntok` tokens, for a paired product, and for the logits;
+    /// `None` where that kernel's workgroups cannot hold a pair (a decode product of odd
+    /// rows).
+    pub(crate) fn product(&self, ntok: u32, paired: bool, logits: bool) -> Option<&Product> {
+        let (product, pairs) = match (&self.many, &self.logits) {
             (Some(many), _) if ntok > self.few_tokens => (many, self.pairs.as_ref()),
-            (_, Some(tall)) if rows >= TALL_ROWS => (tall, None),
+            (_, Some(for_logits)) if logits => (for_logits, None),
             _ => (&self.few, None),
         };
         match (paired, pairs) {
@@ -314,8 +312,7 @@ impl Kernels {
     /// Whether a product of `ntok` tokens can compute a gated feed-forward's gate and
     /// up projections at once ([`Batch::matmul_paired`]).
     pub fn pair(&self, ntok: u32) -> bool {
-        // A tall decode product has twice the rows of `few`, so pairs where it does.
-        self.product(ntok, 0, true).is_some()
+        self.product(ntok, true, false).is_some()
     }
 }
 

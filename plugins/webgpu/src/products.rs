@@ -33,9 +33,18 @@ struct Layout<'a> {
     segments: [Option<(u32, View<'a>)>; 2],
     /// A paired product's first up row (quant.wgsl's `paired`).
     paired: Option<u32>,
+    /// The output matrix's product for one token, which gives the logits.
+    logits: bool,
 }
 
 impl<'a> Batch<'a> {
+    /// The logits `y = W · x` of one token's final-normed state `x` through the output
+    /// matrix `W`, by the product kept for them ([`Kernels::product`]).
+    pub fn logits(&mut self, w: &'a Weight, x: View<'a>, y: View<'a>) {
+        let layout = Layout { logits: true, ..Layout::default() };
+        self.product_laid_out(w, x, y, 1, 0, 1.0, None, layout);
+    }
+
     /// `y[t] (+)= scale · W · x[t]` for `ntok` tokens.
     pub fn matmul(
         &mut self,
@@ -133,11 +142,12 @@ impl<'a> Batch<'a> {
     ) {
         let kernels = self.kernels;
         let paired = layout.paired.is_some();
-        let matrix_rows = w.nrows / w.matrices;
-        let product =
-            kernels.product(ntok, matrix_rows, paired).expect("a paired product where one can run");
+        let product = kernels
+            .product(ntok, paired, layout.logits)
+            .expect("a paired product where one can run");
         assert!(!paired || w.parts.len() == 1, "a paired product reads one buffer");
         let pipeline = &product.pipelines[&w.ty];
+        let matrix_rows = w.nrows / w.matrices;
         let [segment1, segment2] = layout.segments.map(|segment| {
             segment.map_or([0, 0, 0], |(split, view)| [split, view.offset, view.stride])
         });

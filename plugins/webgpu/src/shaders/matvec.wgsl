@@ -5,9 +5,9 @@
 // (`row_dot`: the input is read ROWS times less than with a workgroup per row), keeps
 // one partial sum per row in vectors of four rows, and `reduce` (the subgroup or the
 // workgroup-memory variant, chosen by the host) adds each vector up in one pass. The
-// host appends one of two input modules: input_q8.wgsl (the chunk quantized to 8 bits,
-// integer dot products; the default) or input_f32.wgsl (the chunk as f32, weights
-// decoded to f32). A paired product's gate and up rows alternate, so with ROWS even a
+// host appends one of two input modules: input_f32.wgsl (the chunk as f32, weights
+// decoded to f32; the default) or input_q8.wgsl (the chunk quantized to 8 bits,
+// integer dot products). A paired product's gate and up rows alternate, so with ROWS even a
 // workgroup holds both sums of each of its pairs.
 //
 // WG and ROWS are the defaults the host substitutes (plan.rs, `MatvecShape`). Of the
