@@ -192,10 +192,9 @@ pub struct Kernels {
     /// Products of a few tokens (decode steps) and of many (prompt chunks); `None`
     /// where one kernel serves both.
     few: Product,
-    /// The GPU plan's product for the logits ([`Batch::logits`]): f32 input, as the
-    /// logits feed sampling directly (with 8-bit input, SmolLM2's greedy answer to
-    /// "What is the capital of France?" on the GPU plan began with another token), and
-    /// twice `few`'s rows a workgroup (at most 8): on an H100 the 8B shape's 128 256-row
+    /// The GPU plan's product for the logits ([`Batch::logits`]): f32 input whatever
+    /// the decode product's input, as the logits feed sampling directly, and twice
+    /// `few`'s rows a workgroup (at most 8): on an H100 the 8B shape's 128 256-row
     /// output matrix read at 564 GB/s with eight rows against 283 GB/s with four, while
     /// eight rows made the decode step's other products slower in all
     /// (docs/BENCHMARKS.md, 2026-12-06).
