@@ -165,8 +165,8 @@ impl Forward<'_> {
 
     /// [`Forward::run`] for greedy decoding: the last token's most likely next token,
     /// picked on the device (argmax.wgsl), so three numbers come back instead of the
-    /// vocabulary's logits. Logits that are not all finite numbers are an error, as
-    /// the host's sampling would find them.
+    /// vocabulary's logits. Logits that are not all finite numbers are an error, as the
+    /// generation loop makes them when it computes log-probabilities.
     pub fn run_greedy(
         &self,
         scratch: &Scratch,
