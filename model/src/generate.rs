@@ -311,11 +311,8 @@ fn token_logprobs(
     top: u32,
 ) -> Result<TokenLogprobs, PluginError> {
     let (logprob, alternatives) =
-        hearth_sdk::logprobs::token_logprobs(logits, chosen, top as usize).ok_or_else(|| {
-            PluginError::model_file(
-                "the model computed logits that are not finite numbers (NaN or infinity): its weights are damaged",
-            )
-        })?;
+        hearth_sdk::logprobs::token_logprobs(logits, chosen, top as usize)
+            .ok_or_else(PluginError::non_finite_logits)?;
     let entry = |token: u32, logprob: f32| TokenLogprob {
         token,
         bytes: tokenizer.token_bytes(token).to_vec().into(),

@@ -49,6 +49,13 @@ impl PluginError {
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, message)
     }
+    /// Logits that are not all finite numbers: what a forward pass over damaged weights
+    /// computes, refused wherever a token or its probability is taken from them.
+    pub fn non_finite_logits() -> Self {
+        Self::model_file(
+            "the model computed logits that are not finite numbers (NaN or infinity): its weights are damaged",
+        )
+    }
 }
 
 impl fmt::Display for PluginError {

@@ -257,11 +257,7 @@ impl Session {
         } else {
             self.context.sample(sampler, index)
         };
-        let token = token.ok_or_else(|| {
-            PluginError::model_file(
-                "the model computed logits that are not finite numbers (NaN or infinity): its weights are damaged",
-            )
-        })?;
+        let token = token.ok_or_else(PluginError::non_finite_logits)?;
         sampler.grammar_failure()?;
         Ok(token)
     }
