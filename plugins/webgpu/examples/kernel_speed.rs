@@ -2,7 +2,8 @@
 //! decode product's rate of reading weights of real model shapes, for each decode shape
 //! asked for, against what reading memory alone reaches, the fused products (Q, K and
 //! V in one; gate and up paired) against the
-//! separate ones, the prompt product's arithmetic rate on a 32-token chunk, and what a
+//! separate ones, the prompt product's arithmetic rate on a batch of the plan's size
+//! (with cooperative matrices, for each tile height their kernel takes), and what a
 //! dispatch and a submission cost. It prints figures and asserts nothing: `hearth
 //! bench` gives the whole model's speed, this says where it goes. With
 //! `HEARTH_WEBGPU_PROFILE=1` the times are the GPU's own (timestamps around each
@@ -16,14 +17,14 @@
 //! Each argument is a decode shape as `HEARTH_WEBGPU_MATVEC` takes it (plan.rs); with
 //! none, the shape that variable sets (or the default). One line per shape × matrix.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use half::f16;
 use hearth_model::Activation;
 use hearth_sdk::helpers::GgmlType;
 use hearth_webgpu::device::{Gpu, GpuBuffer};
 use hearth_webgpu::kernels::{Batch, Kernels, View, Weight};
-use hearth_webgpu::plan::MatvecShape;
+use hearth_webgpu::plan::{KernelPlan, MatvecShape};
 use hearth_webgpu::profile::{Profiler, Totals};
 
 /// Matrices of the Llama 1B and 8B shapes (columns, rows) and what they are.
@@ -149,8 +150,12 @@ fn read_quads(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 }
 ";
 
+/// How long the reads run before they are timed.
+const WARM_UP: Duration = Duration::from_secs(2);
+
 /// GB/s of reading a 512 MiB buffer (or as much as one binding holds) by 4-byte and by
-/// 16-byte loads, timed by the wall clock over ten passes in one submission.
+/// 16-byte loads, timed by the wall clock over ten passes in one submission after
+/// [`WARM_UP`] of the same.
 fn read_rates(gpu: &Gpu) -> [f64; 2] {
     const PASSES: u32 = 10;
     const GROUPS: u32 = 8192;
@@ -192,7 +197,13 @@ fn read_rates(gpu: &Gpu) -> [f64; 2] {
             gpu.queue.submit([encoder.finish()]);
             wait(gpu);
         };
-        run(1);
+        // The lent H100s read at less than half their rate for the first second or so
+        // of work (docs/BENCHMARKS.md, 2026-12-06): these reads come first, so they warm
+        // the GPU up for everything after them.
+        let warming = Instant::now();
+        while warming.elapsed() < WARM_UP {
+            run(PASSES);
+        }
         let start = Instant::now();
         run(PASSES);
         (bytes * u64::from(PASSES)) as f64 / start.elapsed().as_secs_f64() / 1e9
@@ -214,11 +225,11 @@ fn main() {
     );
     let clock = if gpu.profiler.is_some() { "GPU timestamps" } else { "wall clock" };
     println!("times by {clock}");
-    let tokens = 32;
+    let tokens = kernels.batch_tokens();
     let weights: Vec<_> =
         SHAPES.iter().map(|&(ncols, nrows, what)| q4_0_weight(&gpu, what, ncols, nrows)).collect();
     let x = zeros(&gpu, "x", 14336 * tokens);
-    let y = zeros(&gpu, "y", 128_256 * tokens);
+    let y = zeros(&gpu, "y", (14336 * tokens).max(128_256));
     let y_more = [zeros(&gpu, "y", 14336), zeros(&gpu, "y", 14336)];
     // An 8B layer's Q, K and V (4096, 1024 and 1024 rows of 4096) and its gate and up
     // projections (14336 rows each).
@@ -276,17 +287,26 @@ fn main() {
             rate(gate_up_bytes, gated_apart),
         );
     }
-    for (&(ncols, nrows, what), (weight, _)) in SHAPES.iter().zip(&weights) {
-        let (x, y) = (View::new(&x.buffer, 0, ncols), View::new(&y.buffer, 0, nrows));
-        let prompt = seconds_each(&gpu, &kernels, REPEATS / 4, |batch| {
-            batch.matmul(weight, x, y, tokens, false, 1.0);
-        });
-        let flops = 2.0 * f64::from(ncols) * f64::from(nrows) * f64::from(tokens);
-        println!(
-            "prompt {what:>11} Q4_0 {ncols}×{nrows}: {tokens} tokens {:8.1} µs, {:7.3} TFLOP/s",
-            prompt * 1e6,
-            flops / prompt / 1e12,
-        );
+    // A prompt computes the logits of its last token alone: no output matrix here.
+    let matrix_rows = match gpu.plan {
+        KernelPlan::Gpu { matrices: true, .. } => vec![Some(64), Some(128), Some(256)],
+        _ => vec![None],
+    };
+    for rows in matrix_rows {
+        let kernels = Kernels::with_shapes(&gpu, gpu.plan, gpu.matvec, rows);
+        let tile = rows.map_or(String::new(), |rows| format!("tile of {rows} rows"));
+        for (&(ncols, nrows, what), (weight, _)) in SHAPES.iter().zip(&weights).take(5) {
+            let (x, y) = (View::new(&x.buffer, 0, ncols), View::new(&y.buffer, 0, nrows));
+            let prompt = seconds_each(&gpu, &kernels, REPEATS / 4, |batch| {
+                batch.matmul(weight, x, y, tokens, false, 1.0);
+            });
+            let flops = 2.0 * f64::from(ncols) * f64::from(nrows) * f64::from(tokens);
+            println!(
+                "prompt {tile:>16} {what:>11} Q4_0 {ncols}×{nrows}: {tokens} tokens {:8.1} µs, {:7.3} TFLOP/s",
+                prompt * 1e6,
+                flops / prompt / 1e12,
+            );
+        }
     }
     // A dispatch too small to take time of its own: what launching one costs, in a
     // long submission and in a submission of its own.

@@ -1,8 +1,8 @@
 //! The forward pass: the model layer's transformer, following its [`Config`] and each
 //! layer's plan (a dense feed-forward or routed experts, [`crate::experts`]), over the
 //! KV cache, recorded as one
-//! batch of kernel dispatches per chunk of up to [`UBATCH`] tokens, so a prompt is
-//! processed a chunk at a time rather than token by token.
+//! batch of kernel dispatches per chunk of up to [`Scratch::batch`] tokens, so a prompt
+//! is processed a chunk at a time rather than token by token.
 
 use std::sync::Mutex;
 
@@ -15,12 +15,21 @@ use crate::kernels::{argmax_parts, AttentionShape, Batch, Bindings, Kernels, Vie
 use crate::lora::{LoraAdapter, RANK_PAD};
 use crate::weights::Weights;
 
-/// Most tokens evaluated in one batch; bounds the scratch buffers.
+/// Most tokens evaluated in one batch unless the kernels ask for more
+/// ([`Kernels::batch_tokens`]); always so for Gemma 3n, whose AltUp streams are laid
+/// out this many rows a stream.
 pub const UBATCH: u32 = 32;
+
+/// The most bytes attention's partial results of one batch may take: they grow with the
+/// batch and the context, so a long context halves the batch (not below [`UBATCH`])
+/// until they fit.
+const PARTIALS_BUDGET: u64 = 256 << 20;
 
 /// The KV cache and the activations of one batch: everything `trim` may free.
 pub struct Scratch {
     pub ctx: u32,
+    /// The most tokens a batch takes.
+    pub batch: u32,
     pub(crate) h: GpuBuffer,
     pub(crate) xn: GpuBuffer,
     q: GpuBuffer,
@@ -61,8 +70,14 @@ pub struct Scratch {
 pub(crate) const F32: u64 = 4;
 
 impl Scratch {
-    pub fn new(gpu: &Gpu, config: &Config, ctx: u32) -> Result<Self, PluginError> {
-        let b = u64::from(UBATCH);
+    /// Buffers for batches of up to `batch_tokens` tokens (fewer where the context is
+    /// long, see [`PARTIALS_BUDGET`]) and a cache of `ctx`.
+    pub fn new(
+        gpu: &Gpu,
+        config: &Config,
+        ctx: u32,
+        batch_tokens: u32,
+    ) -> Result<Self, PluginError> {
         if config.head_dim > AttentionShape::MAX_HEAD_DIM || !config.head_dim.is_multiple_of(4) {
             return Err(PluginError::unsupported(format!(
                 "heads of {} values; the WebGPU attention kernel takes a multiple of 4 up to {}",
@@ -71,7 +86,13 @@ impl Scratch {
             )));
         }
         let kv_layer = u64::from(ctx) * u64::from(config.kv_dim()) * F32;
-        let [sums, stats] = attention_shape(config, ctx).partials(UBATCH).map(|n| n * F32);
+        let attention = attention_shape(config, ctx);
+        let mut batch = if config.altup.is_some() { UBATCH } else { batch_tokens.max(UBATCH) };
+        while batch > UBATCH && attention.partials(batch)[0] * F32 > PARTIALS_BUDGET {
+            batch /= 2;
+        }
+        let b = u64::from(batch);
+        let [sums, stats] = attention.partials(batch).map(|n| n * F32);
         let limit = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
         if kv_layer > limit || sums > limit {
             return Err(PluginError::out_of_memory(format!(
@@ -87,6 +108,7 @@ impl Scratch {
         let kv_layers = config.altup.as_ref().map_or(config.n_layer, |a| a.first_shared_kv);
         Ok(Self {
             ctx,
+            batch,
             h: act("h", config.n_embd),
             xn: act("xn", config.n_embd),
             q: act("q", config.q_dim()),
@@ -110,7 +132,7 @@ impl Scratch {
             k_cache: (0..kv_layers).map(|_| gpu.storage("k cache", kv_layer)).collect(),
             v_cache: (0..kv_layers).map(|_| gpu.storage("v cache", kv_layer)).collect(),
             altup: config.altup.as_ref().map(|altup| AltUpScratch::new(gpu, config, altup)),
-            readback: gpu.readback(u64::from(config.vocab.max(UBATCH * config.n_embd)) * F32),
+            readback: gpu.readback(u64::from(config.vocab.max(batch * config.n_embd)) * F32),
             bindings: Mutex::default(),
         })
     }
@@ -182,14 +204,12 @@ impl Forward<'_> {
         let picked = self.gpu.read_mapped(&scratch.readback, 3)?;
         let (index, sum) = (picked[1].to_bits(), picked[2]);
         if !sum.is_finite() || index >= vocab {
-            return Err(PluginError::internal(
-                "the model computed logits that are not finite numbers (NaN or infinity): its weights are damaged",
-            ));
+            return Err(PluginError::non_finite_logits());
         }
         Ok(index)
     }
 
-    /// Record and submit `tokens` at positions `pos0..` in chunks of [`UBATCH`], the
+    /// Record and submit `tokens` at positions `pos0..` in chunks of [`Scratch::batch`], the
     /// last chunk's batch ending with what `read_out` records.
     fn evaluate<'b>(
         &'b self,
@@ -205,25 +225,24 @@ impl Forward<'_> {
                 scratch.ctx
             )));
         }
-        let chunks: Vec<&[u32]> = tokens.chunks(UBATCH as usize).collect();
+        let chunks: Vec<&[u32]> = tokens.chunks(scratch.batch as usize).collect();
+        let (last, before) = chunks.split_last().expect("the tokens are not empty");
+        let recorded = |chunk: &[u32], pos: u32, readout: Readout| {
+            self.gpu.queue.write_buffer(&scratch.ids.buffer, 0, bytemuck::cast_slice(chunk));
+            let mut batch = Batch::new(self.gpu, self.kernels);
+            self.record(&mut batch, scratch, chunk.len() as u32, pos, readout);
+            batch
+        };
         let mut bindings =
             scratch.bindings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut pos = pos0;
-        let mut read_out = Some(read_out);
-        for (index, chunk) in chunks.iter().enumerate() {
-            let last = index + 1 == chunks.len();
-            self.gpu.queue.write_buffer(&scratch.ids.buffer, 0, bytemuck::cast_slice(chunk));
-            let mut batch = Batch::new(self.gpu, self.kernels);
-            let readout = if last { Readout::Logits } else { Readout::Nothing };
-            self.record(&mut batch, scratch, chunk.len() as u32, pos, readout);
-            if last {
-                if let Some(read_out) = read_out.take() {
-                    read_out(&mut batch);
-                }
-            }
-            batch.submit_with(&mut bindings);
+        for chunk in before {
+            recorded(chunk, pos, Readout::Nothing).submit_with(&mut bindings);
             pos += chunk.len() as u32;
         }
+        let mut batch = recorded(last, pos, Readout::Logits);
+        read_out(&mut batch);
+        batch.submit_with(&mut bindings);
         Ok(())
     }
 
@@ -251,8 +270,8 @@ impl Forward<'_> {
         let mut states = Vec::with_capacity(tokens.len() * e as usize);
         let mut bindings =
             scratch.bindings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (index, chunk) in tokens.chunks(UBATCH as usize).enumerate() {
-            let (ntok, pos) = (chunk.len() as u32, index as u32 * UBATCH);
+        for (index, chunk) in tokens.chunks(scratch.batch as usize).enumerate() {
+            let (ntok, pos) = (chunk.len() as u32, index as u32 * scratch.batch);
             self.gpu.queue.write_buffer(&scratch.ids.buffer, 0, bytemuck::cast_slice(chunk));
             let mut batch = Batch::new(self.gpu, self.kernels);
             self.record(&mut batch, scratch, ntok, pos, Readout::HiddenStates);

@@ -9,6 +9,7 @@ use hearth_sdk::helpers::GgmlType;
 
 use crate::altup::AltUpKernels;
 use crate::device::{Gpu, GpuBuffer};
+use crate::forward::UBATCH;
 use crate::plan::{KernelPlan, MatvecInput, MatvecShape};
 pub use crate::products::Routed;
 use crate::profile::{Profiler, MAX_TIMED};
@@ -48,6 +49,12 @@ pub fn argmax_parts(n: u32) -> u32 {
 /// On the GPU plan, products of up to this many tokens use the matrix–vector kernel
 /// (a workgroup per few rows and token); more use the tiled kernel.
 const MATVEC_TOKENS: u32 = 8;
+
+/// Most tokens a batch of the forward pass takes where the prompt product runs on
+/// cooperative matrices: its tile is 64 tokens, so a batch of 512 reads each weight
+/// once for 512 tokens where the plans' common batch of 32 ([`UBATCH`]) reads it 16
+/// times, and gives each product eight times the workgroups.
+const MATRIX_UBATCH: u32 = 512;
 
 /// On the software plan, only a single token's product takes the matrix–vector kernel:
 /// it reads the weights once per token, where the row kernel reads them once for a
@@ -202,6 +209,8 @@ pub struct Kernels {
     many: Option<Product>,
     /// The most tokens a product takes `few` for, where there is `many`.
     few_tokens: u32,
+    /// The most tokens a batch of the forward pass should take with these kernels.
+    batch_tokens: u32,
     /// Paired products (gate and up in one, quant.wgsl's `paired`) where `many` does
     /// not compute them: the software plan's one row per invocation.
     pairs: Option<Product>,
@@ -233,6 +242,22 @@ impl Kernels {
 
     /// [`Kernels::new`] with the GPU plan's decode product of shape `matvec`.
     pub fn with_matvec(gpu: &Gpu, plan: KernelPlan, matvec: MatvecShape) -> Self {
+        Self::with_shapes(gpu, plan, matvec, None)
+    }
+
+    /// [`Kernels::with_matvec`] with the cooperative-matrix prompt product covering
+    /// `matrix_rows` rows a workgroup (32, 64, 128 or 256) instead of
+    /// matmul_matrix.wgsl's own value.
+    pub fn with_shapes(
+        gpu: &Gpu,
+        plan: KernelPlan,
+        matvec: MatvecShape,
+        matrix_rows: Option<u32>,
+    ) -> Self {
+        let batch_tokens = match plan {
+            KernelPlan::Gpu { matrices: true, .. } => MATRIX_UBATCH,
+            _ => UBATCH,
+        };
         let (few, logits, many, few_tokens, pairs) = match plan {
             KernelPlan::Software => (
                 Product::new(gpu, "", MATVEC_ROWS, "matvec_rows"),
@@ -244,7 +269,11 @@ impl Kernels {
             KernelPlan::Gpu { subgroups, matrices } => {
                 let reduce = if subgroups { REDUCE_SUBGROUP } else { REDUCE_SHARED };
                 let many = if matrices {
-                    Product::new(gpu, MATRIX_DIRECTIVES, MATMUL_MATRIX, "matmul_matrix")
+                    let kernel = match matrix_rows {
+                        Some(rows) => with_constants(MATMUL_MATRIX, &[("ROWS", rows)]),
+                        None => MATMUL_MATRIX.to_owned(),
+                    };
+                    Product::new(gpu, MATRIX_DIRECTIVES, &kernel, "matmul_matrix")
                 } else {
                     Product::new(gpu, "", MATMUL_TILED, "matmul_tiled")
                 };
@@ -269,6 +298,7 @@ impl Kernels {
             logits,
             many,
             few_tokens,
+            batch_tokens,
             pairs,
             get_rows,
             rmsnorm: pipeline(gpu, "rmsnorm", NORM, "rmsnorm"),
@@ -306,6 +336,13 @@ impl Kernels {
             (true, Some(pairs)) => Some(pairs),
             (true, None) => (product.rows % 2 == 0).then_some(product),
         }
+    }
+
+    /// The most tokens a batch of the forward pass should take with these kernels: where
+    /// more tokens a batch make the prompt product faster, more than the plans' common
+    /// [`UBATCH`].
+    pub fn batch_tokens(&self) -> u32 {
+        self.batch_tokens
     }
 
     /// Whether a product of `ntok` tokens can compute a gated feed-forward's gate and
@@ -740,10 +777,16 @@ mod tests {
     /// The cooperative-matrix kernel runs only on adapters that have such matrices,
     /// which the machines the tests run on may lack.
     #[test]
-    fn the_cooperative_matrix_kernel_of_every_weight_type_validates_and_compiles_to_spir_v() {
+    fn the_cooperative_matrix_kernel_of_every_weight_type_and_tile_height_validates_and_compiles_to_spir_v(
+    ) {
         for ty in SUPPORTED_TYPES {
             let source = product_source(MATRIX_DIRECTIVES, MATMUL_MATRIX, ty);
             compile_to_spir_v(&format!("{ty}"), &source);
+        }
+        for rows in [32, 64, 256] {
+            let kernel = with_constants(MATMUL_MATRIX, &[("ROWS", rows)]);
+            let source = product_source(MATRIX_DIRECTIVES, &kernel, GgmlType::Q4_0);
+            compile_to_spir_v(&format!("Q4_0, {rows} rows"), &source);
         }
     }
 
@@ -781,7 +824,8 @@ mod tests {
         let defaults = MatvecShape::default();
         assert_eq!(shader_constant(MATVEC, "ROWS"), defaults.rows);
         assert_eq!(shader_constant(MATVEC, "WG"), defaults.width);
-        assert_eq!(shader_constant(MATMUL_MATRIX, "TOKENS"), 32);
+        assert_eq!(shader_constant(MATMUL_MATRIX, "TOKENS"), 64);
+        assert!(MATRIX_UBATCH.is_multiple_of(64));
         assert_eq!(shader_constant(MATMUL_ROWS, "ROWS"), 64);
         assert_eq!(shader_constant(MATMUL_PAIRS, "ROWS"), 128);
         let run = shader_constant(MATVEC_ROWS, "RUN");

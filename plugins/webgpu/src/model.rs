@@ -149,7 +149,8 @@ impl WebGpuModel {
         slot: &'a mut Option<Scratch>,
     ) -> Result<&'a Scratch, PluginError> {
         if slot.is_none() {
-            *slot = Some(Scratch::new(&self.gpu, &self.config, self.ctx)?);
+            *slot =
+                Some(Scratch::new(&self.gpu, &self.config, self.ctx, self.kernels.batch_tokens())?);
         }
         Ok(slot.as_ref().expect("just filled"))
     }

@@ -1,35 +1,83 @@
 // The GPU plan's matrix product for many tokens on cooperative matrices (tensor cores):
-// a workgroup of four subgroups of 32 computes a tile of ROWS rows × TOKENS tokens. For
-// each chunk of 32 columns, half the invocations decode the chunk of one row each into
-// workgroup memory as f16 and the other half copy the tokens' 32 inputs beside it as
-// f16; then each subgroup multiplies its 16 rows by both halves of the tokens, 16
-// columns at a time, summing in f32. The host prepends `enable f16;` and
-// `enable wgpu_cooperative_matrix;` and uses this kernel only where the adapter has
-// 16×16×16 f16 matrices with f32 sums on subgroups of exactly 32.
+// a workgroup of ROWS / 32 subgroups of 32 computes a tile of ROWS rows × 64 tokens,
+// each subgroup 32 rows × 64 tokens in eight 16×16 sums. Each invocation decodes one
+// row's 32-column chunk into workgroup memory as f16 and copies a share of the tokens'
+// 32 inputs beside it as f16 (`fetch`, `stash`); then each subgroup multiplies its two
+// 16-row parts by the four 16-token parts, 16 columns at a time, summing in f32.
+// The tiles are kept twice: while the subgroups multiply one chunk, the loads of the
+// next are in flight (fetched into registers before the products, stored into the
+// other copy after them), so a chunk costs one barrier and the products hide the
+// loads' latency. The host prepends `enable f16;` and `enable wgpu_cooperative_matrix;`
+// and uses this kernel only where the adapter has 16×16×16 f16 matrices with f32 sums
+// on subgroups of exactly 32.
 //
 // Every matrix is column-major: element (i, j) of a matrix at `m` with stride s is
 // m[j * s + i]. A (16 rows × 16 columns) comes from wt, B (16 columns × 16 tokens)
-// from xt, C (16 rows × 16 tokens) goes to yt.
+// from xt, C (16 rows × 16 tokens) goes out through the subgroup's slot of `sums`.
 // A paired product's gate and up rows alternate, so a row's sum sits beside its pair's.
+//
+// ROWS is the default the host substitutes (kernels.rs, `Kernels::with_shapes`). On an
+// H100 (docs/BENCHMARKS.md, 2026-12-06) tiles of 64 rows were the slowest; 256 ran the
+// 8B shape's products 1.2–1.4× faster than 128 but the 1B shape's down product half as
+// fast (too few workgroups), and needs all 48 KiB of workgroup memory the H100 allows,
+// so 128 it is.
 
 // The rows and tokens a workgroup covers (the host reads them from here).
-const ROWS: u32 = 64u;
-const TOKENS: u32 = 32u;
-const WG: u32 = 128u;
+const ROWS: u32 = 128u;
+const TOKENS: u32 = 64u;
+// One invocation per row.
+const WG: u32 = ROWS;
+// The vec4s of the tokens' inputs each invocation copies a chunk.
+const XQUADS: u32 = TOKENS * 8u / WG;
+const W_TILE: u32 = ROWS * 32u;
+const X_TILE: u32 = TOKENS * 32u;
 
-// Chunk column e of the tile's row r: wt[e * ROWS + r].
-var<workgroup> wt: array<f16, 2048>;
-// Chunk column e of the tile's token t: xt[t * 32 + e].
-var<workgroup> xt: array<f16, 1024>;
-// The tile's sums, token t of row r: yt[t * ROWS + r]; zero until the end (workgroup
-// memory starts zeroed), so it also gives the accumulators their first value.
-var<workgroup> yt: array<f32, 2048>;
+// Copy c of the chunk: column e of the tile's row r at wt[c * W_TILE + e * ROWS + r],
+// column e of token t at xt[c * X_TILE + t * 32 + e].
+var<workgroup> wt: array<f16, 2u * W_TILE>;
+var<workgroup> xt: array<f16, 2u * X_TILE>;
+// Each subgroup's 16×16 slot: zero until the end (workgroup memory starts zeroed), so
+// it gives the sums their first value, then holds one part of them at a time on its
+// way out.
+var<workgroup> sums: array<f32, ROWS / 32u * 256u>;
 
-@compute @workgroup_size(128)
+// The next chunk on its way to workgroup memory: the row's decoded values are in `wv`
+// (decode.wgsl), the inputs here.
+var<private> xr: array<vec4<f32>, XQUADS>;
+
+// Decode chunk `b` of the invocation's row (at byte `row_base`) and load its inputs'
+// share; tokens past the last read the last again (their sums are not stored).
+fn fetch(row_base: u32, t0: u32, lid: u32, b: u32) {
+    decode(row_base, b);
+    for (var q = 0u; q < XQUADS; q++) {
+        let i = lid + q * WG;
+        let t = min(t0 + i / 8u, p.ntok - 1u);
+        xr[q] = x[(p.x_off + t * p.x_stride) / 4u + b * 8u + i % 8u];
+    }
+}
+
+// Store what `fetch` loaded into copy `c` of the tiles.
+fn stash(c: u32, lid: u32) {
+    for (var k = 0u; k < 8u; k++) {
+        for (var j = 0u; j < 4u; j++) {
+            wt[c * W_TILE + (k * 4u + j) * ROWS + lid] = f16(wv[k][j]);
+        }
+    }
+    for (var q = 0u; q < XQUADS; q++) {
+        let i = lid + q * WG;
+        let e = c * X_TILE + (i / 8u) * 32u + (i % 8u) * 4u;
+        for (var j = 0u; j < 4u; j++) {
+            xt[e + j] = f16(xr[q][j]);
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
 fn matmul_matrix(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
     @builtin(subgroup_id) subgroup: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
 ) {
     let row0 = (wid.x + wid.y * 65535u) * ROWS;
     if (row0 >= p.rows) {
@@ -37,56 +85,78 @@ fn matmul_matrix(
     }
     let t0 = wid.z * TOKENS;
     let nblocks = p.ncols / 32u;
-    // Invocations 0..64 decode row `lid` (past the last row they decode that row again;
-    // its sums are not written); 64..128 copy 16 inputs of token (lid − 64) / 2.
+    // Past the last row an invocation decodes that row again; its sums are not stored.
     let own_row = min(row0 + lid, p.rows - 1u);
     let row_base = weight_row(own_row) * (p.ncols / BLOCK_ELEMS) * BLOCK_BYTES;
-    let x_token = (lid - 64u) / 2u;
-    let x_half = lid % 2u;
-    let x_valid = lid >= 64u && t0 + x_token < p.ntok;
-    let x_base = (p.x_off + (t0 + x_token) * p.x_stride) / 4u + x_half * 4u;
-    let r16 = subgroup * 16u;
-    var low = coopLoad<coop_mat16x16<f32, C>>(&yt[r16], ROWS);
-    var high = coopLoad<coop_mat16x16<f32, C>>(&yt[16u * ROWS + r16], ROWS);
+    let r32 = subgroup * 32u;
+    let slot = subgroup * 256u;
+    // Sum (i, j): rows r32 + 16i.., tokens 16j...
+    var s00 = coopLoad<coop_mat16x16<f32, C>>(&sums[slot], 16u);
+    var s01 = s00;
+    var s02 = s00;
+    var s03 = s00;
+    var s10 = s00;
+    var s11 = s00;
+    var s12 = s00;
+    var s13 = s00;
+    fetch(row_base, t0, lid, 0u);
     for (var b = 0u; b < nblocks; b++) {
-        if (lid < 64u) {
-            decode(row_base, b);
-            for (var k = 0u; k < 8u; k++) {
-                for (var c = 0u; c < 4u; c++) {
-                    wt[(k * 4u + c) * ROWS + lid] = f16(wv[k][c]);
-                }
-            }
-        } else {
-            for (var j = 0u; j < 4u; j++) {
-                var v = vec4<f32>(0.0);
-                if (x_valid) {
-                    v = x[x_base + b * 8u + j];
-                }
-                let e = x_token * 32u + x_half * 16u + j * 4u;
-                for (var c = 0u; c < 4u; c++) {
-                    xt[e + c] = f16(v[c]);
-                }
-            }
-        }
+        let c = b % 2u;
+        stash(c, lid);
         workgroupBarrier();
+        // The last chunk fetches itself again, unused: no branch around the loads.
+        fetch(row_base, t0, lid, min(b + 1u, nblocks - 1u));
         for (var e = 0u; e < 32u; e += 16u) {
-            let a = coopLoad<coop_mat16x16<f16, A>>(&wt[e * ROWS + r16], ROWS);
-            let b_low = coopLoad<coop_mat16x16<f16, B>>(&xt[e], 32u);
-            let b_high = coopLoad<coop_mat16x16<f16, B>>(&xt[16u * 32u + e], 32u);
-            low = coopMultiplyAdd(a, b_low, low);
-            high = coopMultiplyAdd(a, b_high, high);
+            let w = c * W_TILE + e * ROWS + r32;
+            let a0 = coopLoad<coop_mat16x16<f16, A>>(&wt[w], ROWS);
+            let a1 = coopLoad<coop_mat16x16<f16, A>>(&wt[w + 16u], ROWS);
+            let v = c * X_TILE + e;
+            let b0 = coopLoad<coop_mat16x16<f16, B>>(&xt[v], 32u);
+            let b1 = coopLoad<coop_mat16x16<f16, B>>(&xt[v + 512u], 32u);
+            let b2 = coopLoad<coop_mat16x16<f16, B>>(&xt[v + 1024u], 32u);
+            let b3 = coopLoad<coop_mat16x16<f16, B>>(&xt[v + 1536u], 32u);
+            s00 = coopMultiplyAdd(a0, b0, s00);
+            s01 = coopMultiplyAdd(a0, b1, s01);
+            s02 = coopMultiplyAdd(a0, b2, s02);
+            s03 = coopMultiplyAdd(a0, b3, s03);
+            s10 = coopMultiplyAdd(a1, b0, s10);
+            s11 = coopMultiplyAdd(a1, b1, s11);
+            s12 = coopMultiplyAdd(a1, b2, s12);
+            s13 = coopMultiplyAdd(a1, b3, s13);
         }
-        // The tiles are overwritten by the next chunk once every subgroup has used them.
-        workgroupBarrier();
+        // No second barrier: the next chunk goes into the other copy, and the one
+        // after into this copy only once every subgroup has passed the next barrier,
+        // after these products.
     }
-    coopStore(low, &yt[r16], ROWS);
-    coopStore(high, &yt[16u * ROWS + r16], ROWS);
+    let rows = row0 + r32;
+    coopStore(s00, &sums[slot], 16u);
+    store_part(rows, t0, slot, lane);
+    coopStore(s01, &sums[slot], 16u);
+    store_part(rows, t0 + 16u, slot, lane);
+    coopStore(s02, &sums[slot], 16u);
+    store_part(rows, t0 + 32u, slot, lane);
+    coopStore(s03, &sums[slot], 16u);
+    store_part(rows, t0 + 48u, slot, lane);
+    coopStore(s10, &sums[slot], 16u);
+    store_part(rows + 16u, t0, slot, lane);
+    coopStore(s11, &sums[slot], 16u);
+    store_part(rows + 16u, t0 + 16u, slot, lane);
+    coopStore(s12, &sums[slot], 16u);
+    store_part(rows + 16u, t0 + 32u, slot, lane);
+    coopStore(s13, &sums[slot], 16u);
+    store_part(rows + 16u, t0 + 48u, slot, lane);
+}
+
+// Store the 16 rows × 16 tokens a subgroup has just put in its slot (rows from `row0`,
+// tokens from `t0`), then let the slot be overwritten.
+fn store_part(row0: u32, t0: u32, slot: u32, lane: u32) {
     workgroupBarrier();
-    for (var i = lid; i < ROWS * TOKENS; i += WG) {
-        let t = t0 + i / ROWS;
-        let row = row0 + i % ROWS;
-        if (t < p.ntok && row < p.rows) {
-            store_sum(t, p.row0 + row, yt[i], yt[min(i + 1u, ROWS * TOKENS - 1u)]);
+    for (var i = lane; i < 256u; i += 32u) {
+        let r = i % 16u;
+        let t = t0 + i / 16u;
+        if (t < p.ntok && row0 + r < p.rows) {
+            store_sum(t, p.row0 + row0 + r, sums[slot + i], sums[slot + min(i + 1u, 255u)]);
         }
     }
+    workgroupBarrier();
 }

@@ -12,9 +12,9 @@ use hearth_webgpu::plan::{KernelPlan, MatvecInput, MatvecShape};
 use crate::kernels::{bench, relative_error, Bench};
 
 /// Columns of three K-quant super-blocks; 1 and 3 tokens take the GPU plan's decode
-/// product, 11 and 40 its prompt product.
+/// product, 11 and 70 (over one tile of the prompt products) its prompt product.
 const NCOLS: usize = 768;
-const TOKENS: [usize; 4] = [1, 3, 11, 40];
+const TOKENS: [usize; 4] = [1, 3, 11, 70];
 
 /// Every plan the device runs, and the GPU plan again with decode products of one,
 /// two, three, seven and eight rows a workgroup (the default has four), other widths

@@ -99,8 +99,9 @@ fn matmul_of_every_weight_type_split_plan_and_output_matches_the_cpu_within_the_
     let mut b = bench();
     // Rows of three K-quant super-blocks: Q6_K's 210-byte blocks then leave every other
     // row and block unaligned to 4 bytes. 70 rows leave the GPU plan's last tile of 64
-    // rows part empty; 1 and 3 tokens take its matrix–vector kernel, 11 and 40 (over
-    // one tile of 32) its tiled one.
+    // rows part empty; 1 and 3 tokens take its matrix–vector kernel, 11 and 70 its
+    // tiled one (70: over two tiles of 32, and over one of the cooperative-matrix
+    // kernel's 64).
     let (rows, ncols) = (70usize, 768usize);
     let plans = KernelPlan::every(b.gpu.offers());
     println!("kernel plans: {plans:?}");
@@ -138,7 +139,7 @@ fn matmul_of_every_weight_type_split_plan_and_output_matches_the_cpu_within_the_
         )
         .unwrap();
         assert_eq!(weight.parts.len(), 5);
-        for ntok in [1usize, 3, 11, 40] {
+        for ntok in [1usize, 3, 11, 70] {
             // x rows sit at offset 8 with a stride of ncols + 4, to test views.
             let stride = ncols + 4;
             let x_values = b.values(8 + ntok * stride);
