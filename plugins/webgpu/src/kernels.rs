@@ -56,6 +56,21 @@ const MATVEC_TOKENS: u32 = 8;
 /// times, and gives each product eight times the workgroups.
 const MATRIX_UBATCH: u32 = 512;
 
+/// Matrices of at least this many rows take the cooperative-matrix prompt product in
+/// tiles of [`TALL_TILE_ROWS`] rows: on an H100 those ran the 8B shape's matrices
+/// (4 096 rows and more) 1.2–1.4× faster than tiles of 128, and the 1B shape's 2 048-row
+/// down projection half as fast, its tiles too few to fill the GPU
+/// (docs/BENCHMARKS.md, 2026-12-06).
+const TALL_MATRIX_ROWS: u32 = 4096;
+const TALL_TILE_ROWS: u32 = 256;
+
+/// The workgroup memory matmul_matrix.wgsl takes with tiles of `rows` rows: two copies
+/// of the rows' chunk and the tokens' chunk in f16, and a 16×16 f32 slot per subgroup.
+fn matrix_workgroup_bytes(rows: u32) -> u32 {
+    let tokens = 64;
+    2 * (rows + tokens) * 32 * 2 + rows / 32 * 256 * 4
+}
+
 /// On the software plan, only a single token's product takes the matrix–vector kernel:
 /// it reads the weights once per token, where the row kernel reads them once for a
 /// tile of eight.
@@ -207,6 +222,10 @@ pub struct Kernels {
     /// (docs/BENCHMARKS.md, 2026-12-06).
     logits: Option<Product>,
     many: Option<Product>,
+    /// The cooperative-matrix prompt product in tiles of [`TALL_TILE_ROWS`], for
+    /// matrices of at least [`TALL_MATRIX_ROWS`] rows, where the device's workgroup
+    /// memory holds them.
+    many_tall: Option<Product>,
     /// The most tokens a product takes `few` for, where there is `many`.
     few_tokens: u32,
     /// The most tokens a batch of the forward pass should take with these kernels.
@@ -258,31 +277,39 @@ impl Kernels {
             KernelPlan::Gpu { matrices: true, .. } => MATRIX_UBATCH,
             _ => UBATCH,
         };
-        let (few, logits, many, few_tokens, pairs) = match plan {
+        let (few, logits, many, many_tall, few_tokens, pairs) = match plan {
             KernelPlan::Software => (
                 Product::new(gpu, "", MATVEC_ROWS, "matvec_rows"),
                 None,
                 Some(Product::new(gpu, "", MATMUL_ROWS, "matmul")),
+                None,
                 SOFTWARE_MATVEC_TOKENS,
                 Some(Product::new(gpu, "", MATMUL_PAIRS, "matmul_pairs")),
             ),
             KernelPlan::Gpu { subgroups, matrices } => {
                 let reduce = if subgroups { REDUCE_SUBGROUP } else { REDUCE_SHARED };
-                let many = if matrices {
-                    let kernel = match matrix_rows {
+                let matrix = |rows: Option<u32>| {
+                    let kernel = match rows {
                         Some(rows) => with_constants(MATMUL_MATRIX, &[("ROWS", rows)]),
                         None => MATMUL_MATRIX.to_owned(),
                     };
                     Product::new(gpu, MATRIX_DIRECTIVES, &kernel, "matmul_matrix")
+                };
+                let many = if matrices {
+                    matrix(matrix_rows)
                 } else {
                     Product::new(gpu, "", MATMUL_TILED, "matmul_tiled")
                 };
+                let tall_fits = gpu.limits.max_compute_workgroup_storage_size
+                    >= matrix_workgroup_bytes(TALL_TILE_ROWS);
+                let many_tall = (matrices && matrix_rows.is_none() && tall_fits)
+                    .then(|| matrix(Some(TALL_TILE_ROWS)));
                 let decode = |shape| {
                     Product::of_sources(gpu, "matvec", |ty| matvec_source(reduce, shape, ty))
                 };
                 let rows = (matvec.rows * 2).min(8);
                 let logits = decode(MatvecShape { rows, input: MatvecInput::F32, ..matvec });
-                (decode(matvec), Some(logits), Some(many), MATVEC_TOKENS, None)
+                (decode(matvec), Some(logits), Some(many), many_tall, MATVEC_TOKENS, None)
             }
         };
         let get_rows = SUPPORTED_TYPES
@@ -297,6 +324,7 @@ impl Kernels {
             few,
             logits,
             many,
+            many_tall,
             few_tokens,
             batch_tokens,
             pairs,
@@ -322,13 +350,22 @@ impl Kernels {
         }
     }
 
-    /// The product kernel for `ntok` tokens, for a paired product, and for the logits;
-    /// `None` where that kernel's workgroups cannot hold a pair (a decode product of odd
-    /// rows).
-    pub(crate) fn product(&self, ntok: u32, paired: bool, logits: bool) -> Option<&Product> {
-        let (product, pairs) = match (&self.many, &self.logits) {
-            (Some(many), _) if ntok > self.few_tokens => (many, self.pairs.as_ref()),
-            (_, Some(for_logits)) if logits => (for_logits, None),
+    /// The product kernel for `ntok` tokens of a matrix of `rows` kernel rows, for a
+    /// paired product, and for the logits; `None` where that kernel's workgroups cannot
+    /// hold a pair (a decode product of odd rows).
+    pub(crate) fn product(
+        &self,
+        ntok: u32,
+        rows: u32,
+        paired: bool,
+        logits: bool,
+    ) -> Option<&Product> {
+        let (product, pairs) = match (&self.many, &self.many_tall, &self.logits) {
+            (_, Some(tall), _) if ntok > self.few_tokens && rows >= TALL_MATRIX_ROWS => {
+                (tall, None)
+            }
+            (Some(many), _, _) if ntok > self.few_tokens => (many, self.pairs.as_ref()),
+            (_, _, Some(for_logits)) if logits => (for_logits, None),
             _ => (&self.few, None),
         };
         match (paired, pairs) {
@@ -348,7 +385,7 @@ impl Kernels {
     /// Whether a product of `ntok` tokens can compute a gated feed-forward's gate and
     /// up projections at once ([`Batch::matmul_paired`]).
     pub fn pair(&self, ntok: u32) -> bool {
-        self.product(ntok, true, false).is_some()
+        self.product(ntok, 0, true, false).is_some()
     }
 }
 
@@ -787,6 +824,24 @@ mod tests {
             let kernel = with_constants(MATMUL_MATRIX, &[("ROWS", rows)]);
             let source = product_source(MATRIX_DIRECTIVES, &kernel, GgmlType::Q4_0);
             compile_to_spir_v(&format!("Q4_0, {rows} rows"), &source);
+        }
+    }
+
+    #[test]
+    fn the_cooperative_matrix_kernel_takes_the_workgroup_memory_the_host_counts_for_its_tiles() {
+        for rows in [128, TALL_TILE_ROWS] {
+            let kernel = with_constants(MATMUL_MATRIX, &[("ROWS", rows)]);
+            let source = product_source(MATRIX_DIRECTIVES, &kernel, GgmlType::Q4_0);
+            let module = naga::front::wgsl::parse_str(&source).expect("the kernel parses");
+            let mut layouter = naga::proc::Layouter::default();
+            layouter.update(module.to_ctx()).expect("the kernel's types have layouts");
+            let bytes: u32 = module
+                .global_variables
+                .iter()
+                .filter(|(_, global)| global.space == naga::AddressSpace::WorkGroup)
+                .map(|(_, global)| layouter[global.ty].size)
+                .sum();
+            assert_eq!(bytes, matrix_workgroup_bytes(rows), "tiles of {rows} rows");
         }
     }
 

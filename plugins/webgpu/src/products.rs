@@ -142,12 +142,12 @@ impl<'a> Batch<'a> {
     ) {
         let kernels = self.kernels;
         let paired = layout.paired.is_some();
+        let matrix_rows = w.nrows / w.matrices;
         let product = kernels
-            .product(ntok, paired, layout.logits)
+            .product(ntok, matrix_rows, paired, layout.logits)
             .expect("a paired product where one can run");
         assert!(!paired || w.parts.len() == 1, "a paired product reads one buffer");
         let pipeline = &product.pipelines[&w.ty];
-        let matrix_rows = w.nrows / w.matrices;
         let [segment1, segment2] = layout.segments.map(|segment| {
             segment.map_or([0, 0, 0], |(split, view)| [split, view.offset, view.stride])
         });

@@ -221,6 +221,58 @@ fn the_logits_product_matches_the_cpu_within_the_f32_tolerance_on_every_plan() {
     }
 }
 
+/// A matrix of 4 096 rows and more takes the cooperative-matrix prompt product's tall
+/// tiles where the device has them (kernels.rs), alone and paired; 4 100 rows leave
+/// the last tile part empty, and 70 tokens the second tile of tokens.
+#[test]
+fn a_tall_matrix_s_prompt_product_alone_and_paired_matches_the_cpu_on_every_plan() {
+    let mut b = bench();
+    let (rows, ncols, ntok) = (4100usize, 256usize, 70usize);
+    for ty in [GgmlType::Q4_0, GgmlType::Q6K] {
+        let bytes = b.weight_bytes(ty, rows * ncols);
+        let mut w = vec![0.0; rows * ncols];
+        dequantize(ty, &bytes, &mut w).unwrap();
+        let weight = Weight::upload(&b.gpu, "w", ty, ncols as u64, rows as u64, &bytes).unwrap();
+        let x_values = b.values(ntok * ncols);
+        let x = b.buffer(&x_values);
+        let expected = reference::matmul(&w, ncols, &x_values, ntok);
+        // The paired product's gate rows are the first half, its up rows the second.
+        let half = rows / 2;
+        let (gate, up): (Vec<f32>, Vec<f32>) = (0..ntok)
+            .flat_map(|t| (0..half).map(move |r| (t, r)))
+            .map(|(t, r)| (expected[t * rows + r], expected[t * rows + half + r]))
+            .unzip();
+        let paired = reference::gated(Activation::Silu, &gate, &up);
+        for plan in KernelPlan::every(b.gpu.offers()) {
+            let kernels = Kernels::new(&b.gpu, plan);
+            let x_view = View::new(&x.buffer, 0, ncols as u32);
+            let y = b.poisoned(ntok * rows);
+            let mut batch = Batch::new(&b.gpu, &kernels);
+            batch.matmul(
+                &weight,
+                x_view,
+                View::new(&y.buffer, 0, rows as u32),
+                ntok as u32,
+                false,
+                1.0,
+            );
+            batch.submit();
+            let error = relative_error(&b.read(&y, ntok * rows), &expected);
+            assert!(error < plan.tolerance(), "{ty}, {plan}: relative error {error}");
+            if !kernels.pair(ntok as u32) {
+                continue;
+            }
+            let y = b.poisoned(ntok * half);
+            let mut batch = Batch::new(&b.gpu, &kernels);
+            let y_view = View::new(&y.buffer, 0, half as u32);
+            batch.matmul_paired(&weight, x_view, y_view, ntok as u32, Activation::Silu);
+            batch.submit();
+            let error = relative_error(&b.read(&y, ntok * half), &paired);
+            assert!(error < plan.tolerance(), "{ty}, {plan}, paired: relative error {error}");
+        }
+    }
+}
+
 /// Greedy decoding's argmax on the device: the first of equal largest logits, across
 /// the first pass's parts, and a sum that is not finite where a logit is not.
 #[test]
