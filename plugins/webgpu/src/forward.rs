@@ -71,7 +71,7 @@ pub(crate) const F32: u64 = 4;
 
 impl Scratch {
     /// Buffers for batches of up to `batch_tokens` tokens (fewer where the context is
-    /// long, see [`PARTIALS_BUDGET`]) and a cache of `ctx`.
+    /// long: attention's partial results are kept under 256 MiB) and a cache of `ctx`.
     pub fn new(
         gpu: &Gpu,
         config: &Config,
