@@ -20,6 +20,7 @@ const DECODERS: &str = include_str!("shaders/decode.wgsl");
 const DOT8: &str = include_str!("shaders/dot8.wgsl");
 const INPUT_F32: &str = include_str!("shaders/input_f32.wgsl");
 const INPUT_Q8: &str = include_str!("shaders/input_q8.wgsl");
+const QUANTIZE_INPUT: &str = include_str!("shaders/quantize_input.wgsl");
 pub(crate) const NORM: &str = include_str!("shaders/norm.wgsl");
 pub(crate) const ROWS: &str = include_str!("shaders/rows.wgsl");
 const MATMUL_ROWS: &str = include_str!("shaders/matmul_rows.wgsl");
@@ -49,6 +50,17 @@ pub fn argmax_parts(n: u32) -> u32 {
 /// On the GPU plan, products of up to this many tokens use the matrix–vector kernel
 /// (a workgroup per few rows and token); more use the tiled kernel.
 const MATVEC_TOKENS: u32 = 8;
+
+/// The widest input the decode product quantizes to 8 bits ([`Kernels`]'
+/// `quantize_input` buffer holds [`MATVEC_TOKENS`] tokens of it, 2.6 MB); a wider one,
+/// wider than any model's, goes through the prompt product, which reads f32.
+pub(crate) const QUANTIZED_INPUT_COLUMNS: u32 = 1 << 18;
+
+/// The words one token's 8-bit input of `ncols` values takes (quantize_input.wgsl):
+/// eight a chunk of 32 and a (scale, sum) pair, rounded up to whole vectors.
+pub(crate) fn quantized_input_words(ncols: u32) -> u32 {
+    (ncols / 32 * 10).next_multiple_of(4)
+}
 
 /// Most tokens a batch of the forward pass takes where the prompt product runs on
 /// cooperative matrices: its tile is 64 tokens, so a batch of 512 reads each weight
@@ -142,6 +154,9 @@ pub(crate) struct Product {
     pub(crate) pipelines: HashMap<GgmlType, wgpu::ComputePipeline>,
     pub(crate) rows: u32,
     pub(crate) tokens: u32,
+    /// The types whose kernel reads its input quantized to 8 bits (input_q8.wgsl),
+    /// which [`Batch`] quantizes before the product.
+    pub(crate) quantized_input: Vec<GgmlType>,
 }
 
 /// The value of `const NAME: u32 = Nu;` in a kernel's source: each product kernel says
@@ -190,6 +205,12 @@ fn matvec_source(reduce: &str, shape: MatvecShape, ty: GgmlType) -> String {
     format!("{}\n{input}", product_source("", &kernel, ty))
 }
 
+/// Whether the decode product of shape `shape` reads weights of type `ty` against
+/// 8-bit input: where the shape asks for it and dot8.wgsl has the type.
+fn quantizes_input(shape: MatvecShape, ty: GgmlType) -> bool {
+    shape.input == MatvecInput::Q8 && section(DOT8, ty).is_some()
+}
+
 impl Product {
     /// `kernel`'s entry point `entry` compiled after each type's decoder.
     fn new(gpu: &Gpu, directives: &str, kernel: &str, entry: &str) -> Self {
@@ -205,7 +226,7 @@ impl Product {
             .into_iter()
             .map(|ty| (ty, pipeline(gpu, &format!("{entry} {ty}"), &source(ty), entry)))
             .collect();
-        Self { pipelines, rows, tokens }
+        Self { pipelines, rows, tokens, quantized_input: Vec::new() }
     }
 }
 
@@ -214,9 +235,8 @@ pub struct Kernels {
     /// Products of a few tokens (decode steps) and of many (prompt chunks); `None`
     /// where one kernel serves both.
     few: Product,
-    /// The GPU plan's product for the logits ([`Batch::logits`]): f32 input whatever
-    /// the decode product's input, as the logits feed sampling directly, and twice
-    /// `few`'s rows a workgroup (at most 8): on an H100 the 8B shape's 128 256-row
+    /// The GPU plan's product for the logits ([`Batch::logits`]): twice `few`'s rows a
+    /// workgroup (at most 8), with `few`'s input: on an H100 the 8B shape's 128 256-row
     /// output matrix read at 564 GB/s with eight rows against 283 GB/s with four, while
     /// eight rows made the decode step's other products slower in all
     /// (docs/BENCHMARKS.md, 2026-12-06).
@@ -245,6 +265,9 @@ pub struct Kernels {
     argmax_parts: wgpu::ComputePipeline,
     argmax_total: wgpu::ComputePipeline,
     pub(crate) altup: AltUpKernels,
+    /// quantize_input.wgsl, and the buffer it writes for the product after it, where
+    /// the decode product reads 8-bit input.
+    pub(crate) quantize_input: Option<(wgpu::ComputePipeline, GpuBuffer)>,
     /// What plain products bind where routed ones bind their routing, and where
     /// products of several segments bind the second and third (quant.wgsl): two
     /// buffers, as two writable bindings may not alias.
@@ -305,10 +328,16 @@ impl Kernels {
                 let many_tall = (matrices && matrix_rows.is_none() && tall_fits)
                     .then(|| matrix(Some(TALL_TILE_ROWS)));
                 let decode = |shape| {
-                    Product::of_sources(gpu, "matvec", |ty| matvec_source(reduce, shape, ty))
+                    let mut product =
+                        Product::of_sources(gpu, "matvec", |ty| matvec_source(reduce, shape, ty));
+                    product.quantized_input = SUPPORTED_TYPES
+                        .into_iter()
+                        .filter(|&ty| quantizes_input(shape, ty))
+                        .collect();
+                    product
                 };
                 let rows = (matvec.rows * 2).min(8);
-                let logits = decode(MatvecShape { rows, input: MatvecInput::F32, ..matvec });
+                let logits = decode(MatvecShape { rows, ..matvec });
                 (decode(matvec), Some(logits), Some(many), many_tall, MATVEC_TOKENS, None)
             }
         };
@@ -345,6 +374,14 @@ impl Kernels {
             argmax_parts: pipeline(gpu, "argmax parts", ARGMAX, "argmax_parts"),
             argmax_total: pipeline(gpu, "argmax total", ARGMAX, "argmax_total"),
             altup: AltUpKernels::new(gpu),
+            quantize_input: (matches!(plan, KernelPlan::Gpu { .. })
+                && matvec.input == MatvecInput::Q8)
+                .then(|| {
+                    let pipeline =
+                        pipeline(gpu, "quantize input", QUANTIZE_INPUT, "quantize_input");
+                    let words = quantized_input_words(QUANTIZED_INPUT_COLUMNS) * MATVEC_TOKENS;
+                    (pipeline, gpu.storage("quantized input", u64::from(words) * 4))
+                }),
             unrouted: gpu.storage("unrouted", 16),
             unsegmented: [gpu.storage("unsegmented", 16), gpu.storage("unsegmented", 16)],
         }
@@ -373,6 +410,12 @@ impl Kernels {
             (true, Some(pairs)) => Some(pairs),
             (true, None) => (product.rows % 2 == 0).then_some(product),
         }
+    }
+
+    /// The product of `rows` kernel rows that reads its input in f32 whatever the
+    /// decode product's input: the prompt product, which takes any number of tokens.
+    pub(crate) fn f32_product(&self, rows: u32, paired: bool) -> Option<&Product> {
+        self.product(self.few_tokens + 1, rows, paired, false)
     }
 
     /// The most tokens a batch of the forward pass should take with these kernels: where
@@ -872,6 +915,14 @@ mod tests {
         }
         assert!(section(DOT8, GgmlType::F16).is_none());
         assert!(SUPPORTED_TYPES.iter().filter(|ty| section(DOT8, **ty).is_some()).count() == 8);
+    }
+
+    #[test]
+    fn the_input_quantization_validates_and_takes_ten_words_a_chunk_in_whole_vectors() {
+        compile_to_spir_v("quantize_input", QUANTIZE_INPUT);
+        assert_eq!(quantized_input_words(4096), 1280);
+        assert_eq!(quantized_input_words(64), 20);
+        assert_eq!(quantized_input_words(96), 32, "rounded up to whole vectors");
     }
 
     #[test]

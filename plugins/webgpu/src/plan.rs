@@ -14,7 +14,7 @@
 //! decode product (matvec.wgsl): R output rows per workgroup (1 to 8), W invocations
 //! per workgroup (a power of two from 16 to 256) and its input I, `f32` or `q8` (each
 //! 32 values quantized to 8 bits, multiplied by the quantized weights in integers); a
-//! key left out keeps its default, `rows=4,width=64,input=f32`. The host writes them into the kernel's source when it builds the
+//! key left out keeps its default, `rows=4,width=64,input=q8`. The host writes them into the kernel's source when it builds the
 //! pipelines, so shapes can be compared on a GPU without rebuilding
 //! (`examples/kernel_speed.rs` sweeps several in one run).
 
@@ -59,14 +59,16 @@ impl MatvecInput {
 }
 
 impl Default for MatvecShape {
-    /// matvec.wgsl's own values, and f32 input. 8-bit input (`input=q8`) decoded the 8B
-    /// shape 10 % faster on an H100 (docs/BENCHMARKS.md, 2026-12-06), but with it the
-    /// GPU plan's greedy answer of SmolLM2 to "What is the capital of France?" on
-    /// lavapipe began "L'Étoile", where f32 input and llama.cpp answer "The capital of
-    /// France is Paris.": the small model is that sensitive to 8-bit activations in
-    /// every layer, so the faster input stays a choice, not the default.
+    /// matvec.wgsl's own values, and 8-bit input, as llama.cpp's CUDA and CPU products
+    /// take theirs. Quantized once per product (quantize_input.wgsl), it decoded the 8B
+    /// shape 27 % faster than f32 input on an H100 (221 against 174 tok/s) and the 1B
+    /// shape 12 % (docs/BENCHMARKS.md, 2026-12-06, third session). The price is
+    /// llama.cpp's: the answers of a small model follow its 8-bit activations. SmolLM2
+    /// answers "What is the capital of France?" with "L'Étoile, la Marseillaise, la
+    /// femme", as the llama.cpp plugin does, where f32 input (`input=f32`) and the f32
+    /// CPU reference answer "The capital of France is Paris.".
     fn default() -> Self {
-        Self { rows: 4, width: 64, input: MatvecInput::F32 }
+        Self { rows: 4, width: 64, input: MatvecInput::Q8 }
     }
 }
 
@@ -246,9 +248,9 @@ mod tests {
     #[test]
     fn a_decode_shape_takes_rows_and_width_in_any_order_and_keeps_defaults_for_keys_left_out() {
         let shape = |rows, width, input| Ok(MatvecShape { rows, width, input });
-        assert_eq!(MatvecShape::parse("rows=2,width=64"), shape(2, 64, MatvecInput::F32));
-        assert_eq!(MatvecShape::parse(" width = 128 , rows = 1 "), shape(1, 128, MatvecInput::F32));
-        assert_eq!(MatvecShape::parse("rows=8,input=q8"), shape(8, 64, MatvecInput::Q8));
+        assert_eq!(MatvecShape::parse("rows=2,width=64"), shape(2, 64, MatvecInput::Q8));
+        assert_eq!(MatvecShape::parse(" width = 128 , rows = 1 "), shape(1, 128, MatvecInput::Q8));
+        assert_eq!(MatvecShape::parse("rows=8,input=f32"), shape(8, 64, MatvecInput::F32));
         assert_eq!(MatvecShape::parse(""), Ok(MatvecShape::default()));
         let text = MatvecShape { rows: 3, width: 16, input: MatvecInput::Q8 }.to_string();
         assert_eq!(MatvecShape::parse(&text), shape(3, 16, MatvecInput::Q8));

@@ -4,7 +4,9 @@
 
 use hearth_model::Activation;
 
-use crate::kernels::{split_groups, Batch, View, Weight};
+use crate::kernels::{
+    quantized_input_words, split_groups, Batch, View, Weight, QUANTIZED_INPUT_COLUMNS,
+};
 
 /// The `output` of quant.wgsl's `store` that multiplies a product by the activation
 /// of what its view holds (a gated feed-forward's gate): 3 for GELU, 2 for SiLU.
@@ -143,9 +145,15 @@ impl<'a> Batch<'a> {
         let kernels = self.kernels;
         let paired = layout.paired.is_some();
         let matrix_rows = w.nrows / w.matrices;
-        let product = kernels
-            .product(ntok, matrix_rows, paired, layout.logits)
-            .expect("a paired product where one can run");
+        let expect = "a paired product where one can run";
+        let mut product = kernels.product(ntok, matrix_rows, paired, layout.logits).expect(expect);
+        let mut x = x;
+        if product.quantized_input.contains(&w.ty) {
+            match self.quantize_input(x, w.ncols, ntok) {
+                Some(quantized) => x = quantized,
+                None => product = kernels.f32_product(matrix_rows, paired).expect(expect),
+            }
+        }
         assert!(!paired || w.parts.len() == 1, "a paired product reads one buffer");
         let pipeline = &product.pipelines[&w.ty];
         let [segment1, segment2] = layout.segments.map(|segment| {
@@ -190,5 +198,24 @@ impl<'a> Batch<'a> {
             ];
             self.push(pipeline, bindings, &words, [gx, gy, ntok.div_ceil(product.tokens)]);
         }
+    }
+
+    /// Record the quantization of `ntok` tokens of `x`, `ncols` values each, to 8 bits
+    /// (quantize_input.wgsl), and give the view of the result the product reads;
+    /// `None` where it does not fit the kernels' buffer.
+    fn quantize_input(&mut self, x: View<'a>, ncols: u32, ntok: u32) -> Option<View<'a>> {
+        let (pipeline, buffer) = self.kernels.quantize_input.as_ref()?;
+        if ncols > QUANTIZED_INPUT_COLUMNS {
+            return None;
+        }
+        let stride = quantized_input_words(ncols);
+        assert!(
+            u64::from(stride * ntok) * 4 <= buffer.buffer.size(),
+            "a product of 8-bit input takes at most the decode product's tokens"
+        );
+        let words = [ncols, ntok, x.offset, x.stride, stride];
+        let bindings = vec![(1, x.buffer), (2, &buffer.buffer)];
+        self.push(pipeline, bindings, &words, [(ncols / 32).div_ceil(64), ntok, 1]);
+        Some(View::new(&buffer.buffer, 0, stride))
     }
 }

@@ -3,9 +3,10 @@
 
 var<private> xv: array<vec4<f32>, 8>;
 
-fn load_input(at: u32) {
+// Chunk `chunk` of the token whose input starts at vec4 `x0`.
+fn load_input(x0: u32, chunk: u32) {
     for (var k = 0u; k < 8u; k++) {
-        xv[k] = x[at + k];
+        xv[k] = x[x0 + chunk * 8u + k];
     }
 }
 

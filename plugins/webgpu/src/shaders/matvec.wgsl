@@ -6,8 +6,8 @@
 // one partial sum per row in vectors of four rows, and `reduce` (the subgroup or the
 // workgroup-memory variant, chosen by the host) adds each vector up in one pass. The
 // host appends one of two input modules: input_f32.wgsl (the chunk as f32, weights
-// decoded to f32; the default) or input_q8.wgsl (the chunk quantized to 8 bits,
-// integer dot products). A paired product's gate and up rows alternate, so with ROWS even a
+// decoded to f32) or input_q8.wgsl (the chunk quantized to 8 bits beforehand by
+// quantize_input.wgsl, integer dot products). A paired product's gate and up rows alternate, so with ROWS even a
 // workgroup holds both sums of each of its pairs.
 //
 // WG and ROWS are the defaults the host substitutes (plan.rs, `MatvecShape`). Of the
@@ -35,7 +35,7 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, lanes: Lanes) {
     let last = p.rows - 1u;
     var acc: array<vec4<f32>, QUADS>;
     for (var b = lanes.lid; b < nblocks; b += WG) {
-        load_input(x0 + b * 8u);
+        load_input(x0, b);
         for (var r = 0u; r < ROWS; r++) {
             acc[r / 4u][r % 4u] += row_dot(weight_row(min(row0 + r, last)) * row_bytes, b);
         }

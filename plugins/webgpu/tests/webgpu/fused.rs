@@ -30,7 +30,7 @@ fn every_kernel_set(b: &Bench) -> Vec<(String, Kernels, f32)> {
                 MatvecShape { rows: 3, width: 128, input: MatvecInput::F32 },
                 MatvecShape { rows: 8, width: 64, input: MatvecInput::Q8 },
                 MatvecShape { rows: 7, width: 32, input: MatvecInput::Q8 },
-                MatvecShape { input: MatvecInput::Q8, ..MatvecShape::default() },
+                MatvecShape { input: MatvecInput::F32, ..MatvecShape::default() },
             ],
             _ => vec![MatvecShape::default()],
         };
