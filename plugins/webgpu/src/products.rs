@@ -41,7 +41,7 @@ struct Layout<'a> {
 
 impl<'a> Batch<'a> {
     /// The logits `y = W · x` of one token's final-normed state `x` through the output
-    /// matrix `W`, by the product kept for them (f32 input; kernels.rs).
+    /// matrix `W`, by the product kept for them (kernels.rs).
     pub fn logits(&mut self, w: &'a Weight, x: View<'a>, y: View<'a>) {
         let layout = Layout { logits: true, ..Layout::default() };
         self.product_laid_out(w, x, y, 1, 0, 1.0, None, layout);
