@@ -94,7 +94,7 @@ export class Kernels {
       // Browsers need the extension named in the module; wgpu's naga does not.
       const enable = subgroups ? 'enable subgroups;\n' : '';
       // The decode product with its input in f32 (the native plugin's default input is
-      // 8-bit, quantized by a pass of its own, which the page does not have).
+      // quantized to 8 bits, in two parts, by a pass of its own the page does not have).
       few = { kernel: `${s.matvec}\n${reduce}\n${s.input_f32}`, entry: 'matvec', enable };
       many = { kernel: s.matmul_tiled, entry: 'matmul_tiled' };
     }

@@ -52,14 +52,15 @@ pub fn argmax_parts(n: u32) -> u32 {
 const MATVEC_TOKENS: u32 = 8;
 
 /// The widest input the decode product quantizes to 8 bits ([`Kernels`]'
-/// `quantize_input` buffer holds [`MATVEC_TOKENS`] tokens of it, 2.6 MB); a wider one,
-/// wider than any model's, goes through the prompt product, which reads f32.
+/// `quantize_input` buffer holds [`MATVEC_TOKENS`] tokens of it, 5.2 MB in two parts);
+/// a wider one, wider than any model's, goes through the prompt product, which reads
+/// f32.
 pub(crate) const QUANTIZED_INPUT_COLUMNS: u32 = 1 << 18;
 
-/// The words one token's 8-bit input of `ncols` values takes (quantize_input.wgsl):
-/// eight a chunk of 32 and a (scale, sum) pair, rounded up to whole vectors.
-pub(crate) fn quantized_input_words(ncols: u32) -> u32 {
-    (ncols / 32 * 10).next_multiple_of(4)
+/// The words one token's `input` of `ncols` values takes (quantize_input.wgsl): per
+/// part, eight a chunk of 32 and a (scale, sum) pair, rounded up to whole vectors.
+pub(crate) fn quantized_input_words(input: MatvecInput, ncols: u32) -> u32 {
+    (ncols / 32 * 10).next_multiple_of(4) * input.parts()
 }
 
 /// Most tokens a batch of the forward pass takes where the prompt product runs on
@@ -198,8 +199,11 @@ fn product_source(directives: &str, kernel: &str, ty: GgmlType) -> String {
 fn matvec_source(reduce: &str, shape: MatvecShape, ty: GgmlType) -> String {
     let values = [("ROWS", shape.rows), ("WG", shape.width)];
     let kernel = with_constants(&format!("{MATVEC}\n{reduce}"), &values);
-    let input = match section(DOT8, ty).filter(|_| shape.input == MatvecInput::Q8) {
-        Some(dot8) => format!("{dot8}\n{INPUT_Q8}"),
+    let input = match section(DOT8, ty).filter(|_| quantizes_input(shape, ty)) {
+        Some(dot8) => {
+            let parts = shape.input.parts();
+            format!("{dot8}\n{}", with_constants(INPUT_Q8, &[("PARTS", parts)]))
+        }
         None => INPUT_F32.to_owned(),
     };
     format!("{}\n{input}", product_source("", &kernel, ty))
@@ -208,7 +212,7 @@ fn matvec_source(reduce: &str, shape: MatvecShape, ty: GgmlType) -> String {
 /// Whether the decode product of shape `shape` reads weights of type `ty` against
 /// 8-bit input: where the shape asks for it and dot8.wgsl has the type.
 fn quantizes_input(shape: MatvecShape, ty: GgmlType) -> bool {
-    shape.input == MatvecInput::Q8 && section(DOT8, ty).is_some()
+    shape.input != MatvecInput::F32 && section(DOT8, ty).is_some()
 }
 
 impl Product {
@@ -267,7 +271,7 @@ pub struct Kernels {
     pub(crate) altup: AltUpKernels,
     /// quantize_input.wgsl, and the buffer it writes for the product after it, where
     /// the decode product reads 8-bit input.
-    pub(crate) quantize_input: Option<(wgpu::ComputePipeline, GpuBuffer)>,
+    pub(crate) quantize_input: Option<(wgpu::ComputePipeline, MatvecInput, GpuBuffer)>,
     /// What plain products bind where routed ones bind their routing, and where
     /// products of several segments bind the second and third (quant.wgsl): two
     /// buffers, as two writable bindings may not alias.
@@ -375,12 +379,14 @@ impl Kernels {
             argmax_total: pipeline(gpu, "argmax total", ARGMAX, "argmax_total"),
             altup: AltUpKernels::new(gpu),
             quantize_input: (matches!(plan, KernelPlan::Gpu { .. })
-                && matvec.input == MatvecInput::Q8)
+                && matvec.input != MatvecInput::F32)
                 .then(|| {
-                    let pipeline =
-                        pipeline(gpu, "quantize input", QUANTIZE_INPUT, "quantize_input");
-                    let words = quantized_input_words(QUANTIZED_INPUT_COLUMNS) * MATVEC_TOKENS;
-                    (pipeline, gpu.storage("quantized input", u64::from(words) * 4))
+                    let parts = matvec.input.parts();
+                    let source = with_constants(QUANTIZE_INPUT, &[("PARTS", parts)]);
+                    let pipeline = pipeline(gpu, "quantize input", &source, "quantize_input");
+                    let words = quantized_input_words(matvec.input, QUANTIZED_INPUT_COLUMNS);
+                    let bytes = u64::from(words * MATVEC_TOKENS) * 4;
+                    (pipeline, matvec.input, gpu.storage("quantized input", bytes))
                 }),
             unrouted: gpu.storage("unrouted", 16),
             unsegmented: [gpu.storage("unsegmented", 16), gpu.storage("unsegmented", 16)],
@@ -893,7 +899,7 @@ mod tests {
         for rows in 1..=8 {
             for width in [16, 32, 64, 128, 256] {
                 for reduce in [REDUCE_SUBGROUP, REDUCE_SHARED] {
-                    for input in [MatvecInput::F32, MatvecInput::Q8] {
+                    for input in [MatvecInput::F32, MatvecInput::Q8, MatvecInput::Q16] {
                         let shape = MatvecShape { rows, width, input };
                         let source = matvec_source(reduce, shape, GgmlType::Q4_0);
                         assert_eq!(shader_constant(&source, "ROWS"), rows);
@@ -905,9 +911,9 @@ mod tests {
     }
 
     #[test]
-    fn the_decode_product_of_every_weight_type_validates_with_either_input() {
+    fn the_decode_product_of_every_weight_type_validates_with_every_input() {
         for ty in SUPPORTED_TYPES {
-            for input in [MatvecInput::F32, MatvecInput::Q8] {
+            for input in [MatvecInput::F32, MatvecInput::Q8, MatvecInput::Q16] {
                 let shape = MatvecShape { input, ..MatvecShape::default() };
                 let source = matvec_source(REDUCE_SUBGROUP, shape, ty);
                 compile_to_spir_v(&format!("{ty}, {shape}"), &source);
@@ -918,11 +924,15 @@ mod tests {
     }
 
     #[test]
-    fn the_input_quantization_validates_and_takes_ten_words_a_chunk_in_whole_vectors() {
-        compile_to_spir_v("quantize_input", QUANTIZE_INPUT);
-        assert_eq!(quantized_input_words(4096), 1280);
-        assert_eq!(quantized_input_words(64), 20);
-        assert_eq!(quantized_input_words(96), 32, "rounded up to whole vectors");
+    fn the_input_quantization_validates_and_takes_ten_words_a_chunk_and_part_in_whole_vectors() {
+        assert_eq!(quantized_input_words(MatvecInput::Q8, 4096), 1280);
+        assert_eq!(quantized_input_words(MatvecInput::Q8, 64), 20);
+        assert_eq!(quantized_input_words(MatvecInput::Q8, 96), 32, "rounded up to whole vectors");
+        assert_eq!(quantized_input_words(MatvecInput::Q16, 96), 64, "two parts");
+        for parts in [1, 2] {
+            let source = with_constants(QUANTIZE_INPUT, &[("PARTS", parts)]);
+            compile_to_spir_v(&format!("quantize_input, {parts} parts"), &source);
+        }
     }
 
     #[test]

@@ -12,11 +12,13 @@
 //!
 //! `HEARTH_WEBGPU_MATVEC=rows=R,width=W,input=I` sets the shape of the GPU plan's
 //! decode product (matvec.wgsl): R output rows per workgroup (1 to 8), W invocations
-//! per workgroup (a power of two from 16 to 256) and its input I, `f32` or `q8` (each
-//! 32 values quantized to 8 bits, multiplied by the quantized weights in integers); a
-//! key left out keeps its default, `rows=4,width=64,input=q8`. The host writes them into the kernel's source when it builds the
-//! pipelines, so shapes can be compared on a GPU without rebuilding
-//! (`examples/kernel_speed.rs` sweeps several in one run).
+//! per workgroup (a power of two from 16 to 256) and its input I: `f32`, `q8` (each 32
+//! values quantized to 8 bits once per product, multiplied by the quantized weights in
+//! integers) or `q16` (the same in two 8-bit parts, the second quantizing what the
+//! first left over); a key left out keeps its default, `rows=4,width=64,input=q16`.
+//! The host writes them into the kernel's source when it builds the pipelines, so
+//! shapes can be compared on a GPU without rebuilding (`examples/kernel_speed.rs`
+//! sweeps several in one run).
 
 use std::fmt;
 
@@ -38,37 +40,54 @@ pub struct MatvecShape {
 }
 
 /// The decode product's input: f32 against weights decoded to f32 (input_f32.wgsl),
-/// or quantized to 8 bits a 32-value chunk against the weights' integer quants
-/// (input_q8.wgsl, dot8.wgsl; the f32, f16 and bf16 weights keep f32).
+/// or quantized to 8 bits a 32-value chunk, in one part or two, against the weights'
+/// integer quants (input_q8.wgsl, dot8.wgsl; the f32, f16 and bf16 weights keep f32).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MatvecInput {
     F32,
     Q8,
+    /// Two 8-bit parts: the value quantized, and what that left over quantized again.
+    Q16,
+}
+
+impl MatvecInput {
+    /// The 8-bit parts a chunk of this input is quantized to; 0 for f32.
+    pub fn parts(self) -> u32 {
+        match self {
+            Self::F32 => 0,
+            Self::Q8 => 1,
+            Self::Q16 => 2,
+        }
+    }
 }
 
 impl MatvecInput {
     /// The relative error (against the largest output) a decode product with this
     /// input may have against an f32 reference: 8-bit quants round each input value
-    /// by up to 1/254 of its chunk's largest.
+    /// by up to 1/254 of its chunk's largest, two parts by 1/254².
     pub fn tolerance(self) -> f32 {
         match self {
             Self::F32 => 1e-5,
             Self::Q8 => 2e-2,
+            Self::Q16 => 2e-4,
         }
     }
 }
 
 impl Default for MatvecShape {
-    /// matvec.wgsl's own values, and 8-bit input, as llama.cpp's CUDA and CPU products
-    /// take theirs. Quantized once per product (quantize_input.wgsl), it decoded the 8B
-    /// shape 27 % faster than f32 input on an H100 (221 against 174 tok/s) and the 1B
-    /// shape 12 % (docs/BENCHMARKS.md, 2026-12-06, third session). The price is
-    /// llama.cpp's: the answers of a small model follow its 8-bit activations. SmolLM2
-    /// answers "What is the capital of France?" with "L'Étoile, la Marseillaise, la
-    /// femme", as the llama.cpp plugin does, where f32 input (`input=f32`) and the f32
-    /// CPU reference answer "The capital of France is Paris.".
+    /// matvec.wgsl's own values, and the input quantized to 8 bits in two parts once
+    /// per product (`input=q16`): the products multiply in integers, and the second part
+    /// makes the input exact to 1/254² of a chunk's largest value. On an H100 it decoded
+    /// the 8B shape 22 % faster than f32 input (206 against 169 tok/s) and the 1B shape
+    /// as fast (docs/BENCHMARKS.md, 2026-12-06, third session), and SmolLM2's greedy
+    /// answers on lavapipe's GPU plan are those of f32 input and of the f32 CPU
+    /// reference on all five fixed prompts. One part (`input=q8`, llama.cpp's own
+    /// rounding) is 3–8 % faster still, but its answers follow the 8-bit activations:
+    /// SmolLM2 then answers "What is the capital of France?" with "L'Étoile, la
+    /// Marseillaise", as the llama.cpp plugin does on the CPU, where f32 and two parts
+    /// answer "The capital of France is Paris.".
     fn default() -> Self {
-        Self { rows: 4, width: 64, input: MatvecInput::Q8 }
+        Self { rows: 4, width: 64, input: MatvecInput::Q16 }
     }
 }
 
@@ -86,7 +105,7 @@ impl MatvecShape {
     pub fn parse(value: &str) -> Result<Self, String> {
         let refuse = |why: &str| {
             format!(
-                "{MATVEC_VARIABLE} is `{value}`: {why}; it takes `rows=R,width=W,input=I` with R from 1 to 8, W a power of two from 16 to 256 and I `f32` or `q8`"
+                "{MATVEC_VARIABLE} is `{value}`: {why}; it takes `rows=R,width=W,input=I` with R from 1 to 8, W a power of two from 16 to 256 and I `f32`, `q8` or `q16`"
             )
         };
         let mut shape = Self::default();
@@ -97,6 +116,7 @@ impl MatvecShape {
             match (key.trim(), number.trim()) {
                 ("input", "f32") => shape.input = MatvecInput::F32,
                 ("input", "q8") => shape.input = MatvecInput::Q8,
+                ("input", "q16") => shape.input = MatvecInput::Q16,
                 ("input", other) => return Err(refuse(&format!("input `{other}` is not known"))),
                 (key @ ("rows" | "width"), number) => {
                     let number: u32 = number
@@ -122,6 +142,7 @@ impl fmt::Display for MatvecShape {
         let input = match self.input {
             MatvecInput::F32 => "f32",
             MatvecInput::Q8 => "q8",
+            MatvecInput::Q16 => "q16",
         };
         write!(f, "rows={},width={},input={input}", self.rows, self.width)
     }
@@ -248,8 +269,8 @@ mod tests {
     #[test]
     fn a_decode_shape_takes_rows_and_width_in_any_order_and_keeps_defaults_for_keys_left_out() {
         let shape = |rows, width, input| Ok(MatvecShape { rows, width, input });
-        assert_eq!(MatvecShape::parse("rows=2,width=64"), shape(2, 64, MatvecInput::Q8));
-        assert_eq!(MatvecShape::parse(" width = 128 , rows = 1 "), shape(1, 128, MatvecInput::Q8));
+        assert_eq!(MatvecShape::parse("rows=2,width=64"), shape(2, 64, MatvecInput::Q16));
+        assert_eq!(MatvecShape::parse(" width = 128 , rows = 1 "), shape(1, 128, MatvecInput::Q16));
         assert_eq!(MatvecShape::parse("rows=8,input=f32"), shape(8, 64, MatvecInput::F32));
         assert_eq!(MatvecShape::parse(""), Ok(MatvecShape::default()));
         let text = MatvecShape { rows: 3, width: 16, input: MatvecInput::Q8 }.to_string();

@@ -204,11 +204,11 @@ impl<'a> Batch<'a> {
     /// (quantize_input.wgsl), and give the view of the result the product reads;
     /// `None` where it does not fit the kernels' buffer.
     fn quantize_input(&mut self, x: View<'a>, ncols: u32, ntok: u32) -> Option<View<'a>> {
-        let (pipeline, buffer) = self.kernels.quantize_input.as_ref()?;
+        let (pipeline, input, buffer) = self.kernels.quantize_input.as_ref()?;
         if ncols > QUANTIZED_INPUT_COLUMNS {
             return None;
         }
-        let stride = quantized_input_words(ncols);
+        let stride = quantized_input_words(*input, ncols);
         assert!(
             u64::from(stride * ntok) * 4 <= buffer.buffer.size(),
             "a product of 8-bit input takes at most the decode product's tokens"

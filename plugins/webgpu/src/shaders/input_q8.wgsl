@@ -5,25 +5,44 @@
 // converted to a float. quantize_input.wgsl quantizes the input once per product, so
 // each invocation loads 40 bytes a chunk where f32 input is 128: on an H100 that made
 // the 8B shape's products 2–2.4× faster (docs/BENCHMARKS.md, 2026-12-06, third
-// session). Here `x` is that buffer: a token's quants, eight words a chunk, then its
-// chunks' (scale, sum of quants) pairs.
+// session). Here `x` is that buffer, PARTS parts a token (quantize_input.wgsl says
+// how they are laid out). With two parts (`input=q16`) the second is what the first
+// left over, quantized again: the input is then exact to 1/254² of a chunk's largest
+// value, and every weight chunk is multiplied twice.
 
-// The chunk's quants, four a word in element order; their scale; their sum.
+const PARTS: u32 = 1u;
+
+// The chunk's quants, four a word in element order; their scale; their sum — of the
+// part `dot8` multiplies now, and of each part.
 var<private> xq: array<u32, 8>;
 var<private> xd: f32;
 var<private> xsum: i32;
+var<private> part_q: array<array<u32, 8>, PARTS>;
+var<private> part_d: array<f32, PARTS>;
+var<private> part_sum: array<i32, PARTS>;
 
 // Chunk `chunk` of the token whose quantized input starts at vec4 `x0`.
 fn load_input(x0: u32, chunk: u32) {
-    let low = bitcast<vec4<u32>>(x[x0 + 2u * chunk]);
-    let high = bitcast<vec4<u32>>(x[x0 + 2u * chunk + 1u]);
-    xq = array<u32, 8>(low.x, low.y, low.z, low.w, high.x, high.y, high.z, high.w);
-    let pairs = x[x0 + 2u * (p.ncols / 32u) + chunk / 2u];
-    let pair = select(pairs.xy, pairs.zw, (chunk & 1u) == 1u);
-    xd = pair.x;
-    xsum = bitcast<i32>(pair.y);
+    let chunks = p.ncols / 32u;
+    for (var part = 0u; part < PARTS; part++) {
+        let at = x0 + part * ((chunks * 10u + 3u) / 4u);
+        let low = bitcast<vec4<u32>>(x[at + 2u * chunk]);
+        let high = bitcast<vec4<u32>>(x[at + 2u * chunk + 1u]);
+        part_q[part] = array<u32, 8>(low.x, low.y, low.z, low.w, high.x, high.y, high.z, high.w);
+        let pairs = x[at + 2u * chunks + chunk / 2u];
+        let pair = select(pairs.xy, pairs.zw, (chunk & 1u) == 1u);
+        part_d[part] = pair.x;
+        part_sum[part] = bitcast<i32>(pair.y);
+    }
 }
 
 fn row_dot(row: u32, chunk: u32) -> f32 {
-    return dot8(row, chunk);
+    var s = 0.0;
+    for (var part = 0u; part < PARTS; part++) {
+        xq = part_q[part];
+        xd = part_d[part];
+        xsum = part_sum[part];
+        s += dot8(row, chunk);
+    }
+    return s;
 }

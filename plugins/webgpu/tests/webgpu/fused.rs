@@ -31,6 +31,7 @@ fn every_kernel_set(b: &Bench) -> Vec<(String, Kernels, f32)> {
                 MatvecShape { rows: 8, width: 64, input: MatvecInput::Q8 },
                 MatvecShape { rows: 7, width: 32, input: MatvecInput::Q8 },
                 MatvecShape { input: MatvecInput::F32, ..MatvecShape::default() },
+                MatvecShape { rows: 4, width: 32, input: MatvecInput::Q16 },
             ],
             _ => vec![MatvecShape::default()],
         };

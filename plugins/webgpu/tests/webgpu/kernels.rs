@@ -105,19 +105,17 @@ fn matmul_of_every_weight_type_split_plan_and_output_matches_the_cpu_within_the_
     let (rows, ncols) = (70usize, 768usize);
     let plans = KernelPlan::every(b.gpu.offers());
     println!("kernel plans: {plans:?}");
-    // Every plan with the default decode shape, and each GPU plan again with the decode
-    // product's other input (f32 or quantized to 8 bits).
+    // Every plan with the default decode shape, and each GPU plan with each input of the
+    // decode product (f32, or quantized to 8 bits in one part or two).
     let default = MatvecShape::default();
-    let other = match default.input {
-        MatvecInput::F32 => MatvecInput::Q8,
-        MatvecInput::Q8 => MatvecInput::F32,
-    };
     let mut sets = Vec::new();
     for &plan in &plans {
-        let mut shapes = vec![default];
-        if plan != KernelPlan::Software {
-            shapes.push(MatvecShape { input: other, ..default });
-        }
+        let shapes = match plan {
+            KernelPlan::Software => vec![default],
+            KernelPlan::Gpu { .. } => [MatvecInput::F32, MatvecInput::Q8, MatvecInput::Q16]
+                .map(|input| MatvecShape { input, ..default })
+                .to_vec(),
+        };
         for shape in shapes {
             let kernels = Kernels::with_matvec(&b.gpu, plan, shape);
             sets.push((format!("{plan}, decode {shape}"), kernels, plan.tolerance_with(shape)));
@@ -209,7 +207,7 @@ fn the_logits_product_matches_the_cpu_within_its_input_s_tolerance_on_every_plan
         let x = b.buffer(&x_values);
         let expected = reference::matmul(&w, ncols, &x_values, 1);
         for plan in KernelPlan::every(b.gpu.offers()) {
-            for input in [MatvecInput::F32, MatvecInput::Q8] {
+            for input in [MatvecInput::F32, MatvecInput::Q8, MatvecInput::Q16] {
                 let shape = MatvecShape { input, ..MatvecShape::default() };
                 let kernels = Kernels::with_matvec(&b.gpu, plan, shape);
                 let y = b.poisoned(rows);
