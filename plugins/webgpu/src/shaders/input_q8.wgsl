@@ -2,13 +2,14 @@
 // CUDA products quantize theirs: each chunk of 32 values is 32 signed bytes with one
 // scale (max |x| / 127), and each weight chunk is multiplied by them in integers, four
 // bytes per `dot4I8Packed` (`dot8`, per weight type in dot8.wgsl), so no weight is
-// converted to a float. quantize_input.wgsl quantizes the input once per product, so
-// each invocation loads 40 bytes a chunk where f32 input is 128: on an H100 that made
-// the 8B shape's products 2–2.4× faster (docs/BENCHMARKS.md, 2026-12-06, third
-// session). Here `x` is that buffer, PARTS parts a token (quantize_input.wgsl says
-// how they are laid out). With two parts (`input=q16`) the second is what the first
-// left over, quantized again: the input is then exact to 1/254² of a chunk's largest
-// value, and every weight chunk is multiplied twice.
+// converted to a float. quantize_input.wgsl quantizes the input once per product
+// (before, every invocation quantized the chunks it read): on an H100 the 8B shape's
+// products then ran twice as fast as with f32 input (docs/BENCHMARKS.md, 2026-12-06,
+// third session). Here `x` is that buffer, a token's PARTS parts taking `p.x_stride`
+// words (quantize_input.wgsl says how they are laid out). With two parts
+// (`input=q16`) the second is what the first left over, quantized again: the input is
+// then exact to 1/254² of a chunk's largest value, and every weight chunk is
+// multiplied twice.
 
 const PARTS: u32 = 1u;
 
@@ -25,7 +26,7 @@ var<private> part_sum: array<i32, PARTS>;
 fn load_input(x0: u32, chunk: u32) {
     let chunks = p.ncols / 32u;
     for (var part = 0u; part < PARTS; part++) {
-        let at = x0 + part * ((chunks * 10u + 3u) / 4u);
+        let at = x0 + part * (p.x_stride / PARTS / 4u);
         let low = bitcast<vec4<u32>>(x[at + 2u * chunk]);
         let high = bitcast<vec4<u32>>(x[at + 2u * chunk + 1u]);
         part_q[part] = array<u32, 8>(low.x, low.y, low.z, low.w, high.x, high.y, high.z, high.w);

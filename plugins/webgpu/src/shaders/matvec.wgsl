@@ -6,9 +6,10 @@
 // one partial sum per row in vectors of four rows, and `reduce` (the subgroup or the
 // workgroup-memory variant, chosen by the host) adds each vector up in one pass. The
 // host appends one of two input modules: input_f32.wgsl (the chunk as f32, weights
-// decoded to f32) or input_q8.wgsl (the chunk quantized to 8 bits beforehand by
-// quantize_input.wgsl, integer dot products). A paired product's gate and up rows alternate, so with ROWS even a
-// workgroup holds both sums of each of its pairs.
+// decoded to f32) or input_q8.wgsl (the chunk quantized to 8 bits, in one part or two,
+// beforehand by quantize_input.wgsl; integer dot products). A paired product's gate
+// and up rows alternate, so with ROWS even a workgroup holds both sums of each of its
+// pairs.
 //
 // WG and ROWS are the defaults the host substitutes (plan.rs, `MatvecShape`). Of the
 // shapes swept on an H200 (docs/BENCHMARKS.md, 2026-12-06), 64 invocations with four

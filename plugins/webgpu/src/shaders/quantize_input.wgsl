@@ -2,9 +2,10 @@
 // invocation per chunk of 32 values of one token. Each chunk becomes eight words of
 // signed bytes, x / max |x| · 127 rounded, and a pair of its scale (max |x| / 127) and
 // the sum of its quants; a part's words are its chunks' quants in order, then the
-// pairs, rounded up to a multiple of 4 words. A token has PARTS parts, from word
-// `t · out_stride` (a multiple of 4, so the product reads them as vectors): the
-// first quantizes the values, the second what the first left over.
+// pairs. A token's PARTS parts take `out_stride` words from word `t · out_stride`, an
+// equal share each (the host makes the shares multiples of 4, so the product reads
+// them as vectors): the first quantizes the values, the second what the first left
+// over.
 
 const PARTS: u32 = 1u;
 
@@ -33,7 +34,7 @@ fn quantize_input(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var k = 0u; k < 8u; k++) {
         v[k] = x[at + k];
     }
-    let part_words = (chunks * 10u + 3u) / 4u * 4u;
+    let part_words = p.out_stride / PARTS;
     for (var part = 0u; part < PARTS; part++) {
         var m = vec4<f32>(0.0);
         for (var k = 0u; k < 8u; k++) {
