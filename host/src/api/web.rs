@@ -101,7 +101,6 @@ const ASSETS: &[Asset] = &[
     shader!("matvec.wgsl"),
     shader!("input_f32.wgsl"),
     shader!("input_q8.wgsl"),
-    shader!("quantize_input.wgsl"),
     shader!("dot8.wgsl"),
     shader!("matvec_rows.wgsl"),
     shader!("matmul_pairs.wgsl"),

@@ -20,7 +20,6 @@ const DECODERS: &str = include_str!("shaders/decode.wgsl");
 const DOT8: &str = include_str!("shaders/dot8.wgsl");
 const INPUT_F32: &str = include_str!("shaders/input_f32.wgsl");
 const INPUT_Q8: &str = include_str!("shaders/input_q8.wgsl");
-const QUANTIZE_INPUT: &str = include_str!("shaders/quantize_input.wgsl");
 pub(crate) const NORM: &str = include_str!("shaders/norm.wgsl");
 pub(crate) const ROWS: &str = include_str!("shaders/rows.wgsl");
 const MATMUL_ROWS: &str = include_str!("shaders/matmul_rows.wgsl");
@@ -57,7 +56,7 @@ const MATVEC_TOKENS: u32 = 8;
 /// f32.
 pub(crate) const QUANTIZED_INPUT_COLUMNS: u32 = 1 << 18;
 
-/// The words one token's `input` of `ncols` values takes (quantize_input.wgsl): per
+/// The words one token's `input` of `ncols` values takes (norm.wgsl's `quantize_input`): per
 /// part, eight a chunk of 32 and a (scale, sum) pair, rounded up to whole vectors.
 pub(crate) fn quantized_input_words(input: MatvecInput, ncols: u32) -> u32 {
     (ncols / 32 * 10).next_multiple_of(4) * input.parts()
@@ -234,6 +233,36 @@ impl Product {
     }
 }
 
+/// The decode product's 8-bit input: norm.wgsl's pass that quantizes a product's input,
+/// its RMSNorm that quantizes the rows it writes, and the buffer both write for the
+/// products after them, [`MATVEC_TOKENS`] tokens of up to [`QUANTIZED_INPUT_COLUMNS`].
+pub(crate) struct InputQuantizer {
+    pub(crate) pass: wgpu::ComputePipeline,
+    pub(crate) rmsnorm: wgpu::ComputePipeline,
+    pub(crate) input: MatvecInput,
+    pub(crate) buffer: GpuBuffer,
+}
+
+impl InputQuantizer {
+    fn new(gpu: &Gpu, input: MatvecInput) -> Self {
+        let source = with_constants(NORM, &[("PARTS", input.parts())]);
+        let words = quantized_input_words(input, QUANTIZED_INPUT_COLUMNS);
+        let bytes = u64::from(words * MATVEC_TOKENS) * 4;
+        Self {
+            pass: pipeline(gpu, "quantize input", &source, "quantize_input"),
+            rmsnorm: pipeline(gpu, "rmsnorm quantized", &source, "rmsnorm_quantized"),
+            input,
+            buffer: gpu.storage("quantized input", bytes),
+        }
+    }
+
+    /// Whether `ntok` tokens of `ncols` values fit the buffer (each quantized chunk is
+    /// 32 values).
+    pub(crate) fn fits(ncols: u32, ntok: u32) -> bool {
+        ncols.is_multiple_of(32) && ncols <= QUANTIZED_INPUT_COLUMNS && ntok <= MATVEC_TOKENS
+    }
+}
+
 /// Every pipeline the forward pass uses.
 pub struct Kernels {
     /// Products of a few tokens (decode steps) and of many (prompt chunks); `None`
@@ -269,9 +298,8 @@ pub struct Kernels {
     argmax_parts: wgpu::ComputePipeline,
     argmax_total: wgpu::ComputePipeline,
     pub(crate) altup: AltUpKernels,
-    /// quantize_input.wgsl, and the buffer it writes for the product after it, where
-    /// the decode product reads 8-bit input.
-    pub(crate) quantize_input: Option<(wgpu::ComputePipeline, MatvecInput, GpuBuffer)>,
+    /// Where the decode product reads 8-bit input: what makes it.
+    pub(crate) quantize_input: Option<InputQuantizer>,
     /// What plain products bind where routed ones bind their routing, and where
     /// products of several segments bind the second and third (quant.wgsl): two
     /// buffers, as two writable bindings may not alias.
@@ -380,14 +408,7 @@ impl Kernels {
             altup: AltUpKernels::new(gpu),
             quantize_input: (matches!(plan, KernelPlan::Gpu { .. })
                 && matvec.input != MatvecInput::F32)
-                .then(|| {
-                    let parts = matvec.input.parts();
-                    let source = with_constants(QUANTIZE_INPUT, &[("PARTS", parts)]);
-                    let pipeline = pipeline(gpu, "quantize input", &source, "quantize_input");
-                    let words = quantized_input_words(matvec.input, QUANTIZED_INPUT_COLUMNS);
-                    let bytes = u64::from(words * MATVEC_TOKENS) * 4;
-                    (pipeline, matvec.input, gpu.storage("quantized input", bytes))
-                }),
+                .then(|| InputQuantizer::new(gpu, matvec.input)),
             unrouted: gpu.storage("unrouted", 16),
             unsegmented: [gpu.storage("unsegmented", 16), gpu.storage("unsegmented", 16)],
         }
@@ -550,6 +571,26 @@ pub struct Batch<'a> {
     params: Vec<u8>,
     ops: Vec<Op<'a>>,
     copies: Vec<(&'a wgpu::Buffer, &'a wgpu::Buffer, u64)>,
+    /// What the quantized input's buffer holds, while it still does
+    /// ([`Batch::push`] forgets it; `products.rs` keeps it across the products that read it).
+    pub(crate) quantized: Option<QuantizedRows<'a>>,
+}
+
+/// `ntok` rows of `ncols` values of a view, as the 8-bit input's buffer holds them.
+#[derive(Clone, Copy)]
+pub(crate) struct QuantizedRows<'a> {
+    pub(crate) x: View<'a>,
+    pub(crate) ncols: u32,
+    pub(crate) ntok: u32,
+}
+
+impl PartialEq for QuantizedRows<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (self.x, other.x);
+        a.buffer == b.buffer
+            && [a.offset, a.stride, self.ncols, self.ntok]
+                == [b.offset, b.stride, other.ncols, other.ntok]
+    }
 }
 
 /// Work groups for `count` items when one dimension holds at most 65535.
@@ -561,9 +602,20 @@ impl<'a> Batch<'a> {
     pub fn new(gpu: &'a Gpu, kernels: &'a Kernels) -> Self {
         let stride =
             PARAM_BYTES.next_multiple_of(u64::from(gpu.limits.min_uniform_buffer_offset_alignment));
-        Self { gpu, kernels, stride, params: Vec::new(), ops: Vec::new(), copies: Vec::new() }
+        Self {
+            gpu,
+            kernels,
+            stride,
+            params: Vec::new(),
+            ops: Vec::new(),
+            copies: Vec::new(),
+            quantized: None,
+        }
     }
 
+    /// Record a dispatch. Whatever it writes, the quantized input's buffer may no
+    /// longer hold its rows' values, so the batch forgets them; a product that writes
+    /// elsewhere restores them (`products.rs`).
     pub(crate) fn push(
         &mut self,
         pipeline: &'a wgpu::ComputePipeline,
@@ -575,6 +627,12 @@ impl<'a> Batch<'a> {
         self.params.extend(words.iter().flat_map(|word| word.to_le_bytes()));
         self.params.resize((at + self.stride) as usize, 0);
         self.ops.push(Op { pipeline, bindings, params: at, groups });
+        self.quantized = None;
+    }
+
+    /// The dispatches recorded so far.
+    pub fn dispatches(&self) -> usize {
+        self.ops.len()
     }
 
     /// `y[t] = W[ids[t]]`: embedding rows for `ntok` token ids.
@@ -588,7 +646,9 @@ impl<'a> Batch<'a> {
     }
 
     /// RMSNorm of `rows` contiguous rows of `n` elements, written to `y` or, with
-    /// `accumulate`, added to it.
+    /// `accumulate`, added to it. Rows written (not added) that the decode product could
+    /// read as 8-bit input are quantized by the same dispatch, so the products of a
+    /// layer's normed input need no pass of their own.
     #[allow(clippy::too_many_arguments)] // the kernel's parameters, one each
     pub fn rmsnorm(
         &mut self,
@@ -601,13 +661,26 @@ impl<'a> Batch<'a> {
         accumulate: bool,
     ) {
         let [gx, gy] = split_groups(rows);
-        let words = [rows, n, x.offset, y.offset, eps.to_bits(), u32::from(accumulate)];
-        self.push(
-            &self.kernels.rmsnorm,
-            vec![(1, x.buffer), (2, w), (3, y.buffer)],
-            &words,
-            [gx, gy, 1],
-        );
+        let quantizes = !accumulate && InputQuantizer::fits(n, rows);
+        match self.kernels.quantize_input.as_ref().filter(|_| quantizes) {
+            Some(quantizer) => {
+                let stride = quantized_input_words(quantizer.input, n);
+                let words = [rows, n, x.offset, y.offset, eps.to_bits(), 0, 0, 0, stride];
+                let bindings =
+                    vec![(1, x.buffer), (2, w), (3, y.buffer), (4, &quantizer.buffer.buffer)];
+                self.push(&quantizer.rmsnorm, bindings, &words, [gx, gy, 1]);
+                self.quantized = Some(QuantizedRows {
+                    x: View::new(y.buffer, y.offset, n),
+                    ncols: n,
+                    ntok: rows,
+                });
+            }
+            None => {
+                let words = [rows, n, x.offset, y.offset, eps.to_bits(), u32::from(accumulate)];
+                let bindings = vec![(1, x.buffer), (2, w), (3, y.buffer)];
+                self.push(&self.kernels.rmsnorm, bindings, &words, [gx, gy, 1]);
+            }
+        }
     }
 
     /// Rotary embedding in place; `x` holds `ntok` tokens of `heads` heads.
@@ -930,8 +1003,8 @@ mod tests {
         assert_eq!(quantized_input_words(MatvecInput::Q8, 96), 32, "rounded up to whole vectors");
         assert_eq!(quantized_input_words(MatvecInput::Q16, 96), 64, "two parts");
         for parts in [1, 2] {
-            let source = with_constants(QUANTIZE_INPUT, &[("PARTS", parts)]);
-            compile_to_spir_v(&format!("quantize_input, {parts} parts"), &source);
+            let source = with_constants(NORM, &[("PARTS", parts)]);
+            compile_to_spir_v(&format!("norm.wgsl, {parts} parts"), &source);
         }
     }
 

@@ -5,7 +5,7 @@
 use hearth_model::Activation;
 
 use crate::kernels::{
-    quantized_input_words, split_groups, Batch, View, Weight, QUANTIZED_INPUT_COLUMNS,
+    quantized_input_words, split_groups, Batch, InputQuantizer, QuantizedRows, View, Weight,
 };
 
 /// The `output` of quant.wgsl's `store` that multiplies a product by the activation
@@ -154,6 +154,7 @@ impl<'a> Batch<'a> {
                 None => product = kernels.f32_product(matrix_rows, paired).expect(expect),
             }
         }
+        let quantized = self.quantized;
         assert!(!paired || w.parts.len() == 1, "a paired product reads one buffer");
         let pipeline = &product.pipelines[&w.ty];
         let [segment1, segment2] = layout.segments.map(|segment| {
@@ -198,24 +199,27 @@ impl<'a> Batch<'a> {
             ];
             self.push(pipeline, bindings, &words, [gx, gy, ntok.div_ceil(product.tokens)]);
         }
+        // The quantized rows stay for the next product unless this one wrote over them.
+        self.quantized = quantized.filter(|rows| ![y.buffer, y1, y2].contains(&rows.x.buffer));
     }
 
-    /// Record the quantization of `ntok` tokens of `x`, `ncols` values each, to 8 bits
-    /// (quantize_input.wgsl), and give the view of the result the product reads;
-    /// `None` where it does not fit the kernels' buffer.
+    /// The view of `ntok` tokens of `x`, `ncols` values each, quantized to 8 bits for the
+    /// product that reads them: by a pass recorded now (norm.wgsl's `quantize_input`),
+    /// unless the buffer still holds them (from the norm that wrote them, or for the
+    /// product before); `None` where they do not fit the buffer.
     fn quantize_input(&mut self, x: View<'a>, ncols: u32, ntok: u32) -> Option<View<'a>> {
-        let (pipeline, input, buffer) = self.kernels.quantize_input.as_ref()?;
-        if ncols > QUANTIZED_INPUT_COLUMNS {
+        let quantizer = self.kernels.quantize_input.as_ref()?;
+        if !InputQuantizer::fits(ncols, ntok) {
             return None;
         }
-        let stride = quantized_input_words(*input, ncols);
-        assert!(
-            u64::from(stride * ntok) * 4 <= buffer.buffer.size(),
-            "a product of 8-bit input takes at most the decode product's tokens"
-        );
-        let words = [ncols, ntok, x.offset, x.stride, stride];
-        let bindings = vec![(1, x.buffer), (2, &buffer.buffer)];
-        self.push(pipeline, bindings, &words, [(ncols / 32).div_ceil(64), ntok, 1]);
-        Some(View::new(&buffer.buffer, 0, stride))
+        let stride = quantized_input_words(quantizer.input, ncols);
+        let rows = QuantizedRows { x, ncols, ntok };
+        if self.quantized != Some(rows) {
+            let words = [ntok, ncols, x.offset, 0, 0, 0, 0, x.stride, stride];
+            let bindings = vec![(1, x.buffer), (4, &quantizer.buffer.buffer)];
+            self.push(&quantizer.pass, bindings, &words, [(ncols / 32).div_ceil(64), ntok, 1]);
+            self.quantized = Some(rows);
+        }
+        Some(View::new(&quantizer.buffer.buffer, 0, stride))
     }
 }

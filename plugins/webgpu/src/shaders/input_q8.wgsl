@@ -2,13 +2,13 @@
 // CUDA products quantize theirs: each chunk of 32 values is 32 signed bytes with one
 // scale (max |x| / 127), and each weight chunk is multiplied by them in integers, four
 // bytes per `dot4I8Packed` (`dot8`, per weight type in dot8.wgsl), so no weight is
-// converted to a float. quantize_input.wgsl quantizes the input once per product
-// (before, every invocation quantized the chunks it read): on an H100 the 8B shape's
-// products then ran twice as fast as with f32 input (docs/BENCHMARKS.md, 2026-12-06,
-// third session). Here `x` is that buffer, a token's PARTS parts taking `p.x_stride`
-// words (quantize_input.wgsl says how they are laid out). With two parts
-// (`input=q16`) the second is what the first left over, quantized again: the input is
-// then exact to 1/254² of a chunk's largest value, and every weight chunk is
+// converted to a float. norm.wgsl quantizes the input once per product, or as its
+// RMSNorm writes it (before, every invocation quantized the chunks it read): on an
+// H100 the 8B shape's products then ran twice as fast as with f32 input
+// (docs/BENCHMARKS.md, 2026-12-06, third session). Here `x` is that buffer, a token's
+// PARTS parts taking `p.x_stride` words (norm.wgsl says how they are laid out). With
+// two parts (`input=q16`) the second is what the first left over, quantized again: the
+// input is then exact to 1/254² of a chunk's largest value, and every weight chunk is
 // multiplied twice.
 
 const PARTS: u32 = 1u;

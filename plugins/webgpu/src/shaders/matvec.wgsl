@@ -7,7 +7,7 @@
 // workgroup-memory variant, chosen by the host) adds each vector up in one pass. The
 // host appends one of two input modules: input_f32.wgsl (the chunk as f32, weights
 // decoded to f32) or input_q8.wgsl (the chunk quantized to 8 bits, in one part or two,
-// beforehand by quantize_input.wgsl; integer dot products). A paired product's gate
+// beforehand by norm.wgsl's quantize_input or rmsnorm_quantized; integer dot products). A paired product's gate
 // and up rows alternate, so with ROWS even a workgroup holds both sums of each of its
 // pairs.
 //

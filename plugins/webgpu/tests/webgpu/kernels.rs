@@ -372,6 +372,70 @@ fn rmsnorm_matches_the_cpu_within_1e_5() {
     assert!(error < 1e-5, "relative error {error}");
 }
 
+/// On a GPU plan with 8-bit decode input, a norm quantizes the rows it writes, so the
+/// two products that read them after it need no quantizing pass of their own; once a
+/// bias changes those rows, the next product quantizes them again. Every product
+/// matches the CPU within the input's tolerance.
+#[test]
+fn products_of_normed_rows_read_the_norm_s_quantization_until_the_rows_change() {
+    let mut b = bench();
+    let (rows, n, ntok) = (64usize, 256usize, 3usize);
+    let (x, norm_w, bias) = (b.values(ntok * n), b.values(n), b.values(n));
+    let bytes = b.weight_bytes(GgmlType::Q4_0, rows * n);
+    let mut w = vec![0.0; rows * n];
+    dequantize(GgmlType::Q4_0, &bytes, &mut w).unwrap();
+    let weight =
+        Weight::upload(&b.gpu, "w", GgmlType::Q4_0, n as u64, rows as u64, &bytes).unwrap();
+    let normed = reference::rmsnorm(&x, &norm_w, 1e-5);
+    let biased: Vec<f32> = normed.iter().enumerate().map(|(i, v)| v + bias[i % n]).collect();
+    let expected =
+        [reference::matmul(&w, n, &normed, ntok), reference::matmul(&w, n, &biased, ntok)];
+    let (xb, norm_wb, bias_b) = (b.buffer(&x), b.buffer(&norm_w), b.buffer(&bias));
+    for plan in KernelPlan::every(b.gpu.offers()) {
+        if plan == KernelPlan::Software {
+            continue;
+        }
+        for input in [MatvecInput::F32, MatvecInput::Q8, MatvecInput::Q16] {
+            let shape = MatvecShape { input, ..MatvecShape::default() };
+            let kernels = Kernels::with_matvec(&b.gpu, plan, shape);
+            let y = b.poisoned(ntok * n);
+            let outputs = [0, 1, 2].map(|_| b.poisoned(ntok * rows));
+            let y_view = View::new(&y.buffer, 0, n as u32);
+            let out = |i: usize| View::new(&outputs[i].buffer, 0, rows as u32);
+            let mut batch = Batch::new(&b.gpu, &kernels);
+            batch.rmsnorm(
+                View::new(&xb.buffer, 0, n as u32),
+                &norm_wb.buffer,
+                y_view,
+                ntok as u32,
+                n as u32,
+                1e-5,
+                false,
+            );
+            batch.matmul(&weight, y_view, out(0), ntok as u32, false, 1.0);
+            batch.matmul(&weight, y_view, out(1), ntok as u32, false, 1.0);
+            assert_eq!(batch.dispatches(), 3, "{plan}, {shape}: a norm and two products alone");
+            batch.add_bias(y_view, &bias_b.buffer, ntok as u32, n as u32);
+            batch.matmul(&weight, y_view, out(2), ntok as u32, false, 1.0);
+            let quantizes = usize::from(input != MatvecInput::F32);
+            assert_eq!(
+                batch.dispatches(),
+                5 + quantizes,
+                "{plan}, {shape}: the changed rows quantized again"
+            );
+            batch.submit();
+            let tolerance = plan.tolerance_with(shape);
+            for (i, expected) in [&expected[0], &expected[0], &expected[1]].into_iter().enumerate()
+            {
+                let error = relative_error(&b.read(&outputs[i], ntok * rows), expected);
+                assert!(error < tolerance, "{plan}, {shape}, product {i}: relative error {error}");
+            }
+            let error = relative_error(&b.read(&y, ntok * n), &biased);
+            assert!(error < 1e-5, "{plan}, {shape}: the normed rows, relative error {error}");
+        }
+    }
+}
+
 #[test]
 fn an_accumulating_rmsnorm_adds_the_normed_rows_to_what_is_there() {
     let mut b = bench();
