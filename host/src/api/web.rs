@@ -109,6 +109,7 @@ const ASSETS: &[Asset] = &[
     shader!("reduce_subgroup.wgsl"),
     shader!("reduce_shared.wgsl"),
     shader!("norm.wgsl"),
+    shader!("quantize.wgsl"),
     shader!("rope.wgsl"),
     shader!("attention.wgsl"),
     shader!("gated.wgsl"),

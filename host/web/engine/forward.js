@@ -192,8 +192,7 @@ export class Forward {
         project(layer.k, row(s.xn, e), cachedK, false, layer.kBias);
       }
       project(layer.v, row(s.xn, e), cachedV, false, layer.vBias);
-      batch.rope(row(s.q, qDim), ntok, c.heads, c.headDim, c.nRot, pos, c.neox, plan.ropeBase);
-      batch.rope(cachedK, ntok, c.kvHeads, c.headDim, c.nRot, pos, c.neox, plan.ropeBase);
+      batch.rope(row(s.q, qDim), cachedK, ntok, [c.heads, c.kvHeads], c.headDim, c.nRot, pos, c.neox, plan.ropeBase);
       batch.attention(s.q, kCache, vCache, [s.sums, s.stats], s.attn, shape, ntok, pos, plan.window);
       if (arch.sandwich_norms) {
         project(layer.o, row(s.attn, qDim), row(s.xn, e), false);

@@ -7,7 +7,7 @@
 
 const SHADER_FILES = [
   'quant', 'decode', 'activation', 'matmul_rows', 'matvec', 'input_f32', 'matmul_tiled', 'reduce_subgroup',
-  'reduce_shared', 'norm', 'rope', 'attention', 'gated', 'rows',
+  'reduce_shared', 'norm', 'quantize', 'rope', 'attention', 'gated', 'rows',
 ];
 
 // On the GPU plan, products of up to this many tokens use the matrix–vector kernel.
@@ -123,10 +123,15 @@ export class Kernels {
     for (const type of types) {
       this.getRows.set(type, await this.#pipeline(`get_rows ${type}`, prefix(type), 'get_rows'));
     }
-    this.rmsnorm = await this.#pipeline('rmsnorm', s.norm, 'rmsnorm');
+    // norm.wgsl's and attention.wgsl's entry points that quantize the decode product's
+    // input (which the page's products read in f32) call quantize.wgsl, so the modules
+    // need it.
+    const norm = `${s.norm}\n${s.quantize}`;
+    const attention = `${s.attention}\n${s.quantize}`;
+    this.rmsnorm = await this.#pipeline('rmsnorm', norm, 'rmsnorm');
     this.rope = await this.#pipeline('rope', s.rope, 'rope');
-    this.attentionSplit = await this.#pipeline('attention split', s.attention, 'attention_split');
-    this.attentionCombine = await this.#pipeline('attention combine', s.attention, 'attention_combine');
+    this.attentionSplit = await this.#pipeline('attention split', attention, 'attention_split');
+    this.attentionCombine = await this.#pipeline('attention combine', attention, 'attention_combine');
     this.gated = await this.#pipeline('gated', `${s.gated}\n${s.activation}`, 'gated');
     // rows.wgsl's soft cap reads activation.wgsl's tanh, so the module needs it whole.
     const rows = `${s.rows}\n${s.activation}`;
@@ -238,9 +243,11 @@ export class Batch {
     this.#push(this.kernels.rmsnorm, [[1, x.buffer], [2, w], [3, y.buffer]], words, [gx, gy, 1]);
   }
 
-  rope(x, ntok, heads, headDim, nRot, pos0, neox, freqBase) {
-    const words = [ntok, heads, headDim, nRot, pos0, x.offset, neox ? 1 : 0, f32(freqBase)];
-    this.#push(this.kernels.rope, [[1, x.buffer]], words, [Math.ceil((heads * nRot) / 2 / 64), ntok, 1]);
+  // Rotary embedding of a layer's queries in `q` and its new keys in `k`, one dispatch.
+  rope(q, k, ntok, [heads, kvHeads], headDim, nRot, pos0, neox, freqBase) {
+    const words = [ntok, heads, headDim, nRot, pos0, q.offset, neox ? 1 : 0, f32(freqBase), kvHeads, k.offset];
+    const groups = [Math.ceil(((heads + kvHeads) * nRot) / 2 / 64), ntok, 1];
+    this.#push(this.kernels.rope, [[1, q.buffer], [2, k.buffer]], words, groups);
   }
 
   attention(q, k, v, [sums, stats], out, shape, ntok, pos0, window) {

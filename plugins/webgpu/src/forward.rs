@@ -11,7 +11,7 @@ use hearth_sdk::PluginError;
 
 use crate::altup::AltUpScratch;
 use crate::device::{Gpu, GpuBuffer};
-use crate::kernels::{argmax_parts, AttentionShape, Batch, Bindings, Kernels, View};
+use crate::kernels::{argmax_parts, AttentionShape, Batch, Bindings, Kernels, Rotation, View};
 use crate::lora::{LoraAdapter, RANK_PAD};
 use crate::weights::Weights;
 
@@ -449,8 +449,6 @@ impl Forward<'_> {
         if s.q_raw.is_some() {
             head_norm(batch, q_out, layer.vector(Role::QNorm), row(&s.q, q_dim), c.heads);
         }
-        let (hd, rot, base) = (c.head_dim, c.n_rot, plan.rope_base);
-        let neox = c.rope_pairs == RopePairs::Halves;
         if computes_kv {
             if s.k_raw.is_some() {
                 head_norm(batch, k_out, layer.vector(Role::KNorm), cached_k, c.kv_heads);
@@ -458,9 +456,16 @@ impl Forward<'_> {
             if let Some(altup) = &s.altup {
                 head_norm(batch, v_out, &altup.unit_norm, cached_v, c.kv_heads);
             }
-            batch.rope(cached_k, ntok, c.kv_heads, hd, rot, pos, neox, base);
         }
-        batch.rope(row(&s.q, q_dim), ntok, c.heads, hd, rot, pos, neox, base);
+        let rotation = Rotation {
+            head_dim: c.head_dim,
+            n_rot: c.n_rot,
+            pos0: pos,
+            neox: c.rope_pairs == RopePairs::Halves,
+            freq_base: plan.rope_base,
+        };
+        let new_keys = computes_kv.then_some(cached_k);
+        batch.rope(row(&s.q, q_dim), new_keys, ntok, [c.heads, c.kv_heads], rotation);
         batch.attention(
             &s.q.buffer,
             k_cache,

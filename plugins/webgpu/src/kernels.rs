@@ -20,7 +20,10 @@ const DECODERS: &str = include_str!("shaders/decode.wgsl");
 const DOT8: &str = include_str!("shaders/dot8.wgsl");
 const INPUT_F32: &str = include_str!("shaders/input_f32.wgsl");
 const INPUT_Q8: &str = include_str!("shaders/input_q8.wgsl");
-pub(crate) const NORM: &str = include_str!("shaders/norm.wgsl");
+/// norm.wgsl and attention.wgsl with quantize.wgsl, whose function their entry points
+/// that quantize a product's input call; those pipelines set its `PARTS`.
+pub(crate) const NORM: &str =
+    concat!(include_str!("shaders/norm.wgsl"), "\n", include_str!("shaders/quantize.wgsl"));
 pub(crate) const ROWS: &str = include_str!("shaders/rows.wgsl");
 const MATMUL_ROWS: &str = include_str!("shaders/matmul_rows.wgsl");
 const MATVEC_ROWS: &str = include_str!("shaders/matvec_rows.wgsl");
@@ -32,7 +35,8 @@ const MATMUL_MATRIX: &str = include_str!("shaders/matmul_matrix.wgsl");
 const MATRIX_DIRECTIVES: &str = "enable f16;\nenable wgpu_cooperative_matrix;\n";
 const REDUCE_SUBGROUP: &str = include_str!("shaders/reduce_subgroup.wgsl");
 const REDUCE_SHARED: &str = include_str!("shaders/reduce_shared.wgsl");
-const ATTENTION: &str = include_str!("shaders/attention.wgsl");
+const ATTENTION: &str =
+    concat!(include_str!("shaders/attention.wgsl"), "\n", include_str!("shaders/quantize.wgsl"));
 pub(crate) const ACTIVATION: &str = include_str!("shaders/activation.wgsl");
 const ROUTE: &str = include_str!("shaders/route.wgsl");
 const ARGMAX: &str = include_str!("shaders/argmax.wgsl");
@@ -233,24 +237,33 @@ impl Product {
     }
 }
 
-/// The decode product's 8-bit input: norm.wgsl's pass that quantizes a product's input,
-/// its RMSNorm that quantizes the rows it writes, and the buffer both write for the
-/// products after them, [`MATVEC_TOKENS`] tokens of up to [`QUANTIZED_INPUT_COLUMNS`].
+/// The decode product's 8-bit input (quantize.wgsl): norm.wgsl's pass that quantizes a
+/// product's input, its RMSNorm and attention.wgsl's combining pass that quantize the
+/// rows they write, and the buffer they write for the products after them,
+/// [`MATVEC_TOKENS`] tokens of up to [`QUANTIZED_INPUT_COLUMNS`].
 pub(crate) struct InputQuantizer {
     pub(crate) pass: wgpu::ComputePipeline,
     pub(crate) rmsnorm: wgpu::ComputePipeline,
+    pub(crate) attention_combine: wgpu::ComputePipeline,
     pub(crate) input: MatvecInput,
     pub(crate) buffer: GpuBuffer,
 }
 
 impl InputQuantizer {
     fn new(gpu: &Gpu, input: MatvecInput) -> Self {
-        let source = with_constants(NORM, &[("PARTS", input.parts())]);
+        let parts = [("PARTS", input.parts())];
+        let (norm, attention) = (with_constants(NORM, &parts), with_constants(ATTENTION, &parts));
         let words = quantized_input_words(input, QUANTIZED_INPUT_COLUMNS);
         let bytes = u64::from(words * MATVEC_TOKENS) * 4;
         Self {
-            pass: pipeline(gpu, "quantize input", &source, "quantize_input"),
-            rmsnorm: pipeline(gpu, "rmsnorm quantized", &source, "rmsnorm_quantized"),
+            pass: pipeline(gpu, "quantize input", &norm, "quantize_input"),
+            rmsnorm: pipeline(gpu, "rmsnorm quantized", &norm, "rmsnorm_quantized"),
+            attention_combine: pipeline(
+                gpu,
+                "attention combine quantized",
+                &attention,
+                "attention_combine_quantized",
+            ),
             input,
             buffer: gpu.storage("quantized input", bytes),
         }
@@ -457,6 +470,18 @@ impl Kernels {
     pub fn pair(&self, ntok: u32) -> bool {
         self.product(ntok, 0, true, false).is_some()
     }
+}
+
+/// How rotary embedding turns a head: its values, the leading `n_rot` of them rotated
+/// in pairs (adjacent, or NeoX's halves) by angles of the position `pos0 + t` of token
+/// `t` and the frequency base.
+#[derive(Clone, Copy)]
+pub struct Rotation {
+    pub head_dim: u32,
+    pub n_rot: u32,
+    pub pos0: u32,
+    pub neox: bool,
+    pub freq_base: f32,
 }
 
 /// A matrix of f32 rows inside a buffer: row `t` starts at `offset + t * stride`.
@@ -667,7 +692,7 @@ impl<'a> Batch<'a> {
                 let stride = quantized_input_words(quantizer.input, n);
                 let words = [rows, n, x.offset, y.offset, eps.to_bits(), 0, 0, 0, stride];
                 let bindings =
-                    vec![(1, x.buffer), (2, w), (3, y.buffer), (4, &quantizer.buffer.buffer)];
+                    vec![(1, x.buffer), (2, w), (3, y.buffer), (7, &quantizer.buffer.buffer)];
                 self.push(&quantizer.rmsnorm, bindings, &words, [gx, gy, 1]);
                 self.quantized = Some(QuantizedRows {
                     x: View::new(y.buffer, y.offset, n),
@@ -683,26 +708,30 @@ impl<'a> Batch<'a> {
         }
     }
 
-    /// Rotary embedding in place; `x` holds `ntok` tokens of `heads` heads.
-    #[allow(clippy::too_many_arguments)] // the kernel's parameters, one each
+    /// Rotary embedding in place of `ntok` tokens of `heads` heads in `q` and, in the
+    /// same dispatch, of `kv_heads` heads in `k` where there is one: a layer's queries
+    /// and new keys.
     pub fn rope(
         &mut self,
-        x: View<'a>,
+        q: View<'a>,
+        k: Option<View<'a>>,
         ntok: u32,
-        heads: u32,
-        head_dim: u32,
-        n_rot: u32,
-        pos0: u32,
-        neox: bool,
-        freq_base: f32,
+        [heads, kv_heads]: [u32; 2],
+        rotation: Rotation,
     ) {
-        let words =
-            [ntok, heads, head_dim, n_rot, pos0, x.offset, u32::from(neox), freq_base.to_bits()];
+        let Rotation { head_dim, n_rot, pos0, neox, freq_base } = rotation;
+        let (k_buffer, k_off, k_heads) = match k {
+            Some(k) => (k.buffer, k.offset, kv_heads),
+            None => (&self.kernels.unsegmented[0].buffer, 0, 0),
+        };
+        let words = [ntok, heads, head_dim, n_rot, pos0, q.offset, u32::from(neox)]
+            .into_iter()
+            .chain([freq_base.to_bits(), k_heads, k_off]);
         self.push(
             &self.kernels.rope,
-            vec![(1, x.buffer)],
-            &words,
-            [(heads * n_rot / 2).div_ceil(64), ntok, 1],
+            vec![(1, q.buffer), (2, k_buffer)],
+            &words.collect::<Vec<_>>(),
+            [((heads + k_heads) * n_rot / 2).div_ceil(64), ntok, 1],
         );
     }
 
@@ -737,8 +766,25 @@ impl<'a> Batch<'a> {
         let bindings = vec![(1, q), (2, k), (3, v), (4, sums), (5, stats)];
         let groups = [shape.heads, ntok, splits];
         self.push(&self.kernels.attention_split, bindings, &words, groups);
-        let bindings = vec![(4, sums), (5, stats), (6, out)];
-        self.push(&self.kernels.attention_combine, bindings, &words, [shape.heads, ntok, 1]);
+        let groups = [shape.heads, ntok, 1];
+        // The output quantized for the product after it, where that product reads 8-bit
+        // input and a head is whole chunks.
+        let q_dim = shape.heads * shape.head_dim;
+        let quantizes = shape.head_dim.is_multiple_of(32) && InputQuantizer::fits(q_dim, ntok);
+        match self.kernels.quantize_input.as_ref().filter(|_| quantizes) {
+            Some(quantizer) => {
+                let stride = quantized_input_words(quantizer.input, q_dim);
+                let words = [words.as_slice(), &[stride]].concat();
+                let bindings = vec![(4, sums), (5, stats), (6, out), (7, &quantizer.buffer.buffer)];
+                self.push(&quantizer.attention_combine, bindings, &words, groups);
+                let rows = View::new(out, 0, q_dim);
+                self.quantized = Some(QuantizedRows { x: rows, ncols: q_dim, ntok });
+            }
+            None => {
+                let bindings = vec![(4, sums), (5, stats), (6, out)];
+                self.push(&self.kernels.attention_combine, bindings, &words, groups);
+            }
+        }
     }
 
     /// `g = act(g) * u` over `rows` rows of `n` values, `g` contiguous.

@@ -205,8 +205,8 @@ impl<'a> Batch<'a> {
 
     /// The view of `ntok` tokens of `x`, `ncols` values each, quantized to 8 bits for the
     /// product that reads them: by a pass recorded now (norm.wgsl's `quantize_input`),
-    /// unless the buffer still holds them (from the norm that wrote them, or for the
-    /// product before); `None` where they do not fit the buffer.
+    /// unless the buffer still holds them (from the norm or attention that wrote them,
+    /// or for the product before); `None` where they do not fit the buffer.
     fn quantize_input(&mut self, x: View<'a>, ncols: u32, ntok: u32) -> Option<View<'a>> {
         let quantizer = self.kernels.quantize_input.as_ref()?;
         if !InputQuantizer::fits(ncols, ntok) {
@@ -216,7 +216,7 @@ impl<'a> Batch<'a> {
         let rows = QuantizedRows { x, ncols, ntok };
         if self.quantized != Some(rows) {
             let words = [ntok, ncols, x.offset, 0, 0, 0, 0, x.stride, stride];
-            let bindings = vec![(1, x.buffer), (4, &quantizer.buffer.buffer)];
+            let bindings = vec![(1, x.buffer), (7, &quantizer.buffer.buffer)];
             self.push(&quantizer.pass, bindings, &words, [(ncols / 32).div_ceil(64), ntok, 1]);
             self.quantized = Some(rows);
         }

@@ -26,6 +26,7 @@ struct AttentionParams {
     splits: u32,  // splits per (head, token)
     scale: f32,
     window: u32,  // 0: every earlier key
+    out_stride: u32,  // attention_combine_quantized: words of `prepared` a token takes
 }
 
 @group(0) @binding(0) var<uniform> p: AttentionParams;
@@ -46,6 +47,8 @@ var<workgroup> query: array<vec4<f32>, 64>;
 var<workgroup> weights: array<f32, KEYS>;
 var<workgroup> partial: array<f32, WG>;
 var<workgroup> value_sums: array<vec4<f32>, WG>;
+// attention_combine_quantized: the head's output, for its chunks' quantization.
+var<workgroup> head_out: array<vec4<f32>, 64>;
 
 fn reduce_max(lid: u32, value: f32) -> f32 {
     partial[lid] = value;
@@ -161,10 +164,9 @@ fn attention_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     }
 }
 
-@compute @workgroup_size(WG)
-fn attention_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let h = wid.x;
-    let t = wid.y;
+// Head h of token t's output: the splits rescaled to their common max, divided by the
+// total; kept in `head_out` too where `keep` says so.
+fn combine(h: u32, t: u32, lid: u32, keep: bool) {
     let hd = p.head_dim;
     let slot0 = (t * p.heads + h) * p.splits;
     // A split past the last key has m = LOWEST and l = 0: its factor below is 0.
@@ -183,5 +185,36 @@ fn attention_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
             acc += exp(stats[slot0 + s].x - m) * sums[(slot0 + s) * hd + d];
         }
         out[qb + d] = acc / total;
+        if (keep) {
+            head_out[d / 4u][d % 4u] = acc / total;
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn attention_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    combine(wid.x, wid.y, lid, false);
+}
+
+// attention_combine that also quantizes the head's output for the product after it
+// (quantize.wgsl, which the host appends; heads a multiple of 32 values), saving the
+// decode step that product's quantizing pass.
+@compute @workgroup_size(WG)
+fn attention_combine_quantized(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let h = wid.x;
+    let t = wid.y;
+    combine(h, t, lid, true);
+    workgroupBarrier();
+    let head_chunks = p.head_dim / 32u;
+    if (lid < head_chunks) {
+        var v: array<vec4<f32>, 8>;
+        for (var k = 0u; k < 8u; k++) {
+            v[k] = head_out[lid * 8u + k];
+        }
+        let chunks = p.heads * head_chunks;
+        quantize_chunk(v, t * p.out_stride, p.out_stride, h * head_chunks + lid, chunks);
     }
 }

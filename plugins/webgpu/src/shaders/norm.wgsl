@@ -10,16 +10,11 @@
 // norm). sparsify: y = max(y − (mean + cutoff_std · std), 0), the std with n − 1 in
 // its denominator (Gemma 3n's activation sparsity).
 //
-// quantize_input: the decode product's 8-bit input (input_q8.wgsl), made once per
-// product, one invocation per chunk of 32 values of one row. Each chunk becomes eight
-// words of signed bytes, x / max |x| · 127 rounded, and a pair of its scale
-// (max |x| / 127) and the sum of its quants; a part's words are its chunks' quants in
-// order, then the pairs. A row's PARTS parts take `out_stride` words of `prepared` from
-// word `row · out_stride`, an equal share each (the host makes the shares multiples of
-// 4, so the product reads them as vectors): the first quantizes the values, the second
-// what the first left over. rmsnorm_quantized: rmsnorm that also writes its rows so,
-// saving the decode step a dispatch for each norm a product reads (each costs some
-// µs of launch and barrier on a GPU).
+// quantize_input: the decode product's 8-bit input (quantize.wgsl), made once per
+// product, one invocation per chunk of 32 values of one row. rmsnorm_quantized:
+// rmsnorm that also writes its rows so, saving the decode step a dispatch for each
+// norm a product reads (each costs some µs of launch and barrier on a GPU). The host
+// appends quantize.wgsl to this file.
 
 struct NormParams {
     rows: u32,
@@ -37,9 +32,6 @@ struct NormParams {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(4) var<storage, read_write> prepared: array<u32>;
-
-const PARTS: u32 = 1u;
 
 const WG: u32 = 256u;
 var<workgroup> partial: array<f32, WG>;
@@ -100,33 +92,6 @@ fn rmsnorm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     }
 }
 
-// Chunk `chunk` of a row of `chunks`, its 32 values in `values`, in the PARTS parts
-// that start at word `out` of `prepared`.
-fn quantize_chunk(values: array<vec4<f32>, 8>, out: u32, chunk: u32, chunks: u32) {
-    var v = values;
-    let part_words = p.out_stride / PARTS;
-    for (var part = 0u; part < PARTS; part++) {
-        var m = vec4<f32>(0.0);
-        for (var k = 0u; k < 8u; k++) {
-            m = max(m, abs(v[k]));
-        }
-        let amax = max(max(m.x, m.y), max(m.z, m.w));
-        let inverse = select(0.0, 1.0 / amax, amax > 0.0);
-        let at = out + part * part_words;
-        var sum = 0;
-        for (var k = 0u; k < 8u; k++) {
-            let q = pack4x8snorm(v[k] * inverse);
-            prepared[at + chunk * 8u + k] = q;
-            sum += dot4I8Packed(q, 0x01010101u);
-            // What this part leaves for the next.
-            v[k] -= unpack4x8snorm(q) * amax;
-        }
-        let pair = at + chunks * 8u + chunk * 2u;
-        prepared[pair] = bitcast<u32>(amax / 127.0);
-        prepared[pair + 1u] = bitcast<u32>(sum);
-    }
-}
-
 // Four values of x from `at`.
 fn x_vec4(at: u32) -> vec4<f32> {
     return vec4<f32>(x[at], x[at + 1u], x[at + 2u], x[at + 3u]);
@@ -145,7 +110,7 @@ fn quantize_input(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var k = 0u; k < 8u; k++) {
         v[k] = x_vec4(at + 4u * k);
     }
-    quantize_chunk(v, row * p.out_stride, chunk, chunks);
+    quantize_chunk(v, row * p.out_stride, p.out_stride, chunk, chunks);
 }
 
 // rmsnorm of rows of a multiple of 32 values into y, each also quantized as
@@ -173,7 +138,7 @@ fn rmsnorm_quantized(
                 y[yb + i + j] = v[k][j];
             }
         }
-        quantize_chunk(v, row * p.out_stride, chunk, chunks);
+        quantize_chunk(v, row * p.out_stride, p.out_stride, chunk, chunks);
     }
 }
 

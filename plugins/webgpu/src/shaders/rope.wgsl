@@ -1,6 +1,9 @@
 // Rotary position embedding, in place, on `ntok` tokens of `heads` heads each. Mode 0
 // rotates adjacent pairs (llama.cpp's "normal", which Llama GGUFs use because the
 // converter permuted Q and K); mode 1 rotates (i, i + n_rot/2) pairs (NeoX, Qwen).
+// One dispatch rotates a layer's queries in `x` and its new keys in `k` (none where
+// `k_heads` is 0), as a decode step's dispatches each cost some µs of launch and
+// barrier on a GPU.
 
 struct RopeParams {
     ntok: u32,
@@ -11,33 +14,47 @@ struct RopeParams {
     off: u32,
     mode: u32,
     freq_base: f32,
+    k_heads: u32,  // heads of `k`, rotated after x's
+    k_off: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: RopeParams;
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> k: array<f32>;
+
+// The indices of pair `pair` of the head whose values start at `base`.
+fn pair_at(base: u32, pair: u32) -> vec2<u32> {
+    if (p.mode == 1u) {
+        return vec2<u32>(base + pair, base + pair + p.n_rot / 2u);
+    }
+    return vec2<u32>(base + 2u * pair, base + 2u * pair + 1u);
+}
+
+// The pair `ab` rotated by the angle of pair `pair` at token `t`.
+fn rotated(ab: vec2<f32>, t: u32, pair: u32) -> vec2<f32> {
+    let theta = f32(p.pos0 + t) * pow(p.freq_base, -2.0 * f32(pair) / f32(p.n_rot));
+    let c = cos(theta);
+    let s = sin(theta);
+    return vec2<f32>(ab.x * c - ab.y * s, ab.x * s + ab.y * c);
+}
 
 @compute @workgroup_size(64)
 fn rope(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let half_rot = p.n_rot / 2u;
-    let pair = gid.x % half_rot;
-    let head = gid.x / half_rot;
+    let pair = gid.x % (p.n_rot / 2u);
+    let head = gid.x / (p.n_rot / 2u);
     let t = gid.y;
-    if (head >= p.heads || t >= p.ntok) {
+    if (t >= p.ntok) {
         return;
     }
-    let pos = f32(p.pos0 + t);
-    let theta = pos * pow(p.freq_base, -2.0 * f32(pair) / f32(p.n_rot));
-    let c = cos(theta);
-    let s = sin(theta);
-    let base = p.off + (t * p.heads + head) * p.head_dim;
-    var i0 = base + 2u * pair;
-    var i1 = i0 + 1u;
-    if (p.mode == 1u) {
-        i0 = base + pair;
-        i1 = i0 + half_rot;
+    if (head < p.heads) {
+        let at = pair_at(p.off + (t * p.heads + head) * p.head_dim, pair);
+        let r = rotated(vec2<f32>(x[at.x], x[at.y]), t, pair);
+        x[at.x] = r.x;
+        x[at.y] = r.y;
+    } else if (head < p.heads + p.k_heads) {
+        let at = pair_at(p.k_off + (t * p.k_heads + head - p.heads) * p.head_dim, pair);
+        let r = rotated(vec2<f32>(k[at.x], k[at.y]), t, pair);
+        k[at.x] = r.x;
+        k[at.y] = r.y;
     }
-    let a = x[i0];
-    let b = x[i1];
-    x[i0] = a * c - b * s;
-    x[i1] = a * s + b * c;
 }

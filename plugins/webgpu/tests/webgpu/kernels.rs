@@ -7,7 +7,7 @@ use half::{bf16, f16};
 use hearth_sdk::helpers::{dequantize, GgmlType};
 use hearth_webgpu::device::{Gpu, GpuBuffer};
 use hearth_webgpu::kernels::{
-    argmax_parts, AttentionShape, Batch, Kernels, View, Weight, SUPPORTED_TYPES,
+    argmax_parts, AttentionShape, Batch, Kernels, Rotation, View, Weight, SUPPORTED_TYPES,
 };
 use hearth_webgpu::plan::{KernelPlan, MatvecInput, MatvecShape};
 use rand_chacha::ChaCha8Rng;
@@ -452,30 +452,39 @@ fn an_accumulating_rmsnorm_adds_the_normed_rows_to_what_is_there() {
     assert!(error < 1e-5, "relative error {error}");
 }
 
+/// Queries and keys are rotated in one dispatch (the keys from an offset, as in the
+/// cache), or the queries alone.
 #[test]
-fn rope_in_both_pair_layouts_matches_the_cpu_within_1e_4() {
+fn rope_of_queries_and_keys_in_both_pair_layouts_matches_the_cpu_within_1e_4() {
     let mut b = bench();
-    let (ntok, heads, hd, pos0) = (4usize, 3usize, 64usize, 37usize);
+    let (ntok, heads, kv_heads, hd, pos0, k_off) = (4usize, 3usize, 2usize, 64usize, 37usize, 256);
     for pairs in [RopePairs::Adjacent, RopePairs::Halves] {
         let neox = pairs == RopePairs::Halves;
-        let x = b.values(ntok * heads * hd);
-        let xb = b.buffer(&x);
-        let mut batch = Batch::new(&b.gpu, &b.kernels);
-        batch.rope(
-            View::new(&xb.buffer, 0, 0),
-            ntok as u32,
-            heads as u32,
-            hd as u32,
-            hd as u32,
-            pos0 as u32,
+        let rotation = Rotation {
+            head_dim: hd as u32,
+            n_rot: hd as u32,
+            pos0: pos0 as u32,
             neox,
-            10000.0,
-        );
-        batch.submit();
-        let mut expected = x.clone();
-        reference::rope(&mut expected, heads, hd, hd, pos0, pairs, 10000.0);
-        let error = relative_error(&b.read(&xb, x.len()), &expected);
-        assert!(error < 1e-4, "neox {neox}: relative error {error}");
+            freq_base: 1e4,
+        };
+        let (q, k) = (b.values(ntok * heads * hd), b.values(k_off + ntok * kv_heads * hd));
+        let mut expected_q = q.clone();
+        reference::rope(&mut expected_q, heads, hd, hd, pos0, pairs, 1e4);
+        let mut expected_k = k.clone();
+        reference::rope(&mut expected_k[k_off..], kv_heads, hd, hd, pos0, pairs, 1e4);
+        for with_keys in [true, false] {
+            let (qb, kb) = (b.buffer(&q), b.buffer(&k));
+            let mut batch = Batch::new(&b.gpu, &b.kernels);
+            let keys = with_keys.then(|| View::new(&kb.buffer, k_off as u32, 0));
+            let heads = [heads as u32, kv_heads as u32];
+            batch.rope(View::new(&qb.buffer, 0, 0), keys, ntok as u32, heads, rotation);
+            batch.submit();
+            let error = relative_error(&b.read(&qb, q.len()), &expected_q);
+            assert!(error < 1e-4, "neox {neox}, queries: relative error {error}");
+            let expected_k = if with_keys { &expected_k } else { &k };
+            let error = relative_error(&b.read(&kb, k.len()), expected_k);
+            assert!(error < 1e-4, "neox {neox}, keys {with_keys}: relative error {error}");
+        }
     }
 }
 
@@ -524,6 +533,76 @@ fn grouped_query_attention_over_several_splits_with_and_without_a_window_matches
         let expected = reference::attention(&q, &k, &v, geometry);
         let error = relative_error(&b.read(&out, q.len()), &expected);
         assert!(error < 1e-5, "window {window:?}: relative error {error}");
+    }
+}
+
+/// On a GPU plan with 8-bit decode input, attention's combining pass quantizes its
+/// output for the product after it, which then needs no quantizing pass of its own;
+/// the output and the product match the CPU.
+#[test]
+fn a_product_of_attention_s_output_reads_the_combining_pass_s_quantization() {
+    let mut b = bench();
+    let (heads, kv_heads, hd, ctx, pos0, ntok, rows) =
+        (4usize, 2usize, 64usize, 160usize, 150usize, 3usize, 48usize);
+    let q_dim = heads * hd;
+    let q = b.values(ntok * q_dim);
+    let (k, v) = (b.values(ctx * kv_heads * hd), b.values(ctx * kv_heads * hd));
+    let (qb, kb, vb) = (b.buffer(&q), b.buffer(&k), b.buffer(&v));
+    let scale = 0.125;
+    let geometry =
+        reference::Attention { heads, kv_heads, head_dim: hd, pos0, scale, window: None };
+    let attended = reference::attention(&q, &k, &v, geometry);
+    let bytes = b.weight_bytes(GgmlType::Q8_0, rows * q_dim);
+    let mut w = vec![0.0; rows * q_dim];
+    dequantize(GgmlType::Q8_0, &bytes, &mut w).unwrap();
+    let weight =
+        Weight::upload(&b.gpu, "w", GgmlType::Q8_0, q_dim as u64, rows as u64, &bytes).unwrap();
+    let expected = reference::matmul(&w, q_dim, &attended, ntok);
+    let shape = AttentionShape {
+        heads: heads as u32,
+        kv_heads: kv_heads as u32,
+        head_dim: hd as u32,
+        ctx: ctx as u32,
+        scale,
+    };
+    for plan in KernelPlan::every(b.gpu.offers()) {
+        if plan == KernelPlan::Software {
+            continue;
+        }
+        for input in [MatvecInput::F32, MatvecInput::Q8, MatvecInput::Q16] {
+            let matvec = MatvecShape { input, ..MatvecShape::default() };
+            let kernels = Kernels::with_matvec(&b.gpu, plan, matvec);
+            let [sums, stats] = shape.partials(ntok as u32).map(|n| b.poisoned(n as usize));
+            let (out, y) = (b.poisoned(ntok * q_dim), b.poisoned(ntok * rows));
+            let mut batch = Batch::new(&b.gpu, &kernels);
+            let partials = [&sums.buffer, &stats.buffer];
+            let (n, pos) = (ntok as u32, pos0 as u32);
+            batch.attention(
+                &qb.buffer,
+                &kb.buffer,
+                &vb.buffer,
+                partials,
+                &out.buffer,
+                shape,
+                n,
+                pos,
+                None,
+            );
+            let (x_view, y_view) =
+                (View::new(&out.buffer, 0, q_dim as u32), View::new(&y.buffer, 0, rows as u32));
+            batch.matmul(&weight, x_view, y_view, n, false, 1.0);
+            assert_eq!(
+                batch.dispatches(),
+                3,
+                "{plan}, {matvec}: attention's two passes, the product"
+            );
+            batch.submit();
+            let error = relative_error(&b.read(&out, ntok * q_dim), &attended);
+            assert!(error < 1e-5, "{plan}, {matvec}: attention, relative error {error}");
+            let error = relative_error(&b.read(&y, ntok * rows), &expected);
+            let tolerance = plan.tolerance_with(matvec);
+            assert!(error < tolerance, "{plan}, {matvec}: the product, relative error {error}");
+        }
     }
 }
 
