@@ -217,7 +217,8 @@ impl<'a> Batch<'a> {
         if self.quantized != Some(rows) {
             let words = [ntok, ncols, x.offset, 0, 0, 0, 0, x.stride, stride];
             let bindings = vec![(1, x.buffer), (7, &quantizer.buffer.buffer)];
-            self.push(&quantizer.pass, bindings, &words, [(ncols / 32).div_ceil(64), ntok, 1]);
+            // A workgroup of norm.wgsl's 256 invocations quantizes 1 024 values.
+            self.push(&quantizer.pass, bindings, &words, [ncols.div_ceil(1024), ntok, 1]);
             self.quantized = Some(rows);
         }
         Some(View::new(&quantizer.buffer.buffer, 0, stride))

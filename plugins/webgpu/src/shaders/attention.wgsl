@@ -208,13 +208,10 @@ fn attention_combine_quantized(
     let t = wid.y;
     combine(h, t, lid, true);
     workgroupBarrier();
-    let head_chunks = p.head_dim / 32u;
-    if (lid < head_chunks) {
-        var v: array<vec4<f32>, 8>;
-        for (var k = 0u; k < 8u; k++) {
-            v[k] = head_out[lid * 8u + k];
-        }
-        let chunks = p.heads * head_chunks;
-        quantize_chunk(v, t * p.out_stride, p.out_stride, h * head_chunks + lid, chunks);
-    }
+    let hd4 = p.head_dim / 4u;
+    let inside = lid < hd4;
+    let values = head_out[min(lid, hd4 - 1u)];
+    let chunk = (h * p.head_dim + 4u * lid) / 32u;
+    let chunks = p.heads * p.head_dim / 32u;
+    quantize_lanes(lid, values, inside, t * p.out_stride, p.out_stride, chunk, chunks);
 }

@@ -11,7 +11,7 @@
 // its denominator (Gemma 3n's activation sparsity).
 //
 // quantize_input: the decode product's 8-bit input (quantize.wgsl), made once per
-// product, one invocation per chunk of 32 values of one row. rmsnorm_quantized:
+// product. rmsnorm_quantized:
 // rmsnorm that also writes its rows so, saving the decode step a dispatch for each
 // norm a product reads (each costs some µs of launch and barrier on a GPU). The host
 // appends quantize.wgsl to this file.
@@ -97,24 +97,32 @@ fn x_vec4(at: u32) -> vec4<f32> {
     return vec4<f32>(x[at], x[at + 1u], x[at + 2u], x[at + 3u]);
 }
 
-@compute @workgroup_size(64)
-fn quantize_input(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let chunks = p.n / 32u;
-    let chunk = gid.x;
-    let row = gid.y;
-    if (chunk >= chunks || row >= p.rows) {
+// Four values of w from `at`.
+fn w_vec4(at: u32) -> vec4<f32> {
+    return vec4<f32>(w[at], w[at + 1u], w[at + 2u], w[at + 3u]);
+}
+
+// A workgroup quantizes 4 · WG values of a row, four an invocation.
+@compute @workgroup_size(WG)
+fn quantize_input(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = wid.y;
+    if (row >= p.rows) {
         return;
     }
-    let at = p.x_off + row * p.x_stride + chunk * 32u;
-    var v: array<vec4<f32>, 8>;
-    for (var k = 0u; k < 8u; k++) {
-        v[k] = x_vec4(at + 4u * k);
+    let i = wid.x * 4u * WG + 4u * lid;
+    let inside = i < p.n;
+    var v = vec4<f32>(0.0);
+    if (inside) {
+        v = x_vec4(p.x_off + row * p.x_stride + i);
     }
-    quantize_chunk(v, row * p.out_stride, p.out_stride, chunk, chunks);
+    quantize_lanes(lid, v, inside, row * p.out_stride, p.out_stride, i / 32u, p.n / 32u);
 }
 
 // rmsnorm of rows of a multiple of 32 values into y, each also quantized as
-// quantize_input does: an invocation a chunk.
+// quantize_input does.
 @compute @workgroup_size(WG)
 fn rmsnorm_quantized(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -127,18 +135,17 @@ fn rmsnorm_quantized(
     let xb = p.x_off + row * p.n;
     let inv = inverse_rms(lid, xb);
     let yb = p.y_off + row * p.n;
-    let chunks = p.n / 32u;
-    for (var chunk = lid; chunk < chunks; chunk += WG) {
-        var v: array<vec4<f32>, 8>;
-        for (var k = 0u; k < 8u; k++) {
-            let i = chunk * 32u + 4u * k;
-            let w4 = vec4<f32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
-            v[k] = x_vec4(xb + i) * inv * w4;
+    for (var base = 0u; base < p.n; base += 4u * WG) {
+        let i = base + 4u * lid;
+        let inside = i < p.n;
+        var v = vec4<f32>(0.0);
+        if (inside) {
+            v = x_vec4(xb + i) * inv * w_vec4(i);
             for (var j = 0u; j < 4u; j++) {
-                y[yb + i + j] = v[k][j];
+                y[yb + i + j] = v[j];
             }
         }
-        quantize_chunk(v, row * p.out_stride, p.out_stride, chunk, chunks);
+        quantize_lanes(lid, v, inside, row * p.out_stride, p.out_stride, i / 32u, p.n / 32u);
     }
 }
 
