@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 use half::f16;
 use hearth_model::Activation;
 use hearth_sdk::helpers::GgmlType;
+use hearth_webgpu::batch::{Batch, View};
 use hearth_webgpu::device::{Gpu, GpuBuffer};
-use hearth_webgpu::kernels::{Batch, Kernels, View, Weight};
+use hearth_webgpu::kernels::{Kernels, Weight};
 use hearth_webgpu::plan::{KernelPlan, MatvecShape};
 use hearth_webgpu::profile::{Profiler, Totals};
 

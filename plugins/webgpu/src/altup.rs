@@ -8,9 +8,10 @@
 use hearth_model::altup::HALF_SQRT_2;
 use hearth_model::{Activation, AltUp, Config, Role};
 
+use crate::batch::{Batch, View};
 use crate::device::{Gpu, GpuBuffer};
 use crate::forward::{Forward, Scratch, F32, UBATCH};
-use crate::kernels::{pipeline, Batch, View, ACTIVATION, NORM, ROWS};
+use crate::kernels::{pipeline, ACTIVATION, NORM, ROWS};
 use crate::weights::AltUpWeights;
 
 /// The pipelines only Gemma 3n's block uses.

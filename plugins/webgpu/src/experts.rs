@@ -6,7 +6,8 @@
 
 use hearth_model::{Activation, Experts};
 
-use crate::kernels::{Batch, Routed, View, Weight};
+use crate::batch::{Batch, View};
+use crate::kernels::{Routed, Weight};
 use crate::products::gated_output;
 
 impl<'a> Batch<'a> {

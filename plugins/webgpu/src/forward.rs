@@ -10,8 +10,9 @@ use hearth_model::{Config, Role, RopePairs};
 use hearth_sdk::PluginError;
 
 use crate::altup::AltUpScratch;
+use crate::batch::{AttentionShape, Batch, Bindings, Rotation, View};
 use crate::device::{Gpu, GpuBuffer};
-use crate::kernels::{argmax_parts, AttentionShape, Batch, Bindings, Kernels, Rotation, View};
+use crate::kernels::{argmax_parts, Kernels};
 use crate::lora::{LoraAdapter, RANK_PAD};
 use crate::weights::Weights;
 

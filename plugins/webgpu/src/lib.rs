@@ -12,12 +12,15 @@
 //! with a scale.
 //!
 //! Modules: [`device`] (adapter, probe, counted buffers), [`plan`] (which kernels an
-//! adapter gets), [`kernels`] (pipelines and dispatch), [`experts`] (mixture-of-experts
-//! routing and routed products), [`altup`] (Gemma 3n's block), [`weights`] (model shape
-//! and upload), [`lora`] (LoRA adapters), [`forward`] (the transformer), [`model`]
-//! (generation and lifecycle), [`profile`] (GPU time per kernel, on request).
+//! adapter gets), [`kernels`] (pipelines), [`batch`] (recording and submitting
+//! dispatches), [`products`] (the matrix products a batch records), [`experts`]
+//! (mixture-of-experts routing and routed products), [`altup`] (Gemma 3n's block),
+//! [`weights`] (model shape and upload), [`lora`] (LoRA adapters), [`forward`] (the
+//! transformer), [`model`] (generation and lifecycle), [`profile`] (GPU time per
+//! kernel, on request).
 
 pub mod altup;
+pub mod batch;
 pub mod device;
 pub mod experts;
 pub mod forward;

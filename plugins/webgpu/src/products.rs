@@ -4,9 +4,8 @@
 
 use hearth_model::Activation;
 
-use crate::kernels::{
-    quantized_input_words, split_groups, Batch, InputQuantizer, QuantizedRows, View, Weight,
-};
+use crate::batch::{split_groups, Batch, QuantizedRows, View};
+use crate::kernels::{quantized_input_words, InputQuantizer, Weight};
 
 /// The `output` of quant.wgsl's `store` that multiplies a product by the activation
 /// of what its view holds (a gated feed-forward's gate): 3 for GELU, 2 for SiLU.

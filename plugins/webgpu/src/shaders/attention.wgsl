@@ -6,16 +6,21 @@
 // h / (heads / kv_heads).
 //
 // `attention_split`: one workgroup per (head, token, split of KEYS keys) computes the
-// split's scores (an invocation a key), their max m and sum l of exp(score − m), and
-// the exp-weighted sum of its values (an invocation per four dimensions and group of
-// keys, the groups then added). `attention_combine`: one workgroup per (head, token)
-// rescales the splits to their common max and divides by the total.
+// split's scores (LANES neighbouring invocations a key, each a share of its dimensions),
+// their max m and sum l of exp(score − m), and the exp-weighted sum of its values (an
+// invocation per four dimensions and group of keys, the groups then added).
+// `attention_combine`: one workgroup per (head, token) rescales the splits to their
+// common max and divides by the total.
 //
-// Keys, values and queries are read four values at a time, four loads in flight
+// Keys, values and queries are read four values at a time, eight loads in flight
 // before any is used: on an H100 a decode step of an 8B model spent 58 µs a layer
 // here when each invocation read one value at a time, and one invocation summed a
-// dimension over all 128 keys of its split in turn. Heads are a multiple of 4 values
-// (forward.rs refuses others).
+// dimension over all 128 keys of its split in turn. A workgroup's time is the chain of
+// its loads and barriers, not its bytes, so a decode step (the host substitutes KEYS
+// = 32) takes splits of 32 keys, four invocations a key: each invocation's loads are
+// then a single round, and the splits four times as many workgroups. Prompts keep
+// splits of 128, so their partial results stay a quarter as large. Heads are a
+// multiple of 4 values (forward.rs refuses others).
 
 struct AttentionParams {
     ntok: u32,
@@ -39,8 +44,11 @@ struct AttentionParams {
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 
 const WG: u32 = 128u;
-// Keys per split: one per invocation.
-const KEYS: u32 = WG;
+// Keys per split, and the invocations that score each of them.
+const KEYS: u32 = 128u;
+const LANES: u32 = WG / KEYS;
+// Loads an invocation keeps in flight.
+const LOADS: u32 = 8u;
 const LOWEST: f32 = -3.4e38;
 
 var<workgroup> query: array<vec4<f32>, 64>;
@@ -50,10 +58,11 @@ var<workgroup> value_sums: array<vec4<f32>, WG>;
 // attention_combine_quantized: the head's output, for its chunks' quantization.
 var<workgroup> head_out: array<vec4<f32>, 64>;
 
+// The max and the sum over the split's keys, the values of invocations 0..KEYS.
 fn reduce_max(lid: u32, value: f32) -> f32 {
     partial[lid] = value;
     workgroupBarrier();
-    for (var step = WG / 2u; step > 0u; step >>= 1u) {
+    for (var step = KEYS / 2u; step > 0u; step >>= 1u) {
         if (lid < step) {
             partial[lid] = max(partial[lid], partial[lid + step]);
         }
@@ -67,7 +76,7 @@ fn reduce_max(lid: u32, value: f32) -> f32 {
 fn reduce_sum(lid: u32, value: f32) -> f32 {
     partial[lid] = value;
     workgroupBarrier();
-    for (var step = WG / 2u; step > 0u; step >>= 1u) {
+    for (var step = KEYS / 2u; step > 0u; step >>= 1u) {
         if (lid < step) {
             partial[lid] += partial[lid + step];
         }
@@ -103,26 +112,45 @@ fn attention_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     }
     workgroupBarrier();
 
-    // Key `begin + lid`'s score.
-    var s = LOWEST;
-    if (begin + lid < end) {
-        let kb = (begin + lid) * kv_dim4 + kv_base4;
-        var dot4 = vec4<f32>(0.0);
-        var d = 0u;
-        for (; d + 4u <= hd4; d += 4u) {
-            var keys = array<vec4<f32>, 4>(k[kb + d], k[kb + d + 1u], k[kb + d + 2u], k[kb + d + 3u]);
-            for (var j = 0u; j < 4u; j++) {
-                dot4 += query[d + j] * keys[j];
+    // Invocation `lid`'s share of key `begin + lid / LANES`'s score: dimensions
+    // 4·(lid % LANES), 4·(lid % LANES + LANES)…, so neighbouring invocations read
+    // neighbouring values.
+    let key = begin + lid / LANES;
+    var dot4 = vec4<f32>(0.0);
+    if (key < end) {
+        let kb = key * kv_dim4 + kv_base4;
+        var d = lid % LANES;
+        for (; d + (LOADS - 1u) * LANES < hd4; d += LOADS * LANES) {
+            var keys: array<vec4<f32>, LOADS>;
+            for (var j = 0u; j < LOADS; j++) {
+                keys[j] = k[kb + d + j * LANES];
+            }
+            for (var j = 0u; j < LOADS; j++) {
+                dot4 += query[d + j * LANES] * keys[j];
             }
         }
-        for (; d < hd4; d++) {
+        for (; d < hd4; d += LANES) {
             dot4 += query[d] * k[kb + d];
         }
-        s = (dot4.x + dot4.y + dot4.z + dot4.w) * p.scale;
     }
+    partial[lid] = dot4.x + dot4.y + dot4.z + dot4.w;
+    workgroupBarrier();
+    // Invocation i < KEYS holds key begin + i's score.
+    let inside = lid < KEYS && begin + lid < end;
+    var s = LOWEST;
+    if (inside) {
+        var score = 0.0;
+        for (var i = 0u; i < LANES; i++) {
+            score += partial[lid * LANES + i];
+        }
+        s = score * p.scale;
+    }
+    workgroupBarrier();
     let m = reduce_max(lid, s);
-    let e = select(0.0, exp(s - m), begin + lid < end);
-    weights[lid] = e;
+    let e = select(0.0, exp(s - m), inside);
+    if (lid < KEYS) {
+        weights[lid] = e;
+    }
     // The reduction's barriers also make every weight visible to every invocation.
     let l = reduce_sum(lid, e);
 
@@ -134,11 +162,13 @@ fn attention_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     if (g < groups) {
         let vb = kv_base4 + d4;
         var j = begin + g;
-        for (; j + 3u * groups < end; j += 4u * groups) {
-            let at = vec4<u32>(j, j + groups, j + 2u * groups, j + 3u * groups);
-            var values = array<vec4<f32>, 4>(v[at.x * kv_dim4 + vb], v[at.y * kv_dim4 + vb], v[at.z * kv_dim4 + vb], v[at.w * kv_dim4 + vb]);
-            for (var i = 0u; i < 4u; i++) {
-                acc += weights[at[i] - begin] * values[i];
+        for (; j + (LOADS - 1u) * groups < end; j += LOADS * groups) {
+            var values: array<vec4<f32>, LOADS>;
+            for (var i = 0u; i < LOADS; i++) {
+                values[i] = v[(j + i * groups) * kv_dim4 + vb];
+            }
+            for (var i = 0u; i < LOADS; i++) {
+                acc += weights[j + i * groups - begin] * values[i];
             }
         }
         for (; j < end; j += groups) {

@@ -6,7 +6,8 @@
 use hearth_backend_check::reference;
 use hearth_model::Activation;
 use hearth_sdk::helpers::{dequantize, GgmlType};
-use hearth_webgpu::kernels::{Batch, Kernels, View, Weight, SUPPORTED_TYPES};
+use hearth_webgpu::batch::{Batch, View};
+use hearth_webgpu::kernels::{Kernels, Weight, SUPPORTED_TYPES};
 use hearth_webgpu::plan::{KernelPlan, MatvecInput, MatvecShape};
 
 use crate::kernels::{bench, relative_error, Bench};
