@@ -94,7 +94,8 @@ export class Kernels {
       // Browsers need the extension named in the module; wgpu's naga does not.
       const enable = subgroups ? 'enable subgroups;\n' : '';
       // The decode product with its input in f32 (the native plugin's default input is
-      // quantized to 8 bits, in two parts, by a pass of its own the page does not have).
+      // quantized to 8 bits, in two parts, by the norm or attention pass that writes it
+      // or by a pass of its own; the page has none of those).
       few = { kernel: `${s.matvec}\n${reduce}\n${s.input_f32}`, entry: 'matvec', enable };
       many = { kernel: s.matmul_tiled, entry: 'matmul_tiled' };
     }

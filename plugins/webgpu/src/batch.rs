@@ -301,7 +301,11 @@ impl<'a> Batch<'a> {
         pos0: u32,
         window: Option<u32>,
     ) {
-        let splits = attention_splits(ntok, pos0 + ntok, window);
+        let (split, keys) = match &self.kernels.attention_split_few {
+            Some(few) if ntok <= MATVEC_TOKENS => (few, FEW_QUERIES_ATTENTION_KEYS),
+            _ => (&self.kernels.attention_split, ATTENTION_KEYS),
+        };
+        let splits = attention_splits(pos0 + ntok, window, keys);
         let words = [
             ntok,
             shape.heads,
@@ -315,10 +319,6 @@ impl<'a> Batch<'a> {
         let [sums, stats] = partials;
         let bindings = vec![(1, q), (2, k), (3, v), (4, sums), (5, stats)];
         let groups = [shape.heads, ntok, splits];
-        let split = match attention_keys(ntok) {
-            FEW_QUERIES_ATTENTION_KEYS => &self.kernels.attention_split_few,
-            _ => &self.kernels.attention_split,
-        };
         self.push(split, bindings, &words, groups);
         let groups = [shape.heads, ntok, 1];
         // The output quantized for the product after it, where that product reads 8-bit
@@ -495,22 +495,14 @@ pub struct AttentionShape {
 /// their partial results stay small.
 pub(crate) const ATTENTION_KEYS: u32 = 128;
 
-/// Keys per attention split of a decode step's queries, at most [`MATVEC_TOKENS`]: each
-/// key is then read in one round of loads.
+/// Keys per attention split of a decode step's queries, at most [`MATVEC_TOKENS`], on
+/// the GPU plans: each key is then read in one round of loads.
 pub(crate) const FEW_QUERIES_ATTENTION_KEYS: u32 = 32;
 
-/// Keys per attention split for `ntok` queries.
-fn attention_keys(ntok: u32) -> u32 {
-    if ntok <= MATVEC_TOKENS {
-        FEW_QUERIES_ATTENTION_KEYS
-    } else {
-        ATTENTION_KEYS
-    }
-}
-
-/// Attention splits per (head, token) of `ntok` queries when the last sees `keys` keys.
-fn attention_splits(ntok: u32, keys: u32, window: Option<u32>) -> u32 {
-    keys.min(window.unwrap_or(u32::MAX)).div_ceil(attention_keys(ntok))
+/// Attention splits per (head, token) of `per_split` keys when the last query sees
+/// `keys` keys.
+fn attention_splits(keys: u32, window: Option<u32>, per_split: u32) -> u32 {
+    keys.min(window.unwrap_or(u32::MAX)).div_ceil(per_split)
 }
 
 impl AttentionShape {
@@ -520,11 +512,13 @@ impl AttentionShape {
     /// The f32 values of the two scratch buffers attention needs for `ntok` queries:
     /// the splits' weighted value sums and their (max, sum) pairs.
     pub fn partials(&self, ntok: u32) -> [u64; 2] {
-        let slots = |n: u32| {
-            u64::from(n) * u64::from(self.heads) * u64::from(attention_splits(n, self.ctx, None))
+        let slots = |n: u32, per_split: u32| {
+            let splits = attention_splits(self.ctx, None, per_split);
+            u64::from(n) * u64::from(self.heads) * u64::from(splits)
         };
-        // Fewer queries may take more splits each.
-        let slots = slots(ntok).max(slots(ntok.min(MATVEC_TOKENS)));
+        // A decode step's few queries may take more splits each.
+        let few = ntok.min(MATVEC_TOKENS);
+        let slots = slots(ntok, ATTENTION_KEYS).max(slots(few, FEW_QUERIES_ATTENTION_KEYS));
         [slots * u64::from(self.head_dim), slots * 2]
     }
 }

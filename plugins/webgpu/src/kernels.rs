@@ -238,6 +238,9 @@ pub(crate) struct InputQuantizer {
     pub(crate) attention_combine: wgpu::ComputePipeline,
     pub(crate) input: MatvecInput,
     pub(crate) buffer: GpuBuffer,
+    /// The values a workgroup of `pass` quantizes: four for each of norm.wgsl's `WG`
+    /// invocations.
+    pub(crate) pass_values: u32,
 }
 
 impl InputQuantizer {
@@ -257,6 +260,7 @@ impl InputQuantizer {
             ),
             input,
             buffer: gpu.storage("quantized input", bytes),
+            pass_values: 4 * shader_constant(NORM, "WG"),
         }
     }
 
@@ -272,11 +276,12 @@ pub struct Kernels {
     /// Products of a few tokens (decode steps) and of many (prompt chunks); `None`
     /// where one kernel serves both.
     few: Product,
-    /// The GPU plan's product for the logits ([`Batch::logits`](crate::batch::Batch::logits)): twice `few`'s rows a
-    /// workgroup (at most 8), with `few`'s input: on an H100 the 8B shape's 128 256-row
-    /// output matrix read at 564 GB/s with eight rows against 283 GB/s with four, while
-    /// eight rows made the decode step's other products slower in all
-    /// (docs/BENCHMARKS.md, 2026-12-06).
+    /// The GPU plan's product for the logits
+    /// ([`Batch::logits`](crate::batch::Batch::logits)): twice `few`'s rows a workgroup
+    /// (at most 8), with `few`'s input: on an H100 the 8B shape's 128 256-row output
+    /// matrix read at 564 GB/s with eight rows against 283 GB/s with four, while eight
+    /// rows made the decode step's other products slower in all (docs/BENCHMARKS.md,
+    /// 2026-12-06).
     logits: Option<Product>,
     many: Option<Product>,
     /// The cooperative-matrix prompt product in tiles of [`TALL_TILE_ROWS`], for
@@ -293,10 +298,12 @@ pub struct Kernels {
     pub(crate) get_rows: HashMap<GgmlType, wgpu::ComputePipeline>,
     pub(crate) rmsnorm: wgpu::ComputePipeline,
     pub(crate) rope: wgpu::ComputePipeline,
-    /// attention.wgsl's first pass in splits of [`ATTENTION_KEYS`] keys, and of fewer
-    /// for a decode step's few queries ([`attention_keys`]).
+    /// attention.wgsl's first pass in splits of 128 keys
+    /// ([`ATTENTION_KEYS`](crate::batch::ATTENTION_KEYS)), and on the GPU plans in
+    /// splits of [`FEW_QUERIES_ATTENTION_KEYS`] for a decode step's few queries (on
+    /// lavapipe those decoded SmolLM2 5 % slower).
     pub(crate) attention_split: wgpu::ComputePipeline,
-    pub(crate) attention_split_few: wgpu::ComputePipeline,
+    pub(crate) attention_split_few: Option<wgpu::ComputePipeline>,
     pub(crate) attention_combine: wgpu::ComputePipeline,
     pub(crate) gated: wgpu::ComputePipeline,
     pub(crate) add_bias: wgpu::ComputePipeline,
@@ -400,12 +407,10 @@ impl Kernels {
             rmsnorm: pipeline(gpu, "rmsnorm", NORM, "rmsnorm"),
             rope: pipeline(gpu, "rope", include_str!("shaders/rope.wgsl"), "rope"),
             attention_split: pipeline(gpu, "attention split", ATTENTION, "attention_split"),
-            attention_split_few: pipeline(
-                gpu,
-                "attention split, few queries",
-                &with_constants(ATTENTION, &[("KEYS", FEW_QUERIES_ATTENTION_KEYS)]),
-                "attention_split",
-            ),
+            attention_split_few: matches!(plan, KernelPlan::Gpu { .. }).then(|| {
+                let source = with_constants(ATTENTION, &[("KEYS", FEW_QUERIES_ATTENTION_KEYS)]);
+                pipeline(gpu, "attention split, few queries", &source, "attention_split")
+            }),
             attention_combine: pipeline(gpu, "attention combine", ATTENTION, "attention_combine"),
             gated: pipeline(
                 gpu,

@@ -59,9 +59,7 @@ impl MatvecInput {
             Self::Q16 => 2,
         }
     }
-}
 
-impl MatvecInput {
     /// The relative error (against the largest output) a decode product with this
     /// input may have against an f32 reference: 8-bit quants round each input value
     /// by up to 1/254 of its chunk's largest, two parts by 1/254².

@@ -216,8 +216,8 @@ impl<'a> Batch<'a> {
         if self.quantized != Some(rows) {
             let words = [ntok, ncols, x.offset, 0, 0, 0, 0, x.stride, stride];
             let bindings = vec![(1, x.buffer), (7, &quantizer.buffer.buffer)];
-            // A workgroup of norm.wgsl's 256 invocations quantizes 1 024 values.
-            self.push(&quantizer.pass, bindings, &words, [ncols.div_ceil(1024), ntok, 1]);
+            let groups = [ncols.div_ceil(quantizer.pass_values), ntok, 1];
+            self.push(&quantizer.pass, bindings, &words, groups);
             self.quantized = Some(rows);
         }
         Some(View::new(&quantizer.buffer.buffer, 0, stride))
