@@ -56,13 +56,29 @@ pub trait Executor {
         let _ = (tokens, pos);
         Ok(None)
     }
+
+    /// Evaluate like [`Executor::forward`] and return the last token's `k` largest
+    /// logits with their token ids, largest first (the first of equal logits first),
+    /// found where the logits are, for top-k sampling ([`Sampler::top_k_only`]); `None`,
+    /// evaluating nothing, where the engine does not find them itself.
+    fn forward_top_k(
+        &mut self,
+        tokens: &[u32],
+        pos: u32,
+        k: u32,
+    ) -> Result<Option<Vec<(u32, f32)>>, PluginError> {
+        let _ = (tokens, pos, k);
+        Ok(None)
+    }
 }
 
-/// What a step leaves for picking the next token: the logits, or the token itself
-/// where the engine picked it ([`Executor::forward_greedy`]).
+/// What a step leaves for picking the next token: the logits, the token itself where
+/// the engine picked it ([`Executor::forward_greedy`]), or the candidates of top-k
+/// sampling where the engine found them ([`Executor::forward_top_k`]).
 enum Next {
     Logits(Vec<f32>),
     Token(u32),
+    Candidates(Vec<(u32, f32)>),
 }
 
 /// A model's text side: its tokenizer and chat template, and the grammar engine's view
@@ -232,8 +248,9 @@ fn generate_in(
     let mut sampler = Sampler::for_request(request);
     prompt.iter().for_each(|&token| sampler.accept(token));
     // The engine may pick the token itself only where nothing needs the logits.
-    let engine_picks =
-        sampler.is_plain_greedy() && constraint.is_none() && request.logprobs.is_none();
+    let nothing_else_reads_logits = constraint.is_none() && request.logprobs.is_none();
+    let engine_picks = sampler.is_plain_greedy() && nothing_else_reads_logits;
+    let engine_ranks = sampler.top_k_only().filter(|_| nothing_else_reads_logits);
     let mut decoder = StreamDecoder::new();
     let mut stops = StopMatcher::new(request.stop.iter().map(RString::as_str));
     let max_tokens = if request.max_tokens == 0 { u32::MAX } else { request.max_tokens };
@@ -249,6 +266,7 @@ fn generate_in(
     let finish_reason = loop {
         let token = match (&next, constraint.as_mut()) {
             (Next::Token(token), _) => *token,
+            (Next::Candidates(candidates), _) => sampler.sample_candidates(candidates),
             (Next::Logits(logits), Some(constraint)) => {
                 // Log-probabilities stay those of the model's own distribution.
                 let mut allowed = logits.clone();
@@ -278,11 +296,16 @@ fn generate_in(
         if generated >= max_tokens || session.len() + 1 >= ctx {
             break FinishReason::Length;
         }
-        let picked =
-            if engine_picks { executor.forward_greedy(&[token], session.len())? } else { None };
-        next = match picked {
-            Some(token) => Next::Token(token),
-            None => Next::Logits(executor.forward(&[token], session.len())?),
+        let pos = session.len();
+        let picked = if engine_picks { executor.forward_greedy(&[token], pos)? } else { None };
+        let ranked = match engine_ranks {
+            Some(k) if picked.is_none() => executor.forward_top_k(&[token], pos, k)?,
+            _ => None,
+        };
+        next = match (picked, ranked) {
+            (Some(token), _) => Next::Token(token),
+            (None, Some(candidates)) => Next::Candidates(candidates),
+            (None, None) => Next::Logits(executor.forward(&[token], pos)?),
         };
         session.tokens.push(token);
     };

@@ -9,7 +9,8 @@ use hearth_model::Activation;
 
 use crate::device::Gpu;
 use crate::kernels::{
-    argmax_parts, quantized_input_words, InputQuantizer, Kernels, Weight, MATVEC_TOKENS,
+    argmax_parts, quantized_input_words, top_k_parts, InputQuantizer, Kernels, Weight,
+    MATVEC_TOKENS,
 };
 use crate::profile::{Profiler, MAX_TIMED};
 
@@ -368,7 +369,6 @@ impl<'a> Batch<'a> {
         self.push(&self.kernels.scale_rows, vec![(1, y.buffer)], &words, [n.div_ceil(64), rows, 1]);
     }
 
-    /// Copy the first `bytes` of `from` to `to` once the dispatches are done.
     /// The largest of the first `n` values of `logits`, its index and their sum, as
     /// (largest, index's bits, sum) in `total`'s first three f32 (argmax.wgsl), through
     /// `parts` ([`argmax_parts`] vectors of four).
@@ -386,6 +386,25 @@ impl<'a> Batch<'a> {
         self.push(&self.kernels.argmax_total, vec![(2, parts), (3, total)], &words, [1, 1, 1]);
     }
 
+    /// The [`TOP_K_MAX`](crate::kernels::TOP_K_MAX) largest of the first `n` values of `logits` with their indices,
+    /// largest first, and their sum: as (value, index's bits) pairs in `total`, then
+    /// (sum, 0) (top_k.wgsl), through `parts` ([`top_k_parts`] of `TOP_K_MAX` + 1
+    /// pairs). Only where [`Kernels::top_k_on_device`].
+    pub fn top_k(
+        &mut self,
+        logits: &'a wgpu::Buffer,
+        n: u32,
+        parts: &'a wgpu::Buffer,
+        total: &'a wgpu::Buffer,
+    ) {
+        let [first, second] = self.kernels.top_k.as_ref().expect("top-k runs on a GPU plan");
+        let count = top_k_parts(n);
+        let words = [n, count];
+        self.push(first, vec![(1, logits), (2, parts)], &words, [count, 1, 1]);
+        self.push(second, vec![(2, parts), (3, total)], &words, [1, 1, 1]);
+    }
+
+    /// Copy the first `bytes` of `from` to `to` once the dispatches are done.
     pub fn copy(&mut self, from: &'a wgpu::Buffer, to: &'a wgpu::Buffer, bytes: u64) {
         self.copies.push((from, to, bytes));
     }

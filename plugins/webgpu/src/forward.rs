@@ -12,7 +12,7 @@ use hearth_sdk::PluginError;
 use crate::altup::AltUpScratch;
 use crate::batch::{AttentionShape, Batch, Bindings, Rotation, View};
 use crate::device::{Gpu, GpuBuffer};
-use crate::kernels::{argmax_parts, Kernels};
+use crate::kernels::{argmax_parts, top_k_parts, Kernels, TOP_K_MAX};
 use crate::lora::{LoraAdapter, RANK_PAD};
 use crate::weights::Weights;
 
@@ -52,6 +52,8 @@ pub struct Scratch {
     /// Greedy decoding's parts and total (argmax.wgsl).
     argmax_parts: GpuBuffer,
     argmax_total: GpuBuffer,
+    /// Top-k sampling's parts and total (top_k.wgsl), where the kernels find them.
+    top_k: Option<[GpuBuffer; 2]>,
     pub(crate) ids: GpuBuffer,
     /// `A x` of a LoRA pair, [`RANK_PAD`] values per token.
     low_rank: GpuBuffer,
@@ -71,14 +73,15 @@ pub struct Scratch {
 pub(crate) const F32: u64 = 4;
 
 impl Scratch {
-    /// Buffers for batches of up to `batch_tokens` tokens (fewer where the context is
-    /// long: attention's partial results are kept under 256 MiB) and a cache of `ctx`.
+    /// Buffers for `kernels`' batches (fewer tokens where the context is long:
+    /// attention's partial results are kept under 256 MiB) and a cache of `ctx`.
     pub fn new(
         gpu: &Gpu,
         config: &Config,
         ctx: u32,
-        batch_tokens: u32,
+        kernels: &Kernels,
     ) -> Result<Self, PluginError> {
+        let batch_tokens = kernels.batch_tokens();
         if config.head_dim > AttentionShape::MAX_HEAD_DIM || !config.head_dim.is_multiple_of(4) {
             return Err(PluginError::unsupported(format!(
                 "heads of {} values; the WebGPU attention kernel takes a multiple of 4 up to {}",
@@ -128,6 +131,13 @@ impl Scratch {
             logits: gpu.storage("logits", u64::from(config.vocab) * F32),
             argmax_parts: gpu.storage("argmax parts", u64::from(argmax_parts(config.vocab)) * 16),
             argmax_total: gpu.storage("argmax total", 16),
+            top_k: kernels.top_k_on_device().then(|| {
+                let pairs = |parts: u32| u64::from(parts * (TOP_K_MAX + 1)) * 2 * F32;
+                [
+                    gpu.storage("top-k parts", pairs(top_k_parts(config.vocab))),
+                    gpu.storage("top-k total", pairs(1)),
+                ]
+            }),
             ids: gpu.storage("ids", b * F32),
             low_rank: act("low rank", RANK_PAD),
             k_cache: (0..kv_layers).map(|_| gpu.storage("k cache", kv_layer)).collect(),
@@ -208,6 +218,40 @@ impl Forward<'_> {
             return Err(PluginError::non_finite_logits());
         }
         Ok(index)
+    }
+
+    /// [`Forward::run`] for top-k sampling: the last token's `k` largest logits (at most
+    /// [`TOP_K_MAX`]) with their token ids, largest first, found on the device
+    /// (top_k.wgsl), so `k` pairs come back instead of the vocabulary's logits; `None`
+    /// where the kernels do not find them there or `k` is larger, evaluating nothing.
+    /// Logits that are not all finite numbers are an error, as for greedy decoding.
+    pub fn run_top_k(
+        &self,
+        scratch: &Scratch,
+        tokens: &[u32],
+        pos0: u32,
+        k: u32,
+    ) -> Result<Option<Vec<(u32, f32)>>, PluginError> {
+        let Some([parts, total]) = scratch.top_k.as_ref().filter(|_| k <= TOP_K_MAX) else {
+            return Ok(None);
+        };
+        let vocab = self.config.vocab;
+        let pairs = TOP_K_MAX as usize + 1;
+        self.evaluate(scratch, tokens, pos0, |batch| {
+            batch.top_k(&scratch.logits.buffer, vocab, &parts.buffer, &total.buffer);
+            batch.copy(&total.buffer, &scratch.readback, (pairs * 2) as u64 * F32);
+        })?;
+        let picked = self.gpu.read_mapped(&scratch.readback, pairs * 2)?;
+        if !picked[pairs * 2 - 2].is_finite() {
+            return Err(PluginError::non_finite_logits());
+        }
+        let candidates = picked
+            .chunks(2)
+            .take(k as usize)
+            .map(|pair| (pair[1].to_bits(), pair[0]))
+            .filter(|&(token, _)| token < vocab)
+            .collect();
+        Ok(Some(candidates))
     }
 
     /// Record and submit `tokens` at positions `pos0..` in chunks of [`Scratch::batch`], the

@@ -50,6 +50,20 @@ pub fn argmax_parts(n: u32) -> u32 {
     n.div_ceil(ARGMAX_SPAN)
 }
 
+const TOP_K: &str = include_str!("shaders/top_k.wgsl");
+
+/// Logits one workgroup of top-k's first pass sorts (`SPAN` in top_k.wgsl).
+const TOP_K_SPAN: u32 = 2048;
+
+/// The most candidates top-k on the device finds (`K` in top_k.wgsl): more than the 40
+/// llama.cpp and Ollama take by default.
+pub const TOP_K_MAX: u32 = 64;
+
+/// The parts top-k's first pass leaves for `n` logits.
+pub fn top_k_parts(n: u32) -> u32 {
+    n.div_ceil(TOP_K_SPAN)
+}
+
 /// On the GPU plan, products of up to this many tokens use the matrix–vector kernel
 /// (a workgroup per few rows and token); more use the tiled kernel.
 pub(crate) const MATVEC_TOKENS: u32 = 8;
@@ -80,11 +94,28 @@ const MATRIX_UBATCH: u32 = 512;
 const TALL_MATRIX_ROWS: u32 = 4096;
 const TALL_TILE_ROWS: u32 = 256;
 
-/// The workgroup memory matmul_matrix.wgsl takes with tiles of `rows` rows: two copies
-/// of the rows' chunk and the tokens' chunk in f16, and a 16×16 f32 slot per subgroup.
+/// The copies of its tiles matmul_matrix.wgsl keeps with tiles of `rows` rows: two, so
+/// a chunk costs one barrier, where both fit the 48 KiB of workgroup memory an H100
+/// allows (tiles of up to 128 rows), else one.
+fn matrix_copies(rows: u32) -> u32 {
+    if rows > 128 {
+        1
+    } else {
+        2
+    }
+}
+
+/// The workgroup memory matmul_matrix.wgsl takes with tiles of `rows` rows: the copies
+/// of the rows' chunk and the tokens' chunk in f16, each row and token 40 values apart
+/// (its `STRIDE`), and a 16×16 f32 slot per subgroup.
 fn matrix_workgroup_bytes(rows: u32) -> u32 {
-    let tokens = 64;
-    2 * (rows + tokens) * 32 * 2 + rows / 32 * 256 * 4
+    let (tokens, stride) = (64, 40);
+    matrix_copies(rows) * (rows + tokens) * stride * 2 + rows / 32 * 256 * 4
+}
+
+/// The cooperative-matrix prompt product's source with tiles of `rows` rows.
+fn matrix_kernel(rows: u32) -> String {
+    with_constants(MATMUL_MATRIX, &[("ROWS", rows), ("COPIES", matrix_copies(rows))])
 }
 
 /// On the software plan, only a single token's product takes the matrix–vector kernel:
@@ -311,6 +342,9 @@ pub struct Kernels {
     pub(crate) route: wgpu::ComputePipeline,
     pub(crate) argmax_parts: wgpu::ComputePipeline,
     pub(crate) argmax_total: wgpu::ComputePipeline,
+    /// top_k.wgsl's two passes, on the GPU plans: on the software plan the logits are
+    /// in the host's memory already, and lavapipe runs a barrier per invocation.
+    pub(crate) top_k: Option<[wgpu::ComputePipeline; 2]>,
     pub(crate) altup: AltUpKernels,
     /// Where the decode product reads 8-bit input: what makes it.
     pub(crate) quantize_input: Option<InputQuantizer>,
@@ -359,7 +393,7 @@ impl Kernels {
                 let reduce = if subgroups { REDUCE_SUBGROUP } else { REDUCE_SHARED };
                 let matrix = |rows: Option<u32>| {
                     let kernel = match rows {
-                        Some(rows) => with_constants(MATMUL_MATRIX, &[("ROWS", rows)]),
+                        Some(rows) => matrix_kernel(rows),
                         None => MATMUL_MATRIX.to_owned(),
                     };
                     Product::new(gpu, MATRIX_DIRECTIVES, &kernel, "matmul_matrix")
@@ -423,6 +457,10 @@ impl Kernels {
             route: pipeline(gpu, "route", ROUTE, "route_tokens"),
             argmax_parts: pipeline(gpu, "argmax parts", ARGMAX, "argmax_parts"),
             argmax_total: pipeline(gpu, "argmax total", ARGMAX, "argmax_total"),
+            top_k: matches!(plan, KernelPlan::Gpu { .. }).then(|| {
+                ["top_k_parts", "top_k_total"]
+                    .map(|entry| pipeline(gpu, &entry.replace('_', " "), TOP_K, entry))
+            }),
             altup: AltUpKernels::new(gpu),
             quantize_input: (matches!(plan, KernelPlan::Gpu { .. })
                 && matvec.input != MatvecInput::F32)
@@ -470,6 +508,12 @@ impl Kernels {
         self.batch_tokens
     }
 
+    /// Whether [`Batch::top_k`](crate::batch::Batch::top_k) can find top-k sampling's
+    /// candidates on the device: on the GPU plans.
+    pub fn top_k_on_device(&self) -> bool {
+        self.top_k.is_some()
+    }
+
     /// Whether a product of `ntok` tokens can compute a gated feed-forward's gate and
     /// up projections at once ([`Batch::matmul_paired`](crate::batch::Batch::matmul_paired)).
     pub fn pair(&self, ntok: u32) -> bool {
@@ -508,7 +552,7 @@ mod tests {
             compile_to_spir_v(&format!("{ty}"), &source);
         }
         for rows in [32, 64, 256] {
-            let kernel = with_constants(MATMUL_MATRIX, &[("ROWS", rows)]);
+            let kernel = matrix_kernel(rows);
             let source = product_source(MATRIX_DIRECTIVES, &kernel, GgmlType::Q4_0);
             compile_to_spir_v(&format!("Q4_0, {rows} rows"), &source);
         }
@@ -516,8 +560,8 @@ mod tests {
 
     #[test]
     fn the_cooperative_matrix_kernel_takes_the_workgroup_memory_the_host_counts_for_its_tiles() {
-        for rows in [128, TALL_TILE_ROWS] {
-            let kernel = with_constants(MATMUL_MATRIX, &[("ROWS", rows)]);
+        for rows in [64, 128, TALL_TILE_ROWS] {
+            let kernel = matrix_kernel(rows);
             let source = product_source(MATRIX_DIRECTIVES, &kernel, GgmlType::Q4_0);
             let module = naga::front::wgsl::parse_str(&source).expect("the kernel parses");
             let mut layouter = naga::proc::Layouter::default();
@@ -579,7 +623,11 @@ mod tests {
         assert_eq!(shader_constant(MATVEC, "ROWS"), defaults.rows);
         assert_eq!(shader_constant(MATVEC, "WG"), defaults.width);
         assert_eq!(shader_constant(MATMUL_MATRIX, "TOKENS"), 64);
+        assert_eq!(shader_constant(TOP_K, "SPAN"), TOP_K_SPAN);
+        assert_eq!(shader_constant(TOP_K, "K"), TOP_K_MAX);
         assert_eq!(shader_constant(ATTENTION, "KEYS"), crate::batch::ATTENTION_KEYS);
+        let matrix_rows = shader_constant(MATMUL_MATRIX, "ROWS");
+        assert_eq!(shader_constant(MATMUL_MATRIX, "COPIES"), matrix_copies(matrix_rows));
         assert!(MATRIX_UBATCH.is_multiple_of(64));
         assert_eq!(shader_constant(MATMUL_ROWS, "ROWS"), 64);
         assert_eq!(shader_constant(MATMUL_PAIRS, "ROWS"), 128);

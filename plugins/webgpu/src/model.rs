@@ -55,6 +55,15 @@ impl Executor for GpuExecutor<'_> {
     fn forward_greedy(&mut self, tokens: &[u32], pos: u32) -> Result<Option<u32>, PluginError> {
         self.forward.run_greedy(self.scratch, tokens, pos).map(Some)
     }
+
+    fn forward_top_k(
+        &mut self,
+        tokens: &[u32],
+        pos: u32,
+        k: u32,
+    ) -> Result<Option<Vec<(u32, f32)>>, PluginError> {
+        self.forward.run_top_k(self.scratch, tokens, pos, k)
+    }
 }
 
 impl WebGpuModel {
@@ -149,8 +158,7 @@ impl WebGpuModel {
         slot: &'a mut Option<Scratch>,
     ) -> Result<&'a Scratch, PluginError> {
         if slot.is_none() {
-            *slot =
-                Some(Scratch::new(&self.gpu, &self.config, self.ctx, self.kernels.batch_tokens())?);
+            *slot = Some(Scratch::new(&self.gpu, &self.config, self.ctx, &self.kernels)?);
         }
         Ok(slot.as_ref().expect("just filled"))
     }

@@ -59,9 +59,23 @@ impl Sampler {
     /// with no bias and no active penalty. An engine may then pick the token where
     /// the logits are (on a GPU) and read back only it.
     pub fn is_plain_greedy(&self) -> bool {
+        self.params.temperature <= 0.0 && self.takes_logits_as_they_come()
+    }
+
+    /// The `k` of top-k sampling where [`Sampler::sample`] needs only the `k` largest
+    /// logits as they come: sampling at a temperature with top-k, no bias and no active
+    /// penalty. An engine may then find those where the logits are (on a GPU), read back
+    /// only them and sample with [`Sampler::sample_candidates`].
+    pub fn top_k_only(&self) -> Option<u32> {
+        let top_k = self.params.top_k;
+        (self.params.temperature > 0.0 && top_k > 0 && self.takes_logits_as_they_come())
+            .then_some(top_k)
+    }
+
+    /// No logit bias and no active penalty.
+    fn takes_logits_as_they_come(&self) -> bool {
         let repeat = self.params.repeat_penalty;
-        self.params.temperature <= 0.0
-            && self.logit_bias.is_empty()
+        self.logit_bias.is_empty()
             && (repeat <= 0.0 || repeat == 1.0)
             && self.frequency_penalty == 0.0
             && self.presence_penalty == 0.0
@@ -87,6 +101,14 @@ impl Sampler {
             .map(|(id, &l)| (id as u32, l))
             .collect();
         candidates.sort_unstable_by(|a, b| b.1.total_cmp(&a.1));
+        self.sample_candidates(&candidates)
+    }
+
+    /// [`Sampler::sample`] at a temperature from `candidates` alone: the largest logits
+    /// with their token ids, largest first, at least the top-k's `k` of them where
+    /// [`Sampler::top_k_only`] says so, all of them otherwise.
+    pub fn sample_candidates(&mut self, candidates: &[(u32, f32)]) -> u32 {
+        let mut candidates = candidates.to_vec();
         if self.params.top_k > 0 {
             candidates.truncate(self.params.top_k as usize);
         }
@@ -269,5 +291,46 @@ mod tests {
         assert_eq!(only(Sampling { top_k: 2, ..params(1.0) }), [0, 1]);
         assert_eq!(only(Sampling { top_p: 0.7, ..params(1.0) }), [0, 1]);
         assert_eq!(only(Sampling { min_p: 0.5, ..params(1.0) }), [0, 1]);
+    }
+
+    #[test]
+    fn sampling_the_top_k_candidates_draws_what_sampling_every_logit_draws() {
+        let logits: Vec<f32> = (0..500).map(|i| ((i * 7919) % 1000) as f32 / 100.0).collect();
+        let mut ranked: Vec<(u32, f32)> =
+            logits.iter().enumerate().map(|(id, &l)| (id as u32, l)).collect();
+        ranked.sort_unstable_by(|a, b| b.1.total_cmp(&a.1));
+        for sampling in [
+            Sampling { top_k: 40, ..params(0.8) },
+            Sampling { top_k: 40, top_p: 0.9, min_p: 0.05, ..params(1.3) },
+            Sampling { top_k: 1, ..params(1.0) },
+        ] {
+            let (mut all, mut top) = (Sampler::new(&sampling), Sampler::new(&sampling));
+            assert_eq!(top.top_k_only(), Some(sampling.top_k));
+            let candidates = &ranked[..sampling.top_k as usize];
+            for _ in 0..200 {
+                assert_eq!(all.sample(&logits), top.sample_candidates(candidates));
+            }
+        }
+    }
+
+    #[test]
+    fn only_sampling_at_a_temperature_with_top_k_and_nothing_else_needs_only_the_top_k() {
+        let top_k = |sampling: Sampling| Sampler::new(&sampling).top_k_only();
+        assert_eq!(top_k(Sampling { top_k: 40, ..params(0.7) }), Some(40));
+        assert_eq!(top_k(Sampling { top_k: 0, ..params(0.7) }), None);
+        assert_eq!(top_k(Sampling { top_k: 40, ..params(0.0) }), None);
+        assert_eq!(top_k(Sampling { top_k: 40, repeat_penalty: 1.1, ..params(0.7) }), None);
+        let biased = GenerateRequest {
+            sampling: Sampling { top_k: 40, ..params(0.7) },
+            logit_bias: vec![LogitBias { token: 3, bias: 1.0 }].into(),
+            ..GenerateRequest::default()
+        };
+        assert_eq!(Sampler::for_request(&biased).top_k_only(), None);
+        let penalised = GenerateRequest {
+            sampling: Sampling { top_k: 40, ..params(0.7) },
+            presence_penalty: 0.5,
+            ..GenerateRequest::default()
+        };
+        assert_eq!(Sampler::for_request(&penalised).top_k_only(), None);
     }
 }

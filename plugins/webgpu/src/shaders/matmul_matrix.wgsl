@@ -4,38 +4,43 @@
 // row's 32-column chunk into workgroup memory as f16 and copies a share of the tokens'
 // 32 inputs beside it as f16 (`fetch`, `stash`); then each subgroup multiplies its two
 // 16-row parts by the four 16-token parts, 16 columns at a time, summing in f32.
-// The tiles are kept twice: while the subgroups multiply one chunk, the loads of the
-// next are in flight (fetched into registers before the products, stored into the
-// other copy after them), so a chunk costs one barrier and the products hide the
-// loads' latency. The host prepends `enable f16;` and `enable wgpu_cooperative_matrix;`
-// and uses this kernel only where the adapter has 16×16×16 f16 matrices with f32 sums
-// on subgroups of exactly 32.
+// With two copies of the tiles (COPIES), while the subgroups multiply one chunk the
+// loads of the next are in flight (fetched into registers before the products, stored
+// into the other copy after them), so a chunk costs one barrier and the products hide
+// the loads' latency; with one copy a chunk costs two barriers and the loads still
+// overlap the products. The host prepends `enable f16;` and `enable
+// wgpu_cooperative_matrix;` and uses this kernel only where the adapter has 16×16×16
+// f16 matrices with f32 sums on subgroups of exactly 32.
 //
-// Every matrix is column-major: element (i, j) of a matrix at `m` with stride s is
-// m[j * s + i]. A (16 rows × 16 columns) comes from wt, B (16 columns × 16 tokens)
-// from xt, C (16 rows × 16 tokens) goes out through the subgroup's slot of `sums`.
+// A row's 32 columns and a token's 32 inputs each lie together in workgroup memory,
+// STRIDE values apart: A (16 rows × 16 columns) is read row-major from wt (coopLoadT),
+// B (16 columns × 16 tokens) column-major from xt, C (16 rows × 16 tokens) goes out
+// through the subgroup's slot of `sums`. STRIDE is 8 values more than a chunk, so the
+// 16-byte pieces of eight neighbouring rows (or tokens) a matrix load reads at once lie
+// in different banks of workgroup memory; at 32, as at a stride of ROWS, they all fall
+// in the same four banks. An invocation's chunk lies together, so its stores can merge.
 // A paired product's gate and up rows alternate, so a row's sum sits beside its pair's.
 //
-// ROWS is the default the host substitutes (kernels.rs, `Kernels::with_shapes`). On an
-// H100 (docs/BENCHMARKS.md, 2026-12-06) tiles of 64 rows were the slowest; 256 ran the
-// 8B shape's products 1.2–1.4× faster than 128 but the 1B shape's down product half as
-// fast (too few workgroups), and needs all 48 KiB of workgroup memory the H100 allows,
-// so 128 it is.
+// ROWS and COPIES are the defaults the host substitutes (kernels.rs,
+// `Kernels::with_shapes`): tiles of 256 rows, for matrices of 4 096 rows and more, fit
+// the 48 KiB of workgroup memory an H100 allows only with one copy.
 
 // The rows and tokens a workgroup covers (the host reads them from here).
 const ROWS: u32 = 128u;
 const TOKENS: u32 = 64u;
+const COPIES: u32 = 2u;
+const STRIDE: u32 = 40u;
 // One invocation per row.
 const WG: u32 = ROWS;
 // The vec4s of the tokens' inputs each invocation copies a chunk.
 const XQUADS: u32 = TOKENS * 8u / WG;
-const W_TILE: u32 = ROWS * 32u;
-const X_TILE: u32 = TOKENS * 32u;
+const W_TILE: u32 = ROWS * STRIDE;
+const X_TILE: u32 = TOKENS * STRIDE;
 
-// Copy c of the chunk: column e of the tile's row r at wt[c * W_TILE + e * ROWS + r],
-// column e of token t at xt[c * X_TILE + t * 32 + e].
-var<workgroup> wt: array<f16, 2u * W_TILE>;
-var<workgroup> xt: array<f16, 2u * X_TILE>;
+// Copy c of the chunk: column e of the tile's row r at wt[c * W_TILE + r * STRIDE + e],
+// column e of token t at xt[c * X_TILE + t * STRIDE + e].
+var<workgroup> wt: array<f16, COPIES * W_TILE>;
+var<workgroup> xt: array<f16, COPIES * X_TILE>;
 // Each subgroup's 16×16 slot: zero until the end (workgroup memory starts zeroed), so
 // it gives the sums their first value, then holds one part of them at a time on its
 // way out.
@@ -58,14 +63,15 @@ fn fetch(row_base: u32, t0: u32, lid: u32, b: u32) {
 
 // Store what `fetch` loaded into copy `c` of the tiles.
 fn stash(c: u32, lid: u32) {
+    let w = c * W_TILE + lid * STRIDE;
     for (var k = 0u; k < 8u; k++) {
         for (var j = 0u; j < 4u; j++) {
-            wt[c * W_TILE + (k * 4u + j) * ROWS + lid] = f16(wv[k][j]);
+            wt[w + k * 4u + j] = f16(wv[k][j]);
         }
     }
     for (var q = 0u; q < XQUADS; q++) {
         let i = lid + q * WG;
-        let e = c * X_TILE + (i / 8u) * 32u + (i % 8u) * 4u;
+        let e = c * X_TILE + (i / 8u) * STRIDE + (i % 8u) * 4u;
         for (var j = 0u; j < 4u; j++) {
             xt[e + j] = f16(xr[q][j]);
         }
@@ -101,20 +107,24 @@ fn matmul_matrix(
     var s13 = s00;
     fetch(row_base, t0, lid, 0u);
     for (var b = 0u; b < nblocks; b++) {
-        let c = b % 2u;
+        let c = b % COPIES;
+        if (COPIES == 1u) {
+            // Every subgroup is done with the copy's previous chunk.
+            workgroupBarrier();
+        }
         stash(c, lid);
         workgroupBarrier();
         // The last chunk fetches itself again, unused: no branch around the loads.
         fetch(row_base, t0, lid, min(b + 1u, nblocks - 1u));
         for (var e = 0u; e < 32u; e += 16u) {
-            let w = c * W_TILE + e * ROWS + r32;
-            let a0 = coopLoad<coop_mat16x16<f16, A>>(&wt[w], ROWS);
-            let a1 = coopLoad<coop_mat16x16<f16, A>>(&wt[w + 16u], ROWS);
+            let w = c * W_TILE + r32 * STRIDE + e;
+            let a0 = coopLoadT<coop_mat16x16<f16, A>>(&wt[w], STRIDE);
+            let a1 = coopLoadT<coop_mat16x16<f16, A>>(&wt[w + 16u * STRIDE], STRIDE);
             let v = c * X_TILE + e;
-            let b0 = coopLoad<coop_mat16x16<f16, B>>(&xt[v], 32u);
-            let b1 = coopLoad<coop_mat16x16<f16, B>>(&xt[v + 512u], 32u);
-            let b2 = coopLoad<coop_mat16x16<f16, B>>(&xt[v + 1024u], 32u);
-            let b3 = coopLoad<coop_mat16x16<f16, B>>(&xt[v + 1536u], 32u);
+            let b0 = coopLoad<coop_mat16x16<f16, B>>(&xt[v], STRIDE);
+            let b1 = coopLoad<coop_mat16x16<f16, B>>(&xt[v + 16u * STRIDE], STRIDE);
+            let b2 = coopLoad<coop_mat16x16<f16, B>>(&xt[v + 32u * STRIDE], STRIDE);
+            let b3 = coopLoad<coop_mat16x16<f16, B>>(&xt[v + 48u * STRIDE], STRIDE);
             s00 = coopMultiplyAdd(a0, b0, s00);
             s01 = coopMultiplyAdd(a0, b1, s01);
             s02 = coopMultiplyAdd(a0, b2, s02);
@@ -124,9 +134,9 @@ fn matmul_matrix(
             s12 = coopMultiplyAdd(a1, b2, s12);
             s13 = coopMultiplyAdd(a1, b3, s13);
         }
-        // No second barrier: the next chunk goes into the other copy, and the one
-        // after into this copy only once every subgroup has passed the next barrier,
-        // after these products.
+        // With two copies, no second barrier: the next chunk goes into the other copy,
+        // and the one after into this copy only once every subgroup has passed the next
+        // barrier, after these products.
     }
     let rows = row0 + r32;
     coopStore(s00, &sums[slot], 16u);

@@ -1,8 +1,11 @@
 //! The plugin end to end on the real SmolLM2 model, on whatever adapter wgpu finds
 //! (lavapipe here): chat answers, raw prompts, stop strings, cancellation, lifecycle.
 
-use hearth_sdk::{FinishReason, Model};
+use hearth_sdk::abi_stable::std_types::ROption;
+use hearth_sdk::{FinishReason, GenerateRequest, Model, Sampling};
+use hearth_webgpu::device::Gpu;
 use hearth_webgpu::model::WebGpuModel;
+use hearth_webgpu::plan::KernelPlan;
 
 use crate::common::{chat, raw, smollm2_path, Collect};
 
@@ -68,4 +71,38 @@ fn raw_prompts_stop_strings_cancellation_and_trim_behave_as_the_sdk_says() {
         text,
         "a trimmed model rebuilds its cache and answers the same"
     );
+}
+
+/// llama-server's default sampling (temperature 0.8, top-k 40, top-p 0.95, min-p 0.05)
+/// with a seed: on a GPU plan the device finds each step's 40 candidates and only they
+/// come back; a request for log-probabilities reads every logit instead, and draws the
+/// same tokens.
+#[test]
+fn tokens_sampled_from_the_device_s_top_k_are_those_sampled_from_every_logit() {
+    if hearth_sdk::testing::real_models().is_none() {
+        return;
+    }
+    let plans = KernelPlan::every(Gpu::new().unwrap().offers());
+    let Some(plan) = plans.into_iter().find(|&plan| plan != KernelPlan::Software) else {
+        println!("no GPU plan on this adapter");
+        return;
+    };
+    let prompt =
+        "<|im_start|>user\nTell me a story about a lighthouse.<|im_end|>\n<|im_start|>assistant\n";
+    let answer = |logprobs: ROption<u32>| {
+        let request = GenerateRequest {
+            sampling: Sampling { seed: 11, ..Sampling::default() },
+            logprobs,
+            ..raw(prompt, 24, &[])
+        };
+        // A model each, so both answers start from the prompt evaluated alike.
+        let model = WebGpuModel::load_with_plan(&smollm2_path(), 256, Some(plan)).unwrap();
+        let mut sink = Collect::default();
+        let stats = model.generate(&request, &mut sink).unwrap();
+        assert_eq!(stats.completion_tokens, 24);
+        sink.pieces.concat()
+    };
+    let on_device = answer(ROption::RNone);
+    println!("{plan}: {on_device:?}");
+    assert_eq!(on_device, answer(ROption::RSome(1)));
 }

@@ -7,7 +7,9 @@ use half::{bf16, f16};
 use hearth_sdk::helpers::{dequantize, GgmlType};
 use hearth_webgpu::batch::{AttentionShape, Batch, Rotation, View};
 use hearth_webgpu::device::{Gpu, GpuBuffer};
-use hearth_webgpu::kernels::{argmax_parts, Kernels, Weight, SUPPORTED_TYPES};
+use hearth_webgpu::kernels::{
+    argmax_parts, top_k_parts, Kernels, Weight, SUPPORTED_TYPES, TOP_K_MAX,
+};
 use hearth_webgpu::plan::{KernelPlan, MatvecInput, MatvecShape};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
@@ -307,6 +309,52 @@ fn greedy_picks_the_first_of_the_largest_logits_and_sums_them() {
     assert_eq!(pick(&logits).1, n - 1, "the very last logit is read");
     logits[12] = f32::NAN;
     assert!(!pick(&logits).2.is_finite(), "a NaN logit makes the sum not finite");
+}
+
+/// On a GPU plan, over vocabularies of one part, several parts and enough parts that
+/// the total pass sorts their candidates three times.
+#[test]
+fn top_k_on_the_device_finds_the_largest_logits_in_order_and_sums_them() {
+    let mut b = bench();
+    let plans = KernelPlan::every(b.gpu.offers());
+    let Some(plan) = plans.into_iter().find(|&plan| plan != KernelPlan::Software) else {
+        println!("no GPU plan on this adapter");
+        return;
+    };
+    let kernels = Kernels::new(&b.gpu, plan);
+    let k = TOP_K_MAX as usize;
+    for n in [100u32, 2048, 3 * 4096 + 77, 151_936] {
+        let pairs = |parts: u32| u64::from(parts * (TOP_K_MAX + 1)) * 8;
+        let parts = b.gpu.storage("parts", pairs(top_k_parts(n)));
+        let total = b.gpu.storage("total", pairs(1));
+        let mut logits = b.values(n as usize);
+        // Equal largest values in different parts rank by index; the last logit counts.
+        logits[1] = 5.0;
+        logits[n as usize / 2 + 1] = 5.0;
+        logits[n as usize - 1] = 4.0;
+        let find = |logits: &[f32]| {
+            let buffer = b.buffer(logits);
+            let mut batch = Batch::new(&b.gpu, &kernels);
+            batch.top_k(&buffer.buffer, n, &parts.buffer, &total.buffer);
+            batch.submit();
+            let read = b.read(&total, 2 * (k + 1));
+            let found: Vec<(u32, f32)> =
+                read.chunks(2).take(k.min(n as usize)).map(|p| (p[1].to_bits(), p[0])).collect();
+            (found, read[2 * k])
+        };
+        let (found, sum) = find(&logits);
+        let mut expected: Vec<(u32, f32)> =
+            logits.iter().enumerate().map(|(id, &l)| (id as u32, l)).collect();
+        expected.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        expected.truncate(k);
+        assert_eq!(found, expected, "{n} logits");
+        let exact: f32 = logits.iter().sum();
+        assert!((sum - exact).abs() < 1e-3 * exact.abs().max(1.0), "{n}: {sum} against {exact}");
+        logits[7] = f32::NAN;
+        let (found, sum) = find(&logits);
+        assert!(!sum.is_finite(), "{n}: a NaN logit makes the sum not finite");
+        assert!(found.iter().all(|&(id, _)| id != 7), "{n}: a NaN is no candidate");
+    }
 }
 
 #[test]
