@@ -116,6 +116,7 @@ const ASSETS: &[Asset] = &[
     shader!("rows.wgsl"),
     shader!("route.wgsl"),
     shader!("argmax.wgsl"),
+    shader!("top_k.wgsl"),
     shader!("altup.wgsl"),
 ];
 
