@@ -379,17 +379,15 @@ impl<'a> Batch<'a> {
         parts: &'a wgpu::Buffer,
         total: &'a wgpu::Buffer,
     ) {
-        let count = argmax_parts(n);
-        let words = [n, count];
-        let first = vec![(1, logits), (2, parts)];
-        self.push(&self.kernels.argmax_parts, first, &words, [count, 1, 1]);
-        self.push(&self.kernels.argmax_total, vec![(2, parts), (3, total)], &words, [1, 1, 1]);
+        let passes = &self.kernels.argmax;
+        self.two_passes(passes, argmax_parts(n), logits, n, [parts, total]);
     }
 
-    /// The [`TOP_K_MAX`](crate::kernels::TOP_K_MAX) largest of the first `n` values of `logits` with their indices,
-    /// largest first, and their sum: as (value, index's bits) pairs in `total`, then
-    /// (sum, 0) (top_k.wgsl), through `parts` ([`top_k_parts`] of `TOP_K_MAX` + 1
-    /// pairs). Only where [`Kernels::top_k_on_device`].
+    /// The [`TOP_K_MAX`](crate::kernels::TOP_K_MAX) largest of the first `n` values of
+    /// `logits` with their indices, largest first, and their sum: as (value, index's
+    /// bits) pairs in `total`, then (sum, 0) (top_k.wgsl), through `parts`
+    /// ([`top_k_parts`] of `TOP_K_MAX` + 1 pairs). Only where
+    /// [`Kernels::top_k_on_device`].
     pub fn top_k(
         &mut self,
         logits: &'a wgpu::Buffer,
@@ -397,8 +395,21 @@ impl<'a> Batch<'a> {
         parts: &'a wgpu::Buffer,
         total: &'a wgpu::Buffer,
     ) {
-        let [first, second] = self.kernels.top_k.as_ref().expect("top-k runs on a GPU plan");
-        let count = top_k_parts(n);
+        let passes = self.kernels.top_k.as_ref().expect("top-k runs on a GPU plan");
+        self.two_passes(passes, top_k_parts(n), logits, n, [parts, total]);
+    }
+
+    /// A reduction of `n` logits in two passes, argmax.wgsl's and top_k.wgsl's shape:
+    /// the first reduces `count` parts of them into `parts`, the second the parts into
+    /// `total`.
+    fn two_passes(
+        &mut self,
+        [first, second]: &'a [wgpu::ComputePipeline; 2],
+        count: u32,
+        logits: &'a wgpu::Buffer,
+        n: u32,
+        [parts, total]: [&'a wgpu::Buffer; 2],
+    ) {
         let words = [n, count];
         self.push(first, vec![(1, logits), (2, parts)], &words, [count, 1, 1]);
         self.push(second, vec![(2, parts), (3, total)], &words, [1, 1, 1]);

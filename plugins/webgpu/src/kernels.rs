@@ -123,6 +123,11 @@ fn matrix_kernel(rows: u32) -> String {
 /// tile of eight.
 const SOFTWARE_MATVEC_TOKENS: u32 = 1;
 
+/// The pipelines of a reduction's two passes, `entries` of `source` (named after them).
+fn two_passes(gpu: &Gpu, source: &str, entries: [&str; 2]) -> [wgpu::ComputePipeline; 2] {
+    entries.map(|entry| pipeline(gpu, &entry.replace('_', " "), source, entry))
+}
+
 /// `ty`'s section of a file of per-type sections (each starts with `//! TYPE`), if it
 /// has one.
 fn section(file: &'static str, ty: GgmlType) -> Option<&'static str> {
@@ -340,8 +345,8 @@ pub struct Kernels {
     pub(crate) add_bias: wgpu::ComputePipeline,
     pub(crate) scale_rows: wgpu::ComputePipeline,
     pub(crate) route: wgpu::ComputePipeline,
-    pub(crate) argmax_parts: wgpu::ComputePipeline,
-    pub(crate) argmax_total: wgpu::ComputePipeline,
+    /// argmax.wgsl's two passes.
+    pub(crate) argmax: [wgpu::ComputePipeline; 2],
     /// top_k.wgsl's two passes, on the GPU plans: on the software plan the logits are
     /// in the host's memory already, and lavapipe runs a barrier per invocation.
     pub(crate) top_k: Option<[wgpu::ComputePipeline; 2]>,
@@ -429,6 +434,7 @@ impl Kernels {
             })
             .collect();
         let rows = format!("{ROWS}\n{ACTIVATION}");
+        let gpu_plan = matches!(plan, KernelPlan::Gpu { .. });
         Self {
             few,
             logits,
@@ -441,7 +447,7 @@ impl Kernels {
             rmsnorm: pipeline(gpu, "rmsnorm", NORM, "rmsnorm"),
             rope: pipeline(gpu, "rope", include_str!("shaders/rope.wgsl"), "rope"),
             attention_split: pipeline(gpu, "attention split", ATTENTION, "attention_split"),
-            attention_split_few: matches!(plan, KernelPlan::Gpu { .. }).then(|| {
+            attention_split_few: gpu_plan.then(|| {
                 let source = with_constants(ATTENTION, &[("KEYS", FEW_QUERIES_ATTENTION_KEYS)]);
                 pipeline(gpu, "attention split, few queries", &source, "attention_split")
             }),
@@ -455,15 +461,10 @@ impl Kernels {
             add_bias: pipeline(gpu, "add_bias", &rows, "add_bias"),
             scale_rows: pipeline(gpu, "scale_rows", &rows, "scale_rows"),
             route: pipeline(gpu, "route", ROUTE, "route_tokens"),
-            argmax_parts: pipeline(gpu, "argmax parts", ARGMAX, "argmax_parts"),
-            argmax_total: pipeline(gpu, "argmax total", ARGMAX, "argmax_total"),
-            top_k: matches!(plan, KernelPlan::Gpu { .. }).then(|| {
-                ["top_k_parts", "top_k_total"]
-                    .map(|entry| pipeline(gpu, &entry.replace('_', " "), TOP_K, entry))
-            }),
+            argmax: two_passes(gpu, ARGMAX, ["argmax_parts", "argmax_total"]),
+            top_k: gpu_plan.then(|| two_passes(gpu, TOP_K, ["top_k_parts", "top_k_total"])),
             altup: AltUpKernels::new(gpu),
-            quantize_input: (matches!(plan, KernelPlan::Gpu { .. })
-                && matvec.input != MatvecInput::F32)
+            quantize_input: (gpu_plan && matvec.input != MatvecInput::F32)
                 .then(|| InputQuantizer::new(gpu, matvec.input)),
             unrouted: gpu.storage("unrouted", 16),
             unsegmented: [gpu.storage("unsegmented", 16), gpu.storage("unsegmented", 16)],
@@ -563,17 +564,27 @@ mod tests {
         for rows in [64, 128, TALL_TILE_ROWS] {
             let kernel = matrix_kernel(rows);
             let source = product_source(MATRIX_DIRECTIVES, &kernel, GgmlType::Q4_0);
-            let module = naga::front::wgsl::parse_str(&source).expect("the kernel parses");
-            let mut layouter = naga::proc::Layouter::default();
-            layouter.update(module.to_ctx()).expect("the kernel's types have layouts");
-            let bytes: u32 = module
-                .global_variables
-                .iter()
-                .filter(|(_, global)| global.space == naga::AddressSpace::WorkGroup)
-                .map(|(_, global)| layouter[global.ty].size)
-                .sum();
-            assert_eq!(bytes, matrix_workgroup_bytes(rows), "tiles of {rows} rows");
+            assert_eq!(workgroup_bytes(&source), matrix_workgroup_bytes(rows), "{rows} rows");
         }
+    }
+
+    /// The 16 KiB of workgroup memory WebGPU guarantees every device.
+    #[test]
+    fn top_k_takes_no_more_workgroup_memory_than_every_device_has() {
+        assert!(workgroup_bytes(TOP_K) <= 16 * 1024, "{} bytes", workgroup_bytes(TOP_K));
+    }
+
+    /// The bytes of workgroup memory the kernels of `source` declare.
+    fn workgroup_bytes(source: &str) -> u32 {
+        let module = naga::front::wgsl::parse_str(source).expect("the kernel parses");
+        let mut layouter = naga::proc::Layouter::default();
+        layouter.update(module.to_ctx()).expect("the kernel's types have layouts");
+        module
+            .global_variables
+            .iter()
+            .filter(|(_, global)| global.space == naga::AddressSpace::WorkGroup)
+            .map(|(_, global)| layouter[global.ty].size)
+            .sum()
     }
 
     #[test]

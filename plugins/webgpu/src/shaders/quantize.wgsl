@@ -21,8 +21,9 @@ var<workgroup> lane_sum: array<i32, 256>;
 // from word `out`; an invocation not `inside` the row holds none. Every invocation of
 // the workgroup calls it together (it has barriers), up to 256 of them. Each
 // invocation loads and stores its own neighbouring values: on an H100 a norm that
-// quantized with an invocation a chunk, its 32 values in turn, took 11 µs where the
-// norm alone took 3.
+// quantized with an invocation a chunk, its 32 values in turn, took 18.5 µs a dispatch
+// (profiled, about 7 of them the profiler's own) where the norm alone took 10.2; this
+// way it takes 12.8 (docs/BENCHMARKS.md, 2026-12-06).
 fn quantize_lanes(
     lid: u32,
     values: vec4<f32>,

@@ -22,7 +22,8 @@ struct TopKParams {
 @group(0) @binding(3) var<storage, read_write> total: array<vec2<f32>>;
 
 const WG: u32 = 256u;
-// Values a sort holds: 16 KiB of workgroup memory, which every WebGPU device has.
+// Values a sort holds: with their ids, the 16 KiB of workgroup memory every WebGPU
+// device has, and all this file takes (the sums are reduced in `values` before a sort).
 const SPAN: u32 = 2048u;
 const K: u32 = 64u;
 const NONE: u32 = 0xffffffffu;
@@ -30,7 +31,6 @@ const LOWEST: f32 = -3.4e38;
 
 var<workgroup> values: array<f32, SPAN>;
 var<workgroup> ids: array<u32, SPAN>;
-var<workgroup> partial: array<f32, WG>;
 
 // Whether slot a ranks before slot b.
 fn before(a: u32, b: u32) -> bool {
@@ -68,33 +68,38 @@ fn put(slot: u32, value: f32, id: u32) {
     ids[slot] = id;
 }
 
+// The sum of every invocation's `value`, returned to all of them, reduced in `values`
+// (before the slots are filled).
 fn reduce_sum(lid: u32, value: f32) -> f32 {
-    partial[lid] = value;
+    values[lid] = value;
     workgroupBarrier();
     for (var step = WG / 2u; step > 0u; step >>= 1u) {
         if (lid < step) {
-            partial[lid] += partial[lid + step];
+            values[lid] += values[lid + step];
         }
         workgroupBarrier();
     }
-    return partial[0];
+    let total = values[0];
+    // Every invocation has read the sum before the slots are written.
+    workgroupBarrier();
+    return total;
 }
 
 @compute @workgroup_size(WG)
 fn top_k_parts(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let g = wid.x;
+    var own: array<f32, SPAN / WG>;
     var sum = 0.0;
-    for (var e = lid; e < SPAN; e += WG) {
-        let index = g * SPAN + e;
-        if (index < p.n) {
-            let value = logits[index];
-            sum += value;
-            put(e, value, index);
-        } else {
-            put(e, LOWEST, NONE);
-        }
+    for (var j = 0u; j < SPAN / WG; j++) {
+        let index = g * SPAN + lid + j * WG;
+        own[j] = select(LOWEST, logits[min(index, p.n - 1u)], index < p.n);
+        sum += select(0.0, own[j], index < p.n);
     }
     let part_sum = reduce_sum(lid, sum);
+    for (var j = 0u; j < SPAN / WG; j++) {
+        let index = g * SPAN + lid + j * WG;
+        put(lid + j * WG, own[j], select(NONE, index, index < p.n));
+    }
     sort(lid);
     let out = g * (K + 1u);
     if (lid < K) {
