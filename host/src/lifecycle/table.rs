@@ -39,7 +39,11 @@ pub(super) struct Entry {
     unload_on_release: bool,
     estimated_bytes: u64,
     memory: MemoryUsage,
-    loaded_at: Option<Instant>,
+    /// When the load finished, in Unix milliseconds, stamped then: a past moment read
+    /// back through `WallClock` would move with every snapshot while the system clock
+    /// is slewed against the monotonic one (the memory load test saw 58 "loads" of one
+    /// model a millisecond apart).
+    loaded_at_ms: Option<u64>,
     last_used: Instant,
     /// Bumped whenever an idle period starts or ends; a timer task only acts while the
     /// epoch it was started with is current, which is how timers are cancelled.
@@ -101,7 +105,7 @@ impl Models {
             unload_on_release: false,
             estimated_bytes,
             memory: MemoryUsage::default(),
-            loaded_at: None,
+            loaded_at_ms: None,
             last_used: Instant::now(),
             epoch: 0,
             trim_at: None,
@@ -197,7 +201,7 @@ impl Entry {
         let now = Instant::now();
         self.phase = Phase::Loaded { runner, trimmed: false };
         self.memory = memory;
-        self.loaded_at = Some(now);
+        self.loaded_at_ms = Some(unix_ms(SystemTime::now()));
         self.last_used = now;
         self.refs == 0
     }
@@ -313,7 +317,7 @@ impl Entry {
             state: self.state(),
             refs: self.refs,
             memory,
-            loaded_at_ms: self.loaded_at.map(|at| clock.unix_ms(at)),
+            loaded_at_ms: self.loaded_at_ms,
             last_used_ms: clock.unix_ms(self.last_used),
             trim_at_ms: self.trim_at.map(|at| clock.unix_ms(at)),
             unload_at_ms: self.unload_at.map(|at| clock.unix_ms(at)),
@@ -339,6 +343,10 @@ impl WallClock {
         } else {
             self.system - (self.instant - at)
         };
-        wall.duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis() as u64)
+        unix_ms(wall)
     }
+}
+
+fn unix_ms(wall: SystemTime) -> u64 {
+    wall.duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis() as u64)
 }
