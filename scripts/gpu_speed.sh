@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The engines' speed on an NVIDIA GPU machine (the lent H200: CUDA, cmake, gcc, Python
 # with numpy; no Rust, no network), on shape-realistic synthetic Llama models (random
-# Q4_0 weights, scripts/synthetic_model.py): the WebGPU plugin on the NVIDIA Vulkan
-# driver with each kernel plan, the llama.cpp plugin with ggml's CUDA module, and
-# llama-bench built with CUDA from the same llama.cpp source, in one run.
+# weights, scripts/synthetic_model.py): the WebGPU plugin on the NVIDIA Vulkan driver with
+# each kernel plan, the llama.cpp plugin with ggml's CUDA module, and llama-bench built
+# with CUDA from the same llama.cpp source, in one run.
 # docs/BENCHMARKS.md ("GPU: the lent H200") has the figures.
 #
 #   scripts/gpu_speed.sh prepare DIR   here: lay out DIR/s1 and DIR/s2, one folder per
@@ -20,7 +20,7 @@
 #                                      WebGPU plugin alone, where its time goes; GPU time
 #                                      of each product by timestamps (kernel_speed with
 #                                      HEARTH_WEBGPU_PROFILE=1) for each decode shape in
-#                                      GPU_MATVEC, then per model shape and decode shape
+#                                      GPU_MATVEC, then per model and decode shape
 #                                      (GPU_BENCH_MATVEC, else GPU_MATVEC) a profiled
 #                                      bench (GPU time of each kernel in a step) and a
 #                                      plain one
@@ -28,11 +28,14 @@
 #                                      llama-bench alone (s1's folder fits one call's carry
 #                                      with .gl; s2's does not)
 # The Vulkan loader travels as Debian packages in .gl (the device tool's README says how);
-# GPU_SHAPES (1b 8b), GPU_RUNS (3) and GPU_PLANS (the WebGPU kernel plans: gpu
-# gpu-without-matrices software, or none to leave WebGPU out) choose what runs. s1 also
-# runs the WebGPU kernel tests there (each kernel of each plan the GPU offers against
-# the CPU, every weight type) and compares the plans' greedy answers. Each call carries .gl and its folder and
-# starts with
+# GPU_SHAPES (1b 8b), GPU_TYPES (q4_0; also q8_0 and q4_k_m, llama.cpp's Q4_K_M mix),
+# GPU_RUNS (3) and GPU_PLANS (the WebGPU kernel plans: gpu gpu-without-matrices
+# software, or none to leave WebGPU out) choose what runs. Each shape is made in each
+# type: model synthetic-SHAPE in Q4_0 (the id of the figures so far), synthetic-SHAPE-TYPE
+# in the others. s1 also runs the WebGPU kernel tests there (each kernel of each plan the
+# GPU offers against the CPU, every weight type), measures each plan's kernel speed and
+# compares the plans' greedy answers, unless GPU_KERNEL_TESTS=0. Each call carries .gl
+# and its folder and starts with
 #   for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig; bash DIR/sN/gpu_speed.sh sN
 set -uo pipefail
 
@@ -46,7 +49,33 @@ OUT=${OUT:-$W/out}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 stage=${1:-}
 SHAPES=${GPU_SHAPES:-"1b 8b"}
+TYPES=${GPU_TYPES:-q4_0}
 RUNS=${GPU_RUNS:-3}
+KERNEL_TESTS=${GPU_KERNEL_TESTS:-1}
+
+# The id of each shape in each type, as synthetic_model.py names the model.
+model_ids() {
+    local shape type
+    for shape in $SHAPES; do
+        for type in $TYPES; do
+            if [[ $type == q4_0 ]]; then
+                echo "synthetic-$shape"
+            else
+                echo "synthetic-$shape-$type"
+            fi
+        done
+    done
+}
+mapfile -t MODELS < <(model_ids)
+
+# The shape and the type of model id $1.
+model_shape() {
+    local shape_type=${1#synthetic-}
+    echo "${shape_type%%-*}"
+}
+model_type() {
+    if [[ $1 == synthetic-*-* ]]; then echo "${1##*-}"; else echo q4_0; fi
+}
 
 hearth_env() {
     export HEARTH_HOME=$W/home HEARTH_MODELS=$W/models HEARTH_CATALOG=$W/catalog.toml
@@ -60,11 +89,11 @@ cuda_module() {
     cp "$W/cuda/bin/libggml-cuda.so" "$W/build/bin/"
 }
 
-# llama-bench on shape $1. Depth 0 is llama-bench's own figure; at depth 512 the decode
+# llama-bench on model $1. Depth 0 is llama-bench's own figure; at depth 512 the decode
 # runs after a 512-token context, as hearth bench's does (after its 515-token prompt).
 llama_bench() {
     echo "== llama-bench -ngl 99 -d 0,512, $1"
-    (cd "$W/build/bin" && ./llama-bench -m "$W/models/synthetic-$1/synthetic-$1.gguf" -ngl 99 \
+    (cd "$W/build/bin" && ./llama-bench -m "$W/models/$1/$1.gguf" -ngl 99 \
         -r "$RUNS" -p 512 -n 128 -d 0,512 -o json >"$OUT/llama-bench-$1.json" 2>"$OUT/llama-bench-$1.err")
     echo "rc=$?"; grep -E '"(n_prompt|n_gen|n_depth|avg_ts)"' "$OUT/llama-bench-$1.json"
 }
@@ -78,14 +107,18 @@ unpack_webgpu() {
     xz -dc "$here/libhearth_webgpu.so.xz" >"$W/plugins-webgpu/libhearth_webgpu.so"
 }
 
-# The synthetic model of each shape, and their catalog.
+# The models' catalog, and each model not made yet (its bytes depend on its id alone);
+# one is kept only once it is whole.
 make_models() {
-    local shape
+    local id model
     write_catalog
-    for shape in $SHAPES; do
-        mkdir -p "$W/models/synthetic-$shape"
-        PYTHONPATH=$here/py python3 "$here/py/synthetic_model.py" model "$shape" "$here/tokenizer.gguf" \
-            "$W/models/synthetic-$shape/synthetic-$shape.gguf" || return 1
+    for id in "${MODELS[@]}"; do
+        model=$W/models/$id/$id.gguf
+        [[ -f $model ]] && continue
+        mkdir -p "$W/models/$id"
+        PYTHONPATH=$here/py python3 "$here/py/synthetic_model.py" model "$(model_shape "$id")" \
+            "$here/tokenizer.gguf" "$model.part" "$(model_type "$id")" || return 1
+        mv "$model.part" "$model"
     done
 }
 
@@ -97,12 +130,14 @@ print("prompt %.1f tok/s, decode %.1f tok/s" % tuple(
     bench[key]["median"] for key in ("prompt_tokens_per_second", "decode_tokens_per_second")))' "$1"
 }
 
-# The catalog of the synthetic models, one entry a shape.
+# The catalog of the synthetic models, one entry a model.
 write_catalog() {
-    local shape
-    for shape in $SHAPES; do
-        printf '[[models]]\nid = "synthetic-%s"\nname = "synthetic %s (random Q4_0)"\nfamily = "llama"\ncontext_size = 4096\n[[models.artifacts]]\nbackends = ["llamacpp", "webgpu", "mlx"]\nformat = "gguf"\nfile = "synthetic-%s.gguf"\nquantization = "Q4_0"\n\n' \
-            "$shape" "$shape" "$shape"
+    local id quantization
+    for id in "${MODELS[@]}"; do
+        quantization=$(model_type "$id")
+        quantization=${quantization^^}
+        printf '[[models]]\nid = "%s"\nname = "synthetic %s (random %s)"\nfamily = "llama"\ncontext_size = 4096\n[[models.artifacts]]\nbackends = ["llamacpp", "webgpu", "mlx"]\nformat = "gguf"\nfile = "%s.gguf"\nquantization = "%s"\n\n' \
+            "$id" "$(model_shape "$id")" "$quantization" "$id" "$quantization"
     done >"$W/catalog.toml"
 }
 
@@ -170,7 +205,7 @@ s1)
     export HEARTH_PLUGINS=$W/plugins-webgpu
     "$W/bin/hearth" plugins 2>&1 | tee "$OUT/webgpu-plugins.txt"
     plans=${GPU_PLANS:-gpu gpu-without-matrices software}
-    if [[ $plans != none ]]; then
+    if [[ $plans != none && $KERNEL_TESTS != 0 ]]; then
         echo "== webgpu kernel tests on this GPU"
         "$W/bin/webgpu-tests" kernels:: --test-threads 1 --nocapture >"$OUT/webgpu-kernel-tests.txt" 2>&1
         echo "rc=$?"; grep -E "^test |plans|result" "$OUT/webgpu-kernel-tests.txt"
@@ -178,21 +213,20 @@ s1)
             echo "== webgpu kernel speed, $plan"
             HEARTH_WEBGPU_KERNELS=$plan timeout 120 "$W/bin/kernel-speed" 2>&1 | tee "$OUT/kernel-speed-$plan.txt"
         done
-        shape=${SHAPES%% *}
         for plan in $plans; do
-            HEARTH_WEBGPU_KERNELS=$plan timeout 120 "$W/bin/hearth" run "synthetic-$shape" \
+            HEARTH_WEBGPU_KERNELS=$plan timeout 120 "$W/bin/hearth" run "${MODELS[0]}" \
                 "Once upon a time" --backend webgpu --temperature 0 --max-tokens 24 \
                 >"$OUT/webgpu-answer-$plan.txt" 2>"$OUT/webgpu-answer-$plan.err"
             echo "rc=$? $plan: $(md5sum <"$OUT/webgpu-answer-$plan.txt" | cut -c1-12) $(tail -1 "$OUT/webgpu-answer-$plan.err")"
         done
     fi
-    for shape in $SHAPES; do
+    for id in "${MODELS[@]}"; do
         for plan in $plans; do
-            [[ $plan == none || ($plan == software && $shape != 1b) ]] && continue
-            echo "== webgpu, kernels $plan, $shape"
-            HEARTH_WEBGPU_KERNELS=$plan timeout 400 "$W/bin/hearth" bench "synthetic-$shape" \
-                --backend webgpu --runs "$RUNS" --json >"$OUT/webgpu-$plan-$shape.json" 2>"$OUT/webgpu-$plan-$shape.err"
-            echo "rc=$?"; cat "$OUT/webgpu-$plan-$shape.json"; tail -3 "$OUT/webgpu-$plan-$shape.err"
+            [[ $plan == none || ($plan == software && $(model_shape "$id") != 1b) ]] && continue
+            echo "== webgpu, kernels $plan, $id"
+            HEARTH_WEBGPU_KERNELS=$plan timeout 400 "$W/bin/hearth" bench "$id" \
+                --backend webgpu --runs "$RUNS" --json >"$OUT/webgpu-$plan-$id.json" 2>"$OUT/webgpu-$plan-$id.err"
+            echo "rc=$?"; cat "$OUT/webgpu-$plan-$id.json"; tail -3 "$OUT/webgpu-$plan-$id.err"
         done
     done
     echo "s1 done; CUDA build: $(tail -1 "$W/cuda-build.log" | cut -c1-120)"
@@ -208,18 +242,18 @@ kernels)
     echo "== webgpu kernel speed by GPU timestamps: ${GPU_MATVEC:-the default decode shape}"
     # shellcheck disable=SC2086 # one argument a shape
     HEARTH_WEBGPU_PROFILE=1 timeout 180 "$W/bin/kernel-speed" ${GPU_MATVEC:-} 2>&1 | tee "$OUT/kernel-speed.txt"
-    for shape in $SHAPES; do
+    for id in "${MODELS[@]}"; do
         for matvec in ${GPU_BENCH_MATVEC:-${GPU_MATVEC:-default}}; do
             [[ $matvec == default ]] && matvec=
-            echo "== webgpu, $shape, decode shape ${matvec:-default}, profiled (one run; every batch waited for)"
+            echo "== webgpu, $id, decode shape ${matvec:-default}, profiled (one run; every batch waited for)"
             HEARTH_WEBGPU_MATVEC=$matvec HEARTH_WEBGPU_PROFILE=1 timeout 300 "$W/bin/hearth" bench \
-                "synthetic-$shape" --backend webgpu --runs 1 --json >"$OUT/webgpu-profiled-$shape-$matvec.json" \
-                2>"$OUT/webgpu-profiled-$shape-$matvec.err"
-            echo "rc=$?"; tail -n 40 "$OUT/webgpu-profiled-$shape-$matvec.err"
-            echo "== webgpu, $shape, decode shape ${matvec:-default}"
-            HEARTH_WEBGPU_MATVEC=$matvec timeout 300 "$W/bin/hearth" bench "synthetic-$shape" --backend webgpu \
-                --runs "$RUNS" --json >"$OUT/webgpu-$shape-$matvec.json" 2>"$OUT/webgpu-$shape-$matvec.err"
-            echo "rc=$?"; medians "$OUT/webgpu-$shape-$matvec.json"; tail -3 "$OUT/webgpu-$shape-$matvec.err"
+                "$id" --backend webgpu --runs 1 --json >"$OUT/webgpu-profiled-$id-$matvec.json" \
+                2>"$OUT/webgpu-profiled-$id-$matvec.err"
+            echo "rc=$?"; tail -n 40 "$OUT/webgpu-profiled-$id-$matvec.err"
+            echo "== webgpu, $id, decode shape ${matvec:-default}"
+            HEARTH_WEBGPU_MATVEC=$matvec timeout 300 "$W/bin/hearth" bench "$id" --backend webgpu \
+                --runs "$RUNS" --json >"$OUT/webgpu-$id-$matvec.json" 2>"$OUT/webgpu-$id-$matvec.err"
+            echo "rc=$?"; medians "$OUT/webgpu-$id-$matvec.json"; tail -3 "$OUT/webgpu-$id-$matvec.err"
         done
     done
     ;;
@@ -238,56 +272,56 @@ s2)
     export HEARTH_PLUGINS=$W/plugins
     "$H" plugins 2>&1 | tee "$OUT/plugins.txt"
     "$H" profile 2>&1 | tee "$OUT/profile.txt"
-    for shape in $SHAPES; do
-        echo "== llama.cpp plugin on CUDA, $shape"
-        timeout 300 "$H" bench "synthetic-$shape" --backend llamacpp --runs "$RUNS" --json \
-            >"$OUT/llamacpp-$shape.json" 2>"$OUT/llamacpp-$shape.err"
-        echo "rc=$?"; cat "$OUT/llamacpp-$shape.json"; tail -3 "$OUT/llamacpp-$shape.err"
-        llama_bench "$shape"
+    for id in "${MODELS[@]}"; do
+        echo "== llama.cpp plugin on CUDA, $id"
+        timeout 300 "$H" bench "$id" --backend llamacpp --runs "$RUNS" --json \
+            >"$OUT/llamacpp-$id.json" 2>"$OUT/llamacpp-$id.err"
+        echo "rc=$?"; cat "$OUT/llamacpp-$id.json"; tail -3 "$OUT/llamacpp-$id.err"
+        llama_bench "$id"
     done
-    # The first shape's layers on the same GPU through ggml's RPC on loopback
+    # The first model's layers on the same GPU through ggml's RPC on loopback
     # (`hearth rpc-server` with the CUDA device, `--rpc` with `--device RPC0`): what the
     # protocol costs a token against the local figure above.
-    shape=${SHAPES%% *}
-    echo "== llama.cpp plugin, $shape, on CUDA0 through hearth rpc-server on loopback"
+    id=${MODELS[0]}
+    echo "== llama.cpp plugin, $id, on CUDA0 through hearth rpc-server on loopback"
     "$H" rpc-server --device CUDA0 --port 50052 >"$OUT/rpc-server.log" 2>&1 &
     server=$!
     sleep 5
-    timeout 300 "$H" bench "synthetic-$shape" --backend llamacpp --runs "$RUNS" --json \
-        --rpc 127.0.0.1:50052 --device RPC0 >"$OUT/llamacpp-rpc-$shape.json" 2>"$OUT/llamacpp-rpc-$shape.err"
-    echo "rc=$?"; cat "$OUT/llamacpp-rpc-$shape.json"; tail -3 "$OUT/llamacpp-rpc-$shape.err"
+    timeout 300 "$H" bench "$id" --backend llamacpp --runs "$RUNS" --json \
+        --rpc 127.0.0.1:50052 --device RPC0 >"$OUT/llamacpp-rpc-$id.json" 2>"$OUT/llamacpp-rpc-$id.err"
+    echo "rc=$?"; cat "$OUT/llamacpp-rpc-$id.json"; tail -3 "$OUT/llamacpp-rpc-$id.err"
     kill "$server"
-    # The first shape with the split modes a model on several GPUs takes (issue 22
+    # The first model with the split modes a model on several GPUs takes (issue 22
     # measures them on two; here the path runs on one): `row` (refused where the CUDA
     # module has no split buffers, as llama-bench -sm row fails then) and `none` on the
     # main device; their greedy tokens against the default (`layer`).
-    echo "== llama.cpp plugin, $shape, split modes on CUDA0"
+    echo "== llama.cpp plugin, $id, split modes on CUDA0"
     for mode in layer row none; do
         main=(--main-device CUDA0)
         [[ $mode == layer ]] && main=()
-        timeout 120 "$H" run "synthetic-$shape" "Once upon a time" --backend llamacpp \
+        timeout 120 "$H" run "$id" "Once upon a time" --backend llamacpp \
             --temperature 0 --max-tokens 24 --split-mode "$mode" "${main[@]}" \
             >"$OUT/split-$mode-answer.txt" 2>"$OUT/split-$mode-answer.err"
         echo "rc=$? $mode: $(md5sum <"$OUT/split-$mode-answer.txt" | cut -c1-12) $(tail -1 "$OUT/split-$mode-answer.err")"
         [[ $mode == layer ]] && continue
-        timeout 300 "$H" bench "synthetic-$shape" --backend llamacpp --runs "$RUNS" --json \
+        timeout 300 "$H" bench "$id" --backend llamacpp --runs "$RUNS" --json \
             --split-mode "$mode" "${main[@]}" \
-            >"$OUT/llamacpp-split-$mode-$shape.json" 2>"$OUT/llamacpp-split-$mode-$shape.err"
-        echo "rc=$?"; cat "$OUT/llamacpp-split-$mode-$shape.json"; tail -3 "$OUT/llamacpp-split-$mode-$shape.err"
+            >"$OUT/llamacpp-split-$mode-$id.json" 2>"$OUT/llamacpp-split-$mode-$id.err"
+        echo "rc=$?"; cat "$OUT/llamacpp-split-$mode-$id.json"; tail -3 "$OUT/llamacpp-split-$mode-$id.err"
     done
-    (cd "$bin" && ./llama-bench -m "$W/models/synthetic-$shape/synthetic-$shape.gguf" -ngl 99 \
-        -sm row -mg 0 -r "$RUNS" -p 512 -n 128 -o json >"$OUT/llama-bench-row-$shape.json" \
-        2>"$OUT/llama-bench-row-$shape.err")
-    echo "rc=$?"; grep -E '"(n_prompt|n_gen|avg_ts)"' "$OUT/llama-bench-row-$shape.json"
+    (cd "$bin" && ./llama-bench -m "$W/models/$id/$id.gguf" -ngl 99 \
+        -sm row -mg 0 -r "$RUNS" -p 512 -n 128 -o json >"$OUT/llama-bench-row-$id.json" \
+        2>"$OUT/llama-bench-row-$id.err")
+    echo "rc=$?"; grep -E '"(n_prompt|n_gen|avg_ts)"' "$OUT/llama-bench-row-$id.json"
     # A model larger than the GPU's memory, as the plugin sees it when all but 2 GiB is
     # kept free: as many layers as fit go to the GPU, the rest run on the CPU.
-    shape=${SHAPES##* }
+    id=${MODELS[-1]}
     free_mib=$(nvidia-smi --query-gpu=memory.free --format=csv,noheader,nounits | head -1)
-    echo "== llama.cpp plugin, $shape, 2 GiB of the GPU's $free_mib MiB free left to it"
+    echo "== llama.cpp plugin, $id, 2 GiB of the GPU's $free_mib MiB free left to it"
     HEARTH_LLAMACPP_FIT_TARGET_MIB=$((free_mib - 2048)) HEARTH_LLAMACPP_LOG=1 timeout 300 \
-        "$H" bench "synthetic-$shape" --backend llamacpp --runs 1 --json \
-        >"$OUT/llamacpp-fit-$shape.json" 2>"$OUT/llamacpp-fit-$shape.err"
-    echo "rc=$?"; cat "$OUT/llamacpp-fit-$shape.json"; grep -E "offloaded|fit" "$OUT/llamacpp-fit-$shape.err" | tail -5
+        "$H" bench "$id" --backend llamacpp --runs 1 --json \
+        >"$OUT/llamacpp-fit-$id.json" 2>"$OUT/llamacpp-fit-$id.err"
+    echo "rc=$?"; cat "$OUT/llamacpp-fit-$id.json"; grep -E "offloaded|fit" "$OUT/llamacpp-fit-$id.err" | tail -5
     ;;
 
 decode)
@@ -298,15 +332,15 @@ decode)
     cp "$W/cuda/bin/libggml-cuda.so" "$W/plugins/libhearth_llamacpp/"
     export HEARTH_PLUGINS=$W/plugins
     "$W/bin/hearth" profile 2>&1 | tee "$OUT/profile.txt"
-    for shape in $SHAPES; do
-        llama_bench "$shape"
+    for id in "${MODELS[@]}"; do
+        llama_bench "$id"
         for round in 1 2; do
-            echo "== round $round: llama.cpp plugin on CUDA, $shape, then llama-bench tg128 at depth 512"
-            HEARTH_LLAMACPP_LOG=1 timeout 300 "$W/bin/hearth" bench "synthetic-$shape" --backend llamacpp \
-                --runs "$RUNS" --json >"$OUT/llamacpp-$shape-$round.json" 2>"$OUT/llamacpp-$shape-$round.err"
-            echo "rc=$?"; grep -E '"median"' "$OUT/llamacpp-$shape-$round.json"
-            grep -m1 "set_sampler" "$OUT/llamacpp-$shape-$round.err"
-            (cd "$W/build/bin" && ./llama-bench -m "$W/models/synthetic-$shape/synthetic-$shape.gguf" -ngl 99 \
+            echo "== round $round: llama.cpp plugin on CUDA, $id, then llama-bench tg128 at depth 512"
+            HEARTH_LLAMACPP_LOG=1 timeout 300 "$W/bin/hearth" bench "$id" --backend llamacpp \
+                --runs "$RUNS" --json >"$OUT/llamacpp-$id-$round.json" 2>"$OUT/llamacpp-$id-$round.err"
+            echo "rc=$?"; grep -E '"median"' "$OUT/llamacpp-$id-$round.json"
+            grep -m1 "set_sampler" "$OUT/llamacpp-$id-$round.err"
+            (cd "$W/build/bin" && ./llama-bench -m "$W/models/$id/$id.gguf" -ngl 99 \
                 -r "$RUNS" -p 0 -n 128 -d 512 -o json 2>/dev/null | grep -E '"(avg_ts|stddev_ts)"')
         done
     done
@@ -314,8 +348,8 @@ decode)
 
 baseline)
     cuda_module || exit 1
-    for shape in $SHAPES; do
-        llama_bench "$shape"
+    for id in "${MODELS[@]}"; do
+        llama_bench "$id"
     done
     ;;
 
@@ -356,7 +390,7 @@ prepare-mlx)
     strip -o "$dest/m2/hearth" "$CARGO_TARGET_DIR/release/hearth" &&
         strip -o "$dest/m2/libhearth_mlx.so" "$plugin" &&
         xz -T0 "$dest/m2/hearth" "$dest/m2/libhearth_mlx.so" || exit 1
-    cp "$here/synthetic_model.py" "$dest/m2/py/"
+    cp "$here/synthetic_model.py" "$here/tiny_models.py" "$dest/m2/py/"
     gguf_py=$(ls -d "$HEARTH_CACHE"/python/gguf-*)
     cp -r "$gguf_py/gguf" "$dest/m2/py/"
     PYTHONPATH=$dest/m2/py:$gguf_py python3 "$here/synthetic_model.py" tokenizer \
@@ -397,30 +431,22 @@ mlx)
     xz -dc "$here/hearth.xz" >"$H" && chmod +x "$H" &&
         xz -dc "$here/libhearth_mlx.so.xz" >"$HEARTH_PLUGINS/libhearth_mlx.so" || exit 1
     readelf -d "$HEARTH_PLUGINS/libhearth_mlx.so" | grep -E 'RUNPATH|RPATH'
-    write_catalog
-    for shape in $SHAPES; do
-        model=$W/models/synthetic-$shape/synthetic-$shape.gguf
-        [[ -f $model ]] && continue
-        mkdir -p "$(dirname "$model")"
-        PYTHONPATH=$here/py python3 "$here/py/synthetic_model.py" model "$shape" "$here/tokenizer.gguf" \
-            "$model" || exit 1
-    done
+    make_models || exit 1
     echo "== hearth plugins (expected: MLX CUDA GPU with its memory, libmlx from $cuda_root/mlx/lib)"
     "$H" plugins 2>&1 | tee "$OUT/mlx-plugins.txt"
     "$H" plugins --json >"$OUT/mlx-plugins.json" 2>&1
     grep -q "libmlx from $cuda_root/mlx/lib/libmlx.so" "$OUT/mlx-plugins.txt" &&
         grep -qE "MLX CUDA GPU .*\(([1-9][0-9]*\.[0-9]|0\.[1-9]) GB\)" "$OUT/mlx-plugins.txt" &&
         echo "probe: as expected" || echo "probe: NOT as expected"
-    shape=${SHAPES%% *}
-    echo "== hearth run synthetic-$shape --backend mlx (the first run compiles MLX's CUDA kernels)"
-    timeout 300 "$H" run "synthetic-$shape" "Once upon a time" --backend mlx --temperature 0 \
+    echo "== hearth run ${MODELS[0]} --backend mlx (the first run compiles MLX's CUDA kernels)"
+    timeout 300 "$H" run "${MODELS[0]}" "Once upon a time" --backend mlx --temperature 0 \
         --max-tokens 24 >"$OUT/mlx-answer.txt" 2>"$OUT/mlx-answer.err"
     echo "rc=$? $(md5sum <"$OUT/mlx-answer.txt" | cut -c1-12)"; tail -3 "$OUT/mlx-answer.err"
-    for shape in $SHAPES; do
-        echo "== hearth bench synthetic-$shape --backend mlx"
-        timeout 400 "$H" bench "synthetic-$shape" --backend mlx --runs "$RUNS" --json \
-            >"$OUT/mlx-$shape.json" 2>"$OUT/mlx-$shape.err"
-        echo "rc=$?"; cat "$OUT/mlx-$shape.json"; tail -3 "$OUT/mlx-$shape.err"
+    for id in "${MODELS[@]}"; do
+        echo "== hearth bench $id --backend mlx"
+        timeout 400 "$H" bench "$id" --backend mlx --runs "$RUNS" --json \
+            >"$OUT/mlx-$id.json" 2>"$OUT/mlx-$id.err"
+        echo "rc=$?"; cat "$OUT/mlx-$id.json"; tail -3 "$OUT/mlx-$id.err"
     done
     nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv
     ;;
