@@ -111,6 +111,7 @@ const ASSETS: &[Asset] = &[
     shader!("norm.wgsl"),
     shader!("quantize.wgsl"),
     shader!("rope.wgsl"),
+    shader!("rotation.wgsl"),
     shader!("attention.wgsl"),
     shader!("gated.wgsl"),
     shader!("rows.wgsl"),

@@ -1,13 +1,13 @@
 // The native WebGPU plugin's kernels, in the browser: the same WGSL files (served from
 // the plugin's source by the host, app/shaders/ beside the page), assembled as
-// plugins/webgpu/src/kernels.rs assembles them (quant.wgsl, activation.wgsl, the
-// weight type's decoder cut from decode.wgsl, then the kernel), with the same
-// parameter blocks, bindings and workgroup counts, recorded into one command buffer
-// per batch.
+// plugins/webgpu/src/kernels.rs assembles them (quant.wgsl, rotation.wgsl,
+// activation.wgsl, the weight type's decoder cut from decode.wgsl, then the kernel),
+// with the same parameter blocks, bindings and workgroup counts, recorded into one
+// command buffer per batch.
 
 const SHADER_FILES = [
   'quant', 'decode', 'activation', 'matmul_rows', 'matvec', 'input_f32', 'matmul_tiled', 'reduce_subgroup',
-  'reduce_shared', 'norm', 'quantize', 'rope', 'attention', 'gated', 'rows',
+  'reduce_shared', 'norm', 'quantize', 'rope', 'rotation', 'attention', 'gated', 'rows',
 ];
 
 // On the GPU plan, products of up to this many tokens use the matrix–vector kernel.
@@ -83,7 +83,9 @@ export class Kernels {
 
   async #compile(types) {
     const s = this.shaders;
-    const prefix = (type) => `${s.quant}\n${s.activation}\n${decoder(s.decode, type)}`;
+    // quant.wgsl's store calls rotation.wgsl's rotation (the native products that rotate
+    // Q and K as they store them; the page's words leave it off).
+    const prefix = (type) => `${s.quant}\n${s.rotation}\n${s.activation}\n${decoder(s.decode, type)}`;
     let few;
     let many = null;
     if (this.plan === 'software') {
@@ -130,7 +132,7 @@ export class Kernels {
     const norm = `${s.norm}\n${s.quantize}`;
     const attention = `${s.attention}\n${s.quantize}`;
     this.rmsnorm = await this.#pipeline('rmsnorm', norm, 'rmsnorm');
-    this.rope = await this.#pipeline('rope', s.rope, 'rope');
+    this.rope = await this.#pipeline('rope', `${s.rope}\n${s.rotation}`, 'rope');
     this.attentionSplit = await this.#pipeline('attention split', attention, 'attention_split');
     this.attentionCombine = await this.#pipeline('attention combine', attention, 'attention_combine');
     this.gated = await this.#pipeline('gated', `${s.gated}\n${s.activation}`, 'gated');

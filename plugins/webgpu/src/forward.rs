@@ -458,6 +458,26 @@ impl Forward<'_> {
         let k_out = s.k_raw.as_ref().map_or(cached_k, |k_raw| row(k_raw, kv_dim));
         let v_out = s.altup.as_ref().map_or(cached_v, |altup| row(&altup.v_raw, kv_dim));
         let computes_kv = plan.kv_layer == index as u32;
+        let rotation = Rotation {
+            head_dim: c.head_dim,
+            n_rot: c.n_rot,
+            pos0: pos,
+            neox: c.rope_pairs == RopePairs::Halves,
+            freq_base: plan.rope_base,
+        };
+        // Q and K rotated as the product stores them, where nothing comes between the
+        // two (a bias, an adapter's update, a per-head norm) and its kernel can.
+        let adapted = |role| self.adapters.iter().any(|(a, _)| a.pair(index, role).is_some());
+        let rotated_in_product = layer.qkv.as_ref().is_some_and(|qkv| {
+            computes_kv
+                && !rotation.neox
+                && s.q_raw.is_none()
+                && s.k_raw.is_none()
+                && [Role::QBias, Role::KBias].iter().all(|&bias| layer.vectors.get(bias).is_none())
+                && !adapted(Role::Q)
+                && !adapted(Role::K)
+                && batch.rotates_pairs(qkv, ntok)
+        });
         let outputs: &[(Role, View<'b>)] = if computes_kv {
             &[(Role::Q, q_out), (Role::K, k_out), (Role::V, v_out)]
         } else {
@@ -466,7 +486,11 @@ impl Forward<'_> {
         match &layer.qkv {
             Some(qkv) if computes_kv => {
                 let split = [(q_dim, q_out), (kv_dim, k_out), (kv_dim, v_out)];
-                batch.matmul_split(qkv, xn, &split, ntok);
+                if rotated_in_product {
+                    batch.matmul_split_rotated(qkv, xn, &split, ntok, rotation);
+                } else {
+                    batch.matmul_split(qkv, xn, &split, ntok);
+                }
                 for &(role, y) in outputs {
                     self.adapt(batch, s, index, role, xn, y, ntok);
                 }
@@ -502,15 +526,10 @@ impl Forward<'_> {
                 head_norm(batch, v_out, &altup.unit_norm, cached_v, c.kv_heads);
             }
         }
-        let rotation = Rotation {
-            head_dim: c.head_dim,
-            n_rot: c.n_rot,
-            pos0: pos,
-            neox: c.rope_pairs == RopePairs::Halves,
-            freq_base: plan.rope_base,
-        };
-        let new_keys = computes_kv.then_some(cached_k);
-        batch.rope(row(&s.q, q_dim), new_keys, ntok, [c.heads, c.kv_heads], rotation);
+        if !rotated_in_product {
+            let new_keys = computes_kv.then_some(cached_k);
+            batch.rope(row(&s.q, q_dim), new_keys, ntok, [c.heads, c.kv_heads], rotation);
+        }
         batch.attention(
             &s.q.buffer,
             k_cache,

@@ -15,7 +15,12 @@ use crate::plan::{KernelPlan, MatvecInput, MatvecShape};
 pub use crate::products::Routed;
 pub use crate::quantized::{Part, Weight, SUPPORTED_TYPES};
 
-const QUANT: &str = include_str!("shaders/quant.wgsl");
+/// quant.wgsl with rotation.wgsl, whose rotation the products that rotate Q and K as
+/// they store them call.
+const QUANT: &str =
+    concat!(include_str!("shaders/quant.wgsl"), "\n", include_str!("shaders/rotation.wgsl"));
+const ROPE: &str =
+    concat!(include_str!("shaders/rope.wgsl"), "\n", include_str!("shaders/rotation.wgsl"));
 const DECODERS: &str = include_str!("shaders/decode.wgsl");
 const DOT8: &str = include_str!("shaders/dot8.wgsl");
 const INPUT_F32: &str = include_str!("shaders/input_f32.wgsl");
@@ -188,6 +193,11 @@ pub(crate) struct Product {
     /// The types whose kernel reads its input quantized to 8 bits (input_q8.wgsl),
     /// which [`Batch`](crate::batch::Batch) quantizes before the product.
     pub(crate) quantized_input: Vec<GgmlType>,
+    /// Whether the kernel hands each even row's store the next row's sum (quant.wgsl's
+    /// `store_sum`), so it can pair a gate with its up row or rotate a pair of Q or K:
+    /// every product kernel with an even number of rows a workgroup but
+    /// matmul_rows.wgsl, which stores each row alone.
+    pub(crate) holds_pairs: bool,
 }
 
 /// The value of `const NAME: u32 = Nu;` in a kernel's source: each product kernel says
@@ -260,7 +270,7 @@ impl Product {
             .into_iter()
             .map(|ty| (ty, pipeline(gpu, &format!("{entry} {ty}"), &source(ty), entry)))
             .collect();
-        Self { pipelines, rows, tokens, quantized_input: Vec::new() }
+        Self { pipelines, rows, tokens, quantized_input: Vec::new(), holds_pairs: rows % 2 == 0 }
     }
 }
 
@@ -389,7 +399,10 @@ impl Kernels {
             KernelPlan::Software => (
                 Product::new(gpu, "", MATVEC_ROWS, "matvec_rows"),
                 None,
-                Some(Product::new(gpu, "", MATMUL_ROWS, "matmul")),
+                Some(Product {
+                    holds_pairs: false,
+                    ..Product::new(gpu, "", MATMUL_ROWS, "matmul")
+                }),
                 None,
                 SOFTWARE_MATVEC_TOKENS,
                 Some(Product::new(gpu, "", MATMUL_PAIRS, "matmul_pairs")),
@@ -445,7 +458,7 @@ impl Kernels {
             pairs,
             get_rows,
             rmsnorm: pipeline(gpu, "rmsnorm", NORM, "rmsnorm"),
-            rope: pipeline(gpu, "rope", include_str!("shaders/rope.wgsl"), "rope"),
+            rope: pipeline(gpu, "rope", ROPE, "rope"),
             attention_split: pipeline(gpu, "attention split", ATTENTION, "attention_split"),
             attention_split_few: gpu_plan.then(|| {
                 let source = with_constants(ATTENTION, &[("KEYS", FEW_QUERIES_ATTENTION_KEYS)]);
@@ -492,8 +505,15 @@ impl Kernels {
         match (paired, pairs) {
             (false, _) => Some(product),
             (true, Some(pairs)) => Some(pairs),
-            (true, None) => (product.rows % 2 == 0).then_some(product),
+            (true, None) => product.holds_pairs.then_some(product),
         }
+    }
+
+    /// Whether the product of `ntok` tokens of a matrix of `rows` rows can rotate the
+    /// adjacent pairs of Q and K as it stores them
+    /// ([`Batch::matmul_split`](crate::batch::Batch::matmul_split) with a rotation).
+    pub(crate) fn rotates_pairs(&self, ntok: u32, rows: u32) -> bool {
+        self.product(ntok, rows, false, false).is_some_and(|product| product.holds_pairs)
     }
 
     /// The product of `rows` kernel rows that reads its input in f32 whatever the

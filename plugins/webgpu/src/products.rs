@@ -1,10 +1,11 @@
 //! The matrix products a batch records: plain, accumulating, gated, routed to an
-//! expert, split into segments (Q, K and V of one stacked weight into three places)
-//! and paired (a stacked gate and up projection into act(gate) · up).
+//! expert, split into segments (Q, K and V of one stacked weight into three places,
+//! Q and K rotated as they are stored where the kernel can) and paired (a stacked gate
+//! and up projection into act(gate) · up).
 
 use hearth_model::Activation;
 
-use crate::batch::{split_groups, Batch, QuantizedRows, View};
+use crate::batch::{split_groups, Batch, QuantizedRows, Rotation, View};
 use crate::kernels::{quantized_input_words, InputQuantizer, Weight};
 
 /// The `output` of quant.wgsl's `store` that multiplies a product by the activation
@@ -36,6 +37,8 @@ struct Layout<'a> {
     paired: Option<u32>,
     /// The output matrix's product for one token, which gives the logits.
     logits: bool,
+    /// How the first two segments turn (quant.wgsl's `rope_n_rot` and after).
+    rotation: Option<Rotation>,
 }
 
 impl<'a> Batch<'a> {
@@ -83,11 +86,46 @@ impl<'a> Batch<'a> {
         outputs: &[(u32, View<'a>)],
         ntok: u32,
     ) {
+        self.split_product(w, x, outputs, ntok, None);
+    }
+
+    /// [`Batch::matmul_split`] of a layer's Q, K and V that rotates Q's and K's adjacent
+    /// pairs by rotary position embedding as it stores them, so no pass of
+    /// [`Batch::rope`] follows; only where [`Batch::rotates_pairs`] says it can.
+    pub fn matmul_split_rotated(
+        &mut self,
+        w: &'a Weight,
+        x: View<'a>,
+        outputs: &[(u32, View<'a>); 3],
+        ntok: u32,
+        rotation: Rotation,
+    ) {
+        assert!(!rotation.neox, "a product rotates adjacent pairs only");
+        assert!(self.rotates_pairs(w, ntok), "a rotating product where one can run");
+        self.split_product(w, x, outputs, ntok, Some(rotation));
+    }
+
+    /// Whether a split product of `ntok` tokens through `w` can rotate adjacent pairs of
+    /// its rows ([`Batch::matmul_split_rotated`]): where its kernel holds each pair and
+    /// no part of the weight splits one.
+    pub fn rotates_pairs(&self, w: &Weight, ntok: u32) -> bool {
+        self.kernels.rotates_pairs(ntok, w.nrows / w.matrices)
+            && w.parts.iter().all(|part| part.rows % 2 == 0)
+    }
+
+    fn split_product(
+        &mut self,
+        w: &'a Weight,
+        x: View<'a>,
+        outputs: &[(u32, View<'a>)],
+        ntok: u32,
+        rotation: Option<Rotation>,
+    ) {
         let [(first_rows, y), rest @ ..] = outputs else {
             panic!("a split product has an output");
         };
         assert!(rest.len() <= 2, "a product writes at most three segments");
-        let mut layout = Layout::default();
+        let mut layout = Layout { rotation, ..Layout::default() };
         let mut split = *first_rows;
         for (segment, &(rows, view)) in layout.segments.iter_mut().zip(rest) {
             *segment = Some((split, view));
@@ -159,6 +197,10 @@ impl<'a> Batch<'a> {
         let [segment1, segment2] = layout.segments.map(|segment| {
             segment.map_or([0, 0, 0], |(split, view)| [split, view.offset, view.stride])
         });
+        let rotation = layout.rotation.map_or([0; 4], |r| {
+            assert!(product.holds_pairs, "the product that rotates holds each pair");
+            [r.n_rot, r.head_dim, r.pos0, r.freq_base.to_bits()]
+        });
         let [y1, y2] = [0, 1].map(|i| {
             layout.segments[i].map_or(&kernels.unsegmented[i].buffer, |(_, view)| view.buffer)
         });
@@ -186,6 +228,7 @@ impl<'a> Batch<'a> {
                 &segment1,
                 &segment2,
                 &[layout.paired.unwrap_or(0), part.first],
+                &rotation,
             ]
             .concat();
             let bindings = vec![

@@ -41,6 +41,14 @@ struct MatmulParams {
     // The buffer row where this product's matrix starts (one of several matrices
     // stacked in one weight; 0 for a weight of its own).
     w_row0: u32,
+    // A split product whose first two segments are a layer's Q and K, in heads of
+    // `rope_head_dim` rows whose leading `rope_n_rot` turn in adjacent pairs, rotates
+    // them by rotary position embedding as it stores them (token t at position
+    // `rope_pos0 + t`), which saves rope.wgsl's pass; `rope_n_rot` 0: no rotation.
+    rope_n_rot: u32,
+    rope_head_dim: u32,
+    rope_pos0: u32,
+    rope_freq_base: f32,
 }
 
 const UNROUTED: u32 = 0xffffffffu;
@@ -121,13 +129,28 @@ fn store(t: u32, row: u32, product: f32) {
 
 // Store kernel row `row`'s sum, given the next row's too: in a paired product the
 // even row stores act(gate) · up (`output` 3: GELU, else SiLU) as the gate's row, and
-// the odd row nothing.
+// the odd row nothing; in a product that rotates Q and K the even row stores its pair
+// rotated (`rotate_pair` comes from rotation.wgsl, appended by the host), and the odd
+// row nothing.
 fn store_sum(t: u32, row: u32, sum: f32, next: f32) {
-    if (p.paired == 0u) {
+    if (p.paired != 0u) {
+        if ((row & 1u) == 0u) {
+            let gate = sum * p.scale;
+            y[p.y_off + t * p.y_stride + row / 2u] = activate(gate, p.output == 3u) * next * p.scale;
+        }
+    } else if (p.rope_n_rot != 0u && row < p.split2) {
+        if ((row & 1u) == 0u) {
+            // The row within its head, of Q's heads or, from `split1`, of K's.
+            let i = select(row, row - p.split1, row >= p.split1) % p.rope_head_dim;
+            var pair = vec2<f32>(sum, next);
+            if (i < p.rope_n_rot) {
+                pair = rotate_pair(pair, p.rope_pos0 + t, i / 2u, p.rope_n_rot, p.rope_freq_base);
+            }
+            store(t, row, pair.x);
+            store(t, row + 1u, pair.y);
+        }
+    } else {
         store(t, row, sum);
-    } else if ((row & 1u) == 0u) {
-        let gate = sum * p.scale;
-        y[p.y_off + t * p.y_stride + row / 2u] = activate(gate, p.output == 3u) * next * p.scale;
     }
 }
 

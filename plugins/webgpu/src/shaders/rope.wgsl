@@ -3,7 +3,9 @@
 // converter permuted Q and K); mode 1 rotates (i, i + n_rot/2) pairs (NeoX, Qwen).
 // One dispatch rotates a layer's queries in `x` and its new keys in `k` (none where
 // `k_heads` is 0), as a decode step's dispatches each cost some µs of launch and
-// barrier on a GPU.
+// barrier on a GPU; where the product of Q and K can rotate them as it stores them
+// (quant.wgsl's `store_sum`), there is no such pass at all. The host appends
+// rotation.wgsl.
 
 struct RopeParams {
     ntok: u32,
@@ -30,14 +32,6 @@ fn pair_at(base: u32, pair: u32) -> vec2<u32> {
     return vec2<u32>(base + 2u * pair, base + 2u * pair + 1u);
 }
 
-// The pair `ab` rotated by the angle of pair `pair` at token `t`.
-fn rotated(ab: vec2<f32>, t: u32, pair: u32) -> vec2<f32> {
-    let theta = f32(p.pos0 + t) * pow(p.freq_base, -2.0 * f32(pair) / f32(p.n_rot));
-    let c = cos(theta);
-    let s = sin(theta);
-    return vec2<f32>(ab.x * c - ab.y * s, ab.x * s + ab.y * c);
-}
-
 @compute @workgroup_size(64)
 fn rope(@builtin(global_invocation_id) gid: vec3<u32>) {
     let pair = gid.x % (p.n_rot / 2u);
@@ -48,12 +42,12 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     if (head < p.heads) {
         let at = pair_at(p.off + (t * p.heads + head) * p.head_dim, pair);
-        let r = rotated(vec2<f32>(x[at.x], x[at.y]), t, pair);
+        let r = rotate_pair(vec2<f32>(x[at.x], x[at.y]), p.pos0 + t, pair, p.n_rot, p.freq_base);
         x[at.x] = r.x;
         x[at.y] = r.y;
     } else if (head < p.heads + p.k_heads) {
         let at = pair_at(p.k_off + (t * p.k_heads + head - p.heads) * p.head_dim, pair);
-        let r = rotated(vec2<f32>(k[at.x], k[at.y]), t, pair);
+        let r = rotate_pair(vec2<f32>(k[at.x], k[at.y]), p.pos0 + t, pair, p.n_rot, p.freq_base);
         k[at.x] = r.x;
         k[at.y] = r.y;
     }

@@ -4,9 +4,9 @@
 //! weight type, and decode shapes of every row count.
 
 use hearth_backend_check::reference;
-use hearth_model::Activation;
+use hearth_model::{Activation, RopePairs};
 use hearth_sdk::helpers::{dequantize, GgmlType};
-use hearth_webgpu::batch::{Batch, View};
+use hearth_webgpu::batch::{Batch, Rotation, View};
 use hearth_webgpu::kernels::{Kernels, Weight, SUPPORTED_TYPES};
 use hearth_webgpu::plan::{KernelPlan, MatvecInput, MatvecShape};
 
@@ -108,6 +108,57 @@ fn q_k_and_v_in_one_split_product_match_their_own_products_on_the_cpu_on_every_p
             }
         }
     }
+}
+
+#[test]
+fn q_and_k_rotated_as_a_split_product_stores_them_match_the_cpu_s_product_then_rope() {
+    let mut b = bench();
+    let sets = every_kernel_set(&b);
+    let (heads, kv_heads, head_dim, pos0) = (3usize, 2usize, 64usize, 37usize);
+    let rows = [heads * head_dim, kv_heads * head_dim, kv_heads * head_dim];
+    let mut rotated_on_a_gpu_plan = false;
+    for ty in [GgmlType::Q4_0, GgmlType::F16] {
+        let matrices = matrices(&mut b, ty, &rows);
+        let weight = stack(&b, ty, &rows, &matrices);
+        // Every value of a head turns, or only its first half (partial rotary).
+        for (ntok, n_rot) in [(1, head_dim), (3, head_dim / 2), (11, head_dim), (70, head_dim)] {
+            let x_values = b.values(ntok * NCOLS);
+            let x = b.buffer(&x_values);
+            let x_view = View::new(&x.buffer, 0, NCOLS as u32);
+            let mut expected: Vec<Vec<f32>> = matrices
+                .iter()
+                .map(|(_, w)| reference::matmul(w, NCOLS, &x_values, ntok))
+                .collect();
+            for (values, heads) in expected.iter_mut().zip([heads, kv_heads]) {
+                reference::rope(values, heads, head_dim, n_rot, pos0, RopePairs::Adjacent, 1e4);
+            }
+            let rotation = Rotation {
+                head_dim: head_dim as u32,
+                n_rot: n_rot as u32,
+                pos0: pos0 as u32,
+                neox: false,
+                freq_base: 1e4,
+            };
+            for (what, kernels, tolerance) in &sets {
+                let mut batch = Batch::new(&b.gpu, kernels);
+                if !batch.rotates_pairs(&weight, ntok as u32) {
+                    continue;
+                }
+                rotated_on_a_gpu_plan |= what.starts_with("GPU");
+                let outputs = rows.map(|r| b.poisoned(ntok * r));
+                let views = [0, 1, 2]
+                    .map(|i| (rows[i] as u32, View::new(&outputs[i].buffer, 0, rows[i] as u32)));
+                batch.matmul_split_rotated(&weight, x_view, &views, ntok as u32, rotation);
+                batch.submit();
+                for (i, (y, expected)) in outputs.iter().zip(&expected).enumerate() {
+                    let error = relative_error(&b.read(y, ntok * rows[i]), expected);
+                    let context = format!("{ty}, {what}, {ntok} tokens, n_rot {n_rot}, matrix {i}");
+                    assert!(error < *tolerance, "{context}: {error}");
+                }
+            }
+        }
+    }
+    assert!(rotated_on_a_gpu_plan, "the GPU plans' products rotate Q and K as they store them");
 }
 
 #[test]
