@@ -236,7 +236,6 @@ impl<'a> Batch<'a> {
         eps: f32,
         accumulate: bool,
     ) {
-        let [gx, gy] = split_groups(rows);
         let quantizes = !accumulate && InputQuantizer::fits(n, rows);
         match self.kernels.quantize_input.as_ref().filter(|_| quantizes) {
             Some(quantizer) => {
@@ -244,7 +243,8 @@ impl<'a> Batch<'a> {
                 let words = [rows, n, x.offset, y.offset, eps.to_bits(), 0, 0, 0, stride];
                 let bindings =
                     vec![(1, x.buffer), (2, w), (3, y.buffer), (7, &quantizer.buffer.buffer)];
-                self.push(&quantizer.rmsnorm, bindings, &words, [gx, gy, 1]);
+                let groups = [n.div_ceil(quantizer.pass_values), rows, 1];
+                self.push(&quantizer.rmsnorm, bindings, &words, groups);
                 self.quantized = Some(QuantizedRows {
                     x: View::new(y.buffer, y.offset, n),
                     ncols: n,
@@ -254,6 +254,7 @@ impl<'a> Batch<'a> {
             None => {
                 let words = [rows, n, x.offset, y.offset, eps.to_bits(), u32::from(accumulate)];
                 let bindings = vec![(1, x.buffer), (2, w), (3, y.buffer)];
+                let [gx, gy] = split_groups(rows);
                 self.push(&self.kernels.rmsnorm, bindings, &words, [gx, gy, 1]);
             }
         }

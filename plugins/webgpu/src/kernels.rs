@@ -284,8 +284,8 @@ pub(crate) struct InputQuantizer {
     pub(crate) attention_combine: wgpu::ComputePipeline,
     pub(crate) input: MatvecInput,
     pub(crate) buffer: GpuBuffer,
-    /// The values a workgroup of `pass` quantizes: four for each of norm.wgsl's `WG`
-    /// invocations.
+    /// The values a workgroup of `pass` and of `rmsnorm` quantizes: four for each of
+    /// norm.wgsl's `WG` invocations.
     pub(crate) pass_values: u32,
 }
 

@@ -1,9 +1,10 @@
-// Reductions over contiguous rows of n elements, one workgroup per row. A decode step
-// normalizes one row of a few thousand values, so one workgroup does all the work:
-// its invocations load four values each before using any (`x4`), so a GPU has four
-// loads of each in flight instead of waiting for each in turn. With 64 invocations
-// loading one at a time, an 8B model's 4096-wide norm took 35 µs on an H100 (a
-// quarter of a decode step's GPU time went to the 65 norms).
+// Reductions over contiguous rows of n elements, one workgroup per row (and for
+// rmsnorm_quantized per slice of a row). A decode step normalizes one row of a few
+// thousand values, so a few workgroups do all the work: their invocations load
+// several values each before using any (`x4`), so a GPU has those loads in flight
+// instead of waiting for each in turn. With 64 invocations loading one at a time, an
+// 8B model's 4096-wide norm took 35 µs on an H100 (a quarter of a decode step's GPU
+// time went to the 65 norms).
 // rmsnorm: out = x / sqrt(mean(x²) + eps) * w, or out += that (a sandwich norm feeding
 // the residual stream); also serves the per-head QK-norm, where a row is one head.
 // rescale_to_norm: y *= |x| / |y| (Gemma 3n's AltUp streams, rescaled to another's L2
@@ -59,12 +60,16 @@ fn workgroup_sum(lid: u32, value: f32) -> f32 {
     return total;
 }
 
-// 1 / sqrt(mean(x²) + eps) of the row of x from `xb`.
+// 1 / sqrt(mean(x²) + eps) of the row of x from `xb`, sixteen loads an invocation in
+// flight (a 4096-wide row in one round).
 fn inverse_rms(lid: u32, xb: u32) -> f32 {
     var sum = vec4<f32>(0.0);
-    for (var i = lid; i < p.n; i += 4u * WG) {
-        let v = x4(xb, i);
-        sum += v * v;
+    for (var i = lid; i < p.n; i += 16u * WG) {
+        let a = x4(xb, i);
+        let b = x4(xb, i + 4u * WG);
+        let c = x4(xb, i + 8u * WG);
+        let d = x4(xb, i + 12u * WG);
+        sum += a * a + b * b + c * c + d * d;
     }
     return inverseSqrt(workgroup_sum(lid, sum.x + sum.y + sum.z + sum.w) / f32(p.n) + p.eps);
 }
@@ -122,31 +127,32 @@ fn quantize_input(
 }
 
 // rmsnorm of rows of a multiple of 32 values into y, each also quantized as
-// quantize_input does.
+// quantize_input does. As there, a workgroup takes 4 · WG values of a row; each sums
+// the whole row's squares itself. A workgroup that normed and quantized a whole row,
+// a slice after another, was a chain of four rounds of loads and some 30 barriers
+// for a 4096-wide row on a GPU where a few workgroups cost no more than one.
 @compute @workgroup_size(WG)
 fn rmsnorm_quantized(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let row = wid.x + wid.y * 65535u;
+    let row = wid.y;
     if (row >= p.rows) {
         return;
     }
     let xb = p.x_off + row * p.n;
     let inv = inverse_rms(lid, xb);
     let yb = p.y_off + row * p.n;
-    for (var base = 0u; base < p.n; base += 4u * WG) {
-        let i = base + 4u * lid;
-        let inside = i < p.n;
-        var v = vec4<f32>(0.0);
-        if (inside) {
-            v = x_vec4(xb + i) * inv * w_vec4(i);
-            for (var j = 0u; j < 4u; j++) {
-                y[yb + i + j] = v[j];
-            }
+    let i = wid.x * 4u * WG + 4u * lid;
+    let inside = i < p.n;
+    var v = vec4<f32>(0.0);
+    if (inside) {
+        v = x_vec4(xb + i) * inv * w_vec4(i);
+        for (var j = 0u; j < 4u; j++) {
+            y[yb + i + j] = v[j];
         }
-        quantize_lanes(lid, v, inside, row * p.out_stride, p.out_stride, i / 32u, p.n / 32u);
     }
+    quantize_lanes(lid, v, inside, row * p.out_stride, p.out_stride, i / 32u, p.n / 32u);
 }
 
 @compute @workgroup_size(WG)

@@ -426,7 +426,9 @@ fn rmsnorm_matches_the_cpu_within_1e_5() {
 #[test]
 fn products_of_normed_rows_read_the_norm_s_quantization_until_the_rows_change() {
     let mut b = bench();
-    let (rows, n, ntok) = (64usize, 256usize, 3usize);
+    // Rows wider than one round of the norm's loads (4 096 values), in slices of 1 024
+    // a workgroup, the last in part.
+    let (rows, n, ntok) = (64usize, 4640usize, 3usize);
     let (x, norm_w, bias) = (b.values(ntok * n), b.values(n), b.values(n));
     let bytes = b.weight_bytes(GgmlType::Q4_0, rows * n);
     let mut w = vec![0.0; rows * n];
