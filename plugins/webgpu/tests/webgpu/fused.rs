@@ -150,10 +150,13 @@ fn q_and_k_rotated_as_a_split_product_stores_them_match_the_cpu_s_product_then_r
                     .map(|i| (rows[i] as u32, View::new(&outputs[i].buffer, 0, rows[i] as u32)));
                 batch.matmul_split_rotated(&weight, x_view, &views, ntok as u32, rotation);
                 batch.submit();
+                // The product's tolerance and the rotation's own, as rope.wgsl's test
+                // allows it: a GPU's sine and cosine are approximations.
+                let tolerance = tolerance + 1e-4;
                 for (i, (y, expected)) in outputs.iter().zip(&expected).enumerate() {
                     let error = relative_error(&b.read(y, ntok * rows[i]), expected);
                     let context = format!("{ty}, {what}, {ntok} tokens, n_rot {n_rot}, matrix {i}");
-                    assert!(error < *tolerance, "{context}: {error}");
+                    assert!(error < tolerance, "{context}: {error}");
                 }
             }
         }

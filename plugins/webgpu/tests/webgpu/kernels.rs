@@ -1,5 +1,6 @@
 //! Each WGSL kernel against its CPU reference on fresh random inputs (the seed is
-//! printed), with every output buffer poisoned with NaN beforehand so a skipped write
+//! printed; `HEARTH_TEST_SEED` replays one), with every output buffer poisoned with NaN
+//! beforehand so a skipped write
 //! shows. Errors are normwise: max |gpu − cpu| / max |cpu| must stay under the bound
 //! stated in each test (f32 on the GPU against f64 accumulation on the CPU).
 
@@ -24,9 +25,13 @@ pub(crate) struct Bench {
 }
 
 pub(crate) fn bench() -> Bench {
-    let seed =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-            as u64;
+    let seed = match std::env::var("HEARTH_TEST_SEED") {
+        Ok(seed) => seed.parse().expect("HEARTH_TEST_SEED is a number"),
+        Err(_) => {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+                as u64
+        }
+    };
     println!("random seed {seed}");
     let gpu = Gpu::new().expect("a wgpu adapter (install mesa-vulkan-drivers for lavapipe)");
     let kernels = Kernels::new(&gpu, gpu.plan);
