@@ -511,7 +511,7 @@ impl Kernels {
 
     /// Whether the product of `ntok` tokens of a matrix of `rows` rows can rotate the
     /// adjacent pairs of Q and K as it stores them
-    /// ([`Batch::matmul_split`](crate::batch::Batch::matmul_split) with a rotation).
+    /// ([`Batch::matmul_split_rotated`](crate::batch::Batch::matmul_split_rotated)).
     pub(crate) fn rotates_pairs(&self, ntok: u32, rows: u32) -> bool {
         self.product(ntok, rows, false, false).is_some_and(|product| product.holds_pairs)
     }
