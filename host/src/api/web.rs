@@ -113,6 +113,7 @@ const ASSETS: &[Asset] = &[
     shader!("rope.wgsl"),
     shader!("rotation.wgsl"),
     shader!("attention.wgsl"),
+    shader!("attention_tile.wgsl"),
     shader!("gated.wgsl"),
     shader!("rows.wgsl"),
     shader!("route.wgsl"),

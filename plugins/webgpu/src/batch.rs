@@ -303,11 +303,17 @@ impl<'a> Batch<'a> {
         pos0: u32,
         window: Option<u32>,
     ) {
-        let (split, keys) = match &self.kernels.attention_split_few {
-            Some(few) if ntok <= MATVEC_TOKENS => (few, FEW_QUERIES_ATTENTION_KEYS),
-            _ => (&self.kernels.attention_split, ATTENTION_KEYS),
+        let tile = self.kernels.attention_tile.as_ref().filter(|_| shape.tiles(ntok));
+        let (split, splits) = match (&self.kernels.attention_split_few, tile) {
+            (_, Some(tile)) => (tile, (pos0 + ntok).div_ceil(TILE_SPLIT_KEYS)),
+            (Some(few), None) if ntok <= MATVEC_TOKENS => {
+                (few, attention_splits(pos0 + ntok, window, FEW_QUERIES_ATTENTION_KEYS))
+            }
+            _ => (
+                &self.kernels.attention_split,
+                attention_splits(pos0 + ntok, window, ATTENTION_KEYS),
+            ),
         };
-        let splits = attention_splits(pos0 + ntok, window, keys);
         let words = [
             ntok,
             shape.heads,
@@ -320,7 +326,10 @@ impl<'a> Batch<'a> {
         ];
         let [sums, stats] = partials;
         let bindings = vec![(1, q), (2, k), (3, v), (4, sums), (5, stats)];
-        let groups = [shape.heads, ntok, splits];
+        let groups = match tile {
+            Some(_) => [shape.kv_heads, ntok.div_ceil(shape.tile_tokens()), splits],
+            None => [shape.heads, ntok, splits],
+        };
         self.push(split, bindings, &words, groups);
         let groups = [shape.heads, ntok, 1];
         // The output quantized for the product after it, where that product reads 8-bit
@@ -530,6 +539,13 @@ pub(crate) const ATTENTION_KEYS: u32 = 128;
 /// the GPU plans: each key is then read in one round of loads.
 pub(crate) const FEW_QUERIES_ATTENTION_KEYS: u32 = 32;
 
+/// Query (token, head) rows a workgroup of attention_tile.wgsl covers (`QUERIES`), the
+/// widest head it takes (4 · `HEAD4`), and the keys of its splits (`SPLIT_KEYS`): a split
+/// begins at a multiple of them, whatever the window.
+pub(crate) const TILE_QUERIES: u32 = 16;
+pub(crate) const TILE_HEAD_DIM: u32 = 128;
+pub(crate) const TILE_SPLIT_KEYS: u32 = 256;
+
 /// Attention splits per (head, token) of `per_split` keys when the last query sees
 /// `keys` keys.
 fn attention_splits(keys: u32, window: Option<u32>, per_split: u32) -> u32 {
@@ -539,6 +555,23 @@ fn attention_splits(keys: u32, window: Option<u32>, per_split: u32) -> u32 {
 impl AttentionShape {
     /// The largest head the attention kernel holds in workgroup memory.
     pub const MAX_HEAD_DIM: u32 = 256;
+
+    /// Whether `ntok` queries take attention_tile.wgsl (where the plan has it): more than
+    /// a decode step's, heads of a power of two values up to [`TILE_HEAD_DIM`] (so an
+    /// invocation's four dimensions tile the workgroup), and at most [`TILE_QUERIES`] query
+    /// heads a KV head.
+    fn tiles(&self, ntok: u32) -> bool {
+        ntok > MATVEC_TOKENS
+            && self.head_dim.is_power_of_two()
+            && (4..=TILE_HEAD_DIM).contains(&self.head_dim)
+            && self.heads / self.kv_heads <= TILE_QUERIES
+    }
+
+    /// The tokens one of attention_tile.wgsl's workgroups covers: as many as their query
+    /// heads fit in [`TILE_QUERIES`] rows.
+    fn tile_tokens(&self) -> u32 {
+        TILE_QUERIES / (self.heads / self.kv_heads)
+    }
 
     /// The f32 values of the two scratch buffers attention needs for `ntok` queries:
     /// the splits' weighted value sums and their (max, sum) pairs.

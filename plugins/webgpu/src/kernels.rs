@@ -42,6 +42,15 @@ const REDUCE_SUBGROUP: &str = include_str!("shaders/reduce_subgroup.wgsl");
 const REDUCE_SHARED: &str = include_str!("shaders/reduce_shared.wgsl");
 const ATTENTION: &str =
     concat!(include_str!("shaders/attention.wgsl"), "\n", include_str!("shaders/quantize.wgsl"));
+/// attention_tile.wgsl after attention.wgsl (with the quantize.wgsl it calls), whose
+/// parameters and bindings it uses.
+const ATTENTION_TILE: &str = concat!(
+    include_str!("shaders/attention.wgsl"),
+    "\n",
+    include_str!("shaders/quantize.wgsl"),
+    "\n",
+    include_str!("shaders/attention_tile.wgsl")
+);
 pub(crate) const ACTIVATION: &str = include_str!("shaders/activation.wgsl");
 const ROUTE: &str = include_str!("shaders/route.wgsl");
 const ARGMAX: &str = include_str!("shaders/argmax.wgsl");
@@ -350,6 +359,9 @@ pub struct Kernels {
     /// lavapipe those decoded SmolLM2 5 % slower).
     pub(crate) attention_split: wgpu::ComputePipeline,
     pub(crate) attention_split_few: Option<wgpu::ComputePipeline>,
+    /// attention_tile.wgsl, on the GPU plans, for a prompt's queries in tiles of
+    /// (token, head) rows that share their keys' loads.
+    pub(crate) attention_tile: Option<wgpu::ComputePipeline>,
     pub(crate) attention_combine: wgpu::ComputePipeline,
     pub(crate) gated: wgpu::ComputePipeline,
     pub(crate) add_bias: wgpu::ComputePipeline,
@@ -464,6 +476,8 @@ impl Kernels {
                 let source = with_constants(ATTENTION, &[("KEYS", FEW_QUERIES_ATTENTION_KEYS)]);
                 pipeline(gpu, "attention split, few queries", &source, "attention_split")
             }),
+            attention_tile: gpu_plan
+                .then(|| pipeline(gpu, "attention tile", ATTENTION_TILE, "attention_tile")),
             attention_combine: pipeline(gpu, "attention combine", ATTENTION, "attention_combine"),
             gated: pipeline(
                 gpu,
@@ -657,6 +671,9 @@ mod tests {
         assert_eq!(shader_constant(TOP_K, "SPAN"), TOP_K_SPAN);
         assert_eq!(shader_constant(TOP_K, "K"), TOP_K_MAX);
         assert_eq!(shader_constant(ATTENTION, "KEYS"), crate::batch::ATTENTION_KEYS);
+        assert_eq!(shader_constant(ATTENTION_TILE, "SPLIT_KEYS"), crate::batch::TILE_SPLIT_KEYS);
+        assert_eq!(shader_constant(ATTENTION_TILE, "QUERIES"), crate::batch::TILE_QUERIES);
+        assert_eq!(shader_constant(ATTENTION_TILE, "HEAD4") * 4, crate::batch::TILE_HEAD_DIM);
         let matrix_rows = shader_constant(MATMUL_MATRIX, "ROWS");
         assert_eq!(shader_constant(MATMUL_MATRIX, "COPIES"), matrix_copies(matrix_rows));
         assert!(MATRIX_UBATCH.is_multiple_of(64));

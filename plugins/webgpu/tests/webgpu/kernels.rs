@@ -543,17 +543,28 @@ fn rope_of_queries_and_keys_in_both_pair_layouts_matches_the_cpu_within_1e_4() {
 }
 
 /// A decode step's few queries take splits of 32 keys, four invocations a key; more
-/// queries take splits of 128, an invocation a key: both, on every plan, with heads
-/// whose keys take one round of loads and heads whose keys take several.
+/// queries take splits of 128, an invocation a key, or on the GPU plans tiles of
+/// (token, head) rows in splits of 256 keys: each, on every plan, with heads whose keys
+/// take one round of loads and heads whose keys take several, with one, three and eight
+/// query heads a KV head, after a cached context and from the first position.
 #[test]
 fn grouped_query_attention_over_several_splits_with_and_without_a_window_matches_the_cpu_within_1e_5(
 ) {
     let mut b = bench();
-    // Up to 320 keys: three splits of 128 keys or ten of 32, the last part full.
-    let (heads, kv_heads, ctx, pos0) = (6usize, 2usize, 320usize, 300usize);
+    // Up to 320 keys: three splits of 128 keys, ten of 32 or two of 256.
+    let ctx = 320usize;
+    let cases = [
+        (64usize, 1usize, 6usize, 2usize, 300usize),
+        (64, 5, 6, 2, 300),
+        (128, 3, 6, 2, 300),
+        (64, 20, 6, 2, 300),
+        (128, 20, 6, 2, 300),
+        (32, 37, 8, 1, 0),
+        (128, 70, 4, 4, 250),
+    ];
     for plan in KernelPlan::every(b.gpu.offers()) {
         let kernels = Kernels::new(&b.gpu, plan);
-        for (hd, ntok) in [(64usize, 1usize), (64, 5), (128, 3), (64, 20), (128, 20)] {
+        for (hd, ntok, heads, kv_heads, pos0) in cases {
             let q = b.values(ntok * heads * hd);
             let k = b.values(ctx * kv_heads * hd);
             let v = b.values(ctx * kv_heads * hd);
@@ -591,7 +602,9 @@ fn grouped_query_attention_over_several_splits_with_and_without_a_window_matches
                 };
                 let expected = reference::attention(&q, &k, &v, geometry);
                 let error = relative_error(&b.read(&out, q.len()), &expected);
-                let what = format!("{plan}, heads of {hd}, {ntok} queries, window {window:?}");
+                let what = format!(
+                    "{plan}, {heads}/{kv_heads} heads of {hd}, {ntok} queries from {pos0}, window {window:?}"
+                );
                 assert!(error < 1e-5, "{what}: relative error {error}");
             }
         }
