@@ -11,10 +11,11 @@
 //
 // The split's keys go through workgroup memory BLOCK at a time: the block's keys, then
 // every row's scores against them (an invocation per key and four rows), the rows' running
-// max and sum (online softmax: what came before is rescaled when the max grows), the
-// block's values, and each row's weighted sum (an invocation per four dimensions and up
-// to four rows). Heads are up to 128 values, a power of two that divides 4·WG (the host
-// runs `attention_split` for others), and a KV head has at most QUERIES query heads.
+// max and sum (online softmax: what came before is rescaled when the max grows; eight
+// invocations a row, so QUERIES · 8 = WG), the block's values, and each row's weighted
+// sum (an invocation per four dimensions and up to four rows). Heads are up to 128
+// values, a power of two that divides 4·WG (the host runs `attention_split` for others),
+// and a KV head has at most QUERIES query heads.
 //
 // Splits begin at multiples of SPLIT_KEYS, so a split may end before a tile's last key
 // or hold none of a row's keys: such a row's slot gets max LOWEST, sum 0 and zero values,
@@ -40,24 +41,17 @@ var<workgroup> tile_scores: array<f32, QUERIES * SCORE_STRIDE>;
 var<workgroup> row_max: array<f32, QUERIES>;
 var<workgroup> row_sum: array<f32, QUERIES>;
 var<workgroup> row_rescale: array<f32, QUERIES>;
+// Each invocation's share of its row's max, then of its sum: eight invocations a row.
+var<workgroup> row_parts: array<f32, WG>;
 
-// Key `key` of the block at `first` into `tile_kv`, from `cache` (keys or values):
-// dimensions spread over neighbouring invocations, so the loads are coalesced; keys past
-// `end` load the last one again (their weights are 0).
-fn load_block_keys(lid: u32, first: u32, end: u32, kv_base4: u32, kv_dim4: u32) {
-    let hd4 = p.head_dim / 4u;
-    for (var i = lid; i < BLOCK * hd4; i += WG) {
-        let key = min(first + i / hd4, end - 1u);
-        tile_kv[(i / hd4) * KV_STRIDE + i % hd4] = k[key * kv_dim4 + kv_base4 + i % hd4];
-    }
+// Where value i of a block of keys (or values) goes in `tile_kv`, and where it lies in
+// the cache: dimensions spread over neighbouring invocations, so the loads are coalesced;
+// keys past `end` load the last one again (their weights are 0).
+fn block_slot(i: u32, hd4: u32) -> u32 {
+    return (i / hd4) * KV_STRIDE + i % hd4;
 }
-
-fn load_block_values(lid: u32, first: u32, end: u32, kv_base4: u32, kv_dim4: u32) {
-    let hd4 = p.head_dim / 4u;
-    for (var i = lid; i < BLOCK * hd4; i += WG) {
-        let key = min(first + i / hd4, end - 1u);
-        tile_kv[(i / hd4) * KV_STRIDE + i % hd4] = v[key * kv_dim4 + kv_base4 + i % hd4];
-    }
+fn cache_index(i: u32, hd4: u32, first: u32, end: u32, kv_base4: u32) -> u32 {
+    return min(first + i / hd4, end - 1u) * p.kv_heads * hd4 + kv_base4 + i % hd4;
 }
 
 @compute @workgroup_size(WG)
@@ -68,7 +62,6 @@ fn attention_tile(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     let t0 = wid.y * tokens;
     let split = wid.z;
     let hd4 = p.head_dim / 4u;
-    let kv_dim4 = p.kv_heads * hd4;
     let kv_base4 = wid.x * hd4;
     let last_token = min(t0 + tokens, p.ntok) - 1u;
     // The keys any of the tile's rows sees in this split.
@@ -96,51 +89,74 @@ fn attention_tile(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     var acc: array<vec4<f32>, 4>;
     for (var first = begin; first < end; first += BLOCK) {
         workgroupBarrier();
-        load_block_keys(lid, first, end, kv_base4, kv_dim4);
+        for (var i = lid; i < BLOCK * hd4; i += WG) {
+            tile_kv[block_slot(i, hd4)] = k[cache_index(i, hd4, first, end, kv_base4)];
+        }
         workgroupBarrier();
-        let key = first + key_lane;
-        for (var j = 0u; j < QUERIES / score_rows; j++) {
-            let r = lid / BLOCK + score_rows * j;
-            var dot4 = vec4<f32>(0.0);
-            for (var d = 0u; d < hd4; d++) {
-                dot4 += tile_queries[r * hd4 + d] * tile_kv[key_lane * KV_STRIDE + d];
+        // Each key's vector is read once for the invocation's four rows.
+        var dots: array<vec4<f32>, 4>;
+        for (var d = 0u; d < hd4; d++) {
+            let key4 = tile_kv[key_lane * KV_STRIDE + d];
+            for (var j = 0u; j < 4u; j++) {
+                dots[j] += tile_queries[(lid / BLOCK + score_rows * j) * hd4 + d] * key4;
             }
+        }
+        let key = first + key_lane;
+        for (var j = 0u; j < 4u; j++) {
+            let r = lid / BLOCK + score_rows * j;
             let t = t0 + r / group;
             let sees = r < rows && t < p.ntok && key < end && key >= first_key(t) && key <= p.pos0 + t;
-            let score = (dot4.x + dot4.y + dot4.z + dot4.w) * p.scale;
+            let score = (dots[j].x + dots[j].y + dots[j].z + dots[j].w) * p.scale;
             tile_scores[r * SCORE_STRIDE + key_lane] = select(LOWEST, score, sees);
         }
         workgroupBarrier();
-        // Each row's new max, its block's weights and their sum; the values load beside.
-        load_block_values(lid, first, end, kv_base4, kv_dim4);
-        if (lid < rows) {
-            let at = lid * SCORE_STRIDE;
-            var block_max = LOWEST;
-            for (var i = 0u; i < BLOCK; i++) {
-                block_max = max(block_max, tile_scores[at + i]);
-            }
-            let m = max(row_max[lid], block_max);
-            var sum = 0.0;
-            for (var i = 0u; i < BLOCK; i++) {
-                let score = tile_scores[at + i];
-                let weight = select(0.0, exp(score - m), score > LOWEST);
-                tile_scores[at + i] = weight;
-                sum += weight;
-            }
-            let rescale = exp(row_max[lid] - m);
-            row_rescale[lid] = rescale;
-            row_sum[lid] = row_sum[lid] * rescale + sum;
-            row_max[lid] = m;
+        // The values load while each row's eight invocations find its new max, turn its
+        // block's scores into weights and add them up, four scores each.
+        for (var i = lid; i < BLOCK * hd4; i += WG) {
+            tile_kv[block_slot(i, hd4)] = v[cache_index(i, hd4, first, end, kv_base4)];
+        }
+        let row = lid / 8u;
+        let at = row * SCORE_STRIDE + (lid % 8u) * 4u;
+        var part_max = LOWEST;
+        for (var i = 0u; i < 4u; i++) {
+            part_max = max(part_max, tile_scores[at + i]);
+        }
+        row_parts[lid] = part_max;
+        workgroupBarrier();
+        var m = row_max[row];
+        for (var i = 0u; i < 8u; i++) {
+            m = max(m, row_parts[row * 8u + i]);
+        }
+        var part_sum = 0.0;
+        for (var i = 0u; i < 4u; i++) {
+            let score = tile_scores[at + i];
+            let weight = select(0.0, exp(score - m), score > LOWEST);
+            tile_scores[at + i] = weight;
+            part_sum += weight;
         }
         workgroupBarrier();
+        row_parts[lid] = part_sum;
+        workgroupBarrier();
+        if (lid % 8u == 0u) {
+            var sum = 0.0;
+            for (var i = 0u; i < 8u; i++) {
+                sum += row_parts[lid + i];
+            }
+            let rescale = exp(row_max[row] - m);
+            row_rescale[row] = rescale;
+            row_sum[row] = row_sum[row] * rescale + sum;
+            row_max[row] = m;
+        }
+        workgroupBarrier();
+        // Each value vector is read once for the invocation's rows.
         for (var j = 0u; j < 4u; j++) {
-            let r = lid / hd4 + value_rows * j;
-            if (r < rows) {
-                var total = acc[j] * row_rescale[r];
-                for (var i = 0u; i < BLOCK; i++) {
-                    total += tile_scores[r * SCORE_STRIDE + i] * tile_kv[i * KV_STRIDE + d4];
-                }
-                acc[j] = total;
+            acc[j] *= row_rescale[min(lid / hd4 + value_rows * j, QUERIES - 1u)];
+        }
+        for (var i = 0u; i < BLOCK; i++) {
+            let value = tile_kv[i * KV_STRIDE + d4];
+            for (var j = 0u; j < 4u; j++) {
+                let r = min(lid / hd4 + value_rows * j, QUERIES - 1u);
+                acc[j] += tile_scores[r * SCORE_STRIDE + i] * value;
             }
         }
     }

@@ -190,6 +190,15 @@ fn decode(row: u32, chunk: u32) {
 // (d·sc)·(q − 32).
 const BLOCK_ELEMS: u32 = 256u;
 const BLOCK_BYTES: u32 = 210u;
+// The nine aligned words holding the 32 bytes at `at` (even: a super-block is 210 bytes,
+// so every other one starts half a word in), each loaded once.
+fn q6_k_words(at: u32) -> array<u32, 9> {
+    var words: array<u32, 9>;
+    for (var i = 0u; i < 9u; i++) {
+        words[i] = W[(at >> 2u) + i];
+    }
+    return words;
+}
 fn decode(row: u32, chunk: u32) {
     let base = row + (chunk / 8u) * BLOCK_BYTES;
     let half = (chunk % 8u) / 4u;
@@ -201,13 +210,17 @@ fn decode(row: u32, chunk: u32) {
     // Elements 0..16 of the chunk share one scale, 16..32 the next.
     let d_lo = d * i8_at(scales);
     let d_hi = d * i8_at(scales + 1u);
+    let low_words = q6_k_words(low);
+    let high_words = q6_k_words(high);
+    let aligned = (base & 2u) == 0u;
     for (var w = 0u; w < 8u; w++) {
-        let ql = u32_at(low + w * 4u);
+        let ql = even_word(low_words[w], low_words[w + 1u], aligned);
         var nibbles = nibbles_lo(ql);
         if (k >= 2u) {
             nibbles = nibbles_hi(ql);
         }
-        let q = nibbles + 16.0 * byte_bits(u32_at(high + w * 4u), 2u * k, 3u) - 32.0;
+        let qh = even_word(high_words[w], high_words[w + 1u], aligned);
+        let q = nibbles + 16.0 * byte_bits(qh, 2u * k, 3u) - 32.0;
         wv[w] = select(d_hi, d_lo, w < 4u) * q;
     }
 }

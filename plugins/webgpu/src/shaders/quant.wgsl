@@ -154,8 +154,9 @@ fn store_sum(t: u32, row: u32, sum: f32, next: f32) {
     }
 }
 
+// The f16 at byte `i`, which is even: every block size and field offset is.
 fn f16_at(i: u32) -> f32 {
-    return unpack2x16float(u32_at(i)).x;
+    return unpack2x16float(W[i >> 2u] >> ((i & 2u) * 8u)).x;
 }
 fn byte_at(i: u32) -> u32 {
     return (W[i >> 2u] >> ((i & 3u) * 8u)) & 255u;
@@ -163,16 +164,17 @@ fn byte_at(i: u32) -> u32 {
 fn i8_at(i: u32) -> f32 {
     return f32(i32(byte_at(i) << 24u) >> 24u);
 }
-// A 32-bit word at any byte offset (Q8_0, Q4_0, Q5_0 and Q6_K blocks are not word
-// aligned; the next word, read past a buffer's end at its last block, only fills bits
-// that go unused).
+// The 32-bit word at byte `i`, which is even (Q8_0, Q4_0, Q5_0 and Q6_K blocks are not
+// word aligned; the next word, read past a buffer's end at its last block, only fills
+// bits that go unused). No branch: neighbouring invocations' blocks alternate between
+// aligned and not, and a branch would run both ways for each.
 fn u32_at(i: u32) -> u32 {
-    let s = (i & 3u) * 8u;
-    let w0 = W[i >> 2u];
-    if (s == 0u) {
-        return w0;
-    }
-    return (w0 >> s) | (W[(i >> 2u) + 1u] << (32u - s));
+    return even_word(W[i >> 2u], W[(i >> 2u) + 1u], (i & 2u) == 0u);
+}
+// The word at an even byte given the aligned words `here` (holding that byte) and
+// `next`: `here` itself where the byte is aligned, else its upper half and `next`'s lower.
+fn even_word(here: u32, next: u32, aligned: bool) -> u32 {
+    return select((here >> 16u) | (next << 16u), here, aligned);
 }
 // Word `k` of the data after a block's 2-byte head, given the block's aligned words
 // `here` (k) and `next` (k + 1): every block size is even, so a block starts at a word
