@@ -243,7 +243,7 @@ impl<'a> Batch<'a> {
                 let words = [rows, n, x.offset, y.offset, eps.to_bits(), 0, 0, 0, stride];
                 let bindings =
                     vec![(1, x.buffer), (2, w), (3, y.buffer), (7, &quantizer.buffer.buffer)];
-                let groups = [n.div_ceil(quantizer.pass_values), rows, 1];
+                let groups = quantizer.groups(n, rows);
                 self.push(&quantizer.rmsnorm, bindings, &words, groups);
                 self.quantized = Some(QuantizedRows {
                     x: View::new(y.buffer, y.offset, n),

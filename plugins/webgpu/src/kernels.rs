@@ -295,7 +295,7 @@ pub(crate) struct InputQuantizer {
     pub(crate) buffer: GpuBuffer,
     /// The values a workgroup of `pass` and of `rmsnorm` quantizes: four for each of
     /// norm.wgsl's `WG` invocations.
-    pub(crate) pass_values: u32,
+    pass_values: u32,
 }
 
 impl InputQuantizer {
@@ -317,6 +317,12 @@ impl InputQuantizer {
             buffer: gpu.storage("quantized input", bytes),
             pass_values: 4 * shader_constant(NORM, "WG"),
         }
+    }
+
+    /// The workgroups `pass` and `rmsnorm` take for `rows` rows of `ncols` values: a
+    /// slice of [`InputQuantizer::pass_values`] of a row each.
+    pub(crate) fn groups(&self, ncols: u32, rows: u32) -> [u32; 3] {
+        [ncols.div_ceil(self.pass_values), rows, 1]
     }
 
     /// Whether `ntok` tokens of `ncols` values fit the buffer (each quantized chunk is

@@ -259,7 +259,7 @@ impl<'a> Batch<'a> {
         if self.quantized != Some(rows) {
             let words = [ntok, ncols, x.offset, 0, 0, 0, 0, x.stride, stride];
             let bindings = vec![(1, x.buffer), (7, &quantizer.buffer.buffer)];
-            let groups = [ncols.div_ceil(quantizer.pass_values), ntok, 1];
+            let groups = quantizer.groups(ncols, ntok);
             self.push(&quantizer.pass, bindings, &words, groups);
             self.quantized = Some(rows);
         }
