@@ -127,6 +127,18 @@ fn matrix_workgroup_bytes(rows: u32) -> u32 {
     matrix_copies(rows) * (rows + tokens) * stride * 2 + rows / 32 * 256 * 4
 }
 
+/// The workgroup memory attention_tile.wgsl takes: its rows' queries, a block of keys
+/// (or values) one vector apart, the rows' scores one value apart, three values a row and
+/// one an invocation. 27.3 KiB: adapters that allow less keep `attention_split`.
+const ATTENTION_TILE_WORKGROUP_BYTES: u32 = {
+    let (rows, block, head4, invocations) = (16, 32, 32, 128);
+    rows * head4 * 16
+        + block * (head4 + 1) * 16
+        + rows * (block + 1) * 4
+        + 3 * rows * 4
+        + invocations * 4
+};
+
 /// The cooperative-matrix prompt product's source with tiles of `rows` rows.
 fn matrix_kernel(rows: u32) -> String {
     with_constants(MATMUL_MATRIX, &[("ROWS", rows), ("COPIES", matrix_copies(rows))])
@@ -365,8 +377,9 @@ pub struct Kernels {
     /// lavapipe those decoded SmolLM2 5 % slower).
     pub(crate) attention_split: wgpu::ComputePipeline,
     pub(crate) attention_split_few: Option<wgpu::ComputePipeline>,
-    /// attention_tile.wgsl, on the GPU plans, for a prompt's queries in tiles of
-    /// (token, head) rows that share their keys' loads.
+    /// attention_tile.wgsl, on the GPU plans where the adapter allows its workgroup
+    /// memory, for a prompt's queries in tiles of (token, head) rows that share their
+    /// keys' loads.
     pub(crate) attention_tile: Option<wgpu::ComputePipeline>,
     pub(crate) attention_combine: wgpu::ComputePipeline,
     pub(crate) gated: wgpu::ComputePipeline,
@@ -482,7 +495,8 @@ impl Kernels {
                 let source = with_constants(ATTENTION, &[("KEYS", FEW_QUERIES_ATTENTION_KEYS)]);
                 pipeline(gpu, "attention split, few queries", &source, "attention_split")
             }),
-            attention_tile: gpu_plan
+            attention_tile: (gpu_plan
+                && gpu.limits.max_compute_workgroup_storage_size >= ATTENTION_TILE_WORKGROUP_BYTES)
                 .then(|| pipeline(gpu, "attention tile", ATTENTION_TILE, "attention_tile")),
             attention_combine: pipeline(gpu, "attention combine", ATTENTION, "attention_combine"),
             gated: pipeline(
@@ -597,6 +611,12 @@ mod tests {
             let source = product_source(MATRIX_DIRECTIVES, &kernel, GgmlType::Q4_0);
             compile_to_spir_v(&format!("Q4_0, {rows} rows"), &source);
         }
+    }
+
+    #[test]
+    fn the_attention_tile_takes_the_workgroup_memory_the_host_counts_for_it() {
+        let own = workgroup_bytes(ATTENTION_TILE) - workgroup_bytes(ATTENTION);
+        assert_eq!(own, ATTENTION_TILE_WORKGROUP_BYTES);
     }
 
     #[test]
