@@ -531,8 +531,8 @@ pub struct AttentionShape {
     pub scale: f32,
 }
 
-/// Keys per attention split (`KEYS` in attention.wgsl) of a prompt's queries, so that
-/// their partial results stay small.
+/// Keys per attention split (`KEYS` in attention.wgsl) of a prompt's queries where
+/// attention_tile.wgsl does not take them, so that their partial results stay small.
 pub(crate) const ATTENTION_KEYS: u32 = 128;
 
 /// Keys per attention split of a decode step's queries, at most [`MATVEC_TOKENS`], on

@@ -19,8 +19,9 @@
 // its loads and barriers, not its bytes, so a decode step (the host substitutes KEYS
 // = 32) takes splits of 32 keys, four invocations a key: each invocation's loads are
 // then a single round, and the splits four times as many workgroups. Prompts keep
-// splits of 128, so their partial results stay a quarter as large. Heads are a
-// multiple of 4 values (forward.rs refuses others).
+// splits of 128, so their partial results stay a quarter as large; on the GPU plans
+// most prompts take attention_tile.wgsl instead, whose workgroups share each key among
+// many queries. Heads are a multiple of 4 values (forward.rs refuses others).
 
 struct AttentionParams {
     ntok: u32,
