@@ -23,7 +23,9 @@
 #                                      GPU_MATVEC, then per model and decode shape
 #                                      (GPU_BENCH_MATVEC, else GPU_MATVEC) a profiled
 #                                      bench (GPU time of each kernel in a step) and a
-#                                      plain one
+#                                      plain one; then per model a profiled prompt: 64
+#                                      prompts of 512 tokens, each with a one-token step
+#                                      (the profiler reports every 64 batches)
 #   scripts/gpu_speed.sh baseline      there, after s1 in the same call, instead of s2:
 #                                      llama-bench alone (s1's folder fits one call's carry
 #                                      with .gl; s2's does not)
@@ -255,6 +257,11 @@ kernels)
                 --runs "$RUNS" --json >"$OUT/webgpu-$id-$matvec.json" 2>"$OUT/webgpu-$id-$matvec.err"
             echo "rc=$?"; medians "$OUT/webgpu-$id-$matvec.json"; tail -3 "$OUT/webgpu-$id-$matvec.err"
         done
+        echo "== webgpu, $id, prompts of 512 tokens, profiled"
+        HEARTH_WEBGPU_PROFILE=1 timeout 300 "$W/bin/hearth" bench "$id" --backend webgpu --runs 64 \
+            --prompt-tokens 512 --gen-tokens 1 --json >"$OUT/webgpu-prompt-profiled-$id.json" \
+            2>"$OUT/webgpu-prompt-profiled-$id.err"
+        echo "rc=$?"; grep -A 14 'GPU profile' "$OUT/webgpu-prompt-profiled-$id.err" | tail -n 15
     done
     ;;
 
