@@ -1,7 +1,7 @@
 // A prompt's attention on the GPU plans, in tiles of queries: one workgroup per (KV head,
-// tile of TOKENS tokens, split of SPLIT_KEYS keys) computes the split's partial result
-// for every query head of that KV head and every token of the tile, QUERIES (token,
-// head) rows in all, so each key and value it loads serves them all. attention.wgsl's
+// tile of tokens, split of SPLIT_KEYS keys) computes the split's partial result for every
+// query head of that KV head and every token of the tile (as many tokens as their heads
+// fit in QUERIES (token, head) rows), so each key and value it loads serves every row. attention.wgsl's
 // `attention_split` gives each (head, token) a workgroup of its own that loads its keys
 // and values alone: a prompt of 512 tokens then reads each layer's cache some 16 000
 // times over. The host appends this file to attention.wgsl (its parameters, bindings and
