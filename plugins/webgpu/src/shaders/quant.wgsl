@@ -180,7 +180,7 @@ fn even_word(here: u32, next: u32, aligned: bool) -> u32 {
 // `here` (k) and `next` (k + 1): every block size is even, so a block starts at a word
 // (`odd` false: the data straddles the two words) or half a word in (`odd`: the data
 // is word-aligned). Reading aligned words halves the loads of Q4_0 and Q8_0 blocks
-// against `u32_at`, which loads two words for every unaligned one.
+// against `u32_at`, which loads two words for every word.
 fn block_word(here: u32, next: u32, odd: bool) -> u32 {
     return select((here >> 16u) | (next << 16u), next, odd);
 }
