@@ -190,12 +190,17 @@ fn decode(row: u32, chunk: u32) {
 // (d·sc)·(q − 32).
 const BLOCK_ELEMS: u32 = 256u;
 const BLOCK_BYTES: u32 = 210u;
-// The nine aligned words holding the 32 bytes at `at` (even: a super-block is 210 bytes,
-// so every other one starts half a word in), each loaded once.
-fn q6_k_words(at: u32) -> array<u32, 9> {
-    var words: array<u32, 9>;
+// The eight words of the 32 bytes at `at` (even: a super-block is 210 bytes, so every
+// other one starts half a word in), from the nine aligned words under them, each loaded
+// once.
+fn q6_k_words(at: u32) -> array<u32, 8> {
+    var aligned_words: array<u32, 9>;
     for (var i = 0u; i < 9u; i++) {
-        words[i] = W[(at >> 2u) + i];
+        aligned_words[i] = W[(at >> 2u) + i];
+    }
+    var words: array<u32, 8>;
+    for (var i = 0u; i < 8u; i++) {
+        words[i] = even_word(aligned_words[i], aligned_words[i + 1u], (at & 2u) == 0u);
     }
     return words;
 }
@@ -212,15 +217,12 @@ fn decode(row: u32, chunk: u32) {
     let d_hi = d * i8_at(scales + 1u);
     let low_words = q6_k_words(low);
     let high_words = q6_k_words(high);
-    let aligned = (base & 2u) == 0u;
     for (var w = 0u; w < 8u; w++) {
-        let ql = even_word(low_words[w], low_words[w + 1u], aligned);
-        var nibbles = nibbles_lo(ql);
+        var nibbles = nibbles_lo(low_words[w]);
         if (k >= 2u) {
-            nibbles = nibbles_hi(ql);
+            nibbles = nibbles_hi(low_words[w]);
         }
-        let qh = even_word(high_words[w], high_words[w + 1u], aligned);
-        let q = nibbles + 16.0 * byte_bits(qh, 2u * k, 3u) - 32.0;
+        let q = nibbles + 16.0 * byte_bits(high_words[w], 2u * k, 3u) - 32.0;
         wv[w] = select(d_hi, d_lo, w < 4u) * q;
     }
 }

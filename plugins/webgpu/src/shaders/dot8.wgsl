@@ -109,11 +109,8 @@ fn dot8(row: u32, chunk: u32) -> f32 {
     var xsums = vec2<i32>(0);
     let low_words = q6_k_words(low);
     let high_words = q6_k_words(high);
-    let aligned = (base & 2u) == 0u;
     for (var w = 0u; w < 8u; w++) {
-        let ql = even_word(low_words[w], low_words[w + 1u], aligned);
-        let qh = even_word(high_words[w], high_words[w + 1u], aligned);
-        let q = ((ql >> shift) & 0x0f0f0f0fu) | (((qh >> (2u * k)) & 0x03030303u) << 4u);
+        let q = ((low_words[w] >> shift) & 0x0f0f0f0fu) | (((high_words[w] >> (2u * k)) & 0x03030303u) << 4u);
         let part = select(1u, 0u, w < 4u);
         sums[part] += dot4I8Packed(q, xq[w]);
         xsums[part] += dot4I8Packed(0x01010101u, xq[w]);
