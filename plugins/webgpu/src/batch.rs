@@ -287,15 +287,18 @@ impl<'a> Batch<'a> {
         );
     }
 
-    /// Causal attention of `ntok` queries at positions `pos0..` over the cache, each
-    /// seeing only its last `window` keys when there is one; `partials` holds what
-    /// [`AttentionShape::partials`] says.
+    /// Causal attention of `ntok` queries at positions `pos0..` over the K and V caches
+    /// `cache` (of [`Kernels::cache`](crate::kernels::Kernels::cache)'s type), each seeing only its last `window` keys
+    /// when there is one. `fresh` holds the batch's own keys and values (f32, a token's
+    /// row after another), which the pass reads from there and writes into the cache at
+    /// `pos0..`; `None` where the layer reads an earlier layer's cache, which holds them
+    /// already. `partials` holds what [`AttentionShape::partials`] says.
     #[allow(clippy::too_many_arguments)] // the kernel's parameters, one each
     pub fn attention(
         &mut self,
         q: &'a wgpu::Buffer,
-        k: &'a wgpu::Buffer,
-        v: &'a wgpu::Buffer,
+        cache: [&'a wgpu::Buffer; 2],
+        fresh: Option<[&'a wgpu::Buffer; 2]>,
         partials: [&'a wgpu::Buffer; 2],
         out: &'a wgpu::Buffer,
         shape: AttentionShape,
@@ -323,9 +326,13 @@ impl<'a> Batch<'a> {
             splits,
             shape.scale.to_bits(),
             window.unwrap_or(0),
+            u32::from(fresh.is_some()),
         ];
         let [sums, stats] = partials;
-        let bindings = vec![(1, q), (2, k), (3, v), (4, sums), (5, stats)];
+        let [k, v] = cache;
+        let [k_new, v_new] = fresh
+            .unwrap_or([&self.kernels.unsegmented[0].buffer, &self.kernels.unsegmented[1].buffer]);
+        let bindings = vec![(1, q), (2, k), (3, v), (4, sums), (5, stats), (8, k_new), (9, v_new)];
         let groups = match tile {
             Some(_) => [shape.kv_heads, ntok.div_ceil(shape.tile_tokens()), splits],
             None => [shape.heads, ntok, splits],

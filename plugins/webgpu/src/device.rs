@@ -8,6 +8,7 @@ use hearth_sdk::abi_stable::std_types::RVec;
 use hearth_sdk::{DeviceInfo, DeviceKind, PluginError, Probe};
 use wgpu::util::DeviceExt;
 
+use crate::cache::CacheType;
 use crate::plan::{KernelPlan, MatvecShape, Offers};
 use crate::profile::Profiler;
 
@@ -153,6 +154,8 @@ pub struct Gpu {
     /// The kernels chosen for this adapter, and the decode product's shape.
     pub plan: KernelPlan,
     pub matvec: MatvecShape,
+    /// What the KV cache holds.
+    pub cache: CacheType,
     /// GPU time per kernel, where `HEARTH_WEBGPU_PROFILE=1` asks for it and the adapter
     /// has timestamp queries.
     pub profiler: Option<Profiler>,
@@ -184,16 +187,21 @@ const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
 
 impl Gpu {
     /// Open the best adapter with its full limits (the defaults cap storage bindings at
-    /// 128 MiB, below what large embedding tables need), its subgroup operations and
-    /// its cooperative matrices where it has them.
+    /// 128 MiB, below what large embedding tables need), its subgroup operations, f16
+    /// and cooperative matrices where it has them.
     pub fn new() -> Result<Self, PluginError> {
         let facts = find_adapter().map_err(PluginError::unsupported)?;
         let offers = facts.offers();
         let plan = facts.plan().map_err(PluginError::invalid_request)?;
         let matvec = MatvecShape::from_env().map_err(PluginError::invalid_request)?;
+        let f16 = facts.adapter.features().contains(wgpu::Features::SHADER_F16);
+        let cache = CacheType::choose(f16).map_err(PluginError::invalid_request)?;
         let mut features = wgpu::Features::empty();
         if offers.subgroups {
             features |= wgpu::Features::SUBGROUP;
+        }
+        if f16 {
+            features |= wgpu::Features::SHADER_F16;
         }
         let mut experimental_features = wgpu::ExperimentalFeatures::disabled();
         if offers.matrices {
@@ -225,6 +233,7 @@ impl Gpu {
             limits: facts.limits,
             plan,
             matvec,
+            cache,
             profiler,
             allocated: Arc::new(AtomicU64::new(0)),
         })

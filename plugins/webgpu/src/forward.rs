@@ -57,8 +57,12 @@ pub struct Scratch {
     pub(crate) ids: GpuBuffer,
     /// `A x` of a LoRA pair, [`RANK_PAD`] values per token.
     low_rank: GpuBuffer,
+    /// The batch's own keys and values in f32, as its products, norms and rotation
+    /// leave them; attention moves them into the cache.
+    k_new: GpuBuffer,
+    v_new: GpuBuffer,
     /// By the layer that writes them ([`hearth_model::LayerPlan::kv_layer`]): a layer
-    /// that shares KV has none of its own.
+    /// that shares KV has none of its own. Values of [`Kernels::cache`]'s type.
     pub(crate) k_cache: Vec<GpuBuffer>,
     pub(crate) v_cache: Vec<GpuBuffer>,
     /// Gemma 3n's AltUp streams and the other activations of its block.
@@ -89,7 +93,7 @@ impl Scratch {
                 AttentionShape::MAX_HEAD_DIM
             )));
         }
-        let kv_layer = u64::from(ctx) * u64::from(config.kv_dim()) * F32;
+        let kv_layer = u64::from(ctx) * u64::from(config.kv_dim()) * kernels.cache().bytes();
         let attention = attention_shape(config, ctx);
         let mut batch = if config.altup.is_some() { UBATCH } else { batch_tokens.max(UBATCH) };
         while batch > UBATCH && attention.partials(batch)[0] * F32 > PARTIALS_BUDGET {
@@ -140,6 +144,8 @@ impl Scratch {
             }),
             ids: gpu.storage("ids", b * F32),
             low_rank: act("low rank", RANK_PAD),
+            k_new: act("k new", config.kv_dim()),
+            v_new: act("v new", config.kv_dim()),
             k_cache: (0..kv_layers).map(|_| gpu.storage("k cache", kv_layer)).collect(),
             v_cache: (0..kv_layers).map(|_| gpu.storage("v cache", kv_layer)).collect(),
             altup: config.altup.as_ref().map(|altup| AltUpScratch::new(gpu, config, altup)),
@@ -449,14 +455,13 @@ impl Forward<'_> {
         let row = |buffer: &'b GpuBuffer, width: u32| View::new(&buffer.buffer, 0, width);
         let cache = plan.kv_layer as usize;
         let (k_cache, v_cache) = (&s.k_cache[cache].buffer, &s.v_cache[cache].buffer);
-        let cached_k = View::new(k_cache, pos * kv_dim, kv_dim);
-        let cached_v = View::new(v_cache, pos * kv_dim, kv_dim);
+        let (new_k, new_v) = (row(&s.k_new, kv_dim), row(&s.v_new, kv_dim));
         let xn = row(&s.xn, e);
         // Q, K and V before their per-head norms (QK-norm models, Gemma 3n's V), or
-        // straight into the query rows and the cache.
+        // straight into the query rows and the batch's new keys and values.
         let q_out = s.q_raw.as_ref().map_or(row(&s.q, q_dim), |q_raw| row(q_raw, q_dim));
-        let k_out = s.k_raw.as_ref().map_or(cached_k, |k_raw| row(k_raw, kv_dim));
-        let v_out = s.altup.as_ref().map_or(cached_v, |altup| row(&altup.v_raw, kv_dim));
+        let k_out = s.k_raw.as_ref().map_or(new_k, |k_raw| row(k_raw, kv_dim));
+        let v_out = s.altup.as_ref().map_or(new_v, |altup| row(&altup.v_raw, kv_dim));
         let computes_kv = plan.kv_layer == index as u32;
         let rotation = Rotation {
             head_dim: c.head_dim,
@@ -520,20 +525,20 @@ impl Forward<'_> {
         }
         if computes_kv {
             if s.k_raw.is_some() {
-                head_norm(batch, k_out, layer.vector(Role::KNorm), cached_k, c.kv_heads);
+                head_norm(batch, k_out, layer.vector(Role::KNorm), new_k, c.kv_heads);
             }
             if let Some(altup) = &s.altup {
-                head_norm(batch, v_out, &altup.unit_norm, cached_v, c.kv_heads);
+                head_norm(batch, v_out, &altup.unit_norm, new_v, c.kv_heads);
             }
         }
         if !rotated_in_product {
-            let new_keys = computes_kv.then_some(cached_k);
+            let new_keys = computes_kv.then_some(new_k);
             batch.rope(row(&s.q, q_dim), new_keys, ntok, [c.heads, c.kv_heads], rotation);
         }
         batch.attention(
             &s.q.buffer,
-            k_cache,
-            v_cache,
+            [k_cache, v_cache],
+            computes_kv.then_some([&s.k_new.buffer, &s.v_new.buffer]),
             [&s.attention_sums.buffer, &s.attention_stats.buffer],
             &s.attn.buffer,
             attention_shape(c, s.ctx),

@@ -9,6 +9,7 @@ use hearth_sdk::helpers::GgmlType;
 
 use crate::altup::AltUpKernels;
 use crate::batch::FEW_QUERIES_ATTENTION_KEYS;
+use crate::cache::CacheType;
 use crate::device::{Gpu, GpuBuffer};
 use crate::forward::UBATCH;
 use crate::plan::{KernelPlan, MatvecInput, MatvecShape};
@@ -311,9 +312,10 @@ pub(crate) struct InputQuantizer {
 }
 
 impl InputQuantizer {
-    fn new(gpu: &Gpu, input: MatvecInput) -> Self {
+    fn new(gpu: &Gpu, input: MatvecInput, cache: CacheType) -> Self {
         let parts = [("PARTS", input.parts())];
-        let (norm, attention) = (with_constants(NORM, &parts), with_constants(ATTENTION, &parts));
+        let norm = with_constants(NORM, &parts);
+        let attention = cache.source(&with_constants(ATTENTION, &parts));
         let words = quantized_input_words(input, QUANTIZED_INPUT_COLUMNS);
         let bytes = u64::from(words * MATVEC_TOKENS) * 4;
         Self {
@@ -382,6 +384,8 @@ pub struct Kernels {
     /// keys' loads.
     pub(crate) attention_tile: Option<wgpu::ComputePipeline>,
     pub(crate) attention_combine: wgpu::ComputePipeline,
+    /// What the KV cache holds (the attention kernels read and write it).
+    pub(crate) cache: CacheType,
     pub(crate) gated: wgpu::ComputePipeline,
     pub(crate) add_bias: wgpu::ComputePipeline,
     pub(crate) scale_rows: wgpu::ComputePipeline,
@@ -421,6 +425,21 @@ impl Kernels {
         plan: KernelPlan,
         matvec: MatvecShape,
         matrix_rows: Option<u32>,
+    ) -> Self {
+        Self::build(gpu, plan, matvec, matrix_rows, gpu.cache)
+    }
+
+    /// [`Kernels::new`] with a KV cache of type `cache` instead of the device's choice.
+    pub fn with_cache(gpu: &Gpu, plan: KernelPlan, cache: CacheType) -> Self {
+        Self::build(gpu, plan, gpu.matvec, None, cache)
+    }
+
+    fn build(
+        gpu: &Gpu,
+        plan: KernelPlan,
+        matvec: MatvecShape,
+        matrix_rows: Option<u32>,
+        cache: CacheType,
     ) -> Self {
         let batch_tokens = match plan {
             KernelPlan::Gpu { matrices: true, .. } => MATRIX_UBATCH,
@@ -479,6 +498,7 @@ impl Kernels {
             .collect();
         let rows = format!("{ROWS}\n{ACTIVATION}");
         let gpu_plan = matches!(plan, KernelPlan::Gpu { .. });
+        let attention = cache.source(ATTENTION);
         Self {
             few,
             logits,
@@ -490,15 +510,19 @@ impl Kernels {
             get_rows,
             rmsnorm: pipeline(gpu, "rmsnorm", NORM, "rmsnorm"),
             rope: pipeline(gpu, "rope", ROPE, "rope"),
-            attention_split: pipeline(gpu, "attention split", ATTENTION, "attention_split"),
+            attention_split: pipeline(gpu, "attention split", &attention, "attention_split"),
             attention_split_few: gpu_plan.then(|| {
-                let source = with_constants(ATTENTION, &[("KEYS", FEW_QUERIES_ATTENTION_KEYS)]);
+                let source = with_constants(&attention, &[("KEYS", FEW_QUERIES_ATTENTION_KEYS)]);
                 pipeline(gpu, "attention split, few queries", &source, "attention_split")
             }),
             attention_tile: (gpu_plan
                 && gpu.limits.max_compute_workgroup_storage_size >= ATTENTION_TILE_WORKGROUP_BYTES)
-                .then(|| pipeline(gpu, "attention tile", ATTENTION_TILE, "attention_tile")),
-            attention_combine: pipeline(gpu, "attention combine", ATTENTION, "attention_combine"),
+                .then(|| {
+                    let source = cache.source(ATTENTION_TILE);
+                    pipeline(gpu, "attention tile", &source, "attention_tile")
+                }),
+            attention_combine: pipeline(gpu, "attention combine", &attention, "attention_combine"),
+            cache,
             gated: pipeline(
                 gpu,
                 "gated",
@@ -512,7 +536,7 @@ impl Kernels {
             top_k: gpu_plan.then(|| two_passes(gpu, TOP_K, ["top_k_parts", "top_k_total"])),
             altup: AltUpKernels::new(gpu),
             quantize_input: (gpu_plan && matvec.input != MatvecInput::F32)
-                .then(|| InputQuantizer::new(gpu, matvec.input)),
+                .then(|| InputQuantizer::new(gpu, matvec.input, cache)),
             unrouted: gpu.storage("unrouted", 16),
             unsegmented: [gpu.storage("unsegmented", 16), gpu.storage("unsegmented", 16)],
         }
@@ -561,6 +585,11 @@ impl Kernels {
     /// [`UBATCH`].
     pub fn batch_tokens(&self) -> u32 {
         self.batch_tokens
+    }
+
+    /// What the KV cache holds its values in.
+    pub fn cache(&self) -> CacheType {
+        self.cache
     }
 
     /// Whether [`Batch::top_k`](crate::batch::Batch::top_k) can find top-k sampling's
@@ -659,6 +688,17 @@ mod tests {
                         compile_to_spir_v(&format!("{shape}"), &source);
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn the_attention_kernels_validate_over_caches_of_either_type() {
+        for cache in [CacheType::F16, CacheType::F32] {
+            for (name, source) in
+                [("attention.wgsl", ATTENTION), ("attention_tile.wgsl", ATTENTION_TILE)]
+            {
+                compile_to_spir_v(&format!("{name}, {cache}"), &cache.source(source));
             }
         }
     }

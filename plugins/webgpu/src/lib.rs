@@ -4,7 +4,8 @@
 //! Llama/SmolLM2, Qwen2, Qwen3, Gemma 3, Qwen3-MoE, Gemma 3n) with WGSL compute kernels
 //! on whatever adapter wgpu finds: Vulkan, Metal, DX12 or GL, or Mesa's lavapipe on the
 //! CPU. Weights stay in their GGUF encoding ([`kernels::SUPPORTED_TYPES`]) on the device
-//! and are decoded inside the matrix kernels; the KV cache lives on the device. The generation loop is
+//! and are decoded inside the matrix kernels; the KV cache lives on the device, in f16 where
+//! the device has it ([`cache`]). The generation loop is
 //! the model layer's; capabilities (architectures, tensor types) are stated in
 //! [`BackendInfo::features`] so the host skips files this backend cannot run.
 //! Tokenizer, chat template, sampling and stop strings come from
@@ -12,7 +13,7 @@
 //! with a scale.
 //!
 //! Modules: [`device`] (adapter, probe, counted buffers), [`plan`] (which kernels an
-//! adapter gets), [`kernels`] (pipelines), [`batch`] (recording and submitting
+//! adapter gets), [`cache`] (the KV cache's element type), [`kernels`] (pipelines), [`batch`] (recording and submitting
 //! dispatches), [`products`] (the matrix products a batch records), [`experts`]
 //! (mixture-of-experts routing and routed products), [`altup`] (Gemma 3n's block),
 //! [`weights`] (model shape and upload), [`lora`] (LoRA adapters), [`forward`] (the
@@ -21,6 +22,7 @@
 
 pub mod altup;
 pub mod batch;
+pub mod cache;
 pub mod device;
 pub mod experts;
 pub mod forward;

@@ -12,6 +12,7 @@ use hearth_sdk::{
     TokenSink,
 };
 
+use crate::cache::CacheType;
 use crate::device::Gpu;
 use crate::forward::{Forward, Scratch};
 use crate::kernels::Kernels;
@@ -79,6 +80,17 @@ impl WebGpuModel {
         context_size_requested: u32,
         plan: Option<KernelPlan>,
     ) -> Result<Self, PluginError> {
+        Self::load_with_kernels(path, context_size_requested, plan, None)
+    }
+
+    /// [`WebGpuModel::load_with_plan`] with a KV cache of type `cache` instead of the
+    /// device's (the tests that compare with exact arithmetic hold it in f32).
+    pub fn load_with_kernels(
+        path: &str,
+        context_size_requested: u32,
+        plan: Option<KernelPlan>,
+        cache: Option<CacheType>,
+    ) -> Result<Self, PluginError> {
         let gguf = Gguf::open(path).map_err(|error| PluginError::model_file(error.to_string()))?;
         check_types(&gguf)?;
         let config = Config::from_gguf(&gguf)?;
@@ -86,7 +98,8 @@ impl WebGpuModel {
         let text = Text::from_gguf(&gguf, &config)?;
         let ctx = context_size(context_size_requested, &config);
         let gpu = Gpu::new()?;
-        let kernels = Kernels::new(&gpu, plan.unwrap_or(gpu.plan));
+        let kernels =
+            Kernels::with_cache(&gpu, plan.unwrap_or(gpu.plan), cache.unwrap_or(gpu.cache));
         let weights = Weights::load(&gpu, &gguf, &config)?;
         Ok(Self {
             state: Mutex::default(),

@@ -22,6 +22,14 @@
 // splits of 128, so their partial results stay a quarter as large; on the GPU plans
 // most prompts take attention_tile.wgsl instead, whose workgroups share each key among
 // many queries. Heads are a multiple of 4 values (forward.rs refuses others).
+//
+// The cache holds `cache4` vectors: f16 where the device has shader-f16 (the host then
+// declares them `vec4<f16>` and enables f16: half the memory and half the reads, as
+// llama.cpp's default cache), else f32. A layer that computes K and V leaves the
+// batch's own rows in f32 in `k_new` and `v_new` (the products, norms and rotation that
+// make them write f32); this pass reads them from there and writes them into the cache,
+// so that storing them costs no pass of its own. Every key is read rounded to the
+// cache's type, wherever it lies, so a key scores the same whichever batch wrote it.
 
 struct AttentionParams {
     ntok: u32,
@@ -32,13 +40,20 @@ struct AttentionParams {
     splits: u32,  // splits per (head, token)
     scale: f32,
     window: u32,  // 0: every earlier key
+    // 1: keys from pos0 on are the batch's own, in `k_new` and `v_new`; 0: a layer
+    // that reads an earlier layer's cache, whose keys all lie there.
+    fresh: u32,
     out_stride: u32,  // attention_combine_quantized: words of `prepared` a token takes
 }
 
 @group(0) @binding(0) var<uniform> p: AttentionParams;
 @group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> k: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> v: array<vec4<f32>>;
+alias cache4 = vec4<f32>;
+@group(0) @binding(2) var<storage, read_write> k: array<cache4>;
+@group(0) @binding(3) var<storage, read_write> v: array<cache4>;
+// Row t: the key (value) at position pos0 + t, where `p.fresh` says the batch made them.
+@group(0) @binding(8) var<storage, read> k_new: array<vec4<f32>>;
+@group(0) @binding(9) var<storage, read> v_new: array<vec4<f32>>;
 // Per (token, head, split): head_dim weighted value sums, then (m, l).
 @group(0) @binding(4) var<storage, read_write> sums: array<f32>;
 @group(0) @binding(5) var<storage, read_write> stats: array<vec2<f32>>;
@@ -88,6 +103,44 @@ fn reduce_sum(lid: u32, value: f32) -> f32 {
     return result;
 }
 
+// Whether key `key` is one of the batch's own, read from `k_new` and `v_new`.
+fn is_fresh(key: u32) -> bool {
+    return p.fresh == 1u && key >= p.pos0;
+}
+
+// Vector `i` of key `key`'s row (a row holds every KV head's key, in vec4s), and of
+// its value's row.
+fn key4(key: u32, i: u32) -> vec4<f32> {
+    let row = p.kv_heads * p.head_dim / 4u;
+    if (is_fresh(key)) {
+        return vec4<f32>(cache4(k_new[(key - p.pos0) * row + i]));
+    }
+    return vec4<f32>(k[key * row + i]);
+}
+fn value4(key: u32, i: u32) -> vec4<f32> {
+    let row = p.kv_heads * p.head_dim / 4u;
+    if (is_fresh(key)) {
+        return vec4<f32>(cache4(v_new[(key - p.pos0) * row + i]));
+    }
+    return vec4<f32>(v[key * row + i]);
+}
+
+// Token t's key and value of KV head `kv_head` into the cache, where the batch made
+// them. One workgroup does this for each (token, KV head); no workgroup of the pass
+// reads them from the cache.
+fn store_fresh(t: u32, kv_head: u32, lid: u32) {
+    if (p.fresh == 0u) {
+        return;
+    }
+    let hd4 = p.head_dim / 4u;
+    let row = p.kv_heads * hd4;
+    for (var d = lid; d < hd4; d += WG) {
+        let at = kv_head * hd4 + d;
+        k[(p.pos0 + t) * row + at] = cache4(k_new[t * row + at]);
+        v[(p.pos0 + t) * row + at] = cache4(v_new[t * row + at]);
+    }
+}
+
 // The first key query token t sees.
 fn first_key(t: u32) -> u32 {
     let n_keys = p.pos0 + t + 1u;
@@ -111,6 +164,10 @@ fn attention_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     for (var d = lid; d < hd4; d += WG) {
         query[d] = q[qb4 + d];
     }
+    let group = p.heads / p.kv_heads;
+    if (split == 0u && h % group == 0u) {
+        store_fresh(t, h / group, lid);
+    }
     workgroupBarrier();
 
     // Invocation `lid`'s share of key `begin + lid / LANES`'s score: dimensions
@@ -118,20 +175,26 @@ fn attention_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     // neighbouring values.
     let key = begin + lid / LANES;
     var dot4 = vec4<f32>(0.0);
-    if (key < end) {
+    // The cache's keys in rounds of LOADS loads; a fresh key's (a decode step has one)
+    // one at a time.
+    if (key < end && !is_fresh(key)) {
         let kb = key * kv_dim4 + kv_base4;
         var d = lid % LANES;
         for (; d + (LOADS - 1u) * LANES < hd4; d += LOADS * LANES) {
             var keys: array<vec4<f32>, LOADS>;
             for (var j = 0u; j < LOADS; j++) {
-                keys[j] = k[kb + d + j * LANES];
+                keys[j] = vec4<f32>(k[kb + d + j * LANES]);
             }
             for (var j = 0u; j < LOADS; j++) {
                 dot4 += query[d + j * LANES] * keys[j];
             }
         }
         for (; d < hd4; d += LANES) {
-            dot4 += query[d] * k[kb + d];
+            dot4 += query[d] * vec4<f32>(k[kb + d]);
+        }
+    } else if (key < end) {
+        for (var d = lid % LANES; d < hd4; d += LANES) {
+            dot4 += query[d] * key4(key, kv_base4 + d);
         }
     }
     partial[lid] = dot4.x + dot4.y + dot4.z + dot4.w;
@@ -163,17 +226,18 @@ fn attention_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     if (g < groups) {
         let vb = kv_base4 + d4;
         var j = begin + g;
-        for (; j + (LOADS - 1u) * groups < end; j += LOADS * groups) {
+        // Rounds of LOADS values from the cache while they reach no fresh key.
+        for (; j + (LOADS - 1u) * groups < end && !is_fresh(j + (LOADS - 1u) * groups); j += LOADS * groups) {
             var values: array<vec4<f32>, LOADS>;
             for (var i = 0u; i < LOADS; i++) {
-                values[i] = v[(j + i * groups) * kv_dim4 + vb];
+                values[i] = vec4<f32>(v[(j + i * groups) * kv_dim4 + vb]);
             }
             for (var i = 0u; i < LOADS; i++) {
                 acc += weights[j + i * groups - begin] * values[i];
             }
         }
         for (; j < end; j += groups) {
-            acc += weights[j - begin] * v[j * kv_dim4 + vb];
+            acc += weights[j - begin] * value4(j, vb);
         }
     }
     value_sums[lid] = acc;

@@ -44,14 +44,14 @@ var<workgroup> row_rescale: array<f32, QUERIES>;
 // Each invocation's share of its row's max, then of its sum: eight invocations a row.
 var<workgroup> row_parts: array<f32, WG>;
 
-// Where value i of a block of keys (or values) goes in `tile_kv`, and where it lies in
-// the cache: dimensions spread over neighbouring invocations, so the loads are coalesced;
-// keys past `end` load the last one again (their weights are 0).
+// Where value i of a block of keys (or values) goes in `tile_kv`, and the key it belongs
+// to: dimensions spread over neighbouring invocations, so the loads are coalesced; keys
+// past `end` load the last one again (their weights are 0).
 fn block_slot(i: u32, hd4: u32) -> u32 {
     return (i / hd4) * KV_STRIDE + i % hd4;
 }
-fn cache_index(i: u32, hd4: u32, first: u32, end: u32, kv_base4: u32) -> u32 {
-    return min(first + i / hd4, end - 1u) * p.kv_heads * hd4 + kv_base4 + i % hd4;
+fn block_key(i: u32, hd4: u32, first: u32, end: u32) -> u32 {
+    return min(first + i / hd4, end - 1u);
 }
 
 @compute @workgroup_size(WG)
@@ -78,6 +78,11 @@ fn attention_tile(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
         row_max[lid] = LOWEST;
         row_sum[lid] = 0.0;
     }
+    if (split == 0u) {
+        for (var t = t0; t <= last_token; t++) {
+            store_fresh(t, wid.x, lid);
+        }
+    }
 
     // Scores: invocation `lid` takes key `lid % BLOCK` of the block for rows
     // lid / BLOCK + score_rows·j. Values: dimensions 4·(lid % hd4).. for rows
@@ -90,7 +95,7 @@ fn attention_tile(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     for (var first = begin; first < end; first += BLOCK) {
         workgroupBarrier();
         for (var i = lid; i < BLOCK * hd4; i += WG) {
-            tile_kv[block_slot(i, hd4)] = k[cache_index(i, hd4, first, end, kv_base4)];
+            tile_kv[block_slot(i, hd4)] = key4(block_key(i, hd4, first, end), kv_base4 + i % hd4);
         }
         workgroupBarrier();
         // Each key's vector is read once for the invocation's four rows.
@@ -113,7 +118,7 @@ fn attention_tile(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
         // The values load while each row's eight invocations find its new max, turn its
         // block's scores into weights and add them up, four scores each.
         for (var i = lid; i < BLOCK * hd4; i += WG) {
-            tile_kv[block_slot(i, hd4)] = v[cache_index(i, hd4, first, end, kv_base4)];
+            tile_kv[block_slot(i, hd4)] = value4(block_key(i, hd4, first, end), kv_base4 + i % hd4);
         }
         let row = lid / 8u;
         let at = row * SCORE_STRIDE + (lid % 8u) * 4u;

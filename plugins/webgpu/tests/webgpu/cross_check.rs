@@ -3,11 +3,12 @@
 
 use hearth_backend_check::agreement::{
     argmax, assert_as_close_to_llama_cpp_as_exact_arithmetic, assert_greedy_agreement,
-    assert_within_of_llama_cpp, relative_error,
+    assert_within_of_llama_cpp, chatml, relative_error, PROMPTS,
 };
 use hearth_backend_check::fixtures::smollm2_f16_path;
 use hearth_backend_check::{llamacpp, reference};
 use hearth_sdk::helpers::{Gguf, Tokenizer};
+use hearth_webgpu::cache::CacheType;
 use hearth_webgpu::device::Gpu;
 use hearth_webgpu::forward::UBATCH;
 use hearth_webgpu::model::WebGpuModel;
@@ -16,7 +17,8 @@ use hearth_webgpu::plan::KernelPlan;
 use crate::common::smollm2_path;
 
 /// The prompt is longer than one batch, so the chunked prompt processing and the KV
-/// cache across chunks are both covered, by every kernel plan the adapter can run.
+/// cache across chunks are both covered, by every kernel plan the adapter can run;
+/// with the cache in f32, as the reference keeps it.
 #[test]
 fn smollm2_logits_on_the_gpu_match_the_cpu_reference_within_ten_times_each_kernel_plan_s_tolerance()
 {
@@ -37,7 +39,8 @@ fn smollm2_logits_on_the_gpu_match_the_cpu_reference_within_ten_times_each_kerne
     let cpu = reference::forward(&gguf, &tokens, None).unwrap();
     let device = Gpu::new().unwrap();
     for plan in KernelPlan::every(device.offers()) {
-        let model = WebGpuModel::load_with_plan(&path, 256, Some(plan)).unwrap();
+        let model =
+            WebGpuModel::load_with_kernels(&path, 256, Some(plan), Some(CacheType::F32)).unwrap();
         let gpu = model.logits(&tokens, &[]).unwrap();
         assert_eq!(argmax(&gpu), argmax(&cpu), "{plan}: the next token differs");
         let error = relative_error(&gpu, &cpu);
@@ -52,17 +55,46 @@ fn smollm2_logits_on_the_gpu_match_the_cpu_reference_within_ten_times_each_kerne
 /// quantized dot product (Q8_0/Q8_1) and keep the KV cache in f16, so its logits sit a
 /// few percent (max |Δ| / max |logit|) from exact arithmetic on the same weights. The
 /// GPU must be no further from llama.cpp than the exact reference is: then all of the
-/// difference is llama.cpp's rounding, none of it ours.
+/// difference is llama.cpp's rounding, none of it ours. With our cache in f32, as the
+/// reference keeps it; the next test measures the f16 cache's own rounding.
 #[test]
 fn first_step_logits_on_the_five_prompts_are_as_close_to_llama_cpp_as_exact_arithmetic_is() {
     if hearth_sdk::testing::real_models().is_none() {
         return;
     }
     let path = smollm2_path();
-    let model = WebGpuModel::load(&path, 256).unwrap();
+    let model = WebGpuModel::load_with_kernels(&path, 256, None, Some(CacheType::F32)).unwrap();
     assert_as_close_to_llama_cpp_as_exact_arithmetic(&path, "webgpu", |tokens| {
         model.logits(tokens, &[]).unwrap()
     });
+}
+
+/// The f16 cache (the default where the adapter has f16) rounds every key and value to
+/// 11 significant bits, as llama.cpp's default cache does: on the five prompts that
+/// moves the first-step logits by less than 1e-3 of the largest from the f32 cache's (2–3.3e-4 on lavapipe).
+#[test]
+fn an_f16_cache_moves_smollm2_s_first_step_logits_less_than_1e_3_from_the_f32_cache_s() {
+    if hearth_sdk::testing::real_models().is_none() {
+        return;
+    }
+    let path = smollm2_path();
+    let device = Gpu::new().unwrap();
+    if !CacheType::every(&device).contains(&CacheType::F16) {
+        println!("this adapter has no f16");
+        return;
+    }
+    let load = |cache| WebGpuModel::load_with_kernels(&path, 256, None, Some(cache)).unwrap();
+    let (f16, f32) = (load(CacheType::F16), load(CacheType::F32));
+    let tokenizer = Tokenizer::from_gguf(&Gguf::open(&path).unwrap()).unwrap();
+    for prompt in PROMPTS {
+        let tokens = tokenizer.encode(&chatml(prompt)).unwrap();
+        let (rounded, exact) =
+            (f16.logits(&tokens, &[]).unwrap(), f32.logits(&tokens, &[]).unwrap());
+        let moved = relative_error(&rounded, &exact);
+        println!("{prompt:?}: the f16 cache moved the logits by {moved:e}");
+        assert!(moved < 1e-3, "{prompt:?}: the f16 cache moved the logits by {moved}");
+        assert_eq!(argmax(&rounded), argmax(&exact), "{prompt:?}: the next token");
+    }
 }
 
 #[test]

@@ -5,7 +5,10 @@ use hearth_backend_check::agreement::{
     assert_as_close_to_llama_cpp_as_exact_arithmetic_within, assert_same_chat_answer_as_llama_cpp,
 };
 use hearth_backend_check::fixtures::gemma3_path;
+use hearth_webgpu::cache::CacheType;
 use hearth_webgpu::model::WebGpuModel;
+
+/// With the KV cache in f32, as the CPU reference keeps it.
 
 #[test]
 fn gemma3_first_step_logits_on_the_five_prompts_are_as_close_to_llama_cpp_as_exact_arithmetic_is() {
@@ -13,7 +16,7 @@ fn gemma3_first_step_logits_on_the_five_prompts_are_as_close_to_llama_cpp_as_exa
         return;
     }
     let path = gemma3_path();
-    let model = WebGpuModel::load(&path, 256).unwrap();
+    let model = WebGpuModel::load_with_kernels(&path, 256, None, Some(CacheType::F32)).unwrap();
     assert_as_close_to_llama_cpp_as_exact_arithmetic_within(8e-2, &path, "webgpu", |tokens| {
         model.logits(tokens, &[]).unwrap()
     });

@@ -8,6 +8,7 @@ use hearth_backend_check::agreement::{argmax, relative_error};
 use hearth_backend_check::conformance::{assert_tiny_gemma3n_answers_as_llama_cpp, tiny_model};
 use hearth_backend_check::reference;
 use hearth_sdk::helpers::Gguf;
+use hearth_webgpu::cache::CacheType;
 use hearth_webgpu::device::Gpu;
 use hearth_webgpu::forward::UBATCH;
 use hearth_webgpu::model::WebGpuModel;
@@ -28,7 +29,8 @@ fn tiny_gemma3n_logits_after_two_batches_match_the_cpu_reference_on_every_kernel
     let tokens: Vec<u32> = (0..UBATCH + 13).map(|i| (i * 37 + 11) % 2048).collect();
     let cpu = reference::forward(&Gguf::open(&path).unwrap(), &tokens, None).unwrap();
     for plan in KernelPlan::every(Gpu::new().unwrap().offers()) {
-        let model = WebGpuModel::load_with_plan(&path, 64, Some(plan)).unwrap();
+        let model =
+            WebGpuModel::load_with_kernels(&path, 64, Some(plan), Some(CacheType::F32)).unwrap();
         let gpu = model.logits(&tokens, &[]).unwrap();
         assert_eq!(argmax(&gpu), argmax(&cpu), "{plan}: the next token differs");
         let error = relative_error(&gpu, &cpu);

@@ -13,6 +13,7 @@ use hearth_model::LoraFile;
 use hearth_sdk::abi_stable::std_types::{ROption, RVec};
 use hearth_sdk::helpers::{Gguf, Tokenizer};
 use hearth_sdk::{AdapterUse, ChatMessage, ErrorKind, GenerateRequest, Model, Sampling};
+use hearth_webgpu::cache::CacheType;
 use hearth_webgpu::model::WebGpuModel;
 
 use crate::common::{smollm2_path, Collect};
@@ -75,7 +76,8 @@ fn logits_with_the_adapter_match_the_cpu_reference_within_1e_4_and_llama_cpp_as_
         .unwrap()
         .encode("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nWhat is the capital of Italy?<|im_end|>\n<|im_start|>assistant\n")
         .unwrap();
-    let model = WebGpuModel::load(&model_path, 512).unwrap();
+    let model =
+        WebGpuModel::load_with_kernels(&model_path, 512, None, Some(CacheType::F32)).unwrap();
     let gpu = model.logits(&tokens, &[adapter("smollm2-signoff", &path, 1.0)]).unwrap();
     let gpu_base = model.logits(&tokens, &[]).unwrap();
     let lora = LoraFile::read("smollm2-signoff", &path, model.config()).unwrap();

@@ -2,6 +2,7 @@
 //! lavapipe on a machine without a GPU). One test binary, so the CPU reference and the
 //! llama.cpp comparisons come from the shared `hearth-backend-check` crate.
 
+mod attention;
 mod backend;
 mod common;
 mod conformance;
