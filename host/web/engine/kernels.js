@@ -253,10 +253,15 @@ export class Batch {
     this.#push(this.kernels.rope, [[1, q.buffer], [2, k.buffer]], words, groups);
   }
 
+  // The page keeps its cache in f32 and writes a batch's keys and values into it
+  // directly, so attention.wgsl reads every key from there (`fresh` 0) and its rows of
+  // fresh keys and values (8, 9) bind placeholders it does not read.
   attention(q, k, v, [sums, stats], out, shape, ntok, pos0, window) {
     const splits = attentionSplits(pos0 + ntok, window);
-    const words = [ntok, shape.heads, shape.kvHeads, shape.headDim, pos0, splits, f32(shape.scale), window ?? 0];
-    this.#push(this.kernels.attentionSplit, [[1, q], [2, k], [3, v], [4, sums], [5, stats]], words, [shape.heads, ntok, splits]);
+    const words = [ntok, shape.heads, shape.kvHeads, shape.headDim, pos0, splits, f32(shape.scale), window ?? 0, 0];
+    const [kNew, vNew] = this.kernels.unsegmented;
+    const bindings = [[1, q], [2, k], [3, v], [4, sums], [5, stats], [8, kNew], [9, vNew]];
+    this.#push(this.kernels.attentionSplit, bindings, words, [shape.heads, ntok, splits]);
     this.#push(this.kernels.attentionCombine, [[4, sums], [5, stats], [6, out]], words, [shape.heads, ntok, 1]);
   }
 

@@ -159,7 +159,8 @@ fn catalog_with_webgpu_tiers(into: &Path, tiers: &str) -> PathBuf {
 }
 
 /// `hearth serve` with the built native WebGPU plugin on its software kernels (as the
-/// page picks them on SwiftShader), for the greedy tokens the page must match.
+/// page picks them on SwiftShader) and its KV cache in f32 (as the page keeps it), for
+/// the greedy tokens the page must match.
 fn serve_native_webgpu(plugins: &Path, catalog: &Path) -> Server {
     copy_built_plugin("hearth_webgpu", plugins);
     let mut command = Command::new(built_binary());
@@ -168,7 +169,8 @@ fn serve_native_webgpu(plugins: &Path, catalog: &Path) -> Server {
         .env("HEARTH_PLUGINS", plugins)
         .env("HEARTH_MODELS", test_models_dir())
         .env("HEARTH_CATALOG", catalog)
-        .env("HEARTH_WEBGPU_KERNELS", "software");
+        .env("HEARTH_WEBGPU_KERNELS", "software")
+        .env("HEARTH_WEBGPU_KV_CACHE", "f32");
     Server::spawn(command)
 }
 
