@@ -50,13 +50,7 @@ fn grouped_query_attention_over_several_splits_with_and_without_a_window_matches
                     // batch's rows go.
                     let (kc, vc) =
                         (cached(&b, &k, pos0 * row, cache), cached(&b, &v, pos0 * row, cache));
-                    let shape = AttentionShape {
-                        heads: heads as u32,
-                        kv_heads: kv_heads as u32,
-                        head_dim: hd as u32,
-                        ctx: ctx as u32,
-                        scale,
-                    };
+                    let shape = attention_shape(heads, kv_heads, hd, ctx, scale);
                     let [sums, stats] = shape.partials(ntok as u32).map(|n| b.poisoned(n as usize));
                     let out = b.poisoned(q.len());
                     let mut batch = Batch::new(&b.gpu, &kernels);
@@ -112,13 +106,7 @@ fn attention_over_a_shared_cache_reads_every_key_from_it_and_writes_nothing() {
     let q = b.values(ntok * heads * hd);
     let (k, v) = (b.values(ctx * row), b.values(ctx * row));
     let qb = b.buffer(&q);
-    let shape = AttentionShape {
-        heads: heads as u32,
-        kv_heads: kv_heads as u32,
-        head_dim: hd as u32,
-        ctx: ctx as u32,
-        scale: 0.125,
-    };
+    let shape = attention_shape(heads, kv_heads, hd, ctx, 0.125);
     let geometry =
         reference::Attention { heads, kv_heads, head_dim: hd, pos0, scale: 0.125, window: None };
     for plan in KernelPlan::every(b.gpu.offers()) {
@@ -147,6 +135,23 @@ fn attention_over_a_shared_cache_reads_every_key_from_it_and_writes_nothing() {
             assert_eq!(read_cache(&b, &kc, ctx * row, cache), kr, "{plan}, {cache}: keys");
             assert_eq!(read_cache(&b, &vc, ctx * row, cache), vr, "{plan}, {cache}: values");
         }
+    }
+}
+
+/// `heads` query heads over `kv_heads` KV heads of `head_dim` values, a cache of `ctx`.
+fn attention_shape(
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    ctx: usize,
+    scale: f32,
+) -> AttentionShape {
+    AttentionShape {
+        heads: heads as u32,
+        kv_heads: kv_heads as u32,
+        head_dim: head_dim as u32,
+        ctx: ctx as u32,
+        scale,
     }
 }
 
@@ -201,13 +206,7 @@ fn a_product_of_attention_s_output_reads_the_combining_pass_s_quantization() {
     dequantize(GgmlType::Q8_0, &bytes, &mut w).unwrap();
     let weight =
         Weight::upload(&b.gpu, "w", GgmlType::Q8_0, q_dim as u64, rows as u64, &bytes).unwrap();
-    let shape = AttentionShape {
-        heads: heads as u32,
-        kv_heads: kv_heads as u32,
-        head_dim: hd as u32,
-        ctx: ctx as u32,
-        scale,
-    };
+    let shape = attention_shape(heads, kv_heads, hd, ctx, scale);
     for plan in KernelPlan::every(b.gpu.offers()) {
         if plan == KernelPlan::Software {
             continue;
