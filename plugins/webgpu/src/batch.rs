@@ -288,11 +288,12 @@ impl<'a> Batch<'a> {
     }
 
     /// Causal attention of `ntok` queries at positions `pos0..` over the K and V caches
-    /// `cache` (of [`Kernels::cache`](crate::kernels::Kernels::cache)'s type), each seeing only its last `window` keys
-    /// when there is one. `fresh` holds the batch's own keys and values (f32, a token's
-    /// row after another), which the pass reads from there and writes into the cache at
-    /// `pos0..`; `None` where the layer reads an earlier layer's cache, which holds them
-    /// already. `partials` holds what [`AttentionShape::partials`] says.
+    /// `cache` (of [`Kernels::cache`](crate::kernels::Kernels::cache)'s type), each
+    /// seeing only its last `window` keys when there is one. `fresh` holds the batch's
+    /// own keys and values (f32, a token's row after another), which the pass reads from
+    /// there and writes into the cache at `pos0..`; `None` where the layer reads an
+    /// earlier layer's cache, which holds them already. `partials` holds what
+    /// [`AttentionShape::partials`] says.
     #[allow(clippy::too_many_arguments)] // the kernel's parameters, one each
     pub fn attention(
         &mut self,
