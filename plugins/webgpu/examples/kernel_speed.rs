@@ -5,7 +5,8 @@
 //! separate ones, the prompt product's arithmetic rate on a batch of the plan's size
 //! (with cooperative matrices, for each tile height their kernel takes), and what a
 //! dispatch and a submission cost. It prints figures and asserts nothing: `hearth
-//! bench` gives the whole model's speed, this says where it goes. With
+//! bench` gives the whole model's speed, this says where it goes. The decode product
+//! is also timed for Q8_0, Q4_K and Q6_K weights of the 8B feed-forward's shapes. With
 //! `HEARTH_WEBGPU_PROFILE=1` the times are the GPU's own (timestamps around each
 //! dispatch, profile.rs), else wall time; the submission's cost is wall time either way.
 //!
@@ -98,6 +99,20 @@ fn timed<'a>(
 fn zeros(gpu: &Gpu, label: &str, floats: u32) -> GpuBuffer {
     gpu.storage(label, u64::from(floats) * 4)
 }
+
+/// Bytes of `elements` weights of type `ty` whose reading speed, not value, matters:
+/// varied bytes, scales included (a kernel reads every block alike, whatever its
+/// values, and arithmetic on a NaN costs a GPU no more than on a number).
+fn varied(ty: GgmlType, elements: usize) -> Vec<u8> {
+    let (block_elements, block_bytes) = ty.block();
+    let len = elements / block_elements as usize * block_bytes as usize;
+    (0..len).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()
+}
+
+/// The weight types besides Q4_0 whose decode product is timed on the 8B shape's
+/// gate/up and down matrices: the other types of the synthetic models (Q8_0, and the
+/// Q4_K_M mix's Q4_K and Q6_K).
+const OTHER_TYPES: [GgmlType; 3] = [GgmlType::Q8_0, GgmlType::Q4K, GgmlType::Q6K];
 
 /// A Q4_0 weight of `nrows` rows of `ncols`, and its bytes.
 fn q4_0_weight(gpu: &Gpu, what: &str, ncols: u32, nrows: u32) -> (Weight, usize) {
@@ -248,6 +263,22 @@ fn main() {
                 decode * 1e6,
                 *bytes as f64 / decode / 1e9,
             );
+        }
+        for ty in OTHER_TYPES {
+            for &(ncols, nrows, what) in &SHAPES[3..5] {
+                let bytes = varied(ty, ncols as usize * nrows as usize);
+                let weight = Weight::upload(&gpu, what, ty, ncols.into(), nrows.into(), &bytes)
+                    .expect("the weight fits");
+                let (x, y) = (View::new(&x.buffer, 0, ncols), View::new(&y.buffer, 0, nrows));
+                let decode = seconds_each(&gpu, &kernels, REPEATS, |batch| {
+                    batch.matmul(&weight, x, y, 1, false, 1.0);
+                });
+                println!(
+                    "decode {shape:<16} {what:>11} {ty:<4} {ncols}×{nrows}: {:8.1} µs, {:7.2} GB/s",
+                    decode * 1e6,
+                    bytes.len() as f64 / decode / 1e9,
+                );
+            }
         }
         // The 8B layer's Q, K and V and its gate and up projections, apart and fused.
         let x = View::new(&x.buffer, 0, 4096);
