@@ -308,9 +308,15 @@ impl<'a> Batch<'a> {
         window: Option<u32>,
     ) {
         let tile = self.kernels.attention_tile.as_ref().filter(|_| shape.tiles(ntok));
-        let (split, splits) = match (&self.kernels.attention_split_few, tile) {
+        // The output quantized for the product after it, where that product reads 8-bit
+        // input and a head is whole chunks.
+        let q_dim = shape.heads * shape.head_dim;
+        let quantizes = shape.head_dim.is_multiple_of(32) && InputQuantizer::fits(q_dim, ntok);
+        let quantizer = self.kernels.quantize_input.as_ref().filter(|_| quantizes);
+        let few = self.kernels.attention_split_few.as_ref().filter(|_| ntok <= MATVEC_TOKENS);
+        let (split, splits) = match (few, tile) {
             (_, Some(tile)) => (tile, (pos0 + ntok).div_ceil(TILE_SPLIT_KEYS)),
-            (Some(few), None) if ntok <= MATVEC_TOKENS => {
+            (Some(few), None) => {
                 (few, attention_splits(pos0 + ntok, window, FEW_QUERIES_ATTENTION_KEYS))
             }
             _ => (
@@ -333,24 +339,34 @@ impl<'a> Batch<'a> {
         let [k, v] = cache;
         let [k_new, v_new] = fresh
             .unwrap_or([&self.kernels.unsegmented[0].buffer, &self.kernels.unsegmented[1].buffer]);
-        let bindings = vec![(1, q), (2, k), (3, v), (4, sums), (5, stats), (8, k_new), (9, v_new)];
+        let mut bindings =
+            vec![(1, q), (2, k), (3, v), (4, sums), (5, stats), (8, k_new), (9, v_new)];
+        let rows = View::new(out, 0, q_dim);
+        if let (Some(quantizer), Some(_), None) = (quantizer, few, tile) {
+            // One pass: its last split of each (token, head) combines them.
+            let stride = quantized_input_words(quantizer.input, q_dim);
+            let words = [words.as_slice(), &[stride]].concat();
+            bindings.extend([
+                (6, out),
+                (7, &quantizer.buffer.buffer),
+                (10, &quantizer.finished.buffer),
+            ]);
+            self.push(&quantizer.attention_few, bindings, &words, [shape.heads, ntok, splits]);
+            self.quantized = Some(QuantizedRows { x: rows, ncols: q_dim, ntok });
+            return;
+        }
         let groups = match tile {
             Some(_) => [shape.kv_heads, ntok.div_ceil(shape.tile_tokens()), splits],
             None => [shape.heads, ntok, splits],
         };
         self.push(split, bindings, &words, groups);
         let groups = [shape.heads, ntok, 1];
-        // The output quantized for the product after it, where that product reads 8-bit
-        // input and a head is whole chunks.
-        let q_dim = shape.heads * shape.head_dim;
-        let quantizes = shape.head_dim.is_multiple_of(32) && InputQuantizer::fits(q_dim, ntok);
-        match self.kernels.quantize_input.as_ref().filter(|_| quantizes) {
+        match quantizer {
             Some(quantizer) => {
                 let stride = quantized_input_words(quantizer.input, q_dim);
                 let words = [words.as_slice(), &[stride]].concat();
                 let bindings = vec![(4, sums), (5, stats), (6, out), (7, &quantizer.buffer.buffer)];
                 self.push(&quantizer.attention_combine, bindings, &words, groups);
-                let rows = View::new(out, 0, q_dim);
                 self.quantized = Some(QuantizedRows { x: rows, ncols: q_dim, ntok });
             }
             None => {

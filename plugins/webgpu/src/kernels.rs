@@ -96,17 +96,17 @@ pub(crate) fn quantized_input_words(input: MatvecInput, ncols: u32) -> u32 {
 }
 
 /// Most tokens a batch of the forward pass takes where the prompt product runs on
-/// cooperative matrices: its tile is 64 tokens, so a batch of 512 reads each weight
+/// cooperative matrices: its tile is 128 tokens, so a batch of 512 reads each weight
 /// once for 512 tokens where the plans' common batch of 32 ([`UBATCH`]) reads it 16
-/// times, and gives each product eight times the workgroups.
+/// times, and gives each product four times the workgroups.
 const MATRIX_UBATCH: u32 = 512;
 
-/// Matrices of at least this many rows take the cooperative-matrix prompt product in
-/// tiles of [`TALL_TILE_ROWS`] rows: on an H100 those ran the 8B shape's matrices
-/// (4 096 rows and more) 1.2–1.4× faster than tiles of 128, and the 1B shape's 2 048-row
-/// down projection half as fast, its tiles too few to fill the GPU
-/// (docs/BENCHMARKS.md, 2026-12-06).
-const TALL_MATRIX_ROWS: u32 = 4096;
+/// A prompt product takes the cooperative-matrix kernel's tiles of [`TALL_TILE_ROWS`]
+/// rows where they still make this many workgroups, else tiles of 128: on an H100 (132
+/// multiprocessors) tiles of 256 ran the 8B shape's 14 336-row gate and up
+/// projections 1.4× as fast as tiles of 128, and its 4 096-row matrices (64 workgroups
+/// for 512 tokens) 0.7× as fast (docs/BENCHMARKS.md, 2026-12-07).
+const FILLING_WORKGROUPS: u32 = 128;
 const TALL_TILE_ROWS: u32 = 256;
 
 /// The copies of its tiles matmul_matrix.wgsl keeps with tiles of `rows` rows: two, so
@@ -124,7 +124,7 @@ fn matrix_copies(rows: u32) -> u32 {
 /// of the rows' chunk and the tokens' chunk in f16, each row and token 40 values apart
 /// (its `STRIDE`), and a 16×16 f32 slot per subgroup.
 fn matrix_workgroup_bytes(rows: u32) -> u32 {
-    let (tokens, stride) = (64, 40);
+    let (tokens, stride) = (128, 40);
     matrix_copies(rows) * (rows + tokens) * stride * 2 + rows / 32 * 256 * 4
 }
 
@@ -304,6 +304,14 @@ pub(crate) struct InputQuantizer {
     pub(crate) pass: wgpu::ComputePipeline,
     pub(crate) rmsnorm: wgpu::ComputePipeline,
     pub(crate) attention_combine: wgpu::ComputePipeline,
+    /// A decode step's attention in one pass: its splits of
+    /// [`FEW_QUERIES_ATTENTION_KEYS`] keys, the last of each (token, head) combining
+    /// them and quantizing the head's output.
+    pub(crate) attention_few: wgpu::ComputePipeline,
+    /// `attention_few`'s count of each (token, head)'s finished splits: room for
+    /// [`MATVEC_TOKENS`] tokens of as many heads as the buffer's rows can hold (each at
+    /// least one chunk of 32 values).
+    pub(crate) finished: GpuBuffer,
     pub(crate) input: MatvecInput,
     pub(crate) buffer: GpuBuffer,
     /// The values a workgroup of `pass` and of `rmsnorm` quantizes: four for each of
@@ -316,8 +324,11 @@ impl InputQuantizer {
         let parts = [("PARTS", input.parts())];
         let norm = with_constants(NORM, &parts);
         let attention = cache.source(&with_constants(ATTENTION, &parts));
+        let few = [("KEYS", FEW_QUERIES_ATTENTION_KEYS), ("PARTS", input.parts())];
+        let attention_few = cache.source(&with_constants(ATTENTION, &few));
         let words = quantized_input_words(input, QUANTIZED_INPUT_COLUMNS);
         let bytes = u64::from(words * MATVEC_TOKENS) * 4;
+        let counters = u64::from(QUANTIZED_INPUT_COLUMNS / 32 * MATVEC_TOKENS);
         Self {
             pass: pipeline(gpu, "quantize input", &norm, "quantize_input"),
             rmsnorm: pipeline(gpu, "rmsnorm quantized", &norm, "rmsnorm_quantized"),
@@ -327,6 +338,13 @@ impl InputQuantizer {
                 &attention,
                 "attention_combine_quantized",
             ),
+            attention_few: pipeline(
+                gpu,
+                "attention split, few queries, combined and quantized",
+                &attention_few,
+                "attention_split_quantized",
+            ),
+            finished: gpu.storage("attention splits finished", counters * 4),
             input,
             buffer: gpu.storage("quantized input", bytes),
             pass_values: 4 * shader_constant(NORM, "WG"),
@@ -360,8 +378,8 @@ pub struct Kernels {
     logits: Option<Product>,
     many: Option<Product>,
     /// The cooperative-matrix prompt product in tiles of [`TALL_TILE_ROWS`], for
-    /// matrices of at least [`TALL_MATRIX_ROWS`] rows, where the device's workgroup
-    /// memory holds them.
+    /// products that still fill [`FILLING_WORKGROUPS`] workgroups with them, where the
+    /// device's workgroup memory holds them.
     many_tall: Option<Product>,
     /// The most tokens a product takes `few` for, where there is `many`.
     few_tokens: u32,
@@ -418,7 +436,7 @@ impl Kernels {
     }
 
     /// [`Kernels::with_matvec`] with the cooperative-matrix prompt product covering
-    /// `matrix_rows` rows a workgroup (32, 64, 128 or 256) instead of
+    /// `matrix_rows` rows a workgroup (64, 128 or 256) instead of
     /// matmul_matrix.wgsl's own value.
     pub fn with_shapes(
         gpu: &Gpu,
@@ -553,7 +571,11 @@ impl Kernels {
         logits: bool,
     ) -> Option<&Product> {
         let (product, pairs) = match (&self.many, &self.many_tall, &self.logits) {
-            (_, Some(tall), _) if ntok > self.few_tokens && rows >= TALL_MATRIX_ROWS => {
+            (_, Some(tall), _)
+                if ntok > self.few_tokens
+                    && rows.div_ceil(tall.rows) * ntok.div_ceil(tall.tokens)
+                        >= FILLING_WORKGROUPS =>
+            {
                 (tall, None)
             }
             (Some(many), _, _) if ntok > self.few_tokens => (many, self.pairs.as_ref()),
@@ -635,7 +657,7 @@ mod tests {
             let source = product_source(MATRIX_DIRECTIVES, MATMUL_MATRIX, ty);
             compile_to_spir_v(&format!("{ty}"), &source);
         }
-        for rows in [32, 64, 256] {
+        for rows in [64, 128, 256] {
             let kernel = matrix_kernel(rows);
             let source = product_source(MATRIX_DIRECTIVES, &kernel, GgmlType::Q4_0);
             compile_to_spir_v(&format!("Q4_0, {rows} rows"), &source);
@@ -733,7 +755,7 @@ mod tests {
         let defaults = MatvecShape::default();
         assert_eq!(shader_constant(MATVEC, "ROWS"), defaults.rows);
         assert_eq!(shader_constant(MATVEC, "WG"), defaults.width);
-        assert_eq!(shader_constant(MATMUL_MATRIX, "TOKENS"), 64);
+        assert_eq!(shader_constant(MATMUL_MATRIX, "TOKENS"), 128);
         assert_eq!(shader_constant(TOP_K, "SPAN"), TOP_K_SPAN);
         assert_eq!(shader_constant(TOP_K, "K"), TOP_K_MAX);
         assert_eq!(shader_constant(ATTENTION, "KEYS"), crate::batch::ATTENTION_KEYS);

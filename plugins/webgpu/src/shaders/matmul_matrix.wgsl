@@ -1,9 +1,12 @@
 // The GPU plan's matrix product for many tokens on cooperative matrices (tensor cores):
-// a workgroup of ROWS / 32 subgroups of 32 computes a tile of ROWS rows × 64 tokens,
-// each subgroup 32 rows × 64 tokens in eight 16×16 sums. Each invocation decodes one
-// row's 32-column chunk into workgroup memory as f16 and copies a share of the tokens'
-// 32 inputs beside it as f16 (`fetch`, `stash`); then each subgroup multiplies its two
-// 16-row parts by the four 16-token parts, 16 columns at a time, summing in f32.
+// a workgroup of ROWS invocations computes a tile of ROWS rows × TOKENS tokens, each
+// subgroup of 32 a part of 64 rows × 64 tokens in sixteen 16×16 sums. Each invocation
+// decodes one row's 32-column chunk into workgroup memory as f16 and copies a share of
+// the tokens' 32 inputs beside it as f16 (`fetch`, `stash`); then each subgroup
+// multiplies its four 16-row parts by its four 16-token parts, 16 columns at a time,
+// summing in f32. A part of 64 × 64 loads eight matrices from workgroup memory for
+// sixteen products, where one of 32 × 64 loads six for eight: the loads, not the
+// tensor cores, bound a chunk.
 // With two copies of the tiles (COPIES), while the subgroups multiply one chunk the
 // loads of the next are in flight (fetched into registers before the products, stored
 // into the other copy after them), so a chunk costs one barrier and the products hide
@@ -22,16 +25,19 @@
 // A paired product's gate and up rows alternate, so a row's sum sits beside its pair's.
 //
 // ROWS and COPIES are the defaults the host substitutes (kernels.rs,
-// `Kernels::with_shapes`): tiles of 256 rows, for matrices of 4 096 rows and more, fit
-// the 48 KiB of workgroup memory an H100 allows only with one copy.
+// `Kernels::with_shapes`): ROWS is a multiple of 64, and tiles of 256 rows, for
+// matrices of 4 096 rows and more, fit the 48 KiB of workgroup memory an H100 allows
+// only with one copy.
 
 // The rows and tokens a workgroup covers (the host reads them from here).
 const ROWS: u32 = 128u;
-const TOKENS: u32 = 64u;
+const TOKENS: u32 = 128u;
 const COPIES: u32 = 2u;
 const STRIDE: u32 = 40u;
 // One invocation per row.
 const WG: u32 = ROWS;
+// The subgroups' parts side by side along a tile's rows; those along its tokens follow.
+const ROW_PARTS: u32 = ROWS / 64u;
 // The vec4s of the tokens' inputs each invocation copies a chunk.
 const XQUADS: u32 = TOKENS * 8u / WG;
 const W_TILE: u32 = ROWS * STRIDE;
@@ -44,7 +50,7 @@ var<workgroup> xt: array<f16, COPIES * X_TILE>;
 // Each subgroup's 16×16 slot: zero until the end (workgroup memory starts zeroed), so
 // it gives the sums their first value, then holds one part of them at a time on its
 // way out.
-var<workgroup> sums: array<f32, ROWS / 32u * 256u>;
+var<workgroup> sums: array<f32, WG / 32u * 256u>;
 
 // The next chunk on its way to workgroup memory: the row's decoded values are in `wv`
 // (decode.wgsl), the inputs here.
@@ -94,9 +100,10 @@ fn matmul_matrix(
     // Past the last row an invocation decodes that row again; its sums are not stored.
     let own_row = min(row0 + lid, p.rows - 1u);
     let row_base = weight_row(own_row) * (p.ncols / BLOCK_ELEMS) * BLOCK_BYTES;
-    let r32 = subgroup * 32u;
+    let r64 = (subgroup % ROW_PARTS) * 64u;
+    let t64 = (subgroup / ROW_PARTS) * 64u;
     let slot = subgroup * 256u;
-    // Sum (i, j): rows r32 + 16i.., tokens 16j...
+    // Sum (i, j): rows r64 + 16i.., tokens t64 + 16j...
     var s00 = coopLoad<coop_mat16x16<f32, C>>(&sums[slot], 16u);
     var s01 = s00;
     var s02 = s00;
@@ -105,6 +112,14 @@ fn matmul_matrix(
     var s11 = s00;
     var s12 = s00;
     var s13 = s00;
+    var s20 = s00;
+    var s21 = s00;
+    var s22 = s00;
+    var s23 = s00;
+    var s30 = s00;
+    var s31 = s00;
+    var s32 = s00;
+    var s33 = s00;
     fetch(row_base, t0, lid, 0u);
     for (var b = 0u; b < nblocks; b++) {
         let c = b % COPIES;
@@ -117,49 +132,61 @@ fn matmul_matrix(
         // The last chunk fetches itself again, unused: no branch around the loads.
         fetch(row_base, t0, lid, min(b + 1u, nblocks - 1u));
         for (var e = 0u; e < 32u; e += 16u) {
-            let w = c * W_TILE + r32 * STRIDE + e;
-            let a0 = coopLoadT<coop_mat16x16<f16, A>>(&wt[w], STRIDE);
-            let a1 = coopLoadT<coop_mat16x16<f16, A>>(&wt[w + 16u * STRIDE], STRIDE);
-            let v = c * X_TILE + e;
+            let v = c * X_TILE + t64 * STRIDE + e;
             let b0 = coopLoad<coop_mat16x16<f16, B>>(&xt[v], STRIDE);
             let b1 = coopLoad<coop_mat16x16<f16, B>>(&xt[v + 16u * STRIDE], STRIDE);
             let b2 = coopLoad<coop_mat16x16<f16, B>>(&xt[v + 32u * STRIDE], STRIDE);
             let b3 = coopLoad<coop_mat16x16<f16, B>>(&xt[v + 48u * STRIDE], STRIDE);
+            let w = c * W_TILE + r64 * STRIDE + e;
+            let a0 = coopLoadT<coop_mat16x16<f16, A>>(&wt[w], STRIDE);
             s00 = coopMultiplyAdd(a0, b0, s00);
             s01 = coopMultiplyAdd(a0, b1, s01);
             s02 = coopMultiplyAdd(a0, b2, s02);
             s03 = coopMultiplyAdd(a0, b3, s03);
+            let a1 = coopLoadT<coop_mat16x16<f16, A>>(&wt[w + 16u * STRIDE], STRIDE);
             s10 = coopMultiplyAdd(a1, b0, s10);
             s11 = coopMultiplyAdd(a1, b1, s11);
             s12 = coopMultiplyAdd(a1, b2, s12);
             s13 = coopMultiplyAdd(a1, b3, s13);
+            let a2 = coopLoadT<coop_mat16x16<f16, A>>(&wt[w + 32u * STRIDE], STRIDE);
+            s20 = coopMultiplyAdd(a2, b0, s20);
+            s21 = coopMultiplyAdd(a2, b1, s21);
+            s22 = coopMultiplyAdd(a2, b2, s22);
+            s23 = coopMultiplyAdd(a2, b3, s23);
+            let a3 = coopLoadT<coop_mat16x16<f16, A>>(&wt[w + 48u * STRIDE], STRIDE);
+            s30 = coopMultiplyAdd(a3, b0, s30);
+            s31 = coopMultiplyAdd(a3, b1, s31);
+            s32 = coopMultiplyAdd(a3, b2, s32);
+            s33 = coopMultiplyAdd(a3, b3, s33);
         }
         // With two copies, no second barrier: the next chunk goes into the other copy,
         // and the one after into this copy only once every subgroup has passed the next
         // barrier, after these products.
     }
-    let rows = row0 + r32;
-    coopStore(s00, &sums[slot], 16u);
-    store_part(rows, t0, slot, lane);
-    coopStore(s01, &sums[slot], 16u);
-    store_part(rows, t0 + 16u, slot, lane);
-    coopStore(s02, &sums[slot], 16u);
-    store_part(rows, t0 + 32u, slot, lane);
-    coopStore(s03, &sums[slot], 16u);
-    store_part(rows, t0 + 48u, slot, lane);
-    coopStore(s10, &sums[slot], 16u);
-    store_part(rows + 16u, t0, slot, lane);
-    coopStore(s11, &sums[slot], 16u);
-    store_part(rows + 16u, t0 + 16u, slot, lane);
-    coopStore(s12, &sums[slot], 16u);
-    store_part(rows + 16u, t0 + 32u, slot, lane);
-    coopStore(s13, &sums[slot], 16u);
-    store_part(rows + 16u, t0 + 48u, slot, lane);
+    let rows = row0 + r64;
+    let tokens = t0 + t64;
+    store_part(s00, rows, tokens, slot, lane);
+    store_part(s01, rows, tokens + 16u, slot, lane);
+    store_part(s02, rows, tokens + 32u, slot, lane);
+    store_part(s03, rows, tokens + 48u, slot, lane);
+    store_part(s10, rows + 16u, tokens, slot, lane);
+    store_part(s11, rows + 16u, tokens + 16u, slot, lane);
+    store_part(s12, rows + 16u, tokens + 32u, slot, lane);
+    store_part(s13, rows + 16u, tokens + 48u, slot, lane);
+    store_part(s20, rows + 32u, tokens, slot, lane);
+    store_part(s21, rows + 32u, tokens + 16u, slot, lane);
+    store_part(s22, rows + 32u, tokens + 32u, slot, lane);
+    store_part(s23, rows + 32u, tokens + 48u, slot, lane);
+    store_part(s30, rows + 48u, tokens, slot, lane);
+    store_part(s31, rows + 48u, tokens + 16u, slot, lane);
+    store_part(s32, rows + 48u, tokens + 32u, slot, lane);
+    store_part(s33, rows + 48u, tokens + 48u, slot, lane);
 }
 
-// Store the 16 rows × 16 tokens a subgroup has just put in its slot (rows from `row0`,
-// tokens from `t0`), then let the slot be overwritten.
-fn store_part(row0: u32, t0: u32, slot: u32, lane: u32) {
+// Store the 16 rows × 16 tokens of `sum` (rows from `row0`, tokens from `t0`) through
+// the subgroup's slot, then let the slot be overwritten.
+fn store_part(sum: coop_mat16x16<f32, C>, row0: u32, t0: u32, slot: u32, lane: u32) {
+    coopStore(sum, &sums[slot], 16u);
     workgroupBarrier();
     for (var i = lane; i < 256u; i += 32u) {
         let r = i % 16u;

@@ -107,7 +107,7 @@ fn matmul_of_every_weight_type_split_plan_and_output_matches_the_cpu_within_the_
     // row and block unaligned to 4 bytes. 70 rows leave the GPU plan's last tile of 64
     // rows part empty; 1 and 3 tokens take its matrix–vector kernel, 11 and 70 its
     // tiled one (70: over two tiles of 32, and over one of the cooperative-matrix
-    // kernel's 64).
+    // kernel's 128).
     let (rows, ncols) = (70usize, 768usize);
     let plans = KernelPlan::every(b.gpu.offers());
     println!("kernel plans: {plans:?}");
@@ -233,13 +233,14 @@ fn the_logits_product_matches_the_cpu_within_its_input_s_tolerance_on_every_plan
     }
 }
 
-/// A matrix of 4 096 rows and more takes the cooperative-matrix prompt product's tall
-/// tiles where the device has them (kernels.rs), alone and paired; 4 100 rows leave
-/// the last tile part empty, and 70 tokens the second tile of tokens.
+/// A product large enough to fill the GPU with them takes the cooperative-matrix
+/// prompt product's tiles of 256 rows where the device has them (kernels.rs), alone
+/// and paired: 16 400 rows make 65 of them, the last part empty, and 140 tokens two
+/// tiles of tokens, the second part empty.
 #[test]
 fn a_tall_matrix_s_prompt_product_alone_and_paired_matches_the_cpu_on_every_plan() {
     let mut b = bench();
-    let (rows, ncols, ntok) = (4100usize, 256usize, 70usize);
+    let (rows, ncols, ntok) = (16_400usize, 256usize, 140usize);
     for ty in [GgmlType::Q4_0, GgmlType::Q6K] {
         let bytes = b.weight_bytes(ty, rows * ncols);
         let mut w = vec![0.0; rows * ncols];
