@@ -3,6 +3,9 @@
 
 var<private> xv: array<vec4<f32>, 8>;
 
+// matvec.wgsl's unit is a chunk.
+const UNIT_CHUNKS: u32 = 1u;
+
 // Chunk `chunk` of the token whose input starts at vec4 `x0`.
 fn load_input(x0: u32, chunk: u32) {
     for (var k = 0u; k < 8u; k++) {

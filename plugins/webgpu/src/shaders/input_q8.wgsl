@@ -13,37 +13,50 @@
 
 const PARTS: u32 = 1u;
 
-// The chunk's quants, four a word in element order; their scale; their sum — of the
-// part `dot8` multiplies now, and of each part.
-var<private> xq: array<u32, 8>;
-var<private> xd: f32;
-var<private> xsum: i32;
-var<private> part_q: array<array<u32, 8>, PARTS>;
-var<private> part_d: array<f32, PARTS>;
-var<private> part_sum: array<i32, PARTS>;
+// The unit's chunks' quants (eight words a chunk, chunk after chunk, four quants a word
+// in element order), their scales and their sums: of the part `dot8` multiplies now,
+// and of each part.
+var<private> xq: array<u32, 8 * UNIT_CHUNKS>;
+var<private> xd: array<f32, UNIT_CHUNKS>;
+var<private> xsum: array<i32, UNIT_CHUNKS>;
+var<private> part_q: array<array<u32, 8 * UNIT_CHUNKS>, PARTS>;
+var<private> part_d: array<array<f32, UNIT_CHUNKS>, PARTS>;
+var<private> part_sum: array<array<i32, UNIT_CHUNKS>, PARTS>;
 
-// Chunk `chunk` of the token whose quantized input starts at vec4 `x0`.
-fn load_input(x0: u32, chunk: u32) {
+// Chunk `i` of unit `unit` (dot8.wgsl says what a unit is).
+fn unit_chunk(unit: u32, i: u32) -> u32 {
+    let group = unit / UNIT_STRIDE;
+    return group * UNIT_STRIDE * UNIT_CHUNKS + unit % UNIT_STRIDE + i * UNIT_STRIDE;
+}
+
+// Unit `unit` of the token whose quantized input starts at vec4 `x0`.
+fn load_input(x0: u32, unit: u32) {
     let chunks = p.ncols / 32u;
     for (var part = 0u; part < PARTS; part++) {
         let at = x0 + part * (p.x_stride / PARTS / 4u);
-        let low = bitcast<vec4<u32>>(x[at + 2u * chunk]);
-        let high = bitcast<vec4<u32>>(x[at + 2u * chunk + 1u]);
-        part_q[part] = array<u32, 8>(low.x, low.y, low.z, low.w, high.x, high.y, high.z, high.w);
-        let pairs = x[at + 2u * chunks + chunk / 2u];
-        let pair = select(pairs.xy, pairs.zw, (chunk & 1u) == 1u);
-        part_d[part] = pair.x;
-        part_sum[part] = bitcast<i32>(pair.y);
+        for (var i = 0u; i < UNIT_CHUNKS; i++) {
+            let chunk = unit_chunk(unit, i);
+            let low = bitcast<vec4<u32>>(x[at + 2u * chunk]);
+            let high = bitcast<vec4<u32>>(x[at + 2u * chunk + 1u]);
+            let words = array<u32, 8>(low.x, low.y, low.z, low.w, high.x, high.y, high.z, high.w);
+            for (var k = 0u; k < 8u; k++) {
+                part_q[part][8u * i + k] = words[k];
+            }
+            let pairs = x[at + 2u * chunks + chunk / 2u];
+            let pair = select(pairs.xy, pairs.zw, (chunk & 1u) == 1u);
+            part_d[part][i] = pair.x;
+            part_sum[part][i] = bitcast<i32>(pair.y);
+        }
     }
 }
 
-fn row_dot(row: u32, chunk: u32) -> f32 {
+fn row_dot(row: u32, unit: u32) -> f32 {
     var s = 0.0;
     for (var part = 0u; part < PARTS; part++) {
         xq = part_q[part];
         xd = part_d[part];
         xsum = part_sum[part];
-        s += dot8(row, chunk);
+        s += dot8(row, unit);
     }
     return s;
 }
