@@ -4,10 +4,10 @@
 // with the weights' integer quants multiplied by the input's four at a time
 // (`dot4I8Packed`) and the scales applied once per chunk. A unit is UNIT_CHUNKS chunks,
 // UNIT_STRIDE apart in groups of UNIT_CHUNKS · UNIT_STRIDE (input_q8.wgsl's
-// `unit_chunk`): one chunk for the types whose chunks lie apart, and for the K-quants
-// the chunks whose quants share bytes, so that an invocation loads those bytes once
-// where it loaded them for each chunk (on an H100 their products read 243–308 GB/s
-// where Q4_0's read 420–465; docs/BENCHMARKS.md, 2026-12-07). Sections start with
+// `unit_chunk`): one chunk, or for Q6_K the two chunks whose quants share bytes, so
+// that an invocation loads those bytes once where it loaded them for each chunk. On an
+// H100 that made Q6_K's products 3–5 % faster; Q4_K's, in pairs of chunks, were 6 %
+// slower, so they stay single (docs/BENCHMARKS.md, 2026-12-07). Sections start with
 // `//! TYPE`; the host appends the type's section after its decode.wgsl section, whose
 // block size and readers it uses. Quants go in as bytes of 0..63 (offsets like Q4_0's
 // −8 are taken off through `xsum`), so the signed byte product is exact.
@@ -80,54 +80,38 @@ fn dot8(row: u32, chunk: u32) -> f32 {
     return block.d * xd[0] * f32(sum);
 }
 //! Q4_K
-// A unit is chunks 2m and 2m + 1 of a super-block, whose quants are the low and the
-// high nibbles of the same 32 bytes.
-const UNIT_CHUNKS: u32 = 2u;
+const UNIT_CHUNKS: u32 = 1u;
 const UNIT_STRIDE: u32 = 1u;
-fn dot8(row: u32, unit: u32) -> f32 {
-    let base = row + (unit / 4u) * BLOCK_BYTES;
-    let pair = unit % 4u;
+fn dot8(row: u32, chunk: u32) -> f32 {
+    let base = row + (chunk / 8u) * BLOCK_BYTES;
+    let sub = chunk % 8u;
     let dm = unpack2x16float(W[base >> 2u]);
-    let first = k_scale_min(base + 4u, 2u * pair);
-    let second = k_scale_min(base + 4u, 2u * pair + 1u);
-    let quants = (base >> 2u) + 4u + pair * 8u;
-    var sums = vec2<i32>(0);
+    let sm = k_scale_min(base + 4u, sub);
+    let quants = (base >> 2u) + 4u + (sub / 2u) * 8u;
+    let shift = (sub & 1u) * 4u;
+    var sum = 0;
     for (var k = 0u; k < 8u; k++) {
-        let q = W[quants + k];
-        sums.x += dot4I8Packed(q & 0x0f0f0f0fu, xq[k]);
-        sums.y += dot4I8Packed((q >> 4u) & 0x0f0f0f0fu, xq[8u + k]);
+        sum += dot4I8Packed((W[quants + k] >> shift) & 0x0f0f0f0fu, xq[k]);
     }
-    let x = vec2<f32>(xd[0], xd[1]);
-    let scaled = x * vec2<f32>(sums) * vec2<f32>(first.x, second.x);
-    let mins = x * vec2<f32>(f32(xsum[0]), f32(xsum[1])) * vec2<f32>(first.y, second.y);
-    return dm.x * (scaled.x + scaled.y) - dm.y * (mins.x + mins.y);
+    return xd[0] * (dm.x * sm.x * f32(sum) - dm.y * sm.y * f32(xsum[0]));
 }
 //! Q5_K
-// Q4_K's units, each quant topped by its bit of the chunk in the 32 bytes of fifth
-// bits.
-const UNIT_CHUNKS: u32 = 2u;
+const UNIT_CHUNKS: u32 = 1u;
 const UNIT_STRIDE: u32 = 1u;
-fn dot8(row: u32, unit: u32) -> f32 {
-    let base = row + (unit / 4u) * BLOCK_BYTES;
-    let pair = unit % 4u;
+fn dot8(row: u32, chunk: u32) -> f32 {
+    let base = row + (chunk / 8u) * BLOCK_BYTES;
+    let sub = chunk % 8u;
     let dm = unpack2x16float(W[base >> 2u]);
-    let first = k_scale_min(base + 4u, 2u * pair);
-    let second = k_scale_min(base + 4u, 2u * pair + 1u);
+    let sm = k_scale_min(base + 4u, sub);
     let high = (base >> 2u) + 4u;
-    let quants = (base >> 2u) + 12u + pair * 8u;
-    var sums = vec2<i32>(0);
+    let quants = (base >> 2u) + 12u + (sub / 2u) * 8u;
+    let shift = (sub & 1u) * 4u;
+    var sum = 0;
     for (var k = 0u; k < 8u; k++) {
-        let q = W[quants + k];
-        let h = W[high + k] >> (2u * pair);
-        let q0 = (q & 0x0f0f0f0fu) | ((h & 0x01010101u) << 4u);
-        let q1 = ((q >> 4u) & 0x0f0f0f0fu) | (((h >> 1u) & 0x01010101u) << 4u);
-        sums.x += dot4I8Packed(q0, xq[k]);
-        sums.y += dot4I8Packed(q1, xq[8u + k]);
+        let q = ((W[quants + k] >> shift) & 0x0f0f0f0fu) | (((W[high + k] >> sub) & 0x01010101u) << 4u);
+        sum += dot4I8Packed(q, xq[k]);
     }
-    let x = vec2<f32>(xd[0], xd[1]);
-    let scaled = x * vec2<f32>(sums) * vec2<f32>(first.x, second.x);
-    let mins = x * vec2<f32>(f32(xsum[0]), f32(xsum[1])) * vec2<f32>(first.y, second.y);
-    return dm.x * (scaled.x + scaled.y) - dm.y * (mins.x + mins.y);
+    return xd[0] * (dm.x * sm.x * f32(sum) - dm.y * sm.y * f32(xsum[0]));
 }
 //! Q6_K
 // A unit is chunks k and k + 2 of a half super-block (k = 0 or 1), whose quants' low
