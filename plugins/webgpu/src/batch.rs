@@ -293,7 +293,9 @@ impl<'a> Batch<'a> {
     /// own keys and values (f32, a token's row after another), which the pass reads from
     /// there and writes into the cache at `pos0..`; `None` where the layer reads an
     /// earlier layer's cache, which holds them already. `partials` holds what
-    /// [`AttentionShape::partials`] says.
+    /// [`AttentionShape::partials`] says. The splits' results are combined by a pass of
+    /// their own, or, for a decode step's few queries whose output the next product
+    /// reads quantized, by the last split of each (token, head) in the same pass.
     #[allow(clippy::too_many_arguments)] // the kernel's parameters, one each
     pub fn attention(
         &mut self,
@@ -324,6 +326,11 @@ impl<'a> Batch<'a> {
                 attention_splits(pos0 + ntok, window, ATTENTION_KEYS),
             ),
         };
+        let split_groups = match tile {
+            Some(_) => [shape.kv_heads, ntok.div_ceil(shape.tile_tokens()), splits],
+            None => [shape.heads, ntok, splits],
+        };
+        let combine_groups = [shape.heads, ntok, 1];
         let words = [
             ntok,
             shape.heads,
@@ -341,39 +348,27 @@ impl<'a> Batch<'a> {
             .unwrap_or([&self.kernels.unsegmented[0].buffer, &self.kernels.unsegmented[1].buffer]);
         let mut bindings =
             vec![(1, q), (2, k), (3, v), (4, sums), (5, stats), (8, k_new), (9, v_new)];
-        let rows = View::new(out, 0, q_dim);
-        if let (Some(quantizer), Some(_), None) = (quantizer, few, tile) {
-            // One pass: its last split of each (token, head) combines them.
-            let stride = quantized_input_words(quantizer.input, q_dim);
-            let words = [words.as_slice(), &[stride]].concat();
-            bindings.extend([
-                (6, out),
-                (7, &quantizer.buffer.buffer),
-                (10, &quantizer.finished.buffer),
-            ]);
-            self.push(&quantizer.attention_few, bindings, &words, [shape.heads, ntok, splits]);
-            self.quantized = Some(QuantizedRows { x: rows, ncols: q_dim, ntok });
+        let Some(quantizer) = quantizer else {
+            self.push(split, bindings, &words, split_groups);
+            let bindings = vec![(4, sums), (5, stats), (6, out)];
+            self.push(&self.kernels.attention_combine, bindings, &words, combine_groups);
             return;
-        }
-        let groups = match tile {
-            Some(_) => [shape.kv_heads, ntok.div_ceil(shape.tile_tokens()), splits],
-            None => [shape.heads, ntok, splits],
         };
-        self.push(split, bindings, &words, groups);
-        let groups = [shape.heads, ntok, 1];
-        match quantizer {
-            Some(quantizer) => {
-                let stride = quantized_input_words(quantizer.input, q_dim);
-                let words = [words.as_slice(), &[stride]].concat();
-                let bindings = vec![(4, sums), (5, stats), (6, out), (7, &quantizer.buffer.buffer)];
-                self.push(&quantizer.attention_combine, bindings, &words, groups);
-                self.quantized = Some(QuantizedRows { x: rows, ncols: q_dim, ntok });
-            }
-            None => {
-                let bindings = vec![(4, sums), (5, stats), (6, out)];
-                self.push(&self.kernels.attention_combine, bindings, &words, groups);
-            }
+        let stride = quantized_input_words(quantizer.input, q_dim);
+        let words = [words.as_slice(), &[stride]].concat();
+        let quantized = [(6, out), (7, &quantizer.buffer.buffer)];
+        if few.is_some() && tile.is_none() {
+            // One pass: the last split of each (token, head) combines them.
+            bindings.extend(quantized);
+            bindings.push((10, &quantizer.finished.buffer));
+            self.push(&quantizer.attention_few, bindings, &words, split_groups);
+        } else {
+            self.push(split, bindings, &words, split_groups);
+            let bindings = [vec![(4, sums), (5, stats)], quantized.to_vec()].concat();
+            self.push(&quantizer.attention_combine, bindings, &words, combine_groups);
         }
+        let rows = View::new(out, 0, q_dim);
+        self.quantized = Some(QuantizedRows { x: rows, ncols: q_dim, ntok });
     }
 
     /// `g = act(g) * u` over `rows` rows of `n` values, `g` contiguous.

@@ -121,10 +121,11 @@ fn matrix_copies(rows: u32) -> u32 {
 }
 
 /// The workgroup memory matmul_matrix.wgsl takes with tiles of `rows` rows: the copies
-/// of the rows' chunk and the tokens' chunk in f16, each row and token 40 values apart
-/// (its `STRIDE`), and a 16×16 f32 slot per subgroup.
+/// of the rows' chunk and the tokens' chunk in f16, each row and token `STRIDE` values
+/// apart, and a 16×16 f32 slot per subgroup.
 fn matrix_workgroup_bytes(rows: u32) -> u32 {
-    let (tokens, stride) = (128, 40);
+    let (tokens, stride) =
+        (shader_constant(MATMUL_MATRIX, "TOKENS"), shader_constant(MATMUL_MATRIX, "STRIDE"));
     matrix_copies(rows) * (rows + tokens) * stride * 2 + rows / 32 * 256 * 4
 }
 
@@ -309,8 +310,8 @@ pub(crate) struct InputQuantizer {
     /// them and quantizing the head's output.
     pub(crate) attention_few: wgpu::ComputePipeline,
     /// `attention_few`'s count of each (token, head)'s finished splits: room for
-    /// [`MATVEC_TOKENS`] tokens of as many heads as the buffer's rows can hold (each at
-    /// least one chunk of 32 values).
+    /// [`MATVEC_TOKENS`] tokens of as many heads as a row of `buffer` holds (each head
+    /// at least one chunk of 32 values).
     pub(crate) finished: GpuBuffer,
     pub(crate) input: MatvecInput,
     pub(crate) buffer: GpuBuffer,

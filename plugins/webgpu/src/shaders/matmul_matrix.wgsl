@@ -26,8 +26,8 @@
 //
 // ROWS and COPIES are the defaults the host substitutes (kernels.rs,
 // `Kernels::with_shapes`): ROWS is a multiple of 64, and tiles of 256 rows, for
-// matrices of 4 096 rows and more, fit the 48 KiB of workgroup memory an H100 allows
-// only with one copy.
+// products that still fill the GPU with them, fit the 48 KiB of workgroup memory an
+// H100 allows only with one copy.
 
 // The rows and tokens a workgroup covers (the host reads them from here).
 const ROWS: u32 = 128u;
