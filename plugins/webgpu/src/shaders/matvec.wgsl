@@ -1,7 +1,7 @@
 // The GPU plan's matrix product for a few tokens (a decode step): a workgroup of WG
 // invocations computes ROWS output rows of one token. Its invocations take the rows'
-// units in turn (a 32-element chunk, or the chunks of a K-quant whose quants share
-// bytes: UNIT_CHUNKS, dot8.wgsl), so neighbours read neighbouring bytes (coalesced);
+// units in turn (a 32-element chunk, or Q6_K's two chunks whose quants share bytes:
+// UNIT_CHUNKS, dot8.wgsl), so neighbours read neighbouring bytes (coalesced);
 // each loads a unit of the token's input once (`load_input`) and uses it for all ROWS
 // rows (`row_dot`: the input is read ROWS times less than with a workgroup per row),
 // keeps one partial sum per row in vectors of four rows, and `reduce` (the subgroup or
