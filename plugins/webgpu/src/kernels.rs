@@ -325,8 +325,7 @@ impl InputQuantizer {
         let parts = [("PARTS", input.parts())];
         let norm = with_constants(NORM, &parts);
         let attention = cache.source(&with_constants(ATTENTION, &parts));
-        let few = [("KEYS", FEW_QUERIES_ATTENTION_KEYS), ("PARTS", input.parts())];
-        let attention_few = cache.source(&with_constants(ATTENTION, &few));
+        let attention_few = with_constants(&attention, &[("KEYS", FEW_QUERIES_ATTENTION_KEYS)]);
         let words = quantized_input_words(input, QUANTIZED_INPUT_COLUMNS);
         let bytes = u64::from(words * MATVEC_TOKENS) * 4;
         let counters = u64::from(QUANTIZED_INPUT_COLUMNS / 32 * MATVEC_TOKENS);
