@@ -40,7 +40,8 @@ async function fetchShaders(base) {
   return Object.fromEntries(texts);
 }
 
-// The `decode` function of type `type`, cut from decode.wgsl (sections start `//! TYPE`).
+// The decoder of type `type` (its block size, `load_chunk` and `decode_loaded`), cut
+// from decode.wgsl (sections start `//! TYPE`).
 function decoder(decoders, type) {
   const marker = `//! ${type}\n`;
   const at = decoders.indexOf(marker);

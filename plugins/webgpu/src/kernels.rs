@@ -165,7 +165,7 @@ fn section(file: &'static str, ty: GgmlType) -> Option<&'static str> {
     Some(&file[start..end])
 }
 
-/// The `decode` function of `ty`, from decode.wgsl.
+/// `ty`'s decoder from decode.wgsl: its block size, `load_chunk` and `decode_loaded`.
 fn decoder(ty: GgmlType) -> &'static str {
     section(DECODERS, ty).expect("every supported type has a decoder")
 }

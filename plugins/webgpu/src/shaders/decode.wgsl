@@ -1,33 +1,39 @@
 //! F32
 const BLOCK_ELEMS: u32 = 32u;
 const BLOCK_BYTES: u32 = 128u;
-fn decode(row: u32, chunk: u32) {
-    let base = row + chunk * BLOCK_BYTES;
+const CHUNK_WORDS: u32 = 32u;
+fn load_chunk(row: u32, chunk: u32) {
+    load_words(row + chunk * BLOCK_BYTES);
+}
+fn decode_loaded(row: u32, chunk: u32) {
     for (var k = 0u; k < 8u; k++) {
-        let i = (base >> 2u) + k * 4u;
-        wv[k] = vec4<f32>(bitcast<f32>(W[i]), bitcast<f32>(W[i + 1u]), bitcast<f32>(W[i + 2u]), bitcast<f32>(W[i + 3u]));
+        wv[k] = bitcast<vec4<f32>>(vec4<u32>(words[k * 4u], words[k * 4u + 1u], words[k * 4u + 2u], words[k * 4u + 3u]));
     }
 }
 //! F16
 const BLOCK_ELEMS: u32 = 32u;
 const BLOCK_BYTES: u32 = 64u;
-fn decode(row: u32, chunk: u32) {
-    let base = row + chunk * BLOCK_BYTES;
+const CHUNK_WORDS: u32 = 16u;
+fn load_chunk(row: u32, chunk: u32) {
+    load_words(row + chunk * BLOCK_BYTES);
+}
+fn decode_loaded(row: u32, chunk: u32) {
     for (var k = 0u; k < 8u; k++) {
-        let i = (base >> 2u) + k * 2u;
-        wv[k] = vec4<f32>(unpack2x16float(W[i]), unpack2x16float(W[i + 1u]));
+        wv[k] = vec4<f32>(unpack2x16float(words[k * 2u]), unpack2x16float(words[k * 2u + 1u]));
     }
 }
 //! BF16
 // A bf16 is the high half of an f32.
 const BLOCK_ELEMS: u32 = 32u;
 const BLOCK_BYTES: u32 = 64u;
-fn decode(row: u32, chunk: u32) {
-    let base = row + chunk * BLOCK_BYTES;
+const CHUNK_WORDS: u32 = 16u;
+fn load_chunk(row: u32, chunk: u32) {
+    load_words(row + chunk * BLOCK_BYTES);
+}
+fn decode_loaded(row: u32, chunk: u32) {
     for (var k = 0u; k < 8u; k++) {
-        let i = (base >> 2u) + k * 2u;
-        let a = W[i];
-        let b = W[i + 1u];
+        let a = words[k * 2u];
+        let b = words[k * 2u + 1u];
         wv[k] = vec4<f32>(bitcast<f32>(a << 16u), bitcast<f32>(a & 0xffff0000u), bitcast<f32>(b << 16u), bitcast<f32>(b & 0xffff0000u));
     }
 }
@@ -39,15 +45,11 @@ struct Block {
     d: f32,
     q: array<u32, 4>,
 }
-// The block at byte `base`, read as the five aligned words that hold it (see
-// `block_word`).
-fn block_at(base: u32) -> Block {
-    let at = base >> 2u;
+// The five aligned words that hold a block (see `block_word`).
+const CHUNK_WORDS: u32 = 5u;
+// The block at byte `base` from its aligned words `w`.
+fn block_of(w: array<u32, CHUNK_WORDS>, base: u32) -> Block {
     let odd = (base & 2u) != 0u;
-    var w: array<u32, 5>;
-    for (var k = 0u; k < 5u; k++) {
-        w[k] = W[at + k];
-    }
     var block: Block;
     block.d = unpack2x16float(select(w[0], w[0] >> 16u, odd)).x;
     for (var k = 0u; k < 4u; k++) {
@@ -55,8 +57,18 @@ fn block_at(base: u32) -> Block {
     }
     return block;
 }
-fn decode(row: u32, chunk: u32) {
-    let block = block_at(row + chunk * BLOCK_BYTES);
+fn block_at(base: u32) -> Block {
+    var w: array<u32, CHUNK_WORDS>;
+    for (var k = 0u; k < CHUNK_WORDS; k++) {
+        w[k] = W[(base >> 2u) + k];
+    }
+    return block_of(w, base);
+}
+fn load_chunk(row: u32, chunk: u32) {
+    load_words(row + chunk * BLOCK_BYTES);
+}
+fn decode_loaded(row: u32, chunk: u32) {
+    let block = block_of(words, row + chunk * BLOCK_BYTES);
     for (var k = 0u; k < 4u; k++) {
         wv[k] = (nibbles_lo(block.q[k]) - 8.0) * block.d;
         wv[k + 4u] = (nibbles_hi(block.q[k]) - 8.0) * block.d;
@@ -66,11 +78,14 @@ fn decode(row: u32, chunk: u32) {
 // f16 d, f16 m, 16 bytes of nibbles; d·q + m.
 const BLOCK_ELEMS: u32 = 32u;
 const BLOCK_BYTES: u32 = 20u;
-fn decode(row: u32, chunk: u32) {
-    let base = row + chunk * BLOCK_BYTES;
-    let dm = unpack2x16float(W[base >> 2u]);
+const CHUNK_WORDS: u32 = 5u;
+fn load_chunk(row: u32, chunk: u32) {
+    load_words(row + chunk * BLOCK_BYTES);
+}
+fn decode_loaded(row: u32, chunk: u32) {
+    let dm = unpack2x16float(words[0]);
     for (var k = 0u; k < 4u; k++) {
-        let q = W[(base >> 2u) + 1u + k];
+        let q = words[1u + k];
         wv[k] = nibbles_lo(q) * dm.x + dm.y;
         wv[k + 4u] = nibbles_hi(q) * dm.x + dm.y;
     }
@@ -80,12 +95,17 @@ fn decode(row: u32, chunk: u32) {
 // d·(q − 16).
 const BLOCK_ELEMS: u32 = 32u;
 const BLOCK_BYTES: u32 = 22u;
-fn decode(row: u32, chunk: u32) {
-    let base = row + chunk * BLOCK_BYTES;
-    let d = f16_at(base);
-    let high = u32_at(base + 2u);
+// The six aligned words that hold a block (see `block_word`).
+const CHUNK_WORDS: u32 = 6u;
+fn load_chunk(row: u32, chunk: u32) {
+    load_words(row + chunk * BLOCK_BYTES);
+}
+fn decode_loaded(row: u32, chunk: u32) {
+    let odd = ((row + chunk * BLOCK_BYTES) & 2u) != 0u;
+    let d = unpack2x16float(select(words[0], words[0] >> 16u, odd)).x;
+    let high = block_word(words[0], words[1], odd);
     for (var k = 0u; k < 4u; k++) {
-        let q = u32_at(base + 6u + k * 4u);
+        let q = block_word(words[k + 1u], words[k + 2u], odd);
         wv[k] = (nibbles_lo(q) + 16.0 * bits4(high, k * 4u) - 16.0) * d;
         wv[k + 4u] = (nibbles_hi(q) + 16.0 * bits4(high, 16u + k * 4u) - 16.0) * d;
     }
@@ -94,12 +114,15 @@ fn decode(row: u32, chunk: u32) {
 // f16 d, f16 m, the fifth bits, 16 bytes of nibbles; d·q + m.
 const BLOCK_ELEMS: u32 = 32u;
 const BLOCK_BYTES: u32 = 24u;
-fn decode(row: u32, chunk: u32) {
-    let base = row + chunk * BLOCK_BYTES;
-    let dm = unpack2x16float(W[base >> 2u]);
-    let high = W[(base >> 2u) + 1u];
+const CHUNK_WORDS: u32 = 6u;
+fn load_chunk(row: u32, chunk: u32) {
+    load_words(row + chunk * BLOCK_BYTES);
+}
+fn decode_loaded(row: u32, chunk: u32) {
+    let dm = unpack2x16float(words[0]);
+    let high = words[1];
     for (var k = 0u; k < 4u; k++) {
-        let q = W[(base >> 2u) + 2u + k];
+        let q = words[2u + k];
         wv[k] = (nibbles_lo(q) + 16.0 * bits4(high, k * 4u)) * dm.x + dm.y;
         wv[k + 4u] = (nibbles_hi(q) + 16.0 * bits4(high, 16u + k * 4u)) * dm.x + dm.y;
     }
@@ -112,15 +135,11 @@ struct Block {
     d: f32,
     q: array<u32, 8>,
 }
-// The block at byte `base`, read as the nine aligned words that hold it (see
-// `block_word`).
-fn block_at(base: u32) -> Block {
-    let at = base >> 2u;
+// The nine aligned words that hold a block (see `block_word`).
+const CHUNK_WORDS: u32 = 9u;
+// The block at byte `base` from its aligned words `w`.
+fn block_of(w: array<u32, CHUNK_WORDS>, base: u32) -> Block {
     let odd = (base & 2u) != 0u;
-    var w: array<u32, 9>;
-    for (var k = 0u; k < 9u; k++) {
-        w[k] = W[at + k];
-    }
     var block: Block;
     block.d = unpack2x16float(select(w[0], w[0] >> 16u, odd)).x;
     for (var k = 0u; k < 8u; k++) {
@@ -128,8 +147,18 @@ fn block_at(base: u32) -> Block {
     }
     return block;
 }
-fn decode(row: u32, chunk: u32) {
-    let block = block_at(row + chunk * BLOCK_BYTES);
+fn block_at(base: u32) -> Block {
+    var w: array<u32, CHUNK_WORDS>;
+    for (var k = 0u; k < CHUNK_WORDS; k++) {
+        w[k] = W[(base >> 2u) + k];
+    }
+    return block_of(w, base);
+}
+fn load_chunk(row: u32, chunk: u32) {
+    load_words(row + chunk * BLOCK_BYTES);
+}
+fn decode_loaded(row: u32, chunk: u32) {
+    let block = block_of(words, row + chunk * BLOCK_BYTES);
     for (var k = 0u; k < 8u; k++) {
         let q = block.q[k];
         let v = vec4<i32>(i32(q << 24u) >> 24u, i32(q << 16u) >> 24u, i32(q << 8u) >> 24u, i32(q) >> 24u);
@@ -142,16 +171,26 @@ fn decode(row: u32, chunk: u32) {
 // (low nibbles: the even chunk, high: the odd one); (d·sc)·q − dmin·m.
 const BLOCK_ELEMS: u32 = 256u;
 const BLOCK_BYTES: u32 = 144u;
-fn decode(row: u32, chunk: u32) {
-    let base = row + (chunk / 8u) * BLOCK_BYTES;
+// d and dmin, the scales and mins, the chunk's eight words of nibbles.
+const CHUNK_WORDS: u32 = 12u;
+fn load_chunk(row: u32, chunk: u32) {
+    let at = (row + (chunk / 8u) * BLOCK_BYTES) >> 2u;
+    let quants = at + 4u + ((chunk % 8u) / 2u) * 8u;
+    for (var k = 0u; k < 4u; k++) {
+        words[k] = W[at + k];
+    }
+    for (var k = 0u; k < 8u; k++) {
+        words[4u + k] = W[quants + k];
+    }
+}
+fn decode_loaded(row: u32, chunk: u32) {
     let sub = chunk % 8u;
-    let dm = unpack2x16float(W[base >> 2u]);
-    let sm = k_scale_min(base + 4u, sub);
+    let dm = unpack2x16float(words[0]);
+    let sm = k_scale_min(vec3<u32>(words[1], words[2], words[3]), sub);
     let scale = dm.x * sm.x;
     let min = dm.y * sm.y;
-    let quants = (base >> 2u) + 4u + (sub / 2u) * 8u;
     for (var k = 0u; k < 8u; k++) {
-        let q = W[quants + k];
+        let q = words[4u + k];
         var nibbles = nibbles_lo(q);
         if ((sub & 1u) == 1u) {
             nibbles = nibbles_hi(q);
@@ -164,22 +203,32 @@ fn decode(row: u32, chunk: u32) {
 // `l` of chunk `j`.
 const BLOCK_ELEMS: u32 = 256u;
 const BLOCK_BYTES: u32 = 176u;
-fn decode(row: u32, chunk: u32) {
-    let base = row + (chunk / 8u) * BLOCK_BYTES;
+// d and dmin, the scales and mins, the eight words of fifth bits, the chunk's eight
+// words of nibbles.
+const CHUNK_WORDS: u32 = 20u;
+fn load_chunk(row: u32, chunk: u32) {
+    let at = (row + (chunk / 8u) * BLOCK_BYTES) >> 2u;
+    let quants = at + 12u + ((chunk % 8u) / 2u) * 8u;
+    for (var k = 0u; k < 12u; k++) {
+        words[k] = W[at + k];
+    }
+    for (var k = 0u; k < 8u; k++) {
+        words[12u + k] = W[quants + k];
+    }
+}
+fn decode_loaded(row: u32, chunk: u32) {
     let sub = chunk % 8u;
-    let dm = unpack2x16float(W[base >> 2u]);
-    let sm = k_scale_min(base + 4u, sub);
+    let dm = unpack2x16float(words[0]);
+    let sm = k_scale_min(vec3<u32>(words[1], words[2], words[3]), sub);
     let scale = dm.x * sm.x;
     let min = dm.y * sm.y;
-    let high = (base >> 2u) + 4u;
-    let quants = (base >> 2u) + 12u + (sub / 2u) * 8u;
     for (var k = 0u; k < 8u; k++) {
-        let q = W[quants + k];
+        let q = words[12u + k];
         var nibbles = nibbles_lo(q);
         if ((sub & 1u) == 1u) {
             nibbles = nibbles_hi(q);
         }
-        wv[k] = scale * (nibbles + 16.0 * byte_bits(W[high + k], sub, 1u)) - min;
+        wv[k] = scale * (nibbles + 16.0 * byte_bits(words[4u + k], sub, 1u)) - min;
     }
 }
 //! Q6_K
@@ -190,33 +239,61 @@ fn decode(row: u32, chunk: u32) {
 // (d·sc)·(q − 32).
 const BLOCK_ELEMS: u32 = 256u;
 const BLOCK_BYTES: u32 = 210u;
-// The eight words of the 32 bytes at `at` (even: a super-block is 210 bytes, so every
-// other one starts half a word in), from the nine aligned words under them, each loaded
-// once.
+// The eight words of 32 bytes at an even byte, from the nine aligned words under them
+// (`aligned` where the bytes start at a word: a super-block is 210 bytes, so every
+// other one starts half a word in).
+fn q6_k_even_words(aligned_words: array<u32, 9>, aligned: bool) -> array<u32, 8> {
+    var words: array<u32, 8>;
+    for (var i = 0u; i < 8u; i++) {
+        words[i] = even_word(aligned_words[i], aligned_words[i + 1u], aligned);
+    }
+    return words;
+}
+// The eight words of the 32 bytes at `at`, each aligned word under them loaded once.
 fn q6_k_words(at: u32) -> array<u32, 8> {
     var aligned_words: array<u32, 9>;
     for (var i = 0u; i < 9u; i++) {
         aligned_words[i] = W[(at >> 2u) + i];
     }
-    var words: array<u32, 8>;
-    for (var i = 0u; i < 8u; i++) {
-        words[i] = even_word(aligned_words[i], aligned_words[i + 1u], (at & 2u) == 0u);
-    }
-    return words;
+    return q6_k_even_words(aligned_words, (at & 2u) == 0u);
 }
-fn decode(row: u32, chunk: u32) {
+// The chunk's bytes as aligned words: nine under its 32 bytes of low bits, nine under
+// the half's 32 bytes of high bits, the one holding its two scales and the one holding d.
+const CHUNK_WORDS: u32 = 20u;
+// Where chunk `chunk`'s low bits, high bits and scales start, and d lies.
+fn q6_k_chunk(row: u32, chunk: u32) -> vec4<u32> {
     let base = row + (chunk / 8u) * BLOCK_BYTES;
     let half = (chunk % 8u) / 4u;
     let k = chunk % 4u;
-    let d = f16_at(base + 208u);
-    let low = base + half * 64u + (k % 2u) * 32u;
-    let high = base + 128u + half * 32u;
-    let scales = base + 192u + half * 8u + 2u * k;
+    return vec4<u32>(base + half * 64u + (k % 2u) * 32u, base + 128u + half * 32u, base + 192u + half * 8u + 2u * k, base + 208u);
+}
+fn load_chunk(row: u32, chunk: u32) {
+    let at = q6_k_chunk(row, chunk) >> vec4<u32>(2u);
+    for (var i = 0u; i < 9u; i++) {
+        words[i] = W[at.x + i];
+        words[9u + i] = W[at.y + i];
+    }
+    words[18] = W[at.z];
+    words[19] = W[at.w];
+}
+fn decode_loaded(row: u32, chunk: u32) {
+    let k = chunk % 4u;
+    let bytes = q6_k_chunk(row, chunk);
+    // Every field of the super-block lies at an even byte, and all at one parity of word.
+    let aligned = (bytes.x & 2u) == 0u;
+    var low_aligned: array<u32, 9>;
+    var high_aligned: array<u32, 9>;
+    for (var i = 0u; i < 9u; i++) {
+        low_aligned[i] = words[i];
+        high_aligned[i] = words[9u + i];
+    }
+    let low_words = q6_k_even_words(low_aligned, aligned);
+    let high_words = q6_k_even_words(high_aligned, aligned);
+    let d = unpack2x16float(words[19] >> ((bytes.w & 2u) * 8u)).x;
     // Elements 0..16 of the chunk share one scale, 16..32 the next.
-    let d_lo = d * i8_at(scales);
-    let d_hi = d * i8_at(scales + 1u);
-    let low_words = q6_k_words(low);
-    let high_words = q6_k_words(high);
+    let scales = words[18] >> ((bytes.z & 2u) * 8u);
+    let d_lo = d * f32(i32(scales << 24u) >> 24u);
+    let d_hi = d * f32(i32(scales << 16u) >> 24u);
     for (var w = 0u; w < 8u; w++) {
         var nibbles = nibbles_lo(low_words[w]);
         if (k >= 2u) {

@@ -86,7 +86,7 @@ fn dot8(row: u32, chunk: u32) -> f32 {
     let base = row + (chunk / 8u) * BLOCK_BYTES;
     let sub = chunk % 8u;
     let dm = unpack2x16float(W[base >> 2u]);
-    let sm = k_scale_min(base + 4u, sub);
+    let sm = k_scale_min(k_scale_words(base), sub);
     let quants = (base >> 2u) + 4u + (sub / 2u) * 8u;
     let shift = (sub & 1u) * 4u;
     var sum = 0;
@@ -102,7 +102,7 @@ fn dot8(row: u32, chunk: u32) -> f32 {
     let base = row + (chunk / 8u) * BLOCK_BYTES;
     let sub = chunk % 8u;
     let dm = unpack2x16float(W[base >> 2u]);
-    let sm = k_scale_min(base + 4u, sub);
+    let sm = k_scale_min(k_scale_words(base), sub);
     let high = (base >> 2u) + 4u;
     let quants = (base >> 2u) + 12u + (sub / 2u) * 8u;
     let shift = (sub & 1u) * 4u;

@@ -1,19 +1,19 @@
 // The GPU plan's matrix product for many tokens on cooperative matrices (tensor cores):
 // a workgroup of ROWS invocations computes a tile of ROWS rows × TOKENS tokens, each
 // subgroup of 32 a part of 64 rows × 64 tokens in sixteen 16×16 sums. Each invocation
-// decodes one row's 32-column chunk into workgroup memory as f16 and copies a share of
-// the tokens' 32 inputs beside it as f16 (`fetch`, `stash`); then each subgroup
-// multiplies its four 16-row parts by its four 16-token parts, 16 columns at a time,
-// summing in f32. A part of 64 × 64 loads eight matrices from workgroup memory for
-// sixteen products, where one of 32 × 64 loads six for eight: the loads, not the
-// tensor cores, bound a chunk.
-// With two copies of the tiles (COPIES), while the subgroups multiply one chunk the
-// loads of the next are in flight (fetched into registers before the products, stored
-// into the other copy after them), so a chunk costs one barrier and the products hide
-// the loads' latency; with one copy a chunk costs two barriers and the loads still
-// overlap the products. The host prepends `enable f16;` and `enable
-// wgpu_cooperative_matrix;` and uses this kernel only where the adapter has 16×16×16
-// f16 matrices with f32 sums on subgroups of exactly 32.
+// loads one row's 32-column chunk and a share of the tokens' 32 inputs (`fetch`), then
+// decodes the chunk into workgroup memory as f16 and copies the inputs beside it as f16
+// (`stash`); then each subgroup multiplies its four 16-row parts by its four 16-token
+// parts, 16 columns at a time, summing in f32. A part of 64 × 64 loads eight matrices
+// from workgroup memory for sixteen products, where one of 32 × 64 loads six for eight:
+// the loads, not the tensor cores, bound a chunk.
+// The next chunk's loads are in flight while the subgroups multiply one chunk: fetched
+// into registers before the products, decoded and stored after them, so the products
+// hide the loads' latency. With two copies of the tiles (COPIES) the next chunk goes
+// into the other copy and a chunk costs one barrier; with one copy, two. The host
+// prepends `enable f16;` and `enable wgpu_cooperative_matrix;` and uses this kernel
+// only where the adapter has 16×16×16 f16 matrices with f32 sums on subgroups of
+// exactly 32.
 //
 // A row's 32 columns and a token's 32 inputs each lie together in workgroup memory,
 // STRIDE values apart: A (16 rows × 16 columns) is read row-major from wt (coopLoadT),
@@ -52,14 +52,14 @@ var<workgroup> xt: array<f16, COPIES * X_TILE>;
 // way out.
 var<workgroup> sums: array<f32, WG / 32u * 256u>;
 
-// The next chunk on its way to workgroup memory: the row's decoded values are in `wv`
-// (decode.wgsl), the inputs here.
+// The next chunk on its way to workgroup memory: the row's words are in `words`
+// (quant.wgsl), the inputs here.
 var<private> xr: array<vec4<f32>, XQUADS>;
 
-// Decode chunk `b` of the invocation's row (at byte `row_base`) and load its inputs'
-// share; tokens past the last read the last again (their sums are not stored).
+// Load chunk `b` of the invocation's row (at byte `row_base`) and its inputs' share;
+// tokens past the last read the last again (their sums are not stored).
 fn fetch(row_base: u32, t0: u32, lid: u32, b: u32) {
-    decode(row_base, b);
+    load_chunk(row_base, b);
     for (var q = 0u; q < XQUADS; q++) {
         let i = lid + q * WG;
         let t = min(t0 + i / 8u, p.ntok - 1u);
@@ -67,8 +67,10 @@ fn fetch(row_base: u32, t0: u32, lid: u32, b: u32) {
     }
 }
 
-// Store what `fetch` loaded into copy `c` of the tiles.
-fn stash(c: u32, lid: u32) {
+// Decode chunk `b` of the row at byte `row_base`, which `fetch` loaded, and store it and
+// the inputs into copy `c` of the tiles.
+fn stash(c: u32, lid: u32, row_base: u32, b: u32) {
+    decode_loaded(row_base, b);
     let w = c * W_TILE + lid * STRIDE;
     for (var k = 0u; k < 8u; k++) {
         for (var j = 0u; j < 4u; j++) {
@@ -127,7 +129,7 @@ fn matmul_matrix(
             // Every subgroup is done with the copy's previous chunk.
             workgroupBarrier();
         }
-        stash(c, lid);
+        stash(c, lid, row_base, b);
         workgroupBarrier();
         // The last chunk fetches itself again, unused: no branch around the loads.
         fetch(row_base, t0, lid, min(b + 1u, nblocks - 1u));

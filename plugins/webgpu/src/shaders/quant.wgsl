@@ -154,6 +154,25 @@ fn store_sum(t: u32, row: u32, sum: f32, next: f32) {
     }
 }
 
+// A weight chunk is decoded in two steps, so that a kernel can have one chunk's loads in
+// flight while it works on another (matmul_matrix.wgsl): the decoder's `load_chunk`
+// puts the aligned words the chunk needs into `words`, its `decode_loaded` decodes them
+// into `wv`. Each decoder says how many words that is (CHUNK_WORDS).
+var<private> words: array<u32, CHUNK_WORDS>;
+
+// Chunk `chunk` of the weight row at byte `row`, decoded into `wv`.
+fn decode(row: u32, chunk: u32) {
+    load_chunk(row, chunk);
+    decode_loaded(row, chunk);
+}
+
+// The CHUNK_WORDS aligned words from the one holding byte `base`.
+fn load_words(base: u32) {
+    for (var k = 0u; k < CHUNK_WORDS; k++) {
+        words[k] = W[(base >> 2u) + k];
+    }
+}
+
 // The f16 at byte `i`, which is even: every block size and field offset is.
 fn f16_at(i: u32) -> f32 {
     return unpack2x16float(W[i >> 2u] >> ((i & 2u) * 8u)).x;
@@ -195,16 +214,24 @@ fn byte_bits(q: u32, s: u32, mask: u32) -> vec4<f32> {
     return vec4<f32>(f32((q >> s) & mask), f32((q >> (s + 8u)) & mask), f32((q >> (s + 16u)) & mask), f32((q >> (s + 24u)) & mask));
 }
 // The 6-bit scale and min of chunk `j` of a Q4_K/Q5_K super-block whose 12 scale bytes
-// start at byte `at`: chunks 0..4 keep theirs in the low 6 bits of bytes j and j + 4,
-// chunks 4..8 in the nibbles of byte j + 4 topped with the high 2 bits of bytes j − 4
-// (scale) and j (min).
-fn k_scale_min(at: u32, j: u32) -> vec2<f32> {
+// are the words `scales`: chunks 0..4 keep theirs in the low 6 bits of bytes j and
+// j + 4, chunks 4..8 in the nibbles of byte j + 4 topped with the high 2 bits of bytes
+// j − 4 (scale) and j (min).
+fn k_scale_min(scales: vec3<u32>, j: u32) -> vec2<f32> {
+    let here = (scales[j / 4u] >> ((j % 4u) * 8u)) & 255u;
+    let next = (scales[j / 4u + 1u] >> ((j % 4u) * 8u)) & 255u;
     if (j < 4u) {
-        return vec2<f32>(f32(byte_at(at + j) & 63u), f32(byte_at(at + j + 4u) & 63u));
+        return vec2<f32>(f32(here & 63u), f32(next & 63u));
     }
-    let scale = (byte_at(at + j + 4u) & 15u) | ((byte_at(at + j - 4u) >> 6u) << 4u);
-    let min = (byte_at(at + j + 4u) >> 4u) | ((byte_at(at + j) >> 6u) << 4u);
+    let before = (scales[0] >> ((j % 4u) * 8u)) & 255u;
+    let scale = (next & 15u) | ((before >> 6u) << 4u);
+    let min = (next >> 4u) | ((here >> 6u) << 4u);
     return vec2<f32>(f32(scale), f32(min));
+}
+// The three words of the 12 scale bytes of the K-quant super-block at byte `base`.
+fn k_scale_words(base: u32) -> vec3<u32> {
+    let at = (base >> 2u) + 1u;
+    return vec3<u32>(W[at], W[at + 1u], W[at + 2u]);
 }
 // Bits 0..4 of `h` as bit 4 of each byte: four elements' fifth bits, to OR onto their
 // nibbles (Q5_0, Q5_1).
