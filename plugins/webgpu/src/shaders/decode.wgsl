@@ -3,7 +3,7 @@ const BLOCK_ELEMS: u32 = 32u;
 const BLOCK_BYTES: u32 = 128u;
 const CHUNK_WORDS: u32 = 32u;
 fn load_chunk(row: u32, chunk: u32) {
-    load_words(row + chunk * BLOCK_BYTES);
+    words = aligned_words(row + chunk * BLOCK_BYTES);
 }
 fn decode_loaded(row: u32, chunk: u32) {
     for (var k = 0u; k < 8u; k++) {
@@ -15,7 +15,7 @@ const BLOCK_ELEMS: u32 = 32u;
 const BLOCK_BYTES: u32 = 64u;
 const CHUNK_WORDS: u32 = 16u;
 fn load_chunk(row: u32, chunk: u32) {
-    load_words(row + chunk * BLOCK_BYTES);
+    words = aligned_words(row + chunk * BLOCK_BYTES);
 }
 fn decode_loaded(row: u32, chunk: u32) {
     for (var k = 0u; k < 8u; k++) {
@@ -28,7 +28,7 @@ const BLOCK_ELEMS: u32 = 32u;
 const BLOCK_BYTES: u32 = 64u;
 const CHUNK_WORDS: u32 = 16u;
 fn load_chunk(row: u32, chunk: u32) {
-    load_words(row + chunk * BLOCK_BYTES);
+    words = aligned_words(row + chunk * BLOCK_BYTES);
 }
 fn decode_loaded(row: u32, chunk: u32) {
     for (var k = 0u; k < 8u; k++) {
@@ -41,34 +41,13 @@ fn decode_loaded(row: u32, chunk: u32) {
 // f16 d, 16 bytes of nibbles (low: elements 0..16, high: 16..32); d·(q − 8).
 const BLOCK_ELEMS: u32 = 32u;
 const BLOCK_BYTES: u32 = 18u;
-struct Block {
-    d: f32,
-    q: array<u32, 4>,
-}
 // The five aligned words that hold a block (see `block_word`).
 const CHUNK_WORDS: u32 = 5u;
-// The block at byte `base` from its aligned words `w`.
-fn block_of(w: array<u32, CHUNK_WORDS>, base: u32) -> Block {
-    let odd = (base & 2u) != 0u;
-    var block: Block;
-    block.d = unpack2x16float(select(w[0], w[0] >> 16u, odd)).x;
-    for (var k = 0u; k < 4u; k++) {
-        block.q[k] = block_word(w[k], w[k + 1u], odd);
-    }
-    return block;
-}
-fn block_at(base: u32) -> Block {
-    var w: array<u32, CHUNK_WORDS>;
-    for (var k = 0u; k < CHUNK_WORDS; k++) {
-        w[k] = W[(base >> 2u) + k];
-    }
-    return block_of(w, base);
-}
 fn load_chunk(row: u32, chunk: u32) {
-    load_words(row + chunk * BLOCK_BYTES);
+    words = aligned_words(row + chunk * BLOCK_BYTES);
 }
 fn decode_loaded(row: u32, chunk: u32) {
-    let block = block_of(words, row + chunk * BLOCK_BYTES);
+    let block = head_block(words, row + chunk * BLOCK_BYTES);
     for (var k = 0u; k < 4u; k++) {
         wv[k] = (nibbles_lo(block.q[k]) - 8.0) * block.d;
         wv[k + 4u] = (nibbles_hi(block.q[k]) - 8.0) * block.d;
@@ -80,7 +59,7 @@ const BLOCK_ELEMS: u32 = 32u;
 const BLOCK_BYTES: u32 = 20u;
 const CHUNK_WORDS: u32 = 5u;
 fn load_chunk(row: u32, chunk: u32) {
-    load_words(row + chunk * BLOCK_BYTES);
+    words = aligned_words(row + chunk * BLOCK_BYTES);
 }
 fn decode_loaded(row: u32, chunk: u32) {
     let dm = unpack2x16float(words[0]);
@@ -98,16 +77,15 @@ const BLOCK_BYTES: u32 = 22u;
 // The six aligned words that hold a block (see `block_word`).
 const CHUNK_WORDS: u32 = 6u;
 fn load_chunk(row: u32, chunk: u32) {
-    load_words(row + chunk * BLOCK_BYTES);
+    words = aligned_words(row + chunk * BLOCK_BYTES);
 }
 fn decode_loaded(row: u32, chunk: u32) {
-    let odd = ((row + chunk * BLOCK_BYTES) & 2u) != 0u;
-    let d = unpack2x16float(select(words[0], words[0] >> 16u, odd)).x;
-    let high = block_word(words[0], words[1], odd);
+    let block = head_block(words, row + chunk * BLOCK_BYTES);
+    let high = block.q[0];
     for (var k = 0u; k < 4u; k++) {
-        let q = block_word(words[k + 1u], words[k + 2u], odd);
-        wv[k] = (nibbles_lo(q) + 16.0 * bits4(high, k * 4u) - 16.0) * d;
-        wv[k + 4u] = (nibbles_hi(q) + 16.0 * bits4(high, 16u + k * 4u) - 16.0) * d;
+        let q = block.q[k + 1u];
+        wv[k] = (nibbles_lo(q) + 16.0 * bits4(high, k * 4u) - 16.0) * block.d;
+        wv[k + 4u] = (nibbles_hi(q) + 16.0 * bits4(high, 16u + k * 4u) - 16.0) * block.d;
     }
 }
 //! Q5_1
@@ -116,7 +94,7 @@ const BLOCK_ELEMS: u32 = 32u;
 const BLOCK_BYTES: u32 = 24u;
 const CHUNK_WORDS: u32 = 6u;
 fn load_chunk(row: u32, chunk: u32) {
-    load_words(row + chunk * BLOCK_BYTES);
+    words = aligned_words(row + chunk * BLOCK_BYTES);
 }
 fn decode_loaded(row: u32, chunk: u32) {
     let dm = unpack2x16float(words[0]);
@@ -131,34 +109,13 @@ fn decode_loaded(row: u32, chunk: u32) {
 // f16 d, 32 signed bytes; d·q.
 const BLOCK_ELEMS: u32 = 32u;
 const BLOCK_BYTES: u32 = 34u;
-struct Block {
-    d: f32,
-    q: array<u32, 8>,
-}
 // The nine aligned words that hold a block (see `block_word`).
 const CHUNK_WORDS: u32 = 9u;
-// The block at byte `base` from its aligned words `w`.
-fn block_of(w: array<u32, CHUNK_WORDS>, base: u32) -> Block {
-    let odd = (base & 2u) != 0u;
-    var block: Block;
-    block.d = unpack2x16float(select(w[0], w[0] >> 16u, odd)).x;
-    for (var k = 0u; k < 8u; k++) {
-        block.q[k] = block_word(w[k], w[k + 1u], odd);
-    }
-    return block;
-}
-fn block_at(base: u32) -> Block {
-    var w: array<u32, CHUNK_WORDS>;
-    for (var k = 0u; k < CHUNK_WORDS; k++) {
-        w[k] = W[(base >> 2u) + k];
-    }
-    return block_of(w, base);
-}
 fn load_chunk(row: u32, chunk: u32) {
-    load_words(row + chunk * BLOCK_BYTES);
+    words = aligned_words(row + chunk * BLOCK_BYTES);
 }
 fn decode_loaded(row: u32, chunk: u32) {
-    let block = block_of(words, row + chunk * BLOCK_BYTES);
+    let block = head_block(words, row + chunk * BLOCK_BYTES);
     for (var k = 0u; k < 8u; k++) {
         let q = block.q[k];
         let v = vec4<i32>(i32(q << 24u) >> 24u, i32(q << 16u) >> 24u, i32(q << 8u) >> 24u, i32(q) >> 24u);
@@ -174,28 +131,13 @@ const BLOCK_BYTES: u32 = 144u;
 // d and dmin, the scales and mins, the chunk's eight words of nibbles.
 const CHUNK_WORDS: u32 = 12u;
 fn load_chunk(row: u32, chunk: u32) {
-    let at = (row + (chunk / 8u) * BLOCK_BYTES) >> 2u;
-    let quants = at + 4u + ((chunk % 8u) / 2u) * 8u;
-    for (var k = 0u; k < 4u; k++) {
-        words[k] = W[at + k];
-    }
-    for (var k = 0u; k < 8u; k++) {
-        words[4u + k] = W[quants + k];
-    }
+    load_k_chunk(row, chunk, 4u);
 }
 fn decode_loaded(row: u32, chunk: u32) {
     let sub = chunk % 8u;
-    let dm = unpack2x16float(words[0]);
-    let sm = k_scale_min(vec3<u32>(words[1], words[2], words[3]), sub);
-    let scale = dm.x * sm.x;
-    let min = dm.y * sm.y;
+    let sm = k_chunk_scale_min(sub);
     for (var k = 0u; k < 8u; k++) {
-        let q = words[4u + k];
-        var nibbles = nibbles_lo(q);
-        if ((sub & 1u) == 1u) {
-            nibbles = nibbles_hi(q);
-        }
-        wv[k] = scale * nibbles - min;
+        wv[k] = sm.x * k_chunk_nibbles(words[4u + k], sub) - sm.y;
     }
 }
 //! Q5_K
@@ -207,28 +149,14 @@ const BLOCK_BYTES: u32 = 176u;
 // words of nibbles.
 const CHUNK_WORDS: u32 = 20u;
 fn load_chunk(row: u32, chunk: u32) {
-    let at = (row + (chunk / 8u) * BLOCK_BYTES) >> 2u;
-    let quants = at + 12u + ((chunk % 8u) / 2u) * 8u;
-    for (var k = 0u; k < 12u; k++) {
-        words[k] = W[at + k];
-    }
-    for (var k = 0u; k < 8u; k++) {
-        words[12u + k] = W[quants + k];
-    }
+    load_k_chunk(row, chunk, 12u);
 }
 fn decode_loaded(row: u32, chunk: u32) {
     let sub = chunk % 8u;
-    let dm = unpack2x16float(words[0]);
-    let sm = k_scale_min(vec3<u32>(words[1], words[2], words[3]), sub);
-    let scale = dm.x * sm.x;
-    let min = dm.y * sm.y;
+    let sm = k_chunk_scale_min(sub);
     for (var k = 0u; k < 8u; k++) {
-        let q = words[12u + k];
-        var nibbles = nibbles_lo(q);
-        if ((sub & 1u) == 1u) {
-            nibbles = nibbles_hi(q);
-        }
-        wv[k] = scale * (nibbles + 16.0 * byte_bits(words[4u + k], sub, 1u)) - min;
+        let q = k_chunk_nibbles(words[12u + k], sub) + 16.0 * byte_bits(words[4u + k], sub, 1u);
+        wv[k] = sm.x * q - sm.y;
     }
 }
 //! Q6_K

@@ -16,7 +16,8 @@
 const UNIT_CHUNKS: u32 = 1u;
 const UNIT_STRIDE: u32 = 1u;
 fn dot8(row: u32, chunk: u32) -> f32 {
-    let block = block_at(row + chunk * BLOCK_BYTES);
+    let base = row + chunk * BLOCK_BYTES;
+    let block = head_block(aligned_words(base), base);
     var sum = 0;
     for (var k = 0u; k < 4u; k++) {
         let q = block.q[k];
@@ -72,7 +73,8 @@ fn dot8(row: u32, chunk: u32) -> f32 {
 const UNIT_CHUNKS: u32 = 1u;
 const UNIT_STRIDE: u32 = 1u;
 fn dot8(row: u32, chunk: u32) -> f32 {
-    let block = block_at(row + chunk * BLOCK_BYTES);
+    let base = row + chunk * BLOCK_BYTES;
+    let block = head_block(aligned_words(base), base);
     var sum = 0;
     for (var k = 0u; k < 8u; k++) {
         sum += dot4I8Packed(block.q[k], xq[k]);

@@ -167,10 +167,12 @@ fn decode(row: u32, chunk: u32) {
 }
 
 // The CHUNK_WORDS aligned words from the one holding byte `base`.
-fn load_words(base: u32) {
+fn aligned_words(base: u32) -> array<u32, CHUNK_WORDS> {
+    var w: array<u32, CHUNK_WORDS>;
     for (var k = 0u; k < CHUNK_WORDS; k++) {
-        words[k] = W[(base >> 2u) + k];
+        w[k] = W[(base >> 2u) + k];
     }
+    return w;
 }
 
 // The f16 at byte `i`, which is even: every block size and field offset is.
@@ -227,6 +229,44 @@ fn k_scale_min(scales: vec3<u32>, j: u32) -> vec2<f32> {
     let scale = (next & 15u) | ((before >> 6u) << 4u);
     let min = (next >> 4u) | ((here >> 6u) << 4u);
     return vec2<f32>(f32(scale), f32(min));
+}
+// A block of an f16 scale `d` and words of quants `q` (Q4_0, Q5_0, Q8_0) at byte `base`,
+// from the aligned words `w` under it: every block size is even, so it starts at a word
+// or half a word in (see `block_word`).
+struct HeadBlock {
+    d: f32,
+    q: array<u32, CHUNK_WORDS - 1u>,
+}
+fn head_block(w: array<u32, CHUNK_WORDS>, base: u32) -> HeadBlock {
+    let odd = (base & 2u) != 0u;
+    var block: HeadBlock;
+    block.d = unpack2x16float(select(w[0], w[0] >> 16u, odd)).x;
+    for (var k = 0u; k < CHUNK_WORDS - 1u; k++) {
+        block.q[k] = block_word(w[k], w[k + 1u], odd);
+    }
+    return block;
+}
+// Chunk `chunk` of the Q4_K/Q5_K row at byte `row` into `words`: its super-block's first
+// `head` words (d and dmin, the scales and mins, Q5_K's fifth bits), then the chunk's
+// eight words of nibbles.
+fn load_k_chunk(row: u32, chunk: u32, head: u32) {
+    let at = (row + (chunk / 8u) * BLOCK_BYTES) >> 2u;
+    for (var k = 0u; k < head; k++) {
+        words[k] = W[at + k];
+    }
+    let quants = at + head + ((chunk % 8u) / 2u) * 8u;
+    for (var k = 0u; k < 8u; k++) {
+        words[head + k] = W[quants + k];
+    }
+}
+// d·scale and dmin·min of chunk `sub` of the super-block whose words `load_k_chunk` loaded.
+fn k_chunk_scale_min(sub: u32) -> vec2<f32> {
+    return unpack2x16float(words[0]) * k_scale_min(vec3<u32>(words[1], words[2], words[3]), sub);
+}
+// Chunk `sub`'s four nibbles in word `q`: the low ones for an even chunk, the high for an
+// odd one (a pair of chunks shares its 32 bytes).
+fn k_chunk_nibbles(q: u32, sub: u32) -> vec4<f32> {
+    return select(nibbles_lo(q), nibbles_hi(q), (sub & 1u) == 1u);
 }
 // The three words of the 12 scale bytes of the K-quant super-block at byte `base`.
 fn k_scale_words(base: u32) -> vec3<u32> {
