@@ -21,8 +21,8 @@
 // through the subgroup's slot of `sums`. STRIDE is 8 values more than a chunk, so the
 // 16-byte pieces of eight neighbouring rows (or tokens) a matrix load reads at once lie
 // in different banks of workgroup memory; at 32, as at a stride of ROWS, they all fall
-// in the same four banks. An invocation's chunk lies together, so its stores can merge.
-// A paired product's gate and up rows alternate, so a row's sum sits beside its pair's.
+// in the same four banks. A paired product's gate and up rows alternate, so a row's sum
+// sits beside its pair's.
 //
 // ROWS and COPIES are the defaults the host substitutes (kernels.rs,
 // `Kernels::with_shapes`): ROWS is a multiple of 64, and tiles of 256 rows, for
@@ -42,11 +42,14 @@ const ROW_PARTS: u32 = ROWS / 64u;
 const XQUADS: u32 = TOKENS * 8u / WG;
 const W_TILE: u32 = ROWS * STRIDE;
 const X_TILE: u32 = TOKENS * STRIDE;
+// The tiles hold vectors of four values, the matrix loads count in them.
+const STRIDE4: u32 = STRIDE / 4u;
 
-// Copy c of the chunk: column e of the tile's row r at wt[c * W_TILE + r * STRIDE + e],
-// column e of token t at xt[c * X_TILE + t * STRIDE + e].
-var<workgroup> wt: array<f16, COPIES * W_TILE>;
-var<workgroup> xt: array<f16, COPIES * X_TILE>;
+// Copy c of the chunk: column e of the tile's row r at value c * W_TILE + r * STRIDE + e
+// of wt, column e of token t at value c * X_TILE + t * STRIDE + e of xt. In vectors of
+// four, so that an invocation stores its row's 32 values in eight stores, not 32.
+var<workgroup> wt: array<vec4<f16>, COPIES * W_TILE / 4u>;
+var<workgroup> xt: array<vec4<f16>, COPIES * X_TILE / 4u>;
 // Each subgroup's 16×16 slot: zero until the end (workgroup memory starts zeroed), so
 // it gives the sums their first value, then holds one part of them at a time on its
 // way out.
@@ -71,18 +74,13 @@ fn fetch(row_base: u32, t0: u32, lid: u32, b: u32) {
 // the inputs into copy `c` of the tiles.
 fn stash(c: u32, lid: u32, row_base: u32, b: u32) {
     decode_loaded(row_base, b);
-    let w = c * W_TILE + lid * STRIDE;
+    let w = (c * W_TILE + lid * STRIDE) / 4u;
     for (var k = 0u; k < 8u; k++) {
-        for (var j = 0u; j < 4u; j++) {
-            wt[w + k * 4u + j] = f16(wv[k][j]);
-        }
+        wt[w + k] = vec4<f16>(wv[k]);
     }
     for (var q = 0u; q < XQUADS; q++) {
         let i = lid + q * WG;
-        let e = c * X_TILE + (i / 8u) * STRIDE + (i % 8u) * 4u;
-        for (var j = 0u; j < 4u; j++) {
-            xt[e + j] = f16(xr[q][j]);
-        }
+        xt[(c * X_TILE + (i / 8u) * STRIDE) / 4u + i % 8u] = vec4<f16>(xr[q]);
     }
 }
 
@@ -134,28 +132,28 @@ fn matmul_matrix(
         // The last chunk fetches itself again, unused: no branch around the loads.
         fetch(row_base, t0, lid, min(b + 1u, nblocks - 1u));
         for (var e = 0u; e < 32u; e += 16u) {
-            let v = c * X_TILE + t64 * STRIDE + e;
-            let b0 = coopLoad<coop_mat16x16<f16, B>>(&xt[v], STRIDE);
-            let b1 = coopLoad<coop_mat16x16<f16, B>>(&xt[v + 16u * STRIDE], STRIDE);
-            let b2 = coopLoad<coop_mat16x16<f16, B>>(&xt[v + 32u * STRIDE], STRIDE);
-            let b3 = coopLoad<coop_mat16x16<f16, B>>(&xt[v + 48u * STRIDE], STRIDE);
-            let w = c * W_TILE + r64 * STRIDE + e;
-            let a0 = coopLoadT<coop_mat16x16<f16, A>>(&wt[w], STRIDE);
+            let v = (c * X_TILE + t64 * STRIDE + e) / 4u;
+            let b0 = coopLoad<coop_mat16x16<f16, B>>(&xt[v], STRIDE4);
+            let b1 = coopLoad<coop_mat16x16<f16, B>>(&xt[v + 16u * STRIDE4], STRIDE4);
+            let b2 = coopLoad<coop_mat16x16<f16, B>>(&xt[v + 32u * STRIDE4], STRIDE4);
+            let b3 = coopLoad<coop_mat16x16<f16, B>>(&xt[v + 48u * STRIDE4], STRIDE4);
+            let w = (c * W_TILE + r64 * STRIDE + e) / 4u;
+            let a0 = coopLoadT<coop_mat16x16<f16, A>>(&wt[w], STRIDE4);
             s00 = coopMultiplyAdd(a0, b0, s00);
             s01 = coopMultiplyAdd(a0, b1, s01);
             s02 = coopMultiplyAdd(a0, b2, s02);
             s03 = coopMultiplyAdd(a0, b3, s03);
-            let a1 = coopLoadT<coop_mat16x16<f16, A>>(&wt[w + 16u * STRIDE], STRIDE);
+            let a1 = coopLoadT<coop_mat16x16<f16, A>>(&wt[w + 16u * STRIDE4], STRIDE4);
             s10 = coopMultiplyAdd(a1, b0, s10);
             s11 = coopMultiplyAdd(a1, b1, s11);
             s12 = coopMultiplyAdd(a1, b2, s12);
             s13 = coopMultiplyAdd(a1, b3, s13);
-            let a2 = coopLoadT<coop_mat16x16<f16, A>>(&wt[w + 32u * STRIDE], STRIDE);
+            let a2 = coopLoadT<coop_mat16x16<f16, A>>(&wt[w + 32u * STRIDE4], STRIDE4);
             s20 = coopMultiplyAdd(a2, b0, s20);
             s21 = coopMultiplyAdd(a2, b1, s21);
             s22 = coopMultiplyAdd(a2, b2, s22);
             s23 = coopMultiplyAdd(a2, b3, s23);
-            let a3 = coopLoadT<coop_mat16x16<f16, A>>(&wt[w + 48u * STRIDE], STRIDE);
+            let a3 = coopLoadT<coop_mat16x16<f16, A>>(&wt[w + 48u * STRIDE4], STRIDE4);
             s30 = coopMultiplyAdd(a3, b0, s30);
             s31 = coopMultiplyAdd(a3, b1, s31);
             s32 = coopMultiplyAdd(a3, b2, s32);
