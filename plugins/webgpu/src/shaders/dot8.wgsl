@@ -43,15 +43,16 @@ const UNIT_CHUNKS: u32 = 1u;
 const UNIT_STRIDE: u32 = 1u;
 fn dot8(row: u32, chunk: u32) -> f32 {
     let base = row + chunk * BLOCK_BYTES;
-    let high = u32_at(base + 2u);
+    let block = head_block(aligned_words(base), base);
+    let high = block.q[0];
     var sum = 0;
     for (var k = 0u; k < 4u; k++) {
-        let q = u32_at(base + 6u + k * 4u);
+        let q = block.q[k + 1u];
         let lo = (q & 0x0f0f0f0fu) | fifth_bits(high >> (k * 4u));
         let hi = ((q >> 4u) & 0x0f0f0f0fu) | fifth_bits(high >> (16u + k * 4u));
         sum += dot4I8Packed(lo, xq[k]) + dot4I8Packed(hi, xq[k + 4u]);
     }
-    return f16_at(base) * xd[0] * f32(sum - 16 * xsum[0]);
+    return block.d * xd[0] * f32(sum - 16 * xsum[0]);
 }
 //! Q5_1
 const UNIT_CHUNKS: u32 = 1u;

@@ -185,23 +185,20 @@ fn byte_at(i: u32) -> u32 {
 fn i8_at(i: u32) -> f32 {
     return f32(i32(byte_at(i) << 24u) >> 24u);
 }
-// The 32-bit word at byte `i`, which is even (Q8_0, Q4_0, Q5_0 and Q6_K blocks are not
-// word aligned; the next word, read past a buffer's end at its last block, only fills
-// bits that go unused). No branch: neighbouring invocations' blocks alternate between
-// aligned and not, and a branch would run both ways for each.
-fn u32_at(i: u32) -> u32 {
-    return even_word(W[i >> 2u], W[(i >> 2u) + 1u], (i & 2u) == 0u);
-}
 // The word at an even byte given the aligned words `here` (holding that byte) and
-// `next`: `here` itself where the byte is aligned, else its upper half and `next`'s lower.
+// `next`: `here` itself where the byte is aligned, else its upper half and `next`'s lower
+// (Q4_0, Q5_0, Q8_0 and Q6_K blocks are not word aligned; the next word, read past a
+// buffer's end at its last block, only fills bits that go unused). No branch:
+// neighbouring invocations' blocks alternate between aligned and not, and a branch
+// would run both ways for each.
 fn even_word(here: u32, next: u32, aligned: bool) -> u32 {
     return select((here >> 16u) | (next << 16u), here, aligned);
 }
 // Word `k` of the data after a block's 2-byte head, given the block's aligned words
 // `here` (k) and `next` (k + 1): every block size is even, so a block starts at a word
 // (`odd` false: the data straddles the two words) or half a word in (`odd`: the data
-// is word-aligned). Reading aligned words halves the loads of Q4_0 and Q8_0 blocks
-// against `u32_at`, which loads two words for every word.
+// is word-aligned). A block's data takes one load a word this way, where reading each
+// word at its even byte would take two.
 fn block_word(here: u32, next: u32, odd: bool) -> u32 {
     return select((here >> 16u) | (next << 16u), next, odd);
 }
@@ -230,9 +227,9 @@ fn k_scale_min(scales: vec3<u32>, j: u32) -> vec2<f32> {
     let min = (next >> 4u) | ((here >> 6u) << 4u);
     return vec2<f32>(f32(scale), f32(min));
 }
-// A block of an f16 scale `d` and words of quants `q` (Q4_0, Q5_0, Q8_0) at byte `base`,
-// from the aligned words `w` under it: every block size is even, so it starts at a word
-// or half a word in (see `block_word`).
+// A block of an f16 scale `d` and then words `q` (Q4_0's and Q8_0's quants; Q5_0's fifth
+// bits, then its quants) at byte `base`, from the aligned words `w` under it: every block
+// size is even, so it starts at a word or half a word in (see `block_word`).
 struct HeadBlock {
     d: f32,
     q: array<u32, CHUNK_WORDS - 1u>,
