@@ -201,6 +201,21 @@ pub fn forward(
     logits(gguf, &c, &h[(tokens.len() - 1) * e..], embd)
 }
 
+/// The logits after every one of `tokens`, a row of the vocabulary's each, evaluated
+/// from position 0 on the CPU: one pass over a prompt and its answer checks every step
+/// of a greedy answer (each row's largest logit picks the next token).
+pub fn logits_of_every_token(gguf: &Gguf, tokens: &[u32]) -> Result<Vec<f32>, PluginError> {
+    let c = Config::from_gguf(gguf)?;
+    if c.arch.altup {
+        return Err(PluginError::unsupported(format!(
+            "the CPU reference computes the logits of the last token alone of {}",
+            c.arch.gguf_name
+        )));
+    }
+    let (h, embd) = residual_stream(gguf, &c, tokens, None)?;
+    logits(gguf, &c, &h, embd)
+}
+
 /// The final-normed hidden state of every one of `tokens`, evaluated from position 0
 /// on the CPU: what an embedding pools.
 pub fn hidden_states(gguf: &Gguf, tokens: &[u32]) -> Result<Vec<f32>, PluginError> {
@@ -289,15 +304,16 @@ fn residual_stream(
     Ok((h, embd))
 }
 
-/// The logits of one token's final hidden state `h`: the output norm, the output
-/// matrix (`embd` where it is tied) and the soft cap where the model has one.
+/// The logits of the tokens' final hidden states `h`, a row each: the output norm, the
+/// output matrix (`embd` where it is tied) and the soft cap where the model has one.
 fn logits(gguf: &Gguf, c: &Config, h: &[f32], embd: Vec<f32>) -> Result<Vec<f32>, PluginError> {
-    let last = rmsnorm(h, &tensor(gguf, Global::OutputNorm.gguf_name())?, c.eps);
+    let normed = rmsnorm(h, &tensor(gguf, Global::OutputNorm.gguf_name())?, c.eps);
     let output = match gguf.tensor(Global::Output.gguf_name()) {
         Some(_) => tensor(gguf, Global::Output.gguf_name())?,
         None => embd,
     };
-    let mut logits = matmul(&output, c.n_embd as usize, &last, 1);
+    let e = c.n_embd as usize;
+    let mut logits = matmul(&output, e, &normed, h.len() / e);
     if let Some(cap) = c.altup.as_ref().map(|altup| f64::from(altup.logit_softcap)) {
         logits.iter_mut().for_each(|l| *l = (cap * (f64::from(*l) / cap).tanh()) as f32);
     }

@@ -7,14 +7,16 @@ use hearth_backend_check::agreement::{
 };
 use hearth_backend_check::fixtures::smollm2_f16_path;
 use hearth_backend_check::{llamacpp, reference};
+use hearth_sdk::abi_stable::std_types::ROption;
 use hearth_sdk::helpers::{Gguf, Tokenizer};
+use hearth_sdk::{GenerateRequest, Model, SinkControl, TokenLogprobs, TokenSink};
 use hearth_webgpu::cache::CacheType;
 use hearth_webgpu::device::Gpu;
 use hearth_webgpu::forward::UBATCH;
 use hearth_webgpu::model::WebGpuModel;
 use hearth_webgpu::plan::KernelPlan;
 
-use crate::common::smollm2_path;
+use crate::common::{raw, smollm2_path};
 
 /// The prompt is longer than one batch, so the chunked prompt processing and the KV
 /// cache across chunks are both covered, by every kernel plan the adapter can run;
@@ -94,6 +96,56 @@ fn an_f16_cache_moves_smollm2_s_first_step_logits_less_than_1e_3_from_the_f32_ca
         println!("{prompt:?}: the f16 cache moved the logits by {moved:e}");
         assert!(moved < 1e-3, "{prompt:?}: the f16 cache moved the logits by {moved}");
         assert_eq!(argmax(&rounded), argmax(&exact), "{prompt:?}: the next token");
+    }
+}
+
+/// The tokens a generation chose, from their log-probabilities.
+#[derive(Default)]
+struct Chosen(Vec<u32>);
+
+impl TokenSink for Chosen {
+    fn on_token(&mut self, _: &str) -> SinkControl {
+        SinkControl::Continue
+    }
+
+    fn on_logprobs(&mut self, logprobs: &TokenLogprobs) {
+        self.0.push(logprobs.chosen.token);
+    }
+}
+
+/// SmolLM2's greedy answers, 16 tokens decoded through the KV cache by every kernel
+/// plan the adapter runs, with the cache and the decode product's input it takes by
+/// default, are the CPU reference's (exact f32 arithmetic) on the five fixed prompts:
+/// one reference pass over a prompt and its answer picks every token of the answer.
+#[test]
+fn greedy_smollm2_answers_on_every_plan_are_the_cpu_reference_s_on_the_five_prompts() {
+    if hearth_sdk::testing::real_models().is_none() {
+        return;
+    }
+    let path = smollm2_path();
+    let gguf = Gguf::open(&path).unwrap();
+    let device = Gpu::new().unwrap();
+    let mut reference_picks = std::collections::HashMap::new();
+    for plan in KernelPlan::every(device.offers()) {
+        let model = WebGpuModel::load_with_kernels(&path, 256, Some(plan), None).unwrap();
+        for prompt in PROMPTS {
+            let request =
+                GenerateRequest { logprobs: ROption::RSome(0), ..raw(&chatml(prompt), 16, &[]) };
+            let mut answer = Chosen::default();
+            model.generate(&request, &mut answer).unwrap();
+            let prompt_tokens = model.tokenize(&chatml(prompt), true).unwrap();
+            assert_eq!(prompt_tokens.len() as u32, model.count_prompt_tokens(&request).unwrap());
+            // The rows after the prompt's last token and each answer token but the last.
+            let read = [&prompt_tokens[..], &answer.0[..answer.0.len() - 1]].concat();
+            let picks = reference_picks.entry(read.clone()).or_insert_with(|| {
+                let logits = reference::logits_of_every_token(&gguf, &read).unwrap();
+                let vocab = logits.len() / read.len();
+                let rows = logits.chunks(vocab).skip(prompt_tokens.len() - 1);
+                rows.map(|row| argmax(row) as u32).collect::<Vec<_>>()
+            });
+            println!("{plan}, {prompt:?}: {:?}", model.detokenize(&answer.0).unwrap());
+            assert_eq!(*picks, answer.0, "{plan}, {prompt:?}: the reference's picks");
+        }
     }
 }
 
