@@ -147,6 +147,9 @@ pub struct Batch<'a> {
     params: Vec<u8>,
     ops: Vec<Op<'a>>,
     copies: Vec<(&'a wgpu::Buffer, &'a wgpu::Buffer, u64)>,
+    /// Copies to make before the dispatches: (from, its byte, to, bytes), into `to`'s
+    /// start.
+    first_copies: Vec<(&'a wgpu::Buffer, u64, &'a wgpu::Buffer, u64)>,
     /// What the quantized input's buffer holds, while it still does
     /// ([`Batch::push`] forgets it; `products.rs` keeps it across the products that read it).
     pub(crate) quantized: Option<QuantizedRows<'a>>,
@@ -185,6 +188,7 @@ impl<'a> Batch<'a> {
             params: Vec::new(),
             ops: Vec::new(),
             copies: Vec::new(),
+            first_copies: Vec::new(),
             quantized: None,
         }
     }
@@ -449,6 +453,17 @@ impl<'a> Batch<'a> {
         self.copies.push((from, to, bytes));
     }
 
+    /// Copy `bytes` of `from` from byte `at` to the start of `to` before the dispatches.
+    pub fn copy_first(
+        &mut self,
+        from: &'a wgpu::Buffer,
+        at: u64,
+        to: &'a wgpu::Buffer,
+        bytes: u64,
+    ) {
+        self.first_copies.push((from, at, to, bytes));
+    }
+
     /// Encode the recorded dispatches into compute passes of `SUBMIT_DISPATCHES`, each
     /// submitted as its own command buffer, the copies after the last, with bind groups
     /// made for this batch alone.
@@ -456,10 +471,11 @@ impl<'a> Batch<'a> {
         self.submit_with(&mut Bindings::default());
     }
 
-    /// [`Batch::submit`] with the parameter buffer and bind groups kept in `bindings`.
-    pub fn submit_with(self, bindings: &mut Bindings) {
+    /// [`Batch::submit`] with the parameter buffer and bind groups kept in `bindings`;
+    /// returns the last submission's index (`None` where there was nothing to submit).
+    pub fn submit_with(self, bindings: &mut Bindings) -> Option<wgpu::SubmissionIndex> {
         if self.ops.is_empty() && self.copies.is_empty() {
-            return;
+            return None;
         }
         let device = &self.gpu.device;
         let params = bindings.params(device, self.params.len().max(4) as u64);
@@ -473,6 +489,9 @@ impl<'a> Batch<'a> {
         }
         let mut pieces = ops.chunks(SUBMIT_DISPATCHES).peekable();
         let mut encoder = device.create_command_encoder(&Default::default());
+        for &(from, at, to, bytes) in &self.first_copies {
+            encoder.copy_buffer_to_buffer(from, at, to, 0, bytes);
+        }
         while let Some(piece) = pieces.next() {
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -490,15 +509,22 @@ impl<'a> Batch<'a> {
         for &(from, to, bytes) in &self.copies {
             encoder.copy_buffer_to_buffer(from, 0, to, 0, bytes);
         }
-        self.gpu.queue.submit([encoder.finish()]);
+        Some(self.gpu.queue.submit([encoder.finish()]))
     }
 
     /// Submit `ops` with each dispatch in a pass of its own between two timestamps,
     /// wait, and give the profiler the times (profile.rs).
-    fn submit_timed(&self, profiler: &Profiler, ops: &[(&Op<'a>, &Bound)]) {
+    fn submit_timed(
+        &self,
+        profiler: &Profiler,
+        ops: &[(&Op<'a>, &Bound)],
+    ) -> Option<wgpu::SubmissionIndex> {
         let device = &self.gpu.device;
         let timed = ops.len().min(MAX_TIMED);
         let mut encoder = device.create_command_encoder(&Default::default());
+        for &(from, at, to, bytes) in &self.first_copies {
+            encoder.copy_buffer_to_buffer(from, at, to, 0, bytes);
+        }
         for (index, (op, bound)) in ops.iter().enumerate() {
             let timestamp_writes = (index < timed).then(|| wgpu::ComputePassTimestampWrites {
                 query_set: &profiler.queries,
@@ -524,7 +550,7 @@ impl<'a> Batch<'a> {
         let staging = self.gpu.readback(bytes.max(8));
         encoder.resolve_query_set(&profiler.queries, 0..(timed * 2) as u32, &resolved, 0);
         encoder.copy_buffer_to_buffer(&resolved, 0, &staging, 0, bytes);
-        self.gpu.queue.submit([encoder.finish()]);
+        let submission = self.gpu.queue.submit([encoder.finish()]);
         match self.gpu.read_mapped(&staging, timed * 4) {
             Ok(words) => {
                 let ticks: Vec<u64> = words
@@ -536,6 +562,7 @@ impl<'a> Batch<'a> {
             }
             Err(error) => eprintln!("GPU profile: the timestamps were not read back: {error}"),
         }
+        Some(submission)
     }
 }
 

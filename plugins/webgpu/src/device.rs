@@ -314,6 +314,17 @@ impl Gpu {
         staging: &wgpu::Buffer,
         count: usize,
     ) -> Result<Vec<f32>, PluginError> {
+        self.read_mapped_after(staging, count, None)
+    }
+
+    /// [`Gpu::read_mapped`] once submission `after` is done, where the staging buffer's
+    /// last writer is that submission: work submitted after it may still run.
+    pub fn read_mapped_after(
+        &self,
+        staging: &wgpu::Buffer,
+        count: usize,
+        after: Option<wgpu::SubmissionIndex>,
+    ) -> Result<Vec<f32>, PluginError> {
         let slice = staging.slice(..(count * 4) as u64);
         let (sender, receiver) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |result| {
@@ -321,7 +332,7 @@ impl Gpu {
             let _ = sender.send(result);
         });
         self.device
-            .poll(wgpu::PollType::wait_indefinitely())
+            .poll(wgpu::PollType::Wait { submission_index: after, timeout: None })
             .map_err(|error| PluginError::internal(format!("wgpu poll: {error}")))?;
         receiver
             .recv()

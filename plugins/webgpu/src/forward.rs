@@ -70,11 +70,35 @@ pub struct Scratch {
     /// The logits' (or a batch's hidden states') copy on the host side, filled by the
     /// step's own command buffer.
     readback: wgpu::Buffer,
+    /// Greedy decoding's picks on the host side, two, so that one step's pick is read
+    /// while the next step, queued behind it, fills the other ([`GreedyStep`]).
+    picks: [wgpu::Buffer; 2],
     /// Kept across steps: the same dispatches bind the same buffers every token.
     bindings: Mutex<Bindings>,
 }
 
 pub(crate) const F32: u64 = 4;
+
+/// What argmax.wgsl leaves for the host: the largest logit, its index and the sum of
+/// the logits (a word each), padded to a whole vector.
+const PICK_BYTES: u64 = 16;
+
+/// What a batch of the forward pass evaluates.
+#[derive(Clone, Copy)]
+pub enum Input<'t> {
+    /// Tokens the host gives.
+    Tokens(&'t [u32]),
+    /// One token: the one the last greedy step picked, copied on the device from where
+    /// argmax.wgsl leaves it, so that the step can be queued before that pick is read
+    /// ([`Forward::submit_greedy`]).
+    LastPick,
+}
+
+/// A greedy step submitted, its pick not read yet ([`Forward::read_greedy`]).
+pub struct GreedyStep {
+    submission: wgpu::SubmissionIndex,
+    slot: usize,
+}
 
 impl Scratch {
     /// Buffers for `kernels`' batches (fewer tokens where the context is long:
@@ -150,6 +174,7 @@ impl Scratch {
             v_cache: (0..kv_layers).map(|_| gpu.storage("v cache", kv_layer)).collect(),
             altup: config.altup.as_ref().map(|altup| AltUpScratch::new(gpu, config, altup)),
             readback: gpu.readback(u64::from(config.vocab.max(batch * config.n_embd)) * F32),
+            picks: [gpu.readback(PICK_BYTES), gpu.readback(PICK_BYTES)],
             bindings: Mutex::default(),
         })
     }
@@ -196,7 +221,7 @@ impl Forward<'_> {
         pos0: u32,
     ) -> Result<Vec<f32>, PluginError> {
         let bytes = u64::from(self.config.vocab) * F32;
-        self.evaluate(scratch, tokens, pos0, |batch| {
+        self.evaluate(scratch, Input::Tokens(tokens), pos0, |batch| {
             batch.copy(&scratch.logits.buffer, &scratch.readback, bytes);
         })?;
         self.gpu.read_mapped(&scratch.readback, self.config.vocab as usize)
@@ -212,15 +237,36 @@ impl Forward<'_> {
         tokens: &[u32],
         pos0: u32,
     ) -> Result<u32, PluginError> {
+        let step = self.submit_greedy(scratch, Input::Tokens(tokens), pos0, 0)?;
+        self.read_greedy(scratch, step)
+    }
+
+    /// [`Forward::run_greedy`]'s step of `input` at positions `pos0..`, submitted and
+    /// not waited for, its pick going to `scratch`'s pick buffer `slot` (0 or 1).
+    pub fn submit_greedy(
+        &self,
+        scratch: &Scratch,
+        input: Input<'_>,
+        pos0: u32,
+        slot: usize,
+    ) -> Result<GreedyStep, PluginError> {
         let vocab = self.config.vocab;
         let (parts, total) = (&scratch.argmax_parts.buffer, &scratch.argmax_total.buffer);
-        self.evaluate(scratch, tokens, pos0, |batch| {
+        let pick = &scratch.picks[slot];
+        let submission = self.evaluate(scratch, input, pos0, |batch| {
             batch.argmax(&scratch.logits.buffer, vocab, parts, total);
-            batch.copy(total, &scratch.readback, 16);
+            batch.copy(total, pick, PICK_BYTES);
         })?;
-        let picked = self.gpu.read_mapped(&scratch.readback, 3)?;
+        Ok(GreedyStep { submission, slot })
+    }
+
+    /// The token a submitted greedy step picks, once that step is done (steps queued
+    /// after it may still run). Logits that are not all finite numbers are an error.
+    pub fn read_greedy(&self, scratch: &Scratch, step: GreedyStep) -> Result<u32, PluginError> {
+        let pick = &scratch.picks[step.slot];
+        let picked = self.gpu.read_mapped_after(pick, 3, Some(step.submission))?;
         let (index, sum) = (picked[1].to_bits(), picked[2]);
-        if !sum.is_finite() || index >= vocab {
+        if !sum.is_finite() || index >= self.config.vocab {
             return Err(PluginError::non_finite_logits());
         }
         Ok(index)
@@ -243,7 +289,7 @@ impl Forward<'_> {
         };
         let vocab = self.config.vocab;
         let pairs = TOP_K_MAX as usize + 1;
-        self.evaluate(scratch, tokens, pos0, |batch| {
+        self.evaluate(scratch, Input::Tokens(tokens), pos0, |batch| {
             batch.top_k(&scratch.logits.buffer, vocab, &parts.buffer, &total.buffer);
             batch.copy(&total.buffer, &scratch.readback, (pairs * 2) as u64 * F32);
         })?;
@@ -260,15 +306,21 @@ impl Forward<'_> {
         Ok(Some(candidates))
     }
 
-    /// Record and submit `tokens` at positions `pos0..` in chunks of [`Scratch::batch`], the
-    /// last chunk's batch ending with what `read_out` records.
+    /// Record and submit `input` at positions `pos0..` in chunks of [`Scratch::batch`],
+    /// the last chunk's batch ending with what `read_out` records; returns the last
+    /// submission's index.
     fn evaluate<'b>(
         &'b self,
         scratch: &'b Scratch,
-        tokens: &[u32],
+        input: Input<'_>,
         pos0: u32,
         read_out: impl FnOnce(&mut Batch<'b>),
-    ) -> Result<(), PluginError> {
+    ) -> Result<wgpu::SubmissionIndex, PluginError> {
+        let tokens = match input {
+            Input::Tokens(tokens) => tokens,
+            // One token, which the device fills in.
+            Input::LastPick => &[0],
+        };
         let end = pos0 as usize + tokens.len();
         if tokens.is_empty() || end > scratch.ctx as usize {
             return Err(PluginError::invalid_request(format!(
@@ -279,8 +331,17 @@ impl Forward<'_> {
         let chunks: Vec<&[u32]> = tokens.chunks(scratch.batch as usize).collect();
         let (last, before) = chunks.split_last().expect("the tokens are not empty");
         let recorded = |chunk: &[u32], pos: u32, readout: Readout| {
-            self.gpu.queue.write_buffer(&scratch.ids.buffer, 0, bytemuck::cast_slice(chunk));
             let mut batch = Batch::new(self.gpu, self.kernels);
+            match input {
+                Input::Tokens(_) => {
+                    let ids = bytemuck::cast_slice(chunk);
+                    self.gpu.queue.write_buffer(&scratch.ids.buffer, 0, ids);
+                }
+                // The pick's index is argmax.wgsl's second word.
+                Input::LastPick => {
+                    batch.copy_first(&scratch.argmax_total.buffer, 4, &scratch.ids.buffer, 4);
+                }
+            }
             self.record(&mut batch, scratch, chunk.len() as u32, pos, readout);
             batch
         };
@@ -293,8 +354,8 @@ impl Forward<'_> {
         }
         let mut batch = recorded(last, pos, Readout::Logits);
         read_out(&mut batch);
-        batch.submit_with(&mut bindings);
-        Ok(())
+        let submitted = batch.submit_with(&mut bindings);
+        submitted.ok_or_else(|| PluginError::internal("a forward pass recorded nothing"))
     }
 
     /// Evaluate `tokens` from position 0, filling the KV cache; returns every one's

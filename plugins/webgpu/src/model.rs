@@ -14,7 +14,7 @@ use hearth_sdk::{
 
 use crate::cache::CacheType;
 use crate::device::Gpu;
-use crate::forward::{Forward, Scratch};
+use crate::forward::{Forward, GreedyStep, Input, Scratch};
 use crate::kernels::Kernels;
 use crate::lora::LoraAdapter;
 use crate::plan::KernelPlan;
@@ -43,18 +43,77 @@ pub struct WebGpuModel {
 }
 
 /// A forward pass over one model's scratch: what the generation loop drives.
+///
+/// Greedy decoding keeps the GPU a step ahead of the host: each greedy step queues the
+/// next one, fed on the device the token this one picks ([`Input::LastPick`]), before
+/// reading its pick, so the GPU goes from one step to the next without waiting for
+/// the host to read a pick, then record and submit the step after it. The generation
+/// loop's next call finds that step already running when its token and position are
+/// the ones it was fed, which in plain greedy decoding they always are.
 struct GpuExecutor<'a> {
     forward: Forward<'a>,
     scratch: &'a Scratch,
+    /// The greedy step queued ahead: the position it evaluates, the token it was fed
+    /// (the last pick, once read), and the step.
+    ahead: Option<(u32, Option<u32>, GreedyStep)>,
+    /// The pick buffer the next greedy step submitted takes: they alternate.
+    slot: usize,
+}
+
+impl<'a> GpuExecutor<'a> {
+    fn new(forward: Forward<'a>, scratch: &'a Scratch) -> Self {
+        Self { forward, scratch, ahead: None, slot: 0 }
+    }
+
+    fn submit_greedy(&mut self, input: Input<'_>, pos: u32) -> Result<GreedyStep, PluginError> {
+        let step = self.forward.submit_greedy(self.scratch, input, pos, self.slot)?;
+        self.slot = 1 - self.slot;
+        Ok(step)
+    }
+}
+
+impl Drop for GpuExecutor<'_> {
+    /// A step queued ahead that nobody reads (the generation stopped) is waited for,
+    /// so that the GPU is idle when the generation returns, as it was before it.
+    fn drop(&mut self) {
+        if let Some((.., step)) = self.ahead.take() {
+            // Its pick, or its error, is nobody's: the generation has ended.
+            let _ = self.forward.read_greedy(self.scratch, step);
+        }
+    }
 }
 
 impl Executor for GpuExecutor<'_> {
     fn forward(&mut self, tokens: &[u32], pos: u32) -> Result<Vec<f32>, PluginError> {
+        // A step queued ahead evaluated positions from `pos` on, which this writes again.
+        self.ahead = None;
         self.forward.run(self.scratch, tokens, pos)
     }
 
     fn forward_greedy(&mut self, tokens: &[u32], pos: u32) -> Result<Option<u32>, PluginError> {
-        self.forward.run_greedy(self.scratch, tokens, pos).map(Some)
+        let step = match self.ahead.take() {
+            Some((at, Some(fed), step)) if at == pos && tokens == [fed] => step,
+            // Anything else queued ahead evaluated positions from `pos` on, which this
+            // step writes again.
+            _ => self.submit_greedy(Input::Tokens(tokens), pos)?,
+        };
+        let next = pos + tokens.len() as u32;
+        if next + 1 < self.scratch.ctx {
+            self.ahead = Some((next, None, self.submit_greedy(Input::LastPick, next)?));
+        }
+        match self.forward.read_greedy(self.scratch, step) {
+            Ok(picked) => {
+                if let Some((_, fed, _)) = &mut self.ahead {
+                    *fed = Some(picked);
+                }
+                Ok(Some(picked))
+            }
+            Err(error) => {
+                // The step ahead was fed what this one failed to pick.
+                self.ahead = None;
+                Err(error)
+            }
+        }
     }
 
     fn forward_top_k(
@@ -63,6 +122,7 @@ impl Executor for GpuExecutor<'_> {
         pos: u32,
         k: u32,
     ) -> Result<Option<Vec<(u32, f32)>>, PluginError> {
+        self.ahead = None;
         self.forward.run_top_k(self.scratch, tokens, pos, k)
     }
 }
@@ -189,7 +249,7 @@ impl Model for WebGpuModel {
         let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let State { scratch, session } = &mut *state;
         let scratch = self.ensure_scratch(scratch)?;
-        let mut executor = GpuExecutor { forward: self.forward(&adapters), scratch };
+        let mut executor = GpuExecutor::new(self.forward(&adapters), scratch);
         generate(&self.text, self.ctx, session, &mut executor, request, sink)
     }
 

@@ -3,7 +3,7 @@
 
 use hearth_backend_check::agreement::{
     argmax, assert_as_close_to_llama_cpp_as_exact_arithmetic, assert_greedy_agreement,
-    assert_within_of_llama_cpp, chatml, relative_error, PROMPTS,
+    assert_within_of_llama_cpp, chatml, greedy_answer, relative_error, PROMPTS,
 };
 use hearth_backend_check::fixtures::smollm2_f16_path;
 use hearth_backend_check::{llamacpp, reference};
@@ -73,7 +73,12 @@ fn first_step_logits_on_the_five_prompts_are_as_close_to_llama_cpp_as_exact_arit
 
 /// The f16 cache (the default where the adapter has f16) rounds every key and value to
 /// 11 significant bits, as llama.cpp's default cache does: on the five prompts that
-/// moves the first-step logits by less than 1e-3 of the largest from the f32 cache's (2–3.3e-4 on lavapipe).
+/// moves the first-step logits by less than 1e-3 of the largest from the f32 cache's
+/// (2–3.3e-4 on lavapipe). On the plan the adapter runs whose products are exact to
+/// 1e-5: the cooperative matrices' products round their inputs to f16, so there a
+/// slightly different cache moves the logits by as much as those products' own
+/// rounding (1.26e-3 on an H100 on one prompt); the greedy answers on that plan, with
+/// the f16 cache, are checked against the CPU reference above.
 #[test]
 fn an_f16_cache_moves_smollm2_s_first_step_logits_less_than_1e_3_from_the_f32_cache_s() {
     if hearth_sdk::testing::real_models().is_none() {
@@ -85,7 +90,9 @@ fn an_f16_cache_moves_smollm2_s_first_step_logits_less_than_1e_3_from_the_f32_ca
         println!("this adapter has no f16");
         return;
     }
-    let load = |cache| WebGpuModel::load_with_kernels(&path, 256, None, Some(cache)).unwrap();
+    let mut plans = KernelPlan::every(device.offers()).into_iter();
+    let plan = plans.rfind(|plan| plan.tolerance() <= 1e-5).expect("the software plan");
+    let load = |cache| WebGpuModel::load_with_kernels(&path, 256, Some(plan), Some(cache)).unwrap();
     let (f16, f32) = (load(CacheType::F16), load(CacheType::F32));
     let tokenizer = Tokenizer::from_gguf(&Gguf::open(&path).unwrap()).unwrap();
     for prompt in PROMPTS {
@@ -117,6 +124,9 @@ impl TokenSink for Chosen {
 /// plan the adapter runs, with the cache and the decode product's input it takes by
 /// default, are the CPU reference's (exact f32 arithmetic) on the five fixed prompts:
 /// one reference pass over a prompt and its answer picks every token of the answer.
+/// The answers come with log-probabilities, which give their tokens; the same
+/// answers without them, where the engine picks each token on the device, are the
+/// same text.
 #[test]
 fn greedy_smollm2_answers_on_every_plan_are_the_cpu_reference_s_on_the_five_prompts() {
     if hearth_sdk::testing::real_models().is_none() {
@@ -143,8 +153,12 @@ fn greedy_smollm2_answers_on_every_plan_are_the_cpu_reference_s_on_the_five_prom
                 let rows = logits.chunks(vocab).skip(prompt_tokens.len() - 1);
                 rows.map(|row| argmax(row) as u32).collect::<Vec<_>>()
             });
-            println!("{plan}, {prompt:?}: {:?}", model.detokenize(&answer.0).unwrap());
+            let text = model.detokenize(&answer.0).unwrap();
+            println!("{plan}, {prompt:?}: {text:?}");
             assert_eq!(*picks, answer.0, "{plan}, {prompt:?}: the reference's picks");
+            // Without log-probabilities the engine picks the tokens itself, a step
+            // queued ahead of each pick's read.
+            assert_eq!(greedy_answer(&model, prompt, 16), text, "{plan}, {prompt:?}");
         }
     }
 }
