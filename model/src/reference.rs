@@ -205,29 +205,34 @@ pub fn forward(
 /// from position 0 on the CPU: one pass over a prompt and its answer checks every step
 /// of a greedy answer (each row's largest logit picks the next token).
 pub fn logits_of_every_token(gguf: &Gguf, tokens: &[u32]) -> Result<Vec<f32>, PluginError> {
-    let c = Config::from_gguf(gguf)?;
-    if c.arch.altup {
-        return Err(PluginError::unsupported(format!(
-            "the CPU reference computes the logits of the last token alone of {}",
-            c.arch.gguf_name
-        )));
-    }
-    let (h, embd) = residual_stream(gguf, &c, tokens, None)?;
+    let (c, h, embd) = every_token_stream(gguf, tokens, "logits of every token")?;
     logits(gguf, &c, &h, embd)
 }
 
 /// The final-normed hidden state of every one of `tokens`, evaluated from position 0
 /// on the CPU: what an embedding pools.
 pub fn hidden_states(gguf: &Gguf, tokens: &[u32]) -> Result<Vec<f32>, PluginError> {
+    let (c, h, _) = every_token_stream(gguf, tokens, "hidden states")?;
+    Ok(rmsnorm(&h, &tensor(gguf, Global::OutputNorm.gguf_name())?, c.eps))
+}
+
+/// The model's config, every token's residual stream after the last layer and the token
+/// embeddings, for `what` the CPU reference computes of every token: not of Gemma 3n,
+/// whose AltUp streams it follows for the last token alone.
+fn every_token_stream(
+    gguf: &Gguf,
+    tokens: &[u32],
+    what: &str,
+) -> Result<(Config, Vec<f32>, Vec<f32>), PluginError> {
     let c = Config::from_gguf(gguf)?;
     if c.arch.altup {
         return Err(PluginError::unsupported(format!(
-            "the CPU reference computes no hidden states of {}",
+            "the CPU reference computes no {what} of {}",
             c.arch.gguf_name
         )));
     }
-    let (h, _) = residual_stream(gguf, &c, tokens, None)?;
-    Ok(rmsnorm(&h, &tensor(gguf, Global::OutputNorm.gguf_name())?, c.eps))
+    let (h, embd) = residual_stream(gguf, &c, tokens, None)?;
+    Ok((c, h, embd))
 }
 
 /// Every token's residual stream after the last layer, and the token embeddings (the

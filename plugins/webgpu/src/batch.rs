@@ -474,7 +474,7 @@ impl<'a> Batch<'a> {
     /// [`Batch::submit`] with the parameter buffer and bind groups kept in `bindings`;
     /// returns the last submission's index (`None` where there was nothing to submit).
     pub fn submit_with(self, bindings: &mut Bindings) -> Option<wgpu::SubmissionIndex> {
-        if self.ops.is_empty() && self.copies.is_empty() {
+        if self.ops.is_empty() && self.copies.is_empty() && self.first_copies.is_empty() {
             return None;
         }
         let device = &self.gpu.device;

@@ -227,22 +227,11 @@ impl Forward<'_> {
         self.gpu.read_mapped(&scratch.readback, self.config.vocab as usize)
     }
 
-    /// [`Forward::run`] for greedy decoding: the last token's most likely next token,
-    /// picked on the device (argmax.wgsl), so three numbers come back instead of the
-    /// vocabulary's logits. Logits that are not all finite numbers are an error, as the
-    /// generation loop makes them when it computes log-probabilities.
-    pub fn run_greedy(
-        &self,
-        scratch: &Scratch,
-        tokens: &[u32],
-        pos0: u32,
-    ) -> Result<u32, PluginError> {
-        let step = self.submit_greedy(scratch, Input::Tokens(tokens), pos0, 0)?;
-        self.read_greedy(scratch, step)
-    }
-
-    /// [`Forward::run_greedy`]'s step of `input` at positions `pos0..`, submitted and
-    /// not waited for, its pick going to `scratch`'s pick buffer `slot` (0 or 1).
+    /// [`Forward::run`] for greedy decoding, submitted and not waited for: `input` at
+    /// positions `pos0..`, whose last token's most likely next token is picked on the
+    /// device (argmax.wgsl), so three numbers come back instead of the vocabulary's
+    /// logits, into `scratch`'s pick buffer `slot` (0 or 1); [`Forward::read_greedy`]
+    /// reads it.
     pub fn submit_greedy(
         &self,
         scratch: &Scratch,
@@ -261,7 +250,8 @@ impl Forward<'_> {
     }
 
     /// The token a submitted greedy step picks, once that step is done (steps queued
-    /// after it may still run). Logits that are not all finite numbers are an error.
+    /// after it may still run). Logits that are not all finite numbers are an error, as
+    /// the generation loop makes them when it computes log-probabilities.
     pub fn read_greedy(&self, scratch: &Scratch, step: GreedyStep) -> Result<u32, PluginError> {
         let pick = &scratch.picks[step.slot];
         let picked = self.gpu.read_mapped_after(pick, 3, Some(step.submission))?;
