@@ -6,7 +6,7 @@
 # with CUDA from the same llama.cpp source, in one run.
 # docs/BENCHMARKS.md ("GPU: the lent H200") has the figures.
 #
-#   scripts/gpu_speed.sh prepare DIR   here: lay out DIR/s1 and DIR/s2, one folder per
+#   scripts/gpu_speed.sh prepare DIR   here: lay out DIR/s1, DIR/s2 and DIR/s3, one folder per
 #                                      call, each under the 64 MiB a call carries
 #   scripts/gpu_speed.sh s1            there: start the CUDA build, make the models,
 #                                      the WebGPU plugin
@@ -26,9 +26,17 @@
 #                                      plain one; then per model a profiled prompt: 64
 #                                      prompts of 512 tokens, each with a one-token step
 #                                      (the profiler reports every 64 batches)
-#   scripts/gpu_speed.sh baseline      there, after s1 in the same call, instead of s2:
-#                                      llama-bench alone (s1's folder fits one call's carry
-#                                      with .gl; s2's does not)
+#   scripts/gpu_speed.sh baseline      there, after s1 (in the same call or the next, on
+#                                      the warm machine), instead of s2: per model, the
+#                                      WebGPU plugin on each plan again with the CPU quiet
+#                                      (s1's figures are taken beside the CUDA build), then
+#                                      llama-bench; then the ratios against the targets
+#   scripts/gpu_speed.sh smollm2       there, from s3's folder, after s1 on the warm
+#                                      machine: the real SmolLM2 (s1 and s3 each carry half
+#                                      of its xz) against the CPU reference on every plan
+#                                      the GPU offers: first-step logits, the f16 cache,
+#                                      greedy answers to the five fixed prompts
+#   scripts/gpu_speed.sh ratios        there: the ratios of what $OUT holds
 # The Vulkan loader travels as Debian packages in .gl (the device tool's README says how);
 # GPU_SHAPES (1b 8b), GPU_TYPES (q4_0; also q8_0 and q4_k_m, llama.cpp's Q4_K_M mix),
 # GPU_RUNS (3) and GPU_PLANS (the WebGPU kernel plans: gpu gpu-without-matrices
@@ -109,19 +117,24 @@ unpack_webgpu() {
     xz -dc "$here/libhearth_webgpu.so.xz" >"$W/plugins-webgpu/libhearth_webgpu.so"
 }
 
-# The models' catalog, and each model not made yet (its bytes depend on its id alone);
-# one is kept only once it is whole.
+# The models' catalog, and each model not made yet (its bytes depend on its id alone),
+# all at once; one is kept only once it is whole.
 make_models() {
-    local id model
+    local id model failed=0 makers=()
     write_catalog
     for id in "${MODELS[@]}"; do
         model=$W/models/$id/$id.gguf
         [[ -f $model ]] && continue
         mkdir -p "$W/models/$id"
-        PYTHONPATH=$here/py python3 "$here/py/synthetic_model.py" model "$(model_shape "$id")" \
-            "$here/tokenizer.gguf" "$model.part" "$(model_type "$id")" || return 1
-        mv "$model.part" "$model"
+        (PYTHONPATH=$here/py python3 "$here/py/synthetic_model.py" model "$(model_shape "$id")" \
+            "$here/tokenizer.gguf" "$model.part" "$(model_type "$id")" >"$W/make-$id.log" 2>&1 &&
+            mv "$model.part" "$model") &
+        makers+=($!)
     done
+    for id in "${makers[@]}"; do
+        wait "$id" || failed=1
+    done
+    ((failed == 0)) || { tail -n 5 "$W"/make-*.log; return 1; }
 }
 
 # The prompt and decode medians of a `hearth bench --json` file.
@@ -141,6 +154,58 @@ write_catalog() {
         printf '[[models]]\nid = "%s"\nname = "synthetic %s (random %s)"\nfamily = "llama"\ncontext_size = 4096\n[[models.artifacts]]\nbackends = ["llamacpp", "webgpu", "mlx"]\nformat = "gguf"\nfile = "%s.gguf"\nquantization = "%s"\n\n' \
             "$id" "$(model_shape "$id")" "$quantization" "$id" "$quantization"
     done >"$W/catalog.toml"
+}
+
+# Each model's WebGPU figures (per plan) over llama-bench's, from $OUT: prompt over
+# pp512, decode over tg128 at depth 0 (the issue's targets: 0.5 and 0.8) and at depth 512
+# (where `hearth bench` decodes, after its 515-token prompt).
+print_ratios() {
+    python3 - "$OUT" "${GPU_PLANS:-gpu gpu-without-matrices software}" "${MODELS[@]}" <<'PY'
+import json, os, sys
+out, plans, models = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
+def load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+print("%-20s %-22s %9s %9s %6s %8s %8s %8s %6s %6s" % ("model", "plan", "prompt", "pp512", "ratio",
+      "decode", "tg128", "tg@512", "ratio", "@512"))
+for model in models:
+    base = load(os.path.join(out, "llama-bench-%s.json" % model)) or []
+    def ts(n_prompt, n_gen, depth):
+        for r in base:
+            if r.get("n_prompt") == n_prompt and r.get("n_gen") == n_gen and r.get("n_depth", 0) == depth:
+                return r["avg_ts"]
+    pp, tg, tg512 = ts(512, 0, 0), ts(0, 128, 0), ts(0, 128, 512)
+    for plan in plans:
+        bench = load(os.path.join(out, "webgpu-%s-%s.json" % (plan, model)))
+        if not bench:
+            continue
+        prompt = bench["prompt_tokens_per_second"]["median"]
+        decode = bench["decode_tokens_per_second"]["median"]
+        ratio = lambda a, b: "%6.2f" % (a / b) if b else "%6s" % "-"
+        num = lambda v: "%9.1f" % v if v else "%9s" % "-"
+        print("%-20s %-22s %9.1f %s %s %8.1f %s %s %s %s" % (model, plan, prompt, num(pp), ratio(prompt, pp),
+              decode, num(tg)[1:], num(tg512)[1:], ratio(decode, tg), ratio(decode, tg512)))
+print("targets: prompt 0.50 x pp512, decode 0.80 x tg128")
+PY
+}
+
+# The WebGPU plugin on model $1 with plan $2, into $OUT/webgpu-$2-$1.json.
+webgpu_bench() {
+    echo "== webgpu, kernels $2, $1"
+    HEARTH_WEBGPU_KERNELS=$2 timeout 400 "$W/bin/hearth" bench "$1" \
+        --backend webgpu --runs "$RUNS" --json >"$OUT/webgpu-$2-$1.json" 2>"$OUT/webgpu-$2-$1.err"
+    echo "rc=$?"; medians "$OUT/webgpu-$2-$1.json"; tail -3 "$OUT/webgpu-$2-$1.err"
+}
+
+# The plans of GPU_PLANS that run model $1: the software plan on the 1B shape alone.
+plans_for() {
+    local plan
+    for plan in ${GPU_PLANS:-gpu gpu-without-matrices software}; do
+        [[ $plan == none || ($plan == software && $(model_shape "$1") != 1b) ]] || echo "$plan"
+    done
 }
 
 case "$stage" in
@@ -174,6 +239,13 @@ for line in sys.stdin:
     # numpy is there (the GPU machine's Python has it), and here in setup's gguf folder.
     PYTHONPATH=$dest/s1/py:$gguf_py python3 "$here/synthetic_model.py" tokenizer \
         "$HEARTH_MODELS/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf" "$dest/s1/tokenizer.gguf" || exit 1
+    # The real SmolLM2 for the `smollm2` stage: its xz (90 MB) in two parts, 36 MB with
+    # s1 and the rest in s3, as it fits no call whole.
+    mkdir -p "$dest/s3" && cp "$here/gpu_speed.sh" "$dest/s3/"
+    xz -T2 -c "$HEARTH_MODELS/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf" >"$dest/smollm2.xz" || exit 1
+    (cd "$dest" && sha256sum smollm2.xz >s3/smollm2.xz.sha256 &&
+        head -c 36000000 smollm2.xz >s1/smollm2.xz.part.0 &&
+        tail -c +36000001 smollm2.xz >s3/smollm2.xz.part.1 && rm smollm2.xz) || exit 1
     strip -o "$dest/s2/libhearth_llamacpp.so" "$target/libhearth_llamacpp.so"
     # The companion folder as setup installed it (shared libraries, CPU modules).
     cp "$HEARTH_PLUGINS"/libhearth_llamacpp/* "$dest/s2/companion/"
@@ -185,6 +257,7 @@ s1)
     {
         date -u; nproc; free -g; nvidia-smi; nvcc --version | tail -2; vulkaninfo --summary 2>&1 | head -30
     } >"$OUT/machine.txt" 2>&1
+    cp "$here/smollm2.xz.part.0" "$W/" || exit 1
     tar -C "$W/src" -xJf "$here/llama-src.tar.xz" || exit 1
     # ggml's CUDA module as setup builds it where the CUDA toolkit is
     # (scripts/ggml_module.sh), in the background while the models are made; llama-bench
@@ -223,12 +296,8 @@ s1)
         done
     fi
     for id in "${MODELS[@]}"; do
-        for plan in $plans; do
-            [[ $plan == none || ($plan == software && $(model_shape "$id") != 1b) ]] && continue
-            echo "== webgpu, kernels $plan, $id"
-            HEARTH_WEBGPU_KERNELS=$plan timeout 400 "$W/bin/hearth" bench "$id" \
-                --backend webgpu --runs "$RUNS" --json >"$OUT/webgpu-$plan-$id.json" 2>"$OUT/webgpu-$plan-$id.err"
-            echo "rc=$?"; cat "$OUT/webgpu-$plan-$id.json"; tail -3 "$OUT/webgpu-$plan-$id.err"
+        for plan in $(plans_for "$id"); do
+            webgpu_bench "$id" "$plan"
         done
     done
     echo "s1 done; CUDA build: $(tail -1 "$W/cuda-build.log" | cut -c1-120)"
@@ -354,10 +423,35 @@ decode)
     ;;
 
 baseline)
+    hearth_env
+    export HEARTH_PLUGINS=$W/plugins-webgpu
     cuda_module || exit 1
+    nvidia-smi -L
     for id in "${MODELS[@]}"; do
+        for plan in $(plans_for "$id"); do
+            webgpu_bench "$id" "$plan"
+        done
         llama_bench "$id"
     done
+    print_ratios
+    ;;
+
+ratios)
+    print_ratios
+    ;;
+
+smollm2)
+    # The model's xz, joined from s1's half (left in $W by s1) and this folder's.
+    mkdir -p "$W/test-models/smollm2-135m" "$OUT"
+    cat "$W/smollm2.xz.part.0" "$here/smollm2.xz.part.1" >"$W/smollm2.xz" || exit 1
+    (cd "$W" && sha256sum -c "$here/smollm2.xz.sha256") || { echo "run s1 first, on this machine" >&2; exit 1; }
+    xz -dc "$W/smollm2.xz" >"$W/test-models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf" || exit 1
+    nvidia-smi -L
+    HEARTH_TEST_MODELS=$W/test-models timeout 400 "$W/bin/webgpu-tests" cross_check::smollm2_logits \
+        cross_check::an_f16_cache cross_check::greedy_smollm2_answers --test-threads 1 --nocapture \
+        >"$OUT/smollm2-tests.txt" 2>&1
+    echo "rc=$?"
+    grep -E "^test |test result|moved the logits|max \|gpu|: \"" "$OUT/smollm2-tests.txt"
     ;;
 
 prepare-mlx)
@@ -459,7 +553,7 @@ mlx)
     ;;
 
 *)
-    echo "usage: $0 prepare DIR | s1 | s2 | decode | baseline | prepare-mlx DIR | mlx" >&2
+    echo "usage: $0 prepare DIR | s1 | s2 | decode | baseline | smollm2 | ratios | kernels | prepare-mlx DIR | mlx" >&2
     exit 2
     ;;
 esac
