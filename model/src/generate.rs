@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use hearth_sdk::abi_stable::std_types::RString;
 use hearth_sdk::helpers::{
-    chat_template_source, ChatTemplate, Constraint, Gguf, GrammarCompiler, GrammarError, Grammars,
-    Sampler, StopMatcher, StreamDecoder, Tokenizer,
+    chat_template_source, CandidateSampling, ChatTemplate, Constraint, Gguf, GrammarCompiler,
+    GrammarError, Grammars, Sampler, StopMatcher, StreamDecoder, Tokenizer,
 };
 use hearth_sdk::{
     feature, FinishReason, GenerateRequest, GenerateStats, PluginError, SinkControl, TokenLogprob,
@@ -57,6 +57,22 @@ pub trait Executor {
         Ok(None)
     }
 
+    /// Evaluate like [`Executor::forward`] and return the token top-k sampling picks
+    /// from the last token's logits, sampled where the logits are as
+    /// [`CandidateSampling::pick`] samples, with the draws `draw` gives, one a step in
+    /// the order the steps are evaluated ([`Sampler::top_k_only`]); `None`, evaluating
+    /// and drawing nothing, where the engine does not sample itself.
+    fn forward_sampled(
+        &mut self,
+        tokens: &[u32],
+        pos: u32,
+        sampling: &CandidateSampling,
+        draw: &mut dyn FnMut() -> f32,
+    ) -> Result<Option<u32>, PluginError> {
+        let _ = (tokens, pos, sampling, draw);
+        Ok(None)
+    }
+
     /// Evaluate like [`Executor::forward`] and return the last token's `k` largest
     /// logits with their token ids, largest first (the first of equal logits first),
     /// found where the logits are, for top-k sampling ([`Sampler::top_k_only`]); `None`,
@@ -73,8 +89,9 @@ pub trait Executor {
 }
 
 /// What a step leaves for picking the next token: the logits, the token itself where
-/// the engine picked it ([`Executor::forward_greedy`]), or the candidates of top-k
-/// sampling where the engine found them ([`Executor::forward_top_k`]).
+/// the engine picked it ([`Executor::forward_greedy`], [`Executor::forward_sampled`]),
+/// or the candidates of top-k sampling where the engine found them
+/// ([`Executor::forward_top_k`]).
 enum Next {
     Logits(Vec<f32>),
     Token(u32),
@@ -297,9 +314,17 @@ fn generate_in(
             break FinishReason::Length;
         }
         let pos = session.len();
-        let picked = if engine_picks { executor.forward_greedy(&[token], pos)? } else { None };
+        let picked = match engine_ranks {
+            _ if engine_picks => executor.forward_greedy(&[token], pos)?,
+            Some(sampling) => {
+                executor.forward_sampled(&[token], pos, &sampling, &mut || sampler.next_draw())?
+            }
+            None => None,
+        };
         let ranked = match engine_ranks {
-            Some(k) if picked.is_none() => executor.forward_top_k(&[token], pos, k)?,
+            Some(sampling) if picked.is_none() => {
+                executor.forward_top_k(&[token], pos, sampling.top_k)?
+            }
             _ => None,
         };
         next = match (picked, ranked) {

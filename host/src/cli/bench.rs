@@ -31,6 +31,10 @@ pub struct BenchArgs {
     /// Tokens generated per run.
     #[arg(long, default_value_t = 128)]
     pub gen_tokens: u32,
+    /// Decode with llama-server's default sampling (temperature 0.8, top-k 40, top-p
+    /// 0.95, min-p 0.05; seed 1), as a chat client does, instead of greedily.
+    #[arg(long)]
+    pub sampled: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -64,6 +68,8 @@ pub struct BenchReport {
     pub isolation: crate::catalog::Isolation,
     pub runs: usize,
     pub prompt_tokens: u32,
+    /// Whether the runs decoded with llama-server's default sampling, not greedily.
+    pub sampled: bool,
     pub gen_tokens: Spread,
     pub load_ms: f64,
     pub time_to_first_token_ms: Spread,
@@ -119,7 +125,11 @@ fn generation(args: &BenchArgs, prompt: &str, max_tokens: u32) -> Generation {
         request: GenerateRequest {
             messages: RVec::new(),
             prompt: Some(prompt.into()).into(),
-            sampling: Sampling { temperature: 0.0, seed: 1, ..Sampling::default() },
+            sampling: if args.sampled {
+                Sampling { seed: 1, ..Sampling::default() }
+            } else {
+                Sampling { temperature: 0.0, seed: 1, ..Sampling::default() }
+            },
             stop: RVec::new(),
             max_tokens,
             adapters: RVec::new(),
@@ -191,6 +201,7 @@ pub async fn bench(hearth: &Hearth, args: BenchArgs) -> anyhow::Result<()> {
         backend,
         runs: args.runs,
         prompt_tokens: completions[0].prompt_tokens,
+        sampled: args.sampled,
         gen_tokens: Spread::of(
             completions.iter().map(|c| f64::from(c.completion_tokens)).collect(),
         ),
@@ -243,8 +254,9 @@ fn print_table(report: &BenchReport) {
         crate::catalog::Isolation::Process => "in a worker process",
         crate::catalog::Isolation::InProcess => "in-process",
     };
+    let decoding = if report.sampled { "sampled as llama-server samples" } else { "greedy" };
     println!(
-        "{} on {} ({isolation}) — {} runs after a warm-up, {} prompt tokens",
+        "{} on {} ({isolation}) — {} runs after a warm-up, {} prompt tokens, {decoding}",
         report.model, report.backend, report.runs, report.prompt_tokens
     );
     println!("{:<36} {:>9.1}", "load (ms)", report.load_ms);

@@ -6,6 +6,7 @@
 //! it needs.
 
 use hearth_model::Activation;
+use hearth_sdk::helpers::CandidateSampling;
 
 use crate::device::Gpu;
 use crate::kernels::{
@@ -430,6 +431,30 @@ impl<'a> Batch<'a> {
     ) {
         let passes = self.kernels.top_k.as_ref().expect("top-k runs on a GPU plan");
         self.two_passes(passes, top_k_parts(n), logits, n, [parts, total]);
+    }
+
+    /// The token `draw` picks from [`Batch::top_k`]'s `candidates` of a vocabulary of
+    /// `vocab` with `sampling`, as the host's sampler picks it
+    /// ([`CandidateSampling::pick`]), into `pick` as [`Batch::argmax`] leaves its pick
+    /// (sample.wgsl). Only where [`Kernels::top_k_on_device`].
+    pub fn sample(
+        &mut self,
+        candidates: &'a wgpu::Buffer,
+        vocab: u32,
+        sampling: &CandidateSampling,
+        draw: f32,
+        pick: &'a wgpu::Buffer,
+    ) {
+        let pipeline = self.kernels.sample.as_ref().expect("sampling runs on a GPU plan");
+        let words = [
+            sampling.top_k,
+            vocab,
+            sampling.top_p.to_bits(),
+            sampling.min_p.to_bits(),
+            sampling.temperature.to_bits(),
+            draw.to_bits(),
+        ];
+        self.push(pipeline, vec![(1, candidates), (2, pick)], &words, [1, 1, 1]);
     }
 
     /// A reduction of `n` logits in two passes, argmax.wgsl's and top_k.wgsl's shape:

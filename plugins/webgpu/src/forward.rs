@@ -7,6 +7,7 @@
 use std::sync::Mutex;
 
 use hearth_model::{Config, Role, RopePairs};
+use hearth_sdk::helpers::CandidateSampling;
 use hearth_sdk::PluginError;
 
 use crate::altup::AltUpScratch;
@@ -70,8 +71,9 @@ pub struct Scratch {
     /// The logits' (or a batch's hidden states') copy on the host side, filled by the
     /// step's own command buffer.
     readback: wgpu::Buffer,
-    /// Greedy decoding's picks on the host side, two, so that one step's pick is read
-    /// while the next step, queued behind it, fills the other ([`GreedyStep`]).
+    /// The picks of steps that pick their token on the device, on the host side, two,
+    /// so that one step's pick is read while the next step, queued behind it, fills the
+    /// other ([`PickStep`]).
     picks: [wgpu::Buffer; 2],
     /// Kept across steps: the same dispatches bind the same buffers every token.
     bindings: Mutex<Bindings>,
@@ -88,14 +90,25 @@ const PICK_BYTES: u64 = 16;
 pub enum Input<'t> {
     /// Tokens the host gives.
     Tokens(&'t [u32]),
-    /// One token: the one the last greedy step picked, copied on the device from where
-    /// argmax.wgsl leaves it, so that the step can be queued before that pick is read
-    /// ([`Forward::submit_greedy`]).
+    /// One token: the one the last step picked on the device, copied there from where
+    /// argmax.wgsl and sample.wgsl leave it, so that the step can be queued before
+    /// that pick is read ([`Forward::submit_pick`]).
     LastPick,
 }
 
-/// A greedy step submitted, its pick not read yet ([`Forward::read_greedy`]).
-pub struct GreedyStep {
+/// How a step picks its last token's next token on the device.
+#[derive(Clone, Copy)]
+pub enum Pick {
+    /// The most likely (argmax.wgsl).
+    Greedy,
+    /// The one `draw` picks from the top-k candidates with `sampling` (top_k.wgsl, then
+    /// sample.wgsl); only where [`Forward::samples_on_device`].
+    Sampled { sampling: CandidateSampling, draw: f32 },
+}
+
+/// A step that picks its token on the device, submitted, its pick not read yet
+/// ([`Forward::read_pick`]).
+pub struct PickStep {
     submission: wgpu::SubmissionIndex,
     slot: usize,
 }
@@ -227,32 +240,42 @@ impl Forward<'_> {
         self.gpu.read_mapped(&scratch.readback, self.config.vocab as usize)
     }
 
-    /// [`Forward::run`] for greedy decoding, submitted and not waited for: `input` at
-    /// positions `pos0..`, whose last token's most likely next token is picked on the
-    /// device (argmax.wgsl), so three numbers come back instead of the vocabulary's
-    /// logits, into `scratch`'s pick buffer `slot` (0 or 1); [`Forward::read_greedy`]
+    /// [`Forward::run`] for a step that picks its token on the device, submitted and
+    /// not waited for: `input` at positions `pos0..`, whose last token's next token is
+    /// picked as `pick` says, so three numbers come back instead of the vocabulary's
+    /// logits, into `scratch`'s pick buffer `slot` (0 or 1); [`Forward::read_pick`]
     /// reads it.
-    pub fn submit_greedy(
+    pub fn submit_pick(
         &self,
         scratch: &Scratch,
         input: Input<'_>,
         pos0: u32,
+        pick: Pick,
         slot: usize,
-    ) -> Result<GreedyStep, PluginError> {
+    ) -> Result<PickStep, PluginError> {
         let vocab = self.config.vocab;
+        let logits = &scratch.logits.buffer;
         let (parts, total) = (&scratch.argmax_parts.buffer, &scratch.argmax_total.buffer);
-        let pick = &scratch.picks[slot];
+        let picked = &scratch.picks[slot];
         let submission = self.evaluate(scratch, input, pos0, |batch| {
-            batch.argmax(&scratch.logits.buffer, vocab, parts, total);
-            batch.copy(total, pick, PICK_BYTES);
+            match pick {
+                Pick::Greedy => batch.argmax(logits, vocab, parts, total),
+                Pick::Sampled { sampling, draw } => {
+                    let [top_parts, candidates] =
+                        scratch.top_k.as_ref().expect("sampled on the device where top-k runs");
+                    batch.top_k(logits, vocab, &top_parts.buffer, &candidates.buffer);
+                    batch.sample(&candidates.buffer, vocab, &sampling, draw, total);
+                }
+            }
+            batch.copy(total, picked, PICK_BYTES);
         })?;
-        Ok(GreedyStep { submission, slot })
+        Ok(PickStep { submission, slot })
     }
 
-    /// The token a submitted greedy step picks, once that step is done (steps queued
-    /// after it may still run). Logits that are not all finite numbers are an error, as
-    /// the generation loop makes them when it computes log-probabilities.
-    pub fn read_greedy(&self, scratch: &Scratch, step: GreedyStep) -> Result<u32, PluginError> {
+    /// The token a submitted step picks, once that step is done (steps queued after it
+    /// may still run). Logits that are not all finite numbers are an error, as the
+    /// generation loop makes them when it computes log-probabilities.
+    pub fn read_pick(&self, scratch: &Scratch, step: PickStep) -> Result<u32, PluginError> {
         let pick = &scratch.picks[step.slot];
         let picked = self.gpu.read_mapped_after(pick, 3, Some(step.submission))?;
         let (index, sum) = (picked[1].to_bits(), picked[2]);
@@ -260,6 +283,13 @@ impl Forward<'_> {
             return Err(PluginError::non_finite_logits());
         }
         Ok(index)
+    }
+
+    /// Whether top-k sampling of `k` candidates can pick its tokens on the device
+    /// ([`Pick::Sampled`]): where the kernels find the candidates there, up to
+    /// [`TOP_K_MAX`] of them.
+    pub fn samples_on_device(&self, scratch: &Scratch, k: u32) -> bool {
+        scratch.top_k.is_some() && (1..=TOP_K_MAX).contains(&k)
     }
 
     /// [`Forward::run`] for top-k sampling: the last token's `k` largest logits (at most
@@ -327,7 +357,7 @@ impl Forward<'_> {
                     let ids = bytemuck::cast_slice(chunk);
                     self.gpu.queue.write_buffer(&scratch.ids.buffer, 0, ids);
                 }
-                // The pick's index is argmax.wgsl's second word.
+                // The pick's index is argmax.wgsl's (and sample.wgsl's) second word.
                 Input::LastPick => {
                     batch.copy_first(&scratch.argmax_total.buffer, 4, &scratch.ids.buffer, 4);
                 }

@@ -74,6 +74,8 @@ const TOP_K_SPAN: u32 = 2048;
 /// llama.cpp and Ollama take by default.
 pub const TOP_K_MAX: u32 = 64;
 
+const SAMPLE: &str = include_str!("shaders/sample.wgsl");
+
 /// The parts top-k's first pass leaves for `n` logits.
 pub fn top_k_parts(n: u32) -> u32 {
     n.div_ceil(TOP_K_SPAN)
@@ -413,6 +415,8 @@ pub struct Kernels {
     /// top_k.wgsl's two passes, on the GPU plans: on the software plan the logits are
     /// in the host's memory already, and lavapipe runs a barrier per invocation.
     pub(crate) top_k: Option<[wgpu::ComputePipeline; 2]>,
+    /// sample.wgsl, where top-k runs: the token a draw picks from its candidates.
+    pub(crate) sample: Option<wgpu::ComputePipeline>,
     pub(crate) altup: AltUpKernels,
     /// Where the decode product reads 8-bit input: what makes it.
     pub(crate) quantize_input: Option<InputQuantizer>,
@@ -552,6 +556,7 @@ impl Kernels {
             route: pipeline(gpu, "route", ROUTE, "route_tokens"),
             argmax: two_passes(gpu, ARGMAX, ["argmax_parts", "argmax_total"]),
             top_k: gpu_plan.then(|| two_passes(gpu, TOP_K, ["top_k_parts", "top_k_total"])),
+            sample: gpu_plan.then(|| pipeline(gpu, "sample", SAMPLE, "sample")),
             altup: AltUpKernels::new(gpu),
             quantize_input: (gpu_plan && matvec.input != MatvecInput::F32)
                 .then(|| InputQuantizer::new(gpu, matvec.input, cache)),
@@ -758,6 +763,7 @@ mod tests {
         assert_eq!(shader_constant(MATMUL_MATRIX, "TOKENS"), 128);
         assert_eq!(shader_constant(TOP_K, "SPAN"), TOP_K_SPAN);
         assert_eq!(shader_constant(TOP_K, "K"), TOP_K_MAX);
+        assert_eq!(shader_constant(SAMPLE, "K"), TOP_K_MAX);
         assert_eq!(shader_constant(ATTENTION, "KEYS"), crate::batch::ATTENTION_KEYS);
         assert_eq!(shader_constant(ATTENTION_TILE, "SPLIT_KEYS"), crate::batch::TILE_SPLIT_KEYS);
         assert_eq!(shader_constant(ATTENTION_TILE, "QUERIES"), crate::batch::TILE_QUERIES);

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use hearth_model::{context_size, embed, generate, Config, Executor, Session, Text};
-use hearth_sdk::helpers::Gguf;
+use hearth_sdk::helpers::{CandidateSampling, Gguf};
 use hearth_sdk::{
     AdapterUse, Embedding, GenerateRequest, GenerateStats, MemoryUsage, Model, PluginError,
     TokenSink,
@@ -14,7 +14,7 @@ use hearth_sdk::{
 
 use crate::cache::CacheType;
 use crate::device::Gpu;
-use crate::forward::{Forward, GreedyStep, Input, Scratch};
+use crate::forward::{Forward, Input, Pick, PickStep, Scratch};
 use crate::kernels::Kernels;
 use crate::lora::LoraAdapter;
 use crate::plan::KernelPlan;
@@ -44,20 +44,30 @@ pub struct WebGpuModel {
 
 /// A forward pass over one model's scratch: what the generation loop drives.
 ///
-/// Greedy decoding keeps the GPU a step ahead of the host: each greedy step queues the
-/// next one, fed on the device the token this one picks ([`Input::LastPick`]), before
-/// reading its pick, so the GPU goes from one step to the next without waiting for
-/// the host to read a pick, then record and submit the step after it. The generation
-/// loop's next call finds that step already running when its token and position are
-/// the ones it was fed, which in plain greedy decoding they always are.
+/// Decoding that picks its tokens on the device, greedy or top-k sampling, keeps the GPU
+/// a step ahead of the host: each such step queues the next one, fed on the device the
+/// token this one picks ([`Input::LastPick`]), before reading its pick, so the GPU goes
+/// from one step to the next without waiting for the host to read a pick, then record
+/// and submit the step after it. The generation loop's next call finds that step
+/// already running when its token, position and way of picking are the ones it was
+/// queued with, which in a generation they always are.
 struct GpuExecutor<'a> {
     forward: Forward<'a>,
     scratch: &'a Scratch,
-    /// The greedy step queued ahead: the position it evaluates, the token it was fed
-    /// (the last pick, once read), and the step.
-    ahead: Option<(u32, Option<u32>, GreedyStep)>,
-    /// The pick buffer the next greedy step submitted takes: they alternate.
+    ahead: Option<Ahead>,
+    /// The pick buffer the next step submitted takes: they alternate.
     slot: usize,
+}
+
+/// The step queued ahead.
+struct Ahead {
+    /// The position it evaluates.
+    pos: u32,
+    /// The token it was fed: the last pick, once read.
+    fed: Option<u32>,
+    /// How it picks: greedy where `None`.
+    sampling: Option<CandidateSampling>,
+    step: PickStep,
 }
 
 impl<'a> GpuExecutor<'a> {
@@ -65,10 +75,62 @@ impl<'a> GpuExecutor<'a> {
         Self { forward, scratch, ahead: None, slot: 0 }
     }
 
-    fn submit_greedy(&mut self, input: Input<'_>, pos: u32) -> Result<GreedyStep, PluginError> {
-        let step = self.forward.submit_greedy(self.scratch, input, pos, self.slot)?;
+    fn submit(
+        &mut self,
+        input: Input<'_>,
+        pos: u32,
+        sampling: Option<CandidateSampling>,
+        draw: &mut dyn FnMut() -> f32,
+    ) -> Result<PickStep, PluginError> {
+        let pick = match sampling {
+            None => Pick::Greedy,
+            Some(sampling) => Pick::Sampled { sampling, draw: draw() },
+        };
+        let step = self.forward.submit_pick(self.scratch, input, pos, pick, self.slot)?;
         self.slot = 1 - self.slot;
         Ok(step)
+    }
+
+    /// Evaluate `tokens` at `pos` and return the token picked on the device, greedy
+    /// where `sampling` is `None`; the step ahead is queued before that token is read.
+    fn forward_picked(
+        &mut self,
+        tokens: &[u32],
+        pos: u32,
+        sampling: Option<CandidateSampling>,
+        draw: &mut dyn FnMut() -> f32,
+    ) -> Result<u32, PluginError> {
+        let step = match self.ahead.take() {
+            Some(ahead)
+                if ahead.pos == pos
+                    && ahead.fed.is_some_and(|fed| tokens == [fed])
+                    && ahead.sampling == sampling =>
+            {
+                ahead.step
+            }
+            // Anything else queued ahead evaluated positions from `pos` on, which this
+            // step writes again; a draw it took is not given back, as a sampler's
+            // draws are not.
+            _ => self.submit(Input::Tokens(tokens), pos, sampling, draw)?,
+        };
+        let next = pos + tokens.len() as u32;
+        if next + 1 < self.scratch.ctx {
+            let step = self.submit(Input::LastPick, next, sampling, draw)?;
+            self.ahead = Some(Ahead { pos: next, fed: None, sampling, step });
+        }
+        match self.forward.read_pick(self.scratch, step) {
+            Ok(picked) => {
+                if let Some(ahead) = &mut self.ahead {
+                    ahead.fed = Some(picked);
+                }
+                Ok(picked)
+            }
+            Err(error) => {
+                // The step ahead was fed what this one failed to pick.
+                self.ahead = None;
+                Err(error)
+            }
+        }
     }
 }
 
@@ -76,9 +138,9 @@ impl Drop for GpuExecutor<'_> {
     /// A step queued ahead that nobody reads (the generation stopped) is waited for,
     /// so that the GPU is idle when the generation returns, as it was before it.
     fn drop(&mut self) {
-        if let Some((.., step)) = self.ahead.take() {
+        if let Some(ahead) = self.ahead.take() {
             // Its pick, or its error, is nobody's: the generation has ended.
-            let _ = self.forward.read_greedy(self.scratch, step);
+            let _ = self.forward.read_pick(self.scratch, ahead.step);
         }
     }
 }
@@ -91,29 +153,20 @@ impl Executor for GpuExecutor<'_> {
     }
 
     fn forward_greedy(&mut self, tokens: &[u32], pos: u32) -> Result<Option<u32>, PluginError> {
-        let step = match self.ahead.take() {
-            Some((at, Some(fed), step)) if at == pos && tokens == [fed] => step,
-            // Anything else queued ahead evaluated positions from `pos` on, which this
-            // step writes again.
-            _ => self.submit_greedy(Input::Tokens(tokens), pos)?,
-        };
-        let next = pos + tokens.len() as u32;
-        if next + 1 < self.scratch.ctx {
-            self.ahead = Some((next, None, self.submit_greedy(Input::LastPick, next)?));
+        self.forward_picked(tokens, pos, None, &mut || 0.0).map(Some)
+    }
+
+    fn forward_sampled(
+        &mut self,
+        tokens: &[u32],
+        pos: u32,
+        sampling: &CandidateSampling,
+        draw: &mut dyn FnMut() -> f32,
+    ) -> Result<Option<u32>, PluginError> {
+        if !self.forward.samples_on_device(self.scratch, sampling.top_k) {
+            return Ok(None);
         }
-        match self.forward.read_greedy(self.scratch, step) {
-            Ok(picked) => {
-                if let Some((_, fed, _)) = &mut self.ahead {
-                    *fed = Some(picked);
-                }
-                Ok(Some(picked))
-            }
-            Err(error) => {
-                // The step ahead was fed what this one failed to pick.
-                self.ahead = None;
-                Err(error)
-            }
-        }
+        self.forward_picked(tokens, pos, Some(*sampling), draw).map(Some)
     }
 
     fn forward_top_k(

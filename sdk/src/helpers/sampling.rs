@@ -62,14 +62,26 @@ impl Sampler {
         self.params.temperature <= 0.0 && self.takes_logits_as_they_come()
     }
 
-    /// The `k` of top-k sampling where [`Sampler::sample`] needs only the `k` largest
-    /// logits as they come: sampling at a temperature with top-k, no bias and no active
-    /// penalty. An engine may then find those where the logits are (on a GPU), read back
-    /// only them and sample with [`Sampler::sample_candidates`].
-    pub fn top_k_only(&self) -> Option<u32> {
-        let top_k = self.params.top_k;
-        (self.params.temperature > 0.0 && top_k > 0 && self.takes_logits_as_they_come())
-            .then_some(top_k)
+    /// Top-k sampling's settings where [`Sampler::sample`] needs only the `top_k`
+    /// largest logits as they come: sampling at a temperature with top-k, no bias and
+    /// no active penalty. An engine may then find those where the logits are (on a
+    /// GPU), and read back only them and sample with [`Sampler::sample_candidates`], or
+    /// sample them there too as [`CandidateSampling::pick`] does, with the draws of
+    /// [`Sampler::next_draw`].
+    pub fn top_k_only(&self) -> Option<CandidateSampling> {
+        (self.params.temperature > 0.0 && self.params.top_k > 0 && self.takes_logits_as_they_come())
+            .then(|| self.candidate_sampling())
+    }
+
+    fn candidate_sampling(&self) -> CandidateSampling {
+        let Sampling { top_k, top_p, min_p, temperature, .. } = self.params;
+        CandidateSampling { top_k, top_p, min_p, temperature }
+    }
+
+    /// The uniform draw in [0, 1) the next sampled token takes: one a token, in order.
+    pub fn next_draw(&mut self) -> f32 {
+        // 24 random bits give a uniform float in [0, 1) without rounding up to 1.
+        (self.rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32
     }
 
     /// No logit bias and no active penalty.
@@ -108,31 +120,50 @@ impl Sampler {
     /// with their token ids, largest first, at least the top-k's `k` of them where
     /// [`Sampler::top_k_only`] says so, all of them otherwise.
     pub fn sample_candidates(&mut self, candidates: &[(u32, f32)]) -> u32 {
+        let draw = self.next_draw();
+        self.candidate_sampling().pick(candidates, draw)
+    }
+}
+
+/// How a sampler draws from the largest logits, in llama.cpp's order: the first
+/// `top_k` (all where 0), cut by `top_p` and `min_p` on their probabilities at a
+/// temperature of 1, then one drawn at `temperature`. Written once, here: an engine
+/// that samples on its device does these steps in this order ([`Sampler::top_k_only`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CandidateSampling {
+    pub top_k: u32,
+    pub top_p: f32,
+    pub min_p: f32,
+    pub temperature: f32,
+}
+
+impl CandidateSampling {
+    /// The token `draw` (uniform in [0, 1)) picks from `candidates`, the largest logits
+    /// with their token ids, largest first.
+    pub fn pick(&self, candidates: &[(u32, f32)], mut draw: f32) -> u32 {
         let mut candidates = candidates.to_vec();
-        if self.params.top_k > 0 {
-            candidates.truncate(self.params.top_k as usize);
+        if self.top_k > 0 {
+            candidates.truncate(self.top_k as usize);
         }
         let probabilities = softmax(&candidates, 1.0);
-        if self.params.top_p < 1.0 {
+        if self.top_p < 1.0 {
             let mut total = 0.0;
             let keep = probabilities
                 .iter()
                 .position(|&p| {
                     total += p;
-                    total >= self.params.top_p
+                    total >= self.top_p
                 })
                 .map_or(candidates.len(), |at| at + 1);
             candidates.truncate(keep.max(1));
         }
-        if self.params.min_p > 0.0 {
-            let floor = probabilities[0] * self.params.min_p;
+        if self.min_p > 0.0 {
+            let floor = probabilities[0] * self.min_p;
             let keep =
                 probabilities.iter().take(candidates.len()).take_while(|&&p| p >= floor).count();
             candidates.truncate(keep.max(1));
         }
-        let probabilities = softmax(&candidates, self.params.temperature);
-        // 24 random bits give a uniform float in [0, 1) without rounding up to 1.
-        let mut draw = (self.rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32;
+        let probabilities = softmax(&candidates, self.temperature);
         for (&(token, _), p) in candidates.iter().zip(probabilities) {
             if draw < p {
                 return token;
@@ -305,7 +336,7 @@ mod tests {
             Sampling { top_k: 1, ..params(1.0) },
         ] {
             let (mut all, mut top) = (Sampler::new(&sampling), Sampler::new(&sampling));
-            assert_eq!(top.top_k_only(), Some(sampling.top_k));
+            assert_eq!(top.top_k_only().map(|only| only.top_k), Some(sampling.top_k));
             let candidates = &ranked[..sampling.top_k as usize];
             for _ in 0..200 {
                 assert_eq!(all.sample(&logits), top.sample_candidates(candidates));
@@ -314,8 +345,21 @@ mod tests {
     }
 
     #[test]
+    fn picking_with_the_sampler_s_draws_in_order_is_sampling_the_candidates() {
+        let sampling = Sampling { top_k: 40, top_p: 0.9, min_p: 0.05, ..params(0.8) };
+        let (mut sampled, mut drawn) = (Sampler::new(&sampling), Sampler::new(&sampling));
+        let only = drawn.top_k_only().expect("top-k alone");
+        let candidates: Vec<(u32, f32)> = (0..40).map(|i| (i, 5.0 - i as f32 * 0.1)).collect();
+        let picks: Vec<u32> = (0..100).map(|_| sampled.sample_candidates(&candidates)).collect();
+        let drawn: Vec<u32> = (0..100).map(|_| only.pick(&candidates, drawn.next_draw())).collect();
+        assert_eq!(picks, drawn);
+        assert!(picks.iter().any(|&token| token != picks[0]), "the draws pick different tokens");
+    }
+
+    #[test]
     fn only_sampling_at_a_temperature_with_top_k_and_nothing_else_needs_only_the_top_k() {
-        let top_k = |sampling: Sampling| Sampler::new(&sampling).top_k_only();
+        let top_k =
+            |sampling: Sampling| Sampler::new(&sampling).top_k_only().map(|only| only.top_k);
         assert_eq!(top_k(Sampling { top_k: 40, ..params(0.7) }), Some(40));
         assert_eq!(top_k(Sampling { top_k: 0, ..params(0.7) }), None);
         assert_eq!(top_k(Sampling { top_k: 40, ..params(0.0) }), None);
@@ -325,12 +369,12 @@ mod tests {
             logit_bias: vec![LogitBias { token: 3, bias: 1.0 }].into(),
             ..GenerateRequest::default()
         };
-        assert_eq!(Sampler::for_request(&biased).top_k_only(), None);
+        assert!(Sampler::for_request(&biased).top_k_only().is_none());
         let penalised = GenerateRequest {
             sampling: Sampling { top_k: 40, ..params(0.7) },
             presence_penalty: 0.5,
             ..GenerateRequest::default()
         };
-        assert_eq!(Sampler::for_request(&penalised).top_k_only(), None);
+        assert!(Sampler::for_request(&penalised).top_k_only().is_none());
     }
 }

@@ -5,7 +5,7 @@
 //! stated in each test (f32 on the GPU against f64 accumulation on the CPU).
 
 use half::{bf16, f16};
-use hearth_sdk::helpers::{dequantize, GgmlType};
+use hearth_sdk::helpers::{dequantize, CandidateSampling, GgmlType};
 use hearth_webgpu::batch::{Batch, Rotation, View};
 use hearth_webgpu::device::{Gpu, GpuBuffer};
 use hearth_webgpu::kernels::{
@@ -360,6 +360,60 @@ fn top_k_on_the_device_finds_the_largest_logits_in_order_and_sums_them() {
         let (found, sum) = find(&logits);
         assert!(!sum.is_finite(), "{n}: a NaN logit makes the sum not finite");
         assert!(found.iter().all(|&(id, _)| id != 7), "{n}: a NaN is no candidate");
+    }
+}
+
+/// On a GPU plan, llama-server's default sampling and its corners (a top-p or min-p
+/// that keeps one candidate, a top-k past a small vocabulary's end, a low and a high
+/// temperature): the device picks what the host's sampler picks from the same
+/// candidates with the same draws.
+#[test]
+fn tokens_sampled_on_the_device_are_those_the_host_s_sampler_picks_from_the_same_draws() {
+    let mut b = bench();
+    let plans = KernelPlan::every(b.gpu.offers());
+    let Some(plan) = plans.into_iter().find(|&plan| plan != KernelPlan::Software) else {
+        println!("no GPU plan on this adapter");
+        return;
+    };
+    let kernels = Kernels::new(&b.gpu, plan);
+    let default = CandidateSampling { top_k: 40, top_p: 0.95, min_p: 0.05, temperature: 0.8 };
+    let settings = [
+        default,
+        CandidateSampling { top_k: TOP_K_MAX, top_p: 1.0, min_p: 0.0, temperature: 1.5 },
+        CandidateSampling { top_k: 10, top_p: 0.01, ..default },
+        CandidateSampling { top_k: 10, top_p: 1.0, min_p: 0.99, temperature: 0.3 },
+        CandidateSampling { top_k: 1, ..default },
+    ];
+    let pairs = |parts: u32| u64::from(parts * (TOP_K_MAX + 1)) * 8;
+    for n in [30u32, 49_152] {
+        let parts = b.gpu.storage("parts", pairs(top_k_parts(n)));
+        let candidates = b.gpu.storage("candidates", pairs(1));
+        let pick = b.poisoned(4);
+        // Logits spread as a model's are: a few likely tokens, many unlikely ones.
+        let logits: Vec<f32> = b.values(n as usize).iter().map(|v| v * 8.0).collect();
+        let logits = b.buffer(&logits);
+        for sampling in settings {
+            let mut picked_on_device = Vec::new();
+            let mut picked_on_host = Vec::new();
+            for step in 0..32 {
+                let draw = (step as f32 + 0.5) / 32.0;
+                let mut batch = Batch::new(&b.gpu, &kernels);
+                batch.top_k(&logits.buffer, n, &parts.buffer, &candidates.buffer);
+                batch.sample(&candidates.buffer, n, &sampling, draw, &pick.buffer);
+                batch.submit();
+                let found: Vec<(u32, f32)> = b
+                    .read(&candidates, 2 * TOP_K_MAX as usize)
+                    .chunks(2)
+                    .map(|pair| (pair[1].to_bits(), pair[0]))
+                    .filter(|&(token, _)| token < n)
+                    .collect();
+                picked_on_device.push(b.read(&pick, 2)[1].to_bits());
+                picked_on_host.push(sampling.pick(&found, draw));
+            }
+            assert_eq!(picked_on_device, picked_on_host, "{n} logits, {sampling:?}");
+            let kinds = picked_on_host.iter().collect::<std::collections::HashSet<_>>().len();
+            println!("{n} logits, {sampling:?}: {kinds} different tokens in 32 draws");
+        }
     }
 }
 
