@@ -314,12 +314,12 @@ fn generate_in(
             break FinishReason::Length;
         }
         let pos = session.len();
-        let picked = match engine_ranks {
-            _ if engine_picks => executor.forward_greedy(&[token], pos)?,
-            Some(sampling) => {
-                executor.forward_sampled(&[token], pos, &sampling, &mut || sampler.next_draw())?
-            }
-            None => None,
+        let picked = if engine_picks {
+            executor.forward_greedy(&[token], pos)?
+        } else if let Some(sampling) = engine_ranks {
+            executor.forward_sampled(&[token], pos, &sampling, &mut || sampler.next_draw())?
+        } else {
+            None
         };
         let ranked = match engine_ranks {
             Some(sampling) if picked.is_none() => {
