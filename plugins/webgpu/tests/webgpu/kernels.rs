@@ -317,17 +317,23 @@ fn greedy_picks_the_first_of_the_largest_logits_and_sums_them() {
     assert!(!pick(&logits).2.is_finite(), "a NaN logit makes the sum not finite");
 }
 
+/// The kernels of the first GPU plan the adapter offers, where top-k and sampling run;
+/// `None`, said, where it offers none.
+fn gpu_plan_kernels(b: &Bench) -> Option<Kernels> {
+    let plans = KernelPlan::every(b.gpu.offers());
+    let plan = plans.into_iter().find(|&plan| plan != KernelPlan::Software);
+    if plan.is_none() {
+        println!("no GPU plan on this adapter");
+    }
+    plan.map(|plan| Kernels::new(&b.gpu, plan))
+}
+
 /// On a GPU plan, over vocabularies of one part, several parts and enough parts that
 /// the total pass sorts their candidates three times.
 #[test]
 fn top_k_on_the_device_finds_the_largest_logits_in_order_and_sums_them() {
     let mut b = bench();
-    let plans = KernelPlan::every(b.gpu.offers());
-    let Some(plan) = plans.into_iter().find(|&plan| plan != KernelPlan::Software) else {
-        println!("no GPU plan on this adapter");
-        return;
-    };
-    let kernels = Kernels::new(&b.gpu, plan);
+    let Some(kernels) = gpu_plan_kernels(&b) else { return };
     let k = TOP_K_MAX as usize;
     for n in [100u32, 2048, 3 * 4096 + 77, 151_936] {
         let pairs = |parts: u32| u64::from(parts * (TOP_K_MAX + 1)) * 8;
@@ -370,12 +376,7 @@ fn top_k_on_the_device_finds_the_largest_logits_in_order_and_sums_them() {
 #[test]
 fn tokens_sampled_on_the_device_are_those_the_host_s_sampler_picks_from_the_same_draws() {
     let mut b = bench();
-    let plans = KernelPlan::every(b.gpu.offers());
-    let Some(plan) = plans.into_iter().find(|&plan| plan != KernelPlan::Software) else {
-        println!("no GPU plan on this adapter");
-        return;
-    };
-    let kernels = Kernels::new(&b.gpu, plan);
+    let Some(kernels) = gpu_plan_kernels(&b) else { return };
     let default = CandidateSampling { top_k: 40, top_p: 0.95, min_p: 0.05, temperature: 0.8 };
     let settings = [
         default,
