@@ -119,6 +119,7 @@ const ASSETS: &[Asset] = &[
     shader!("route.wgsl"),
     shader!("argmax.wgsl"),
     shader!("top_k.wgsl"),
+    shader!("sample.wgsl"),
     shader!("altup.wgsl"),
 ];
 
