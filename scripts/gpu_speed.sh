@@ -62,6 +62,7 @@ SHAPES=${GPU_SHAPES:-"1b 8b"}
 TYPES=${GPU_TYPES:-q4_0}
 RUNS=${GPU_RUNS:-3}
 KERNEL_TESTS=${GPU_KERNEL_TESTS:-1}
+PLANS=${GPU_PLANS:-gpu gpu-without-matrices software}
 
 # The id of each shape in each type, as synthetic_model.py names the model.
 model_ids() {
@@ -160,7 +161,7 @@ write_catalog() {
 # pp512, decode over tg128 at depth 0 (the issue's targets: 0.5 and 0.8) and at depth 512
 # (where `hearth bench` decodes, after its 515-token prompt).
 print_ratios() {
-    python3 - "$OUT" "${GPU_PLANS:-gpu gpu-without-matrices software}" "${MODELS[@]}" <<'PY'
+    python3 - "$OUT" "$PLANS" "${MODELS[@]}" <<'PY'
 import json, os, sys
 out, plans, models = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
 def load(path):
@@ -203,7 +204,7 @@ webgpu_bench() {
 # The plans of GPU_PLANS that run model $1: the software plan on the 1B shape alone.
 plans_for() {
     local plan
-    for plan in ${GPU_PLANS:-gpu gpu-without-matrices software}; do
+    for plan in $PLANS; do
         [[ $plan == none || ($plan == software && $(model_shape "$1") != 1b) ]] || echo "$plan"
     done
 }
@@ -279,16 +280,15 @@ s1)
     hearth_env
     export HEARTH_PLUGINS=$W/plugins-webgpu
     "$W/bin/hearth" plugins 2>&1 | tee "$OUT/webgpu-plugins.txt"
-    plans=${GPU_PLANS:-gpu gpu-without-matrices software}
-    if [[ $plans != none && $KERNEL_TESTS != 0 ]]; then
+    if [[ $PLANS != none && $KERNEL_TESTS != 0 ]]; then
         echo "== webgpu kernel tests on this GPU"
         "$W/bin/webgpu-tests" kernels:: --test-threads 1 --nocapture >"$OUT/webgpu-kernel-tests.txt" 2>&1
         echo "rc=$?"; grep -E "^test |plans|result" "$OUT/webgpu-kernel-tests.txt"
-        for plan in $plans; do
+        for plan in $PLANS; do
             echo "== webgpu kernel speed, $plan"
             HEARTH_WEBGPU_KERNELS=$plan timeout 120 "$W/bin/kernel-speed" 2>&1 | tee "$OUT/kernel-speed-$plan.txt"
         done
-        for plan in $plans; do
+        for plan in $PLANS; do
             HEARTH_WEBGPU_KERNELS=$plan timeout 120 "$W/bin/hearth" run "${MODELS[0]}" \
                 "Once upon a time" --backend webgpu --temperature 0 --max-tokens 24 \
                 >"$OUT/webgpu-answer-$plan.txt" 2>"$OUT/webgpu-answer-$plan.err"
