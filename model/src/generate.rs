@@ -8,7 +8,7 @@ use std::time::Instant;
 use hearth_sdk::abi_stable::std_types::RString;
 use hearth_sdk::helpers::{
     chat_template_source, CandidateSampling, ChatTemplate, Constraint, Gguf, GrammarCompiler,
-    GrammarError, Grammars, Sampler, StopMatcher, StreamDecoder, Tokenizer,
+    GrammarError, Grammars, LogitAdjustments, Sampler, StopMatcher, StreamDecoder, Tokenizer,
 };
 use hearth_sdk::{
     feature, FinishReason, GenerateRequest, GenerateStats, PluginError, SinkControl, TokenLogprob,
@@ -75,23 +75,26 @@ pub trait Executor {
 
     /// Evaluate like [`Executor::forward`] and return the last token's `k` largest
     /// logits with their token ids, largest first (the first of equal logits first),
-    /// found where the logits are, for top-k sampling ([`Sampler::top_k_only`]); `None`,
-    /// evaluating nothing, where the engine does not find them itself.
+    /// found where the logits are, for top-k sampling ([`Sampler::top_k_only`]); with
+    /// `adjustments`, of the logits adjusted as [`LogitAdjustments::apply`] adjusts them
+    /// ([`Sampler::adjusted_top_k`]). `None`, evaluating nothing, where the engine does
+    /// not find them itself.
     fn forward_top_k(
         &mut self,
         tokens: &[u32],
         pos: u32,
         k: u32,
+        adjustments: Option<&LogitAdjustments>,
     ) -> Result<Option<Vec<(u32, f32)>>, PluginError> {
-        let _ = (tokens, pos, k);
+        let _ = (tokens, pos, k, adjustments);
         Ok(None)
     }
 }
 
 /// What a step leaves for picking the next token: the logits, the token itself where
 /// the engine picked it ([`Executor::forward_greedy`], [`Executor::forward_sampled`]),
-/// or the candidates of top-k sampling where the engine found them
-/// ([`Executor::forward_top_k`]).
+/// or the candidates of top-k sampling (of the adjusted logits, with a bias or
+/// penalties) where the engine found them ([`Executor::forward_top_k`]).
 enum Next {
     Logits(Vec<f32>),
     Token(u32),
@@ -323,8 +326,16 @@ fn generate_in(
         };
         let ranked = match engine_ranks {
             Some(sampling) if picked.is_none() => {
-                executor.forward_top_k(&[token], pos, sampling.top_k)?
+                executor.forward_top_k(&[token], pos, sampling.top_k, None)?
             }
+            // Bias and penalties: the engine may adjust the logits where they are and
+            // rank them there, as they stand after this step's token.
+            None if nothing_else_reads_logits && !engine_picks => match sampler.adjusted_top_k() {
+                Some((adjustments, k)) => {
+                    executor.forward_top_k(&[token], pos, k, Some(&adjustments))?
+                }
+                None => None,
+            },
             _ => None,
         };
         next = match (picked, ranked) {

@@ -120,6 +120,7 @@ const ASSETS: &[Asset] = &[
     shader!("argmax.wgsl"),
     shader!("top_k.wgsl"),
     shader!("sample.wgsl"),
+    shader!("adjust.wgsl"),
     shader!("altup.wgsl"),
 ];
 

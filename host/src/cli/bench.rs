@@ -35,6 +35,10 @@ pub struct BenchArgs {
     /// 0.95, min-p 0.05; seed 1), as a chat client does, instead of greedily.
     #[arg(long)]
     pub sampled: bool,
+    /// Decode with this repeat penalty over the last 64 tokens (Ollama's default is
+    /// 1.1), as a client that asks for one does; 1 is none.
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
     #[arg(long)]
     pub json: bool,
 }
@@ -70,6 +74,8 @@ pub struct BenchReport {
     pub prompt_tokens: u32,
     /// Whether the runs decoded with llama-server's default sampling, not greedily.
     pub sampled: bool,
+    /// The repeat penalty they decoded with (1: none).
+    pub repeat_penalty: f32,
     pub gen_tokens: Spread,
     pub load_ms: f64,
     pub time_to_first_token_ms: Spread,
@@ -125,10 +131,11 @@ fn generation(args: &BenchArgs, prompt: &str, max_tokens: u32) -> Generation {
         request: GenerateRequest {
             messages: RVec::new(),
             prompt: Some(prompt.into()).into(),
-            sampling: if args.sampled {
-                Sampling { seed: 1, ..Sampling::default() }
-            } else {
-                Sampling { temperature: 0.0, seed: 1, ..Sampling::default() }
+            sampling: Sampling {
+                temperature: if args.sampled { Sampling::default().temperature } else { 0.0 },
+                seed: 1,
+                repeat_penalty: args.repeat_penalty,
+                ..Sampling::default()
             },
             stop: RVec::new(),
             max_tokens,
@@ -154,6 +161,9 @@ async fn settle_memory() {
 pub async fn bench(hearth: &Hearth, args: BenchArgs) -> anyhow::Result<()> {
     if args.runs == 0 {
         bail!("--runs must be at least 1");
+    }
+    if !(args.repeat_penalty > 0.0 && args.repeat_penalty <= 10.0) {
+        bail!("--repeat-penalty must be above 0 and at most 10 (1 is none)");
     }
     // About ten tokens per sentence with the llama-family tokenizers. Each run starts
     // differently: backends reuse a cached prefix, and the same prompt again would leave
@@ -202,6 +212,7 @@ pub async fn bench(hearth: &Hearth, args: BenchArgs) -> anyhow::Result<()> {
         runs: args.runs,
         prompt_tokens: completions[0].prompt_tokens,
         sampled: args.sampled,
+        repeat_penalty: args.repeat_penalty,
         gen_tokens: Spread::of(
             completions.iter().map(|c| f64::from(c.completion_tokens)).collect(),
         ),
@@ -254,7 +265,11 @@ fn print_table(report: &BenchReport) {
         crate::catalog::Isolation::Process => "in a worker process",
         crate::catalog::Isolation::InProcess => "in-process",
     };
-    let decoding = if report.sampled { "sampled as llama-server samples" } else { "greedy" };
+    let mut decoding =
+        String::from(if report.sampled { "sampled as llama-server samples" } else { "greedy" });
+    if report.repeat_penalty != 1.0 {
+        decoding += &format!(", repeat penalty {}", report.repeat_penalty);
+    }
     println!(
         "{} on {} ({isolation}) — {} runs after a warm-up, {} prompt tokens, {decoding}",
         report.model, report.backend, report.runs, report.prompt_tokens

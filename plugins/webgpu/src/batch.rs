@@ -6,7 +6,7 @@
 //! it needs.
 
 use hearth_model::Activation;
-use hearth_sdk::helpers::CandidateSampling;
+use hearth_sdk::helpers::{CandidateSampling, LogitAdjustments};
 
 use crate::device::Gpu;
 use crate::kernels::{
@@ -176,6 +176,18 @@ impl PartialEq for QuantizedRows<'_> {
 /// Work groups for `count` items when one dimension holds at most 65535.
 pub(crate) fn split_groups(count: u32) -> [u32; 2] {
     [count.min(65535), count.div_ceil(65535)]
+}
+
+/// adjust.wgsl's entries for `adjustments`: each bias as (token, its bits) in order,
+/// then each seen token as (token, the bits of [`LogitAdjustments::deduction`] for its
+/// occurrences).
+pub fn adjustment_entries(adjustments: &LogitAdjustments) -> Vec<u32> {
+    let bias = adjustments.bias.iter().flat_map(|bias| [bias.token, bias.bias.to_bits()]);
+    let seen = adjustments
+        .seen
+        .iter()
+        .flat_map(|&(token, count)| [token, adjustments.deduction(count).to_bits()]);
+    bias.chain(seen).collect()
 }
 
 impl<'a> Batch<'a> {
@@ -455,6 +467,26 @@ impl<'a> Batch<'a> {
             draw.to_bits(),
         ];
         self.push(pipeline, vec![(1, candidates), (2, pick)], &words, [1, 1, 1]);
+    }
+
+    /// The first `vocab` values of `logits` adjusted in place as `adjustments` says
+    /// ([`LogitAdjustments::apply`]), from the entries [`adjustment_entries`] wrote to
+    /// `entries` (adjust.wgsl). Only where [`Kernels::top_k_on_device`].
+    pub fn adjust(
+        &mut self,
+        logits: &'a wgpu::Buffer,
+        vocab: u32,
+        adjustments: &LogitAdjustments,
+        entries: &'a wgpu::Buffer,
+    ) {
+        let pipeline = self.kernels.adjust.as_ref().expect("adjusting runs on a GPU plan");
+        let words = [
+            adjustments.bias.len() as u32,
+            adjustments.seen.len() as u32,
+            vocab,
+            adjustments.repeat.to_bits(),
+        ];
+        self.push(pipeline, vec![(1, entries), (2, logits)], &words, [1, 1, 1]);
     }
 
     /// A reduction of `n` logits in two passes, argmax.wgsl's and top_k.wgsl's shape:

@@ -7,13 +7,13 @@
 use std::sync::Mutex;
 
 use hearth_model::{Config, Role, RopePairs};
-use hearth_sdk::helpers::CandidateSampling;
+use hearth_sdk::helpers::{CandidateSampling, LogitAdjustments};
 use hearth_sdk::PluginError;
 
 use crate::altup::AltUpScratch;
-use crate::batch::{AttentionShape, Batch, Bindings, Rotation, View};
+use crate::batch::{adjustment_entries, AttentionShape, Batch, Bindings, Rotation, View};
 use crate::device::{Gpu, GpuBuffer};
-use crate::kernels::{argmax_parts, top_k_parts, Kernels, TOP_K_MAX};
+use crate::kernels::{argmax_parts, top_k_parts, Kernels, ADJUSTMENTS_MAX, TOP_K_MAX};
 use crate::lora::{LoraAdapter, RANK_PAD};
 use crate::weights::Weights;
 
@@ -55,6 +55,8 @@ pub struct Scratch {
     argmax_total: GpuBuffer,
     /// Top-k sampling's parts and total (top_k.wgsl), where the kernels find them.
     top_k: Option<[GpuBuffer; 2]>,
+    /// adjust.wgsl's entries, [`ADJUSTMENTS_MAX`] of them, where top-k runs.
+    adjustments: Option<GpuBuffer>,
     pub(crate) ids: GpuBuffer,
     /// `A x` of a LoRA pair, [`RANK_PAD`] values per token.
     low_rank: GpuBuffer,
@@ -172,6 +174,9 @@ impl Scratch {
             logits: gpu.storage("logits", u64::from(config.vocab) * F32),
             argmax_parts: gpu.storage("argmax parts", u64::from(argmax_parts(config.vocab)) * 16),
             argmax_total: gpu.storage("argmax total", 16),
+            adjustments: kernels
+                .top_k_on_device()
+                .then(|| gpu.storage("adjustments", u64::from(ADJUSTMENTS_MAX) * 2 * F32)),
             top_k: kernels.top_k_on_device().then(|| {
                 let pairs = |parts: u32| u64::from(parts * (TOP_K_MAX + 1)) * 2 * F32;
                 [
@@ -294,22 +299,42 @@ impl Forward<'_> {
 
     /// [`Forward::run`] for top-k sampling: the last token's `k` largest logits (at most
     /// [`TOP_K_MAX`]) with their token ids, largest first, found on the device
-    /// (top_k.wgsl), so `k` pairs come back instead of the vocabulary's logits; `None`
-    /// where the kernels do not find them there or `k` is larger, evaluating nothing.
-    /// Logits that are not all finite numbers are an error, as for greedy decoding.
+    /// (top_k.wgsl), so `k` pairs come back instead of the vocabulary's logits; with
+    /// `adjustments`, of the logits adjusted there first (adjust.wgsl). `None` where the
+    /// kernels do not find them there, `k` is larger or the adjustments have more than
+    /// [`ADJUSTMENTS_MAX`] entries, evaluating nothing. Logits that are not all finite
+    /// numbers are an error, as for greedy decoding.
     pub fn run_top_k(
         &self,
         scratch: &Scratch,
         tokens: &[u32],
         pos0: u32,
         k: u32,
+        adjustments: Option<&LogitAdjustments>,
     ) -> Result<Option<Vec<(u32, f32)>>, PluginError> {
         let Some([parts, total]) = scratch.top_k.as_ref().filter(|_| k <= TOP_K_MAX) else {
             return Ok(None);
         };
+        let adjusting = match (adjustments, &scratch.adjustments) {
+            (None, _) => None,
+            (Some(adjustments), Some(buffer)) => {
+                let entries = adjustment_entries(adjustments);
+                if entries.len() > 2 * ADJUSTMENTS_MAX as usize {
+                    return Ok(None);
+                }
+                // Written before this step's commands run, after those of every step
+                // submitted before it.
+                self.gpu.queue.write_buffer(&buffer.buffer, 0, bytemuck::cast_slice(&entries));
+                Some((adjustments, &buffer.buffer))
+            }
+            (Some(_), None) => return Ok(None),
+        };
         let vocab = self.config.vocab;
         let pairs = TOP_K_MAX as usize + 1;
         self.evaluate(scratch, Input::Tokens(tokens), pos0, |batch| {
+            if let Some((adjustments, entries)) = adjusting {
+                batch.adjust(&scratch.logits.buffer, vocab, adjustments, entries);
+            }
             batch.top_k(&scratch.logits.buffer, vocab, &parts.buffer, &total.buffer);
             batch.copy(&total.buffer, &scratch.readback, (pairs * 2) as u64 * F32);
         })?;

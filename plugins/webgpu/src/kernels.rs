@@ -76,6 +76,13 @@ pub const TOP_K_MAX: u32 = 64;
 
 const SAMPLE: &str = include_str!("shaders/sample.wgsl");
 
+const ADJUST: &str = include_str!("shaders/adjust.wgsl");
+
+/// The most biases and seen tokens together that adjust.wgsl takes in a step: OpenAI's
+/// limit of 300 biases with a window of over 700 distinct tokens. A request with more
+/// reads back every logit instead.
+pub const ADJUSTMENTS_MAX: u32 = 1024;
+
 /// The parts top-k's first pass leaves for `n` logits.
 pub fn top_k_parts(n: u32) -> u32 {
     n.div_ceil(TOP_K_SPAN)
@@ -417,6 +424,8 @@ pub struct Kernels {
     pub(crate) top_k: Option<[wgpu::ComputePipeline; 2]>,
     /// sample.wgsl, where top-k runs: the token a draw picks from its candidates.
     pub(crate) sample: Option<wgpu::ComputePipeline>,
+    /// adjust.wgsl, where top-k runs: a logit bias and penalties applied before it.
+    pub(crate) adjust: Option<wgpu::ComputePipeline>,
     pub(crate) altup: AltUpKernels,
     /// Where the decode product reads 8-bit input: what makes it.
     pub(crate) quantize_input: Option<InputQuantizer>,
@@ -557,6 +566,7 @@ impl Kernels {
             argmax: two_passes(gpu, ARGMAX, ["argmax_parts", "argmax_total"]),
             top_k: gpu_plan.then(|| two_passes(gpu, TOP_K, ["top_k_parts", "top_k_total"])),
             sample: gpu_plan.then(|| pipeline(gpu, "sample", SAMPLE, "sample")),
+            adjust: gpu_plan.then(|| pipeline(gpu, "adjust", ADJUST, "adjust")),
             altup: AltUpKernels::new(gpu),
             quantize_input: (gpu_plan && matvec.input != MatvecInput::F32)
                 .then(|| InputQuantizer::new(gpu, matvec.input, cache)),

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use hearth_model::{context_size, embed, generate, Config, Executor, Session, Text};
-use hearth_sdk::helpers::{CandidateSampling, Gguf};
+use hearth_sdk::helpers::{CandidateSampling, Gguf, LogitAdjustments};
 use hearth_sdk::{
     AdapterUse, Embedding, GenerateRequest, GenerateStats, MemoryUsage, Model, PluginError,
     TokenSink,
@@ -174,9 +174,10 @@ impl Executor for GpuExecutor<'_> {
         tokens: &[u32],
         pos: u32,
         k: u32,
+        adjustments: Option<&LogitAdjustments>,
     ) -> Result<Option<Vec<(u32, f32)>>, PluginError> {
         self.ahead = None;
-        self.forward.run_top_k(self.scratch, tokens, pos, k)
+        self.forward.run_top_k(self.scratch, tokens, pos, k, adjustments)
     }
 }
 
@@ -239,6 +240,22 @@ impl WebGpuModel {
         state.session = Session::default();
         let scratch = self.ensure_scratch(&mut state.scratch)?;
         self.forward(&applied(&adapters)).run(scratch, tokens, 0)
+    }
+
+    /// The `k` largest logits, adjusted on the device as `adjustments` says, with their
+    /// token ids after evaluating `tokens` from position 0, as a biased or penalised
+    /// generation step finds them ([`Forward::run_top_k`]); `None` where the kernels do
+    /// not find them there (used by the end-to-end checks).
+    pub fn adjusted_top_k(
+        &self,
+        tokens: &[u32],
+        k: u32,
+        adjustments: &LogitAdjustments,
+    ) -> Result<Option<Vec<(u32, f32)>>, PluginError> {
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.session = Session::default();
+        let scratch = self.ensure_scratch(&mut state.scratch)?;
+        self.forward(&[]).run_top_k(scratch, tokens, 0, k, Some(adjustments))
     }
 
     fn forward<'a>(&'a self, adapters: &'a [(&'a LoraAdapter, f32)]) -> Forward<'a> {

@@ -41,7 +41,7 @@ pub use gguf::{Gguf, GgufError, TensorInfo, Value};
 pub use grammar::{Constraint, GrammarCompiler, GrammarError, Grammars, VocabToken};
 pub use safetensors::{Safetensors, SafetensorsError, SafetensorsTensor};
 #[cfg(feature = "helpers")]
-pub use sampling::{CandidateSampling, Sampler};
+pub use sampling::{CandidateSampling, LogitAdjustments, Sampler};
 #[cfg(feature = "helpers")]
 pub use stop::{Released, StopMatcher};
 #[cfg(feature = "helpers")]

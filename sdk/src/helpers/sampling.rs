@@ -96,30 +96,70 @@ impl Sampler {
     /// Pick the next token from `logits` (one per vocabulary entry).
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
         let mut logits = logits.to_vec();
-        for bias in &self.logit_bias {
-            if let Some(logit) = logits.get_mut(bias.token as usize) {
-                *logit += bias.bias;
-            }
-        }
-        self.penalise(&mut logits);
+        self.adjustments().apply(&mut logits);
         if self.params.temperature <= 0.0 {
             return argmax(&logits);
         }
-
         let mut candidates: Vec<(u32, f32)> = logits
             .iter()
             .enumerate()
             .filter(|(_, l)| !l.is_nan())
             .map(|(id, &l)| (id as u32, l))
             .collect();
-        candidates.sort_unstable_by(|a, b| b.1.total_cmp(&a.1));
+        // Top-k needs its k largest in order, not the whole vocabulary sorted: a
+        // selection first takes a step's sorting of 128 256 logits from milliseconds
+        // to a fraction of one.
+        let largest_first = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1);
+        let k = self.params.top_k as usize;
+        if k > 0 && k < candidates.len() {
+            candidates.select_nth_unstable_by(k - 1, largest_first);
+            candidates.truncate(k);
+        }
+        candidates.sort_unstable_by(largest_first);
         self.sample_candidates(&candidates)
     }
 
-    /// [`Sampler::sample`] at a temperature from `candidates` alone: the largest logits
-    /// with their token ids, largest first, at least the top-k's `k` of them where
-    /// [`Sampler::top_k_only`] says so, all of them otherwise.
+    /// What this sampler does to the logits before it ranks them: the request's
+    /// logit bias, then the penalties over its recent tokens.
+    pub fn adjustments(&self) -> LogitAdjustments {
+        let repeat = self.params.repeat_penalty;
+        let penalised = !(repeat <= 0.0 || repeat == 1.0)
+            || self.frequency_penalty != 0.0
+            || self.presence_penalty != 0.0;
+        let mut seen = Vec::new();
+        if penalised {
+            let mut recent = self.recent.iter().copied().collect::<Vec<_>>();
+            recent.sort_unstable();
+            seen = recent.chunk_by(|a, b| a == b).map(|run| (run[0], run.len() as u32)).collect();
+        }
+        LogitAdjustments {
+            bias: self.logit_bias.clone(),
+            seen,
+            repeat: if repeat > 0.0 { repeat } else { 1.0 },
+            frequency: self.frequency_penalty,
+            presence: self.presence_penalty,
+        }
+    }
+
+    /// Where the logits need adjusting ([`Sampler::adjustments`]) and the draw needs no
+    /// more than the largest few of them: those adjustments, and how many of the largest
+    /// adjusted logits [`Sampler::sample_candidates`] needs (top-k's `k`, or 1 for
+    /// greedy decoding). An engine may then adjust the logits where they are, find
+    /// those there and read back only them.
+    pub fn adjusted_top_k(&self) -> Option<(LogitAdjustments, u32)> {
+        let k = if self.params.temperature <= 0.0 { 1 } else { self.params.top_k };
+        (k > 0 && !self.takes_logits_as_they_come()).then(|| (self.adjustments(), k))
+    }
+
+    /// [`Sampler::sample`] from `candidates` alone: the largest logits (adjusted, where
+    /// [`Sampler::adjusted_top_k`] says so) with their token ids, largest first, at
+    /// least the top-k's `k` of them where [`Sampler::top_k_only`] or
+    /// [`Sampler::adjusted_top_k`] says so, all of them otherwise. Greedy decoding
+    /// takes the first.
     pub fn sample_candidates(&mut self, candidates: &[(u32, f32)]) -> u32 {
+        if self.params.temperature <= 0.0 {
+            return candidates.first().map_or(0, |&(token, _)| token);
+        }
         let draw = self.next_draw();
         self.candidate_sampling().pick(candidates, draw)
     }
@@ -174,22 +214,48 @@ impl CandidateSampling {
     }
 }
 
-impl Sampler {
-    /// llama.cpp's penalties over the recent window: the repeat penalty shrinks a seen
-    /// token's positive logit and pushes a negative one further; then the frequency
-    /// penalty is subtracted once per occurrence and the presence penalty once.
-    fn penalise(&self, logits: &mut [f32]) {
-        let repeat = self.params.repeat_penalty;
-        let repeat = if repeat > 0.0 { repeat } else { 1.0 };
-        if repeat == 1.0 && self.frequency_penalty == 0.0 && self.presence_penalty == 0.0 {
-            return;
+/// What a sampler does to the logits before ranking them, in llama.cpp's order: each
+/// logit bias added in turn, then for each token seen in the recent window the repeat
+/// penalty (shrinking a positive logit, pushing a negative one further), then the
+/// frequency penalty once per occurrence and the presence penalty once. Written once,
+/// here: an engine that adjusts the logits on its device does these steps in this
+/// order ([`Sampler::adjusted_top_k`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogitAdjustments {
+    /// Added in this order; a token outside the vocabulary is ignored.
+    pub bias: Vec<LogitBias>,
+    /// The distinct tokens of the recent window with their occurrences, by token id;
+    /// empty where no penalty is active.
+    pub seen: Vec<(u32, u32)>,
+    /// 1 where there is none.
+    pub repeat: f32,
+    pub frequency: f32,
+    pub presence: f32,
+}
+
+impl LogitAdjustments {
+    /// A seen token's logit after the penalties, for `count` occurrences.
+    pub fn penalise(&self, logit: f32, count: u32) -> f32 {
+        let logit = if logit > 0.0 { logit / self.repeat } else { logit * self.repeat };
+        logit - self.deduction(count)
+    }
+
+    /// What the frequency and presence penalties take from the logit of a token seen
+    /// `count` times, after the repeat penalty.
+    pub fn deduction(&self, count: u32) -> f32 {
+        count as f32 * self.frequency + self.presence
+    }
+
+    /// Adjust `logits` (one per vocabulary entry) in place.
+    pub fn apply(&self, logits: &mut [f32]) {
+        for bias in &self.bias {
+            if let Some(logit) = logits.get_mut(bias.token as usize) {
+                *logit += bias.bias;
+            }
         }
-        let mut seen = self.recent.iter().copied().collect::<Vec<_>>();
-        seen.sort_unstable();
-        for run in seen.chunk_by(|a, b| a == b) {
-            if let Some(logit) = logits.get_mut(run[0] as usize) {
-                *logit = if *logit > 0.0 { *logit / repeat } else { *logit * repeat };
-                *logit -= run.len() as f32 * self.frequency_penalty + self.presence_penalty;
+        for &(token, count) in &self.seen {
+            if let Some(logit) = logits.get_mut(token as usize) {
+                *logit = self.penalise(*logit, count);
             }
         }
     }
@@ -354,6 +420,70 @@ mod tests {
         let drawn: Vec<u32> = (0..100).map(|_| only.pick(&candidates, drawn.next_draw())).collect();
         assert_eq!(picks, drawn);
         assert!(picks.iter().any(|&token| token != picks[0]), "the draws pick different tokens");
+    }
+
+    /// A request with every adjustment: two biases of one token, a ban, penalties over
+    /// a window with repeats, the sampler having seen `window`.
+    fn adjusted(sampling: Sampling, window: &[u32]) -> Sampler {
+        let request = GenerateRequest {
+            sampling: Sampling { repeat_penalty: 1.3, ..sampling },
+            presence_penalty: 0.4,
+            frequency_penalty: 0.25,
+            logit_bias: vec![
+                LogitBias { token: 7, bias: 2.5 },
+                LogitBias { token: 7, bias: -0.75 },
+                LogitBias { token: 3, bias: -100.0 },
+                LogitBias { token: 9999, bias: 1.0 },
+            ]
+            .into(),
+            ..GenerateRequest::default()
+        };
+        let mut sampler = Sampler::for_request(&request);
+        window.iter().for_each(|&token| sampler.accept(token));
+        sampler
+    }
+
+    #[test]
+    fn sampling_the_top_k_of_adjusted_logits_draws_what_sampling_every_logit_draws() {
+        let logits: Vec<f32> = (0..500).map(|i| ((i * 7919) % 1000) as f32 / 100.0 - 4.0).collect();
+        let window: Vec<u32> = (0..64).map(|i| (i * 37 % 23) * 19 % 500).collect();
+        for sampling in [
+            Sampling { top_k: 40, ..params(0.8) },
+            Sampling { top_k: 40, top_p: 0.9, min_p: 0.05, ..params(1.3) },
+            Sampling { top_k: 5, ..params(0.0) },
+        ] {
+            let (mut all, mut top) = (adjusted(sampling, &window), adjusted(sampling, &window));
+            let (adjustments, k) = top.adjusted_top_k().expect("adjusted top-k");
+            assert_eq!(k, if sampling.temperature > 0.0 { sampling.top_k } else { 1 });
+            assert_eq!(adjustments.seen.iter().map(|&(_, count)| count).sum::<u32>(), 64);
+            let mut adjusted_logits = logits.clone();
+            adjustments.apply(&mut adjusted_logits);
+            let mut ranked: Vec<(u32, f32)> =
+                adjusted_logits.iter().enumerate().map(|(id, &l)| (id as u32, l)).collect();
+            ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+            for _ in 0..200 {
+                assert_eq!(all.sample(&logits), top.sample_candidates(&ranked[..k as usize]));
+            }
+        }
+    }
+
+    #[test]
+    fn adjustments_add_each_bias_in_turn_then_penalise_each_seen_token_once() {
+        let sampler = adjusted(params(0.0), &[7, 7, 2]);
+        let adjustments = sampler.adjustments();
+        assert_eq!(adjustments.seen, [(2, 1), (7, 2)]);
+        let mut logits = [1.0, 1.0, 2.6, 0.5, 1.0, 1.0, 1.0, -1.0];
+        adjustments.apply(&mut logits);
+        // Token 7: -1 + 2.5 - 0.75 = 0.75, / 1.3, - (2 × 0.25 + 0.4).
+        assert_eq!(logits[7], 0.75 / 1.3 - 0.9);
+        assert_eq!(logits[2], 2.6 / 1.3 - 0.65);
+        assert_eq!(logits[3], -99.5);
+        assert_eq!(logits[0], 1.0);
+        // Nothing to adjust: the plain paths need no adjusted top-k.
+        assert!(Sampler::new(&params(0.7)).adjusted_top_k().is_none());
+        assert!(Sampler::new(&Sampling { top_k: 40, ..params(0.7) }).adjusted_top_k().is_none());
+        // Every logit matters to sampling without top-k.
+        assert!(adjusted(Sampling { top_k: 0, ..params(0.7) }, &[]).adjusted_top_k().is_none());
     }
 
     #[test]

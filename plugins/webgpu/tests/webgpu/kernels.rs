@@ -5,8 +5,9 @@
 //! stated in each test (f32 on the GPU against f64 accumulation on the CPU).
 
 use half::{bf16, f16};
-use hearth_sdk::helpers::{dequantize, CandidateSampling, GgmlType};
-use hearth_webgpu::batch::{Batch, Rotation, View};
+use hearth_sdk::helpers::{dequantize, CandidateSampling, GgmlType, LogitAdjustments};
+use hearth_sdk::LogitBias;
+use hearth_webgpu::batch::{adjustment_entries, Batch, Rotation, View};
 use hearth_webgpu::device::{Gpu, GpuBuffer};
 use hearth_webgpu::kernels::{
     argmax_parts, top_k_parts, Kernels, Weight, SUPPORTED_TYPES, TOP_K_MAX,
@@ -414,6 +415,59 @@ fn tokens_sampled_on_the_device_are_those_the_host_s_sampler_picks_from_the_same
             assert_eq!(picked_on_device, picked_on_host, "{n} logits, {sampling:?}");
             let kinds = picked_on_host.iter().collect::<std::collections::HashSet<_>>().len();
             println!("{n} logits, {sampling:?}: {kinds} different tokens in 32 draws");
+        }
+    }
+}
+
+/// On a GPU plan, a logit bias (a token biased twice, one banned, one past the
+/// vocabulary) and the repeat, frequency and presence penalties over a window of
+/// repeated tokens (some biased too): the device's adjusted logits are the host's
+/// (`LogitAdjustments::apply`), the repeat penalty's division within an ulp or two.
+#[test]
+fn logits_adjusted_on_the_device_are_those_the_host_s_sampler_adjusts() {
+    let mut b = bench();
+    let Some(kernels) = gpu_plan_kernels(&b) else { return };
+    for n in [30u32, 49_152] {
+        let logits: Vec<f32> = b.values(n as usize).iter().map(|v| v * 8.0).collect();
+        let mut seen: Vec<(u32, u32)> = (0..200).map(|i| (i * 7 % n, 1 + i % 5)).collect();
+        seen.sort_unstable();
+        seen.dedup_by_key(|&mut (token, _)| token);
+        seen.push((n + 3, 2));
+        let adjustments = LogitAdjustments {
+            bias: vec![
+                LogitBias { token: 7, bias: 2.5 },
+                LogitBias { token: 7, bias: -0.75 },
+                LogitBias { token: 3, bias: -100.0 },
+                LogitBias { token: n, bias: 4.0 },
+            ],
+            seen,
+            repeat: 1.3,
+            frequency: 0.25,
+            presence: 0.4,
+        };
+        let buffer = b.buffer(&logits);
+        let entries =
+            b.gpu.upload("entries", bytemuck::cast_slice(&adjustment_entries(&adjustments)));
+        let mut batch = Batch::new(&b.gpu, &kernels);
+        batch.adjust(&buffer.buffer, n, &adjustments, &entries.buffer);
+        batch.submit();
+        let on_device = b.read(&buffer, n as usize);
+        let mut on_host = logits.clone();
+        adjustments.apply(&mut on_host);
+        let adjusted: std::collections::HashSet<u32> = adjustments
+            .seen
+            .iter()
+            .map(|&(token, _)| token)
+            .chain(adjustments.bias.iter().map(|bias| bias.token))
+            .filter(|&token| token < n)
+            .collect();
+        let changed = on_host.iter().zip(&logits).filter(|(a, b)| a != b).count();
+        assert_eq!(changed, adjusted.len(), "every token listed in the vocabulary, no other");
+        for (token, (device, host)) in on_device.iter().zip(&on_host).enumerate() {
+            assert!(
+                (device - host).abs() <= 2.0 * f32::EPSILON * host.abs(),
+                "{n} logits, token {token}: device {device}, host {host}"
+            );
         }
     }
 }
