@@ -29,8 +29,10 @@
 #   scripts/gpu_speed.sh baseline      there, after s1 (in the same call or the next, on
 #                                      the warm machine), instead of s2: per model, the
 #                                      WebGPU plugin on each plan again with the CPU quiet
-#                                      (s1's figures are taken beside the CUDA build), then
-#                                      llama-bench; then the ratios against the targets
+#                                      (s1's figures are taken beside the CUDA build), on
+#                                      the first plan also sampled and with a repeat
+#                                      penalty, then llama-bench; then the ratios against
+#                                      the targets
 #   scripts/gpu_speed.sh smollm2       there, from s3's folder, after s1 on the warm
 #                                      machine: the real SmolLM2 (s1 and s3 each carry half
 #                                      of its xz) against the CPU reference on every plan
@@ -189,16 +191,30 @@ for model in models:
         num = lambda v: "%9.1f" % v if v else "%9s" % "-"
         print("%-20s %-22s %9.1f %s %s %8.1f %s %s %s %s" % (model, plan, prompt, num(pp), ratio(prompt, pp),
               decode, num(tg)[1:], num(tg512)[1:], ratio(decode, tg), ratio(decode, tg512)))
+        for decoding in ("sampled", "penalised"):
+            bench = load(os.path.join(out, "webgpu-%s-%s-%s.json" % (plan, model, decoding)))
+            if bench:
+                decode = bench["decode_tokens_per_second"]["median"]
+                print("%-20s %-22s %9s %9s %6s %8.1f %s %s %s %s" % (model, "  " + decoding, "", "", "",
+                      decode, num(tg)[1:], num(tg512)[1:], ratio(decode, tg), ratio(decode, tg512)))
 print("targets: prompt 0.50 x pp512, decode 0.80 x tg128")
 PY
 }
 
-# The WebGPU plugin on model $1 with plan $2, into $OUT/webgpu-$2-$1.json.
+# The WebGPU plugin on model $1 with plan $2, into $OUT/webgpu-$2-$1.json; with a third
+# argument, decoding as that name says (sampled: llama-server's default sampling;
+# penalised: that with Ollama's repeat penalty 1.1), into webgpu-$2-$1-$3.json.
 webgpu_bench() {
-    echo "== webgpu, kernels $2, $1"
-    HEARTH_WEBGPU_KERNELS=$2 timeout 400 "$W/bin/hearth" bench "$1" \
-        --backend webgpu --runs "$RUNS" --json >"$OUT/webgpu-$2-$1.json" 2>"$OUT/webgpu-$2-$1.err"
-    echo "rc=$?"; medians "$OUT/webgpu-$2-$1.json"; tail -3 "$OUT/webgpu-$2-$1.err"
+    local name=$2-$1 decoding=()
+    case ${3:-} in
+    sampled) decoding=(--sampled) ;;
+    penalised) decoding=(--sampled --repeat-penalty 1.1) ;;
+    esac
+    [[ -n ${3:-} ]] && name+=-$3
+    echo "== webgpu, kernels $2, $1${3:+, $3}"
+    HEARTH_WEBGPU_KERNELS=$2 timeout 400 "$W/bin/hearth" bench "$1" --backend webgpu \
+        --runs "$RUNS" "${decoding[@]}" --json >"$OUT/webgpu-$name.json" 2>"$OUT/webgpu-$name.err"
+    echo "rc=$?"; medians "$OUT/webgpu-$name.json"; tail -3 "$OUT/webgpu-$name.err"
 }
 
 # The plans of GPU_PLANS that run model $1: the software plan on the 1B shape alone.
@@ -430,6 +446,10 @@ baseline)
     for id in "${MODELS[@]}"; do
         for plan in $(plans_for "$id"); do
             webgpu_bench "$id" "$plan"
+        done
+        # A chat client's decoding, and one asking for a repeat penalty, on the first plan.
+        for decoding in sampled penalised; do
+            webgpu_bench "$id" "$(plans_for "$id" | head -1)" "$decoding"
         done
         llama_bench "$id"
     done
