@@ -78,10 +78,10 @@ const SAMPLE: &str = include_str!("shaders/sample.wgsl");
 
 const ADJUST: &str = include_str!("shaders/adjust.wgsl");
 
-/// The most biases and seen tokens together that adjust.wgsl takes in a step: OpenAI's
-/// limit of 300 biases with a window of over 700 distinct tokens. A request with more
+/// The most biases and seen tokens together that adjust.wgsl takes in a step: the
+/// API's 1 024 biases and a window of as many distinct tokens. A request with more
 /// reads back every logit instead.
-pub const ADJUSTMENTS_MAX: u32 = 1024;
+pub const ADJUSTMENTS_MAX: u32 = 2048;
 
 /// The parts top-k's first pass leaves for `n` logits.
 pub fn top_k_parts(n: u32) -> u32 {
