@@ -86,11 +86,16 @@ impl Sampler {
 
     /// No logit bias and no active penalty.
     fn takes_logits_as_they_come(&self) -> bool {
+        self.logit_bias.is_empty() && !self.penalises()
+    }
+
+    /// Whether a penalty is active: a repeat penalty other than 1 (0 or below is none),
+    /// or a frequency or presence penalty.
+    fn penalises(&self) -> bool {
         let repeat = self.params.repeat_penalty;
-        self.logit_bias.is_empty()
-            && (repeat <= 0.0 || repeat == 1.0)
-            && self.frequency_penalty == 0.0
-            && self.presence_penalty == 0.0
+        !(repeat <= 0.0 || repeat == 1.0)
+            || self.frequency_penalty != 0.0
+            || self.presence_penalty != 0.0
     }
 
     /// Pick the next token from `logits` (one per vocabulary entry).
@@ -123,11 +128,8 @@ impl Sampler {
     /// logit bias, then the penalties over its recent tokens.
     pub fn adjustments(&self) -> LogitAdjustments {
         let repeat = self.params.repeat_penalty;
-        let penalised = !(repeat <= 0.0 || repeat == 1.0)
-            || self.frequency_penalty != 0.0
-            || self.presence_penalty != 0.0;
         let mut seen = Vec::new();
-        if penalised {
+        if self.penalises() {
             let mut recent = self.recent.iter().copied().collect::<Vec<_>>();
             recent.sort_unstable();
             seen = recent.chunk_by(|a, b| a == b).map(|run| (run[0], run.len() as u32)).collect();
